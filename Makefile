@@ -1,0 +1,131 @@
+# layerd — plain GNU make, pkg-config for every library.
+#   make            build ./layerd
+#   make run        install missing packages, build, start on 127.0.0.1:5080 with the built-in spec
+#   make check      install missing packages, build, run every test (unit tests under ASan+UBSan and valgrind)
+#   make fuzz       libFuzzer (clang) on every parser, FUZZ_SECONDS each
+#   make SANITIZER=address,undefined   build ./layerd itself with sanitizers
+
+CC ?= cc
+CLANG ?= clang
+PKG_CONFIG ?= pkg-config
+PREFIX ?= /usr/local
+DESTDIR ?=
+FUZZ_SECONDS ?= 60
+SANITIZER ?=
+
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
+
+# Libraries per module (STYLE.md: each third-party library lives in one module).
+PKGS_HOSTSCONFIG := yaml-0.1
+PKGS_AGENT := libmicrohttpd libsystemd
+PKGS := $(PKGS_HOSTSCONFIG) $(PKGS_AGENT)
+
+# pkg-config runs only where a build needs it, so `make deps` works before the -dev packages exist.
+pkg_cflags = $(shell $(PKG_CONFIG) --cflags $(1))
+pkg_libs = $(shell $(PKG_CONFIG) --libs $(1))
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wmissing-prototypes -Wstrict-prototypes -Wvla
+BASE_CFLAGS := -std=gnu17 $(WARN) -O2 -g -D_GNU_SOURCE -DLAYERD_VERSION='"$(VERSION)"' -I. \
+	-fno-strict-aliasing -fstack-protector-strong -D_FORTIFY_SOURCE=2 -MMD -MP
+CFLAGS ?=
+LDFLAGS ?=
+ifneq ($(SANITIZER),)
+SAN_FLAGS := -fsanitize=$(SANITIZER) -fno-omit-frame-pointer
+endif
+ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+COMMON_SRC := common/error.c common/log.c common/parse.c common/reference.c common/fsutil.c
+HOSTSCONFIG_SRC := hostsconfig/spec.c hostsconfig/spec-yaml.c hostsconfig/spec-helm.c \
+	hostsconfig/spec-print.c hostsconfig/spec-default.c
+AGENT_SRC := agent/main.c agent/serve.c agent/log.c agent/notify.c
+LIB_SRC := $(COMMON_SRC) $(HOSTSCONFIG_SRC)
+
+UNIT_SRC := $(sort $(wildcard tests/unit/*/test-*.c))
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz-*.c))
+FUZZ_TARGETS := $(filter-out fuzz-main,$(basename $(notdir $(FUZZ_SRC))))
+
+REL := build/release
+ASAN := build/asan
+FUZZ := build/fuzz
+
+.PHONY: all run check unit fuzz bench install clean deps
+.DEFAULT_GOAL := all
+
+all: layerd
+
+# ---- release build ------------------------------------------------------------
+$(REL)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(SAN_FLAGS) $(call pkg_cflags,$(PKGS)) $(CFLAGS) -c $< -o $@
+
+layerd: $(addprefix $(REL)/,$(LIB_SRC:.c=.o) $(AGENT_SRC:.c=.o))
+	$(CC) $(SAN_FLAGS) $(LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS))
+
+# ---- ASan+UBSan build for unit tests and fuzz-corpus replay ----------------------
+$(ASAN)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) -O1 $(ASAN_FLAGS) $(call pkg_cflags,$(PKGS) cmocka) $(CFLAGS) -c $< -o $@
+
+$(ASAN)/unit/%: $(ASAN)/tests/unit/%.o $(addprefix $(ASAN)/,$(LIB_SRC:.c=.o))
+	@mkdir -p $(@D)
+	$(CC) $(ASAN_FLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_HOSTSCONFIG) cmocka)
+
+# Unit tests also built without sanitizers, for valgrind.
+$(REL)/unit/%: $(REL)/tests/unit/%.o $(addprefix $(REL)/,$(LIB_SRC:.c=.o))
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $(call pkg_libs,$(PKGS_HOSTSCONFIG) cmocka)
+
+$(REL)/tests/unit/%.o: tests/unit/%.c
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(call pkg_cflags,$(PKGS) cmocka) $(CFLAGS) -c $< -o $@
+
+$(ASAN)/fuzz/%: $(ASAN)/tests/fuzz/%.o $(ASAN)/tests/fuzz/fuzz-main.o $(addprefix $(ASAN)/,$(LIB_SRC:.c=.o))
+	@mkdir -p $(@D)
+	$(CC) $(ASAN_FLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_HOSTSCONFIG))
+
+UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRC))
+UNIT_ASAN := $(addprefix $(ASAN)/unit/,$(UNIT_NAMES))
+UNIT_REL := $(addprefix $(REL)/unit/,$(UNIT_NAMES))
+FUZZ_REPLAY := $(addprefix $(ASAN)/fuzz/,$(FUZZ_TARGETS))
+
+unit: $(UNIT_ASAN) $(UNIT_REL) $(FUZZ_REPLAY)
+
+# ---- the two README commands ------------------------------------------------------
+run: deps
+	$(MAKE) layerd
+	./layerd serve $(RUN_ARGS)
+
+check: deps
+	$(MAKE) layerd unit
+	tests/run --unit "$(UNIT_ASAN)" --valgrind "$(UNIT_REL)" --fuzz "$(FUZZ_REPLAY)" --layerd ./layerd
+
+deps:
+	@scripts/deps.sh
+
+# ---- fuzzing with libFuzzer (clang) ---------------------------------------------------
+$(FUZZ)/%: tests/fuzz/%.c $(LIB_SRC)
+	@mkdir -p $(@D)
+	$(CLANG) -std=gnu17 -g -O1 -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined \
+		$(call pkg_cflags,$(PKGS_HOSTSCONFIG)) -o $@ $< $(LIB_SRC) $(call pkg_libs,$(PKGS_HOSTSCONFIG))
+
+fuzz: deps $(addprefix $(FUZZ)/,$(FUZZ_TARGETS))
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		name=$${t#fuzz-}; work=$$(mktemp -d); \
+		echo "fuzz $$t for $(FUZZ_SECONDS)s"; \
+		$(FUZZ)/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+			-dict=tests/fuzz/$$name.dict -artifact_prefix=$(FUZZ)/$$t- $$work tests/fuzz/corpus/$$name; \
+		rm -rf $$work; \
+	done
+
+bench:
+	@echo "make bench: no benchmarks yet; the harness arrives with the performance issue (#7)."
+
+install: layerd
+	install -D -m 0755 layerd $(DESTDIR)$(PREFIX)/bin/layerd
+	install -D -m 0644 docs/spec.md $(DESTDIR)$(PREFIX)/share/doc/layerd/spec.md
+	install -D -m 0644 docs/example-spec.yaml $(DESTDIR)$(PREFIX)/share/doc/layerd/example-spec.yaml
+
+clean:
+	rm -rf build layerd
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The HTTP front end. For now it answers the API version check (the pull API
+ * arrives with the cache and fallback modules): GET /v2/ is what skopeo and
+ * podman ping first, and anything else gets a fast, well-formed 404 so that
+ * containerd moves on to its next host instead of waiting. */
+#include "agent/serve.h"
+
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "agent/log.h"
+#include "agent/notify.h"
+#include "common/fsutil.h"
+
+#define SERVE_CONNECTION_LIMIT 1024
+#define SERVE_CONNECTION_TIMEOUT_S 30
+#define SERVE_THREADS 4
+
+/* Distribution spec error bodies: {"errors":[{"code":...,"message":...}]}. */
+static const char body_ok[] = "{}";
+static const char body_not_found[] =
+        "{\"errors\":[{\"code\":\"NOT_FOUND\",\"message\":\"not served by this layerd yet\"}]}";
+static const char body_unsupported[] =
+        "{\"errors\":[{\"code\":\"UNSUPPORTED\",\"message\":\"layerd is a read-only mirror\"}]}";
+
+static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, const char *body, bool head) {
+        struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(body), (void *) body,
+                                                                    MHD_RESPMEM_PERSISTENT);
+        if (!resp)
+                return MHD_NO;
+        enum MHD_Result ok = MHD_add_response_header(resp, "Content-Type", "application/json") &&
+                                             MHD_add_response_header(resp, "Docker-Distribution-API-Version",
+                                                                     "registry/2.0")
+                                     ? MHD_YES
+                                     : MHD_NO;
+        (void) head; /* MHD sends no body for HEAD on its own, with the GET's Content-Length. */
+        if (ok == MHD_YES)
+                ok = MHD_queue_response(conn, status, resp);
+        MHD_destroy_response(resp);
+        return ok;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls) {
+        (void) cls;
+        (void) version;
+        (void) upload_data;
+        (void) req_cls;
+        bool head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+        unsigned status;
+        const char *body;
+
+        /* No request takes a body; refuse one instead of buffering it. */
+        if (*upload_data_size != 0)
+                return MHD_NO;
+        if (!head && strcmp(method, MHD_HTTP_METHOD_GET) != 0) {
+                status = MHD_HTTP_METHOD_NOT_ALLOWED;
+                body = body_unsupported;
+        } else if (strcmp(url, "/v2/") == 0 || strcmp(url, "/v2") == 0) {
+                status = MHD_HTTP_OK;
+                body = body_ok;
+        } else {
+                status = MHD_HTTP_NOT_FOUND;
+                body = body_not_found;
+        }
+        const char *ns = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "ns");
+        log_debug("request method=%s path=\"%.512s\" ns=\"%.256s\" status=%u", method, url, ns ? ns : "", status);
+        return respond(conn, status, body, head);
+}
+
+static void on_panic(void *cls, const char *file, unsigned line, const char *reason) {
+        (void) cls;
+        /* MHD calls this for internal inconsistencies only; it must not return. */
+        log_line(LOG_CRIT, "libmicrohttpd failure at %s:%u: %s", file, line, reason ? reason : "");
+        abort();
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
+        char buf[1024];
+        (void) cls;
+        vsnprintf(buf, sizeof(buf), fmt, ap);
+        buf[strcspn(buf, "\n")] = '\0';
+        log_warning("libmicrohttpd: %s", buf);
+}
+
+static int resolve_listen(const struct serve_config *cfg, struct sockaddr_storage *ret, socklen_t *ret_len) {
+        struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV | AI_PASSIVE };
+        struct addrinfo *res = NULL;
+        char port[8];
+        snprintf(port, sizeof(port), "%u", cfg->listen_port);
+        int r = getaddrinfo(cfg->listen_host, port, &hints, &res);
+        if (r != 0) {
+                log_error("cannot resolve listen address host=\"%s\": %s", cfg->listen_host, gai_strerror(r));
+                return -EADDRNOTAVAIL;
+        }
+        memcpy(ret, res->ai_addr, res->ai_addrlen);
+        *ret_len = res->ai_addrlen;
+        freeaddrinfo(res);
+        return 0;
+}
+
+int serve_run(const struct serve_config *cfg) {
+        struct sockaddr_storage addr;
+        socklen_t addr_len;
+        sigset_t mask;
+        int r;
+
+        r = mkdir_p(cfg->cache_dir, 0700);
+        if (r < 0) {
+                log_error("cannot create cache directory dir=\"%s\": %s", cfg->cache_dir, strerror(-r));
+                return r;
+        }
+        r = resolve_listen(cfg, &addr, &addr_len);
+        if (r < 0)
+                return r;
+
+        /* Block the stop signals before MHD starts its threads, so they inherit
+         * the mask and only the sigwait() below ever sees them. */
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &mask, NULL);
+
+        MHD_set_panic_func(on_panic, NULL);
+        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+        if (addr.ss_family == AF_INET6)
+                flags |= MHD_USE_IPv6;
+        struct MHD_Daemon *d = MHD_start_daemon(
+                flags, cfg->listen_port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
+                MHD_OPTION_THREAD_POOL_SIZE, (unsigned) SERVE_THREADS, MHD_OPTION_CONNECTION_LIMIT,
+                (unsigned) SERVE_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) SERVE_CONNECTION_TIMEOUT_S,
+                MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
+        if (!d) {
+                int e = errno ? errno : EADDRINUSE;
+                log_error("cannot listen address=%s port=%u: %s", cfg->listen_host, cfg->listen_port, strerror(e));
+                return -e;
+        }
+        log_info("listening address=%s port=%u cache_dir=\"%s\" registries=%zu spec=\"%s\"", cfg->listen_host,
+                 cfg->listen_port, cfg->cache_dir, cfg->spec->n_registries, cfg->spec->source);
+        notify_ready("serving");
+
+        for (;;) {
+                int sig;
+                if (sigwait(&mask, &sig) != 0)
+                        continue;
+                if (sig == SIGHUP) {
+                        /* Reloading the spec needs the agent's full state (a later issue);
+                         * until then a SIGHUP must not kill the service. */
+                        log_notice("SIGHUP received: spec reload is not supported yet, keeping the current spec");
+                        continue;
+                }
+                log_info("stopping signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+                break;
+        }
+        notify_stopping();
+        MHD_stop_daemon(d);
+        return 0;
+}

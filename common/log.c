@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "common/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+void log_linev(int level, const char *fmt, va_list ap) {
+        char buf[LOG_LINE_MAX];
+        int n = snprintf(buf, sizeof(buf), "<%d>", level & LOG_PRIMASK);
+        int m = vsnprintf(buf + n, sizeof(buf) - (size_t) n, fmt, ap);
+        size_t len;
+        if (m < 0) {
+                len = (size_t) n;
+        } else if ((size_t) m >= sizeof(buf) - (size_t) n - 1) {
+                /* Leave room for "...\n" so a cut line is visible as cut. */
+                len = sizeof(buf) - 5;
+                memcpy(buf + len, "...", 3);
+                len += 3;
+        } else {
+                len = (size_t) n + (size_t) m;
+        }
+        buf[len++] = '\n';
+        /* Best effort: nothing sensible is left to do when stderr is gone. */
+        for (size_t off = 0; off < len;) {
+                ssize_t w = write(STDERR_FILENO, buf + off, len - off);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w <= 0)
+                        break;
+                off += (size_t) w;
+        }
+}
+
+void log_line(int level, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        log_linev(level, fmt, ap);
+        va_end(ap);
+}
+
+int log_level_from_string(const char *s) {
+        static const char *const names[] = {
+                [LOG_EMERG] = "emerg", [LOG_ALERT] = "alert",   [LOG_CRIT] = "crit",
+                [LOG_ERR] = "err",     [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
+                [LOG_INFO] = "info",   [LOG_DEBUG] = "debug",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if (strcmp(s, names[i]) == 0)
+                        return (int) i;
+        return -EINVAL;
+}

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* One line per event on stderr with the sd-daemon level prefix ("<6>"), so
+ * journald and `kubectl logs` both read the level. Filtering by level is the
+ * caller's business (agent/ keeps the process-wide threshold); modules never log. */
+
+#include <stdarg.h>
+#include <syslog.h>
+
+#include "common/macro.h"
+
+#define LOG_LINE_MAX 4096
+
+/* Writes "<level>message\n" to fd 2 in one write(2), so lines from threads never
+ * interleave; a message longer than LOG_LINE_MAX is cut and ends in "...". */
+void log_line(int level, const char *fmt, ...) _printf_(2, 3);
+void log_linev(int level, const char *fmt, va_list ap) _printf_(2, 0);
+
+/* Maps "emerg".."debug" (syslog names) to a level; returns -EINVAL for anything else. */
+int log_level_from_string(const char *s);

@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "common/reference.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/macro.h"
+#include "common/parse.h"
+
+static bool is_lower_alnum(char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+/* component := [a-z0-9]+ ((\.|_|__|-+)[a-z0-9]+)* over [s, s+n). */
+static bool component_is_valid(const char *s, size_t n) {
+        size_t i = 0;
+        if (n == 0 || !is_lower_alnum(s[0]) || !is_lower_alnum(s[n - 1]))
+                return false;
+        while (i < n) {
+                if (is_lower_alnum(s[i])) {
+                        i++;
+                        continue;
+                }
+                size_t start = i;
+                if (s[i] == '.') {
+                        i++;
+                } else if (s[i] == '_') {
+                        i++;
+                        if (i < n && s[i] == '_')
+                                i++;
+                } else if (s[i] == '-') {
+                        while (i < n && s[i] == '-')
+                                i++;
+                } else {
+                        return false;
+                }
+                if (i >= n || !is_lower_alnum(s[i]) || i == start)
+                        return false;
+        }
+        return true;
+}
+
+bool reference_path_is_valid(const char *path) {
+        size_t len = strlen(path);
+        if (len == 0 || len > REFERENCE_NAME_MAX)
+                return false;
+        const char *c = path;
+        for (;;) {
+                const char *slash = strchr(c, '/');
+                size_t n = slash ? (size_t) (slash - c) : strlen(c);
+                if (!component_is_valid(c, n))
+                        return false;
+                if (!slash)
+                        return true;
+                c = slash + 1;
+        }
+}
+
+static bool hex_is_valid(const char *s, size_t n) {
+        if (strlen(s) != n)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+                        return false;
+        return true;
+}
+
+bool reference_digest_is_valid(const char *digest) {
+        if (strncmp(digest, "sha256:", 7) == 0)
+                return hex_is_valid(digest + 7, 64);
+        if (strncmp(digest, "sha512:", 7) == 0)
+                return hex_is_valid(digest + 7, 128);
+        return false;
+}
+
+static bool is_word(char c) {
+        return isalnum((unsigned char) c) || c == '_';
+}
+
+bool reference_tag_is_valid(const char *tag) {
+        size_t n = strlen(tag);
+        if (n == 0 || n > 128 || !is_word(tag[0]))
+                return false;
+        for (size_t i = 1; i < n; i++)
+                if (!is_word(tag[i]) && tag[i] != '.' && tag[i] != '-')
+                        return false;
+        return true;
+}
+
+void reference_done(struct reference *r) {
+        free(r->domain);
+        free(r->path);
+        free(r->tag);
+        free(r->digest);
+        *r = (struct reference) {};
+}
+
+int reference_parse(const char *s, bool want_tag, struct reference *ret, const char **ret_reason) {
+        const char *reason_dummy;
+        const char **reason = ret_reason ? ret_reason : &reason_dummy;
+        _cleanup_free_ char *copy = strdup(s);
+        struct reference r = {};
+        int rc = -EINVAL;
+
+        if (!copy)
+                return -ENOMEM;
+        char *at = strchr(copy, '@');
+        if (at) {
+                *at = '\0';
+                if (!reference_digest_is_valid(at + 1)) {
+                        *reason = "invalid digest (sha256:<64 hex> or sha512:<128 hex>)";
+                        goto out;
+                }
+        }
+        /* A tag is the part after the last ':' that has no '/' after it;
+         * a ':' before a '/' is the domain's port. */
+        char *last_slash = strrchr(copy, '/');
+        char *colon = strrchr(last_slash ? last_slash : copy, ':');
+        if (colon) {
+                *colon = '\0';
+                if (!reference_tag_is_valid(colon + 1)) {
+                        *reason = "invalid tag";
+                        goto out;
+                }
+        }
+        if (!want_tag && (colon || at)) {
+                *reason = "a repository takes no tag or digest";
+                goto out;
+        }
+
+        char *slash = strchr(copy, '/');
+        const char *domain = "docker.io", *path = copy;
+        bool docker_hub = true;
+        if (slash && (memchr(copy, '.', (size_t) (slash - copy)) || memchr(copy, ':', (size_t) (slash - copy)) ||
+                      strncmp(copy, "localhost/", 10) == 0 || strncmp(copy, "localhost:", 10) == 0)) {
+                *slash = '\0';
+                domain = copy;
+                path = slash + 1;
+                docker_hub = strcmp(domain, "docker.io") == 0 || strcmp(domain, "index.docker.io") == 0;
+                _cleanup_free_ char *host = NULL;
+                uint16_t port;
+                if (parse_host_port(domain, false, &host, &port) < 0) {
+                        *reason = "invalid registry host";
+                        goto out;
+                }
+                if (docker_hub)
+                        domain = "docker.io";
+        }
+        if (!reference_path_is_valid(path)) {
+                *reason = "invalid repository name (lower-case components separated by '/')";
+                goto out;
+        }
+        if (strlen(domain) + 1 + strlen(path) > REFERENCE_NAME_MAX) {
+                *reason = "name longer than 255 characters";
+                goto out;
+        }
+        r.domain = strdup(domain);
+        if (docker_hub && !strchr(path, '/')) {
+                if (asprintf(&r.path, "library/%s", path) < 0)
+                        r.path = NULL;
+        } else {
+                r.path = strdup(path);
+        }
+        if (colon)
+                r.tag = strdup(colon + 1);
+        else if (want_tag && !at)
+                r.tag = strdup("latest");
+        if (at)
+                r.digest = strdup(at + 1);
+        if (!r.domain || !r.path || (colon && !r.tag) || (want_tag && !at && !colon && !r.tag) ||
+            (at && !r.digest)) {
+                rc = -ENOMEM;
+                goto out;
+        }
+        *ret = r;
+        return 0;
+out:
+        reference_done(&r);
+        return rc;
+}
+
+char *reference_to_string(const struct reference *r) {
+        char *s = NULL;
+        if (asprintf(&s, "%s/%s%s%s%s%s", r->domain, r->path, r->tag ? ":" : "", r->tag ? r->tag : "",
+                     r->digest ? "@" : "", r->digest ? r->digest : "") < 0)
+                return NULL;
+        return s;
+}

@@ -1,0 +1,203 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The Helm-values form of the spec: the block cluster operators already write
+ * for a node-local registry cache,
+ *
+ *   global.components.containerd.localRegistryCache {enabled, mirroredRegistries, port}
+ *   containerRegistries.<host>: [{endpoint: ...}, ...]
+ *
+ * mapped onto the same model as layerd's own form (docs/spec.md, "Helm-values
+ * form"). A values file is shared with the rest of a chart, so keys outside
+ * these two blocks are not ours to judge and are ignored; inside them every
+ * key is checked. */
+#include <errno.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/parse.h"
+#include "hostsconfig/spec-internal.h"
+
+/* Follows one key of a mapping on the way down to localRegistryCache; NULL
+ * (with an error when the node has the wrong type) when it is not there. */
+static yaml_node_t *descend(struct spec_ctx *c, const yaml_node_t *n, const char *path, const char *key) {
+        const char *const known[] = { key };
+        yaml_node_t *v;
+        if (spec_mapping(c, n, path, known, 1, &v, true) < 0)
+                return NULL;
+        return v;
+}
+
+static struct spec_registry *add_registry(struct spec_ctx *c, const char *host, bool mirror) {
+        struct spec *s = c->spec;
+        struct spec_registry *r = &s->registries[s->n_registries++];
+        r->host = spec_strdup(c, host);
+        r->mirror = mirror;
+        r->origin = spec_default_origin(host);
+        if (!r->origin)
+                c->oom = true;
+        return r;
+}
+
+/* An endpoint as operators write it: "host[:port][/path]" or a full URL. */
+static void helm_endpoint(struct spec_ctx *c, const yaml_node_t *item, const char *path, struct spec_endpoint *e) {
+        static const char *const keys[] = { "endpoint" };
+        yaml_node_t *v;
+        char p[SPEC_PATH_MAX];
+
+        spec_endpoint_defaults(e);
+        e->line = (unsigned) item->start_mark.line + 1;
+        if (spec_mapping(c, item, path, keys, 1, &v, false) < 0)
+                return;
+        if (!v) {
+                spec_error(c, item, path, "missing required key \"endpoint\"");
+                return;
+        }
+        spec_path_key(p, sizeof(p), path, "endpoint");
+        const char *s = spec_scalar(c, v, p);
+        if (!s)
+                return;
+        _cleanup_free_ char *full = NULL;
+        if (!strstr(s, "://")) {
+                if (asprintf(&full, "https://%s", s) < 0) {
+                        c->oom = true;
+                        return;
+                }
+        }
+        struct url u;
+        const char *reason = NULL;
+        int r = url_parse(full ? full : s, &u, &reason);
+        if (r == -ENOMEM) {
+                c->oom = true;
+                return;
+        }
+        if (r < 0) {
+                spec_error(c, v, p, "%s: \"%.128s\"", reason, s);
+                return;
+        }
+        /* Harbor proxy projects are written with the API root in the path
+         * (https://harbor/v2/proxy-docker.io); containerd needs override_path
+         * for them, and must append /v2 to any other path. */
+        e->override_path = strncmp(u.path, "/v2", 3) == 0 && (u.path[3] == '\0' || u.path[3] == '/');
+        e->url = url_to_string(&u);
+        if (!e->url)
+                c->oom = true;
+        url_done(&u);
+}
+
+static void helm_endpoints(struct spec_ctx *c, const yaml_node_t *n, const char *path, struct spec_registry *r) {
+        if (n->type != YAML_SEQUENCE_NODE) {
+                spec_error(c, n, path, "expected a list, got %s", spec_node_kind(n));
+                return;
+        }
+        size_t len = (size_t) (n->data.sequence.items.top - n->data.sequence.items.start);
+        if (len == 0) {
+                spec_error(c, n, path, "empty list");
+                return;
+        }
+        if (len > SPEC_ENDPOINTS_MAX) {
+                spec_error(c, n, path, "too many items (at most %d)", SPEC_ENDPOINTS_MAX);
+                return;
+        }
+        r->endpoints = spec_calloc(c, len + 1, sizeof(struct spec_endpoint));
+        if (!r->endpoints)
+                return;
+        r->n_endpoints = len;
+        for (size_t i = 0; i < len; i++) {
+                char p[SPEC_PATH_MAX];
+                spec_path_index(p, sizeof(p), path, i);
+                yaml_node_t *item = spec_node(c, n->data.sequence.items.start[i]);
+                helm_endpoint(c, item, p, &r->endpoints[i]);
+                spec_check_duplicate_endpoint(c, r, i, item, p);
+        }
+}
+
+void spec_parse_helm(struct spec_ctx *c, const yaml_node_t *root) {
+        static const char *const cache_keys[] = { "enabled", "mirroredRegistries", "port" };
+        const char *cache_path = "global.components.containerd.localRegistryCache";
+        const yaml_node_t *global = descend(c, root, "", "global");
+        const yaml_node_t *components = global ? descend(c, global, "global", "components") : NULL;
+        const yaml_node_t *containerd = components ? descend(c, components, "global.components", "containerd") : NULL;
+        const yaml_node_t *cache = containerd ? descend(c, containerd, "global.components.containerd", "localRegistryCache")
+                                              : NULL;
+        const yaml_node_t *regs = descend(c, root, "", "containerRegistries");
+        yaml_node_t *v[ELEMENTSOF(cache_keys)] = {};
+        bool enabled = false;
+        size_t n_mirrored = 0, n_regs = 0;
+
+        if (error_list_count(c->errors) > 0)
+                return;
+        if (!cache) {
+                error_list_add(c->errors, 0, 0, "%s: missing (layerd reads its settings from there)", cache_path);
+                return;
+        }
+        if (spec_mapping(c, cache, cache_path, cache_keys, ELEMENTSOF(cache_keys), v, false) < 0)
+                return;
+        if (v[0])
+                (void) spec_get_bool(c, v[0], "global.components.containerd.localRegistryCache.enabled", &enabled);
+        if (v[2]) {
+                uint64_t port;
+                if (spec_get_uint(c, v[2], "global.components.containerd.localRegistryCache.port", 1, 65535, &port) == 0)
+                        c->spec->agent.listen_port = (uint16_t) port;
+        }
+        const char *mr_path = "global.components.containerd.localRegistryCache.mirroredRegistries";
+        if (v[1]) {
+                if (v[1]->type != YAML_SEQUENCE_NODE)
+                        spec_error(c, v[1], mr_path, "expected a list, got %s", spec_node_kind(v[1]));
+                else
+                        n_mirrored = (size_t) (v[1]->data.sequence.items.top - v[1]->data.sequence.items.start);
+        }
+        if (enabled && n_mirrored == 0 && (!v[1] || v[1]->type == YAML_SEQUENCE_NODE))
+                spec_error(c, v[1] ? v[1] : cache, v[1] ? mr_path : cache_path,
+                           v[1] ? "empty list" : "enabled, but no mirroredRegistries");
+        if (regs) {
+                if (regs->type != YAML_MAPPING_NODE)
+                        spec_error(c, regs, "containerRegistries", "expected a mapping, got %s", spec_node_kind(regs));
+                else
+                        n_regs = (size_t) (regs->data.mapping.pairs.top - regs->data.mapping.pairs.start);
+        }
+        if (n_mirrored + n_regs > SPEC_REGISTRIES_MAX) {
+                spec_error(c, cache, cache_path, "too many registries (at most %d)", SPEC_REGISTRIES_MAX);
+                return;
+        }
+        if (error_list_count(c->errors) > 0)
+                return;
+        if (n_mirrored + n_regs == 0) {
+                spec_error(c, cache, cache_path, "no registries: list mirroredRegistries or containerRegistries");
+                return;
+        }
+        c->spec->registries = spec_calloc(c, n_mirrored + n_regs, sizeof(struct spec_registry));
+        if (!c->spec->registries)
+                return;
+
+        /* Mirrored registries first, in their order; each keeps its own
+         * containerRegistries endpoints (found below) ahead of the origin. */
+        for (size_t i = 0; i < n_mirrored; i++) {
+                char p[SPEC_PATH_MAX];
+                spec_path_index(p, sizeof(p), mr_path, i);
+                const yaml_node_t *item = spec_node(c, v[1]->data.sequence.items.start[i]);
+                _cleanup_free_ char *host = spec_registry_host(c, item, p);
+                if (!host)
+                        continue;
+                if (spec_find_registry(c->spec, host)) {
+                        spec_error(c, item, p, "\"%s\" listed twice", host);
+                        continue;
+                }
+                add_registry(c, host, enabled);
+        }
+        for (size_t i = 0; i < n_regs; i++) {
+                const yaml_node_pair_t *pair = &regs->data.mapping.pairs.start[i];
+                _cleanup_free_ char *host = spec_registry_host(c, spec_node(c, pair->key), "containerRegistries");
+                if (!host || !spec_key_is_unique(c, regs, i, "containerRegistries", true))
+                        continue;
+                struct spec_registry *r = (struct spec_registry *) spec_find_registry(c->spec, host);
+                /* Registries the cache does not mirror are still rendered for
+                 * containerd, which then goes to their endpoints directly. */
+                if (!r)
+                        r = add_registry(c, host, false);
+                char p[SPEC_PATH_MAX];
+                spec_path_key(p, sizeof(p), "containerRegistries", host);
+                helm_endpoints(c, spec_node(c, pair->value), p, r);
+        }
+        for (size_t i = 0; i < c->spec->n_registries; i++)
+                spec_mark_origin(c, &c->spec->registries[i], true);
+        spec_finish(c, NULL);
+}

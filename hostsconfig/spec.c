@@ -1,0 +1,1029 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The layerd form of the cluster spec (docs/spec.md), the checks both forms
+ * share, loading and freeing. */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <regex.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/parse.h"
+#include "common/reference.h"
+#include "hostsconfig/spec-internal.h"
+
+#define DURATION_MAX_MS (3600ULL * 1000)
+
+static const char *const top_keys[] = { "version", "agent", "registries", "prefetch" };
+static const char *const helm_top_keys[] = { "global", "containerRegistries" };
+
+/* ---- freeing ---------------------------------------------------------------- */
+
+static void strv_free(char **v, size_t n) {
+        for (size_t i = 0; v && i < n; i++)
+                free(v[i]);
+        free(v);
+}
+
+void spec_endpoint_done(struct spec_endpoint *e) {
+        free(e->url);
+        free(e->ca_file);
+        free(e->client_cert);
+        free(e->client_key);
+        free(e->credentials_file);
+        for (size_t i = 0; e->headers && i < e->n_headers; i++) {
+                free(e->headers[i].name);
+                strv_free(e->headers[i].values, e->headers[i].n_values);
+        }
+        free(e->headers);
+        *e = (struct spec_endpoint) {};
+}
+
+void spec_registry_done(struct spec_registry *r) {
+        free(r->host);
+        free(r->origin);
+        for (size_t i = 0; r->endpoints && i < r->n_endpoints; i++)
+                spec_endpoint_done(&r->endpoints[i]);
+        free(r->endpoints);
+        *r = (struct spec_registry) {};
+}
+
+struct spec *spec_free(struct spec *s) {
+        if (!s)
+                return NULL;
+        free(s->source);
+        free(s->agent.listen_host);
+        free(s->agent.cache_dir);
+        free(s->agent.default_registry);
+        for (size_t i = 0; s->registries && i < s->n_registries; i++)
+                spec_registry_done(&s->registries[i]);
+        free(s->registries);
+        for (size_t i = 0; s->prefetch.entries && i < s->prefetch.n_entries; i++) {
+                struct spec_prefetch_entry *p = &s->prefetch.entries[i];
+                free(p->image);
+                free(p->repository);
+                free(p->tag_regex);
+                free(p->tag_semver);
+                free(p->registry);
+                strv_free(p->platforms, p->n_platforms);
+        }
+        free(s->prefetch.entries);
+        strv_free(s->prefetch.platforms, s->prefetch.n_platforms);
+        free(s);
+        return NULL;
+}
+
+/* ---- small value types ------------------------------------------------------- */
+
+static size_t seq_len(const yaml_node_t *n) {
+        return (size_t) (n->data.sequence.items.top - n->data.sequence.items.start);
+}
+
+static size_t map_len(const yaml_node_t *n) {
+        return (size_t) (n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+}
+
+/* A list of at most max items, non-empty; NULL with an error otherwise. */
+static bool want_list(struct spec_ctx *c, const yaml_node_t *n, const char *path, size_t max) {
+        if (n->type != YAML_SEQUENCE_NODE) {
+                spec_error(c, n, path, "expected a list, got %s", spec_node_kind(n));
+                return false;
+        }
+        if (seq_len(n) == 0) {
+                spec_error(c, n, path, "empty list");
+                return false;
+        }
+        if (seq_len(n) > max) {
+                spec_error(c, n, path, "too many items (at most %zu)", max);
+                return false;
+        }
+        return true;
+}
+
+static int get_duration(struct spec_ctx *c, const yaml_node_t *n, const char *path, uint64_t min_ms,
+                        uint64_t max_ms, uint64_t *ret) {
+        const char *s = spec_scalar(c, n, path);
+        if (!s)
+                return -EINVAL;
+        uint64_t v;
+        if (parse_duration_ms(s, &v) < 0) {
+                spec_error(c, n, path, "not a duration (like 500ms, 5s, 1h30m): \"%.64s\"", s);
+                return -EINVAL;
+        }
+        if (v < min_ms || v > max_ms) {
+                char lo[32], hi[32];
+                format_duration_ms(min_ms, lo, sizeof(lo));
+                format_duration_ms(max_ms, hi, sizeof(hi));
+                spec_error(c, n, path, "must be between %s and %s", lo, hi);
+                return -EINVAL;
+        }
+        *ret = v;
+        return 0;
+}
+
+static int get_size(struct spec_ctx *c, const yaml_node_t *n, const char *path, uint64_t min, uint64_t *ret) {
+        const char *s = spec_scalar(c, n, path);
+        if (!s)
+                return -EINVAL;
+        uint64_t v;
+        if (parse_size(s, &v) < 0) {
+                spec_error(c, n, path, "not a size (like 512MiB, 20GiB, 10GB): \"%.64s\"", s);
+                return -EINVAL;
+        }
+        if (v < min) {
+                char lo[32];
+                format_size(min, lo, sizeof(lo));
+                spec_error(c, n, path, "must be at least %s", lo);
+                return -EINVAL;
+        }
+        *ret = v;
+        return 0;
+}
+
+static char *get_abs_path(struct spec_ctx *c, const yaml_node_t *n, const char *path) {
+        const char *s = spec_scalar(c, n, path);
+        if (!s)
+                return NULL;
+        if (s[0] != '/') {
+                spec_error(c, n, path, "not an absolute path: \"%.128s\"", s);
+                return NULL;
+        }
+        return spec_strdup(c, s);
+}
+
+/* A URL in canonical form, or NULL with an error recorded. */
+static char *get_url(struct spec_ctx *c, const yaml_node_t *n, const char *path, struct url *ret_url) {
+        const char *s = spec_scalar(c, n, path);
+        if (!s)
+                return NULL;
+        struct url u;
+        const char *reason = NULL;
+        int r = url_parse(s, &u, &reason);
+        if (r == -ENOMEM) {
+                c->oom = true;
+                return NULL;
+        }
+        if (r < 0) {
+                spec_error(c, n, path, "%s: \"%.128s\"", reason, s);
+                return NULL;
+        }
+        char *text = url_to_string(&u);
+        if (!text)
+                c->oom = true;
+        if (ret_url)
+                *ret_url = u;
+        else
+                url_done(&u);
+        return text;
+}
+
+static bool platform_is_valid(const char *s) {
+        /* os/arch[/variant], each [a-z0-9_]+ ("linux/arm64/v8", "windows/amd64"). */
+        size_t parts = 0, len = 0;
+        for (const char *p = s;; p++) {
+                if (*p == '/' || *p == '\0') {
+                        if (len == 0)
+                                return false;
+                        parts++;
+                        len = 0;
+                        if (*p == '\0')
+                                break;
+                } else if (islower((unsigned char) *p) || isdigit((unsigned char) *p) || *p == '_') {
+                        len++;
+                } else {
+                        return false;
+                }
+        }
+        return parts == 2 || parts == 3;
+}
+
+static void get_platforms(struct spec_ctx *c, const yaml_node_t *n, const char *path, char ***ret, size_t *ret_n) {
+        if (!want_list(c, n, path, SPEC_PLATFORMS_MAX))
+                return;
+        size_t len = seq_len(n);
+        char **v = spec_calloc(c, len, sizeof(char *));
+        if (!v)
+                return;
+        *ret = v;
+        *ret_n = len;
+        for (size_t i = 0; i < len; i++) {
+                char p[SPEC_PATH_MAX];
+                spec_path_index(p, sizeof(p), path, i);
+                yaml_node_t *item = spec_node(c, n->data.sequence.items.start[i]);
+                const char *s = spec_scalar(c, item, p);
+                if (!s)
+                        continue;
+                if (!platform_is_valid(s)) {
+                        spec_error(c, item, p, "not a platform (os/arch[/variant], like linux/arm64): \"%.64s\"", s);
+                        continue;
+                }
+                v[i] = spec_strdup(c, s);
+        }
+}
+
+/* A semver range: comparators separated by spaces, alternatives by "||". */
+static bool semver_range_is_valid(const char *s) {
+        size_t comparators = 0;
+        const char *p = s;
+        for (;;) {
+                while (*p == ' ')
+                        p++;
+                if (*p == '\0')
+                        break;
+                if (p[0] == '|' && p[1] == '|') {
+                        if (comparators == 0)
+                                return false;
+                        p += 2;
+                        comparators = 0;
+                        continue;
+                }
+                if ((p[0] == '>' || p[0] == '<') && p[1] == '=')
+                        p += 2;
+                else if (strchr("><=~^", *p))
+                        p++;
+                if (*p == 'v')
+                        p++;
+                for (int part = 0; part < 3; part++) {
+                        if (*p == 'x' || *p == 'X' || *p == '*')
+                                p++;
+                        else if (isdigit((unsigned char) *p))
+                                while (isdigit((unsigned char) *p))
+                                        p++;
+                        else
+                                return false;
+                        if (*p != '.')
+                                break;
+                        if (part == 2)
+                                return false;
+                        p++;
+                }
+                if (*p != ' ' && *p != '\0')
+                        return false;
+                comparators++;
+        }
+        return comparators > 0;
+}
+
+/* ---- agent ------------------------------------------------------------------ */
+
+static void parse_listen(struct spec_ctx *c, const yaml_node_t *n, const char *path) {
+        const char *s = spec_scalar(c, n, path);
+        if (!s)
+                return;
+        char *host = NULL;
+        uint16_t port;
+        int r = parse_host_port(s, true, &host, &port);
+        if (r == -ENOMEM) {
+                c->oom = true;
+                return;
+        }
+        if (r < 0) {
+                spec_error(c, n, path, "not a HOST:PORT address (like 127.0.0.1:5080 or [::1]:5080): \"%.128s\"", s);
+                return;
+        }
+        free(c->spec->agent.listen_host);
+        c->spec->agent.listen_host = host;
+        c->spec->agent.listen_port = port;
+}
+
+static void parse_agent(struct spec_ctx *c, const yaml_node_t *n, const yaml_node_t **ret_default_registry) {
+        static const char *const keys[] = { "listen", "cache_dir", "cache_max_size", "default_registry" };
+        yaml_node_t *v[ELEMENTSOF(keys)];
+        if (spec_mapping(c, n, "agent", keys, ELEMENTSOF(keys), v, false) < 0)
+                return;
+        if (v[0])
+                parse_listen(c, v[0], "agent.listen");
+        if (v[1]) {
+                char *dir = get_abs_path(c, v[1], "agent.cache_dir");
+                if (dir) {
+                        free(c->spec->agent.cache_dir);
+                        c->spec->agent.cache_dir = dir;
+                }
+        }
+        if (v[2])
+                (void) get_size(c, v[2], "agent.cache_max_size", 1ULL << 20, &c->spec->agent.cache_max_bytes);
+        /* Checked against the registries in spec_finish(), once they are known. */
+        *ret_default_registry = v[3];
+}
+
+/* ---- registries ------------------------------------------------------------- */
+
+void spec_endpoint_defaults(struct spec_endpoint *e) {
+        e->capabilities = SPEC_CAP_PULL | SPEC_CAP_RESOLVE;
+        e->connect_timeout_ms = SPEC_DEFAULT_CONNECT_TIMEOUT_MS;
+        e->idle_timeout_ms = SPEC_DEFAULT_IDLE_TIMEOUT_MS;
+}
+
+static void parse_capabilities(struct spec_ctx *c, const yaml_node_t *n, const char *path, struct spec_endpoint *e) {
+        if (!want_list(c, n, path, 8))
+                return;
+        unsigned caps = 0;
+        for (size_t i = 0; i < seq_len(n); i++) {
+                char p[SPEC_PATH_MAX];
+                spec_path_index(p, sizeof(p), path, i);
+                yaml_node_t *item = spec_node(c, n->data.sequence.items.start[i]);
+                const char *s = spec_scalar(c, item, p);
+                if (!s)
+                        continue;
+                unsigned bit = strcmp(s, "pull") == 0 ? SPEC_CAP_PULL : strcmp(s, "resolve") == 0 ? SPEC_CAP_RESOLVE : 0;
+                if (bit == 0) {
+                        if (strcmp(s, "push") == 0)
+                                spec_error(c, item, p, "\"push\" is not supported: layerd is pull-only");
+                        else
+                                spec_error(c, item, p, "unknown capability \"%.32s\" (pull or resolve)", s);
+                        continue;
+                }
+                if (caps & bit)
+                        spec_error(c, item, p, "\"%s\" listed twice", s);
+                caps |= bit;
+        }
+        if (caps)
+                e->capabilities = caps;
+}
+
+static void parse_tls(struct spec_ctx *c, const yaml_node_t *n, const char *path, struct spec_endpoint *e) {
+        static const char *const keys[] = { "ca_file", "client_cert", "client_key", "insecure_skip_verify" };
+        yaml_node_t *v[ELEMENTSOF(keys)];
+        char p[SPEC_PATH_MAX];
+        if (spec_mapping(c, n, path, keys, ELEMENTSOF(keys), v, false) < 0)
+                return;
+        char **dst[] = { &e->ca_file, &e->client_cert, &e->client_key };
+        for (size_t i = 0; i < ELEMENTSOF(dst); i++)
+                if (v[i]) {
+                        spec_path_key(p, sizeof(p), path, keys[i]);
+                        *dst[i] = get_abs_path(c, v[i], p);
+                }
+        if (v[2] && !v[1]) {
+                spec_path_key(p, sizeof(p), path, "client_key");
+                spec_error(c, v[2], p, "needs client_cert");
+        }
+        if (v[3]) {
+                spec_path_key(p, sizeof(p), path, "insecure_skip_verify");
+                (void) spec_get_bool(c, v[3], p, &e->skip_verify);
+        }
+}
+
+static bool header_name_is_valid(const char *s) {
+        /* RFC 9110 token. */
+        if (!*s)
+                return false;
+        for (; *s; s++)
+                if (!isalnum((unsigned char) *s) && !strchr("!#$%&'*+-.^_`|~", *s))
+                        return false;
+        return true;
+}
+
+static char *get_header_value(struct spec_ctx *c, const yaml_node_t *n, const char *path) {
+        const char *s = spec_scalar(c, n, path);
+        if (!s)
+                return NULL;
+        if (strpbrk(s, "\r\n")) {
+                spec_error(c, n, path, "header values cannot contain line breaks");
+                return NULL;
+        }
+        return spec_strdup(c, s);
+}
+
+static void parse_headers(struct spec_ctx *c, const yaml_node_t *n, const char *path, struct spec_endpoint *e) {
+        if (n->type != YAML_MAPPING_NODE) {
+                spec_error(c, n, path, "expected a mapping, got %s", spec_node_kind(n));
+                return;
+        }
+        size_t len = map_len(n);
+        if (len > SPEC_HEADERS_MAX) {
+                spec_error(c, n, path, "too many headers (at most %d)", SPEC_HEADERS_MAX);
+                return;
+        }
+        e->headers = spec_calloc(c, len, sizeof(struct spec_header));
+        if (!e->headers)
+                return;
+        e->n_headers = len;
+        for (size_t i = 0; i < len; i++) {
+                const yaml_node_pair_t *pair = &n->data.mapping.pairs.start[i];
+                yaml_node_t *k = spec_node(c, pair->key), *val = spec_node(c, pair->value);
+                const char *name = spec_scalar(c, k, path);
+                if (!name || !spec_key_is_unique(c, n, i, path, true))
+                        continue;
+                char p[SPEC_PATH_MAX];
+                spec_path_key(p, sizeof(p), path, name);
+                if (!header_name_is_valid(name)) {
+                        spec_error(c, k, p, "not a valid header name");
+                        continue;
+                }
+                if (strcasecmp(name, "Authorization") == 0 || strcasecmp(name, "Proxy-Authorization") == 0 ||
+                    strcasecmp(name, "Cookie") == 0) {
+                        spec_error(c, k, p, "secrets do not belong in the spec: use credentials_file");
+                        continue;
+                }
+                struct spec_header *h = &e->headers[i];
+                h->name = spec_strdup(c, name);
+                if (val->type == YAML_SEQUENCE_NODE) {
+                        if (!want_list(c, val, p, SPEC_HEADER_VALUES_MAX))
+                                continue;
+                        h->values = spec_calloc(c, seq_len(val), sizeof(char *));
+                        if (!h->values)
+                                continue;
+                        h->n_values = seq_len(val);
+                        for (size_t j = 0; j < h->n_values; j++) {
+                                char pj[SPEC_PATH_MAX];
+                                spec_path_index(pj, sizeof(pj), p, j);
+                                h->values[j] = get_header_value(c, spec_node(c, val->data.sequence.items.start[j]), pj);
+                        }
+                } else {
+                        h->values = spec_calloc(c, 1, sizeof(char *));
+                        if (!h->values)
+                                continue;
+                        h->n_values = 1;
+                        h->values[0] = get_header_value(c, val, p);
+                }
+        }
+}
+
+static void parse_timeouts(struct spec_ctx *c, const yaml_node_t *n, const char *path, struct spec_endpoint *e) {
+        static const char *const keys[] = { "connect", "idle" };
+        yaml_node_t *v[ELEMENTSOF(keys)];
+        char p[SPEC_PATH_MAX];
+        if (spec_mapping(c, n, path, keys, ELEMENTSOF(keys), v, false) < 0)
+                return;
+        uint64_t *dst[] = { &e->connect_timeout_ms, &e->idle_timeout_ms };
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+                if (v[i]) {
+                        spec_path_key(p, sizeof(p), path, keys[i]);
+                        (void) get_duration(c, v[i], p, 1, DURATION_MAX_MS, dst[i]);
+                }
+}
+
+static void parse_endpoint(struct spec_ctx *c, const yaml_node_t *n, const char *path, struct spec_endpoint *e) {
+        static const char *const keys[] = { "url",  "capabilities", "override_path", "tls", "headers",
+                                            "credentials_file", "timeouts" };
+        yaml_node_t *v[ELEMENTSOF(keys)];
+        char p[SPEC_PATH_MAX];
+
+        spec_endpoint_defaults(e);
+        e->line = (unsigned) n->start_mark.line + 1;
+        /* A bare string is shorthand for {url: ...}. */
+        if (n->type == YAML_SCALAR_NODE && !spec_is_null(n)) {
+                spec_path_key(p, sizeof(p), path, "url");
+                e->url = get_url(c, n, p, NULL);
+                return;
+        }
+        if (spec_mapping(c, n, path, keys, ELEMENTSOF(keys), v, false) < 0)
+                return;
+        struct url u = {};
+        bool have_url = false;
+        if (!v[0]) {
+                spec_error(c, n, path, "missing required key \"url\"");
+        } else {
+                spec_path_key(p, sizeof(p), path, "url");
+                e->url = get_url(c, v[0], p, &u);
+                have_url = e->url != NULL;
+        }
+        if (v[1]) {
+                spec_path_key(p, sizeof(p), path, "capabilities");
+                parse_capabilities(c, v[1], p, e);
+        }
+        if (v[2]) {
+                spec_path_key(p, sizeof(p), path, "override_path");
+                (void) spec_get_bool(c, v[2], p, &e->override_path);
+        }
+        if (v[3]) {
+                spec_path_key(p, sizeof(p), path, "tls");
+                if (have_url && strcmp(u.scheme, "https") != 0)
+                        spec_error(c, v[3], p, "TLS settings need an https:// URL");
+                parse_tls(c, v[3], p, e);
+        }
+        if (v[4]) {
+                spec_path_key(p, sizeof(p), path, "headers");
+                parse_headers(c, v[4], p, e);
+        }
+        if (v[5]) {
+                spec_path_key(p, sizeof(p), path, "credentials_file");
+                e->credentials_file = get_abs_path(c, v[5], p);
+        }
+        if (v[6]) {
+                spec_path_key(p, sizeof(p), path, "timeouts");
+                parse_timeouts(c, v[6], p, e);
+        }
+        if (have_url)
+                url_done(&u);
+}
+
+static void parse_registry(struct spec_ctx *c, const yaml_node_t *n, const char *path, struct spec_registry *r) {
+        static const char *const keys[] = { "mirror", "origin", "fallback_to_origin", "endpoints" };
+        yaml_node_t *v[ELEMENTSOF(keys)] = {};
+        char p[SPEC_PATH_MAX];
+        bool fallback = true;
+
+        r->mirror = true;
+        /* "docker.io:" with nothing after it, or "{}": every default. */
+        if (spec_is_null(n))
+                goto origin;
+        if (spec_mapping(c, n, path, keys, ELEMENTSOF(keys), v, false) < 0)
+                return;
+        if (v[0]) {
+                spec_path_key(p, sizeof(p), path, "mirror");
+                (void) spec_get_bool(c, v[0], p, &r->mirror);
+        }
+        if (v[1]) {
+                spec_path_key(p, sizeof(p), path, "origin");
+                r->origin = get_url(c, v[1], p, NULL);
+        }
+        if (v[2]) {
+                spec_path_key(p, sizeof(p), path, "fallback_to_origin");
+                (void) spec_get_bool(c, v[2], p, &fallback);
+        }
+        if (v[3]) {
+                spec_path_key(p, sizeof(p), path, "endpoints");
+                if (want_list(c, v[3], p, SPEC_ENDPOINTS_MAX)) {
+                        size_t len = seq_len(v[3]);
+                        /* One spare slot for the implied origin. */
+                        r->endpoints = spec_calloc(c, len + 1, sizeof(struct spec_endpoint));
+                        if (r->endpoints) {
+                                r->n_endpoints = len;
+                                for (size_t i = 0; i < len; i++) {
+                                        char pi[SPEC_PATH_MAX];
+                                        spec_path_index(pi, sizeof(pi), p, i);
+                                        yaml_node_t *item = spec_node(c, v[3]->data.sequence.items.start[i]);
+                                        parse_endpoint(c, item, pi, &r->endpoints[i]);
+                                        spec_check_duplicate_endpoint(c, r, i, item, pi);
+                                }
+                        }
+                } else {
+                        return;
+                }
+        }
+        if (!fallback && r->n_endpoints == 0) {
+                spec_error(c, v[2], path, "no endpoints: list some or set fallback_to_origin: true");
+                return;
+        }
+origin:
+        if (!r->origin) {
+                if (v[1])
+                        return; /* an invalid origin was reported */
+                r->origin = spec_default_origin(r->host);
+                if (!r->origin) {
+                        c->oom = true;
+                        return;
+                }
+        }
+        spec_mark_origin(c, r, fallback);
+}
+
+static void parse_registries(struct spec_ctx *c, const yaml_node_t *n) {
+        const char *path = "registries";
+        if (n->type != YAML_MAPPING_NODE) {
+                spec_error(c, n, path, "expected a mapping, got %s", spec_node_kind(n));
+                return;
+        }
+        size_t len = map_len(n);
+        if (len == 0) {
+                spec_error(c, n, path, "no registries: list at least one");
+                return;
+        }
+        if (len > SPEC_REGISTRIES_MAX) {
+                spec_error(c, n, path, "too many registries (at most %d)", SPEC_REGISTRIES_MAX);
+                return;
+        }
+        c->spec->registries = spec_calloc(c, len, sizeof(struct spec_registry));
+        if (!c->spec->registries)
+                return;
+        c->spec->n_registries = len;
+        for (size_t i = 0; i < len; i++) {
+                const yaml_node_pair_t *pair = &n->data.mapping.pairs.start[i];
+                yaml_node_t *k = spec_node(c, pair->key);
+                struct spec_registry *r = &c->spec->registries[i];
+                r->host = spec_registry_host(c, k, path);
+                if (!r->host || !spec_key_is_unique(c, n, i, path, true))
+                        continue;
+                char p[SPEC_PATH_MAX];
+                spec_path_key(p, sizeof(p), path, r->host);
+                parse_registry(c, spec_node(c, pair->value), p, r);
+        }
+}
+
+void spec_mark_origin(struct spec_ctx *c, struct spec_registry *r, bool append) {
+        bool listed = false;
+        if (!r->origin)
+                return;
+        for (size_t i = 0; i < r->n_endpoints; i++)
+                if (r->endpoints[i].url && strcmp(r->endpoints[i].url, r->origin) == 0) {
+                        r->endpoints[i].is_origin = true;
+                        listed = true;
+                }
+        if (listed || !append)
+                return;
+        /* Parsers allocate one spare slot for this; a registry without endpoints has no array yet. */
+        if (!r->endpoints) {
+                r->endpoints = spec_calloc(c, 1, sizeof(struct spec_endpoint));
+                if (!r->endpoints)
+                        return;
+        }
+        struct spec_endpoint *o = &r->endpoints[r->n_endpoints++];
+        spec_endpoint_defaults(o);
+        o->is_origin = true;
+        o->url = spec_strdup(c, r->origin);
+}
+
+void spec_check_duplicate_endpoint(struct spec_ctx *c, const struct spec_registry *r, size_t i,
+                                   const yaml_node_t *n, const char *path) {
+        const char *url = r->endpoints[i].url;
+        for (size_t j = 0; url && j < i; j++)
+                if (r->endpoints[j].url && strcmp(r->endpoints[j].url, url) == 0) {
+                        spec_error(c, n, path, "duplicate endpoint \"%s\" (first at line %u)", url,
+                                   r->endpoints[j].line);
+                        return;
+                }
+}
+
+/* ---- prefetch --------------------------------------------------------------- */
+
+static void parse_tags(struct spec_ctx *c, const yaml_node_t *n, const char *path, struct spec_prefetch_entry *e) {
+        static const char *const keys[] = { "regex", "semver", "newest" };
+        yaml_node_t *v[ELEMENTSOF(keys)];
+        char p[SPEC_PATH_MAX];
+        if (spec_mapping(c, n, path, keys, ELEMENTSOF(keys), v, false) < 0)
+                return;
+        if (v[0]) {
+                spec_path_key(p, sizeof(p), path, "regex");
+                const char *s = spec_scalar(c, v[0], p);
+                regex_t re;
+                int r = s ? regcomp(&re, s, REG_EXTENDED | REG_NOSUB) : -1;
+                if (r == 0) {
+                        regfree(&re);
+                        e->tag_regex = spec_strdup(c, s);
+                } else if (s) {
+                        char why[128];
+                        regerror(r, NULL, why, sizeof(why));
+                        spec_error(c, v[0], p, "not a valid extended regular expression: %s", why);
+                }
+        }
+        if (v[1]) {
+                spec_path_key(p, sizeof(p), path, "semver");
+                const char *s = spec_scalar(c, v[1], p);
+                if (s && !semver_range_is_valid(s))
+                        spec_error(c, v[1], p, "not a semver range (like \">=1.2 <2\" or \"~1.27\"): \"%.64s\"", s);
+                else if (s)
+                        e->tag_semver = spec_strdup(c, s);
+        }
+        if (v[2]) {
+                uint64_t newest;
+                spec_path_key(p, sizeof(p), path, "newest");
+                if (spec_get_uint(c, v[2], p, 1, 1000, &newest) == 0)
+                        e->newest = (unsigned) newest;
+        }
+}
+
+static void parse_prefetch_entry(struct spec_ctx *c, const yaml_node_t *n, const char *path,
+                                 struct spec_prefetch_entry *e) {
+        static const char *const keys[] = { "image", "repository", "tags", "platforms" };
+        yaml_node_t *v[ELEMENTSOF(keys)] = {};
+        const yaml_node_t *ref_node = n;
+        bool is_image = true;
+        char p[SPEC_PATH_MAX];
+
+        if (n->type == YAML_SCALAR_NODE && !spec_is_null(n)) {
+                snprintf(p, sizeof(p), "%s", path);
+        } else {
+                if (spec_mapping(c, n, path, keys, ELEMENTSOF(keys), v, false) < 0)
+                        return;
+                if (!!v[0] == !!v[1]) {
+                        spec_error(c, n, path, "needs exactly one of \"image\" or \"repository\"");
+                        return;
+                }
+                is_image = v[0] != NULL;
+                ref_node = is_image ? v[0] : v[1];
+                spec_path_key(p, sizeof(p), path, is_image ? "image" : "repository");
+                if (v[2]) {
+                        char pt[SPEC_PATH_MAX];
+                        spec_path_key(pt, sizeof(pt), path, "tags");
+                        if (is_image)
+                                spec_error(c, v[2], pt, "tag filters apply to a \"repository\", not an \"image\"");
+                        else
+                                parse_tags(c, v[2], pt, e);
+                }
+                if (v[3]) {
+                        char pp[SPEC_PATH_MAX];
+                        spec_path_key(pp, sizeof(pp), path, "platforms");
+                        get_platforms(c, v[3], pp, &e->platforms, &e->n_platforms);
+                }
+        }
+        const char *s = spec_scalar(c, ref_node, p);
+        if (!s)
+                return;
+        struct reference ref;
+        const char *reason = NULL;
+        int r = reference_parse(s, is_image, &ref, &reason);
+        if (r == -ENOMEM) {
+                c->oom = true;
+                return;
+        }
+        if (r < 0) {
+                spec_error(c, ref_node, p, "%s: \"%.128s\"", reason, s);
+                return;
+        }
+        char *text = reference_to_string(&ref);
+        if (!text)
+                c->oom = true;
+        if (is_image)
+                e->image = text;
+        else
+                e->repository = text;
+        e->registry = spec_strdup(c, ref.domain);
+        reference_done(&ref);
+}
+
+static void parse_prefetch(struct spec_ctx *c, const yaml_node_t *n) {
+        static const char *const keys[] = { "interval", "concurrency", "bandwidth", "platforms", "images" };
+        yaml_node_t *v[ELEMENTSOF(keys)];
+        struct spec_prefetch *pf = &c->spec->prefetch;
+        if (spec_mapping(c, n, "prefetch", keys, ELEMENTSOF(keys), v, false) < 0)
+                return;
+        if (v[0])
+                (void) get_duration(c, v[0], "prefetch.interval", 60 * 1000, 365ULL * 86400 * 1000, &pf->interval_ms);
+        if (v[1]) {
+                uint64_t x;
+                if (spec_get_uint(c, v[1], "prefetch.concurrency", 1, 64, &x) == 0)
+                        pf->concurrency = (unsigned) x;
+        }
+        if (v[2])
+                (void) get_size(c, v[2], "prefetch.bandwidth", 0, &pf->bandwidth_bps);
+        if (v[3])
+                get_platforms(c, v[3], "prefetch.platforms", &pf->platforms, &pf->n_platforms);
+        if (v[4] && want_list(c, v[4], "prefetch.images", SPEC_PREFETCH_MAX)) {
+                size_t len = seq_len(v[4]);
+                pf->entries = spec_calloc(c, len, sizeof(struct spec_prefetch_entry));
+                if (!pf->entries)
+                        return;
+                pf->n_entries = len;
+                for (size_t i = 0; i < len; i++) {
+                        char p[SPEC_PATH_MAX];
+                        spec_path_index(p, sizeof(p), "prefetch.images", i);
+                        parse_prefetch_entry(c, spec_node(c, v[4]->data.sequence.items.start[i]), p, &pf->entries[i]);
+                }
+        }
+}
+
+/* ---- both forms ------------------------------------------------------------- */
+
+char *spec_default_origin(const char *host) {
+        /* Docker Hub's API is not served at docker.io itself; containerd and
+         * docker both special-case the name the same way. */
+        if (strcmp(host, "docker.io") == 0)
+                return strdup("https://registry-1.docker.io");
+        char *s = NULL;
+        if (asprintf(&s, "https://%s", host) < 0)
+                return NULL;
+        return s;
+}
+
+const struct spec_registry *spec_find_registry(const struct spec *s, const char *host) {
+        for (size_t i = 0; i < s->n_registries; i++)
+                if (s->registries[i].host && strcasecmp(s->registries[i].host, host) == 0)
+                        return &s->registries[i];
+        return NULL;
+}
+
+static void finish_default_registry(struct spec_ctx *c, const yaml_node_t *n) {
+        struct spec *s = c->spec;
+        if (!n) {
+                const struct spec_registry *r = spec_find_registry(s, "docker.io");
+                if (r && r->mirror)
+                        s->agent.default_registry = spec_strdup(c, "docker.io");
+                return;
+        }
+        if (spec_is_null(n))
+                return;
+        const char *path = "agent.default_registry";
+        const char *host = spec_scalar(c, n, path);
+        if (!host)
+                return;
+        const struct spec_registry *r = spec_find_registry(s, host);
+        if (!r)
+                spec_error(c, n, path, "\"%.128s\" is not in registries", host);
+        else if (!r->mirror)
+                spec_error(c, n, path, "\"%.128s\" has mirror: false", host);
+        else
+                s->agent.default_registry = spec_strdup(c, r->host);
+}
+
+void spec_finish(struct spec_ctx *c, const yaml_node_t *default_registry) {
+        struct spec *s = c->spec;
+        if (!s->agent.listen_host)
+                s->agent.listen_host = spec_strdup(c, "127.0.0.1");
+        if (s->agent.listen_port == 0)
+                s->agent.listen_port = SPEC_DEFAULT_PORT;
+        if (!s->agent.cache_dir)
+                s->agent.cache_dir = spec_strdup(c, c->default_cache_dir);
+        if (s->agent.cache_max_bytes == 0)
+                s->agent.cache_max_bytes = SPEC_DEFAULT_CACHE_MAX_SIZE;
+        if (s->prefetch.interval_ms == 0)
+                s->prefetch.interval_ms = SPEC_DEFAULT_PREFETCH_INTERVAL_MS;
+        if (s->prefetch.concurrency == 0)
+                s->prefetch.concurrency = SPEC_DEFAULT_PREFETCH_CONCURRENCY;
+        finish_default_registry(c, default_registry);
+
+        /* Prefetch goes through layerd, so only a mirrored registry can be prefetched from. */
+        for (size_t i = 0; i < s->prefetch.n_entries; i++) {
+                struct spec_prefetch_entry *e = &s->prefetch.entries[i];
+                if (!e->registry)
+                        continue;
+                const struct spec_registry *r = spec_find_registry(s, e->registry);
+                if (!r || !r->mirror)
+                        error_list_add(c->errors, 0, 0, "prefetch.images[%zu]: registry \"%s\" is not a mirrored registry of the spec",
+                                       i, e->registry);
+        }
+}
+
+static void parse_layerd(struct spec_ctx *c, const yaml_node_t *root) {
+        yaml_node_t *v[ELEMENTSOF(top_keys)];
+        const yaml_node_t *default_registry = NULL;
+        if (spec_mapping(c, root, "", top_keys, ELEMENTSOF(top_keys), v, false) < 0)
+                return;
+        if (v[0]) {
+                uint64_t version;
+                (void) spec_get_uint(c, v[0], "version", 1, 1, &version);
+        }
+        if (v[1])
+                parse_agent(c, v[1], &default_registry);
+        if (v[2])
+                parse_registries(c, v[2]);
+        else
+                spec_error(c, root, "", "missing required key \"registries\"");
+        if (v[3])
+                parse_prefetch(c, v[3]);
+        spec_finish(c, default_registry);
+}
+
+/* Which form is it? Helm values when it has a Helm key and no layerd key. */
+static bool is_helm(struct spec_ctx *c, const yaml_node_t *root, const yaml_node_t **ret_conflict,
+                    const char **ret_layerd_key, const char **ret_helm_key) {
+        const char *layerd_key = NULL, *helm_key = NULL;
+        const yaml_node_t *conflict = NULL;
+        for (const yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
+                const yaml_node_t *k = spec_node(c, p->key);
+                if (!k || k->type != YAML_SCALAR_NODE)
+                        continue;
+                const char *key = (const char *) k->data.scalar.value;
+                for (size_t i = 0; i < ELEMENTSOF(top_keys); i++)
+                        if (strcmp(key, top_keys[i]) == 0 && !layerd_key) {
+                                layerd_key = top_keys[i];
+                                if (helm_key)
+                                        conflict = k;
+                        }
+                for (size_t i = 0; i < ELEMENTSOF(helm_top_keys); i++)
+                        if (strcmp(key, helm_top_keys[i]) == 0 && !helm_key) {
+                                helm_key = helm_top_keys[i];
+                                if (layerd_key)
+                                        conflict = k;
+                        }
+        }
+        *ret_conflict = conflict;
+        *ret_layerd_key = layerd_key;
+        *ret_helm_key = helm_key;
+        return helm_key && !layerd_key;
+}
+
+static void parse_root(struct spec_ctx *c, const yaml_node_t *root) {
+        if (!root) {
+                error_list_add(c->errors, 0, 0, "empty file: expected a mapping with \"registries\"");
+                return;
+        }
+        if (root->type != YAML_MAPPING_NODE) {
+                spec_error(c, root, "", "expected a mapping at the top level, got %s", spec_node_kind(root));
+                return;
+        }
+        const yaml_node_t *conflict;
+        const char *lk, *hk;
+        if (is_helm(c, root, &conflict, &lk, &hk)) {
+                c->spec->format = SPEC_FORMAT_HELM;
+                spec_parse_helm(c, root);
+                return;
+        }
+        if (conflict) {
+                spec_error(c, conflict, "", "mixes layerd keys (\"%s\") with Helm values keys (\"%s\"): use one form",
+                           lk, hk);
+                return;
+        }
+        parse_layerd(c, root);
+}
+
+/* ---- loading ---------------------------------------------------------------- */
+
+static void yaml_error(struct spec_ctx *c, const yaml_parser_t *parser) {
+        /* problem_mark is where libyaml gave up; context_mark, when set, is
+         * where the construct began (an unclosed quote, say). */
+        const yaml_mark_t *m = &parser->problem_mark;
+        const char *problem = parser->problem ? parser->problem : "cannot parse";
+        if (parser->error == YAML_MEMORY_ERROR) {
+                c->oom = true;
+                return;
+        }
+        if (parser->context)
+                error_list_add(c->errors, (unsigned) m->line + 1, (unsigned) m->column + 1, "YAML syntax error: %s %s",
+                               parser->context, problem);
+        else
+                error_list_add(c->errors, (unsigned) m->line + 1, (unsigned) m->column + 1, "YAML syntax error: %s",
+                               problem);
+}
+
+int spec_parse(const char *source, const char *data, size_t size, const char *default_cache_dir,
+               struct spec **ret, struct error_list *errors) {
+        _cleanup_(spec_freep) struct spec *s = NULL;
+        yaml_parser_t parser;
+        yaml_document_t doc;
+        struct spec_ctx c = { .errors = errors, .default_cache_dir = default_cache_dir ? default_cache_dir : "/var/lib/layerd" };
+        int r = -EINVAL;
+
+        error_list_init(errors, source);
+        if (size > SPEC_FILE_MAX) {
+                error_list_add(errors, 0, 0, "larger than %d bytes", SPEC_FILE_MAX);
+                return -EFBIG;
+        }
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->source = strdup(source);
+        if (!s->source)
+                return -ENOMEM;
+        c.spec = s;
+        if (!yaml_parser_initialize(&parser))
+                return -ENOMEM;
+        yaml_parser_set_input_string(&parser, (const unsigned char *) data, size);
+        if (!yaml_parser_load(&parser, &doc)) {
+                yaml_error(&c, &parser);
+                yaml_parser_delete(&parser);
+                return c.oom ? -ENOMEM : -EINVAL;
+        }
+        c.doc = &doc;
+        parse_root(&c, yaml_document_get_root_node(&doc));
+
+        /* A second document in the stream is almost certainly a mistake
+         * (two specs pasted together); refuse it rather than ignore it. */
+        yaml_document_t next;
+        if (!c.oom && error_list_count(errors) == 0) {
+                if (!yaml_parser_load(&parser, &next)) {
+                        yaml_error(&c, &parser);
+                } else {
+                        if (yaml_document_get_root_node(&next))
+                                error_list_add(errors, (unsigned) next.start_mark.line + 1,
+                                               (unsigned) next.start_mark.column + 1,
+                                               "more than one YAML document: a spec is one document");
+                        yaml_document_delete(&next);
+                }
+        }
+        yaml_document_delete(&doc);
+        yaml_parser_delete(&parser);
+        if (c.oom)
+                return -ENOMEM;
+        if (error_list_count(errors) > 0)
+                return r;
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+int spec_load_file(const char *path, const char *default_cache_dir, struct spec **ret, struct error_list *errors) {
+        _cleanup_close_ int fd = -1;
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0;
+
+        error_list_init(errors, path);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+                int e = errno;
+                error_list_add(errors, 0, 0, "cannot open: %s", strerror(e));
+                return -e;
+        }
+        struct stat st;
+        if (fstat(fd, &st) < 0) {
+                int e = errno;
+                error_list_add(errors, 0, 0, "cannot stat: %s", strerror(e));
+                return -e;
+        }
+        if (!S_ISREG(st.st_mode)) {
+                error_list_add(errors, 0, 0, "not a regular file");
+                return -EINVAL;
+        }
+        /* Read up to the cap plus one byte, so a file that grew is still caught. */
+        buf = malloc(SPEC_FILE_MAX + 1);
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                ssize_t n = read(fd, buf + len, SPEC_FILE_MAX + 1 - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        int e = errno;
+                        error_list_add(errors, 0, 0, "cannot read: %s", strerror(e));
+                        return -e;
+                }
+                if (n == 0 || (len += (size_t) n) > SPEC_FILE_MAX)
+                        break;
+        }
+        if (len > SPEC_FILE_MAX) {
+                error_list_add(errors, 0, 0, "larger than %d bytes", SPEC_FILE_MAX);
+                return -EFBIG;
+        }
+        return spec_parse(path, buf, len, default_cache_dir, ret, errors);
+}

@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* The cluster spec: one YAML file describing the whole mirror setup, parsed
+ * with libyaml into the typed model below. Two input forms map onto the same
+ * model: layerd's own (docs/spec.md) and the Helm values block that cluster
+ * operators already write (global.components.containerd.localRegistryCache and
+ * containerRegistries). Parsing is all-or-nothing: a spec with any error yields
+ * no model, and every error carries file:line:col and the key path.
+ *
+ * The model is plain immutable data: consumers (agent, renderers, fallback
+ * chains) read the fields directly and never write them. Every default is
+ * filled in, so nothing downstream needs to know the defaults. Thread-safe to
+ * read from any number of threads once returned. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/error.h"
+
+#define SPEC_FILE_MAX (1024 * 1024) /* bytes of YAML read at most */
+#define SPEC_REGISTRIES_MAX 256
+#define SPEC_ENDPOINTS_MAX 16
+#define SPEC_HEADERS_MAX 32
+#define SPEC_HEADER_VALUES_MAX 16
+#define SPEC_PREFETCH_MAX 1024
+#define SPEC_PLATFORMS_MAX 16
+
+#define SPEC_DEFAULT_PORT 5080
+#define SPEC_DEFAULT_CACHE_MAX_SIZE (10ULL << 30)
+#define SPEC_DEFAULT_CONNECT_TIMEOUT_MS 5000
+#define SPEC_DEFAULT_IDLE_TIMEOUT_MS 30000
+#define SPEC_DEFAULT_PREFETCH_INTERVAL_MS (6ULL * 3600 * 1000)
+#define SPEC_DEFAULT_PREFETCH_CONCURRENCY 2
+
+enum spec_format {
+        SPEC_FORMAT_LAYERD, /* layerd's own schema */
+        SPEC_FORMAT_HELM,   /* Helm values: localRegistryCache + containerRegistries */
+        SPEC_FORMAT_BUILTIN, /* the compiled-in default (layerd schema) */
+        _SPEC_FORMAT_MAX,
+};
+
+enum spec_capability {
+        SPEC_CAP_PULL = 1u << 0,
+        SPEC_CAP_RESOLVE = 1u << 1,
+};
+
+struct spec_header {
+        char *name;     /* as written; validated as an HTTP token */
+        char **values;  /* one or more; no CR, LF or NUL */
+        size_t n_values;
+};
+
+struct spec_endpoint {
+        char *url;            /* canonical: scheme://host[:port][/path], no trailing '/' */
+        bool is_origin;       /* this is the registry's origin (listed or implied) */
+        unsigned capabilities; /* SPEC_CAP_* bits, never 0 */
+        bool override_path;   /* url's path is the API root (no "/v2" appended), as in containerd */
+        char *ca_file;        /* absolute paths or NULL */
+        char *client_cert;
+        char *client_key;     /* NULL: the key is in client_cert's file (or there is no client cert) */
+        bool skip_verify;
+        char *credentials_file; /* docker config.json "auths" format; read by fallback/, never printed beyond its path */
+        uint64_t connect_timeout_ms;
+        uint64_t idle_timeout_ms; /* no byte for this long: the endpoint failed */
+        struct spec_header *headers;
+        size_t n_headers;
+        unsigned line; /* where it is defined; 0 for an implied origin */
+};
+
+struct spec_registry {
+        char *host;         /* "docker.io", "registry.example.com:5000": the name clients use, lower case */
+        bool mirror;        /* served by layerd; false: only rendered into runtime configs */
+        char *origin;       /* canonical origin URL ("https://registry-1.docker.io" for docker.io) */
+        struct spec_endpoint *endpoints; /* in order of preference; the origin is among them unless fallback_to_origin is false */
+        size_t n_endpoints;
+};
+
+struct spec_prefetch_entry {
+        char *image;       /* normalised reference "domain/path:tag" or "...@digest"; NULL for a repository entry */
+        char *repository;  /* normalised "domain/path"; NULL for an image entry */
+        char *tag_regex;   /* POSIX extended regex over tags, or NULL */
+        char *tag_semver;  /* semver range such as ">=1.2 <2", or NULL */
+        unsigned newest;   /* keep the newest N matching tags; 0 = all */
+        char **platforms;  /* "os/arch[/variant]"; n_platforms 0 = the section's default */
+        size_t n_platforms;
+        char *registry;    /* host of the registry it belongs to (a key of registries) */
+};
+
+struct spec_prefetch {
+        uint64_t interval_ms;
+        unsigned concurrency;
+        uint64_t bandwidth_bps;   /* bytes per second; 0 = unlimited */
+        char **platforms;         /* default platforms; none = the node's own */
+        size_t n_platforms;
+        struct spec_prefetch_entry *entries;
+        size_t n_entries;
+};
+
+struct spec_agent {
+        char *listen_host;      /* "127.0.0.1", "::1", "localhost" */
+        uint16_t listen_port;
+        char *cache_dir;        /* absolute */
+        uint64_t cache_max_bytes;
+        char *default_registry; /* a mirrored registry's host, or NULL: requests without ns are refused */
+};
+
+struct spec {
+        char *source;           /* file name the spec came from ("<builtin>" for the default) */
+        enum spec_format format;
+        struct spec_agent agent;
+        struct spec_registry *registries; /* in file order */
+        size_t n_registries;
+        struct spec_prefetch prefetch;
+};
+
+/* Parses YAML text (either form, detected from the top-level keys). On success
+ * *ret owns a new model; on failure returns -EINVAL with every problem in errors
+ * (-ENOMEM on allocation failure). source names the input in errors;
+ * default_cache_dir (absolute) is used when the spec names none. */
+int spec_parse(const char *source, const char *data, size_t size, const char *default_cache_dir,
+               struct spec **ret, struct error_list *errors);
+
+/* Reads and parses a file of at most SPEC_FILE_MAX bytes; I/O errors are
+ * reported in errors too (without a position) and returned as -errno. */
+int spec_load_file(const char *path, const char *default_cache_dir, struct spec **ret, struct error_list *errors);
+
+/* The compiled-in default: loopback listener, cache under cache_dir, and
+ * docker.io, ghcr.io, quay.io, registry.k8s.io, gcr.io mirrored straight to
+ * their origins. cache_dir is the caller's choice (it depends on the user). */
+int spec_load_default(const char *cache_dir, struct spec **ret, struct error_list *errors);
+
+/* The YAML text of the compiled-in default (its cache_dir comes from spec_load_default()). */
+extern const char spec_default_yaml[];
+
+/* Writes the normalised model as a layerd-form spec with every default spelled
+ * out; parsing that output yields an equal model. Returns 0 or -EIO. */
+int spec_print(const struct spec *s, FILE *f);
+
+/* Frees the model; accepts NULL; returns NULL. */
+struct spec *spec_free(struct spec *s);
+
+/* Looks a registry up by host, case-insensitively; NULL when absent. */
+const struct spec_registry *spec_find_registry(const struct spec *s, const char *host);
+
+/* The origin URL layerd assumes for a registry host: docker.io's API lives at
+ * registry-1.docker.io; every other registry at https://<host>. Caller frees. */
+char *spec_default_origin(const char *host);
+
+static inline void spec_freep(struct spec **s) {
+        spec_free(*s);
+}
