@@ -50,6 +50,8 @@ FUZZ := build/fuzz
 
 .PHONY: all run check unit fuzz bench install clean deps
 .DEFAULT_GOAL := all
+# Keep the objects of pattern-rule chains (unit and fuzz binaries) between runs.
+.SECONDARY:
 
 all: layerd
 

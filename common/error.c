@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <string.h>
 
 void error_list_init(struct error_list *l, const char *source) {
@@ -48,4 +49,22 @@ int error_list_print(const struct error_list *l, FILE *f) {
         if (l->dropped > 0 && fprintf(f, "%s: %zu more errors not shown\n", l->source, l->dropped) < 0)
                 return -EIO;
         return 0;
+}
+
+static bool error_before(const struct error *a, const struct error *b) {
+        /* Errors without a position sort after all positioned ones. */
+        if (a->line == 0 || b->line == 0)
+                return a->line != 0 && b->line == 0;
+        return a->line < b->line || (a->line == b->line && a->column < b->column);
+}
+
+void error_list_sort(struct error_list *l) {
+        /* Insertion sort: stable, in place, and n <= ERROR_LIST_MAX. */
+        for (size_t i = 1; i < l->n; i++) {
+                struct error e = l->items[i];
+                size_t j = i;
+                for (; j > 0 && error_before(&e, &l->items[j - 1]); j--)
+                        l->items[j] = l->items[j - 1];
+                l->items[j] = e;
+        }
 }

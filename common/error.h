@@ -34,6 +34,10 @@ void error_list_init(struct error_list *l, const char *source);
 void error_list_add(struct error_list *l, unsigned line, unsigned column, const char *fmt, ...)
         _printf_(4, 5);
 
+/* Orders the stored errors by line and column (stable; errors without a
+ * position last), so a file's problems read top to bottom. */
+void error_list_sort(struct error_list *l);
+
 /* Total number of errors seen, stored or dropped. */
 size_t error_list_count(const struct error_list *l);
 

@@ -19,6 +19,7 @@ struct spec_ctx {
         struct error_list *errors;
         struct spec *spec;
         const char *default_cache_dir;
+        const yaml_node_t *prefetch_nodes; /* prefetch.images, for positions in late checks */
         bool oom;
 };
 

@@ -234,7 +234,8 @@ int spec_print(const struct spec *s, FILE *f) {
              document(&o, s) && yaml_document_end_event_initialize(&ev, 1) && yaml_emitter_emit(&o.e, &ev) &&
              yaml_stream_end_event_initialize(&ev) && yaml_emitter_emit(&o.e, &ev) && yaml_emitter_flush(&o.e);
         yaml_emitter_delete(&o.e);
-        if (!ok || ferror(f))
+        /* Flush here: a full disk shows up only when the buffer is written. */
+        if (!ok || fflush(f) != 0 || ferror(f))
                 return -EIO;
         return 0;
 }

@@ -757,6 +757,7 @@ static void parse_prefetch(struct spec_ctx *c, const yaml_node_t *n) {
                 if (!pf->entries)
                         return;
                 pf->n_entries = len;
+                c->prefetch_nodes = v[4];
                 for (size_t i = 0; i < len; i++) {
                         char p[SPEC_PATH_MAX];
                         spec_path_index(p, sizeof(p), "prefetch.images", i);
@@ -830,9 +831,13 @@ void spec_finish(struct spec_ctx *c, const yaml_node_t *default_registry) {
                 if (!e->registry)
                         continue;
                 const struct spec_registry *r = spec_find_registry(s, e->registry);
-                if (!r || !r->mirror)
-                        error_list_add(c->errors, 0, 0, "prefetch.images[%zu]: registry \"%s\" is not a mirrored registry of the spec",
-                                       i, e->registry);
+                if (!r || !r->mirror) {
+                        char p[SPEC_PATH_MAX];
+                        spec_path_index(p, sizeof(p), "prefetch.images", i);
+                        spec_error(c, spec_node(c, c->prefetch_nodes->data.sequence.items.start[i]), p,
+                                   "registry \"%s\" is %s", e->registry,
+                                   r ? "not mirrored (mirror: false)" : "not in registries");
+                }
         }
 }
 
@@ -842,8 +847,10 @@ static void parse_layerd(struct spec_ctx *c, const yaml_node_t *root) {
         if (spec_mapping(c, root, "", top_keys, ELEMENTSOF(top_keys), v, false) < 0)
                 return;
         if (v[0]) {
-                uint64_t version;
-                (void) spec_get_uint(c, v[0], "version", 1, 1, &version);
+                const char *version = spec_scalar(c, v[0], "version");
+                if (version && strcmp(version, "1") != 0)
+                        spec_error(c, v[0], "version", "unsupported version \"%.32s\" (this layerd reads version 1)",
+                                   version);
         }
         if (v[1])
                 parse_agent(c, v[1], &default_registry);
@@ -975,6 +982,7 @@ int spec_parse(const char *source, const char *data, size_t size, const char *de
         }
         yaml_document_delete(&doc);
         yaml_parser_delete(&parser);
+        error_list_sort(errors);
         if (c.oom)
                 return -ENOMEM;
         if (error_list_count(errors) > 0)

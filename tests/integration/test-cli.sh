@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# The layerd binary from the outside: subcommands, exit codes, check-config
+# output, and `serve` on loopback with the built-in spec and with overrides.
+. "$(dirname "$0")/lib.sh"
+
+# ---- command line ----------------------------------------------------------------
+"$LAYERD" --help >"$T/out" 2>&1; check "--help exits 0" test $? -eq 0
+check "--help lists the commands" grep -q "check-config" "$T/out"
+"$LAYERD" >/dev/null 2>&1; check "no command exits 2" test $? -eq 2
+"$LAYERD" frobnicate >/dev/null 2>"$T/err"; check "unknown command exits 2" test $? -eq 2
+check "unknown command is named" grep -q 'unknown command "frobnicate"' "$T/err"
+for c in serve check-config version; do
+  "$LAYERD" $c --help >"$T/out" 2>&1; check "$c --help exits 0" test $? -eq 0
+  check "$c --help shows usage" grep -q "Usage: layerd $c" "$T/out"
+done
+"$LAYERD" version >"$T/out"; check "version exits 0" test $? -eq 0
+check "version names layerd and libyaml" grep -q "^layerd .*" "$T/out"
+"$LAYERD" serve --bogus >/dev/null 2>&1; check "serve with an unknown option exits 2" test $? -eq 2
+"$LAYERD" serve --listen nonsense >/dev/null 2>"$T/err"; check "serve --listen nonsense exits 2" test $? -eq 2
+"$LAYERD" serve --cache-dir relative/dir >/dev/null 2>&1; check "serve --cache-dir relative exits 2" test $? -eq 2
+"$LAYERD" serve --log-level loud >/dev/null 2>&1; check "serve --log-level loud exits 2" test $? -eq 2
+
+# ---- check-config ------------------------------------------------------------------
+"$LAYERD" check-config docs/example-spec.yaml >"$T/out" 2>"$T/err"
+check "check-config example-spec.yaml exits 0" test $? -eq 0
+check "check-config prints the normalised model" grep -q "^registries:" "$T/out"
+check "check-config reports the form" grep -q "valid (layerd form)" "$T/out"
+"$LAYERD" check-config docs/example-helm-values.yaml >"$T/out" 2>&1
+check "check-config example-helm-values.yaml exits 0" test $? -eq 0
+check "Helm form is recognised" grep -q "valid (Helm values form)" "$T/out"
+# Its output is a spec of its own.
+sed 1d "$T/out" >"$T/printed.yaml"
+"$LAYERD" check-config "$T/printed.yaml" >/dev/null 2>&1; check "printed model passes check-config" test $? -eq 0
+
+cat >"$T/broken.yaml" <<'YAML'
+agent:
+  listen: 127.0.0.1:5080
+registries:
+  docker.io:
+    endpoints:
+      - url: https://zot.example.com
+      - url: "zot:"
+YAML
+"$LAYERD" check-config "$T/broken.yaml" >"$T/out" 2>"$T/err"
+check "check-config on a broken spec exits 2" test $? -eq 2
+check "error names file:line:col and the key" \
+  grep -qxF "$T/broken.yaml:7:14: registries.docker.io.endpoints[1].url: not a URL: \"zot:\"" "$T/err"
+check "error count is printed" grep -qx "1 error" "$T/err"
+check "nothing printed on stdout for a broken spec" test ! -s "$T/out"
+"$LAYERD" check-config "$T/missing.yaml" >/dev/null 2>"$T/err"; check "check-config on a missing file exits 2" test $? -eq 2
+check "missing file error is clear" grep -qF "$T/missing.yaml: cannot open: No such file or directory" "$T/err"
+"$LAYERD" check-config >/dev/null 2>&1; check "check-config without FILE exits 2" test $? -eq 2
+
+# ---- serve -------------------------------------------------------------------------
+port=$(free_port)
+"$LAYERD" serve --listen "127.0.0.1:$port" --cache-dir "$T/cache" >"$T/serve.log" 2>&1 &
+pid=$!; PIDS+=("$pid")
+check "serve (built-in spec) listens" wait_port "$port"
+check "serve created the cache directory" test -d "$T/cache"
+check "serve logs with a level prefix" grep -q "^<6>listening address=127.0.0.1 port=$port" "$T/serve.log"
+code=$(http GET "http://127.0.0.1:$port/v2/")
+check "GET /v2/ is 200" test "$code" = 200
+check "GET /v2/ carries Docker-Distribution-API-Version" grep -qi '^Docker-Distribution-API-Version: registry/2.0' "$T/headers"
+code=$(http HEAD "http://127.0.0.1:$port/v2/")
+check "HEAD /v2/ is 200" test "$code" = 200
+code=$(http GET "http://127.0.0.1:$port/v2/library/busybox/manifests/latest?ns=docker.io")
+check "a pull request not served yet is a fast 404" test "$code" = 404
+check "404 carries a distribution error body" grep -q '"errors"' "$T/body"
+code=$(http PUT "http://127.0.0.1:$port/v2/library/busybox/manifests/latest")
+check "PUT is 405" test "$code" = 405
+check "405 body says UNSUPPORTED" grep -q UNSUPPORTED "$T/body"
+kill -HUP "$pid"; sleep 0.2
+code=$(http GET "http://127.0.0.1:$port/v2/")
+check "SIGHUP does not stop the server" test "$code" = 200
+
+# A second instance on the same port must fail, not share it.
+"$LAYERD" serve --listen "127.0.0.1:$port" --cache-dir "$T/cache2" >/dev/null 2>"$T/err2"
+check "serve on a busy port exits 1" test $? -eq 1
+check "busy port is reported" grep -q "cannot listen" "$T/err2"
+
+kill -TERM "$pid"
+st=$(wait_exit "$pid" 10); check "SIGTERM stops serve with status 0" test "$st" = 0
+
+# The spec's listen address, and --listen overriding it.
+p1=$(free_port); p2=$(free_port)
+cat >"$T/spec.yaml" <<YAML
+agent:
+  listen: 127.0.0.1:$p1
+  cache_dir: $T/speccache
+registries:
+  docker.io: {}
+YAML
+"$LAYERD" serve --spec "$T/spec.yaml" >"$T/serve2.log" 2>&1 &
+pid=$!; PIDS+=("$pid")
+check "serve --spec listens on the spec's address" wait_port "$p1"
+check "serve --spec uses the spec's cache_dir" test -d "$T/speccache"
+kill -TERM "$pid"; wait_exit "$pid" 10 >/dev/null
+"$LAYERD" serve --spec "$T/spec.yaml" --listen "127.0.0.1:$p2" >"$T/serve3.log" 2>&1 &
+pid=$!; PIDS+=("$pid")
+check "--listen overrides the spec" wait_port "$p2"
+check "the spec's port is then unused" bash -c "! (exec 3<>/dev/tcp/127.0.0.1/$p1) 2>/dev/null"
+kill -TERM "$pid"; wait_exit "$pid" 10 >/dev/null
+
+"$LAYERD" serve --spec "$T/broken.yaml" >/dev/null 2>"$T/err"
+check "serve with a broken spec exits 2" test $? -eq 2
+check "serve reports the spec error with its position" grep -q "broken.yaml:7:14:" "$T/err"
+
+# A cache directory that cannot be created is a runtime failure.
+touch "$T/file"
+"$LAYERD" serve --listen "127.0.0.1:$(free_port)" --cache-dir "$T/file/cache" >/dev/null 2>"$T/err"
+check "serve with an impossible cache dir exits 1" test $? -eq 1
+check "cache dir failure is reported" grep -q "cannot create cache directory" "$T/err"
+
+finish

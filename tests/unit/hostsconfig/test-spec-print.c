@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Golden round-trips: each example spec prints to exactly its .out file, and
+ * that output parses back to a model that prints identically (so the printed
+ * form is a faithful, stable spec of its own). Run with LAYERD_UPDATE_GOLDEN=1
+ * to rewrite the .out files after an intended change, then review the diff. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hostsconfig/spec.h"
+
+#define CACHE "/var/lib/layerd"
+
+static char *print_to_string(const struct spec *s) {
+        char *out = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&out, &len);
+        assert_non_null(f);
+        assert_int_equal(spec_print(s, f), 0);
+        assert_int_equal(fclose(f), 0);
+        return out;
+}
+
+static char *read_file(const char *path) {
+        FILE *f = fopen(path, "re");
+        if (!f)
+                return NULL;
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *m = open_memstream(&buf, &len);
+        assert_non_null(m);
+        int c;
+        while ((c = fgetc(f)) != EOF)
+                fputc(c, m);
+        fclose(f);
+        fclose(m);
+        return buf;
+}
+
+static void check_golden(struct spec *s, const char *golden) {
+        char *out = print_to_string(s);
+        if (getenv("LAYERD_UPDATE_GOLDEN")) {
+                FILE *f = fopen(golden, "we");
+                assert_non_null(f);
+                fputs(out, f);
+                fclose(f);
+        }
+        char *want = read_file(golden);
+        if (!want)
+                fail_msg("cannot read %s (run from the repository root)", golden);
+        if (strcmp(out, want) != 0) {
+                fprintf(stderr, "--- %s\n+++ printed\n%s", golden, out);
+                fail_msg("output differs from %s", golden);
+        }
+
+        /* The printed spec is itself a valid spec with the same model. */
+        struct spec *again = NULL;
+        struct error_list errors;
+        int r = spec_parse("printed.yaml", out, strlen(out), "/elsewhere", &again, &errors);
+        if (r != 0) {
+                error_list_print(&errors, stderr);
+                fail_msg("printed spec does not parse");
+        }
+        char *out2 = print_to_string(again);
+        assert_string_equal(out2, out);
+        free(out2);
+        spec_free(again);
+        free(want);
+        free(out);
+        spec_free(s);
+}
+
+static void golden_file(const char *input, const char *golden, enum spec_format format) {
+        struct spec *s = NULL;
+        struct error_list errors;
+        int r = spec_load_file(input, CACHE, &s, &errors);
+        if (r != 0) {
+                error_list_print(&errors, stderr);
+                fail_msg("%s does not parse", input);
+        }
+        assert_int_equal(s->format, format);
+        check_golden(s, golden);
+}
+
+static void test_example_spec(void **state) {
+        (void) state;
+        golden_file("docs/example-spec.yaml", "tests/golden/example-spec.out", SPEC_FORMAT_LAYERD);
+}
+
+static void test_example_helm(void **state) {
+        (void) state;
+        golden_file("docs/example-helm-values.yaml", "tests/golden/example-helm-values.out", SPEC_FORMAT_HELM);
+}
+
+static void test_quoting(void **state) {
+        (void) state;
+        golden_file("tests/golden/quoting.yaml", "tests/golden/quoting.out", SPEC_FORMAT_LAYERD);
+}
+
+static void test_minimal(void **state) {
+        (void) state;
+        golden_file("tests/golden/minimal.yaml", "tests/golden/minimal.out", SPEC_FORMAT_LAYERD);
+}
+
+static void test_builtin(void **state) {
+        (void) state;
+        struct spec *s = NULL;
+        struct error_list errors;
+        assert_int_equal(spec_load_default(CACHE, &s, &errors), 0);
+        check_golden(s, "tests/golden/builtin.out");
+}
+
+static void test_write_error(void **state) {
+        (void) state;
+        struct spec *s = NULL;
+        struct error_list errors;
+        assert_int_equal(spec_load_default(CACHE, &s, &errors), 0);
+        FILE *f = fopen("/dev/full", "we");
+        assert_non_null(f);
+        assert_int_equal(spec_print(s, f), -EIO);
+        fclose(f);
+        spec_free(s);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_example_spec), cmocka_unit_test(test_example_helm),
+                cmocka_unit_test(test_quoting),      cmocka_unit_test(test_minimal),
+                cmocka_unit_test(test_builtin),      cmocka_unit_test(test_write_error),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

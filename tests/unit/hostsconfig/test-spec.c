@@ -1,0 +1,653 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The layerd form of the cluster spec: every validation rule with its exact
+ * error text and position, and the model it produces. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hostsconfig/spec.h"
+
+#define CACHE "/var/lib/layerd"
+
+static struct spec *parse_ok(const char *yaml) {
+        struct spec *s = NULL;
+        struct error_list errors;
+        int r = spec_parse("spec.yaml", yaml, strlen(yaml), CACHE, &s, &errors);
+        if (r != 0) {
+                error_list_print(&errors, stderr);
+                fail_msg("spec did not parse: %d", r);
+        }
+        assert_non_null(s);
+        return s;
+}
+
+/* Asserts the spec is rejected with exactly `count` errors, the first being `first`. */
+static void expect_errors(const char *yaml, size_t count, const char *first) {
+        struct spec *s = (struct spec *) 0x1; /* must stay untouched on failure */
+        struct error_list errors;
+        char buf[1024];
+        int r = spec_parse("spec.yaml", yaml, strlen(yaml), CACHE, &s, &errors);
+        assert_int_equal(r, -EINVAL);
+        assert_ptr_equal(s, (struct spec *) 0x1);
+        assert_true(errors.n > 0);
+        error_list_format(&errors, 0, buf, sizeof(buf));
+        if (strcmp(buf, first) != 0 || error_list_count(&errors) != count) {
+                error_list_print(&errors, stderr);
+                fail_msg("expected %zu error(s), first \"%s\"", count, first);
+        }
+}
+
+#define REG "registries: {docker.io: {}}\n"
+#define EP(extra) "registries:\n  docker.io:\n    endpoints:\n      - url: https://a.example.com\n" extra
+
+/* ---- YAML level ----------------------------------------------------------------- */
+
+static void test_yaml_syntax(void **state) {
+        (void) state;
+        expect_errors("registries: [\n", 1,
+                      "spec.yaml:2:1: YAML syntax error: while parsing a flow node did not find expected node content");
+        expect_errors("a: 'x\n", 1,
+                      "spec.yaml:2:1: YAML syntax error: while scanning a quoted scalar found unexpected end of stream");
+}
+
+static void test_yaml_shape(void **state) {
+        (void) state;
+        expect_errors("", 1, "spec.yaml: empty file: expected a mapping with \"registries\"");
+        expect_errors("# only a comment\n", 1, "spec.yaml: empty file: expected a mapping with \"registries\"");
+        expect_errors("- a\n", 1, "spec.yaml:1:1: expected a mapping at the top level, got a list");
+        expect_errors("hello\n", 1, "spec.yaml:1:1: expected a mapping at the top level, got a scalar");
+        expect_errors(REG "---\n" REG, 1, "spec.yaml:2:1: more than one YAML document: a spec is one document");
+        expect_errors("? [a]\n: b\n" REG, 1, "spec.yaml:1:3: keys must be strings");
+}
+
+static void test_unknown_keys(void **state) {
+        (void) state;
+        expect_errors("regsitries:\n  docker.io: {}\n", 2,
+                      "spec.yaml:1:1: unknown key \"regsitries\" (did you mean \"registries\"?)");
+        expect_errors("agent:\n  listne: 127.0.0.1:1\n" REG, 1,
+                      "spec.yaml:2:3: agent: unknown key \"listne\" (did you mean \"listen\"?)");
+        expect_errors("agent:\n  colour: blue\n" REG, 1, "spec.yaml:2:3: agent: unknown key \"colour\"");
+        expect_errors(EP("        override-path: true\n"), 1,
+                      "spec.yaml:5:9: registries.docker.io.endpoints[0]: unknown key \"override-path\" "
+                      "(did you mean \"override_path\"?)");
+        expect_errors(EP("        tls: {ca: /ca.pem}\n"), 1,
+                      "spec.yaml:5:15: registries.docker.io.endpoints[0].tls: unknown key \"ca\"");
+}
+
+static void test_duplicate_keys(void **state) {
+        (void) state;
+        expect_errors("agent:\n  listen: 127.0.0.1:1\n  listen: 127.0.0.1:2\n" REG, 1,
+                      "spec.yaml:3:3: agent.listen: duplicate key (first at line 2)");
+        expect_errors("registries:\n  docker.io: {}\n  Docker.IO: {}\n", 1,
+                      "spec.yaml:3:3: registries.Docker.IO: duplicate key (first at line 2)");
+        expect_errors(EP("        headers: {X-A: a, x-a: b}\n"), 1,
+                      "spec.yaml:5:27: registries.docker.io.endpoints[0].headers.x-a: duplicate key (first at line 5)");
+        expect_errors(REG "agent: {}\nagent: {}\n", 1, "spec.yaml:3:1: agent: duplicate key (first at line 2)");
+}
+
+static void test_types(void **state) {
+        (void) state;
+        expect_errors("agent: [1]\n" REG, 1, "spec.yaml:1:8: agent: expected a mapping, got a list");
+        expect_errors("agent:\n  listen: {a: 1}\n" REG, 1,
+                      "spec.yaml:2:11: agent.listen: expected a string, got a mapping");
+        expect_errors("registries: [docker.io]\n", 1, "spec.yaml:1:13: registries: expected a mapping, got a list");
+        expect_errors("registries:\n  docker.io:\n    mirror: yes\n", 1,
+                      "spec.yaml:3:13: registries.docker.io.mirror: expected true or false, got \"yes\"");
+        expect_errors("registries:\n  docker.io:\n    mirror: [true]\n", 1,
+                      "spec.yaml:3:13: registries.docker.io.mirror: expected true or false, got a list");
+        expect_errors("registries:\n  docker.io:\n    origin: null\n", 1,
+                      "spec.yaml:3:13: registries.docker.io.origin: expected a string, got null");
+        expect_errors("registries:\n  docker.io:\n    origin: \"https://a\\0b\"\n", 1,
+                      "spec.yaml:3:13: registries.docker.io.origin: contains a NUL character");
+        expect_errors("registries:\n  docker.io:\n    endpoints: [~]\n", 1,
+                      "spec.yaml:3:17: registries.docker.io.endpoints[0]: expected a mapping, got null");
+        expect_errors("registries:\n  docker.io:\n    endpoints: https://a.example.com\n", 1,
+                      "spec.yaml:3:16: registries.docker.io.endpoints: expected a list, got a scalar");
+}
+
+static void test_version(void **state) {
+        (void) state;
+        struct spec *s = parse_ok("version: 1\n" REG);
+        spec_free(s);
+        expect_errors("version: 2\n" REG, 1,
+                      "spec.yaml:1:10: version: unsupported version \"2\" (this layerd reads version 1)");
+}
+
+/* ---- agent ---------------------------------------------------------------------- */
+
+static void test_agent_defaults(void **state) {
+        (void) state;
+        struct spec *s = parse_ok(REG);
+        assert_int_equal(s->format, SPEC_FORMAT_LAYERD);
+        assert_string_equal(s->source, "spec.yaml");
+        assert_string_equal(s->agent.listen_host, "127.0.0.1");
+        assert_int_equal(s->agent.listen_port, 5080);
+        assert_string_equal(s->agent.cache_dir, CACHE);
+        assert_int_equal(s->agent.cache_max_bytes, 10ULL << 30);
+        assert_string_equal(s->agent.default_registry, "docker.io");
+        assert_int_equal(s->prefetch.interval_ms, 6ULL * 3600 * 1000);
+        assert_int_equal(s->prefetch.concurrency, 2);
+        assert_int_equal(s->prefetch.n_entries, 0);
+        spec_free(s);
+}
+
+static void test_agent_settings(void **state) {
+        (void) state;
+        struct spec *s = parse_ok("agent:\n  listen: '[::1]:6000'\n  cache_dir: /srv/cache\n"
+                                  "  cache_max_size: 500MB\n  default_registry: Quay.io\n"
+                                  "registries: {docker.io: {}, quay.io: {}}\n");
+        assert_string_equal(s->agent.listen_host, "::1");
+        assert_int_equal(s->agent.listen_port, 6000);
+        assert_string_equal(s->agent.cache_dir, "/srv/cache");
+        assert_int_equal(s->agent.cache_max_bytes, 500ULL * 1000 * 1000);
+        assert_string_equal(s->agent.default_registry, "quay.io");
+        spec_free(s);
+
+        s = parse_ok("agent: {default_registry: null}\n" REG);
+        assert_null(s->agent.default_registry);
+        spec_free(s);
+
+        /* No docker.io: no default registry unless one is named. */
+        s = parse_ok("registries: {quay.io: {}}\n");
+        assert_null(s->agent.default_registry);
+        spec_free(s);
+}
+
+static void test_agent_errors(void **state) {
+        (void) state;
+        expect_errors("agent:\n  listen: 127.0.0.1\n" REG, 1,
+                      "spec.yaml:2:11: agent.listen: not a HOST:PORT address (like 127.0.0.1:5080 or [::1]:5080): "
+                      "\"127.0.0.1\"");
+        expect_errors("agent:\n  listen: 127.0.0.1:0\n" REG, 1,
+                      "spec.yaml:2:11: agent.listen: not a HOST:PORT address (like 127.0.0.1:5080 or [::1]:5080): "
+                      "\"127.0.0.1:0\"");
+        expect_errors("agent:\n  listen: ::1:80\n" REG, 1,
+                      "spec.yaml:2:11: agent.listen: not a HOST:PORT address (like 127.0.0.1:5080 or [::1]:5080): "
+                      "\"::1:80\"");
+        expect_errors("agent:\n  cache_dir: var/lib/layerd\n" REG, 1,
+                      "spec.yaml:2:14: agent.cache_dir: not an absolute path: \"var/lib/layerd\"");
+        expect_errors("agent:\n  cache_max_size: 10XB\n" REG, 1,
+                      "spec.yaml:2:19: agent.cache_max_size: not a size (like 512MiB, 20GiB, 10GB): \"10XB\"");
+        expect_errors("agent:\n  cache_max_size: 1000KiB\n" REG, 1,
+                      "spec.yaml:2:19: agent.cache_max_size: must be at least 1MiB");
+        expect_errors("agent:\n  default_registry: quay.io\n" REG, 1,
+                      "spec.yaml:2:21: agent.default_registry: \"quay.io\" is not in registries");
+        expect_errors("agent:\n  default_registry: docker.io\nregistries: {docker.io: {mirror: false}}\n", 1,
+                      "spec.yaml:2:21: agent.default_registry: \"docker.io\" has mirror: false");
+        /* Errors come sorted by position, whatever order the checks ran in. */
+        expect_errors("agent:\n  cache_max_size: x\n  cache_dir: y\n  listen: z\n" REG, 3,
+                      "spec.yaml:2:19: agent.cache_max_size: not a size (like 512MiB, 20GiB, 10GB): \"x\"");
+}
+
+/* ---- registries ----------------------------------------------------------------- */
+
+static void test_registry_defaults(void **state) {
+        (void) state;
+        struct spec *s = parse_ok("registries:\n  docker.io:\n  GHCR.io: {}\n  registry.example.com:5000: {}\n");
+        assert_int_equal(s->n_registries, 3);
+        const struct spec_registry *r = &s->registries[0];
+        assert_string_equal(r->host, "docker.io");
+        assert_true(r->mirror);
+        assert_string_equal(r->origin, "https://registry-1.docker.io");
+        assert_int_equal(r->n_endpoints, 1);
+        assert_string_equal(r->endpoints[0].url, "https://registry-1.docker.io");
+        assert_true(r->endpoints[0].is_origin);
+        assert_int_equal(r->endpoints[0].capabilities, SPEC_CAP_PULL | SPEC_CAP_RESOLVE);
+        assert_int_equal(r->endpoints[0].connect_timeout_ms, 5000);
+        assert_int_equal(r->endpoints[0].idle_timeout_ms, 30000);
+        assert_false(r->endpoints[0].override_path);
+        assert_int_equal(r->endpoints[0].line, 0);
+        assert_string_equal(s->registries[1].host, "ghcr.io");
+        assert_string_equal(s->registries[1].origin, "https://ghcr.io");
+        assert_string_equal(s->registries[2].origin, "https://registry.example.com:5000");
+        assert_ptr_equal(spec_find_registry(s, "GHCR.IO"), &s->registries[1]);
+        assert_null(spec_find_registry(s, "quay.io"));
+        spec_free(s);
+}
+
+static void test_registry_chain(void **state) {
+        (void) state;
+        struct spec *s = parse_ok(
+                "registries:\n"
+                "  docker.io:\n"
+                "    endpoints:\n"
+                "      - https://zot.example.com:5000/\n"
+                "      - url: https://harbor.example.com/v2/proxy-docker.io\n"
+                "        override_path: true\n"
+                "        capabilities: [pull]\n"
+                "        credentials_file: /etc/layerd/harbor.json\n"
+                "        headers: {X-One: a, X-Two: [b, c]}\n"
+                "        timeouts: {connect: 1s, idle: 1m30s}\n"
+                "        tls: {ca_file: /ca.pem, client_cert: /c.pem, client_key: /k.pem, insecure_skip_verify: true}\n");
+        const struct spec_registry *r = &s->registries[0];
+        assert_int_equal(r->n_endpoints, 3);
+        assert_string_equal(r->endpoints[0].url, "https://zot.example.com:5000");
+        assert_int_equal(r->endpoints[0].line, 4);
+        assert_false(r->endpoints[0].is_origin);
+        const struct spec_endpoint *h = &r->endpoints[1];
+        assert_string_equal(h->url, "https://harbor.example.com/v2/proxy-docker.io");
+        assert_true(h->override_path);
+        assert_int_equal(h->capabilities, SPEC_CAP_PULL);
+        assert_string_equal(h->credentials_file, "/etc/layerd/harbor.json");
+        assert_int_equal(h->n_headers, 2);
+        assert_string_equal(h->headers[0].name, "X-One");
+        assert_int_equal(h->headers[0].n_values, 1);
+        assert_string_equal(h->headers[0].values[0], "a");
+        assert_int_equal(h->headers[1].n_values, 2);
+        assert_string_equal(h->headers[1].values[1], "c");
+        assert_int_equal(h->connect_timeout_ms, 1000);
+        assert_int_equal(h->idle_timeout_ms, 90000);
+        assert_string_equal(h->ca_file, "/ca.pem");
+        assert_string_equal(h->client_cert, "/c.pem");
+        assert_string_equal(h->client_key, "/k.pem");
+        assert_true(h->skip_verify);
+        /* The origin is implied, last, with defaults. */
+        assert_string_equal(r->endpoints[2].url, "https://registry-1.docker.io");
+        assert_true(r->endpoints[2].is_origin);
+        spec_free(s);
+}
+
+static void test_registry_origin(void **state) {
+        (void) state;
+        /* A listed origin is the origin, in its place, and is not appended again. */
+        struct spec *s = parse_ok("registries:\n  quay.io:\n    endpoints: [https://QUAY.io:443/, https://b.example.com]\n");
+        const struct spec_registry *r = &s->registries[0];
+        assert_int_equal(r->n_endpoints, 2);
+        assert_true(r->endpoints[0].is_origin);
+        assert_string_equal(r->endpoints[0].url, "https://quay.io");
+        assert_false(r->endpoints[1].is_origin);
+        spec_free(s);
+
+        /* An explicit origin replaces the derived one. */
+        s = parse_ok("registries:\n  registry.example.com:\n    origin: http://registry.example.com:8080\n");
+        r = &s->registries[0];
+        assert_string_equal(r->origin, "http://registry.example.com:8080");
+        assert_string_equal(r->endpoints[0].url, "http://registry.example.com:8080");
+        spec_free(s);
+
+        /* Air-gapped: no origin at all. */
+        s = parse_ok("registries:\n  docker.io:\n    fallback_to_origin: false\n    endpoints: [https://a.example.com]\n");
+        r = &s->registries[0];
+        assert_int_equal(r->n_endpoints, 1);
+        assert_false(r->endpoints[0].is_origin);
+        spec_free(s);
+
+        expect_errors("registries:\n  docker.io:\n    fallback_to_origin: false\n", 1,
+                      "spec.yaml:3:25: registries.docker.io: no endpoints: list some or set fallback_to_origin: true");
+}
+
+static void test_registry_errors(void **state) {
+        (void) state;
+        expect_errors("registries: {}\n", 1, "spec.yaml:1:13: registries: no registries: list at least one");
+        expect_errors("agent: {}\n", 1, "spec.yaml:1:1: missing required key \"registries\"");
+        expect_errors("registries:\n  \"bad host\": {}\n", 1,
+                      "spec.yaml:2:3: registries: not a registry host[:port]: \"bad host\"");
+        expect_errors("registries:\n  example.com:99999: {}\n", 1,
+                      "spec.yaml:2:3: registries: not a registry host[:port]: \"example.com:99999\"");
+        expect_errors("registries:\n  example.com/path: {}\n", 1,
+                      "spec.yaml:2:3: registries: not a registry host[:port]: \"example.com/path\"");
+        expect_errors("registries:\n  docker.io:\n    endpoints: []\n", 1,
+                      "spec.yaml:3:16: registries.docker.io.endpoints: empty list");
+        expect_errors("registries:\n  docker.io:\n    origin: registry-1.docker.io\n", 1,
+                      "spec.yaml:3:13: registries.docker.io.origin: not a URL: \"registry-1.docker.io\"");
+}
+
+static void test_registry_limits(void **state) {
+        (void) state;
+        char *yaml = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&yaml, &len);
+        assert_non_null(f);
+        fputs("registries:\n", f);
+        for (int i = 0; i < SPEC_REGISTRIES_MAX + 1; i++)
+                fprintf(f, "  r%d.example.com: {}\n", i);
+        fclose(f);
+        expect_errors(yaml, 1, "spec.yaml:2:3: registries: too many registries (at most 256)");
+        free(yaml);
+
+        f = open_memstream(&yaml, &len);
+        assert_non_null(f);
+        fputs("registries:\n  docker.io:\n    endpoints:\n", f);
+        for (int i = 0; i < SPEC_ENDPOINTS_MAX + 1; i++)
+                fprintf(f, "      - https://e%d.example.com\n", i);
+        fclose(f);
+        expect_errors(yaml, 1, "spec.yaml:4:7: registries.docker.io.endpoints: too many items (at most 16)");
+        free(yaml);
+}
+
+/* ---- endpoints ------------------------------------------------------------------- */
+
+static void test_endpoint_url(void **state) {
+        (void) state;
+        /* The issue's own example. */
+        expect_errors("registries:\n  docker.io:\n    endpoints:\n      - url: https://a.example.com\n      - url: \"zot:\"\n",
+                      1, "spec.yaml:5:14: registries.docker.io.endpoints[1].url: not a URL: \"zot:\"");
+        expect_errors("registries:\n  docker.io:\n    endpoints: [\"https://u:p@a.example.com\"]\n", 1,
+                      "spec.yaml:3:17: registries.docker.io.endpoints[0].url: user info in a URL is not allowed "
+                      "(use credentials_file): \"https://u:p@a.example.com\"");
+        expect_errors("registries:\n  docker.io:\n    endpoints: [ftp://a.example.com]\n", 1,
+                      "spec.yaml:3:17: registries.docker.io.endpoints[0].url: scheme must be http or https: "
+                      "\"ftp://a.example.com\"");
+        expect_errors("registries:\n  docker.io:\n    endpoints: [\"https://a.example.com/?x=1\"]\n", 1,
+                      "spec.yaml:3:17: registries.docker.io.endpoints[0].url: query or fragment in a URL is not "
+                      "allowed: \"https://a.example.com/?x=1\"");
+        expect_errors("registries:\n  docker.io:\n    endpoints: [\"https://a..example.com\"]\n", 1,
+                      "spec.yaml:3:17: registries.docker.io.endpoints[0].url: invalid host or port: "
+                      "\"https://a..example.com\"");
+        expect_errors("registries:\n  docker.io:\n    endpoints:\n      - capabilities: [pull]\n", 1,
+                      "spec.yaml:4:9: registries.docker.io.endpoints[0]: missing required key \"url\"");
+        /* Same endpoint twice once normalised. */
+        expect_errors("registries:\n  docker.io:\n    endpoints:\n      - https://a.example.com/\n"
+                      "      - url: https://A.example.com:443\n",
+                      1,
+                      "spec.yaml:5:9: registries.docker.io.endpoints[1]: duplicate endpoint "
+                      "\"https://a.example.com\" (first at line 4)");
+}
+
+static void test_endpoint_capabilities(void **state) {
+        (void) state;
+        expect_errors(EP("        capabilities: [pull, push, fetch]\n"), 2,
+                      "spec.yaml:5:30: registries.docker.io.endpoints[0].capabilities[1]: \"push\" is not "
+                      "supported: layerd is pull-only");
+        expect_errors(EP("        capabilities: [pull, fetch]\n"), 1,
+                      "spec.yaml:5:30: registries.docker.io.endpoints[0].capabilities[1]: unknown capability "
+                      "\"fetch\" (pull or resolve)");
+        expect_errors(EP("        capabilities: []\n"), 1,
+                      "spec.yaml:5:23: registries.docker.io.endpoints[0].capabilities: empty list");
+        expect_errors(EP("        capabilities: [pull, pull]\n"), 1,
+                      "spec.yaml:5:30: registries.docker.io.endpoints[0].capabilities[1]: \"pull\" listed twice");
+        struct spec *s = parse_ok(EP("        capabilities: [resolve]\n"));
+        assert_int_equal(s->registries[0].endpoints[0].capabilities, SPEC_CAP_RESOLVE);
+        spec_free(s);
+}
+
+static void test_endpoint_tls(void **state) {
+        (void) state;
+        expect_errors("registries:\n  docker.io:\n    endpoints:\n      - url: http://a.example.com\n"
+                      "        tls: {ca_file: /ca.pem}\n",
+                      1, "spec.yaml:5:14: registries.docker.io.endpoints[0].tls: TLS settings need an https:// URL");
+        expect_errors(EP("        tls: {client_key: /k.pem}\n"), 1,
+                      "spec.yaml:5:27: registries.docker.io.endpoints[0].tls.client_key: needs client_cert");
+        expect_errors(EP("        tls: {ca_file: ca.pem}\n"), 1,
+                      "spec.yaml:5:24: registries.docker.io.endpoints[0].tls.ca_file: not an absolute path: \"ca.pem\"");
+        expect_errors(EP("        tls: {insecure_skip_verify: 1}\n"), 1,
+                      "spec.yaml:5:37: registries.docker.io.endpoints[0].tls.insecure_skip_verify: expected true "
+                      "or false, got \"1\"");
+        /* A certificate alone: its file holds the key too. */
+        struct spec *s = parse_ok(EP("        tls: {client_cert: /bundle.pem}\n"));
+        assert_string_equal(s->registries[0].endpoints[0].client_cert, "/bundle.pem");
+        assert_null(s->registries[0].endpoints[0].client_key);
+        spec_free(s);
+}
+
+static void test_endpoint_headers(void **state) {
+        (void) state;
+        expect_errors(EP("        headers: {authorization: Bearer x}\n"), 1,
+                      "spec.yaml:5:19: registries.docker.io.endpoints[0].headers.authorization: secrets do not "
+                      "belong in the spec: use credentials_file");
+        expect_errors(EP("        headers: {Cookie: a=b}\n"), 1,
+                      "spec.yaml:5:19: registries.docker.io.endpoints[0].headers.Cookie: secrets do not belong "
+                      "in the spec: use credentials_file");
+        expect_errors(EP("        headers: {\"bad name\": x}\n"), 1,
+                      "spec.yaml:5:19: registries.docker.io.endpoints[0].headers.bad name: not a valid header name");
+        expect_errors(EP("        headers: {X-A: \"a\\r\\nX-Injected: 1\"}\n"), 1,
+                      "spec.yaml:5:24: registries.docker.io.endpoints[0].headers.X-A: header values cannot "
+                      "contain line breaks");
+        expect_errors(EP("        headers: {X-A: []}\n"), 1,
+                      "spec.yaml:5:24: registries.docker.io.endpoints[0].headers.X-A: empty list");
+        expect_errors(EP("        headers: [X-A]\n"), 1,
+                      "spec.yaml:5:18: registries.docker.io.endpoints[0].headers: expected a mapping, got a list");
+}
+
+static void test_endpoint_timeouts(void **state) {
+        (void) state;
+        expect_errors(EP("        timeouts: {connect: 5}\n"), 1,
+                      "spec.yaml:5:29: registries.docker.io.endpoints[0].timeouts.connect: not a duration (like "
+                      "500ms, 5s, 1h30m): \"5\"");
+        expect_errors(EP("        timeouts: {idle: 2h}\n"), 1,
+                      "spec.yaml:5:26: registries.docker.io.endpoints[0].timeouts.idle: must be between 1ms and 1h");
+        expect_errors(EP("        timeouts: {connect: 0s}\n"), 1,
+                      "spec.yaml:5:29: registries.docker.io.endpoints[0].timeouts.connect: must be between 1ms and 1h");
+        expect_errors(EP("        timeouts: {total: 5s}\n"), 1,
+                      "spec.yaml:5:20: registries.docker.io.endpoints[0].timeouts: unknown key \"total\"");
+}
+
+static void test_anchors(void **state) {
+        (void) state;
+        /* Anchors and aliases are plain YAML and work like the copied text. */
+        struct spec *s = parse_ok("registries:\n"
+                                  "  docker.io:\n"
+                                  "    endpoints:\n"
+                                  "      - &zot {url: https://zot.example.com, timeouts: {connect: 1s}}\n"
+                                  "  quay.io:\n"
+                                  "    endpoints: [*zot]\n");
+        assert_string_equal(s->registries[1].endpoints[0].url, "https://zot.example.com");
+        assert_int_equal(s->registries[1].endpoints[0].connect_timeout_ms, 1000);
+        spec_free(s);
+}
+
+/* ---- prefetch ------------------------------------------------------------------- */
+
+static void test_prefetch_model(void **state) {
+        (void) state;
+        struct spec *s = parse_ok("registries: {docker.io: {}, quay.io: {}}\n"
+                                  "prefetch:\n"
+                                  "  interval: 30m\n"
+                                  "  concurrency: 4\n"
+                                  "  bandwidth: 10MiB\n"
+                                  "  platforms: [linux/amd64, linux/arm64/v8]\n"
+                                  "  images:\n"
+                                  "    - nginx\n"
+                                  "    - image: quay.io/org/app@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n"
+                                  "      platforms: [linux/s390x]\n"
+                                  "    - repository: quay.io/prometheus/node-exporter\n"
+                                  "      tags: {regex: '^v1\\.', semver: '>=1.7 <2 || ^3', newest: 3}\n");
+        const struct spec_prefetch *p = &s->prefetch;
+        assert_int_equal(p->interval_ms, 30 * 60 * 1000);
+        assert_int_equal(p->concurrency, 4);
+        assert_int_equal(p->bandwidth_bps, 10 << 20);
+        assert_int_equal(p->n_platforms, 2);
+        assert_string_equal(p->platforms[1], "linux/arm64/v8");
+        assert_int_equal(p->n_entries, 3);
+        assert_string_equal(p->entries[0].image, "docker.io/library/nginx:latest");
+        assert_string_equal(p->entries[0].registry, "docker.io");
+        assert_null(p->entries[0].repository);
+        assert_string_equal(p->entries[1].image,
+                            "quay.io/org/app@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_int_equal(p->entries[1].n_platforms, 1);
+        assert_string_equal(p->entries[2].repository, "quay.io/prometheus/node-exporter");
+        assert_null(p->entries[2].image);
+        assert_string_equal(p->entries[2].tag_regex, "^v1\\.");
+        assert_string_equal(p->entries[2].tag_semver, ">=1.7 <2 || ^3");
+        assert_int_equal(p->entries[2].newest, 3);
+        spec_free(s);
+}
+
+static void test_prefetch_errors(void **state) {
+        (void) state;
+        expect_errors(REG "prefetch:\n  interval: 10s\n", 1,
+                      "spec.yaml:3:13: prefetch.interval: must be between 1m and 365d");
+        expect_errors(REG "prefetch:\n  concurrency: 0\n", 1,
+                      "spec.yaml:3:16: prefetch.concurrency: must be between 1 and 64");
+        expect_errors(REG "prefetch:\n  concurrency: two\n", 1,
+                      "spec.yaml:3:16: prefetch.concurrency: expected an integer, got \"two\"");
+        expect_errors(REG "prefetch:\n  platforms: [linux]\n", 1,
+                      "spec.yaml:3:15: prefetch.platforms[0]: not a platform (os/arch[/variant], like linux/arm64): "
+                      "\"linux\"");
+        expect_errors(REG "prefetch:\n  images: []\n", 1, "spec.yaml:3:11: prefetch.images: empty list");
+        expect_errors(REG "prefetch:\n  images: [Nginx]\n", 1,
+                      "spec.yaml:3:12: prefetch.images[0]: invalid repository name (lower-case components "
+                      "separated by '/'): \"Nginx\"");
+        expect_errors(REG "prefetch:\n  images: [\"nginx@sha256:abc\"]\n", 1,
+                      "spec.yaml:3:12: prefetch.images[0]: invalid digest (sha256:<64 hex> or sha512:<128 hex>): "
+                      "\"nginx@sha256:abc\"");
+        expect_errors(REG "prefetch:\n  images:\n    - repository: redis:7\n", 1,
+                      "spec.yaml:4:19: prefetch.images[0].repository: a repository takes no tag or digest: \"redis:7\"");
+        expect_errors(REG "prefetch:\n  images:\n    - image: nginx\n      tags: {newest: 1}\n", 1,
+                      "spec.yaml:5:13: prefetch.images[0].tags: tag filters apply to a \"repository\", not an "
+                      "\"image\"");
+        expect_errors(REG "prefetch:\n  images:\n    - {image: a, repository: b}\n", 1,
+                      "spec.yaml:4:7: prefetch.images[0]: needs exactly one of \"image\" or \"repository\"");
+        expect_errors(REG "prefetch:\n  images:\n    - repository: redis\n      tags: {regex: \"(\"}\n", 1,
+                      "spec.yaml:5:21: prefetch.images[0].tags.regex: not a valid extended regular expression: "
+                      "Unmatched ( or \\(");
+        expect_errors(REG "prefetch:\n  images:\n    - repository: redis\n      tags: {semver: \">=1.x.2.3\"}\n", 1,
+                      "spec.yaml:5:22: prefetch.images[0].tags.semver: not a semver range (like \">=1.2 <2\" or "
+                      "\"~1.27\"): \">=1.x.2.3\"");
+        expect_errors(REG "prefetch:\n  images:\n    - repository: redis\n      tags: {semver: \"|| 1\"}\n", 1,
+                      "spec.yaml:5:22: prefetch.images[0].tags.semver: not a semver range (like \">=1.2 <2\" or "
+                      "\"~1.27\"): \"|| 1\"");
+        expect_errors(REG "prefetch:\n  images:\n    - repository: redis\n      tags: {newest: 0}\n", 1,
+                      "spec.yaml:5:22: prefetch.images[0].tags.newest: must be between 1 and 1000");
+        /* Prefetch goes through layerd: only mirrored registries of the spec. */
+        expect_errors(REG "prefetch:\n  images: [quay.io/a/b]\n", 1,
+                      "spec.yaml:3:12: prefetch.images[0]: registry \"quay.io\" is not in registries");
+        expect_errors("registries: {docker.io: {}, quay.io: {mirror: false}}\nprefetch:\n  images: [quay.io/a/b]\n", 1,
+                      "spec.yaml:3:12: prefetch.images[0]: registry \"quay.io\" is not mirrored (mirror: false)");
+}
+
+/* ---- every error reported, nothing half-applied ------------------------------------ */
+
+static void test_many_errors(void **state) {
+        (void) state;
+        char *yaml = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&yaml, &len);
+        assert_non_null(f);
+        fputs("registries:\n  docker.io:\n    endpoints:\n", f);
+        for (int i = 0; i < 16; i++)
+                fprintf(f, "      - {url: \"x%d\", capabilities: [push]}\n", i);
+        fclose(f);
+        struct spec *s = NULL;
+        struct error_list errors;
+        assert_int_equal(spec_parse("spec.yaml", yaml, len, CACHE, &s, &errors), -EINVAL);
+        assert_null(s);
+        assert_int_equal(errors.n, ERROR_LIST_MAX);
+        assert_int_equal(error_list_count(&errors), 32);
+        assert_int_equal(errors.dropped, 12);
+        free(yaml);
+}
+
+/* ---- loading ---------------------------------------------------------------------- */
+
+static void test_load_file(void **state) {
+        (void) state;
+        char path[] = "/tmp/test-spec-XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        const char *yaml = "agent:\n  listen: 127.0.0.1:7000\n" REG;
+        assert_int_equal(write(fd, yaml, strlen(yaml)), (ssize_t) strlen(yaml));
+        close(fd);
+
+        struct spec *s = NULL;
+        struct error_list errors;
+        assert_int_equal(spec_load_file(path, CACHE, &s, &errors), 0);
+        assert_string_equal(s->source, path);
+        assert_int_equal(s->agent.listen_port, 7000);
+        spec_free(s);
+        s = NULL;
+
+        /* Errors name the file. */
+        assert_true(truncate(path, 0) == 0);
+        assert_int_equal(spec_load_file(path, CACHE, &s, &errors), -EINVAL);
+        assert_string_equal(errors.source, path);
+        unlink(path);
+
+        assert_int_equal(spec_load_file(path, CACHE, &s, &errors), -ENOENT);
+        char buf[512], want[512];
+        error_list_format(&errors, 0, buf, sizeof(buf));
+        snprintf(want, sizeof(want), "%s: cannot open: No such file or directory", path);
+        assert_string_equal(buf, want);
+        assert_null(s);
+
+        assert_int_equal(spec_load_file("/tmp", CACHE, &s, &errors), -EINVAL);
+        error_list_format(&errors, 0, buf, sizeof(buf));
+        assert_string_equal(buf, "/tmp: not a regular file");
+}
+
+static void test_too_large(void **state) {
+        (void) state;
+        size_t size = SPEC_FILE_MAX + 1;
+        char *big = malloc(size + 1);
+        assert_non_null(big);
+        memset(big, '#', size);
+        big[size] = '\0';
+        struct spec *s = NULL;
+        struct error_list errors;
+        assert_int_equal(spec_parse("spec.yaml", big, size, CACHE, &s, &errors), -EFBIG);
+        char buf[256];
+        error_list_format(&errors, 0, buf, sizeof(buf));
+        assert_string_equal(buf, "spec.yaml: larger than 1048576 bytes");
+
+        char path[] = "/tmp/test-spec-XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, big, size), (ssize_t) size);
+        close(fd);
+        assert_int_equal(spec_load_file(path, CACHE, &s, &errors), -EFBIG);
+        assert_null(s);
+        unlink(path);
+        free(big);
+}
+
+static void test_builtin(void **state) {
+        (void) state;
+        struct spec *s = NULL;
+        struct error_list errors;
+        assert_int_equal(spec_load_default("/home/u/.cache/layerd", &s, &errors), 0);
+        assert_int_equal(s->format, SPEC_FORMAT_BUILTIN);
+        assert_string_equal(s->agent.listen_host, "127.0.0.1");
+        assert_int_equal(s->agent.listen_port, SPEC_DEFAULT_PORT);
+        assert_string_equal(s->agent.cache_dir, "/home/u/.cache/layerd");
+        assert_string_equal(s->agent.default_registry, "docker.io");
+        static const char *const hosts[] = { "docker.io", "ghcr.io", "quay.io", "registry.k8s.io", "gcr.io" };
+        assert_int_equal(s->n_registries, 5);
+        for (size_t i = 0; i < 5; i++) {
+                assert_string_equal(s->registries[i].host, hosts[i]);
+                assert_true(s->registries[i].mirror);
+                assert_int_equal(s->registries[i].n_endpoints, 1);
+                assert_true(s->registries[i].endpoints[0].is_origin);
+        }
+        spec_free(s);
+        assert_null(spec_free(NULL));
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_yaml_syntax),
+                cmocka_unit_test(test_yaml_shape),
+                cmocka_unit_test(test_unknown_keys),
+                cmocka_unit_test(test_duplicate_keys),
+                cmocka_unit_test(test_types),
+                cmocka_unit_test(test_version),
+                cmocka_unit_test(test_agent_defaults),
+                cmocka_unit_test(test_agent_settings),
+                cmocka_unit_test(test_agent_errors),
+                cmocka_unit_test(test_registry_defaults),
+                cmocka_unit_test(test_registry_chain),
+                cmocka_unit_test(test_registry_origin),
+                cmocka_unit_test(test_registry_errors),
+                cmocka_unit_test(test_registry_limits),
+                cmocka_unit_test(test_endpoint_url),
+                cmocka_unit_test(test_endpoint_capabilities),
+                cmocka_unit_test(test_endpoint_tls),
+                cmocka_unit_test(test_endpoint_headers),
+                cmocka_unit_test(test_endpoint_timeouts),
+                cmocka_unit_test(test_anchors),
+                cmocka_unit_test(test_prefetch_model),
+                cmocka_unit_test(test_prefetch_errors),
+                cmocka_unit_test(test_many_errors),
+                cmocka_unit_test(test_load_file),
+                cmocka_unit_test(test_too_large),
+                cmocka_unit_test(test_builtin),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
