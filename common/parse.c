@@ -230,9 +230,10 @@ int parse_host_port(const char *s, bool port_required, char **ret_host, uint16_t
                 bool all_digits_and_dots = host[strspn(host, "0123456789.")] == '\0';
                 if (all_digits_and_dots ? inet_pton(AF_INET, host, &a4) != 1 : !hostname_is_valid(host))
                         return -EINVAL;
-                for (char *p = host; *p; p++)
-                        *p = (char) tolower((unsigned char) *p);
         }
+        /* Both branches: an IPv6 address may be written with upper-case hex digits. */
+        for (char *p = host; *p; p++)
+                *p = (char) tolower((unsigned char) *p);
         if (port_text) {
                 int r = parse_port(port_text, &port);
                 if (r < 0)
@@ -282,7 +283,12 @@ int url_parse(const char *s, struct url *ret, const char **ret_reason) {
                         *reason = "invalid character in URL path";
                         return -EINVAL;
                 }
-        if (strstr(rest, "/../") || strstr(rest, "/./") || strstr(rest, "//")) {
+        /* A final "/." or "/.." is a dot segment too: the trailing-slash
+         * removal below would otherwise turn "/b/../" (refused) into "/b/..". */
+        size_t rest_len = strlen(rest);
+        bool dot_at_end = (rest_len >= 2 && strcmp(rest + rest_len - 2, "/.") == 0) ||
+                          (rest_len >= 3 && strcmp(rest + rest_len - 3, "/..") == 0);
+        if (strstr(rest, "/../") || strstr(rest, "/./") || strstr(rest, "//") || dot_at_end) {
                 *reason = "URL path is not normalised";
                 return -EINVAL;
         }
@@ -319,9 +325,30 @@ char *url_to_string(const struct url *u) {
         char *s = NULL;
         bool v6 = strchr(u->host, ':') != NULL;
         char port[8] = "";
-        if (u->port != 0)
+        bool default_port = (strcmp(u->scheme, "https") == 0 && u->port == 443) ||
+                            (strcmp(u->scheme, "http") == 0 && u->port == 80);
+        if (u->port != 0 && !default_port)
                 snprintf(port, sizeof(port), ":%u", u->port);
         if (asprintf(&s, "%s://%s%s%s%s%s", u->scheme, v6 ? "[" : "", u->host, v6 ? "]" : "", port, u->path) < 0)
                 return NULL;
         return s;
+}
+
+bool url_redact(const char *s, char *buf, size_t size) {
+        const char *auth = strstr(s, "://");
+        const char *at = NULL;
+        if (auth) {
+                auth += 3;
+                size_t auth_len = strcspn(auth, "/?#");
+                /* The last '@' of the authority ends the user info (a password may hold '@'). */
+                for (const char *p = auth; p < auth + auth_len; p++)
+                        if (*p == '@')
+                                at = p;
+        }
+        if (!at) {
+                snprintf(buf, size, "%s", s);
+                return false;
+        }
+        snprintf(buf, size, "%.*s***%s", (int) (auth - s), s, at);
+        return true;
 }

@@ -50,6 +50,11 @@ struct url {
 int url_parse(const char *s, struct url *ret, const char **ret_reason);
 void url_done(struct url *u);
 
+/* Copies s into buf (truncated to size) with any user info of an http(s)
+ * URL ("user:password@") replaced by "***@", so that a URL can be shown in an
+ * error message without the secret in it. Returns true when something was hidden. */
+bool url_redact(const char *s, char *buf, size_t size);
+
 /* The canonical text: scheme://host[:port]path, the port dropped when it is the
  * scheme's default, IPv6 in brackets. Returns NULL on allocation failure. */
 char *url_to_string(const struct url *u);

@@ -153,12 +153,14 @@ int reference_parse(const char *s, bool want_tag, struct reference *ret, const c
                 *reason = "invalid repository name (lower-case components separated by '/')";
                 goto out;
         }
-        if (strlen(domain) + 1 + strlen(path) > REFERENCE_NAME_MAX) {
+        /* distribution/reference checks the normalised name, "library/" included. */
+        bool add_library = docker_hub && !strchr(path, '/');
+        if (strlen(domain) + 1 + (add_library ? strlen("library/") : 0) + strlen(path) > REFERENCE_NAME_MAX) {
                 *reason = "name longer than 255 characters";
                 goto out;
         }
         r.domain = strdup(domain);
-        if (docker_hub && !strchr(path, '/')) {
+        if (add_library) {
                 if (asprintf(&r.path, "library/%s", path) < 0)
                         r.path = NULL;
         } else {

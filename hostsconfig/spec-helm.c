@@ -62,6 +62,14 @@ static void helm_endpoint(struct spec_ctx *c, const yaml_node_t *item, const cha
                         return;
                 }
         }
+        char shown[256];
+        if (url_redact(full ? full : s, shown, sizeof(shown))) {
+                /* The Helm form has no place for credentials; the layerd form does.
+                 * Show the value as written, without the scheme we added. */
+                spec_error(c, v, p, "credentials in an endpoint are not allowed (the layerd form's credentials_file "
+                           "holds them): \"%s\"", full ? shown + strlen("https://") : shown);
+                return;
+        }
         struct url u;
         const char *reason = NULL;
         int r = url_parse(full ? full : s, &u, &reason);
@@ -112,58 +120,73 @@ static void helm_endpoints(struct spec_ctx *c, const yaml_node_t *n, const char 
 
 void spec_parse_helm(struct spec_ctx *c, const yaml_node_t *root) {
         static const char *const cache_keys[] = { "enabled", "mirroredRegistries", "port" };
-        const char *cache_path = "global.components.containerd.localRegistryCache";
-        const yaml_node_t *global = descend(c, root, "", "global");
-        const yaml_node_t *components = global ? descend(c, global, "global", "components") : NULL;
-        const yaml_node_t *containerd = components ? descend(c, components, "global.components", "containerd") : NULL;
-        const yaml_node_t *cache = containerd ? descend(c, containerd, "global.components.containerd", "localRegistryCache")
-                                              : NULL;
+        static const char *const cache_path = "global.components.containerd.localRegistryCache";
+        static const char *const mr_path = "global.components.containerd.localRegistryCache.mirroredRegistries";
+        /* Walk down to localRegistryCache, remembering the deepest node found
+         * so that "missing" points where the block should have been. */
+        static const char *const steps[][2] = {
+                { "", "global" },
+                { "global", "components" },
+                { "global.components", "containerd" },
+                { "global.components.containerd", "localRegistryCache" },
+        };
+        const yaml_node_t *cache = root, *deepest = root;
+        size_t errors_before = error_list_count(c->errors);
+        for (size_t i = 0; cache && i < ELEMENTSOF(steps); i++) {
+                deepest = cache;
+                cache = descend(c, cache, steps[i][0], steps[i][1]);
+        }
         const yaml_node_t *regs = descend(c, root, "", "containerRegistries");
         yaml_node_t *v[ELEMENTSOF(cache_keys)] = {};
         bool enabled = false;
         size_t n_mirrored = 0, n_regs = 0;
 
-        if (error_list_count(c->errors) > 0)
-                return;
-        if (!cache) {
-                error_list_add(c->errors, 0, 0, "%s: missing (layerd reads its settings from there)", cache_path);
-                return;
+        /* A wrong type on the way down was reported; "missing" would only repeat it. */
+        if (!cache && error_list_count(c->errors) == errors_before)
+                spec_error(c, deepest, "", "%s: missing (layerd reads its settings from there)", cache_path);
+        else if (cache) {
+                size_t before = error_list_count(c->errors);
+                if (spec_mapping(c, cache, cache_path, cache_keys, ELEMENTSOF(cache_keys), v, false) == 0) {
+                        bool typo = error_list_count(c->errors) > before;
+                        if (v[0])
+                                (void) spec_get_bool(c, v[0], "global.components.containerd.localRegistryCache.enabled",
+                                                     &enabled);
+                        if (v[2]) {
+                                uint64_t port;
+                                if (spec_get_uint(c, v[2], "global.components.containerd.localRegistryCache.port", 1,
+                                                  65535, &port) == 0)
+                                        c->spec->agent.listen_port = (uint16_t) port;
+                        }
+                        if (v[1] && v[1]->type != YAML_SEQUENCE_NODE)
+                                spec_error(c, v[1], mr_path, "expected a list, got %s", spec_node_kind(v[1]));
+                        else if (v[1])
+                                n_mirrored = (size_t) (v[1]->data.sequence.items.top - v[1]->data.sequence.items.start);
+                        /* A misspelt mirroredRegistries was reported as unknown key already. */
+                        if (enabled && n_mirrored == 0 && !typo && (!v[1] || v[1]->type == YAML_SEQUENCE_NODE))
+                                spec_error(c, v[1] ? v[1] : cache, v[1] ? mr_path : cache_path,
+                                           v[1] ? "empty list" : "enabled, but no mirroredRegistries");
+                        if (n_mirrored > SPEC_REGISTRIES_MAX) {
+                                spec_error(c, v[1], mr_path, "too many registries (at most %d)", SPEC_REGISTRIES_MAX);
+                                n_mirrored = 0;
+                        }
+                }
         }
-        if (spec_mapping(c, cache, cache_path, cache_keys, ELEMENTSOF(cache_keys), v, false) < 0)
-                return;
-        if (v[0])
-                (void) spec_get_bool(c, v[0], "global.components.containerd.localRegistryCache.enabled", &enabled);
-        if (v[2]) {
-                uint64_t port;
-                if (spec_get_uint(c, v[2], "global.components.containerd.localRegistryCache.port", 1, 65535, &port) == 0)
-                        c->spec->agent.listen_port = (uint16_t) port;
-        }
-        const char *mr_path = "global.components.containerd.localRegistryCache.mirroredRegistries";
-        if (v[1]) {
-                if (v[1]->type != YAML_SEQUENCE_NODE)
-                        spec_error(c, v[1], mr_path, "expected a list, got %s", spec_node_kind(v[1]));
-                else
-                        n_mirrored = (size_t) (v[1]->data.sequence.items.top - v[1]->data.sequence.items.start);
-        }
-        if (enabled && n_mirrored == 0 && (!v[1] || v[1]->type == YAML_SEQUENCE_NODE))
-                spec_error(c, v[1] ? v[1] : cache, v[1] ? mr_path : cache_path,
-                           v[1] ? "empty list" : "enabled, but no mirroredRegistries");
         if (regs) {
                 if (regs->type != YAML_MAPPING_NODE)
                         spec_error(c, regs, "containerRegistries", "expected a mapping, got %s", spec_node_kind(regs));
                 else
                         n_regs = (size_t) (regs->data.mapping.pairs.top - regs->data.mapping.pairs.start);
+                if (n_regs > SPEC_REGISTRIES_MAX) {
+                        spec_error(c, regs, "containerRegistries", "too many registries (at most %d)",
+                                   SPEC_REGISTRIES_MAX);
+                        n_regs = 0;
+                }
         }
-        if (n_mirrored + n_regs > SPEC_REGISTRIES_MAX) {
-                spec_error(c, cache, cache_path, "too many registries (at most %d)", SPEC_REGISTRIES_MAX);
-                return;
-        }
-        if (error_list_count(c->errors) > 0)
-                return;
-        if (n_mirrored + n_regs == 0) {
+        if (cache && n_mirrored + n_regs == 0 && error_list_count(c->errors) == 0) {
                 spec_error(c, cache, cache_path, "no registries: list mirroredRegistries or containerRegistries");
                 return;
         }
+        /* Room for both lists; hosts in both are merged, so the real count may be lower. */
         c->spec->registries = spec_calloc(c, n_mirrored + n_regs, sizeof(struct spec_registry));
         if (!c->spec->registries)
                 return;
@@ -185,14 +208,21 @@ void spec_parse_helm(struct spec_ctx *c, const yaml_node_t *root) {
         }
         for (size_t i = 0; i < n_regs; i++) {
                 const yaml_node_pair_t *pair = &regs->data.mapping.pairs.start[i];
-                _cleanup_free_ char *host = spec_registry_host(c, spec_node(c, pair->key), "containerRegistries");
+                const yaml_node_t *key = spec_node(c, pair->key);
+                _cleanup_free_ char *host = spec_registry_host(c, key, "containerRegistries");
                 if (!host || !spec_key_is_unique(c, regs, i, "containerRegistries", true))
                         continue;
                 struct spec_registry *r = (struct spec_registry *) spec_find_registry(c->spec, host);
                 /* Registries the cache does not mirror are still rendered for
                  * containerd, which then goes to their endpoints directly. */
-                if (!r)
+                if (!r) {
+                        if (c->spec->n_registries >= SPEC_REGISTRIES_MAX) {
+                                spec_error(c, key, "containerRegistries", "too many registries (at most %d)",
+                                           SPEC_REGISTRIES_MAX);
+                                break;
+                        }
                         r = add_registry(c, host, false);
+                }
                 char p[SPEC_PATH_MAX];
                 spec_path_key(p, sizeof(p), "containerRegistries", host);
                 helm_endpoints(c, spec_node(c, pair->value), p, r);

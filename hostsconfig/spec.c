@@ -166,7 +166,9 @@ static char *get_url(struct spec_ctx *c, const yaml_node_t *n, const char *path,
                 return NULL;
         }
         if (r < 0) {
-                spec_error(c, n, path, "%s: \"%.128s\"", reason, s);
+                char shown[256];
+                url_redact(s, shown, sizeof(shown));
+                spec_error(c, n, path, "%s: \"%s\"", reason, shown);
                 return NULL;
         }
         char *text = url_to_string(&u);

@@ -332,7 +332,11 @@ static void test_endpoint_url(void **state) {
                       1, "spec.yaml:5:14: registries.docker.io.endpoints[1].url: not a URL: \"zot:\"");
         expect_errors("registries:\n  docker.io:\n    endpoints: [\"https://u:p@a.example.com\"]\n", 1,
                       "spec.yaml:3:17: registries.docker.io.endpoints[0].url: user info in a URL is not allowed "
-                      "(use credentials_file): \"https://u:p@a.example.com\"");
+                      "(use credentials_file): \"https://***@a.example.com\"");
+        /* The secret stays out of the message even when the URL is wrong in other ways too. */
+        expect_errors("registries:\n  docker.io:\n    endpoints: [\"https://user:s3cr@t@a..example.com/x\"]\n", 1,
+                      "spec.yaml:3:17: registries.docker.io.endpoints[0].url: user info in a URL is not allowed "
+                      "(use credentials_file): \"https://***@a..example.com/x\"");
         expect_errors("registries:\n  docker.io:\n    endpoints: [ftp://a.example.com]\n", 1,
                       "spec.yaml:3:17: registries.docker.io.endpoints[0].url: scheme must be http or https: "
                       "\"ftp://a.example.com\"");
