@@ -211,6 +211,14 @@ int parse_host_port(const char *s, bool port_required, char **ret_host, uint16_t
                 struct in6_addr a6;
                 if (inet_pton(AF_INET6, host, &a6) != 1)
                         return -EINVAL;
+                /* One spelling per address: "FD00:0::1" is "fd00::1". */
+                char text[INET6_ADDRSTRLEN];
+                if (!inet_ntop(AF_INET6, &a6, text, sizeof(text)))
+                        return -EINVAL;
+                free(host);
+                host = strdup(text);
+                if (!host)
+                        return -ENOMEM;
                 if (close[1] == ':')
                         port_text = close + 2;
                 else if (close[1] != '\0')

@@ -225,6 +225,11 @@ void spec_parse_helm(struct spec_ctx *c, const yaml_node_t *root) {
                 }
                 char p[SPEC_PATH_MAX];
                 spec_path_key(p, sizeof(p), "containerRegistries", host);
+                if (r->endpoints) {
+                        /* Same registry spelt differently ("zot:05000", "zot:5000"). */
+                        spec_error(c, key, p, "duplicate registry");
+                        continue;
+                }
                 helm_endpoints(c, spec_node(c, pair->value), p, r);
         }
         for (size_t i = 0; i < c->spec->n_registries; i++)

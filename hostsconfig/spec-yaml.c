@@ -250,9 +250,15 @@ char *spec_registry_host(struct spec_ctx *c, const yaml_node_t *n, const char *p
                 spec_error(c, n, path, "not a registry host[:port]: \"%.128s\"", s);
                 return NULL;
         }
-        char *lower = spec_strdup(c, s);
-        for (char *p = lower; p && *p; p++)
-                if (*p >= 'A' && *p <= 'Z')
-                        *p = (char) (*p - 'A' + 'a');
-        return lower;
+        /* Canonical, as parse_host_port leaves the host (lower case, IPv6
+         * compressed), with the port written without leading zeros. */
+        bool v6 = strchr(host, ':') != NULL;
+        char port_text[8] = "", *canonical = NULL;
+        if (port)
+                snprintf(port_text, sizeof(port_text), ":%u", port);
+        if (asprintf(&canonical, "%s%s%s%s", v6 ? "[" : "", host, v6 ? "]" : "", port_text) < 0) {
+                c->oom = true;
+                return NULL;
+        }
+        return canonical;
 }

@@ -596,11 +596,20 @@ static void parse_registries(struct spec_ctx *c, const yaml_node_t *n) {
                 const yaml_node_pair_t *pair = &n->data.mapping.pairs.start[i];
                 yaml_node_t *k = spec_node(c, pair->key);
                 struct spec_registry *r = &c->spec->registries[i];
-                r->host = spec_registry_host(c, k, path);
-                if (!r->host || !spec_key_is_unique(c, n, i, path, true))
+                _cleanup_free_ char *host = spec_registry_host(c, k, path);
+                if (!host)
                         continue;
                 char p[SPEC_PATH_MAX];
-                spec_path_key(p, sizeof(p), path, r->host);
+                spec_path_key(p, sizeof(p), path, host);
+                /* Compared in canonical form: "Docker.io" and "docker.io", or
+                 * "zot:05000" and "zot:5000", are the same registry. */
+                const struct spec_registry *first = spec_find_registry(c->spec, host);
+                if (first) {
+                        const yaml_node_t *fk = spec_node(c, n->data.mapping.pairs.start[first - c->spec->registries].key);
+                        spec_error(c, k, p, "duplicate registry (first at line %u)", (unsigned) fk->start_mark.line + 1);
+                        continue;
+                }
+                r->host = TAKE_PTR(host);
                 parse_registry(c, spec_node(c, pair->value), p, r);
         }
 }
@@ -775,10 +784,16 @@ char *spec_default_origin(const char *host) {
          * docker both special-case the name the same way. */
         if (strcmp(host, "docker.io") == 0)
                 return strdup("https://registry-1.docker.io");
-        char *s = NULL;
+        _cleanup_free_ char *s = NULL;
         if (asprintf(&s, "https://%s", host) < 0)
                 return NULL;
-        return s;
+        /* Canonical form, as every other URL of the model ("host:443" has no port). */
+        struct url u;
+        if (url_parse(s, &u, NULL) < 0)
+                return NULL;
+        char *canonical = url_to_string(&u);
+        url_done(&u);
+        return canonical;
 }
 
 const struct spec_registry *spec_find_registry(const struct spec *s, const char *host) {

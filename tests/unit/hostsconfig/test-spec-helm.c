@@ -852,6 +852,10 @@ static void test_registry_duplicate_key(void **state) {
                      SOURCE ":10:3: containerRegistries.Docker.io: duplicate key (first at line 8)");
         expect_error(f, ONE_MIRROR "containerRegistries:\n  docker.io:\n    - endpoint: zot:5000\ncontainerRegistries: {}\n", 1,
                      SOURCE ":10:1: containerRegistries: duplicate key (first at line 7)");
+        /* The same registry spelt two ways is caught after canonicalisation. */
+        expect_error(f, ONE_MIRROR "containerRegistries:\n  zot.example.com:5000:\n    - endpoint: a\n"
+                                   "  zot.example.com:05000:\n    - endpoint: b\n", 1,
+                     SOURCE ":10:3: containerRegistries.zot.example.com:5000: duplicate registry");
 }
 
 /* ---- form detection ----------------------------------------------------------------------- */

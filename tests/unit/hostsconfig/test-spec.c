@@ -87,7 +87,7 @@ static void test_duplicate_keys(void **state) {
         expect_errors("agent:\n  listen: 127.0.0.1:1\n  listen: 127.0.0.1:2\n" REG, 1,
                       "spec.yaml:3:3: agent.listen: duplicate key (first at line 2)");
         expect_errors("registries:\n  docker.io: {}\n  Docker.IO: {}\n", 1,
-                      "spec.yaml:3:3: registries.Docker.IO: duplicate key (first at line 2)");
+                      "spec.yaml:3:3: registries.docker.io: duplicate registry (first at line 2)");
         expect_errors(EP("        headers: {X-A: a, x-a: b}\n"), 1,
                       "spec.yaml:5:27: registries.docker.io.endpoints[0].headers.x-a: duplicate key (first at line 5)");
         expect_errors(REG "agent: {}\nagent: {}\n", 1, "spec.yaml:3:1: agent: duplicate key (first at line 2)");
@@ -211,6 +211,20 @@ static void test_registry_defaults(void **state) {
         assert_ptr_equal(spec_find_registry(s, "GHCR.IO"), &s->registries[1]);
         assert_null(spec_find_registry(s, "quay.io"));
         spec_free(s);
+}
+
+static void test_registry_host_canonical(void **state) {
+        (void) state;
+        /* One spelling per registry, so lookups by the name a client sends work,
+         * and the derived origin is a canonical URL like every other. */
+        struct spec *s = parse_ok("registries:\n  Example.COM:0443: {}\n  \"[FD00:0::1]:05000\": {}\n");
+        assert_string_equal(s->registries[0].host, "example.com:443");
+        assert_string_equal(s->registries[0].origin, "https://example.com");
+        assert_string_equal(s->registries[1].host, "[fd00::1]:5000");
+        assert_string_equal(s->registries[1].origin, "https://[fd00::1]:5000");
+        spec_free(s);
+        expect_errors("registries:\n  example.com:443: {}\n  EXAMPLE.com:0443: {}\n", 1,
+                      "spec.yaml:3:3: registries.example.com:443: duplicate registry (first at line 2)");
 }
 
 static void test_registry_chain(void **state) {
@@ -636,6 +650,7 @@ int main(void) {
                 cmocka_unit_test(test_agent_settings),
                 cmocka_unit_test(test_agent_errors),
                 cmocka_unit_test(test_registry_defaults),
+                cmocka_unit_test(test_registry_host_canonical),
                 cmocka_unit_test(test_registry_chain),
                 cmocka_unit_test(test_registry_origin),
                 cmocka_unit_test(test_registry_errors),
