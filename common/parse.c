@@ -343,16 +343,14 @@ char *url_to_string(const struct url *u) {
 }
 
 bool url_redact(const char *s, char *buf, size_t size) {
-        const char *auth = strstr(s, "://");
-        const char *at = NULL;
-        if (auth) {
-                auth += 3;
-                size_t auth_len = strcspn(auth, "/?#");
-                /* The last '@' of the authority ends the user info (a password may hold '@'). */
-                for (const char *p = auth; p < auth + auth_len; p++)
-                        if (*p == '@')
-                                at = p;
-        }
+        /* A string shown here is often malformed, so nothing about its shape is
+         * trusted: without "://" the user info starts at the beginning, and the
+         * last '@' anywhere ends it (a password may hold '@', and an unencoded '/'
+         * is common in base64 tokens). Hiding an '@' in a path as well is the
+         * price of never showing a secret. */
+        const char *scheme_end = strstr(s, "://");
+        const char *auth = scheme_end ? scheme_end + 3 : s;
+        const char *at = strrchr(auth, '@');
         if (!at) {
                 snprintf(buf, size, "%s", s);
                 return false;
