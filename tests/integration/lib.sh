@@ -36,14 +36,18 @@ wait_port() {
   return 1
 }
 
-# wait_exit PID [SECONDS]: until PID has exited, bounded; prints its status.
+# wait_exit PID [SECONDS]: until PID (a child of this shell) has exited, bounded;
+# its exit status lands in $status ("timeout" when it did not exit). Not for
+# use in $(...): a subshell cannot wait for its parent's children.
+status=
 wait_exit() {
   local pid=$1 deadline=$((SECONDS + ${2:-10}))
+  status=timeout
   while ((SECONDS < deadline)); do
-    if ! kill -0 "$pid" 2>/dev/null; then wait "$pid"; echo $?; return 0; fi
+    if ! kill -0 "$pid" 2>/dev/null; then wait "$pid"; status=$?; return 0; fi
     sleep 0.05
   done
-  echo timeout; return 1
+  return 1
 }
 
 # http METHOD URL: prints the status code; headers to $T/headers, body to $T/body.

@@ -79,7 +79,7 @@ check "serve on a busy port exits 1" test $? -eq 1
 check "busy port is reported" grep -q "cannot listen" "$T/err2"
 
 kill -TERM "$pid"
-st=$(wait_exit "$pid" 10); check "SIGTERM stops serve with status 0" test "$st" = 0
+wait_exit "$pid" 10; check "SIGTERM stops serve with status 0" test "$status" = 0
 
 # The spec's listen address, and --listen overriding it.
 p1=$(free_port); p2=$(free_port)
@@ -94,12 +94,12 @@ YAML
 pid=$!; PIDS+=("$pid")
 check "serve --spec listens on the spec's address" wait_port "$p1"
 check "serve --spec uses the spec's cache_dir" test -d "$T/speccache"
-kill -TERM "$pid"; wait_exit "$pid" 10 >/dev/null
+kill -TERM "$pid"; wait_exit "$pid" 10
 "$LAYERD" serve --spec "$T/spec.yaml" --listen "127.0.0.1:$p2" >"$T/serve3.log" 2>&1 &
 pid=$!; PIDS+=("$pid")
 check "--listen overrides the spec" wait_port "$p2"
 check "the spec's port is then unused" bash -c "! (exec 3<>/dev/tcp/127.0.0.1/$p1) 2>/dev/null"
-kill -TERM "$pid"; wait_exit "$pid" 10 >/dev/null
+kill -TERM "$pid"; wait_exit "$pid" 10
 
 "$LAYERD" serve --spec "$T/broken.yaml" >/dev/null 2>"$T/err"
 check "serve with a broken spec exits 2" test $? -eq 2
