@@ -136,11 +136,14 @@ int serve_run(const struct serve_config *cfg) {
         unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
         if (addr.ss_family == AF_INET6)
                 flags |= MHD_USE_IPv6;
+        errno = 0;
         struct MHD_Daemon *d = MHD_start_daemon(
-                flags, cfg->listen_port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
+                /* The logger goes first, or MHD logs the options before it on its own. */
+                flags, cfg->listen_port, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+                MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
                 MHD_OPTION_THREAD_POOL_SIZE, (unsigned) SERVE_THREADS, MHD_OPTION_CONNECTION_LIMIT,
                 (unsigned) SERVE_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) SERVE_CONNECTION_TIMEOUT_S,
-                MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
+                MHD_OPTION_END);
         if (!d) {
                 int e = errno ? errno : EADDRINUSE;
                 log_error("cannot listen address=%s port=%u: %s", cfg->listen_host, cfg->listen_port, strerror(e));

@@ -58,6 +58,7 @@ pid=$!; PIDS+=("$pid")
 check "serve (built-in spec) listens" wait_port "$port"
 check "serve created the cache directory" test -d "$T/cache"
 check "serve logs with a level prefix" grep -q "^<6>listening address=127.0.0.1 port=$port" "$T/serve.log"
+check "a clean start logs no warnings" bash -c "! grep -q '^<[0-4]>' '$T/serve.log'"
 code=$(http GET "http://127.0.0.1:$port/v2/")
 check "GET /v2/ is 200" test "$code" = 200
 check "GET /v2/ carries Docker-Distribution-API-Version" grep -qi '^Docker-Distribution-API-Version: registry/2.0' "$T/headers"
