@@ -151,9 +151,12 @@ static bool registry(struct out *o, const struct spec_registry *r) {
         bool fallback = false;
         for (size_t i = 0; i < r->n_endpoints; i++)
                 fallback = fallback || r->endpoints[i].is_origin;
-        if (!scalar(o, r->host) || !start_map(o, false) || !kv_bool(o, "mirror", r->mirror) ||
-            !kv(o, "origin", r->origin) || !kv_bool(o, "fallback_to_origin", fallback) || !scalar(o, "endpoints") ||
-            !start_seq(o, false))
+        if (!scalar(o, r->host) || !start_map(o, false) || !kv_bool(o, "mirror", r->mirror))
+                return false;
+        /* _default has no origin of its own. */
+        if (r->origin && (!kv(o, "origin", r->origin) || !kv_bool(o, "fallback_to_origin", fallback)))
+                return false;
+        if (!scalar(o, "endpoints") || !start_seq(o, false))
                 return false;
         for (size_t i = 0; i < r->n_endpoints; i++)
                 if (!endpoint(o, &r->endpoints[i]))
@@ -216,7 +219,8 @@ static bool document(struct out *o, const struct spec *s) {
                 if (!end_seq(o))
                         return false;
         }
-        return end_map(o) && end_map(o);
+        return end_map(o) && scalar(o, "hosts") && start_map(o, false) &&
+               kv(o, "containerd_version", s->hosts.containerd_version) && end_map(o) && end_map(o);
 }
 
 int spec_print(const struct spec *s, FILE *f) {

@@ -150,6 +150,10 @@ static size_t edit_distance(const char *a, const char *b) {
 static const char *closest_key(const char *key, const char *const *known, size_t n_known) {
         const char *best = NULL;
         size_t best_d = SIZE_MAX;
+        /* A shortened key ("containerd" for "containerd_version") is a likely slip too. */
+        for (size_t i = 0; i < n_known && strlen(key) >= 4; i++)
+                if (strncmp(key, known[i], strlen(key)) == 0)
+                        return known[i];
         for (size_t i = 0; i < n_known; i++) {
                 size_t d = edit_distance(key, known[i]);
                 if (d < best_d) {

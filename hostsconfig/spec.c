@@ -16,7 +16,7 @@
 
 #define DURATION_MAX_MS (3600ULL * 1000)
 
-static const char *const top_keys[] = { "version", "agent", "registries", "prefetch" };
+static const char *const top_keys[] = { "version", "agent", "registries", "prefetch", "hosts" };
 static const char *const helm_top_keys[] = { "global", "containerRegistries" };
 
 /* ---- freeing ---------------------------------------------------------------- */
@@ -71,6 +71,7 @@ struct spec *spec_free(struct spec *s) {
         }
         free(s->prefetch.entries);
         strv_free(s->prefetch.platforms, s->prefetch.n_platforms);
+        free(s->hosts.containerd_version);
         free(s);
         return NULL;
 }
@@ -518,12 +519,27 @@ static void parse_registry(struct spec_ctx *c, const yaml_node_t *n, const char 
         char p[SPEC_PATH_MAX];
         bool fallback = true;
 
-        r->mirror = true;
+        bool is_default = strcmp(r->host, SPEC_DEFAULT_REGISTRY) == 0;
+        r->mirror = !is_default;
         /* "docker.io:" with nothing after it, or "{}": every default. */
-        if (spec_is_null(n))
+        if (spec_is_null(n) && !is_default)
                 goto origin;
         if (spec_mapping(c, n, path, keys, ELEMENTSOF(keys), v, false) < 0)
                 return;
+        if (is_default) {
+                /* containerd's catch-all: the origin is whatever registry a pull
+                 * names, and layerd serving it would make it an open proxy. */
+                bool mirror = false;
+                if (v[0] && spec_get_bool(c, v[0], path, &mirror) == 0 && mirror)
+                        spec_error(c, v[0], path, "_default cannot be mirrored by layerd (that would make it an open proxy)");
+                for (size_t i = 1; i <= 2; i++)
+                        if (v[i])
+                                spec_error(c, v[i], path, "_default has no origin: containerd uses the registry a pull names");
+                if (!v[3])
+                        spec_error(c, n, path, "missing required key \"endpoints\"");
+                v[1] = v[2] = NULL;
+                v[0] = NULL;
+        }
         if (v[0]) {
                 spec_path_key(p, sizeof(p), path, "mirror");
                 (void) spec_get_bool(c, v[0], p, &r->mirror);
@@ -556,6 +572,8 @@ static void parse_registry(struct spec_ctx *c, const yaml_node_t *n, const char 
                         return;
                 }
         }
+        if (is_default)
+                return;
         if (!fallback && r->n_endpoints == 0) {
                 spec_error(c, v[2], path, "no endpoints: list some or set fallback_to_origin: true");
                 return;
@@ -596,7 +614,10 @@ static void parse_registries(struct spec_ctx *c, const yaml_node_t *n) {
                 const yaml_node_pair_t *pair = &n->data.mapping.pairs.start[i];
                 yaml_node_t *k = spec_node(c, pair->key);
                 struct spec_registry *r = &c->spec->registries[i];
-                _cleanup_free_ char *host = spec_registry_host(c, k, path);
+                bool is_default = k->type == YAML_SCALAR_NODE && strcmp((const char *) k->data.scalar.value,
+                                                                        SPEC_DEFAULT_REGISTRY) == 0;
+                _cleanup_free_ char *host = is_default ? spec_strdup(c, SPEC_DEFAULT_REGISTRY)
+                                                       : spec_registry_host(c, k, path);
                 if (!host)
                         continue;
                 char p[SPEC_PATH_MAX];
@@ -777,6 +798,49 @@ static void parse_prefetch(struct spec_ctx *c, const yaml_node_t *n) {
         }
 }
 
+/* ---- hosts ------------------------------------------------------------------ */
+
+/* "MAJOR.MINOR[.PATCH]" into major*10000 + minor*100 + patch; -EINVAL otherwise. */
+static int version_code(const char *s, unsigned *ret) {
+        unsigned part[3] = {};
+        size_t n = 0;
+        const char *p = s;
+        for (;;) {
+                uint64_t v = 0;
+                const char *start = p;
+                while (*p >= '0' && *p <= '9' && p - start < 3)
+                        v = v * 10 + (uint64_t) (*p++ - '0');
+                if (p == start || v > 99 || n == 3)
+                        return -EINVAL;
+                part[n++] = (unsigned) v;
+                if (*p == '\0')
+                        break;
+                if (*p++ != '.')
+                        return -EINVAL;
+        }
+        if (n < 2)
+                return -EINVAL;
+        *ret = part[0] * 10000 + part[1] * 100 + part[2];
+        return 0;
+}
+
+static void parse_hosts(struct spec_ctx *c, const yaml_node_t *n) {
+        static const char *const keys[] = { "containerd_version" };
+        yaml_node_t *v[ELEMENTSOF(keys)];
+        if (spec_mapping(c, n, "hosts", keys, ELEMENTSOF(keys), v, false) < 0)
+                return;
+        if (v[0]) {
+                const char *s = spec_scalar(c, v[0], "hosts.containerd_version");
+                unsigned code;
+                if (s && version_code(s, &code) < 0)
+                        spec_error(c, v[0], "hosts.containerd_version", "not a version (like 1.7 or 2.0.7): \"%.32s\"", s);
+                else if (s) {
+                        c->spec->hosts.containerd_version = spec_strdup(c, s);
+                        c->spec->hosts.containerd_version_code = code;
+                }
+        }
+}
+
 /* ---- both forms ------------------------------------------------------------- */
 
 char *spec_default_origin(const char *host) {
@@ -841,6 +905,10 @@ void spec_finish(struct spec_ctx *c, const yaml_node_t *default_registry) {
         if (s->prefetch.concurrency == 0)
                 s->prefetch.concurrency = SPEC_DEFAULT_PREFETCH_CONCURRENCY;
         finish_default_registry(c, default_registry);
+        if (!s->hosts.containerd_version) {
+                s->hosts.containerd_version = spec_strdup(c, SPEC_DEFAULT_CONTAINERD_VERSION);
+                (void) version_code(SPEC_DEFAULT_CONTAINERD_VERSION, &s->hosts.containerd_version_code);
+        }
 
         /* Prefetch goes through layerd, so only a mirrored registry can be prefetched from. */
         for (size_t i = 0; i < s->prefetch.n_entries; i++) {
@@ -877,6 +945,8 @@ static void parse_layerd(struct spec_ctx *c, const yaml_node_t *root) {
                 spec_error(c, root, "", "missing required key \"registries\"");
         if (v[3])
                 parse_prefetch(c, v[3]);
+        if (v[4])
+                parse_hosts(c, v[4]);
         spec_finish(c, default_registry);
 }
 

@@ -70,10 +70,15 @@ struct spec_endpoint {
         unsigned line; /* where it is defined; 0 for an implied origin */
 };
 
+/* The registry key for containerd's catch-all hosts directory: its endpoints
+ * apply to every registry that has no entry of its own. It is never mirrored
+ * by layerd (that would make it an open proxy) and has no origin. */
+#define SPEC_DEFAULT_REGISTRY "_default"
+
 struct spec_registry {
-        char *host;         /* "docker.io", "registry.example.com:5000": the name clients use, lower case */
+        char *host;         /* "docker.io", "registry.example.com:5000": the name clients use, lower case; or "_default" */
         bool mirror;        /* served by layerd; false: only rendered into runtime configs */
-        char *origin;       /* canonical origin URL ("https://registry-1.docker.io" for docker.io) */
+        char *origin;       /* canonical origin URL ("https://registry-1.docker.io" for docker.io); NULL for _default */
         struct spec_endpoint *endpoints; /* in order of preference; the origin is among them unless fallback_to_origin is false */
         size_t n_endpoints;
 };
@@ -107,6 +112,14 @@ struct spec_agent {
         char *default_registry; /* a mirrored registry's host, or NULL: requests without ns are refused */
 };
 
+/* What the runtime mirror configs are rendered for. */
+struct spec_hosts {
+        char *containerd_version;      /* "1.6", "1.7.32", "2.1": the oldest containerd on the nodes */
+        unsigned containerd_version_code; /* major * 10000 + minor * 100 + patch, for comparisons */
+};
+
+#define SPEC_DEFAULT_CONTAINERD_VERSION "1.6"
+
 struct spec {
         char *source;           /* file name the spec came from ("<builtin>" for the default) */
         enum spec_format format;
@@ -114,6 +127,7 @@ struct spec {
         struct spec_registry *registries; /* in file order */
         size_t n_registries;
         struct spec_prefetch prefetch;
+        struct spec_hosts hosts;
 };
 
 /* Parses YAML text (either form, detected from the top-level keys). On success

@@ -452,6 +452,51 @@ static void test_anchors(void **state) {
         spec_free(s);
 }
 
+/* ---- _default and hosts ----------------------------------------------------------- */
+
+static void test_default_registry_entry(void **state) {
+        (void) state;
+        struct spec *s = parse_ok("registries:\n  docker.io: {}\n  _default:\n    endpoints: [https://zot.example.com]\n");
+        const struct spec_registry *d = spec_find_registry(s, "_default");
+        assert_non_null(d);
+        assert_false(d->mirror);
+        assert_null(d->origin);
+        assert_int_equal(d->n_endpoints, 1);
+        assert_false(d->endpoints[0].is_origin);
+        spec_free(s);
+        expect_errors("registries:\n  _default:\n    mirror: true\n    endpoints: [https://z.example.com]\n", 1,
+                      "spec.yaml:3:13: registries._default: _default cannot be mirrored by layerd (that would make "
+                      "it an open proxy)");
+        expect_errors("registries:\n  _default:\n    origin: https://a.example.com\n    endpoints: [https://z.example.com]\n",
+                      1, "spec.yaml:3:13: registries._default: _default has no origin: containerd uses the registry a "
+                         "pull names");
+        expect_errors("registries:\n  _default: {}\n", 1,
+                      "spec.yaml:2:13: registries._default: missing required key \"endpoints\"");
+        expect_errors("registries:\n  _default:\n", 1,
+                      "spec.yaml:2:12: registries._default: expected a mapping, got null");
+        expect_errors("agent: {default_registry: _default}\nregistries:\n  _default: {endpoints: [https://z.example.com]}\n",
+                      1, "spec.yaml:1:27: agent.default_registry: \"_default\" has mirror: false");
+}
+
+static void test_hosts_section(void **state) {
+        (void) state;
+        struct spec *s = parse_ok(REG);
+        assert_string_equal(s->hosts.containerd_version, "1.6");
+        assert_int_equal(s->hosts.containerd_version_code, 10600);
+        spec_free(s);
+        s = parse_ok(REG "hosts: {containerd_version: 2.0.7}\n");
+        assert_int_equal(s->hosts.containerd_version_code, 20007);
+        spec_free(s);
+        expect_errors(REG "hosts: {containerd_version: \"2\"}\n", 1,
+                      "spec.yaml:2:29: hosts.containerd_version: not a version (like 1.7 or 2.0.7): \"2\"");
+        expect_errors(REG "hosts: {containerd_version: v1.7}\n", 1,
+                      "spec.yaml:2:29: hosts.containerd_version: not a version (like 1.7 or 2.0.7): \"v1.7\"");
+        expect_errors(REG "hosts: {containerd_version: 1.7.100}\n", 1,
+                      "spec.yaml:2:29: hosts.containerd_version: not a version (like 1.7 or 2.0.7): \"1.7.100\"");
+        expect_errors(REG "hosts: {containerd: 1.7}\n", 1,
+                      "spec.yaml:2:9: hosts: unknown key \"containerd\" (did you mean \"containerd_version\"?)");
+}
+
 /* ---- prefetch ------------------------------------------------------------------- */
 
 static void test_prefetch_model(void **state) {
@@ -661,6 +706,8 @@ int main(void) {
                 cmocka_unit_test(test_endpoint_headers),
                 cmocka_unit_test(test_endpoint_timeouts),
                 cmocka_unit_test(test_anchors),
+                cmocka_unit_test(test_default_registry_entry),
+                cmocka_unit_test(test_hosts_section),
                 cmocka_unit_test(test_prefetch_model),
                 cmocka_unit_test(test_prefetch_errors),
                 cmocka_unit_test(test_many_errors),
