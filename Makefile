@@ -34,10 +34,12 @@ SAN_FLAGS := -fsanitize=$(SANITIZER) -fno-omit-frame-pointer
 endif
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-COMMON_SRC := common/error.c common/log.c common/parse.c common/reference.c common/fsutil.c
+COMMON_SRC := common/error.c common/log.c common/parse.c common/reference.c common/fsutil.c common/textdiff.c
 HOSTSCONFIG_SRC := hostsconfig/spec.c hostsconfig/spec-yaml.c hostsconfig/spec-helm.c \
-	hostsconfig/spec-print.c hostsconfig/spec-default.c
-AGENT_SRC := agent/main.c agent/serve.c agent/log.c agent/notify.c
+	hostsconfig/spec-print.c hostsconfig/spec-default.c hostsconfig/render.c hostsconfig/render-containerd.c \
+	hostsconfig/render-docker.c hostsconfig/render-talos.c hostsconfig/render-registries-conf.c \
+	hostsconfig/hosts-apply.c
+AGENT_SRC := agent/main.c agent/serve.c agent/log.c agent/notify.c agent/hosts.c
 LIB_SRC := $(COMMON_SRC) $(HOSTSCONFIG_SRC)
 
 UNIT_SRC := $(sort $(wildcard tests/unit/*/test-*.c))

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "agent/agent.h"
 #include "agent/log.h"
 #include "agent/serve.h"
 #include "common/error.h"
@@ -34,6 +35,7 @@ static const char usage_main[] =
         "\n"
         "Commands:\n"
         "  serve          serve the OCI pull API on loopback (default spec built in)\n"
+        "  hosts          write containerd hosts.toml files (and other runtimes' configs)\n"
         "  check-config   validate a cluster spec and print its normalised form\n"
         "  version        print the version\n"
         "\n"
@@ -41,7 +43,8 @@ static const char usage_main[] =
         "Exit status: 0 ok, 1 runtime failure, 2 usage or configuration error.\n";
 
 static const char usage_serve[] =
-        "Usage: layerd serve [--spec FILE] [--listen HOST:PORT] [--cache-dir DIR] [--log-level LEVEL]\n"
+        "Usage: layerd serve [--spec FILE] [--listen HOST:PORT] [--cache-dir DIR] [--write-hosts DIR]\n"
+        "                    [--log-level LEVEL]\n"
         "\n"
         "Serve the OCI distribution pull API. Without --spec, a built-in spec is used:\n"
         "listen on 127.0.0.1:5080 and mirror docker.io, ghcr.io, quay.io, registry.k8s.io\n"
@@ -50,8 +53,34 @@ static const char usage_serve[] =
         "  --spec FILE          cluster spec (layerd form or Helm values), see docs/spec.md\n"
         "  --listen HOST:PORT   address to listen on (e.g. 127.0.0.1:5080, [::1]:5080)\n"
         "  --cache-dir DIR      absolute path of the cache directory\n"
+        "  --write-hosts DIR    write containerd hosts.toml files under DIR at start-up and\n"
+        "                       after each SIGHUP (which also reloads the spec)\n"
         "  --log-level LEVEL    err, warning, notice, info (default) or debug\n"
         "  -h, --help           show this help\n";
+
+static const char usage_hosts[] =
+        "Usage: layerd hosts [--spec FILE] --dir DIR [--format FORMAT] [--listen HOST:PORT]\n"
+        "                    [--dry-run] [--diff] [--prune]\n"
+        "\n"
+        "Render the runtimes' mirror configs from the cluster spec and write them safely\n"
+        "(each file atomically; unchanged files are left alone).\n"
+        "\n"
+        "  --spec FILE          cluster spec; the built-in one when absent\n"
+        "  --dir DIR            where to write: containerd's hosts directory (e.g.\n"
+        "                       /etc/containerd/certs.d); without it, a single-file format\n"
+        "                       is printed to standard output\n"
+        "  --format FORMAT      containerd (default: DIR/<registry>/hosts.toml), docker\n"
+        "                       (daemon.json fragment, docker.io only), talos (machine-config\n"
+        "                       patch) or registries-conf (CRI-O, podman)\n"
+        "  --listen HOST:PORT   where layerd listens, if not the spec's agent.listen\n"
+        "  --dry-run            write nothing; report what would change\n"
+        "  --diff               print a unified diff of each change\n"
+        "  --prune              remove registry directories layerd wrote that the spec no\n"
+        "                       longer names (never a file layerd did not write)\n"
+        "  -h, --help           show this help\n"
+        "\n"
+        "Prints a summary such as \"3 written, 5 unchanged, 1 pruned\". Exit status: 0 ok,\n"
+        "1 write failure, 2 usage error, bad spec or unwritable directory (nothing changed).\n";
 
 static const char usage_check[] =
         "Usage: layerd check-config FILE\n"
@@ -68,29 +97,6 @@ static const char usage_version[] =
         "Print layerd's version and the versions of the libraries it runs on.\n"
         "\n"
         "  -h, --help   show this help\n";
-
-/* The per-user default cache: root gets the system location, anyone else a
- * directory of their own (XDG base directory spec), so `make run` works unprivileged. */
-static char *default_cache_dir(void) {
-        char *s = NULL;
-        if (geteuid() == 0)
-                return strdup("/var/lib/layerd");
-        const char *xdg = getenv("XDG_CACHE_HOME");
-        if (xdg && xdg[0] == '/') {
-                if (asprintf(&s, "%s/layerd", xdg) < 0)
-                        return NULL;
-                return s;
-        }
-        const char *home = getenv("HOME");
-        if (home && home[0] == '/') {
-                if (asprintf(&s, "%s/.cache/layerd", home) < 0)
-                        return NULL;
-                return s;
-        }
-        if (asprintf(&s, "/tmp/layerd-%u", (unsigned) geteuid()) < 0)
-                return NULL;
-        return s;
-}
 
 /* Parses only --help for commands without other options; returns -1 to go on,
  * or an exit code. */
@@ -122,15 +128,11 @@ static int report_errors(const struct error_list *errors) {
 
 static int cmd_check_config(int argc, char **argv) {
         _cleanup_(spec_freep) struct spec *spec = NULL;
-        _cleanup_free_ char *cache_dir = NULL;
         struct error_list errors;
         int r = no_options(argc, argv, usage_check, 1);
         if (r >= 0)
                 return r;
-        cache_dir = default_cache_dir();
-        if (!cache_dir)
-                return EXIT_RUNTIME;
-        r = spec_load_file(argv[optind], cache_dir, &spec, &errors);
+        r = agent_load_spec(argv[optind], &spec, &errors);
         if (r == -ENOMEM) {
                 fprintf(stderr, "layerd: out of memory\n");
                 return EXIT_RUNTIME;
@@ -159,25 +161,37 @@ static int cmd_serve(int argc, char **argv) {
         static const struct option opts[] = {
                 { "spec", required_argument, NULL, 's' },      { "listen", required_argument, NULL, 'l' },
                 { "cache-dir", required_argument, NULL, 'c' }, { "log-level", required_argument, NULL, 'L' },
-                { "help", no_argument, NULL, 'h' },            {},
+                { "write-hosts", required_argument, NULL, 'w' }, { "help", no_argument, NULL, 'h' },
+                {},
         };
         _cleanup_(spec_freep) struct spec *spec = NULL;
-        _cleanup_free_ char *default_dir = NULL, *listen_host = NULL;
-        const char *spec_path = NULL, *listen = NULL, *cache_dir = NULL;
-        uint16_t listen_port = 0;
+        _cleanup_free_ char *listen_host = NULL;
+        struct serve_config cfg = {};
         struct error_list errors;
         int c, r;
 
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 switch (c) {
                 case 's':
-                        spec_path = optarg;
+                        cfg.spec_path = optarg;
                         break;
                 case 'l':
-                        listen = optarg;
+                        r = parse_host_port(optarg, true, &listen_host, &cfg.listen_port);
+                        if (r < 0) {
+                                fprintf(stderr, "layerd serve: --listen: not a HOST:PORT address: \"%s\"\n", optarg);
+                                return EXIT_USAGE;
+                        }
+                        cfg.listen_host = listen_host;
                         break;
                 case 'c':
-                        cache_dir = optarg;
+                        if (optarg[0] != '/') {
+                                fprintf(stderr, "layerd serve: --cache-dir: not an absolute path: \"%s\"\n", optarg);
+                                return EXIT_USAGE;
+                        }
+                        cfg.cache_dir = optarg;
+                        break;
+                case 'w':
+                        cfg.write_hosts_dir = optarg;
                         break;
                 case 'L':
                         r = log_level_from_string(optarg);
@@ -199,37 +213,126 @@ static int cmd_serve(int argc, char **argv) {
                 fprintf(stderr, "layerd serve: unexpected argument \"%s\"\n", argv[optind]);
                 return EXIT_USAGE;
         }
-        if (listen) {
-                r = parse_host_port(listen, true, &listen_host, &listen_port);
-                if (r < 0) {
-                        fprintf(stderr, "layerd serve: --listen: not a HOST:PORT address: \"%s\"\n", listen);
-                        return EXIT_USAGE;
-                }
-        }
-        if (cache_dir && cache_dir[0] != '/') {
-                fprintf(stderr, "layerd serve: --cache-dir: not an absolute path: \"%s\"\n", cache_dir);
-                return EXIT_USAGE;
-        }
-        default_dir = default_cache_dir();
-        if (!default_dir)
-                return EXIT_RUNTIME;
-        r = spec_path ? spec_load_file(spec_path, default_dir, &spec, &errors)
-                      : spec_load_default(default_dir, &spec, &errors);
+        r = agent_load_spec(cfg.spec_path, &spec, &errors);
         if (r == -ENOMEM) {
                 log_error("out of memory loading the spec");
                 return EXIT_RUNTIME;
         }
         if (r < 0)
                 return report_errors(&errors);
-
-        struct serve_config cfg = {
-                .spec = spec,
-                .listen_host = listen_host ? listen_host : spec->agent.listen_host,
-                .listen_port = listen_host ? listen_port : spec->agent.listen_port,
-                .cache_dir = cache_dir ? cache_dir : spec->agent.cache_dir,
-        };
-        r = serve_run(&cfg);
+        r = serve_run(&cfg, &spec);
+        if (r == -EINVAL)
+                return EXIT_USAGE;
         return r < 0 ? EXIT_RUNTIME : EXIT_OK;
+}
+
+static int cmd_hosts(int argc, char **argv) {
+        static const struct option opts[] = {
+                { "spec", required_argument, NULL, 's' },   { "dir", required_argument, NULL, 'd' },
+                { "format", required_argument, NULL, 'f' }, { "listen", required_argument, NULL, 'l' },
+                { "dry-run", no_argument, NULL, 'n' },      { "diff", no_argument, NULL, 'D' },
+                { "prune", no_argument, NULL, 'p' },        { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        _cleanup_(spec_freep) struct spec *spec = NULL;
+        _cleanup_(hosts_report_freep) struct hosts_report *rep = NULL;
+        _cleanup_free_ char *listen_host = NULL, *agent_url = NULL;
+        const char *spec_path = NULL, *dir = NULL;
+        enum hosts_format format = HOSTS_FORMAT_CONTAINERD;
+        uint16_t listen_port = 0;
+        unsigned flags = 0;
+        bool diff = false;
+        struct error_list errors, notes;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+                switch (c) {
+                case 's':
+                        spec_path = optarg;
+                        break;
+                case 'd':
+                        dir = optarg;
+                        break;
+                case 'f':
+                        r = hosts_format_from_string(optarg);
+                        if (r < 0) {
+                                fprintf(stderr, "layerd hosts: --format: unknown format \"%s\" "
+                                                "(containerd, docker, talos or registries-conf)\n", optarg);
+                                return EXIT_USAGE;
+                        }
+                        format = (enum hosts_format) r;
+                        break;
+                case 'l':
+                        if (parse_host_port(optarg, true, &listen_host, &listen_port) < 0) {
+                                fprintf(stderr, "layerd hosts: --listen: not a HOST:PORT address: \"%s\"\n", optarg);
+                                return EXIT_USAGE;
+                        }
+                        break;
+                case 'n':
+                        flags |= HOSTS_APPLY_DRY_RUN;
+                        break;
+                case 'D':
+                        diff = true;
+                        break;
+                case 'p':
+                        flags |= HOSTS_APPLY_PRUNE;
+                        break;
+                case 'h':
+                        fputs(usage_hosts, stdout);
+                        return EXIT_OK;
+                default:
+                        fputs(usage_hosts, stderr);
+                        return EXIT_USAGE;
+                }
+        }
+        if (optind != argc) {
+                fprintf(stderr, "layerd hosts: unexpected argument \"%s\"\n", argv[optind]);
+                return EXIT_USAGE;
+        }
+        if (!dir && (format == HOSTS_FORMAT_CONTAINERD || flags != 0 || diff)) {
+                fprintf(stderr, "layerd hosts: --dir is required%s\n",
+                        format == HOSTS_FORMAT_CONTAINERD ? " for the containerd format" : " with --dry-run, --diff or --prune");
+                return EXIT_USAGE;
+        }
+        r = agent_load_spec(spec_path, &spec, &errors);
+        if (r == -ENOMEM)
+                return EXIT_RUNTIME;
+        if (r < 0)
+                return report_errors(&errors);
+        agent_url = hosts_agent_url(listen_host ? listen_host : spec->agent.listen_host,
+                                    listen_host ? listen_port : spec->agent.listen_port);
+        if (!agent_url)
+                return EXIT_RUNTIME;
+
+        if (!dir) {
+                /* A single-file format to standard output, to merge by hand. */
+                _cleanup_(hosts_output_freep) struct hosts_output *o = NULL;
+                if (hosts_render(spec, format, agent_url, &o, &notes) < 0)
+                        return EXIT_RUNTIME;
+                for (size_t i = 0; i < notes.n; i++)
+                        fprintf(stderr, "note: %s\n", notes.items[i].message);
+                for (size_t i = 0; i < o->n_files; i++)
+                        fwrite(o->files[i].content, 1, o->files[i].size, stdout);
+                return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+        }
+        r = agent_write_hosts(spec, agent_url, format, dir, flags, diff ? stdout : NULL, &rep, &notes, &errors);
+        for (size_t i = 0; i < notes.n; i++)
+                fprintf(stderr, "note: %s\n", notes.items[i].message);
+        if (r == -ENOMEM)
+                return EXIT_RUNTIME;
+        if (r < 0) {
+                (void) error_list_print(&errors, stderr);
+                /* A problem found before writing changed nothing: a usage or
+                 * setup error. One met while writing is a runtime failure. */
+                return errors.n > 0 && strstr(errors.items[0].message, "cannot create") ? EXIT_RUNTIME : EXIT_USAGE;
+        }
+        for (size_t i = 0; i < rep->n_changes; i++)
+                if (rep->changes[i].was_unmanaged && rep->changes[i].kind == HOSTS_WRITTEN)
+                        fprintf(stderr, "note: %s/%s: %s a file layerd did not write\n", dir, rep->changes[i].name,
+                                (flags & HOSTS_APPLY_DRY_RUN) ? "would replace" : "replaced");
+        printf("%s%zu written, %zu unchanged, %zu pruned\n", (flags & HOSTS_APPLY_DRY_RUN) ? "dry run: " : "",
+               rep->count[HOSTS_WRITTEN], rep->count[HOSTS_UNCHANGED], rep->count[HOSTS_PRUNED]);
+        return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
 }
 
 int main(int argc, char **argv) {
@@ -238,6 +341,7 @@ int main(int argc, char **argv) {
                 int (*run)(int argc, char **argv);
         } commands[] = {
                 { "serve", cmd_serve },
+                { "hosts", cmd_hosts },
                 { "check-config", cmd_check_config },
                 { "version", cmd_version },
         };

@@ -17,9 +17,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "agent/agent.h"
 #include "agent/log.h"
 #include "agent/notify.h"
 #include "common/fsutil.h"
+#include "common/macro.h"
 
 #define SERVE_CONNECTION_LIMIT 1024
 #define SERVE_CONNECTION_TIMEOUT_S 30
@@ -93,14 +95,14 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
         log_warning("libmicrohttpd: %s", buf);
 }
 
-static int resolve_listen(const struct serve_config *cfg, struct sockaddr_storage *ret, socklen_t *ret_len) {
+static int resolve_listen(const char *host, uint16_t port, struct sockaddr_storage *ret, socklen_t *ret_len) {
         struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV | AI_PASSIVE };
         struct addrinfo *res = NULL;
-        char port[8];
-        snprintf(port, sizeof(port), "%u", cfg->listen_port);
-        int r = getaddrinfo(cfg->listen_host, port, &hints, &res);
+        char port_text[8];
+        snprintf(port_text, sizeof(port_text), "%u", port);
+        int r = getaddrinfo(host, port_text, &hints, &res);
         if (r != 0) {
-                log_error("cannot resolve listen address host=\"%s\": %s", cfg->listen_host, gai_strerror(r));
+                log_error("cannot resolve listen address host=\"%s\": %s", host, gai_strerror(r));
                 return -EADDRNOTAVAIL;
         }
         memcpy(ret, res->ai_addr, res->ai_addrlen);
@@ -109,18 +111,76 @@ static int resolve_listen(const struct serve_config *cfg, struct sockaddr_storag
         return 0;
 }
 
-int serve_run(const struct serve_config *cfg) {
+/* Writes containerd's hosts files for spec; logs the outcome. */
+static int write_hosts(const struct serve_config *cfg, const struct spec *spec, const char *agent_url) {
+        _cleanup_(hosts_report_freep) struct hosts_report *rep = NULL;
+        struct error_list notes, errors;
+        int r = agent_write_hosts(spec, agent_url, HOSTS_FORMAT_CONTAINERD, cfg->write_hosts_dir, HOSTS_APPLY_PRUNE,
+                                  NULL, &rep, &notes, &errors);
+        for (size_t i = 0; i < notes.n; i++)
+                log_notice("hosts: %s", notes.items[i].message);
+        if (r < 0) {
+                char buf[ERROR_SOURCE_MAX + ERROR_MESSAGE_MAX + 32];
+                for (size_t i = 0; i < errors.n; i++) {
+                        error_list_format(&errors, i, buf, sizeof(buf));
+                        log_error("cannot write hosts files: %s", buf);
+                }
+                return r;
+        }
+        log_info("hosts files dir=\"%s\" written=%zu unchanged=%zu pruned=%zu", cfg->write_hosts_dir,
+                 rep->count[HOSTS_WRITTEN], rep->count[HOSTS_UNCHANGED], rep->count[HOSTS_PRUNED]);
+        return 0;
+}
+
+/* SIGHUP: a new spec replaces the old only when it is valid whole. */
+static void reload(const struct serve_config *cfg, struct spec **spec, const char *agent_url) {
+        _cleanup_(spec_freep) struct spec *fresh = NULL;
+        struct error_list errors;
+        int r = agent_load_spec(cfg->spec_path, &fresh, &errors);
+        if (r < 0) {
+                char buf[ERROR_SOURCE_MAX + ERROR_MESSAGE_MAX + 32];
+                for (size_t i = 0; i < errors.n; i++) {
+                        error_list_format(&errors, i, buf, sizeof(buf));
+                        log_error("reload rejected, keeping the current spec: %s", buf);
+                }
+                if (errors.n == 0)
+                        log_error("reload rejected, keeping the current spec: %s", strerror(-r));
+                return;
+        }
+        /* Nothing reads the spec from the request threads yet, so a plain swap
+         * is safe; once routes use it this needs a reference-counted handover. */
+        if (!cfg->listen_host && (strcmp(fresh->agent.listen_host, (*spec)->agent.listen_host) != 0 ||
+                                  fresh->agent.listen_port != (*spec)->agent.listen_port))
+                log_warning("reload: agent.listen changed; it takes effect at the next start");
+        if (!cfg->cache_dir && strcmp(fresh->agent.cache_dir, (*spec)->agent.cache_dir) != 0)
+                log_warning("reload: agent.cache_dir changed; it takes effect at the next start");
+        spec_free(*spec);
+        *spec = TAKE_PTR(fresh);
+        log_info("reloaded spec=\"%s\" registries=%zu", (*spec)->source, (*spec)->n_registries);
+        if (cfg->write_hosts_dir)
+                (void) write_hosts(cfg, *spec, agent_url);
+}
+
+int serve_run(const struct serve_config *cfg, struct spec **spec) {
         struct sockaddr_storage addr;
         socklen_t addr_len;
         sigset_t mask;
         int r;
+        const char *listen_host = cfg->listen_host ? cfg->listen_host : (*spec)->agent.listen_host;
+        uint16_t listen_port = cfg->listen_host ? cfg->listen_port : (*spec)->agent.listen_port;
+        _cleanup_free_ char *cache_dir = strdup(cfg->cache_dir ? cfg->cache_dir : (*spec)->agent.cache_dir);
+        _cleanup_free_ char *agent_url = hosts_agent_url(listen_host, listen_port);
+        _cleanup_free_ char *host_copy = strdup(listen_host);
+        if (!cache_dir || !agent_url || !host_copy)
+                return -ENOMEM;
+        listen_host = host_copy; /* the spec may be replaced by a reload */
 
-        r = mkdir_p(cfg->cache_dir, 0700);
+        r = mkdir_p(cache_dir, 0700);
         if (r < 0) {
-                log_error("cannot create cache directory dir=\"%s\": %s", cfg->cache_dir, strerror(-r));
+                log_error("cannot create cache directory dir=\"%s\": %s", cache_dir, strerror(-r));
                 return r;
         }
-        r = resolve_listen(cfg, &addr, &addr_len);
+        r = resolve_listen(listen_host, listen_port, &addr, &addr_len);
         if (r < 0)
                 return r;
 
@@ -139,18 +199,22 @@ int serve_run(const struct serve_config *cfg) {
         errno = 0;
         struct MHD_Daemon *d = MHD_start_daemon(
                 /* The logger goes first, or MHD logs the options before it on its own. */
-                flags, cfg->listen_port, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-                MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
-                MHD_OPTION_THREAD_POOL_SIZE, (unsigned) SERVE_THREADS, MHD_OPTION_CONNECTION_LIMIT,
-                (unsigned) SERVE_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) SERVE_CONNECTION_TIMEOUT_S,
-                MHD_OPTION_END);
+                flags, listen_port, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+                MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned) SERVE_THREADS,
+                MHD_OPTION_CONNECTION_LIMIT, (unsigned) SERVE_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+                (unsigned) SERVE_CONNECTION_TIMEOUT_S, MHD_OPTION_END);
         if (!d) {
                 int e = errno ? errno : EADDRINUSE;
-                log_error("cannot listen address=%s port=%u: %s", cfg->listen_host, cfg->listen_port, strerror(e));
+                log_error("cannot listen address=%s port=%u: %s", listen_host, listen_port, strerror(e));
                 return -e;
         }
-        log_info("listening address=%s port=%u cache_dir=\"%s\" registries=%zu spec=\"%s\"", cfg->listen_host,
-                 cfg->listen_port, cfg->cache_dir, cfg->spec->n_registries, cfg->spec->source);
+        log_info("listening address=%s port=%u cache_dir=\"%s\" registries=%zu spec=\"%s\"", listen_host,
+                 listen_port, cache_dir, (*spec)->n_registries, (*spec)->source);
+        /* Hosts files after the listener: containerd may use them at once. */
+        if (cfg->write_hosts_dir && write_hosts(cfg, *spec, agent_url) < 0) {
+                MHD_stop_daemon(d);
+                return -EINVAL;
+        }
         notify_ready("serving");
 
         for (;;) {
@@ -158,9 +222,7 @@ int serve_run(const struct serve_config *cfg) {
                 if (sigwait(&mask, &sig) != 0)
                         continue;
                 if (sig == SIGHUP) {
-                        /* Reloading the spec needs the agent's full state (a later issue);
-                         * until then a SIGHUP must not kill the service. */
-                        log_notice("SIGHUP received: spec reload is not supported yet, keeping the current spec");
+                        reload(cfg, spec, agent_url);
                         continue;
                 }
                 log_info("stopping signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");

@@ -8,7 +8,7 @@ packages=(
   gcc make pkg-config clang
   libcurl4-openssl-dev libssl-dev libyaml-dev libsystemd-dev libmicrohttpd-dev libjansson-dev
   # tests
-  libcmocka-dev valgrind curl python3 procps
+  libcmocka-dev valgrind curl python3 python3-yaml procps diffutils
   # real peers for integration tests
   containerd docker-registry skopeo
 )

@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* What the agent's subcommands share. */
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "common/error.h"
+#include "hostsconfig/hosts.h"
+#include "hostsconfig/spec.h"
+
+/* Loads the spec at path, or the built-in one when path is NULL, with the
+ * per-user default cache directory. Returns 0, -ENOMEM, or -errno/-EINVAL with
+ * the reasons in errors. */
+int agent_load_spec(const char *path, struct spec **ret, struct error_list *errors);
+
+/* Renders s for format and applies it to dir (hosts_apply flags). With
+ * diff_out, a unified diff of every change goes there. Returns 0 with the
+ * report, or -errno with the reasons in errors; notes gets what the format left out. */
+int agent_write_hosts(const struct spec *s, const char *agent_url, enum hosts_format format, const char *dir,
+                      unsigned flags, FILE *diff_out, struct hosts_report **ret, struct error_list *notes,
+                      struct error_list *errors);
