@@ -324,7 +324,7 @@ static int cmd_hosts(int argc, char **argv) {
                 (void) error_list_print(&errors, stderr);
                 /* A problem found before writing changed nothing: a usage or
                  * setup error. One met while writing is a runtime failure. */
-                return errors.n > 0 && strstr(errors.items[0].message, "cannot create") ? EXIT_RUNTIME : EXIT_USAGE;
+                return r == -EIO ? EXIT_RUNTIME : EXIT_USAGE;
         }
         for (size_t i = 0; i < rep->n_changes; i++)
                 if (rep->changes[i].was_unmanaged && rep->changes[i].kind == HOSTS_WRITTEN)

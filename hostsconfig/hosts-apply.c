@@ -168,7 +168,7 @@ int hosts_apply(const struct hosts_output *o, const char *dir, unsigned flags, s
                 if (slash) {
                         if (asprintf(&sub, "%s/%.*s", dir, (int) (slash - f->name), f->name) < 0)
                                 return -ENOMEM;
-                        int r = check_dir(sub, f->name, errors);
+                        int r = check_dir(sub, sub + strlen(dir) + 1, errors);
                         if (r < 0) {
                                 rc = rc ? rc : r;
                                 continue;
@@ -199,7 +199,7 @@ int hosts_apply(const struct hosts_output *o, const char *dir, unsigned flags, s
                 int r = mkdir_p(dir, 0755);
                 if (r < 0) {
                         error_list_add(errors, 0, 0, "cannot create: %s", strerror(-r));
-                        return r;
+                        return -EIO;
                 }
                 for (size_t i = 0; i < rep->n_changes; i++) {
                         if (rep->changes[i].kind == HOSTS_UNCHANGED)
@@ -207,8 +207,9 @@ int hosts_apply(const struct hosts_output *o, const char *dir, unsigned flags, s
                         r = apply_change(o, dir, &rep->changes[i], errors);
                         rc = rc ? rc : r;
                 }
+                /* Every file that was written is whole; errors name the ones that were not. */
                 if (rc < 0)
-                        return rc;
+                        return -EIO;
         }
         for (size_t i = 0; i < rep->n_changes; i++)
                 rep->count[rep->changes[i].kind]++;

@@ -82,7 +82,9 @@ enum {
  * writable, no path in the way), so a problem is reported with nothing
  * changed; then each changed file is written atomically (temp, fsync, rename,
  * fsync dir) and an unchanged one is left alone. Returns 0 with a report
- * (caller frees), or -errno with the reason in errors. */
+ * (caller frees); -errno with the reasons in errors when a check failed
+ * (nothing was changed); -EIO when writing failed part way (each file is old
+ * or new, never torn; errors name the ones that failed); -ENOMEM. */
 int hosts_apply(const struct hosts_output *o, const char *dir, unsigned flags, struct hosts_report **ret,
                 struct error_list *errors);
 struct hosts_report *hosts_report_free(struct hosts_report *r);
