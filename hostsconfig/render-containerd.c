@@ -116,7 +116,9 @@ static int render_registry(const struct spec *s, const struct spec_registry *r, 
         /* The server is the origin; an air-gapped registry (no origin in its
          * chain) makes its last endpoint the server, so that containerd never
          * goes to the origin by itself. _default has no server at all. */
-        const struct spec_endpoint *server = is_default ? NULL : origin ? origin : &r->endpoints[r->n_endpoints - 1];
+        const struct spec_endpoint *server = is_default || r->n_endpoints == 0 ? NULL
+                                             : origin                           ? origin
+                                                                                : &r->endpoints[r->n_endpoints - 1];
         size_t n_hosts = 0;
 
         fprintf(f, "%s: rendered from the cluster spec by `layerd hosts`; do not edit, changes are overwritten.\n",
@@ -146,9 +148,9 @@ static int render_registry(const struct spec *s, const struct spec_registry *r, 
         }
         for (size_t i = 0; i < r->n_endpoints; i++) {
                 const struct spec_endpoint *e = &r->endpoints[i];
-                /* The server comes last by itself; an origin listed before other
-                 * endpoints keeps its place too. */
-                if (e == server || (e == origin && i == r->n_endpoints - 1))
+                /* The server is tried last by containerd anyway; an origin listed
+                 * before other endpoints keeps its place as a host as well. */
+                if (e == server && i == r->n_endpoints - 1)
                         continue;
                 host_table(f, e->url, e, version);
                 n_hosts++;
