@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -100,7 +101,12 @@ int write_file_atomic(const char *path, const void *data, size_t size, mode_t mo
 }
 
 int read_file_bounded(const char *path, size_t max, char **ret, size_t *ret_size) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* The buffer is max + 1 bytes: SIZE_MAX would wrap to malloc(0) and
+         * read(..., 0), a silently empty result and a NUL written out of bounds. */
+        if (max == SIZE_MAX)
+                return -EINVAL;
+        /* O_NONBLOCK: a FIFO put in the file's place must not hang us; it is refused below. */
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
                 return -errno;
         struct stat st;

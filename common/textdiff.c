@@ -82,8 +82,8 @@ static int emit_hunk(FILE *out, const struct edit *e, size_t from, size_t to, co
         /* An empty side is shown at the line before it (diff -u's convention). */
         size_t as = a_len ? a_start + 1 : (e[from].op == OP_ADD ? e[from].ai : 0);
         size_t bs = b_len ? b_start + 1 : (e[from].op == OP_DEL ? e[from].bi : 0);
-        if (fprintf(out, "@@ -") < 0 || emit_range(out, as, a_len) < 0 || fprintf(out, " +") < 0 ||
-            emit_range(out, bs, b_len) < 0 || fprintf(out, " @@\n") < 0)
+        if (fputs("@@ -", out) < 0 || emit_range(out, as, a_len) < 0 || fputs(" +", out) < 0 ||
+            emit_range(out, bs, b_len) < 0 || fputs(" @@\n", out) < 0)
                 return -EIO;
         for (size_t i = from; i < to; i++) {
                 int r = e[i].op == OP_SAME ? emit_line(out, ' ', &a[e[i].ai])
@@ -102,7 +102,7 @@ int text_diff_unified(const char *ta, size_t a_size, const char *tb, size_t b_si
         _cleanup_free_ struct edit *e = NULL;
         size_t n, m, ne = 0;
 
-        if (a_size == b_size && memcmp(ta, tb, a_size) == 0)
+        if (a_size == b_size && (a_size == 0 || memcmp(ta, tb, a_size) == 0))
                 return 0;
         if (split(ta, a_size, &a, &n) < 0 || split(tb, b_size, &b, &m) < 0)
                 return -ENOMEM;

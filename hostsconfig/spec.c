@@ -1084,7 +1084,8 @@ int spec_load_file(const char *path, const char *default_cache_dir, struct spec 
         size_t len = 0;
 
         error_list_init(errors, path);
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* O_NONBLOCK: a FIFO put in the file's place must not hang us; it is refused below. */
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0) {
                 int e = errno;
                 error_list_add(errors, 0, 0, "cannot open: %s", strerror(e));
