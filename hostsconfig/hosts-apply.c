@@ -183,7 +183,9 @@ int hosts_apply(const struct hosts_output *o, const char *dir, unsigned flags, s
                 struct hosts_change *c = add_change(rep, f->name, same ? HOSTS_UNCHANGED : HOSTS_WRITTEN);
                 if (!c)
                         return -ENOMEM;
-                c->was_unmanaged = old && !is_managed(old);
+                /* Only a replacement replaces: an unchanged file without the
+                 * marker (daemon.json never has one) is left as it is. */
+                c->was_unmanaged = !same && old && !is_managed(old);
                 c->old_size = old_size;
                 c->old_content = TAKE_PTR(old);
         }

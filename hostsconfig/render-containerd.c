@@ -104,7 +104,7 @@ static void host_table(FILE *f, const char *url, const struct spec_endpoint *e, 
 }
 
 static int render_registry(const struct spec *s, const struct spec_registry *r, const char *agent_url,
-                           struct hosts_output *o) {
+                           struct hosts_output *o, struct error_list *notes) {
         struct render_buf b;
         unsigned version = s->hosts.containerd_version_code;
         int rc = render_buf_open(&b);
@@ -152,6 +152,14 @@ static int render_registry(const struct spec *s, const struct spec_registry *r, 
                  * before other endpoints keeps its place as a host as well. */
                 if (e == server && i == r->n_endpoints - 1)
                         continue;
+                /* layerd listed among its own endpoints is already the first
+                 * host; a second [host] table of the same URL is invalid TOML,
+                 * and containerd ignores an invalid file whole. */
+                if (r->mirror && strcmp(e->url, agent_url) == 0) {
+                        error_list_add(notes, 0, 0, "%s: %s left out: it is layerd itself, already the first host",
+                                       r->host, e->url);
+                        continue;
+                }
                 host_table(f, e->url, e, version);
                 n_hosts++;
         }
@@ -170,7 +178,7 @@ static int render_registry(const struct spec *s, const struct spec_registry *r, 
 int render_containerd(const struct spec *s, const char *agent_url, struct hosts_output *o, struct error_list *notes) {
         for (size_t i = 0; i < s->n_registries; i++) {
                 const struct spec_registry *r = &s->registries[i];
-                int rc = render_registry(s, r, agent_url, o);
+                int rc = render_registry(s, r, agent_url, o, notes);
                 if (rc < 0)
                         return rc;
                 for (size_t j = 0; j < r->n_endpoints; j++)

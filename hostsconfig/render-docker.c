@@ -22,9 +22,14 @@ static void json_string(FILE *f, const char *s) {
         fputc('"', f);
 }
 
+/* Docker treats loopback registries as insecure by default (127.0.0.0/8 and ::1). */
 static bool is_loopback(const char *url) {
         const char *h = url_without_scheme(url);
-        return strncmp(h, "127.", 4) == 0 || strncmp(h, "localhost", 9) == 0 || strncmp(h, "[::1]", 5) == 0;
+        if (strncmp(h, "[::1]", 5) == 0)
+                return true;
+        size_t len = strcspn(h, ":/");
+        return (len == 9 && strncmp(h, "localhost", 9) == 0) ||
+               (strncmp(h, "127.", 4) == 0 && strspn(h, "0123456789.") == len);
 }
 
 int render_docker(const struct spec *s, const char *agent_url, struct hosts_output *o, struct error_list *notes) {
@@ -37,6 +42,9 @@ int render_docker(const struct spec *s, const char *agent_url, struct hosts_outp
                 if (&s->registries[i] != hub)
                         error_list_add(notes, 0, 0, "%s: not rendered: Docker's registry-mirrors apply to docker.io only",
                                        s->registries[i].host);
+        int implied = hub ? registry_origin_is_implied(hub) : 1;
+        if (implied < 0)
+                return implied;
         if (!hub)
                 error_list_add(notes, 0, 0, "docker.io is not in the spec: no mirrors to render");
         else {
@@ -48,7 +56,9 @@ int render_docker(const struct spec *s, const char *agent_url, struct hosts_outp
                                        "is not docker.io");
                 for (size_t i = 0; i < hub->n_endpoints; i++) {
                         const struct spec_endpoint *e = &hub->endpoints[i];
-                        if (e->is_origin)
+                        /* Docker falls back to Docker Hub by itself; a custom origin
+                         * is an endpoint like any other to it. */
+                        if (e->is_origin && implied)
                                 continue;
                         /* Docker refuses mirror URLs with a path, and has no per-mirror TLS or headers. */
                         if (url_path(e->url)[0] != '\0') {
@@ -68,6 +78,11 @@ int render_docker(const struct spec *s, const char *agent_url, struct hosts_outp
                 if (!registry_origin_endpoint(hub))
                         error_list_add(notes, 0, 0,
                                        "docker.io: fallback_to_origin is false, but Docker always falls back to Docker Hub");
+                else if (!implied)
+                        error_list_add(notes, 0, 0,
+                                       "docker.io: the origin %s is listed as a mirror, and Docker falls back to Docker "
+                                       "Hub after it",
+                                       hub->origin);
         }
 
         int r = render_buf_open(&b);

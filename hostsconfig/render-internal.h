@@ -31,6 +31,10 @@ bool url_is_http(const char *url);
 const char *url_path(const char *url);
 /* The origin of a registry: the endpoint marked is_origin, or NULL. */
 const struct spec_endpoint *registry_origin_endpoint(const struct spec_registry *r);
+/* 1 when r's origin is the one its name implies (or r has none), so that a
+ * runtime falling back to the name reaches it; 0 for a custom `origin`, which
+ * a runtime knowing only the name never reaches by itself; -ENOMEM. */
+int registry_origin_is_implied(const struct spec_registry *r);
 
 int render_containerd(const struct spec *s, const char *agent_url, struct hosts_output *o, struct error_list *notes);
 int render_docker(const struct spec *s, const char *agent_url, struct hosts_output *o, struct error_list *notes);

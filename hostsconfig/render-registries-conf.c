@@ -35,14 +35,28 @@ int render_registries_conf(const struct spec *s, const char *agent_url, struct h
                         error_list_add(notes, 0, 0, "_default: not rendered: registries.conf has no catch-all mirror");
                         continue;
                 }
+                int implied = registry_origin_is_implied(reg);
+                if (implied < 0) {
+                        render_buf_discard(&b);
+                        return implied;
+                }
+                /* The location is where the registry is: its name, when that
+                 * implies the origin (containers/image resolves docker.io to
+                 * Docker Hub's API host itself); else a custom origin's host. */
+                const char *reg_location = reg->host;
+                if (!implied && url_path(reg->origin)[0] == '\0')
+                        reg_location = url_without_scheme(reg->origin);
+                else if (!implied)
+                        error_list_add(notes, 0, 0,
+                                       "%s: origin %s left out: registries.conf cannot put a path before /v2",
+                                       reg->host, reg->origin);
                 fputs("\n[[registry]]\nprefix = ", f);
                 toml_string(f, reg->host);
-                /* containers/image resolves docker.io to Docker Hub's API host itself. */
                 fputs("\nlocation = ", f);
-                toml_string(f, reg->host);
+                toml_string(f, reg_location);
                 fputc('\n', f);
-                const struct spec_endpoint *origin = registry_origin_endpoint(reg);
-                if (origin && url_is_http(origin->url))
+                /* An implied origin is https; only a custom one can be plain http. */
+                if (reg_location != reg->host && url_is_http(reg->origin))
                         fputs("insecure = true\n", f);
                 if (reg->mirror && s->agent.default_registry && strcmp(s->agent.default_registry, reg->host) == 0)
                         mirror(f, url_without_scheme(agent_url), true);
@@ -57,8 +71,9 @@ int render_registries_conf(const struct spec *s, const char *agent_url, struct h
                                 continue;
                         const char *path = url_path(e->url);
                         _cleanup_free_ char *location = NULL;
-                        if (e->override_path && strncmp(path, "/v2", 3) == 0) {
-                                /* https://harbor/v2/proxy-x: the namespace after /v2 */
+                        if (e->override_path && strncmp(path, "/v2", 3) == 0 && (path[3] == '\0' || path[3] == '/')) {
+                                /* https://harbor/v2/proxy-x: the namespace after /v2 (but
+                                 * /v2x is no /v2 root: "harborx" would be another host) */
                                 size_t host_len = (size_t) (path - url_without_scheme(e->url));
                                 if (asprintf(&location, "%.*s%s", (int) host_len, url_without_scheme(e->url),
                                              path + 3) < 0) {
@@ -78,7 +93,7 @@ int render_registries_conf(const struct spec *s, const char *agent_url, struct h
                                                reg->host, e->url);
                         mirror(f, location ? location : url_without_scheme(e->url), url_is_http(e->url) || e->skip_verify);
                 }
-                if (!origin)
+                if (!registry_origin_endpoint(reg))
                         error_list_add(notes, 0, 0,
                                        "%s: fallback_to_origin is false, but CRI-O and podman always try the location "
                                        "last",

@@ -51,17 +51,22 @@ static int emit_registries(struct emit *m, const struct spec *s, const char *age
         for (size_t i = 0; i < s->n_registries; i++) {
                 const struct spec_registry *r = &s->registries[i];
                 bool is_default = strcmp(r->host, SPEC_DEFAULT_REGISTRY) == 0;
-                /* Talos names the catch-all "*". */
-                ev_scalar(m, is_default ? "*" : r->host, is_default);
-                ev_map(m, true);
-                ev_scalar(m, "endpoints", false);
-                ev_seq(m, true);
+                int implied = registry_origin_is_implied(r);
+                if (implied < 0)
+                        return implied;
+                /* What Talos can take, collected first: a registry with none is
+                 * left out rather than written with an empty list. */
+                const char *urls[SPEC_ENDPOINTS_MAX + 1];
+                size_t n_urls = 0;
                 if (r->mirror)
-                        ev_scalar(m, agent_url, false);
+                        urls[n_urls++] = agent_url;
                 for (size_t j = 0; j < r->n_endpoints; j++) {
                         const struct spec_endpoint *e = &r->endpoints[j];
-                        if (e->is_origin)
-                                continue; /* Talos falls back to the registry itself */
+                        /* Talos falls back to the registry's name by itself; a custom
+                         * origin lives elsewhere, so it is listed, and the fallback (to
+                         * the wrong host) turned off below. */
+                        if (e->is_origin && implied)
+                                continue;
                         if (e->override_path) {
                                 error_list_add(notes, 0, 0,
                                                "%s: %s left out: Talos has one overridePath per registry, and layerd "
@@ -74,10 +79,23 @@ static int emit_registries(struct emit *m, const struct spec *s, const char *age
                                                "%s: %s: TLS settings and headers are not rendered (Talos takes "
                                                "certificate contents in machine.registries.config)",
                                                r->host, e->url);
-                        ev_scalar(m, e->url, false);
+                        urls[n_urls++] = e->url;
                 }
+                if (n_urls == 0) {
+                        error_list_add(notes, 0, 0, "%s: not rendered: no endpoint Talos can use", r->host);
+                        continue;
+                }
+                /* Talos names the catch-all "*". Keys are always quoted: written
+                 * plain, hosts such as null, true, yes or 1e5 would read as a null,
+                 * a boolean or a number rather than the registry's name. */
+                ev_scalar(m, is_default ? "*" : r->host, true);
+                ev_map(m, true);
+                ev_scalar(m, "endpoints", false);
+                ev_seq(m, true);
+                for (size_t j = 0; j < n_urls; j++)
+                        ev_scalar(m, urls[j], false);
                 ev_seq(m, false);
-                if (!is_default && !registry_origin_endpoint(r)) {
+                if (!is_default && (!registry_origin_endpoint(r) || !implied)) {
                         ev_scalar(m, "skipFallback", false);
                         ev_scalar(m, "true", false);
                 }

@@ -139,6 +139,15 @@ const struct spec_endpoint *registry_origin_endpoint(const struct spec_registry 
         return NULL;
 }
 
+int registry_origin_is_implied(const struct spec_registry *r) {
+        if (!r->origin)
+                return 1;
+        _cleanup_free_ char *implied = spec_default_origin(r->host);
+        if (!implied)
+                return -ENOMEM;
+        return strcmp(implied, r->origin) == 0;
+}
+
 char *hosts_agent_url(const char *listen_host, unsigned listen_port) {
         char *s = NULL;
         const char *host = listen_host;
