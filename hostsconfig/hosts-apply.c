@@ -42,30 +42,73 @@ static bool is_managed(const char *content) {
         return strncmp(content, HOSTS_MANAGED_MARKER, strlen(HOSTS_MANAGED_MARKER)) == 0;
 }
 
-/* Checks that path is absent or a directory we can write into. */
-static int check_dir(const char *path, const char *shown, struct error_list *errors) {
+/* Checks that path is absent or a directory we can write into. A registry
+ * directory (follow false) must not be a symbolic link: writing or pruning
+ * through one would touch files outside the hosts directory. */
+static int check_dir(const char *path, const char *shown, bool follow, struct error_list *errors) {
+        /* shown NULL: the error list's source already names it. */
+        const char *sep = shown ? ": " : "";
+        shown = shown ? shown : "";
         struct stat st;
-        if (stat(path, &st) < 0) {
+        if ((follow ? stat(path, &st) : lstat(path, &st)) < 0) {
                 if (errno == ENOENT)
                         return 0;
                 int e = errno;
-                error_list_add(errors, 0, 0, "%s: %s", shown, strerror(e));
+                error_list_add(errors, 0, 0, "%s%s%s", shown, sep, strerror(e));
                 return -e;
         }
+        if (S_ISLNK(st.st_mode)) {
+                error_list_add(errors, 0, 0, "%s%sis a symbolic link; refusing to write through it", shown, sep);
+                return -ELOOP;
+        }
         if (!S_ISDIR(st.st_mode)) {
-                error_list_add(errors, 0, 0, "%s: exists and is not a directory", shown);
+                error_list_add(errors, 0, 0, "%s%sexists and is not a directory", shown, sep);
                 return -ENOTDIR;
         }
         if (access(path, W_OK | X_OK) < 0) {
                 int e = errno;
-                error_list_add(errors, 0, 0, "%s: not writable: %s", shown, strerror(e));
+                error_list_add(errors, 0, 0, "%s%snot writable: %s", shown, sep, strerror(e));
                 return -e;
         }
         return 0;
 }
 
+/* The output directory: when it does not exist yet, its nearest existing
+ * ancestor must be a directory we can create it in. */
+static int check_top(const char *dir, struct error_list *errors) {
+        struct stat st;
+        int r = check_dir(dir, NULL, true, errors);
+        if (r < 0 || stat(dir, &st) == 0)
+                return r;
+        _cleanup_free_ char *p = strdup(dir);
+        if (!p)
+                return -ENOMEM;
+        for (;;) {
+                char *slash = strrchr(p, '/');
+                if (!slash) /* relative: the current directory is the ancestor */
+                        return check_dir(".", ".", true, errors);
+                if (slash == p) {
+                        p[1] = '\0';
+                        return check_dir(p, p, true, errors);
+                }
+                *slash = '\0';
+                if (stat(p, &st) == 0)
+                        return check_dir(p, p, true, errors);
+                if (errno != ENOENT) {
+                        int e = errno;
+                        error_list_add(errors, 0, 0, "%s: %s", p, strerror(e));
+                        return -e;
+                }
+        }
+}
+
 /* Reads the current content of a target (NULL when absent). */
 static int read_old(const char *path, const char *name, char **ret, size_t *ret_size, struct error_list *errors) {
+        struct stat st;
+        if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+                error_list_add(errors, 0, 0, "%s: is a symbolic link; refusing to replace it", name);
+                return -ELOOP;
+        }
         int r = read_file_bounded(path, HOSTS_FILE_MAX, ret, ret_size);
         if (r == -ENOENT) {
                 *ret = NULL;
@@ -93,21 +136,33 @@ static int find_prunable(const struct hosts_output *o, const char *dir, struct h
                         size_t len = strlen(d);
                         keep = strncmp(o->files[j].name, d, len) == 0 && o->files[j].name[len] == '/';
                 }
-                _cleanup_free_ char *name = NULL, *path = NULL, *content = NULL;
+                _cleanup_free_ char *name = NULL, *path = NULL, *sub = NULL, *content = NULL;
                 size_t size;
-                if (!keep && asprintf(&name, "%s/hosts.toml", d) >= 0 && asprintf(&path, "%s/%s", dir, name) >= 0 &&
-                    read_file_bounded(path, HOSTS_FILE_MAX, &content, &size) == 0 && is_managed(content)) {
-                        _cleanup_free_ char *sub = NULL;
-                        if (asprintf(&sub, "%s/%s", dir, d) < 0 || check_dir(sub, d, errors) < 0) {
-                                rc = rc ? rc : -EACCES;
-                        } else {
-                                struct hosts_change *c = add_change(rep, name, HOSTS_PRUNED);
-                                if (!c)
-                                        rc = -ENOMEM;
-                                else {
-                                        c->old_content = TAKE_PTR(content);
-                                        c->old_size = size;
-                                }
+                struct stat st_dir, st_file;
+                if (keep) {
+                        free(ents[i]);
+                        continue;
+                }
+                if (asprintf(&name, "%s/hosts.toml", d) < 0 || asprintf(&path, "%s/%s", dir, name) < 0 ||
+                    asprintf(&sub, "%s/%s", dir, d) < 0) {
+                        rc = -ENOMEM;
+                        free(ents[i]);
+                        continue;
+                }
+                /* Only a real directory holding a regular file that we wrote:
+                 * never through a symbolic link, never someone else's file. */
+                if (lstat(sub, &st_dir) == 0 && S_ISDIR(st_dir.st_mode) && lstat(path, &st_file) == 0 &&
+                    S_ISREG(st_file.st_mode) && read_file_bounded(path, HOSTS_FILE_MAX, &content, &size) == 0 &&
+                    is_managed(content)) {
+                        int r = check_dir(sub, d, false, errors);
+                        struct hosts_change *c = r < 0 ? NULL : add_change(rep, name, HOSTS_PRUNED);
+                        if (r < 0)
+                                rc = rc ? rc : r;
+                        else if (!c)
+                                rc = -ENOMEM;
+                        else {
+                                c->old_content = TAKE_PTR(content);
+                                c->old_size = size;
                         }
                 }
                 free(ents[i]);
@@ -157,7 +212,9 @@ int hosts_apply(const struct hosts_output *o, const char *dir, unsigned flags, s
         if (!rep)
                 return -ENOMEM;
         /* Phase 1: look at everything, change nothing. */
-        rc = check_dir(dir, dir, errors);
+        rc = check_top(dir, errors);
+        if (rc < 0)
+                return rc; /* every target below it would only repeat the problem */
         for (size_t i = 0; i < o->n_files; i++) {
                 const struct hosts_file *f = &o->files[i];
                 _cleanup_free_ char *path = NULL, *sub = NULL, *old = NULL;
@@ -168,7 +225,7 @@ int hosts_apply(const struct hosts_output *o, const char *dir, unsigned flags, s
                 if (slash) {
                         if (asprintf(&sub, "%s/%.*s", dir, (int) (slash - f->name), f->name) < 0)
                                 return -ENOMEM;
-                        int r = check_dir(sub, sub + strlen(dir) + 1, errors);
+                        int r = check_dir(sub, sub + strlen(dir) + 1, false, errors);
                         if (r < 0) {
                                 rc = rc ? rc : r;
                                 continue;

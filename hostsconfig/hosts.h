@@ -43,7 +43,8 @@ struct hosts_output {
 
 /* Renders s for a runtime. agent_url is where that runtime reaches layerd
  * ("http://127.0.0.1:5080"). What a format cannot express is left out and
- * explained in notes (one entry each; no positions). Returns 0, -ENOMEM. */
+ * explained in notes (one entry each; no positions). Returns 0, -ENOMEM, or
+ * -EFBIG when a file would exceed HOSTS_FILE_MAX. */
 int hosts_render(const struct spec *s, enum hosts_format format, const char *agent_url, struct hosts_output **ret,
                  struct error_list *notes);
 struct hosts_output *hosts_output_free(struct hosts_output *o);

@@ -132,9 +132,12 @@ static int render_registry(const struct spec *s, const struct spec_registry *r, 
                 fputs("server = ", f);
                 toml_string(f, server->url);
                 fputc('\n', f);
-                /* The origin keeps containerd's default capabilities (push
-                 * included); a mirror standing in as server may only do what the spec says. */
-                host_keys(f, "", server, server != origin, version);
+                /* The origin keeps containerd's default capabilities (pull,
+                 * resolve and push) when the spec gives it the default pull and
+                 * resolve; anything narrower, or a mirror standing in as server,
+                 * gets exactly what the spec says. */
+                bool caps = server != origin || server->capabilities != (SPEC_CAP_PULL | SPEC_CAP_RESOLVE);
+                host_keys(f, "", server, caps, version);
                 header_table(f, NULL, server);
         }
         if (r->mirror) {

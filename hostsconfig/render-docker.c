@@ -34,7 +34,7 @@ static bool is_loopback(const char *url) {
 
 int render_docker(const struct spec *s, const char *agent_url, struct hosts_output *o, struct error_list *notes) {
         const struct spec_registry *hub = spec_find_registry(s, "docker.io");
-        const char *mirrors[SPEC_ENDPOINTS_MAX + 1], *insecure[SPEC_ENDPOINTS_MAX];
+        const char *mirrors[RENDER_URLS_MAX], *insecure[RENDER_URLS_MAX];
         size_t n = 0, n_insecure = 0;
         struct render_buf b;
 

@@ -7,6 +7,10 @@
 
 #include "hostsconfig/hosts.h"
 
+/* The most URLs a renderer lists for one registry: layerd itself, every
+ * listed endpoint, and the origin the parser may append after them. */
+#define RENDER_URLS_MAX (1 + SPEC_ENDPOINTS_MAX + 1)
+
 /* A file being rendered into memory. */
 struct render_buf {
         FILE *f;

@@ -56,7 +56,7 @@ static int emit_registries(struct emit *m, const struct spec *s, const char *age
                         return implied;
                 /* What Talos can take, collected first: a registry with none is
                  * left out rather than written with an empty list. */
-                const char *urls[SPEC_ENDPOINTS_MAX + 1];
+                const char *urls[RENDER_URLS_MAX];
                 size_t n_urls = 0;
                 if (r->mirror)
                         urls[n_urls++] = agent_url;

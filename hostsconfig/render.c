@@ -55,6 +55,11 @@ int render_buf_finish(struct render_buf *b, struct hosts_output *o, const char *
         if (fclose(b->f) != 0)
                 failed = true;
         b->f = NULL;
+        /* Larger than hosts_apply() would read back: refuse it here, whole. */
+        if (!failed && b->size > HOSTS_FILE_MAX) {
+                render_buf_discard(b);
+                return -EFBIG;
+        }
         struct hosts_file *files = failed ? NULL : realloc(o->files, (o->n_files + 1) * sizeof(*files));
         char *n = failed ? NULL : strdup(name);
         if (!files || !n) {

@@ -13,6 +13,9 @@
 
 #define SPEC_PATH_MAX 512     /* key path shown in errors, e.g. registries.docker.io.endpoints[1].url */
 #define SPEC_STRING_MAX 4096  /* longest scalar accepted */
+/* What the model may hold once aliases are expanded: YAML aliases let a few
+ * kilobytes name gigabytes, so every scalar read counts against this. */
+#define SPEC_EXPANDED_MAX (4 * SPEC_FILE_MAX)
 
 struct spec_ctx {
         yaml_document_t *doc;
@@ -20,6 +23,7 @@ struct spec_ctx {
         struct spec *spec;
         const char *default_cache_dir;
         const yaml_node_t *prefetch_nodes; /* prefetch.images, for positions in late checks */
+        size_t expanded;    /* bytes of scalars read so far, aliases counted each time */
         bool oom;
 };
 

@@ -73,6 +73,15 @@ const char *spec_scalar(struct spec_ctx *c, const yaml_node_t *n, const char *pa
                 spec_error(c, n, path, "longer than %d characters", SPEC_STRING_MAX);
                 return NULL;
         }
+        /* Counted with a little for the structure around it, and reported once. */
+        if (c->expanded <= SPEC_EXPANDED_MAX) {
+                c->expanded += n->data.scalar.length + 16;
+                if (c->expanded > SPEC_EXPANDED_MAX)
+                        spec_error(c, n, path, "the spec expands to more than %d bytes (through YAML aliases?)",
+                                   SPEC_EXPANDED_MAX);
+        }
+        if (c->expanded > SPEC_EXPANDED_MAX)
+                return NULL;
         return (const char *) n->data.scalar.value;
 }
 

@@ -386,6 +386,13 @@ static char *get_header_value(struct spec_ctx *c, const yaml_node_t *n, const ch
                 spec_error(c, n, path, "header values cannot contain line breaks");
                 return NULL;
         }
+        /* RFC 9110 field values: no control characters but tab. Go's net/http
+         * (containerd) refuses them, which would silently kill the endpoint. */
+        for (const unsigned char *q = (const unsigned char *) s; *q; q++)
+                if ((*q < 0x20 && *q != '\t') || *q == 0x7f) {
+                        spec_error(c, n, path, "header values cannot contain control characters");
+                        return NULL;
+                }
         return spec_strdup(c, s);
 }
 
@@ -458,6 +465,17 @@ static void parse_timeouts(struct spec_ctx *c, const yaml_node_t *n, const char 
                 }
 }
 
+/* containerd appends /v2 to an endpoint's path unless override_path is set
+ * or the path already ends in /v2 (then it is the API root). Spelling that out
+ * keeps containerd, layerd and the other runtimes' configs in agreement. */
+static void check_v2_suffix(struct spec_ctx *c, const yaml_node_t *n, const char *path, const struct spec_endpoint *e) {
+        if (!e->url || e->override_path)
+                return;
+        size_t len = strlen(e->url);
+        if (len >= 3 && strcmp(e->url + len - 3, "/v2") == 0)
+                spec_error(c, n, path, "path ends in /v2, which makes it the API root: set override_path: true");
+}
+
 static void parse_endpoint(struct spec_ctx *c, const yaml_node_t *n, const char *path, struct spec_endpoint *e) {
         static const char *const keys[] = { "url",  "capabilities", "override_path", "tls", "headers",
                                             "credentials_file", "timeouts" };
@@ -470,19 +488,19 @@ static void parse_endpoint(struct spec_ctx *c, const yaml_node_t *n, const char 
         if (n->type == YAML_SCALAR_NODE && !spec_is_null(n)) {
                 spec_path_key(p, sizeof(p), path, "url");
                 e->url = get_url(c, n, p, NULL);
+                check_v2_suffix(c, n, p, e);
                 return;
         }
         if (spec_mapping(c, n, path, keys, ELEMENTSOF(keys), v, false) < 0)
                 return;
         struct url u = {};
-        bool have_url = false;
-        if (!v[0]) {
+        char p0[SPEC_PATH_MAX];
+        spec_path_key(p0, sizeof(p0), path, "url");
+        if (!v[0])
                 spec_error(c, n, path, "missing required key \"url\"");
-        } else {
-                spec_path_key(p, sizeof(p), path, "url");
-                e->url = get_url(c, v[0], p, &u);
-                have_url = e->url != NULL;
-        }
+        else
+                e->url = get_url(c, v[0], p0, &u);
+        bool have_url = e->url != NULL;
         if (v[1]) {
                 spec_path_key(p, sizeof(p), path, "capabilities");
                 parse_capabilities(c, v[1], p, e);
@@ -509,8 +527,9 @@ static void parse_endpoint(struct spec_ctx *c, const yaml_node_t *n, const char 
                 spec_path_key(p, sizeof(p), path, "timeouts");
                 parse_timeouts(c, v[6], p, e);
         }
-        if (have_url)
-                url_done(&u);
+        if (v[0])
+                check_v2_suffix(c, v[0], p0, e);
+        url_done(&u);
 }
 
 static void parse_registry(struct spec_ctx *c, const yaml_node_t *n, const char *path, struct spec_registry *r) {
@@ -554,7 +573,12 @@ static void parse_registry(struct spec_ctx *c, const yaml_node_t *n, const char 
         }
         if (v[3]) {
                 spec_path_key(p, sizeof(p), path, "endpoints");
-                if (want_list(c, v[3], p, SPEC_ENDPOINTS_MAX)) {
+                /* SPEC_ENDPOINTS_MAX besides the origin, which a printed spec lists too. */
+                if (v[3]->type == YAML_SEQUENCE_NODE && seq_len(v[3]) > SPEC_ENDPOINTS_MAX + 1) {
+                        spec_error(c, v[3], p, "too many endpoints (at most %d besides the origin)", SPEC_ENDPOINTS_MAX);
+                        return;
+                }
+                if (want_list(c, v[3], p, SPEC_ENDPOINTS_MAX + 1)) {
                         size_t len = seq_len(v[3]);
                         /* One spare slot for the implied origin. */
                         r->endpoints = spec_calloc(c, len + 1, sizeof(struct spec_endpoint));
@@ -589,6 +613,14 @@ origin:
                 }
         }
         spec_mark_origin(c, r, fallback);
+        size_t mirrors = 0;
+        for (size_t i = 0; i < r->n_endpoints; i++)
+                mirrors += !r->endpoints[i].is_origin;
+        if (mirrors > SPEC_ENDPOINTS_MAX) {
+                char pe[SPEC_PATH_MAX];
+                spec_path_key(pe, sizeof(pe), path, "endpoints");
+                spec_error(c, v[3], pe, "too many endpoints (at most %d besides the origin)", SPEC_ENDPOINTS_MAX);
+        }
 }
 
 static void parse_registries(struct spec_ctx *c, const yaml_node_t *n) {

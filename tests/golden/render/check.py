@@ -170,7 +170,6 @@ MIRROR_HEADERS = {
     "X-Quote": 'say "hi"',
     "X-Backslash": "C:\\dir\\",
     "X-Tab": "a\tb",
-    "X-Control": "c\x01\x7fd",
     "X-Unicode": "ünïcödé ✓ 日本",
     "X-Multi": ["one", 'two "2"', "three\\3"],
 }

@@ -467,6 +467,48 @@ static void test_agent_listed_as_endpoint(void **state) {
         spec_free(s);
 }
 
+static void test_most_endpoints(void **state) {
+        (void) state;
+        /* 16 listed endpoints, a custom origin appended after them, and layerd:
+         * 18 URLs for one registry, all of them listed. */
+        char yaml[2048];
+        size_t len = (size_t) snprintf(yaml, sizeof(yaml), "registries:\n  docker.io:\n    origin: http://hub.example.com\n"
+                                                           "    endpoints:\n");
+        for (int i = 0; i < SPEC_ENDPOINTS_MAX; i++)
+                len += (size_t) snprintf(yaml + len, sizeof(yaml) - len, "      - http://m%d.example.com\n", i);
+        assert_true(len < sizeof(yaml));
+        struct spec *s = NULL;
+        struct error_list errors, notes;
+        assert_int_equal(spec_parse("spec.yaml", yaml, len, CACHE, &s, &errors), 0);
+        assert_int_equal(s->registries[0].n_endpoints, SPEC_ENDPOINTS_MAX + 1);
+
+        struct hosts_output *o = render(s, HOSTS_FORMAT_DOCKER, &notes);
+        assert_non_null(strstr(o->files[0].content, "\"http://m15.example.com\", \"http://hub.example.com\"]"));
+        assert_non_null(strstr(o->files[0].content, "\"m15.example.com\", \"hub.example.com\"]"));
+        hosts_output_free(o);
+        o = render(s, HOSTS_FORMAT_TALOS, &notes);
+        assert_non_null(strstr(o->files[0].content, "- http://m15.example.com\n        - http://hub.example.com\n"));
+        hosts_output_free(o);
+        spec_free(s);
+}
+
+static void test_origin_capabilities(void **state) {
+        (void) state;
+        /* An origin narrowed to pull must not get containerd's default (pull, resolve, push). */
+        static const char yaml[] = "registries:\n  docker.io:\n    endpoints:\n      - https://zot.example.com\n"
+                                   "      - {url: https://registry-1.docker.io, capabilities: [pull]}\n"
+                                   "  quay.io: {}\n";
+        struct spec *s = NULL;
+        struct error_list errors, notes;
+        assert_int_equal(spec_parse("spec.yaml", yaml, strlen(yaml), CACHE, &s, &errors), 0);
+        struct hosts_output *o = render(s, HOSTS_FORMAT_CONTAINERD, &notes);
+        assert_non_null(strstr(o->files[0].content, "\nserver = \"https://registry-1.docker.io\"\ncapabilities = [\"pull\"]\n"));
+        /* The default origin keeps containerd's defaults, push included. */
+        assert_non_null(strstr(o->files[1].content, "\nserver = \"https://quay.io\"\n\n"));
+        hosts_output_free(o);
+        spec_free(s);
+}
+
 static void test_default_registry_not_docker(void **state) {
         (void) state;
         static const char yaml[] = "agent: {default_registry: quay.io}\n"
@@ -626,6 +668,8 @@ int main(void) {
                 cmocka_unit_test(test_render_other_formats),
                 cmocka_unit_test(test_render_other_formats_ignore_version),
                 cmocka_unit_test(test_agent_listed_as_endpoint),
+                cmocka_unit_test(test_most_endpoints),
+                cmocka_unit_test(test_origin_capabilities),
                 cmocka_unit_test(test_default_registry_not_docker),
                 cmocka_unit_test(test_custom_origin),
                 cmocka_unit_test(test_no_docker_io),

@@ -333,7 +333,32 @@ static void test_registry_limits(void **state) {
         for (int i = 0; i < SPEC_ENDPOINTS_MAX + 1; i++)
                 fprintf(f, "      - https://e%d.example.com\n", i);
         fclose(f);
-        expect_errors(yaml, 1, "spec.yaml:4:7: registries.docker.io.endpoints: too many items (at most 16)");
+        expect_errors(yaml, 1,
+                      "spec.yaml:4:7: registries.docker.io.endpoints: too many endpoints (at most 16 besides the origin)");
+        free(yaml);
+
+        /* 16 and the origin listed too (as check-config prints them): fine. */
+        f = open_memstream(&yaml, &len);
+        assert_non_null(f);
+        fputs("registries:\n  docker.io:\n    endpoints:\n", f);
+        for (int i = 0; i < SPEC_ENDPOINTS_MAX; i++)
+                fprintf(f, "      - https://e%d.example.com\n", i);
+        fputs("      - https://registry-1.docker.io\n", f);
+        fclose(f);
+        struct spec *s = parse_ok(yaml);
+        assert_int_equal(s->registries[0].n_endpoints, SPEC_ENDPOINTS_MAX + 1);
+        spec_free(s);
+        free(yaml);
+
+        /* 18 items is too many whatever they are. */
+        f = open_memstream(&yaml, &len);
+        assert_non_null(f);
+        fputs("registries:\n  docker.io:\n    endpoints:\n", f);
+        for (int i = 0; i < SPEC_ENDPOINTS_MAX + 2; i++)
+                fprintf(f, "      - https://e%d.example.com\n", i);
+        fclose(f);
+        expect_errors(yaml, 1,
+                      "spec.yaml:4:7: registries.docker.io.endpoints: too many endpoints (at most 16 besides the origin)");
         free(yaml);
 }
 
@@ -360,6 +385,14 @@ static void test_endpoint_url(void **state) {
         expect_errors("registries:\n  docker.io:\n    endpoints: [\"https://a..example.com\"]\n", 1,
                       "spec.yaml:3:17: registries.docker.io.endpoints[0].url: invalid host or port: "
                       "\"https://a..example.com\"");
+        /* containerd treats a path ending in /v2 as the API root: say so. */
+        expect_errors("registries:\n  docker.io:\n    endpoints: [https://cache.example.com/v2/]\n", 1,
+                      "spec.yaml:3:17: registries.docker.io.endpoints[0].url: path ends in /v2, which makes it the "
+                      "API root: set override_path: true");
+        struct spec *v2 = parse_ok("registries:\n  docker.io:\n    endpoints:\n      - {url: https://c.example.com/v2, "
+                                   "override_path: true}\n      - https://c.example.com/v2x\n");
+        assert_true(v2->registries[0].endpoints[0].override_path);
+        spec_free(v2);
         expect_errors("registries:\n  docker.io:\n    endpoints:\n      - capabilities: [pull]\n", 1,
                       "spec.yaml:4:9: registries.docker.io.endpoints[0]: missing required key \"url\"");
         /* Same endpoint twice once normalised. */
@@ -419,6 +452,12 @@ static void test_endpoint_headers(void **state) {
         expect_errors(EP("        headers: {X-A: \"a\\r\\nX-Injected: 1\"}\n"), 1,
                       "spec.yaml:5:24: registries.docker.io.endpoints[0].headers.X-A: header values cannot "
                       "contain line breaks");
+        expect_errors(EP("        headers: {X-A: \"a\\x01b\"}\n"), 1,
+                      "spec.yaml:5:24: registries.docker.io.endpoints[0].headers.X-A: header values cannot "
+                      "contain control characters");
+        struct spec *t = parse_ok(EP("        headers: {X-A: \"a\\tb\"}\n"));
+        assert_string_equal(t->registries[0].endpoints[0].headers[0].values[0], "a\tb");
+        spec_free(t);
         expect_errors(EP("        headers: {X-A: []}\n"), 1,
                       "spec.yaml:5:24: registries.docker.io.endpoints[0].headers.X-A: empty list");
         expect_errors(EP("        headers: [X-A]\n"), 1,
@@ -436,6 +475,35 @@ static void test_endpoint_timeouts(void **state) {
                       "spec.yaml:5:29: registries.docker.io.endpoints[0].timeouts.connect: must be between 1ms and 1h");
         expect_errors(EP("        timeouts: {total: 5s}\n"), 1,
                       "spec.yaml:5:20: registries.docker.io.endpoints[0].timeouts: unknown key \"total\"");
+}
+
+static void test_alias_expansion_bounded(void **state) {
+        (void) state;
+        /* A few kilobytes of aliases naming gigabytes: refused, fast, with one error. */
+        char *yaml = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&yaml, &len);
+        assert_non_null(f);
+        fputs("registries:\n  r0.example.com:\n    endpoints:\n      - url: https://a.example.com\n        headers: &h\n", f);
+        fputs("          X-0: [&v \"", f);
+        for (int i = 0; i < 4000; i++)
+                fputc('x', f);
+        fputs("\"]\n", f);
+        for (int i = 1; i < 32; i++)
+                fprintf(f, "          X-%d: [*v, *v, *v, *v, *v, *v, *v, *v, *v, *v, *v, *v, *v, *v, *v, *v]\n", i);
+        for (int r = 1; r < 64; r++) {
+                fprintf(f, "  r%d.example.com:\n    endpoints:\n", r);
+                for (int e = 0; e < 16; e++)
+                        fprintf(f, "      - {url: https://a%d.example.com, headers: *h}\n", e);
+        }
+        fclose(f);
+        assert_true(len < 64 * 1024);
+        struct spec *s = NULL;
+        struct error_list errors;
+        assert_int_equal(spec_parse("spec.yaml", yaml, len, CACHE, &s, &errors), -EINVAL);
+        assert_int_equal(error_list_count(&errors), 1);
+        assert_non_null(strstr(errors.items[0].message, "the spec expands to more than 4194304 bytes (through YAML aliases?)"));
+        free(yaml);
 }
 
 static void test_anchors(void **state) {
@@ -706,6 +774,7 @@ int main(void) {
                 cmocka_unit_test(test_endpoint_headers),
                 cmocka_unit_test(test_endpoint_timeouts),
                 cmocka_unit_test(test_anchors),
+                cmocka_unit_test(test_alias_expansion_bounded),
                 cmocka_unit_test(test_default_registry_entry),
                 cmocka_unit_test(test_hosts_section),
                 cmocka_unit_test(test_prefetch_model),
