@@ -13,7 +13,9 @@
 static char *default_cache_dir(void) {
         char *s = NULL;
         /* Root gets the system location, anyone else a directory of their own
-         * (XDG base directory spec), so `make run` works unprivileged. */
+         * (XDG base directory spec), so `make run` works unprivileged. Without
+         * a usable home it stays the system location (which then fails
+         * clearly): never a guessable /tmp path another user could own first. */
         if (geteuid() == 0)
                 return strdup("/var/lib/layerd");
         const char *xdg = getenv("XDG_CACHE_HOME");
@@ -22,10 +24,11 @@ static char *default_cache_dir(void) {
         const char *home = getenv("HOME");
         if (home && home[0] == '/')
                 return asprintf(&s, "%s/.cache/layerd", home) < 0 ? NULL : s;
-        return asprintf(&s, "/tmp/layerd-%u", (unsigned) geteuid()) < 0 ? NULL : s;
+        return strdup("/var/lib/layerd");
 }
 
 int agent_load_spec(const char *path, struct spec **ret, struct error_list *errors) {
+        error_list_init(errors, path ? path : "<builtin>");
         _cleanup_free_ char *cache_dir = default_cache_dir();
         if (!cache_dir)
                 return -ENOMEM;
@@ -52,11 +55,12 @@ int agent_write_hosts(const struct spec *s, const char *agent_url, enum hosts_fo
                 for (size_t j = 0; j < o->n_files && !f; j++)
                         if (strcmp(o->files[j].name, c->name) == 0)
                                 f = &o->files[j];
-                _cleanup_free_ char *a = NULL, *b = NULL;
-                if (asprintf(&a, "%s/%s", dir, c->name) < 0 || asprintf(&b, "%s/%s", dir, c->name) < 0)
+                _cleanup_free_ char *label = NULL;
+                if (asprintf(&label, "%s/%s", dir, c->name) < 0)
                         return -ENOMEM;
                 r = text_diff_unified(c->old_content ? c->old_content : "", c->old_size, f ? f->content : "",
-                                      f ? f->size : 0, c->old_content ? a : "/dev/null", f ? b : "/dev/null", diff_out);
+                                      f ? f->size : 0, c->old_content ? label : "/dev/null", f ? label : "/dev/null",
+                                      diff_out);
                 if (r < 0)
                         return r;
         }

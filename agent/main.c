@@ -170,12 +170,18 @@ static int cmd_serve(int argc, char **argv) {
         struct error_list errors;
         int c, r;
 
+        r = serve_block_signals();
+        if (r < 0) {
+                fprintf(stderr, "layerd serve: cannot set up signals: %s\n", strerror(-r));
+                return EXIT_RUNTIME;
+        }
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 switch (c) {
                 case 's':
                         cfg.spec_path = optarg;
                         break;
                 case 'l':
+                        listen_host = mfree(listen_host); /* the last --listen wins */
                         r = parse_host_port(optarg, true, &listen_host, &cfg.listen_port);
                         if (r < 0) {
                                 fprintf(stderr, "layerd serve: --listen: not a HOST:PORT address: \"%s\"\n", optarg);
@@ -221,7 +227,7 @@ static int cmd_serve(int argc, char **argv) {
         if (r < 0)
                 return report_errors(&errors);
         r = serve_run(&cfg, &spec);
-        if (r == -EINVAL)
+        if (r == SERVE_CONFIG_ERROR)
                 return EXIT_USAGE;
         return r < 0 ? EXIT_RUNTIME : EXIT_OK;
 }
@@ -263,6 +269,7 @@ static int cmd_hosts(int argc, char **argv) {
                         format = (enum hosts_format) r;
                         break;
                 case 'l':
+                        listen_host = mfree(listen_host); /* the last --listen wins */
                         if (parse_host_port(optarg, true, &listen_host, &listen_port) < 0) {
                                 fprintf(stderr, "layerd hosts: --listen: not a HOST:PORT address: \"%s\"\n", optarg);
                                 return EXIT_USAGE;

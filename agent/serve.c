@@ -34,7 +34,8 @@ static const char body_not_found[] =
 static const char body_unsupported[] =
         "{\"errors\":[{\"code\":\"UNSUPPORTED\",\"message\":\"layerd is a read-only mirror\"}]}";
 
-static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, const char *body, bool head) {
+/* For HEAD, MHD sends the headers of this response (Content-Length included) and no body. */
+static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, const char *body) {
         struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(body), (void *) body,
                                                                     MHD_RESPMEM_PERSISTENT);
         if (!resp)
@@ -44,7 +45,6 @@ static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, con
                                                                      "registry/2.0")
                                      ? MHD_YES
                                      : MHD_NO;
-        (void) head; /* MHD sends no body for HEAD on its own, with the GET's Content-Length. */
         if (ok == MHD_YES)
                 ok = MHD_queue_response(conn, status, resp);
         MHD_destroy_response(resp);
@@ -77,7 +77,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         const char *ns = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "ns");
         log_debug("request method=%s path=\"%.512s\" ns=\"%.256s\" status=%u", method, url, ns ? ns : "", status);
-        return respond(conn, status, body, head);
+        return respond(conn, status, body);
 }
 
 static void on_panic(void *cls, const char *file, unsigned line, const char *reason) {
@@ -109,6 +109,23 @@ static int resolve_listen(const char *host, uint16_t port, struct sockaddr_stora
         *ret_len = res->ai_addrlen;
         freeaddrinfo(res);
         return 0;
+}
+
+static void signal_set(sigset_t *mask) {
+        sigemptyset(mask);
+        sigaddset(mask, SIGTERM);
+        sigaddset(mask, SIGINT);
+        sigaddset(mask, SIGHUP);
+}
+
+int serve_block_signals(void) {
+        sigset_t mask;
+        signal_set(&mask);
+        /* A closed peer must be a write error, not the end of the process. */
+        if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
+                return -errno;
+        int r = pthread_sigmask(SIG_BLOCK, &mask, NULL);
+        return r == 0 ? 0 : -r;
 }
 
 /* Writes containerd's hosts files for spec; logs the outcome. */
@@ -184,13 +201,9 @@ int serve_run(const struct serve_config *cfg, struct spec **spec) {
         if (r < 0)
                 return r;
 
-        /* Block the stop signals before MHD starts its threads, so they inherit
-         * the mask and only the sigwait() below ever sees them. */
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGTERM);
-        sigaddset(&mask, SIGINT);
-        sigaddset(&mask, SIGHUP);
-        pthread_sigmask(SIG_BLOCK, &mask, NULL);
+        /* serve_block_signals() blocked these; MHD's threads inherit the mask,
+         * so only the sigwait() below ever sees them. */
+        signal_set(&mask);
 
         MHD_set_panic_func(on_panic, NULL);
         unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
@@ -206,14 +219,20 @@ int serve_run(const struct serve_config *cfg, struct spec **spec) {
         if (!d) {
                 int e = errno ? errno : EADDRINUSE;
                 log_error("cannot listen address=%s port=%u: %s", listen_host, listen_port, strerror(e));
-                return -e;
+                /* A start-up failure, never SERVE_CONFIG_ERROR. */
+                return e == EINVAL ? -EADDRNOTAVAIL : -e;
         }
         log_info("listening address=%s port=%u cache_dir=\"%s\" registries=%zu spec=\"%s\"", listen_host,
                  listen_port, cache_dir, (*spec)->n_registries, (*spec)->source);
         /* Hosts files after the listener: containerd may use them at once. */
-        if (cfg->write_hosts_dir && write_hosts(cfg, *spec, agent_url) < 0) {
-                MHD_stop_daemon(d);
-                return -EINVAL;
+        if (cfg->write_hosts_dir) {
+                r = write_hosts(cfg, *spec, agent_url);
+                if (r < 0) {
+                        MHD_stop_daemon(d);
+                        /* Refused before writing: a configuration problem. Failing
+                         * part way, or out of memory: a runtime failure. */
+                        return r == -EIO || r == -ENOMEM ? r : SERVE_CONFIG_ERROR;
+                }
         }
         notify_ready("serving");
 

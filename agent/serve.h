@@ -3,11 +3,14 @@
 
 /* `layerd serve`: the HTTP front end on libmicrohttpd. */
 
+#include <errno.h>
 #include <stdint.h>
 
 #include "hostsconfig/spec.h"
 
 /* The command line's settings; NULL/0 where the spec decides. */
+#define SERVE_CONFIG_ERROR (-EINVAL)
+
 struct serve_config {
         const char *spec_path;      /* NULL: the built-in spec */
         const char *listen_host;    /* overrides agent.listen */
@@ -16,10 +19,15 @@ struct serve_config {
         const char *write_hosts_dir; /* containerd hosts directory to keep in step with the spec */
 };
 
+/* Blocks the signals serve_run() waits for (SIGTERM, SIGINT, SIGHUP) and
+ * ignores SIGPIPE. Call first thing, before any thread exists and before
+ * slow start-up work, so an early SIGHUP cannot kill the process. */
+int serve_block_signals(void);
+
 /* Listens, writes hosts files, notifies readiness, and serves until SIGTERM or
  * SIGINT; SIGHUP reloads the spec (a bad one is logged and the old one kept)
  * and rewrites the hosts files. *spec is owned, and may be replaced by a
- * reload. Returns 0 on a clean stop; -EINVAL when the configuration cannot
- * work (hosts directory unwritable), other -errno when it could not start;
- * both already logged. */
+ * reload. Returns 0 on a clean stop; SERVE_CONFIG_ERROR when the
+ * configuration cannot work (the hosts directory was refused before anything
+ * was written); another -errno when it could not start. Both already logged. */
 int serve_run(const struct serve_config *cfg, struct spec **spec);

@@ -3,13 +3,11 @@
  * share, loading and freeing. */
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <regex.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "common/fsutil.h"
 #include "common/parse.h"
 #include "common/reference.h"
 #include "hostsconfig/spec-internal.h"
@@ -532,6 +530,27 @@ static void parse_endpoint(struct spec_ctx *c, const yaml_node_t *n, const char 
         url_done(&u);
 }
 
+/* The origin (derived unless given), marked or appended, and the endpoint count checked. */
+static void finish_origin(struct spec_ctx *c, struct spec_registry *r, const char *path, const yaml_node_t *endpoints,
+                          bool fallback) {
+        if (!r->origin) {
+                r->origin = spec_default_origin(r->host);
+                if (!r->origin) {
+                        c->oom = true;
+                        return;
+                }
+        }
+        spec_mark_origin(c, r, fallback);
+        size_t mirrors = 0;
+        for (size_t i = 0; i < r->n_endpoints; i++)
+                mirrors += !r->endpoints[i].is_origin;
+        if (mirrors > SPEC_ENDPOINTS_MAX) {
+                char pe[SPEC_PATH_MAX];
+                spec_path_key(pe, sizeof(pe), path, "endpoints");
+                spec_error(c, endpoints, pe, "too many endpoints (at most %d besides the origin)", SPEC_ENDPOINTS_MAX);
+        }
+}
+
 static void parse_registry(struct spec_ctx *c, const yaml_node_t *n, const char *path, struct spec_registry *r) {
         static const char *const keys[] = { "mirror", "origin", "fallback_to_origin", "endpoints" };
         yaml_node_t *v[ELEMENTSOF(keys)] = {};
@@ -540,9 +559,11 @@ static void parse_registry(struct spec_ctx *c, const yaml_node_t *n, const char 
 
         bool is_default = strcmp(r->host, SPEC_DEFAULT_REGISTRY) == 0;
         r->mirror = !is_default;
-        /* "docker.io:" with nothing after it, or "{}": every default. */
-        if (spec_is_null(n) && !is_default)
-                goto origin;
+        /* "docker.io:" with nothing after it: every default. */
+        if (spec_is_null(n) && !is_default) {
+                finish_origin(c, r, path, NULL, true);
+                return;
+        }
         if (spec_mapping(c, n, path, keys, ELEMENTSOF(keys), v, false) < 0)
                 return;
         if (is_default) {
@@ -602,25 +623,9 @@ static void parse_registry(struct spec_ctx *c, const yaml_node_t *n, const char 
                 spec_error(c, v[2], path, "no endpoints: list some or set fallback_to_origin: true");
                 return;
         }
-origin:
-        if (!r->origin) {
-                if (v[1])
-                        return; /* an invalid origin was reported */
-                r->origin = spec_default_origin(r->host);
-                if (!r->origin) {
-                        c->oom = true;
-                        return;
-                }
-        }
-        spec_mark_origin(c, r, fallback);
-        size_t mirrors = 0;
-        for (size_t i = 0; i < r->n_endpoints; i++)
-                mirrors += !r->endpoints[i].is_origin;
-        if (mirrors > SPEC_ENDPOINTS_MAX) {
-                char pe[SPEC_PATH_MAX];
-                spec_path_key(pe, sizeof(pe), path, "endpoints");
-                spec_error(c, v[3], pe, "too many endpoints (at most %d besides the origin)", SPEC_ENDPOINTS_MAX);
-        }
+        if (v[1] && !r->origin)
+                return; /* an invalid origin was reported */
+        finish_origin(c, r, path, v[3], fallback);
 }
 
 static void parse_registries(struct spec_ctx *c, const yaml_node_t *n) {
@@ -1111,47 +1116,18 @@ int spec_parse(const char *source, const char *data, size_t size, const char *de
 }
 
 int spec_load_file(const char *path, const char *default_cache_dir, struct spec **ret, struct error_list *errors) {
-        _cleanup_close_ int fd = -1;
         _cleanup_free_ char *buf = NULL;
-        size_t len = 0;
+        size_t len;
 
         error_list_init(errors, path);
-        /* O_NONBLOCK: a FIFO put in the file's place must not hang us; it is refused below. */
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0) {
-                int e = errno;
-                error_list_add(errors, 0, 0, "cannot open: %s", strerror(e));
-                return -e;
-        }
-        struct stat st;
-        if (fstat(fd, &st) < 0) {
-                int e = errno;
-                error_list_add(errors, 0, 0, "cannot stat: %s", strerror(e));
-                return -e;
-        }
-        if (!S_ISREG(st.st_mode)) {
-                error_list_add(errors, 0, 0, "not a regular file");
-                return -EINVAL;
-        }
-        /* Read up to the cap plus one byte, so a file that grew is still caught. */
-        buf = malloc(SPEC_FILE_MAX + 1);
-        if (!buf)
-                return -ENOMEM;
-        for (;;) {
-                ssize_t n = read(fd, buf + len, SPEC_FILE_MAX + 1 - len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        int e = errno;
-                        error_list_add(errors, 0, 0, "cannot read: %s", strerror(e));
-                        return -e;
-                }
-                if (n == 0 || (len += (size_t) n) > SPEC_FILE_MAX)
-                        break;
-        }
-        if (len > SPEC_FILE_MAX) {
+        int r = read_file_bounded(path, SPEC_FILE_MAX, &buf, &len);
+        if (r == -EFBIG)
                 error_list_add(errors, 0, 0, "larger than %d bytes", SPEC_FILE_MAX);
-                return -EFBIG;
-        }
+        else if (r == -EINVAL)
+                error_list_add(errors, 0, 0, "not a regular file");
+        else if (r < 0 && r != -ENOMEM)
+                error_list_add(errors, 0, 0, "cannot open: %s", strerror(-r));
+        if (r < 0)
+                return r;
         return spec_parse(path, buf, len, default_cache_dir, ret, errors);
 }
