@@ -16,16 +16,17 @@ SANITIZER ?=
 VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
 
 # Libraries per module (STYLE.md: each third-party library lives in one module).
+PKGS_COMMON := libcrypto
 PKGS_HOSTSCONFIG := yaml-0.1
 PKGS_AGENT := libmicrohttpd libsystemd
-PKGS := $(PKGS_HOSTSCONFIG) $(PKGS_AGENT)
+PKGS := $(PKGS_COMMON) $(PKGS_HOSTSCONFIG) $(PKGS_AGENT)
 
 # pkg-config runs only where a build needs it, so `make deps` works before the -dev packages exist.
 pkg_cflags = $(shell $(PKG_CONFIG) --cflags $(1))
 pkg_libs = $(shell $(PKG_CONFIG) --libs $(1))
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wmissing-prototypes -Wstrict-prototypes -Wvla
-BASE_CFLAGS := -std=gnu17 $(WARN) -O2 -g -D_GNU_SOURCE -DLAYERD_VERSION='"$(VERSION)"' -I. \
+BASE_CFLAGS := -std=gnu17 $(WARN) -O2 -g -pthread -D_GNU_SOURCE -DLAYERD_VERSION='"$(VERSION)"' -I. \
 	-fno-strict-aliasing -fstack-protector-strong -D_FORTIFY_SOURCE=2 -MMD -MP
 CFLAGS ?=
 LDFLAGS ?=
@@ -34,13 +35,15 @@ SAN_FLAGS := -fsanitize=$(SANITIZER) -fno-omit-frame-pointer
 endif
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-COMMON_SRC := common/error.c common/log.c common/parse.c common/reference.c common/fsutil.c common/textdiff.c
+COMMON_SRC := common/error.c common/log.c common/parse.c common/reference.c common/fsutil.c common/textdiff.c \
+	common/digest.c
 HOSTSCONFIG_SRC := hostsconfig/spec.c hostsconfig/spec-yaml.c hostsconfig/spec-helm.c \
 	hostsconfig/spec-print.c hostsconfig/spec-default.c hostsconfig/render.c hostsconfig/render-containerd.c \
 	hostsconfig/render-docker.c hostsconfig/render-talos.c hostsconfig/render-registries-conf.c \
 	hostsconfig/hosts-apply.c
 AGENT_SRC := agent/main.c agent/serve.c agent/log.c agent/notify.c agent/hosts.c
-LIB_SRC := $(COMMON_SRC) $(HOSTSCONFIG_SRC)
+CACHE_SRC := cache/store.c
+LIB_SRC := $(COMMON_SRC) $(HOSTSCONFIG_SRC) $(CACHE_SRC)
 
 UNIT_SRC := $(sort $(wildcard tests/unit/*/test-*.c))
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz-*.c))
@@ -63,7 +66,7 @@ $(REL)/%.o: %.c
 	$(CC) $(BASE_CFLAGS) $(SAN_FLAGS) $(call pkg_cflags,$(PKGS)) $(CFLAGS) -c $< -o $@
 
 layerd: $(addprefix $(REL)/,$(LIB_SRC:.c=.o) $(AGENT_SRC:.c=.o))
-	$(CC) $(SAN_FLAGS) $(LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS))
+	$(CC) -pthread $(SAN_FLAGS) $(LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS))
 
 # ---- ASan+UBSan build for unit tests and fuzz-corpus replay ----------------------
 $(ASAN)/%.o: %.c
@@ -72,12 +75,12 @@ $(ASAN)/%.o: %.c
 
 $(ASAN)/unit/%: $(ASAN)/tests/unit/%.o $(addprefix $(ASAN)/,$(LIB_SRC:.c=.o))
 	@mkdir -p $(@D)
-	$(CC) $(ASAN_FLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_HOSTSCONFIG) cmocka)
+	$(CC) -pthread $(ASAN_FLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG) cmocka)
 
 # Unit tests also built without sanitizers, for valgrind.
 $(REL)/unit/%: $(REL)/tests/unit/%.o $(addprefix $(REL)/,$(LIB_SRC:.c=.o))
 	@mkdir -p $(@D)
-	$(CC) -o $@ $^ $(call pkg_libs,$(PKGS_HOSTSCONFIG) cmocka)
+	$(CC) -pthread -o $@ $^ $(call pkg_libs,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG) cmocka)
 
 $(REL)/tests/unit/%.o: tests/unit/%.c
 	@mkdir -p $(@D)
@@ -85,14 +88,26 @@ $(REL)/tests/unit/%.o: tests/unit/%.c
 
 $(ASAN)/fuzz/%: $(ASAN)/tests/fuzz/%.o $(ASAN)/tests/fuzz/fuzz-main.o $(addprefix $(ASAN)/,$(LIB_SRC:.c=.o))
 	@mkdir -p $(@D)
-	$(CC) $(ASAN_FLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_HOSTSCONFIG))
+	$(CC) -pthread $(ASAN_FLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG))
+
+# ThreadSanitizer build for the tests of code with threads in it (cache/).
+TSAN := build/tsan
+TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer
+$(TSAN)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) -O1 $(TSAN_FLAGS) $(call pkg_cflags,$(PKGS) cmocka) $(CFLAGS) -c $< -o $@
+
+$(TSAN)/unit/%: $(TSAN)/tests/unit/%.o $(addprefix $(TSAN)/,$(LIB_SRC:.c=.o))
+	@mkdir -p $(@D)
+	$(CC) -pthread $(TSAN_FLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG) cmocka)
 
 UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRC))
 UNIT_ASAN := $(addprefix $(ASAN)/unit/,$(UNIT_NAMES))
 UNIT_REL := $(addprefix $(REL)/unit/,$(UNIT_NAMES))
 FUZZ_REPLAY := $(addprefix $(ASAN)/fuzz/,$(FUZZ_TARGETS))
+UNIT_TSAN := $(addprefix $(TSAN)/unit/,$(filter cache/%,$(UNIT_NAMES)))
 
-unit: $(UNIT_ASAN) $(UNIT_REL) $(FUZZ_REPLAY)
+unit: $(UNIT_ASAN) $(UNIT_REL) $(UNIT_TSAN) $(FUZZ_REPLAY)
 
 # ---- the two README commands ------------------------------------------------------
 run: deps
@@ -101,7 +116,7 @@ run: deps
 
 check: deps
 	$(MAKE) layerd unit
-	tests/run --unit "$(UNIT_ASAN)" --valgrind "$(UNIT_REL)" --fuzz "$(FUZZ_REPLAY)" --layerd ./layerd
+	tests/run --unit "$(UNIT_ASAN)" --valgrind "$(UNIT_REL)" --tsan "$(UNIT_TSAN)" --fuzz "$(FUZZ_REPLAY)" --layerd ./layerd
 
 deps:
 	@scripts/deps.sh
@@ -109,8 +124,9 @@ deps:
 # ---- fuzzing with libFuzzer (clang) ---------------------------------------------------
 $(FUZZ)/%: tests/fuzz/%.c $(LIB_SRC)
 	@mkdir -p $(@D)
-	$(CLANG) -std=gnu17 -g -O1 -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined \
-		$(call pkg_cflags,$(PKGS_HOSTSCONFIG)) -o $@ $< $(LIB_SRC) $(call pkg_libs,$(PKGS_HOSTSCONFIG))
+	$(CLANG) -std=gnu17 -g -O1 -pthread -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined \
+		$(call pkg_cflags,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG)) -o $@ $< $(LIB_SRC) \
+		$(call pkg_libs,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG))
 
 fuzz: deps $(addprefix $(FUZZ)/,$(FUZZ_TARGETS))
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/digest.h"
 #include "common/macro.h"
 #include "common/parse.h"
 
@@ -59,21 +60,9 @@ bool reference_path_is_valid(const char *path) {
         }
 }
 
-static bool hex_is_valid(const char *s, size_t n) {
-        if (strlen(s) != n)
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-                        return false;
-        return true;
-}
-
 bool reference_digest_is_valid(const char *digest) {
-        if (strncmp(digest, "sha256:", 7) == 0)
-                return hex_is_valid(digest + 7, 64);
-        if (strncmp(digest, "sha512:", 7) == 0)
-                return hex_is_valid(digest + 7, 128);
-        return false;
+        struct digest d;
+        return digest_parse(digest, &d) == 0;
 }
 
 static bool is_word(char c) {

@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* The content-addressed store on node disk. Blobs and manifests are kept by
+ * digest under ROOT/blobs/<algorithm>/<2 hex>/<hex>; downloads in progress
+ * live in ROOT/tmp on the same file system and enter the store only by an
+ * atomic rename after their size and digest were verified, so nothing in
+ * blobs/ can differ from its name.
+ *
+ * A download is single-flight: the first cache_begin() for a digest makes the
+ * caller its writer, later ones join it, and any number of follow readers
+ * stream the bytes while they arrive. One process owns a cache directory at a
+ * time (flock).
+ *
+ * Thread-safe: every function may be called from any thread. Locks: the
+ * cache's lock (the in-flight table, counters) is taken before an entry's
+ * lock (its progress), never the other way round.
+ *
+ * Not yet here (issue 4, continuing): the tag index, eviction and size
+ * limits, pinning, stream-through on ENOSPC, `layerd cache` commands. */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/digest.h"
+#include "common/error.h"
+
+#define CACHE_FORMAT_VERSION 1
+
+struct cache;
+struct cache_entry;
+struct cache_reader;
+
+struct cache_stats {
+        uint64_t blobs;         /* committed blobs on disk */
+        uint64_t bytes;         /* their total size */
+        uint64_t in_flight;     /* writes in progress */
+        uint64_t committed;     /* writes committed since open */
+        uint64_t aborted;       /* writes given up by their writer since open */
+        uint64_t mismatched;    /* writes refused since open: wrong size or digest */
+        uint64_t partials_removed; /* leftovers of an earlier process removed at open */
+};
+
+/* Opens (creating if needed) the cache at root: checks the format version,
+ * takes the directory's lock (-EBUSY when another process holds it), removes
+ * partial downloads left by a crash, and counts what is stored. Problems are
+ * described in errors. Returns 0 or -errno. */
+int cache_open(const char *root, struct cache **ret, struct error_list *errors);
+
+/* Closes the cache and releases its lock. Entries and readers still held keep
+ * working on their open files; they must all be released before this.
+ * Accepts NULL; returns NULL. */
+struct cache *cache_close(struct cache *c);
+
+/* Size of a committed blob; -ENOENT when it is not in the store. */
+int cache_stat(struct cache *c, const struct digest *d, uint64_t *ret_size);
+
+/* A read-only file descriptor (O_CLOEXEC) on a committed blob, and its size,
+ * e.g. for sendfile(). The caller closes it. -ENOENT when absent. */
+int cache_open_blob(struct cache *c, const struct digest *d, int *ret_fd, uint64_t *ret_size);
+
+/* Joins or starts the download of d. Returns -EEXIST when d is already
+ * committed (read it with cache_open_blob()); otherwise 0 with an entry
+ * reference in *ret, and *ret_writer true when the caller must write it (it
+ * started the download) or false when it joined one in flight. expected_size
+ * is the size the blob must have, or -1 when unknown. Every reference is
+ * released with cache_entry_unref(). */
+int cache_begin(struct cache *c, const struct digest *d, int64_t expected_size, struct cache_entry **ret,
+                bool *ret_writer);
+
+/* Writer only: appends bytes and wakes the readers. Returns 0 or -errno
+ * (-ENOSPC, -EFBIG when beyond the expected size); after an error the writer
+ * should cache_abort(). */
+int cache_write(struct cache_entry *e, const void *data, size_t size);
+
+/* Bytes written so far: where a resumed download (Range: bytes=N-) continues. */
+uint64_t cache_entry_offset(struct cache_entry *e);
+
+/* Writer only: verifies size and digest, makes the blob durable and puts it
+ * in the store, and tells the readers. On a wrong digest returns -EBADMSG
+ * with the digest the bytes have in *ret_got (when given); on a wrong size
+ * -EMSGSIZE. Either way the bytes are discarded and readers get an error. */
+int cache_commit(struct cache_entry *e, struct digest *ret_got);
+
+/* Writer only: gives the download up; readers get an error, nothing is stored. */
+void cache_abort(struct cache_entry *e);
+
+/* Releases a reference from cache_begin(); returns NULL. When the last one
+ * goes while the download is still being written (a writer that neither
+ * committed nor aborted), the download is aborted. */
+struct cache_entry *cache_entry_unref(struct cache_entry *e);
+
+/* A reader from the first byte of an entry, in flight or finished. */
+int cache_reader_new(struct cache_entry *e, struct cache_reader **ret);
+
+/* Reads up to size bytes, waiting (at most timeout_ms; -1 for no limit) for
+ * the writer when it has none yet. Returns the number of bytes; 0 at the end
+ * of a committed blob; -EIO when the download was aborted or failed
+ * verification (bytes already read must then be thrown away); -ETIMEDOUT. */
+ssize_t cache_reader_read(struct cache_reader *r, void *buf, size_t size, int timeout_ms);
+
+/* Accepts NULL; returns NULL. */
+struct cache_reader *cache_reader_free(struct cache_reader *r);
+
+void cache_get_stats(struct cache *c, struct cache_stats *ret);
+
+static inline void cache_closep(struct cache **c) {
+        cache_close(*c);
+}
+static inline void cache_entry_unrefp(struct cache_entry **e) {
+        cache_entry_unref(*e);
+}
+static inline void cache_reader_freep(struct cache_reader **r) {
+        cache_reader_free(*r);
+}

@@ -1,0 +1,485 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The store: layout and lock, verify-then-commit, single flight with follow
+ * readers racing a slow writer, aborts and mismatches, crash recovery. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cache/cache.h"
+
+struct fixture {
+        char root[64];
+};
+
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+        (void) st;
+        (void) flag;
+        (void) ftw;
+        return remove(path);
+}
+
+static int setup(void **state) {
+        struct fixture *f = calloc(1, sizeof(*f));
+        assert_non_null(f);
+        snprintf(f->root, sizeof(f->root), "/tmp/layerd-test-cache-XXXXXX");
+        assert_non_null(mkdtemp(f->root));
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state) {
+        struct fixture *f = *state;
+        nftw(f->root, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+        free(f);
+        return 0;
+}
+
+static struct cache *open_ok(const char *root) {
+        struct cache *c = NULL;
+        struct error_list errors;
+        int r = cache_open(root, &c, &errors);
+        if (r < 0) {
+                error_list_print(&errors, stderr);
+                fail_msg("cache_open: %s", strerror(-r));
+        }
+        return c;
+}
+
+/* Deterministic content of n bytes and its digest. */
+static unsigned char *content(size_t n, unsigned seed, enum digest_algorithm a, struct digest *d) {
+        unsigned char *b = malloc(n ? n : 1);
+        assert_non_null(b);
+        for (size_t i = 0; i < n; i++)
+                b[i] = (unsigned char) ((i * 2654435761u + seed) >> 13);
+        assert_int_equal(digest_buffer(a, b, n, d), 0);
+        return b;
+}
+
+static size_t count_dir(const char *root, const char *sub) {
+        char path[256];
+        snprintf(path, sizeof(path), "%s/%s", root, sub);
+        DIR *d = opendir(path);
+        assert_non_null(d);
+        size_t n = 0;
+        struct dirent *de;
+        while ((de = readdir(d)))
+                n += de->d_name[0] != '.';
+        closedir(d);
+        return n;
+}
+
+static void store(struct cache *c, const unsigned char *b, size_t n, const struct digest *d) {
+        struct cache_entry *e = NULL;
+        bool writer = false;
+        assert_int_equal(cache_begin(c, d, (int64_t) n, &e, &writer), 0);
+        assert_true(writer);
+        assert_int_equal(cache_write(e, b, n), 0);
+        assert_int_equal(cache_commit(e, NULL), 0);
+        cache_entry_unref(e);
+}
+
+static void test_layout_and_lock(void **state) {
+        struct fixture *f = *state;
+        char sub[128];
+        snprintf(sub, sizeof(sub), "%s/a/b", f->root);
+        struct cache *c = open_ok(sub);
+        char path[256];
+        struct stat st;
+        static const char *const dirs[] = { "blobs/sha256", "blobs/sha512", "tmp" };
+        for (size_t i = 0; i < 3; i++) {
+                snprintf(path, sizeof(path), "%s/%s", sub, dirs[i]);
+                assert_int_equal(stat(path, &st), 0);
+                assert_true(S_ISDIR(st.st_mode));
+        }
+        snprintf(path, sizeof(path), "%s/VERSION", sub);
+        FILE *v = fopen(path, "re");
+        assert_non_null(v);
+        char line[16] = "";
+        assert_non_null(fgets(line, sizeof(line), v));
+        fclose(v);
+        assert_string_equal(line, "1\n");
+
+        /* A second owner is refused, clearly; the first keeps working. */
+        struct cache *c2 = NULL;
+        struct error_list errors;
+        assert_int_equal(cache_open(sub, &c2, &errors), -EBUSY);
+        assert_null(c2);
+        char buf[512];
+        error_list_format(&errors, 0, buf, sizeof(buf));
+        char want[512];
+        snprintf(want, sizeof(want), "%s: in use by another layerd process (its lock is held)", sub);
+        assert_string_equal(buf, want);
+        cache_close(c);
+        /* Released on close. */
+        c = open_ok(sub);
+        cache_close(c);
+
+        /* A format this layerd does not know is refused, not guessed. */
+        v = fopen(path, "we");
+        fputs("7\n", v);
+        fclose(v);
+        assert_int_equal(cache_open(sub, &c2, &errors), -EPROTO);
+        error_list_format(&errors, 0, buf, sizeof(buf));
+        snprintf(want, sizeof(want), "%s: cache format \"7\" is not the format 1 this layerd reads", sub);
+        assert_string_equal(buf, want);
+}
+
+static void test_commit_and_read(void **state) {
+        struct fixture *f = *state;
+        struct cache *c = open_ok(f->root);
+        struct digest d;
+        unsigned char *b = content(100000, 1, DIGEST_SHA256, &d);
+        uint64_t size;
+        assert_int_equal(cache_stat(c, &d, &size), -ENOENT);
+
+        struct cache_entry *e = NULL;
+        bool writer = false;
+        assert_int_equal(cache_begin(c, &d, 100000, &e, &writer), 0);
+        assert_true(writer);
+        assert_int_equal(cache_write(e, b, 40000), 0);
+        assert_int_equal(cache_entry_offset(e), 40000);
+        assert_int_equal(cache_write(e, b + 40000, 60000), 0);
+        /* Not visible before the commit. */
+        assert_int_equal(cache_stat(c, &d, &size), -ENOENT);
+        struct cache_stats st;
+        cache_get_stats(c, &st);
+        assert_int_equal(st.in_flight, 1);
+        assert_int_equal(cache_commit(e, NULL), 0);
+        cache_entry_unref(e);
+
+        assert_int_equal(cache_stat(c, &d, &size), 0);
+        assert_int_equal(size, 100000);
+        int fd = -1;
+        assert_int_equal(cache_open_blob(c, &d, &fd, &size), 0);
+        unsigned char *back = malloc(100000);
+        assert_int_equal(read(fd, back, 100000), 100000);
+        assert_memory_equal(back, b, 100000);
+        assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+        close(fd);
+        /* Already there: no second download. */
+        assert_int_equal(cache_begin(c, &d, 100000, &e, &writer), -EEXIST);
+        cache_get_stats(c, &st);
+        assert_int_equal(st.blobs, 1);
+        assert_int_equal(st.bytes, 100000);
+        assert_int_equal(st.committed, 1);
+        assert_int_equal(st.in_flight, 0);
+        assert_int_equal(count_dir(f->root, "tmp"), 0);
+
+        /* sha512 content works the same way. */
+        struct digest d5;
+        unsigned char *b5 = content(777, 2, DIGEST_SHA512, &d5);
+        store(c, b5, 777, &d5);
+        assert_int_equal(cache_stat(c, &d5, &size), 0);
+        assert_int_equal(size, 777);
+        free(b5);
+        free(back);
+        free(b);
+        cache_close(c);
+}
+
+static void test_mismatch(void **state) {
+        struct fixture *f = *state;
+        struct cache *c = open_ok(f->root);
+        struct digest d, other, got;
+        unsigned char *b = content(5000, 3, DIGEST_SHA256, &d);
+        unsigned char *wrong = content(5000, 4, DIGEST_SHA256, &other);
+        struct cache_entry *e = NULL;
+        struct cache_reader *r = NULL;
+        bool writer;
+        assert_int_equal(cache_begin(c, &d, -1, &e, &writer), 0);
+        assert_int_equal(cache_reader_new(e, &r), 0);
+        assert_int_equal(cache_write(e, wrong, 5000), 0);
+        unsigned char buf[8192];
+        /* The reader may see bytes while they arrive... */
+        assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 1000), 5000);
+        assert_int_equal(cache_commit(e, &got), -EBADMSG);
+        assert_true(digest_equal(&got, &other));
+        /* ...and then learns they were wrong. */
+        assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 1000), -EIO);
+        uint64_t size;
+        assert_int_equal(cache_stat(c, &d, &size), -ENOENT);
+        assert_int_equal(count_dir(f->root, "tmp"), 0);
+        cache_reader_free(r);
+        cache_entry_unref(e);
+
+        /* Wrong size, known in advance: too much is refused at once, too little at commit. */
+        assert_int_equal(cache_begin(c, &d, 4999, &e, &writer), 0);
+        assert_int_equal(cache_write(e, b, 5000), -EFBIG);
+        cache_abort(e);
+        cache_entry_unref(e);
+        assert_int_equal(cache_begin(c, &d, 5001, &e, &writer), 0);
+        assert_int_equal(cache_write(e, b, 5000), 0);
+        assert_int_equal(cache_commit(e, NULL), -EMSGSIZE);
+        cache_entry_unref(e);
+        struct cache_stats st;
+        cache_get_stats(c, &st);
+        assert_int_equal(st.mismatched, 2);
+        assert_int_equal(st.aborted, 1);
+        assert_int_equal(st.blobs, 0);
+        /* After all that, a good download still goes through. */
+        store(c, b, 5000, &d);
+        assert_int_equal(cache_stat(c, &d, &size), 0);
+        free(b);
+        free(wrong);
+        cache_close(c);
+}
+
+static void test_abort_and_timeout(void **state) {
+        struct fixture *f = *state;
+        struct cache *c = open_ok(f->root);
+        struct digest d;
+        unsigned char *b = content(1000, 5, DIGEST_SHA256, &d);
+        struct cache_entry *e = NULL, *joined = NULL;
+        struct cache_reader *r = NULL;
+        bool writer;
+        assert_int_equal(cache_begin(c, &d, 1000, &e, &writer), 0);
+        assert_int_equal(cache_begin(c, &d, 1000, &joined, &writer), 0);
+        assert_false(writer);
+        assert_ptr_equal(joined, e);
+        assert_int_equal(cache_reader_new(joined, &r), 0);
+        unsigned char buf[2000];
+        assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 50), -ETIMEDOUT);
+        assert_int_equal(cache_write(e, b, 500), 0);
+        assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 50), 500);
+        assert_memory_equal(buf, b, 500);
+        cache_abort(e);
+        assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 50), -EIO);
+        assert_int_equal(cache_write(e, b, 10), -EINVAL);
+        cache_entry_unref(e);
+        cache_entry_unref(joined);
+        cache_reader_free(r);
+        assert_int_equal(count_dir(f->root, "tmp"), 0);
+
+        /* A writer that lets go without commit or abort: the download is aborted. */
+        assert_int_equal(cache_begin(c, &d, 1000, &e, &writer), 0);
+        assert_true(writer);
+        assert_int_equal(cache_write(e, b, 10), 0);
+        cache_entry_unref(e);
+        assert_int_equal(count_dir(f->root, "tmp"), 0);
+        assert_int_equal(cache_begin(c, &d, 1000, &e, &writer), 0);
+        assert_true(writer);
+        cache_abort(e);
+        cache_entry_unref(e);
+        free(b);
+        cache_close(c);
+}
+
+/* ---- many threads, one digest -------------------------------------------------------- */
+
+#define RACERS 16
+#define RACE_SIZE (1 << 20)
+
+struct race {
+        struct cache *cache;
+        const unsigned char *data;
+        struct digest digest;
+        pthread_barrier_t start;
+        int writers;
+        pthread_mutex_t lock;
+};
+
+static void *racer(void *arg) {
+        struct race *race = arg;
+        struct cache_entry *e = NULL;
+        struct cache_reader *r = NULL;
+        bool writer = false;
+        unsigned char *got = malloc(RACE_SIZE);
+        size_t have = 0;
+        long ok = 0;
+
+        pthread_barrier_wait(&race->start);
+        int rc = cache_begin(race->cache, &race->digest, RACE_SIZE, &e, &writer);
+        if (rc == -EEXIST) {
+                /* Lost the race to a finished download: read the blob. */
+                int fd;
+                uint64_t size;
+                if (cache_open_blob(race->cache, &race->digest, &fd, &size) == 0) {
+                        ok = size == RACE_SIZE && read(fd, got, RACE_SIZE) == RACE_SIZE &&
+                             memcmp(got, race->data, RACE_SIZE) == 0;
+                        close(fd);
+                }
+                free(got);
+                return (void *) ok;
+        }
+        if (rc < 0 || cache_reader_new(e, &r) < 0) {
+                free(got);
+                return (void *) 0;
+        }
+        if (writer) {
+                pthread_mutex_lock(&race->lock);
+                race->writers++;
+                pthread_mutex_unlock(&race->lock);
+                /* Slowly, in odd chunks, so readers really follow. */
+                for (size_t off = 0; off < RACE_SIZE;) {
+                        size_t n = off + 7919 < RACE_SIZE ? 7919 : RACE_SIZE - off;
+                        if (cache_write(e, race->data + off, n) < 0)
+                                break;
+                        off += n;
+                        if (off % (64 * 7919) == 0)
+                                usleep(1000);
+                }
+                if (cache_commit(e, NULL) < 0) {
+                        cache_reader_free(r);
+                        cache_entry_unref(e);
+                        free(got);
+                        return (void *) 0;
+                }
+        }
+        for (;;) {
+                ssize_t n = cache_reader_read(r, got + have, RACE_SIZE - have, 10000);
+                if (n <= 0) {
+                        ok = n == 0 && have == RACE_SIZE && memcmp(got, race->data, RACE_SIZE) == 0;
+                        break;
+                }
+                have += (size_t) n;
+        }
+        cache_reader_free(r);
+        cache_entry_unref(e);
+        free(got);
+        return (void *) ok;
+}
+
+static void test_single_flight(void **state) {
+        struct fixture *f = *state;
+        struct race race = { .cache = open_ok(f->root) };
+        unsigned char *data = content(RACE_SIZE, 9, DIGEST_SHA256, &race.digest);
+        race.data = data;
+        pthread_barrier_init(&race.start, NULL, RACERS);
+        pthread_mutex_init(&race.lock, NULL);
+        pthread_t t[RACERS];
+        for (int i = 0; i < RACERS; i++)
+                assert_int_equal(pthread_create(&t[i], NULL, racer, &race), 0);
+        int good = 0;
+        for (int i = 0; i < RACERS; i++) {
+                void *ok;
+                pthread_join(t[i], &ok);
+                good += ok != NULL;
+        }
+        assert_int_equal(good, RACERS);
+        assert_int_equal(race.writers, 1);
+        struct cache_stats st;
+        cache_get_stats(race.cache, &st);
+        assert_int_equal(st.committed, 1);
+        assert_int_equal(st.in_flight, 0);
+        pthread_barrier_destroy(&race.start);
+        pthread_mutex_destroy(&race.lock);
+        free(data);
+        cache_close(race.cache);
+}
+
+/* ---- crash and restart ----------------------------------------------------------------- */
+
+static void test_killed_mid_write(void **state) {
+        struct fixture *f = *state;
+        struct digest d, kept;
+        unsigned char *b = content(200000, 11, DIGEST_SHA256, &d);
+        unsigned char *k = content(3000, 12, DIGEST_SHA256, &kept);
+        struct cache *c = open_ok(f->root);
+        store(c, k, 3000, &kept);
+        cache_close(c);
+
+        int pipefd[2];
+        assert_int_equal(pipe(pipefd), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                struct cache *cc = NULL;
+                struct error_list errors;
+                struct cache_entry *e = NULL;
+                bool writer;
+                if (cache_open(f->root, &cc, &errors) < 0 || cache_begin(cc, &d, 200000, &e, &writer) < 0 ||
+                    cache_write(e, b, 100000) < 0)
+                        _exit(1);
+                (void) !write(pipefd[1], "x", 1);
+                for (;;)
+                        pause(); /* killed here, mid-download, lock held */
+        }
+        char x;
+        close(pipefd[1]);
+        assert_int_equal(read(pipefd[0], &x, 1), 1);
+        close(pipefd[0]);
+        /* While the child lives, its lock keeps us out. */
+        struct cache *c2 = NULL;
+        struct error_list errors;
+        assert_int_equal(cache_open(f->root, &c2, &errors), -EBUSY);
+        kill(pid, SIGKILL);
+        int status;
+        waitpid(pid, &status, 0);
+        assert_true(WIFSIGNALED(status));
+        assert_int_equal(count_dir(f->root, "tmp"), 1);
+
+        /* Restart: the partial is gone, nothing of it is served, the rest is counted. */
+        c = open_ok(f->root);
+        struct cache_stats st;
+        cache_get_stats(c, &st);
+        assert_int_equal(st.partials_removed, 1);
+        assert_int_equal(st.blobs, 1);
+        assert_int_equal(st.bytes, 3000);
+        assert_int_equal(count_dir(f->root, "tmp"), 0);
+        uint64_t size;
+        assert_int_equal(cache_stat(c, &d, &size), -ENOENT);
+        store(c, b, 200000, &d);
+        assert_int_equal(cache_stat(c, &d, &size), 0);
+        cache_close(c);
+        free(b);
+        free(k);
+}
+
+static void test_counts_ignore_foreign_files(void **state) {
+        struct fixture *f = *state;
+        struct cache *c = open_ok(f->root);
+        struct digest d1, d2;
+        unsigned char *b1 = content(10, 13, DIGEST_SHA256, &d1);
+        unsigned char *b2 = content(20, 14, DIGEST_SHA512, &d2);
+        store(c, b1, 10, &d1);
+        store(c, b2, 20, &d2);
+        cache_close(c);
+        char path[256];
+        snprintf(path, sizeof(path), "%s/blobs/sha256/ab", f->root);
+        mkdir(path, 0755);
+        static const char *const foreign[] = { "notadigest", "cd0000000000000000000000000000000000000000000000000000000000000000",
+                                               "ab00" };
+        for (size_t i = 0; i < 3; i++) {
+                snprintf(path, sizeof(path), "%s/blobs/sha256/ab/%s", f->root, foreign[i]);
+                FILE *x = fopen(path, "we");
+                assert_non_null(x);
+                fputs("junk", x);
+                fclose(x);
+        }
+        c = open_ok(f->root);
+        struct cache_stats st;
+        cache_get_stats(c, &st);
+        assert_int_equal(st.blobs, 2);
+        assert_int_equal(st.bytes, 30);
+        cache_close(c);
+        free(b1);
+        free(b2);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_layout_and_lock, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_commit_and_read, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_mismatch, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_abort_and_timeout, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_single_flight, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_killed_mid_write, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_counts_ignore_foreign_files, setup, teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
