@@ -16,8 +16,8 @@
  * cache's lock (the in-flight table, counters) is taken before an entry's
  * lock (its progress), never the other way round.
  *
- * Not yet here (issue 4, continuing): the tag index, eviction and size
- * limits, pinning, stream-through on ENOSPC, `layerd cache` commands. */
+ * Not yet here (issue 4, continuing): the tag index, stream-through on
+ * ENOSPC, `layerd cache` commands. */
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -34,6 +34,9 @@ struct cache_reader;
 
 struct cache_stats {
         uint64_t blobs;         /* committed blobs on disk */
+        uint64_t pinned;        /* of which pinned (never evicted) */
+        uint64_t evictions;     /* blobs evicted since open */
+        uint64_t evicted_bytes; /* their bytes */
         uint64_t bytes;         /* their total size */
         uint64_t in_flight;     /* writes in progress */
         uint64_t committed;     /* writes committed since open */
@@ -48,9 +51,8 @@ struct cache_stats {
  * described in errors. Returns 0 or -errno. */
 int cache_open(const char *root, struct cache **ret, struct error_list *errors);
 
-/* Closes the cache and releases its lock. Entries and readers still held keep
- * working on their open files; they must all be released before this.
- * Accepts NULL; returns NULL. */
+/* Stops the eviction thread, closes the cache and releases its lock. Entries
+ * and readers must all be released before this. Accepts NULL; returns NULL. */
 struct cache *cache_close(struct cache *c);
 
 /* Size of a committed blob; -ENOENT when it is not in the store. */
@@ -104,6 +106,23 @@ ssize_t cache_reader_read(struct cache_reader *r, void *buf, size_t size, int ti
 struct cache_reader *cache_reader_free(struct cache_reader *r);
 
 void cache_get_stats(struct cache *c, struct cache_stats *ret);
+
+/* Bounds the store: when its blobs exceed max_bytes (0: no bound), or the
+ * file system has less than min_free_bytes available (0: no bound), the least
+ * recently used unpinned blobs are evicted until the store is at 90 % of
+ * max_bytes and the free space at min_free_bytes plus 10 %. Eviction runs on
+ * a background thread, woken after each commit and by cache_evict_now().
+ * A blob a reader has open stays readable through its descriptor after it is
+ * evicted (unlink semantics); in-flight downloads are never touched. Recency
+ * is kept in memory: after a restart it starts from the blobs' commit times. */
+int cache_set_limits(struct cache *c, uint64_t max_bytes, uint64_t min_free_bytes);
+
+/* Runs one eviction pass in the caller's thread; returns the number of blobs evicted. */
+uint64_t cache_evict_now(struct cache *c);
+
+/* Pins or unpins a committed blob (the prefetch list's content): a pinned
+ * blob is never evicted. -ENOENT when d is not in the store. */
+int cache_pin(struct cache *c, const struct digest *d, bool pinned);
 
 static inline void cache_closep(struct cache **c) {
         cache_close(*c);

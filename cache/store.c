@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sched.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,6 +51,16 @@ struct cache_reader {
         uint64_t offset;
 };
 
+/* What the store holds, in memory: a hash of digest -> record, and the
+ * records on a list from least to most recently used. */
+struct blob_rec {
+        struct digest digest;
+        uint64_t size;
+        bool pinned;
+        struct blob_rec *hash_next;
+        struct blob_rec *older, *newer;
+};
+
 struct cache {
         int root_fd;
         int lock_fd;
@@ -56,7 +68,137 @@ struct cache {
         struct cache_entry *in_flight;
         uint64_t tmp_counter;
         struct cache_stats stats;
+
+        struct blob_rec **buckets; /* n_buckets, a power of two */
+        size_t n_buckets;
+        struct blob_rec *oldest, *newest;
+
+        uint64_t max_bytes;      /* 0: unbounded */
+        uint64_t min_free_bytes; /* 0: unbounded */
+        pthread_t evictor;
+        bool evictor_running;
+        bool evictor_stop;
+        bool evict_wanted;
+        pthread_cond_t evict_cond; /* wakes the evictor; with lock */
 };
+
+/* ---- the index (all under c->lock) ------------------------------------------------- */
+
+static size_t bucket_of(const struct cache *c, const struct digest *d) {
+        uint64_t h;
+        memcpy(&h, d->bytes, sizeof(h)); /* digests are uniform already */
+        return (size_t) (h ^ (uint64_t) d->algorithm) & (c->n_buckets - 1);
+}
+
+static struct blob_rec *index_find(const struct cache *c, const struct digest *d) {
+        for (struct blob_rec *b = c->buckets[bucket_of(c, d)]; b; b = b->hash_next)
+                if (digest_equal(&b->digest, d))
+                        return b;
+        return NULL;
+}
+
+static void lru_unlink(struct cache *c, struct blob_rec *b) {
+        if (b->older)
+                b->older->newer = b->newer;
+        else
+                c->oldest = b->newer;
+        if (b->newer)
+                b->newer->older = b->older;
+        else
+                c->newest = b->older;
+        b->older = b->newer = NULL;
+}
+
+static void lru_append(struct cache *c, struct blob_rec *b) {
+        b->older = c->newest;
+        b->newer = NULL;
+        if (c->newest)
+                c->newest->newer = b;
+        else
+                c->oldest = b;
+        c->newest = b;
+}
+
+static int index_grow(struct cache *c) {
+        size_t n = c->n_buckets ? c->n_buckets * 2 : 1024;
+        struct blob_rec **nb = calloc(n, sizeof(*nb));
+        if (!nb)
+                return -ENOMEM;
+        struct blob_rec **old = c->buckets;
+        size_t old_n = c->n_buckets;
+        c->buckets = nb;
+        c->n_buckets = n;
+        for (size_t i = 0; i < old_n; i++)
+                for (struct blob_rec *b = old[i], *next; b; b = next) {
+                        next = b->hash_next;
+                        size_t k = bucket_of(c, &b->digest);
+                        b->hash_next = nb[k];
+                        nb[k] = b;
+                }
+        free(old);
+        return 0;
+}
+
+/* Adds (or refreshes) a blob as the most recently used. */
+static int index_add(struct cache *c, const struct digest *d, uint64_t size) {
+        struct blob_rec *b = index_find(c, d);
+        if (b) {
+                c->stats.bytes = c->stats.bytes - b->size + size;
+                b->size = size;
+                lru_unlink(c, b);
+                lru_append(c, b);
+                return 0;
+        }
+        if (c->stats.blobs >= c->n_buckets) {
+                int r = index_grow(c);
+                if (r < 0)
+                        return r;
+        }
+        b = calloc(1, sizeof(*b));
+        if (!b)
+                return -ENOMEM;
+        b->digest = *d;
+        b->size = size;
+        size_t k = bucket_of(c, d);
+        b->hash_next = c->buckets[k];
+        c->buckets[k] = b;
+        lru_append(c, b);
+        c->stats.blobs++;
+        c->stats.bytes += size;
+        return 0;
+}
+
+static void index_remove(struct cache *c, struct blob_rec *b) {
+        for (struct blob_rec **p = &c->buckets[bucket_of(c, &b->digest)]; *p; p = &(*p)->hash_next)
+                if (*p == b) {
+                        *p = b->hash_next;
+                        break;
+                }
+        lru_unlink(c, b);
+        c->stats.blobs--;
+        c->stats.bytes -= b->size;
+        if (b->pinned)
+                c->stats.pinned--;
+        free(b);
+}
+
+static void index_touch(struct cache *c, const struct digest *d) {
+        struct blob_rec *b = index_find(c, d);
+        if (b && b != c->newest) {
+                lru_unlink(c, b);
+                lru_append(c, b);
+        }
+}
+
+static void index_free(struct cache *c) {
+        for (struct blob_rec *b = c->oldest, *next; b; b = next) {
+                next = b->newer;
+                free(b);
+        }
+        free(c->buckets);
+        c->buckets = NULL;
+        c->oldest = c->newest = NULL;
+}
 
 static void blob_path(const struct digest *d, char buf[static CACHE_PATH_MAX]) {
         char hex[129];
@@ -142,10 +284,21 @@ static bool is_hex(const char *s, size_t n) {
         return true;
 }
 
-/* Counts the blobs of one algorithm by their names and sizes: nothing is
+struct found {
+        struct digest digest;
+        uint64_t size;
+        struct timespec mtime;
+};
+
+struct found_list {
+        struct found *v;
+        size_t n, cap;
+};
+
+/* Lists the blobs of one algorithm by their names and sizes: nothing is
  * re-hashed, because nothing enters blobs/ without being verified. Names that
  * are not a digest of this algorithm are ignored (and never served). */
-static int count_blobs(struct cache *c, enum digest_algorithm a) {
+static int list_blobs(struct cache *c, enum digest_algorithm a, struct found_list *l) {
         char path[CACHE_PATH_MAX];
         size_t hex_len = digest_size(a) * 2;
         snprintf(path, sizeof(path), "blobs/%s", digest_algorithm_name(a));
@@ -173,17 +326,42 @@ static int count_blobs(struct cache *c, enum digest_algorithm a) {
                 struct dirent *be;
                 while ((be = readdir(sub))) {
                         struct stat st;
+                        char full[DIGEST_STRING_MAX];
                         if (!is_hex(be->d_name, hex_len) || strncmp(be->d_name, de->d_name, 2) != 0)
                                 continue;
                         if (fstatat(dirfd(sub), be->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
                                 continue;
-                        c->stats.blobs++;
-                        c->stats.bytes += (uint64_t) st.st_size;
+                        if (l->n == l->cap) {
+                                size_t cap = l->cap ? l->cap * 2 : 4096;
+                                struct found *v = realloc(l->v, cap * sizeof(*v));
+                                if (!v) {
+                                        closedir(sub);
+                                        closedir(top);
+                                        return -ENOMEM;
+                                }
+                                l->v = v;
+                                l->cap = cap;
+                        }
+                        snprintf(full, sizeof(full), "%s:%.128s", digest_algorithm_name(a), be->d_name);
+                        if (digest_parse(full, &l->v[l->n].digest) < 0)
+                                continue;
+                        l->v[l->n].size = (uint64_t) st.st_size;
+                        l->v[l->n].mtime = st.st_mtim;
+                        l->n++;
                 }
                 closedir(sub);
         }
         closedir(top);
         return 0;
+}
+
+static int by_mtime(const void *x, const void *y) {
+        const struct found *a = x, *b = y;
+        if (a->mtime.tv_sec != b->mtime.tv_sec)
+                return a->mtime.tv_sec < b->mtime.tv_sec ? -1 : 1;
+        if (a->mtime.tv_nsec != b->mtime.tv_nsec)
+                return a->mtime.tv_nsec < b->mtime.tv_nsec ? -1 : 1;
+        return memcmp(a->digest.bytes, b->digest.bytes, sizeof(a->digest.bytes));
 }
 
 int cache_open(const char *root, struct cache **ret, struct error_list *errors) {
@@ -201,6 +379,7 @@ int cache_open(const char *root, struct cache **ret, struct error_list *errors) 
                 return -ENOMEM;
         c->root_fd = c->lock_fd = -1;
         pthread_mutex_init(&c->lock, NULL);
+        pthread_cond_init(&c->evict_cond, NULL);
         c->root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (c->root_fd < 0) {
                 r = -errno;
@@ -236,14 +415,24 @@ int cache_open(const char *root, struct cache **ret, struct error_list *errors) 
                 error_list_add(errors, 0, 0, "cannot clean tmp: %s", strerror(-r));
                 return r;
         }
-        for (int a = 0; a < _DIGEST_ALGORITHM_MAX; a++) {
-                r = count_blobs(c, (enum digest_algorithm) a);
-                if (r < 0) {
+        struct found_list found = {};
+        for (int a = 0; a < _DIGEST_ALGORITHM_MAX && r == 0; a++) {
+                r = list_blobs(c, (enum digest_algorithm) a, &found);
+                if (r < 0)
                         error_list_add(errors, 0, 0, "cannot read blobs/%s: %s",
                                        digest_algorithm_name((enum digest_algorithm) a), strerror(-r));
-                        return r;
-                }
         }
+        /* Recency starts from commit times: the oldest blob is evicted first. */
+        if (r == 0) {
+                if (found.n > 0)
+                        qsort(found.v, found.n, sizeof(*found.v), by_mtime);
+                r = index_grow(c);
+        }
+        for (size_t i = 0; i < found.n && r == 0; i++)
+                r = index_add(c, &found.v[i].digest, found.v[i].size);
+        free(found.v);
+        if (r < 0)
+                return r;
         *ret = TAKE_PTR(c);
         return 0;
 }
@@ -251,10 +440,19 @@ int cache_open(const char *root, struct cache **ret, struct error_list *errors) 
 struct cache *cache_close(struct cache *c) {
         if (!c)
                 return NULL;
+        if (c->evictor_running) {
+                pthread_mutex_lock(&c->lock);
+                c->evictor_stop = true;
+                pthread_cond_signal(&c->evict_cond);
+                pthread_mutex_unlock(&c->lock);
+                pthread_join(c->evictor, NULL);
+        }
         if (c->lock_fd >= 0)
                 close(c->lock_fd); /* releases the flock */
         if (c->root_fd >= 0)
                 close(c->root_fd);
+        index_free(c);
+        pthread_cond_destroy(&c->evict_cond);
         pthread_mutex_destroy(&c->lock);
         free(c);
         return NULL;
@@ -273,6 +471,9 @@ int cache_open_blob(struct cache *c, const struct digest *d, int *ret_fd, uint64
                 return -errno;
         if (!S_ISREG(st.st_mode))
                 return -ENOENT;
+        pthread_mutex_lock(&c->lock);
+        index_touch(c, d);
+        pthread_mutex_unlock(&c->lock);
         *ret_fd = TAKE_FD(fd);
         *ret_size = (uint64_t) st.st_size;
         return 0;
@@ -471,8 +672,12 @@ int cache_commit(struct cache_entry *e, struct digest *ret_got) {
         pthread_mutex_lock(&c->lock);
         unlist(c, e);
         c->stats.committed++;
-        c->stats.blobs++;
-        c->stats.bytes += size;
+        /* Stored either way; only eviction would not know of it on failure. */
+        (void) index_add(c, &e->digest, size);
+        if (c->evictor_running) {
+                c->evict_wanted = true;
+                pthread_cond_signal(&c->evict_cond);
+        }
         pthread_mutex_unlock(&c->lock);
         set_state(e, ENTRY_COMMITTED);
         return 0;
@@ -571,4 +776,117 @@ void cache_get_stats(struct cache *c, struct cache_stats *ret) {
         for (struct cache_entry *e = c->in_flight; e; e = e->next)
                 ret->in_flight++;
         pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- eviction ------------------------------------------------------------------------ */
+
+#define EVICT_BATCH 32
+
+static uint64_t free_bytes(struct cache *c) {
+        struct statvfs sv;
+        if (fstatvfs(c->root_fd, &sv) < 0)
+                return UINT64_MAX; /* unknown: do not evict for it */
+        return (uint64_t) sv.f_bavail * sv.f_frsize;
+}
+
+/* Whether eviction has work; c->lock held. low: evict down to the low
+ * watermarks rather than stop at the high ones. */
+static bool over(struct cache *c, bool low, uint64_t freed_since_statvfs, uint64_t avail) {
+        uint64_t max = low ? c->max_bytes / 10 * 9 : c->max_bytes;
+        if (c->max_bytes && c->stats.bytes > max)
+                return true;
+        if (c->min_free_bytes) {
+                uint64_t want = low ? c->min_free_bytes + c->min_free_bytes / 10 : c->min_free_bytes;
+                if (avail != UINT64_MAX && avail + freed_since_statvfs < want)
+                        return true;
+        }
+        return false;
+}
+
+uint64_t cache_evict_now(struct cache *c) {
+        uint64_t evicted = 0, freed = 0;
+        uint64_t avail = c->min_free_bytes ? free_bytes(c) : UINT64_MAX;
+        pthread_mutex_lock(&c->lock);
+        if (!over(c, false, 0, avail)) {
+                pthread_mutex_unlock(&c->lock);
+                return 0;
+        }
+        /* Unlinks happen under the lock, so a blob removed from the index is
+         * gone before anyone can begin it again; batches keep the lock short. */
+        for (;;) {
+                unsigned n = 0;
+                while (n < EVICT_BATCH && over(c, true, freed, avail)) {
+                        struct blob_rec *b = c->oldest;
+                        while (b && b->pinned)
+                                b = b->newer;
+                        if (!b)
+                                break; /* everything left is pinned */
+                        char path[CACHE_PATH_MAX];
+                        blob_path(&b->digest, path);
+                        /* A reader with the file open keeps reading it. */
+                        if (unlinkat(c->root_fd, path, 0) < 0 && errno != ENOENT)
+                                break;
+                        c->stats.evictions++;
+                        c->stats.evicted_bytes += b->size;
+                        freed += b->size;
+                        index_remove(c, b);
+                        evicted++;
+                        n++;
+                }
+                if (n < EVICT_BATCH)
+                        break;
+                pthread_mutex_unlock(&c->lock);
+                sched_yield();
+                pthread_mutex_lock(&c->lock);
+        }
+        pthread_mutex_unlock(&c->lock);
+        return evicted;
+}
+
+static void *evictor(void *arg) {
+        struct cache *c = arg;
+        pthread_mutex_lock(&c->lock);
+        for (;;) {
+                while (!c->evict_wanted && !c->evictor_stop)
+                        pthread_cond_wait(&c->evict_cond, &c->lock);
+                if (c->evictor_stop)
+                        break;
+                c->evict_wanted = false;
+                pthread_mutex_unlock(&c->lock);
+                (void) cache_evict_now(c);
+                pthread_mutex_lock(&c->lock);
+        }
+        pthread_mutex_unlock(&c->lock);
+        return NULL;
+}
+
+int cache_set_limits(struct cache *c, uint64_t max_bytes, uint64_t min_free_bytes) {
+        pthread_mutex_lock(&c->lock);
+        c->max_bytes = max_bytes;
+        c->min_free_bytes = min_free_bytes;
+        int r = 0;
+        if (!c->evictor_running && (max_bytes || min_free_bytes)) {
+                r = -pthread_create(&c->evictor, NULL, evictor, c);
+                c->evictor_running = r == 0;
+        }
+        if (c->evictor_running) {
+                c->evict_wanted = true;
+                pthread_cond_signal(&c->evict_cond);
+        }
+        pthread_mutex_unlock(&c->lock);
+        return r;
+}
+
+int cache_pin(struct cache *c, const struct digest *d, bool pinned) {
+        pthread_mutex_lock(&c->lock);
+        struct blob_rec *b = index_find(c, d);
+        if (b && b->pinned != pinned) {
+                b->pinned = pinned;
+                if (pinned)
+                        c->stats.pinned++;
+                else
+                        c->stats.pinned--;
+        }
+        pthread_mutex_unlock(&c->lock);
+        return b ? 0 : -ENOENT;
 }

@@ -64,8 +64,13 @@ static struct cache *open_ok(const char *root) {
 static unsigned char *content(size_t n, unsigned seed, enum digest_algorithm a, struct digest *d) {
         unsigned char *b = malloc(n ? n : 1);
         assert_non_null(b);
-        for (size_t i = 0; i < n; i++)
-                b[i] = (unsigned char) ((i * 2654435761u + seed) >> 13);
+        uint32_t x = 2463534242u ^ (seed * 2654435761u); /* xorshift32: seeds give unrelated bytes */
+        for (size_t i = 0; i < n; i++) {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                b[i] = (unsigned char) x;
+        }
         assert_int_equal(digest_buffer(a, b, n, d), 0);
         return b;
 }
@@ -471,6 +476,161 @@ static void test_counts_ignore_foreign_files(void **state) {
         free(b2);
 }
 
+/* ---- eviction ----------------------------------------------------------------------- */
+
+static void test_eviction_lru_and_pins(void **state) {
+        struct fixture *f = *state;
+        struct cache *c = open_ok(f->root);
+        struct digest d[6];
+        unsigned char *b[6];
+        for (int i = 0; i < 6; i++) {
+                b[i] = content(4000, 20 + (unsigned) i, DIGEST_SHA256, &d[i]);
+                store(c, b[i], 4000, &d[i]);
+        }
+        /* Used recently: 0 becomes the newest. Pinned: 1 is never evicted. */
+        int fd;
+        uint64_t size;
+        assert_int_equal(cache_open_blob(c, &d[0], &fd, &size), 0);
+        close(fd);
+        assert_int_equal(cache_pin(c, &d[1], true), 0);
+        struct digest absent;
+        unsigned char *x = content(10, 99, DIGEST_SHA256, &absent);
+        assert_int_equal(cache_pin(c, &absent, true), -ENOENT);
+
+        /* A reader holding blob 2 open keeps reading it after it is evicted. */
+        int held;
+        assert_int_equal(cache_open_blob(c, &d[2], &held, &size), 0);
+        /* Make 2 the oldest again after that open: touch 3, 4, 5, 0. */
+        for (int i = 3; i < 6; i++) {
+                assert_int_equal(cache_open_blob(c, &d[i], &fd, &size), 0);
+                close(fd);
+        }
+        assert_int_equal(cache_open_blob(c, &d[0], &fd, &size), 0);
+        close(fd);
+
+        /* 24000 bytes against a 12000 limit: down to 90 % (10800), oldest first, pins kept. */
+        cache_set_limits(c, 12000, 0);
+        uint64_t n = cache_evict_now(c); /* the background thread may have done it already */
+        struct cache_stats st;
+        for (int i = 0; i < 500; i++) {
+                cache_get_stats(c, &st);
+                if (st.evictions >= 4)
+                        break;
+                usleep(10000);
+        }
+        (void) n;
+        cache_get_stats(c, &st);
+        assert_int_equal(st.evictions, 4);
+        assert_int_equal(st.evicted_bytes, 16000);
+        assert_int_equal(st.blobs, 2);
+        assert_int_equal(st.bytes, 8000);
+        assert_int_equal(st.pinned, 1);
+        assert_int_equal(cache_stat(c, &d[1], &size), 0);  /* pinned */
+        assert_int_equal(cache_stat(c, &d[0], &size), 0);  /* most recent */
+        for (int i = 2; i < 6; i++)
+                assert_int_equal(cache_stat(c, &d[i], &size), -ENOENT);
+        unsigned char back[4000];
+        assert_int_equal(pread(held, back, sizeof(back), 0), 4000);
+        assert_memory_equal(back, b[2], 4000);
+        close(held);
+
+        /* Every new commit over the limit wakes the background eviction. */
+        struct digest more;
+        unsigned char *m = content(6000, 40, DIGEST_SHA256, &more);
+        store(c, m, 6000, &more);
+        for (int i = 0; i < 500; i++) {
+                cache_get_stats(c, &st);
+                if (st.evictions == 5)
+                        break;
+                usleep(10000);
+        }
+        assert_int_equal(st.evictions, 5);
+        assert_int_equal(cache_stat(c, &d[0], &size), -ENOENT);
+        assert_int_equal(cache_stat(c, &d[1], &size), 0);
+        assert_int_equal(cache_stat(c, &more, &size), 0);
+
+        /* Only pinned blobs left over the limit: they stay. */
+        assert_int_equal(cache_pin(c, &more, true), 0);
+        cache_set_limits(c, 1000, 0);
+        cache_evict_now(c);
+        cache_get_stats(c, &st);
+        assert_int_equal(st.blobs, 2);
+        assert_int_equal(cache_pin(c, &more, false), 0);
+        cache_evict_now(c);
+        cache_get_stats(c, &st);
+        assert_int_equal(st.blobs, 1);
+        assert_int_equal(st.pinned, 1);
+        cache_close(c);
+        for (int i = 0; i < 6; i++)
+                free(b[i]);
+        free(m);
+        free(x);
+}
+
+static void test_eviction_for_free_space(void **state) {
+        struct fixture *f = *state;
+        struct cache *c = open_ok(f->root);
+        struct digest d[3];
+        unsigned char *b[3];
+        for (int i = 0; i < 3; i++) {
+                b[i] = content(1000, 60 + (unsigned) i, DIGEST_SHA256, &d[i]);
+                store(c, b[i], 1000, &d[i]);
+        }
+        assert_int_equal(cache_pin(c, &d[1], true), 0);
+        /* No file system has this much free: everything unpinned goes. */
+        assert_int_equal(cache_set_limits(c, 0, UINT64_MAX / 4), 0);
+        cache_evict_now(c);
+        struct cache_stats st;
+        for (int i = 0; i < 500; i++) {
+                cache_get_stats(c, &st);
+                if (st.blobs == 1)
+                        break;
+                usleep(10000);
+        }
+        assert_int_equal(st.blobs, 1);
+        assert_int_equal(st.evictions, 2);
+        uint64_t size;
+        assert_int_equal(cache_stat(c, &d[1], &size), 0);
+        /* Unbounded again: nothing more happens. */
+        assert_int_equal(cache_set_limits(c, 0, 0), 0);
+        assert_int_equal(cache_evict_now(c), 0);
+        cache_close(c);
+        for (int i = 0; i < 3; i++)
+                free(b[i]);
+}
+
+static void test_restart_keeps_commit_order(void **state) {
+        struct fixture *f = *state;
+        struct cache *c = open_ok(f->root);
+        struct digest d[3];
+        unsigned char *b[3];
+        for (int i = 0; i < 3; i++) {
+                b[i] = content(1000, 50 + (unsigned) i, DIGEST_SHA256, &d[i]);
+                store(c, b[i], 1000, &d[i]);
+        }
+        cache_close(c);
+        /* Commit times decide the order after a restart: 2, then 0, then 1. */
+        static const int order[3] = { 2, 0, 1 };
+        for (int i = 0; i < 3; i++) {
+                char hex[129], path[256];
+                digest_hex(&d[order[i]], hex);
+                snprintf(path, sizeof(path), "%s/blobs/sha256/%.2s/%s", f->root, hex, hex);
+                struct timespec t[2] = { { 1000 * (i + 1), 0 }, { 1000 * (i + 1), 0 } };
+                assert_int_equal(utimensat(AT_FDCWD, path, t, 0), 0);
+        }
+        c = open_ok(f->root);
+        /* 3000 bytes over a 2000 limit: down to 1800, the two oldest go. */
+        cache_set_limits(c, 2000, 0);
+        cache_evict_now(c);
+        uint64_t size;
+        assert_int_equal(cache_stat(c, &d[2], &size), -ENOENT);
+        assert_int_equal(cache_stat(c, &d[0], &size), -ENOENT);
+        assert_int_equal(cache_stat(c, &d[1], &size), 0);
+        cache_close(c);
+        for (int i = 0; i < 3; i++)
+                free(b[i]);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_layout_and_lock, setup, teardown),
@@ -480,6 +640,9 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_single_flight, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_killed_mid_write, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_counts_ignore_foreign_files, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_eviction_lru_and_pins, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_eviction_for_free_space, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_restart_keeps_commit_order, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
