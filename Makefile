@@ -42,7 +42,7 @@ HOSTSCONFIG_SRC := hostsconfig/spec.c hostsconfig/spec-yaml.c hostsconfig/spec-h
 	hostsconfig/render-docker.c hostsconfig/render-talos.c hostsconfig/render-registries-conf.c \
 	hostsconfig/hosts-apply.c
 AGENT_SRC := agent/main.c agent/serve.c agent/log.c agent/notify.c agent/hosts.c
-CACHE_SRC := cache/store.c
+CACHE_SRC := cache/store.c cache/tags.c
 LIB_SRC := $(COMMON_SRC) $(HOSTSCONFIG_SRC) $(CACHE_SRC)
 
 UNIT_SRC := $(sort $(wildcard tests/unit/*/test-*.c))
@@ -137,8 +137,16 @@ fuzz: deps $(addprefix $(FUZZ)/,$(FUZZ_TARGETS))
 		rm -rf $$work; \
 	done
 
-bench:
-	@echo "make bench: no benchmarks yet; the harness arrives with the performance issue (#7)."
+# ---- benchmarks (bench/README.md); timings are reported, never pass/fail ---------------
+BENCH_BLOBS ?= 100000
+
+$(REL)/bench/cache-startup: $(REL)/bench/cache-startup.o $(addprefix $(REL)/,$(LIB_SRC:.c=.o))
+	@mkdir -p $(@D)
+	$(CC) -pthread $(SAN_FLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG))
+
+bench: deps
+	$(MAKE) $(REL)/bench/cache-startup
+	@dir=$$(mktemp -d); $(REL)/bench/cache-startup "$$dir" $(BENCH_BLOBS); rc=$$?; rm -rf "$$dir"; exit $$rc
 
 install: layerd
 	install -D -m 0755 layerd $(DESTDIR)$(PREFIX)/bin/layerd

@@ -16,8 +16,8 @@
  * cache's lock (the in-flight table, counters) is taken before an entry's
  * lock (its progress), never the other way round.
  *
- * Not yet here (issue 4, continuing): the tag index, stream-through on
- * ENOSPC, `layerd cache` commands. */
+ * Not yet here (issue 4, continuing): stream-through on ENOSPC, `layerd
+ * cache` commands. */
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -106,6 +106,30 @@ ssize_t cache_reader_read(struct cache_reader *r, void *buf, size_t size, int ti
 struct cache_reader *cache_reader_free(struct cache_reader *r);
 
 void cache_get_stats(struct cache *c, struct cache_stats *ret);
+
+/* ---- the tag index: tag -> digest, for revalidation and stale-if-error ---- */
+
+#define CACHE_MEDIA_TYPE_MAX 128
+
+struct cache_tag {
+        struct digest digest;
+        char media_type[CACHE_MEDIA_TYPE_MAX]; /* e.g. application/vnd.oci.image.index.v1+json */
+        uint64_t size;
+        int64_t fetched_at; /* seconds since the epoch when upstream last confirmed it */
+};
+
+/* What registry/repository:tag pointed to when last fetched. The names are
+ * validated (host[:port], the distribution grammar's repository and tag)
+ * before any path is built: -EINVAL for anything else. -ENOENT when unknown;
+ * -EBADMSG when the record on disk is damaged (treat it as unknown). */
+int cache_tag_get(struct cache *c, const char *registry, const char *repository, const char *tag,
+                  struct cache_tag *ret);
+
+/* Records (or replaces) a tag, atomically: a reader sees the old record or
+ * the new one. -EINVAL for invalid names or a media type with characters a
+ * media type cannot have. */
+int cache_tag_put(struct cache *c, const char *registry, const char *repository, const char *tag,
+                  const struct cache_tag *t);
 
 /* Bounds the store: when its blobs exceed max_bytes (0: no bound), or the
  * file system has less than min_free_bytes available (0: no bound), the least

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cache/cache.h"
+#include "cache/cache-internal.h"
 #include "common/fsutil.h"
 #include "common/macro.h"
 
@@ -62,6 +62,7 @@ struct blob_rec {
 };
 
 struct cache {
+        char *root_path;
         int root_fd;
         int lock_fd;
         pthread_mutex_t lock; /* guards everything below; taken before any entry's lock */
@@ -204,6 +205,10 @@ static void blob_path(const struct digest *d, char buf[static CACHE_PATH_MAX]) {
         char hex[129];
         digest_hex(d, hex);
         snprintf(buf, CACHE_PATH_MAX, "blobs/%s/%.2s/%s", digest_algorithm_name(d->algorithm), hex, hex);
+}
+
+const char *cache_root_path(const struct cache *c) {
+        return c->root_path;
 }
 
 /* ---- opening ------------------------------------------------------------------- */
@@ -379,6 +384,9 @@ int cache_open(const char *root, struct cache **ret, struct error_list *errors) 
                 return -ENOMEM;
         c->root_fd = c->lock_fd = -1;
         pthread_mutex_init(&c->lock, NULL);
+        c->root_path = strdup(root);
+        if (!c->root_path)
+                return -ENOMEM;
         pthread_cond_init(&c->evict_cond, NULL);
         c->root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (c->root_fd < 0) {
@@ -402,7 +410,7 @@ int cache_open(const char *root, struct cache **ret, struct error_list *errors) 
         r = check_version(c, root, errors);
         if (r < 0)
                 return r;
-        static const char *const dirs[] = { "blobs", "blobs/sha256", "blobs/sha512", "tmp" };
+        static const char *const dirs[] = { "blobs", "blobs/sha256", "blobs/sha512", "tmp", "tags" };
         for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
                 r = mkdirat_p(c->root_fd, dirs[i]);
                 if (r < 0) {
@@ -452,6 +460,7 @@ struct cache *cache_close(struct cache *c) {
         if (c->root_fd >= 0)
                 close(c->root_fd);
         index_free(c);
+        free(c->root_path);
         pthread_cond_destroy(&c->evict_cond);
         pthread_mutex_destroy(&c->lock);
         free(c);

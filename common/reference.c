@@ -90,7 +90,7 @@ void reference_done(struct reference *r) {
 int reference_parse(const char *s, bool want_tag, struct reference *ret, const char **ret_reason) {
         const char *reason_dummy;
         const char **reason = ret_reason ? ret_reason : &reason_dummy;
-        _cleanup_free_ char *copy = strdup(s);
+        _cleanup_free_ char *copy = strdup(s), *canonical_domain = NULL;
         struct reference r = {};
         int rc = -EINVAL;
 
@@ -128,13 +128,24 @@ int reference_parse(const char *s, bool want_tag, struct reference *ret, const c
                 *slash = '\0';
                 domain = copy;
                 path = slash + 1;
-                docker_hub = strcmp(domain, "docker.io") == 0 || strcmp(domain, "index.docker.io") == 0;
                 _cleanup_free_ char *host = NULL;
                 uint16_t port;
                 if (parse_host_port(domain, false, &host, &port) < 0) {
                         *reason = "invalid registry host";
                         goto out;
                 }
+                /* One spelling per registry: lower case, IPv6 compressed, port
+                 * without leading zeros ("Registry.Example.com:05000"). */
+                bool v6 = strchr(host, ':') != NULL;
+                char port_text[8] = "";
+                if (port)
+                        snprintf(port_text, sizeof(port_text), ":%u", port);
+                if (asprintf(&canonical_domain, "%s%s%s%s", v6 ? "[" : "", host, v6 ? "]" : "", port_text) < 0) {
+                        rc = -ENOMEM;
+                        goto out;
+                }
+                domain = canonical_domain;
+                docker_hub = strcmp(domain, "docker.io") == 0 || strcmp(domain, "index.docker.io") == 0;
                 if (docker_hub)
                         domain = "docker.io";
         }

@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The tag index: round trips, replacement, names that could leave the cache
+ * refused before any path is built, damaged records never half believed. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cache/cache.h"
+
+struct fixture {
+        char root[64];
+        struct cache *cache;
+};
+
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+        (void) st;
+        (void) flag;
+        (void) ftw;
+        return remove(path);
+}
+
+static int setup(void **state) {
+        struct fixture *f = calloc(1, sizeof(*f));
+        struct error_list errors;
+        assert_non_null(f);
+        snprintf(f->root, sizeof(f->root), "/tmp/layerd-test-tags-XXXXXX");
+        assert_non_null(mkdtemp(f->root));
+        assert_int_equal(cache_open(f->root, &f->cache, &errors), 0);
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state) {
+        struct fixture *f = *state;
+        cache_close(f->cache);
+        nftw(f->root, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+        free(f);
+        return 0;
+}
+
+static struct cache_tag sample(const char *text, int64_t at) {
+        struct cache_tag t = { .size = 1234, .fetched_at = at };
+        assert_int_equal(digest_buffer(DIGEST_SHA256, text, strlen(text), &t.digest), 0);
+        snprintf(t.media_type, sizeof(t.media_type), "application/vnd.oci.image.index.v1+json");
+        return t;
+}
+
+static void test_round_trip(void **state) {
+        struct fixture *f = *state;
+        struct cache_tag t = sample("a", 1700000000), got;
+        assert_int_equal(cache_tag_get(f->cache, "docker.io", "library/nginx", "1.27", &got), -ENOENT);
+        assert_int_equal(cache_tag_put(f->cache, "docker.io", "library/nginx", "1.27", &t), 0);
+        memset(&got, 0, sizeof(got));
+        assert_int_equal(cache_tag_get(f->cache, "docker.io", "library/nginx", "1.27", &got), 0);
+        assert_true(digest_equal(&got.digest, &t.digest));
+        assert_string_equal(got.media_type, t.media_type);
+        assert_int_equal(got.size, 1234);
+        assert_int_equal(got.fetched_at, 1700000000);
+
+        /* Replaced whole; other tags, repositories and registries are separate. */
+        struct cache_tag u = sample("b", -5);
+        u.size = 0;
+        snprintf(u.media_type, sizeof(u.media_type), "application/vnd.docker.distribution.manifest.v2+json");
+        assert_int_equal(cache_tag_put(f->cache, "docker.io", "library/nginx", "1.27", &u), 0);
+        assert_int_equal(cache_tag_get(f->cache, "docker.io", "library/nginx", "1.27", &got), 0);
+        assert_true(digest_equal(&got.digest, &u.digest));
+        assert_int_equal(got.fetched_at, -5);
+        assert_int_equal(got.size, 0);
+        assert_int_equal(cache_tag_put(f->cache, "registry.example.com:5000", "team/app", "v1", &t), 0);
+        assert_int_equal(cache_tag_get(f->cache, "registry.example.com:5000", "team/app", "latest", &got), -ENOENT);
+        assert_int_equal(cache_tag_get(f->cache, "quay.io", "team/app", "v1", &got), -ENOENT);
+        assert_int_equal(cache_tag_get(f->cache, "registry.example.com:5000", "team/app", "v1", &got), 0);
+
+        /* Registry names are compared in canonical form. */
+        assert_int_equal(cache_tag_get(f->cache, "Registry.Example.COM:05000", "team/app", "v1", &got), 0);
+
+        /* sha512 digests too. */
+        struct cache_tag w = t;
+        assert_int_equal(digest_buffer(DIGEST_SHA512, "c", 1, &w.digest), 0);
+        assert_int_equal(cache_tag_put(f->cache, "[fd00::1]:5000", "x", "y", &w), 0);
+        assert_int_equal(cache_tag_get(f->cache, "[fd00::1]:5000", "x", "y", &got), 0);
+        assert_true(digest_equal(&got.digest, &w.digest));
+}
+
+static void test_names_refused(void **state) {
+        struct fixture *f = *state;
+        struct cache_tag t = sample("a", 1), got;
+        static const char *const bad[][3] = {
+                { "../etc", "a", "b" },          { "docker.io/x", "a", "b" },  { "", "a", "b" },
+                { "docker.io", "../../etc", "b" }, { "docker.io", "a/../b", "b" }, { "docker.io", "/a", "b" },
+                { "docker.io", "A", "b" },       { "docker.io", "a", "../x" }, { "docker.io", "a", ".hidden" },
+                { "docker.io", "a", "a/b" },     { "docker.io", "a", "" },     { "docker.io", "a", "-x" },
+                { "..", "a", "b" },              { "docker.io", ".", "b" },
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                assert_int_equal(cache_tag_put(f->cache, bad[i][0], bad[i][1], bad[i][2], &t), -EINVAL);
+                assert_int_equal(cache_tag_get(f->cache, bad[i][0], bad[i][1], bad[i][2], &got), -EINVAL);
+        }
+        static const char *const bad_types[] = { "", "text", "a/b\nc", "a/b c", "a/b;charset=x" };
+        for (size_t i = 0; i < sizeof(bad_types) / sizeof(bad_types[0]); i++) {
+                snprintf(t.media_type, sizeof(t.media_type), "%s", bad_types[i]);
+                assert_int_equal(cache_tag_put(f->cache, "docker.io", "a", "b", &t), -EINVAL);
+        }
+}
+
+static void write_raw(struct fixture *f, const char *text) {
+        char path[256];
+        snprintf(path, sizeof(path), "%s/tags/docker.io/a/b", f->root);
+        FILE *x = fopen(path, "we");
+        assert_non_null(x);
+        fputs(text, x);
+        fclose(x);
+}
+
+static void test_damaged_records(void **state) {
+        struct fixture *f = *state;
+        struct cache_tag t = sample("a", 1), got;
+        assert_int_equal(cache_tag_put(f->cache, "docker.io", "a", "b", &t), 0);
+        char digest[DIGEST_STRING_MAX], good[512];
+        digest_to_string(&t.digest, digest);
+        snprintf(good, sizeof(good), "%s\napplication/json\n5\n7\n", digest);
+        write_raw(f, good);
+        assert_int_equal(cache_tag_get(f->cache, "docker.io", "a", "b", &got), 0);
+        assert_int_equal(got.size, 5);
+
+        const char *damaged[] = {
+                "",                                     /* empty */
+                "sha256:abc\napplication/json\n5\n7\n", /* bad digest */
+                NULL,                                   /* filled below: truncated */
+                NULL,                                   /* trailing garbage */
+                NULL,                                   /* bad size */
+        };
+        char trunc[512], trailing[600], badsize[512];
+        snprintf(trunc, sizeof(trunc), "%s\napplication/json\n5\n", digest);
+        snprintf(trailing, sizeof(trailing), "%s\napplication/json\n5\n7\nextra", digest);
+        snprintf(badsize, sizeof(badsize), "%s\napplication/json\n-5\n7\n", digest);
+        damaged[2] = trunc;
+        damaged[3] = trailing;
+        damaged[4] = badsize;
+        for (size_t i = 0; i < 5; i++) {
+                write_raw(f, damaged[i]);
+                memset(&got, 0x5a, sizeof(got));
+                struct cache_tag before = got;
+                assert_int_equal(cache_tag_get(f->cache, "docker.io", "a", "b", &got), -EBADMSG);
+                assert_memory_equal(&got, &before, sizeof(got));
+        }
+        /* Too large to be a record. */
+        char big[1024];
+        memset(big, 'x', sizeof(big) - 1);
+        big[sizeof(big) - 1] = '\0';
+        write_raw(f, big);
+        assert_int_equal(cache_tag_get(f->cache, "docker.io", "a", "b", &got), -EBADMSG);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_names_refused, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_damaged_records, setup, teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
