@@ -33,6 +33,7 @@ struct cache_entry;
 struct cache_reader;
 
 struct cache_stats {
+        bool ready;             /* the counts below include every blob on disk (cache_wait_ready()) */
         uint64_t blobs;         /* committed blobs on disk */
         uint64_t pinned;        /* of which pinned (never evicted) */
         uint64_t evictions;     /* blobs evicted since open */
@@ -46,10 +47,17 @@ struct cache_stats {
 };
 
 /* Opens (creating if needed) the cache at root: checks the format version,
- * takes the directory's lock (-EBUSY when another process holds it), removes
- * partial downloads left by a crash, and counts what is stored. Problems are
- * described in errors. Returns 0 or -errno. */
+ * takes the directory's lock (-EBUSY when another process holds it) and
+ * removes partial downloads left by a crash. Everything stored can be served
+ * at once; the in-memory index of what is stored (counts, recency for
+ * eviction) is built by a background thread, see cache_wait_ready(). Problems
+ * are described in errors. Returns 0 or -errno. */
 int cache_open(const char *root, struct cache **ret, struct error_list *errors);
+
+/* Waits (at most timeout_ms; -1 for no limit) until the index knows every
+ * blob on disk. Returns 0, -ETIMEDOUT, or why the index could not be built
+ * (-errno; eviction then does nothing). */
+int cache_wait_ready(struct cache *c, int timeout_ms);
 
 /* Stops the eviction thread, closes the cache and releases its lock. Entries
  * and readers must all be released before this. Accepts NULL; returns NULL. */

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,15 @@ struct cache {
         struct blob_rec **buckets; /* n_buckets, a power of two */
         size_t n_buckets;
         struct blob_rec *oldest, *newest;
+
+        /* The index is built by a thread after cache_open() returns: serving
+         * needs only the file system, and only eviction needs the index. */
+        pthread_t indexer;
+        bool indexer_running;
+        bool indexed;            /* the index knows every blob on disk */
+        int index_error;         /* why it could not be built, or 0 */
+        pthread_cond_t indexed_cond; /* with lock */
+        atomic_bool closing;     /* tells the indexer to stop early */
 
         uint64_t max_bytes;      /* 0: unbounded */
         uint64_t min_free_bytes; /* 0: unbounded */
@@ -166,6 +176,24 @@ static int index_add(struct cache *c, const struct digest *d, uint64_t size) {
         lru_append(c, b);
         c->stats.blobs++;
         c->stats.bytes += size;
+        return 0;
+}
+
+/* Adds a blob found on disk at start-up as older than everything known so
+ * far (which was committed while the indexer ran); a known one is left alone. */
+static int index_add_old(struct cache *c, const struct digest *d, uint64_t size) {
+        if (index_find(c, d))
+                return 0;
+        int r = index_add(c, d, size);
+        if (r < 0)
+                return r;
+        struct blob_rec *b = c->newest;
+        if (b != c->oldest) {
+                lru_unlink(c, b);
+                b->newer = c->oldest;
+                c->oldest->older = b;
+                c->oldest = b;
+        }
         return 0;
 }
 
@@ -318,6 +346,8 @@ static int list_blobs(struct cache *c, enum digest_algorithm a, struct found_lis
         }
         struct dirent *de;
         while ((de = readdir(top))) {
+                if (atomic_load(&c->closing))
+                        break;
                 if (!is_hex(de->d_name, 2))
                         continue;
                 int sub_fd = openat(dirfd(top), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
@@ -369,6 +399,53 @@ static int by_mtime(const void *x, const void *y) {
         return memcmp(a->digest.bytes, b->digest.bytes, sizeof(a->digest.bytes));
 }
 
+/* Lists what is on disk, oldest first, and adds it to the index behind
+ * whatever was committed in the meantime. */
+static void *indexer(void *arg) {
+        struct cache *c = arg;
+        struct found_list found = {};
+        int r = 0;
+        for (int a = 0; a < _DIGEST_ALGORITHM_MAX && r == 0; a++)
+                r = list_blobs(c, (enum digest_algorithm) a, &found);
+        if (r == 0 && found.n > 0)
+                qsort(found.v, found.n, sizeof(*found.v), by_mtime);
+        pthread_mutex_lock(&c->lock);
+        /* Newest first, each put at the old end: the oldest ends up first to go. */
+        for (size_t i = found.n; r == 0 && i-- > 0;)
+                r = index_add_old(c, &found.v[i].digest, found.v[i].size);
+        c->indexed = true;
+        c->index_error = r;
+        pthread_cond_broadcast(&c->indexed_cond);
+        if (c->evictor_running) {
+                c->evict_wanted = true;
+                pthread_cond_signal(&c->evict_cond);
+        }
+        pthread_mutex_unlock(&c->lock);
+        free(found.v);
+        return NULL;
+}
+
+int cache_wait_ready(struct cache *c, int timeout_ms) {
+        struct timespec deadline;
+        if (timeout_ms >= 0) {
+                clock_gettime(CLOCK_MONOTONIC, &deadline);
+                deadline.tv_sec += timeout_ms / 1000;
+                deadline.tv_nsec += (long) (timeout_ms % 1000) * 1000000L;
+                if (deadline.tv_nsec >= 1000000000L) {
+                        deadline.tv_sec++;
+                        deadline.tv_nsec -= 1000000000L;
+                }
+        }
+        pthread_mutex_lock(&c->lock);
+        int w = 0;
+        while (!c->indexed && w == 0)
+                w = timeout_ms >= 0 ? pthread_cond_timedwait(&c->indexed_cond, &c->lock, &deadline)
+                                    : pthread_cond_wait(&c->indexed_cond, &c->lock);
+        int r = c->indexed ? c->index_error : -ETIMEDOUT;
+        pthread_mutex_unlock(&c->lock);
+        return r;
+}
+
 int cache_open(const char *root, struct cache **ret, struct error_list *errors) {
         _cleanup_(cache_closep) struct cache *c = NULL;
         int r;
@@ -383,11 +460,17 @@ int cache_open(const char *root, struct cache **ret, struct error_list *errors) 
         if (!c)
                 return -ENOMEM;
         c->root_fd = c->lock_fd = -1;
+        /* Everything cache_close() destroys is set up before the first way out. */
         pthread_mutex_init(&c->lock, NULL);
+        pthread_cond_init(&c->evict_cond, NULL);
+        pthread_condattr_t attr;
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&c->indexed_cond, &attr);
+        pthread_condattr_destroy(&attr);
         c->root_path = strdup(root);
         if (!c->root_path)
                 return -ENOMEM;
-        pthread_cond_init(&c->evict_cond, NULL);
         c->root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (c->root_fd < 0) {
                 r = -errno;
@@ -423,24 +506,15 @@ int cache_open(const char *root, struct cache **ret, struct error_list *errors) 
                 error_list_add(errors, 0, 0, "cannot clean tmp: %s", strerror(-r));
                 return r;
         }
-        struct found_list found = {};
-        for (int a = 0; a < _DIGEST_ALGORITHM_MAX && r == 0; a++) {
-                r = list_blobs(c, (enum digest_algorithm) a, &found);
-                if (r < 0)
-                        error_list_add(errors, 0, 0, "cannot read blobs/%s: %s",
-                                       digest_algorithm_name((enum digest_algorithm) a), strerror(-r));
-        }
-        /* Recency starts from commit times: the oldest blob is evicted first. */
-        if (r == 0) {
-                if (found.n > 0)
-                        qsort(found.v, found.n, sizeof(*found.v), by_mtime);
-                r = index_grow(c);
-        }
-        for (size_t i = 0; i < found.n && r == 0; i++)
-                r = index_add(c, &found.v[i].digest, found.v[i].size);
-        free(found.v);
+        r = index_grow(c);
         if (r < 0)
                 return r;
+        r = -pthread_create(&c->indexer, NULL, indexer, c);
+        if (r < 0) {
+                error_list_add(errors, 0, 0, "cannot start the indexer: %s", strerror(-r));
+                return r;
+        }
+        c->indexer_running = true;
         *ret = TAKE_PTR(c);
         return 0;
 }
@@ -448,6 +522,10 @@ int cache_open(const char *root, struct cache **ret, struct error_list *errors) 
 struct cache *cache_close(struct cache *c) {
         if (!c)
                 return NULL;
+        if (c->indexer_running) {
+                atomic_store(&c->closing, true);
+                pthread_join(c->indexer, NULL);
+        }
         if (c->evictor_running) {
                 pthread_mutex_lock(&c->lock);
                 c->evictor_stop = true;
@@ -462,6 +540,7 @@ struct cache *cache_close(struct cache *c) {
         index_free(c);
         free(c->root_path);
         pthread_cond_destroy(&c->evict_cond);
+        pthread_cond_destroy(&c->indexed_cond);
         pthread_mutex_destroy(&c->lock);
         free(c);
         return NULL;
@@ -781,6 +860,7 @@ struct cache_reader *cache_reader_free(struct cache_reader *r) {
 void cache_get_stats(struct cache *c, struct cache_stats *ret) {
         pthread_mutex_lock(&c->lock);
         *ret = c->stats;
+        ret->ready = c->indexed && c->index_error == 0;
         ret->in_flight = 0;
         for (struct cache_entry *e = c->in_flight; e; e = e->next)
                 ret->in_flight++;
@@ -814,6 +894,10 @@ static bool over(struct cache *c, bool low, uint64_t freed_since_statvfs, uint64
 
 uint64_t cache_evict_now(struct cache *c) {
         uint64_t evicted = 0, freed = 0;
+        /* Without the whole index the oldest blobs are unknown: wait for it,
+         * and evict nothing if it could not be built. */
+        if (cache_wait_ready(c, -1) < 0)
+                return 0;
         uint64_t avail = c->min_free_bytes ? free_bytes(c) : UINT64_MAX;
         pthread_mutex_lock(&c->lock);
         if (!over(c, false, 0, avail)) {

@@ -57,6 +57,11 @@ static struct cache *open_ok(const char *root) {
                 error_list_print(&errors, stderr);
                 fail_msg("cache_open: %s", strerror(-r));
         }
+        /* The index is built in the background; the counts below want it whole. */
+        assert_int_equal(cache_wait_ready(c, 10000), 0);
+        struct cache_stats st;
+        cache_get_stats(c, &st);
+        assert_true(st.ready);
         return c;
 }
 
