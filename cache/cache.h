@@ -115,6 +115,19 @@ struct cache_reader *cache_reader_free(struct cache_reader *r);
 
 void cache_get_stats(struct cache *c, struct cache_stats *ret);
 
+/* Calls fn for every committed blob, least recently used first, after the
+ * index is complete; fn must not call back into the cache. Stops early when
+ * fn returns non-zero and returns that; otherwise 0 (or the index error). */
+int cache_foreach_blob(struct cache *c, int (*fn)(const struct digest *d, uint64_t size, bool pinned, void *userdata),
+                       void *userdata);
+
+/* Re-hashes every committed blob. One that does not match its name (disk
+ * corruption, an outside writer) is moved to ROOT/quarantine/ and forgotten,
+ * and reported through on_bad (may be NULL). Returns 0 with the numbers
+ * checked and quarantined, or -errno. */
+int cache_verify(struct cache *c, void (*on_bad)(const struct digest *want, const struct digest *got, void *userdata),
+                 void *userdata, uint64_t *ret_checked, uint64_t *ret_quarantined);
+
 /* ---- the tag index: tag -> digest, for revalidation and stale-if-error ---- */
 
 #define CACHE_MEDIA_TYPE_MAX 128

@@ -548,7 +548,8 @@ struct cache *cache_close(struct cache *c) {
 
 /* ---- committed blobs --------------------------------------------------------------- */
 
-int cache_open_blob(struct cache *c, const struct digest *d, int *ret_fd, uint64_t *ret_size) {
+/* Opens a stored blob without counting it as a use. */
+static int open_blob_fd(struct cache *c, const struct digest *d, int *ret_fd, uint64_t *ret_size) {
         char path[CACHE_PATH_MAX];
         blob_path(d, path);
         _cleanup_close_ int fd = openat(c->root_fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
@@ -559,11 +560,18 @@ int cache_open_blob(struct cache *c, const struct digest *d, int *ret_fd, uint64
                 return -errno;
         if (!S_ISREG(st.st_mode))
                 return -ENOENT;
+        *ret_fd = TAKE_FD(fd);
+        *ret_size = (uint64_t) st.st_size;
+        return 0;
+}
+
+int cache_open_blob(struct cache *c, const struct digest *d, int *ret_fd, uint64_t *ret_size) {
+        int r = open_blob_fd(c, d, ret_fd, ret_size);
+        if (r < 0)
+                return r;
         pthread_mutex_lock(&c->lock);
         index_touch(c, d);
         pthread_mutex_unlock(&c->lock);
-        *ret_fd = TAKE_FD(fd);
-        *ret_size = (uint64_t) st.st_size;
         return 0;
 }
 
@@ -982,4 +990,107 @@ int cache_pin(struct cache *c, const struct digest *d, bool pinned) {
         }
         pthread_mutex_unlock(&c->lock);
         return b ? 0 : -ENOENT;
+}
+
+/* ---- walking and verifying ------------------------------------------------------------ */
+
+int cache_foreach_blob(struct cache *c, int (*fn)(const struct digest *d, uint64_t size, bool pinned, void *userdata),
+                       void *userdata) {
+        int r = cache_wait_ready(c, -1);
+        if (r < 0)
+                return r;
+        pthread_mutex_lock(&c->lock);
+        for (struct blob_rec *b = c->oldest; b && r == 0; b = b->newer)
+                r = fn(&b->digest, b->size, b->pinned, userdata);
+        pthread_mutex_unlock(&c->lock);
+        return r;
+}
+
+/* Hashes one stored blob; 1 when it matches its name, 0 when not, -errno. */
+static int verify_one(struct cache *c, const struct digest *d, struct digest *ret_got) {
+        int fd;
+        uint64_t size;
+        int r = open_blob_fd(c, d, &fd, &size); /* a check is not a use: recency stays */
+        if (r < 0)
+                return r;
+        _cleanup_close_ int fd_owned = fd;
+        _cleanup_(digester_freep) struct digester *h = NULL;
+        r = digester_new(d->algorithm, &h);
+        if (r < 0)
+                return r;
+        static const size_t chunk = 1 << 16;
+        _cleanup_free_ unsigned char *buf = malloc(chunk);
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                ssize_t n = read(fd_owned, buf, chunk);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        break;
+                r = digester_update(h, buf, (size_t) n);
+                if (r < 0)
+                        return r;
+        }
+        r = digester_final(h, ret_got);
+        if (r < 0)
+                return r;
+        return digest_equal(ret_got, d);
+}
+
+int cache_verify(struct cache *c, void (*on_bad)(const struct digest *want, const struct digest *got, void *userdata),
+                 void *userdata, uint64_t *ret_checked, uint64_t *ret_quarantined) {
+        uint64_t checked = 0, quarantined = 0;
+        int r = cache_wait_ready(c, -1);
+        if (r < 0)
+                return r;
+        r = mkdirat_p(c->root_fd, "quarantine");
+        if (r < 0)
+                return r;
+        /* The list is taken first: hashing runs without the lock, blob by blob. */
+        pthread_mutex_lock(&c->lock);
+        size_t n = (size_t) c->stats.blobs, k = 0;
+        struct digest *all = calloc(n ? n : 1, sizeof(*all));
+        for (struct blob_rec *b = c->oldest; all && b && k < n; b = b->newer)
+                all[k++] = b->digest;
+        pthread_mutex_unlock(&c->lock);
+        if (!all)
+                return -ENOMEM;
+        for (size_t i = 0; i < k; i++) {
+                struct digest got;
+                int ok = verify_one(c, &all[i], &got);
+                if (ok == -ENOENT)
+                        continue; /* evicted meanwhile */
+                if (ok < 0) {
+                        free(all);
+                        return ok;
+                }
+                checked++;
+                if (ok)
+                        continue;
+                char path[CACHE_PATH_MAX], hex[DIGEST_HEX_MAX], dest[CACHE_PATH_MAX];
+                blob_path(&all[i], path);
+                digest_hex(&all[i], hex);
+                snprintf(dest, sizeof(dest), "quarantine/%s-%s", digest_algorithm_name(all[i].algorithm), hex);
+                /* Out of blobs/ first, under the lock, so it is never served again. */
+                pthread_mutex_lock(&c->lock);
+                r = renameat(c->root_fd, path, c->root_fd, dest) < 0 ? -errno : 0;
+                struct blob_rec *b = r == 0 ? index_find(c, &all[i]) : NULL;
+                if (b)
+                        index_remove(c, b);
+                pthread_mutex_unlock(&c->lock);
+                if (r < 0) {
+                        free(all);
+                        return r;
+                }
+                quarantined++;
+                if (on_bad)
+                        on_bad(&all[i], &got, userdata);
+        }
+        free(all);
+        *ret_checked = checked;
+        *ret_quarantined = quarantined;
+        return 0;
 }

@@ -604,6 +604,84 @@ static void test_eviction_for_free_space(void **state) {
                 free(b[i]);
 }
 
+struct seen {
+        struct digest d[8];
+        size_t n;
+        struct digest bad_want, bad_got;
+        int bad_calls;
+};
+
+static int collect(const struct digest *d, uint64_t size, bool pinned, void *userdata) {
+        struct seen *s = userdata;
+        (void) size;
+        (void) pinned;
+        if (s->n < 8)
+                s->d[s->n++] = *d;
+        return 0;
+}
+
+static void on_bad(const struct digest *want, const struct digest *got, void *userdata) {
+        struct seen *s = userdata;
+        s->bad_want = *want;
+        s->bad_got = *got;
+        s->bad_calls++;
+}
+
+static void test_verify_quarantines(void **state) {
+        struct fixture *f = *state;
+        struct cache *c = open_ok(f->root);
+        struct digest d[3];
+        unsigned char *b[3];
+        for (int i = 0; i < 3; i++) {
+                b[i] = content(3000, 70 + (unsigned) i, DIGEST_SHA256, &d[i]);
+                store(c, b[i], 3000, &d[i]);
+        }
+        struct seen before = {}, after = {};
+        assert_int_equal(cache_foreach_blob(c, collect, &before), 0);
+        assert_int_equal(before.n, 3);
+        for (int i = 0; i < 3; i++)
+                assert_true(digest_equal(&before.d[i], &d[i])); /* least recently used first */
+
+        /* Bit rot in blob 1, behind the cache's back. */
+        char hex[129], path[256];
+        digest_hex(&d[1], hex);
+        snprintf(path, sizeof(path), "%s/blobs/sha256/%.2s/%s", f->root, hex, hex);
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(pwrite(fd, "X", 1, 1500), 1);
+        close(fd);
+
+        uint64_t checked = 0, quarantined = 0;
+        struct seen bad = {};
+        assert_int_equal(cache_verify(c, on_bad, &bad, &checked, &quarantined), 0);
+        assert_int_equal(checked, 3);
+        assert_int_equal(quarantined, 1);
+        assert_int_equal(bad.bad_calls, 1);
+        assert_true(digest_equal(&bad.bad_want, &d[1]));
+        assert_false(digest_equal(&bad.bad_got, &d[1]));
+        uint64_t size;
+        assert_int_equal(cache_stat(c, &d[1], &size), -ENOENT);
+        snprintf(path, sizeof(path), "%s/quarantine/sha256-%s", f->root, hex);
+        struct stat st;
+        assert_int_equal(stat(path, &st), 0);
+        struct cache_stats cs;
+        cache_get_stats(c, &cs);
+        assert_int_equal(cs.blobs, 2);
+        assert_int_equal(cs.bytes, 6000);
+        /* Checking is not using: the order of the others is unchanged. */
+        assert_int_equal(cache_foreach_blob(c, collect, &after), 0);
+        assert_int_equal(after.n, 2);
+        assert_true(digest_equal(&after.d[0], &d[0]));
+        assert_true(digest_equal(&after.d[1], &d[2]));
+        /* A clean store: nothing more to do. */
+        assert_int_equal(cache_verify(c, NULL, NULL, &checked, &quarantined), 0);
+        assert_int_equal(checked, 2);
+        assert_int_equal(quarantined, 0);
+        cache_close(c);
+        for (int i = 0; i < 3; i++)
+                free(b[i]);
+}
+
 static void test_restart_keeps_commit_order(void **state) {
         struct fixture *f = *state;
         struct cache *c = open_ok(f->root);
@@ -648,6 +726,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_eviction_lru_and_pins, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_eviction_for_free_space, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_restart_keeps_commit_order, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_verify_quarantines, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
