@@ -21,3 +21,6 @@ int agent_load_spec(const char *path, struct spec **ret, struct error_list *erro
 int agent_write_hosts(const struct spec *s, const char *agent_url, enum hosts_format format, const char *dir,
                       unsigned flags, FILE *diff_out, struct hosts_report **ret, struct error_list *notes,
                       struct error_list *errors);
+
+/* `layerd cache COMMAND`; returns the exit status. */
+int agent_cmd_cache(int argc, char **argv);

@@ -36,6 +36,7 @@ static const char usage_main[] =
         "Commands:\n"
         "  serve          serve the OCI pull API on loopback (default spec built in)\n"
         "  hosts          write containerd hosts.toml files (and other runtimes' configs)\n"
+        "  cache          look after the blob cache: stats, ls, verify, gc\n"
         "  check-config   validate a cluster spec and print its normalised form\n"
         "  version        print the version\n"
         "\n"
@@ -349,6 +350,7 @@ int main(int argc, char **argv) {
         } commands[] = {
                 { "serve", cmd_serve },
                 { "hosts", cmd_hosts },
+                { "cache", agent_cmd_cache },
                 { "check-config", cmd_check_config },
                 { "version", cmd_version },
         };

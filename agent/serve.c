@@ -20,7 +20,7 @@
 #include "agent/agent.h"
 #include "agent/log.h"
 #include "agent/notify.h"
-#include "common/fsutil.h"
+#include "cache/cache.h"
 #include "common/macro.h"
 
 #define SERVE_CONNECTION_LIMIT 1024
@@ -192,9 +192,21 @@ int serve_run(const struct serve_config *cfg, struct spec **spec) {
                 return -ENOMEM;
         listen_host = host_copy; /* the spec may be replaced by a reload */
 
-        r = mkdir_p(cache_dir, 0700);
+        /* The store is served from at once; its index builds in the background. */
+        _cleanup_(cache_closep) struct cache *cache = NULL;
+        struct error_list cache_errors;
+        r = cache_open(cache_dir, &cache, &cache_errors);
         if (r < 0) {
-                log_error("cannot create cache directory dir=\"%s\": %s", cache_dir, strerror(-r));
+                char buf[ERROR_SOURCE_MAX + ERROR_MESSAGE_MAX + 32];
+                for (size_t i = 0; i < cache_errors.n; i++) {
+                        error_list_format(&cache_errors, i, buf, sizeof(buf));
+                        log_error("cannot open the cache: %s", buf);
+                }
+                return r;
+        }
+        r = cache_set_limits(cache, (*spec)->agent.cache_max_bytes, 0);
+        if (r < 0) {
+                log_error("cannot start cache eviction dir=\"%s\": %s", cache_dir, strerror(-r));
                 return r;
         }
         r = resolve_listen(listen_host, listen_port, &addr, &addr_len);

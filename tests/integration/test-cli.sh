@@ -79,8 +79,42 @@ check "SIGHUP does not stop the server" test "$code" = 200
 check "serve on a busy port exits 1" test $? -eq 1
 check "busy port is reported" grep -q "cannot listen" "$T/err2"
 
+# One owner per cache directory: a second agent, or an offline command, is refused.
+"$LAYERD" serve --listen "127.0.0.1:$(free_port)" --cache-dir "$T/cache" >/dev/null 2>"$T/err3"
+check "a second serve on the same cache exits 1" test $? -eq 1
+check "the held cache is named" grep -q "$T/cache: in use by another layerd process" "$T/err3"
+"$LAYERD" cache stats --cache-dir "$T/cache" >/dev/null 2>"$T/err4"
+check "cache stats on a cache in use exits 1" test $? -eq 1
+
 kill -TERM "$pid"
 wait_exit "$pid" 10; check "SIGTERM stops serve with status 0" test "$status" = 0
+
+# layerd cache, offline.
+"$LAYERD" cache stats --cache-dir "$T/cache" >"$T/out" 2>&1
+check "cache stats after the agent stopped exits 0" test $? -eq 0
+check "cache stats counts an empty store" grep -qx "blobs 0" "$T/out"
+check "the store has its layout" test -f "$T/cache/VERSION" -a -d "$T/cache/blobs/sha256" -a -d "$T/cache/tmp"
+"$LAYERD" cache ls --cache-dir "$T/cache" >"$T/out"; check "cache ls on an empty store prints nothing" test ! -s "$T/out"
+"$LAYERD" cache verify --cache-dir "$T/cache" >"$T/out"; check "cache verify exits 0 on a clean store" test $? -eq 0
+check "cache verify summary" grep -qx "0 checked, 0 quarantined" "$T/out"
+# Blobs put in place by hand: one good (2 MiB), one whose content is not its name.
+put_blob() {  # put_blob NAME_SOURCE_FILE CONTENT_FILE
+  local hex; hex=$(sha256sum "$1" | cut -c1-64)
+  mkdir -p "$T/cache/blobs/sha256/${hex:0:2}"; cp "$2" "$T/cache/blobs/sha256/${hex:0:2}/$hex"; echo "$hex"
+}
+head -c 2097152 /dev/zero >"$T/good"; printf 'hello\n' >"$T/hello"; printf 'jello\n' >"$T/jello"
+good=$(put_blob "$T/good" "$T/good"); bad=$(put_blob "$T/hello" "$T/jello")
+"$LAYERD" cache ls --cache-dir "$T/cache" >"$T/out"
+check "cache ls lists both blobs" test "$(wc -l <"$T/out")" -eq 2
+check "cache ls shows digest and size" grep -qx "sha256:$good 2097152" "$T/out"
+"$LAYERD" cache verify --cache-dir "$T/cache" >"$T/out"; check "cache verify exits 1 when it quarantines" test $? -eq 1
+check "cache verify names the bad blob" grep -q "^quarantined sha256:$bad: its content is sha256:$(sha256sum "$T/jello" | cut -c1-64)$" "$T/out"
+check "the bad blob is in quarantine" test -f "$T/cache/quarantine/sha256-$bad" -a ! -e "$T/cache/blobs/sha256/${bad:0:2}/$bad"
+printf 'agent:\n  cache_dir: %s\n  cache_max_size: 1MiB\nregistries: {docker.io: {}}\n' "$T/cache" >"$T/small.yaml"
+"$LAYERD" cache gc --spec "$T/small.yaml" >"$T/out"; check "cache gc exits 0" test $? -eq 0
+check "cache gc evicts down to the spec's limit" grep -q "^1 evicted (2097152 bytes); 0 blobs, 0 bytes left; limit 1MiB$" "$T/out"
+"$LAYERD" cache frobnicate --cache-dir "$T/cache" >/dev/null 2>&1; check "unknown cache command exits 2" test $? -eq 2
+"$LAYERD" cache --help >"$T/out"; check "cache --help shows usage" grep -q "Usage: layerd cache" "$T/out"
 
 # The spec's listen address, and --listen overriding it.
 p1=$(free_port); p2=$(free_port)
@@ -110,6 +144,6 @@ check "serve reports the spec error with its position" grep -q "broken.yaml:7:14
 touch "$T/file"
 "$LAYERD" serve --listen "127.0.0.1:$(free_port)" --cache-dir "$T/file/cache" >/dev/null 2>"$T/err"
 check "serve with an impossible cache dir exits 1" test $? -eq 1
-check "cache dir failure is reported" grep -q "cannot create cache directory" "$T/err"
+check "cache dir failure is reported" grep -q "cannot open the cache: $T/file/cache: cannot create: Not a directory" "$T/err"
 
 finish

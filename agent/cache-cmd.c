@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* `layerd cache stats|ls|verify|gc`: looking after the store offline. The
+ * store has one owner at a time, so these refuse to run while an agent holds
+ * it (a clear error, never two writers). */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "agent/agent.h"
+#include "cache/cache.h"
+#include "common/macro.h"
+#include "common/parse.h"
+
+static const char usage_cache[] =
+        "Usage: layerd cache COMMAND [--spec FILE | --cache-dir DIR]\n"
+        "\n"
+        "Look after the blob cache while no agent is using it.\n"
+        "\n"
+        "Commands:\n"
+        "  stats    counts and bytes\n"
+        "  ls       every blob, least recently used first: digest, size, pinned\n"
+        "  verify   re-hash every blob; move any that does not match its digest to\n"
+        "           quarantine/ (exit 1 when one was found)\n"
+        "  gc       evict down to the spec's agent.cache_max_size\n"
+        "\n"
+        "  --spec FILE       the cluster spec naming the cache (agent.cache_dir); the\n"
+        "                    built-in spec when neither option is given\n"
+        "  --cache-dir DIR   the cache directory itself\n"
+        "  -h, --help        show this help\n"
+        "\n"
+        "Exit status: 0 ok, 1 failure (or quarantined blobs), 2 usage or configuration error.\n";
+
+static int print_blob(const struct digest *d, uint64_t size, bool pinned, void *userdata) {
+        char s[DIGEST_STRING_MAX];
+        (void) userdata;
+        return printf("%s %" PRIu64 "%s\n", digest_to_string(d, s), size, pinned ? " pinned" : "") < 0 ? -EIO : 0;
+}
+
+static void print_bad(const struct digest *want, const struct digest *got, void *userdata) {
+        char a[DIGEST_STRING_MAX], b[DIGEST_STRING_MAX];
+        (void) userdata;
+        printf("quarantined %s: its content is %s\n", digest_to_string(want, a), digest_to_string(got, b));
+}
+
+int agent_cmd_cache(int argc, char **argv) {
+        static const struct option opts[] = {
+                { "spec", required_argument, NULL, 's' },
+                { "cache-dir", required_argument, NULL, 'c' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        _cleanup_(spec_freep) struct spec *spec = NULL;
+        _cleanup_(cache_closep) struct cache *cache = NULL;
+        const char *spec_path = NULL, *dir = NULL;
+        struct error_list errors;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+                switch (c) {
+                case 's':
+                        spec_path = optarg;
+                        break;
+                case 'c':
+                        dir = optarg;
+                        break;
+                case 'h':
+                        fputs(usage_cache, stdout);
+                        return 0;
+                default:
+                        fputs(usage_cache, stderr);
+                        return 2;
+                }
+        }
+        if (argc - optind != 1) {
+                fputs(usage_cache, stderr);
+                return 2;
+        }
+        const char *what = argv[optind];
+        if (strcmp(what, "stats") != 0 && strcmp(what, "ls") != 0 && strcmp(what, "verify") != 0 &&
+            strcmp(what, "gc") != 0) {
+                fprintf(stderr, "layerd cache: unknown command \"%s\"\n", what);
+                return 2;
+        }
+        r = agent_load_spec(spec_path, &spec, &errors);
+        if (r == -ENOMEM)
+                return 1;
+        if (r < 0) {
+                (void) error_list_print(&errors, stderr);
+                return 2;
+        }
+        if (!dir)
+                dir = spec->agent.cache_dir;
+        r = cache_open(dir, &cache, &errors);
+        if (r < 0) {
+                (void) error_list_print(&errors, stderr);
+                return 1;
+        }
+        r = cache_wait_ready(cache, -1);
+        if (r < 0) {
+                fprintf(stderr, "%s: cannot read the store: %s\n", dir, strerror(-r));
+                return 1;
+        }
+        if (strcmp(what, "ls") == 0) {
+                r = cache_foreach_blob(cache, print_blob, NULL);
+        } else if (strcmp(what, "verify") == 0) {
+                uint64_t checked, bad;
+                r = cache_verify(cache, print_bad, NULL, &checked, &bad);
+                if (r == 0) {
+                        printf("%" PRIu64 " checked, %" PRIu64 " quarantined\n", checked, bad);
+                        if (bad > 0) {
+                                (void) fflush(stdout);
+                                return 1; /* like fsck: something was wrong */
+                        }
+                }
+        } else if (strcmp(what, "gc") == 0) {
+                r = cache_set_limits(cache, spec->agent.cache_max_bytes, 0);
+                uint64_t n = r < 0 ? 0 : cache_evict_now(cache);
+                struct cache_stats st;
+                cache_get_stats(cache, &st);
+                char limit[32];
+                format_size(spec->agent.cache_max_bytes, limit, sizeof(limit));
+                if (r == 0)
+                        printf("%" PRIu64 " evicted (%" PRIu64 " bytes); %" PRIu64 " blobs, %" PRIu64
+                               " bytes left; limit %s\n",
+                               n, st.evicted_bytes, st.blobs, st.bytes, limit);
+        } else {
+                struct cache_stats st;
+                cache_get_stats(cache, &st);
+                printf("blobs %" PRIu64 "\nbytes %" PRIu64 "\npinned %" PRIu64 "\npartials_removed %" PRIu64 "\n",
+                       st.blobs, st.bytes, st.pinned, st.partials_removed);
+        }
+        if (r < 0) {
+                fprintf(stderr, "%s: %s\n", dir, strerror(-r));
+                return 1;
+        }
+        return fflush(stdout) == 0 ? 0 : 1;
+}
