@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -682,6 +683,66 @@ static void test_verify_quarantines(void **state) {
                 free(b[i]);
 }
 
+static void test_disk_full(void **state) {
+        struct fixture *f = *state;
+        /* In a child, so the file-size limit stays there: a full disk as the
+         * writer sees it (EFBIG here, ENOSPC or EDQUOT on a real one). */
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                struct cache *c = NULL;
+                struct error_list errors;
+                struct digest d;
+                unsigned char *b = content(100000, 80, DIGEST_SHA256, &d);
+                signal(SIGXFSZ, SIG_IGN);
+                if (cache_open(f->root, &c, &errors) < 0)
+                        _exit(10);
+                struct rlimit rl = { 50000, 50000 };
+                setrlimit(RLIMIT_FSIZE, &rl);
+                struct cache_entry *e = NULL, *joined = NULL;
+                struct cache_reader *r = NULL;
+                bool writer;
+                if (cache_begin(c, &d, 100000, &e, &writer) < 0 || !writer)
+                        _exit(11);
+                if (cache_begin(c, &d, 100000, &joined, &writer) < 0 || writer || cache_reader_new(joined, &r) < 0)
+                        _exit(12);
+                int w = cache_write(e, b, 100000);
+                /* The cache says so; the writer gives up; the follower is told, never fed a short blob. */
+                if (w != -EFBIG)
+                        _exit(13);
+                cache_abort(e);
+                unsigned char buf[1024];
+                if (cache_reader_read(r, buf, sizeof(buf), 1000) != -EIO)
+                        _exit(14);
+                cache_reader_free(r);
+                cache_entry_unref(joined);
+                cache_entry_unref(e);
+                uint64_t size;
+                if (cache_stat(c, &d, &size) != -ENOENT)
+                        _exit(15);
+                /* Room again: the same download now works. */
+                rl.rlim_cur = rl.rlim_max = RLIM_INFINITY;
+                struct rlimit up = { RLIM_INFINITY, RLIM_INFINITY };
+                if (setrlimit(RLIMIT_FSIZE, &up) < 0 && setrlimit(RLIMIT_FSIZE, &rl) < 0) {
+                        /* Raising the hard limit needs privilege: stop here, that was the point. */
+                        cache_close(c);
+                        _exit(0);
+                }
+                if (cache_begin(c, &d, 100000, &e, &writer) < 0 || cache_write(e, b, 100000) < 0 ||
+                    cache_commit(e, NULL) < 0)
+                        _exit(16);
+                cache_entry_unref(e);
+                cache_close(c);
+                free(b);
+                _exit(0);
+        }
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+        assert_int_equal(count_dir(f->root, "tmp"), 0);
+}
+
 static void test_restart_keeps_commit_order(void **state) {
         struct fixture *f = *state;
         struct cache *c = open_ok(f->root);
@@ -727,6 +788,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_eviction_for_free_space, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_restart_keeps_commit_order, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_verify_quarantines, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
