@@ -24,3 +24,7 @@ int agent_write_hosts(const struct spec *s, const char *agent_url, enum hosts_fo
 
 /* `layerd cache COMMAND`; returns the exit status. */
 int agent_cmd_cache(int argc, char **argv);
+
+/* The cache's bounds in bytes: agent.cache_max_size (a percentage is taken of
+ * the file system holding dir) and agent.cache_min_free. Returns 0 or -errno. */
+int agent_cache_limits(const struct spec *s, const char *dir, uint64_t *ret_max, uint64_t *ret_min_free);

@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "agent/agent.h"
 #include "cache/cache.h"
@@ -23,7 +24,7 @@ static const char usage_cache[] =
         "  ls       every blob, least recently used first: digest, size, pinned\n"
         "  verify   re-hash every blob; move any that does not match its digest to\n"
         "           quarantine/ (exit 1 when one was found)\n"
-        "  gc       evict down to the spec's agent.cache_max_size\n"
+        "  gc       evict down to the spec's agent.cache_max_size and cache_min_free\n"
         "\n"
         "  --spec FILE       the cluster spec naming the cache (agent.cache_dir); the\n"
         "                    built-in spec when neither option is given\n"
@@ -31,6 +32,19 @@ static const char usage_cache[] =
         "  -h, --help        show this help\n"
         "\n"
         "Exit status: 0 ok, 1 failure (or quarantined blobs), 2 usage or configuration error.\n";
+
+int agent_cache_limits(const struct spec *s, const char *dir, uint64_t *ret_max, uint64_t *ret_min_free) {
+        uint64_t max = s->agent.cache_max_bytes;
+        if (s->agent.cache_max_percent) {
+                struct statvfs sv;
+                if (statvfs(dir, &sv) < 0)
+                        return -errno;
+                max = (uint64_t) sv.f_blocks * sv.f_frsize / 100 * s->agent.cache_max_percent;
+        }
+        *ret_max = max;
+        *ret_min_free = s->agent.cache_min_free_bytes;
+        return 0;
+}
 
 static int print_blob(const struct digest *d, uint64_t size, bool pinned, void *userdata) {
         char s[DIGEST_STRING_MAX];
@@ -115,12 +129,15 @@ int agent_cmd_cache(int argc, char **argv) {
                         }
                 }
         } else if (strcmp(what, "gc") == 0) {
-                r = cache_set_limits(cache, spec->agent.cache_max_bytes, 0);
+                uint64_t max = 0, min_free = 0;
+                r = agent_cache_limits(spec, dir, &max, &min_free);
+                if (r == 0)
+                        r = cache_set_limits(cache, max, min_free);
                 uint64_t n = r < 0 ? 0 : cache_evict_now(cache);
                 struct cache_stats st;
                 cache_get_stats(cache, &st);
                 char limit[32];
-                format_size(spec->agent.cache_max_bytes, limit, sizeof(limit));
+                format_size(max, limit, sizeof(limit));
                 if (r == 0)
                         printf("%" PRIu64 " evicted (%" PRIu64 " bytes); %" PRIu64 " blobs, %" PRIu64
                                " bytes left; limit %s\n",

@@ -204,7 +204,10 @@ int serve_run(const struct serve_config *cfg, struct spec **spec) {
                 }
                 return r;
         }
-        r = cache_set_limits(cache, (*spec)->agent.cache_max_bytes, 0);
+        uint64_t max = 0, min_free = 0;
+        r = agent_cache_limits(*spec, cache_dir, &max, &min_free);
+        if (r == 0)
+                r = cache_set_limits(cache, max, min_free);
         if (r < 0) {
                 log_error("cannot start cache eviction dir=\"%s\": %s", cache_dir, strerror(-r));
                 return r;

@@ -92,6 +92,12 @@ static bool kv_duration(struct out *o, const char *k, uint64_t v) {
         return kv_raw(o, k, buf);
 }
 
+static bool kv_percent(struct out *o, const char *k, unsigned v) {
+        char buf[16];
+        snprintf(buf, sizeof(buf), "%u%%", v);
+        return kv_raw(o, k, buf);
+}
+
 static bool kv_uint(struct out *o, const char *k, uint64_t v) {
         char buf[32];
         snprintf(buf, sizeof(buf), "%llu", (unsigned long long) v);
@@ -195,7 +201,9 @@ static bool document(struct out *o, const struct spec *s) {
                  s->agent.listen_port);
         if (!start_map(o, false) || !kv_raw(o, "version", "1") || !scalar(o, "agent") || !start_map(o, false) ||
             !kv(o, "listen", listen) || !kv(o, "cache_dir", s->agent.cache_dir) ||
-            !kv_size(o, "cache_max_size", s->agent.cache_max_bytes))
+            !(s->agent.cache_max_percent ? kv_percent(o, "cache_max_size", s->agent.cache_max_percent)
+                                         : kv_size(o, "cache_max_size", s->agent.cache_max_bytes)) ||
+            !kv_size(o, "cache_min_free", s->agent.cache_min_free_bytes))
                 return false;
         if (s->agent.default_registry ? !kv(o, "default_registry", s->agent.default_registry)
                                       : !kv_raw(o, "default_registry", "null"))

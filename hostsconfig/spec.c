@@ -289,8 +289,32 @@ static void parse_listen(struct spec_ctx *c, const yaml_node_t *n, const char *p
         c->spec->agent.listen_port = port;
 }
 
+/* A size, or a share of the cache's file system ("80%"). */
+static void parse_cache_max(struct spec_ctx *c, const yaml_node_t *n) {
+        const char *path = "agent.cache_max_size";
+        const char *s = spec_scalar(c, n, path);
+        size_t len = s ? strlen(s) : 0;
+        if (len > 1 && s[len - 1] == '%') {
+                _cleanup_free_ char *digits = strndup(s, len - 1);
+                uint64_t pct;
+                if (!digits) {
+                        c->oom = true;
+                        return;
+                }
+                if (parse_uint(digits, 100, &pct) < 0 || pct == 0) {
+                        spec_error(c, n, path, "a percentage must be 1%% to 100%%: \"%.32s\"", s);
+                        return;
+                }
+                c->spec->agent.cache_max_percent = (unsigned) pct;
+                return;
+        }
+        if (s)
+                (void) get_size(c, n, path, 1ULL << 20, &c->spec->agent.cache_max_bytes);
+}
+
 static void parse_agent(struct spec_ctx *c, const yaml_node_t *n, const yaml_node_t **ret_default_registry) {
-        static const char *const keys[] = { "listen", "cache_dir", "cache_max_size", "default_registry" };
+        static const char *const keys[] = { "listen", "cache_dir", "cache_max_size", "default_registry",
+                                            "cache_min_free" };
         yaml_node_t *v[ELEMENTSOF(keys)];
         if (spec_mapping(c, n, "agent", keys, ELEMENTSOF(keys), v, false) < 0)
                 return;
@@ -304,7 +328,9 @@ static void parse_agent(struct spec_ctx *c, const yaml_node_t *n, const yaml_nod
                 }
         }
         if (v[2])
-                (void) get_size(c, v[2], "agent.cache_max_size", 1ULL << 20, &c->spec->agent.cache_max_bytes);
+                parse_cache_max(c, v[2]);
+        if (v[4])
+                (void) get_size(c, v[4], "agent.cache_min_free", 0, &c->spec->agent.cache_min_free_bytes);
         /* Checked against the registries in spec_finish(), once they are known. */
         *ret_default_registry = v[3];
 }
@@ -935,7 +961,7 @@ void spec_finish(struct spec_ctx *c, const yaml_node_t *default_registry) {
                 s->agent.listen_port = SPEC_DEFAULT_PORT;
         if (!s->agent.cache_dir)
                 s->agent.cache_dir = spec_strdup(c, c->default_cache_dir);
-        if (s->agent.cache_max_bytes == 0)
+        if (s->agent.cache_max_bytes == 0 && s->agent.cache_max_percent == 0)
                 s->agent.cache_max_bytes = SPEC_DEFAULT_CACHE_MAX_SIZE;
         if (s->prefetch.interval_ms == 0)
                 s->prefetch.interval_ms = SPEC_DEFAULT_PREFETCH_INTERVAL_MS;

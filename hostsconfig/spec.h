@@ -108,7 +108,9 @@ struct spec_agent {
         char *listen_host;      /* "127.0.0.1", "::1", "localhost" */
         uint16_t listen_port;
         char *cache_dir;        /* absolute */
-        uint64_t cache_max_bytes;
+        uint64_t cache_max_bytes;    /* the cache's size limit; 0 when given as a percentage */
+        unsigned cache_max_percent;  /* 1..100: the limit as a share of the cache's file system; 0: bytes */
+        uint64_t cache_min_free_bytes; /* free space to leave on that file system; 0: none */
         char *default_registry; /* a mirrored registry's host, or NULL: requests without ns are refused */
 };
 

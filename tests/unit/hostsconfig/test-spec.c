@@ -151,6 +151,12 @@ static void test_agent_settings(void **state) {
         assert_string_equal(s->agent.default_registry, "quay.io");
         spec_free(s);
 
+        s = parse_ok("agent: {cache_max_size: 80%, cache_min_free: 2GiB}\n" REG);
+        assert_int_equal(s->agent.cache_max_percent, 80);
+        assert_int_equal(s->agent.cache_max_bytes, 0);
+        assert_int_equal(s->agent.cache_min_free_bytes, 2ULL << 30);
+        spec_free(s);
+
         s = parse_ok("agent: {default_registry: null}\n" REG);
         assert_null(s->agent.default_registry);
         spec_free(s);
@@ -178,6 +184,14 @@ static void test_agent_errors(void **state) {
                       "spec.yaml:2:19: agent.cache_max_size: not a size (like 512MiB, 20GiB, 10GB): \"10XB\"");
         expect_errors("agent:\n  cache_max_size: 1000KiB\n" REG, 1,
                       "spec.yaml:2:19: agent.cache_max_size: must be at least 1MiB");
+        expect_errors("agent:\n  cache_max_size: 0%\n" REG, 1,
+                      "spec.yaml:2:19: agent.cache_max_size: a percentage must be 1% to 100%: \"0%\"");
+        expect_errors("agent:\n  cache_max_size: 101%\n" REG, 1,
+                      "spec.yaml:2:19: agent.cache_max_size: a percentage must be 1% to 100%: \"101%\"");
+        expect_errors("agent:\n  cache_max_size: 5.5%\n" REG, 1,
+                      "spec.yaml:2:19: agent.cache_max_size: a percentage must be 1% to 100%: \"5.5%\"");
+        expect_errors("agent:\n  cache_min_free: lots\n" REG, 1,
+                      "spec.yaml:2:19: agent.cache_min_free: not a size (like 512MiB, 20GiB, 10GB): \"lots\"");
         expect_errors("agent:\n  default_registry: quay.io\n" REG, 1,
                       "spec.yaml:2:21: agent.default_registry: \"quay.io\" is not in registries");
         expect_errors("agent:\n  default_registry: docker.io\nregistries: {docker.io: {mirror: false}}\n", 1,
