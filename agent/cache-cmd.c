@@ -133,9 +133,12 @@ int agent_cmd_cache(int argc, char **argv) {
                 r = agent_cache_limits(spec, dir, &max, &min_free);
                 if (r == 0)
                         r = cache_set_limits(cache, max, min_free);
-                uint64_t n = r < 0 ? 0 : cache_evict_now(cache);
+                if (r == 0)
+                        (void) cache_evict_now(cache);
+                /* The background pass may have done some of it: count from the stats. */
                 struct cache_stats st;
                 cache_get_stats(cache, &st);
+                uint64_t n = st.evictions;
                 char limit[32];
                 format_size(max, limit, sizeof(limit));
                 if (r == 0)

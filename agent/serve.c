@@ -150,7 +150,8 @@ static int write_hosts(const struct serve_config *cfg, const struct spec *spec, 
 }
 
 /* SIGHUP: a new spec replaces the old only when it is valid whole. */
-static void reload(const struct serve_config *cfg, struct spec **spec, const char *agent_url) {
+static void reload(const struct serve_config *cfg, struct spec **spec, const char *agent_url, struct cache *cache,
+                   const char *cache_dir) {
         _cleanup_(spec_freep) struct spec *fresh = NULL;
         struct error_list errors;
         int r = agent_load_spec(cfg->spec_path, &fresh, &errors);
@@ -173,6 +174,12 @@ static void reload(const struct serve_config *cfg, struct spec **spec, const cha
                 log_warning("reload: agent.cache_dir changed; it takes effect at the next start");
         spec_free(*spec);
         *spec = TAKE_PTR(fresh);
+        uint64_t max = 0, min_free = 0;
+        r = agent_cache_limits(*spec, cache_dir, &max, &min_free);
+        if (r == 0)
+                r = cache_set_limits(cache, max, min_free);
+        if (r < 0)
+                log_warning("reload: cannot apply the cache limits dir=\"%s\": %s", cache_dir, strerror(-r));
         log_info("reloaded spec=\"%s\" registries=%zu", (*spec)->source, (*spec)->n_registries);
         if (cfg->write_hosts_dir)
                 (void) write_hosts(cfg, *spec, agent_url);
@@ -256,7 +263,7 @@ int serve_run(const struct serve_config *cfg, struct spec **spec) {
                 if (sigwait(&mask, &sig) != 0)
                         continue;
                 if (sig == SIGHUP) {
-                        reload(cfg, spec, agent_url);
+                        reload(cfg, spec, agent_url, cache, cache_dir);
                         continue;
                 }
                 log_info("stopping signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");

@@ -16,8 +16,8 @@
  * cache's lock (the in-flight table, counters) is taken before an entry's
  * lock (its progress), never the other way round.
  *
- * Not yet here (issue 4, continuing): stream-through on ENOSPC, `layerd
- * cache` commands. */
+ * Not yet here (issue 4, continuing): a persisted index snapshot; the
+ * agent's side of streaming through when the disk is full. */
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -35,9 +35,10 @@ struct cache_reader;
 struct cache_stats {
         bool ready;             /* the counts below include every blob on disk (cache_wait_ready()) */
         uint64_t blobs;         /* committed blobs on disk */
-        uint64_t pinned;        /* of which pinned (never evicted) */
+        uint64_t pinned;        /* digests pinned (never evicted), stored or not */
         uint64_t evictions;     /* blobs evicted since open */
         uint64_t evicted_bytes; /* their bytes */
+        uint64_t evict_errors;  /* blobs eviction could not remove (passed over) */
         uint64_t bytes;         /* their total size */
         uint64_t in_flight;     /* writes in progress */
         uint64_t committed;     /* writes committed since open */
@@ -79,9 +80,12 @@ int cache_open_blob(struct cache *c, const struct digest *d, int *ret_fd, uint64
 int cache_begin(struct cache *c, const struct digest *d, int64_t expected_size, struct cache_entry **ret,
                 bool *ret_writer);
 
-/* Writer only: appends bytes and wakes the readers. Returns 0 or -errno
- * (-ENOSPC, -EFBIG when beyond the expected size); after an error the writer
- * should cache_abort(). */
+/* Writer only: appends bytes and wakes the readers. Returns 0 or -errno:
+ * -EMSGSIZE beyond the expected size (the upstream sent too much: give up);
+ * -ENOSPC when the disk (or a quota or file-size limit) is full: the download
+ * is then already given up, its readers get -ENOSPC with their offset intact,
+ * and the caller streams the rest through without caching. After any other
+ * error the writer should cache_abort(). */
 int cache_write(struct cache_entry *e, const void *data, size_t size);
 
 /* Bytes written so far: where a resumed download (Range: bytes=N-) continues. */
@@ -90,7 +94,9 @@ uint64_t cache_entry_offset(struct cache_entry *e);
 /* Writer only: verifies size and digest, makes the blob durable and puts it
  * in the store, and tells the readers. On a wrong digest returns -EBADMSG
  * with the digest the bytes have in *ret_got (when given); on a wrong size
- * -EMSGSIZE. Either way the bytes are discarded and readers get an error. */
+ * -EMSGSIZE. Either way the bytes are discarded and readers get an error.
+ * A negative errno after the blob was stored (a failing directory fsync)
+ * means it is served but may not survive a power cut. */
 int cache_commit(struct cache_entry *e, struct digest *ret_got);
 
 /* Writer only: gives the download up; readers get an error, nothing is stored. */
@@ -101,13 +107,19 @@ void cache_abort(struct cache_entry *e);
  * committed nor aborted), the download is aborted. */
 struct cache_entry *cache_entry_unref(struct cache_entry *e);
 
+/* The writer's release: aborts a download it neither committed nor aborted
+ * (so followers learn at once), then drops its reference. Returns NULL. */
+struct cache_entry *cache_writer_unref(struct cache_entry *e);
+
 /* A reader from the first byte of an entry, in flight or finished. */
 int cache_reader_new(struct cache_entry *e, struct cache_reader **ret);
 
 /* Reads up to size bytes, waiting (at most timeout_ms; -1 for no limit) for
  * the writer when it has none yet. Returns the number of bytes; 0 at the end
- * of a committed blob; -EIO when the download was aborted or failed
- * verification (bytes already read must then be thrown away); -ETIMEDOUT. */
+ * of a committed blob (or when size is 0); -EIO when the download was aborted
+ * or failed verification (bytes already read must then be thrown away);
+ * -ENOSPC when the cache disk filled up (continue upstream from the offset
+ * read so far, uncached); -ETIMEDOUT. */
 ssize_t cache_reader_read(struct cache_reader *r, void *buf, size_t size, int timeout_ms);
 
 /* Accepts NULL; returns NULL. */
@@ -156,7 +168,8 @@ int cache_tag_put(struct cache *c, const char *registry, const char *repository,
  * file system has less than min_free_bytes available (0: no bound), the least
  * recently used unpinned blobs are evicted until the store is at 90 % of
  * max_bytes and the free space at min_free_bytes plus 10 %. Eviction runs on
- * a background thread, woken after each commit and by cache_evict_now().
+ * a background thread, woken after each commit, when the disk fills, and
+ * every 30 s; one pass runs at a time.
  * A blob a reader has open stays readable through its descriptor after it is
  * evicted (unlink semantics); in-flight downloads are never touched. Recency
  * is kept in memory: after a restart it starts from the blobs' commit times. */
@@ -165,8 +178,9 @@ int cache_set_limits(struct cache *c, uint64_t max_bytes, uint64_t min_free_byte
 /* Runs one eviction pass in the caller's thread; returns the number of blobs evicted. */
 uint64_t cache_evict_now(struct cache *c);
 
-/* Pins or unpins a committed blob (the prefetch list's content): a pinned
- * blob is never evicted. -ENOENT when d is not in the store. */
+/* Pins or unpins a digest (the prefetch list's content), stored or not yet:
+ * a pinned blob is never evicted. Pins live in memory: pin before
+ * cache_set_limits() after every start. Returns 0 or -ENOMEM. */
 int cache_pin(struct cache *c, const struct digest *d, bool pinned);
 
 static inline void cache_closep(struct cache **c) {

@@ -45,6 +45,7 @@ struct cache_entry {
         pthread_cond_t progress;     /* signalled when either changes */
         uint64_t written;
         enum entry_state state;
+        int fail_reason;             /* what readers of a failed download get: -EIO, or -ENOSPC */
 };
 
 struct cache_reader {
@@ -62,6 +63,13 @@ struct blob_rec {
         struct blob_rec *older, *newer;
 };
 
+#define PIN_BUCKETS 1024
+
+struct pin {
+        struct digest digest;
+        struct pin *next;
+};
+
 struct cache {
         char *root_path;
         int root_fd;
@@ -70,6 +78,10 @@ struct cache {
         struct cache_entry *in_flight;
         uint64_t tmp_counter;
         struct cache_stats stats;
+
+        /* Pinned digests, present or not yet downloaded (prefetch content is
+         * pinned before it arrives); records copy the flag when they appear. */
+        struct pin **pins;         /* PIN_BUCKETS chains */
 
         struct blob_rec **buckets; /* n_buckets, a power of two */
         size_t n_buckets;
@@ -90,7 +102,8 @@ struct cache {
         bool evictor_running;
         bool evictor_stop;
         bool evict_wanted;
-        pthread_cond_t evict_cond; /* wakes the evictor; with lock */
+        pthread_cond_t evict_cond; /* wakes the evictor; with lock; CLOCK_MONOTONIC */
+        pthread_mutex_t evict_lock; /* one eviction pass at a time; taken before lock */
 };
 
 /* ---- the index (all under c->lock) ------------------------------------------------- */
@@ -150,6 +163,15 @@ static int index_grow(struct cache *c) {
         return 0;
 }
 
+static struct pin **pin_slot(struct cache *c, const struct digest *d) {
+        uint64_t h;
+        memcpy(&h, d->bytes, sizeof(h));
+        struct pin **p = &c->pins[(h ^ (uint64_t) d->algorithm) % PIN_BUCKETS];
+        while (*p && !digest_equal(&(*p)->digest, d))
+                p = &(*p)->next;
+        return p; /* the pin, or the NULL link to put it at */
+}
+
 /* Adds (or refreshes) a blob as the most recently used. */
 static int index_add(struct cache *c, const struct digest *d, uint64_t size) {
         struct blob_rec *b = index_find(c, d);
@@ -170,6 +192,7 @@ static int index_add(struct cache *c, const struct digest *d, uint64_t size) {
                 return -ENOMEM;
         b->digest = *d;
         b->size = size;
+        b->pinned = *pin_slot(c, d) != NULL;
         size_t k = bucket_of(c, d);
         b->hash_next = c->buckets[k];
         c->buckets[k] = b;
@@ -206,8 +229,6 @@ static void index_remove(struct cache *c, struct blob_rec *b) {
         lru_unlink(c, b);
         c->stats.blobs--;
         c->stats.bytes -= b->size;
-        if (b->pinned)
-                c->stats.pinned--;
         free(b);
 }
 
@@ -227,6 +248,13 @@ static void index_free(struct cache *c) {
         free(c->buckets);
         c->buckets = NULL;
         c->oldest = c->newest = NULL;
+        for (size_t i = 0; c->pins && i < PIN_BUCKETS; i++)
+                for (struct pin *p = c->pins[i], *next; p; p = next) {
+                        next = p->next;
+                        free(p);
+                }
+        free(c->pins);
+        c->pins = NULL;
 }
 
 static void blob_path(const struct digest *d, char buf[static CACHE_PATH_MAX]) {
@@ -240,6 +268,23 @@ const char *cache_root_path(const struct cache *c) {
 }
 
 /* ---- opening ------------------------------------------------------------------- */
+
+/* fsyncs path (relative to dirfd), or with parent set the directory holding it. */
+static int fsync_at(int dirfd, const char *path, bool parent) {
+        char buf[CACHE_PATH_MAX];
+        snprintf(buf, sizeof(buf), "%s", path);
+        if (parent) {
+                char *slash = strrchr(buf, '/');
+                if (slash)
+                        *slash = '\0';
+                else
+                        snprintf(buf, sizeof(buf), ".");
+        }
+        _cleanup_close_ int fd = openat(dirfd, buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || fsync(fd) < 0)
+                return -errno;
+        return 0;
+}
 
 static int mkdirat_p(int dirfd, const char *path) {
         if (mkdirat(dirfd, path, 0755) < 0 && errno != EEXIST)
@@ -414,7 +459,8 @@ static void *indexer(void *arg) {
         for (size_t i = found.n; r == 0 && i-- > 0;)
                 r = index_add_old(c, &found.v[i].digest, found.v[i].size);
         c->indexed = true;
-        c->index_error = r;
+        /* Stopped early by a close: what was listed is not everything. */
+        c->index_error = r == 0 && atomic_load(&c->closing) ? -ECANCELED : r;
         pthread_cond_broadcast(&c->indexed_cond);
         if (c->evictor_running) {
                 c->evict_wanted = true;
@@ -462,14 +508,16 @@ int cache_open(const char *root, struct cache **ret, struct error_list *errors) 
         c->root_fd = c->lock_fd = -1;
         /* Everything cache_close() destroys is set up before the first way out. */
         pthread_mutex_init(&c->lock, NULL);
-        pthread_cond_init(&c->evict_cond, NULL);
+        pthread_mutex_init(&c->evict_lock, NULL);
         pthread_condattr_t attr;
         pthread_condattr_init(&attr);
         pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&c->evict_cond, &attr);
         pthread_cond_init(&c->indexed_cond, &attr);
         pthread_condattr_destroy(&attr);
         c->root_path = strdup(root);
-        if (!c->root_path)
+        c->pins = calloc(PIN_BUCKETS, sizeof(*c->pins));
+        if (!c->root_path || !c->pins)
                 return -ENOMEM;
         c->root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (c->root_fd < 0) {
@@ -541,6 +589,7 @@ struct cache *cache_close(struct cache *c) {
         free(c->root_path);
         pthread_cond_destroy(&c->evict_cond);
         pthread_cond_destroy(&c->indexed_cond);
+        pthread_mutex_destroy(&c->evict_lock);
         pthread_mutex_destroy(&c->lock);
         free(c);
         return NULL;
@@ -623,7 +672,7 @@ int cache_begin(struct cache *c, const struct digest *d, int64_t expected_size, 
 
         pthread_mutex_lock(&c->lock);
         for (struct cache_entry *e = c->in_flight; e; e = e->next)
-                if (digest_equal(&e->digest, d)) {
+                if (e->refs > 0 && digest_equal(&e->digest, d)) {
                         e->refs++;
                         pthread_mutex_unlock(&c->lock);
                         *ret = e;
@@ -675,18 +724,25 @@ int cache_begin(struct cache *c, const struct digest *d, int64_t expected_size, 
         return 0;
 }
 
+static void fail(struct cache_entry *e, bool mismatch, int reason);
+
 int cache_write(struct cache_entry *e, const void *data, size_t size) {
         uint64_t off = cache_entry_offset(e);
         if (e->finished)
                 return -EINVAL;
         if (e->expected_size >= 0 && off + size > (uint64_t) e->expected_size)
-                return -EFBIG;
+                return -EMSGSIZE;
         const char *p = data;
         size_t left = size;
         while (left > 0) {
                 ssize_t n = pwrite(e->fd, p, left, (off_t) (off + (size - left)));
                 if (n < 0 && errno == EINTR)
                         continue;
+                /* Out of room, whatever the limit (disk, quota, file size): one answer. */
+                if (n < 0 && (errno == ENOSPC || errno == EDQUOT || errno == EFBIG)) {
+                        fail(e, false, -ENOSPC);
+                        return -ENOSPC;
+                }
                 if (n < 0)
                         return -errno;
                 p += n;
@@ -710,19 +766,30 @@ uint64_t cache_entry_offset(struct cache_entry *e) {
         return w;
 }
 
-/* The end of a download that will not be stored: its file goes, readers learn. */
-static void fail(struct cache_entry *e, bool mismatch) {
+/* The end of a download that will not be stored: its file goes, readers
+ * learn why (reason: -EIO, or -ENOSPC when the disk was full). */
+static void fail(struct cache_entry *e, bool mismatch, int reason) {
         struct cache *c = e->cache;
         e->finished = true;
         (void) unlinkat(c->root_fd, e->tmp_name, 0);
         pthread_mutex_lock(&c->lock);
-        unlist(c, e);
+        if (e->listed)
+                unlist(c, e);
         if (mismatch)
                 c->stats.mismatched++;
         else
                 c->stats.aborted++;
+        if (reason == -ENOSPC && c->evictor_running) {
+                /* A full disk: make room for the next download. */
+                c->evict_wanted = true;
+                pthread_cond_signal(&c->evict_cond);
+        }
         pthread_mutex_unlock(&c->lock);
-        set_state(e, ENTRY_FAILED);
+        pthread_mutex_lock(&e->lock);
+        e->fail_reason = reason;
+        e->state = ENTRY_FAILED;
+        pthread_cond_broadcast(&e->progress);
+        pthread_mutex_unlock(&e->lock);
 }
 
 int cache_commit(struct cache_entry *e, struct digest *ret_got) {
@@ -735,16 +802,16 @@ int cache_commit(struct cache_entry *e, struct digest *ret_got) {
                 return -EINVAL;
         uint64_t size = cache_entry_offset(e);
         if (e->expected_size >= 0 && size != (uint64_t) e->expected_size) {
-                fail(e, true);
+                fail(e, true, -EIO);
                 return -EMSGSIZE;
         }
         r = digester_final(e->hasher, &got);
         if (r < 0) {
-                fail(e, false);
+                fail(e, false, -EIO);
                 return r;
         }
         if (!digest_equal(&got, &e->digest)) {
-                fail(e, true);
+                fail(e, true, -EIO);
                 if (ret_got)
                         *ret_got = got;
                 return -EBADMSG;
@@ -752,18 +819,20 @@ int cache_commit(struct cache_entry *e, struct digest *ret_got) {
         /* Durable before visible: the data, then the name, then the directory. */
         blob_path(&e->digest, path);
         snprintf(dir, sizeof(dir), "%.*s", (int) (strrchr(path, '/') - path), path);
-        r = fsync(e->fd) < 0 ? -errno : mkdirat_p(c->root_fd, dir);
+        r = fsync(e->fd) < 0 ? -errno : 0;
+        if (r == 0 && mkdirat(c->root_fd, dir, 0755) == 0)
+                r = fsync_at(c->root_fd, dir, true); /* a new directory: make its name durable too */
+        else if (r == 0 && errno != EEXIST)
+                r = -errno;
         if (r == 0 && renameat(c->root_fd, e->tmp_name, c->root_fd, path) < 0)
                 r = -errno;
-        if (r == 0) {
-                _cleanup_close_ int dfd = openat(c->root_fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                if (dfd < 0 || fsync(dfd) < 0)
-                        r = -errno;
-        }
         if (r < 0) {
-                fail(e, false);
+                fail(e, false, r == -ENOSPC || r == -EDQUOT ? -ENOSPC : -EIO);
                 return r;
         }
+        /* Renamed: the verified blob is in the store, whatever happens next;
+         * a failing directory fsync only means it may not survive a power cut. */
+        int durable = fsync_at(c->root_fd, dir, false);
         e->finished = true;
         pthread_mutex_lock(&c->lock);
         unlist(c, e);
@@ -776,12 +845,12 @@ int cache_commit(struct cache_entry *e, struct digest *ret_got) {
         }
         pthread_mutex_unlock(&c->lock);
         set_state(e, ENTRY_COMMITTED);
-        return 0;
+        return durable;
 }
 
 void cache_abort(struct cache_entry *e) {
         if (!e->finished)
-                fail(e, false);
+                fail(e, false, -EIO);
 }
 
 struct cache_entry *cache_entry_unref(struct cache_entry *e) {
@@ -790,14 +859,26 @@ struct cache_entry *cache_entry_unref(struct cache_entry *e) {
         struct cache *c = e->cache;
         pthread_mutex_lock(&c->lock);
         bool last = --e->refs == 0;
+        /* Off the list in the same breath: nobody may join an entry about to be freed. */
+        if (last && e->listed)
+                unlist(c, e);
         pthread_mutex_unlock(&c->lock);
         if (!last)
                 return NULL;
         /* Nobody holds it any more: a download still being written has no writer. */
         if (!e->finished)
-                fail(e, false);
+                fail(e, false, -EIO);
         entry_free(e);
         return NULL;
+}
+
+struct cache_entry *cache_writer_unref(struct cache_entry *e) {
+        if (!e)
+                return NULL;
+        /* A writer that lets go unfinished gives the download up at once, so
+         * its followers and later joiners are not left waiting for nobody. */
+        cache_abort(e);
+        return cache_entry_unref(e);
 }
 
 /* ---- follow readers ------------------------------------------------------------------ */
@@ -826,6 +907,8 @@ ssize_t cache_reader_read(struct cache_reader *r, void *buf, size_t size, int ti
                         deadline.tv_nsec -= 1000000000L;
                 }
         }
+        if (size == 0)
+                return 0;
         pthread_mutex_lock(&e->lock);
         while (e->state == ENTRY_WRITING && r->offset == e->written) {
                 int w = timeout_ms >= 0 ? pthread_cond_timedwait(&e->progress, &e->lock, &deadline)
@@ -836,11 +919,12 @@ ssize_t cache_reader_read(struct cache_reader *r, void *buf, size_t size, int ti
                 }
         }
         enum entry_state state = e->state;
+        int reason = e->fail_reason;
         uint64_t avail = e->written - r->offset;
         pthread_mutex_unlock(&e->lock);
         /* A failed download's bytes are never good bytes, even those already in the file. */
         if (state == ENTRY_FAILED)
-                return -EIO;
+                return reason;
         if (avail == 0)
                 return 0;
         size_t want = avail < size ? (size_t) avail : size;
@@ -878,6 +962,7 @@ void cache_get_stats(struct cache *c, struct cache_stats *ret) {
 /* ---- eviction ------------------------------------------------------------------------ */
 
 #define EVICT_BATCH 32
+#define EVICT_PERIOD_S 30
 
 static uint64_t free_bytes(struct cache *c) {
         struct statvfs sv;
@@ -906,41 +991,56 @@ uint64_t cache_evict_now(struct cache *c) {
          * and evict nothing if it could not be built. */
         if (cache_wait_ready(c, -1) < 0)
                 return 0;
-        uint64_t avail = c->min_free_bytes ? free_bytes(c) : UINT64_MAX;
+        /* One pass at a time (the background thread and a caller), each with
+         * its own look at the free space: two at once would evict twice.
+         * Lock order: evict_lock, then lock. */
+        pthread_mutex_lock(&c->evict_lock);
         pthread_mutex_lock(&c->lock);
-        if (!over(c, false, 0, avail)) {
-                pthread_mutex_unlock(&c->lock);
-                return 0;
-        }
-        /* Unlinks happen under the lock, so a blob removed from the index is
-         * gone before anyone can begin it again; batches keep the lock short. */
-        for (;;) {
-                unsigned n = 0;
-                while (n < EVICT_BATCH && over(c, true, freed, avail)) {
-                        struct blob_rec *b = c->oldest;
-                        while (b && b->pinned)
-                                b = b->newer;
-                        if (!b)
-                                break; /* everything left is pinned */
-                        char path[CACHE_PATH_MAX];
-                        blob_path(&b->digest, path);
-                        /* A reader with the file open keeps reading it. */
-                        if (unlinkat(c->root_fd, path, 0) < 0 && errno != ENOENT)
-                                break;
-                        c->stats.evictions++;
-                        c->stats.evicted_bytes += b->size;
-                        freed += b->size;
-                        index_remove(c, b);
-                        evicted++;
-                        n++;
-                }
-                if (n < EVICT_BATCH)
-                        break;
-                pthread_mutex_unlock(&c->lock);
-                sched_yield();
-                pthread_mutex_lock(&c->lock);
-        }
+        bool want_free = c->min_free_bytes != 0;
         pthread_mutex_unlock(&c->lock);
+        uint64_t avail = want_free ? free_bytes(c) : UINT64_MAX;
+        pthread_mutex_lock(&c->lock);
+        /* Blobs that cannot be removed (EACCES, EROFS, an immutable file) are
+         * passed over, not retried forever: at most one look at each. */
+        uint64_t budget = c->stats.blobs;
+        struct blob_rec *b = c->oldest;
+        if (over(c, false, 0, avail))
+                for (;;) {
+                        unsigned n = 0;
+                        while (n < EVICT_BATCH && budget > 0 && over(c, true, freed, avail)) {
+                                while (b && b->pinned)
+                                        b = b->newer;
+                                if (!b)
+                                        break; /* everything left is pinned */
+                                struct blob_rec *next = b->newer;
+                                budget--;
+                                char path[CACHE_PATH_MAX];
+                                blob_path(&b->digest, path);
+                                /* A reader with the file open keeps reading it. */
+                                if (unlinkat(c->root_fd, path, 0) < 0 && errno != ENOENT) {
+                                        c->stats.evict_errors++;
+                                        b = next;
+                                        continue;
+                                }
+                                c->stats.evictions++;
+                                c->stats.evicted_bytes += b->size;
+                                freed += b->size;
+                                index_remove(c, b);
+                                b = next;
+                                evicted++;
+                                n++;
+                        }
+                        if (n < EVICT_BATCH)
+                                break;
+                        /* Let others in between batches; the cursor may be gone by
+                         * then (used, removed), so start again from the oldest. */
+                        pthread_mutex_unlock(&c->lock);
+                        sched_yield();
+                        pthread_mutex_lock(&c->lock);
+                        b = c->oldest;
+                }
+        pthread_mutex_unlock(&c->lock);
+        pthread_mutex_unlock(&c->evict_lock);
         return evicted;
 }
 
@@ -948,8 +1048,18 @@ static void *evictor(void *arg) {
         struct cache *c = arg;
         pthread_mutex_lock(&c->lock);
         for (;;) {
+                /* Woken by commits and full disks, and every EVICT_PERIOD_S
+                 * anyway: other writers may eat the free space in between. */
+                struct timespec until;
+                clock_gettime(CLOCK_MONOTONIC, &until);
+                until.tv_sec += EVICT_PERIOD_S;
                 while (!c->evict_wanted && !c->evictor_stop)
-                        pthread_cond_wait(&c->evict_cond, &c->lock);
+                        if (pthread_cond_timedwait(&c->evict_cond, &c->lock, &until) == ETIMEDOUT) {
+                                c->evict_wanted = c->min_free_bytes != 0;
+                                break;
+                        }
+                if (!c->evict_wanted && !c->evictor_stop)
+                        continue;
                 if (c->evictor_stop)
                         break;
                 c->evict_wanted = false;
@@ -979,17 +1089,29 @@ int cache_set_limits(struct cache *c, uint64_t max_bytes, uint64_t min_free_byte
 }
 
 int cache_pin(struct cache *c, const struct digest *d, bool pinned) {
+        int r = 0;
         pthread_mutex_lock(&c->lock);
-        struct blob_rec *b = index_find(c, d);
-        if (b && b->pinned != pinned) {
-                b->pinned = pinned;
-                if (pinned)
+        struct pin **slot = pin_slot(c, d);
+        if (pinned && !*slot) {
+                struct pin *p = calloc(1, sizeof(*p));
+                if (p) {
+                        p->digest = *d;
+                        *slot = p;
                         c->stats.pinned++;
-                else
-                        c->stats.pinned--;
+                } else {
+                        r = -ENOMEM;
+                }
+        } else if (!pinned && *slot) {
+                struct pin *p = *slot;
+                *slot = p->next;
+                free(p);
+                c->stats.pinned--;
         }
+        struct blob_rec *b = r == 0 ? index_find(c, d) : NULL;
+        if (b)
+                b->pinned = pinned;
         pthread_mutex_unlock(&c->lock);
-        return b ? 0 : -ENOENT;
+        return r;
 }
 
 /* ---- walking and verifying ------------------------------------------------------------ */

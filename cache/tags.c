@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The tag index: ROOT/tags/<registry>/<repository>/<tag>, one small text
+/* The tag index: ROOT/tags/<registry>/<repository>/_tags/<tag>, one small text
  * file per tag ("digest\nmedia type\nsize\nfetched at\n"), replaced
  * atomically. Tags change upstream; digests never do, so this is the only
  * part of the cache that is ever rewritten. */
@@ -30,7 +30,9 @@ static int tag_path(struct cache *c, const char *registry, const char *repositor
         char port_text[8] = "";
         if (port)
                 snprintf(port_text, sizeof(port_text), ":%u", port);
-        if (asprintf(ret, "%s/tags/%s%s%s%s/%s/%s", cache_root_path(c), v6 ? "[" : "", host, v6 ? "]" : "",
+        /* Tags live under "_tags": no repository component can start with '_',
+         * so library/app:v1 and library/app/v1:latest never meet. */
+        if (asprintf(ret, "%s/tags/%s%s%s%s/%s/_tags/%s", cache_root_path(c), v6 ? "[" : "", host, v6 ? "]" : "",
                      port_text, repository, tag) < 0)
                 return -ENOMEM;
         return 0;

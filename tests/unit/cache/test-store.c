@@ -230,7 +230,7 @@ static void test_mismatch(void **state) {
 
         /* Wrong size, known in advance: too much is refused at once, too little at commit. */
         assert_int_equal(cache_begin(c, &d, 4999, &e, &writer), 0);
-        assert_int_equal(cache_write(e, b, 5000), -EFBIG);
+        assert_int_equal(cache_write(e, b, 5000), -EMSGSIZE);
         cache_abort(e);
         cache_entry_unref(e);
         assert_int_equal(cache_begin(c, &d, 5001, &e, &writer), 0);
@@ -282,10 +282,41 @@ static void test_abort_and_timeout(void **state) {
         assert_int_equal(cache_write(e, b, 10), 0);
         cache_entry_unref(e);
         assert_int_equal(count_dir(f->root, "tmp"), 0);
+
+        /* ...even with a follower still reading: it learns at once, and the
+         * next caller becomes a writer instead of joining a dead download. */
         assert_int_equal(cache_begin(c, &d, 1000, &e, &writer), 0);
         assert_true(writer);
+        assert_int_equal(cache_begin(c, &d, 1000, &joined, &writer), 0);
+        assert_false(writer);
+        assert_int_equal(cache_reader_new(joined, &r), 0);
+        cache_writer_unref(e);
+        assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 1000), -EIO);
+        struct cache_entry *again = NULL;
+        assert_int_equal(cache_begin(c, &d, 1000, &again, &writer), 0);
+        assert_true(writer);
+        assert_ptr_not_equal(again, joined);
+        cache_reader_free(r);
+        cache_entry_unref(joined);
+        assert_int_equal(cache_write(again, b, 1000), 0);
+        assert_int_equal(cache_commit(again, NULL), 0);
+        cache_writer_unref(again); /* after a commit: only the reference goes */
+        uint64_t size;
+        assert_int_equal(cache_stat(c, &d, &size), 0);
+        assert_int_equal(cache_begin(c, &d, 1000, &e, &writer), -EEXIST);
+
+        /* Asking for nothing gets nothing, not an error. */
+        struct digest d2;
+        unsigned char *b2 = content(100, 6, DIGEST_SHA256, &d2);
+        assert_int_equal(cache_begin(c, &d2, 100, &e, &writer), 0);
+        assert_int_equal(cache_reader_new(e, &r), 0);
+        assert_int_equal(cache_write(e, b2, 100), 0);
+        assert_int_equal(cache_reader_read(r, buf, 0, 0), 0);
+        assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 0), 100);
         cache_abort(e);
-        cache_entry_unref(e);
+        cache_reader_free(r);
+        cache_writer_unref(e);
+        free(b2);
         free(b);
         cache_close(c);
 }
@@ -501,7 +532,12 @@ static void test_eviction_lru_and_pins(void **state) {
         assert_int_equal(cache_pin(c, &d[1], true), 0);
         struct digest absent;
         unsigned char *x = content(10, 99, DIGEST_SHA256, &absent);
-        assert_int_equal(cache_pin(c, &absent, true), -ENOENT);
+        /* A digest not stored yet can be pinned ahead of its download. */
+        assert_int_equal(cache_pin(c, &absent, true), 0);
+        struct cache_stats ps;
+        cache_get_stats(c, &ps);
+        assert_int_equal(ps.pinned, 2);
+        assert_int_equal(cache_pin(c, &absent, false), 0);
 
         /* A reader holding blob 2 open keeps reading it after it is evicted. */
         int held;
@@ -578,11 +614,12 @@ static void test_eviction_for_free_space(void **state) {
         struct cache *c = open_ok(f->root);
         struct digest d[3];
         unsigned char *b[3];
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < 3; i++)
                 b[i] = content(1000, 60 + (unsigned) i, DIGEST_SHA256, &d[i]);
-                store(c, b[i], 1000, &d[i]);
-        }
+        /* Pinned before it is downloaded, as prefetch does. */
         assert_int_equal(cache_pin(c, &d[1], true), 0);
+        for (int i = 0; i < 3; i++)
+                store(c, b[i], 1000, &d[i]);
         /* No file system has this much free: everything unpinned goes. */
         assert_int_equal(cache_set_limits(c, 0, UINT64_MAX / 4), 0);
         cache_evict_now(c);
@@ -707,12 +744,13 @@ static void test_disk_full(void **state) {
                 if (cache_begin(c, &d, 100000, &joined, &writer) < 0 || writer || cache_reader_new(joined, &r) < 0)
                         _exit(12);
                 int w = cache_write(e, b, 100000);
-                /* The cache says so; the writer gives up; the follower is told, never fed a short blob. */
-                if (w != -EFBIG)
+                /* The cache says so, the download is given up, and the follower is
+                 * told it may go on uncached from its offset: never fed a short blob. */
+                if (w != -ENOSPC)
                         _exit(13);
-                cache_abort(e);
+                cache_abort(e); /* harmless: already given up */
                 unsigned char buf[1024];
-                if (cache_reader_read(r, buf, sizeof(buf), 1000) != -EIO)
+                if (cache_reader_read(r, buf, sizeof(buf), 1000) != -ENOSPC)
                         _exit(14);
                 cache_reader_free(r);
                 cache_entry_unref(joined);

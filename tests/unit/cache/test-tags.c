@@ -81,6 +81,16 @@ static void test_round_trip(void **state) {
         assert_int_equal(cache_tag_get(f->cache, "quay.io", "team/app", "v1", &got), -ENOENT);
         assert_int_equal(cache_tag_get(f->cache, "registry.example.com:5000", "team/app", "v1", &got), 0);
 
+        /* A tag and a longer repository name never meet on disk. */
+        assert_int_equal(cache_tag_put(f->cache, "docker.io", "library/app", "v1", &t), 0);
+        assert_int_equal(cache_tag_put(f->cache, "docker.io", "library/app/v1", "latest", &u), 0);
+        assert_int_equal(cache_tag_put(f->cache, "docker.io", "library/x/sub", "latest", &t), 0);
+        assert_int_equal(cache_tag_put(f->cache, "docker.io", "library/x", "sub", &u), 0);
+        assert_int_equal(cache_tag_get(f->cache, "docker.io", "library/app", "v1", &got), 0);
+        assert_true(digest_equal(&got.digest, &t.digest));
+        assert_int_equal(cache_tag_get(f->cache, "docker.io", "library/x", "sub", &got), 0);
+        assert_true(digest_equal(&got.digest, &u.digest));
+
         /* Registry names are compared in canonical form. */
         assert_int_equal(cache_tag_get(f->cache, "Registry.Example.COM:05000", "team/app", "v1", &got), 0);
 
@@ -115,7 +125,7 @@ static void test_names_refused(void **state) {
 
 static void write_raw(struct fixture *f, const char *text) {
         char path[256];
-        snprintf(path, sizeof(path), "%s/tags/docker.io/a/b", f->root);
+        snprintf(path, sizeof(path), "%s/tags/docker.io/a/_tags/b", f->root);
         FILE *x = fopen(path, "we");
         assert_non_null(x);
         fputs(text, x);
