@@ -148,8 +148,12 @@ int agent_cmd_cache(int argc, char **argv) {
         } else {
                 struct cache_stats st;
                 cache_get_stats(cache, &st);
-                printf("blobs %" PRIu64 "\nbytes %" PRIu64 "\npinned %" PRIu64 "\npartials_removed %" PRIu64 "\n",
-                       st.blobs, st.bytes, st.pinned, st.partials_removed);
+                struct statvfs sv;
+                printf("blobs %" PRIu64 "\nbytes %" PRIu64 "\npartials_removed %" PRIu64 "\n", st.blobs, st.bytes,
+                       st.partials_removed);
+                if (statvfs(dir, &sv) == 0)
+                        printf("filesystem_bytes %" PRIu64 "\nfilesystem_free_bytes %" PRIu64 "\n",
+                               (uint64_t) sv.f_blocks * sv.f_frsize, (uint64_t) sv.f_bavail * sv.f_frsize);
         }
         if (r < 0) {
                 fprintf(stderr, "%s: %s\n", dir, strerror(-r));

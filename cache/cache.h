@@ -45,6 +45,10 @@ struct cache_stats {
         uint64_t aborted;       /* writes given up by their writer since open */
         uint64_t mismatched;    /* writes refused since open: wrong size or digest */
         uint64_t partials_removed; /* leftovers of an earlier process removed at open */
+        uint64_t hits;          /* cache_open_blob() found the blob */
+        uint64_t misses;        /* cache_begin() started a download */
+        uint64_t joins;         /* cache_begin() joined one in flight */
+        uint64_t bytes_written; /* bytes of committed downloads */
 };
 
 /* Opens (creating if needed) the cache at root: checks the format version,

@@ -620,6 +620,7 @@ int cache_open_blob(struct cache *c, const struct digest *d, int *ret_fd, uint64
                 return r;
         pthread_mutex_lock(&c->lock);
         index_touch(c, d);
+        c->stats.hits++;
         pthread_mutex_unlock(&c->lock);
         return 0;
 }
@@ -674,6 +675,7 @@ int cache_begin(struct cache *c, const struct digest *d, int64_t expected_size, 
         for (struct cache_entry *e = c->in_flight; e; e = e->next)
                 if (e->refs > 0 && digest_equal(&e->digest, d)) {
                         e->refs++;
+                        c->stats.joins++;
                         pthread_mutex_unlock(&c->lock);
                         *ret = e;
                         *ret_writer = false;
@@ -718,6 +720,7 @@ int cache_begin(struct cache *c, const struct digest *d, int64_t expected_size, 
         e->next = c->in_flight;
         c->in_flight = e;
         e->listed = true;
+        c->stats.misses++;
         pthread_mutex_unlock(&c->lock);
         *ret = e;
         *ret_writer = true;
@@ -837,6 +840,7 @@ int cache_commit(struct cache_entry *e, struct digest *ret_got) {
         pthread_mutex_lock(&c->lock);
         unlist(c, e);
         c->stats.committed++;
+        c->stats.bytes_written += size;
         /* Stored either way; only eviction would not know of it on failure. */
         (void) index_add(c, &e->digest, size);
         if (c->evictor_running) {

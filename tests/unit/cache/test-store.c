@@ -189,6 +189,10 @@ static void test_commit_and_read(void **state) {
         assert_int_equal(st.bytes, 100000);
         assert_int_equal(st.committed, 1);
         assert_int_equal(st.in_flight, 0);
+        assert_int_equal(st.hits, 1);
+        assert_int_equal(st.misses, 1);
+        assert_int_equal(st.joins, 0);
+        assert_int_equal(st.bytes_written, 100000);
         assert_int_equal(count_dir(f->root, "tmp"), 0);
 
         /* sha512 content works the same way. */
@@ -416,6 +420,8 @@ static void test_single_flight(void **state) {
         assert_int_equal(race.writers, 1);
         struct cache_stats st;
         cache_get_stats(race.cache, &st);
+        assert_int_equal(st.misses, 1);
+        assert_int_equal(st.joins + st.hits, RACERS - 1);
         assert_int_equal(st.committed, 1);
         assert_int_equal(st.in_flight, 0);
         pthread_barrier_destroy(&race.start);
