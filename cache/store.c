@@ -328,9 +328,9 @@ static int check_version(struct cache *c, const char *root, struct error_list *e
         return 0;
 }
 
-/* Partial downloads of a process that died: never served, so simply removed. */
-static int clean_tmp(struct cache *c) {
-        int fd = openat(c->root_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+/* A directory stream on dirfd/path, never through a symbolic link. */
+static int opendirat(int dirfd, const char *path, DIR **ret) {
+        int fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0)
                 return -errno;
         DIR *d = fdopendir(fd);
@@ -339,6 +339,26 @@ static int clean_tmp(struct cache *c) {
                 close(fd);
                 return -e;
         }
+        *ret = d;
+        return 0;
+}
+
+static void deadline_after(int timeout_ms, struct timespec *ret) {
+        clock_gettime(CLOCK_MONOTONIC, ret);
+        ret->tv_sec += timeout_ms / 1000;
+        ret->tv_nsec += (long) (timeout_ms % 1000) * 1000000L;
+        if (ret->tv_nsec >= 1000000000L) {
+                ret->tv_sec++;
+                ret->tv_nsec -= 1000000000L;
+        }
+}
+
+/* Partial downloads of a process that died: never served, so simply removed. */
+static int clean_tmp(struct cache *c) {
+        DIR *d;
+        int r0 = opendirat(c->root_fd, "tmp", &d);
+        if (r0 < 0)
+                return r0;
         struct dirent *de;
         int r = 0;
         while ((de = readdir(d))) {
@@ -380,29 +400,19 @@ static int list_blobs(struct cache *c, enum digest_algorithm a, struct found_lis
         char path[CACHE_PATH_MAX];
         size_t hex_len = digest_size(a) * 2;
         snprintf(path, sizeof(path), "blobs/%s", digest_algorithm_name(a));
-        int fd = openat(c->root_fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
-                return -errno;
-        DIR *top = fdopendir(fd);
-        if (!top) {
-                int e = errno;
-                close(fd);
-                return -e;
-        }
+        DIR *top;
+        int r0 = opendirat(c->root_fd, path, &top);
+        if (r0 < 0)
+                return r0;
         struct dirent *de;
         while ((de = readdir(top))) {
                 if (atomic_load(&c->closing))
                         break;
                 if (!is_hex(de->d_name, 2))
                         continue;
-                int sub_fd = openat(dirfd(top), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-                if (sub_fd < 0)
+                DIR *sub;
+                if (opendirat(dirfd(top), de->d_name, &sub) < 0)
                         continue;
-                DIR *sub = fdopendir(sub_fd);
-                if (!sub) {
-                        close(sub_fd);
-                        continue;
-                }
                 struct dirent *be;
                 while ((be = readdir(sub))) {
                         struct stat st;
@@ -473,15 +483,8 @@ static void *indexer(void *arg) {
 
 int cache_wait_ready(struct cache *c, int timeout_ms) {
         struct timespec deadline;
-        if (timeout_ms >= 0) {
-                clock_gettime(CLOCK_MONOTONIC, &deadline);
-                deadline.tv_sec += timeout_ms / 1000;
-                deadline.tv_nsec += (long) (timeout_ms % 1000) * 1000000L;
-                if (deadline.tv_nsec >= 1000000000L) {
-                        deadline.tv_sec++;
-                        deadline.tv_nsec -= 1000000000L;
-                }
-        }
+        if (timeout_ms >= 0)
+                deadline_after(timeout_ms, &deadline);
         pthread_mutex_lock(&c->lock);
         int w = 0;
         while (!c->indexed && w == 0)
@@ -902,15 +905,8 @@ int cache_reader_new(struct cache_entry *e, struct cache_reader **ret) {
 ssize_t cache_reader_read(struct cache_reader *r, void *buf, size_t size, int timeout_ms) {
         struct cache_entry *e = r->entry;
         struct timespec deadline;
-        if (timeout_ms >= 0) {
-                clock_gettime(CLOCK_MONOTONIC, &deadline);
-                deadline.tv_sec += timeout_ms / 1000;
-                deadline.tv_nsec += (long) (timeout_ms % 1000) * 1000000L;
-                if (deadline.tv_nsec >= 1000000000L) {
-                        deadline.tv_sec++;
-                        deadline.tv_nsec -= 1000000000L;
-                }
-        }
+        if (timeout_ms >= 0)
+                deadline_after(timeout_ms, &deadline);
         if (size == 0)
                 return 0;
         pthread_mutex_lock(&e->lock);
