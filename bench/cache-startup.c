@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "cache/cache.h"
+#include "common/fsutil.h"
 #include "common/digest.h"
 #include "common/error.h"
 #include "common/macro.h"
@@ -102,20 +103,6 @@ static int drop_caches(void) {
                 return -errno;
         if (write(fd, "3\n", 2) != 2)
                 return -errno;
-        return 0;
-}
-
-static int write_all(int fd, const void *data, size_t size) {
-        const unsigned char *p = data;
-        while (size > 0) {
-                ssize_t n = write(fd, p, size);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -errno;
-                p += n;
-                size -= (size_t) n;
-        }
         return 0;
 }
 

@@ -56,7 +56,7 @@ int fsync_dir_of(const char *path) {
         return 0;
 }
 
-static int write_all(int fd, const void *data, size_t size) {
+int write_all(int fd, const void *data, size_t size) {
         const char *p = data;
         while (size > 0) {
                 ssize_t n = write(fd, p, size);

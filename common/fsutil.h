@@ -11,6 +11,9 @@ int mkdir_p(const char *path, mode_t mode);
 
 #include <stddef.h>
 
+/* Writes all of data to fd, resuming after short writes and EINTR. Returns 0 or -errno. */
+int write_all(int fd, const void *data, size_t size);
+
 /* Replaces path with data, crash-safely: the bytes go to a temporary file in
  * the same directory, which is fsync'ed, given mode, renamed over path, and the
  * directory fsync'ed. A reader sees the old file or the new, never a mix; on
