@@ -43,7 +43,8 @@ HOSTSCONFIG_SRC := hostsconfig/spec.c hostsconfig/spec-yaml.c hostsconfig/spec-h
 	hostsconfig/hosts-apply.c
 AGENT_SRC := agent/main.c agent/serve.c agent/log.c agent/notify.c agent/hosts.c agent/cache-cmd.c
 CACHE_SRC := cache/store.c cache/tags.c
-LIB_SRC := $(COMMON_SRC) $(HOSTSCONFIG_SRC) $(CACHE_SRC)
+FALLBACK_SRC := fallback/challenge.c
+LIB_SRC := $(COMMON_SRC) $(HOSTSCONFIG_SRC) $(CACHE_SRC) $(FALLBACK_SRC)
 
 UNIT_SRC := $(sort $(wildcard tests/unit/*/test-*.c))
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz-*.c))
