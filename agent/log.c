@@ -13,3 +13,13 @@ void agent_log_set_max_level(int level) {
 int agent_log_max_level(void) {
         return atomic_load_explicit(&max_level, memory_order_relaxed);
 }
+
+void agent_log_errors(int level, const char *what, const struct error_list *l) {
+        char buf[ERROR_SOURCE_MAX + ERROR_MESSAGE_MAX + 32];
+        for (size_t i = 0; i < l->n; i++) {
+                error_list_format(l, i, buf, sizeof(buf));
+                agent_log(level, "%s: %s", what, buf);
+        }
+        if (l->dropped > 0)
+                agent_log(level, "%s: %s: %zu more errors not shown", what, l->source, l->dropped);
+}

@@ -4,6 +4,7 @@
 /* The agent's logging front: a process-wide threshold (set once at start-up)
  * over common/log's line writer. Only agent/ logs; modules report errors. */
 
+#include "common/error.h"
 #include "common/log.h"
 
 void agent_log_set_max_level(int level);
@@ -20,3 +21,6 @@ int agent_log_max_level(void);
 #define log_notice(...) agent_log(LOG_NOTICE, __VA_ARGS__)
 #define log_info(...) agent_log(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) agent_log(LOG_DEBUG, __VA_ARGS__)
+
+/* Logs every error of l as "what: file:line:col: message", one line each. */
+void agent_log_errors(int level, const char *what, const struct error_list *l);

@@ -137,11 +137,7 @@ static int write_hosts(const struct serve_config *cfg, const struct spec *spec, 
         for (size_t i = 0; i < notes.n; i++)
                 log_notice("hosts: %s", notes.items[i].message);
         if (r < 0) {
-                char buf[ERROR_SOURCE_MAX + ERROR_MESSAGE_MAX + 32];
-                for (size_t i = 0; i < errors.n; i++) {
-                        error_list_format(&errors, i, buf, sizeof(buf));
-                        log_error("cannot write hosts files: %s", buf);
-                }
+                agent_log_errors(LOG_ERR, "cannot write hosts files", &errors);
                 return r;
         }
         log_info("hosts files dir=\"%s\" written=%zu unchanged=%zu pruned=%zu", cfg->write_hosts_dir,
@@ -156,11 +152,7 @@ static void reload(const struct serve_config *cfg, struct spec **spec, const cha
         struct error_list errors;
         int r = agent_load_spec(cfg->spec_path, &fresh, &errors);
         if (r < 0) {
-                char buf[ERROR_SOURCE_MAX + ERROR_MESSAGE_MAX + 32];
-                for (size_t i = 0; i < errors.n; i++) {
-                        error_list_format(&errors, i, buf, sizeof(buf));
-                        log_error("reload rejected, keeping the current spec: %s", buf);
-                }
+                agent_log_errors(LOG_ERR, "reload rejected, keeping the current spec", &errors);
                 if (errors.n == 0)
                         log_error("reload rejected, keeping the current spec: %s", strerror(-r));
                 return;
@@ -204,11 +196,7 @@ int serve_run(const struct serve_config *cfg, struct spec **spec) {
         struct error_list cache_errors;
         r = cache_open(cache_dir, &cache, &cache_errors);
         if (r < 0) {
-                char buf[ERROR_SOURCE_MAX + ERROR_MESSAGE_MAX + 32];
-                for (size_t i = 0; i < cache_errors.n; i++) {
-                        error_list_format(&cache_errors, i, buf, sizeof(buf));
-                        log_error("cannot open the cache: %s", buf);
-                }
+                agent_log_errors(LOG_ERR, "cannot open the cache", &cache_errors);
                 return r;
         }
         uint64_t max = 0, min_free = 0;

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/unit/unit.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -27,13 +29,6 @@ struct fixture {
         char root[64];
 };
 
-static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        (void) st;
-        (void) flag;
-        (void) ftw;
-        return remove(path);
-}
-
 static int setup(void **state) {
         struct fixture *f = calloc(1, sizeof(*f));
         assert_non_null(f);
@@ -45,7 +40,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
         struct fixture *f = *state;
-        nftw(f->root, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+        unit_rm_rf(f->root);
         free(f);
         return 0;
 }

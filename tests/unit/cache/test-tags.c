@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/unit/unit.h"
+
 #include <errno.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -22,13 +24,6 @@ struct fixture {
         struct cache *cache;
 };
 
-static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        (void) st;
-        (void) flag;
-        (void) ftw;
-        return remove(path);
-}
-
 static int setup(void **state) {
         struct fixture *f = calloc(1, sizeof(*f));
         struct error_list errors;
@@ -43,7 +38,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
         struct fixture *f = *state;
         cache_close(f->cache);
-        nftw(f->root, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+        unit_rm_rf(f->root);
         free(f);
         return 0;
 }

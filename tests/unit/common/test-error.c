@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/unit/unit.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -28,15 +30,6 @@ static char *print_to_string(const struct error_list *l, int *ret) {
         assert_non_null(text);
         assert_int_equal(strlen(text), size);
         return text;
-}
-
-/* A string of n copies of c; tests free it. */
-static char *repeat(char c, size_t n) {
-        char *s = malloc(n + 1);
-        assert_non_null(s);
-        memset(s, c, n);
-        s[n] = '\0';
-        return s;
 }
 
 static void test_init(void **state) {
@@ -66,7 +59,7 @@ static void test_init(void **state) {
 static void test_init_truncates_source(void **state) {
         (void) state;
         struct error_list l;
-        char *src = repeat('s', ERROR_SOURCE_MAX + 44);
+        char *src = unit_repeat('s', ERROR_SOURCE_MAX + 44);
 
         error_list_init(&l, src);
         assert_int_equal(strlen(l.source), ERROR_SOURCE_MAX - 1);
@@ -188,19 +181,19 @@ static void test_message_truncation(void **state) {
         struct error_list l;
         error_list_init(&l, "f");
 
-        char *m = repeat('m', ERROR_MESSAGE_MAX - 1);
+        char *m = unit_repeat('m', ERROR_MESSAGE_MAX - 1);
         error_list_add(&l, 1, 1, "%s", m);
         assert_string_equal(l.items[0].message, m);
         free(m);
 
-        m = repeat('m', ERROR_MESSAGE_MAX);
+        m = unit_repeat('m', ERROR_MESSAGE_MAX);
         error_list_add(&l, 1, 1, "%s", m);
         assert_int_equal(strlen(l.items[1].message), ERROR_MESSAGE_MAX - 1);
         assert_memory_equal(l.items[1].message, m, ERROR_MESSAGE_MAX - 1);
         free(m);
 
         /* Truncation through the format, not only through a %s argument. */
-        m = repeat('z', 4 * ERROR_MESSAGE_MAX);
+        m = unit_repeat('z', 4 * ERROR_MESSAGE_MAX);
         error_list_add(&l, 1, 1, "%d:%s", 12345, m);
         assert_int_equal(strlen(l.items[2].message), ERROR_MESSAGE_MAX - 1);
         assert_memory_equal(l.items[2].message, "12345:zzz", 9);
@@ -433,8 +426,8 @@ static void test_print_longest_line(void **state) {
         (void) state;
         struct error_list l;
         int r = 1;
-        char *src = repeat('s', ERROR_SOURCE_MAX - 1);
-        char *msg = repeat('m', ERROR_MESSAGE_MAX - 1);
+        char *src = unit_repeat('s', ERROR_SOURCE_MAX - 1);
+        char *msg = unit_repeat('m', ERROR_MESSAGE_MAX - 1);
         error_list_init(&l, src);
         error_list_add(&l, UINT_MAX, UINT_MAX, "%s", msg);
 

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/unit/unit.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -51,17 +53,12 @@ static int setup(void **state) {
         return 0;
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        (void) st, (void) flag, (void) ftw;
-        return remove(path);
-}
-
 static int teardown(void **state) {
         struct fixture *f = *state;
         int r = fchdir(f->cwd_fd);
         close(f->cwd_fd);
         umask(f->umask);
-        if (nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS) < 0)
+        if (unit_rm_rf(f->dir) < 0)
                 r = -1;
         free(f->dir);
         free(f);

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/unit/unit.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,15 +154,6 @@ static char sentinel_storage;
 #define REASON_CHAR "invalid character in URL path"
 #define REASON_NOT_NORMAL "URL path is not normalised"
 #define REASON_HOST "invalid host or port"
-
-/* A string of n copies of c; tests free it. */
-static char *repeat(char c, size_t n) {
-        char *s = malloc(n + 1);
-        assert_non_null(s);
-        memset(s, c, n);
-        s[n] = '\0';
-        return s;
-}
 
 /* ---- parse_uint ------------------------------------------------------------------ */
 
@@ -532,7 +525,7 @@ static void test_hostname_valid(void **state) {
         assert_true(hostname_is_valid("1a.2b"));
         assert_true(hostname_is_valid("xn--bcher-kva.example"));
 
-        char *l63 = repeat('a', 63);
+        char *l63 = unit_repeat('a', 63);
         assert_true(hostname_is_valid(l63));
         char name[300];
         snprintf(name, sizeof(name), "x.%s.y", l63);
@@ -540,7 +533,7 @@ static void test_hostname_valid(void **state) {
         free(l63);
 
         /* 63+1+63+1+63+1+61 = 253 bytes: the longest name. */
-        char *l61 = repeat('d', 61);
+        char *l61 = unit_repeat('d', 61);
         snprintf(name, sizeof(name), "%s.%s.%s.%s", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
                  "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
                  "ccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc", l61);
@@ -572,7 +565,7 @@ static void test_hostname_invalid(void **state) {
         assert_false(hostname_is_valid("[::1]"));
         assert_false(hostname_is_valid("b\xc3\xbc" "cher.example"));
 
-        char *l64 = repeat('a', 64);
+        char *l64 = unit_repeat('a', 64);
         assert_false(hostname_is_valid(l64));
         char name[300];
         snprintf(name, sizeof(name), "x.%s.y", l64);
@@ -582,7 +575,7 @@ static void test_hostname_invalid(void **state) {
         free(l64);
 
         /* 254 bytes of valid labels. */
-        char *l62 = repeat('d', 62);
+        char *l62 = unit_repeat('d', 62);
         snprintf(name, sizeof(name), "%s.%s.%s.%s", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
                  "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
                  "ccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc", l62);
@@ -620,7 +613,7 @@ static void test_host_port_valid(void **state) {
         HOST_PORT_OK("[2001:0db8:0000:0000:0000:0000:0000:0001]", false, "2001:db8::1", 0);
         HOST_PORT_OK("[FE80::ABCD]", false, "fe80::abcd", 0);
 
-        char *l63 = repeat('a', 63);
+        char *l63 = unit_repeat('a', 63);
         char s[128];
         snprintf(s, sizeof(s), "%s.example:80", l63);
         char want[128];
@@ -694,7 +687,7 @@ static void test_host_port_invalid(void **state) {
         HOST_PORT_FAIL("[::g]", false, -EINVAL);
         HOST_PORT_FAIL("[ ::1]", false, -EINVAL);
 
-        char *l64 = repeat('a', 64);
+        char *l64 = unit_repeat('a', 64);
         char s[128];
         snprintf(s, sizeof(s), "%s.example:80", l64);
         HOST_PORT_FAIL(s, false, -EINVAL);
@@ -824,13 +817,13 @@ static void test_url_parse_bad_host(void **state) {
         URL_FAIL("https://a\\b/", REASON_HOST);
         URL_FAIL("https://a b/", REASON_HOST);
 
-        char *l64 = repeat('a', 64);
+        char *l64 = unit_repeat('a', 64);
         char s[128];
         snprintf(s, sizeof(s), "https://%s.example/", l64);
         URL_FAIL(s, REASON_HOST);
         free(l64);
 
-        char *l63 = repeat('a', 63);
+        char *l63 = unit_repeat('a', 63);
         char want_host[128], want_text[128];
         snprintf(s, sizeof(s), "https://%s.EXAMPLE/", l63);
         snprintf(want_host, sizeof(want_host), "%s.example", l63);

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/unit/unit.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,15 +72,6 @@ static void check_field(const char *got, const char *want) {
                 assert_null(got);
 }
 
-/* A string of n copies of c; tests free it. */
-static char *repeat(char c, size_t n) {
-        char *s = malloc(n + 1);
-        assert_non_null(s);
-        memset(s, c, n);
-        s[n] = '\0';
-        return s;
-}
-
 /* ---- reference_path_is_valid ------------------------------------------------------- */
 
 static void test_path_valid(void **state) {
@@ -97,7 +90,7 @@ static void test_path_valid(void **state) {
         assert_true(reference_path_is_valid("1a/2b/3"));
         assert_true(reference_path_is_valid("proxy-docker.io/library/nginx"));
 
-        char *p = repeat('a', 255);
+        char *p = unit_repeat('a', 255);
         assert_true(reference_path_is_valid(p));
         free(p);
 }
@@ -134,7 +127,7 @@ static void test_path_invalid(void **state) {
         assert_false(reference_path_is_valid("a+b"));
         assert_false(reference_path_is_valid("\xc3\xa9"));
 
-        char *p = repeat('a', 256);
+        char *p = unit_repeat('a', 256);
         assert_false(reference_path_is_valid(p));
         free(p);
 }
@@ -182,10 +175,10 @@ static void test_tag_validity(void **state) {
         assert_true(reference_tag_is_valid("a.."));
         assert_true(reference_tag_is_valid("a--"));
 
-        char *t = repeat('t', 128);
+        char *t = unit_repeat('t', 128);
         assert_true(reference_tag_is_valid(t));
         free(t);
-        t = repeat('t', 129);
+        t = unit_repeat('t', 129);
         assert_false(reference_tag_is_valid(t));
         free(t);
 
@@ -293,12 +286,12 @@ static void test_parse_invalid_tag_digest(void **state) {
         REF_FAIL("localhost:5000/a:", true, REASON_TAG);
         REF_FAIL("nginx:", false, REASON_TAG);
 
-        char *t = repeat('t', 129);
+        char *t = unit_repeat('t', 129);
         char s[256];
         snprintf(s, sizeof(s), "nginx:%s", t);
         REF_FAIL(s, true, REASON_TAG);
         free(t);
-        t = repeat('t', 128);
+        t = unit_repeat('t', 128);
         snprintf(s, sizeof(s), "nginx:%s", t);
         char want[256];
         snprintf(want, sizeof(want), "docker.io/library/nginx:%s", t);
@@ -341,14 +334,14 @@ static void test_parse_name_length(void **state) {
         char s[600], want[600];
 
         /* "registry.example.com" (20) + "/" + 234 = 255 bytes: the longest name. */
-        char *p = repeat('a', 234);
+        char *p = unit_repeat('a', 234);
         snprintf(s, sizeof(s), "registry.example.com/%s", p);
         snprintf(want, sizeof(want), "registry.example.com/%s:latest", p);
         REF_OK(s, true, "registry.example.com", p, "latest", NULL, want);
         free(p);
 
         /* 256 bytes. */
-        p = repeat('a', 235);
+        p = unit_repeat('a', 235);
         snprintf(s, sizeof(s), "registry.example.com/%s", p);
         REF_FAIL(s, true, REASON_LONG);
         snprintf(s, sizeof(s), "registry.example.com/%s:t@" D256, p);
@@ -356,7 +349,7 @@ static void test_parse_name_length(void **state) {
         free(p);
 
         /* The tag and digest do not count towards the name. */
-        p = repeat('a', 234);
+        p = unit_repeat('a', 234);
         snprintf(s, sizeof(s), "registry.example.com/%s:t@" D256, p);
         snprintf(want, sizeof(want), "registry.example.com/%s:t@" D256, p);
         REF_OK(s, true, "registry.example.com", p, "t", D256, want);
@@ -364,33 +357,33 @@ static void test_parse_name_length(void **state) {
 
         /* The limit applies to the normalised name, as distribution/reference
          * parses "docker.io/library/<name>": 18 + 237 = 255 bytes. */
-        p = repeat('a', 237);
+        p = unit_repeat('a', 237);
         char want_path[600];
         snprintf(want_path, sizeof(want_path), "library/%s", p);
         snprintf(want, sizeof(want), "docker.io/library/%s:latest", p);
         REF_OK(p, true, "docker.io", want_path, "latest", NULL, want);
         free(p);
-        p = repeat('a', 238);
+        p = unit_repeat('a', 238);
         REF_FAIL(p, true, REASON_LONG);
         free(p);
-        p = repeat('a', 245);
+        p = unit_repeat('a', 245);
         REF_FAIL(p, true, REASON_LONG);
         free(p);
 
         /* index.docker.io is counted as the "docker.io" it becomes: 10 + 245 = 255. */
-        p = repeat('a', 243);
+        p = unit_repeat('a', 243);
         snprintf(s, sizeof(s), "index.docker.io/x/%s", p);
         snprintf(want_path, sizeof(want_path), "x/%s", p);
         snprintf(want, sizeof(want), "docker.io/x/%s", p);
         REF_OK(s, false, "docker.io", want_path, NULL, NULL, want);
         free(p);
-        p = repeat('a', 244);
+        p = unit_repeat('a', 244);
         snprintf(s, sizeof(s), "index.docker.io/x/%s", p);
         REF_FAIL(s, false, REASON_LONG);
         free(p);
 
         /* A path that alone exceeds the limit. */
-        p = repeat('a', 256);
+        p = unit_repeat('a', 256);
         snprintf(s, sizeof(s), "registry.example.com/%s", p);
         assert_int_equal(reference_parse(s, true, &(struct reference) {}, NULL), -EINVAL);
         free(p);

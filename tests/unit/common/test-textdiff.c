@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/unit/unit.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <ftw.h>
@@ -309,14 +311,9 @@ static int setup(void **state) {
         return 0;
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        (void) st, (void) flag, (void) ftw;
-        return remove(path);
-}
-
 static int teardown(void **state) {
         char *dir = *state;
-        int r = nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        int r = unit_rm_rf(dir);
         free(dir);
         return r;
 }

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/unit/unit.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -48,14 +50,9 @@ static int setup(void **state) {
         return 0;
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        (void) st, (void) flag, (void) ftw;
-        return remove(path);
-}
-
 static int teardown(void **state) {
         struct fixture *f = *state;
-        int r = nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS) < 0 ? -1 : 0;
+        int r = unit_rm_rf(f->dir) < 0 ? -1 : 0;
         free(f->out);
         free(f->dir);
         free(f);

@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/unit/unit.h"
+
 #include <errno.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -111,11 +113,6 @@ static int count_one(const char *path, const struct stat *st, int flag, struct F
         return 0;
 }
 
-static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        (void) st, (void) flag, (void) ftw;
-        return remove(path);
-}
-
 static void write_golden(const char *path, const struct hosts_file *f) {
         char *dir = strdup(path);
         assert_non_null(dir);
@@ -134,7 +131,7 @@ static void check_golden(const struct hosts_output *o, const char *name) {
                 /* Start from nothing, so a file the renderer no longer writes goes too. */
                 struct stat st;
                 if (stat(dir, &st) == 0)
-                        assert_int_equal(nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS), 0);
+                        assert_int_equal(unit_rm_rf(dir), 0);
         }
         for (size_t i = 0; i < o->n_files; i++) {
                 const struct hosts_file *f = &o->files[i];
