@@ -18,8 +18,9 @@ VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.
 # Libraries per module (STYLE.md: each third-party library lives in one module).
 PKGS_COMMON := libcrypto
 PKGS_HOSTSCONFIG := yaml-0.1
+PKGS_FALLBACK := libcurl jansson
 PKGS_AGENT := libmicrohttpd libsystemd
-PKGS := $(PKGS_COMMON) $(PKGS_HOSTSCONFIG) $(PKGS_AGENT)
+PKGS := $(PKGS_COMMON) $(PKGS_HOSTSCONFIG) $(PKGS_FALLBACK) $(PKGS_AGENT)
 
 # pkg-config runs only where a build needs it, so `make deps` works before the -dev packages exist.
 pkg_cflags = $(shell $(PKG_CONFIG) --cflags $(1))
@@ -36,14 +37,15 @@ endif
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 COMMON_SRC := common/error.c common/log.c common/parse.c common/reference.c common/fsutil.c common/textdiff.c \
-	common/digest.c
+	common/digest.c common/base64.c common/range.c
 HOSTSCONFIG_SRC := hostsconfig/spec.c hostsconfig/spec-yaml.c hostsconfig/spec-helm.c \
 	hostsconfig/spec-print.c hostsconfig/spec-default.c hostsconfig/render.c hostsconfig/render-containerd.c \
 	hostsconfig/render-docker.c hostsconfig/render-talos.c hostsconfig/render-registries-conf.c \
 	hostsconfig/hosts-apply.c
-AGENT_SRC := agent/main.c agent/serve.c agent/log.c agent/notify.c agent/hosts.c agent/cache-cmd.c
+AGENT_SRC := agent/main.c agent/serve.c agent/log.c agent/notify.c agent/hosts.c agent/cache-cmd.c \
+	agent/upstream.c agent/fetch-cmd.c agent/pull.c agent/relay.c
 CACHE_SRC := cache/store.c cache/tags.c
-FALLBACK_SRC := fallback/challenge.c
+FALLBACK_SRC := fallback/challenge.c fallback/credentials.c fallback/http.c fallback/fallback.c fallback/manifest.c
 LIB_SRC := $(COMMON_SRC) $(HOSTSCONFIG_SRC) $(CACHE_SRC) $(FALLBACK_SRC)
 
 UNIT_SRC := $(sort $(wildcard tests/unit/*/test-*.c))
@@ -76,12 +78,12 @@ $(ASAN)/%.o: %.c
 
 $(ASAN)/unit/%: $(ASAN)/tests/unit/%.o $(addprefix $(ASAN)/,$(LIB_SRC:.c=.o))
 	@mkdir -p $(@D)
-	$(CC) -pthread $(ASAN_FLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG) cmocka)
+	$(CC) -pthread $(ASAN_FLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG) $(PKGS_FALLBACK) cmocka)
 
 # Unit tests also built without sanitizers, for valgrind.
 $(REL)/unit/%: $(REL)/tests/unit/%.o $(addprefix $(REL)/,$(LIB_SRC:.c=.o))
 	@mkdir -p $(@D)
-	$(CC) -pthread -o $@ $^ $(call pkg_libs,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG) cmocka)
+	$(CC) -pthread -o $@ $^ $(call pkg_libs,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG) $(PKGS_FALLBACK) cmocka)
 
 $(REL)/tests/unit/%.o: tests/unit/%.c
 	@mkdir -p $(@D)
@@ -89,7 +91,7 @@ $(REL)/tests/unit/%.o: tests/unit/%.c
 
 $(ASAN)/fuzz/%: $(ASAN)/tests/fuzz/%.o $(ASAN)/tests/fuzz/fuzz-main.o $(addprefix $(ASAN)/,$(LIB_SRC:.c=.o))
 	@mkdir -p $(@D)
-	$(CC) -pthread $(ASAN_FLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG))
+	$(CC) -pthread $(ASAN_FLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG) $(PKGS_FALLBACK))
 
 # ThreadSanitizer build for the tests of code with threads in it (cache/).
 TSAN := build/tsan
@@ -100,7 +102,7 @@ $(TSAN)/%.o: %.c
 
 $(TSAN)/unit/%: $(TSAN)/tests/unit/%.o $(addprefix $(TSAN)/,$(LIB_SRC:.c=.o))
 	@mkdir -p $(@D)
-	$(CC) -pthread $(TSAN_FLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG) cmocka)
+	$(CC) -pthread $(TSAN_FLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG) $(PKGS_FALLBACK) cmocka)
 
 UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRC))
 UNIT_ASAN := $(addprefix $(ASAN)/unit/,$(UNIT_NAMES))
@@ -126,8 +128,8 @@ deps:
 $(FUZZ)/%: tests/fuzz/%.c $(LIB_SRC)
 	@mkdir -p $(@D)
 	$(CLANG) -std=gnu17 -g -O1 -pthread -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined \
-		$(call pkg_cflags,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG)) -o $@ $< $(LIB_SRC) \
-		$(call pkg_libs,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG))
+		$(call pkg_cflags,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG) $(PKGS_FALLBACK)) -o $@ $< $(LIB_SRC) \
+		$(call pkg_libs,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG) $(PKGS_FALLBACK))
 
 fuzz: deps $(addprefix $(FUZZ)/,$(FUZZ_TARGETS))
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -143,7 +145,7 @@ BENCH_BLOBS ?= 100000
 
 $(REL)/bench/cache-startup: $(REL)/bench/cache-startup.o $(addprefix $(REL)/,$(LIB_SRC:.c=.o))
 	@mkdir -p $(@D)
-	$(CC) -pthread $(SAN_FLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG))
+	$(CC) -pthread $(SAN_FLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG) $(PKGS_FALLBACK))
 
 bench: deps
 	$(MAKE) $(REL)/bench/cache-startup

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "common/error.h"
+#include "fallback/fallback.h"
 #include "hostsconfig/hosts.h"
 #include "hostsconfig/spec.h"
 
@@ -28,3 +29,14 @@ int agent_cmd_cache(int argc, char **argv);
 /* The cache's bounds in bytes: agent.cache_max_size (a percentage is taken of
  * the file system holding dir) and agent.cache_min_free. Returns 0 or -errno. */
 int agent_cache_limits(const struct spec *s, const char *dir, uint64_t *ret_max, uint64_t *ret_min_free);
+
+/* The spec's mirrored registries (never _default, never mirror: false) as
+ * fallback chains, with the endpoints that may pull. A bad credentials file
+ * is an error in errors and nothing changes. */
+int agent_fallback_configure(struct fallback *fb, const struct spec *s, struct error_list *errors);
+
+/* A fallback client for s whose events are logged. */
+int agent_fallback_new(const struct spec *s, struct fallback **ret, struct error_list *errors);
+
+/* `layerd fetch`; returns the exit status. */
+int agent_cmd_fetch(int argc, char **argv);

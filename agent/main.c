@@ -37,6 +37,7 @@ static const char usage_main[] =
         "  serve          serve the OCI pull API on loopback (default spec built in)\n"
         "  hosts          write containerd hosts.toml files (and other runtimes' configs)\n"
         "  cache          look after the blob cache: stats, ls, verify, gc\n"
+        "  fetch          fetch a manifest or blob through the spec's endpoint chains\n"
         "  check-config   validate a cluster spec and print its normalised form\n"
         "  version        print the version\n"
         "\n"
@@ -351,6 +352,7 @@ int main(int argc, char **argv) {
                 { "serve", cmd_serve },
                 { "hosts", cmd_hosts },
                 { "cache", agent_cmd_cache },
+                { "fetch", agent_cmd_fetch },
                 { "check-config", cmd_check_config },
                 { "version", cmd_version },
         };
@@ -365,6 +367,11 @@ int main(int argc, char **argv) {
         }
         if (strcmp(argv[1], "--version") == 0)
                 return cmd_version(1, argv);
+        /* libcurl's global set-up, before any thread exists. */
+        if (fallback_global_init() < 0) {
+                fputs("layerd: cannot initialise libcurl\n", stderr);
+                return EXIT_RUNTIME;
+        }
         for (size_t i = 0; i < ELEMENTSOF(commands); i++)
                 if (strcmp(argv[1], commands[i].name) == 0)
                         /* getopt sees the command as argv[0]. */

@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The HTTP front end. For now it answers the API version check (the pull API
- * arrives with the cache and fallback modules): GET /v2/ is what skopeo and
- * podman ping first, and anything else gets a fast, well-formed 404 so that
- * containerd moves on to its next host instead of waiting. */
+/* `layerd serve`: the process around the pull API (agent/pull.c): the
+ * cache, the upstream client, the HTTP daemon, signals, reloads, hosts
+ * files and the service manager. */
 #include "agent/serve.h"
 
 #include <errno.h>
@@ -15,70 +14,23 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
 #include "agent/log.h"
 #include "agent/notify.h"
+#include "agent/pull.h"
 #include "cache/cache.h"
 #include "common/macro.h"
 
-#define SERVE_CONNECTION_LIMIT 1024
-#define SERVE_CONNECTION_TIMEOUT_S 30
-#define SERVE_THREADS 4
-
-/* Distribution spec error bodies: {"errors":[{"code":...,"message":...}]}. */
-static const char body_ok[] = "{}";
-static const char body_not_found[] =
-        "{\"errors\":[{\"code\":\"NOT_FOUND\",\"message\":\"not served by this layerd yet\"}]}";
-static const char body_unsupported[] =
-        "{\"errors\":[{\"code\":\"UNSUPPORTED\",\"message\":\"layerd is a read-only mirror\"}]}";
-
-/* For HEAD, MHD sends the headers of this response (Content-Length included) and no body. */
-static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, const char *body) {
-        struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(body), (void *) body,
-                                                                    MHD_RESPMEM_PERSISTENT);
-        if (!resp)
-                return MHD_NO;
-        enum MHD_Result ok = MHD_add_response_header(resp, "Content-Type", "application/json") &&
-                                             MHD_add_response_header(resp, "Docker-Distribution-API-Version",
-                                                                     "registry/2.0")
-                                     ? MHD_YES
-                                     : MHD_NO;
-        if (ok == MHD_YES)
-                ok = MHD_queue_response(conn, status, resp);
-        MHD_destroy_response(resp);
-        return ok;
-}
-
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-                                  const char *version, const char *upload_data, size_t *upload_data_size,
-                                  void **req_cls) {
-        (void) cls;
-        (void) version;
-        (void) upload_data;
-        (void) req_cls;
-        bool head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
-        unsigned status;
-        const char *body;
-
-        /* No request takes a body; refuse one instead of buffering it. */
-        if (*upload_data_size != 0)
-                return MHD_NO;
-        if (!head && strcmp(method, MHD_HTTP_METHOD_GET) != 0) {
-                status = MHD_HTTP_METHOD_NOT_ALLOWED;
-                body = body_unsupported;
-        } else if (strcmp(url, "/v2/") == 0 || strcmp(url, "/v2") == 0) {
-                status = MHD_HTTP_OK;
-                body = body_ok;
-        } else {
-                status = MHD_HTTP_NOT_FOUND;
-                body = body_not_found;
-        }
-        const char *ns = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "ns");
-        log_debug("request method=%s path=\"%.512s\" ns=\"%.256s\" status=%u", method, url, ns ? ns : "", status);
-        return respond(conn, status, body);
-}
+/* One thread per connection (handlers block on upstreams, bounded): the
+ * limit bounds threads and descriptors; idle clients are dropped. */
+#define SERVE_CONNECTION_LIMIT 512
+#define SERVE_CONNECTION_TIMEOUT_S 60
+#define SERVE_THREAD_STACK (512 * 1024)
+#define SERVE_MEMORY_PER_CONNECTION (64 * 1024) /* request line and headers: bigger gets 431 */
+#define SERVE_STOP_GRACE_MS 10000
 
 static void on_panic(void *cls, const char *file, unsigned line, const char *reason) {
         (void) cls;
@@ -121,8 +73,9 @@ static void signal_set(sigset_t *mask) {
 int serve_block_signals(void) {
         sigset_t mask;
         signal_set(&mask);
-        /* A closed peer must be a write error, not the end of the process. */
-        if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
+        /* A closed peer must be a write error, not the end of the process;
+         * likewise a file-size limit (EFBIG: the cache streams through). */
+        if (signal(SIGPIPE, SIG_IGN) == SIG_ERR || signal(SIGXFSZ, SIG_IGN) == SIG_ERR)
                 return -errno;
         int r = pthread_sigmask(SIG_BLOCK, &mask, NULL);
         return r == 0 ? 0 : -r;
@@ -145,46 +98,52 @@ static int write_hosts(const struct serve_config *cfg, const struct spec *spec, 
         return 0;
 }
 
-/* SIGHUP: a new spec replaces the old only when it is valid whole. */
-static void reload(const struct serve_config *cfg, struct spec **spec, const char *agent_url, struct cache *cache,
-                   const char *cache_dir) {
+/* SIGHUP: a new spec replaces the old only when it is valid whole (its
+ * credentials files included). Returns the spec now in force (borrowed: the
+ * pull state keeps it alive until the next reload). */
+static const struct spec *reload(const struct serve_config *cfg, const struct spec *cur, const char *agent_url,
+                                 struct cache *cache, const char *cache_dir, struct fallback *fb, struct pull *pull) {
         _cleanup_(spec_freep) struct spec *fresh = NULL;
         struct error_list errors;
         int r = agent_load_spec(cfg->spec_path, &fresh, &errors);
+        if (r >= 0) {
+                error_list_init(&errors, fresh->source);
+                r = agent_fallback_configure(fb, fresh, &errors);
+        }
         if (r < 0) {
                 agent_log_errors(LOG_ERR, "reload rejected, keeping the current spec", &errors);
                 if (errors.n == 0)
                         log_error("reload rejected, keeping the current spec: %s", strerror(-r));
-                return;
+                return cur;
         }
-        /* Nothing reads the spec from the request threads yet, so a plain swap
-         * is safe; once routes use it this needs a reference-counted handover. */
-        if (!cfg->listen_host && (strcmp(fresh->agent.listen_host, (*spec)->agent.listen_host) != 0 ||
-                                  fresh->agent.listen_port != (*spec)->agent.listen_port))
+        if (!cfg->listen_host && (strcmp(fresh->agent.listen_host, cur->agent.listen_host) != 0 ||
+                                  fresh->agent.listen_port != cur->agent.listen_port))
                 log_warning("reload: agent.listen changed; it takes effect at the next start");
-        if (!cfg->cache_dir && strcmp(fresh->agent.cache_dir, (*spec)->agent.cache_dir) != 0)
+        if (!cfg->cache_dir && strcmp(fresh->agent.cache_dir, cur->agent.cache_dir) != 0)
                 log_warning("reload: agent.cache_dir changed; it takes effect at the next start");
-        spec_free(*spec);
-        *spec = TAKE_PTR(fresh);
+        const struct spec *now = fresh;
+        pull_set_spec(pull, TAKE_PTR(fresh)); /* requests in flight keep the old one until they end */
         uint64_t max = 0, min_free = 0;
-        r = agent_cache_limits(*spec, cache_dir, &max, &min_free);
+        r = agent_cache_limits(now, cache_dir, &max, &min_free);
         if (r == 0)
                 r = cache_set_limits(cache, max, min_free);
         if (r < 0)
                 log_warning("reload: cannot apply the cache limits dir=\"%s\": %s", cache_dir, strerror(-r));
-        log_info("reloaded spec=\"%s\" registries=%zu", (*spec)->source, (*spec)->n_registries);
+        log_info("reloaded spec=\"%s\" registries=%zu", now->source, now->n_registries);
         if (cfg->write_hosts_dir)
-                (void) write_hosts(cfg, *spec, agent_url);
+                (void) write_hosts(cfg, now, agent_url);
+        return now;
 }
 
-int serve_run(const struct serve_config *cfg, struct spec **spec) {
+int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
         struct sockaddr_storage addr;
         socklen_t addr_len;
         sigset_t mask;
         int r;
-        const char *listen_host = cfg->listen_host ? cfg->listen_host : (*spec)->agent.listen_host;
-        uint16_t listen_port = cfg->listen_host ? cfg->listen_port : (*spec)->agent.listen_port;
-        _cleanup_free_ char *cache_dir = strdup(cfg->cache_dir ? cfg->cache_dir : (*spec)->agent.cache_dir);
+        const struct spec *spec = *spec_owned;
+        const char *listen_host = cfg->listen_host ? cfg->listen_host : spec->agent.listen_host;
+        uint16_t listen_port = cfg->listen_host ? cfg->listen_port : spec->agent.listen_port;
+        _cleanup_free_ char *cache_dir = strdup(cfg->cache_dir ? cfg->cache_dir : spec->agent.cache_dir);
         _cleanup_free_ char *agent_url = hosts_agent_url(listen_host, listen_port);
         _cleanup_free_ char *host_copy = strdup(listen_host);
         if (!cache_dir || !agent_url || !host_copy)
@@ -200,64 +159,132 @@ int serve_run(const struct serve_config *cfg, struct spec **spec) {
                 return r;
         }
         uint64_t max = 0, min_free = 0;
-        r = agent_cache_limits(*spec, cache_dir, &max, &min_free);
+        r = agent_cache_limits(spec, cache_dir, &max, &min_free);
         if (r == 0)
                 r = cache_set_limits(cache, max, min_free);
         if (r < 0) {
                 log_error("cannot start cache eviction dir=\"%s\": %s", cache_dir, strerror(-r));
                 return r;
         }
-        r = resolve_listen(listen_host, listen_port, &addr, &addr_len);
+        _cleanup_(fallback_freep) struct fallback *fb = NULL;
+        struct error_list fb_errors;
+        error_list_init(&fb_errors, spec->source);
+        r = agent_fallback_new(spec, &fb, &fb_errors);
+        if (r < 0) {
+                agent_log_errors(LOG_ERR, "cannot set up the upstreams", &fb_errors);
+                return r == -EINVAL ? SERVE_CONFIG_ERROR : r;
+        }
+        struct pull *pull = NULL;
+        r = pull_new(cache, fb, *spec_owned, &pull);
         if (r < 0)
                 return r;
+        *spec_owned = NULL; /* the pull state owns it now; spec stays valid until a reload */
+        /* Socket activation: systemd holds the port; containerd's requests
+         * queue in its backlog while layerd (re)starts. */
+        int listen_fd = notify_listen_fd();
+        if (listen_fd == -ENOTSOCK) {
+                log_error("socket activation passed something that is not a listening TCP socket");
+                pull_free(pull);
+                return SERVE_CONFIG_ERROR;
+        }
+        if (listen_fd < 0) {
+                r = resolve_listen(listen_host, listen_port, &addr, &addr_len);
+                if (r < 0) {
+                        pull_free(pull);
+                        return r;
+                }
+        } else {
+                addr_len = sizeof(addr);
+                if (getsockname(listen_fd, (struct sockaddr *) &addr, &addr_len) < 0)
+                        addr.ss_family = AF_INET;
+        }
 
         /* serve_block_signals() blocked these; MHD's threads inherit the mask,
          * so only the sigwait() below ever sees them. */
         signal_set(&mask);
 
         MHD_set_panic_func(on_panic, NULL);
-        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+                         MHD_USE_ERROR_LOG;
         if (addr.ss_family == AF_INET6)
                 flags |= MHD_USE_IPv6;
+        struct MHD_OptionItem listen_opt[] = {
+                listen_fd >= 0 ? (struct MHD_OptionItem) { MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL }
+                               : (struct MHD_OptionItem) { MHD_OPTION_SOCK_ADDR, 0, &addr },
+                { MHD_OPTION_END, 0, NULL },
+        };
         errno = 0;
         struct MHD_Daemon *d = MHD_start_daemon(
                 /* The logger goes first, or MHD logs the options before it on its own. */
-                flags, listen_port, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-                MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned) SERVE_THREADS,
+                flags, listen_port, NULL, NULL, pull_handle, pull, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+                MHD_OPTION_ARRAY, listen_opt, MHD_OPTION_NOTIFY_COMPLETED, pull_completed, pull,
                 MHD_OPTION_CONNECTION_LIMIT, (unsigned) SERVE_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-                (unsigned) SERVE_CONNECTION_TIMEOUT_S, MHD_OPTION_END);
+                (unsigned) SERVE_CONNECTION_TIMEOUT_S, MHD_OPTION_THREAD_STACK_SIZE, (size_t) SERVE_THREAD_STACK,
+                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) SERVE_MEMORY_PER_CONNECTION, MHD_OPTION_END);
         if (!d) {
                 int e = errno ? errno : EADDRINUSE;
                 log_error("cannot listen address=%s port=%u: %s", listen_host, listen_port, strerror(e));
+                pull_free(pull);
                 /* A start-up failure, never SERVE_CONFIG_ERROR. */
                 return e == EINVAL ? -EADDRNOTAVAIL : -e;
         }
-        log_info("listening address=%s port=%u cache_dir=\"%s\" registries=%zu spec=\"%s\"", listen_host,
-                 listen_port, cache_dir, (*spec)->n_registries, (*spec)->source);
+        log_info("listening address=%s port=%u cache_dir=\"%s\" registries=%zu spec=\"%s\"%s", listen_host,
+                 listen_port, cache_dir, spec->n_registries, spec->source,
+                 listen_fd >= 0 ? " socket=systemd (the address is the unit's ListenStream=)" : "");
         /* Hosts files after the listener: containerd may use them at once. */
         if (cfg->write_hosts_dir) {
-                r = write_hosts(cfg, *spec, agent_url);
+                r = write_hosts(cfg, spec, agent_url);
                 if (r < 0) {
                         MHD_stop_daemon(d);
+                        (void) pull_shutdown(pull, SERVE_STOP_GRACE_MS);
+                        pull_free(pull);
                         /* Refused before writing: a configuration problem. Failing
                          * part way, or out of memory: a runtime failure. */
                         return r == -EIO || r == -ENOMEM ? r : SERVE_CONFIG_ERROR;
                 }
         }
+        /* READY once listening with the cache open: blobs on disk are served
+         * at once (the index that counts them completes in the background). */
         notify_ready("serving");
 
+        /* Between signals: the watchdog (at half its period) and a STATUS= line. */
+        uint64_t wd_usec = notify_watchdog_usec();
+        uint64_t tick_ms = wd_usec ? wd_usec / 2000 : 10000;
+        if (tick_ms == 0)
+                tick_ms = 1;
+        if (tick_ms > 10000)
+                tick_ms = 10000;
         for (;;) {
-                int sig;
-                if (sigwait(&mask, &sig) != 0)
+                struct timespec tick = { .tv_sec = (time_t) (tick_ms / 1000), .tv_nsec = (long) (tick_ms % 1000) * 1000000 };
+                int sig = sigtimedwait(&mask, NULL, &tick);
+                if (sig < 0) {
+                        char status[256];
+                        if (wd_usec)
+                                notify_watchdog();
+                        pull_status(pull, status, sizeof(status));
+                        notify_status(status);
                         continue;
+                }
                 if (sig == SIGHUP) {
-                        reload(cfg, spec, agent_url, cache, cache_dir);
+                        spec = reload(cfg, spec, agent_url, cache, cache_dir, fb, pull);
                         continue;
                 }
                 log_info("stopping signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
                 break;
         }
         notify_stopping();
+        /* Downloads stop first (their readers are cut at once), then the
+         * connections end and MHD joins their threads. */
+        r = pull_shutdown(pull, SERVE_STOP_GRACE_MS);
         MHD_stop_daemon(d);
+        if (r < 0) {
+                /* A thread still inside libcurl: the process is ending anyway;
+                 * free nothing it may still use (the cache's lock goes with the process). */
+                log_warning("stopping with downloads still running");
+                (void) TAKE_PTR(fb);
+                (void) TAKE_PTR(cache);
+                return 0;
+        }
+        pull_free(pull);
         return 0;
 }

@@ -92,6 +92,16 @@ int cache_begin(struct cache *c, const struct digest *d, int64_t expected_size, 
  * error the writer should cache_abort(). */
 int cache_write(struct cache_entry *e, const void *data, size_t size);
 
+/* Writer only: the blob's size, once the upstream said it (when cache_begin()
+ * did not know it); readers waiting in cache_entry_wait_size() wake.
+ * -EMSGSIZE when it contradicts the size given before or the bytes written. */
+int cache_entry_set_size(struct cache_entry *e, uint64_t size);
+
+/* The blob's size as soon as it is known (given to cache_begin() or
+ * cache_entry_set_size(), or the committed size), waiting at most timeout_ms
+ * (-1: no limit). -EIO/-ENOSPC when the download failed first; -ETIMEDOUT. */
+int cache_entry_wait_size(struct cache_entry *e, int timeout_ms, uint64_t *ret);
+
 /* Bytes written so far: where a resumed download (Range: bytes=N-) continues. */
 uint64_t cache_entry_offset(struct cache_entry *e);
 
@@ -106,6 +116,10 @@ int cache_commit(struct cache_entry *e, struct digest *ret_got);
 /* Writer only: gives the download up; readers get an error, nothing is stored. */
 void cache_abort(struct cache_entry *e);
 
+/* Another reference to e (e.g. for a thread that writes while this one
+ * reads); released with cache_entry_unref(). Returns e. */
+struct cache_entry *cache_entry_ref(struct cache_entry *e);
+
 /* Releases a reference from cache_begin(); returns NULL. When the last one
  * goes while the download is still being written (a writer that neither
  * committed nor aborted), the download is aborted. */
@@ -119,7 +133,8 @@ struct cache_entry *cache_writer_unref(struct cache_entry *e);
 int cache_reader_new(struct cache_entry *e, struct cache_reader **ret);
 
 /* Reads up to size bytes, waiting (at most timeout_ms; -1 for no limit) for
- * the writer when it has none yet. Returns the number of bytes; 0 at the end
+ * the writer when it has none yet. The last byte of a blob whose size is
+ * known is held back until the blob is verified and committed. Returns the number of bytes; 0 at the end
  * of a committed blob (or when size is 0); -EIO when the download was aborted
  * or failed verification (bytes already read must then be thrown away);
  * -ENOSPC when the cache disk filled up (continue upstream from the offset

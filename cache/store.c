@@ -765,6 +765,43 @@ int cache_write(struct cache_entry *e, const void *data, size_t size) {
         return 0;
 }
 
+int cache_entry_set_size(struct cache_entry *e, uint64_t size) {
+        int r = 0;
+        if (e->finished || size > INT64_MAX)
+                return -EINVAL;
+        pthread_mutex_lock(&e->lock);
+        if ((e->expected_size >= 0 && (uint64_t) e->expected_size != size) || e->written > size)
+                r = -EMSGSIZE;
+        else {
+                e->expected_size = (int64_t) size;
+                pthread_cond_broadcast(&e->progress);
+        }
+        pthread_mutex_unlock(&e->lock);
+        return r;
+}
+
+int cache_entry_wait_size(struct cache_entry *e, int timeout_ms, uint64_t *ret) {
+        struct timespec deadline;
+        int r = 0;
+        if (timeout_ms >= 0)
+                deadline_after(timeout_ms, &deadline);
+        pthread_mutex_lock(&e->lock);
+        while (e->state == ENTRY_WRITING && e->expected_size < 0) {
+                int w = timeout_ms >= 0 ? pthread_cond_timedwait(&e->progress, &e->lock, &deadline)
+                                        : pthread_cond_wait(&e->progress, &e->lock);
+                if (w == ETIMEDOUT) {
+                        r = -ETIMEDOUT;
+                        break;
+                }
+        }
+        if (r == 0 && e->state == ENTRY_FAILED)
+                r = e->fail_reason;
+        else if (r == 0)
+                *ret = e->state == ENTRY_COMMITTED ? e->written : (uint64_t) e->expected_size;
+        pthread_mutex_unlock(&e->lock);
+        return r;
+}
+
 uint64_t cache_entry_offset(struct cache_entry *e) {
         pthread_mutex_lock(&e->lock);
         uint64_t w = e->written;
@@ -860,6 +897,13 @@ void cache_abort(struct cache_entry *e) {
                 fail(e, false, -EIO);
 }
 
+struct cache_entry *cache_entry_ref(struct cache_entry *e) {
+        pthread_mutex_lock(&e->cache->lock);
+        e->refs++;
+        pthread_mutex_unlock(&e->cache->lock);
+        return e;
+}
+
 struct cache_entry *cache_entry_unref(struct cache_entry *e) {
         if (!e)
                 return NULL;
@@ -902,6 +946,17 @@ int cache_reader_new(struct cache_entry *e, struct cache_reader **ret) {
         return 0;
 }
 
+/* How far readers may read. Until the digest is verified, the last byte of
+ * a blob of known size stays back: no client ever holds a complete body that
+ * might be wrong (containerd does not retry a digest mismatch elsewhere; it
+ * fails the pull). With the size unknown the client cannot tell the end
+ * before cache_reader_read() says 0, which happens only after the commit. */
+static uint64_t readable_locked(const struct cache_entry *e) {
+        if (e->state == ENTRY_WRITING && e->expected_size > 0 && e->written >= (uint64_t) e->expected_size)
+                return (uint64_t) e->expected_size - 1;
+        return e->written;
+}
+
 ssize_t cache_reader_read(struct cache_reader *r, void *buf, size_t size, int timeout_ms) {
         struct cache_entry *e = r->entry;
         struct timespec deadline;
@@ -910,7 +965,7 @@ ssize_t cache_reader_read(struct cache_reader *r, void *buf, size_t size, int ti
         if (size == 0)
                 return 0;
         pthread_mutex_lock(&e->lock);
-        while (e->state == ENTRY_WRITING && r->offset == e->written) {
+        while (e->state == ENTRY_WRITING && r->offset >= readable_locked(e)) {
                 int w = timeout_ms >= 0 ? pthread_cond_timedwait(&e->progress, &e->lock, &deadline)
                                         : pthread_cond_wait(&e->progress, &e->lock);
                 if (w == ETIMEDOUT) {
@@ -920,7 +975,7 @@ ssize_t cache_reader_read(struct cache_reader *r, void *buf, size_t size, int ti
         }
         enum entry_state state = e->state;
         int reason = e->fail_reason;
-        uint64_t avail = e->written - r->offset;
+        uint64_t avail = readable_locked(e) - r->offset;
         pthread_mutex_unlock(&e->lock);
         /* A failed download's bytes are never good bytes, even those already in the file. */
         if (state == ENTRY_FAILED)

@@ -150,7 +150,8 @@ static bool endpoint(struct out *o, const struct spec_endpoint *e) {
         if (e->credentials_file && !kv(o, "credentials_file", e->credentials_file))
                 return false;
         return scalar(o, "timeouts") && start_map(o, true) && kv_duration(o, "connect", e->connect_timeout_ms) &&
-               kv_duration(o, "idle", e->idle_timeout_ms) && end_map(o) && end_map(o);
+               kv_duration(o, "response", e->response_timeout_ms) && kv_duration(o, "idle", e->idle_timeout_ms) &&
+               end_map(o) && end_map(o);
 }
 
 static bool registry(struct out *o, const struct spec_registry *r) {
@@ -159,8 +160,9 @@ static bool registry(struct out *o, const struct spec_registry *r) {
                 fallback = fallback || r->endpoints[i].is_origin;
         if (!scalar(o, r->host) || !start_map(o, false) || !kv_bool(o, "mirror", r->mirror))
                 return false;
-        /* _default has no origin of its own. */
-        if (r->origin && (!kv(o, "origin", r->origin) || !kv_bool(o, "fallback_to_origin", fallback)))
+        /* _default has no origin of its own, and no tags: layerd never serves it. */
+        if (r->origin && (!kv(o, "origin", r->origin) || !kv_bool(o, "fallback_to_origin", fallback) ||
+                          !kv_duration(o, "tag_ttl", r->tag_ttl_ms)))
                 return false;
         if (!scalar(o, "endpoints") || !start_seq(o, false))
                 return false;

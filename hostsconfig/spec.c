@@ -13,6 +13,7 @@
 #include "hostsconfig/spec-internal.h"
 
 #define DURATION_MAX_MS (3600ULL * 1000)
+#define TAG_TTL_MAX_MS (30ULL * 86400 * 1000)
 
 static const char *const top_keys[] = { "version", "agent", "registries", "prefetch", "hosts" };
 static const char *const helm_top_keys[] = { "global", "containerRegistries" };
@@ -340,6 +341,7 @@ static void parse_agent(struct spec_ctx *c, const yaml_node_t *n, const yaml_nod
 void spec_endpoint_defaults(struct spec_endpoint *e) {
         e->capabilities = SPEC_CAP_PULL | SPEC_CAP_RESOLVE;
         e->connect_timeout_ms = SPEC_DEFAULT_CONNECT_TIMEOUT_MS;
+        e->response_timeout_ms = SPEC_DEFAULT_RESPONSE_TIMEOUT_MS;
         e->idle_timeout_ms = SPEC_DEFAULT_IDLE_TIMEOUT_MS;
 }
 
@@ -476,12 +478,12 @@ static void parse_headers(struct spec_ctx *c, const yaml_node_t *n, const char *
 }
 
 static void parse_timeouts(struct spec_ctx *c, const yaml_node_t *n, const char *path, struct spec_endpoint *e) {
-        static const char *const keys[] = { "connect", "idle" };
+        static const char *const keys[] = { "connect", "response", "idle" };
         yaml_node_t *v[ELEMENTSOF(keys)];
         char p[SPEC_PATH_MAX];
         if (spec_mapping(c, n, path, keys, ELEMENTSOF(keys), v, false) < 0)
                 return;
-        uint64_t *dst[] = { &e->connect_timeout_ms, &e->idle_timeout_ms };
+        uint64_t *dst[] = { &e->connect_timeout_ms, &e->response_timeout_ms, &e->idle_timeout_ms };
         for (size_t i = 0; i < ELEMENTSOF(keys); i++)
                 if (v[i]) {
                         spec_path_key(p, sizeof(p), path, keys[i]);
@@ -578,13 +580,14 @@ static void finish_origin(struct spec_ctx *c, struct spec_registry *r, const cha
 }
 
 static void parse_registry(struct spec_ctx *c, const yaml_node_t *n, const char *path, struct spec_registry *r) {
-        static const char *const keys[] = { "mirror", "origin", "fallback_to_origin", "endpoints" };
+        static const char *const keys[] = { "mirror", "origin", "fallback_to_origin", "endpoints", "tag_ttl" };
         yaml_node_t *v[ELEMENTSOF(keys)] = {};
         char p[SPEC_PATH_MAX];
         bool fallback = true;
 
         bool is_default = strcmp(r->host, SPEC_DEFAULT_REGISTRY) == 0;
         r->mirror = !is_default;
+        r->tag_ttl_ms = SPEC_DEFAULT_TAG_TTL_MS;
         /* "docker.io:" with nothing after it: every default. */
         if (spec_is_null(n) && !is_default) {
                 finish_origin(c, r, path, NULL, true);
@@ -601,10 +604,13 @@ static void parse_registry(struct spec_ctx *c, const yaml_node_t *n, const char 
                 for (size_t i = 1; i <= 2; i++)
                         if (v[i])
                                 spec_error(c, v[i], path, "_default has no origin: containerd uses the registry a pull names");
+                if (v[4])
+                        spec_error(c, v[4], path,
+                                   "_default takes no tag_ttl: layerd never serves it, so it caches no tags");
                 if (!v[3])
                         spec_error(c, n, path, "missing required key \"endpoints\"");
                 v[1] = v[2] = NULL;
-                v[0] = NULL;
+                v[0] = v[4] = NULL;
         }
         if (v[0]) {
                 spec_path_key(p, sizeof(p), path, "mirror");
@@ -617,6 +623,11 @@ static void parse_registry(struct spec_ctx *c, const yaml_node_t *n, const char 
         if (v[2]) {
                 spec_path_key(p, sizeof(p), path, "fallback_to_origin");
                 (void) spec_get_bool(c, v[2], p, &fallback);
+        }
+        if (v[4]) {
+                /* 0 is allowed: revalidate every tag on every request. */
+                spec_path_key(p, sizeof(p), path, "tag_ttl");
+                (void) get_duration(c, v[4], p, 0, TAG_TTL_MAX_MS, &r->tag_ttl_ms);
         }
         if (v[3]) {
                 spec_path_key(p, sizeof(p), path, "endpoints");

@@ -31,7 +31,9 @@
 #define SPEC_DEFAULT_PORT 5080
 #define SPEC_DEFAULT_CACHE_MAX_SIZE (10ULL << 30)
 #define SPEC_DEFAULT_CONNECT_TIMEOUT_MS 5000
+#define SPEC_DEFAULT_RESPONSE_TIMEOUT_MS 10000
 #define SPEC_DEFAULT_IDLE_TIMEOUT_MS 30000
+#define SPEC_DEFAULT_TAG_TTL_MS (5ULL * 60 * 1000)
 #define SPEC_DEFAULT_PREFETCH_INTERVAL_MS (6ULL * 3600 * 1000)
 #define SPEC_DEFAULT_PREFETCH_CONCURRENCY 2
 
@@ -64,6 +66,7 @@ struct spec_endpoint {
         bool skip_verify;
         char *credentials_file; /* docker config.json "auths" format; read by fallback/, never printed beyond its path */
         uint64_t connect_timeout_ms;
+        uint64_t response_timeout_ms; /* request sent, no response headers for this long: the endpoint failed */
         uint64_t idle_timeout_ms; /* no byte for this long: the endpoint failed */
         struct spec_header *headers;
         size_t n_headers;
@@ -81,6 +84,8 @@ struct spec_registry {
         char *origin;       /* canonical origin URL ("https://registry-1.docker.io" for docker.io); NULL for _default */
         struct spec_endpoint *endpoints; /* in order of preference; the origin is among them unless fallback_to_origin is false */
         size_t n_endpoints;
+        uint64_t tag_ttl_ms; /* a tag -> digest mapping from upstream is trusted this long, then revalidated
+                              * (0: every time); served stale when every endpoint fails. Unused for _default */
 };
 
 struct spec_prefetch_entry {

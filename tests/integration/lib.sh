@@ -20,6 +20,21 @@ not_ok() { n=$((n + 1)); echo "not ok $n - $*"; }
 # check DESCRIPTION COMMAND...: one TAP line from a command's exit status.
 check() { local d=$1; shift; if "$@"; then ok "$d"; else not_ok "$d"; fi; }
 finish() { echo "1..$n"; }
+# require_root WHY: unless root, the whole test is skipped (TAP "1..0 # SKIP").
+require_root() {
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "1..0 # SKIP $1"
+    exit 0
+  fi
+}
+
+# require_tools PROGRAM...: unless every PROGRAM is installed, the whole test is skipped.
+require_tools() {
+  local b
+  for b in "$@"; do
+    command -v "$b" >/dev/null || { echo "1..0 # SKIP $b is not installed (make deps)"; exit 0; }
+  done
+}
 
 # A port nobody listens on right now (the kernel picks it).
 free_port() {
@@ -53,4 +68,240 @@ wait_exit() {
 # http METHOD URL: prints the status code; headers to $T/headers, body to $T/body.
 http() {
   curl -s --max-time 5 -X "$1" -o "$T/body" -D "$T/headers" -w '%{http_code}' "$2"
+}
+
+# wait_for SECONDS COMMAND...: until COMMAND succeeds, bounded.
+wait_for() {
+  local deadline=$((SECONDS + $1)); shift
+  until "$@"; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.05
+  done
+}
+# mark FILE: its current line count; since FILE MARK: the lines added after it.
+mark() { if [[ -f $1 ]]; then wc -l <"$1"; else echo 0; fi; }
+since() { tail -n "+$(($2 + 1))" "$1"; }
+
+# ---- real registries (Debian's docker-registry, distribution v2) and skopeo ----------
+# registry NAME PORT [YAML]: a docker-registry on 127.0.0.1:PORT with its own
+# storage under $T, its log (the access log included) in $T/NAME.log, its PID
+# in $REGISTRY_PID (and in PIDS). YAML: more top-level configuration (auth:,
+# proxy:). A proxy-mode registry asks its upstream's /v2/ at start-up.
+REGISTRY_PID=
+registry() {
+  mkdir -p "$T/$1-data"
+  cat >"$T/$1.yml" <<YAML
+version: 0.1
+log:
+  level: info
+  formatter: text
+storage:
+  filesystem:
+    rootdirectory: $T/$1-data
+http:
+  addr: 127.0.0.1:$2
+  secret: layerd-integration-test
+health:
+  storagedriver:
+    enabled: false
+${3:-}
+YAML
+  docker-registry serve "$T/$1.yml" >>"$T/$1.log" 2>&1 &
+  REGISTRY_PID=$!
+  PIDS+=("$!")
+}
+
+# requests LOG MARK: docker-registry's access-log lines for /v2/ API calls since MARK.
+requests() { since "$1" "$2" | grep -E '"(GET|HEAD) /v2/[^ ]+ HTTP/[0-9.]+" [0-9]+ ' || true; }
+
+# oci_layout DIR [--index] [--layers SIZE,SIZE...]: a test image as an OCI
+# layout in DIR, tagged v1: two layers of random bytes (64 KiB each, gzipped
+# tar), linux/amd64. Prints its digests one a line: manifest, config, layer 0,
+# layer 1. With --layers, one layer per SIZE (bytes of random payload) instead.
+# With --index, also a linux/arm64 image (one layer) and an OCI index of both
+# tagged "multi"; printed after those: index, arm64 manifest, its config, its layer.
+oci_layout() {
+  /usr/bin/python3 - "$@" <<'PY'
+import gzip, hashlib, io, json, os, sys, tarfile
+out = sys.argv[1]
+with_index = "--index" in sys.argv[2:]
+sizes = [64 * 1024] * 2
+if "--layers" in sys.argv[2:]:
+    sizes = [int(x) for x in sys.argv[sys.argv.index("--layers") + 1].split(",")]
+blobs = os.path.join(out, "blobs", "sha256")
+os.makedirs(blobs)
+def put(data):
+    d = hashlib.sha256(data).hexdigest()
+    with open(os.path.join(blobs, d), "wb") as f:
+        f.write(data)
+    return {"digest": "sha256:" + d, "size": len(data)}
+def image(arch, layer_sizes):
+    layers, diff_ids = [], []
+    for i, size in enumerate(layer_sizes):
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as t:
+            payload = os.urandom(size)
+            ti = tarfile.TarInfo("layer%d/data.bin" % i)
+            ti.size, ti.mode = len(payload), 0o644
+            t.addfile(ti, io.BytesIO(payload))
+        diff_ids.append("sha256:" + hashlib.sha256(raw.getvalue()).hexdigest())
+        layers.append(dict(mediaType="application/vnd.oci.image.layer.v1.tar+gzip", **put(gzip.compress(raw.getvalue()))))
+    config = dict(mediaType="application/vnd.oci.image.config.v1+json", **put(json.dumps(
+        {"architecture": arch, "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()))
+    manifest = dict(mediaType="application/vnd.oci.image.manifest.v1+json", **put(json.dumps(
+        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+         "config": config, "layers": layers}).encode()))
+    return manifest, [manifest, config] + layers
+manifest, digests = image("amd64", sizes)
+refs = [dict(manifest, annotations={"org.opencontainers.image.ref.name": "v1"})]
+if with_index:
+    arm, arm_digests = image("arm64", [64 * 1024])
+    index = dict(mediaType="application/vnd.oci.image.index.v1+json", **put(json.dumps(
+        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+            dict(manifest, platform={"architecture": "amd64", "os": "linux"}),
+            dict(arm, platform={"architecture": "arm64", "os": "linux"})]}).encode()))
+    refs.append(dict(index, annotations={"org.opencontainers.image.ref.name": "multi"}))
+    digests += [index] + arm_digests
+with open(os.path.join(out, "index.json"), "w") as f:
+    json.dump({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": refs}, f)
+with open(os.path.join(out, "oci-layout"), "w") as f:
+    json.dump({"imageLayoutVersion": "1.0.0"}, f)
+for d in digests:
+    print(d["digest"])
+PY
+}
+
+# skopeo_copy SKOPEO_COPY_ARGUMENTS...: `skopeo copy` as nobody, bounded, its
+# output appended to $T/skopeo.log. As root skopeo would keep its blob-info
+# cache in /var/lib/containers; as another user it uses $XDG_DATA_HOME, here
+# under $T. The sources must be readable by nobody.
+skopeo_copy() {
+  chmod 711 "$T"
+  mkdir -p "$T/skopeo"; chown 65534:65534 "$T/skopeo"
+  printf '{"default": [{"type": "insecureAcceptAnything"}]}\n' >"$T/policy.json"; chmod 644 "$T/policy.json"
+  timeout 60 setpriv --reuid=65534 --regid=65534 --clear-groups \
+    env -i PATH=/usr/bin:/bin HOME="$T/skopeo" XDG_DATA_HOME="$T/skopeo" XDG_CONFIG_HOME="$T/skopeo" \
+    XDG_RUNTIME_DIR="$T/skopeo" TMPDIR="$T/skopeo" \
+    skopeo --policy "$T/policy.json" copy "$@" >>"$T/skopeo.log" 2>&1
+}
+
+# httpx URL CURL_OPTIONS...: like http, with any curl options (-I, -r, -H, --path-as-is).
+httpx() {
+  local url=$1; shift
+  curl -s --max-time 5 -o "$T/body" -D "$T/headers" -w '%{http_code}' "$@" "$url"
+}
+# header NAME: the value of header NAME in the last http/httpx answer ($T/headers).
+header() { tr -d '\r' <"$T/headers" | sed -n "s/^$1: *//Ip" | tail -n 1; }
+
+# refuses PORT: nothing accepts connections on 127.0.0.1:PORT.
+refuses() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# stop PID [SECONDS]: SIGTERM to PID (a child of this shell) and wait for its
+# exit, bounded; its exit status lands in $status.
+stop() { kill -TERM "$1" 2>/dev/null; wait_exit "$1" "${2:-10}"; }
+
+# hung_listener PORT SECONDS: a listener on 127.0.0.1:PORT that never accepts:
+# the kernel completes handshakes into its backlog and nobody answers (a hung
+# server). Its PID in $HUNG_PID (and in PIDS).
+HUNG_PID=
+hung_listener() {
+  /usr/bin/python3 - "$1" "$2" <<'PY' &
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(64)
+time.sleep(int(sys.argv[2]))
+PY
+  HUNG_PID=$!
+  PIDS+=("$!")
+}
+
+# from_layerd LOG MARK: docker-registry's access-log lines for layerd's requests since MARK.
+from_layerd() { requests "$1" "$2" | grep -F '"layerd/' || true; }
+
+# diag_tail FILE...: the last lines of each non-empty FILE, as TAP comments on stderr.
+diag_tail() {
+  local f
+  for f in "$@"; do
+    [[ -s $f ]] || continue
+    echo "# --- last lines of $f"
+    tail -n 15 "$f" | cut -c1-400 | sed 's/^/#   /'
+  done >&2
+}
+
+# ---- layerd serve ---------------------------------------------------------------------
+# layerd_serve LOG SPEC SERVE_OPTIONS...: `layerd serve` in the background, its
+# stderr and stdout in LOG; its PID in $LAYERD_PID (and in PIDS).
+LAYERD_PID=
+layerd_serve() {
+  local log=$1 spec=$2; shift 2
+  "$LAYERD" serve --spec "$spec" "$@" >"$log" 2>&1 &
+  LAYERD_PID=$!
+  PIDS+=("$!")
+}
+# in_cache DIR DIGEST...: every DIGEST is a committed blob of the layerd cache in DIR.
+in_cache() {
+  local dir=$1 d h; shift
+  for d in "$@"; do
+    h=${d#sha256:}
+    [[ -f $dir/blobs/sha256/${h:0:2}/$h ]] || return 1
+  done
+}
+
+# ---- a private containerd (Debian 12: containerd 1.6) and ctr --------------------------
+# containerd_start DIR: a containerd with its root, state and socket under DIR,
+# without CRI or special snapshotters, and a content store per namespace
+# (content_sharing_policy = "isolated": a fresh namespace downloads every blob
+# again). Its log in DIR/log, its socket in $SOCK, its PID in PIDS.
+SOCK=
+containerd_start() {
+  SOCK=$1/containerd.sock
+  mkdir -p "$1"
+  cat >"$1/config.toml" <<TOML
+version = 2
+root = "$1/root"
+state = "$1/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.opt",
+  "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
+[grpc]
+  address = "$SOCK"
+[ttrpc]
+  address = "$SOCK.ttrpc"
+[debug]
+  address = ""
+  level = "info"
+[metrics]
+  address = ""
+[plugins."io.containerd.metadata.v1.bolt"]
+  content_sharing_policy = "isolated"
+TOML
+  containerd --config "$1/config.toml" >"$1/log" 2>&1 &
+  PIDS+=("$!")
+}
+# ctrd_up: the containerd of containerd_start answers on its socket.
+ctrd_up() { timeout 5 ctr -a "$SOCK" version >/dev/null 2>&1; }
+
+# ctr_fetch NAMESPACE HOSTS_DIR REF [FETCH_OPTIONS...]: `ctr --debug content
+# fetch` of REF into NAMESPACE with the hosts directory HOSTS_DIR, bounded (30 s).
+# Output in $LAST.out and $LAST.err (LAST=$T/fetch-NAMESPACE), the exit status in $rc.
+LAST= rc=
+ctr_fetch() {
+  local ns=$1 dir=$2 ref=$3; shift 3
+  LAST=$T/fetch-$ns
+  timeout 30 ctr --debug -a "$SOCK" -n "$ns" content fetch --hosts-dir "$dir" "$@" "$ref" >"$LAST.out" 2>"$LAST.err"
+  rc=$?
+}
+# ctr_resolve_order FILE: the hosts ctr tried to resolve the tag on, in order, from its --debug output.
+ctr_resolve_order() { grep -o 'msg=resolving host="[^"]*"' "$1" | sed 's/.*host="//; s/"$//' | paste -sd' '; }
+# ctr_image_digest NAMESPACE REF: the manifest digest of containerd's image record for REF.
+ctr_image_digest() {
+  timeout 10 ctr -a "$SOCK" -n "$1" images ls 2>/dev/null | awk -v r="$2" '$1 == r { print $3 }'
+}
+# ctr_has NAMESPACE DIGEST...: every DIGEST is in NAMESPACE's content store.
+ctr_has() {
+  local ns=$1 d; shift
+  timeout 10 ctr -a "$SOCK" -n "$ns" content ls -q >"$T/content-$ns" 2>/dev/null || return 1
+  for d in "$@"; do grep -qxF "$d" "$T/content-$ns" || return 1; done
 }

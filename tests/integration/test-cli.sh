@@ -64,9 +64,11 @@ check "GET /v2/ is 200" test "$code" = 200
 check "GET /v2/ carries Docker-Distribution-API-Version" grep -qi '^Docker-Distribution-API-Version: registry/2.0' "$T/headers"
 code=$(http HEAD "http://127.0.0.1:$port/v2/")
 check "HEAD /v2/ is 200" test "$code" = 200
-code=$(http GET "http://127.0.0.1:$port/v2/library/busybox/manifests/latest?ns=docker.io")
-check "a pull request not served yet is a fast 404" test "$code" = 404
+# A registry the spec does not mirror: refused at once, no outbound request (no open proxy).
+code=$(http GET "http://127.0.0.1:$port/v2/library/busybox/manifests/latest?ns=registry.example.invalid")
+check "a registry the spec does not mirror is a fast 404" test "$code" = 404
 check "404 carries a distribution error body" grep -q '"errors"' "$T/body"
+check "... with code NAME_UNKNOWN" grep -q NAME_UNKNOWN "$T/body"
 code=$(http PUT "http://127.0.0.1:$port/v2/library/busybox/manifests/latest")
 check "PUT is 405" test "$code" = 405
 check "405 body says UNSUPPORTED" grep -q UNSUPPORTED "$T/body"

@@ -311,9 +311,65 @@ static void test_abort_and_timeout(void **state) {
         assert_int_equal(cache_reader_new(e, &r), 0);
         assert_int_equal(cache_write(e, b2, 100), 0);
         assert_int_equal(cache_reader_read(r, buf, 0, 0), 0);
-        assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 0), 100);
+        /* The last byte stays back until the blob is verified; an abort then withholds it for good. */
+        assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 0), 99);
+        assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 0), -ETIMEDOUT);
         cache_abort(e);
+        assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 0), -EIO);
         cache_reader_free(r);
+        cache_writer_unref(e);
+        free(b2);
+        free(b);
+        cache_close(c);
+}
+
+/* The size known late (from the upstream's headers), the last byte held back until the commit. */
+static void test_size_and_holdback(void **state) {
+        const char *root = *state;
+        struct cache *c = NULL;
+        struct cache_entry *e = NULL, *joined = NULL;
+        struct cache_reader *r = NULL;
+        bool writer;
+        uint64_t size = 0;
+        char buf[64];
+        struct digest d;
+        unsigned char *b = content(50, 7, DIGEST_SHA256, &d);
+
+        c = open_ok(root);
+        assert_int_equal(cache_begin(c, &d, -1, &e, &writer), 0);
+        assert_true(writer);
+        assert_int_equal(cache_begin(c, &d, -1, &joined, &writer), 0);
+        assert_false(writer);
+        assert_int_equal(cache_entry_wait_size(joined, 0, &size), -ETIMEDOUT);
+        assert_int_equal(cache_write(e, b, 10), 0);
+        assert_int_equal(cache_entry_set_size(e, 5), -EMSGSIZE); /* fewer than written */
+        assert_int_equal(cache_entry_set_size(e, 50), 0);
+        assert_int_equal(cache_entry_set_size(e, 51), -EMSGSIZE); /* contradicts */
+        assert_int_equal(cache_entry_wait_size(joined, 0, &size), 0);
+        assert_int_equal(size, 50);
+        assert_int_equal(cache_write(e, b + 10, 40), 0);
+        assert_int_equal(cache_write(e, b + 50, 1), -EMSGSIZE); /* beyond the size now known */
+
+        assert_int_equal(cache_reader_new(joined, &r), 0);
+        assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 0), 49);
+        assert_memory_equal(buf, b, 49);
+        assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 0), -ETIMEDOUT);
+        assert_int_equal(cache_commit(e, NULL), 0);
+        assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 0), 1);
+        assert_int_equal(buf[0], b[49]);
+        assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 0), 0);
+        cache_reader_free(r);
+        assert_int_equal(cache_entry_wait_size(joined, 0, &size), 0);
+        assert_int_equal(size, 50);
+        cache_entry_unref(joined);
+        cache_writer_unref(e);
+
+        /* A download that fails before its size is known: waiters learn it. */
+        struct digest d2;
+        unsigned char *b2 = content(20, 8, DIGEST_SHA256, &d2);
+        assert_int_equal(cache_begin(c, &d2, -1, &e, &writer), 0);
+        cache_abort(e);
+        assert_int_equal(cache_entry_wait_size(e, 0, &size), -EIO);
         cache_writer_unref(e);
         free(b2);
         free(b);
@@ -819,6 +875,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_layout_and_lock, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_commit_and_read, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_mismatch, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_size_and_holdback, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_abort_and_timeout, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_single_flight, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_killed_mid_write, setup, teardown),

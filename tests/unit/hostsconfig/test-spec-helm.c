@@ -115,6 +115,7 @@ static const struct spec_registry *assert_registry(const struct spec *s, size_t 
         assert_int_equal(r->mirror, mirror);
         assert_string_equal(r->origin, origin);
         assert_int_equal(r->n_endpoints, n_endpoints);
+        assert_int_equal(r->tag_ttl_ms, SPEC_DEFAULT_TAG_TTL_MS);
         assert_ptr_equal(spec_find_registry(s, host), r);
         return r;
 }
@@ -131,6 +132,7 @@ static void assert_endpoint(const struct spec_registry *r, size_t i, const char 
         assert_int_equal(e->line, line);
         assert_int_equal(e->capabilities, SPEC_CAP_PULL | SPEC_CAP_RESOLVE);
         assert_int_equal(e->connect_timeout_ms, SPEC_DEFAULT_CONNECT_TIMEOUT_MS);
+        assert_int_equal(e->response_timeout_ms, SPEC_DEFAULT_RESPONSE_TIMEOUT_MS);
         assert_int_equal(e->idle_timeout_ms, SPEC_DEFAULT_IDLE_TIMEOUT_MS);
         assert_null(e->ca_file);
         assert_null(e->client_cert);

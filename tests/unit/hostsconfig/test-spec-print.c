@@ -117,6 +117,61 @@ static void test_builtin(void **state) {
         check_golden(s, "tests/golden/builtin.out");
 }
 
+/* The durations print exactly and come back as the same values: 0s (tag_ttl
+ * may be 0), the extremes of each range, and nothing for _default. */
+static void test_durations_round_trip(void **state) {
+        (void) state;
+        static const char yaml[] = "registries:\n"
+                                   "  docker.io:\n"
+                                   "    tag_ttl: 0s\n"
+                                   "    endpoints:\n"
+                                   "      - url: https://a.example.com\n"
+                                   "        timeouts: {connect: 1ms, response: 1h, idle: 1h}\n"
+                                   "      - url: https://b.example.com\n"
+                                   "        timeouts: {response: 1m30s500ms}\n"
+                                   "  quay.io: {tag_ttl: 30d}\n"
+                                   "  gcr.io: {mirror: false, tag_ttl: 1d12h}\n"
+                                   "  _default: {endpoints: [https://z.example.com]}\n";
+        struct spec *s = NULL, *again = NULL;
+        struct error_list errors;
+        assert_int_equal(spec_parse("spec.yaml", yaml, strlen(yaml), CACHE, &s, &errors), 0);
+        char *out = print_to_string(s);
+        assert_non_null(strstr(out, "  docker.io:\n    mirror: true\n    origin: https://registry-1.docker.io\n"
+                                    "    fallback_to_origin: true\n    tag_ttl: 0s\n    endpoints:\n"));
+        assert_non_null(strstr(out, "      timeouts: {connect: 1ms, response: 1h, idle: 1h}\n"));
+        assert_non_null(strstr(out, "      timeouts: {connect: 5s, response: 1m30s500ms, idle: 30s}\n"));
+        assert_non_null(strstr(out, "    tag_ttl: 30d\n"));
+        assert_non_null(strstr(out, "    tag_ttl: 1d12h\n"));
+        assert_non_null(strstr(out, "  _default:\n    mirror: false\n    endpoints:\n"));
+
+        int r = spec_parse("printed.yaml", out, strlen(out), CACHE, &again, &errors);
+        if (r != 0) {
+                error_list_print(&errors, stderr);
+                fail_msg("printed spec does not parse");
+        }
+        assert_int_equal(again->n_registries, s->n_registries);
+        for (size_t i = 0; i < s->n_registries; i++) {
+                const struct spec_registry *a = &s->registries[i], *b = &again->registries[i];
+                assert_string_equal(b->host, a->host);
+                assert_int_equal(b->tag_ttl_ms, a->tag_ttl_ms);
+                assert_int_equal(b->n_endpoints, a->n_endpoints);
+                for (size_t j = 0; j < a->n_endpoints; j++) {
+                        assert_string_equal(b->endpoints[j].url, a->endpoints[j].url);
+                        assert_int_equal(b->endpoints[j].connect_timeout_ms, a->endpoints[j].connect_timeout_ms);
+                        assert_int_equal(b->endpoints[j].response_timeout_ms, a->endpoints[j].response_timeout_ms);
+                        assert_int_equal(b->endpoints[j].idle_timeout_ms, a->endpoints[j].idle_timeout_ms);
+                }
+        }
+        assert_int_equal(again->registries[0].tag_ttl_ms, 0);
+        assert_int_equal(again->registries[0].endpoints[1].response_timeout_ms, 90500);
+        char *out2 = print_to_string(again);
+        assert_string_equal(out2, out);
+        free(out2);
+        free(out);
+        spec_free(again);
+        spec_free(s);
+}
+
 static void test_write_error(void **state) {
         (void) state;
         struct spec *s = NULL;
@@ -133,7 +188,8 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_example_spec), cmocka_unit_test(test_example_helm),
                 cmocka_unit_test(test_quoting),      cmocka_unit_test(test_minimal),
-                cmocka_unit_test(test_builtin),      cmocka_unit_test(test_write_error),
+                cmocka_unit_test(test_builtin),      cmocka_unit_test(test_durations_round_trip),
+                cmocka_unit_test(test_write_error),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

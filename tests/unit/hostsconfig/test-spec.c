@@ -216,9 +216,12 @@ static void test_registry_defaults(void **state) {
         assert_true(r->endpoints[0].is_origin);
         assert_int_equal(r->endpoints[0].capabilities, SPEC_CAP_PULL | SPEC_CAP_RESOLVE);
         assert_int_equal(r->endpoints[0].connect_timeout_ms, 5000);
+        assert_int_equal(r->endpoints[0].response_timeout_ms, 10000);
         assert_int_equal(r->endpoints[0].idle_timeout_ms, 30000);
         assert_false(r->endpoints[0].override_path);
         assert_int_equal(r->endpoints[0].line, 0);
+        assert_int_equal(r->tag_ttl_ms, 5 * 60 * 1000);
+        assert_int_equal(s->registries[1].tag_ttl_ms, SPEC_DEFAULT_TAG_TTL_MS);
         assert_string_equal(s->registries[1].host, "ghcr.io");
         assert_string_equal(s->registries[1].origin, "https://ghcr.io");
         assert_string_equal(s->registries[2].origin, "https://registry.example.com:5000");
@@ -253,7 +256,7 @@ static void test_registry_chain(void **state) {
                 "        capabilities: [pull]\n"
                 "        credentials_file: /etc/layerd/harbor.json\n"
                 "        headers: {X-One: a, X-Two: [b, c]}\n"
-                "        timeouts: {connect: 1s, idle: 1m30s}\n"
+                "        timeouts: {connect: 1s, response: 20s, idle: 1m30s}\n"
                 "        tls: {ca_file: /ca.pem, client_cert: /c.pem, client_key: /k.pem, insecure_skip_verify: true}\n");
         const struct spec_registry *r = &s->registries[0];
         assert_int_equal(r->n_endpoints, 3);
@@ -272,6 +275,7 @@ static void test_registry_chain(void **state) {
         assert_int_equal(h->headers[1].n_values, 2);
         assert_string_equal(h->headers[1].values[1], "c");
         assert_int_equal(h->connect_timeout_ms, 1000);
+        assert_int_equal(h->response_timeout_ms, 20000);
         assert_int_equal(h->idle_timeout_ms, 90000);
         assert_string_equal(h->ca_file, "/ca.pem");
         assert_string_equal(h->client_cert, "/c.pem");
@@ -280,7 +284,43 @@ static void test_registry_chain(void **state) {
         /* The origin is implied, last, with defaults. */
         assert_string_equal(r->endpoints[2].url, "https://registry-1.docker.io");
         assert_true(r->endpoints[2].is_origin);
+        assert_int_equal(r->endpoints[2].response_timeout_ms, SPEC_DEFAULT_RESPONSE_TIMEOUT_MS);
         spec_free(s);
+}
+
+static void test_registry_tag_ttl(void **state) {
+        (void) state;
+        struct spec *s = parse_ok("registries:\n"
+                                  "  docker.io: {tag_ttl: 1h30m}\n"
+                                  "  quay.io: {tag_ttl: 0s}\n"       /* revalidate every time */
+                                  "  ghcr.io: {tag_ttl: 30d}\n"      /* the longest */
+                                  "  gcr.io: {mirror: false, tag_ttl: 1m}\n"
+                                  "  registry.k8s.io: {endpoints: [https://a.example.com]}\n");
+        assert_int_equal(s->registries[0].tag_ttl_ms, 90ULL * 60 * 1000);
+        assert_int_equal(s->registries[1].tag_ttl_ms, 0);
+        assert_int_equal(s->registries[2].tag_ttl_ms, 30ULL * 86400 * 1000);
+        assert_int_equal(s->registries[3].tag_ttl_ms, 60 * 1000);
+        assert_int_equal(s->registries[4].tag_ttl_ms, SPEC_DEFAULT_TAG_TTL_MS);
+        spec_free(s);
+
+        expect_errors("registries:\n  docker.io:\n    tag_ttl: 5\n", 1,
+                      "spec.yaml:3:14: registries.docker.io.tag_ttl: not a duration (like 500ms, 5s, 1h30m): \"5\"");
+        expect_errors("registries:\n  docker.io:\n    tag_ttl: -1s\n", 1,
+                      "spec.yaml:3:14: registries.docker.io.tag_ttl: not a duration (like 500ms, 5s, 1h30m): \"-1s\"");
+        expect_errors("registries:\n  docker.io:\n    tag_ttl: 30d1ms\n", 1,
+                      "spec.yaml:3:14: registries.docker.io.tag_ttl: must be between 0s and 30d");
+        expect_errors("registries:\n  docker.io:\n    tag_ttl: 31d\n", 1,
+                      "spec.yaml:3:14: registries.docker.io.tag_ttl: must be between 0s and 30d");
+        expect_errors("registries:\n  docker.io:\n    tag_ttl: [1m]\n", 1,
+                      "spec.yaml:3:14: registries.docker.io.tag_ttl: expected a string, got a list");
+        expect_errors("registries:\n  docker.io:\n    tag_ttl: ~\n", 1,
+                      "spec.yaml:3:14: registries.docker.io.tag_ttl: expected a string, got null");
+        expect_errors("registries:\n  docker.io:\n    tag_tll: 1m\n", 1,
+                      "spec.yaml:3:5: registries.docker.io: unknown key \"tag_tll\" (did you mean \"tag_ttl\"?)");
+        /* Errors elsewhere in the registry are still reported next to it. */
+        expect_errors("registries:\n  docker.io:\n    tag_ttl: soon\n    mirror: maybe\n", 2,
+                      "spec.yaml:3:14: registries.docker.io.tag_ttl: not a duration (like 500ms, 5s, 1h30m): "
+                      "\"soon\"");
 }
 
 static void test_registry_origin(void **state) {
@@ -489,6 +529,26 @@ static void test_endpoint_timeouts(void **state) {
                       "spec.yaml:5:29: registries.docker.io.endpoints[0].timeouts.connect: must be between 1ms and 1h");
         expect_errors(EP("        timeouts: {total: 5s}\n"), 1,
                       "spec.yaml:5:20: registries.docker.io.endpoints[0].timeouts: unknown key \"total\"");
+
+        struct spec *s = parse_ok(EP("        timeouts: {response: 1ms}\n"));
+        const struct spec_endpoint *e = &s->registries[0].endpoints[0];
+        assert_int_equal(e->response_timeout_ms, 1);
+        assert_int_equal(e->connect_timeout_ms, SPEC_DEFAULT_CONNECT_TIMEOUT_MS);
+        assert_int_equal(e->idle_timeout_ms, SPEC_DEFAULT_IDLE_TIMEOUT_MS);
+        spec_free(s);
+        s = parse_ok(EP("        timeouts: {connect: 1s, response: 1h, idle: 2m}\n"));
+        assert_int_equal(s->registries[0].endpoints[0].response_timeout_ms, 3600 * 1000);
+        spec_free(s);
+        expect_errors(EP("        timeouts: {response: 0s}\n"), 1,
+                      "spec.yaml:5:30: registries.docker.io.endpoints[0].timeouts.response: must be between 1ms and 1h");
+        expect_errors(EP("        timeouts: {response: 1h1ms}\n"), 1,
+                      "spec.yaml:5:30: registries.docker.io.endpoints[0].timeouts.response: must be between 1ms and 1h");
+        expect_errors(EP("        timeouts: {response: 10}\n"), 1,
+                      "spec.yaml:5:30: registries.docker.io.endpoints[0].timeouts.response: not a duration (like "
+                      "500ms, 5s, 1h30m): \"10\"");
+        expect_errors(EP("        timeouts:\n          respones: 5s\n"), 1,
+                      "spec.yaml:6:11: registries.docker.io.endpoints[0].timeouts: unknown key \"respones\" (did you "
+                      "mean \"response\"?)");
 }
 
 static void test_alias_expansion_bounded(void **state) {
@@ -552,6 +612,13 @@ static void test_default_registry_entry(void **state) {
         expect_errors("registries:\n  _default:\n    origin: https://a.example.com\n    endpoints: [https://z.example.com]\n",
                       1, "spec.yaml:3:13: registries._default: _default has no origin: containerd uses the registry a "
                          "pull names");
+        /* No tags are cached for _default, so there is nothing to revalidate. */
+        expect_errors("registries:\n  _default:\n    tag_ttl: 1m\n    endpoints: [https://z.example.com]\n", 1,
+                      "spec.yaml:3:14: registries._default: _default takes no tag_ttl: layerd never serves it, so "
+                      "it caches no tags");
+        expect_errors("registries:\n  _default:\n    tag_ttl: 0s\n    endpoints: [https://z.example.com]\n", 1,
+                      "spec.yaml:3:14: registries._default: _default takes no tag_ttl: layerd never serves it, so "
+                      "it caches no tags");
         expect_errors("registries:\n  _default: {}\n", 1,
                       "spec.yaml:2:13: registries._default: missing required key \"endpoints\"");
         expect_errors("registries:\n  _default:\n", 1,
@@ -779,6 +846,7 @@ int main(void) {
                 cmocka_unit_test(test_registry_defaults),
                 cmocka_unit_test(test_registry_host_canonical),
                 cmocka_unit_test(test_registry_chain),
+                cmocka_unit_test(test_registry_tag_ttl),
                 cmocka_unit_test(test_registry_origin),
                 cmocka_unit_test(test_registry_errors),
                 cmocka_unit_test(test_registry_limits),

@@ -1,0 +1,1240 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The pull API: what containerd (and skopeo, podman) ask a mirror for.
+ *
+ * What containerd needs from a mirror (remotes/docker/resolver.go,
+ * fetcher.go), and so what every route here guarantees:
+ * - the first request is HEAD /v2/<name>/manifests/<tag>?ns=<registry>; the
+ *   answer carries Docker-Content-Digest and Content-Length;
+ * - a mirror that cannot serve answers fast with 404 or 503 and containerd
+ *   moves on to its next host; it never gets a 429 (containerd retries those
+ *   on the same host) and never waits without bound (containerd has no
+ *   response timeout): upstream waits are bounded and turn into 503;
+ * - a 200 carries exactly the content: manifests are verified before a byte
+ *   is sent; a blob streamed while it downloads keeps its last byte back
+ *   until its digest verified (cache_reader_read()), and on a mismatch the
+ *   connection is cut (containerd does not fall back after a mismatch);
+ * - Range answers are 206 with Content-Range (containerd resumes with
+ *   "Range: bytes=N-", from its first host again). */
+#include "agent/pull.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/log.h"
+#include "agent/relay.h"
+#include "common/digest.h"
+#include "common/macro.h"
+#include "common/range.h"
+#include "common/reference.h"
+
+#define HEADER_WAIT_MS 20000   /* longest wait for an upstream before answering 503 */
+#define STREAM_WAIT_MS 60000   /* longest wait for the next bytes of a download */
+#define STREAM_BLOCK (256 * 1024)
+#define ACCEPT_MAX 1024
+#define PROGRESS_EVERY_MS 10000
+
+enum route {
+        ROUTE_V2,
+        ROUTE_MANIFEST,
+        ROUTE_BLOB,
+        ROUTE_METRICS,
+        ROUTE_HEALTH,
+        ROUTE_OTHER,
+        _ROUTE_MAX,
+};
+
+static const char *const route_names[_ROUTE_MAX] = {
+        [ROUTE_V2] = "v2",         [ROUTE_MANIFEST] = "manifest", [ROUTE_BLOB] = "blob",
+        [ROUTE_METRICS] = "metrics", [ROUTE_HEALTH] = "health",   [ROUTE_OTHER] = "other",
+};
+
+/* The statuses layerd answers with; the last slot counts any other. */
+static const unsigned status_slots[] = { 200, 206, 400, 404, 405, 416, 500, 503, 0 };
+#define STATUS_SLOTS ELEMENTSOF(status_slots)
+
+struct spec_ref {
+        struct spec *spec;
+        unsigned refs; /* under pull->lock */
+};
+
+/* A blob download in flight: single-flight is the cache's (cache_begin());
+ * this carries what the cache does not know, the upstream's verdict. */
+struct download {
+        struct download *next;
+        unsigned refs; /* under pull->lock */
+        struct digest digest;
+        char *registry, *repository;
+        struct cache_entry *entry; /* the writer's reference, the download thread's */
+        int status;                /* under pull->lock: 0 while running, then 200, 404, 503 */
+        char endpoint[256];        /* under pull->lock: who sent the bytes, once known */
+        struct pull *pull;
+        uint64_t bytes, last_progress_ms, started_ms;
+};
+
+struct pull {
+        pthread_mutex_t lock; /* spec, downloads, threads */
+        pthread_cond_t ended; /* a download thread ended */
+        struct spec_ref *spec;
+        struct cache *cache;
+        struct fallback *fb;
+        struct download *downloads;
+        unsigned threads;
+        atomic_bool stopping;
+
+        atomic_uint_fast64_t requests[_ROUTE_MAX][STATUS_SLOTS];
+        atomic_uint_fast64_t bytes_served, stale_serves, upstream_manifests, cut_streams, verify_failures,
+                stream_throughs;
+};
+
+/* One request, for its log line. */
+struct request {
+        uint64_t started_ms;
+        enum route route;
+        const char *method;
+        char ns[256];
+        char repo[256];
+        char ref[160];
+        unsigned status;
+        const char *outcome; /* hit, miss, join, stale, upstream, - */
+        char endpoint[256];
+        atomic_uint_fast64_t bytes;
+        uint64_t length; /* body bytes promised (fd and buffer responses) */
+        char reason[256]; /* why, for an error answer */
+        bool streamed;
+        bool has_body;
+};
+
+static uint64_t now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+/* ---- shared state --------------------------------------------------------------- */
+
+static struct spec_ref *spec_ref_get(struct pull *p) {
+        pthread_mutex_lock(&p->lock);
+        struct spec_ref *r = p->spec;
+        r->refs++;
+        pthread_mutex_unlock(&p->lock);
+        return r;
+}
+
+static void spec_ref_put_locked(struct spec_ref *r) {
+        if (r && --r->refs == 0) {
+                spec_free(r->spec);
+                free(r);
+        }
+}
+
+static void spec_ref_put(struct pull *p, struct spec_ref *r) {
+        pthread_mutex_lock(&p->lock);
+        spec_ref_put_locked(r);
+        pthread_mutex_unlock(&p->lock);
+}
+
+int pull_new(struct cache *cache, struct fallback *fb, struct spec *spec, struct pull **ret) {
+        struct pull *p = calloc(1, sizeof(*p));
+        struct spec_ref *r = calloc(1, sizeof(*r));
+        if (!p || !r) {
+                free(p);
+                free(r);
+                return -ENOMEM;
+        }
+        r->spec = spec;
+        r->refs = 1;
+        pthread_mutex_init(&p->lock, NULL);
+        pthread_cond_init(&p->ended, NULL);
+        p->spec = r;
+        p->cache = cache;
+        p->fb = fb;
+        *ret = p;
+        return 0;
+}
+
+void pull_set_spec(struct pull *p, struct spec *spec) {
+        struct spec_ref *r = calloc(1, sizeof(*r));
+        if (!r) {
+                log_error("out of memory: the new spec is not taken");
+                spec_free(spec);
+                return;
+        }
+        r->spec = spec;
+        r->refs = 1;
+        pthread_mutex_lock(&p->lock);
+        struct spec_ref *old = p->spec;
+        p->spec = r;
+        spec_ref_put_locked(old);
+        pthread_mutex_unlock(&p->lock);
+}
+
+int pull_shutdown(struct pull *p, int timeout_ms) {
+        atomic_store(&p->stopping, true);
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += timeout_ms / 1000;
+        deadline.tv_nsec += (long) (timeout_ms % 1000) * 1000000;
+        if (deadline.tv_nsec >= 1000000000) {
+                deadline.tv_sec++;
+                deadline.tv_nsec -= 1000000000;
+        }
+        int r = 0;
+        pthread_mutex_lock(&p->lock);
+        while (p->threads > 0 && r == 0)
+                if (pthread_cond_timedwait(&p->ended, &p->lock, &deadline) == ETIMEDOUT)
+                        r = -ETIMEDOUT;
+        pthread_mutex_unlock(&p->lock);
+        return r;
+}
+
+struct pull *pull_free(struct pull *p) {
+        if (!p)
+                return NULL;
+        spec_ref_put_locked(p->spec);
+        pthread_cond_destroy(&p->ended);
+        pthread_mutex_destroy(&p->lock);
+        free(p);
+        return NULL;
+}
+
+/* ---- responses ---------------------------------------------------------------------- */
+
+static enum MHD_Result queue(struct MHD_Connection *conn, struct request *rq, unsigned status,
+                             struct MHD_Response *resp) {
+        if (!resp)
+                return MHD_NO;
+        rq->status = status;
+        bool ok = MHD_add_response_header(resp, "Docker-Distribution-API-Version", "registry/2.0") == MHD_YES;
+        enum MHD_Result r = ok ? MHD_queue_response(conn, status, resp) : MHD_NO;
+        MHD_destroy_response(resp);
+        return r;
+}
+
+/* Distribution spec error body: {"errors":[{"code":"...","message":"..."}]}. */
+static enum MHD_Result respond_error(struct MHD_Connection *conn, struct request *rq, unsigned status,
+                                     const char *code, const char *fmt, ...) _printf_(5, 6);
+static enum MHD_Result respond_error(struct MHD_Connection *conn, struct request *rq, unsigned status,
+                                     const char *code, const char *fmt, ...) {
+        char msg[256], body[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        /* The message holds only validated names, digests and fixed text: no JSON escaping is needed
+         * beyond refusing quotes and backslashes, which none of those can contain. */
+        for (char *c = msg; *c; c++)
+                if (*c == '"' || *c == '\\' || (unsigned char) *c < 0x20)
+                        *c = '?';
+        snprintf(rq->reason, sizeof(rq->reason), "%s", msg);
+        int n = snprintf(body, sizeof(body), "{\"errors\":[{\"code\":\"%s\",\"message\":\"%s\"}]}", code, msg);
+        struct MHD_Response *resp = MHD_create_response_from_buffer((size_t) n, body, MHD_RESPMEM_MUST_COPY);
+        if (resp && MHD_add_response_header(resp, "Content-Type", "application/json") != MHD_YES) {
+                MHD_destroy_response(resp);
+                return MHD_NO;
+        }
+        rq->length = (uint64_t) n;
+        return queue(conn, rq, status, resp);
+}
+
+static ssize_t no_body(void *cls, uint64_t pos, char *buf, size_t max) {
+        (void) cls, (void) pos, (void) buf, (void) max;
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+/* A HEAD answer for an object of size bytes whose body layerd does not hold:
+ * MHD sends the headers of a response of that size and never asks for bytes. */
+static struct MHD_Response *head_response(uint64_t size) {
+        return MHD_create_response_from_callback(size, 4096, no_body, NULL, NULL);
+}
+
+static bool add_object_headers(struct MHD_Response *resp, const struct digest *d, const char *media_type) {
+        char ds[DIGEST_STRING_MAX], etag[DIGEST_STRING_MAX + 2];
+        digest_to_string(d, ds);
+        snprintf(etag, sizeof(etag), "\"%s\"", ds);
+        return MHD_add_response_header(resp, "Docker-Content-Digest", ds) == MHD_YES &&
+               MHD_add_response_header(resp, "ETag", etag) == MHD_YES &&
+               MHD_add_response_header(resp, "Content-Type", media_type ? media_type : "application/octet-stream") ==
+                       MHD_YES;
+}
+
+static enum MHD_Result respond_manifest(struct MHD_Connection *conn, struct request *rq, bool head, const void *body,
+                                        uint64_t size, const struct digest *d, const char *media_type) {
+        struct MHD_Response *resp = head || !body ? head_response(size)
+                                                  : MHD_create_response_from_buffer((size_t) size, (void *) body,
+                                                                                    MHD_RESPMEM_MUST_COPY);
+        if (resp && !add_object_headers(resp, d, media_type)) {
+                MHD_destroy_response(resp);
+                return MHD_NO;
+        }
+        rq->length = head ? 0 : size;
+        return queue(conn, rq, MHD_HTTP_OK, resp);
+}
+
+/* ---- requests ------------------------------------------------------------------------- */
+
+struct accept_buf {
+        char text[ACCEPT_MAX];
+        size_t len;
+};
+
+/* skopeo and podman send one Accept line per media type: merge them. */
+static enum MHD_Result collect_accept(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+        struct accept_buf *a = cls;
+        (void) kind;
+        if (!key || strcasecmp(key, "Accept") != 0 || !value || !value[0])
+                return MHD_YES;
+        size_t add = strlen(value);
+        if (a->len + add + 3 > sizeof(a->text))
+                return MHD_YES; /* what does not fit is not asked for */
+        if (a->len > 0) {
+                memcpy(a->text + a->len, ", ", 2);
+                a->len += 2;
+        }
+        memcpy(a->text + a->len, value, add + 1);
+        a->len += add;
+        return MHD_YES;
+}
+
+static bool accepts(const char *accept, const char *media_type) {
+        if (!accept || !accept[0] || strstr(accept, "*/*"))
+                return true;
+        if (!media_type)
+                return false;
+        size_t n = strlen(media_type);
+        for (const char *p = accept; (p = strstr(p, media_type)); p += n)
+                if ((p == accept || p[-1] == ' ' || p[-1] == ',') && (p[n] == '\0' || p[n] == ',' || p[n] == ';' ||
+                                                                      p[n] == ' '))
+                        return true;
+        return false;
+}
+
+/* Reads a committed manifest from the cache (at most FALLBACK_MANIFEST_MAX). */
+static int cached_manifest(struct pull *p, const struct digest *d, void **ret_body, uint64_t *ret_size,
+                           char **ret_media_type) {
+        int fd = -1;
+        uint64_t size = 0;
+        int r = cache_open_blob(p->cache, d, &fd, &size);
+        if (r < 0)
+                return r;
+        if (size > FALLBACK_MANIFEST_MAX) {
+                close(fd);
+                return -EFBIG;
+        }
+        char *body = malloc(size ? size : 1);
+        ssize_t n = body ? pread(fd, body, size, 0) : -1;
+        close(fd);
+        if (!body || n < 0 || (uint64_t) n != size) {
+                free(body);
+                return body ? -EIO : -ENOMEM;
+        }
+        char *mt = fallback_manifest_media_type(body, size);
+        if (!mt) {
+                free(body);
+                return -EMEDIUMTYPE; /* the digest names a blob, not a manifest */
+        }
+        *ret_body = body;
+        *ret_size = size;
+        *ret_media_type = mt;
+        return 0;
+}
+
+/* Stores a verified manifest; a failure only costs a later refetch. */
+static void store_manifest(struct pull *p, const struct digest *d, const void *body, uint64_t size) {
+        struct cache_entry *e = NULL;
+        bool writer = false;
+        int r = cache_begin(p->cache, d, (int64_t) size, &e, &writer);
+        if (r < 0 || !writer) {
+                if (e)
+                        cache_entry_unref(e);
+                return;
+        }
+        r = cache_write(e, body, size);
+        if (r >= 0)
+                r = cache_commit(e, NULL);
+        if (r < 0) {
+                char ds[DIGEST_STRING_MAX];
+                log_warning("cannot cache manifest digest=%s: %s", digest_to_string(d, ds), strerror(-r));
+        }
+        cache_writer_unref(e);
+}
+
+static void note_endpoint(struct request *rq, const struct fallback_response *fr) {
+        if (fr->endpoint)
+                snprintf(rq->endpoint, sizeof(rq->endpoint), "%s", fr->endpoint);
+}
+
+/* An upstream status that is not 200, for the client: 404 lets containerd
+ * move on (the origin's "not found", and also its 401/403: layerd holds the
+ * credentials, containerd could not do better here), 503 for the rest. */
+static enum MHD_Result respond_upstream_failure(struct MHD_Connection *conn, struct request *rq,
+                                                const struct fallback_response *fr, bool manifest) {
+        if (fr->status == 404 || fr->status == 401 || fr->status == 403)
+                return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, manifest ? "MANIFEST_UNKNOWN" : "BLOB_UNKNOWN",
+                                     "upstream answered %d", fr->status);
+        return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "no upstream answered: %s",
+                             fr->error[0] ? fr->error : "unavailable");
+}
+
+struct target {
+        const struct spec_registry *reg;
+        char repo[256];
+        const char *accept;
+};
+
+static enum MHD_Result manifest_by_digest(struct pull *p, struct MHD_Connection *conn, struct request *rq,
+                                          const struct target *t, bool head, const struct digest *d) {
+        _cleanup_free_ void *body = NULL;
+        _cleanup_free_ char *mt = NULL;
+        uint64_t size = 0;
+        if (cached_manifest(p, d, &body, &size, &mt) == 0) {
+                rq->outcome = "hit";
+                return respond_manifest(conn, rq, head, body, size, d, mt);
+        }
+        struct fallback_request req = {
+                .registry = t->reg->host, .repository = t->repo, .kind = FALLBACK_MANIFEST,
+                .reference = rq->ref, .head = head, .accept = t->accept,
+                .deadline_ms = now_ms() + HEADER_WAIT_MS,
+        };
+        struct fallback_response fr;
+        int r = fallback_fetch(p->fb, &req, &fr);
+        atomic_fetch_add(&p->upstream_manifests, 1);
+        rq->outcome = "miss";
+        note_endpoint(rq, &fr);
+        enum MHD_Result ret;
+        if (r < 0)
+                ret = respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "%s", strerror(-r));
+        else if (fr.status != 200)
+                ret = respond_upstream_failure(conn, rq, &fr, true);
+        else {
+                if (fr.body)
+                        store_manifest(p, d, fr.body, (uint64_t) fr.size);
+                ret = respond_manifest(conn, rq, head, fr.body, fr.size >= 0 ? (uint64_t) fr.size : 0, d,
+                                       fr.media_type);
+        }
+        fallback_response_done(&fr);
+        return ret;
+}
+
+static enum MHD_Result manifest_by_tag(struct pull *p, struct MHD_Connection *conn, struct request *rq,
+                                       const struct target *t, bool head) {
+        const char *tag = rq->ref;
+        struct cache_tag known;
+        bool have = cache_tag_get(p->cache, t->reg->host, t->repo, tag, &known) == 0 &&
+                    accepts(t->accept, known.media_type);
+        int64_t age_ms = have ? ((int64_t) time(NULL) - known.fetched_at) * 1000 : 0;
+        _cleanup_free_ void *body = NULL;
+        _cleanup_free_ char *mt = NULL;
+        uint64_t size = 0;
+
+        /* Fresh enough: no upstream request at all. */
+        if (have && age_ms >= 0 && (uint64_t) age_ms < t->reg->tag_ttl_ms) {
+                if (head) {
+                        rq->outcome = "hit";
+                        return respond_manifest(conn, rq, true, NULL, known.size, &known.digest, known.media_type);
+                }
+                if (cached_manifest(p, &known.digest, &body, &size, &mt) == 0) {
+                        rq->outcome = "hit";
+                        return respond_manifest(conn, rq, false, body, size, &known.digest, mt);
+                }
+        }
+
+        /* Revalidate with HEAD: Docker Hub counts a manifest GET as a pull, a HEAD not. */
+        struct fallback_request req = {
+                .registry = t->reg->host, .repository = t->repo, .kind = FALLBACK_MANIFEST,
+                .reference = tag, .head = true, .accept = t->accept,
+                .deadline_ms = now_ms() + HEADER_WAIT_MS,
+        };
+        struct fallback_response fr;
+        int r = fallback_fetch(p->fb, &req, &fr);
+        atomic_fetch_add(&p->upstream_manifests, 1);
+        note_endpoint(rq, &fr);
+        enum MHD_Result ret;
+        if (r >= 0 && fr.status == 200 && fr.has_digest) {
+                struct cache_tag now = { .digest = fr.digest, .size = fr.size >= 0 ? (uint64_t) fr.size : 0,
+                                         .fetched_at = (int64_t) time(NULL) };
+                snprintf(now.media_type, sizeof(now.media_type), "%s",
+                         fr.media_type ? fr.media_type : "application/vnd.oci.image.manifest.v1+json");
+                (void) cache_tag_put(p->cache, t->reg->host, t->repo, tag, &now);
+                rq->outcome = have && digest_equal(&known.digest, &fr.digest) ? "revalidated" : "miss";
+                if (fr.body) /* the endpoint sent no digest on HEAD: fallback asked with GET */
+                        store_manifest(p, &fr.digest, fr.body, (uint64_t) fr.size);
+                if (head)
+                        ret = respond_manifest(conn, rq, true, NULL, now.size, &fr.digest, now.media_type);
+                else if (cached_manifest(p, &fr.digest, &body, &size, &mt) == 0)
+                        ret = respond_manifest(conn, rq, false, body, size, &fr.digest, mt);
+                else {
+                        char ds[DIGEST_STRING_MAX];
+                        digest_to_string(&fr.digest, ds);
+                        snprintf(rq->ref, sizeof(rq->ref), "%s", ds);
+                        ret = manifest_by_digest(p, conn, rq, t, false, &fr.digest);
+                        snprintf(rq->ref, sizeof(rq->ref), "%s", tag == rq->ref ? ds : tag);
+                }
+                fallback_response_done(&fr);
+                return ret;
+        }
+        /* stale-if-error: every upstream failed (not "not found"), the node's last answer stands. */
+        bool failed = r < 0 || (fr.status != 200 && fr.status != 404 && fr.status != 401 && fr.status != 403);
+        if (failed && have && (head || cached_manifest(p, &known.digest, &body, &size, &mt) == 0)) {
+                char ds[DIGEST_STRING_MAX];
+                atomic_fetch_add(&p->stale_serves, 1);
+                rq->outcome = "stale";
+                log_warning("serving a stale tag, every upstream failed: ns=%s repo=%s tag=%s digest=%s age_s=%" PRId64
+                            " reason=\"%s\"",
+                            t->reg->host, t->repo, tag, digest_to_string(&known.digest, ds), age_ms / 1000,
+                            r < 0 ? strerror(-r) : fr.error);
+                ret = head ? respond_manifest(conn, rq, true, NULL, known.size, &known.digest, known.media_type)
+                           : respond_manifest(conn, rq, false, body, size, &known.digest, mt);
+        } else if (r < 0) {
+                rq->outcome = "miss";
+                ret = respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "%s", strerror(-r));
+        } else {
+                rq->outcome = "miss";
+                ret = respond_upstream_failure(conn, rq, &fr, true);
+        }
+        fallback_response_done(&fr);
+        return ret;
+}
+
+/* ---- blobs ----------------------------------------------------------------------------- */
+
+static void download_unref_locked(struct pull *p, struct download *dl) {
+        if (!dl || --dl->refs > 0)
+                return;
+        for (struct download **q = &p->downloads; *q; q = &(*q)->next)
+                if (*q == dl) {
+                        *q = dl->next;
+                        break;
+                }
+        free(dl->registry);
+        free(dl->repository);
+        free(dl);
+}
+
+static void download_unref(struct pull *p, struct download *dl) {
+        pthread_mutex_lock(&p->lock);
+        download_unref_locked(p, dl);
+        pthread_mutex_unlock(&p->lock);
+}
+
+static int dl_start(void *userdata, int64_t total) {
+        struct download *dl = userdata;
+        if (total < 0)
+                return 0;
+        return cache_entry_set_size(dl->entry, (uint64_t) total);
+}
+
+static int dl_write(void *userdata, const void *data, size_t size) {
+        struct download *dl = userdata;
+        if (atomic_load(&dl->pull->stopping))
+                return -ECANCELED;
+        int r = cache_write(dl->entry, data, size);
+        if (r < 0)
+                return r;
+        dl->bytes += size;
+        uint64_t now = now_ms();
+        if (now - dl->last_progress_ms >= PROGRESS_EVERY_MS) {
+                char ds[DIGEST_STRING_MAX];
+                uint64_t secs = (now - dl->started_ms) / 1000;
+                log_info("downloading ns=%s repo=%s digest=%s bytes=%" PRIu64 " rate_kib_s=%" PRIu64, dl->registry,
+                         dl->repository, digest_to_string(&dl->digest, ds), dl->bytes,
+                         secs ? dl->bytes / 1024 / secs : dl->bytes / 1024);
+                dl->last_progress_ms = now;
+        }
+        return 0;
+}
+
+static void *download_main(void *arg) {
+        struct download *dl = arg;
+        struct pull *p = dl->pull;
+        char ds[DIGEST_STRING_MAX];
+        digest_to_string(&dl->digest, ds);
+        struct sink sink = { .userdata = dl, .start = dl_start, .write = dl_write };
+        struct fallback_request req = {
+                .registry = dl->registry, .repository = dl->repository, .kind = FALLBACK_BLOB,
+                .reference = ds, .sink = &sink,
+        };
+        struct fallback_response fr;
+        dl->started_ms = dl->last_progress_ms = now_ms();
+        int r = fallback_fetch(p->fb, &req, &fr);
+        int status = r >= 0 ? fr.status : 503;
+        if (fr.endpoint) {
+                /* Before the commit, which releases the readers' last byte: their log lines name it. */
+                pthread_mutex_lock(&p->lock);
+                snprintf(dl->endpoint, sizeof(dl->endpoint), "%s", fr.endpoint);
+                pthread_mutex_unlock(&p->lock);
+        }
+        if (r >= 0 && fr.status == 200) {
+                struct digest got;
+                int c = cache_commit(dl->entry, &got);
+                if (c == -EBADMSG || c == -EMSGSIZE) {
+                        char gs[DIGEST_STRING_MAX] = "-";
+                        if (c == -EBADMSG)
+                                digest_to_string(&got, gs);
+                        atomic_fetch_add(&p->verify_failures, 1);
+                        log_error("upstream sent wrong bytes, not cached: ns=%s repo=%s digest=%s got=%s size=%" PRIu64
+                                  " endpoint=%s",
+                                  dl->registry, dl->repository, ds, gs, dl->bytes, fr.endpoint ? fr.endpoint : "-");
+                        if (fr.endpoint)
+                                fallback_report_bad(p->fb, dl->registry, fr.endpoint, "served bytes that do not match their digest");
+                        status = 502;
+                } else if (c < 0 && c != -EIO)
+                        log_warning("blob stored but not durable: digest=%s: %s", ds, strerror(-c));
+                else
+                        log_info("downloaded ns=%s repo=%s digest=%s bytes=%" PRIu64 " ms=%" PRIu64 " endpoint=%s",
+                                 dl->registry, dl->repository, ds, dl->bytes, now_ms() - dl->started_ms,
+                                 fr.endpoint ? fr.endpoint : "-");
+        } else {
+                if (r == -ENOSPC)
+                        log_warning("cache disk full, download not cached: ns=%s repo=%s digest=%s", dl->registry,
+                                    dl->repository, ds);
+                else if (r != -ECANCELED)
+                        log_warning("download failed: ns=%s repo=%s digest=%s status=%d reason=\"%s\"", dl->registry,
+                                    dl->repository, ds, status, r < 0 ? strerror(-r) : fr.error);
+        }
+        /* The verdict first, then the wake-up of the readers (commit or abort). */
+        pthread_mutex_lock(&p->lock);
+        dl->status = status == 200 ? 200 : status;
+        pthread_mutex_unlock(&p->lock);
+        fallback_response_done(&fr);
+        cache_writer_unref(dl->entry); /* aborts what was not committed */
+        pthread_mutex_lock(&p->lock);
+        download_unref_locked(p, dl);
+        p->threads--;
+        pthread_cond_broadcast(&p->ended);
+        pthread_mutex_unlock(&p->lock);
+        return NULL;
+}
+
+struct stream {
+        struct pull *pull;
+        struct request *rq;
+        struct cache_reader *reader; /* the cache's follow reader; NULL when streaming through */
+        struct relay *relay;         /* stream-through from upstream, when the cache cannot take the blob */
+        struct download *dl;         /* the download followed (a reference), or NULL */
+        uint64_t abs;                /* bytes taken from the source so far */
+        uint64_t start;              /* Range start: bytes to read and drop */
+        uint64_t left;               /* bytes still to send */
+        uint64_t drop;               /* relay bytes to skip (already taken from the cache) */
+        struct digest digest;
+        char registry[256], repository[256];
+};
+
+static void relay_exited(void *userdata) {
+        struct pull *p = userdata;
+        pthread_mutex_lock(&p->lock);
+        p->threads--;
+        pthread_cond_broadcast(&p->ended);
+        pthread_mutex_unlock(&p->lock);
+}
+
+/* Stream-through: the blob from upstream for this client alone, uncached. */
+static int relay_start(struct pull *p, const char *registry, const char *repository, const struct digest *d,
+                       struct relay **ret) {
+        struct relay_hooks hooks = { .stopping = &p->stopping, .exited = relay_exited, .userdata = p };
+        pthread_mutex_lock(&p->lock);
+        p->threads++;
+        pthread_mutex_unlock(&p->lock);
+        int r = relay_new(p->fb, registry, repository, d, &hooks, ret);
+        if (r < 0)
+                relay_exited(p);
+        else
+                atomic_fetch_add(&p->stream_throughs, 1);
+        return r;
+}
+
+static ssize_t source_read(struct stream *s, char *buf, size_t max) {
+        if (!s->relay) {
+                ssize_t n = cache_reader_read(s->reader, buf, max, STREAM_WAIT_MS);
+                if (n != -ENOSPC)
+                        return n;
+                /* The cache's disk filled up under this download: a pull must
+                 * not fail for that, so the rest comes straight from upstream. */
+                char ds[DIGEST_STRING_MAX];
+                log_notice("cache disk full, streaming through: ns=%s repo=%s digest=%s offset=%" PRIu64, s->registry,
+                           s->repository, digest_to_string(&s->digest, ds), s->abs);
+                int r = relay_start(s->pull, s->registry, s->repository, &s->digest, &s->relay);
+                if (r < 0)
+                        return r;
+                s->drop = s->abs; /* the relay starts at byte 0, to verify the digest */
+        }
+        while (s->drop > 0) {
+                ssize_t n = relay_read(s->relay, buf, s->drop < max ? (size_t) s->drop : max, RELAY_WAIT_MS);
+                if (n <= 0)
+                        return n == 0 ? -EIO : n;
+                s->drop -= (uint64_t) n;
+        }
+        return relay_read(s->relay, buf, max, RELAY_WAIT_MS);
+}
+
+static ssize_t stream_cut(struct stream *s, ssize_t why) {
+        /* The download failed, or did not verify: cut the connection; never a
+         * complete body with wrong bytes. */
+        char ds[DIGEST_STRING_MAX];
+        atomic_fetch_add(&s->pull->cut_streams, 1);
+        log_warning("cutting a streamed blob: ns=%s repo=%s digest=%s sent=%" PRIu64 " reason=\"%s\"", s->registry,
+                    s->repository, digest_to_string(&s->digest, ds), (uint64_t) atomic_load(&s->rq->bytes),
+                    why == 0 ? "ended early" : strerror((int) -why));
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+        struct stream *s = cls;
+        (void) pos;
+        while (s->abs < s->start) {
+                uint64_t want = s->start - s->abs;
+                ssize_t n = source_read(s, buf, want < max ? (size_t) want : max);
+                if (n <= 0)
+                        return stream_cut(s, n);
+                s->abs += (uint64_t) n;
+        }
+        if (s->left == 0)
+                return MHD_CONTENT_READER_END_OF_STREAM;
+        ssize_t n = source_read(s, buf, s->left < max ? (size_t) s->left : max);
+        if (n <= 0)
+                return stream_cut(s, n); /* 0 here: the blob ended before its size */
+        s->abs += (uint64_t) n;
+        s->left -= (uint64_t) n;
+        if (s->left == 0 && s->dl) {
+                pthread_mutex_lock(&s->pull->lock);
+                snprintf(s->rq->endpoint, sizeof(s->rq->endpoint), "%s", s->dl->endpoint);
+                pthread_mutex_unlock(&s->pull->lock);
+        }
+        atomic_fetch_add(&s->rq->bytes, (uint64_t) n);
+        atomic_fetch_add(&s->pull->bytes_served, (uint64_t) n);
+        return n;
+}
+
+static void stream_free(void *cls) {
+        struct stream *s = cls;
+        cache_reader_free(s->reader);
+        relay_free(s->relay);
+        if (s->dl)
+                download_unref(s->pull, s->dl);
+        free(s);
+}
+
+static enum MHD_Result respond_blob_fd(struct MHD_Connection *conn, struct request *rq, struct pull *p, bool head,
+                                       int fd, uint64_t size, const struct digest *d) {
+        const char *range = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Range");
+        uint64_t start = 0, length = size;
+        unsigned status = MHD_HTTP_OK;
+        int r = range && !head ? range_parse(range, size, &start, &length) : -EINVAL;
+        if (r == -ERANGE) {
+                close(fd);
+                char cr[64];
+                snprintf(cr, sizeof(cr), "bytes */%" PRIu64, size);
+                struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *) "", MHD_RESPMEM_PERSISTENT);
+                if (resp && MHD_add_response_header(resp, "Content-Range", cr) != MHD_YES) {
+                        MHD_destroy_response(resp);
+                        return MHD_NO;
+                }
+                return queue(conn, rq, MHD_HTTP_RANGE_NOT_SATISFIABLE, resp);
+        }
+        if (r == 0)
+                status = MHD_HTTP_PARTIAL_CONTENT;
+        else {
+                start = 0;
+                length = size;
+        }
+        struct MHD_Response *resp;
+        if (head) {
+                close(fd);
+                resp = head_response(size);
+        } else
+                /* sendfile(2) from the blob's descriptor: MHD owns fd from here. */
+                resp = MHD_create_response_from_fd_at_offset64(length, fd, start);
+        if (!resp) {
+                if (!head)
+                        close(fd);
+                return MHD_NO;
+        }
+        char cr[96];
+        snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, start, start + length - 1, size);
+        if (!add_object_headers(resp, d, NULL) || MHD_add_response_header(resp, "Accept-Ranges", "bytes") != MHD_YES ||
+            (status == MHD_HTTP_PARTIAL_CONTENT && MHD_add_response_header(resp, "Content-Range", cr) != MHD_YES)) {
+                MHD_destroy_response(resp);
+                return MHD_NO;
+        }
+        rq->length = head ? 0 : length;
+        if (!head)
+                atomic_fetch_add(&p->bytes_served, length);
+        return queue(conn, rq, status, resp);
+}
+
+/* A download in flight, joined or started: answer as soon as its size is
+ * known, then stream it as it arrives. */
+static enum MHD_Result respond_fetch_failure(struct MHD_Connection *conn, struct request *rq, int r, int status) {
+        if (r == -ETIMEDOUT)
+                return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
+                                     "no upstream answered within %d s", HEADER_WAIT_MS / 1000);
+        if (status == 404 || status == 401 || status == 403)
+                return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "BLOB_UNKNOWN", "upstream answered %d", status);
+        return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "download failed: %s",
+                             strerror(-r));
+}
+
+/* A download in flight (joined or started: e), or, when the cache cannot
+ * take the blob (e NULL, or its disk filled before the size was known), a
+ * stream-through: answer as soon as the size is known, then stream the
+ * bytes as they arrive. */
+static enum MHD_Result respond_blob_stream(struct MHD_Connection *conn, struct request *rq, struct pull *p,
+                                           const struct target *t, struct download *dl, struct cache_entry *e,
+                                           const struct digest *d) {
+        uint64_t size = 0;
+        struct relay *relay = NULL;
+        int r = e ? cache_entry_wait_size(e, HEADER_WAIT_MS, &size) : -ENOSPC;
+        if (r == -ENOSPC) {
+                char ds[DIGEST_STRING_MAX];
+                log_notice("the cache cannot take the blob, streaming through: ns=%s repo=%s digest=%s", t->reg->host,
+                           t->repo, digest_to_string(d, ds));
+                int status = 0;
+                r = relay_start(p, t->reg->host, t->repo, d, &relay);
+                if (r >= 0)
+                        r = relay_wait_size(relay, HEADER_WAIT_MS, &size, &status);
+                if (r < 0) {
+                        relay_free(relay);
+                        return respond_fetch_failure(conn, rq, r, status);
+                }
+                e = NULL;
+                rq->outcome = "through";
+        } else if (r < 0) {
+                pthread_mutex_lock(&p->lock);
+                int status = dl ? dl->status : 0;
+                pthread_mutex_unlock(&p->lock);
+                return respond_fetch_failure(conn, rq, r, status);
+        }
+        const char *range = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Range");
+        uint64_t start = 0, length = size;
+        int k = range ? range_parse(range, size, &start, &length) : -EINVAL;
+        if (k == -ERANGE) {
+                relay_free(relay);
+                return respond_error(conn, rq, MHD_HTTP_RANGE_NOT_SATISFIABLE, "BLOB_UNKNOWN", "range not satisfiable");
+        }
+        if (k < 0) {
+                start = 0;
+                length = size;
+        }
+        struct stream *s = calloc(1, sizeof(*s));
+        if (!s) {
+                relay_free(relay);
+                return MHD_NO;
+        }
+        *s = (struct stream) { .pull = p, .rq = rq, .relay = relay, .start = start, .left = length, .digest = *d };
+        if (e && dl) {
+                pthread_mutex_lock(&p->lock);
+                dl->refs++;
+                s->dl = dl;
+                pthread_mutex_unlock(&p->lock);
+        }
+        snprintf(s->registry, sizeof(s->registry), "%s", t->reg->host);
+        snprintf(s->repository, sizeof(s->repository), "%s", t->repo);
+        if (e && cache_reader_new(e, &s->reader) < 0) {
+                stream_free(s);
+                return MHD_NO;
+        }
+        struct MHD_Response *resp = MHD_create_response_from_callback(length, STREAM_BLOCK, stream_read, s, stream_free);
+        if (!resp) {
+                stream_free(s);
+                return MHD_NO;
+        }
+        char cr[96];
+        snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, start, start + length - 1, size);
+        if (!add_object_headers(resp, d, NULL) || MHD_add_response_header(resp, "Accept-Ranges", "bytes") != MHD_YES ||
+            (k == 0 && MHD_add_response_header(resp, "Content-Range", cr) != MHD_YES)) {
+                MHD_destroy_response(resp);
+                return MHD_NO;
+        }
+        rq->streamed = true;
+        rq->length = length;
+        return queue(conn, rq, k == 0 ? MHD_HTTP_PARTIAL_CONTENT : MHD_HTTP_OK, resp);
+}
+
+/* Under p->lock: the download of d into the writer entry e, on a thread of
+ * its own so that no client (leaving early or not) decides its fate. On
+ * success *ret holds a reference for the caller. */
+static int download_start(struct pull *p, const struct target *t, const struct digest *d, struct cache_entry *e,
+                          struct download **ret) {
+        struct download *dl = calloc(1, sizeof(*dl));
+        if (!dl)
+                return -ENOMEM;
+        dl->refs = 2; /* the caller's, the thread's */
+        dl->digest = *d;
+        dl->pull = p;
+        dl->entry = e;
+        dl->registry = strdup(t->reg->host);
+        dl->repository = strdup(t->repo);
+        pthread_t th;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int r = dl->registry && dl->repository ? -pthread_create(&th, &attr, download_main, dl) : -ENOMEM;
+        pthread_attr_destroy(&attr);
+        if (r < 0) {
+                free(dl->registry);
+                free(dl->repository);
+                free(dl);
+                return r;
+        }
+        dl->next = p->downloads;
+        p->downloads = dl;
+        p->threads++;
+        *ret = dl;
+        return 0;
+}
+
+static enum MHD_Result blob(struct pull *p, struct MHD_Connection *conn, struct request *rq, const struct target *t,
+                            bool head, const struct digest *d) {
+        for (unsigned round = 0; round < 3; round++) {
+                int fd = -1;
+                uint64_t size = 0;
+                if (cache_open_blob(p->cache, d, &fd, &size) == 0) {
+                        rq->outcome = "hit";
+                        return respond_blob_fd(conn, rq, p, head, fd, size, d);
+                }
+                if (head) {
+                        /* A HEAD needs no bytes: ask upstream, cache nothing. */
+                        struct fallback_request req = {
+                                .registry = t->reg->host, .repository = t->repo, .kind = FALLBACK_BLOB,
+                                .reference = rq->ref, .head = true, .deadline_ms = now_ms() + HEADER_WAIT_MS,
+                        };
+                        struct fallback_response fr;
+                        int r = fallback_fetch(p->fb, &req, &fr);
+                        rq->outcome = "miss";
+                        note_endpoint(rq, &fr);
+                        enum MHD_Result ret;
+                        if (r >= 0 && fr.status == 200 && fr.size >= 0) {
+                                struct MHD_Response *resp = head_response((uint64_t) fr.size);
+                                if (resp && (!add_object_headers(resp, d, NULL) ||
+                                             MHD_add_response_header(resp, "Accept-Ranges", "bytes") != MHD_YES)) {
+                                        MHD_destroy_response(resp);
+                                        resp = NULL;
+                                }
+                                ret = queue(conn, rq, MHD_HTTP_OK, resp);
+                        } else if (r >= 0 && fr.status != 200)
+                                ret = respond_upstream_failure(conn, rq, &fr, false);
+                        else
+                                ret = respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
+                                                    "no upstream answered");
+                        fallback_response_done(&fr);
+                        return ret;
+                }
+
+                /* Join the download in flight or start it; the download table
+                 * and the cache's in-flight list change together under p->lock. */
+                struct cache_entry *e = NULL, *mine = NULL;
+                bool writer = false;
+                struct download *dl = NULL;
+                pthread_mutex_lock(&p->lock);
+                int r = atomic_load(&p->stopping) ? -ESHUTDOWN : cache_begin(p->cache, d, -1, &e, &writer);
+                if (r == 0 && !writer) {
+                        for (dl = p->downloads; dl; dl = dl->next)
+                                if (digest_equal(&dl->digest, d))
+                                        break;
+                        if (dl)
+                                dl->refs++;
+                } else if (r == 0) {
+                        /* This request's own reference, taken before the thread can finish and drop the writer's. */
+                        mine = cache_entry_ref(e);
+                        r = download_start(p, t, d, e, &dl);
+                        if (r < 0) {
+                                mine = cache_entry_unref(mine);
+                                cache_writer_unref(e);
+                        }
+                }
+                pthread_mutex_unlock(&p->lock);
+                if (r == -EEXIST)
+                        continue; /* committed meanwhile: serve it from disk */
+                if (r == -ESHUTDOWN || r == -ENOMEM)
+                        return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "%s",
+                                             strerror(-r));
+                if (r < 0) {
+                        /* The cache cannot start it (disk full, read-only, ...): stream through. */
+                        char ds[DIGEST_STRING_MAX];
+                        log_warning("cannot cache the blob: ns=%s repo=%s digest=%s: %s", t->reg->host, t->repo,
+                                    digest_to_string(d, ds), strerror(-r));
+                        return respond_blob_stream(conn, rq, p, t, NULL, NULL, d);
+                }
+                rq->outcome = writer ? "miss" : "join";
+                if (!writer)
+                        mine = e;
+                enum MHD_Result ret = respond_blob_stream(conn, rq, p, t, dl, mine, d);
+                cache_entry_unref(mine);
+                download_unref(p, dl);
+                return ret;
+        }
+        return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "the blob keeps changing state");
+}
+
+/* ---- metrics and health ------------------------------------------------------------- */
+
+struct metrics_buf {
+        char *data;
+        size_t len;
+        FILE *f;
+};
+
+static void endpoint_metrics(const struct fallback_endpoint_stats *s, void *userdata) {
+        FILE *f = userdata;
+        /* Registry hosts and canonical URLs hold no quotes or backslashes (validated by the spec). */
+        char labels[640];
+        snprintf(labels, sizeof(labels), "registry=\"%s\",endpoint=\"%s\"", s->registry, s->endpoint);
+        fprintf(f, "layerd_upstream_requests_total{%s,outcome=\"ok\"} %" PRIu64 "\n", labels, s->ok);
+        fprintf(f, "layerd_upstream_requests_total{%s,outcome=\"not_found\"} %" PRIu64 "\n", labels, s->not_found);
+        fprintf(f, "layerd_upstream_requests_total{%s,outcome=\"failed\"} %" PRIu64 "\n", labels, s->failures);
+        fprintf(f, "layerd_upstream_http_requests_total{%s} %" PRIu64 "\n", labels, s->requests);
+        fprintf(f, "layerd_upstream_bytes_total{%s} %" PRIu64 "\n", labels, s->bytes);
+        fprintf(f, "layerd_upstream_resumes_total{%s} %" PRIu64 "\n", labels, s->resumes);
+        fprintf(f, "layerd_upstream_token_fetches_total{%s} %" PRIu64 "\n", labels, s->token_fetches);
+        fprintf(f, "layerd_upstream_breaker_opens_total{%s} %" PRIu64 "\n", labels, s->breaker_opens);
+        for (int st = 0; st < _FALLBACK_BREAKER_STATE_MAX; st++)
+                fprintf(f, "layerd_upstream_breaker_state{%s,state=\"%s\"} %d\n", labels,
+                        fallback_breaker_state_to_string(st), s->state == (enum fallback_breaker_state) st);
+        if (s->ratelimit_remaining >= 0)
+                fprintf(f, "layerd_upstream_ratelimit_remaining{%s} %" PRId64 "\n", labels, s->ratelimit_remaining);
+}
+
+static enum MHD_Result respond_metrics(struct pull *p, struct MHD_Connection *conn, struct request *rq) {
+        char *data = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&data, &len);
+        if (!f)
+                return MHD_NO;
+        fputs("# HELP layerd_requests_total HTTP requests answered, by route and status.\n"
+              "# TYPE layerd_requests_total counter\n", f);
+        for (int r = 0; r < _ROUTE_MAX; r++)
+                for (size_t s = 0; s < STATUS_SLOTS; s++) {
+                        uint64_t v = atomic_load(&p->requests[r][s]);
+                        if (v == 0)
+                                continue;
+                        if (status_slots[s])
+                                fprintf(f, "layerd_requests_total{route=\"%s\",status=\"%u\"} %" PRIu64 "\n",
+                                        route_names[r], status_slots[s], v);
+                        else
+                                fprintf(f, "layerd_requests_total{route=\"%s\",status=\"other\"} %" PRIu64 "\n",
+                                        route_names[r], v);
+                }
+        struct cache_stats cs;
+        cache_get_stats(p->cache, &cs);
+        fprintf(f,
+                "# TYPE layerd_cache_hits_total counter\nlayerd_cache_hits_total %" PRIu64 "\n"
+                "# TYPE layerd_cache_misses_total counter\nlayerd_cache_misses_total %" PRIu64 "\n"
+                "# TYPE layerd_cache_joins_total counter\nlayerd_cache_joins_total %" PRIu64 "\n"
+                "# TYPE layerd_cache_bytes_written_total counter\nlayerd_cache_bytes_written_total %" PRIu64 "\n"
+                "# TYPE layerd_cache_evictions_total counter\nlayerd_cache_evictions_total %" PRIu64 "\n"
+                "# TYPE layerd_cache_evicted_bytes_total counter\nlayerd_cache_evicted_bytes_total %" PRIu64 "\n"
+                "# TYPE layerd_cache_verify_failures_total counter\nlayerd_cache_verify_failures_total %" PRIu64 "\n"
+                "# TYPE layerd_cache_blobs gauge\nlayerd_cache_blobs %" PRIu64 "\n"
+                "# TYPE layerd_cache_bytes gauge\nlayerd_cache_bytes %" PRIu64 "\n"
+                "# TYPE layerd_cache_pinned gauge\nlayerd_cache_pinned %" PRIu64 "\n"
+                "# TYPE layerd_downloads_in_flight gauge\nlayerd_downloads_in_flight %" PRIu64 "\n"
+                "# TYPE layerd_served_bytes_total counter\nlayerd_served_bytes_total %" PRIu64 "\n"
+                "# TYPE layerd_stale_serves_total counter\nlayerd_stale_serves_total %" PRIu64 "\n"
+                "# TYPE layerd_cut_streams_total counter\nlayerd_cut_streams_total %" PRIu64 "\n"
+                "# TYPE layerd_stream_throughs_total counter\nlayerd_stream_throughs_total %" PRIu64 "\n",
+                cs.hits, cs.misses, cs.joins, cs.bytes_written, cs.evictions, cs.evicted_bytes,
+                (uint64_t) atomic_load(&p->verify_failures) + cs.mismatched, cs.blobs, cs.bytes, cs.pinned,
+                cs.in_flight, (uint64_t) atomic_load(&p->bytes_served), (uint64_t) atomic_load(&p->stale_serves),
+                (uint64_t) atomic_load(&p->cut_streams), (uint64_t) atomic_load(&p->stream_throughs));
+        fputs("# TYPE layerd_upstream_requests_total counter\n", f);
+        fallback_foreach_endpoint(p->fb, endpoint_metrics, f);
+        if (fclose(f) != 0) {
+                free(data);
+                return MHD_NO;
+        }
+        struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+        if (!resp) {
+                free(data);
+                return MHD_NO;
+        }
+        if (MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4") != MHD_YES) {
+                MHD_destroy_response(resp);
+                return MHD_NO;
+        }
+        rq->length = len;
+        return queue(conn, rq, MHD_HTTP_OK, resp);
+}
+
+static enum MHD_Result respond_text(struct MHD_Connection *conn, struct request *rq, unsigned status,
+                                    const char *text) {
+        struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(text), (void *) text,
+                                                                    MHD_RESPMEM_PERSISTENT);
+        if (resp && MHD_add_response_header(resp, "Content-Type", "text/plain") != MHD_YES) {
+                MHD_destroy_response(resp);
+                return MHD_NO;
+        }
+        rq->length = strlen(text);
+        return queue(conn, rq, status, resp);
+}
+
+void pull_status(struct pull *p, char *buf, size_t size) {
+        struct cache_stats cs;
+        cache_get_stats(p->cache, &cs);
+        snprintf(buf, size, "serving: %" PRIu64 " blobs cached, %" PRIu64 " hits, %" PRIu64 " misses, %" PRIu64
+                 " downloading, %" PRIu64 " stale serves",
+                 cs.blobs, cs.hits, cs.misses, cs.in_flight, (uint64_t) atomic_load(&p->stale_serves));
+}
+
+/* ---- dispatch -------------------------------------------------------------------------- */
+
+/* "/v2/<name>/<kind>/<ref>": name and ref point into path (NUL-terminated in place). */
+static bool split_api_path(char *path, const char *kind, char **ret_name, char **ret_ref) {
+        char key[16];
+        snprintf(key, sizeof(key), "/%s/", kind);
+        char *at = NULL;
+        for (char *q = strstr(path, key); q; q = strstr(q + 1, key))
+                at = q; /* the last one: a repository may itself contain "blobs" */
+        if (!at || at == path)
+                return false;
+        *at = '\0';
+        *ret_name = path;
+        *ret_ref = at + strlen(key);
+        return true;
+}
+
+static enum MHD_Result dispatch(struct pull *p, struct MHD_Connection *conn, const char *url, bool head,
+                                struct request *rq) {
+        if (strcmp(url, "/v2/") == 0 || strcmp(url, "/v2") == 0) {
+                rq->route = ROUTE_V2;
+                return respond_text(conn, rq, MHD_HTTP_OK, "{}");
+        }
+        if (strcmp(url, "/healthz") == 0) {
+                rq->route = ROUTE_HEALTH;
+                return respond_text(conn, rq, MHD_HTTP_OK, "ok\n");
+        }
+        if (strcmp(url, "/readyz") == 0) {
+                struct cache_stats cs;
+                cache_get_stats(p->cache, &cs);
+                rq->route = ROUTE_HEALTH;
+                /* Serving works before the index is complete; "ready" means every count is true. */
+                return cs.ready ? respond_text(conn, rq, MHD_HTTP_OK, "ready\n")
+                                : respond_text(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "indexing the cache\n");
+        }
+        if (strcmp(url, "/metrics") == 0) {
+                rq->route = ROUTE_METRICS;
+                return respond_metrics(p, conn, rq);
+        }
+        if (strncmp(url, "/v2/", 4) != 0 || strlen(url) > 1024) {
+                rq->route = ROUTE_OTHER;
+                return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "NOT_FOUND", "no such route");
+        }
+        char path[1100];
+        snprintf(path, sizeof(path), "%s", url + 4);
+        char *name = NULL, *ref = NULL;
+        bool manifest = split_api_path(path, "manifests", &name, &ref);
+        if (!manifest && !split_api_path(path, "blobs", &name, &ref)) {
+                rq->route = ROUTE_OTHER;
+                return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "NOT_FOUND", "no such route");
+        }
+        rq->route = manifest ? ROUTE_MANIFEST : ROUTE_BLOB;
+        /* The grammar admits no "..", no "%", no empty component: nothing can leave the cache root. */
+        if (strlen(name) > REFERENCE_NAME_MAX || !reference_path_is_valid(name))
+                return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "NAME_INVALID", "invalid repository name");
+        snprintf(rq->repo, sizeof(rq->repo), "%s", name);
+        struct digest d;
+        bool by_digest = digest_parse(ref, &d) == 0;
+        if (!by_digest && (!manifest || !reference_tag_is_valid(ref)))
+                return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, manifest ? "MANIFEST_INVALID" : "DIGEST_INVALID",
+                                     "invalid %s", manifest ? "tag or digest" : "digest");
+        snprintf(rq->ref, sizeof(rq->ref), "%s", ref);
+
+        struct spec_ref *sr = spec_ref_get(p);
+        const struct spec *s = sr->spec;
+        const char *ns = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "ns");
+        if (!ns || !ns[0])
+                ns = s->agent.default_registry;
+        snprintf(rq->ns, sizeof(rq->ns), "%s", ns ? ns : "-");
+        struct target t = { .reg = ns ? spec_find_registry(s, ns) : NULL };
+        enum MHD_Result ret;
+        /* No open proxy: only registries the spec mirrors are ever asked. */
+        if (!t.reg || !t.reg->mirror || strcmp(t.reg->host, SPEC_DEFAULT_REGISTRY) == 0) {
+                ret = respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "NAME_UNKNOWN", "registry %s is not mirrored here",
+                                    ns ? rq->ns : "(none: no ns parameter and no agent.default_registry)");
+                goto out;
+        }
+        /* Docker Hub's single names live under library/ (containerd already sends that; skopeo may not). */
+        bool hub = strcmp(t.reg->host, "docker.io") == 0 && !strchr(name, '/');
+        snprintf(t.repo, sizeof(t.repo), "%s%s", hub ? "library/" : "", name);
+        snprintf(rq->repo, sizeof(rq->repo), "%s", t.repo);
+        struct accept_buf accept = { .len = 0 };
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_accept, &accept);
+        t.accept = accept.len ? accept.text : NULL;
+
+        if (!manifest)
+                ret = blob(p, conn, rq, &t, head, &d);
+        else if (by_digest)
+                ret = manifest_by_digest(p, conn, rq, &t, head, &d);
+        else
+                ret = manifest_by_tag(p, conn, rq, &t, head);
+out:
+        spec_ref_put(p, sr);
+        return ret;
+}
+
+enum MHD_Result pull_handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                            const char *version, const char *upload_data, size_t *upload_data_size, void **req_cls) {
+        struct pull *p = cls;
+        struct request *rq = *req_cls;
+        (void) version, (void) upload_data;
+        if (!rq) {
+                /* The headers are in; answering only once the whole request is
+                 * (the next call) keeps the connection open for the next one. */
+                rq = calloc(1, sizeof(*rq));
+                if (!rq)
+                        return MHD_NO;
+                *req_cls = rq;
+                rq->started_ms = now_ms();
+                rq->outcome = "-";
+                rq->route = ROUTE_OTHER;
+                snprintf(rq->ns, sizeof(rq->ns), "-");
+                return MHD_YES;
+        }
+        if (*upload_data_size) {
+                /* No pull request has a body: drop it (MHD bounds the connection's time). */
+                rq->has_body = true;
+                *upload_data_size = 0;
+                return MHD_YES;
+        }
+        bool head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+        rq->method = head ? "HEAD" : strcmp(method, MHD_HTTP_METHOD_GET) == 0 ? "GET" : "other";
+        if (!head && strcmp(method, MHD_HTTP_METHOD_GET) != 0)
+                /* Push, delete and the rest: layerd is a read-only mirror. */
+                return respond_error(conn, rq, MHD_HTTP_METHOD_NOT_ALLOWED, "UNSUPPORTED",
+                                     "layerd is a read-only mirror");
+        if (rq->has_body)
+                return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "UNSUPPORTED", "a pull request has no body");
+        return dispatch(p, conn, url, head, rq);
+}
+
+void pull_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum MHD_RequestTerminationCode toe) {
+        struct pull *p = cls;
+        struct request *rq = *req_cls;
+        (void) conn;
+        if (!rq)
+                return;
+        *req_cls = NULL;
+        size_t slot = STATUS_SLOTS - 1;
+        for (size_t i = 0; i + 1 < STATUS_SLOTS; i++)
+                if (status_slots[i] == rq->status)
+                        slot = i;
+        atomic_fetch_add(&p->requests[rq->route][slot], 1);
+        uint64_t bytes = rq->streamed ? (uint64_t) atomic_load(&rq->bytes)
+                                      : (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? rq->length : 0);
+        /* Health checks and metrics scrapes would drown the log: debug only. */
+        int level = rq->route == ROUTE_HEALTH || rq->route == ROUTE_METRICS ? LOG_DEBUG : LOG_INFO;
+        agent_log(level,
+                  "request method=%s ns=%s repo=%s ref=%s status=%u bytes=%" PRIu64 " ms=%" PRIu64
+                  " cache=%s endpoint=%s%s%s%s%s",
+                  rq->method, rq->ns, rq->repo[0] ? rq->repo : "-", rq->ref[0] ? rq->ref : "-", rq->status, bytes,
+                  now_ms() - rq->started_ms, rq->outcome, rq->endpoint[0] ? rq->endpoint : "-",
+                  toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " incomplete=yes",
+                  rq->reason[0] ? " reason=\"" : "", rq->reason, rq->reason[0] ? "\"" : "");
+        free(rq);
+}

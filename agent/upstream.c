@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The agent's side of fallback/: the spec's mirrored registries turned into
+ * endpoint chains, and fallback's events turned into log lines. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/agent.h"
+#include "agent/log.h"
+#include "common/macro.h"
+
+static void on_event(const struct fallback_event *ev, void *userdata) {
+        (void) userdata;
+        switch (ev->type) {
+        case FALLBACK_EVENT_FAILOVER:
+                /* A mirror without the content is routine; a failing one is worth a warning. */
+                if (ev->answered)
+                        log_info("not on this endpoint, trying the next: ns=%s repo=%s ref=%s endpoint=%s reason=\"%s\"",
+                                 ev->registry, ev->repository, ev->reference, ev->endpoint, ev->reason);
+                else
+                        log_warning("upstream failed, trying the next endpoint: ns=%s repo=%s ref=%s endpoint=%s "
+                                    "reason=\"%s\"",
+                                    ev->registry, ev->repository, ev->reference, ev->endpoint, ev->reason);
+                break;
+        case FALLBACK_EVENT_BREAKER_OPEN:
+                log_warning("circuit open: ns=%s endpoint=%s backoff_ms=%" PRIu64 " reason=\"%s\"", ev->registry,
+                            ev->endpoint, ev->backoff_ms, ev->reason);
+                break;
+        case FALLBACK_EVENT_BREAKER_HALF_OPEN:
+                log_info("circuit half-open, probing: ns=%s endpoint=%s", ev->registry, ev->endpoint);
+                break;
+        case FALLBACK_EVENT_BREAKER_CLOSED:
+                log_notice("circuit closed: ns=%s endpoint=%s", ev->registry, ev->endpoint);
+                break;
+        case FALLBACK_EVENT_RESUME:
+                log_info("resuming download: ns=%s repo=%s digest=%s endpoint=%s offset=%" PRIu64, ev->registry,
+                         ev->repository, ev->reference, ev->endpoint, ev->offset);
+                break;
+        case FALLBACK_EVENT_RATELIMIT:
+                /* Docker Hub's budget: worth a notice when a tenth or less is left. */
+                agent_log(ev->ratelimit_limit > 0 && ev->ratelimit_remaining * 10 <= ev->ratelimit_limit ? LOG_NOTICE
+                                                                                                       : LOG_DEBUG,
+                          "pull rate limit: ns=%s endpoint=%s remaining=%" PRId64 " limit=%" PRId64, ev->registry,
+                          ev->endpoint, ev->ratelimit_remaining, ev->ratelimit_limit);
+                break;
+        default:
+                break;
+        }
+}
+
+int agent_fallback_configure(struct fallback *fb, const struct spec *s, struct error_list *errors) {
+        size_t n_regs = 0;
+        _cleanup_free_ struct fallback_registry_config *regs = calloc(s->n_registries + 1, sizeof(*regs));
+        _cleanup_free_ struct fallback_endpoint_config *eps = NULL;
+        _cleanup_free_ struct fallback_header *hdrs = NULL;
+        size_t n_eps = 0, n_hdrs = 0;
+        if (!regs)
+                return -ENOMEM;
+        for (size_t i = 0; i < s->n_registries; i++) {
+                n_eps += s->registries[i].n_endpoints;
+                for (size_t j = 0; j < s->registries[i].n_endpoints; j++)
+                        for (size_t k = 0; k < s->registries[i].endpoints[j].n_headers; k++)
+                                n_hdrs += s->registries[i].endpoints[j].headers[k].n_values;
+        }
+        eps = calloc(n_eps + 1, sizeof(*eps));
+        hdrs = calloc(n_hdrs + 1, sizeof(*hdrs));
+        if (!eps || !hdrs)
+                return -ENOMEM;
+
+        size_t ei = 0, hi = 0;
+        for (size_t i = 0; i < s->n_registries; i++) {
+                const struct spec_registry *reg = &s->registries[i];
+                /* Only mirrored registries: layerd must never reach a host the spec does not name. */
+                if (!reg->mirror || strcmp(reg->host, SPEC_DEFAULT_REGISTRY) == 0)
+                        continue;
+                struct fallback_registry_config *rc = &regs[n_regs++];
+                rc->host = reg->host;
+                rc->endpoints = &eps[ei];
+                for (size_t j = 0; j < reg->n_endpoints; j++) {
+                        const struct spec_endpoint *se = &reg->endpoints[j];
+                        if (!(se->capabilities & SPEC_CAP_PULL))
+                                continue;
+                        struct fallback_endpoint_config *ec = &eps[ei++];
+                        rc->n_endpoints++;
+                        *ec = (struct fallback_endpoint_config) {
+                                .url = se->url,
+                                .is_origin = se->is_origin,
+                                .override_path = se->override_path,
+                                .ca_file = se->ca_file,
+                                .client_cert = se->client_cert,
+                                .client_key = se->client_key,
+                                .skip_verify = se->skip_verify,
+                                .credentials_file = se->credentials_file,
+                                .connect_timeout_ms = se->connect_timeout_ms,
+                                .response_timeout_ms = se->response_timeout_ms,
+                                .idle_timeout_ms = se->idle_timeout_ms,
+                                .headers = &hdrs[hi],
+                        };
+                        for (size_t k = 0; k < se->n_headers; k++)
+                                for (size_t v = 0; v < se->headers[k].n_values; v++) {
+                                        hdrs[hi++] = (struct fallback_header) { se->headers[k].name,
+                                                                                se->headers[k].values[v] };
+                                        ec->n_headers++;
+                                }
+                }
+        }
+        int r = fallback_configure(fb, regs, n_regs, errors);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n_regs; i++)
+                for (size_t j = 0; j < regs[i].n_endpoints; j++)
+                        if (regs[i].endpoints[j].skip_verify)
+                                log_warning("TLS verification is OFF: ns=%s endpoint=%s (tls.skip_verify in the spec)",
+                                            regs[i].host, regs[i].endpoints[j].url);
+        return 0;
+}
+
+int agent_fallback_new(const struct spec *s, struct fallback **ret, struct error_list *errors) {
+        _cleanup_(fallback_freep) struct fallback *fb = NULL;
+        struct fallback_options o = {
+                .user_agent = "layerd/" LAYERD_VERSION,
+                .on_event = on_event,
+        };
+        int r = fallback_new(&o, &fb);
+        if (r < 0)
+                return r;
+        r = agent_fallback_configure(fb, s, errors);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(fb);
+        return 0;
+}

@@ -1,0 +1,203 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* The upstream client: for each registry an ordered chain of endpoints
+ * (central caches first, the origin last), walked until one gives a good
+ * answer. Built on libcurl; knows nothing of the cache or of HTTP serving.
+ *
+ * - Failover: a connect/DNS/TLS error, a connect timeout, no response headers
+ *   within the response timeout, a stall (no byte for the idle timeout), a
+ *   5xx, a 429, a wrong digest, and a 401/403/404 from a mirror move on to the
+ *   next endpoint. The last endpoint's answer is final (a 404 stays a 404),
+ *   except that a 429 is never passed on (it becomes 503: containerd retries a
+ *   429 on the same host with no backoff).
+ * - Circuit breakers: after `breaker_failures` consecutive failures an endpoint
+ *   is skipped for a backoff (exponential, jittered, capped), then one probe
+ *   request decides. When every endpoint of a chain is open the fetch fails at
+ *   once (status 503) instead of paying timeouts.
+ * - Blobs stream into a struct sink; a body that breaks after k bytes goes on
+ *   with "Range: bytes=k-" from the same or the next endpoint (an endpoint
+ *   that ignores Range and answers 200 has its first k bytes skipped). The
+ *   sink's owner verifies the digest (the bytes may come from two endpoints).
+ * - Manifests are read whole (at most FALLBACK_MANIFEST_MAX) and verified:
+ *   by digest against the reference, by tag against the endpoint's
+ *   Docker-Content-Digest when it sends one.
+ * - Auth: the distribution token flow (anonymous or with credentials from a
+ *   docker config.json), tokens cached per endpoint and scope until expiry, one
+ *   refresh on a 401; Basic. Credentials go only to the endpoint's own host and
+ *   its token realm; redirects to another host (blob CDNs) carry no
+ *   Authorization and none of the spec's headers.
+ *
+ * A struct fallback is thread-safe: any number of threads may fetch at once
+ * and reconfigure it; connections, DNS and TLS sessions are shared between
+ * them. Lock order (fallback.c): fb->lock, then an endpoint's token lock;
+ * never the other way round. The module never logs: state changes reach the
+ * caller through on_event. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/digest.h"
+#include "common/error.h"
+#include "common/sink.h"
+
+#define FALLBACK_MANIFEST_MAX (4u * 1024 * 1024) /* as distribution's own limit */
+#define FALLBACK_TOKEN_MAX (64u * 1024)          /* a token endpoint's answer */
+#define FALLBACK_REDIRECTS_MAX 5
+#define FALLBACK_ACCEPT_DEFAULT                                                                    \
+        "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, " \
+        "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+
+struct fallback;
+
+struct fallback_header {
+        const char *name;
+        const char *value;
+};
+
+/* One endpoint, as the spec describes it (borrowed; copied by fallback_configure). */
+struct fallback_endpoint_config {
+        const char *url;              /* canonical scheme://host[:port][/path] */
+        bool is_origin;               /* mirrors get "?ns=<registry>" appended, as containerd does */
+        bool override_path;           /* url is the API root: no "/v2" appended */
+        const char *ca_file, *client_cert, *client_key; /* NULL: none */
+        bool skip_verify;
+        const char *credentials_file; /* docker config.json; NULL: anonymous */
+        uint64_t connect_timeout_ms, response_timeout_ms, idle_timeout_ms;
+        const struct fallback_header *headers; /* sent to this endpoint's host only */
+        size_t n_headers;
+};
+
+struct fallback_registry_config {
+        const char *host; /* the name clients use: "docker.io", "127.0.0.1:5000" */
+        const struct fallback_endpoint_config *endpoints;
+        size_t n_endpoints;
+};
+
+enum fallback_event_type {
+        FALLBACK_EVENT_FAILOVER,     /* an endpoint failed for a request; the next is tried */
+        FALLBACK_EVENT_BREAKER_OPEN, /* skipped for backoff_ms */
+        FALLBACK_EVENT_BREAKER_HALF_OPEN, /* the backoff ran out: one probe goes through */
+        FALLBACK_EVENT_BREAKER_CLOSED, /* a probe succeeded */
+        FALLBACK_EVENT_RESUME,       /* a broken body goes on with a Range request */
+        FALLBACK_EVENT_RATELIMIT,    /* the endpoint reported its pull budget (ratelimit-remaining) */
+        _FALLBACK_EVENT_MAX,
+};
+
+struct fallback_event {
+        enum fallback_event_type type;
+        const char *registry, *repository, *reference; /* the request (NULL for breaker events) */
+        const char *endpoint;   /* URL, never with credentials */
+        const char *reason;     /* why, in a few words: "connect: Connection refused", "HTTP 503" */
+        bool answered;          /* FAILOVER: the endpoint answered (a mirror's 404, 401, 403), it did not fail */
+        uint64_t backoff_ms;    /* BREAKER_OPEN */
+        uint64_t offset;        /* RESUME: bytes already delivered */
+        int64_t ratelimit_limit, ratelimit_remaining; /* RATELIMIT */
+};
+
+struct fallback_options {
+        unsigned breaker_failures;        /* consecutive failures that open a breaker; 0: default 1 */
+        uint64_t breaker_backoff_min_ms;  /* 0: default 1 s */
+        uint64_t breaker_backoff_max_ms;  /* 0: default 60 s */
+        unsigned attempts_max;            /* requests per fetch across the chain; 0: default 2 per endpoint + 2 */
+        const char *user_agent;           /* NULL: "layerd" */
+        /* Called from fetching threads, without locks held; must be thread-safe. */
+        void (*on_event)(const struct fallback_event *ev, void *userdata);
+        void *userdata;
+};
+
+/* Once per process before any thread runs (libcurl's global set-up). */
+int fallback_global_init(void);
+void fallback_global_done(void);
+
+/* A client with no registries yet. Returns 0, -ENOMEM, or -EIO if libcurl
+ * cannot be set up. */
+int fallback_new(const struct fallback_options *o, struct fallback **ret);
+
+/* Waits for no one: call it when no fetch runs any more. Accepts NULL. */
+struct fallback *fallback_free(struct fallback *fb);
+
+/* Replaces the registries (all-or-nothing). Credentials files are read here;
+ * a missing or malformed one is an error in errors, and -EINVAL returned
+ * with the old configuration kept. Breaker state, tokens and counters of an
+ * endpoint URL that stays are kept. Fetches in flight finish with the old one. */
+int fallback_configure(struct fallback *fb, const struct fallback_registry_config *r, size_t n,
+                       struct error_list *errors);
+
+enum fallback_kind {
+        FALLBACK_MANIFEST,
+        FALLBACK_BLOB,
+        _FALLBACK_KIND_MAX,
+};
+
+struct fallback_request {
+        const char *registry;   /* a configured host */
+        const char *repository; /* "library/nginx"; Docker Hub's single names get "library/" */
+        enum fallback_kind kind;
+        const char *reference;  /* manifests: tag or digest; blobs: digest */
+        bool head;
+        const char *accept;     /* manifests: the Accept value to send; NULL: FALLBACK_ACCEPT_DEFAULT */
+        uint64_t offset;        /* blobs: bytes the sink already holds; the download starts there */
+        struct sink *sink;      /* blob GET: where the bytes go */
+        uint64_t deadline_ms;   /* CLOCK_MONOTONIC ms after which no new attempt starts; 0: none */
+};
+
+struct fallback_response {
+        int status;            /* 200 (206 is reported as 200), or the final endpoint's status
+                                * (404, 401, 403, 5xx; never 429), or 503 when no endpoint answered */
+        char *endpoint;        /* the endpoint that answered (URL), or NULL */
+        char *media_type;      /* Content-Type of a manifest */
+        bool has_digest;
+        struct digest digest;  /* a manifest's (verified on GET), a blob's as the upstream claims it */
+        int64_t size;          /* the object's whole size; -1 unknown */
+        void *body;            /* manifest GET: the verified bytes (malloc'd, size bytes) */
+        uint64_t received;     /* blob GET: bytes written into the sink */
+        unsigned attempts;     /* HTTP requests made (token requests excluded) */
+        char error[256];       /* for logs when status != 200: the last endpoint's failure */
+};
+
+/* Walks the chain for req. Returns 0 whenever an answer was reached (look at
+ * ret->status: a 404 is an answer), -ENOENT for an unknown registry,
+ * -EINVAL for a bad request, a negative errno from the sink, or -ENOMEM.
+ * ret must be released with fallback_response_done() whatever is returned. */
+int fallback_fetch(struct fallback *fb, const struct fallback_request *req, struct fallback_response *ret);
+
+void fallback_response_done(struct fallback_response *r);
+
+/* Counts the endpoint (by URL) as failed, e.g. after the cache found that
+ * the bytes it served do not match their digest. */
+void fallback_report_bad(struct fallback *fb, const char *registry, const char *endpoint, const char *reason);
+
+enum fallback_breaker_state {
+        FALLBACK_BREAKER_CLOSED,
+        FALLBACK_BREAKER_OPEN,
+        FALLBACK_BREAKER_HALF_OPEN,
+        _FALLBACK_BREAKER_STATE_MAX,
+};
+
+const char *fallback_breaker_state_to_string(enum fallback_breaker_state s);
+
+struct fallback_endpoint_stats {
+        const char *registry, *endpoint;
+        enum fallback_breaker_state state;
+        unsigned consecutive_failures;
+        uint64_t requests, ok, failures, not_found; /* HTTP requests and their outcomes */
+        uint64_t bytes;                             /* body bytes received */
+        uint64_t breaker_opens, resumes, token_fetches;
+        int64_t ratelimit_limit, ratelimit_remaining; /* -1: never reported */
+};
+
+/* Calls fn for every configured endpoint, in chain order, under the
+ * client's lock: fn must be quick and must not call back into fb. */
+void fallback_foreach_endpoint(struct fallback *fb,
+                               void (*fn)(const struct fallback_endpoint_stats *s, void *userdata),
+                               void *userdata);
+
+static inline void fallback_freep(struct fallback **fb) {
+        fallback_free(*fb);
+}
+
+/* The media type of a manifest, from its JSON (mediaType, or what an OCI
+ * manifest without one is); NULL when body is not a manifest. Caller frees. */
+char *fallback_manifest_media_type(const void *body, size_t size);

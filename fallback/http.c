@@ -1,0 +1,462 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "fallback/http.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <pthread.h>
+
+#include "common/macro.h"
+#include "common/parse.h"
+
+#define POLL_MAX_MS 100 /* how late a deadline may be noticed */
+#define LANE_MAXCONNECTS 8L
+
+struct lane {
+        struct lane *next;
+        CURLM *multi; /* owns the lane's connection cache */
+        CURL *easy;
+        char *origin; /* scheme://host:port of the last exchange, to pick a lane with a warm connection */
+};
+
+struct http_client {
+        CURLSH *share;
+        pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+        pthread_mutex_t lock; /* lanes */
+        struct lane *idle;
+        size_t n_idle;
+};
+
+uint64_t http_now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+struct exchange {
+        const struct http_request *req;
+        struct http_response *resp;
+        CURL *easy;
+        uint64_t sent_at;      /* request sent on a connection (0: not yet) */
+        uint64_t last_byte_at; /* headers or body byte last seen */
+        bool headers_done;
+        int body_error;        /* the on_body callback's errno */
+};
+
+static void set_reason(struct http_response *r, const char *fmt, ...) _printf_(2, 3);
+static void set_reason(struct http_response *r, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(r->reason, sizeof(r->reason), fmt, ap);
+        va_end(ap);
+}
+
+/* The value of header `name` in the last response, or NULL (curl_easy_header,
+ * libcurl >= 7.84: libcurl parsed the headers; we only pick). */
+static char *header_dup(CURL *h, const char *name, size_t index) {
+        struct curl_header *hd = NULL;
+        if (curl_easy_header(h, name, index, CURLH_HEADER, -1, &hd) != CURLHE_OK || !hd->value)
+                return NULL;
+        return strdup(hd->value);
+}
+
+static int64_t header_int(CURL *h, const char *name) {
+        _cleanup_free_ char *v = header_dup(h, name, 0);
+        if (!v)
+                return -1;
+        /* ratelimit-remaining: "76;w=21600" (Docker Hub); Retry-After: seconds (dates are ignored). */
+        char *semi = strchr(v, ';');
+        if (semi)
+                *semi = '\0';
+        char *s = v;
+        while (*s == ' ')
+                s++;
+        size_t len = strlen(s);
+        while (len > 0 && s[len - 1] == ' ')
+                s[--len] = '\0';
+        uint64_t n;
+        if (parse_uint(s, INT64_MAX, &n) < 0)
+                return -1;
+        return (int64_t) n;
+}
+
+static char *challenges_join(CURL *h) {
+        struct curl_header *hd = NULL;
+        if (curl_easy_header(h, "WWW-Authenticate", 0, CURLH_HEADER, -1, &hd) != CURLHE_OK)
+                return NULL;
+        size_t amount = hd->amount, len = 0;
+        char *out = NULL;
+        for (size_t i = 0; i < amount && i < 8; i++) {
+                if (curl_easy_header(h, "WWW-Authenticate", i, CURLH_HEADER, -1, &hd) != CURLHE_OK)
+                        break;
+                size_t add = strlen(hd->value);
+                if (len + add + 3 > HTTP_CHALLENGE_MAX)
+                        break;
+                char *n = realloc(out, len + add + 3);
+                if (!n)
+                        break;
+                out = n;
+                if (len > 0) {
+                        memcpy(out + len, ", ", 2);
+                        len += 2;
+                }
+                memcpy(out + len, hd->value, add + 1);
+                len += add;
+        }
+        return out;
+}
+
+static void headers_complete(struct exchange *x) {
+        struct http_response *r = x->resp;
+        long code = 0;
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+        if (code >= 100 && code < 200)
+                return; /* an interim answer: the real one follows */
+        x->headers_done = true;
+        r->status = code;
+        r->content_type = header_dup(x->easy, "Content-Type", 0);
+        r->digest = header_dup(x->easy, "Docker-Content-Digest", 0);
+        r->location = header_dup(x->easy, "Location", 0);
+        r->content_range = header_dup(x->easy, "Content-Range", 0);
+        r->challenge = challenges_join(x->easy);
+        r->content_length = header_int(x->easy, "Content-Length");
+        r->retry_after_s = header_int(x->easy, "Retry-After");
+        r->ratelimit_limit = header_int(x->easy, "ratelimit-limit");
+        r->ratelimit_remaining = header_int(x->easy, "ratelimit-remaining");
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *userdata) {
+        struct exchange *x = userdata;
+        size_t len = size * n;
+        x->last_byte_at = http_now_ms();
+        if (len <= 2 && (len == 0 || data[0] == '\r' || data[0] == '\n'))
+                headers_complete(x);
+        else if (x->headers_done && len >= 5 && memcmp(data, "HTTP/", 5) == 0)
+                x->headers_done = false; /* a new response (after a 1xx) */
+        return len;
+}
+
+static size_t on_write(char *data, size_t size, size_t n, void *userdata) {
+        struct exchange *x = userdata;
+        size_t len = size * n;
+        x->last_byte_at = http_now_ms();
+        if (!x->headers_done)
+                headers_complete(x);
+        if (x->resp->status < 200 || x->resp->status > 299 || !x->req->on_body)
+                return len; /* error bodies are dropped */
+        int r = x->req->on_body(x->req->userdata, data, len);
+        if (r < 0) {
+                x->body_error = r;
+                return CURL_WRITEFUNC_ERROR;
+        }
+        x->resp->body_bytes += len;
+        return len;
+}
+
+/* Called once a connection is ready and the request about to go out (libcurl >= 7.80). */
+static int on_prereq(void *userdata, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+                     int conn_local_port) {
+        struct exchange *x = userdata;
+        (void) conn_primary_ip, (void) conn_local_ip, (void) conn_primary_port, (void) conn_local_port;
+        x->sent_at = x->last_byte_at = http_now_ms();
+        return CURL_PREREQFUNC_OK;
+}
+
+static int map_curl_error(CURLcode c) {
+        switch (c) {
+        case CURLE_OPERATION_TIMEDOUT:
+                return -ETIMEDOUT;
+        case CURLE_COULDNT_CONNECT:
+                return -ECONNREFUSED;
+        case CURLE_COULDNT_RESOLVE_HOST:
+        case CURLE_COULDNT_RESOLVE_PROXY:
+                return -EHOSTUNREACH;
+        case CURLE_OUT_OF_MEMORY:
+                return -ENOMEM;
+        case CURLE_PARTIAL_FILE:
+        case CURLE_RECV_ERROR:
+        case CURLE_SEND_ERROR:
+        case CURLE_GOT_NOTHING:
+        case CURLE_HTTP2_STREAM:
+                return -ECONNABORTED;
+        default:
+                return -EPROTO;
+        }
+}
+
+static int setup(CURL *h, CURLSH *share, const struct http_request *req, struct exchange *x, char *errbuf) {
+        bool ok = true;
+#define SET(opt, val) ok = ok && curl_easy_setopt(h, opt, val) == CURLE_OK
+        SET(CURLOPT_URL, req->url);
+        SET(CURLOPT_NOSIGNAL, 1L);
+        SET(CURLOPT_PROTOCOLS_STR, "http,https");
+        SET(CURLOPT_FOLLOWLOCATION, 0L);
+        SET(CURLOPT_NOBODY, req->head ? 1L : 0L);
+        SET(CURLOPT_HTTPHEADER, (struct curl_slist *) req->headers);
+        SET(CURLOPT_USERAGENT, req->user_agent ? req->user_agent : "layerd");
+        SET(CURLOPT_CONNECTTIMEOUT_MS, (long) (req->connect_timeout_ms ? req->connect_timeout_ms : 5000));
+        SET(CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
+        SET(CURLOPT_TCP_KEEPALIVE, 1L);
+        SET(CURLOPT_BUFFERSIZE, 128L * 1024);
+        SET(CURLOPT_ERRORBUFFER, errbuf);
+        SET(CURLOPT_HEADERFUNCTION, on_header);
+        SET(CURLOPT_HEADERDATA, x);
+        SET(CURLOPT_WRITEFUNCTION, on_write);
+        SET(CURLOPT_WRITEDATA, x);
+        SET(CURLOPT_PREREQFUNCTION, on_prereq);
+        SET(CURLOPT_PREREQDATA, x);
+        SET(CURLOPT_SHARE, share);
+        if (req->user) {
+                SET(CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
+                SET(CURLOPT_USERNAME, req->user);
+                SET(CURLOPT_PASSWORD, req->password ? req->password : "");
+        }
+        if (req->ca_file)
+                SET(CURLOPT_CAINFO, req->ca_file);
+        if (req->client_cert)
+                SET(CURLOPT_SSLCERT, req->client_cert);
+        if (req->client_key)
+                SET(CURLOPT_SSLKEY, req->client_key);
+        if (req->skip_verify) {
+                SET(CURLOPT_SSL_VERIFYPEER, 0L);
+                SET(CURLOPT_SSL_VERIFYHOST, 0L);
+        }
+#undef SET
+        return ok ? 0 : -ENOMEM;
+}
+
+void http_response_done(struct http_response *r) {
+        free(r->content_type);
+        free(r->digest);
+        free(r->location);
+        free(r->content_range);
+        free(r->challenge);
+        *r = (struct http_response) { .content_length = -1, .retry_after_s = -1, .ratelimit_limit = -1,
+                                      .ratelimit_remaining = -1 };
+}
+
+static struct lane *lane_free(struct lane *l) {
+        if (!l)
+                return NULL;
+        if (l->multi && l->easy)
+                curl_multi_remove_handle(l->multi, l->easy);
+        if (l->easy)
+                curl_easy_cleanup(l->easy);
+        if (l->multi)
+                curl_multi_cleanup(l->multi);
+        free(l->origin);
+        free(l);
+        return NULL;
+}
+
+/* "scheme://host:port" of url, or NULL. */
+static char *url_origin(const char *url) {
+        CURLU *u = curl_url();
+        char *scheme = NULL, *host = NULL, *port = NULL, *out = NULL;
+        if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+            curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+            curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+            curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK &&
+            asprintf(&out, "%s://%s:%s", scheme, host, port) < 0)
+                out = NULL;
+        curl_free(scheme);
+        curl_free(host);
+        curl_free(port);
+        curl_url_cleanup(u);
+        return out;
+}
+
+/* An idle lane, one that last talked to origin if there is one; else a new one. */
+static struct lane *lane_get(struct http_client *c, const char *origin) {
+        pthread_mutex_lock(&c->lock);
+        struct lane **pick = NULL;
+        for (struct lane **l = &c->idle; *l; l = &(*l)->next)
+                if (!pick || (origin && (*l)->origin && strcmp((*l)->origin, origin) == 0)) {
+                        pick = l;
+                        if (origin && (*l)->origin && strcmp((*l)->origin, origin) == 0)
+                                break;
+                }
+        struct lane *got = NULL;
+        if (pick) {
+                got = *pick;
+                *pick = got->next;
+                got->next = NULL;
+                c->n_idle--;
+        }
+        pthread_mutex_unlock(&c->lock);
+        if (got)
+                return got;
+
+        got = calloc(1, sizeof(*got));
+        if (!got)
+                return NULL;
+        got->multi = curl_multi_init();
+        got->easy = curl_easy_init();
+        if (!got->multi || !got->easy ||
+            curl_multi_setopt(got->multi, CURLMOPT_MAXCONNECTS, LANE_MAXCONNECTS) != CURLM_OK)
+                return lane_free(got);
+        return got;
+}
+
+static void lane_put(struct http_client *c, struct lane *l, char *origin) {
+        free(l->origin);
+        l->origin = origin;
+        curl_easy_reset(l->easy);
+        pthread_mutex_lock(&c->lock);
+        if (c->n_idle < HTTP_LANES_IDLE_MAX) {
+                l->next = c->idle;
+                c->idle = l;
+                c->n_idle++;
+                l = NULL;
+        }
+        pthread_mutex_unlock(&c->lock);
+        lane_free(l);
+}
+
+static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *userdata) {
+        struct http_client *c = userdata;
+        (void) h, (void) access;
+        if (data >= 0 && data < CURL_LOCK_DATA_LAST)
+                pthread_mutex_lock(&c->share_locks[data]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data data, void *userdata) {
+        struct http_client *c = userdata;
+        (void) h;
+        if (data >= 0 && data < CURL_LOCK_DATA_LAST)
+                pthread_mutex_unlock(&c->share_locks[data]);
+}
+
+int http_client_new(struct http_client **ret) {
+        struct http_client *c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        pthread_mutex_init(&c->lock, NULL);
+        for (size_t i = 0; i < ELEMENTSOF(c->share_locks); i++)
+                pthread_mutex_init(&c->share_locks[i], NULL);
+        c->share = curl_share_init();
+        if (!c->share || curl_share_setopt(c->share, CURLSHOPT_LOCKFUNC, share_lock) != CURLSHE_OK ||
+            curl_share_setopt(c->share, CURLSHOPT_UNLOCKFUNC, share_unlock) != CURLSHE_OK ||
+            curl_share_setopt(c->share, CURLSHOPT_USERDATA, c) != CURLSHE_OK ||
+            curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK ||
+            curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK) {
+                http_client_free(c);
+                return -EIO;
+        }
+        *ret = c;
+        return 0;
+}
+
+struct http_client *http_client_free(struct http_client *c) {
+        if (!c)
+                return NULL;
+        while (c->idle) {
+                struct lane *l = c->idle;
+                c->idle = l->next;
+                lane_free(l);
+        }
+        /* Lanes hold references into the share: they go first. */
+        if (c->share)
+                curl_share_cleanup(c->share);
+        for (size_t i = 0; i < ELEMENTSOF(c->share_locks); i++)
+                pthread_mutex_destroy(&c->share_locks[i]);
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+        return NULL;
+}
+
+int http_perform(struct http_client *c, const struct http_request *req, struct http_response *ret) {
+        char errbuf[CURL_ERROR_SIZE] = "";
+        struct exchange x = { .req = req, .resp = ret };
+        int r = 0;
+
+        http_response_done(ret);
+        char *origin = url_origin(req->url);
+        struct lane *lane = lane_get(c, origin);
+        if (!lane) {
+                free(origin);
+                return -ENOMEM;
+        }
+        CURL *h = lane->easy;
+        CURLM *m = lane->multi;
+        x.easy = h;
+        r = setup(h, c->share, req, &x, errbuf);
+        if (r < 0)
+                goto out;
+        if (curl_multi_add_handle(m, h) != CURLM_OK) {
+                r = -ENOMEM;
+                goto out;
+        }
+
+        /* Our own loop rather than curl_easy_perform(): libcurl has no "time
+         * to response headers" limit, and its low-speed check has one-second
+         * granularity; here every deadline is noticed within POLL_MAX_MS. */
+        CURLcode result = CURLE_OK;
+        bool finished = false;
+        for (;;) {
+                int running = 0;
+                if (curl_multi_perform(m, &running) != CURLM_OK) {
+                        r = -ENOMEM;
+                        break;
+                }
+                CURLMsg *msg;
+                int left;
+                while ((msg = curl_multi_info_read(m, &left)))
+                        if (msg->msg == CURLMSG_DONE) {
+                                result = msg->data.result;
+                                finished = true;
+                        }
+                if (finished || running == 0)
+                        break;
+
+                uint64_t now = http_now_ms(), wake = now + POLL_MAX_MS;
+                if (req->deadline_ms && now >= req->deadline_ms) {
+                        r = -ETIMEDOUT;
+                        set_reason(ret, "deadline reached");
+                        break;
+                }
+                if (x.sent_at && !x.headers_done && now - x.sent_at >= req->response_timeout_ms) {
+                        r = -ETIMEDOUT;
+                        set_reason(ret, "no response within %" PRIu64 " ms", req->response_timeout_ms);
+                        break;
+                }
+                if (x.headers_done && now - x.last_byte_at >= req->idle_timeout_ms) {
+                        r = -ETIME;
+                        set_reason(ret, "stalled: no byte for %" PRIu64 " ms after %" PRIu64 " body bytes",
+                                   req->idle_timeout_ms, ret->body_bytes);
+                        break;
+                }
+                if (req->deadline_ms && req->deadline_ms < wake)
+                        wake = req->deadline_ms;
+                if (curl_multi_poll(m, NULL, 0, (int) (wake - now), NULL) != CURLM_OK) {
+                        r = -ENOMEM;
+                        break;
+                }
+        }
+        if (r == 0 && finished && result != CURLE_OK) {
+                if (x.body_error < 0) {
+                        r = x.body_error;
+                        set_reason(ret, "aborted by the receiver: %s", strerror(-r));
+                } else {
+                        r = map_curl_error(result);
+                        if (r == -ETIMEDOUT && !x.sent_at)
+                                set_reason(ret, "connect timeout: %s", errbuf[0] ? errbuf : curl_easy_strerror(result));
+                        else
+                                set_reason(ret, "%s", errbuf[0] ? errbuf : curl_easy_strerror(result));
+                }
+        } else if (r == 0 && !finished) {
+                r = -ECONNABORTED;
+                set_reason(ret, "transfer ended without a result");
+        }
+        /* A transfer cut short by us leaves its connection unusable; libcurl
+         * closes it on removal rather than putting it back in the cache. */
+        curl_multi_remove_handle(m, h);
+out:
+        lane_put(c, lane, origin);
+        return r;
+}
