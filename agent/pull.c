@@ -75,6 +75,9 @@ struct download {
         struct cache_entry *entry; /* the writer's reference, the download thread's */
         int status;                /* under pull->lock: 0 while running, then 200, 404, 503 */
         char endpoint[256];        /* under pull->lock: who sent the bytes, once known */
+        unsigned readers;          /* under pull->lock: clients streaming it */
+        bool finish_abandoned;     /* agent.finish_abandoned_downloads when it started */
+        atomic_bool cancel;        /* nobody wants it any more */
         struct pull *pull;
         uint64_t bytes, last_progress_ms, started_ms;
 };
@@ -205,6 +208,11 @@ struct pull *pull_free(struct pull *p) {
         return NULL;
 }
 
+static bool pull_stopping(void *userdata) {
+        struct pull *p = userdata;
+        return atomic_load(&p->stopping);
+}
+
 /* ---- responses ---------------------------------------------------------------------- */
 
 static enum MHD_Result queue(struct MHD_Connection *conn, struct request *rq, unsigned status,
@@ -303,6 +311,13 @@ static enum MHD_Result collect_accept(void *cls, enum MHD_ValueKind kind, const 
         return MHD_YES;
 }
 
+#define MT_OCI_INDEX "application/vnd.oci.image.index.v1+json"
+#define MT_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
+
+static bool is_index(const char *media_type) {
+        return strcmp(media_type, MT_OCI_INDEX) == 0 || strcmp(media_type, MT_DOCKER_LIST) == 0;
+}
+
 static bool accepts(const char *accept, const char *media_type) {
         if (!accept || !accept[0] || strstr(accept, "*/*"))
                 return true;
@@ -385,12 +400,15 @@ static enum MHD_Result respond_upstream_failure(struct MHD_Connection *conn, str
 
 struct target {
         const struct spec_registry *reg;
+        bool finish_abandoned;
         char repo[256];
         const char *accept;
 };
 
 static enum MHD_Result manifest_by_digest(struct pull *p, struct MHD_Connection *conn, struct request *rq,
                                           const struct target *t, bool head, const struct digest *d) {
+        char ds[DIGEST_STRING_MAX];
+        digest_to_string(d, ds);
         _cleanup_free_ void *body = NULL;
         _cleanup_free_ char *mt = NULL;
         uint64_t size = 0;
@@ -400,8 +418,9 @@ static enum MHD_Result manifest_by_digest(struct pull *p, struct MHD_Connection 
         }
         struct fallback_request req = {
                 .registry = t->reg->host, .repository = t->repo, .kind = FALLBACK_MANIFEST,
-                .reference = rq->ref, .head = head, .accept = t->accept,
+                .reference = ds, .head = head, .accept = t->accept,
                 .deadline_ms = now_ms() + HEADER_WAIT_MS,
+                .cancelled = pull_stopping, .cancel_userdata = p,
         };
         struct fallback_response fr;
         int r = fallback_fetch(p->fb, &req, &fr);
@@ -451,6 +470,7 @@ static enum MHD_Result manifest_by_tag(struct pull *p, struct MHD_Connection *co
                 .registry = t->reg->host, .repository = t->repo, .kind = FALLBACK_MANIFEST,
                 .reference = tag, .head = true, .accept = t->accept,
                 .deadline_ms = now_ms() + HEADER_WAIT_MS,
+                .cancelled = pull_stopping, .cancel_userdata = p,
         };
         struct fallback_response fr;
         int r = fallback_fetch(p->fb, &req, &fr);
@@ -462,7 +482,12 @@ static enum MHD_Result manifest_by_tag(struct pull *p, struct MHD_Connection *co
                                          .fetched_at = (int64_t) time(NULL) };
                 snprintf(now.media_type, sizeof(now.media_type), "%s",
                          fr.media_type ? fr.media_type : "application/vnd.oci.image.manifest.v1+json");
-                (void) cache_tag_put(p->cache, t->reg->host, t->repo, tag, &now);
+                /* What a tag points to depends on what the client accepts: a
+                 * client that takes no index may be given one platform's
+                 * manifest. Only an answer every client could get is recorded. */
+                bool general = accepts(t->accept, MT_OCI_INDEX) && accepts(t->accept, MT_DOCKER_LIST);
+                if (fr.size >= 0 && fr.media_type && (general || is_index(now.media_type)))
+                        (void) cache_tag_put(p->cache, t->reg->host, t->repo, tag, &now);
                 rq->outcome = have && digest_equal(&known.digest, &fr.digest) ? "revalidated" : "miss";
                 if (fr.body) /* the endpoint sent no digest on HEAD: fallback asked with GET */
                         store_manifest(p, &fr.digest, fr.body, (uint64_t) fr.size);
@@ -470,13 +495,8 @@ static enum MHD_Result manifest_by_tag(struct pull *p, struct MHD_Connection *co
                         ret = respond_manifest(conn, rq, true, NULL, now.size, &fr.digest, now.media_type);
                 else if (cached_manifest(p, &fr.digest, &body, &size, &mt) == 0)
                         ret = respond_manifest(conn, rq, false, body, size, &fr.digest, mt);
-                else {
-                        char ds[DIGEST_STRING_MAX];
-                        digest_to_string(&fr.digest, ds);
-                        snprintf(rq->ref, sizeof(rq->ref), "%s", ds);
+                else
                         ret = manifest_by_digest(p, conn, rq, t, false, &fr.digest);
-                        snprintf(rq->ref, sizeof(rq->ref), "%s", tag == rq->ref ? ds : tag);
-                }
                 fallback_response_done(&fr);
                 return ret;
         }
@@ -531,9 +551,14 @@ static int dl_start(void *userdata, int64_t total) {
         return cache_entry_set_size(dl->entry, (uint64_t) total);
 }
 
+static bool dl_cancelled(void *userdata) {
+        struct download *dl = userdata;
+        return atomic_load(&dl->pull->stopping) || atomic_load(&dl->cancel);
+}
+
 static int dl_write(void *userdata, const void *data, size_t size) {
         struct download *dl = userdata;
-        if (atomic_load(&dl->pull->stopping))
+        if (dl_cancelled(dl))
                 return -ECANCELED;
         int r = cache_write(dl->entry, data, size);
         if (r < 0)
@@ -559,7 +584,7 @@ static void *download_main(void *arg) {
         struct sink sink = { .userdata = dl, .start = dl_start, .write = dl_write };
         struct fallback_request req = {
                 .registry = dl->registry, .repository = dl->repository, .kind = FALLBACK_BLOB,
-                .reference = ds, .sink = &sink,
+                .reference = ds, .sink = &sink, .cancelled = dl_cancelled, .cancel_userdata = dl,
         };
         struct fallback_response fr;
         dl->started_ms = dl->last_progress_ms = now_ms();
@@ -595,6 +620,10 @@ static void *download_main(void *arg) {
                 if (r == -ENOSPC)
                         log_warning("cache disk full, download not cached: ns=%s repo=%s digest=%s", dl->registry,
                                     dl->repository, ds);
+                else if (r == -ECANCELED && !atomic_load(&p->stopping))
+                        log_info("download cancelled, no client wants it (agent.finish_abandoned_downloads: false): "
+                                 "ns=%s repo=%s digest=%s bytes=%" PRIu64,
+                                 dl->registry, dl->repository, ds, dl->bytes);
                 else if (r != -ECANCELED)
                         log_warning("download failed: ns=%s repo=%s digest=%s status=%d reason=\"%s\"", dl->registry,
                                     dl->repository, ds, status, r < 0 ? strerror(-r) : fr.error);
@@ -716,8 +745,14 @@ static void stream_free(void *cls) {
         struct stream *s = cls;
         cache_reader_free(s->reader);
         relay_free(s->relay);
-        if (s->dl)
-                download_unref(s->pull, s->dl);
+        if (s->dl) {
+                pthread_mutex_lock(&s->pull->lock);
+                /* The last client gone before the end: finish for the cache, or not. */
+                if (--s->dl->readers == 0 && s->dl->status == 0 && !s->dl->finish_abandoned)
+                        atomic_store(&s->dl->cancel, true);
+                download_unref_locked(s->pull, s->dl);
+                pthread_mutex_unlock(&s->pull->lock);
+        }
         free(s);
 }
 
@@ -831,6 +866,7 @@ static enum MHD_Result respond_blob_stream(struct MHD_Connection *conn, struct r
         if (e && dl) {
                 pthread_mutex_lock(&p->lock);
                 dl->refs++;
+                dl->readers++;
                 s->dl = dl;
                 pthread_mutex_unlock(&p->lock);
         }
@@ -867,6 +903,7 @@ static int download_start(struct pull *p, const struct target *t, const struct d
                 return -ENOMEM;
         dl->refs = 2; /* the caller's, the thread's */
         dl->digest = *d;
+        dl->finish_abandoned = t->finish_abandoned;
         dl->pull = p;
         dl->entry = e;
         dl->registry = strdup(t->reg->host);
@@ -904,6 +941,7 @@ static enum MHD_Result blob(struct pull *p, struct MHD_Connection *conn, struct 
                         struct fallback_request req = {
                                 .registry = t->reg->host, .repository = t->repo, .kind = FALLBACK_BLOB,
                                 .reference = rq->ref, .head = true, .deadline_ms = now_ms() + HEADER_WAIT_MS,
+                                .cancelled = pull_stopping, .cancel_userdata = p,
                         };
                         struct fallback_response fr;
                         int r = fallback_fetch(p->fb, &req, &fr);
@@ -1151,7 +1189,8 @@ static enum MHD_Result dispatch(struct pull *p, struct MHD_Connection *conn, con
         if (!ns || !ns[0])
                 ns = s->agent.default_registry;
         snprintf(rq->ns, sizeof(rq->ns), "%s", ns ? ns : "-");
-        struct target t = { .reg = ns ? spec_find_registry(s, ns) : NULL };
+        struct target t = { .reg = ns ? spec_find_registry(s, ns) : NULL,
+                            .finish_abandoned = s->agent.finish_abandoned_downloads };
         enum MHD_Result ret;
         /* No open proxy: only registries the spec mirrors are ever asked. */
         if (!t.reg || !t.reg->mirror || strcmp(t.reg->host, SPEC_DEFAULT_REGISTRY) == 0) {

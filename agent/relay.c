@@ -107,6 +107,14 @@ static int relay_write_cb(void *userdata, const void *data, size_t size) {
         return 0;
 }
 
+static bool relay_cancelled(void *userdata) {
+        struct relay *r = userdata;
+        pthread_mutex_lock(&r->lock);
+        bool gone = r->abandoned;
+        pthread_mutex_unlock(&r->lock);
+        return gone || atomic_load(r->hooks.stopping);
+}
+
 static void *relay_main(void *arg) {
         struct relay *r = arg;
         char ds[DIGEST_STRING_MAX];
@@ -114,6 +122,7 @@ static void *relay_main(void *arg) {
         struct fallback_request req = {
                 .registry = r->registry, .repository = r->repository, .kind = FALLBACK_BLOB,
                 .reference = digest_to_string(&r->digest, ds), .sink = &sink,
+                .cancelled = relay_cancelled, .cancel_userdata = r,
         };
         struct fallback_response fr;
         int e = fallback_fetch(r->fb, &req, &fr);

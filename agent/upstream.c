@@ -15,13 +15,13 @@ static void on_event(const struct fallback_event *ev, void *userdata) {
         switch (ev->type) {
         case FALLBACK_EVENT_FAILOVER:
                 /* A mirror without the content is routine; a failing one is worth a warning. */
-                if (ev->answered)
+                if (ev->answered && !ev->last)
                         log_info("not on this endpoint, trying the next: ns=%s repo=%s ref=%s endpoint=%s reason=\"%s\"",
                                  ev->registry, ev->repository, ev->reference, ev->endpoint, ev->reason);
                 else
-                        log_warning("upstream failed, trying the next endpoint: ns=%s repo=%s ref=%s endpoint=%s "
-                                    "reason=\"%s\"",
-                                    ev->registry, ev->repository, ev->reference, ev->endpoint, ev->reason);
+                        log_warning("upstream failed, %s: ns=%s repo=%s ref=%s endpoint=%s reason=\"%s\"",
+                                    ev->last ? "no endpoint left" : "trying the next endpoint", ev->registry,
+                                    ev->repository, ev->reference, ev->endpoint, ev->reason);
                 break;
         case FALLBACK_EVENT_BREAKER_OPEN:
                 log_warning("circuit open: ns=%s endpoint=%s backoff_ms=%" PRIu64 " reason=\"%s\"", ev->registry,
@@ -111,7 +111,7 @@ int agent_fallback_configure(struct fallback *fb, const struct spec *s, struct e
         for (size_t i = 0; i < n_regs; i++)
                 for (size_t j = 0; j < regs[i].n_endpoints; j++)
                         if (regs[i].endpoints[j].skip_verify)
-                                log_warning("TLS verification is OFF: ns=%s endpoint=%s (tls.skip_verify in the spec)",
+                                log_warning("TLS verification is OFF: ns=%s endpoint=%s (tls.insecure_skip_verify in the spec)",
                                             regs[i].host, regs[i].endpoints[j].url);
         return 0;
 }

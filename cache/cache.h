@@ -16,8 +16,8 @@
  * cache's lock (the in-flight table, counters) is taken before an entry's
  * lock (its progress), never the other way round.
  *
- * Not yet here (issue 4, continuing): a persisted index snapshot; the
- * agent's side of streaming through when the disk is full. */
+ * Not here: a persisted index snapshot (the index is rebuilt from the
+ * blobs' inodes at each start, in the background). */
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -772,7 +772,7 @@ static int token_request(struct fetch *f, const struct ep *e, const struct chall
         struct http_request rq = {
                 .url = url,
                 .user_agent = f->fb->user_agent,
-                .ca_file = same ? e->ca_file : NULL,
+                .ca_file = e->ca_file, /* trust anchors, no secret: as containerd, for the realm too */
                 .client_cert = same ? e->client_cert : NULL,
                 .client_key = same ? e->client_key : NULL,
                 .skip_verify = same && e->skip_verify,
@@ -783,6 +783,8 @@ static int token_request(struct fetch *f, const struct ep *e, const struct chall
                 .password = send_creds ? e->creds->password : NULL,
                 .on_body = buf_append,
                 .userdata = &b,
+                .cancelled = f->req->cancelled,
+                .cancel_userdata = f->req->cancel_userdata,
         };
         pthread_mutex_lock(&f->fb->lock);
         e->st->token_fetches++;
@@ -1145,7 +1147,10 @@ static enum outcome attempt(struct fetch *f, const struct ep *e) {
                         .head = head,
                         .headers = hdrs,
                         .user_agent = f->fb->user_agent,
-                        .ca_file = same_host ? e->ca_file : NULL,
+                        /* The CA is trust, not a secret: a registry on a private CA may
+                         * redirect to its own storage elsewhere (containerd uses the
+                         * host's TLS config for redirects too). The rest stays home. */
+                        .ca_file = e->ca_file,
                         .client_cert = same_host ? e->client_cert : NULL,
                         .client_key = same_host ? e->client_key : NULL,
                         .skip_verify = same_host && e->skip_verify,
@@ -1156,6 +1161,8 @@ static enum outcome attempt(struct fetch *f, const struct ep *e) {
                         .password = same_host && basic ? e->creds->password : NULL,
                         .on_body = on_body,
                         .userdata = f,
+                        .cancelled = req->cancelled,
+                        .cancel_userdata = req->cancel_userdata,
                 };
                 f->prep_failed = false;
                 int r = http_perform(f->fb->http, &rq, &hr);
@@ -1180,8 +1187,9 @@ static enum outcome attempt(struct fetch *f, const struct ep *e) {
                                 out = OUT_ABORT;
                         } else if (r == -EFBIG && req->kind == FALLBACK_MANIFEST)
                                 out = fail(f, "manifest larger than %u bytes", FALLBACK_MANIFEST_MAX);
-                        else if (r == -ENOMEM) {
+                        else if (r == -ENOMEM || r == -ECANCELED) {
                                 f->abort_error = r;
+                                snprintf(f->reason, sizeof(f->reason), "%s", hr.reason);
                                 out = OUT_ABORT;
                         } else {
                                 out = fail(f, "%s", hr.reason);
@@ -1280,11 +1288,12 @@ static enum outcome attempt(struct fetch *f, const struct ep *e) {
         return out;
 }
 
-static void failover_event(struct fetch *f, const struct ep *e, bool answered, struct event_buf *evb) {
+static void failover_event(struct fetch *f, const struct ep *e, bool answered, bool last, struct event_buf *evb) {
         snprintf(evb->reason, sizeof(evb->reason), "%s", f->reason);
         evb->ev = (struct fallback_event) { .type = FALLBACK_EVENT_FAILOVER, .registry = f->reg->host,
                                             .repository = f->repo, .reference = f->req->reference,
-                                            .endpoint = e->url, .reason = evb->reason, .answered = answered };
+                                            .endpoint = e->url, .reason = evb->reason, .answered = answered,
+                                            .last = last };
         evb->set = true;
 }
 
@@ -1363,6 +1372,12 @@ int fallback_fetch(struct fallback *fb, const struct fallback_request *req, stru
                 if (a == ADMIT_NO)
                         continue;
                 for (;;) {
+                        if (req->cancelled && req->cancelled(req->cancel_userdata)) {
+                                breaker_release(fb, e->st);
+                                snprintf(ret->error, sizeof(ret->error), "cancelled");
+                                r = -ECANCELED;
+                                goto out;
+                        }
                         if (ret->attempts >= max || (req->deadline_ms && http_now_ms() >= req->deadline_ms)) {
                                 snprintf(f.reason, sizeof(f.reason), "gave up after %u requests", ret->attempts);
                                 breaker_release(fb, e->st);
@@ -1381,9 +1396,14 @@ int fallback_fetch(struct fallback *fb, const struct fallback_request *req, stru
                         }
                         any_tried = true;
                         f.answer = 0;
+                        uint64_t before = ret->received;
                         enum outcome o = attempt(&f, e);
-                        if (o == OUT_BROKEN && !resumed_here) {
-                                resumed_here = true; /* once more from the same endpoint, where it broke */
+                        /* A body that broke goes on once more from where it broke on the
+                         * same endpoint; so does one that stalled after some progress on
+                         * the last endpoint, which has no next one to go to. */
+                        bool progressed = ret->received > before;
+                        if (!resumed_here && (o == OUT_BROKEN || (o == OUT_FAIL && progressed && last))) {
+                                resumed_here = true;
                                 continue;
                         }
                         switch (o) {
@@ -1401,7 +1421,7 @@ int fallback_fetch(struct fallback *fb, const struct fallback_request *req, stru
                                         ret->status = (int) f.answer;
                                         answered = true;
                                 } else {
-                                        failover_event(&f, e, true, &evb);
+                                        failover_event(&f, e, true, last, &evb);
                                 }
                                 break;
                         case OUT_ABORT:
@@ -1413,7 +1433,7 @@ int fallback_fetch(struct fallback *fb, const struct fallback_request *req, stru
                                 uint64_t floor_ms = f.answer < 0 ? (uint64_t) -f.answer * 1000 : 0;
                                 breaker_failure(fb, e->st, f.reason, floor_ms, &evb);
                                 emit(fb, &evb);
-                                failover_event(&f, e, false, &evb);
+                                failover_event(&f, e, false, last, &evb);
                                 break;
                         }
                         }

@@ -26,7 +26,8 @@
  *   docker config.json), tokens cached per endpoint and scope until expiry, one
  *   refresh on a 401; Basic. Credentials go only to the endpoint's own host and
  *   its token realm; redirects to another host (blob CDNs) carry no
- *   Authorization and none of the spec's headers.
+ *   Authorization, no client certificate and none of the spec's headers (the
+ *   endpoint's CA file, trust and no secret, applies to them as well).
  *
  * A struct fallback is thread-safe: any number of threads may fetch at once
  * and reconfigure it; connections, DNS and TLS sessions are shared between
@@ -91,6 +92,7 @@ struct fallback_event {
         const char *endpoint;   /* URL, never with credentials */
         const char *reason;     /* why, in a few words: "connect: Connection refused", "HTTP 503" */
         bool answered;          /* FAILOVER: the endpoint answered (a mirror's 404, 401, 403), it did not fail */
+        bool last;              /* FAILOVER: it was the chain's last endpoint: nothing is left to try */
         uint64_t backoff_ms;    /* BREAKER_OPEN */
         uint64_t offset;        /* RESUME: bytes already delivered */
         int64_t ratelimit_limit, ratelimit_remaining; /* RATELIMIT */
@@ -141,6 +143,10 @@ struct fallback_request {
         uint64_t offset;        /* blobs: bytes the sink already holds; the download starts there */
         struct sink *sink;      /* blob GET: where the bytes go */
         uint64_t deadline_ms;   /* CLOCK_MONOTONIC ms after which no new attempt starts; 0: none */
+        /* Polled (every ~100 ms and between attempts): true ends the fetch at
+         * once with -ECANCELED (shutdown, or nobody wants the bytes any more). */
+        bool (*cancelled)(void *userdata);
+        void *cancel_userdata;
 };
 
 struct fallback_response {

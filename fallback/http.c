@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <pthread.h>
 
@@ -15,6 +16,7 @@
 #include "common/parse.h"
 
 #define POLL_MAX_MS 100 /* how late a deadline may be noticed */
+#define SYSTEM_CA_DIR "/etc/ssl/certs" /* Debian's hashed roots (ca-certificates) */
 #define LANE_MAXCONNECTS 8L
 
 struct lane {
@@ -216,8 +218,13 @@ static int setup(CURL *h, CURLSH *share, const struct http_request *req, struct 
                 SET(CURLOPT_USERNAME, req->user);
                 SET(CURLOPT_PASSWORD, req->password ? req->password : "");
         }
-        if (req->ca_file)
+        if (req->ca_file) {
+                /* Added to the system's roots, not instead of them (as containerd
+                 * does): CAINFO alone would replace the default bundle. */
                 SET(CURLOPT_CAINFO, req->ca_file);
+                if (access(SYSTEM_CA_DIR, R_OK) == 0)
+                        SET(CURLOPT_CAPATH, SYSTEM_CA_DIR);
+        }
         if (req->client_cert)
                 SET(CURLOPT_SSLCERT, req->client_cert);
         if (req->client_key)
@@ -415,6 +422,11 @@ int http_perform(struct http_client *c, const struct http_request *req, struct h
                         break;
 
                 uint64_t now = http_now_ms(), wake = now + POLL_MAX_MS;
+                if (req->cancelled && req->cancelled(req->cancel_userdata)) {
+                        r = -ECANCELED;
+                        set_reason(ret, "cancelled");
+                        break;
+                }
                 if (req->deadline_ms && now >= req->deadline_ms) {
                         r = -ETIMEDOUT;
                         set_reason(ret, "deadline reached");

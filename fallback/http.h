@@ -32,6 +32,8 @@ struct http_request {
         bool skip_verify;
         uint64_t connect_timeout_ms, response_timeout_ms, idle_timeout_ms;
         uint64_t deadline_ms; /* CLOCK_MONOTONIC ms bounding the whole exchange; 0: none */
+        bool (*cancelled)(void *userdata); /* polled: true ends the exchange with -ECANCELED */
+        void *cancel_userdata;
         const char *user, *password; /* Basic credentials, or NULL */
         /* Body bytes of a 2xx answer (other bodies are dropped). A negative
          * errno aborts the exchange and is returned by http_perform(). */

@@ -315,7 +315,7 @@ static void parse_cache_max(struct spec_ctx *c, const yaml_node_t *n) {
 
 static void parse_agent(struct spec_ctx *c, const yaml_node_t *n, const yaml_node_t **ret_default_registry) {
         static const char *const keys[] = { "listen", "cache_dir", "cache_max_size", "default_registry",
-                                            "cache_min_free" };
+                                            "cache_min_free", "finish_abandoned_downloads" };
         yaml_node_t *v[ELEMENTSOF(keys)];
         if (spec_mapping(c, n, "agent", keys, ELEMENTSOF(keys), v, false) < 0)
                 return;
@@ -332,6 +332,9 @@ static void parse_agent(struct spec_ctx *c, const yaml_node_t *n, const yaml_nod
                 parse_cache_max(c, v[2]);
         if (v[4])
                 (void) get_size(c, v[4], "agent.cache_min_free", 0, &c->spec->agent.cache_min_free_bytes);
+        if (v[5])
+                (void) spec_get_bool(c, v[5], "agent.finish_abandoned_downloads",
+                                     &c->spec->agent.finish_abandoned_downloads);
         /* Checked against the registries in spec_finish(), once they are known. */
         *ret_default_registry = v[3];
 }
@@ -1115,6 +1118,11 @@ int spec_parse(const char *source, const char *data, size_t size, const char *de
         s->source = strdup(source);
         if (!s->source)
                 return -ENOMEM;
+        /* Unlike the other agent defaults, which spec_finish() fills in where a
+         * field is still zero, a boolean that defaults to true has no "unset"
+         * value: set it before either form is parsed (the Helm form and the
+         * compiled-in spec keep it). */
+        s->agent.finish_abandoned_downloads = SPEC_DEFAULT_FINISH_ABANDONED_DOWNLOADS;
         c.spec = s;
         if (!yaml_parser_initialize(&parser))
                 return -ENOMEM;

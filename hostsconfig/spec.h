@@ -30,6 +30,7 @@
 
 #define SPEC_DEFAULT_PORT 5080
 #define SPEC_DEFAULT_CACHE_MAX_SIZE (10ULL << 30)
+#define SPEC_DEFAULT_FINISH_ABANDONED_DOWNLOADS true
 #define SPEC_DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define SPEC_DEFAULT_RESPONSE_TIMEOUT_MS 10000
 #define SPEC_DEFAULT_IDLE_TIMEOUT_MS 30000
@@ -116,6 +117,8 @@ struct spec_agent {
         uint64_t cache_max_bytes;    /* the cache's size limit; 0 when given as a percentage */
         unsigned cache_max_percent;  /* 1..100: the limit as a share of the cache's file system; 0: bytes */
         uint64_t cache_min_free_bytes; /* free space to leave on that file system; 0: none */
+        bool finish_abandoned_downloads; /* true: a blob download whose clients all went away is still
+                                          * completed into the cache; false: it is cancelled */
         char *default_registry; /* a mirrored registry's host, or NULL: requests without ns are refused */
 };
 

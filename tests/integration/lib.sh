@@ -305,3 +305,77 @@ ctr_has() {
   timeout 10 ctr -a "$SOCK" -n "$ns" content ls -q >"$T/content-$ns" 2>/dev/null || return 1
   for d in "$@"; do grep -qxF "$d" "$T/content-$ns" || return 1; done
 }
+
+# ---- layerd fetch ---------------------------------------------------------------------
+# fetch NAME ARGUMENTS...: `layerd fetch`, bounded (30 s); stdout in $T/NAME.out,
+# stderr in $T/NAME.err ($LAST is $T/NAME), the exit status in $rc.
+fetch() {
+  LAST=$T/$1; shift
+  timeout 30 "$LAYERD" fetch "$@" >"$LAST.out" 2>"$LAST.err"
+  rc=$?
+}
+# field LINE KEY: the value of KEY= on line LINE of the last fetch's output.
+field() { sed -n "$1p" "$LAST.out" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
+# answered LINE ENDPOINT [DIGEST [VERIFIED]]: line LINE is a 200 from ENDPOINT,
+# verified (or VERIFIED), with DIGEST when given.
+answered() {
+  [[ $(field "$1" status) == 200 && $(field "$1" endpoint) == "$2" ]] || return 1
+  [[ $(field "$1" verified) == "${4:-yes}" ]] || return 1
+  [[ -z ${3:-} || $(field "$1" digest) == "$3" ]]
+}
+# DIAG_FILES: the logs a failing checkd shows besides the last fetch's output.
+DIAG_FILES=()
+# checkd DESCRIPTION COMMAND...: check; when it fails, the last lines of the last
+# fetch's output and of DIAG_FILES as TAP comments.
+checkd() {
+  local d=$1; shift
+  if "$@"; then ok "$d"; else
+    not_ok "$d"
+    diag_tail ${LAST:+"$LAST.out" "$LAST.err"} "${DIAG_FILES[@]}"
+  fi
+}
+# skip DESCRIPTION REASON: a TAP line for a check that cannot run here.
+skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
+
+# ---- the fault-injecting fixture (tests/fixtures/upstream.py) -------------------------
+FIXTURE=$(realpath "$(dirname "${BASH_SOURCE[0]}")/../fixtures/upstream.py")
+FIXTURE_CURL=()  # more curl options for its control API (--cacert for an HTTPS fixture)
+# fixture_start NAME [UPSTREAM_OPTIONS...]: upstream.py on a free 127.0.0.1 port,
+# its stderr in $T/NAME.log; its port in $FIXTURE_PORT, its PID in $FIXTURE_PID
+# (and in PIDS). Fails unless it listens within 10 s.
+FIXTURE_PORT= FIXTURE_PID=
+fixture_start() {
+  local name=$1; shift
+  FIXTURE_PORT=
+  /usr/bin/python3 "$FIXTURE" --port-file "$T/$name.port" "$@" >"$T/$name.log" 2>&1 &
+  FIXTURE_PID=$!
+  PIDS+=("$!")
+  wait_for 10 test -s "$T/$name.port" || return 1
+  FIXTURE_PORT=$(cat "$T/$name.port")  # written once it listens
+}
+# fixture_call METHOD URL [BODY_FILE]: a request to a fixture's control API, the
+# answer in $T/fx; succeeds on a 2xx status.
+fixture_call() {
+  local code body=()
+  [[ -n ${3:-} ]] && body=(--data-binary "@$3")
+  code=$(curl -s --max-time 5 "${FIXTURE_CURL[@]}" -X "$1" "${body[@]}" -o "$T/fx" -w '%{http_code}' "$2")
+  [[ $code == 2?? ]]
+}
+# fixture_json METHOD URL JSON: fixture_call with JSON as the body (rules, auth).
+fixture_json() { printf '%s' "$3" >"$T/fx.json" && fixture_call "$1" "$2" "$T/fx.json"; }
+# fixture_manifest BASE NAME REF FILE [MEDIA_TYPE]: the fixture at BASE serves FILE
+# as NAME:REF with Content-Type MEDIA_TYPE (default: OCI image manifest); prints its digest.
+fixture_manifest() {
+  local type=${5:-application/vnd.oci.image.manifest.v1+json}
+  fixture_call PUT "$1/_fixture/manifest/$2/$3?type=${type//+/%2B}" "$4" &&
+    /usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["digest"])' "$T/fx"
+}
+# fixture_requests BASE [PATH_REGEX]: the /v2/ and /token requests the fixture at
+# BASE logged (those whose path matches), one JSON object a line, keys sorted.
+fixture_requests() {
+  curl -s --max-time 5 "${FIXTURE_CURL[@]}" "$1/_fixture/log" | /usr/bin/python3 -c '
+import json, re, sys
+for e in json.load(sys.stdin):
+    if re.search(sys.argv[1], e["path"]):
+        print(json.dumps(e, sort_keys=True))' "${2:-}"
+}

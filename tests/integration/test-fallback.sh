@@ -47,23 +47,7 @@ diag() {
 # checkd DESCRIPTION COMMAND...: check, with the outputs and logs on stderr when it fails.
 checkd() { local d=$1; shift; if "$@"; then ok "$d"; else not_ok "$d"; diag; fi; }
 
-# fetch NAME ARGUMENTS...: `layerd fetch`, bounded; stdout in $T/NAME.out,
-# stderr in $T/NAME.err, the exit status in $rc.
-rc=
-fetch() {
-  LAST=$T/$1; shift
-  timeout 30 "$LAYERD" fetch "$@" >"$LAST.out" 2>"$LAST.err"
-  rc=$?
-}
-# field LINE KEY: the value of KEY= on line LINE of the last fetch's output.
-field() { sed -n "$1p" "$LAST.out" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
-# answered LINE ENDPOINT [DIGEST [VERIFIED]]: line LINE is a 200 from ENDPOINT,
-# verified (or VERIFIED), with DIGEST when given.
-answered() {
-  [[ $(field "$1" status) == 200 && $(field "$1" endpoint) == "$2" ]] || return 1
-  [[ $(field "$1" verified) == "${4:-yes}" ]] || return 1
-  [[ -z ${3:-} || $(field "$1" digest) == "$3" ]]
-}
+# fetch, field and answered: lib.sh.
 # logged FILE MARK FIXED_STRING: the registry logged FIXED_STRING since MARK.
 logged() { requests "$1" "$2" | grep -qF "$3"; }
 # from_layerd FILE MARK: the registry's access-log lines for layerd's requests since MARK.

@@ -162,6 +162,7 @@ static void test_doc_example(void **state) {
         assert_int_equal(s->agent.listen_port, 6001);
         assert_string_equal(s->agent.cache_dir, CACHE_DIR);
         assert_int_equal(s->agent.cache_max_bytes, SPEC_DEFAULT_CACHE_MAX_SIZE);
+        assert_true(s->agent.finish_abandoned_downloads);
         assert_string_equal(s->agent.default_registry, "docker.io");
         assert_int_equal(s->prefetch.n_entries, 0);
         assert_int_equal(s->prefetch.n_platforms, 0);

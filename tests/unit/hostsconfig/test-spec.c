@@ -132,6 +132,7 @@ static void test_agent_defaults(void **state) {
         assert_int_equal(s->agent.listen_port, 5080);
         assert_string_equal(s->agent.cache_dir, CACHE);
         assert_int_equal(s->agent.cache_max_bytes, 10ULL << 30);
+        assert_true(s->agent.finish_abandoned_downloads);
         assert_string_equal(s->agent.default_registry, "docker.io");
         assert_int_equal(s->prefetch.interval_ms, 6ULL * 3600 * 1000);
         assert_int_equal(s->prefetch.concurrency, 2);
@@ -159,7 +160,24 @@ static void test_agent_settings(void **state) {
 
         s = parse_ok("agent: {default_registry: null}\n" REG);
         assert_null(s->agent.default_registry);
+        assert_true(s->agent.finish_abandoned_downloads);
         spec_free(s);
+
+        /* Explicit values both ways, in more than one of the core schema's spellings. */
+        static const struct {
+                const char *yaml;
+                bool want;
+        } finish[] = {
+                { "agent: {finish_abandoned_downloads: false}\n" REG, false },
+                { "agent: {finish_abandoned_downloads: FALSE}\n" REG, false },
+                { "agent: {finish_abandoned_downloads: true}\n" REG, true },
+                { "agent: {finish_abandoned_downloads: \"True\"}\n" REG, true },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(finish); i++) {
+                s = parse_ok(finish[i].yaml);
+                assert_int_equal(s->agent.finish_abandoned_downloads, finish[i].want);
+                spec_free(s);
+        }
 
         /* No docker.io: no default registry unless one is named. */
         s = parse_ok("registries: {quay.io: {}}\n");
@@ -192,6 +210,17 @@ static void test_agent_errors(void **state) {
                       "spec.yaml:2:19: agent.cache_max_size: a percentage must be 1% to 100%: \"5.5%\"");
         expect_errors("agent:\n  cache_min_free: lots\n" REG, 1,
                       "spec.yaml:2:19: agent.cache_min_free: not a size (like 512MiB, 20GiB, 10GB): \"lots\"");
+        expect_errors("agent:\n  finish_abandoned_downloads: no\n" REG, 1,
+                      "spec.yaml:2:31: agent.finish_abandoned_downloads: expected true or false, got \"no\"");
+        expect_errors("agent:\n  finish_abandoned_downloads: 0\n" REG, 1,
+                      "spec.yaml:2:31: agent.finish_abandoned_downloads: expected true or false, got \"0\"");
+        expect_errors("agent:\n  finish_abandoned_downloads:\n" REG, 1,
+                      "spec.yaml:2:30: agent.finish_abandoned_downloads: expected true or false, got null");
+        expect_errors("agent: {finish_abandoned_downloads: [true]}\n" REG, 1,
+                      "spec.yaml:1:37: agent.finish_abandoned_downloads: expected true or false, got a list");
+        expect_errors("agent:\n  finish_abandoned_download: false\n" REG, 1,
+                      "spec.yaml:2:3: agent: unknown key \"finish_abandoned_download\" "
+                      "(did you mean \"finish_abandoned_downloads\"?)");
         expect_errors("agent:\n  default_registry: quay.io\n" REG, 1,
                       "spec.yaml:2:21: agent.default_registry: \"quay.io\" is not in registries");
         expect_errors("agent:\n  default_registry: docker.io\nregistries: {docker.io: {mirror: false}}\n", 1,
@@ -819,6 +848,7 @@ static void test_builtin(void **state) {
         assert_string_equal(s->agent.listen_host, "127.0.0.1");
         assert_int_equal(s->agent.listen_port, SPEC_DEFAULT_PORT);
         assert_string_equal(s->agent.cache_dir, "/home/u/.cache/layerd");
+        assert_true(s->agent.finish_abandoned_downloads);
         assert_string_equal(s->agent.default_registry, "docker.io");
         static const char *const hosts[] = { "docker.io", "ghcr.io", "quay.io", "registry.k8s.io", "gcr.io" };
         assert_int_equal(s->n_registries, 5);
