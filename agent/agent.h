@@ -31,7 +31,8 @@ int agent_cmd_cache(int argc, char **argv);
 int agent_cache_limits(const struct spec *s, const char *dir, uint64_t *ret_max, uint64_t *ret_min_free);
 
 /* The spec's mirrored registries (never _default, never mirror: false) as
- * fallback chains, with the endpoints that may pull. A bad credentials file
+ * fallback chains (tags resolved only where "resolve" is allowed, content
+ * pulled only where "pull" is). A bad credentials file
  * is an error in errors and nothing changes. */
 int agent_fallback_configure(struct fallback *fb, const struct spec *s, struct error_list *errors);
 

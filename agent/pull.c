@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -87,6 +88,7 @@ struct pull {
         pthread_cond_t ended; /* a download thread ended */
         struct spec_ref *spec;
         struct cache *cache;
+        char *cache_dir;
         struct fallback *fb;
         struct download *downloads;
         unsigned threads;
@@ -144,14 +146,17 @@ static void spec_ref_put(struct pull *p, struct spec_ref *r) {
         pthread_mutex_unlock(&p->lock);
 }
 
-int pull_new(struct cache *cache, struct fallback *fb, struct spec *spec, struct pull **ret) {
+int pull_new(struct cache *cache, const char *cache_dir, struct fallback *fb, struct spec *spec, struct pull **ret) {
         struct pull *p = calloc(1, sizeof(*p));
         struct spec_ref *r = calloc(1, sizeof(*r));
-        if (!p || !r) {
+        char *dir = strdup(cache_dir);
+        if (!p || !r || !dir) {
                 free(p);
                 free(r);
+                free(dir);
                 return -ENOMEM;
         }
+        p->cache_dir = dir;
         r->spec = spec;
         r->refs = 1;
         pthread_mutex_init(&p->lock, NULL);
@@ -202,6 +207,7 @@ struct pull *pull_free(struct pull *p) {
         if (!p)
                 return NULL;
         spec_ref_put_locked(p->spec);
+        free(p->cache_dir);
         pthread_cond_destroy(&p->ended);
         pthread_mutex_destroy(&p->lock);
         free(p);
@@ -1081,6 +1087,12 @@ static enum MHD_Result respond_metrics(struct pull *p, struct MHD_Connection *co
                 (uint64_t) atomic_load(&p->verify_failures) + cs.mismatched, cs.blobs, cs.bytes, cs.pinned,
                 cs.in_flight, (uint64_t) atomic_load(&p->bytes_served), (uint64_t) atomic_load(&p->stale_serves),
                 (uint64_t) atomic_load(&p->cut_streams), (uint64_t) atomic_load(&p->stream_throughs));
+        struct statvfs sv;
+        if (statvfs(p->cache_dir, &sv) == 0)
+                fprintf(f,
+                        "# TYPE layerd_cache_fs_free_bytes gauge\nlayerd_cache_fs_free_bytes %" PRIu64 "\n"
+                        "# TYPE layerd_cache_fs_size_bytes gauge\nlayerd_cache_fs_size_bytes %" PRIu64 "\n",
+                        (uint64_t) sv.f_bavail * sv.f_frsize, (uint64_t) sv.f_blocks * sv.f_frsize);
         fputs("# TYPE layerd_upstream_requests_total counter\n", f);
         fallback_foreach_endpoint(p->fb, endpoint_metrics, f);
         if (fclose(f) != 0) {

@@ -16,8 +16,9 @@
 struct pull;
 
 /* The state request threads share. cache and fb stay the caller's and must
- * outlive it; spec is taken over. */
-int pull_new(struct cache *cache, struct fallback *fb, struct spec *spec, struct pull **ret);
+ * outlive it; spec is taken over; cache_dir (copied) is where /metrics reads
+ * the file system's free space. */
+int pull_new(struct cache *cache, const char *cache_dir, struct fallback *fb, struct spec *spec, struct pull **ret);
 
 /* Frees; call after the MHD daemon stopped and pull_shutdown() returned. */
 struct pull *pull_free(struct pull *p);

@@ -175,7 +175,7 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                 return r == -EINVAL ? SERVE_CONFIG_ERROR : r;
         }
         struct pull *pull = NULL;
-        r = pull_new(cache, fb, *spec_owned, &pull);
+        r = pull_new(cache, cache_dir, fb, *spec_owned, &pull);
         if (r < 0)
                 return r;
         *spec_owned = NULL; /* the pull state owns it now; spec stays valid until a reload */

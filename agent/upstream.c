@@ -79,13 +79,13 @@ int agent_fallback_configure(struct fallback *fb, const struct spec *s, struct e
                 rc->endpoints = &eps[ei];
                 for (size_t j = 0; j < reg->n_endpoints; j++) {
                         const struct spec_endpoint *se = &reg->endpoints[j];
-                        if (!(se->capabilities & SPEC_CAP_PULL))
-                                continue;
                         struct fallback_endpoint_config *ec = &eps[ei++];
                         rc->n_endpoints++;
                         *ec = (struct fallback_endpoint_config) {
                                 .url = se->url,
                                 .is_origin = se->is_origin,
+                                .no_pull = !(se->capabilities & SPEC_CAP_PULL),
+                                .no_resolve = !(se->capabilities & SPEC_CAP_RESOLVE),
                                 .override_path = se->override_path,
                                 .ca_file = se->ca_file,
                                 .client_cert = se->client_cert,

@@ -62,6 +62,7 @@ struct ep {
         char *host; /* host[:port] of url, for credentials and same-host checks */
         char *origin; /* scheme://host:port */
         bool is_origin, override_path, skip_verify;
+        bool no_pull, no_resolve; /* containerd's capabilities, negated: zero is "may" */
         char *ca_file, *client_cert, *client_key;
         struct credentials *creds;
         uint64_t connect_ms, response_ms, idle_ms;
@@ -281,6 +282,8 @@ static int ep_fill(struct fallback *fb, const char *registry, const struct fallb
                 return -EINVAL;
         }
         e->is_origin = c->is_origin;
+        e->no_pull = c->no_pull;
+        e->no_resolve = c->no_resolve;
         e->override_path = c->override_path;
         e->skip_verify = c->skip_verify;
         if ((c->ca_file && !(e->ca_file = strdup(c->ca_file))) ||
@@ -1306,6 +1309,12 @@ static void count_answer(struct fallback *fb, const struct ep *e, bool ok) {
         pthread_mutex_unlock(&fb->lock);
 }
 
+/* containerd's capabilities: "resolve" answers tags, "pull" serves content by digest. */
+static bool eligible(const struct ep *e, const struct fetch *f) {
+        bool tag = f->req->kind == FALLBACK_MANIFEST && !f->by_digest;
+        return tag ? !e->no_resolve : !e->no_pull;
+}
+
 static int request_check(const struct fallback_request *req, struct fetch *f) {
         if (!req->registry || !req->repository || !req->reference || req->kind < 0 || req->kind >= _FALLBACK_KIND_MAX)
                 return -EINVAL;
@@ -1364,7 +1373,11 @@ int fallback_fetch(struct fallback *fb, const struct fallback_request *req, stru
         bool answered = false, any_tried = false;
         for (size_t i = 0; i < f.reg->n_eps && !answered; i++) {
                 const struct ep *e = &f.reg->eps[i];
-                bool last = i + 1 == f.reg->n_eps, resumed_here = false;
+                if (!eligible(e, &f))
+                        continue;
+                bool last = true, resumed_here = false;
+                for (size_t j = i + 1; j < f.reg->n_eps && last; j++)
+                        last = !eligible(&f.reg->eps[j], &f);
                 struct event_buf evb = { 0 };
 
                 enum admit a = breaker_admit(fb, e->st, http_now_ms(), &evb);

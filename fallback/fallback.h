@@ -61,6 +61,8 @@ struct fallback_header {
 struct fallback_endpoint_config {
         const char *url;              /* canonical scheme://host[:port][/path] */
         bool is_origin;               /* mirrors get "?ns=<registry>" appended, as containerd does */
+        bool no_pull;                 /* not asked for content by digest (containerd's "pull" capability off) */
+        bool no_resolve;              /* not asked to resolve tags (containerd's "resolve" capability off) */
         bool override_path;           /* url is the API root: no "/v2" appended */
         const char *ca_file, *client_cert, *client_key; /* NULL: none */
         bool skip_verify;

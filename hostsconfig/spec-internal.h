@@ -65,11 +65,14 @@ void *spec_calloc(struct spec_ctx *c, size_t n, size_t size);
 /* Registry host key "host[:port]", lower-cased into a new string; NULL with an error recorded. */
 char *spec_registry_host(struct spec_ctx *c, const yaml_node_t *n, const char *path);
 
-/* Fills an endpoint with defaults for url (capabilities pull+resolve, default timeouts). */
+/* Fills an endpoint with defaults (capabilities pull+resolve, default timeouts), except the connect
+ * timeout: that is left 0 ("not given") for spec_finish(), which knows by then whether the endpoint
+ * is the origin. */
 void spec_endpoint_defaults(struct spec_endpoint *e);
 
 /* Final cross-checks and defaults shared by both forms: origins, implied origin
- * endpoints, default_registry, prefetch registries. */
+ * endpoints, default_registry, prefetch registries, the connect timeouts not given
+ * (after spec_mark_origin()). */
 void spec_finish(struct spec_ctx *c, const yaml_node_t *root);
 
 /* Marks the endpoints whose URL is r's origin; when append is set and none is,

@@ -343,7 +343,7 @@ static void parse_agent(struct spec_ctx *c, const yaml_node_t *n, const yaml_nod
 
 void spec_endpoint_defaults(struct spec_endpoint *e) {
         e->capabilities = SPEC_CAP_PULL | SPEC_CAP_RESOLVE;
-        e->connect_timeout_ms = SPEC_DEFAULT_CONNECT_TIMEOUT_MS;
+        e->connect_timeout_ms = 0; /* not given: its default depends on is_origin, see spec_finish() */
         e->response_timeout_ms = SPEC_DEFAULT_RESPONSE_TIMEOUT_MS;
         e->idle_timeout_ms = SPEC_DEFAULT_IDLE_TIMEOUT_MS;
 }
@@ -967,6 +967,21 @@ static void finish_default_registry(struct spec_ctx *c, const yaml_node_t *n) {
                 s->agent.default_registry = spec_strdup(c, r->host);
 }
 
+/* A connect timeout not given is 1s for a mirror and 5s for the origin. A mirror is a cache in the
+ * same cluster or data centre, where a connection is made in well under a millisecond, so 1s is
+ * ample and bounds what a dead mirror costs each time its circuit breaker lets a probe through (and
+ * containerd >= 2.0.7 gets it as dial_timeout). The origin is across the internet. Runs once the
+ * origins are marked, in both forms; a given timeout is never 0 (its minimum is 1ms). */
+static void finish_connect_timeouts(struct spec *s) {
+        for (size_t i = 0; i < s->n_registries; i++)
+                for (size_t j = 0; j < s->registries[i].n_endpoints; j++) {
+                        struct spec_endpoint *e = &s->registries[i].endpoints[j];
+                        if (e->connect_timeout_ms == 0)
+                                e->connect_timeout_ms = e->is_origin ? SPEC_DEFAULT_CONNECT_TIMEOUT_MS
+                                                                     : SPEC_DEFAULT_MIRROR_CONNECT_TIMEOUT_MS;
+                }
+}
+
 void spec_finish(struct spec_ctx *c, const yaml_node_t *default_registry) {
         struct spec *s = c->spec;
         if (!s->agent.listen_host)
@@ -982,6 +997,7 @@ void spec_finish(struct spec_ctx *c, const yaml_node_t *default_registry) {
         if (s->prefetch.concurrency == 0)
                 s->prefetch.concurrency = SPEC_DEFAULT_PREFETCH_CONCURRENCY;
         finish_default_registry(c, default_registry);
+        finish_connect_timeouts(s);
         if (!s->hosts.containerd_version) {
                 s->hosts.containerd_version = spec_strdup(c, SPEC_DEFAULT_CONTAINERD_VERSION);
                 (void) version_code(SPEC_DEFAULT_CONTAINERD_VERSION, &s->hosts.containerd_version_code);

@@ -31,7 +31,8 @@
 #define SPEC_DEFAULT_PORT 5080
 #define SPEC_DEFAULT_CACHE_MAX_SIZE (10ULL << 30)
 #define SPEC_DEFAULT_FINISH_ABANDONED_DOWNLOADS true
-#define SPEC_DEFAULT_CONNECT_TIMEOUT_MS 5000
+#define SPEC_DEFAULT_CONNECT_TIMEOUT_MS 5000        /* the origin's: across the internet */
+#define SPEC_DEFAULT_MIRROR_CONNECT_TIMEOUT_MS 1000 /* any other endpoint's: a cache on the LAN */
 #define SPEC_DEFAULT_RESPONSE_TIMEOUT_MS 10000
 #define SPEC_DEFAULT_IDLE_TIMEOUT_MS 30000
 #define SPEC_DEFAULT_TAG_TTL_MS (5ULL * 60 * 1000)
@@ -66,7 +67,8 @@ struct spec_endpoint {
         char *client_key;     /* NULL: the key is in client_cert's file (or there is no client cert) */
         bool skip_verify;
         char *credentials_file; /* docker config.json "auths" format; read by fallback/, never printed beyond its path */
-        uint64_t connect_timeout_ms;
+        uint64_t connect_timeout_ms; /* default: SPEC_DEFAULT_CONNECT_TIMEOUT_MS for the origin, else
+                                      * SPEC_DEFAULT_MIRROR_CONNECT_TIMEOUT_MS */
         uint64_t response_timeout_ms; /* request sent, no response headers for this long: the endpoint failed */
         uint64_t idle_timeout_ms; /* no byte for this long: the endpoint failed */
         struct spec_header *headers;

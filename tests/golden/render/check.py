@@ -220,9 +220,10 @@ def check_render_containerd(case):
         AGENT: "1s" if dial else None,
         "https://mirror.example.com": "2s" if dial else None,
         "http://cache.example.com:5000": "1s500ms" if dial else None,
-        "http://127.0.0.1:5001": "5s" if dial else None,
-        "https://[fd00::1]:8443": "5s" if dial else None,
-        "https://harbor.example.com/v2/proxy-docker.io": "5s" if dial else None,
+        # Mirrors without timeouts.connect: 1s; the origin (the server): 5s.
+        "http://127.0.0.1:5001": "1s" if dial else None,
+        "https://[fd00::1]:8443": "1s" if dial else None,
+        "https://harbor.example.com/v2/proxy-docker.io": "1s" if dial else None,
     })
 
     # quay.io: the origin in the middle keeps its place, and is the server with its own settings.
@@ -233,8 +234,14 @@ def check_render_containerd(case):
          [AGENT, "https://zot.example.com", "https://quay.io", "https://backup.example.com/quay"])
     t.eq(f"{case}: quay.io origin as a host", without_dial(d.get("host", {}).get("https://quay.io", {})), {
         "capabilities": PULL_RESOLVE, "ca": "/etc/layerd/certs/quay-ca.pem", "header": {"X-Origin": "yes"}})
-    t.eq(f"{case}: quay.io dial_timeout of the last host",
-         d.get("host", {}).get("https://backup.example.com/quay", {}).get("dial_timeout"), "1m" if dial else None)
+    # The origin listed in the middle is the origin (5s) there too; the mirrors get 1s unless given.
+    t.eq(f"{case}: quay.io dial_timeout", dial_timeouts(d), {
+        "server": "5s" if dial else None,
+        AGENT: "1s" if dial else None,
+        "https://zot.example.com": "1s" if dial else None,
+        "https://quay.io": "5s" if dial else None,
+        "https://backup.example.com/quay": "1m" if dial else None,
+    })
 
     # fallback_to_origin: false: the last endpoint is the server, with explicit capabilities.
     d = doc(case, "containerd", "registry.example.com:5000/hosts.toml")
@@ -242,6 +249,9 @@ def check_render_containerd(case):
         "server": "https://b.example.com:8443", "capabilities": ["pull"], "ca": "/etc/layerd/certs/site-ca.pem",
         "client": "/etc/layerd/certs/site-node.pem", "skip_verify": True, "header": {"X-Site": ["a", "b"]}})
     t.eq(f"{case}: air-gapped host order (no origin, server not repeated)", hosts(d), [AGENT, "https://a.example.com"])
+    # No origin: the server is a mirror too, at a mirror's 1s.
+    t.eq(f"{case}: air-gapped dial_timeout", dial_timeouts(d), {
+        "server": "1s" if dial else None, AGENT: "1s" if dial else None, "https://a.example.com": "1s" if dial else None})
 
     # mirror: false, origin only: the server, listed as a host too only before 1.7.32.
     d = doc(case, "containerd", "registry.lab.example.com/hosts.toml")
@@ -258,15 +268,21 @@ def check_render_containerd(case):
     t.eq(f"{case}: IPv6 registry hosts (not mirrored: no layerd)", hosts(d), ["https://[fd00::2]:8443/v2/proxy"])
     t.eq(f"{case}: IPv6 endpoint", without_dial(d.get("host", {}).get("https://[fd00::2]:8443/v2/proxy", {})),
          {"capabilities": PULL_RESOLVE, "override_path": True})
+    t.eq(f"{case}: IPv6 registry dial_timeout", dial_timeouts(d), {
+        "server": "5s" if dial else None, "https://[fd00::2]:8443/v2/proxy": "1s" if dial else None})
 
     d = doc(case, "containerd", "_default/hosts.toml")
     t.eq(f"{case}: _default has nothing at the root", root_keys(d), {})
     t.eq(f"{case}: _default hosts", {k: without_dial(v) for k, v in d.get("host", {}).items()},
          {"https://zot.example.com:5000": {"capabilities": ["pull"]}})
+    t.eq(f"{case}: _default dial_timeout (no origin: a mirror's)", dial_timeouts(d), {
+        "server": None, "https://zot.example.com:5000": "1s" if dial else None})
 
     d = doc(case, "containerd", "null/hosts.toml")
     t.eq(f"{case}: null server", d.get("server"), "https://null")
     t.eq(f"{case}: null hosts", hosts(d), ["https://zot.example.com"])
+    t.eq(f"{case}: null dial_timeout", dial_timeouts(d), {
+        "server": "5s" if dial else None, "https://zot.example.com": "1s" if dial else None})
 
 
 def check_render_others():

@@ -880,6 +880,44 @@ static void test_mirror_ns(void **state) {
         assert_string_equal(log_path(origin, 0), "/v2/" REPO "/manifests/" TAG);
 }
 
+/* containerd's capabilities: an endpoint without "resolve" is never asked
+ * for a tag, one without "pull" never for content by digest. */
+static void test_capabilities(void **state) {
+        (void) state;
+        _cleanup_(fallback_freep) struct fallback *fb = fb_new(NULL, 0, 0, 0);
+        struct fallback_endpoint_config eps[] = { GOOD(env.b.url, false), GOOD(env.a.url, true) };
+        eps[0].no_resolve = true;
+        fb_set(fb, REG, eps, 2);
+
+        struct fallback_response resp;
+        assert_int_equal(fetch_manifest(fb, TAG, false, &resp), 0);
+        assert_served(&resp, env.a.url); /* B has the tag, but may not resolve it */
+        fallback_response_done(&resp);
+        struct collect c = { 0 };
+        assert_int_equal(fetch_blob(fb, 0, &c, &resp), 0);
+        assert_served(&resp, env.b.url); /* content by digest: B may */
+        fallback_response_done(&resp);
+        assert_collected(&c, 0);
+        free(c.data);
+        json_auto_t *b = upstream_log(&env.b);
+        assert_int_equal(json_array_size(b), 1);
+
+        eps[0].no_resolve = false;
+        eps[0].no_pull = true;
+        fb_set(fb, REG, eps, 2);
+        struct collect c2 = { 0 };
+        assert_int_equal(fetch_blob(fb, 0, &c2, &resp), 0);
+        assert_served(&resp, env.a.url);
+        fallback_response_done(&resp);
+        assert_collected(&c2, 0);
+        free(c2.data);
+        assert_int_equal(fetch_manifest(fb, TAG, false, &resp), 0);
+        assert_served(&resp, env.b.url);
+        fallback_response_done(&resp);
+        json_auto_t *b2 = upstream_log(&env.b);
+        assert_int_equal(json_array_size(b2), 2); /* the blob before, the tag now; not the second blob */
+}
+
 /* Docker Hub's one-component names live under library/. */
 static void test_docker_hub_library(void **state) {
         (void) state;
@@ -2203,6 +2241,7 @@ int main(void) {
                 T(test_last_429_is_503),
                 T(test_all_down),
                 T(test_mirror_ns),
+                T(test_capabilities),
                 T(test_docker_hub_library),
                 T(test_manifest_corrupt_by_digest),
                 T(test_manifest_tag_digest_mismatch),

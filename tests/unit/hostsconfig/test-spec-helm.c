@@ -121,7 +121,8 @@ static const struct spec_registry *assert_registry(const struct spec *s, size_t 
 }
 
 /* The Helm form cannot express anything beyond url and override_path, so
- * every other endpoint setting must be at its default (docs/spec.md). */
+ * every other endpoint setting must be at its default (docs/spec.md): the
+ * connect timeout is the origin's 5s or a mirror's 1s. */
 static void assert_endpoint(const struct spec_registry *r, size_t i, const char *url, bool is_origin,
                             bool override_path, unsigned line) {
         assert_true(i < r->n_endpoints);
@@ -131,7 +132,8 @@ static void assert_endpoint(const struct spec_registry *r, size_t i, const char 
         assert_int_equal(e->override_path, override_path);
         assert_int_equal(e->line, line);
         assert_int_equal(e->capabilities, SPEC_CAP_PULL | SPEC_CAP_RESOLVE);
-        assert_int_equal(e->connect_timeout_ms, SPEC_DEFAULT_CONNECT_TIMEOUT_MS);
+        assert_int_equal(e->connect_timeout_ms,
+                         is_origin ? SPEC_DEFAULT_CONNECT_TIMEOUT_MS : SPEC_DEFAULT_MIRROR_CONNECT_TIMEOUT_MS);
         assert_int_equal(e->response_timeout_ms, SPEC_DEFAULT_RESPONSE_TIMEOUT_MS);
         assert_int_equal(e->idle_timeout_ms, SPEC_DEFAULT_IDLE_TIMEOUT_MS);
         assert_null(e->ca_file);
@@ -380,10 +382,15 @@ static void test_endpoint_is_origin(void **state) {
         const struct spec_registry *r = assert_registry(s, 0, "docker.io", true, "https://registry-1.docker.io", 2);
         assert_endpoint(r, 0, "https://registry-1.docker.io", true, false, 9);
         assert_endpoint(r, 1, "https://zot.example.com", false, false, 10);
+        /* The origin's connect timeout, listed first or not; the mirror's after it. */
+        assert_int_equal(r->endpoints[0].connect_timeout_ms, 5000);
+        assert_int_equal(r->endpoints[1].connect_timeout_ms, 1000);
         r = assert_registry(s, 1, "ghcr.io", true, "https://ghcr.io", 1);
         assert_endpoint(r, 0, "https://ghcr.io", true, false, 12);
+        assert_int_equal(r->endpoints[0].connect_timeout_ms, 5000);
         r = assert_registry(s, 2, "quay.io", false, "https://quay.io", 1);
         assert_endpoint(r, 0, "https://quay.io", true, false, 14);
+        assert_int_equal(r->endpoints[0].connect_timeout_ms, 5000);
 }
 
 /* docker.io's API host is registry-1.docker.io; https://docker.io is just another endpoint. */
@@ -398,6 +405,8 @@ static void test_docker_io_origin(void **state) {
         const struct spec_registry *r = assert_registry(s, 0, "docker.io", true, "https://registry-1.docker.io", 2);
         assert_endpoint(r, 0, "https://docker.io", false, false, 9);
         assert_endpoint(r, 1, "https://registry-1.docker.io", true, false, 0);
+        assert_int_equal(r->endpoints[0].connect_timeout_ms, 1000);
+        assert_int_equal(r->endpoints[1].connect_timeout_ms, 5000);
 }
 
 static void test_default_registry_without_docker_io(void **state) {

@@ -139,7 +139,11 @@ static void test_durations_round_trip(void **state) {
         assert_non_null(strstr(out, "  docker.io:\n    mirror: true\n    origin: https://registry-1.docker.io\n"
                                     "    fallback_to_origin: true\n    tag_ttl: 0s\n    endpoints:\n"));
         assert_non_null(strstr(out, "      timeouts: {connect: 1ms, response: 1h, idle: 1h}\n"));
-        assert_non_null(strstr(out, "      timeouts: {connect: 5s, response: 1m30s500ms, idle: 30s}\n"));
+        /* A mirror's default connect timeout, then the origin's. */
+        assert_non_null(strstr(out, "      timeouts: {connect: 1s, response: 1m30s500ms, idle: 30s}\n"
+                                    "    - url: https://registry-1.docker.io\n"));
+        assert_non_null(strstr(out, "    - url: https://registry-1.docker.io\n      capabilities: [pull, resolve]\n"
+                                    "      override_path: false\n      timeouts: {connect: 5s, response: 10s, idle: 30s}\n"));
         assert_non_null(strstr(out, "    tag_ttl: 30d\n"));
         assert_non_null(strstr(out, "    tag_ttl: 1d12h\n"));
         assert_non_null(strstr(out, "  _default:\n    mirror: false\n    endpoints:\n"));

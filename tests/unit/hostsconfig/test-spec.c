@@ -292,6 +292,7 @@ static void test_registry_chain(void **state) {
         assert_string_equal(r->endpoints[0].url, "https://zot.example.com:5000");
         assert_int_equal(r->endpoints[0].line, 4);
         assert_false(r->endpoints[0].is_origin);
+        assert_int_equal(r->endpoints[0].connect_timeout_ms, SPEC_DEFAULT_MIRROR_CONNECT_TIMEOUT_MS);
         const struct spec_endpoint *h = &r->endpoints[1];
         assert_string_equal(h->url, "https://harbor.example.com/v2/proxy-docker.io");
         assert_true(h->override_path);
@@ -313,6 +314,7 @@ static void test_registry_chain(void **state) {
         /* The origin is implied, last, with defaults. */
         assert_string_equal(r->endpoints[2].url, "https://registry-1.docker.io");
         assert_true(r->endpoints[2].is_origin);
+        assert_int_equal(r->endpoints[2].connect_timeout_ms, SPEC_DEFAULT_CONNECT_TIMEOUT_MS);
         assert_int_equal(r->endpoints[2].response_timeout_ms, SPEC_DEFAULT_RESPONSE_TIMEOUT_MS);
         spec_free(s);
 }
@@ -562,7 +564,7 @@ static void test_endpoint_timeouts(void **state) {
         struct spec *s = parse_ok(EP("        timeouts: {response: 1ms}\n"));
         const struct spec_endpoint *e = &s->registries[0].endpoints[0];
         assert_int_equal(e->response_timeout_ms, 1);
-        assert_int_equal(e->connect_timeout_ms, SPEC_DEFAULT_CONNECT_TIMEOUT_MS);
+        assert_int_equal(e->connect_timeout_ms, SPEC_DEFAULT_MIRROR_CONNECT_TIMEOUT_MS);
         assert_int_equal(e->idle_timeout_ms, SPEC_DEFAULT_IDLE_TIMEOUT_MS);
         spec_free(s);
         s = parse_ok(EP("        timeouts: {connect: 1s, response: 1h, idle: 2m}\n"));
@@ -578,6 +580,71 @@ static void test_endpoint_timeouts(void **state) {
         expect_errors(EP("        timeouts:\n          respones: 5s\n"), 1,
                       "spec.yaml:6:11: registries.docker.io.endpoints[0].timeouts: unknown key \"respones\" (did you "
                       "mean \"response\"?)");
+}
+
+/* r has n endpoints, with these connect timeouts (ms); endpoint origin is the origin (-1: none is). */
+static void assert_connect_ms(const struct spec_registry *r, int origin, size_t n, const uint64_t *want) {
+        assert_int_equal(r->n_endpoints, n);
+        for (size_t i = 0; i < n; i++) {
+                assert_int_equal(r->endpoints[i].is_origin, (int) i == origin);
+                assert_int_equal(r->endpoints[i].connect_timeout_ms, want[i]);
+        }
+}
+
+static void test_endpoint_connect_default(void **state) {
+        (void) state;
+        assert_int_equal(SPEC_DEFAULT_CONNECT_TIMEOUT_MS, 5000);
+        assert_int_equal(SPEC_DEFAULT_MIRROR_CONNECT_TIMEOUT_MS, 1000);
+
+        /* A mirror gets 1s, the implied origin 5s; given values win on both,
+         * including a mirror's 5s and an origin's 1s. */
+        struct spec *s = parse_ok("registries:\n"
+                                  "  docker.io:\n"
+                                  "    endpoints:\n"
+                                  "      - https://a.example.com\n"
+                                  "      - {url: https://b.example.com, timeouts: {connect: 5s}}\n"
+                                  "      - {url: https://c.example.com, timeouts: {response: 3s}}\n"
+                                  "  quay.io:\n"
+                                  "    endpoints:\n"
+                                  "      - {url: https://quay.io, timeouts: {connect: 1s}}\n"
+                                  "      - {url: https://d.example.com, timeouts: {connect: 250ms}}\n");
+        assert_connect_ms(&s->registries[0], 3, 4, (const uint64_t[]) { 1000, 5000, 1000, 5000 });
+        assert_int_equal(s->registries[0].endpoints[2].response_timeout_ms, 3000);
+        assert_connect_ms(&s->registries[1], 0, 2, (const uint64_t[]) { 1000, 250 });
+        spec_free(s);
+
+        /* An endpoint whose URL is the origin (as written or once normalised) is
+         * the origin: 5s wherever it is listed, also without fallback_to_origin. */
+        s = parse_ok("registries:\n"
+                     "  quay.io:\n"
+                     "    endpoints: [https://a.example.com, https://QUAY.io:443/, https://b.example.com]\n"
+                     "  registry.example.com:\n"
+                     "    origin: http://registry.example.com:8080\n"
+                     "    endpoints: [http://registry.example.com:8080, https://c.example.com]\n"
+                     "  ghcr.io:\n"
+                     "    fallback_to_origin: false\n"
+                     "    endpoints: [https://d.example.com, https://ghcr.io]\n");
+        assert_connect_ms(&s->registries[0], 1, 3, (const uint64_t[]) { 1000, 5000, 1000 });
+        assert_connect_ms(&s->registries[1], 0, 2, (const uint64_t[]) { 5000, 1000 });
+        assert_connect_ms(&s->registries[2], 1, 2, (const uint64_t[]) { 1000, 5000 });
+        spec_free(s);
+
+        /* Without an origin every endpoint is a mirror: air-gapped, and
+         * containerd's catch-all. A registry layerd does not serve keeps its
+         * implied origin (for containerd), at 5s. */
+        s = parse_ok("registries:\n"
+                     "  docker.io:\n"
+                     "    fallback_to_origin: false\n"
+                     "    endpoints: [https://a.example.com]\n"
+                     "  registry.example.com:\n"
+                     "    mirror: false\n"
+                     "    endpoints: [https://b.example.com]\n"
+                     "  _default:\n"
+                     "    endpoints: [https://c.example.com]\n");
+        assert_connect_ms(&s->registries[0], -1, 1, (const uint64_t[]) { 1000 });
+        assert_connect_ms(&s->registries[1], 1, 2, (const uint64_t[]) { 1000, 5000 });
+        assert_connect_ms(&s->registries[2], -1, 1, (const uint64_t[]) { 1000 });
+        spec_free(s);
 }
 
 static void test_alias_expansion_bounded(void **state) {
@@ -857,6 +924,7 @@ static void test_builtin(void **state) {
                 assert_true(s->registries[i].mirror);
                 assert_int_equal(s->registries[i].n_endpoints, 1);
                 assert_true(s->registries[i].endpoints[0].is_origin);
+                assert_int_equal(s->registries[i].endpoints[0].connect_timeout_ms, SPEC_DEFAULT_CONNECT_TIMEOUT_MS);
         }
         spec_free(s);
         assert_null(spec_free(NULL));
@@ -885,6 +953,7 @@ int main(void) {
                 cmocka_unit_test(test_endpoint_tls),
                 cmocka_unit_test(test_endpoint_headers),
                 cmocka_unit_test(test_endpoint_timeouts),
+                cmocka_unit_test(test_endpoint_connect_default),
                 cmocka_unit_test(test_anchors),
                 cmocka_unit_test(test_alias_expansion_bounded),
                 cmocka_unit_test(test_default_registry_entry),
