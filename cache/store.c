@@ -25,6 +25,7 @@
 
 enum entry_state {
         ENTRY_WRITING,
+        ENTRY_VERIFIED,  /* size and digest checked: readers may have every byte while it is made durable */
         ENTRY_COMMITTED,
         ENTRY_FAILED,
 };
@@ -797,7 +798,7 @@ int cache_entry_wait_size(struct cache_entry *e, int timeout_ms, uint64_t *ret) 
         if (r == 0 && e->state == ENTRY_FAILED)
                 r = e->fail_reason;
         else if (r == 0)
-                *ret = e->state == ENTRY_COMMITTED ? e->written : (uint64_t) e->expected_size;
+                *ret = e->state == ENTRY_WRITING ? (uint64_t) e->expected_size : e->written;
         pthread_mutex_unlock(&e->lock);
         return r;
 }
@@ -829,8 +830,12 @@ static void fail(struct cache_entry *e, bool mismatch, int reason) {
         }
         pthread_mutex_unlock(&c->lock);
         pthread_mutex_lock(&e->lock);
-        e->fail_reason = reason;
-        e->state = ENTRY_FAILED;
+        /* Verified bytes stay good for the readers that have them open (the
+         * descriptor outlives the name); only the store does without them. */
+        if (e->state != ENTRY_VERIFIED) {
+                e->fail_reason = reason;
+                e->state = ENTRY_FAILED;
+        }
         pthread_cond_broadcast(&e->progress);
         pthread_mutex_unlock(&e->lock);
 }
@@ -859,6 +864,10 @@ int cache_commit(struct cache_entry *e, struct digest *ret_got) {
                         *ret_got = got;
                 return -EBADMSG;
         }
+        /* The bytes are right: readers (clients streaming the download) get
+         * the rest now rather than after the fsync; the store only shows
+         * the blob once it is durable. */
+        set_state(e, ENTRY_VERIFIED);
         /* Durable before visible: the data, then the name, then the directory. */
         blob_path(&e->digest, path);
         snprintf(dir, sizeof(dir), "%.*s", (int) (strrchr(path, '/') - path), path);

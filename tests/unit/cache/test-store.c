@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
@@ -24,6 +25,7 @@
 #include <unistd.h>
 
 #include "cache/cache.h"
+#include "common/fsutil.h"
 
 struct fixture {
         char root[64];
@@ -372,6 +374,43 @@ static void test_size_and_holdback(void **state) {
         assert_int_equal(cache_entry_wait_size(e, 0, &size), -EIO);
         cache_writer_unref(e);
         free(b2);
+        free(b);
+        cache_close(c);
+}
+
+/* Verified bytes reach the readers even when the store then cannot take the
+ * blob (here its directory's name is taken by a file): nothing wrong is ever
+ * served, nothing right is withheld, and nothing is stored. */
+static void test_verified_survives_store_failure(void **state) {
+        const char *root = *state;
+        struct cache_entry *e = NULL;
+        struct cache_reader *r = NULL;
+        bool writer;
+        char buf[64], hex[DIGEST_HEX_MAX], path[PATH_MAX];
+        struct digest d;
+        unsigned char *b = content(50, 9, DIGEST_SHA256, &d);
+        struct cache *c = open_ok(root);
+
+        digest_hex(&d, hex);
+        snprintf(path, sizeof(path), "%s/blobs/sha256", root);
+        assert_int_equal(mkdir_p(path, 0755), 0);
+        snprintf(path, sizeof(path), "%s/blobs/sha256/%.2s", root, hex);
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        close(fd);
+
+        assert_int_equal(cache_begin(c, &d, 50, &e, &writer), 0);
+        assert_int_equal(cache_reader_new(e, &r), 0);
+        assert_int_equal(cache_write(e, b, 50), 0);
+        assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 0), 49);
+        assert_true(cache_commit(e, NULL) < 0);
+        assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 0), 1);
+        assert_int_equal(buf[0], b[49]);
+        assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 0), 0);
+        cache_reader_free(r);
+        cache_writer_unref(e);
+        uint64_t size;
+        assert_true(cache_stat(c, &d, &size) < 0); /* not stored (ENOTDIR here) */
         free(b);
         cache_close(c);
 }
@@ -876,6 +915,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_commit_and_read, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_mismatch, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_size_and_holdback, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_verified_survives_store_failure, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_abort_and_timeout, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_single_flight, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_killed_mid_write, setup, teardown),
