@@ -33,6 +33,7 @@
 #include "agent/relay.h"
 #include "common/digest.h"
 #include "common/macro.h"
+#include "common/parse.h"
 #include "common/range.h"
 #include "common/reference.h"
 
@@ -95,7 +96,8 @@ struct pull {
         atomic_bool stopping;
 
         atomic_uint_fast64_t requests[_ROUTE_MAX][STATUS_SLOTS];
-        atomic_uint_fast64_t bytes_served, stale_serves, upstream_manifests, cut_streams, verify_failures,
+        atomic_uint_fast64_t bytes_served, stale_serves, upstream_manifests, cut_streams,
+                verify_failures, /* stream-throughs that did not verify (the cache counts downloads) */
                 stream_throughs;
 };
 
@@ -214,6 +216,13 @@ struct pull *pull_free(struct pull *p) {
         return NULL;
 }
 
+/* host[:port] as a registry is named (what ?ns= carries). */
+static bool ns_is_valid(const char *ns) {
+        _cleanup_free_ char *host = NULL;
+        uint16_t port = 0;
+        return strlen(ns) < 256 && parse_host_port(ns, false, &host, &port) == 0;
+}
+
 static bool pull_stopping(void *userdata) {
         struct pull *p = userdata;
         return atomic_load(&p->stopping);
@@ -250,7 +259,9 @@ static enum MHD_Result respond_error(struct MHD_Connection *conn, struct request
         snprintf(rq->reason, sizeof(rq->reason), "%s", msg);
         int n = snprintf(body, sizeof(body), "{\"errors\":[{\"code\":\"%s\",\"message\":\"%s\"}]}", code, msg);
         struct MHD_Response *resp = MHD_create_response_from_buffer((size_t) n, body, MHD_RESPMEM_MUST_COPY);
-        if (resp && MHD_add_response_header(resp, "Content-Type", "application/json") != MHD_YES) {
+        if (resp && (MHD_add_response_header(resp, "Content-Type", "application/json") != MHD_YES ||
+                     (status == MHD_HTTP_METHOD_NOT_ALLOWED &&
+                      MHD_add_response_header(resp, "Allow", "GET, HEAD") != MHD_YES))) {
                 MHD_destroy_response(resp);
                 return MHD_NO;
         }
@@ -330,7 +341,7 @@ static bool accepts(const char *accept, const char *media_type) {
         if (!media_type)
                 return false;
         size_t n = strlen(media_type);
-        for (const char *p = accept; (p = strstr(p, media_type)); p += n)
+        for (const char *p = strstr(accept, media_type); p; p = strstr(p + n, media_type))
                 if ((p == accept || p[-1] == ' ' || p[-1] == ',') && (p[n] == '\0' || p[n] == ',' || p[n] == ';' ||
                                                                       p[n] == ' '))
                         return true;
@@ -544,10 +555,12 @@ static void download_unref_locked(struct pull *p, struct download *dl) {
         free(dl);
 }
 
-static void download_unref(struct pull *p, struct download *dl) {
-        pthread_mutex_lock(&p->lock);
-        download_unref_locked(p, dl);
-        pthread_mutex_unlock(&p->lock);
+
+/* Under pull->lock: a client stops waiting for dl. The last one gone before
+ * the end: finish for the cache (the default), or cancel. */
+static void reader_release_locked(struct download *dl) {
+        if (--dl->readers == 0 && dl->status == 0 && !dl->finish_abandoned)
+                atomic_store(&dl->cancel, true);
 }
 
 static int dl_start(void *userdata, int64_t total) {
@@ -609,16 +622,21 @@ static void *download_main(void *arg) {
                         char gs[DIGEST_STRING_MAX] = "-";
                         if (c == -EBADMSG)
                                 digest_to_string(&got, gs);
-                        atomic_fetch_add(&p->verify_failures, 1);
                         log_error("upstream sent wrong bytes, not cached: ns=%s repo=%s digest=%s got=%s size=%" PRIu64
                                   " endpoint=%s",
                                   dl->registry, dl->repository, ds, gs, dl->bytes, fr.endpoint ? fr.endpoint : "-");
                         if (fr.endpoint)
                                 fallback_report_bad(p->fb, dl->registry, fr.endpoint, "served bytes that do not match their digest");
                         status = 502;
-                } else if (c < 0 && c != -EIO)
-                        log_warning("blob stored but not durable: digest=%s: %s", ds, strerror(-c));
-                else
+                } else if (c < 0) {
+                        /* Verified either way (its clients got it); was it stored? */
+                        uint64_t sz;
+                        if (cache_stat(p->cache, &dl->digest, &sz) == 0)
+                                log_warning("blob stored but maybe not durable: digest=%s: %s", ds, strerror(-c));
+                        else
+                                log_warning("verified blob not stored: ns=%s repo=%s digest=%s: %s", dl->registry,
+                                            dl->repository, ds, strerror(-c));
+                } else
                         log_info("downloaded ns=%s repo=%s digest=%s bytes=%" PRIu64 " ms=%" PRIu64 " endpoint=%s",
                                  dl->registry, dl->repository, ds, dl->bytes, now_ms() - dl->started_ms,
                                  fr.endpoint ? fr.endpoint : "-");
@@ -658,6 +676,7 @@ struct stream {
         uint64_t start;              /* Range start: bytes to read and drop */
         uint64_t left;               /* bytes still to send */
         uint64_t drop;               /* relay bytes to skip (already taken from the cache) */
+        uint64_t size;               /* the whole blob's, as promised to the client */
         struct digest digest;
         char registry[256], repository[256];
 };
@@ -672,12 +691,16 @@ static void relay_exited(void *userdata) {
 
 /* Stream-through: the blob from upstream for this client alone, uncached. */
 static int relay_start(struct pull *p, const char *registry, const char *repository, const struct digest *d,
-                       struct relay **ret) {
+                       int64_t expected_size, struct relay **ret) {
         struct relay_hooks hooks = { .stopping = &p->stopping, .exited = relay_exited, .userdata = p };
         pthread_mutex_lock(&p->lock);
-        p->threads++;
+        bool stopping = atomic_load(&p->stopping);
+        if (!stopping)
+                p->threads++; /* counted before it exists: pull_shutdown() waits for it */
         pthread_mutex_unlock(&p->lock);
-        int r = relay_new(p->fb, registry, repository, d, &hooks, ret);
+        if (stopping)
+                return -ESHUTDOWN;
+        int r = relay_new(p->fb, registry, repository, d, expected_size, &hooks, ret);
         if (r < 0)
                 relay_exited(p);
         else
@@ -695,7 +718,7 @@ static ssize_t source_read(struct stream *s, char *buf, size_t max) {
                 char ds[DIGEST_STRING_MAX];
                 log_notice("cache disk full, streaming through: ns=%s repo=%s digest=%s offset=%" PRIu64, s->registry,
                            s->repository, digest_to_string(&s->digest, ds), s->abs);
-                int r = relay_start(s->pull, s->registry, s->repository, &s->digest, &s->relay);
+                int r = relay_start(s->pull, s->registry, s->repository, &s->digest, (int64_t) s->size, &s->relay);
                 if (r < 0)
                         return r;
                 s->drop = s->abs; /* the relay starts at byte 0, to verify the digest */
@@ -714,6 +737,8 @@ static ssize_t stream_cut(struct stream *s, ssize_t why) {
          * complete body with wrong bytes. */
         char ds[DIGEST_STRING_MAX];
         atomic_fetch_add(&s->pull->cut_streams, 1);
+        if (s->relay && why == -EBADMSG)
+                atomic_fetch_add(&s->pull->verify_failures, 1); /* the cache counts its own */
         log_warning("cutting a streamed blob: ns=%s repo=%s digest=%s sent=%" PRIu64 " reason=\"%s\"", s->registry,
                     s->repository, digest_to_string(&s->digest, ds), (uint64_t) atomic_load(&s->rq->bytes),
                     why == 0 ? "ended early" : strerror((int) -why));
@@ -729,6 +754,12 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
                 if (n <= 0)
                         return stream_cut(s, n);
                 s->abs += (uint64_t) n;
+        }
+        if (s->left == 0 && s->size == 0) {
+                /* An empty blob has no last byte to hold back: end only once the
+                 * source confirms it (verified), and cut if it has bytes after all. */
+                ssize_t n = source_read(s, buf, max);
+                return n == 0 ? MHD_CONTENT_READER_END_OF_STREAM : stream_cut(s, n < 0 ? n : -EMSGSIZE);
         }
         if (s->left == 0)
                 return MHD_CONTENT_READER_END_OF_STREAM;
@@ -753,13 +784,23 @@ static void stream_free(void *cls) {
         relay_free(s->relay);
         if (s->dl) {
                 pthread_mutex_lock(&s->pull->lock);
-                /* The last client gone before the end: finish for the cache, or not. */
-                if (--s->dl->readers == 0 && s->dl->status == 0 && !s->dl->finish_abandoned)
-                        atomic_store(&s->dl->cancel, true);
+                reader_release_locked(s->dl);
                 download_unref_locked(s->pull, s->dl);
                 pthread_mutex_unlock(&s->pull->lock);
         }
         free(s);
+}
+
+/* 416, saying how big the blob is (RFC 9110 section 15.5.17). */
+static enum MHD_Result respond_unsatisfiable(struct MHD_Connection *conn, struct request *rq, uint64_t size) {
+        char cr[64];
+        snprintf(cr, sizeof(cr), "bytes */%" PRIu64, size);
+        struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *) "", MHD_RESPMEM_PERSISTENT);
+        if (resp && MHD_add_response_header(resp, "Content-Range", cr) != MHD_YES) {
+                MHD_destroy_response(resp);
+                return MHD_NO;
+        }
+        return queue(conn, rq, MHD_HTTP_RANGE_NOT_SATISFIABLE, resp);
 }
 
 static enum MHD_Result respond_blob_fd(struct MHD_Connection *conn, struct request *rq, struct pull *p, bool head,
@@ -770,14 +811,7 @@ static enum MHD_Result respond_blob_fd(struct MHD_Connection *conn, struct reque
         int r = range && !head ? range_parse(range, size, &start, &length) : -EINVAL;
         if (r == -ERANGE) {
                 close(fd);
-                char cr[64];
-                snprintf(cr, sizeof(cr), "bytes */%" PRIu64, size);
-                struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *) "", MHD_RESPMEM_PERSISTENT);
-                if (resp && MHD_add_response_header(resp, "Content-Range", cr) != MHD_YES) {
-                        MHD_destroy_response(resp);
-                        return MHD_NO;
-                }
-                return queue(conn, rq, MHD_HTTP_RANGE_NOT_SATISFIABLE, resp);
+                return respond_unsatisfiable(conn, rq, size);
         }
         if (r == 0)
                 status = MHD_HTTP_PARTIAL_CONTENT;
@@ -837,7 +871,7 @@ static enum MHD_Result respond_blob_stream(struct MHD_Connection *conn, struct r
                 log_notice("the cache cannot take the blob, streaming through: ns=%s repo=%s digest=%s", t->reg->host,
                            t->repo, digest_to_string(d, ds));
                 int status = 0;
-                r = relay_start(p, t->reg->host, t->repo, d, &relay);
+                r = relay_start(p, t->reg->host, t->repo, d, -1, &relay);
                 if (r >= 0)
                         r = relay_wait_size(relay, HEADER_WAIT_MS, &size, &status);
                 if (r < 0) {
@@ -857,7 +891,7 @@ static enum MHD_Result respond_blob_stream(struct MHD_Connection *conn, struct r
         int k = range ? range_parse(range, size, &start, &length) : -EINVAL;
         if (k == -ERANGE) {
                 relay_free(relay);
-                return respond_error(conn, rq, MHD_HTTP_RANGE_NOT_SATISFIABLE, "BLOB_UNKNOWN", "range not satisfiable");
+                return respond_unsatisfiable(conn, rq, size);
         }
         if (k < 0) {
                 start = 0;
@@ -868,7 +902,8 @@ static enum MHD_Result respond_blob_stream(struct MHD_Connection *conn, struct r
                 relay_free(relay);
                 return MHD_NO;
         }
-        *s = (struct stream) { .pull = p, .rq = rq, .relay = relay, .start = start, .left = length, .digest = *d };
+        *s = (struct stream) { .pull = p, .rq = rq, .relay = relay, .start = start, .left = length, .size = size,
+                               .digest = *d };
         if (e && dl) {
                 pthread_mutex_lock(&p->lock);
                 dl->refs++;
@@ -908,6 +943,7 @@ static int download_start(struct pull *p, const struct target *t, const struct d
         if (!dl)
                 return -ENOMEM;
         dl->refs = 2; /* the caller's, the thread's */
+        dl->readers = 1; /* the caller, until its stream takes over */
         dl->digest = *d;
         dl->finish_abandoned = t->finish_abandoned;
         dl->pull = p;
@@ -979,11 +1015,22 @@ static enum MHD_Result blob(struct pull *p, struct MHD_Connection *conn, struct 
                 pthread_mutex_lock(&p->lock);
                 int r = atomic_load(&p->stopping) ? -ESHUTDOWN : cache_begin(p->cache, d, -1, &e, &writer);
                 if (r == 0 && !writer) {
+                        /* The download of this very entry (a finished one of the same
+                         * digest may linger on the list while its readers end). */
                         for (dl = p->downloads; dl; dl = dl->next)
-                                if (digest_equal(&dl->digest, d))
+                                if (dl->entry == e && dl->status == 0)
                                         break;
-                        if (dl)
+                        if (dl && atomic_load(&dl->cancel)) {
+                                /* Being cancelled, nobody wanted it: not to be joined. */
+                                pthread_mutex_unlock(&p->lock);
+                                cache_entry_unref(e);
+                                return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
+                                                     "the download was just cancelled; try again");
+                        }
+                        if (dl) {
                                 dl->refs++;
+                                dl->readers++; /* from now on: a cancel must not miss this client */
+                        }
                 } else if (r == 0) {
                         /* This request's own reference, taken before the thread can finish and drop the writer's. */
                         mine = cache_entry_ref(e);
@@ -1011,7 +1058,13 @@ static enum MHD_Result blob(struct pull *p, struct MHD_Connection *conn, struct 
                         mine = e;
                 enum MHD_Result ret = respond_blob_stream(conn, rq, p, t, dl, mine, d);
                 cache_entry_unref(mine);
-                download_unref(p, dl);
+                if (dl) {
+                        /* The stream, if one was made, counts itself. */
+                        pthread_mutex_lock(&p->lock);
+                        reader_release_locked(dl);
+                        download_unref_locked(p, dl);
+                        pthread_mutex_unlock(&p->lock);
+                }
                 return ret;
         }
         return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "the blob keeps changing state");
@@ -1134,6 +1187,13 @@ void pull_status(struct pull *p, char *buf, size_t size) {
 
 /* ---- dispatch -------------------------------------------------------------------------- */
 
+static const char *last_of(const char *s, const char *key) {
+        const char *at = NULL;
+        for (const char *q = strstr(s, key); q; q = strstr(q + 1, key))
+                at = q;
+        return at;
+}
+
 /* "/v2/<name>/<kind>/<ref>": name and ref point into path (NUL-terminated in place). */
 static bool split_api_path(char *path, const char *kind, char **ret_name, char **ret_ref) {
         char key[16];
@@ -1178,8 +1238,10 @@ static enum MHD_Result dispatch(struct pull *p, struct MHD_Connection *conn, con
         char path[1100];
         snprintf(path, sizeof(path), "%s", url + 4);
         char *name = NULL, *ref = NULL;
-        bool manifest = split_api_path(path, "manifests", &name, &ref);
-        if (!manifest && !split_api_path(path, "blobs", &name, &ref)) {
+        /* The kind is the keyword that comes last: "org/manifests" is a valid repository. */
+        const char *m = last_of(path, "/manifests/"), *b = last_of(path, "/blobs/");
+        bool manifest = m && (!b || m > b);
+        if (!split_api_path(path, manifest ? "manifests" : "blobs", &name, &ref)) {
                 rq->route = ROUTE_OTHER;
                 return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "NOT_FOUND", "no such route");
         }
@@ -1197,13 +1259,18 @@ static enum MHD_Result dispatch(struct pull *p, struct MHD_Connection *conn, con
 
         struct spec_ref *sr = spec_ref_get(p);
         const struct spec *s = sr->spec;
+        enum MHD_Result ret;
         const char *ns = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "ns");
         if (!ns || !ns[0])
                 ns = s->agent.default_registry;
+        if (ns && !ns_is_valid(ns)) {
+                /* Anything a client sends goes into logs only once it is known to be a host name. */
+                ret = respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "NAME_INVALID", "ns is not a registry host");
+                goto out;
+        }
         snprintf(rq->ns, sizeof(rq->ns), "%s", ns ? ns : "-");
         struct target t = { .reg = ns ? spec_find_registry(s, ns) : NULL,
                             .finish_abandoned = s->agent.finish_abandoned_downloads };
-        enum MHD_Result ret;
         /* No open proxy: only registries the spec mirrors are ever asked. */
         if (!t.reg || !t.reg->mirror || strcmp(t.reg->host, SPEC_DEFAULT_REGISTRY) == 0) {
                 ret = respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "NAME_UNKNOWN", "registry %s is not mirrored here",
@@ -1212,7 +1279,10 @@ static enum MHD_Result dispatch(struct pull *p, struct MHD_Connection *conn, con
         }
         /* Docker Hub's single names live under library/ (containerd already sends that; skopeo may not). */
         bool hub = strcmp(t.reg->host, "docker.io") == 0 && !strchr(name, '/');
-        snprintf(t.repo, sizeof(t.repo), "%s%s", hub ? "library/" : "", name);
+        if ((size_t) snprintf(t.repo, sizeof(t.repo), "%s%s", hub ? "library/" : "", name) >= sizeof(t.repo)) {
+                ret = respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "NAME_INVALID", "repository name too long");
+                goto out;
+        }
         snprintf(rq->repo, sizeof(rq->repo), "%s", t.repo);
         struct accept_buf accept = { .len = 0 };
         MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_accept, &accept);
@@ -1244,6 +1314,9 @@ enum MHD_Result pull_handle(void *cls, struct MHD_Connection *conn, const char *
                 rq->started_ms = now_ms();
                 rq->outcome = "-";
                 rq->route = ROUTE_OTHER;
+                rq->method = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0  ? "HEAD"
+                             : strcmp(method, MHD_HTTP_METHOD_GET) == 0 ? "GET"
+                                                                        : "other";
                 snprintf(rq->ns, sizeof(rq->ns), "-");
                 return MHD_YES;
         }
@@ -1254,7 +1327,6 @@ enum MHD_Result pull_handle(void *cls, struct MHD_Connection *conn, const char *
                 return MHD_YES;
         }
         bool head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
-        rq->method = head ? "HEAD" : strcmp(method, MHD_HTTP_METHOD_GET) == 0 ? "GET" : "other";
         if (!head && strcmp(method, MHD_HTTP_METHOD_GET) != 0)
                 /* Push, delete and the rest: layerd is a read-only mirror. */
                 return respond_error(conn, rq, MHD_HTTP_METHOD_NOT_ALLOWED, "UNSUPPORTED",

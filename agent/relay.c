@@ -66,6 +66,11 @@ static void relay_unref(struct relay *r) {
 static int relay_start_cb(void *userdata, int64_t total) {
         struct relay *r = userdata;
         pthread_mutex_lock(&r->lock);
+        if (total >= 0 && r->total >= 0 && total != r->total) {
+                /* Another size than the one the client was promised: not this blob. */
+                pthread_mutex_unlock(&r->lock);
+                return -EMSGSIZE;
+        }
         if (r->total < 0)
                 r->total = total;
         r->started = true;
@@ -82,11 +87,16 @@ static int relay_write_cb(void *userdata, const void *data, size_t size) {
                 return e;
         pthread_mutex_lock(&r->lock);
         while (size > 0) {
-                struct timespec ts;
-                deadline_after(RELAY_WAIT_MS, &ts);
-                while (!r->abandoned && r->len == RELAY_RING && !atomic_load(r->hooks.stopping))
-                        if (pthread_cond_timedwait(&r->cond, &r->lock, &ts) == ETIMEDOUT)
-                                break;
+                /* Wait for room in slices, so that a shutdown is noticed within 100 ms
+                 * even while the reader sleeps; a reader that takes nothing for
+                 * RELAY_WAIT_MS is gone. */
+                for (int waited = 0; !r->abandoned && r->len == RELAY_RING && !atomic_load(r->hooks.stopping) &&
+                                     waited < RELAY_WAIT_MS;
+                     waited += 100) {
+                        struct timespec ts;
+                        deadline_after(100, &ts);
+                        (void) pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+                }
                 if (r->abandoned || r->len == RELAY_RING || atomic_load(r->hooks.stopping)) {
                         pthread_mutex_unlock(&r->lock);
                         return -ECANCELED; /* the client left, or stopped reading */
@@ -153,7 +163,7 @@ static void *relay_main(void *arg) {
 }
 
 int relay_new(struct fallback *fb, const char *registry, const char *repository, const struct digest *d,
-              const struct relay_hooks *hooks, struct relay **ret) {
+              int64_t expected_size, const struct relay_hooks *hooks, struct relay **ret) {
         struct relay *r = calloc(1, sizeof(*r));
         if (!r)
                 return -ENOMEM;
@@ -164,7 +174,7 @@ int relay_new(struct fallback *fb, const char *registry, const char *repository,
         pthread_cond_init(&r->cond, &ca);
         pthread_condattr_destroy(&ca);
         r->refs = 2; /* the caller's, the producer's */
-        r->total = -1;
+        r->total = expected_size;
         r->fb = fb;
         r->hooks = *hooks;
         r->digest = *d;
@@ -213,10 +223,14 @@ ssize_t relay_read(struct relay *r, void *buf, size_t size, int timeout_ms) {
         ssize_t n = 0;
         pthread_mutex_lock(&r->lock);
         for (;;) {
-                /* The last byte waits for the verdict. */
+                /* The last byte waits for the verdict: with the size known, the
+                 * byte at size-1; without, always the newest one. */
                 uint64_t limit = r->produced;
-                if (!(r->done && r->error == 0) && r->total > 0 && limit >= (uint64_t) r->total)
+                bool verified = r->done && r->error == 0;
+                if (!verified && r->total > 0 && limit >= (uint64_t) r->total)
                         limit = (uint64_t) r->total - 1;
+                else if (!verified && r->total < 0 && limit > 0)
+                        limit--;
                 uint64_t avail = limit - r->consumed;
                 if (r->done && r->error < 0) {
                         n = r->error;

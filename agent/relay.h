@@ -25,10 +25,11 @@ struct relay_hooks {
 };
 
 /* Starts fetching blob d from registry/repository through fb, from its first
- * byte (so that its digest can be checked). hooks is copied; fb must stay
- * until hooks->exited was called. */
+ * byte (so that its digest can be checked). expected_size is the size a
+ * client was already promised (-1: none); an upstream that says another one
+ * fails the relay. hooks is copied; fb must stay until hooks->exited was called. */
 int relay_new(struct fallback *fb, const char *registry, const char *repository, const struct digest *d,
-              const struct relay_hooks *hooks, struct relay **ret);
+              int64_t expected_size, const struct relay_hooks *hooks, struct relay **ret);
 
 /* The blob's size once the upstream said it, waiting at most timeout_ms.
  * -ETIMEDOUT; -EIO and friends when the fetch failed first, with the

@@ -285,6 +285,13 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                 (void) TAKE_PTR(cache);
                 return 0;
         }
+        /* Stream-throughs a closing connection started after the first wait end now. */
+        if (pull_shutdown(pull, SERVE_STOP_GRACE_MS) < 0) {
+                log_warning("stopping with stream-throughs still running");
+                (void) TAKE_PTR(fb);
+                (void) TAKE_PTR(cache);
+                return 0;
+        }
         pull_free(pull);
         return 0;
 }

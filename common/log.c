@@ -21,6 +21,11 @@ void log_linev(int level, const char *fmt, va_list ap) {
         } else {
                 len = (size_t) n + (size_t) m;
         }
+        /* One event, one line: a control character from anything a peer sent
+         * (a newline in a header, say) can never start a forged line. */
+        for (size_t i = (size_t) n; i < len; i++)
+                if ((unsigned char) buf[i] < 0x20 || buf[i] == 0x7f)
+                        buf[i] = '?';
         buf[len++] = '\n';
         /* Best effort: nothing sensible is left to do when stderr is gone. */
         for (size_t off = 0; off < len;) {

@@ -13,7 +13,8 @@
 #define LOG_LINE_MAX 4096
 
 /* Writes "<level>message\n" to fd 2 in one write(2), so lines from threads never
- * interleave; a message longer than LOG_LINE_MAX is cut and ends in "...". */
+ * interleave; a message longer than LOG_LINE_MAX is cut and ends in "...".
+ * Control characters in the message become '?': one event is one line. */
 void log_line(int level, const char *fmt, ...) _printf_(2, 3);
 void log_linev(int level, const char *fmt, va_list ap) _printf_(2, 0);
 

@@ -152,8 +152,9 @@ struct fallback_request {
 };
 
 struct fallback_response {
-        int status;            /* 200 (206 is reported as 200), or the final endpoint's status
-                                * (404, 401, 403, 5xx; never 429), or 503 when no endpoint answered */
+        int status;            /* 200 (206 is reported as 200); the last endpoint's 4xx answer
+                                * (404, 401, 403...; never 429 or 416); or 503 when no endpoint
+                                * gave an answer (failures, 5xx, 429, all breakers open) */
         char *endpoint;        /* the endpoint that answered (URL), or NULL */
         char *media_type;      /* Content-Type of a manifest */
         bool has_digest;

@@ -17,6 +17,7 @@
 
 #define POLL_MAX_MS 100 /* how late a deadline may be noticed */
 #define SYSTEM_CA_DIR "/etc/ssl/certs" /* Debian's hashed roots (ca-certificates) */
+#define ERROR_BODY_MAX (16 * 1024)
 #define LANE_MAXCONNECTS 8L
 
 struct lane {
@@ -48,6 +49,8 @@ struct exchange {
         uint64_t last_byte_at; /* headers or body byte last seen */
         bool headers_done;
         int body_error;        /* the on_body callback's errno */
+        uint64_t dropped;      /* bytes of an error body */
+        bool error_body_cut;   /* ... more than ERROR_BODY_MAX of them: the response is taken as complete */
 };
 
 static void set_reason(struct http_response *r, const char *fmt, ...) _printf_(2, 3);
@@ -56,6 +59,10 @@ static void set_reason(struct http_response *r, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(r->reason, sizeof(r->reason), fmt, ap);
         va_end(ap);
+        /* Reasons end up in key="value" log fields: no quote may end one early. */
+        for (char *c = r->reason; *c; c++)
+                if (*c == '"')
+                        *c = '\'';
 }
 
 /* The value of header `name` in the last response, or NULL (curl_easy_header,
@@ -149,8 +156,16 @@ static size_t on_write(char *data, size_t size, size_t n, void *userdata) {
         x->last_byte_at = http_now_ms();
         if (!x->headers_done)
                 headers_complete(x);
-        if (x->resp->status < 200 || x->resp->status > 299 || !x->req->on_body)
-                return len; /* error bodies are dropped */
+        if (x->resp->status < 200 || x->resp->status > 299 || !x->req->on_body) {
+                /* Error bodies are dropped, and not waited for beyond a little:
+                 * the status is the answer (the connection is given up). */
+                x->dropped += len;
+                if (x->dropped > ERROR_BODY_MAX) {
+                        x->error_body_cut = true;
+                        return CURL_WRITEFUNC_ERROR;
+                }
+                return len;
+        }
         int r = x->req->on_body(x->req->userdata, data, len);
         if (r < 0) {
                 x->body_error = r;
@@ -198,6 +213,9 @@ static int setup(CURL *h, CURLSH *share, const struct http_request *req, struct 
         SET(CURLOPT_NOSIGNAL, 1L);
         SET(CURLOPT_PROTOCOLS_STR, "http,https");
         SET(CURLOPT_FOLLOWLOCATION, 0L);
+        /* Behind an https_proxy, the proxy's "200 Connection established" must not
+         * count as the response (it would end the wait for the real headers). */
+        SET(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
         SET(CURLOPT_NOBODY, req->head ? 1L : 0L);
         SET(CURLOPT_HTTPHEADER, (struct curl_slist *) req->headers);
         SET(CURLOPT_USERAGENT, req->user_agent ? req->user_agent : "layerd");
@@ -450,7 +468,9 @@ int http_perform(struct http_client *c, const struct http_request *req, struct h
                         break;
                 }
         }
-        if (r == 0 && finished && result != CURLE_OK) {
+        if (r == 0 && finished && result != CURLE_OK && x.error_body_cut) {
+                /* The headers are the answer; the rest of an error body is nobody's business. */
+        } else if (r == 0 && finished && result != CURLE_OK) {
                 if (x.body_error < 0) {
                         r = x.body_error;
                         set_reason(ret, "aborted by the receiver: %s", strerror(-r));

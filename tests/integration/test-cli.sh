@@ -72,6 +72,15 @@ check "... with code NAME_UNKNOWN" grep -q NAME_UNKNOWN "$T/body"
 code=$(http PUT "http://127.0.0.1:$port/v2/library/busybox/manifests/latest")
 check "PUT is 405" test "$code" = 405
 check "405 body says UNSUPPORTED" grep -q UNSUPPORTED "$T/body"
+check "405 says what is allowed" grep -qi '^Allow: GET, HEAD' "$T/headers"
+# A client cannot forge log lines: ns is checked before it is logged, and
+# control characters never reach the log.
+code=$(http GET "http://127.0.0.1:$port/v2/a/manifests/latest?ns=x%0A%3C0%3Eforged")
+check "an ns that is not a host name is a 400" test "$code" = 400
+check "no forged log line" bash -c "! grep -q '^<0>forged' '$T/serve.log'"
+code=$(http GET "http://127.0.0.1:$port/v2/a%0A%3C0%3Eforged/manifests/latest?ns=registry.example.invalid")
+check "a name with a newline is a 400" test "$code" = 400
+check "still no forged log line" bash -c "! grep -q '^<0>forged' '$T/serve.log'"
 kill -HUP "$pid"; sleep 0.2
 code=$(http GET "http://127.0.0.1:$port/v2/")
 check "SIGHUP does not stop the server" test "$code" = 200
