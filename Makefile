@@ -93,7 +93,7 @@ $(ASAN)/fuzz/%: $(ASAN)/tests/fuzz/%.o $(ASAN)/tests/fuzz/fuzz-main.o $(addprefi
 	@mkdir -p $(@D)
 	$(CC) -pthread $(ASAN_FLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG) $(PKGS_FALLBACK))
 
-# ThreadSanitizer build for the tests of code with threads in it (cache/).
+# ThreadSanitizer build for the tests of code with threads in it (cache/, fallback/).
 TSAN := build/tsan
 TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer
 $(TSAN)/%.o: %.c
@@ -108,7 +108,7 @@ UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRC))
 UNIT_ASAN := $(addprefix $(ASAN)/unit/,$(UNIT_NAMES))
 UNIT_REL := $(addprefix $(REL)/unit/,$(UNIT_NAMES))
 FUZZ_REPLAY := $(addprefix $(ASAN)/fuzz/,$(FUZZ_TARGETS))
-UNIT_TSAN := $(addprefix $(TSAN)/unit/,$(filter cache/%,$(UNIT_NAMES)))
+UNIT_TSAN := $(addprefix $(TSAN)/unit/,$(filter cache/% fallback/test-fallback,$(UNIT_NAMES)))
 
 unit: $(UNIT_ASAN) $(UNIT_REL) $(UNIT_TSAN) $(FUZZ_REPLAY)
 
@@ -141,15 +141,27 @@ fuzz: deps $(addprefix $(FUZZ)/,$(FUZZ_TARGETS))
 	done
 
 # ---- benchmarks (bench/README.md); timings are reported, never pass/fail ---------------
+# make bench: bench/run.sh, about 6 minutes; BENCH_* variables (bench/README.md) change sizes.
 BENCH_BLOBS ?= 100000
+BENCH_VARS := $(foreach v,$(filter BENCH_%,$(.VARIABLES)),$(v)='$($(v))')
 
 $(REL)/bench/cache-startup: $(REL)/bench/cache-startup.o $(addprefix $(REL)/,$(LIB_SRC:.c=.o))
 	@mkdir -p $(@D)
 	$(CC) -pthread $(SAN_FLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG) $(PKGS_FALLBACK))
 
-bench: deps
-	$(MAKE) $(REL)/bench/cache-startup
-	@dir=$$(mktemp -d); $(REL)/bench/cache-startup "$$dir" $(BENCH_BLOBS); rc=$$?; rm -rf "$$dir"; exit $$rc
+# Load clients of their own: no library of layerd's.
+$(REL)/bench/bigread: $(REL)/bench/bigread.o
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^
+
+$(REL)/bench/hload: $(REL)/bench/hload.o
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^
+
+bench:
+	@scripts/deps.sh --bench
+	$(MAKE) layerd $(REL)/bench/cache-startup $(REL)/bench/bigread $(REL)/bench/hload
+	env $(BENCH_VARS) bench/run.sh
 
 install: layerd
 	install -D -m 0755 layerd $(DESTDIR)$(PREFIX)/bin/layerd

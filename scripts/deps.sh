@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages layerd needs to build and test, and only the
 # missing ones: a no-op (and silent) when everything is there.
+#   scripts/deps.sh           build and test packages
+#   scripts/deps.sh --bench   those, and the peers and tools of `make bench` (bench/README.md)
 set -euo pipefail
 
 packages=(
@@ -8,10 +10,18 @@ packages=(
   gcc make pkg-config clang
   libcurl4-openssl-dev libssl-dev libyaml-dev libsystemd-dev libmicrohttpd-dev libjansson-dev
   # tests
-  libcmocka-dev valgrind curl python3 python3-yaml procps diffutils
+  libcmocka-dev valgrind curl python3 python3-yaml procps diffutils openssl util-linux
   # real peers for integration tests
   containerd docker-registry skopeo
 )
+if [[ ${1:-} == --bench ]]; then
+  # make bench only: the load generator, the static-file baseline (run as a
+  # private instance on a free port, never as the packaged service) and the profiler.
+  packages+=(wrk nginx-light linux-perf)
+elif [[ $# -gt 0 ]]; then
+  echo "usage: scripts/deps.sh [--bench]" >&2
+  exit 2
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -27,7 +37,7 @@ if [[ $(id -u) -ne 0 ]]; then
   sudo=(sudo)
 fi
 
-# containerd and docker-registry ship services; on a machine without an init
+# containerd, docker-registry and nginx ship services; on a machine without an init
 # system (and on a developer's) they must not start on install: tests run
 # private instances on their own ports. policy-rc.d exit 101 = "do not start".
 policy=/usr/sbin/policy-rc.d

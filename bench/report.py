@@ -1,0 +1,347 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""Renders the measurements of bench/run.sh as one Markdown table.
+
+  report.py RESULTS OUT.md
+
+RESULTS holds "KEY VALUE..." lines (see run.sh). The table goes to stdout and,
+with the machine's facts, the profiles and the notes, to OUT.md. Each target
+of issue 7 is shown as a ratio with PASS or FAIL, or "out of reach" and why
+when it could not be measured.
+"""
+import statistics
+import sys
+
+MIB = 1048576
+
+
+def load(path):
+    kv, lists, wrk, startup, profiles, notes = {}, {}, {}, {}, {}, []
+    current = None
+    with open(path) as f:
+        for raw in f:
+            line = raw.rstrip("\n")
+            if line.startswith("PROFILE "):
+                p = line.split(" ", 3)
+                if p[2] == "samples":
+                    profiles.setdefault(p[1], {})["samples"] = p[3] if len(p) > 3 else "?"
+                    current = None
+                else:
+                    current = profiles.setdefault(p[1], {}).setdefault(p[2], [])
+                continue
+            if current is not None and line.startswith(" "):
+                current.append(line.strip())
+                continue
+            current = None
+            key, _, value = line.partition(" ")
+            if key == "note":
+                notes.append(value)
+            elif key == "wrk":
+                f5 = value.split(" ", 4)
+                if len(f5) == 5:
+                    s, m, k, c, rest = f5
+                    wrk[(s, m, k, int(c))] = dict(x.split("=", 1) for x in rest.split() if "=" in x)
+            elif key == "startup":
+                kind, *nums = value.split()
+                startup[kind] = nums
+            elif key == "load_at":
+                kv.setdefault("load_at", []).append(value)
+            elif key.startswith(("tp_", "pull_")):
+                lists.setdefault(key, []).append(value)
+            else:
+                kv[key] = value
+    return kv, lists, wrk, startup, profiles, notes
+
+
+def nums(values):
+    out = []
+    for v in values or []:
+        try:
+            out.append(float(v))
+        except ValueError:
+            pass
+    return out
+
+
+def median(values):
+    v = nums(values)
+    return statistics.median(v) if v else None
+
+
+def fmt(x, digits=0, unit=""):
+    if x is None:
+        return "—"
+    return f"{x:,.{digits}f}{unit}"
+
+
+def main(argv):
+    if len(argv) != 3:
+        sys.stderr.write(__doc__)
+        return 2
+    kv, lists, wrk, startup, profiles, notes = load(argv[1])
+    rows = []
+    verdicts = []
+
+    def row(measure, layerd="—", registry="—", base="—", target="", result=""):
+        rows.append((measure, layerd, registry, base, target, result))
+
+    def judge(name, ratio, ok, shown, why_missing="not measured in this run"):
+        if ratio is None:
+            res = f"out of reach: {why_missing}"
+            verdicts.append((name, "out of reach", why_missing))
+        else:
+            res = f"{shown} **{'PASS' if ok else 'FAIL'}**"
+            verdicts.append((name, "PASS" if ok else "FAIL", shown))
+        return res
+
+    # ---- 1. throughput
+    blob_mib = kv.get("size_blob_mib", "?")
+    runs = kv.get("size_runs", "?")
+    section = f"**cache-hit blob GET**, {blob_mib} MiB, MB/s, median of {runs} interleaved runs"
+    row(section)
+    for client, label in (("curl", "curl (16 KiB writes)"), ("big", "1 MiB recv() client (bench/bigread)")):
+        l, r, n = (median(lists.get(f"tp_{client}_{s}")) for s in ("layerd", "registry", "nginx"))
+        fails = sum(1 for s in ("layerd", "registry", "nginx") for v in lists.get(f"tp_{client}_{s}", []) if v == "FAIL")
+        extra = f" ({fails} failed runs)" if fails else ""
+        if client == "big":
+            ratio = l / n if l and n else None
+            res = judge("cache-hit throughput ≥ 0.95 × nginx sendfile (1 MiB client)", ratio,
+                        ratio is not None and ratio >= 0.95, f"{ratio:.2f} × nginx" if ratio else "")
+            row(f"  {label}{extra}", fmt(l), fmt(r), fmt(n) + " (nginx)", "≥ 0.95 × nginx", res)
+        else:
+            ratio = l / n if l and n else None
+            row(f"  {label}{extra}", fmt(l), fmt(r), fmt(n) + " (nginx)", "",
+                f"{ratio:.2f} × nginx" if ratio else "")
+    cold = dict(x.split("=", 1) for x in kv.get("cold_blob", "").split() if "=" in x)
+    if "mb_s" in cold:
+        row(f"  cold GET through layerd, empty cache (origin → cache → client, bigread): {float(cold['seconds']):.1f} s; "
+            f"the last byte came {float(cold['last_byte_ms']):.0f} ms after the rest (layerd holds it back until the "
+            "blob is verified)",
+            fmt(float(cold["mb_s"])), "", fmt(median(lists.get("tp_big_registry"))) + " (docker-registry, cached)", "",
+            "")
+
+    # ---- 2. small requests
+    mb = kv.get("manifest_bytes", "?")
+    wrk_s = kv.get("size_wrk_s", "?")
+    row(f"**cached manifest ({mb} B)**, {wrk_s} s closed-loop runs (GET: wrk, HEAD: bench/hload), one client thread: "
+        "req/s · p99 ms; docker-registry in proxy mode (warm), nginx a static file")
+    for k in ("tag", "digest"):
+        for m in ("HEAD", "GET"):
+            for c in (1, 32, 256):
+                cells = []
+                rps = {}
+                for s in ("layerd", "registry", "nginx"):
+                    w = wrk.get((s, m, k, c))
+                    if not w or "rps" not in w:
+                        cells.append("failed")
+                        continue
+                    rps[s] = float(w["rps"])
+                    bad = int(w.get("errors", 0)) + int(w.get("non2xx", 0))
+                    cells.append(f"{fmt(rps[s])} · {float(w['p99_ms']):.2f}" + (f" ({bad} errors)" if bad else ""))
+                target = res = ""
+                ratio = rps["layerd"] / rps["nginx"] if rps.get("layerd") and rps.get("nginx") else None
+                if c == 32:
+                    target = "≥ 0.5 × nginx"
+                    res = judge(f"cached manifest {m} by {k} at c=32 ≥ 0.5 × nginx", ratio,
+                                ratio is not None and ratio >= 0.5, f"{ratio:.2f} × nginx" if ratio else "")
+                elif ratio is not None:
+                    res = f"{ratio:.2f} × nginx"
+                row(f"  {m} by {k}, c={c}", cells[0], cells[1], cells[2], target, res)
+
+    cells, rps = [], {}
+    for s in ("layerd", "registry", "nginx"):
+        w = wrk.get((s, "GET-hload", "digest", 32))
+        if w and "rps" in w:
+            rps[s] = float(w["rps"])
+            cells.append(f"{fmt(rps[s])} · {float(w['p99_ms']):.2f}")
+        else:
+            cells.append("—")
+    if rps:
+        row("  GET by digest, c=32, with bench/hload (the HEAD rows' client; wrk does the GET rows)", *cells, "",
+            f"{rps['layerd'] / rps['nginx']:.2f} × nginx" if rps.get("layerd") and rps.get("nginx") else "")
+
+    if kv.get("layerd_manifest_outcomes"):
+        notes.append(f"layerd's cache= outcomes over the manifest runs: {kv['layerd_manifest_outcomes']}")
+
+    # ---- 3. pulls
+    image = kv.get("size_image_mib", "?")
+    layers = kv.get("size_layers", "?")
+    pruns = kv.get("size_pull_runs", "?")
+    row(f"**pull with containerd** (`ctr content fetch`), {image} MiB in {layers} layers, wall time, median of {pruns}")
+    d = median(lists.get("pull_direct"))
+    lc = median(lists.get("pull_layerd_cold"))
+    pc = median(lists.get("pull_proxy_cold"))
+    ratio = lc / d if lc and d else None
+    res = judge("cold pull ≤ 1.05 × direct", ratio, ratio is not None and ratio <= 1.05,
+                f"{ratio:.2f} × direct" if ratio else "")
+    row("  cold: empty cache (docker-registry: its proxy, 1 run) vs direct from the origin",
+        fmt(lc, 0, " ms"), fmt(pc, 0, " ms"), fmt(d, 0, " ms") + " (direct)", "≤ 1.05 × direct", res)
+    lw = median(lists.get("pull_layerd_warm"))
+    pw = median(lists.get("pull_proxy_warm"))
+    row("  warm: everything in the cache", fmt(lw, 0, " ms"), fmt(pw, 0, " ms"), fmt(d, 0, " ms") + " (direct)", "",
+        f"{lw / pw:.2f} × docker-registry" if lw and pw else "")
+
+    # ---- 4. fan-in
+    n = kv.get("size_fanin", "?")
+    fmib = kv.get("size_fanin_mib", "?")
+    row(f"**fan-in**: {n} concurrent cold pulls of one {fmib} MiB image (each into its own containerd namespace)")
+    want = int(kv.get("fanin_blob_bytes", 0) or 0)
+    nblobs = kv.get("fanin_blobs", "?")
+    t = {s: nums([kv.get(f"fanin_ms_{s}")]) for s in ("layerd", "registry")}
+    fails = {s: kv.get(f"fanin_failed_{s}", "?") for s in ("layerd", "registry")}
+    row("  total wall time (failed pulls)",
+        *(fmt(t[s][0], 0, " ms") + f" ({fails[s]})" if t[s] else "—" for s in ("layerd", "registry")), "", "", "")
+    up = {}
+    for s in ("layerd", "registry"):
+        v = kv.get(f"fanin_upstream_{s}", "").split()
+        up[s] = [int(x) for x in v] if len(v) == 3 else None
+    cells = []
+    for s in ("layerd", "registry"):
+        u = up[s]
+        cells.append("—" if not u else f"{u[0]} requests, {u[1]} blob GETs, {u[2] / MIB:.1f} MiB = "
+                     f"{u[2] / want:.2f} copies" if want else "?")
+    lu = up["layerd"]
+    ok = lu is not None and want and lu[2] == want and str(lu[1]) == nblobs and fails["layerd"] == "0"
+    res = judge("one upstream copy per blob (fan-in)", (lu[2] / want) if lu and want else None, ok,
+                f"{lu[1]} GETs of {nblobs} blobs, {lu[2] / want:.2f} copies" if lu and want else "")
+    row("  fetched from the origin (its access log)", cells[0], cells[1], f"{want / MIB:.1f} MiB in {nblobs} blobs",
+        "one copy per blob", res)
+
+    # ---- 5. failover
+    row("**failover**: `layerd fetch` of one tag 101 times in one process, first endpoint dead (connect and response "
+        "timeouts 2 s), then the origin; ms")
+    base = nums(kv.get("failover_ms_direct", "").split())
+    base_next = statistics.median(base[1:]) if len(base) > 1 else None
+    for name, label in (("refused", "refuses connections"), ("blackholed", "a listener that never accepts")):
+        ms = nums(kv.get(f"failover_ms_{name}", "").split())
+        bad = kv.get(f"failover_notok_{name}", "?")
+        if len(ms) < 2 or base_next is None:
+            res = judge(f"failover ({label}) < 5 ms added per request", None, False, "",
+                        "the fetch did not answer (see notes)")
+            row(f"  {label}", "—", "", "", "< 5 ms added", res)
+            continue
+        nxt = ms[1:]
+        med, mean, mx = statistics.median(nxt), statistics.fmean(nxt), max(nxt)
+        slow = sum(1 for x in nxt if x - base_next >= 5)
+        added = med - base_next
+        res = judge(f"failover ({label}) < 5 ms added per request", added, added < 5,
+                    f"{added:+.0f} ms median")
+        row(f"  {label}: first request; next {len(nxt)}: median / mean / max ({slow} slower by ≥ 5 ms)"
+            + (f"; {bad} not 200" if bad not in ("0", "?") else ""),
+            f"{ms[0]:.0f}; {med:.0f} / {mean:.1f} / {mx:.0f}", "",
+            f"{base[0]:.0f}; {base_next:.0f} / {statistics.fmean(base[1:]):.1f} / {max(base[1:]):.0f} (origin only)",
+            "< 5 ms added", res)
+        ep = kv.get(f"failover_endpoints_{name}")
+        if ep:
+            notes.append(f"failover, {label}: answering endpoints {ep}")
+
+    ms = nums(kv.get("failover_serve_ms", "").split())
+    if len(ms) > 1:
+        nxt = ms[1:]
+        med, mx = statistics.median(nxt), max(nxt)
+        slow = sum(1 for x in nxt if x >= med + 5)
+        res = judge("failover via layerd serve, requests spread over the breaker's back-off: < 5 ms added to every "
+                    "request after the first", mx - med, mx - med < 5,
+                    f"{slow} of {len(nxt)} slower by ≥ 5 ms (max +{mx - med:.0f} ms)")
+        row(f"  the same blackholed endpoint via `layerd serve`: HEAD by tag (tag_ttl 0s: revalidated upstream each time), "
+            f"{len(ms)} requests 50 ms apart over 4 s: first; the rest: median / max"
+            + (f"; {kv.get('failover_serve_notok')} not 200" if kv.get("failover_serve_notok", "0") != "0" else ""),
+            f"{ms[0]:.0f}; {med:.1f} / {mx:.0f}", "", "", "< 5 ms added, every request", res)
+
+    # ---- 6. memory
+    row("**peak RSS** (VmHWM; docker-registry: the proxy instance of the same phase), MiB; in brackets the resident "
+        "set at that moment: anonymous memory and mapped files (shared libraries)")
+    for key, label, limit in (("idle", "idle, after start-up", 8), ("wrk", "after the wrk runs (up to 256 connections)", 16),
+                              ("fanin", "after the fan-in", None)):
+        vals, parts = {}, {}
+        for s in ("layerd", "registry"):
+            v = kv.get(f"rss_{s}_{key}") if key != "fanin" else kv.get(f"rss_fanin_{s}")
+            p = v.split() if v else []
+            vals[s] = int(p[0]) / 1024 if p and p[0] != "0" else None
+            parts[s] = f" (now {int(p[1]) / 1024:.1f}: anon {int(p[2]) / 1024:.1f}, files {int(p[3]) / 1024:.1f})" \
+                if len(p) == 4 else ""
+        res = target = ""
+        if limit:
+            target = f"≤ {limit} MiB"
+            l = vals["layerd"]
+            res = judge(f"peak RSS {label} ≤ {limit} MiB", l, l is not None and l <= limit,
+                        f"{l:.1f} MiB" if l else "")
+        row(f"  {label}", fmt(vals["layerd"], 1) + parts["layerd"], fmt(vals["registry"], 1) + parts["registry"], "",
+            target, res)
+
+    # ---- 0. cache start-up
+    if startup:
+        row(f"**cache start-up**, {kv.get('startup_blobs', '?')} blobs (bench/cache-startup), cache_open() to …, "
+            "min / median / max ms")
+        for k, label in (("serving_warm", "serving, page cache warm"), ("index_warm", "index built, warm"),
+                         ("serving_cold", "serving, caches dropped"), ("index_cold", "index built, caches dropped")):
+            if k in startup:
+                row(f"  {label}", " / ".join(startup[k]), "", "", "", "")
+
+    header = ("measure", "layerd", "docker-registry", "baseline", "target", "result")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        lines.append("| " + " | ".join(x.replace("|", "\\|") for x in r) + " |")
+    table = "\n".join(lines)
+    passed = sum(1 for v in verdicts if v[1] == "PASS")
+    failed = sum(1 for v in verdicts if v[1] == "FAIL")
+    reach = sum(1 for v in verdicts if v[1] == "out of reach")
+    summary = f"targets: {passed} pass, {failed} fail, {reach} out of reach"
+
+    print(table)
+    print()
+    print(summary)
+    for v in verdicts:
+        print(f"  {v[1]:12s} {v[0]}: {v[2]}")
+
+    facts = [
+        f"- CPU: {kv.get('fact_cpu', '?')}, {kv.get('fact_cores', '?')} cores; RAM {kv.get('fact_ram', '?')}; "
+        f"kernel {kv.get('fact_kernel', '?')}; virtualisation: {kv.get('fact_virt', '?')}",
+        f"- temp dir file system (source, type, size, free): {kv.get('fact_tmp', '?')}",
+        f"- load average at start / end: {kv.get('fact_load_start', '?')} / {kv.get('fact_load_end', '?')}",
+        f"- {kv.get('ver_layerd', 'layerd ?')} built from the work tree at {kv.get('ver_tree', '?')} (libmicrohttpd {kv.get('ver_microhttpd', '?')}); "
+        f"docker-registry {kv.get('ver_registry', '?')}; nginx {kv.get('ver_nginx', '?')}; "
+        f"containerd {kv.get('ver_containerd', '?')}; wrk {kv.get('ver_wrk', '?')}; curl {kv.get('ver_curl', '?')}; "
+        f"perf {kv.get('ver_perf', '?')}",
+        f"- run took {kv.get('total_s', '?')} s (set-up of the test content {int(kv.get('setup_ms', 0)) / 1000:.0f} s)",
+    ]
+    out = [f"# make bench results", "",
+           f"Written by `make bench` (bench/run.sh) from its run of {kv.get('fact_date', '?')}. "
+           "All traffic on 127.0.0.1; bench/README.md says how each row is measured and how to read it.", "",
+           "## Machine", ""] + facts + ["", "## Results", "", table, "", f"**{summary}**", ""]
+    for v in verdicts:
+        out.append(f"- {v[1]}: {v[0]} — {v[2]}")
+    if profiles:
+        out += ["", "## Profiles of layerd (perf, cpu-clock, call graphs)", ""]
+        titles = {"blob": "cache-hit blob GET (bigread, back to back)",
+                  "cold": "cold blob GET, empty cache (one bigread; on-CPU time only: waiting for the disk is not "
+                          "sampled)",
+                  "manifest": "cached manifest GET by digest, wrk c=32",
+                  "manifest-tag": "cached manifest GET by tag, wrk c=32"}
+        for name, p in profiles.items():
+            out += [f"### {titles.get(name, name)} — {p.get('samples', '?')} samples", "",
+                    "Self time by library:", "", "```"] + p.get("dso", []) + ["```", "",
+                    "Self time (overhead, library, function):", "", "```"] + p.get("self", []) + ["```", "",
+                    "layerd's functions including their callees (children, self, library, function):", "", "```"] + \
+                (p.get("children") or ["(none above 1 %)"]) + ["```", ""]
+    out += ["", "## Every run", "", "The single runs behind the medians, in the order they ran (interleaved), and the "
+            "load average (1, 5, 15 min) as each section started: other work on the machine shows here.", ""]
+    for key, label in (("tp_curl_layerd", "blob MB/s, curl, layerd"), ("tp_curl_registry", "blob MB/s, curl, docker-registry"),
+                       ("tp_curl_nginx", "blob MB/s, curl, nginx"), ("tp_big_layerd", "blob MB/s, bigread, layerd"),
+                       ("tp_big_registry", "blob MB/s, bigread, docker-registry"), ("tp_big_nginx", "blob MB/s, bigread, nginx"),
+                       ("pull_direct", "pull ms, direct"), ("pull_layerd_cold", "pull ms, layerd cold"),
+                       ("pull_proxy_cold", "pull ms, docker-registry proxy cold"),
+                       ("pull_layerd_warm", "pull ms, layerd warm"), ("pull_proxy_warm", "pull ms, docker-registry proxy warm")):
+        if lists.get(key):
+            out.append(f"- {label}: {', '.join(lists[key])}")
+    for x in kv.get("load_at", []):
+        out.append(f"- load at {x}")
+    if notes:
+        out += ["", "## Notes from this run", ""] + [f"- {n}" for n in notes]
+    with open(argv[2], "w") as f:
+        f.write("\n".join(out) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,588 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# `make bench` (issue 7): layerd side by side with Debian's docker-registry
+# (distribution v2: as the origin serving from its file system, and in proxy
+# mode as a pull-through cache), nginx serving the same bytes as static files
+# with sendfile, and containerd pulling directly, all on 127.0.0.1. Prints one
+# table and writes it, with the machine's facts, to bench/results.md
+# (BENCH_OUT). bench/README.md says what each row measures.
+#
+# Every peer is a private instance on a free port with its files in one temp
+# dir; each is stopped by PID at exit, every wait is bounded, and the whole
+# run stops starting new sections once BENCH_BUDGET seconds are spent.
+#
+# Helpers (free_port, wait_port, registry, skopeo_copy, containerd_start,
+# hung_listener, ...) come from the integration tests' lib.sh.
+BENCH=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$BENCH")
+export LAYERD=${LAYERD:-$ROOT/layerd}
+. "$ROOT/tests/integration/lib.sh"
+set +e
+
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY all_proxy
+
+BIGREAD=${BIGREAD:-$ROOT/build/release/bench/bigread}
+HLOAD=${HLOAD:-$ROOT/build/release/bench/hload}
+STARTUP=${STARTUP:-$ROOT/build/release/bench/cache-startup}
+OUT=${BENCH_OUT:-$BENCH/results.md}
+BLOBS=${BENCH_BLOBS:-100000}         # cache-startup's store size
+BLOB_MIB=${BENCH_BLOB_MIB:-1024}     # the cache-hit throughput blob
+RUNS=${BENCH_RUNS:-5}                # interleaved throughput runs per server and client
+IMAGE_MIB=${BENCH_IMAGE_MIB:-500}    # the cold-pull image, in BENCH_LAYERS equal layers
+LAYERS=${BENCH_LAYERS:-5}
+PULL_RUNS=${BENCH_PULL_RUNS:-5}      # timed pulls per way of pulling
+FANIN=${BENCH_FANIN:-16}             # concurrent pulls of one cold image
+FANIN_MIB=${BENCH_FANIN_MIB:-100}    # its size (also in BENCH_LAYERS layers)
+WRK_S=${BENCH_WRK_SECONDS:-3}        # each wrk run
+PROFILE=${BENCH_PROFILE:-1}          # perf profiles of layerd's hot paths
+BUDGET=${BENCH_BUDGET:-600}          # seconds; sections after it are skipped, with a note
+
+# A copy of the binary: a rebuild of ./layerd during the run neither changes
+# what is measured nor leaves perf without symbols ("layerd (deleted)").
+cp "$LAYERD" "$T/layerd" || exit 1
+LAYERD=$T/layerd
+R=$T/results.txt  # KEY VALUE lines, rendered by report.py
+bench_status=0    # the exit status: 1 only when cache-startup fails; never because of a number
+: >"$R"
+put() { echo "$*" >>"$R"; }
+note() { echo "bench: $*" >&2; put note "$*"; }
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+# section NAME: announces a section; false when the budget is spent.
+section() {
+  if ((SECONDS > BUDGET)); then
+    note "skipped \"$1\": the ${BUDGET} s budget was spent (BENCH_BUDGET)"
+    return 1
+  fi
+  echo "bench: [$((SECONDS))s] $1" >&2
+  put "load_at [${SECONDS}s] $1: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+# Stop everything this run started: SIGTERM, a bounded wait, then SIGKILL.
+bench_cleanup() {
+  local p deadline=$((SECONDS + 15))
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do
+    while kill -0 "$p" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.05; done
+    kill -KILL "$p" 2>/dev/null
+    wait "$p" 2>/dev/null
+  done
+  if [[ ${BENCH_KEEP:-0} == 1 ]]; then echo "bench: kept $T (BENCH_KEEP=1)" >&2; else rm -rf "$T"; fi
+}
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+
+# stop_pid PID: stops one process of ours, bounded (SIGKILL after 10 s).
+stop_pid() {
+  [[ -n ${1:-} ]] || return 0
+  stop "$1" 10 || { kill -KILL "$1" 2>/dev/null; wait "$1" 2>/dev/null; }
+}
+# hwm PID: "VmHWM VmRSS RssAnon RssFile" in KiB from /proc: the peak and the
+# current resident set, and what of the current one is anonymous memory and
+# what is mapped files (the shared libraries, mostly).
+hwm() {
+  awk '/^VmHWM:/ { h = $2 } /^VmRSS:/ { r = $2 } /^RssAnon:/ { a = $2 } /^RssFile:/ { f = $2 }
+    END { print h + 0, r + 0, a + 0, f + 0 }' "/proc/$1/status" 2>/dev/null
+}
+
+# ---- machine facts -------------------------------------------------------------------------
+put fact_date "$(date -u '+%Y-%m-%d %H:%M UTC')"
+put fact_cpu "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
+put fact_cores "$(nproc)"
+put fact_ram "$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+put fact_kernel "$(uname -r)"
+put fact_virt "$(systemd-detect-virt 2>/dev/null || echo unknown)"
+put fact_tmp "$(df -h --output=source,fstype,size,avail "$T" | tail -n 1 | tr -s ' ')"
+put fact_load_start "$(cut -d' ' -f1-3 /proc/loadavg)"
+put ver_layerd "$("$LAYERD" version 2>&1 | head -n 1)"
+put ver_tree "$(git -C "$ROOT" describe --tags --always --dirty 2>/dev/null || echo unknown)"
+put ver_microhttpd "$("$LAYERD" version 2>&1 | sed -n 's/^libmicrohttpd //p')"
+put ver_registry "$(docker-registry --version 2>&1 | awk '{ print $NF }')"
+put ver_nginx "$(nginx -v 2>&1 | sed 's/.*nginx\///')"
+put ver_containerd "$(containerd --version 2>&1 | awk '{ print $3 }')"
+put ver_wrk "$(wrk -v 2>&1 | head -n 1 | awk '{ print $2 }')"
+put ver_curl "$(curl --version | head -n 1 | awk '{ print $2 }')"
+put ver_perf "$(perf --version 2>/dev/null | awk '{ print $3 }')"
+
+# ---- sizes that fit the disk ---------------------------------------------------------------
+# Disk: the blob twice (origin + layerd's cache; nginx shares the origin's
+# file by a hard link), the image 4 times (layout, origin, layerd's cache,
+# containerd), the fan-in image 5 times, and 1 GiB of slack.
+avail_mib=$(($(df -k --output=avail "$T" | tail -n 1) / 1024))
+need_mib=$((2 * BLOB_MIB + 4 * IMAGE_MIB + 5 * FANIN_MIB + 1024))
+if ((avail_mib < need_mib)); then
+  scale=$((avail_mib * 100 / need_mib))
+  BLOB_MIB=$((BLOB_MIB * scale / 100)); IMAGE_MIB=$((IMAGE_MIB * scale / 100)); FANIN_MIB=$((FANIN_MIB * scale / 100))
+  note "only $avail_mib MiB free under $T (want $need_mib): sizes scaled to ${scale}%"
+fi
+((BLOB_MIB >= 16 && IMAGE_MIB >= LAYERS && FANIN_MIB >= LAYERS)) || { echo "bench: not enough disk under $T" >&2; exit 1; }
+put size_blob_mib "$BLOB_MIB"
+put size_image_mib "$IMAGE_MIB"
+put size_layers "$LAYERS"
+put size_fanin_mib "$FANIN_MIB"
+put size_fanin "$FANIN"
+put size_runs "$RUNS"
+put size_pull_runs "$PULL_RUNS"
+put size_wrk_s "$WRK_S"
+
+# ---- 0. cache start-up (bench/cache-startup.c, issue 4) -------------------------------------
+if section "cache start-up, $BLOBS blobs"; then
+  timeout 300 "$STARTUP" "$T/startup" "$BLOBS" >"$T/startup.out" 2>&1
+  rc=$?
+  cat "$T/startup.out" >&2
+  rm -rf "$T/startup"
+  if ((rc != 0)); then
+    note "cache-startup failed (exit $rc): the store could not be built, or it miscounted"
+    bench_status=1
+  else
+    put startup_blobs "$BLOBS"
+    # "  serving, warm   5   min median max" and "  index built, cold ...": startup KIND_STATE MIN MEDIAN MAX
+    awk '/^  (serving|index built), (warm|cold) / {
+      print "startup", ($1 == "serving," ? "serving" : "index") "_" $(NF - 4), $(NF - 2), $(NF - 1), $NF }' \
+      "$T/startup.out" >>"$R"
+    grep -q 'not measured' "$T/startup.out" && note "cache-startup: $(grep -m1 'not measured' "$T/startup.out" | tr -s ' ')"
+  fi
+fi
+
+# ---- peers ---------------------------------------------------------------------------------
+chmod 711 "$T"
+PO=$(free_port)  # the origin: docker-registry serving from its file system
+PP=$(free_port)  # docker-registry in proxy mode, a pull-through cache of the origin
+PN=$(free_port)  # nginx, static files
+ORIGIN=http://127.0.0.1:$PO
+REG=127.0.0.1:$PO
+# containerd's manifest Accept header: layerd records a tag only for a client that takes every kind.
+ACCEPT="application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
+application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json"
+NSQ="ns=127.0.0.1%3A$PO"
+
+section "peers and content" || exit 1
+registry origin "$PO"
+wait_port "$PO" 15 || { echo "bench: the origin docker-registry does not listen" >&2; diag_tail "$T/origin.log"; exit 1; }
+
+# nginx: a private instance, its own prefix and config, never the packaged service.
+NG=$T/nginx
+mkdir -p "$NG/root/v2/bench/app/manifests" "$NG/tmp" "$NG/logs"
+cat >"$NG/nginx.conf" <<NGINX
+worker_processes auto;
+pid $NG/nginx.pid;
+error_log $NG/logs/error.log;
+events { worker_connections 1024; }
+http {
+  access_log $NG/logs/access.log;
+  client_body_temp_path $NG/tmp/body;
+  proxy_temp_path $NG/tmp/proxy;
+  fastcgi_temp_path $NG/tmp/fastcgi;
+  uwsgi_temp_path $NG/tmp/uwsgi;
+  scgi_temp_path $NG/tmp/scgi;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  default_type application/vnd.oci.image.manifest.v1+json;
+  server {
+    listen 127.0.0.1:$PN;
+    root $NG/root;
+  }
+}
+NGINX
+nginx -p "$NG" -c "$NG/nginx.conf" -g 'daemon off;' >"$NG/logs/stderr" 2>&1 &
+NGINX_PID=$!
+PIDS+=("$NGINX_PID")
+wait_port "$PN" 10 || { echo "bench: nginx does not listen" >&2; diag_tail "$NG/logs/stderr" "$NG/logs/error.log"; exit 1; }
+
+containerd_start "$T/ctrd"
+wait_for 30 ctrd_up || { echo "bench: containerd does not answer" >&2; diag_tail "$T/ctrd/log"; exit 1; }
+
+# Content: the pull image (bench/app:v1), the fan-in image (bench/fan:v1),
+# pushed with skopeo; the throughput blob is laid into the origin's storage
+# (distribution's file-system layout) by a rename, and hard-linked for nginx.
+# layer_sizes MIB: LAYERS equal layer sizes in bytes, into the array SIZES.
+layer_sizes() { local i; SIZES=(); for ((i = 0; i < LAYERS; i++)); do SIZES+=($(($1 * 1048576 / LAYERS))); done; }
+t0=$(now_ms)
+layer_sizes "$IMAGE_MIB"; APP_SIZES=("${SIZES[@]}")
+layer_sizes "$FANIN_MIB"; FAN_SIZES=("${SIZES[@]}")
+/usr/bin/python3 "$BENCH/mkimage.py" image "$T/app" v1 "${APP_SIZES[@]}" >"$T/app.digests" &&
+  /usr/bin/python3 "$BENCH/mkimage.py" image "$T/fan" v1 "${FAN_SIZES[@]}" >"$T/fan.digests" &&
+  /usr/bin/python3 "$BENCH/mkimage.py" blob "$T/blob" $((BLOB_MIB * 1048576)) >"$T/blob.digest" ||
+  { echo "bench: cannot make the test content" >&2; exit 1; }
+mapfile -t APP <"$T/app.digests"
+mapfile -t FAN <"$T/fan.digests"
+BLOB=$(cat "$T/blob.digest")
+chmod -R a+rX "$T/app" "$T/fan"
+skopeo_copy --dest-tls-verify=false --preserve-digests "oci:$T/app:v1" "docker://$REG/bench/app:v1" &&
+  skopeo_copy --dest-tls-verify=false --preserve-digests "oci:$T/fan:v1" "docker://$REG/bench/fan:v1" ||
+  { echo "bench: skopeo cannot push to the origin" >&2; diag_tail "$T/skopeo.log"; exit 1; }
+rm -rf "$T/app" "$T/fan"  # the origin has them now
+h=${BLOB#sha256:}
+V2=$T/origin-data/docker/registry/v2
+mkdir -p "$V2/blobs/sha256/${h:0:2}/$h" "$V2/repositories/bench/app/_layers/sha256/$h"
+mv "$T/blob" "$V2/blobs/sha256/${h:0:2}/$h/data"
+printf '%s' "$BLOB" >"$V2/repositories/bench/app/_layers/sha256/$h/link"
+ln "$V2/blobs/sha256/${h:0:2}/$h/data" "$NG/root/blob" 2>/dev/null || cp "$V2/blobs/sha256/${h:0:2}/$h/data" "$NG/root/blob"
+MDIGEST=${APP[0]}
+MFILE=$V2/blobs/sha256/${MDIGEST:7:2}/${MDIGEST#sha256:}/data
+cp "$MFILE" "$NG/root/v2/bench/app/manifests/v1"
+cp "$MFILE" "$NG/root/v2/bench/app/manifests/$MDIGEST"
+chmod -R a+rX "$NG/root"
+put manifest_bytes "$(stat -c %s "$MFILE")"
+put setup_ms $(($(now_ms) - t0))
+code=$(curl -s -o /dev/null -w '%{http_code}' -r 0-0 "$ORIGIN/v2/bench/app/blobs/$BLOB")
+[[ $code == 206 || $code == 200 ]] || { echo "bench: the origin does not serve the blob ($code)" >&2; exit 1; }
+
+# ---- layerd ----------------------------------------------------------------------------
+LAYERD_PORT='' LAYERD_LOG=''
+# layerd_start NAME CACHE_DIR: `layerd serve` on a free port; the registry
+# 127.0.0.1:$PO from its origin, tags trusted for an hour (so that manifests by
+# tag are cache hits, as they are within tag_ttl). PID in $LAYERD_PID.
+layerd_start() {
+  LAYERD_PORT=$(free_port)
+  LAYERD_LOG=$T/$1.log
+  cat >"$T/$1.yaml" <<YAML
+version: 1
+agent:
+  listen: 127.0.0.1:$LAYERD_PORT
+  cache_dir: $2
+  default_registry: "$REG"
+registries:
+  "$REG":
+    origin: $ORIGIN
+    tag_ttl: 1h
+YAML
+  layerd_serve "$LAYERD_LOG" "$T/$1.yaml"
+  wait_port "$LAYERD_PORT" 15 || { echo "bench: layerd $1 does not listen" >&2; diag_tail "$LAYERD_LOG"; exit 1; }
+  rm -rf "$T/hosts-$1"
+  "$LAYERD" hosts --spec "$T/$1.yaml" --dir "$T/hosts-$1" --listen "127.0.0.1:$LAYERD_PORT" >/dev/null ||
+    { echo "bench: layerd hosts failed" >&2; exit 1; }
+}
+# hosts_plain DIR SERVER_PORT: a hosts dir in which $REG is served by 127.0.0.1:SERVER_PORT alone.
+hosts_plain() {
+  mkdir -p "$1/$REG"
+  printf 'server = "%s"\n\n[host."http://127.0.0.1:%s"]\n  capabilities = ["pull", "resolve"]\n' \
+    "$ORIGIN" "$2" >"$1/$REG/hosts.toml"
+}
+hosts_plain "$T/hosts-direct" "$PO"
+
+# ---- 1. cache-hit blob throughput ----------------------------------------------------------
+# curl_mbs URL: MB/s (10^6 bytes) of one GET with curl (16 KiB writes), or FAIL.
+curl_mbs() {
+  curl -s --max-time 120 -o /dev/null -w '%{http_code} %{size_download} %{speed_download}\n' "$1" |
+    awk -v want=$((BLOB_MIB * 1048576)) '$1 == 200 && $2 == want { printf "%.1f\n", $3 / 1e6; next } { print "FAIL" }'
+}
+# big_mbs PORT PATH: MB/s of one GET with bigread (1 MiB recv buffer), or FAIL.
+big_mbs() { timeout 120 "$BIGREAD" "$1" "$2" 2>>"$T/bigread.err" | sed -n 's/.*mb_s=\([0-9.]*\).*/\1/p' | grep . || echo FAIL; }
+
+if section "cache-hit blob throughput, ${BLOB_MIB} MiB x $RUNS"; then
+  layerd_start blob "$T/cache-blob"
+  L_BLOB=$LAYERD_PID
+  BPATH=/v2/bench/app/blobs/$BLOB
+  # The cold GET fills layerd's cache from the origin (single flight, digest
+  # verified); bigread also says how long the last byte was held back.
+  put cold_blob "$(timeout 300 "$BIGREAD" "$LAYERD_PORT" "$BPATH?$NSQ" 2>>"$T/bigread.err")"
+  # The commit (fsync, rename) may end after the response: wait for it, and
+  # for the file's writeback, before the cache-hit runs.
+  wait_for 120 in_cache "$T/cache-blob" "$BLOB" || note "the blob is not in layerd's cache 120 s after the cold GET"
+  timeout 120 sync "$T/cache-blob/blobs/sha256/${h:0:2}/$h" 2>/dev/null
+  # Page cache: one untimed read of each file first.
+  cat "$T/cache-blob/blobs/sha256/${h:0:2}/$h" >/dev/null 2>&1
+  cat "$NG/root/blob" >/dev/null
+  for ((i = 1; i <= RUNS; i++)); do
+    put tp_curl_layerd "$(curl_mbs "http://127.0.0.1:$LAYERD_PORT$BPATH?$NSQ")"
+    put tp_big_layerd "$(big_mbs "$LAYERD_PORT" "$BPATH?$NSQ")"
+    put tp_curl_registry "$(curl_mbs "$ORIGIN$BPATH")"
+    put tp_big_registry "$(big_mbs "$PO" "$BPATH")"
+    put tp_curl_nginx "$(curl_mbs "http://127.0.0.1:$PN/blob")"
+    put tp_big_nginx "$(big_mbs "$PN" /blob)"
+  done
+  if ((PROFILE)); then
+    timeout 30 perf record -q -e cpu-clock -F 999 --call-graph dwarf,16384 -p "$L_BLOB" -o "$T/perf-blob.data" -- sleep 6 \
+      >"$T/perf-blob.out" 2>&1 &
+    perf_pid=$!
+    sleep 0.5
+    for ((i = 0; i < 12 && SECONDS < BUDGET + 60; i++)); do
+      big_mbs "$LAYERD_PORT" "$BPATH?$NSQ" >/dev/null
+      kill -0 "$perf_pid" 2>/dev/null || break
+    done
+    wait_exit "$perf_pid" 30
+  fi
+  # Warm layerd's manifest and tag caches for section 2 (these are misses).
+  for ref in v1 "$MDIGEST"; do
+    curl -s --max-time 10 -o /dev/null -H "Accept: $ACCEPT" "http://127.0.0.1:$LAYERD_PORT/v2/bench/app/manifests/$ref?$NSQ"
+  done
+  if ((PROFILE)); then
+    # Where a cold GET's CPU time goes: a second layerd with an empty cache.
+    layerd_start cold "$T/cache-cold"
+    timeout 60 perf record -q -e cpu-clock -F 999 --call-graph dwarf,16384 -p "$LAYERD_PID" -o "$T/perf-cold.data" \
+      >"$T/perf-cold.out" 2>&1 &
+    perf_pid=$!
+    sleep 0.5
+    put cold_blob_profiled "$(timeout 300 "$BIGREAD" "$LAYERD_PORT" "$BPATH?$NSQ" 2>>"$T/bigread.err")"
+    kill -INT "$perf_pid" 2>/dev/null
+    wait_exit "$perf_pid" 30
+    stop_pid "$LAYERD_PID"
+    rm -rf "$T/cache-cold"
+  fi
+  stop_pid "$L_BLOB"
+  rm -f "$T/cache-blob/blobs/sha256/${h:0:2}/$h"  # 1 GiB less on disk; manifests stay
+fi
+
+# ---- 2. small requests: cached manifests with wrk ------------------------------------------
+if section "cached manifests, wrk ${WRK_S}s runs"; then
+  registry proxy "$PP" "proxy:
+  remoteurl: $ORIGIN"
+  PROXY_PID=$REGISTRY_PID
+  wait_port "$PP" 15 || { echo "bench: the proxy docker-registry does not listen" >&2; diag_tail "$T/proxy.log"; exit 1; }
+  # A fresh layerd on the cache that section 1 filled: its idle size first.
+  layerd_start manifests "$T/cache-blob"
+  L_MAN=$LAYERD_PID
+  sleep 2
+  put rss_layerd_idle "$(hwm "$L_MAN")"
+  put rss_registry_idle "$(hwm "$PROXY_PID")"
+  # The proxy caches a manifest by digest on first GET; by tag it asks the origin every time.
+  for ref in v1 "$MDIGEST"; do
+    curl -s --max-time 10 -o /dev/null -H "Accept: $ACCEPT" "http://127.0.0.1:$PP/v2/bench/app/manifests/$ref"
+  done
+  declare -A port=([layerd]=$LAYERD_PORT [registry]=$PP [nginx]=$PN)
+  declare -A path=(  # @REF@: the tag or the digest
+    [layerd]="/v2/bench/app/manifests/@REF@?$NSQ"
+    [registry]="/v2/bench/app/manifests/@REF@"
+    [nginx]="/v2/bench/app/manifests/@REF@"
+  )
+  # Every server answers each request kind 200 before it is measured.
+  for s in layerd registry nginx; do
+    for ref in v1 "$MDIGEST"; do
+      for m in GET HEAD; do
+        opt=(); [[ $m == HEAD ]] && opt=(-I)
+        c=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' "${opt[@]}" -H "Accept: $ACCEPT" \
+          "http://127.0.0.1:${port[$s]}${path[$s]/@REF@/$ref}")
+        [[ $c == 200 ]] || note "$s $m manifest ${ref:0:20}: status $c before the load runs"
+      done
+    done
+  done
+  mark_layerd=$(mark "$LAYERD_LOG")
+  # load SERVER METHOD REF_KIND CONNECTIONS [SECONDS [CLIENT]]: one closed-loop
+  # run; prints "requests=N rps=R p50_ms=X p99_ms=Y errors=N non2xx=N". GET with
+  # wrk; HEAD with bench/hload (Debian's wrk 4.1 never completes a HEAD request).
+  load() {
+    local s=$1 m=$2 k=$3 c=$4 d=${5:-$WRK_S} client=${6:-} ref=v1 u line
+    [[ $k == digest ]] && ref=$MDIGEST
+    u=${path[$s]/@REF@/$ref}
+    [[ -z $client ]] && { client=wrk; [[ $m == HEAD ]] && client=hload; }
+    if [[ $client == wrk ]]; then
+      line=$(BENCH_METHOD=$m timeout $((d + 15)) wrk -t1 -c"$c" -d"${d}s" --timeout 5s -s "$BENCH/wrk.lua" \
+        "http://127.0.0.1:${port[$s]}$u" 2>&1 | grep '^RESULT ')
+    else
+      line=$(timeout $((d + 15)) "$HLOAD" "${port[$s]}" "$u" "$m" "$c" "$d" "Accept: $ACCEPT" "User-Agent: hload" |
+        grep '^RESULT ')
+    fi
+    echo "${line#RESULT }"
+  }
+  for s in layerd registry nginx; do load "$s" GET digest 32 1 >/dev/null; done  # warm-up
+  for k in tag digest; do
+    for m in HEAD GET; do
+      for c in 1 32 256; do
+        for s in layerd registry nginx; do
+          put "wrk $s $m $k $c $(load "$s" "$m" "$k" "$c")"
+        done
+      done
+    done
+  done
+  # The two clients side by side on one cell, so that HEAD and GET rows can be compared.
+  for s in layerd registry nginx; do put "wrk $s GET-hload digest 32 $(load "$s" GET digest 32 "$WRK_S" hload)"; done
+  put rss_layerd_wrk "$(hwm "$L_MAN")"
+  put rss_registry_wrk "$(hwm "$PROXY_PID")"
+  put layerd_manifest_outcomes "$(since "$LAYERD_LOG" "$mark_layerd" | sed -n 's/^<6>request .* cache=\([a-z-]*\).*/\1/p' |
+    sort | uniq -c | awk '{ printf "%s%s=%s", sep, $2, $1; sep = "," }')"
+  if ((PROFILE)); then
+    timeout 30 perf record -q -e cpu-clock -F 999 --call-graph dwarf,16384 -p "$L_MAN" -o "$T/perf-manifest.data" -- sleep 5 \
+      >"$T/perf-manifest.out" 2>&1 &
+    perf_pid=$!
+    sleep 0.3
+    load layerd GET digest 32 5 >/dev/null
+    wait_exit "$perf_pid" 30
+    timeout 30 perf record -q -e cpu-clock -F 999 --call-graph dwarf,16384 -p "$L_MAN" -o "$T/perf-manifest-tag.data" \
+      -- sleep 5 >"$T/perf-manifest-tag.out" 2>&1 &
+    perf_pid=$!
+    sleep 0.3
+    load layerd GET tag 32 5 >/dev/null
+    wait_exit "$perf_pid" 30
+  fi
+  stop_pid "$L_MAN"
+fi
+
+# ---- 3. cold and warm pulls with containerd ------------------------------------------------
+# pull_ms NAMESPACE HOSTS_DIR REF: `ctr content fetch` of REF; prints its wall time in ms, or FAIL.
+pull_ms() {
+  local t0 rc
+  t0=$(now_ms)
+  timeout 300 ctr -a "$SOCK" -n "$1" content fetch --hosts-dir "$2" "$3" >"$T/fetch-$1.out" 2>"$T/fetch-$1.err"
+  rc=$?
+  if ((rc == 0)); then echo $(($(now_ms) - t0)); else echo FAIL; fi
+}
+# upstream_sums REPO: from access-log lines on stdin, "REQUESTS BLOB_GETS BLOB_BYTES"
+# (API requests of any kind; GETs of bench/REPO's blobs and the body bytes they sent).
+upstream_sums() {
+  awk -v repo="$1" '{ n++ }
+    index($0, "\"GET /v2/bench/" repo "/blobs/") && match($0, /HTTP\/[0-9.]+" [0-9]+ [0-9]+/) {
+      split(substr($0, RSTART, RLENGTH), f, " "); b++; s += f[3] }
+    END { printf "%d %d %d\n", n, b, s }'
+}
+APP_REF=$REG/bench/app:v1
+FAN_REF=$REG/bench/fan:v1
+if section "pulls of a ${IMAGE_MIB} MiB image, $PULL_RUNS runs"; then
+  hosts_plain "$T/hosts-proxy" "$PP"
+  # Untimed: puts the blobs into containerd's on-disk store once, so that every
+  # timed pull (each into a fresh namespace: containerd downloads everything
+  # again) finds the store in the same state.
+  r=$(pull_ms warmup "$T/hosts-direct" "$APP_REF"); [[ $r == FAIL ]] && note "warm-up pull failed"
+  L_PULL=
+  for ((i = 1; i <= PULL_RUNS; i++)); do
+    put pull_direct "$(pull_ms "direct$i" "$T/hosts-direct" "$APP_REF")"
+    stop_pid "$L_PULL"; rm -rf "$T/cache-pull"
+    layerd_start "pull$i" "$T/cache-pull"
+    L_PULL=$LAYERD_PID
+    put pull_layerd_cold "$(pull_ms "lcold$i" "$T/hosts-pull$i" "$APP_REF")"
+  done
+  mo=$(mark "$T/origin.log")
+  put pull_proxy_cold "$(pull_ms pcold "$T/hosts-proxy" "$APP_REF")"
+  put proxy_cold_upstream "$(requests "$T/origin.log" "$mo" | upstream_sums app)"
+  for ((i = 1; i <= PULL_RUNS; i++)); do
+    put pull_layerd_warm "$(pull_ms "lwarm$i" "$T/hosts-pull$PULL_RUNS" "$APP_REF")"
+    put pull_proxy_warm "$(pull_ms "pwarm$i" "$T/hosts-proxy" "$APP_REF")"
+  done
+  stop_pid "$L_PULL"; rm -rf "$T/cache-pull"
+fi
+
+# ---- 4. fan-in: concurrent cold pulls of one image -----------------------------------------
+# fanin PREFIX HOSTS_DIR SERVER_PID: FANIN concurrent pulls of the fan-in image,
+# each into its own namespace; records total ms, failures, upstream requests and
+# bytes (the origin's access log) and the server's peak RSS.
+fanin() {
+  local prefix=$1 dir=$2 pid=$3 i t0 mo jobs=() failed=0
+  mo=$(mark "$T/origin.log")
+  t0=$(now_ms)
+  for ((i = 1; i <= FANIN; i++)); do
+    (r=$(pull_ms "$prefix$i" "$dir" "$FAN_REF"); echo "$r" >"$T/fanin-$prefix$i.ms") &
+    jobs+=("$!")
+  done
+  for i in "${jobs[@]}"; do wait_exit "$i" 330 || { kill "$i" 2>/dev/null; failed=$((failed + 1)); }; done
+  put "fanin_ms_$prefix" $(($(now_ms) - t0))
+  for ((i = 1; i <= FANIN; i++)); do [[ $(cat "$T/fanin-$prefix$i.ms" 2>/dev/null) =~ ^[0-9]+$ ]] || failed=$((failed + 1)); done
+  put "fanin_failed_$prefix" "$failed"
+  sleep 1  # the access log line of a request is written when it ends
+  requests "$T/origin.log" "$mo" >"$T/fanin-$prefix.upstream"
+  put "fanin_upstream_$prefix" "$(upstream_sums fan <"$T/fanin-$prefix.upstream")"
+  put "rss_fanin_$prefix" "$(hwm "$pid")"
+}
+if section "fan-in: $FANIN concurrent cold pulls of ${FANIN_MIB} MiB"; then
+  fan_blob_bytes=0
+  for d in "${FAN[@]:1}"; do
+    fan_blob_bytes=$((fan_blob_bytes + $(stat -c %s "$V2/blobs/sha256/${d:7:2}/${d#sha256:}/data")))
+  done
+  put fanin_blob_bytes "$fan_blob_bytes"
+  put fanin_blobs $((${#FAN[@]} - 1))
+  layerd_start fanin "$T/cache-fanin"
+  L_FAN=$LAYERD_PID
+  fanin layerd "$T/hosts-fanin" "$L_FAN"
+  stop_pid "$L_FAN"; rm -rf "$T/cache-fanin"
+  stop_pid "${PROXY_PID:-}"
+  PF=$(free_port)
+  registry proxyfan "$PF" "proxy:
+  remoteurl: $ORIGIN"
+  PROXYF_PID=$REGISTRY_PID
+  if wait_port "$PF" 15; then
+    hosts_plain "$T/hosts-proxyfan" "$PF"
+    fanin registry "$T/hosts-proxyfan" "$PROXYF_PID"
+  else
+    note "the fan-in proxy docker-registry did not listen"
+  fi
+  stop_pid "$PROXYF_PID"; rm -rf "$T/proxyfan-data"
+fi
+
+# ---- 5. failover: the first endpoint refuses or never accepts ------------------------------
+# failover NAME [DEAD_URL]: `layerd fetch` of the tag 101 times in one process
+# through [DEAD_URL, origin] (or the origin alone); records each request's ms.
+failover() {
+  local name=$1 dead=${2:-} refs=() i
+  {
+    printf 'version: 1\nregistries:\n  "%s":\n    origin: %s\n' "$REG" "$ORIGIN"
+    if [[ -n $dead ]]; then
+      printf '    endpoints:\n      - url: %s\n        timeouts: {connect: 2s, response: 2s}\n      - %s\n' "$dead" "$ORIGIN"
+    fi
+  } >"$T/failover-$name.yaml"
+  for ((i = 0; i < 101; i++)); do refs+=("$APP_REF"); done
+  timeout 120 "$LAYERD" fetch --spec "$T/failover-$name.yaml" --log-level warning "${refs[@]}" \
+    >"$T/failover-$name.out" 2>"$T/failover-$name.err"
+  put "failover_ms_$name" "$(sed -n 's/.* status=200 .* ms=\([0-9]*\).*/\1/p' "$T/failover-$name.out" | paste -sd' ')"
+  put "failover_notok_$name" "$(grep -vc ' status=200 ' "$T/failover-$name.out")"
+  put "failover_endpoints_$name" "$(sed -n 's/.* endpoint=\([^ ]*\) .*/\1/p' "$T/failover-$name.out" | sort | uniq -c |
+    awk '{ printf "%s%s×%s", sep, $1, $2; sep = ", " }')"
+}
+if section "failover, 101 manifest requests"; then
+  failover direct
+  failover refused "http://127.0.0.1:$(free_port)"
+  PH=$(free_port)
+  hung_listener "$PH" 300
+  wait_port "$PH" 10 || note "the hung listener did not start"
+  failover blackholed "http://127.0.0.1:$PH"
+  # The same through `layerd serve`, requests spread over 4 s so that the
+  # circuit breaker's back-off (1 s at first) ends in between: tag_ttl 0s makes
+  # every HEAD by tag a revalidation upstream, through [blackholed, origin].
+  PF=$(free_port)
+  cat >"$T/failover-serve.yaml" <<YAML
+version: 1
+agent:
+  listen: 127.0.0.1:$PF
+  cache_dir: $T/cache-failover
+registries:
+  "$REG":
+    origin: $ORIGIN
+    tag_ttl: 0s
+    endpoints:
+      - url: http://127.0.0.1:$PH
+        timeouts: {connect: 2s, response: 2s}
+      - $ORIGIN
+YAML
+  layerd_serve "$T/failover-serve.log" "$T/failover-serve.yaml"
+  L_FAIL=$LAYERD_PID
+  if wait_port "$PF" 15; then
+    t_end=$((SECONDS + 4))
+    while ((SECONDS < t_end)); do
+      curl -s --max-time 10 -o /dev/null -I -H "Accept: $ACCEPT" -w '%{http_code} %{time_total}\n' \
+        "http://127.0.0.1:$PF/v2/bench/app/manifests/v1?$NSQ"
+      sleep 0.05
+    done >"$T/failover-serve.out"
+    put failover_serve_ms "$(awk '$1 == 200 { printf "%s%.1f", sep, $2 * 1000; sep = " " }' "$T/failover-serve.out")"
+    put failover_serve_notok "$(awk '$1 != 200' "$T/failover-serve.out" | wc -l)"
+  else
+    note "layerd serve for the failover run did not listen"
+  fi
+  stop_pid "$L_FAIL"
+  stop_pid "$HUNG_PID"
+fi
+
+# ---- profiles ------------------------------------------------------------------------------
+# profile NAME: where layerd's CPU time went: by library, the top functions by
+# self time, and layerd's own functions with their callees' time included.
+profile() {
+  local f=$T/perf-$1.data
+  [[ -s $f ]] || return 0
+  {
+    echo "PROFILE $1 dso"
+    timeout 120 perf report -i "$f" --no-children --sort dso --stdio -g none 2>/dev/null | grep -E '^ +[0-9]' | head -n 6
+    echo "PROFILE $1 self"
+    timeout 120 perf report -i "$f" --no-children --sort dso,sym --stdio -g none --percent-limit 1 2>/dev/null |
+      grep -E '^ +[0-9]' | head -n 15
+    echo "PROFILE $1 children"
+    timeout 120 perf report -i "$f" --children --sort dso,sym --stdio -g none --percent-limit 1 2>/dev/null |
+      grep -E '^ +[0-9][0-9.]+% +[0-9.]+% +layerd ' | head -n 12
+    echo "PROFILE $1 samples $(timeout 60 perf report -i "$f" --stdio --sort dso -g none 2>/dev/null |
+      sed -n 's/^# Samples: *\([^ ]*\).*/\1/p' | head -n 1)"
+  } >>"$R"
+}
+if ((PROFILE)); then
+  for p in blob cold manifest manifest-tag; do profile "$p"; done
+fi
+
+put fact_load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
+put total_s "$SECONDS"
+/usr/bin/python3 "$BENCH/report.py" "$R" "$OUT" || bench_status=1
+exit "$bench_status"
