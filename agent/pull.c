@@ -42,6 +42,7 @@
 #define STREAM_BLOCK (256 * 1024)
 #define ACCEPT_MAX 1024
 #define PROGRESS_EVERY_MS 10000
+#define MT_CACHE_SLOTS 256 /* manifests' media types remembered, direct-mapped by digest */
 
 enum route {
         ROUTE_V2,
@@ -94,6 +95,13 @@ struct pull {
         struct download *downloads;
         unsigned threads;
         atomic_bool stopping;
+
+        pthread_mutex_t mt_lock; /* mt_cache; taken alone */
+        struct mt_slot {
+                bool used;
+                struct digest digest;
+                char media_type[CACHE_MEDIA_TYPE_MAX];
+        } mt_cache[MT_CACHE_SLOTS];
 
         atomic_uint_fast64_t requests[_ROUTE_MAX][STATUS_SLOTS];
         atomic_uint_fast64_t bytes_served, stale_serves, upstream_manifests, cut_streams,
@@ -162,6 +170,7 @@ int pull_new(struct cache *cache, const char *cache_dir, struct fallback *fb, st
         r->spec = spec;
         r->refs = 1;
         pthread_mutex_init(&p->lock, NULL);
+        pthread_mutex_init(&p->mt_lock, NULL);
         pthread_cond_init(&p->ended, NULL);
         p->spec = r;
         p->cache = cache;
@@ -211,6 +220,7 @@ struct pull *pull_free(struct pull *p) {
         spec_ref_put_locked(p->spec);
         free(p->cache_dir);
         pthread_cond_destroy(&p->ended);
+        pthread_mutex_destroy(&p->mt_lock);
         pthread_mutex_destroy(&p->lock);
         free(p);
         return NULL;
@@ -348,9 +358,32 @@ static bool accepts(const char *accept, const char *media_type) {
         return false;
 }
 
-/* Reads a committed manifest from the cache (at most FALLBACK_MANIFEST_MAX). */
-static int cached_manifest(struct pull *p, const struct digest *d, void **ret_body, uint64_t *ret_size,
-                           char **ret_media_type) {
+/* The media type of a recently served manifest, or NULL (caller frees). */
+static char *mt_cache_get(struct pull *p, const struct digest *d) {
+        struct mt_slot *slot = &p->mt_cache[(d->bytes[0] | (unsigned) d->bytes[1] << 8) % MT_CACHE_SLOTS];
+        char *mt = NULL;
+        pthread_mutex_lock(&p->mt_lock);
+        if (slot->used && digest_equal(&slot->digest, d))
+                mt = strdup(slot->media_type);
+        pthread_mutex_unlock(&p->mt_lock);
+        return mt;
+}
+
+static void mt_cache_put(struct pull *p, const struct digest *d, const char *media_type) {
+        struct mt_slot *slot = &p->mt_cache[(d->bytes[0] | (unsigned) d->bytes[1] << 8) % MT_CACHE_SLOTS];
+        if (strlen(media_type) >= sizeof(slot->media_type))
+                return;
+        pthread_mutex_lock(&p->mt_lock);
+        slot->used = true;
+        slot->digest = *d;
+        snprintf(slot->media_type, sizeof(slot->media_type), "%s", media_type);
+        pthread_mutex_unlock(&p->mt_lock);
+}
+
+/* Reads a committed manifest from the cache (at most FALLBACK_MANIFEST_MAX);
+ * media_type, when known (a tag's record), saves working it out. */
+static int cached_manifest(struct pull *p, const struct digest *d, const char *media_type, void **ret_body,
+                           uint64_t *ret_size, char **ret_media_type) {
         int fd = -1;
         uint64_t size = 0;
         int r = cache_open_blob(p->cache, d, &fd, &size);
@@ -367,7 +400,14 @@ static int cached_manifest(struct pull *p, const struct digest *d, void **ret_bo
                 free(body);
                 return body ? -EIO : -ENOMEM;
         }
-        char *mt = fallback_manifest_media_type(body, size);
+        /* Parsing the JSON for its media type was a third of a cached GET's
+         * CPU: a tag's record says it, and recent digests are remembered. */
+        char *mt = media_type ? strdup(media_type) : mt_cache_get(p, d);
+        if (!mt) {
+                mt = fallback_manifest_media_type(body, size);
+                if (mt)
+                        mt_cache_put(p, d, mt);
+        }
         if (!mt) {
                 free(body);
                 return -EMEDIUMTYPE; /* the digest names a blob, not a manifest */
@@ -429,7 +469,7 @@ static enum MHD_Result manifest_by_digest(struct pull *p, struct MHD_Connection 
         _cleanup_free_ void *body = NULL;
         _cleanup_free_ char *mt = NULL;
         uint64_t size = 0;
-        if (cached_manifest(p, d, &body, &size, &mt) == 0) {
+        if (cached_manifest(p, d, NULL, &body, &size, &mt) == 0) {
                 rq->outcome = "hit";
                 return respond_manifest(conn, rq, head, body, size, d, mt);
         }
@@ -476,7 +516,7 @@ static enum MHD_Result manifest_by_tag(struct pull *p, struct MHD_Connection *co
                         rq->outcome = "hit";
                         return respond_manifest(conn, rq, true, NULL, known.size, &known.digest, known.media_type);
                 }
-                if (cached_manifest(p, &known.digest, &body, &size, &mt) == 0) {
+                if (cached_manifest(p, &known.digest, known.media_type, &body, &size, &mt) == 0) {
                         rq->outcome = "hit";
                         return respond_manifest(conn, rq, false, body, size, &known.digest, mt);
                 }
@@ -510,7 +550,7 @@ static enum MHD_Result manifest_by_tag(struct pull *p, struct MHD_Connection *co
                         store_manifest(p, &fr.digest, fr.body, (uint64_t) fr.size);
                 if (head)
                         ret = respond_manifest(conn, rq, true, NULL, now.size, &fr.digest, now.media_type);
-                else if (cached_manifest(p, &fr.digest, &body, &size, &mt) == 0)
+                else if (cached_manifest(p, &fr.digest, NULL, &body, &size, &mt) == 0)
                         ret = respond_manifest(conn, rq, false, body, size, &fr.digest, mt);
                 else
                         ret = manifest_by_digest(p, conn, rq, t, false, &fr.digest);
@@ -519,7 +559,7 @@ static enum MHD_Result manifest_by_tag(struct pull *p, struct MHD_Connection *co
         }
         /* stale-if-error: every upstream failed (not "not found"), the node's last answer stands. */
         bool failed = r < 0 || (fr.status != 200 && fr.status != 404 && fr.status != 401 && fr.status != 403);
-        if (failed && have && (head || cached_manifest(p, &known.digest, &body, &size, &mt) == 0)) {
+        if (failed && have && (head || cached_manifest(p, &known.digest, known.media_type, &body, &size, &mt) == 0)) {
                 char ds[DIGEST_STRING_MAX];
                 atomic_fetch_add(&p->stale_serves, 1);
                 rq->outcome = "stale";
