@@ -18,6 +18,7 @@
 #define POLL_MAX_MS 100 /* how late a deadline may be noticed */
 #define SYSTEM_CA_DIR "/etc/ssl/certs" /* Debian's hashed roots (ca-certificates) */
 #define ERROR_BODY_MAX (16 * 1024)
+#define ERROR_BODY_WAIT_MS 1000 /* ... and how long it is waited for after the headers */
 #define LANE_MAXCONNECTS 8L
 
 struct lane {
@@ -47,6 +48,7 @@ struct exchange {
         CURL *easy;
         uint64_t sent_at;      /* request sent on a connection (0: not yet) */
         uint64_t last_byte_at; /* headers or body byte last seen */
+        uint64_t headers_at;   /* the final response's headers complete */
         bool headers_done;
         int body_error;        /* the on_body callback's errno */
         uint64_t dropped;      /* bytes of an error body */
@@ -127,6 +129,7 @@ static void headers_complete(struct exchange *x) {
         if (code >= 100 && code < 200)
                 return; /* an interim answer: the real one follows */
         x->headers_done = true;
+        x->headers_at = http_now_ms();
         r->status = code;
         r->content_type = header_dup(x->easy, "Content-Type", 0);
         r->digest = header_dup(x->easy, "Docker-Content-Digest", 0);
@@ -455,6 +458,14 @@ int http_perform(struct http_client *c, const struct http_request *req, struct h
                         set_reason(ret, "no response within %" PRIu64 " ms", req->response_timeout_ms);
                         break;
                 }
+                /* An error body is not waited for beyond ERROR_BODY_WAIT_MS either,
+                 * trickling or stalled: the status is the answer (taken before the
+                 * idle timeout could turn it into a failure). */
+                uint64_t grace = req->idle_timeout_ms < ERROR_BODY_WAIT_MS ? req->idle_timeout_ms : ERROR_BODY_WAIT_MS;
+                if (x.headers_done && (ret->status < 200 || ret->status > 299) && now - x.headers_at >= grace) {
+                        x.error_body_cut = true;
+                        break;
+                }
                 if (x.headers_done && now - x.last_byte_at >= req->idle_timeout_ms) {
                         r = -ETIME;
                         set_reason(ret, "stalled: no byte for %" PRIu64 " ms after %" PRIu64 " body bytes",
@@ -468,7 +479,7 @@ int http_perform(struct http_client *c, const struct http_request *req, struct h
                         break;
                 }
         }
-        if (r == 0 && finished && result != CURLE_OK && x.error_body_cut) {
+        if (r == 0 && x.error_body_cut) {
                 /* The headers are the answer; the rest of an error body is nobody's business. */
         } else if (r == 0 && finished && result != CURLE_OK) {
                 if (x.body_error < 0) {

@@ -56,7 +56,8 @@ struct http_response {
 };
 
 /* Performs the exchange. Returns 0 when a complete response was received
- * (any status), -ETIMEDOUT (connect or response timeout, or deadline),
+ * (any status; the body of a non-2xx one is not waited for beyond 16 KiB
+ * or 1 s), -ETIMEDOUT (connect or response timeout, or deadline),
  * -ETIME (stalled in the body), -ECONNABORTED (connection broke; body
  * incomplete), -ECONNREFUSED, -EHOSTUNREACH (DNS/route), -EPROTO (TLS or
  * protocol error), the callback's errno, or -ENOMEM. The response's

@@ -2222,6 +2222,351 @@ static void test_bad_requests(void **state) {
         assert_int_equal(json_array_size(log), 0);
 }
 
+/* ---- answers that end early, or not at all --------------------------------------------------- */
+
+/* fallback_request.cancelled: true from at_ms on (0: never), or once flag is set. */
+struct canceller {
+        uint64_t at_ms;
+        bool flag; /* __atomic: set by the test's thread, read by the fetching one */
+};
+
+static bool canceller_check(void *userdata) {
+        struct canceller *c = userdata;
+        return __atomic_load_n(&c->flag, __ATOMIC_ACQUIRE) || (c->at_ms && fixture_now_ms() >= c->at_ms);
+}
+
+struct cancel_fetch {
+        struct fallback *fb;
+        struct canceller cancel;
+        int r;
+        uint64_t took_ms;
+        char error[256];
+};
+
+/* A manifest GET by tag that w->cancel may cancel. */
+static void *cancel_fetch_main(void *userdata) {
+        struct cancel_fetch *w = userdata;
+        struct fallback_request req = { .registry = REG, .repository = REPO, .kind = FALLBACK_MANIFEST,
+                                        .reference = TAG, .deadline_ms = fixture_now_ms() + FETCH_DEADLINE_MS,
+                                        .cancelled = canceller_check, .cancel_userdata = &w->cancel };
+        struct fallback_response resp;
+        uint64_t t0 = fixture_now_ms();
+        w->r = fallback_fetch(w->fb, &req, &resp);
+        w->took_ms = fixture_now_ms() - t0;
+        snprintf(w->error, sizeof(w->error), "%s", resp.error);
+        fallback_response_done(&resp);
+        return NULL;
+}
+
+static void assert_unblamed(struct fallback *fb, const char *url) {
+        struct ep_stats st = stats_of(fb, url);
+        if (st.state != FALLBACK_BREAKER_CLOSED || st.failures != 0 || st.consecutive_failures != 0)
+                fail_msg("%s was blamed: breaker %s, %" PRIu64 " failures", url,
+                         fallback_breaker_state_to_string(st.state), st.failures);
+}
+
+/* A fetch cancelled while the token realm hangs ends at once with
+ * -ECANCELED and blames nobody (the endpoint did nothing wrong); so does one
+ * cancelled while it waits for another fetch's token. */
+static void test_cancel_during_token_fetch(void **state) {
+        (void) state;
+        _cleanup_(fallback_freep) struct fallback *fb = fb_new(NULL, 0, 0, 0);
+        struct fallback_endpoint_config eps[] = { GOOD(env.a.url, true) };
+        fb_set(fb, REG, eps, 1);
+        upstream_auth(&env.a, "{\"mode\": \"bearer\"}");
+        upstream_rules(&env.a, "[{\"path\": \"^/token$\", \"hang\": true}]");
+
+        struct cancel_fetch w = { .fb = fb, .cancel.at_ms = fixture_now_ms() + 300 };
+        cancel_fetch_main(&w);
+        if (w.r != -ECANCELED)
+                fail_msg("fetch returned %d (%s), wanted -ECANCELED", w.r, w.error);
+        if (w.took_ms > 2000)
+                fail_msg("cancelled after 300 ms, the fetch took %" PRIu64 " ms", w.took_ms);
+        assert_unblamed(fb, env.a.url);
+        json_auto_t *log = upstream_log(&env.a);
+        assert_int_equal(log_count(log, "GET", "/token"), 1);
+
+        /* One fetch asks the realm (and is cancelled only when the test says
+         * so); another waits for that token and is cancelled meanwhile. */
+        struct cancel_fetch asker = { .fb = fb };
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, cancel_fetch_main, &asker), 0);
+        for (int i = 0; i < 500; i++) {
+                json_auto_t *l = upstream_log(&env.a);
+                if (log_count(l, "GET", "/token") == 2)
+                        break;
+                fixture_sleep_ms(10);
+        }
+        struct cancel_fetch waiter = { .fb = fb, .cancel.at_ms = fixture_now_ms() + 300 };
+        cancel_fetch_main(&waiter);
+        __atomic_store_n(&asker.cancel.flag, true, __ATOMIC_RELEASE);
+        pthread_join(t, NULL);
+        if (waiter.r != -ECANCELED || waiter.took_ms > 1500)
+                fail_msg("the waiting fetch returned %d (%s) after %" PRIu64 " ms, wanted -ECANCELED after ~300 ms",
+                         waiter.r, waiter.error, waiter.took_ms);
+        assert_int_equal(asker.r, -ECANCELED);
+        assert_unblamed(fb, env.a.url);
+        json_auto_t *log2 = upstream_log(&env.a);
+        assert_int_equal(log_count(log2, "GET", "/token"), 2); /* the waiter asked nobody */
+
+        /* Nothing was held against the endpoint: the next fetch goes there and succeeds. */
+        upstream_rules(&env.a, "[]");
+        struct fallback_response resp;
+        assert_int_equal(fetch_manifest(fb, TAG, false, &resp), 0);
+        assert_served(&resp, env.a.url);
+        assert_manifest(&resp);
+        fallback_response_done(&resp);
+}
+
+/* request.deadline_ms bounds a whole exchange: a body trickling in within
+ * the idle timeout, or a token realm that does not answer, cannot hold the
+ * caller past it. */
+static void test_deadline_bounds_exchange(void **state) {
+        (void) state;
+        struct fallback_endpoint_config eps[] = { GOOD(env.a.url, true) };
+        for (int token = 0; token <= 1; token++) {
+                _cleanup_(fallback_freep) struct fallback *fb = fb_new(NULL, 0, 0, 0);
+                fb_set(fb, REG, eps, 1);
+                if (token) {
+                        upstream_rules(&env.a, "[{\"path\": \"^/token$\", \"hang\": true}]");
+                        upstream_auth(&env.a, "{\"mode\": \"bearer\"}");
+                } else /* ~50 s for the whole manifest, a byte every 200 ms (the idle timeout is 10 s) */
+                        upstream_rules(&env.a, "[{\"path\": \"/manifests/\", \"trickle_ms\": 200}]");
+
+                uint64_t t0 = fixture_now_ms();
+                struct fallback_request req = { .registry = REG, .repository = REPO, .kind = FALLBACK_MANIFEST,
+                                                .reference = TAG, .deadline_ms = t0 + 1000 };
+                struct fallback_response resp;
+                assert_int_equal(fallback_fetch(fb, &req, &resp), 0);
+                uint64_t took = fixture_now_ms() - t0;
+                assert_int_equal(resp.status, 503);
+                assert_contains(resp.error, "deadline");
+                if (token)
+                        assert_contains(resp.error, "token");
+                assert_null(resp.body);
+                fallback_response_done(&resp);
+                if (took > 3000)
+                        fail_msg("a 1 s deadline, and the fetch took %" PRIu64 " ms", took);
+                json_auto_t *log = upstream_log(&env.a);
+                assert_int_equal(log_count(log, "GET", token ? "/token" : "/manifests/"), 1);
+        }
+}
+
+/* An error answer's body is not waited for: the status is the answer, be its
+ * body trickling, stalled, or more than a little. */
+static void test_error_body_not_waited_for(void **state) {
+        (void) state;
+        _cleanup_(fallback_freep) struct fallback *fb = fb_new(NULL, 0, 0, 0);
+        struct fallback_endpoint_config eps[] = { GOOD(env.a.url, true) };
+        fb_set(fb, REG, eps, 1);
+        static const char *const rules[] = {
+                "[{\"path\": \"/manifests/missing$\", \"trickle_ms\": 200}]", /* ~14 s for the 404's JSON */
+                "[{\"path\": \"/manifests/missing$\", \"stall_after\": 5}]",  /* 10 s idle timeout */
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rules); i++) {
+                upstream_rules(&env.a, "%s", rules[i]);
+                uint64_t t0 = fixture_now_ms();
+                struct fallback_response resp;
+                assert_int_equal(fetch_manifest(fb, "missing", false, &resp), 0);
+                uint64_t took = fixture_now_ms() - t0;
+                if (resp.status != 404)
+                        fail_msg("rule %zu: status %d (%s), wanted 404", i, resp.status, resp.error);
+                assert_string_equal(resp.endpoint, env.a.url);
+                fallback_response_done(&resp);
+                if (took > 2000)
+                        fail_msg("rule %zu: the 404 took %" PRIu64 " ms", i, took);
+        }
+
+        /* 64 KiB of error body, stalled after 20 KB: not read on, not even
+         * for as long as a short deadline (the body's time allowance is longer). */
+        upstream_rules(&env.a, "[{\"path\": \"/manifests/missing$\", \"pad\": 65536, \"stall_after\": 20000}]");
+        struct fallback_request req = { .registry = REG, .repository = REPO, .kind = FALLBACK_MANIFEST,
+                                        .reference = "missing", .deadline_ms = fixture_now_ms() + 800 };
+        struct fallback_response resp;
+        assert_int_equal(fallback_fetch(fb, &req, &resp), 0);
+        if (resp.status != 404)
+                fail_msg("status %d (%s), wanted 404", resp.status, resp.error);
+        fallback_response_done(&resp);
+        struct ep_stats st = stats_of(fb, env.a.url);
+        assert_int_equal(st.not_found, 3);
+        assert_int_equal(st.failures, 0);
+}
+
+/* A 416 is a resume the endpoint cannot serve, never an answer for the
+ * client; and a body whose connection ends roughly right after its last byte
+ * is complete. */
+static void test_416_not_final(void **state) {
+        (void) state;
+        _cleanup_(fallback_freep) struct fallback *fb = fb_new(NULL, 0, 0, 0);
+        struct fallback_endpoint_config eps[] = { GOOD(env.a.url, true) };
+        fb_set(fb, REG, eps, 1);
+
+        struct collect c = { 0 };
+        struct fallback_response resp;
+        assert_int_equal(fetch_blob(fb, BLOB_SIZE, &c, &resp), 0);
+        assert_int_equal(resp.status, 503);
+        assert_null(resp.endpoint);
+        assert_contains(resp.error, "HTTP 416");
+        assert_int_equal(c.len, 0);
+        fallback_response_done(&resp);
+        free(c.data);
+        json_auto_t *log = upstream_log(&env.a);
+        assert_int_equal(json_array_size(log), 1);
+        assert_int_equal(log_status(log, 0), 416); /* the fixture did answer 416 */
+
+        /* The fixture cannot end a chunked body early; a Content-Length one
+         * byte too large ends the same way for libcurl: every byte of the
+         * range, then "transfer closed with 1 bytes remaining". */
+        _cleanup_(fallback_freep) struct fallback *fb2 = fb_new(NULL, 0, 0, 0);
+        fb_set(fb2, REG, eps, 1);
+        upstream_rules(&env.a,
+                       "[{\"path\": \"/blobs/\", \"headers\": {\"Content-Length\": \"%d\"}, \"close_after\": %d,"
+                       " \"times\": 1}]",
+                       BLOB_SIZE - CUT + 1, BLOB_SIZE - CUT);
+        c = (struct collect) { 0 };
+        assert_int_equal(fetch_blob(fb2, CUT, &c, &resp), 0);
+        assert_served(&resp, env.a.url);
+        assert_int_equal(resp.received, BLOB_SIZE - CUT);
+        assert_int_equal(resp.size, BLOB_SIZE);
+        assert_int_equal(resp.attempts, 1);
+        assert_collected(&c, CUT);
+        fallback_response_done(&resp);
+        free(c.data);
+        json_auto_t *log2 = upstream_log(&env.a);
+        assert_int_equal(json_array_size(log2), 2);
+        assert_int_equal(log_status(log2, 1), 206);
+}
+
+/* An endpoint that took Basic and then moves on to tokens gets a token, not
+ * Basic again and again (which would end in a final 401). */
+static void test_basic_then_bearer(void **state) {
+        (void) state;
+        upstream_auth(&env.a, "{\"mode\": \"basic\", \"user\": \"bob\", \"password\": \"" PASSWORD "\"}");
+        _cleanup_free_ char *creds = write_credentials("switch.json", &env.a, "bob", PASSWORD);
+        _cleanup_(fallback_freep) struct fallback *fb = fb_new(NULL, 0, 0, 0);
+        struct fallback_endpoint_config eps[] = { GOOD(env.a.url, true) };
+        eps[0].credentials_file = creds;
+        fb_set(fb, REG, eps, 1);
+
+        struct fallback_response resp;
+        assert_int_equal(fetch_manifest(fb, TAG, false, &resp), 0);
+        assert_served(&resp, env.a.url);
+        fallback_response_done(&resp);
+
+        upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"bob\", \"password\": \"" PASSWORD "\"}");
+        assert_int_equal(fetch_manifest(fb, TAG, false, &resp), 0);
+        assert_served(&resp, env.a.url);
+        assert_manifest(&resp);
+        assert_int_equal(resp.attempts, 2);
+        fallback_response_done(&resp);
+        assert_int_equal(fetch_manifest(fb, TAG, false, &resp), 0); /* the token up front, no Basic */
+        assert_served(&resp, env.a.url);
+        assert_int_equal(resp.attempts, 1);
+        fallback_response_done(&resp);
+
+        json_auto_t *log = upstream_log(&env.a);
+        assert_int_equal(json_array_size(log), 6);
+        assert_contains(log_header(log, 2, "authorization"), "Basic "); /* still Basic, refused */
+        assert_int_equal(log_status(log, 2), 401);
+        assert_contains(log_path(log, 3), "/token");
+        assert_int_equal(log_status(log, 4), 200);
+        assert_contains(log_header(log, 4, "authorization"), "Bearer ");
+        assert_string_equal(log_header(log, 5, "authorization"), log_header(log, 4, "authorization"));
+}
+
+/* A HEAD that one endpoint had to answer with a GET is a HEAD again on the next. */
+static void test_head_stays_head(void **state) {
+        (void) state;
+        _cleanup_(fallback_freep) struct fallback *fb = fb_new(NULL, 0, 0, 0);
+        struct fallback_endpoint_config eps[] = { GOOD(env.a.url, false), GOOD(env.b.url, true) };
+        fb_set(fb, REG, eps, 2);
+        upstream_rules(&env.a, "[{\"path\": \"/manifests/\", \"method\": \"HEAD\", \"digest_header\": null},"
+                               " {\"path\": \"/manifests/\", \"method\": \"GET\", \"status\": 500}]");
+
+        struct fallback_response resp;
+        assert_int_equal(fetch_manifest(fb, TAG, true, &resp), 0);
+        assert_served(&resp, env.b.url);
+        assert_true(resp.has_digest);
+        assert_true(digest_equal(&resp.digest, &env.manifest_digest));
+        assert_int_equal(resp.size, env.manifest_size);
+        assert_null(resp.body);
+        fallback_response_done(&resp);
+
+        json_auto_t *la = upstream_log(&env.a);
+        assert_int_equal(json_array_size(la), 2);
+        assert_string_equal(log_method(la, 0), "HEAD");
+        assert_string_equal(log_method(la, 1), "GET");
+        json_auto_t *lb = upstream_log(&env.b);
+        assert_int_equal(json_array_size(lb), 1);
+        assert_string_equal(log_method(lb, 0), "HEAD");
+}
+
+/* A manifest HEAD must tell the size (containerd's descriptor needs it): an
+ * answer without Content-Length is asked again with GET. */
+static void test_manifest_head_without_length(void **state) {
+        (void) state;
+        _cleanup_(fallback_freep) struct fallback *fb = fb_new(NULL, 0, 0, 0);
+        struct fallback_endpoint_config eps[] = { GOOD(env.a.url, true) };
+        fb_set(fb, REG, eps, 1);
+        upstream_rules(&env.a, "[{\"path\": \"/manifests/\", \"method\": \"HEAD\", \"content_length\": null}]");
+
+        const char *refs[] = { TAG, env.manifest_digest_str };
+        for (size_t i = 0; i < ELEMENTSOF(refs); i++) {
+                struct fallback_response resp;
+                assert_int_equal(fetch_manifest(fb, refs[i], true, &resp), 0);
+                assert_served(&resp, env.a.url);
+                assert_int_equal(resp.size, env.manifest_size);
+                assert_true(resp.has_digest);
+                assert_true(digest_equal(&resp.digest, &env.manifest_digest));
+                assert_int_equal(resp.attempts, 2);
+                fallback_response_done(&resp);
+        }
+        json_auto_t *log = upstream_log(&env.a);
+        assert_int_equal(json_array_size(log), 4);
+        for (size_t i = 0; i < 4; i++)
+                assert_string_equal(log_method(log, i), i % 2 ? "GET" : "HEAD");
+        assert_null(log_header(log, 0, "range"));
+}
+
+/* Content-Range is digits only: no sign, no space, nothing after the total,
+ * no total beyond int64. Such a 206 is refused (the next endpoint serves),
+ * even where the bytes themselves are right. */
+static void test_content_range_strict(void **state) {
+        (void) state;
+        char ranges[6][96];
+        snprintf(ranges[0], sizeof(ranges[0]), "bytes %d-%d/ %d", CUT, BLOB_SIZE - 1, BLOB_SIZE);
+        snprintf(ranges[1], sizeof(ranges[1]), "bytes +%d-%d/%d", CUT, BLOB_SIZE - 1, BLOB_SIZE);
+        snprintf(ranges[2], sizeof(ranges[2]), "bytes %d-+%d/%d", CUT, BLOB_SIZE - 1, BLOB_SIZE);
+        snprintf(ranges[3], sizeof(ranges[3]), "bytes  %d-%d/%d", CUT, BLOB_SIZE - 1, BLOB_SIZE);
+        snprintf(ranges[4], sizeof(ranges[4]), "bytes %d-%d/%d x", CUT, BLOB_SIZE - 1, BLOB_SIZE);
+        snprintf(ranges[5], sizeof(ranges[5]), "bytes %d-%d/9223372036854775808", CUT, BLOB_SIZE - 1);
+        for (size_t i = 0; i < ELEMENTSOF(ranges); i++) {
+                struct events ev = EVENTS_INIT;
+                _cleanup_(fallback_freep) struct fallback *fb = fb_new(&ev, 0, 0, 0);
+                struct fallback_endpoint_config eps[] = { GOOD(env.a.url, false), GOOD(env.b.url, true) };
+                fb_set(fb, REG, eps, 2);
+                upstream_reset(&env.a);
+                upstream_put_blob(&env.a, env.blob_digest, env.blob, BLOB_SIZE);
+                upstream_rules(&env.a, "[{\"path\": \"/blobs/\", \"headers\": {\"Content-Range\": \"%s\"}}]",
+                               ranges[i]);
+
+                struct collect c = { 0 };
+                struct fallback_response resp;
+                assert_int_equal(fetch_blob(fb, CUT, &c, &resp), 0);
+                if (resp.status != 200 || !resp.endpoint || strcmp(resp.endpoint, env.b.url) != 0)
+                        fail_msg("Content-Range \"%s\": status %d from %s, wanted 200 from %s", ranges[i],
+                                 resp.status, resp.endpoint ? resp.endpoint : "nobody", env.b.url);
+                assert_collected(&c, CUT);
+                assert_int_equal(c.total, BLOB_SIZE);
+                fallback_response_done(&resp);
+                free(c.data);
+                assert_contains(events_last(&ev, FALLBACK_EVENT_FAILOVER, env.a.url).reason, "Content-Range");
+                json_auto_t *la = upstream_log(&env.a);
+                assert_int_equal(json_array_size(la), 1);
+                assert_int_equal(log_status(la, 0), 206);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup(name, reset_peers)
@@ -2279,6 +2624,14 @@ int main(void) {
                 T(test_reconfigure_keeps_state),
                 T(test_reconfigure_bad_credentials),
                 T(test_bad_requests),
+                T(test_cancel_during_token_fetch),
+                T(test_deadline_bounds_exchange),
+                T(test_error_body_not_waited_for),
+                T(test_416_not_final),
+                T(test_basic_then_bearer),
+                T(test_head_stays_head),
+                T(test_manifest_head_without_length),
+                T(test_content_range_strict),
 #undef T
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
