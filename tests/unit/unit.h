@@ -4,6 +4,7 @@
 /* Helpers the unit tests share. Include after <cmocka.h>. */
 
 #include <ftw.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,4 +26,26 @@ static inline int unit_remove_one(const char *path, const struct stat *st, int f
 /* Removes dir and everything under it, never following links (rm -rf). */
 static inline int unit_rm_rf(const char *dir) {
         return nftw(dir, unit_remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Standard base64 with padding (docker config.json "auth" fields), written
+ * here so the tests do not share the decoder's code. The test frees it. */
+static inline char *unit_base64(const char *s) {
+        static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        size_t len = strlen(s), n = 0;
+        char *out = malloc((len + 2) / 3 * 4 + 1);
+        assert_non_null(out);
+        for (size_t i = 0; i < len; i += 3) {
+                uint32_t v = (uint32_t) (unsigned char) s[i] << 16;
+                if (i + 1 < len)
+                        v |= (uint32_t) (unsigned char) s[i + 1] << 8;
+                if (i + 2 < len)
+                        v |= (uint32_t) (unsigned char) s[i + 2];
+                out[n++] = alphabet[(v >> 18) & 63];
+                out[n++] = alphabet[(v >> 12) & 63];
+                out[n++] = i + 1 < len ? alphabet[(v >> 6) & 63] : '=';
+                out[n++] = i + 2 < len ? alphabet[v & 63] : '=';
+        }
+        out[n] = '\0';
+        return out;
 }

@@ -21,28 +21,6 @@
 
 #define SECRET "s3cr3t-Pa55w0rd"
 
-/* Standard base64 with padding (the "auth" field), written here so the test
- * does not share the decoder's code. The caller frees. */
-static char *b64(const char *s) {
-        static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        size_t len = strlen(s), n = 0;
-        char *out = malloc((len + 2) / 3 * 4 + 1);
-        assert_non_null(out);
-        for (size_t i = 0; i < len; i += 3) {
-                uint32_t v = (uint32_t) (unsigned char) s[i] << 16;
-                if (i + 1 < len)
-                        v |= (uint32_t) (unsigned char) s[i + 1] << 8;
-                if (i + 2 < len)
-                        v |= (uint32_t) (unsigned char) s[i + 2];
-                out[n++] = alphabet[(v >> 18) & 63];
-                out[n++] = alphabet[(v >> 12) & 63];
-                out[n++] = i + 1 < len ? alphabet[(v >> 6) & 63] : '=';
-                out[n++] = i + 2 < len ? alphabet[v & 63] : '=';
-        }
-        out[n] = '\0';
-        return out;
-}
-
 /* No message in errors holds any of the secrets (NULL-terminated list). */
 static void assert_no_secret(const struct error_list *errors, const char *const *secrets) {
         for (size_t i = 0; i < errors->n; i++)
@@ -81,7 +59,7 @@ static void parse_bad(const char *json, const char *host, const char *needle, co
 
 static void test_auth_base64(void **state) {
         (void) state;
-        _cleanup_free_ char *auth = b64("alice:" SECRET);
+        _cleanup_free_ char *auth = unit_base64("alice:" SECRET);
         _cleanup_free_ char *json = NULL;
         assert_true(asprintf(&json, "{\"auths\": {\"registry.example.com\": {\"auth\": \"%s\"}}}", auth) > 0);
         struct credentials *c = parse_ok(json, "registry.example.com");
@@ -91,7 +69,7 @@ static void test_auth_base64(void **state) {
         credentials_free(c);
 
         /* The password is everything after the first colon (docker splits the same way). */
-        _cleanup_free_ char *auth2 = b64("bob:pa:ss:word");
+        _cleanup_free_ char *auth2 = unit_base64("bob:pa:ss:word");
         _cleanup_free_ char *json2 = NULL;
         assert_true(asprintf(&json2, "{\"auths\": {\"r.example\": {\"auth\": \"%s\"}}}", auth2) > 0);
         c = parse_ok(json2, "r.example");
@@ -223,8 +201,8 @@ static void test_malformed(void **state) {
 
 static void test_bad_auth(void **state) {
         (void) state;
-        _cleanup_free_ char *no_colon = b64("alice" SECRET);
-        _cleanup_free_ char *empty_user = b64(":" SECRET);
+        _cleanup_free_ char *no_colon = unit_base64("alice" SECRET);
+        _cleanup_free_ char *empty_user = unit_base64(":" SECRET);
         /* "alice:pw" is YWxpY2U6cHc=; each of these is a broken spelling of it. */
         static const char *const bad_b64[] = {
                 "YWxpY2U6cH!=",  /* not in the alphabet */
@@ -294,7 +272,7 @@ static void test_load(void **state) {
 
         FILE *f = fopen(path, "we");
         assert_non_null(f);
-        _cleanup_free_ char *auth = b64("erin:" SECRET);
+        _cleanup_free_ char *auth = unit_base64("erin:" SECRET);
         fprintf(f, "{\"auths\": {\"https://r.example:8443/v2/\": {\"auth\": \"%s\"}}}\n", auth);
         assert_int_equal(fclose(f), 0);
         error_list_init(&errors, "test");

@@ -305,32 +305,11 @@ static char *write_config(const char *name, const char *fmt, ...) {
         return path;
 }
 
-/* Standard base64 with padding. The caller frees. */
-static char *b64(const char *s) {
-        static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        size_t len = strlen(s), n = 0;
-        char *out = malloc((len + 2) / 3 * 4 + 1);
-        assert_non_null(out);
-        for (size_t i = 0; i < len; i += 3) {
-                uint32_t v = (uint32_t) (unsigned char) s[i] << 16;
-                if (i + 1 < len)
-                        v |= (uint32_t) (unsigned char) s[i + 1] << 8;
-                if (i + 2 < len)
-                        v |= (uint32_t) (unsigned char) s[i + 2];
-                out[n++] = alphabet[(v >> 18) & 63];
-                out[n++] = alphabet[(v >> 12) & 63];
-                out[n++] = i + 1 < len ? alphabet[(v >> 6) & 63] : '=';
-                out[n++] = i + 2 < len ? alphabet[v & 63] : '=';
-        }
-        out[n] = '\0';
-        return out;
-}
-
 /* A config.json giving user:password for fixture u. */
 static char *write_credentials(const char *name, const struct upstream *u, const char *user, const char *password) {
         _cleanup_free_ char *pair = NULL;
         assert_true(asprintf(&pair, "%s:%s", user, password) > 0);
-        _cleanup_free_ char *auth = b64(pair);
+        _cleanup_free_ char *auth = unit_base64(pair);
         return write_config(name, "{\"auths\": {\"%s\": {\"auth\": \"%s\"}}}\n", u->url, auth);
 }
 
@@ -1542,7 +1521,7 @@ static void test_bearer_credentials(void **state) {
 
         json_auto_t *log = upstream_log(&env.a);
         assert_int_equal(json_array_size(log), 3);
-        _cleanup_free_ char *basic = b64("alice:" PASSWORD);
+        _cleanup_free_ char *basic = unit_base64("alice:" PASSWORD);
         _cleanup_free_ char *want = NULL;
         assert_true(asprintf(&want, "Basic %s", basic) > 0);
         assert_string_equal(log_header(log, 1, "authorization"), want); /* only the token endpoint gets them */
@@ -1662,7 +1641,7 @@ static void test_basic_auth(void **state) {
 
         json_auto_t *log = upstream_log(&env.a);
         assert_int_equal(json_array_size(log), 3);
-        _cleanup_free_ char *basic = b64("bob:" PASSWORD);
+        _cleanup_free_ char *basic = unit_base64("bob:" PASSWORD);
         _cleanup_free_ char *want = NULL;
         assert_true(asprintf(&want, "Basic %s", basic) > 0);
         assert_int_equal(log_status(log, 0), 401);
