@@ -44,6 +44,8 @@
 #define PROGRESS_EVERY_MS 10000
 #define DL_BATCH (256 * 1024)
 #define MT_CACHE_SLOTS 256 /* manifests' media types remembered, direct-mapped by digest */
+#define TAG_CACHE_SLOTS 256 /* tag records remembered, direct-mapped by name */
+#define TAG_KEY_MAX 512
 
 enum route {
         ROUTE_V2,
@@ -99,7 +101,12 @@ struct pull {
         unsigned threads;
         atomic_bool stopping;
 
-        pthread_mutex_t mt_lock; /* mt_cache; taken alone */
+        pthread_mutex_t mt_lock; /* mt_cache and tag_cache; taken alone */
+        struct tag_slot {
+                bool used;
+                char key[TAG_KEY_MAX]; /* registry "\n" repository "\n" tag */
+                struct cache_tag tag;
+        } tag_cache[TAG_CACHE_SLOTS];
         struct mt_slot {
                 bool used;
                 struct digest digest;
@@ -383,6 +390,55 @@ static void mt_cache_put(struct pull *p, const struct digest *d, const char *med
         pthread_mutex_unlock(&p->mt_lock);
 }
 
+/* The tag index, with its recent records in memory: this process is the
+ * cache's only writer (flock), so the copy here is never stale. Saves a file
+ * read on every manifest request by tag. */
+static struct tag_slot *tag_slot(struct pull *p, const char *key) {
+        uint32_t h = 2166136261u; /* FNV-1a */
+        for (const char *c = key; *c; c++)
+                h = (h ^ (unsigned char) *c) * 16777619u;
+        return &p->tag_cache[h % TAG_CACHE_SLOTS];
+}
+
+static int tag_get(struct pull *p, const char *registry, const char *repo, const char *tag, struct cache_tag *ret) {
+        char key[TAG_KEY_MAX];
+        if ((size_t) snprintf(key, sizeof(key), "%s\n%s\n%s", registry, repo, tag) >= sizeof(key))
+                return cache_tag_get(p->cache, registry, repo, tag, ret);
+        struct tag_slot *slot = tag_slot(p, key);
+        pthread_mutex_lock(&p->mt_lock);
+        bool hit = slot->used && strcmp(slot->key, key) == 0;
+        if (hit)
+                *ret = slot->tag;
+        pthread_mutex_unlock(&p->mt_lock);
+        if (hit)
+                return 0;
+        int r = cache_tag_get(p->cache, registry, repo, tag, ret);
+        if (r == 0) {
+                pthread_mutex_lock(&p->mt_lock);
+                slot->used = true;
+                memcpy(slot->key, key, sizeof(key));
+                slot->tag = *ret;
+                pthread_mutex_unlock(&p->mt_lock);
+        }
+        return r;
+}
+
+static void tag_put(struct pull *p, const char *registry, const char *repo, const char *tag, const struct cache_tag *t) {
+        char key[TAG_KEY_MAX];
+        int r = cache_tag_put(p->cache, registry, repo, tag, t);
+        if ((size_t) snprintf(key, sizeof(key), "%s\n%s\n%s", registry, repo, tag) >= sizeof(key))
+                return;
+        struct tag_slot *slot = tag_slot(p, key);
+        pthread_mutex_lock(&p->mt_lock);
+        if (r == 0) {
+                slot->used = true;
+                memcpy(slot->key, key, sizeof(key));
+                slot->tag = *t;
+        } else if (slot->used && strcmp(slot->key, key) == 0)
+                slot->used = false; /* not on disk: not here either */
+        pthread_mutex_unlock(&p->mt_lock);
+}
+
 /* Reads a committed manifest from the cache (at most FALLBACK_MANIFEST_MAX);
  * media_type, when known (a tag's record), saves working it out. */
 static int cached_manifest(struct pull *p, const struct digest *d, const char *media_type, void **ret_body,
@@ -506,7 +562,7 @@ static enum MHD_Result manifest_by_tag(struct pull *p, struct MHD_Connection *co
                                        const struct target *t, bool head) {
         const char *tag = rq->ref;
         struct cache_tag known;
-        bool have = cache_tag_get(p->cache, t->reg->host, t->repo, tag, &known) == 0 &&
+        bool have = tag_get(p, t->reg->host, t->repo, tag, &known) == 0 &&
                     accepts(t->accept, known.media_type);
         int64_t age_ms = have ? ((int64_t) time(NULL) - known.fetched_at) * 1000 : 0;
         _cleanup_free_ void *body = NULL;
@@ -547,7 +603,7 @@ static enum MHD_Result manifest_by_tag(struct pull *p, struct MHD_Connection *co
                  * manifest. Only an answer every client could get is recorded. */
                 bool general = accepts(t->accept, MT_OCI_INDEX) && accepts(t->accept, MT_DOCKER_LIST);
                 if (fr.size >= 0 && fr.media_type && (general || is_index(now.media_type)))
-                        (void) cache_tag_put(p->cache, t->reg->host, t->repo, tag, &now);
+                        tag_put(p, t->reg->host, t->repo, tag, &now);
                 rq->outcome = have && digest_equal(&known.digest, &fr.digest) ? "revalidated" : "miss";
                 if (fr.body) /* the endpoint sent no digest on HEAD: fallback asked with GET */
                         store_manifest(p, &fr.digest, fr.body, (uint64_t) fr.size);
