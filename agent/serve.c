@@ -29,7 +29,7 @@
 #define SERVE_CONNECTION_LIMIT 512
 #define SERVE_CONNECTION_TIMEOUT_S 60
 #define SERVE_THREAD_STACK (512 * 1024)
-#define SERVE_MEMORY_PER_CONNECTION (64 * 1024) /* request line and headers: bigger gets 431 */
+#define SERVE_MEMORY_PER_CONNECTION (16 * 1024) /* request line and headers: bigger gets 431; MHD clears it per request */
 #define SERVE_STOP_GRACE_MS 10000
 
 static void on_panic(void *cls, const char *file, unsigned line, const char *reason) {
