@@ -14,6 +14,10 @@ FUZZ_SECONDS ?= 60
 SANITIZER ?=
 
 VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
+# The version is compiled in (layerd version, the User-Agent): a file that
+# changes with it makes the objects that use it rebuild.
+VERSION_STAMP := build/version
+$(shell mkdir -p build && { [ "$$(cat $(VERSION_STAMP) 2>/dev/null)" = "$(VERSION)" ] || echo "$(VERSION)" >$(VERSION_STAMP); })
 
 # Libraries per module (STYLE.md: each third-party library lives in one module).
 PKGS_COMMON := libcrypto
@@ -67,6 +71,8 @@ all: layerd
 $(REL)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) $(SAN_FLAGS) $(call pkg_cflags,$(PKGS)) $(CFLAGS) -c $< -o $@
+
+$(REL)/agent/main.o $(REL)/agent/upstream.o: $(VERSION_STAMP)
 
 layerd: $(addprefix $(REL)/,$(LIB_SRC:.c=.o) $(AGENT_SRC:.c=.o))
 	$(CC) -pthread $(SAN_FLAGS) $(LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS))
