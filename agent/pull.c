@@ -114,7 +114,7 @@ struct pull {
         } mt_cache[MT_CACHE_SLOTS];
 
         atomic_uint_fast64_t requests[_ROUTE_MAX][STATUS_SLOTS];
-        atomic_uint_fast64_t bytes_served, stale_serves, upstream_manifests, cut_streams,
+        atomic_uint_fast64_t bytes_served, stale_serves, cut_streams,
                 verify_failures, /* stream-throughs that did not verify (the cache counts downloads) */
                 stream_throughs;
 };
@@ -540,7 +540,6 @@ static enum MHD_Result manifest_by_digest(struct pull *p, struct MHD_Connection 
         };
         struct fallback_response fr;
         int r = fallback_fetch(p->fb, &req, &fr);
-        atomic_fetch_add(&p->upstream_manifests, 1);
         rq->outcome = "miss";
         note_endpoint(rq, &fr);
         enum MHD_Result ret;
@@ -590,7 +589,6 @@ static enum MHD_Result manifest_by_tag(struct pull *p, struct MHD_Connection *co
         };
         struct fallback_response fr;
         int r = fallback_fetch(p->fb, &req, &fr);
-        atomic_fetch_add(&p->upstream_manifests, 1);
         note_endpoint(rq, &fr);
         enum MHD_Result ret;
         if (r >= 0 && fr.status == 200 && fr.has_digest) {

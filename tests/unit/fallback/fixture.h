@@ -228,28 +228,32 @@ static inline void upstream_put_manifest(const struct upstream *u, const char *n
         upstream_expect(u, "PUT", path, data, size, 201);
 }
 
+/* PUTs the JSON that fmt formats to a control path of the fixture. */
+static inline void upstream_put_json(const struct upstream *u, const char *path, const char *fmt, va_list ap)
+        _printf_(3, 0);
+static inline void upstream_put_json(const struct upstream *u, const char *path, const char *fmt, va_list ap) {
+        _cleanup_free_ char *json = NULL;
+        int n = vasprintf(&json, fmt, ap);
+        assert_true(n >= 0);
+        upstream_expect(u, "PUT", path, json, (size_t) n, 200);
+}
+
 /* Replaces the fixture's rules with the JSON list fmt formats. */
 static inline void upstream_rules(const struct upstream *u, const char *fmt, ...) _printf_(2, 3);
 static inline void upstream_rules(const struct upstream *u, const char *fmt, ...) {
-        _cleanup_free_ char *json = NULL;
         va_list ap;
         va_start(ap, fmt);
-        int n = vasprintf(&json, fmt, ap);
+        upstream_put_json(u, "/_fixture/rules", fmt, ap);
         va_end(ap);
-        assert_true(n >= 0);
-        upstream_expect(u, "PUT", "/_fixture/rules", json, (size_t) n, 200);
 }
 
 /* Sets the fixture's auth mode from the JSON object fmt formats. */
 static inline void upstream_auth(const struct upstream *u, const char *fmt, ...) _printf_(2, 3);
 static inline void upstream_auth(const struct upstream *u, const char *fmt, ...) {
-        _cleanup_free_ char *json = NULL;
         va_list ap;
         va_start(ap, fmt);
-        int n = vasprintf(&json, fmt, ap);
+        upstream_put_json(u, "/_fixture/auth", fmt, ap);
         va_end(ap);
-        assert_true(n >= 0);
-        upstream_expect(u, "PUT", "/_fixture/auth", json, (size_t) n, 200);
 }
 
 static inline void upstream_expire_tokens(const struct upstream *u) {
