@@ -15,6 +15,15 @@ import sys
 MIB = 1048576
 
 
+def pagecache_line(v):
+    """The page-cache fact: 'FIRST AGAIN' in MB/s (bench/pagecache.py)."""
+    f = (v or "").split()
+    if len(f) != 2:
+        return "- page cache: not measured"
+    return (f"- writing 512 MiB into the page cache (bench/pagecache.py): new pages {f[0]} MB/s, "
+            f"over existing pages {f[1]} MB/s")
+
+
 def load(path):
     kv, lists, wrk, startup, profiles, notes = {}, {}, {}, {}, {}, []
     current = None
@@ -58,7 +67,7 @@ def nums(values):
     for v in values or []:
         try:
             out.append(float(v))
-        except ValueError:
+        except (TypeError, ValueError):  # a row of a section that did not run, or FAIL
             pass
     return out
 
@@ -176,6 +185,22 @@ def main(argv):
                 f"{ratio:.2f} × direct" if ratio else "")
     row("  cold: empty cache (docker-registry: its proxy, 1 run) vs direct from the origin",
         fmt(lc, 0, " ms"), fmt(pc, 0, " ms"), fmt(d, 0, " ms") + " (direct)", "≤ 1.05 × direct", res)
+    def cpu(key):
+        """Median CPU seconds of ctr, containerd and the server from "CTR,CONTAINERD,SERVER" ticks."""
+        cols = [[], [], []]
+        for v in lists.get(key) or []:
+            f = v.split(",")
+            if len(f) == 3:
+                for i in range(3):
+                    cols[i].append(f[i])
+        return [median(c) for c in cols]
+    cd, cl = cpu("pull_cpu_direct"), cpu("pull_cpu_layerd_cold")
+    if cd[0] is not None and cl[0] is not None:
+        cached = median(lists.get("pull_cold_cached_ms"))
+        row("  CPU seconds of the cold pull (median): ctr + containerd; layerd. Wall time × 2 cores bounds the sum; "
+            "layerd had every blob in its cache (verified) this long after the pull began: "
+            f"{fmt(cached, 0, ' ms')}",
+            f"{(cl[0] + cl[1]) / 100:.2f}; {cl[2] / 100:.2f}", "", f"{(cd[0] + cd[1]) / 100:.2f} (direct)", "", "")
     lw = median(lists.get("pull_layerd_warm"))
     pw = median(lists.get("pull_proxy_warm"))
     row("  warm: everything in the cache", fmt(lw, 0, " ms"), fmt(pw, 0, " ms"), fmt(d, 0, " ms") + " (direct)", "",
@@ -299,6 +324,7 @@ def main(argv):
         f"kernel {kv.get('fact_kernel', '?')}; virtualisation: {kv.get('fact_virt', '?')}",
         f"- temp dir file system (source, type, size, free): {kv.get('fact_tmp', '?')}",
         f"- load average at start / end: {kv.get('fact_load_start', '?')} / {kv.get('fact_load_end', '?')}",
+        pagecache_line(kv.get('fact_pagecache')),
         f"- {kv.get('ver_layerd', 'layerd ?')} built from the work tree at {kv.get('ver_tree', '?')} (libmicrohttpd {kv.get('ver_microhttpd', '?')}); "
         f"docker-registry {kv.get('ver_registry', '?')}; nginx {kv.get('ver_nginx', '?')}; "
         f"containerd {kv.get('ver_containerd', '?')}; wrk {kv.get('ver_wrk', '?')}; curl {kv.get('ver_curl', '?')}; "

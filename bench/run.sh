@@ -36,6 +36,7 @@ FANIN_MIB=${BENCH_FANIN_MIB:-100}    # its size (also in BENCH_LAYERS layers)
 WRK_S=${BENCH_WRK_SECONDS:-3}        # each wrk run
 PROFILE=${BENCH_PROFILE:-1}          # perf profiles of layerd's hot paths
 BUDGET=${BENCH_BUDGET:-600}          # seconds; sections after it are skipped, with a note
+SECTIONS="peers ${BENCH_SECTIONS:-startup throughput manifests pulls fanin failover}"  # which to run
 
 # A copy of the binary: a rebuild of ./layerd during the run neither changes
 # what is measured nor leaves perf without symbols ("layerd (deleted)").
@@ -47,8 +48,11 @@ bench_status=0    # the exit status: 1 only when cache-startup fails; never beca
 put() { echo "$*" >>"$R"; }
 note() { echo "bench: $*" >&2; put note "$*"; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
-# section NAME: announces a section; false when the budget is spent.
+# section KEY NAME: announces a section; false when KEY is not in
+# BENCH_SECTIONS or the budget is spent.
 section() {
+  local key=$1; shift
+  [[ " $SECTIONS " == *" $key "* ]] || return 1
   if ((SECONDS > BUDGET)); then
     note "skipped \"$1\": the ${BUDGET} s budget was spent (BENCH_BUDGET)"
     return 1
@@ -125,7 +129,7 @@ put size_pull_runs "$PULL_RUNS"
 put size_wrk_s "$WRK_S"
 
 # ---- 0. cache start-up (bench/cache-startup.c, issue 4) -------------------------------------
-if section "cache start-up, $BLOBS blobs"; then
+if section startup "cache start-up, $BLOBS blobs"; then
   timeout 300 "$STARTUP" "$T/startup" "$BLOBS" >"$T/startup.out" 2>&1
   rc=$?
   cat "$T/startup.out" >&2
@@ -155,7 +159,7 @@ ACCEPT="application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.in
 application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json"
 NSQ="ns=127.0.0.1%3A$PO"
 
-section "peers and content" || exit 1
+section peers "peers and content" || exit 1
 registry origin "$PO"
 wait_port "$PO" 15 || { echo "bench: the origin docker-registry does not listen" >&2; diag_tail "$T/origin.log"; exit 1; }
 
@@ -190,6 +194,7 @@ PIDS+=("$NGINX_PID")
 wait_port "$PN" 10 || { echo "bench: nginx does not listen" >&2; diag_tail "$NG/logs/stderr" "$NG/logs/error.log"; exit 1; }
 
 containerd_start "$T/ctrd"
+CTRD_PID=${PIDS[-1]}
 wait_for 30 ctrd_up || { echo "bench: containerd does not answer" >&2; diag_tail "$T/ctrd/log"; exit 1; }
 
 # Content: the pull image (bench/app:v1), the fan-in image (bench/fan:v1),
@@ -227,6 +232,13 @@ put manifest_bytes "$(stat -c %s "$MFILE")"
 put setup_ms $(($(now_ms) - t0))
 code=$(curl -s -o /dev/null -w '%{http_code}' -r 0-0 "$ORIGIN/v2/bench/app/blobs/$BLOB")
 [[ $code == 206 || $code == 200 ]] || { echo "bench: the origin does not serve the blob ($code)" >&2; exit 1; }
+
+# ---- page cache ----------------------------------------------------------------------------
+# bench/pagecache.py: new data into the page cache, into never-used (or
+# given-back) memory and over existing pages. On a VM whose host takes freed
+# memory back, the first is several times slower, and a caching server pays it
+# for every cold blob it stores (read the cold-pull row with it).
+put fact_pagecache "$(timeout 120 /usr/bin/python3 "$BENCH/pagecache.py" "$T" 512 || echo FAIL)"
 
 # ---- layerd ----------------------------------------------------------------------------
 LAYERD_PORT='' LAYERD_LOG=''
@@ -270,7 +282,7 @@ curl_mbs() {
 # big_mbs PORT PATH: MB/s of one GET with bigread (1 MiB recv buffer), or FAIL.
 big_mbs() { timeout 120 "$BIGREAD" "$1" "$2" 2>>"$T/bigread.err" | sed -n 's/.*mb_s=\([0-9.]*\).*/\1/p' | grep . || echo FAIL; }
 
-if section "cache-hit blob throughput, ${BLOB_MIB} MiB x $RUNS"; then
+if section throughput "cache-hit blob throughput, ${BLOB_MIB} MiB x $RUNS"; then
   layerd_start blob "$T/cache-blob"
   L_BLOB=$LAYERD_PID
   BPATH=/v2/bench/app/blobs/$BLOB
@@ -325,7 +337,7 @@ if section "cache-hit blob throughput, ${BLOB_MIB} MiB x $RUNS"; then
 fi
 
 # ---- 2. small requests: cached manifests with wrk ------------------------------------------
-if section "cached manifests, wrk ${WRK_S}s runs"; then
+if section manifests "cached manifests, wrk ${WRK_S}s runs"; then
   registry proxy "$PP" "proxy:
   remoteurl: $ORIGIN"
   PROXY_PID=$REGISTRY_PID
@@ -409,13 +421,24 @@ if section "cached manifests, wrk ${WRK_S}s runs"; then
 fi
 
 # ---- 3. cold and warm pulls with containerd ------------------------------------------------
-# pull_ms NAMESPACE HOSTS_DIR REF: `ctr content fetch` of REF; prints its wall time in ms, or FAIL.
+# pull_ms NAMESPACE HOSTS_DIR REF [SERVER_PID]: `ctr content fetch` of REF;
+# prints its wall time in ms, or FAIL. The CPU time (1/100 s) that ctr,
+# containerd and the server (when given) spent on it goes to $T/cpu-NAMESPACE
+# as "CTR,CONTAINERD,SERVER": on 2 cores a pull is CPU-bound, and this says who used it.
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 pull_ms() {
-  local t0 rc
+  local t0 rc c0 s0=0 out
+  c0=$(ticks "$CTRD_PID"); [[ -n ${4:-} ]] && s0=$(ticks "$4")
   t0=$(now_ms)
-  timeout 300 ctr -a "$SOCK" -n "$1" content fetch --hosts-dir "$2" "$3" >"$T/fetch-$1.out" 2>"$T/fetch-$1.err"
+  out=$( (timeout 300 ctr -a "$SOCK" -n "$1" content fetch --hosts-dir "$2" "$3" >"$T/fetch-$1.out" 2>"$T/fetch-$1.err"
+    rc=$?; times | tail -n 1; exit $rc) )
   rc=$?
-  if ((rc == 0)); then echo $(($(now_ms) - t0)); else echo FAIL; fi
+  local ms=$(($(now_ms) - t0))
+  # times: "0m1.230s 0m0.450s", the children's user and system time
+  local ctr_ticks
+  ctr_ticks=$(echo "$out" | awk '{ n = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); n += a[1] * 60 + a[2] } printf "%d", n * 100 }')
+  echo "$ctr_ticks,$(($(ticks "$CTRD_PID") - c0)),$([[ -n ${4:-} ]] && echo $(($(ticks "$4") - s0)) || echo 0)" >"$T/cpu-$1"
+  if ((rc == 0)); then echo "$ms"; else echo FAIL; fi
 }
 # upstream_sums REPO: from access-log lines on stdin, "REQUESTS BLOB_GETS BLOB_BYTES"
 # (API requests of any kind; GETs of bench/REPO's blobs and the body bytes they sent).
@@ -427,7 +450,7 @@ upstream_sums() {
 }
 APP_REF=$REG/bench/app:v1
 FAN_REF=$REG/bench/fan:v1
-if section "pulls of a ${IMAGE_MIB} MiB image, $PULL_RUNS runs"; then
+if section pulls "pulls of a ${IMAGE_MIB} MiB image, $PULL_RUNS runs"; then
   hosts_plain "$T/hosts-proxy" "$PP"
   # Untimed: puts the blobs into containerd's on-disk store once, so that every
   # timed pull (each into a fresh namespace: containerd downloads everything
@@ -436,10 +459,16 @@ if section "pulls of a ${IMAGE_MIB} MiB image, $PULL_RUNS runs"; then
   L_PULL=
   for ((i = 1; i <= PULL_RUNS; i++)); do
     put pull_direct "$(pull_ms "direct$i" "$T/hosts-direct" "$APP_REF")"
+    put pull_cpu_direct "$(cat "$T/cpu-direct$i")"
     stop_pid "$L_PULL"; rm -rf "$T/cache-pull"
     layerd_start "pull$i" "$T/cache-pull"
     L_PULL=$LAYERD_PID
-    put pull_layerd_cold "$(pull_ms "lcold$i" "$T/hosts-pull$i" "$APP_REF")"
+    put pull_layerd_cold "$(pull_ms "lcold$i" "$T/hosts-pull$i" "$APP_REF" "$L_PULL")"
+    put pull_cpu_layerd_cold "$(cat "$T/cpu-lcold$i")"
+    # when the last blob was in layerd's cache, from its start of the pull: the
+    # longest "downloaded ... ms=" (every download starts within ms of the pull)
+    put pull_cold_cached_ms "$(sed -n 's/^<6>downloaded .* bytes=\([0-9]*\) ms=\([0-9]*\) .*/\1 \2/p' "$LAYERD_LOG" |
+      awk '$1 > 1048576 && $2 > m { m = $2 } END { print m + 0 }')"
   done
   mo=$(mark "$T/origin.log")
   put pull_proxy_cold "$(pull_ms pcold "$T/hosts-proxy" "$APP_REF")"
@@ -472,7 +501,7 @@ fanin() {
   put "fanin_upstream_$prefix" "$(upstream_sums fan <"$T/fanin-$prefix.upstream")"
   put "rss_fanin_$prefix" "$(hwm "$pid")"
 }
-if section "fan-in: $FANIN concurrent cold pulls of ${FANIN_MIB} MiB"; then
+if section fanin "fan-in: $FANIN concurrent cold pulls of ${FANIN_MIB} MiB"; then
   fan_blob_bytes=0
   for d in "${FAN[@]:1}"; do
     fan_blob_bytes=$((fan_blob_bytes + $(stat -c %s "$V2/blobs/sha256/${d:7:2}/${d#sha256:}/data")))
@@ -516,7 +545,7 @@ failover() {
   put "failover_endpoints_$name" "$(sed -n 's/.* endpoint=\([^ ]*\) .*/\1/p' "$T/failover-$name.out" | sort | uniq -c |
     awk '{ printf "%s%s×%s", sep, $1, $2; sep = ", " }')"
 }
-if section "failover, 101 manifest requests"; then
+if section failover "failover, 101 manifest requests"; then
   failover direct
   failover refused "http://127.0.0.1:$(free_port)"
   PH=$(free_port)

@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,11 @@ struct fallback {
         struct ep_state *states;
         struct http_client *http;
         uint64_t rng;
+        /* Background probes of half-open breakers (probe_start()): how many
+         * run, signalled as each ends; closing cancels them for fallback_free(). */
+        unsigned probes;
+        pthread_cond_t probes_done;
+        atomic_bool closing;
 };
 
 int fallback_global_init(void) {
@@ -199,6 +205,7 @@ int fallback_new(const struct fallback_options *o, struct fallback **ret) {
         if (!fb)
                 return -ENOMEM;
         pthread_mutex_init(&fb->lock, NULL);
+        pthread_cond_init(&fb->probes_done, NULL);
         if (o)
                 fb->o = *o;
         if (!fb->o.breaker_failures)
@@ -226,11 +233,17 @@ int fallback_new(const struct fallback_options *o, struct fallback **ret) {
 struct fallback *fallback_free(struct fallback *fb) {
         if (!fb)
                 return NULL;
+        /* Probes end within ~100 ms of this (their cancel hook), and hold
+         * references to the configuration and the HTTP client until then. */
+        atomic_store(&fb->closing, true);
         pthread_mutex_lock(&fb->lock);
+        while (fb->probes > 0)
+                pthread_cond_wait(&fb->probes_done, &fb->lock);
         config_unref_locked(fb, TAKE_PTR(fb->config));
         pthread_mutex_unlock(&fb->lock);
         http_client_free(fb->http);
         free(fb->user_agent);
+        pthread_cond_destroy(&fb->probes_done);
         pthread_mutex_destroy(&fb->lock);
         free(fb);
         return NULL;
@@ -1403,6 +1416,158 @@ static const struct registry *registry_find(const struct config *c, const char *
         return NULL;
 }
 
+/* f->repo and f->scope for f->req on f->reg. */
+static int fetch_names(struct fetch *f) {
+        /* Docker Hub names single-component repositories library/<name>. */
+        bool hub = strcasecmp(f->reg->host, "docker.io") == 0 && !strchr(f->req->repository, '/');
+        if (asprintf(&f->repo, "%s%s", hub ? "library/" : "", f->req->repository) < 0) {
+                f->repo = NULL;
+                return -ENOMEM;
+        }
+        if (asprintf(&f->scope, "repository:%s:pull", f->repo) < 0) {
+                f->scope = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/* ---- background probes ---------------------------------------------------------
+ * When an endpoint's backoff is over, one request has to find out whether it
+ * mended. Were that a client's request, a dead endpoint would cost that client
+ * its whole timeout once per backoff (1 s, 2 s, ... 60 s): the request that
+ * finds the breaker half-open goes on to the next endpoint instead, and the
+ * same exchange as a HEAD (no body, no Docker Hub "pull") probes the endpoint
+ * on a thread of its own. Its outcome closes or reopens the breaker as a
+ * client's request would. Only when no later endpoint could serve does the
+ * client's request probe itself: it has nothing better to do. */
+struct probe {
+        struct fallback *fb;
+        struct config *cfg; /* a reference: reg and e point into it */
+        const struct registry *reg;
+        const struct ep *e;
+        struct fallback_request req;
+        char *repository, *reference, *accept;
+};
+
+static bool probe_cancelled(void *userdata) {
+        struct fallback *fb = userdata;
+        return atomic_load(&fb->closing);
+}
+
+static void probe_free(struct probe *p) {
+        free(p->repository);
+        free(p->reference);
+        free(p->accept);
+        free(p);
+}
+
+static void *probe_main(void *userdata) {
+        struct probe *p = userdata;
+        struct fallback *fb = p->fb;
+        struct fallback_response resp = { .size = -1 };
+        struct fetch f = { .fb = fb, .req = &p->req, .resp = &resp, .reg = p->reg, .total = -1,
+                           .manifest = { .max = FALLBACK_MANIFEST_MAX } };
+        struct event_buf evb = { 0 };
+        if (request_check(&p->req, &f) < 0 || fetch_names(&f) < 0) {
+                breaker_release(fb, p->e->st);
+        } else {
+                switch (attempt(&f, p->e)) {
+                case OUT_OK:
+                        breaker_success(fb, p->e->st, &evb);
+                        count_answer(fb, p->e, true);
+                        break;
+                case OUT_ANSWER:
+                        breaker_success(fb, p->e->st, &evb);
+                        count_answer(fb, p->e, false);
+                        break;
+                case OUT_ABORT:
+                        breaker_release(fb, p->e->st);
+                        break;
+                default:
+                        breaker_failure(fb, p->e->st, f.reason, f.answer < 0 ? (uint64_t) -f.answer * 1000 : 0, &evb);
+                        break;
+                }
+        }
+        emit(fb, &evb);
+        buf_wipe(&f.manifest);
+        free(f.repo);
+        free(f.scope);
+        fallback_response_done(&resp);
+        pthread_mutex_lock(&fb->lock);
+        config_unref_locked(fb, p->cfg);
+        if (--fb->probes == 0)
+                pthread_cond_broadcast(&fb->probes_done);
+        pthread_mutex_unlock(&fb->lock);
+        probe_free(p);
+        return NULL;
+}
+
+/* Probes e (whose breaker f's request was admitted to probe) in the
+ * background with a HEAD of the same object; 0 when started. */
+static int probe_start(struct fetch *f, struct config *cfg, const struct ep *e) {
+        struct fallback *fb = f->fb;
+        const struct fallback_request *req = f->req;
+        if (atomic_load(&fb->closing))
+                return -ECANCELED;
+        struct probe *p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        *p = (struct probe) { .fb = fb, .cfg = cfg, .reg = f->reg, .e = e };
+        p->repository = strdup(req->repository);
+        p->reference = strdup(req->reference);
+        p->accept = req->accept ? strdup(req->accept) : NULL;
+        if (!p->repository || !p->reference || (req->accept && !p->accept)) {
+                probe_free(p);
+                return -ENOMEM;
+        }
+        p->req = (struct fallback_request) { .registry = f->reg->host, .repository = p->repository,
+                                             .kind = req->kind, .reference = p->reference, .head = true,
+                                             .accept = p->accept, .cancelled = probe_cancelled,
+                                             .cancel_userdata = fb };
+        pthread_mutex_lock(&fb->lock);
+        cfg->refs++;
+        fb->probes++;
+        pthread_mutex_unlock(&fb->lock);
+
+        pthread_attr_t attr;
+        pthread_t t;
+        int r = pthread_attr_init(&attr);
+        if (r == 0) {
+                pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+                pthread_attr_setstacksize(&attr, 512 * 1024);
+                r = pthread_create(&t, &attr, probe_main, p);
+                pthread_attr_destroy(&attr);
+        }
+        if (r != 0) {
+                pthread_mutex_lock(&fb->lock);
+                config_unref_locked(fb, cfg);
+                if (--fb->probes == 0)
+                        pthread_cond_broadcast(&fb->probes_done);
+                pthread_mutex_unlock(&fb->lock);
+                probe_free(p);
+                return -r;
+        }
+        return 0;
+}
+
+/* Could an endpoint after index i serve f's request without waiting for a
+ * breaker (closed, or its backoff over and no probe under way)? */
+static bool later_usable(struct fetch *f, size_t i, uint64_t now) {
+        bool usable = false;
+        pthread_mutex_lock(&f->fb->lock);
+        for (size_t j = i + 1; j < f->reg->n_eps && !usable; j++) {
+                const struct ep *e = &f->reg->eps[j];
+                if (!eligible(e, f))
+                        continue;
+                const struct ep_state *st = e->st;
+                usable = st->state == FALLBACK_BREAKER_CLOSED ||
+                         (st->state == FALLBACK_BREAKER_OPEN && now >= st->open_until) ||
+                         (st->state == FALLBACK_BREAKER_HALF_OPEN && !st->probe_in_flight);
+        }
+        pthread_mutex_unlock(&f->fb->lock);
+        return usable;
+}
+
 int fallback_fetch(struct fallback *fb, const struct fallback_request *req, struct fallback_response *ret) {
         struct fetch f = { .fb = fb, .req = req, .resp = ret, .total = -1,
                            .manifest = { .max = FALLBACK_MANIFEST_MAX } };
@@ -1424,18 +1589,9 @@ int fallback_fetch(struct fallback *fb, const struct fallback_request *req, stru
                 r = -ENOENT;
                 goto out;
         }
-        /* Docker Hub names single-component repositories library/<name>. */
-        bool hub = strcasecmp(f.reg->host, "docker.io") == 0 && !strchr(req->repository, '/');
-        if (asprintf(&f.repo, "%s%s", hub ? "library/" : "", req->repository) < 0) {
-                f.repo = NULL;
-                r = -ENOMEM;
+        r = fetch_names(&f);
+        if (r < 0)
                 goto out;
-        }
-        if (asprintf(&f.scope, "repository:%s:pull", f.repo) < 0) {
-                f.scope = NULL;
-                r = -ENOMEM;
-                goto out;
-        }
 
         unsigned max = fb->o.attempts_max ? fb->o.attempts_max : 2 * (unsigned) f.reg->n_eps + 2;
         bool answered = false, any_tried = false;
@@ -1448,10 +1604,13 @@ int fallback_fetch(struct fallback *fb, const struct fallback_request *req, stru
                         last = !eligible(&f.reg->eps[j], &f);
                 struct event_buf evb = { 0 };
 
-                enum admit a = breaker_admit(fb, e->st, http_now_ms(), &evb);
+                uint64_t now = http_now_ms();
+                enum admit a = breaker_admit(fb, e->st, now, &evb);
                 emit(fb, &evb);
                 if (a == ADMIT_NO)
                         continue;
+                if (a == ADMIT_PROBE && later_usable(&f, i, now) && probe_start(&f, cfg, e) == 0)
+                        continue; /* probed in the background; this request goes on */
                 for (;;) {
                         if (req->cancelled && req->cancelled(req->cancel_userdata)) {
                                 breaker_release(fb, e->st);

@@ -1087,6 +1087,17 @@ static void sleep_past(const struct recorded_event *e) {
 
 /* After the backoff one probe goes through: a failed one re-opens with a
  * doubled backoff, a good one closes the breaker. */
+/* Until n events of type for endpoint were recorded (a background probe's), bounded. */
+static void wait_events(struct events *ev, enum fallback_event_type type, const char *endpoint, size_t n) {
+        uint64_t deadline = fixture_now_ms() + 3 * MID_MS;
+        while (events_count(ev, type, endpoint) < n && fixture_now_ms() < deadline)
+                fixture_sleep_ms(10);
+        assert_int_equal(events_count(ev, type, endpoint), n);
+}
+
+/* The backoff over, the request that finds the breaker half-open is served by
+ * the next endpoint at once, and a HEAD of the same manifest probes the broken
+ * one in the background: a dead endpoint never costs a client its timeout again. */
 static void test_breaker_probe(void **state) {
         (void) state;
         struct events ev = EVENTS_INIT;
@@ -1102,14 +1113,17 @@ static void test_breaker_probe(void **state) {
         struct recorded_event first = events_last(&ev, FALLBACK_EVENT_BREAKER_OPEN, env.a.url);
         assert_in_range(first.backoff_ms, 75, 150);
 
-        /* The probe fails: open again, for longer (the base doubles to 300). */
+        /* The probe fails: open again, for longer (the base doubles to 300);
+         * the request that started it did not wait for it. */
         sleep_past(&first);
+        uint64_t t0 = fixture_now_ms();
         assert_int_equal(fetch_manifest(fb, TAG, false, &resp), 0);
+        assert_true(fixture_now_ms() - t0 < MID_MS / 2);
         assert_served(&resp, env.b.url);
-        assert_int_equal(resp.attempts, 2);
+        assert_int_equal(resp.attempts, 1);
         fallback_response_done(&resp);
         assert_int_equal(events_count(&ev, FALLBACK_EVENT_BREAKER_HALF_OPEN, env.a.url), 1);
-        assert_int_equal(events_count(&ev, FALLBACK_EVENT_BREAKER_OPEN, env.a.url), 2);
+        wait_events(&ev, FALLBACK_EVENT_BREAKER_OPEN, env.a.url, 2);
         struct recorded_event second = events_last(&ev, FALLBACK_EVENT_BREAKER_OPEN, env.a.url);
         assert_in_range(second.backoff_ms, 150, 300);
         struct ep_stats st = stats_of(fb, env.a.url);
@@ -1117,22 +1131,62 @@ static void test_breaker_probe(void **state) {
         assert_int_equal(st.opens, 2);
         assert_int_equal(st.consecutive_failures, 2);
 
-        /* Mended: the next probe closes it. */
+        /* Mended: the next probe closes it, and the request after goes there. */
         upstream_rules(&env.a, "[]");
         sleep_past(&second);
+        assert_int_equal(fetch_manifest(fb, TAG, false, &resp), 0);
+        assert_served(&resp, env.b.url);
+        fallback_response_done(&resp);
+        wait_events(&ev, FALLBACK_EVENT_BREAKER_CLOSED, env.a.url, 1);
+        assert_int_equal(events_count(&ev, FALLBACK_EVENT_BREAKER_HALF_OPEN, env.a.url), 2);
+        st = stats_of(fb, env.a.url);
+        assert_int_equal(st.state, FALLBACK_BREAKER_CLOSED);
+        assert_int_equal(st.consecutive_failures, 0);
         assert_int_equal(fetch_manifest(fb, TAG, false, &resp), 0);
         assert_served(&resp, env.a.url);
         assert_int_equal(resp.attempts, 1);
         fallback_response_done(&resp);
-        assert_int_equal(events_count(&ev, FALLBACK_EVENT_BREAKER_HALF_OPEN, env.a.url), 2);
-        assert_int_equal(events_count(&ev, FALLBACK_EVENT_BREAKER_CLOSED, env.a.url), 1);
-        st = stats_of(fb, env.a.url);
-        assert_int_equal(st.state, FALLBACK_BREAKER_CLOSED);
-        assert_int_equal(st.consecutive_failures, 0);
-        assert_int_equal(st.ok, 1);
 
+        /* The first try, two probes (HEADs), the request after: nothing in between. */
         json_auto_t *log = upstream_log(&env.a);
-        assert_int_equal(json_array_size(log), 3); /* the first try and two probes: nothing in between */
+        assert_int_equal(json_array_size(log), 4);
+        for (size_t i = 1; i <= 2; i++)
+                assert_string_equal(json_string_value(json_object_get(json_array_get(log, i), "method")), "HEAD");
+        assert_string_equal(json_string_value(json_object_get(json_array_get(log, 3), "method")), "GET");
+}
+
+/* With no endpoint after it that could serve, the request probes the
+ * half-open endpoint itself (waiting for it is all it can do), and a probe
+ * under way never keeps fallback_free() waiting for its timeout. */
+static void test_breaker_probe_last(void **state) {
+        (void) state;
+        struct events ev = EVENTS_INIT;
+        struct fallback *fb = fb_new(&ev, 1, 150, 300);
+        struct fallback_endpoint_config eps[] = { EP_AT(env.a.url, false, MID_MS), EP_AT(env.b.url, true, MID_MS) };
+        fb_set(fb, REG, eps, 2);
+        upstream_rules(&env.a, "[{\"path\": \"/manifests/\", \"hang\": true}]");
+        upstream_rules(&env.b, "[{\"path\": \"/manifests/\", \"hang\": true}]");
+
+        struct fallback_response resp;
+        assert_int_equal(fetch_manifest(fb, TAG, false, &resp), 0);
+        assert_int_equal(resp.status, 503);
+        fallback_response_done(&resp);
+        sleep_past(&(struct recorded_event) { .at_ms = fixture_now_ms(), .backoff_ms = 150 });
+
+        /* a's and b's backoffs are over: a is probed in the background (b could
+         * serve), b by the request itself (nothing after it). Both fail. */
+        upstream_rules(&env.b, "[]");
+        assert_int_equal(fetch_manifest(fb, TAG, false, &resp), 0);
+        assert_served(&resp, env.b.url);
+        assert_int_equal(resp.attempts, 1);
+        fallback_response_done(&resp);
+
+        /* A probe hangs on a (MID_MS): freeing does not wait it out. */
+        uint64_t t0 = fixture_now_ms();
+        fallback_free(fb);
+        assert_true(fixture_now_ms() - t0 < MID_MS / 2);
+        upstream_rules(&env.a, "[]");
+        upstream_rules(&env.b, "[]");
 }
 
 /* Every endpoint open: 503 at once, without a request. */
@@ -2573,6 +2627,7 @@ int main(void) {
                 T(test_breaker_opens),
                 T(test_breaker_threshold),
                 T(test_breaker_probe),
+                T(test_breaker_probe_last),
                 T(test_breaker_all_open),
                 T(test_breaker_concurrent_failures),
                 T(test_report_bad),
