@@ -164,9 +164,14 @@ $(REL)/bench/hload: $(REL)/bench/hload.o
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^
 
+# What linking Debian's libcurl costs in resident memory, for the RSS rows.
+$(REL)/bench/rssfloor: $(REL)/bench/rssfloor.o
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $(call pkg_libs,libcurl)
+
 bench:
 	@scripts/deps.sh --bench
-	$(MAKE) layerd $(REL)/bench/cache-startup $(REL)/bench/bigread $(REL)/bench/hload
+	$(MAKE) layerd $(REL)/bench/cache-startup $(REL)/bench/bigread $(REL)/bench/hload $(REL)/bench/rssfloor
 	env $(BENCH_VARS) bench/run.sh
 
 install: layerd

@@ -291,7 +291,12 @@ def main(argv):
             l = vals["layerd"]
             res = judge(f"peak RSS {label} ≤ {limit} MiB", l, l is not None and l <= limit,
                         f"{l:.1f} MiB" if l else "")
-        row(f"  {label}", fmt(vals["layerd"], 1) + parts["layerd"], fmt(vals["registry"], 1) + parts["registry"], "",
+        base = ""
+        fl = (kv.get("rss_floor") or "").split()
+        if key == "idle" and len(fl) == 4:
+            base = (f"{int(fl[0]) / 1024:.1f} (bench/rssfloor: a program that links Debian's libcurl and calls "
+                    f"curl_global_init(), nothing else; anon {int(fl[2]) / 1024:.1f}, files {int(fl[3]) / 1024:.1f})")
+        row(f"  {label}", fmt(vals["layerd"], 1) + parts["layerd"], fmt(vals["registry"], 1) + parts["registry"], base,
             target, res)
 
     # ---- 0. cache start-up

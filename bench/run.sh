@@ -24,6 +24,7 @@ unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY all_proxy
 BIGREAD=${BIGREAD:-$ROOT/build/release/bench/bigread}
 HLOAD=${HLOAD:-$ROOT/build/release/bench/hload}
 STARTUP=${STARTUP:-$ROOT/build/release/bench/cache-startup}
+RSSFLOOR=${RSSFLOOR:-$ROOT/build/release/bench/rssfloor}
 OUT=${BENCH_OUT:-$BENCH/results.md}
 BLOBS=${BENCH_BLOBS:-100000}         # cache-startup's store size
 BLOB_MIB=${BENCH_BLOB_MIB:-1024}     # the cache-hit throughput blob
@@ -347,6 +348,7 @@ if section manifests "cached manifests, wrk ${WRK_S}s runs"; then
   L_MAN=$LAYERD_PID
   sleep 2
   put rss_layerd_idle "$(hwm "$L_MAN")"
+  put rss_floor "$("$RSSFLOOR" 2>/dev/null)"  # Debian's libcurl linked and initialised, nothing else
   put rss_registry_idle "$(hwm "$PROXY_PID")"
   # The proxy caches a manifest by digest on first GET; by tag it asks the origin every time.
   for ref in v1 "$MDIGEST"; do
