@@ -14,7 +14,17 @@
  *   until its digest verified (cache_reader_read()), and on a mismatch the
  *   connection is cut (containerd does not fall back after a mismatch);
  * - Range answers are 206 with Content-Range (containerd resumes with
- *   "Range: bytes=N-", from its first host again). */
+ *   "Range: bytes=N-", from its first host again).
+ *
+ * Threads: libmicrohttpd runs a small pool of event-loop threads, which
+ * answer everything that needs no upstream at once (cache hits: sendfile
+ * from the blob, manifests from memory). A request that has to wait for an
+ * upstream (a miss, a tag to revalidate, a HEAD of an uncached blob) is
+ * suspended and handed to a thread of its own (defer()), which prepares the
+ * answer and resumes it. A blob streamed while it downloads is read without
+ * waiting; when nothing is there yet the connection is suspended and the
+ * stream's waker thread resumes it when bytes arrive. So idle and cached
+ * connections cost no thread: 256 of them, about 16 KiB each. */
 #include "agent/pull.h"
 
 #include <errno.h>
@@ -99,6 +109,7 @@ struct pull {
         struct fallback *fb;
         struct download *downloads;
         unsigned threads;
+        unsigned suspended; /* streams' connections a waker is to resume: MHD cannot stop with one */
         atomic_bool stopping;
 
         pthread_mutex_t mt_lock; /* mt_cache and tag_cache; taken alone */
@@ -121,6 +132,18 @@ struct pull {
 
 /* One request, for its log line. */
 struct request {
+        /* Deferral (defer()): the first pass runs on MHD's event loop with
+         * may_block false; where it would wait it sets would_block instead,
+         * and a worker thread runs the request again with may_block true. Its
+         * answer (deferred: queue() keeps it here) is queued on resumption. */
+        bool may_block, would_block, deferred, worker_done;
+        struct MHD_Response *prepared;
+        unsigned prepared_status;
+        struct MHD_Connection *conn;
+        struct pull *pull;
+        char *url;
+        bool head;
+
         uint64_t started_ms;
         enum route route;
         const char *method;
@@ -217,7 +240,7 @@ int pull_shutdown(struct pull *p, int timeout_ms) {
         }
         int r = 0;
         pthread_mutex_lock(&p->lock);
-        while (p->threads > 0 && r == 0)
+        while ((p->threads > 0 || p->suspended > 0) && r == 0)
                 if (pthread_cond_timedwait(&p->ended, &p->lock, &deadline) == ETIMEDOUT)
                         r = -ETIMEDOUT;
         pthread_mutex_unlock(&p->lock);
@@ -256,9 +279,23 @@ static enum MHD_Result queue(struct MHD_Connection *conn, struct request *rq, un
                 return MHD_NO;
         rq->status = status;
         bool ok = MHD_add_response_header(resp, "Docker-Distribution-API-Version", "registry/2.0") == MHD_YES;
+        if (ok && rq->deferred) {
+                /* On a worker: queued by pull_handle() once the connection is resumed. */
+                if (rq->prepared)
+                        MHD_destroy_response(rq->prepared);
+                rq->prepared = resp;
+                rq->prepared_status = status;
+                return MHD_YES;
+        }
         enum MHD_Result r = ok ? MHD_queue_response(conn, status, resp) : MHD_NO;
         MHD_destroy_response(resp);
         return r;
+}
+
+/* The first pass of a request that has to wait: ends it; defer() runs it again. */
+static enum MHD_Result would_block(struct request *rq) {
+        rq->would_block = true;
+        return MHD_YES;
 }
 
 /* Distribution spec error body: {"errors":[{"code":"...","message":"..."}]}. */
@@ -532,6 +569,8 @@ static enum MHD_Result manifest_by_digest(struct pull *p, struct MHD_Connection 
                 rq->outcome = "hit";
                 return respond_manifest(conn, rq, head, body, size, d, mt);
         }
+        if (!rq->may_block)
+                return would_block(rq);
         struct fallback_request req = {
                 .registry = t->reg->host, .repository = t->repo, .kind = FALLBACK_MANIFEST,
                 .reference = ds, .head = head, .accept = t->accept,
@@ -580,6 +619,8 @@ static enum MHD_Result manifest_by_tag(struct pull *p, struct MHD_Connection *co
                 }
         }
 
+        if (!rq->may_block)
+                return would_block(rq);
         /* Revalidate with HEAD: Docker Hub counts a manifest GET as a pull, a HEAD not. */
         struct fallback_request req = {
                 .registry = t->reg->host, .repository = t->repo, .kind = FALLBACK_MANIFEST,
@@ -789,6 +830,13 @@ static void *download_main(void *arg) {
 struct stream {
         struct pull *pull;
         struct request *rq;
+        struct MHD_Connection *conn;
+        /* The waker: a thread that, while the connection is suspended for want
+         * of bytes (armed), waits for the source and resumes it. */
+        pthread_mutex_t wlock;
+        pthread_cond_t wcond;
+        pthread_t waker;
+        bool waker_started, armed, stop, stalled; /* under wlock */
         struct cache_reader *reader; /* the cache's follow reader; NULL when streaming through */
         struct relay *relay;         /* stream-through from upstream, when the cache cannot take the blob */
         struct download *dl;         /* the download followed (a reference), or NULL */
@@ -801,36 +849,49 @@ struct stream {
         char registry[256], repository[256];
 };
 
-static void relay_exited(void *userdata) {
-        struct pull *p = userdata;
+/* A thread of ours is about to start: counted before it exists, so that
+ * pull_shutdown() waits for it; false once stopping (then none may start). */
+static bool thread_begin(struct pull *p) {
+        pthread_mutex_lock(&p->lock);
+        bool stopping = atomic_load(&p->stopping);
+        if (!stopping)
+                p->threads++;
+        pthread_mutex_unlock(&p->lock);
+        return !stopping;
+}
+
+/* ... and has ended (or never started). */
+static void thread_end(struct pull *p) {
         pthread_mutex_lock(&p->lock);
         p->threads--;
         pthread_cond_broadcast(&p->ended);
         pthread_mutex_unlock(&p->lock);
 }
 
+static void relay_exited(void *userdata) {
+        thread_end(userdata);
+}
+
 /* Stream-through: the blob from upstream for this client alone, uncached. */
 static int relay_start(struct pull *p, const char *registry, const char *repository, const struct digest *d,
                        int64_t expected_size, struct relay **ret) {
         struct relay_hooks hooks = { .stopping = &p->stopping, .exited = relay_exited, .userdata = p };
-        pthread_mutex_lock(&p->lock);
-        bool stopping = atomic_load(&p->stopping);
-        if (!stopping)
-                p->threads++; /* counted before it exists: pull_shutdown() waits for it */
-        pthread_mutex_unlock(&p->lock);
-        if (stopping)
+        if (!thread_begin(p))
                 return -ESHUTDOWN;
         int r = relay_new(p->fb, registry, repository, d, expected_size, &hooks, ret);
         if (r < 0)
-                relay_exited(p);
+                thread_end(p);
         else
                 atomic_fetch_add(&p->stream_throughs, 1);
         return r;
 }
 
+/* Up to max bytes of the source, without waiting: -EAGAIN when it has none yet. */
 static ssize_t source_read(struct stream *s, char *buf, size_t max) {
         if (!s->relay) {
-                ssize_t n = cache_reader_read(s->reader, buf, max, STREAM_WAIT_MS);
+                ssize_t n = cache_reader_read(s->reader, buf, max, 0);
+                if (n == -ETIMEDOUT)
+                        return -EAGAIN;
                 if (n != -ENOSPC)
                         return n;
                 /* The cache's disk filled up under this download: a pull must
@@ -844,12 +905,78 @@ static ssize_t source_read(struct stream *s, char *buf, size_t max) {
                 s->drop = s->abs; /* the relay starts at byte 0, to verify the digest */
         }
         while (s->drop > 0) {
-                ssize_t n = relay_read(s->relay, buf, s->drop < max ? (size_t) s->drop : max, RELAY_WAIT_MS);
+                ssize_t n = relay_read(s->relay, buf, s->drop < max ? (size_t) s->drop : max, 0);
                 if (n <= 0)
-                        return n == 0 ? -EIO : n;
+                        return n == 0 ? -EIO : n == -ETIMEDOUT ? -EAGAIN : n;
                 s->drop -= (uint64_t) n;
         }
-        return relay_read(s->relay, buf, max, RELAY_WAIT_MS);
+        ssize_t n = relay_read(s->relay, buf, max, 0);
+        return n == -ETIMEDOUT ? -EAGAIN : n;
+}
+
+static void *waker_main(void *arg) {
+        struct stream *s = arg;
+        pthread_mutex_lock(&s->wlock);
+        for (;;) {
+                while (!s->armed && !s->stop)
+                        pthread_cond_wait(&s->wcond, &s->wlock);
+                if (s->stop)
+                        break;
+                pthread_mutex_unlock(&s->wlock);
+                /* The connection is suspended: its thread touches neither source now. */
+                int r = s->relay ? relay_wait(s->relay, RELAY_WAIT_MS) : cache_reader_wait(s->reader, STREAM_WAIT_MS);
+                pthread_mutex_lock(&s->wlock);
+                if (r == -ETIMEDOUT)
+                        s->stalled = true;
+                s->armed = false;
+                MHD_resume_connection(s->conn);
+                pthread_mutex_lock(&s->pull->lock);
+                s->pull->suspended--;
+                pthread_cond_broadcast(&s->pull->ended);
+                pthread_mutex_unlock(&s->pull->lock);
+        }
+        pthread_mutex_unlock(&s->wlock);
+        return NULL;
+}
+
+/* Nothing to send yet: suspends the connection until the waker sees bytes
+ * (or the end, a failure, or no progress for the stream's wait). */
+static ssize_t stream_cut(struct stream *s, ssize_t why);
+static ssize_t stream_suspend(struct stream *s) {
+        pthread_mutex_lock(&s->wlock);
+        bool stalled = s->stalled;
+        if (!stalled && !s->waker_started) {
+                pthread_attr_t attr;
+                pthread_attr_init(&attr);
+                pthread_attr_setstacksize(&attr, 64 * 1024);
+                s->waker_started = pthread_create(&s->waker, &attr, waker_main, s) == 0;
+                pthread_attr_destroy(&attr);
+        }
+        if (stalled || !s->waker_started) {
+                pthread_mutex_unlock(&s->wlock);
+                if (stalled)
+                        return stream_cut(s, -ETIMEDOUT);
+                /* No thread to spare: wait here, once, and be called again. */
+                int r = s->relay ? relay_wait(s->relay, RELAY_WAIT_MS) : cache_reader_wait(s->reader, STREAM_WAIT_MS);
+                if (r < 0)
+                        return stream_cut(s, r);
+                return 0;
+        }
+        pthread_mutex_lock(&s->pull->lock);
+        bool stopping = atomic_load(&s->pull->stopping);
+        if (!stopping)
+                s->pull->suspended++;
+        pthread_mutex_unlock(&s->pull->lock);
+        if (stopping) {
+                /* pull_shutdown() waits for no suspended connection: none new. */
+                pthread_mutex_unlock(&s->wlock);
+                return stream_cut(s, -ESHUTDOWN);
+        }
+        MHD_suspend_connection(s->conn);
+        s->armed = true;
+        pthread_cond_signal(&s->wcond);
+        pthread_mutex_unlock(&s->wlock);
+        return 0;
 }
 
 static ssize_t stream_cut(struct stream *s, ssize_t why) {
@@ -871,6 +998,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         while (s->abs < s->start) {
                 uint64_t want = s->start - s->abs;
                 ssize_t n = source_read(s, buf, want < max ? (size_t) want : max);
+                if (n == -EAGAIN)
+                        return stream_suspend(s);
                 if (n <= 0)
                         return stream_cut(s, n);
                 s->abs += (uint64_t) n;
@@ -879,11 +1008,15 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
                 /* An empty blob has no last byte to hold back: end only once the
                  * source confirms it (verified), and cut if it has bytes after all. */
                 ssize_t n = source_read(s, buf, max);
+                if (n == -EAGAIN)
+                        return stream_suspend(s);
                 return n == 0 ? MHD_CONTENT_READER_END_OF_STREAM : stream_cut(s, n < 0 ? n : -EMSGSIZE);
         }
         if (s->left == 0)
                 return MHD_CONTENT_READER_END_OF_STREAM;
         ssize_t n = source_read(s, buf, s->left < max ? (size_t) s->left : max);
+        if (n == -EAGAIN)
+                return stream_suspend(s);
         if (n <= 0)
                 return stream_cut(s, n); /* 0 here: the blob ended before its size */
         s->abs += (uint64_t) n;
@@ -900,6 +1033,15 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 
 static void stream_free(void *cls) {
         struct stream *s = cls;
+        pthread_mutex_lock(&s->wlock);
+        s->stop = true;
+        pthread_cond_signal(&s->wcond);
+        bool started = s->waker_started;
+        pthread_mutex_unlock(&s->wlock);
+        if (started)
+                pthread_join(s->waker, NULL);
+        pthread_cond_destroy(&s->wcond);
+        pthread_mutex_destroy(&s->wlock);
         cache_reader_free(s->reader);
         relay_free(s->relay);
         if (s->dl) {
@@ -1022,8 +1164,10 @@ static enum MHD_Result respond_blob_stream(struct MHD_Connection *conn, struct r
                 relay_free(relay);
                 return MHD_NO;
         }
-        *s = (struct stream) { .pull = p, .rq = rq, .relay = relay, .start = start, .left = length, .size = size,
-                               .digest = *d };
+        *s = (struct stream) { .pull = p, .rq = rq, .conn = conn, .relay = relay, .start = start, .left = length,
+                               .size = size, .digest = *d };
+        pthread_mutex_init(&s->wlock, NULL);
+        pthread_cond_init(&s->wcond, NULL);
         if (e && dl) {
                 pthread_mutex_lock(&p->lock);
                 dl->refs++;
@@ -1100,6 +1244,8 @@ static enum MHD_Result blob(struct pull *p, struct MHD_Connection *conn, struct 
                         rq->outcome = "hit";
                         return respond_blob_fd(conn, rq, p, head, fd, size, d);
                 }
+                if (!rq->may_block)
+                        return would_block(rq);
                 if (head) {
                         /* A HEAD needs no bytes: ask upstream, cache nothing. */
                         struct fallback_request req = {
@@ -1421,6 +1567,52 @@ out:
         return ret;
 }
 
+static void *worker_main(void *arg) {
+        struct request *rq = arg;
+        struct pull *p = rq->pull;
+        rq->may_block = true;
+        if (dispatch(p, rq->conn, rq->url, rq->head, rq) != MHD_YES && rq->prepared) {
+                MHD_destroy_response(rq->prepared);
+                rq->prepared = NULL;
+        }
+        rq->worker_done = true;
+        MHD_resume_connection(rq->conn);
+        thread_end(p);
+        return NULL;
+}
+
+/* The request has to wait for an upstream: suspends the connection (MHD's
+ * thread goes on with others) and runs it again on a thread of its own. */
+static enum MHD_Result defer(struct pull *p, struct MHD_Connection *conn, const char *url, bool head,
+                             struct request *rq) {
+        rq->would_block = false;
+        if (!thread_begin(p))
+                return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "shutting down");
+        rq->url = strdup(url);
+        rq->pull = p;
+        rq->conn = conn;
+        rq->head = head;
+        rq->deferred = true;
+        pthread_attr_t attr;
+        pthread_t t;
+        int r = rq->url ? pthread_attr_init(&attr) : ENOMEM;
+        MHD_suspend_connection(conn);
+        if (r == 0) {
+                pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+                pthread_attr_setstacksize(&attr, 256 * 1024);
+                r = pthread_create(&t, &attr, worker_main, rq);
+                pthread_attr_destroy(&attr);
+        }
+        if (r != 0) {
+                /* Answered at once, from here, when the connection comes back. */
+                respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "no thread: %s", strerror(r));
+                rq->worker_done = true;
+                MHD_resume_connection(conn);
+                thread_end(p);
+        }
+        return MHD_YES;
+}
+
 enum MHD_Result pull_handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                             const char *version, const char *upload_data, size_t *upload_data_size, void **req_cls) {
         struct pull *p = cls;
@@ -1442,6 +1634,16 @@ enum MHD_Result pull_handle(void *cls, struct MHD_Connection *conn, const char *
                 snprintf(rq->ns, sizeof(rq->ns), "-");
                 return MHD_YES;
         }
+        if (rq->worker_done) {
+                /* Resumed: the worker's answer (none: it could not make one). */
+                rq->worker_done = false;
+                struct MHD_Response *resp = TAKE_PTR(rq->prepared);
+                if (!resp)
+                        return MHD_NO;
+                enum MHD_Result r = MHD_queue_response(conn, rq->prepared_status, resp);
+                MHD_destroy_response(resp);
+                return r;
+        }
         if (*upload_data_size) {
                 /* No pull request has a body: drop it (MHD bounds the connection's time). */
                 rq->has_body = true;
@@ -1455,7 +1657,8 @@ enum MHD_Result pull_handle(void *cls, struct MHD_Connection *conn, const char *
                                      "layerd is a read-only mirror");
         if (rq->has_body)
                 return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "UNSUPPORTED", "a pull request has no body");
-        return dispatch(p, conn, url, head, rq);
+        enum MHD_Result ret = dispatch(p, conn, url, head, rq);
+        return rq->would_block ? defer(p, conn, url, head, rq) : ret;
 }
 
 void pull_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum MHD_RequestTerminationCode toe) {
@@ -1481,5 +1684,8 @@ void pull_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum
                   now_ms() - rq->started_ms, rq->outcome, rq->endpoint[0] ? rq->endpoint : "-",
                   toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " incomplete=yes",
                   rq->reason[0] ? " reason=\"" : "", rq->reason, rq->reason[0] ? "\"" : "");
+        if (rq->prepared)
+                MHD_destroy_response(rq->prepared);
+        free(rq->url);
         free(rq);
 }

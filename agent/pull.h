@@ -4,7 +4,9 @@
 /* The OCI distribution pull API on libmicrohttpd: manifests and blobs from
  * the cache, misses through the fallback chains into the cache, streamed to
  * every waiting client while they download; /metrics, /healthz, /readyz.
- * MHD runs one thread per connection, so handlers may block (bounded). */
+ * MHD runs a pool of event-loop threads (MHD_USE_EPOLL, MHD_ALLOW_SUSPEND_RESUME):
+ * pull_handle() answers what needs no upstream at once and suspends the rest
+ * onto threads of their own (agent/pull.c, "Threads"). */
 
 #include <microhttpd.h>
 #include <stdbool.h>
@@ -28,8 +30,10 @@ struct pull *pull_free(struct pull *p);
 void pull_set_spec(struct pull *p, struct spec *spec);
 
 /* Stops downloads from going on (they are cut at their next bytes) and
- * waits at most timeout_ms for their threads to end. Returns 0, or
- * -ETIMEDOUT with threads still running (then pull_free() must not run). */
+ * waits at most timeout_ms for their threads to end and for every suspended
+ * connection to be resumed (libmicrohttpd cannot stop with one). Returns 0,
+ * or -ETIMEDOUT with threads still running (then neither MHD_stop_daemon()
+ * nor pull_free() may run). */
 int pull_shutdown(struct pull *p, int timeout_ms);
 
 /* The MHD access handler and completion notifier; cls is the struct pull. */

@@ -217,6 +217,31 @@ int relay_wait_size(struct relay *r, int timeout_ms, uint64_t *ret_size, int *re
         return e;
 }
 
+/* Under r->lock: bytes relay_read() may hand out now (the last one only once verified). */
+static uint64_t relay_avail_locked(const struct relay *r) {
+        uint64_t limit = r->produced;
+        bool verified = r->done && r->error == 0;
+        if (!verified && r->total > 0 && limit >= (uint64_t) r->total)
+                limit = (uint64_t) r->total - 1;
+        else if (!verified && r->total < 0 && limit > 0)
+                limit--;
+        return limit - r->consumed;
+}
+
+int relay_wait(struct relay *r, int timeout_ms) {
+        struct timespec ts;
+        deadline_after(timeout_ms, &ts);
+        int ret = 0;
+        pthread_mutex_lock(&r->lock);
+        while (!r->done && relay_avail_locked(r) == 0)
+                if (pthread_cond_timedwait(&r->cond, &r->lock, &ts) == ETIMEDOUT) {
+                        ret = -ETIMEDOUT;
+                        break;
+                }
+        pthread_mutex_unlock(&r->lock);
+        return ret;
+}
+
 ssize_t relay_read(struct relay *r, void *buf, size_t size, int timeout_ms) {
         struct timespec ts;
         deadline_after(timeout_ms, &ts);
@@ -225,13 +250,7 @@ ssize_t relay_read(struct relay *r, void *buf, size_t size, int timeout_ms) {
         for (;;) {
                 /* The last byte waits for the verdict: with the size known, the
                  * byte at size-1; without, always the newest one. */
-                uint64_t limit = r->produced;
-                bool verified = r->done && r->error == 0;
-                if (!verified && r->total > 0 && limit >= (uint64_t) r->total)
-                        limit = (uint64_t) r->total - 1;
-                else if (!verified && r->total < 0 && limit > 0)
-                        limit--;
-                uint64_t avail = limit - r->consumed;
+                uint64_t avail = relay_avail_locked(r);
                 if (r->done && r->error < 0) {
                         n = r->error;
                         break;

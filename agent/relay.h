@@ -41,5 +41,9 @@ int relay_wait_size(struct relay *r, int timeout_ms, uint64_t *ret_size, int *re
  * another -errno when the fetch failed; -ETIMEDOUT. */
 ssize_t relay_read(struct relay *r, void *buf, size_t size, int timeout_ms);
 
+/* Waits at most timeout_ms until relay_read() would not wait (bytes to
+ * read, the end, or a failure): 0, or -ETIMEDOUT. Consumes nothing. */
+int relay_wait(struct relay *r, int timeout_ms);
+
 /* Lets go; a producer still running stops at its next bytes. Returns NULL. */
 struct relay *relay_free(struct relay *r);

@@ -24,9 +24,12 @@
 #include "cache/cache.h"
 #include "common/macro.h"
 
-/* One thread per connection (handlers block on upstreams, bounded): the
- * limit bounds threads and descriptors; idle clients are dropped. */
+/* A few event-loop threads serve every connection; requests that wait for
+ * an upstream get a thread of their own while they wait (agent/pull.c). The
+ * limit bounds descriptors and memory; idle clients are dropped. */
 #define SERVE_CONNECTION_LIMIT 512
+#define SERVE_POOL_MIN 2
+#define SERVE_POOL_MAX 8
 #define SERVE_CONNECTION_TIMEOUT_S 60
 #define SERVE_THREAD_STACK (512 * 1024)
 #define SERVE_MEMORY_PER_CONNECTION (16 * 1024) /* request line and headers: bigger gets 431; MHD clears it per request */
@@ -204,8 +207,10 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
         signal_set(&mask);
 
         MHD_set_panic_func(on_panic, NULL);
-        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                          MHD_USE_ERROR_LOG;
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        unsigned pool = cpus < SERVE_POOL_MIN ? SERVE_POOL_MIN : cpus > SERVE_POOL_MAX ? SERVE_POOL_MAX : (unsigned) cpus;
         if (addr.ss_family == AF_INET6)
                 flags |= MHD_USE_IPv6;
         struct MHD_OptionItem listen_opt[] = {
@@ -220,7 +225,8 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                 MHD_OPTION_ARRAY, listen_opt, MHD_OPTION_NOTIFY_COMPLETED, pull_completed, pull,
                 MHD_OPTION_CONNECTION_LIMIT, (unsigned) SERVE_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
                 (unsigned) SERVE_CONNECTION_TIMEOUT_S, MHD_OPTION_THREAD_STACK_SIZE, (size_t) SERVE_THREAD_STACK,
-                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) SERVE_MEMORY_PER_CONNECTION, MHD_OPTION_END);
+                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) SERVE_MEMORY_PER_CONNECTION, MHD_OPTION_THREAD_POOL_SIZE,
+                pool, MHD_OPTION_END);
         if (!d) {
                 int e = errno ? errno : EADDRINUSE;
                 log_error("cannot listen address=%s port=%u: %s", listen_host, listen_port, strerror(e));
@@ -276,15 +282,16 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
         /* Downloads stop first (their readers are cut at once), then the
          * connections end and MHD joins their threads. */
         r = pull_shutdown(pull, SERVE_STOP_GRACE_MS);
-        MHD_stop_daemon(d);
         if (r < 0) {
-                /* A thread still inside libcurl: the process is ending anyway;
-                 * free nothing it may still use (the cache's lock goes with the process). */
+                /* A thread still inside libcurl, or a connection still
+                 * suspended: the process is ending anyway; stop and free
+                 * nothing they may still use (the cache's lock goes with the process). */
                 log_warning("stopping with downloads still running");
                 (void) TAKE_PTR(fb);
                 (void) TAKE_PTR(cache);
                 return 0;
         }
+        MHD_stop_daemon(d);
         /* Stream-throughs a closing connection started after the first wait end now. */
         if (pull_shutdown(pull, SERVE_STOP_GRACE_MS) < 0) {
                 log_warning("stopping with stream-throughs still running");

@@ -141,6 +141,12 @@ int cache_reader_new(struct cache_entry *e, struct cache_reader **ret);
  * read so far, uncached); -ETIMEDOUT. */
 ssize_t cache_reader_read(struct cache_reader *r, void *buf, size_t size, int timeout_ms);
 
+/* Waits (at most timeout_ms; -1 for no limit) until cache_reader_read()
+ * would not wait: bytes are readable, or the entry is no longer being
+ * written (committed, failed). 0, or -ETIMEDOUT. Consumes nothing: for a
+ * server that polls its readers without blocking and sleeps elsewhere. */
+int cache_reader_wait(struct cache_reader *r, int timeout_ms);
+
 /* Accepts NULL; returns NULL. */
 struct cache_reader *cache_reader_free(struct cache_reader *r);
 

@@ -1005,6 +1005,25 @@ ssize_t cache_reader_read(struct cache_reader *r, void *buf, size_t size, int ti
         }
 }
 
+int cache_reader_wait(struct cache_reader *r, int timeout_ms) {
+        struct cache_entry *e = r->entry;
+        struct timespec deadline;
+        if (timeout_ms >= 0)
+                deadline_after(timeout_ms, &deadline);
+        int ret = 0;
+        pthread_mutex_lock(&e->lock);
+        while (e->state == ENTRY_WRITING && r->offset >= readable_locked(e)) {
+                int w = timeout_ms >= 0 ? pthread_cond_timedwait(&e->progress, &e->lock, &deadline)
+                                        : pthread_cond_wait(&e->progress, &e->lock);
+                if (w == ETIMEDOUT) {
+                        ret = -ETIMEDOUT;
+                        break;
+                }
+        }
+        pthread_mutex_unlock(&e->lock);
+        return ret;
+}
+
 struct cache_reader *cache_reader_free(struct cache_reader *r) {
         if (!r)
                 return NULL;

@@ -172,6 +172,7 @@ YAML
     spec_registry c7 "tag_ttl: 1h"
     spec_registry c8  # the default timeouts: idle 30s
     spec_registry c10
+    spec_registry c11 "endpoints: [{url: $FX, timeouts: {response: 4s}}]"
     printf '%s' "${2:-}"
   } >"$1"
 }
@@ -461,6 +462,60 @@ c10() {
   checkd "10. layerd still runs and GET /v2/ is 200" alive "$LB" "$B"
 }
 timed c10
+
+# ---- 11. the event loop never waits: requests that wait hold a thread of their own -----
+# threads PID: how many threads the process runs now.
+threads() { awk '/^Threads:/ { print $2 }' "/proc/$1/status"; }
+c11() {
+  local i pids=() t0 t_idle hung_codes
+  manifest_file "$T/m11" "$OCI_MANIFEST" c11
+  put_manifest c11/app v1 "$OCI_MANIFEST" "$T/m11" >/dev/null
+  checkd "11. rules: c11 hangs" rules '[{"path": "^/v2/c11/", "hang": true}]'
+  # More waiting requests than layerd has event-loop threads (2 to 8).
+  for i in $(seq 1 12); do
+    curl -s --max-time 20 -o /dev/null -w '%{http_code}\n' "$B/v2/c11/app/manifests/v1?$(ns c11)" >"$T/c11-$i.code" &
+    pids+=($!)
+  done
+  sleep 0.5
+  get "$B/v2/" "$T/got11"
+  checkd "11. with 12 requests waiting on a hung upstream, GET /v2/ is 200 at once ($code in $ms ms)" \
+    test "$code" = 200 -a "$ms" -lt 500
+  get "$B/v2/c5/app/blobs/sha256:$(sha256sum "$T/blob5" | cut -d' ' -f1)?$(ns c5)" "$T/got11b"
+  checkd "11. ... and a cached blob is served at once ($code in $ms ms)" test "$code" = 200 -a "$ms" -lt 1000
+  for i in "${pids[@]}"; do wait "$i"; done
+  hung_codes=$(sort -u "$T"/c11-*.code | paste -sd' ')
+  checkd "11. the waiting requests end with 503 after the response timeout (got: $hung_codes)" test "$hung_codes" = 503
+  rules '[]'
+  # 200 idle connections: no thread each (a thread per connection would be 200 more).
+  t_idle=$(threads "$LB")
+  $PY - "$PB" 200 "/proc/$LB/status" >"$T/c11-idle" <<'PYEOF'
+import socket, sys, time
+port, n, status = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+socks = []
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    socks.append(s)
+for s in socks:  # every one answered, and kept alive
+    data = b""
+    while b"\r\n\r\n" not in data or not data.endswith(b"{}"):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    assert data.startswith(b"HTTP/1.1 200"), data[:40]
+time.sleep(0.2)
+threads = [int(l.split()[1]) for l in open(status) if l.startswith("Threads:")][0]
+print(threads)
+for s in socks:
+    s.close()
+PYEOF
+  echo "# 11. threads: $t_idle before, $(cat "$T/c11-idle") with 200 idle keep-alive connections"
+  checkd "11. 200 idle keep-alive connections add no thread each ($t_idle -> $(cat "$T/c11-idle"))" \
+    test "$(cat "$T/c11-idle")" -le $((t_idle + 8))
+  checkd "11. layerd still runs and GET /v2/ is 200" alive "$LB" "$B"
+}
+timed c11
 
 # ---- 8. SIGTERM while a download is stalled upstream ----------------------------------
 c8() {

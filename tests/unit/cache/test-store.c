@@ -353,10 +353,14 @@ static void test_size_and_holdback(void **state) {
         assert_int_equal(cache_write(e, b + 50, 1), -EMSGSIZE); /* beyond the size now known */
 
         assert_int_equal(cache_reader_new(joined, &r), 0);
+        assert_int_equal(cache_reader_wait(r, 0), 0); /* bytes to read: no wait */
         assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 0), 49);
         assert_memory_equal(buf, b, 49);
+        /* The last byte is held back: a wait times out, as a read does. */
+        assert_int_equal(cache_reader_wait(r, 20), -ETIMEDOUT);
         assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 0), -ETIMEDOUT);
         assert_int_equal(cache_commit(e, NULL), 0);
+        assert_int_equal(cache_reader_wait(r, 0), 0);
         assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 0), 1);
         assert_int_equal(buf[0], b[49]);
         assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 0), 0);
@@ -370,7 +374,12 @@ static void test_size_and_holdback(void **state) {
         struct digest d2;
         unsigned char *b2 = content(20, 8, DIGEST_SHA256, &d2);
         assert_int_equal(cache_begin(c, &d2, -1, &e, &writer), 0);
+        assert_int_equal(cache_reader_new(e, &r), 0);
+        assert_int_equal(cache_reader_wait(r, 0), -ETIMEDOUT);
         cache_abort(e);
+        assert_int_equal(cache_reader_wait(r, 0), 0); /* no more waiting: the read says why */
+        assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 0), -EIO);
+        cache_reader_free(r);
         assert_int_equal(cache_entry_wait_size(e, 0, &size), -EIO);
         cache_writer_unref(e);
         free(b2);
