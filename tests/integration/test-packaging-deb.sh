@@ -4,9 +4,9 @@
 # the binary, the units, the default spec (a conffile), the man page and the
 # docs; its maintainer scripts enable the socket and the service (started only
 # under a running systemd) and remove the cache on purge; the packaged binary
-# runs and is this tree's version. Not installed with dpkg -i: that would need
-# a Debian root file system to chroot into (debootstrap fetches one from the
-# network) or change this machine.
+# runs and is this tree's version; dpkg installs, removes and purges it in a
+# directory (dpkg --root: no chroot, which would need a Debian root file
+# system that debootstrap fetches from the network).
 . "$(dirname "$0")/lib.sh"
 
 require_tools dpkg-buildpackage dh lintian dpkg-deb
@@ -63,14 +63,44 @@ starts_under_systemd() {
     grep -q "deb-systemd-invoke \$_dh_action 'layerd.service' 'layerd.socket'" "$T/ctl/postinst"
 }
 check "postinst starts them only under a running systemd (restart on upgrade)" starts_under_systemd
-purge_removes_cache() {
-  # Run the purge branch against a fake root: only the cache path is rewritten.
-  mkdir -p "$T/fake/var/lib/layerd/blobs"
-  sed -e "s#/var/lib/layerd#$T/fake/var/lib/layerd#" -e '/^# Automatically added by/,/^# End automatically added section/d' \
-    "$T/ctl/postrm" >"$T/postrm"
-  sh "$T/postrm" remove && [[ -d $T/fake/var/lib/layerd ]] && sh "$T/postrm" purge && [[ ! -e $T/fake/var/lib/layerd ]]
-}
-check "postrm keeps the cache on remove and deletes it on purge" purge_removes_cache
+
+# ---- dpkg -i into a directory ----------------------------------------------------------------
+# dpkg --root with --force-script-chrootless: the maintainer scripts run here with
+# DPKG_ROOT set, and deb-systemd-helper enables the units inside that root. The
+# dependencies (libraries) are not in it: --force-depends. Not where a systemd
+# runs: the postinst would ask it to reload.
+I=$T/installed
+DIAG_FILES=("$T/dpkg.out")
+dpkg_root() { timeout 60 dpkg --root="$I" --force-script-chrootless --force-depends --force-not-root \
+  --log="$I/dpkg.log" "$@" >>"$T/dpkg.out" 2>&1; }
+if [[ -d /run/systemd/system ]]; then
+  skip "dpkg -i into a directory" "a systemd runs here, which the postinst would talk to"
+else
+  mkdir -p "$I/var/lib/dpkg/info" "$I/var/lib/dpkg/updates" "$I/usr/sbin"
+  : >"$I/var/lib/dpkg/status"
+  # Belt and braces: deb-systemd-invoke reads DPKG_ROOT's policy-rc.d; 101 = start nothing.
+  printf '#!/bin/sh\nexit 101\n' >"$I/usr/sbin/policy-rc.d"; chmod 0755 "$I/usr/sbin/policy-rc.d"
+  dpkg_root -i "$deb"
+  checkd "dpkg -i installs it into a directory, maintainer scripts run" test $? -eq 0
+  installed() { dpkg-query --admindir="$I/var/lib/dpkg" -W -f='${Status}' layerd 2>/dev/null; }
+  checkd "dpkg says: install ok installed" test "$(installed)" = "install ok installed"
+  enabled() {
+    [[ $(readlink "$I/etc/systemd/system/sockets.target.wants/layerd.socket") == /lib/systemd/system/layerd.socket &&
+      $(readlink "$I/etc/systemd/system/multi-user.target.wants/layerd.service") == /lib/systemd/system/layerd.service ]]
+  }
+  checkd "postinst enabled layerd.socket (sockets.target) and layerd.service (multi-user.target)" enabled
+  mkdir -p "$I/var/lib/layerd/blobs"
+  dpkg_root --remove layerd
+  kept() { [[ ! -e $I/usr/bin/layerd && -d $I/var/lib/layerd/blobs && -f $I/etc/layerd/spec.yaml ]]; }
+  checkd "dpkg --remove: the binary goes, the cache and the conffile stay" kept
+  dpkg_root --purge layerd
+  purged() {
+    [[ ! -e $I/var/lib/layerd && ! -e $I/etc/layerd/spec.yaml &&
+      ! -e $I/etc/systemd/system/sockets.target.wants/layerd.socket &&
+      ! -e $I/etc/systemd/system/multi-user.target.wants/layerd.service ]]
+  }
+  checkd "dpkg --purge: the cache, the spec and the unit links are gone" purged
+fi
 
 dpkg-deb -x "$deb" "$T/root"
 check "the packaged binary runs and is this tree's version" \
