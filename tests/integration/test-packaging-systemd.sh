@@ -56,6 +56,8 @@ check "StateDirectory=layerd is the default spec's cache_dir" \
 rw=$(unit_get "$S" ReadWritePaths)
 hosts_rw() { local p; for p in $rw; do [[ ${p#-} == "$(opt --write-hosts)" ]] && return 0; done; return 1; }
 check "ReadWritePaths holds the --write-hosts directory ($(opt --write-hosts))" hosts_rw
+check "ConfigurationDirectory= creates the --write-hosts directory" \
+  test "/etc/$(unit_get "$S" ConfigurationDirectory)" = "$(opt --write-hosts)"
 cache_rw() { [[ " $rw " == *" $(spec_get cache_dir) "* ]]; }
 check "ReadWritePaths holds the cache directory" cache_rw
 sandbox() {
@@ -113,7 +115,7 @@ checkd "GET /v2/ answers 200" test "$(http GET "http://127.0.0.1:$port/v2/")" = 
 hosts_written() {
   local r
   for r in docker.io ghcr.io quay.io registry.k8s.io gcr.io; do
-    grep -qF "[host.\"http://127.0.0.1:$port\"]" "$T/certs.d/$r/hosts.toml" || return 1
+    grep -qsF "[host.\"http://127.0.0.1:$port\"]" "$T/certs.d/$r/hosts.toml" || return 1
   done
 }
 checkd "--write-hosts wrote a hosts.toml naming layerd for each of the 5 registries" wait_for 10 hosts_written
