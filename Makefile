@@ -3,6 +3,8 @@
 #   make run        install missing packages, build, start on 127.0.0.1:5080 with the built-in spec
 #   make check      install missing packages, build, run every test (unit tests under ASan+UBSan and valgrind)
 #   make fuzz       libFuzzer (clang) on every parser, FUZZ_SECONDS each
+#   make deb        build/deb/layerd_<version>_<arch>.deb (dpkg-buildpackage, lintian)
+#   make image      build/image: the OCI image as an OCI layout, tagged $(IMAGE_TAG)
 #   make SANITIZER=address,undefined   build ./layerd itself with sanitizers
 
 CC ?= cc
@@ -60,7 +62,7 @@ REL := build/release
 ASAN := build/asan
 FUZZ := build/fuzz
 
-.PHONY: all run check unit fuzz bench install clean deps
+.PHONY: all run check unit fuzz bench install clean deps deb image deps-packaging
 .DEFAULT_GOAL := all
 # Keep the objects of pattern-rule chains (unit and fuzz binaries) between runs.
 .SECONDARY:
@@ -176,8 +178,29 @@ bench:
 
 install: layerd
 	install -D -m 0755 layerd $(DESTDIR)$(PREFIX)/bin/layerd
+	install -D -m 0644 packaging/man/layerd.8 $(DESTDIR)$(PREFIX)/share/man/man8/layerd.8
 	install -D -m 0644 docs/spec.md $(DESTDIR)$(PREFIX)/share/doc/layerd/spec.md
+	install -D -m 0644 docs/agent.md $(DESTDIR)$(PREFIX)/share/doc/layerd/agent.md
 	install -D -m 0644 docs/example-spec.yaml $(DESTDIR)$(PREFIX)/share/doc/layerd/example-spec.yaml
+
+# ---- packaging (packaging/README.md) --------------------------------------------------
+# An OCI tag: the version with anything outside [A-Za-z0-9._-] made '_'.
+IMAGE_TAG ?= $(shell printf '%s' '$(VERSION)' | tr -c 'A-Za-z0-9._-' _)
+IMAGE_DIR ?= build/image
+
+deps-packaging:
+	@scripts/deps.sh --packaging
+
+deb: deps-packaging
+	packaging/build-deb.sh --version '$(VERSION)' --out build/deb
+
+# From the release build, stripped: the same ./layerd gives the same digests.
+image: deps-packaging
+	$(MAKE) layerd
+	/usr/bin/python3 packaging/image/build.py --binary layerd --out $(IMAGE_DIR) --tag '$(IMAGE_TAG)' \
+		--version '$(VERSION)'
+	@echo "OCI layout $(IMAGE_DIR), tag $(IMAGE_TAG); push it with:"
+	@echo "  skopeo copy oci:$(IMAGE_DIR):$(IMAGE_TAG) docker://REGISTRY/layerd:$(IMAGE_TAG)"
 
 clean:
 	rm -rf build layerd

@@ -1,25 +1,38 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages layerd needs to build and test, and only the
 # missing ones: a no-op (and silent) when everything is there.
-#   scripts/deps.sh           build and test packages
-#   scripts/deps.sh --bench   those, and the peers and tools of `make bench` (bench/README.md)
+#   scripts/deps.sh              build, packaging and test packages (make check)
+#   scripts/deps.sh --bench      those, and the peers and tools of `make bench` (bench/README.md)
+#   scripts/deps.sh --packaging  build and packaging packages only (make deb, make image)
 set -euo pipefail
 
-packages=(
-  # build
+build=(
   gcc make pkg-config clang
   libcurl4-openssl-dev libssl-dev libyaml-dev libsystemd-dev libmicrohttpd-dev libjansson-dev
-  # tests
+)
+# make deb (dpkg-buildpackage, debhelper, lintian), make image (python3, strip,
+# the CA bundle), systemd-analyze for the unit tests. kubectl is not here:
+# Debian 12's kubernetes-client (1.20) cannot validate offline either (it
+# downloads the schema from a server), so the manifest test uses kubectl only
+# for `kubectl kustomize`, where one is installed, and checks structure itself.
+packaging=(
+  dpkg-dev debhelper lintian binutils python3 ca-certificates systemd
+)
+tests=(
   libcmocka-dev valgrind curl python3 python3-yaml procps diffutils openssl util-linux
   # real peers for integration tests
   containerd docker-registry skopeo
 )
-if [[ ${1:-} == --bench ]]; then
+case ${1:-} in
+  "") packages=("${build[@]}" "${packaging[@]}" "${tests[@]}") ;;
   # make bench only: the load generator, the static-file baseline (run as a
   # private instance on a free port, never as the packaged service) and the profiler.
-  packages+=(wrk nginx-light linux-perf)
-elif [[ $# -gt 0 ]]; then
-  echo "usage: scripts/deps.sh [--bench]" >&2
+  --bench) packages=("${build[@]}" "${packaging[@]}" "${tests[@]}" wrk nginx-light linux-perf) ;;
+  --packaging) packages=("${build[@]}" "${packaging[@]}") ;;
+  *) echo "usage: scripts/deps.sh [--bench | --packaging]" >&2; exit 2 ;;
+esac
+if [[ $# -gt 1 ]]; then
+  echo "usage: scripts/deps.sh [--bench | --packaging]" >&2
   exit 2
 fi
 
