@@ -10,6 +10,7 @@
 #include "common/fsutil.h"
 #include "common/parse.h"
 #include "common/reference.h"
+#include "common/semver.h"
 #include "hostsconfig/spec-internal.h"
 
 #define DURATION_MAX_MS (3600ULL * 1000)
@@ -223,49 +224,6 @@ static void get_platforms(struct spec_ctx *c, const yaml_node_t *n, const char *
                 }
                 v[i] = spec_strdup(c, s);
         }
-}
-
-/* A semver range: comparators separated by spaces, alternatives by "||". */
-static bool semver_range_is_valid(const char *s) {
-        size_t comparators = 0;
-        const char *p = s;
-        for (;;) {
-                while (*p == ' ')
-                        p++;
-                if (*p == '\0')
-                        break;
-                if (p[0] == '|' && p[1] == '|') {
-                        if (comparators == 0)
-                                return false;
-                        p += 2;
-                        comparators = 0;
-                        continue;
-                }
-                if ((p[0] == '>' || p[0] == '<') && p[1] == '=')
-                        p += 2;
-                else if (strchr("><=~^", *p))
-                        p++;
-                if (*p == 'v')
-                        p++;
-                for (int part = 0; part < 3; part++) {
-                        if (*p == 'x' || *p == 'X' || *p == '*')
-                                p++;
-                        else if (isdigit((unsigned char) *p))
-                                while (isdigit((unsigned char) *p))
-                                        p++;
-                        else
-                                return false;
-                        if (*p != '.')
-                                break;
-                        if (part == 2)
-                                return false;
-                        p++;
-                }
-                if (*p != ' ' && *p != '\0')
-                        return false;
-                comparators++;
-        }
-        return comparators > 0;
 }
 
 /* ---- agent ------------------------------------------------------------------ */

@@ -175,6 +175,16 @@ const struct spec_registry *spec_find_registry(const struct spec *s, const char 
  * registry-1.docker.io; every other registry at https://<host>. Caller frees. */
 char *spec_default_origin(const char *host);
 
+/* The tags of a registry's list (in any order, any number; invalid and
+ * duplicate ones are ignored) that prefetch entry e keeps: those matching its
+ * regex and its semver range, the newest e->newest of them (0: all). Versions
+ * order by semver precedence, highest first, before tags that are not
+ * versions (reverse lexical order). Returns 0 with *ret_idx (malloc'd,
+ * indices into tags, newest first) and *ret_n, or -ENOMEM; -EINVAL if the
+ * regex does not compile. */
+int spec_prefetch_select_tags(const struct spec_prefetch_entry *e, char *const *tags, size_t n, size_t **ret_idx,
+                              size_t *ret_n);
+
 static inline void spec_freep(struct spec **s) {
         spec_free(*s);
 }
