@@ -183,6 +183,13 @@ int cache_tag_get(struct cache *c, const char *registry, const char *repository,
 int cache_tag_put(struct cache *c, const char *registry, const char *repository, const char *tag,
                   const struct cache_tag *t);
 
+/* The tags recorded for registry/repository (the node's own view, e.g. for
+ * an offline check of a prefetch list), at most max, in no order. Returns 0
+ * with a malloc'd array of malloc'd names (the caller frees both), -ENOENT
+ * when none was ever recorded, -EINVAL for invalid names, -ENOMEM. */
+int cache_tag_list(struct cache *c, const char *registry, const char *repository, size_t max, char ***ret_tags,
+                   size_t *ret_n);
+
 /* Bounds the store: when its blobs exceed max_bytes (0: no bound), or the
  * file system has less than min_free_bytes available (0: no bound), the least
  * recently used unpinned blobs are evicted until the store is at 90 % of
