@@ -159,6 +159,11 @@ int cache_foreach_blob(struct cache *c, int (*fn)(const struct digest *d, uint64
 int cache_verify(struct cache *c, void (*on_bad)(const struct digest *want, const struct digest *got, void *userdata),
                  void *userdata, uint64_t *ret_checked, uint64_t *ret_quarantined);
 
+/* Re-hashes one committed blob (not counted as a use). 0 with its size when
+ * the bytes match d; -EBADMSG when not (it stays where it is: `layerd cache
+ * verify` quarantines); -ENOENT when absent. */
+int cache_verify_blob(struct cache *c, const struct digest *d, uint64_t *ret_size);
+
 /* ---- the tag index: tag -> digest, for revalidation and stale-if-error ---- */
 
 #define CACHE_MEDIA_TYPE_MAX 128

@@ -1226,6 +1226,21 @@ static int verify_one(struct cache *c, const struct digest *d, struct digest *re
         return digest_equal(ret_got, d);
 }
 
+int cache_verify_blob(struct cache *c, const struct digest *d, uint64_t *ret_size) {
+        struct digest got;
+        uint64_t size;
+        int r = cache_stat(c, d, &size);
+        if (r < 0)
+                return r;
+        r = verify_one(c, d, &got);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return -EBADMSG;
+        *ret_size = size;
+        return 0;
+}
+
 int cache_verify(struct cache *c, void (*on_bad)(const struct digest *want, const struct digest *got, void *userdata),
                  void *userdata, uint64_t *ret_checked, uint64_t *ret_quarantined) {
         uint64_t checked = 0, quarantined = 0;

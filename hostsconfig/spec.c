@@ -802,7 +802,8 @@ static void parse_prefetch_entry(struct spec_ctx *c, const yaml_node_t *n, const
 }
 
 static void parse_prefetch(struct spec_ctx *c, const yaml_node_t *n) {
-        static const char *const keys[] = { "interval", "concurrency", "bandwidth", "platforms", "images" };
+        static const char *const keys[] = { "interval", "concurrency", "bandwidth", "platforms", "images",
+                                            "wait_ready", "wait_ready_timeout" };
         yaml_node_t *v[ELEMENTSOF(keys)];
         struct spec_prefetch *pf = &c->spec->prefetch;
         if (spec_mapping(c, n, "prefetch", keys, ELEMENTSOF(keys), v, false) < 0)
@@ -818,6 +819,11 @@ static void parse_prefetch(struct spec_ctx *c, const yaml_node_t *n) {
                 (void) get_size(c, v[2], "prefetch.bandwidth", 0, &pf->bandwidth_bps);
         if (v[3])
                 get_platforms(c, v[3], "prefetch.platforms", &pf->platforms, &pf->n_platforms);
+        if (v[5])
+                (void) spec_get_bool(c, v[5], "prefetch.wait_ready", &pf->wait_ready);
+        if (v[6])
+                (void) get_duration(c, v[6], "prefetch.wait_ready_timeout", 1000, 24ULL * 3600 * 1000,
+                                    &pf->wait_ready_timeout_ms);
         if (v[4] && want_list(c, v[4], "prefetch.images", SPEC_PREFETCH_MAX)) {
                 size_t len = seq_len(v[4]);
                 pf->entries = spec_calloc(c, len, sizeof(struct spec_prefetch_entry));
@@ -954,6 +960,8 @@ void spec_finish(struct spec_ctx *c, const yaml_node_t *default_registry) {
                 s->prefetch.interval_ms = SPEC_DEFAULT_PREFETCH_INTERVAL_MS;
         if (s->prefetch.concurrency == 0)
                 s->prefetch.concurrency = SPEC_DEFAULT_PREFETCH_CONCURRENCY;
+        if (s->prefetch.wait_ready_timeout_ms == 0)
+                s->prefetch.wait_ready_timeout_ms = SPEC_DEFAULT_PREFETCH_WAIT_READY_TIMEOUT_MS;
         finish_default_registry(c, default_registry);
         finish_connect_timeouts(s);
         if (!s->hosts.containerd_version) {

@@ -38,6 +38,7 @@
 #define SPEC_DEFAULT_TAG_TTL_MS (5ULL * 60 * 1000)
 #define SPEC_DEFAULT_PREFETCH_INTERVAL_MS (6ULL * 3600 * 1000)
 #define SPEC_DEFAULT_PREFETCH_CONCURRENCY 2
+#define SPEC_DEFAULT_PREFETCH_WAIT_READY_TIMEOUT_MS (10ULL * 60 * 1000)
 
 enum spec_format {
         SPEC_FORMAT_LAYERD, /* layerd's own schema */
@@ -106,6 +107,8 @@ struct spec_prefetch {
         uint64_t interval_ms;
         unsigned concurrency;
         uint64_t bandwidth_bps;   /* bytes per second; 0 = unlimited */
+        bool wait_ready;          /* /readyz says 503 until the first round after start finished... */
+        uint64_t wait_ready_timeout_ms; /* ...or this long after start, whichever comes first */
         char **platforms;         /* default platforms; none = the node's own */
         size_t n_platforms;
         struct spec_prefetch_entry *entries;
