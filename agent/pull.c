@@ -1952,3 +1952,7 @@ void pull_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum
 uint64_t pull_now_ms(void) {
         return now_ms();
 }
+
+struct cache *pull_cache(struct pull *p) {
+        return p->cache;
+}

@@ -81,6 +81,9 @@ int pull_blob_ensure(struct pull *p, const char *registry, const char *repositor
 int pull_tags_page(struct pull *p, const char *registry, const char *repository, unsigned n, const char *last,
                    void **ret_body, size_t *ret_size, char **ret_next_last);
 
+/* The cache the state was made with. */
+struct cache *pull_cache(struct pull *p);
+
 /* The spec in force, kept alive until released (a reload does not free it). */
 const struct spec *pull_spec_acquire(struct pull *p, void **ret_token);
 void pull_spec_release(struct pull *p, void *token);
