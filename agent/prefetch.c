@@ -94,6 +94,8 @@ static int digest_cmp(const void *a, const void *b) {
 
 static size_t digest_unique(struct digest *v, size_t n) {
         size_t k = 0;
+        if (n == 0)
+                return 0;
         qsort(v, n, sizeof(*v), digest_cmp);
         for (size_t i = 0; i < n; i++)
                 if (k == 0 || digest_cmp(&v[k - 1], &v[i]) != 0)
@@ -148,28 +150,24 @@ static void pins_finish(struct prefetch_pins *pins, bool complete) {
                 return;
         pthread_mutex_lock(&pins->lock);
         size_t n = digest_unique(pins->cur, pins->n_cur);
-        struct digest *next = NULL;
-        size_t n_next = 0;
         if (complete) {
                 for (size_t i = 0; i < pins->n_prev; i++)
-                        if (!bsearch(&pins->prev[i], pins->cur, n, sizeof(struct digest), digest_cmp))
+                        if (n == 0 || !bsearch(&pins->prev[i], pins->cur, n, sizeof(struct digest), digest_cmp))
                                 (void) cache_pin(pins->cache, &pins->prev[i], false);
-                next = pins->cur;
-                n_next = n;
-                pins->cur = NULL;
-                pins->cap_cur = 0;
-        } else {
-                next = malloc((pins->n_prev + n + 1) * sizeof(*next));
-                if (next) {
-                        memcpy(next, pins->prev, pins->n_prev * sizeof(*next));
-                        memcpy(next + pins->n_prev, pins->cur, n * sizeof(*next));
-                        n_next = digest_unique(next, pins->n_prev + n);
-                }
-        }
-        if (next) {
                 free(pins->prev);
-                pins->prev = next;
-                pins->n_prev = n_next;
+                pins->prev = TAKE_PTR(pins->cur); /* NULL when the list is empty now */
+                pins->n_prev = n;
+                pins->cap_cur = 0;
+        } else if (n > 0) {
+                struct digest *next = malloc((pins->n_prev + n) * sizeof(*next));
+                if (next) { /* else the file keeps last time's set; the pins in memory hold anyway */
+                        if (pins->n_prev)
+                                memcpy(next, pins->prev, pins->n_prev * sizeof(*next));
+                        memcpy(next + pins->n_prev, pins->cur, n * sizeof(*next));
+                        free(pins->prev);
+                        pins->prev = next;
+                        pins->n_prev = digest_unique(next, pins->n_prev + n);
+                }
         }
         pins->n_cur = 0;
         int r = pins_save(pins);
