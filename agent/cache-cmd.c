@@ -10,6 +10,7 @@
 #include <sys/statvfs.h>
 
 #include "agent/agent.h"
+#include "agent/prefetch.h"
 #include "cache/cache.h"
 #include "common/macro.h"
 #include "common/parse.h"
@@ -22,10 +23,12 @@ static const char usage_cache[] =
         "\n"
         "Commands:\n"
         "  stats    counts and bytes\n"
-        "  ls       every blob, least recently used first: digest, size, pinned\n"
+        "  ls       every blob, least recently used first: digest, size, pinned (the\n"
+        "           prefetch list's, from CACHE_DIR/prefetch.pins)\n"
         "  verify   re-hash every blob; move any that does not match its digest to\n"
         "           quarantine/ (exit 1 when one was found)\n"
         "  gc       evict down to the spec's agent.cache_max_size and cache_min_free\n"
+        "           (never the prefetch list's pinned blobs)\n"
         "  check    whether every blob of IMAGE... (default: the spec's prefetch list)\n"
         "           is in the cache and matches its digest, per image and platform,\n"
         "           without asking any upstream (exit 1 when anything is missing);\n"
@@ -127,6 +130,13 @@ int agent_cmd_cache(int argc, char **argv) {
         r = cache_open(dir, &cache, &errors);
         if (r < 0) {
                 (void) error_list_print(&errors, stderr);
+                return 1;
+        }
+        /* The prefetch list's pins (agent/prefetch.h): gc must not evict them, ls shows them. */
+        _cleanup_(prefetch_pins_freep) struct prefetch_pins *pins = NULL;
+        r = prefetch_pins_load(cache, dir, &pins);
+        if (r < 0) {
+                fprintf(stderr, "%s: cannot read the prefetch pins: %s\n", dir, strerror(-r));
                 return 1;
         }
         r = cache_wait_ready(cache, -1);

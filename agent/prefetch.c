@@ -342,6 +342,19 @@ static void image_run(struct round *rd, const struct job *j, unsigned index) {
         digest_to_string(&top.digest, r.digest);
         r.stale = top.stale;
         (void) pins_add(rd->pins, &top.digest);
+        uint64_t have;
+        if (!rd->offline && cache_stat(pull_cache(rd->pull), &top.digest, &have) < 0) {
+                /* A tag's digest is known only once resolved, so it is pinned
+                 * after it was stored: a store above its bounds may have
+                 * evicted it in between. Pinned now, it is stored again. */
+                struct pull_manifest again = {};
+                k = pull_manifest_ensure(rd->pull, j->registry, j->repository, r.digest, false, &again);
+                pull_manifest_done(&again);
+                if (k < 0) {
+                        report_error(&r, k, "manifest %s: %s", r.digest, ensure_error(k, false));
+                        goto done;
+                }
+        }
         k = fallback_manifest_refs(top.body, top.size, &refs);
         if (k < 0) {
                 report_error(&r, k, "manifest %s: not an image manifest or index", r.digest);

@@ -210,8 +210,9 @@ int cache_set_limits(struct cache *c, uint64_t max_bytes, uint64_t min_free_byte
 uint64_t cache_evict_now(struct cache *c);
 
 /* Pins or unpins a digest (the prefetch list's content), stored or not yet:
- * a pinned blob is never evicted. Pins live in memory: pin before
- * cache_set_limits() after every start. Returns 0 or -ENOMEM. */
+ * a pinned blob is never evicted; unpinning wakes the eviction thread. Pins
+ * live in memory: pin before cache_set_limits() after every start (agent/
+ * keeps the prefetch list's in CACHE_DIR/prefetch.pins). Returns 0 or -ENOMEM. */
 int cache_pin(struct cache *c, const struct digest *d, bool pinned);
 
 static inline void cache_closep(struct cache **c) {

@@ -1170,6 +1170,12 @@ int cache_pin(struct cache *c, const struct digest *d, bool pinned) {
                 *slot = p->next;
                 free(p);
                 c->stats.pinned--;
+                /* Evictable from now on: a store above its bounds sheds it at
+                 * once, not at the next commit. */
+                if (c->evictor_running) {
+                        c->evict_wanted = true;
+                        pthread_cond_signal(&c->evict_cond);
+                }
         }
         struct blob_rec *b = r == 0 ? index_find(c, d) : NULL;
         if (b)

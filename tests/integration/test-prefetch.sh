@@ -217,8 +217,9 @@ checkd "3. a paginated list through layerd: pages of 2, Links back at layerd, th
 code=$(http GET "$LAYERD_URL/v2/test/paged/tags/list?n=3&$FNS")
 checkd "3. n is passed on and kept in the next page's Link" \
   bash -c '[[ $1 == 200 && $2 == "</v2/test/paged/tags/list?n=3&last=1.1.0&$3>; rel=\"next\"" ]]' _ "$code" "$(header Link)" "$FNS"
+http GET "$LAYERD_URL/v2/test/app/tags/list?n=5&$NS" >/dev/null
 mt=$(mark "$T/origin.log")
-http GET "$LAYERD_URL/v2/test/app/tags/list?n=3&last=1.1.0&$NS" >/dev/null
+http GET "$LAYERD_URL/v2/test/app/tags/list?n=5&$NS" >/dev/null
 checkd "3. a page asked again within 30 s is answered from memory (no origin request)" \
   test "$(requests "$T/origin.log" "$mt" | grep -c 'tags/list')" = 0
 checkd "3. a repository the origin does not know: 404 NAME_UNKNOWN" \
@@ -242,6 +243,11 @@ stop "$L1"
 checkd "3. layerd serve stops cleanly" test "$status" = 0
 checkd "3. the pins file lists the prefetched blobs" bash -c '
   for d in "${@:2}"; do grep -qxF "$d" "$1" || exit 1; done' _ "$T/cache/prefetch.pins" "${A[@]}"
+"$LAYERD" cache ls --cache-dir "$T/cache" >"$T/ls.out" 2>&1
+checkd "3. layerd cache ls shows them pinned" bash -c '
+  for d in "${@:2}"; do grep -qE "^$d [0-9]+ pinned$" "$1" || exit 1; done' _ "$T/ls.out" "${A[@]}"
+"$LAYERD" cache gc --spec "$T/s.yaml" >"$T/gc.out" 2>&1
+checkd "3. layerd cache gc (1 MiB limit) leaves them" in_cache "$T/cache" "${A[@]}"
 
 # ---- 4. cache check: fails on a missing or damaged blob, passes after prefetch -----------
 cache_check c1 "$T/s.yaml"
@@ -303,5 +309,39 @@ prefetch o3 "$T/o.yaml"
 checkd "5. the next round completes the work" test "$rc" = 0
 cache_check o4 "$T/o.yaml"
 checkd "5. cache check passes" test "$rc" = 0
+
+# ---- 6. a client joining a prefetch download lifts its limit; a reload unpins ------------
+spec "$T/r.yaml" "$T/cache-reload" "  bandwidth: 256KiB
+  images: [127.0.0.1:$PO/test/app:1.0.0]" "  cache_max_size: 1MiB"
+LOG=$T/layerd-r.log
+layerd_serve "$LOG" "$T/r.yaml"
+L2=$LAYERD_PID
+checkd "6. layerd serve listens" wait_port "$PA" 10
+# At 256 KiB/s the 4 MiB layer alone would take 16 s.
+checkd "6. the round fetched the config and is on the 4 MiB layer" \
+  wait_for 10 grep -q "^<6>downloaded .* digest=${A[1]} " "$LOG"
+t=$(curl -s --max-time 30 -o "$T/big" -w '%{time_total}' "$LAYERD_URL/v2/test/app/blobs/${A[2]}?$NS")
+echo "# 6. a client's GET of the layer being prefetched took $t s"
+checkd "6. the client joined the prefetch download (cache=join)" \
+  grep -qE "^<6>request method=GET .* ref=${A[2]} status=200 .* cache=join " "$LOG"
+checkd "6. and got the whole layer far faster than the prefetch rate allows (< 6 s, not 16 s)" \
+  bash -c '[[ $(sha256sum "$1" | cut -d" " -f1) == "${2#sha256:}" ]] && python3 -c "import sys; sys.exit(float(sys.argv[1]) >= 6)" "$3"' \
+  _ "$T/big" "${A[2]}" "$t"
+round_done() { grep -q "^<6>prefetch round done images=1 ok=1" "$LOG"; }
+checkd "6. the round completes" wait_for 30 round_done
+checkd "6. the image is pinned (manifest, config, 2 layers)" test "$(metric layerd_cache_pinned)" = 4
+spec "$T/r.yaml" "$T/cache-reload" "  platforms: [linux/arm64]
+  images: [127.0.0.1:$PO/test/multi:1]" "  cache_max_size: 1MiB"
+kill -HUP "$L2"
+second_round() { [[ $(grep -c "^<6>prefetch round done images=1 ok=1" "$LOG") -ge 2 ]]; }
+checkd "6. SIGHUP with another list starts a round at once" wait_for 20 second_round
+checkd "6. only the new list is pinned (index, arm64 manifest, config, layer)" test "$(metric layerd_cache_pinned)" = 4
+checkd "6. the pins file names the new list only" \
+  bash -c 'grep -qxF "$2" "$1" && ! grep -qxF "$3" "$1"' _ "$T/cache-reload/prefetch.pins" "${M[3]}" "${A[2]}"
+unpinned_gone() { ! in_cache "$T/cache-reload" "${A[2]}"; }
+checkd "6. the unlisted image's 4 MiB layer is evicted under the 1 MiB limit" wait_for 40 unpinned_gone
+checkd "6. the listed image stays" in_cache "$T/cache-reload" "${M[@]:3:4}"
+stop "$L2"
+checkd "6. layerd serve stops cleanly" test "$status" = 0
 
 finish
