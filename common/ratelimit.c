@@ -19,9 +19,11 @@ void ratelimit_done(struct ratelimit *rl) {
 }
 
 uint64_t ratelimit_take(struct ratelimit *rl, uint64_t n, uint64_t now_ns) {
-        if (rl->rate == 0)
+        pthread_mutex_lock(&rl->lock); /* rate may change (a reload): read under the lock too */
+        if (rl->rate == 0) {
+                pthread_mutex_unlock(&rl->lock);
                 return 0;
-        pthread_mutex_lock(&rl->lock);
+        }
         if (rl->last_ns == 0)
                 rl->last_ns = now_ns;
         if (now_ns > rl->last_ns) {
