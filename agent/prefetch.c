@@ -52,29 +52,6 @@ void prefetch_node_platform(char *buf, size_t size) {
         snprintf(buf, size, "linux/%s", arch);
 }
 
-/* os, arch and variant of "os/arch[/variant]", with containerd's default variants. */
-static void platform_split(const char *s, char os[64], char arch[64], char variant[64]) {
-        os[0] = arch[0] = variant[0] = '\0';
-        if (sscanf(s, "%63[^/]/%63[^/]/%63s", os, arch, variant) < 2)
-                return;
-        if (strcmp(arch, "arm64") == 0 && !variant[0])
-                snprintf(variant, 64, "v8");
-        if (strcmp(arch, "arm") == 0 && !variant[0])
-                snprintf(variant, 64, "v7");
-}
-
-bool prefetch_platform_match(const char *want, const char *have) {
-        char wo[64], wa[64], wv[64], ho[64], ha[64], hv[64];
-        if (!want || !have)
-                return false;
-        platform_split(want, wo, wa, wv);
-        platform_split(have, ho, ha, hv);
-        if (!wo[0] || strcmp(wo, ho) != 0 || strcmp(wa, ha) != 0)
-                return false;
-        /* No variant asked (amd64): any; one asked: that one. */
-        return !wv[0] || strcmp(wv, hv) == 0;
-}
-
 /* ---- the pinned set --------------------------------------------------------------- */
 
 struct prefetch_pins {
@@ -376,7 +353,7 @@ static void image_run(struct round *rd, const struct job *j, unsigned index) {
                 snprintf(pl->platform, sizeof(pl->platform), "%s", j->platforms[i]);
                 const struct fallback_descriptor *child = NULL;
                 for (size_t c = 0; c < refs.n_items && !child; c++)
-                        if (prefetch_platform_match(j->platforms[i], refs.items[c].platform))
+                        if (spec_platform_match(j->platforms[i], refs.items[c].platform))
                                 child = &refs.items[c];
                 if (!child) {
                         pl->missing++;

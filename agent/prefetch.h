@@ -61,10 +61,6 @@ struct prefetch_round_stats {
  * containerd matches (x86_64 -> amd64, aarch64 -> arm64/v8, armv7l -> arm/v7). */
 void prefetch_node_platform(char *buf, size_t size);
 
-/* Whether an index entry's platform serves what was asked for (arm64 is
- * arm64/v8, arm is arm/v7, as containerd's default matcher has it). */
-bool prefetch_platform_match(const char *want, const char *have);
-
 /* One round over list in the calling thread, with list->concurrency workers
  * (stopping, may be NULL, ends it early):
  * online, everything is fetched into the cache (at limit's rate, may be NULL)

@@ -9,6 +9,7 @@
  * version tags, and no prereleases (see common/semver.h). */
 #include <errno.h>
 #include <regex.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,4 +93,26 @@ int spec_prefetch_select_tags(const struct spec_prefetch_entry *e, char *const *
 out:
         free(c);
         return r;
+}
+
+/* os, arch and variant of "os/arch[/variant]", with containerd's default variants. */
+static bool platform_split(const char *s, char os[64], char arch[64], char variant[64]) {
+        os[0] = arch[0] = variant[0] = '\0';
+        if (!s || sscanf(s, "%63[^/]/%63[^/]/%63s", os, arch, variant) < 2)
+                return false;
+        if (strcmp(arch, "arm64") == 0 && !variant[0])
+                snprintf(variant, 64, "v8");
+        if (strcmp(arch, "arm") == 0 && !variant[0])
+                snprintf(variant, 64, "v7");
+        return true;
+}
+
+bool spec_platform_match(const char *want, const char *have) {
+        char wo[64], wa[64], wv[64], ho[64], ha[64], hv[64];
+        if (!platform_split(want, wo, wa, wv) || !platform_split(have, ho, ha, hv))
+                return false;
+        if (strcmp(wo, ho) != 0 || strcmp(wa, ha) != 0)
+                return false;
+        /* No variant asked for (amd64): any; one asked for: that one. */
+        return !wv[0] || strcmp(wv, hv) == 0;
 }

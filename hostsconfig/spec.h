@@ -188,6 +188,11 @@ char *spec_default_origin(const char *host);
 int spec_prefetch_select_tags(const struct spec_prefetch_entry *e, char *const *tags, size_t n, size_t **ret_idx,
                               size_t *ret_n);
 
+/* Whether an image index entry's platform ("os/arch[/variant]", have) serves
+ * a platform of the spec (want), as containerd's default matcher has it:
+ * arm64 is arm64/v8, arm is arm/v7; want without a variant takes any. */
+bool spec_platform_match(const char *want, const char *have);
+
 static inline void spec_freep(struct spec **s) {
         spec_free(*s);
 }

@@ -77,10 +77,27 @@ static void test_bad_regex(void **state) {
         free(idx);
 }
 
+static void test_platform_match(void **state) {
+        (void) state;
+        assert_true(spec_platform_match("linux/amd64", "linux/amd64"));
+        assert_true(spec_platform_match("linux/amd64", "linux/amd64/v3")); /* no variant asked for: any */
+        assert_true(spec_platform_match("linux/arm64", "linux/arm64/v8"));
+        assert_true(spec_platform_match("linux/arm64/v8", "linux/arm64"));
+        assert_true(spec_platform_match("linux/arm", "linux/arm/v7"));
+        assert_false(spec_platform_match("linux/arm", "linux/arm/v6"));
+        assert_false(spec_platform_match("linux/arm/v6", "linux/arm"));
+        assert_false(spec_platform_match("linux/amd64", "linux/arm64"));
+        assert_false(spec_platform_match("linux/amd64", "windows/amd64"));
+        assert_false(spec_platform_match("linux/amd64", NULL)); /* an index entry without a platform */
+        assert_false(spec_platform_match("linux/amd64", "linux"));
+        assert_false(spec_platform_match("linux", "linux/amd64"));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_filters),
                 cmocka_unit_test(test_bad_regex),
+                cmocka_unit_test(test_platform_match),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
