@@ -284,8 +284,8 @@ spec "$T/o.yaml" "$T/cache-outage" "  bandwidth: 1MiB
   images: [127.0.0.1:$PO/test/app:1.0.0]"
 LAST=$T/o1
 timeout 60 "$LAYERD" prefetch --once --log-level info --spec "$T/o.yaml" >"$T/o1.out" 2>"$T/o1.err" &
-PF=$!
-PIDS+=("$PF")
+BG=$!
+PIDS+=("$BG")
 # The config comes first, then the layers at 1 MiB/s: a second into them, the origin is
 # killed (the kernel may already hold the rest of the 4 MiB layer in socket buffers, so
 # which blob fails varies: a layer does).
@@ -293,7 +293,7 @@ checkd "5. the round has fetched the config and goes on with the layers" \
   wait_for 10 grep -q "^<6>downloaded .* digest=${A[1]} " "$T/o1.err"
 sleep 1
 kill -KILL "$ORIGIN_PID"; wait_exit "$ORIGIN_PID" 10
-wait_exit "$PF" 60
+wait_exit "$BG" 60
 checkd "5. the round fails (exit 1) with the origin gone" test "$status" = 1
 checkd "5. the cache holds no partial or wrong blob (cache verify: 0 quarantined)" \
   bash -c '"$1" cache verify --cache-dir "$2" | grep -q ", 0 quarantined$"' _ "$LAYERD" "$T/cache-outage"
@@ -309,6 +309,27 @@ prefetch o3 "$T/o.yaml"
 checkd "5. the next round completes the work" test "$rc" = 0
 cache_check o4 "$T/o.yaml"
 checkd "5. cache check passes" test "$rc" = 0
+
+# The same with a download cut in the middle, deterministically: the fixture breaks every
+# answer for the layer after 300 000 bytes (Range resumes included).
+head -c 1048576 /dev/urandom >"$T/fx-layer"
+FXL=sha256:$(sha256sum "$T/fx-layer" | cut -d' ' -f1)
+printf '{"schemaVersion":2,"mediaType":"%s","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"%s","size":1048576}]}' \
+  "$OCI_MANIFEST" "$FXC" "$(stat -c %s "$T/fx-config")" "$FXL" >"$T/fx-big"
+fixture_call PUT "$FX/_fixture/blob/$FXL" "$T/fx-layer" && fixture_manifest "$FX" test/big 1 "$T/fx-big" >/dev/null &&
+  fixture_json PUT "$FX/_fixture/rules" "[{\"path\": \"/blobs/$FXL\", \"close_after\": 300000}]"
+checkd "5. the fixture serves test/big:1 and cuts its layer after 300 000 bytes" test $? -eq 0
+spec "$T/cut.yaml" "$T/cache-cut" "  images: [127.0.0.1:$PF/test/big:1]"
+prefetch cut1 "$T/cut.yaml"
+checkd "5. a round whose layer download breaks every time fails on that layer" \
+  bash -c '[[ $1 == 1 ]] && grep -q "FAILED: blob $2" "$3"' _ "$rc" "$FXL" "$T/cut1.out"
+checkd "5. the broken download left nothing: not in the store, tmp/ empty, 0 quarantined" bash -c '
+  ! test -e "$1" && [[ -z $(ls -A "$2/tmp" 2>/dev/null) ]] && "$3" cache verify --cache-dir "$2" | grep -q ", 0 quarantined$"' \
+  _ "$(blob_path "$T/cache-cut" "$FXL")" "$T/cache-cut" "$LAYERD"
+fixture_json PUT "$FX/_fixture/rules" "[]"
+prefetch cut2 "$T/cut.yaml"
+checkd "5. the next round (the fault gone) completes, and cache check passes" \
+  bash -c '[[ $1 == 0 ]] && "$2" cache check --spec "$3" >/dev/null' _ "$rc" "$LAYERD" "$T/cut.yaml"
 
 # ---- 6. a client joining a prefetch download lifts its limit; a reload unpins ------------
 spec "$T/r.yaml" "$T/cache-reload" "  bandwidth: 256KiB
