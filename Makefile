@@ -43,13 +43,13 @@ endif
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 COMMON_SRC := common/error.c common/log.c common/parse.c common/reference.c common/fsutil.c common/textdiff.c \
-	common/digest.c common/base64.c common/range.c
+	common/digest.c common/base64.c common/range.c common/semver.c common/ratelimit.c
 HOSTSCONFIG_SRC := hostsconfig/spec.c hostsconfig/spec-yaml.c hostsconfig/spec-helm.c \
 	hostsconfig/spec-print.c hostsconfig/spec-default.c hostsconfig/render.c hostsconfig/render-containerd.c \
 	hostsconfig/render-docker.c hostsconfig/render-talos.c hostsconfig/render-registries-conf.c \
-	hostsconfig/hosts-apply.c
+	hostsconfig/hosts-apply.c hostsconfig/spec-tags.c
 AGENT_SRC := agent/main.c agent/serve.c agent/log.c agent/notify.c agent/hosts.c agent/cache-cmd.c \
-	agent/upstream.c agent/fetch-cmd.c agent/pull.c agent/relay.c
+	agent/upstream.c agent/fetch-cmd.c agent/pull.c agent/relay.c agent/prefetch.c agent/prefetch-cmd.c
 CACHE_SRC := cache/store.c cache/tags.c
 FALLBACK_SRC := fallback/challenge.c fallback/credentials.c fallback/http.c fallback/fallback.c fallback/manifest.c
 LIB_SRC := $(COMMON_SRC) $(HOSTSCONFIG_SRC) $(CACHE_SRC) $(FALLBACK_SRC)

@@ -39,5 +39,16 @@ int agent_fallback_configure(struct fallback *fb, const struct spec *s, struct e
 /* A fallback client for s whose events are logged. */
 int agent_fallback_new(const struct spec *s, struct fallback **ret, struct error_list *errors);
 
+/* `layerd prefetch`; returns the exit status. */
+int agent_cmd_prefetch(int argc, char **argv);
+
+/* `layerd cache check`: images (or, with none, the spec's prefetch list) in
+ * the open cache, offline, on the given platforms (none: the list's, else
+ * the node's own). Takes spec over. Returns the exit status: 0 every blob
+ * present and verified, 1 not, 2 usage. */
+struct cache;
+int agent_cache_check(struct cache *cache, const char *dir, struct spec *spec, char **images, size_t n_images,
+                      char **platforms, size_t n_platforms);
+
 /* `layerd fetch`; returns the exit status. */
 int agent_cmd_fetch(int argc, char **argv);

@@ -10,25 +10,35 @@
 #include <sys/statvfs.h>
 
 #include "agent/agent.h"
+#include "agent/prefetch.h"
 #include "cache/cache.h"
 #include "common/macro.h"
 #include "common/parse.h"
 
 static const char usage_cache[] =
         "Usage: layerd cache COMMAND [--spec FILE | --cache-dir DIR]\n"
+        "       layerd cache check [--spec FILE] [--cache-dir DIR] [--platform P]... [IMAGE...]\n"
         "\n"
         "Look after the blob cache while no agent is using it.\n"
         "\n"
         "Commands:\n"
         "  stats    counts and bytes\n"
-        "  ls       every blob, least recently used first: digest, size, pinned\n"
+        "  ls       every blob, least recently used first: digest, size, pinned (the\n"
+        "           prefetch list's, from CACHE_DIR/prefetch.pins)\n"
         "  verify   re-hash every blob; move any that does not match its digest to\n"
         "           quarantine/ (exit 1 when one was found)\n"
         "  gc       evict down to the spec's agent.cache_max_size and cache_min_free\n"
+        "           (never the prefetch list's pinned blobs)\n"
+        "  check    whether every blob of IMAGE... (default: the spec's prefetch list)\n"
+        "           is in the cache and matches its digest, per image and platform,\n"
+        "           without asking any upstream (exit 1 when anything is missing);\n"
+        "           tags resolve through the tags the node recorded\n"
         "\n"
         "  --spec FILE       the cluster spec naming the cache (agent.cache_dir); the\n"
         "                    built-in spec when neither option is given\n"
         "  --cache-dir DIR   the cache directory itself\n"
+        "  --platform P      check: this platform (os/arch[/variant]; repeatable); default\n"
+        "                    prefetch.platforms, else the node's own\n"
         "  -h, --help        show this help\n"
         "\n"
         "Exit status: 0 ok, 1 failure (or quarantined blobs), 2 usage or configuration error.\n";
@@ -62,12 +72,15 @@ int agent_cmd_cache(int argc, char **argv) {
         static const struct option opts[] = {
                 { "spec", required_argument, NULL, 's' },
                 { "cache-dir", required_argument, NULL, 'c' },
+                { "platform", required_argument, NULL, 'p' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
         _cleanup_(spec_freep) struct spec *spec = NULL;
         _cleanup_(cache_closep) struct cache *cache = NULL;
         const char *spec_path = NULL, *dir = NULL;
+        char *platforms[SPEC_PLATFORMS_MAX];
+        size_t n_platforms = 0;
         struct error_list errors;
         int c, r;
 
@@ -79,6 +92,14 @@ int agent_cmd_cache(int argc, char **argv) {
                 case 'c':
                         dir = optarg;
                         break;
+                case 'p':
+                        if (n_platforms == SPEC_PLATFORMS_MAX || strchr(optarg, '/') == NULL) {
+                                fprintf(stderr, "layerd cache: --platform: not a platform (os/arch[/variant]) or "
+                                                "more than %d: \"%s\"\n", SPEC_PLATFORMS_MAX, optarg);
+                                return 2;
+                        }
+                        platforms[n_platforms++] = optarg;
+                        break;
                 case 'h':
                         fputs(usage_cache, stdout);
                         return 0;
@@ -87,13 +108,13 @@ int agent_cmd_cache(int argc, char **argv) {
                         return 2;
                 }
         }
-        if (argc - optind != 1) {
+        if (argc - optind < 1 || (argc - optind != 1 && strcmp(argv[optind], "check") != 0)) {
                 fputs(usage_cache, stderr);
                 return 2;
         }
         const char *what = argv[optind];
         if (strcmp(what, "stats") != 0 && strcmp(what, "ls") != 0 && strcmp(what, "verify") != 0 &&
-            strcmp(what, "gc") != 0) {
+            strcmp(what, "gc") != 0 && strcmp(what, "check") != 0) {
                 fprintf(stderr, "layerd cache: unknown command \"%s\"\n", what);
                 return 2;
         }
@@ -111,11 +132,21 @@ int agent_cmd_cache(int argc, char **argv) {
                 (void) error_list_print(&errors, stderr);
                 return 1;
         }
+        /* The prefetch list's pins (agent/prefetch.h): gc must not evict them, ls shows them. */
+        _cleanup_(prefetch_pins_freep) struct prefetch_pins *pins = NULL;
+        r = prefetch_pins_load(cache, dir, &pins);
+        if (r < 0) {
+                fprintf(stderr, "%s: cannot read the prefetch pins: %s\n", dir, strerror(-r));
+                return 1;
+        }
         r = cache_wait_ready(cache, -1);
         if (r < 0) {
                 fprintf(stderr, "%s: cannot read the store: %s\n", dir, strerror(-r));
                 return 1;
         }
+        if (strcmp(what, "check") == 0)
+                return agent_cache_check(cache, dir, TAKE_PTR(spec), argv + optind + 1, (size_t) (argc - optind - 1),
+                                         platforms, n_platforms);
         if (strcmp(what, "ls") == 0) {
                 r = cache_foreach_blob(cache, print_blob, NULL);
         } else if (strcmp(what, "verify") == 0) {

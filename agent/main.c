@@ -36,8 +36,9 @@ static const char usage_main[] =
         "Commands:\n"
         "  serve          serve the OCI pull API on loopback (default spec built in)\n"
         "  hosts          write containerd hosts.toml files (and other runtimes' configs)\n"
-        "  cache          look after the blob cache: stats, ls, verify, gc\n"
+        "  cache          look after the blob cache: stats, ls, verify, gc, check\n"
         "  fetch          fetch a manifest or blob through the spec's endpoint chains\n"
+        "  prefetch       fetch the spec's prefetch list into the cache, in the foreground\n"
         "  check-config   validate a cluster spec and print its normalised form\n"
         "  version        print the version\n"
         "\n"
@@ -353,6 +354,7 @@ int main(int argc, char **argv) {
                 { "hosts", cmd_hosts },
                 { "cache", agent_cmd_cache },
                 { "fetch", agent_cmd_fetch },
+                { "prefetch", agent_cmd_prefetch },
                 { "check-config", cmd_check_config },
                 { "version", cmd_version },
         };

@@ -45,6 +45,7 @@
 #include "common/macro.h"
 #include "common/parse.h"
 #include "common/range.h"
+#include "common/ratelimit.h"
 #include "common/reference.h"
 
 #define HEADER_WAIT_MS 20000   /* longest wait for an upstream before answering 503 */
@@ -56,11 +57,15 @@
 #define MT_CACHE_SLOTS 256 /* manifests' media types remembered, direct-mapped by digest */
 #define TAG_CACHE_SLOTS 256 /* tag records remembered, direct-mapped by name */
 #define TAG_KEY_MAX 512
+#define TAGS_CACHE_SLOTS 64 /* tag list pages remembered */
+#define TAGS_TTL_MS 30000   /* how long a tag list page is served from memory */
+#define THROTTLE_SLICE_NS (50 * 1000000ULL) /* a rate-limited download rechecks for clients this often */
 
 enum route {
         ROUTE_V2,
         ROUTE_MANIFEST,
         ROUTE_BLOB,
+        ROUTE_TAGS,
         ROUTE_METRICS,
         ROUTE_HEALTH,
         ROUTE_OTHER,
@@ -68,7 +73,7 @@ enum route {
 };
 
 static const char *const route_names[_ROUTE_MAX] = {
-        [ROUTE_V2] = "v2",         [ROUTE_MANIFEST] = "manifest", [ROUTE_BLOB] = "blob",
+        [ROUTE_V2] = "v2",         [ROUTE_MANIFEST] = "manifest", [ROUTE_BLOB] = "blob",       [ROUTE_TAGS] = "tags",
         [ROUTE_METRICS] = "metrics", [ROUTE_HEALTH] = "health",   [ROUTE_OTHER] = "other",
 };
 
@@ -94,6 +99,7 @@ struct download {
         unsigned readers;          /* under pull->lock: clients streaming it */
         bool finish_abandoned;     /* agent.finish_abandoned_downloads when it started */
         atomic_bool cancel;        /* nobody wants it any more */
+        struct ratelimit *limit;   /* prefetch: held to this rate while no client follows it */
         struct pull *pull;
         uint64_t bytes, last_progress_ms, started_ms;
         char *batch;      /* the download thread's: bytes not yet given to the cache */
@@ -123,6 +129,19 @@ struct pull {
                 struct digest digest;
                 char media_type[CACHE_MEDIA_TYPE_MAX];
         } mt_cache[MT_CACHE_SLOTS];
+
+        pthread_mutex_t tags_lock; /* tags_cache; taken alone */
+        struct tags_slot {
+                char key[TAG_KEY_MAX]; /* registry "\n" repository "\n" n "\n" last; "" when free */
+                uint64_t at_ms;
+                void *body;
+                size_t size;
+                char *next_last;
+        } tags_cache[TAGS_CACHE_SLOTS];
+
+        atomic_uint_fast64_t ready_gate_until_ms; /* /readyz waits for prefetch until then; 0: it does not */
+        void (*metrics_hook)(FILE *f, void *userdata); /* set before serving */
+        void *metrics_userdata;
 
         atomic_uint_fast64_t requests[_ROUTE_MAX][STATUS_SLOTS];
         atomic_uint_fast64_t bytes_served, stale_serves, cut_streams,
@@ -204,6 +223,7 @@ int pull_new(struct cache *cache, const char *cache_dir, struct fallback *fb, st
         r->refs = 1;
         pthread_mutex_init(&p->lock, NULL);
         pthread_mutex_init(&p->mt_lock, NULL);
+        pthread_mutex_init(&p->tags_lock, NULL);
         pthread_cond_init(&p->ended, NULL);
         p->spec = r;
         p->cache = cache;
@@ -251,6 +271,11 @@ struct pull *pull_free(struct pull *p) {
         if (!p)
                 return NULL;
         spec_ref_put_locked(p->spec);
+        for (size_t i = 0; i < TAGS_CACHE_SLOTS; i++) {
+                free(p->tags_cache[i].body);
+                free(p->tags_cache[i].next_last);
+        }
+        pthread_mutex_destroy(&p->tags_lock);
         free(p->cache_dir);
         pthread_cond_destroy(&p->ended);
         pthread_mutex_destroy(&p->mt_lock);
@@ -723,10 +748,43 @@ static int dl_flush(struct download *dl) {
         return r;
 }
 
+static uint64_t now_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
+}
+
+/* A prefetch download keeps to the shared rate while no client follows it;
+ * once one joins, the client waits on these bytes and the limit lifts
+ * (real pulls go first). Sleeps in slices to notice that, and cancels. */
+static void dl_throttle(struct download *dl, size_t size) {
+        struct pull *p = dl->pull;
+        pthread_mutex_lock(&p->lock);
+        bool followed = dl->readers > 0;
+        pthread_mutex_unlock(&p->lock);
+        if (followed)
+                return;
+        uint64_t wait = ratelimit_take(dl->limit, size, now_ns());
+        while (wait > 0 && !dl_cancelled(dl)) {
+                uint64_t slice = wait < THROTTLE_SLICE_NS ? wait : THROTTLE_SLICE_NS;
+                struct timespec ts = { .tv_sec = (time_t) (slice / 1000000000ULL),
+                                       .tv_nsec = (long) (slice % 1000000000ULL) };
+                nanosleep(&ts, NULL);
+                wait -= slice;
+                pthread_mutex_lock(&p->lock);
+                followed = dl->readers > 0;
+                pthread_mutex_unlock(&p->lock);
+                if (followed)
+                        break;
+        }
+}
+
 static int dl_write(void *userdata, const void *data, size_t size) {
         struct download *dl = userdata;
         if (dl_cancelled(dl))
                 return -ECANCELED;
+        if (dl->limit)
+                dl_throttle(dl, size);
         /* libcurl hands over 16 KiB at a time: one write, one digest update and
          * one wake-up of every reader per DL_BATCH instead (the cold path's
          * profile was all pwrite and wake-ups). */
@@ -1202,12 +1260,13 @@ static enum MHD_Result respond_blob_stream(struct MHD_Connection *conn, struct r
  * its own so that no client (leaving early or not) decides its fate. On
  * success *ret holds a reference for the caller. */
 static int download_start(struct pull *p, const struct target *t, const struct digest *d, struct cache_entry *e,
-                          struct download **ret) {
+                          unsigned readers, struct ratelimit *limit, struct download **ret) {
         struct download *dl = calloc(1, sizeof(*dl));
         if (!dl)
                 return -ENOMEM;
         dl->refs = 2; /* the caller's, the thread's */
-        dl->readers = 1; /* the caller, until its stream takes over */
+        dl->readers = readers; /* a client: the caller, until its stream takes over; prefetch: none */
+        dl->limit = limit;
         dl->digest = *d;
         dl->finish_abandoned = t->finish_abandoned;
         dl->pull = p;
@@ -1302,7 +1361,7 @@ static enum MHD_Result blob(struct pull *p, struct MHD_Connection *conn, struct 
                 } else if (r == 0) {
                         /* This request's own reference, taken before the thread can finish and drop the writer's. */
                         mine = cache_entry_ref(e);
-                        r = download_start(p, t, d, e, &dl);
+                        r = download_start(p, t, d, e, 1, NULL, &dl);
                         if (r < 0) {
                                 mine = cache_entry_unref(mine);
                                 cache_writer_unref(e);
@@ -1336,6 +1395,399 @@ static enum MHD_Result blob(struct pull *p, struct MHD_Connection *conn, struct 
                 return ret;
         }
         return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "the blob keeps changing state");
+}
+
+/* ---- the in-process API (prefetch, cache check) ----------------------------------------- */
+
+const struct spec *pull_spec_acquire(struct pull *p, void **ret_token) {
+        struct spec_ref *r = spec_ref_get(p);
+        *ret_token = r;
+        return r->spec;
+}
+
+void pull_spec_release(struct pull *p, void *token) {
+        spec_ref_put(p, token);
+}
+
+void pull_set_ready_gate(struct pull *p, uint64_t until_ms) {
+        atomic_store(&p->ready_gate_until_ms, until_ms);
+}
+
+void pull_set_metrics_hook(struct pull *p, void (*fn)(FILE *f, void *userdata), void *userdata) {
+        p->metrics_hook = fn;
+        p->metrics_userdata = userdata;
+}
+
+void pull_manifest_done(struct pull_manifest *m) {
+        free(m->body);
+        free(m->media_type);
+        *m = (struct pull_manifest) {};
+}
+
+/* The registry a request of the in-process API may go to: a mirrored one
+ * (no open proxy here either); offline, any name (nothing is asked). */
+static const struct spec_registry *api_registry(const struct spec *s, const char *registry, bool offline) {
+        const struct spec_registry *reg = spec_find_registry(s, registry);
+        if (!offline && (!reg || !reg->mirror || strcmp(reg->host, SPEC_DEFAULT_REGISTRY) == 0))
+                return NULL;
+        return reg;
+}
+
+/* A manifest by digest: the cache, else upstream (verified), stored. */
+static int api_manifest_by_digest(struct pull *p, const char *host, const char *repo, const struct digest *d,
+                                  bool offline, struct pull_manifest *m) {
+        char ds[DIGEST_STRING_MAX];
+        if (cached_manifest(p, d, NULL, &m->body, &m->size, &m->media_type) == 0) {
+                m->digest = *d;
+                return 0;
+        }
+        if (offline)
+                return -ENOENT;
+        struct fallback_request req = {
+                .registry = host, .repository = repo, .kind = FALLBACK_MANIFEST,
+                .reference = digest_to_string(d, ds), .deadline_ms = now_ms() + HEADER_WAIT_MS,
+                .cancelled = pull_stopping, .cancel_userdata = p,
+        };
+        struct fallback_response fr;
+        int r = fallback_fetch(p->fb, &req, &fr);
+        if (r >= 0 && fr.status == 200 && fr.body && fr.size >= 0) {
+                store_manifest(p, d, fr.body, (uint64_t) fr.size);
+                m->size = (uint64_t) fr.size;
+                m->body = TAKE_PTR(fr.body);
+                m->media_type = fr.media_type ? TAKE_PTR(fr.media_type) : fallback_manifest_media_type(m->body, m->size);
+                m->digest = *d;
+                m->fetched = true;
+                r = m->media_type ? 0 : -EMEDIUMTYPE;
+        } else if (r >= 0)
+                r = fr.status == 404 || fr.status == 401 || fr.status == 403 ? -ENOENT : -EHOSTUNREACH;
+        fallback_response_done(&fr);
+        if (r < 0)
+                pull_manifest_done(m);
+        return r;
+}
+
+int pull_manifest_ensure(struct pull *p, const char *registry, const char *repository, const char *reference,
+                         bool offline, struct pull_manifest *ret) {
+        struct pull_manifest m = {};
+        struct digest d;
+        bool by_digest = digest_parse(reference, &d) == 0;
+        if ((!by_digest && !reference_tag_is_valid(reference)) || !reference_path_is_valid(repository))
+                return -EINVAL;
+        struct spec_ref *sr = spec_ref_get(p);
+        const struct spec_registry *reg = api_registry(sr->spec, registry, offline);
+        const char *host = reg ? reg->host : registry;
+        int r = 0;
+        if (!reg && !offline) {
+                r = -ENXIO;
+                goto out;
+        }
+        if (!by_digest) {
+                /* As a client's request by tag (manifest_by_tag): fresh records
+                 * are trusted, older ones revalidated with a HEAD, the last
+                 * answer kept when every upstream fails. Offline: the record. */
+                struct cache_tag known;
+                bool have = tag_get(p, host, repository, reference, &known) == 0;
+                int64_t age_ms = have ? ((int64_t) time(NULL) - known.fetched_at) * 1000 : 0;
+                bool fresh = have && (offline || (age_ms >= 0 && (uint64_t) age_ms < reg->tag_ttl_ms));
+                if (fresh && cached_manifest(p, &known.digest, known.media_type, &m.body, &m.size, &m.media_type) == 0) {
+                        m.digest = known.digest;
+                        goto out;
+                }
+                if (offline) {
+                        r = -ENOENT;
+                        goto out;
+                }
+                struct fallback_request req = {
+                        .registry = host, .repository = repository, .kind = FALLBACK_MANIFEST,
+                        .reference = reference, .head = true, .deadline_ms = now_ms() + HEADER_WAIT_MS,
+                        .cancelled = pull_stopping, .cancel_userdata = p,
+                };
+                struct fallback_response fr;
+                r = fallback_fetch(p->fb, &req, &fr);
+                if (r >= 0 && fr.status == 200 && fr.has_digest) {
+                        struct cache_tag now = { .digest = fr.digest, .size = fr.size >= 0 ? (uint64_t) fr.size : 0,
+                                                 .fetched_at = (int64_t) time(NULL) };
+                        snprintf(now.media_type, sizeof(now.media_type), "%s", fr.media_type ? fr.media_type : "");
+                        /* The default Accept takes every manifest type: an answer any client could get. */
+                        if (fr.size >= 0 && fr.media_type)
+                                tag_put(p, host, repository, reference, &now);
+                        if (fr.body)
+                                store_manifest(p, &fr.digest, fr.body, (uint64_t) fr.size);
+                        d = fr.digest;
+                        fallback_response_done(&fr);
+                } else {
+                        bool failed = r < 0 || (fr.status != 404 && fr.status != 401 && fr.status != 403);
+                        fallback_response_done(&fr);
+                        if (r == -ECANCELED)
+                                goto out;
+                        if (failed && have &&
+                            cached_manifest(p, &known.digest, known.media_type, &m.body, &m.size, &m.media_type) == 0) {
+                                m.digest = known.digest;
+                                m.stale = true;
+                                r = 0;
+                                goto out;
+                        }
+                        r = failed ? -EHOSTUNREACH : -ENOENT;
+                        goto out;
+                }
+        }
+        r = api_manifest_by_digest(p, host, repository, &d, offline, &m);
+out:
+        spec_ref_put(p, sr);
+        if (r < 0) {
+                pull_manifest_done(&m);
+                return r;
+        }
+        *ret = m;
+        return 0;
+}
+
+/* Follows an entry someone else writes (no download of ours: a manifest
+ * being stored, say) to its end; 0 once committed. */
+static int follow_to_end(struct cache_entry *e) {
+        _cleanup_(cache_reader_freep) struct cache_reader *rd = NULL;
+        _cleanup_free_ char *buf = malloc(STREAM_BLOCK);
+        if (!buf)
+                return -ENOMEM;
+        int r = cache_reader_new(e, &rd);
+        if (r < 0)
+                return r;
+        for (;;) {
+                ssize_t n = cache_reader_read(rd, buf, STREAM_BLOCK, STREAM_WAIT_MS);
+                if (n <= 0)
+                        return (int) n;
+        }
+}
+
+int pull_blob_ensure(struct pull *p, const char *registry, const char *repository, const struct digest *d,
+                     int64_t size, struct ratelimit *limit, bool offline, bool *ret_fetched, uint64_t *ret_size) {
+        uint64_t have = 0;
+        if (offline) {
+                /* Re-hashed: what an air-gapped site checks before it cuts the link. */
+                int r = cache_verify_blob(p->cache, d, &have);
+                if (r == 0)
+                        *ret_size = have, *ret_fetched = false;
+                return r;
+        }
+        if (cache_stat(p->cache, d, &have) == 0) {
+                *ret_size = have;
+                *ret_fetched = false;
+                return 0;
+        }
+        struct spec_ref *sr = spec_ref_get(p);
+        struct target t = { .reg = api_registry(sr->spec, registry, false), .finish_abandoned = true };
+        int r = -ENXIO;
+        bool fetched = false;
+        if (!t.reg || (size_t) snprintf(t.repo, sizeof(t.repo), "%s", repository) >= sizeof(t.repo))
+                goto out;
+        for (unsigned round = 0; round < 3; round++) {
+                struct cache_entry *e = NULL;
+                struct download *dl = NULL;
+                bool writer = false;
+                pthread_mutex_lock(&p->lock);
+                r = atomic_load(&p->stopping) ? -ESHUTDOWN : cache_begin(p->cache, d, size, &e, &writer);
+                if (r == 0 && !writer) {
+                        for (dl = p->downloads; dl; dl = dl->next)
+                                if (dl->entry == e && dl->status == 0)
+                                        break;
+                        if (dl)
+                                dl->refs++; /* not a reader: a prefetch lifts no limit and keeps nothing alive */
+                } else if (r == 0) {
+                        /* No client is waiting: at the prefetch rate, finished even if nobody joins. */
+                        r = download_start(p, &t, d, e, 0, limit, &dl);
+                        if (r < 0)
+                                cache_writer_unref(e);
+                        e = NULL; /* the download thread's now */
+                        fetched = r == 0;
+                }
+                pthread_mutex_unlock(&p->lock);
+                if (r == -EEXIST)
+                        break;
+                if (r < 0)
+                        goto out;
+                if (dl) {
+                        int status;
+                        pthread_mutex_lock(&p->lock);
+                        while ((status = dl->status) == 0 && !atomic_load(&p->stopping)) {
+                                struct timespec ts;
+                                clock_gettime(CLOCK_REALTIME, &ts);
+                                ts.tv_sec += 1;
+                                pthread_cond_timedwait(&p->ended, &p->lock, &ts);
+                        }
+                        download_unref_locked(p, dl);
+                        pthread_mutex_unlock(&p->lock);
+                        cache_entry_unref(e);
+                        if (status == 0) {
+                                r = -ESHUTDOWN;
+                                goto out;
+                        }
+                        if (status != 200) {
+                                r = status == 404 || status == 401 || status == 403 ? -ENOENT
+                                    : status == 502                                  ? -EBADMSG
+                                                                                     : -EHOSTUNREACH;
+                                goto out;
+                        }
+                } else {
+                        r = follow_to_end(e);
+                        cache_entry_unref(e);
+                        if (r < 0)
+                                goto out;
+                }
+                break;
+        }
+        r = cache_stat(p->cache, d, &have);
+        if (r == 0) {
+                *ret_size = have;
+                *ret_fetched = fetched;
+        }
+out:
+        spec_ref_put(p, sr);
+        return r;
+}
+
+static void tags_key(char *key, size_t size, const char *registry, const char *repository, unsigned n,
+                     const char *last) {
+        snprintf(key, size, "%s\n%s\n%u\n%s", registry, repository, n, last ? last : "");
+}
+
+int pull_tags_page(struct pull *p, const char *registry, const char *repository, unsigned n, const char *last,
+                   void **ret_body, size_t *ret_size, char **ret_next_last) {
+        char key[TAG_KEY_MAX];
+        if ((last && !reference_tag_is_valid(last)) || !reference_path_is_valid(repository) ||
+            strlen(registry) + strlen(repository) + 160 > sizeof(key))
+                return -EINVAL;
+        tags_key(key, sizeof(key), registry, repository, n, last);
+        uint32_t h = 2166136261u;
+        for (const char *c = key; *c; c++)
+                h = (h ^ (unsigned char) *c) * 16777619u;
+        struct tags_slot *slot = &p->tags_cache[h % TAGS_CACHE_SLOTS];
+        void *body = NULL;
+        char *next = NULL;
+        size_t size = 0;
+        int r = -ENOENT;
+
+        /* Served from memory for a while: containerd, crictl and the prefetch
+         * worker asking for the same list in a burst cost one upstream request. */
+        pthread_mutex_lock(&p->tags_lock);
+        if (strcmp(slot->key, key) == 0 && now_ms() - slot->at_ms < TAGS_TTL_MS) {
+                body = malloc(slot->size ? slot->size : 1);
+                next = slot->next_last ? strdup(slot->next_last) : NULL;
+                if (body && (next || !slot->next_last)) {
+                        memcpy(body, slot->body, slot->size);
+                        size = slot->size;
+                        r = 0;
+                } else
+                        r = -ENOMEM;
+        }
+        pthread_mutex_unlock(&p->tags_lock);
+        if (r == 0 || r == -ENOMEM)
+                goto out;
+
+        struct spec_ref *sr = spec_ref_get(p);
+        const struct spec_registry *reg = api_registry(sr->spec, registry, false);
+        struct fallback_request req = {
+                .registry = reg ? reg->host : registry, .repository = repository, .kind = FALLBACK_TAGS,
+                .tags_n = n, .tags_last = last, .deadline_ms = now_ms() + HEADER_WAIT_MS,
+                .cancelled = pull_stopping, .cancel_userdata = p,
+        };
+        struct fallback_response fr;
+        r = reg ? fallback_fetch(p->fb, &req, &fr) : -ENXIO;
+        spec_ref_put(p, sr);
+        if (r == -ENXIO)
+                goto out;
+        if (r >= 0 && fr.status == 200) {
+                char **tags = NULL;
+                size_t nt = 0;
+                /* Only a well-formed page is passed on or remembered. */
+                r = fallback_tags_parse(fr.body, fr.size >= 0 ? (size_t) fr.size : 0, &tags, &nt);
+                fallback_strv_free(tags, nt);
+                if (r == -EBADMSG)
+                        r = -EHOSTUNREACH;
+        } else if (r >= 0)
+                r = fr.status == 404 || fr.status == 401 || fr.status == 403 ? -ENOENT : -EHOSTUNREACH;
+        if (r >= 0) {
+                void *copy = malloc((size_t) fr.size ? (size_t) fr.size : 1);
+                char *copy_next = fr.next_last ? strdup(fr.next_last) : NULL;
+                if (copy && (copy_next || !fr.next_last)) {
+                        memcpy(copy, fr.body, (size_t) fr.size);
+                        pthread_mutex_lock(&p->tags_lock);
+                        free(slot->body);
+                        free(slot->next_last);
+                        snprintf(slot->key, sizeof(slot->key), "%s", key);
+                        slot->at_ms = now_ms();
+                        slot->body = copy;
+                        slot->size = (size_t) fr.size;
+                        slot->next_last = copy_next;
+                        pthread_mutex_unlock(&p->tags_lock);
+                } else {
+                        free(copy);
+                        free(copy_next);
+                }
+                size = (size_t) fr.size;
+                body = TAKE_PTR(fr.body);
+                next = TAKE_PTR(fr.next_last);
+        }
+        fallback_response_done(&fr);
+out:
+        if (r < 0) {
+                free(body);
+                free(next);
+                return r;
+        }
+        *ret_body = body;
+        *ret_size = size;
+        *ret_next_last = next;
+        return 0;
+}
+
+/* GET /v2/<name>/tags/list[?n=&last=]: one page through the chain, as the
+ * registry paginates it; the next page's link points back here. */
+static enum MHD_Result tags_list(struct pull *p, struct MHD_Connection *conn, struct request *rq,
+                                 const struct target *t, const char *name, const char *ns_arg) {
+        const char *n_text = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "n");
+        const char *last = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "last");
+        uint64_t n = 0;
+        if (n_text && (parse_uint(n_text, FALLBACK_TAGS_MAX, &n) < 0 || n == 0))
+                return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "PAGINATION_NUMBER_INVALID",
+                                     "n must be 1 to %d", FALLBACK_TAGS_MAX);
+        if (last && last[0] && !reference_tag_is_valid(last))
+                return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "TAG_INVALID", "last is not a tag");
+        /* A page may have to come from upstream: never on the event loop (tag lists are rare). */
+        if (!rq->may_block)
+                return would_block(rq);
+        void *body = NULL;
+        size_t size = 0;
+        _cleanup_free_ char *next = NULL;
+        int r = pull_tags_page(p, t->reg->host, t->repo, (unsigned) n, last && last[0] ? last : NULL, &body, &size,
+                               &next);
+        rq->outcome = "upstream";
+        if (r == -ENOENT)
+                return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "NAME_UNKNOWN", "upstream knows no such repository");
+        if (r < 0)
+                return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "no upstream answered: %s",
+                                     strerror(-r));
+        struct MHD_Response *resp = MHD_create_response_from_buffer(size, body, MHD_RESPMEM_MUST_FREE);
+        if (!resp) {
+                free(body);
+                return MHD_NO;
+        }
+        bool ok = MHD_add_response_header(resp, "Content-Type", "application/json") == MHD_YES;
+        if (ok && next) {
+                /* name, ns and tags are validated: nothing here needs escaping. */
+                _cleanup_free_ char *link = NULL;
+                char n_part[32] = "";
+                if (n)
+                        snprintf(n_part, sizeof(n_part), "n=%" PRIu64 "&", n);
+                ok = asprintf(&link, "</v2/%s/tags/list?%slast=%s%s%s>; rel=\"next\"", name, n_part, next,
+                              ns_arg ? "&ns=" : "", ns_arg ? ns_arg : "") >= 0 &&
+                     MHD_add_response_header(resp, "Link", link) == MHD_YES;
+        }
+        if (!ok) {
+                MHD_destroy_response(resp);
+                return MHD_NO;
+        }
+        rq->length = size;
+        return queue(conn, rq, MHD_HTTP_OK, resp);
 }
 
 /* ---- metrics and health ------------------------------------------------------------- */
@@ -1416,6 +1868,8 @@ static enum MHD_Result respond_metrics(struct pull *p, struct MHD_Connection *co
                         (uint64_t) sv.f_bavail * sv.f_frsize, (uint64_t) sv.f_blocks * sv.f_frsize);
         fputs("# TYPE layerd_upstream_requests_total counter\n", f);
         fallback_foreach_endpoint(p->fb, endpoint_metrics, f);
+        if (p->metrics_hook)
+                p->metrics_hook(f, p->metrics_userdata);
         if (fclose(f) != 0) {
                 free(data);
                 return MHD_NO;
@@ -1492,8 +1946,13 @@ static enum MHD_Result dispatch(struct pull *p, struct MHD_Connection *conn, con
                 cache_get_stats(p->cache, &cs);
                 rq->route = ROUTE_HEALTH;
                 /* Serving works before the index is complete; "ready" means every count is true. */
-                return cs.ready ? respond_text(conn, rq, MHD_HTTP_OK, "ready\n")
-                                : respond_text(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "indexing the cache\n");
+                if (!cs.ready)
+                        return respond_text(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "indexing the cache\n");
+                /* prefetch.wait_ready: boot images first (bounded by prefetch.wait_ready_timeout). */
+                uint64_t gate = atomic_load(&p->ready_gate_until_ms);
+                if (gate && now_ms() < gate)
+                        return respond_text(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "prefetching\n");
+                return respond_text(conn, rq, MHD_HTTP_OK, "ready\n");
         }
         if (strcmp(url, "/metrics") == 0) {
                 rq->route = ROUTE_METRICS;
@@ -1509,18 +1968,25 @@ static enum MHD_Result dispatch(struct pull *p, struct MHD_Connection *conn, con
         /* The kind is the keyword that comes last: "org/manifests" is a valid repository. */
         const char *m = last_of(path, "/manifests/"), *b = last_of(path, "/blobs/");
         bool manifest = m && (!b || m > b);
-        if (!split_api_path(path, manifest ? "manifests" : "blobs", &name, &ref)) {
+        size_t plen = strlen(path);
+        bool tags = plen > 10 && strcmp(path + plen - 10, "/tags/list") == 0;
+        if (tags) {
+                path[plen - 10] = '\0';
+                name = path;
+        } else if (!split_api_path(path, manifest ? "manifests" : "blobs", &name, &ref)) {
                 rq->route = ROUTE_OTHER;
                 return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "NOT_FOUND", "no such route");
         }
-        rq->route = manifest ? ROUTE_MANIFEST : ROUTE_BLOB;
+        rq->route = tags ? ROUTE_TAGS : manifest ? ROUTE_MANIFEST : ROUTE_BLOB;
         /* The grammar admits no "..", no "%", no empty component: nothing can leave the cache root. */
         if (strlen(name) > REFERENCE_NAME_MAX || !reference_path_is_valid(name))
                 return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "NAME_INVALID", "invalid repository name");
         snprintf(rq->repo, sizeof(rq->repo), "%s", name);
         struct digest d;
-        bool by_digest = digest_parse(ref, &d) == 0;
-        if (!by_digest && (!manifest || !reference_tag_is_valid(ref)))
+        bool by_digest = !tags && digest_parse(ref, &d) == 0;
+        if (tags)
+                ref = (char *) "tags/list"; /* for the log line */
+        else if (!by_digest && (!manifest || !reference_tag_is_valid(ref)))
                 return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, manifest ? "MANIFEST_INVALID" : "DIGEST_INVALID",
                                      "invalid %s", manifest ? "tag or digest" : "digest");
         snprintf(rq->ref, sizeof(rq->ref), "%s", ref);
@@ -1556,7 +2022,9 @@ static enum MHD_Result dispatch(struct pull *p, struct MHD_Connection *conn, con
         MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_accept, &accept);
         t.accept = accept.len ? accept.text : NULL;
 
-        if (!manifest)
+        if (tags)
+                ret = tags_list(p, conn, rq, &t, name, MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "ns"));
+        else if (!manifest)
                 ret = blob(p, conn, rq, &t, head, &d);
         else if (by_digest)
                 ret = manifest_by_digest(p, conn, rq, &t, head, &d);
@@ -1688,4 +2156,12 @@ void pull_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum
                 MHD_destroy_response(rq->prepared);
         free(rq->url);
         free(rq);
+}
+
+uint64_t pull_now_ms(void) {
+        return now_ms();
+}
+
+struct cache *pull_cache(struct pull *p) {
+        return p->cache;
 }

@@ -10,6 +10,8 @@
 
 #include <microhttpd.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #include "cache/cache.h"
 #include "fallback/fallback.h"
@@ -40,6 +42,64 @@ int pull_shutdown(struct pull *p, int timeout_ms);
 enum MHD_Result pull_handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                             const char *version, const char *upload_data, size_t *upload_data_size, void **req_cls);
 void pull_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum MHD_RequestTerminationCode toe);
+
+/* ---- in-process API: what prefetch and `layerd cache check` use, the same
+ * single-flight downloads, verification, tag records and chains as clients ---- */
+
+struct ratelimit;
+
+struct pull_manifest {
+        void *body;          /* verified bytes */
+        uint64_t size;
+        char *media_type;
+        struct digest digest;
+        bool fetched;        /* came from upstream now (false: the cache had it) */
+        bool stale;          /* a tag's last known answer: every upstream failed */
+};
+
+/* The manifest registry/repository:reference (tag or digest) in the cache,
+ * fetched through the chain when missing (tags revalidated after tag_ttl, as
+ * for clients; stale-if-error). Offline: the cache and tag records only.
+ * Returns 0 with *ret (release with pull_manifest_done()); -ENOENT not
+ * found (upstream 404/401/403, or not in the cache offline), -EHOSTUNREACH no
+ * upstream answered, -ENXIO not a mirrored registry, -EINVAL, -ECANCELED,
+ * -ENOMEM. */
+int pull_manifest_ensure(struct pull *p, const char *registry, const char *repository, const char *reference,
+                         bool offline, struct pull_manifest *ret);
+void pull_manifest_done(struct pull_manifest *m);
+
+/* Blob d (size bytes, -1 unknown) in the cache: present, joined to a
+ * download in flight, or downloaded now on the agent's download thread, held
+ * to limit (may be NULL) while no client follows it, and waited for.
+ * Offline: present and re-hashed. Returns 0 with *ret_fetched (this call
+ * downloaded it) and *ret_size; -ENOENT (absent, or upstream 404), -EBADMSG
+ * (wrong bytes, upstream or on disk), -EHOSTUNREACH, -ENXIO, -ESHUTDOWN. */
+int pull_blob_ensure(struct pull *p, const char *registry, const char *repository, const struct digest *d,
+                     int64_t size, struct ratelimit *limit, bool offline, bool *ret_fetched, uint64_t *ret_size);
+
+/* One page of GET /v2/<repository>/tags/list (n: page size, 0 the registry's;
+ * last: start after it, NULL from the start) through the chain, remembered 30 s.
+ * Returns 0 with the JSON page (*ret_body, malloc'd; a well-formed page) and
+ * the next page's "last" (NULL on the last page); -ENOENT, -EHOSTUNREACH,
+ * -ENXIO, -EINVAL, -ENOMEM. */
+int pull_tags_page(struct pull *p, const char *registry, const char *repository, unsigned n, const char *last,
+                   void **ret_body, size_t *ret_size, char **ret_next_last);
+
+/* The cache the state was made with. */
+struct cache *pull_cache(struct pull *p);
+
+/* The spec in force, kept alive until released (a reload does not free it). */
+const struct spec *pull_spec_acquire(struct pull *p, void **ret_token);
+void pull_spec_release(struct pull *p, void *token);
+
+/* /readyz answers 503 "prefetching" until until_ms (CLOCK_MONOTONIC ms); 0 lifts it. */
+void pull_set_ready_gate(struct pull *p, uint64_t until_ms);
+
+/* Called at the end of every /metrics answer; set before serving. */
+void pull_set_metrics_hook(struct pull *p, void (*fn)(FILE *f, void *userdata), void *userdata);
+
+/* CLOCK_MONOTONIC milliseconds, as the ready gate counts them. */
+uint64_t pull_now_ms(void);
 
 /* Counters for the service manager's STATUS= line. */
 void pull_status(struct pull *p, char *buf, size_t size);

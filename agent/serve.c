@@ -20,6 +20,7 @@
 #include "agent/agent.h"
 #include "agent/log.h"
 #include "agent/notify.h"
+#include "agent/prefetch.h"
 #include "agent/pull.h"
 #include "cache/cache.h"
 #include "common/macro.h"
@@ -161,6 +162,13 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                 agent_log_errors(LOG_ERR, "cannot open the cache", &cache_errors);
                 return r;
         }
+        /* The prefetch list's pins first: eviction must not take a boot image before the first round. */
+        _cleanup_(prefetch_pins_freep) struct prefetch_pins *pins = NULL;
+        r = prefetch_pins_load(cache, cache_dir, &pins);
+        if (r < 0) {
+                log_error("cannot read the prefetch pins dir=\"%s\": %s", cache_dir, strerror(-r));
+                return r;
+        }
         uint64_t max = 0, min_free = 0;
         r = agent_cache_limits(spec, cache_dir, &max, &min_free);
         if (r == 0)
@@ -182,17 +190,25 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
         if (r < 0)
                 return r;
         *spec_owned = NULL; /* the pull state owns it now; spec stays valid until a reload */
+        struct prefetch *pf = NULL;
+        r = prefetch_new(pull, TAKE_PTR(pins), &pf);
+        if (r < 0) {
+                pull_free(pull);
+                return r;
+        }
         /* Socket activation: systemd holds the port; containerd's requests
          * queue in its backlog while layerd (re)starts. */
         int listen_fd = notify_listen_fd();
         if (listen_fd == -ENOTSOCK) {
                 log_error("socket activation passed something that is not a listening TCP socket");
+                prefetch_free(pf);
                 pull_free(pull);
                 return SERVE_CONFIG_ERROR;
         }
         if (listen_fd < 0) {
                 r = resolve_listen(listen_host, listen_port, &addr, &addr_len);
                 if (r < 0) {
+                        prefetch_free(pf);
                         pull_free(pull);
                         return r;
                 }
@@ -230,6 +246,7 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
         if (!d) {
                 int e = errno ? errno : EADDRINUSE;
                 log_error("cannot listen address=%s port=%u: %s", listen_host, listen_port, strerror(e));
+                prefetch_free(pf);
                 pull_free(pull);
                 /* A start-up failure, never SERVE_CONFIG_ERROR. */
                 return e == EINVAL ? -EADDRNOTAVAIL : -e;
@@ -243,6 +260,7 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                 if (r < 0) {
                         MHD_stop_daemon(d);
                         (void) pull_shutdown(pull, SERVE_STOP_GRACE_MS);
+                        prefetch_free(pf);
                         pull_free(pull);
                         /* Refused before writing: a configuration problem. Failing
                          * part way, or out of memory: a runtime failure. */
@@ -251,6 +269,9 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
         }
         /* READY once listening with the cache open: blobs on disk are served
          * at once (the index that counts them completes in the background). */
+        r = prefetch_run(pf);
+        if (r < 0)
+                log_error("cannot start the prefetch worker: %s", strerror(-r));
         notify_ready("serving");
 
         /* Between signals: the watchdog (at half its period) and a STATUS= line. */
@@ -273,6 +294,7 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                 }
                 if (sig == SIGHUP) {
                         spec = reload(cfg, spec, agent_url, cache, cache_dir, fb, pull);
+                        prefetch_kick(pf); /* the list may have changed: a round now */
                         continue;
                 }
                 log_info("stopping signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -280,7 +302,9 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
         }
         notify_stopping();
         /* Downloads stop first (their readers are cut at once), then the
-         * connections end and MHD joins their threads. */
+         * connections end and MHD joins their threads; the prefetch worker
+         * ends at its next step. */
+        prefetch_stop(pf);
         r = pull_shutdown(pull, SERVE_STOP_GRACE_MS);
         if (r < 0) {
                 /* A thread still inside libcurl, or a connection still
@@ -299,6 +323,7 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                 (void) TAKE_PTR(cache);
                 return 0;
         }
+        prefetch_free(pf);
         pull_free(pull);
         return 0;
 }

@@ -165,6 +165,11 @@ int cache_foreach_blob(struct cache *c, int (*fn)(const struct digest *d, uint64
 int cache_verify(struct cache *c, void (*on_bad)(const struct digest *want, const struct digest *got, void *userdata),
                  void *userdata, uint64_t *ret_checked, uint64_t *ret_quarantined);
 
+/* Re-hashes one committed blob (not counted as a use). 0 with its size when
+ * the bytes match d; -EBADMSG when not (it stays where it is: `layerd cache
+ * verify` quarantines); -ENOENT when absent. */
+int cache_verify_blob(struct cache *c, const struct digest *d, uint64_t *ret_size);
+
 /* ---- the tag index: tag -> digest, for revalidation and stale-if-error ---- */
 
 #define CACHE_MEDIA_TYPE_MAX 128
@@ -189,6 +194,13 @@ int cache_tag_get(struct cache *c, const char *registry, const char *repository,
 int cache_tag_put(struct cache *c, const char *registry, const char *repository, const char *tag,
                   const struct cache_tag *t);
 
+/* The tags recorded for registry/repository (the node's own view, e.g. for
+ * an offline check of a prefetch list), at most max, in no order. Returns 0
+ * with a malloc'd array of malloc'd names (the caller frees both), -ENOENT
+ * when none was ever recorded, -EINVAL for invalid names, -ENOMEM. */
+int cache_tag_list(struct cache *c, const char *registry, const char *repository, size_t max, char ***ret_tags,
+                   size_t *ret_n);
+
 /* Bounds the store: when its blobs exceed max_bytes (0: no bound), or the
  * file system has less than min_free_bytes available (0: no bound), the least
  * recently used unpinned blobs are evicted until the store is at 90 % of
@@ -204,8 +216,9 @@ int cache_set_limits(struct cache *c, uint64_t max_bytes, uint64_t min_free_byte
 uint64_t cache_evict_now(struct cache *c);
 
 /* Pins or unpins a digest (the prefetch list's content), stored or not yet:
- * a pinned blob is never evicted. Pins live in memory: pin before
- * cache_set_limits() after every start. Returns 0 or -ENOMEM. */
+ * a pinned blob is never evicted; unpinning wakes the eviction thread. Pins
+ * live in memory: pin before cache_set_limits() after every start (agent/
+ * keeps the prefetch list's in CACHE_DIR/prefetch.pins). Returns 0 or -ENOMEM. */
 int cache_pin(struct cache *c, const struct digest *d, bool pinned);
 
 static inline void cache_closep(struct cache **c) {

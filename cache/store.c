@@ -1189,6 +1189,12 @@ int cache_pin(struct cache *c, const struct digest *d, bool pinned) {
                 *slot = p->next;
                 free(p);
                 c->stats.pinned--;
+                /* Evictable from now on: a store above its bounds sheds it at
+                 * once, not at the next commit. */
+                if (c->evictor_running) {
+                        c->evict_wanted = true;
+                        pthread_cond_signal(&c->evict_cond);
+                }
         }
         struct blob_rec *b = r == 0 ? index_find(c, d) : NULL;
         if (b)
@@ -1243,6 +1249,21 @@ static int verify_one(struct cache *c, const struct digest *d, struct digest *re
         if (r < 0)
                 return r;
         return digest_equal(ret_got, d);
+}
+
+int cache_verify_blob(struct cache *c, const struct digest *d, uint64_t *ret_size) {
+        struct digest got;
+        uint64_t size;
+        int r = cache_stat(c, d, &size);
+        if (r < 0)
+                return r;
+        r = verify_one(c, d, &got);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return -EBADMSG;
+        *ret_size = size;
+        return 0;
 }
 
 int cache_verify(struct cache *c, void (*on_bad)(const struct digest *want, const struct digest *got, void *userdata),

@@ -3,6 +3,7 @@
  * file per tag ("digest\nmedia type\nsize\nfetched at\n"), replaced
  * atomically. Tags change upstream; digests never do, so this is the only
  * part of the cache that is ever rewritten. */
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -104,5 +105,53 @@ int cache_tag_get(struct cache *c, const char *registry, const char *repository,
         snprintf(t.media_type, sizeof(t.media_type), "%s", lines[1]);
         t.fetched_at = negative ? -(int64_t) at : (int64_t) at;
         *ret = t;
+        return 0;
+}
+
+int cache_tag_list(struct cache *c, const char *registry, const char *repository, size_t max, char ***ret_tags,
+                   size_t *ret_n) {
+        _cleanup_free_ char *path = NULL;
+        int r = tag_path(c, registry, repository, "x", &path);
+        if (r < 0)
+                return r;
+        path[strlen(path) - 2] = '\0'; /* the _tags directory */
+        DIR *d = opendir(path);        /* glibc opens it O_CLOEXEC */
+        if (!d)
+                return errno == ENOENT ? -ENOENT : -errno;
+        char **v = NULL;
+        size_t n = 0, cap = 0;
+        r = 0;
+        for (struct dirent *de; (de = readdir(d));) {
+                /* Temporary files of atomic writes start with '.', which no tag can. */
+                if (!reference_tag_is_valid(de->d_name))
+                        continue;
+                if (n == max)
+                        break;
+                if (n == cap) {
+                        size_t ncap = cap ? cap * 2 : 16;
+                        char **nv = realloc(v, ncap * sizeof(char *));
+                        if (!nv) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        v = nv;
+                        cap = ncap;
+                }
+                v[n] = strdup(de->d_name);
+                if (!v[n]) {
+                        r = -ENOMEM;
+                        break;
+                }
+                n++;
+        }
+        closedir(d);
+        if (r < 0) {
+                for (size_t i = 0; i < n; i++)
+                        free(v[i]);
+                free(v);
+                return r;
+        }
+        *ret_tags = v;
+        *ret_n = n;
         return 0;
 }

@@ -748,6 +748,11 @@ struct fetch {
         char reason[200];
 };
 
+/* What events name the request by: a tag list has no reference. */
+static const char *event_reference(const struct fetch *f) {
+        return f->req->kind == FALLBACK_TAGS ? "tags/list" : f->req->reference;
+}
+
 static bool fetch_cancelled(const struct fetch *f) {
         return f->req->cancelled && f->req->cancelled(f->req->cancel_userdata);
 }
@@ -868,7 +873,7 @@ static int on_body(void *userdata, const void *data, size_t size) {
         struct fetch *f = userdata;
         const struct fallback_request *req = f->req;
 
-        if (req->kind == FALLBACK_MANIFEST) {
+        if (req->kind != FALLBACK_BLOB) { /* manifests and tag lists: read whole, bounded */
                 int r = buf_append(&f->manifest, data, size);
                 f->attempt_bytes += size;
                 return r;
@@ -915,11 +920,33 @@ static size_t pct_encode(const char *s, char *out, size_t size) {
         return n;
 }
 
+/* GET /v2/<name>/tags/list[?n=N][&last=TAG][&ns=REGISTRY] (distribution spec "Listing Tags"). */
+static char *build_tags_url(const struct fetch *f, const struct ep *e, const char *ns) {
+        char last[3 * 128 + 1] = "", q[3 * 128 + 3 * 256 + 64] = "";
+        char *url = NULL;
+        size_t len = 0;
+        if (f->req->tags_n)
+                len += (size_t) snprintf(q + len, sizeof(q) - len, "&n=%u", f->req->tags_n);
+        if (f->req->tags_last) {
+                pct_encode(f->req->tags_last, last, sizeof(last));
+                len += (size_t) snprintf(q + len, sizeof(q) - len, "&last=%s", last);
+        }
+        if (ns[0])
+                snprintf(q + len, sizeof(q) - len, "&ns=%s", ns);
+        if (q[0])
+                q[0] = '?';
+        if (asprintf(&url, "%s%s/%s/tags/list%s", e->url, e->override_path ? "" : "/v2", f->repo, q) < 0)
+                return NULL;
+        return url;
+}
+
 static char *build_url(const struct fetch *f, const struct ep *e) {
         char ns[3 * 256 + 1] = "";
         char *url = NULL;
         if (!e->is_origin)
                 pct_encode(f->reg->host, ns, sizeof(ns));
+        if (f->req->kind == FALLBACK_TAGS)
+                return build_tags_url(f, e, ns);
         /* containerd adds ?ns=<registry> for mirror hosts; layerd does the
          * same, so a central layerd (or any ns-aware mirror) knows the origin. */
         if (asprintf(&url, "%s%s/%s/%s/%s%s%s", e->url, e->override_path ? "" : "/v2", f->repo,
@@ -985,6 +1012,21 @@ static enum outcome accept_answer(struct fetch *f, const struct ep *e) {
                         return OUT_BROKEN;
                 }
                 resp->size = f->total >= 0 ? f->total : (int64_t) (req->offset + resp->received);
+                return OUT_OK;
+        }
+
+        if (req->kind == FALLBACK_TAGS) {
+                /* Unverifiable by nature (no digest): the caller parses it strictly. */
+                if (hr->link) {
+                        int r = fallback_link_next_last(hr->link, &resp->next_last);
+                        if (r == -ENOMEM) {
+                                f->abort_error = r;
+                                return OUT_ABORT;
+                        }
+                }
+                resp->size = (int64_t) f->manifest.len;
+                resp->body = TAKE_PTR(f->manifest.data);
+                f->manifest = (struct buf) { .max = FALLBACK_MANIFEST_MAX };
                 return OUT_OK;
         }
 
@@ -1121,7 +1163,7 @@ static void record_ratelimit(struct fetch *f, const struct ep *e, struct event_b
         e->st->rl_remaining = hr->ratelimit_remaining;
         pthread_mutex_unlock(&f->fb->lock);
         evb->ev = (struct fallback_event) { .type = FALLBACK_EVENT_RATELIMIT, .registry = f->reg->host,
-                                            .repository = f->repo, .reference = f->req->reference,
+                                            .repository = f->repo, .reference = event_reference(f),
                                             .endpoint = e->url, .ratelimit_limit = hr->ratelimit_limit,
                                             .ratelimit_remaining = hr->ratelimit_remaining };
         evb->set = true;
@@ -1371,7 +1413,7 @@ static enum outcome attempt(struct fetch *f, const struct ep *e) {
 static void failover_event(struct fetch *f, const struct ep *e, bool answered, bool last, struct event_buf *evb) {
         snprintf(evb->reason, sizeof(evb->reason), "%s", f->reason);
         evb->ev = (struct fallback_event) { .type = FALLBACK_EVENT_FAILOVER, .registry = f->reg->host,
-                                            .repository = f->repo, .reference = f->req->reference,
+                                            .repository = f->repo, .reference = event_reference(f),
                                             .endpoint = e->url, .reason = evb->reason, .answered = answered,
                                             .last = last };
         evb->set = true;
@@ -1388,14 +1430,21 @@ static void count_answer(struct fallback *fb, const struct ep *e, bool ok) {
 
 /* containerd's capabilities: "resolve" answers tags, "pull" serves content by digest. */
 static bool eligible(const struct ep *e, const struct fetch *f) {
-        bool tag = f->req->kind == FALLBACK_MANIFEST && !f->by_digest;
+        bool tag = (f->req->kind == FALLBACK_MANIFEST && !f->by_digest) || f->req->kind == FALLBACK_TAGS;
         return tag ? !e->no_resolve : !e->no_pull;
 }
 
 static int request_check(const struct fallback_request *req, struct fetch *f) {
-        if (!req->registry || !req->repository || !req->reference || req->kind < 0 || req->kind >= _FALLBACK_KIND_MAX)
+        if (!req->registry || !req->repository || req->kind < 0 || req->kind >= _FALLBACK_KIND_MAX)
                 return -EINVAL;
         if (!reference_path_is_valid(req->repository))
+                return -EINVAL;
+        if (req->kind == FALLBACK_TAGS)
+                return req->reference || req->head || req->offset ||
+                                       (req->tags_last && !reference_tag_is_valid(req->tags_last))
+                               ? -EINVAL
+                               : 0;
+        if (!req->reference)
                 return -EINVAL;
         f->by_digest = digest_parse(req->reference, &f->want) == 0;
         if (!f->by_digest && (req->kind == FALLBACK_BLOB || !reference_tag_is_valid(req->reference)))
@@ -1710,6 +1759,7 @@ void fallback_response_done(struct fallback_response *r) {
         free(r->endpoint);
         free(r->media_type);
         free(r->body);
+        free(r->next_last);
         *r = (struct fallback_response) { .size = -1 };
 }
 

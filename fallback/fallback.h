@@ -132,6 +132,7 @@ int fallback_configure(struct fallback *fb, const struct fallback_registry_confi
 enum fallback_kind {
         FALLBACK_MANIFEST,
         FALLBACK_BLOB,
+        FALLBACK_TAGS, /* GET /v2/<name>/tags/list: one page, like a tag resolution ("resolve" capability) */
         _FALLBACK_KIND_MAX,
 };
 
@@ -139,7 +140,9 @@ struct fallback_request {
         const char *registry;   /* a configured host */
         const char *repository; /* "library/nginx"; Docker Hub's single names get "library/" */
         enum fallback_kind kind;
-        const char *reference;  /* manifests: tag or digest; blobs: digest */
+        const char *reference;  /* manifests: tag or digest; blobs: digest; tags: NULL */
+        unsigned tags_n;        /* tags: the page size asked for ("?n="); 0: the registry's default */
+        const char *tags_last;  /* tags: the page starts after this tag ("&last="); NULL: the first page */
         bool head;
         const char *accept;     /* manifests: the Accept value to send; NULL: FALLBACK_ACCEPT_DEFAULT */
         uint64_t offset;        /* blobs: bytes the sink already holds; the download starts there */
@@ -160,7 +163,8 @@ struct fallback_response {
         bool has_digest;
         struct digest digest;  /* a manifest's (verified on GET), a blob's as the upstream claims it */
         int64_t size;          /* the object's whole size; -1 unknown */
-        void *body;            /* manifest GET: the verified bytes (malloc'd, size bytes) */
+        void *body;            /* manifest GET: the verified bytes (malloc'd, size bytes); tags: the JSON page */
+        char *next_last;       /* tags: the "last" of the next page (from Link rel="next"), NULL on the last page */
         uint64_t received;     /* blob GET: bytes written into the sink */
         unsigned attempts;     /* HTTP requests made (token requests excluded) */
         char error[256];       /* for logs when status != 200: the last endpoint's failure */
@@ -206,6 +210,44 @@ void fallback_foreach_endpoint(struct fallback *fb,
 static inline void fallback_freep(struct fallback **fb) {
         fallback_free(*fb);
 }
+
+#define FALLBACK_TAGS_MAX 10000 /* tags of one repository taken at most, over all pages */
+
+/* The "tags" of a tags/list page ({"name": ..., "tags": [...]}; "tags" may be
+ * null). Entries that are not strings are skipped. Returns 0 with a malloc'd
+ * array of malloc'd strings (free with fallback_strv_free()), -EBADMSG when
+ * body is not such a page, -ENOMEM. */
+int fallback_tags_parse(const void *body, size_t size, char ***ret_tags, size_t *ret_n);
+
+/* The "last" query parameter of a Link header's rel="next" URL
+ * ("</v2/x/tags/list?n=100&last=v1.2>; rel=\"next\""), percent-decoded, or
+ * -ENOENT when there is no next link or it has no "last"; -ENOMEM. */
+int fallback_link_next_last(const char *link, char **ret_last);
+
+void fallback_strv_free(char **v, size_t n);
+
+/* What a manifest refers to, from its JSON. */
+struct fallback_descriptor {
+        char *media_type;   /* may be NULL */
+        struct digest digest; /* validated with the distribution grammar (sha256/sha512 only) */
+        int64_t size;       /* -1: absent */
+        char *platform;     /* index children: "os/arch[/variant]", NULL without a platform */
+};
+
+struct fallback_manifest_refs {
+        bool is_index;      /* an OCI index or a Docker manifest list: children are manifests */
+        struct fallback_descriptor config; /* image manifests: the config (has_config) */
+        bool has_config;
+        struct fallback_descriptor *items; /* index: the manifests; image: the layers */
+        size_t n_items;
+};
+
+/* Parses a manifest or index (at most FALLBACK_MANIFEST_MAX bytes) into the
+ * descriptors it refers to. Every digest must be a valid sha256/sha512
+ * digest: -EBADMSG otherwise (and for anything not a manifest); -ENOMEM.
+ * ret is written only on success; release with fallback_manifest_refs_done(). */
+int fallback_manifest_refs(const void *body, size_t size, struct fallback_manifest_refs *ret);
+void fallback_manifest_refs_done(struct fallback_manifest_refs *r);
 
 /* The media type of a manifest, from its JSON (mediaType, or what an OCI
  * manifest without one is); NULL when body is not a manifest. Caller frees. */

@@ -135,6 +135,7 @@ static void headers_complete(struct exchange *x) {
         r->digest = header_dup(x->easy, "Docker-Content-Digest", 0);
         r->location = header_dup(x->easy, "Location", 0);
         r->content_range = header_dup(x->easy, "Content-Range", 0);
+        r->link = header_dup(x->easy, "Link", 0);
         r->challenge = challenges_join(x->easy);
         r->content_length = header_int(x->easy, "Content-Length");
         r->retry_after_s = header_int(x->easy, "Retry-After");
@@ -263,6 +264,7 @@ void http_response_done(struct http_response *r) {
         free(r->digest);
         free(r->location);
         free(r->content_range);
+        free(r->link);
         free(r->challenge);
         *r = (struct http_response) { .content_length = -1, .retry_after_s = -1, .ratelimit_limit = -1,
                                       .ratelimit_remaining = -1 };

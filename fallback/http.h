@@ -47,6 +47,7 @@ struct http_response {
         char *digest;           /* Docker-Content-Digest */
         char *location;
         char *content_range;
+        char *link;             /* the first Link header (tag list pagination) */
         char *challenge;        /* every WWW-Authenticate value joined with ", " */
         int64_t content_length; /* -1: absent */
         int64_t retry_after_s;  /* -1: absent or not in seconds */

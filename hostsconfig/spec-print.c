@@ -219,7 +219,9 @@ static bool document(struct out *o, const struct spec *s) {
         const struct spec_prefetch *p = &s->prefetch;
         if (!end_map(o) || !scalar(o, "prefetch") || !start_map(o, false) ||
             !kv_duration(o, "interval", p->interval_ms) || !kv_uint(o, "concurrency", p->concurrency) ||
-            !kv_size(o, "bandwidth", p->bandwidth_bps) || !strv(o, "platforms", p->platforms, p->n_platforms, true))
+            !kv_size(o, "bandwidth", p->bandwidth_bps) || !kv_bool(o, "wait_ready", p->wait_ready) ||
+            !kv_duration(o, "wait_ready_timeout", p->wait_ready_timeout_ms) ||
+            !strv(o, "platforms", p->platforms, p->n_platforms, true))
                 return false;
         if (p->n_entries > 0) {
                 if (!scalar(o, "images") || !start_seq(o, false))

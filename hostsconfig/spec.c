@@ -10,6 +10,7 @@
 #include "common/fsutil.h"
 #include "common/parse.h"
 #include "common/reference.h"
+#include "common/semver.h"
 #include "hostsconfig/spec-internal.h"
 
 #define DURATION_MAX_MS (3600ULL * 1000)
@@ -223,49 +224,6 @@ static void get_platforms(struct spec_ctx *c, const yaml_node_t *n, const char *
                 }
                 v[i] = spec_strdup(c, s);
         }
-}
-
-/* A semver range: comparators separated by spaces, alternatives by "||". */
-static bool semver_range_is_valid(const char *s) {
-        size_t comparators = 0;
-        const char *p = s;
-        for (;;) {
-                while (*p == ' ')
-                        p++;
-                if (*p == '\0')
-                        break;
-                if (p[0] == '|' && p[1] == '|') {
-                        if (comparators == 0)
-                                return false;
-                        p += 2;
-                        comparators = 0;
-                        continue;
-                }
-                if ((p[0] == '>' || p[0] == '<') && p[1] == '=')
-                        p += 2;
-                else if (strchr("><=~^", *p))
-                        p++;
-                if (*p == 'v')
-                        p++;
-                for (int part = 0; part < 3; part++) {
-                        if (*p == 'x' || *p == 'X' || *p == '*')
-                                p++;
-                        else if (isdigit((unsigned char) *p))
-                                while (isdigit((unsigned char) *p))
-                                        p++;
-                        else
-                                return false;
-                        if (*p != '.')
-                                break;
-                        if (part == 2)
-                                return false;
-                        p++;
-                }
-                if (*p != ' ' && *p != '\0')
-                        return false;
-                comparators++;
-        }
-        return comparators > 0;
 }
 
 /* ---- agent ------------------------------------------------------------------ */
@@ -844,7 +802,8 @@ static void parse_prefetch_entry(struct spec_ctx *c, const yaml_node_t *n, const
 }
 
 static void parse_prefetch(struct spec_ctx *c, const yaml_node_t *n) {
-        static const char *const keys[] = { "interval", "concurrency", "bandwidth", "platforms", "images" };
+        static const char *const keys[] = { "interval", "concurrency", "bandwidth", "platforms", "images",
+                                            "wait_ready", "wait_ready_timeout" };
         yaml_node_t *v[ELEMENTSOF(keys)];
         struct spec_prefetch *pf = &c->spec->prefetch;
         if (spec_mapping(c, n, "prefetch", keys, ELEMENTSOF(keys), v, false) < 0)
@@ -860,6 +819,11 @@ static void parse_prefetch(struct spec_ctx *c, const yaml_node_t *n) {
                 (void) get_size(c, v[2], "prefetch.bandwidth", 0, &pf->bandwidth_bps);
         if (v[3])
                 get_platforms(c, v[3], "prefetch.platforms", &pf->platforms, &pf->n_platforms);
+        if (v[5])
+                (void) spec_get_bool(c, v[5], "prefetch.wait_ready", &pf->wait_ready);
+        if (v[6])
+                (void) get_duration(c, v[6], "prefetch.wait_ready_timeout", 1000, 24ULL * 3600 * 1000,
+                                    &pf->wait_ready_timeout_ms);
         if (v[4] && want_list(c, v[4], "prefetch.images", SPEC_PREFETCH_MAX)) {
                 size_t len = seq_len(v[4]);
                 pf->entries = spec_calloc(c, len, sizeof(struct spec_prefetch_entry));
@@ -996,6 +960,8 @@ void spec_finish(struct spec_ctx *c, const yaml_node_t *default_registry) {
                 s->prefetch.interval_ms = SPEC_DEFAULT_PREFETCH_INTERVAL_MS;
         if (s->prefetch.concurrency == 0)
                 s->prefetch.concurrency = SPEC_DEFAULT_PREFETCH_CONCURRENCY;
+        if (s->prefetch.wait_ready_timeout_ms == 0)
+                s->prefetch.wait_ready_timeout_ms = SPEC_DEFAULT_PREFETCH_WAIT_READY_TIMEOUT_MS;
         finish_default_registry(c, default_registry);
         finish_connect_timeouts(s);
         if (!s->hosts.containerd_version) {

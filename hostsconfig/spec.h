@@ -38,6 +38,7 @@
 #define SPEC_DEFAULT_TAG_TTL_MS (5ULL * 60 * 1000)
 #define SPEC_DEFAULT_PREFETCH_INTERVAL_MS (6ULL * 3600 * 1000)
 #define SPEC_DEFAULT_PREFETCH_CONCURRENCY 2
+#define SPEC_DEFAULT_PREFETCH_WAIT_READY_TIMEOUT_MS (10ULL * 60 * 1000)
 
 enum spec_format {
         SPEC_FORMAT_LAYERD, /* layerd's own schema */
@@ -106,6 +107,8 @@ struct spec_prefetch {
         uint64_t interval_ms;
         unsigned concurrency;
         uint64_t bandwidth_bps;   /* bytes per second; 0 = unlimited */
+        bool wait_ready;          /* /readyz says 503 until the first round after start finished... */
+        uint64_t wait_ready_timeout_ms; /* ...or this long after start, whichever comes first */
         char **platforms;         /* default platforms; none = the node's own */
         size_t n_platforms;
         struct spec_prefetch_entry *entries;
@@ -174,6 +177,21 @@ const struct spec_registry *spec_find_registry(const struct spec *s, const char 
 /* The origin URL layerd assumes for a registry host: docker.io's API lives at
  * registry-1.docker.io; every other registry at https://<host>. Caller frees. */
 char *spec_default_origin(const char *host);
+
+/* The tags of a registry's list (in any order, any number; invalid and
+ * duplicate ones are ignored) that prefetch entry e keeps: those matching its
+ * regex and its semver range, the newest e->newest of them (0: all). Versions
+ * order by semver precedence, highest first, before tags that are not
+ * versions (reverse lexical order). Returns 0 with *ret_idx (malloc'd,
+ * indices into tags, newest first) and *ret_n, or -ENOMEM; -EINVAL if the
+ * regex does not compile. */
+int spec_prefetch_select_tags(const struct spec_prefetch_entry *e, char *const *tags, size_t n, size_t **ret_idx,
+                              size_t *ret_n);
+
+/* Whether an image index entry's platform ("os/arch[/variant]", have) serves
+ * a platform of the spec (want), as containerd's default matcher has it:
+ * arm64 is arm64/v8, arm is arm/v7; want without a variant takes any. */
+bool spec_platform_match(const char *want, const char *have);
 
 static inline void spec_freep(struct spec **s) {
         spec_free(*s);

@@ -167,11 +167,49 @@ static void test_damaged_records(void **state) {
         assert_int_equal(cache_tag_get(f->cache, "docker.io", "a", "b", &got), -EBADMSG);
 }
 
+static int cmp_str(const void *a, const void *b) {
+        return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* The tags a repository has on disk: its own only (not a longer name's), no temporary files. */
+static void test_list(void **state) {
+        struct fixture *f = *state;
+        struct cache_tag t = sample("a", 1);
+        char **tags = NULL;
+        size_t n = 0;
+        assert_int_equal(cache_tag_list(f->cache, "docker.io", "library/app", 10, &tags, &n), -ENOENT);
+        assert_int_equal(cache_tag_put(f->cache, "docker.io", "library/app", "v2", &t), 0);
+        assert_int_equal(cache_tag_put(f->cache, "docker.io", "library/app", "v1", &t), 0);
+        assert_int_equal(cache_tag_put(f->cache, "docker.io", "library/app", "v10", &t), 0);
+        assert_int_equal(cache_tag_put(f->cache, "docker.io", "library/app/sub", "latest", &t), 0);
+        char junk[256];
+        snprintf(junk, sizeof(junk), "%s/tags/docker.io/library/app/_tags/.v3.tmp", f->root);
+        FILE *j = fopen(junk, "w");
+        assert_non_null(j);
+        fclose(j);
+        assert_int_equal(cache_tag_list(f->cache, "Docker.IO", "library/app", 10, &tags, &n), 0);
+        assert_int_equal(n, 3);
+        qsort(tags, n, sizeof(char *), cmp_str);
+        assert_string_equal(tags[0], "v1");
+        assert_string_equal(tags[1], "v10");
+        assert_string_equal(tags[2], "v2");
+        for (size_t i = 0; i < n; i++)
+                free(tags[i]);
+        free(tags);
+        assert_int_equal(cache_tag_list(f->cache, "docker.io", "library/app", 2, &tags, &n), 0);
+        assert_int_equal(n, 2);
+        for (size_t i = 0; i < n; i++)
+                free(tags[i]);
+        free(tags);
+        assert_int_equal(cache_tag_list(f->cache, "docker.io", "../etc", 2, &tags, &n), -EINVAL);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_names_refused, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_damaged_records, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_list, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

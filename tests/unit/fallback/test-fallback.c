@@ -859,6 +859,59 @@ static void test_mirror_ns(void **state) {
         assert_string_equal(log_path(origin, 0), "/v2/" REPO "/manifests/" TAG);
 }
 
+/* A tag list page through the chain: a mirror without the repository (404)
+ * passes it on, n and last go along (with ?ns= for mirrors), the next page's
+ * "last" comes from the Link header. */
+static void test_tags_list(void **state) {
+        (void) state;
+        _cleanup_(fallback_freep) struct fallback *fb = fb_new(NULL, 0, 0, 0);
+        struct fallback_endpoint_config eps[] = { GOOD(env.c.url, false), GOOD(env.a.url, true) };
+        fb_set(fb, REG, eps, 2);
+        upstream_put_manifest(&env.a, REPO, "v2", NULL, env.manifest, env.manifest_size);
+        upstream_put_manifest(&env.a, REPO, "v3", NULL, env.manifest, env.manifest_size);
+
+        struct fallback_request req = { .registry = REG, .repository = REPO, .kind = FALLBACK_TAGS, .tags_n = 2 };
+        struct fallback_response resp;
+        assert_int_equal(fallback_fetch(fb, &req, &resp), 0);
+        assert_served(&resp, env.a.url);
+        assert_non_null(resp.body);
+        assert_memory_equal(resp.body, "{\"name\": \"" REPO "\", \"tags\": [\"v1\", \"v2\"]}", (size_t) resp.size);
+        assert_string_equal(resp.next_last, "v2");
+        fallback_response_done(&resp);
+
+        req.tags_last = "v2";
+        assert_int_equal(fallback_fetch(fb, &req, &resp), 0);
+        assert_int_equal(resp.status, 200);
+        char **tags = NULL;
+        size_t n = 0;
+        assert_int_equal(fallback_tags_parse(resp.body, (size_t) resp.size, &tags, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(tags[0], "v3");
+        fallback_strv_free(tags, n);
+        assert_null(resp.next_last);
+        fallback_response_done(&resp);
+
+        json_auto_t *mirror = upstream_log(&env.c);
+        assert_int_equal(json_array_size(mirror), 2);
+        assert_string_equal(log_path(mirror, 0), "/v2/" REPO "/tags/list?n=2&ns=" REG);
+        assert_string_equal(log_path(mirror, 1), "/v2/" REPO "/tags/list?n=2&last=v2&ns=" REG);
+        json_auto_t *origin = upstream_log(&env.a);
+        assert_string_equal(log_path(origin, 1), "/v2/" REPO "/tags/list?n=2&last=v2");
+
+        /* Not a valid request: a reference, a HEAD, a "last" that is no tag. */
+        req.tags_last = "a b";
+        assert_int_equal(fallback_fetch(fb, &req, &resp), -EINVAL);
+        fallback_response_done(&resp);
+        req.tags_last = NULL;
+        req.head = true;
+        assert_int_equal(fallback_fetch(fb, &req, &resp), -EINVAL);
+        fallback_response_done(&resp);
+        req.head = false;
+        req.reference = TAG;
+        assert_int_equal(fallback_fetch(fb, &req, &resp), -EINVAL);
+        fallback_response_done(&resp);
+}
+
 /* containerd's capabilities: an endpoint without "resolve" is never asked
  * for a tag, one without "pull" never for content by digest. */
 static void test_capabilities(void **state) {
@@ -2619,6 +2672,7 @@ int main(void) {
                 T(test_last_429_is_503),
                 T(test_all_down),
                 T(test_mirror_ns),
+                T(test_tags_list),
                 T(test_capabilities),
                 T(test_docker_hub_library),
                 T(test_manifest_corrupt_by_digest),

@@ -751,6 +751,8 @@ static void test_prefetch_model(void **state) {
                                   "  interval: 30m\n"
                                   "  concurrency: 4\n"
                                   "  bandwidth: 10MiB\n"
+                                  "  wait_ready: true\n"
+                                  "  wait_ready_timeout: 90s\n"
                                   "  platforms: [linux/amd64, linux/arm64/v8]\n"
                                   "  images:\n"
                                   "    - nginx\n"
@@ -762,6 +764,8 @@ static void test_prefetch_model(void **state) {
         assert_int_equal(p->interval_ms, 30 * 60 * 1000);
         assert_int_equal(p->concurrency, 4);
         assert_int_equal(p->bandwidth_bps, 10 << 20);
+        assert_true(p->wait_ready);
+        assert_int_equal(p->wait_ready_timeout_ms, 90 * 1000);
         assert_int_equal(p->n_platforms, 2);
         assert_string_equal(p->platforms[1], "linux/arm64/v8");
         assert_int_equal(p->n_entries, 3);
@@ -783,6 +787,10 @@ static void test_prefetch_errors(void **state) {
         (void) state;
         expect_errors(REG "prefetch:\n  interval: 10s\n", 1,
                       "spec.yaml:3:13: prefetch.interval: must be between 1m and 365d");
+        expect_errors(REG "prefetch:\n  wait_ready: maybe\n", 1,
+                      "spec.yaml:3:15: prefetch.wait_ready: expected true or false, got \"maybe\"");
+        expect_errors(REG "prefetch:\n  wait_ready_timeout: 2d\n", 1,
+                      "spec.yaml:3:23: prefetch.wait_ready_timeout: must be between 1s and 1d");
         expect_errors(REG "prefetch:\n  concurrency: 0\n", 1,
                       "spec.yaml:3:16: prefetch.concurrency: must be between 1 and 64");
         expect_errors(REG "prefetch:\n  concurrency: two\n", 1,
