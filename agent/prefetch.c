@@ -29,6 +29,7 @@
 #include "common/reference.h"
 
 #define TAGS_PAGE 1000 /* tags asked per tags/list page */
+#define TAGS_PAGES_MAX 1000 /* pages of one repository's list read at most */
 #define PINS_FILE_MAX (16u << 20)
 
 /* ---- platforms -------------------------------------------------------------------- */
@@ -164,9 +165,13 @@ int prefetch_pins_load(struct cache *c, const char *cache_dir, struct prefetch_p
         _cleanup_free_ char *text = NULL;
         size_t size = 0;
         int r = read_file_bounded(pins->path, PINS_FILE_MAX, &text, &size);
-        if (r == -ENOENT)
+        if (r < 0 && r != -ENOMEM) {
+                /* Unreadable, too big, not a file: serving must not depend on
+                 * it. Nothing is pinned until the next round writes it anew. */
+                if (r != -ENOENT)
+                        log_warning("ignoring the prefetch pins file=\"%s\": %s", pins->path, strerror(-r));
                 r = 0;
-        else if (r >= 0) {
+        } else if (r >= 0) {
                 size_t lines = 0;
                 for (size_t i = 0; i < size; i++)
                         lines += text[i] == '\n';
@@ -220,6 +225,7 @@ struct round {
         struct job *jobs;
         size_t n_jobs, next;
         struct prefetch_round_stats stats;
+        unsigned transient_failures; /* images and entries that failed for a reason that may pass */
         char node_platform[64];
 };
 
@@ -231,8 +237,28 @@ static void report_hook(struct round *rd, const struct prefetch_image_report *r,
         pthread_mutex_unlock(&rd->lock);
 }
 
+/* A failure that says nothing lasting about the image: the next round may
+ * well succeed. Not found, not mirrored, not an image, too big: lasting. */
+static bool error_is_transient(int error) {
+        switch (error) {
+        case -ENOENT:
+        case -ENXIO:
+        case -EMEDIUMTYPE:
+        case -EINVAL:
+        case -EFBIG:
+        case -EBADMSG:
+        case -EPROTO:
+        case -ERANGE:
+                return false;
+        default:
+                return true;
+        }
+}
+
 static void report_error(struct prefetch_image_report *r, int error, const char *fmt, ...) _printf_(3, 4);
 static void report_error(struct prefetch_image_report *r, int error, const char *fmt, ...) {
+        if (error_is_transient(error))
+                r->transient = true;
         if (r->error)
                 return; /* the first one says the most */
         va_list ap;
@@ -424,7 +450,9 @@ done:
         pthread_mutex_lock(&rd->lock);
         if (r.error)
                 rd->stats.images_failed++;
-        else
+        if (r.error && r.transient)
+                rd->transient_failures++;
+        if (!r.error)
                 rd->stats.images_ok++;
         rd->stats.blobs_fetched += r.blobs_fetched;
         rd->stats.bytes_fetched += r.bytes_fetched;
@@ -479,10 +507,11 @@ static int entry_tags(struct round *rd, const char *registry, const char *reposi
         char **all = NULL;
         size_t n = 0;
         char *last = NULL;
+        unsigned pages = 0;
         int r;
         do {
                 void *body = NULL;
-                size_t size = 0, m = 0;
+                size_t size = 0, m = 0, before = n;
                 char *next = NULL, **page = NULL;
                 r = pull_tags_page(rd->pull, registry, repository, TAGS_PAGE, last, &body, &size, &next);
                 if (r >= 0)
@@ -507,9 +536,12 @@ static int entry_tags(struct round *rd, const char *registry, const char *reposi
                                 m = 0;
                         }
                 }
+                bool empty = r >= 0 && m == 0 && n == before;
                 fallback_strv_free(page, m);
-                /* A registry whose next page starts where this one did would loop. */
-                if (next && last && strcmp(next, last) == 0) {
+                /* Pages go forward in lexical order (distribution's "last"): a
+                 * next page that does not, or an empty page, ends the list, as
+                 * does a runaway number of pages: no registry makes this loop. */
+                if (next && (empty || ++pages >= TAGS_PAGES_MAX || (last && strcmp(next, last) <= 0))) {
                         free(next);
                         next = NULL;
                 }
@@ -568,6 +600,8 @@ static int round_jobs(struct round *rd, const struct spec_prefetch *list, char *
                         r = spec_prefetch_select_tags(e, tags, n, &idx, &m);
                 if (r < 0) {
                         rd->stats.entries_failed++;
+                        if (error_is_transient(r))
+                                rd->transient_failures++;
                         if (rd->offline)
                                 report_missing_entry(rd, ref.domain, ref.path, r);
                         else
@@ -608,9 +642,13 @@ int prefetch_round(struct pull *p, const struct spec_prefetch *list, bool offlin
                 worker_main(&rd); /* no thread could start: the caller's own */
         for (unsigned i = 0; i < started; i++)
                 pthread_join(th[i], NULL);
-        bool complete = r >= 0 && rd.stats.entries_failed == 0 && rd.stats.images_failed == 0 && !round_stopping(&rd);
-        /* Unpinning only after a complete round: what a failed entry or image
-         * refers to this time is not known, so last time's pins stay. */
+        /* Unpinning only after a complete round: what an entry or image that
+         * failed for a passing reason (an upstream down) refers to this time
+         * is not known, so last time's pins stay. One that cannot be had (not
+         * found, no manifest for a platform) holds nothing back: else one
+         * image gone for good would keep every later digest pinned forever. */
+        bool complete = r >= 0 && rd.transient_failures == 0 && !round_stopping(&rd);
+        bool all_ok = r >= 0 && rd.stats.entries_failed == 0 && rd.stats.images_failed == 0 && !round_stopping(&rd);
         pins_finish(rd.pins, complete);
         for (size_t i = 0; i < rd.n_jobs; i++) {
                 free(rd.jobs[i].registry);
@@ -623,7 +661,7 @@ int prefetch_round(struct pull *p, const struct spec_prefetch *list, bool offlin
         *ret = rd.stats;
         if (r < 0)
                 return r;
-        return complete ? 0 : -EIO;
+        return all_ok ? 0 : -EIO;
 }
 
 /* ---- the background worker ---------------------------------------------------------- */

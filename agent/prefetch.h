@@ -41,6 +41,7 @@ struct prefetch_image_report {
         uint64_t started_ms, ms;
         bool stale;             /* the tag's last known answer: every upstream failed */
         int error;              /* 0 or the first -errno */
+        bool transient;         /* a failure that may pass (no upstream answered...): pins stay */
         char reason[256];
 };
 

@@ -1658,7 +1658,9 @@ int fallback_fetch(struct fallback *fb, const struct fallback_request *req, stru
                 emit(fb, &evb);
                 if (a == ADMIT_NO)
                         continue;
-                if (a == ADMIT_PROBE && later_usable(&f, i, now) && probe_start(&f, cfg, e) == 0)
+                /* A tag list has no HEAD to probe with (and no reference): it probes itself. */
+                if (a == ADMIT_PROBE && req->kind != FALLBACK_TAGS && later_usable(&f, i, now) &&
+                    probe_start(&f, cfg, e) == 0)
                         continue; /* probed in the background; this request goes on */
                 for (;;) {
                         if (req->cancelled && req->cancelled(req->cancel_userdata)) {

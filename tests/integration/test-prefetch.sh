@@ -351,11 +351,14 @@ checkd "6. and got the whole layer far faster than the prefetch rate allows (< 6
 round_done() { grep -q "^<6>prefetch round done images=1 ok=1" "$LOG"; }
 checkd "6. the round completes" wait_for 30 round_done
 checkd "6. the image is pinned (manifest, config, 2 layers)" test "$(metric layerd_cache_pinned)" = 4
+# The new list also names an image the origin does not have: gone for good,
+# it must not keep what the list dropped pinned (only an upstream that could
+# not be asked does).
 spec "$T/r.yaml" "$T/cache-reload" "  platforms: [linux/arm64]
-  images: [127.0.0.1:$PO/test/multi:1]" "  cache_max_size: 1MiB"
+  images: [127.0.0.1:$PO/test/multi:1, 127.0.0.1:$PO/test/nosuch:1]" "  cache_max_size: 1MiB"
 kill -HUP "$L2"
-second_round() { [[ $(grep -c "^<6>prefetch round done images=1 ok=1" "$LOG") -ge 2 ]]; }
-checkd "6. SIGHUP with another list starts a round at once" wait_for 20 second_round
+second_round() { grep -q "^<4>prefetch round done images=2 ok=1 failed=1 " "$LOG"; }
+checkd "6. SIGHUP with another list starts a round at once (one image of it does not exist)" wait_for 20 second_round
 checkd "6. only the new list is pinned (index, arm64 manifest, config, layer)" test "$(metric layerd_cache_pinned)" = 4
 checkd "6. the pins file names the new list only" \
   bash -c 'grep -qxF "$2" "$1" && ! grep -qxF "$3" "$1"' _ "$T/cache-reload/prefetch.pins" "${M[3]}" "${A[2]}"
@@ -364,5 +367,17 @@ checkd "6. the unlisted image's 4 MiB layer is evicted under the 1 MiB limit" wa
 checkd "6. the listed image stays" in_cache "$T/cache-reload" "${M[@]:3:4}"
 stop "$L2"
 checkd "6. layerd serve stops cleanly" test "$status" = 0
+
+# ---- 7. a pins file that cannot be read never keeps the agent from serving -------------
+mkdir -p "$T/cache-badpins/prefetch.pins"  # a directory where the file should be
+spec "$T/bp.yaml" "$T/cache-badpins" "  images: [127.0.0.1:$PO/test/app:1.0.0]"
+LOG=$T/layerd-bp.log
+layerd_serve "$LOG" "$T/bp.yaml"
+L3=$LAYERD_PID
+checkd "7. with a directory in place of prefetch.pins, layerd serve starts and answers" \
+  wait_for 10 bash -c '[[ $(curl -s -o /dev/null -w "%{http_code}" "$1/v2/") == 200 ]]' _ "$LAYERD_URL"
+checkd "7. ... and says it ignores the file" grep -q '^<4>ignoring the prefetch pins file=' "$LOG"
+stop "$L3"
+checkd "7. layerd serve stops cleanly" test "$status" = 0
 
 finish

@@ -1242,6 +1242,31 @@ static void test_breaker_probe_last(void **state) {
         upstream_rules(&env.b, "[]");
 }
 
+/* A tag list that finds a breaker half-open carries the probe itself (there
+ * is no HEAD of a tag list, and no reference to name): it must neither crash
+ * nor fail while the next endpoint serves. */
+static void test_tags_list_half_open(void **state) {
+        (void) state;
+        struct events ev = EVENTS_INIT;
+        _cleanup_(fallback_freep) struct fallback *fb = fb_new(&ev, 1, 150, 300);
+        struct fallback_endpoint_config eps[] = { BROKEN(env.refuse.url, false), GOOD(env.a.url, true) };
+        fb_set(fb, REG, eps, 2);
+        upstream_put_manifest(&env.a, REPO, "v2", NULL, env.manifest, env.manifest_size);
+
+        struct fallback_request req = { .registry = REG, .repository = REPO, .kind = FALLBACK_TAGS };
+        struct fallback_response resp;
+        assert_int_equal(fallback_fetch(fb, &req, &resp), 0);
+        assert_served(&resp, env.a.url);
+        fallback_response_done(&resp);
+        struct recorded_event first = events_last(&ev, FALLBACK_EVENT_BREAKER_OPEN, env.refuse.url);
+        sleep_past(&first);
+        assert_int_equal(fallback_fetch(fb, &req, &resp), 0);
+        assert_served(&resp, env.a.url);
+        assert_int_equal(resp.attempts, 2); /* the probe (refused), then the origin */
+        fallback_response_done(&resp);
+        assert_int_equal(events_count(&ev, FALLBACK_EVENT_BREAKER_OPEN, env.refuse.url), 2);
+}
+
 /* Every endpoint open: 503 at once, without a request. */
 static void test_breaker_all_open(void **state) {
         (void) state;
@@ -2682,6 +2707,7 @@ int main(void) {
                 T(test_breaker_threshold),
                 T(test_breaker_probe),
                 T(test_breaker_probe_last),
+                T(test_tags_list_half_open),
                 T(test_breaker_all_open),
                 T(test_breaker_concurrent_failures),
                 T(test_report_bad),
