@@ -51,6 +51,7 @@
 #define HEADER_WAIT_MS 20000   /* longest wait for an upstream before answering 503 */
 #define STREAM_WAIT_MS 60000   /* longest wait for the next bytes of a download */
 #define STREAM_BLOCK (256 * 1024)
+#define SKIP_READS_PER_CALL 16 /* blocks read and dropped (up to a Range start) per call on the event loop */
 #define ACCEPT_MAX 1024
 #define PROGRESS_EVERY_MS 10000
 #define DL_BATCH (256 * 1024)
@@ -895,6 +896,7 @@ struct stream {
         pthread_cond_t wcond;
         pthread_t waker;
         bool waker_started, armed, stop, stalled; /* under wlock */
+        uint64_t armed_at;                         /* s->abs when last armed */
         struct cache_reader *reader; /* the cache's follow reader; NULL when streaming through */
         struct relay *relay;         /* stream-through from upstream, when the cache cannot take the blob */
         struct download *dl;         /* the download followed (a reference), or NULL */
@@ -962,7 +964,9 @@ static ssize_t source_read(struct stream *s, char *buf, size_t max) {
                         return r;
                 s->drop = s->abs; /* the relay starts at byte 0, to verify the digest */
         }
-        while (s->drop > 0) {
+        for (unsigned rounds = 0; s->drop > 0; rounds++) {
+                if (rounds >= SKIP_READS_PER_CALL)
+                        return -EAGAIN; /* suspended; the waker sees bytes and resumes it at once */
                 ssize_t n = relay_read(s->relay, buf, s->drop < max ? (size_t) s->drop : max, 0);
                 if (n <= 0)
                         return n == 0 ? -EIO : n == -ETIMEDOUT ? -EAGAIN : n;
@@ -1002,7 +1006,10 @@ static void *waker_main(void *arg) {
 static ssize_t stream_cut(struct stream *s, ssize_t why);
 static ssize_t stream_suspend(struct stream *s) {
         pthread_mutex_lock(&s->wlock);
-        bool stalled = s->stalled;
+        /* Stalled: the waker's wait ran out with no bytes since it was armed;
+         * bytes that came after all (s->abs moved) clear it. */
+        bool stalled = s->stalled && s->abs == s->armed_at;
+        s->stalled = false;
         if (!stalled && !s->waker_started) {
                 pthread_attr_t attr;
                 pthread_attr_init(&attr);
@@ -1012,13 +1019,9 @@ static ssize_t stream_suspend(struct stream *s) {
         }
         if (stalled || !s->waker_started) {
                 pthread_mutex_unlock(&s->wlock);
-                if (stalled)
-                        return stream_cut(s, -ETIMEDOUT);
-                /* No thread to spare: wait here, once, and be called again. */
-                int r = s->relay ? relay_wait(s->relay, RELAY_WAIT_MS) : cache_reader_wait(s->reader, STREAM_WAIT_MS);
-                if (r < 0)
-                        return stream_cut(s, r);
-                return 0;
+                /* No thread to spare: cut (containerd resumes with a Range)
+                 * rather than hold an event-loop thread and its connections. */
+                return stream_cut(s, stalled ? -ETIMEDOUT : -EAGAIN);
         }
         pthread_mutex_lock(&s->pull->lock);
         bool stopping = atomic_load(&s->pull->stopping);
@@ -1032,6 +1035,7 @@ static ssize_t stream_suspend(struct stream *s) {
         }
         MHD_suspend_connection(s->conn);
         s->armed = true;
+        s->armed_at = s->abs;
         pthread_cond_signal(&s->wcond);
         pthread_mutex_unlock(&s->wlock);
         return 0;
@@ -1053,8 +1057,18 @@ static ssize_t stream_cut(struct stream *s, ssize_t why) {
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         struct stream *s = cls;
         (void) pos;
-        while (s->abs < s->start) {
+        for (unsigned rounds = 0; s->abs < s->start; rounds++) {
                 uint64_t want = s->start - s->abs;
+                /* Up to a Range's start: skipped in the cache without reading;
+                 * read and dropped from a relay, a bounded amount per call (the
+                 * event loop has other connections). */
+                uint64_t k = s->relay ? 0 : cache_reader_skip(s->reader, want);
+                if (k > 0) {
+                        s->abs += k;
+                        continue;
+                }
+                if (rounds >= SKIP_READS_PER_CALL)
+                        return stream_suspend(s); /* bytes are there: resumed at once */
                 ssize_t n = source_read(s, buf, want < max ? (size_t) want : max);
                 if (n == -EAGAIN)
                         return stream_suspend(s);

@@ -258,6 +258,14 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
         if (cfg->write_hosts_dir) {
                 r = write_hosts(cfg, spec, agent_url);
                 if (r < 0) {
+                        /* Requests may be under way already (socket activation):
+                         * the same order as a SIGTERM's, and nothing freed that
+                         * a thread still inside libcurl may use. */
+                        if (pull_shutdown(pull, SERVE_STOP_GRACE_MS) < 0) {
+                                (void) TAKE_PTR(fb);
+                                (void) TAKE_PTR(cache);
+                                return r == -EIO || r == -ENOMEM ? r : SERVE_CONFIG_ERROR;
+                        }
                         MHD_stop_daemon(d);
                         (void) pull_shutdown(pull, SERVE_STOP_GRACE_MS);
                         prefetch_free(pf);

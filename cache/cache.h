@@ -141,6 +141,10 @@ int cache_reader_new(struct cache_entry *e, struct cache_reader **ret);
  * read so far, uncached); -ETIMEDOUT. */
 ssize_t cache_reader_read(struct cache_reader *r, void *buf, size_t size, int timeout_ms);
 
+/* Moves the reader up to n bytes forward without reading them, as far as
+ * cache_reader_read() could read now; returns how far. For a Range start. */
+uint64_t cache_reader_skip(struct cache_reader *r, uint64_t n);
+
 /* Waits (at most timeout_ms; -1 for no limit) until cache_reader_read()
  * would not wait: bytes are readable, or the entry is no longer being
  * written (committed, failed). 0, or -ETIMEDOUT. Consumes nothing: for a

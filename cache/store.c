@@ -1005,6 +1005,18 @@ ssize_t cache_reader_read(struct cache_reader *r, void *buf, size_t size, int ti
         }
 }
 
+uint64_t cache_reader_skip(struct cache_reader *r, uint64_t n) {
+        struct cache_entry *e = r->entry;
+        pthread_mutex_lock(&e->lock);
+        uint64_t readable = e->state == ENTRY_FAILED ? r->offset : readable_locked(e);
+        uint64_t k = readable > r->offset ? readable - r->offset : 0;
+        if (k > n)
+                k = n;
+        r->offset += k;
+        pthread_mutex_unlock(&e->lock);
+        return k;
+}
+
 int cache_reader_wait(struct cache_reader *r, int timeout_ms) {
         struct cache_entry *e = r->entry;
         struct timespec deadline;

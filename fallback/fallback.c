@@ -1520,7 +1520,15 @@ static void *probe_main(void *userdata) {
         if (request_check(&p->req, &f) < 0 || fetch_names(&f) < 0) {
                 breaker_release(fb, p->e->st);
         } else {
-                switch (attempt(&f, p->e)) {
+                enum outcome o = attempt(&f, p->e);
+                /* Reconfigured meanwhile: this probe spoke with the old settings
+                 * (CA, credentials, timeouts); it decides nothing. */
+                pthread_mutex_lock(&fb->lock);
+                bool stale = fb->config != p->cfg;
+                pthread_mutex_unlock(&fb->lock);
+                if (stale)
+                        o = OUT_ABORT;
+                switch (o) {
                 case OUT_OK:
                         breaker_success(fb, p->e->st, &evb);
                         count_answer(fb, p->e, true);
@@ -1556,8 +1564,6 @@ static void *probe_main(void *userdata) {
 static int probe_start(struct fetch *f, struct config *cfg, const struct ep *e) {
         struct fallback *fb = f->fb;
         const struct fallback_request *req = f->req;
-        if (atomic_load(&fb->closing))
-                return -ECANCELED;
         struct probe *p = calloc(1, sizeof(*p));
         if (!p)
                 return -ENOMEM;
@@ -1573,10 +1579,18 @@ static int probe_start(struct fetch *f, struct config *cfg, const struct ep *e) 
                                              .kind = req->kind, .reference = p->reference, .head = true,
                                              .accept = p->accept, .cancelled = probe_cancelled,
                                              .cancel_userdata = fb };
+        /* closing is read under the lock that fallback_free() counts probes under. */
         pthread_mutex_lock(&fb->lock);
-        cfg->refs++;
-        fb->probes++;
+        bool closing = atomic_load(&fb->closing);
+        if (!closing) {
+                cfg->refs++;
+                fb->probes++;
+        }
         pthread_mutex_unlock(&fb->lock);
+        if (closing) {
+                probe_free(p);
+                return -ECANCELED;
+        }
 
         pthread_attr_t attr;
         pthread_t t;

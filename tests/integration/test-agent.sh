@@ -173,6 +173,7 @@ YAML
     spec_registry c8  # the default timeouts: idle 30s
     spec_registry c10
     spec_registry c11 "endpoints: [{url: $FX, timeouts: {response: 4s}}]"
+    spec_registry c12
     printf '%s' "${2:-}"
   } >"$1"
 }
@@ -516,6 +517,23 @@ PYEOF
   checkd "11. layerd still runs and GET /v2/ is 200" alive "$LB" "$B"
 }
 timed c11
+
+# ---- 12. a Range GET of a blob not yet cached: streamed from its start -----------------
+c12() {
+  local d size=$((6 << 20)) start=5000000
+  d=$(random_file "$T/blob12" "$size")
+  put_blob "$T/blob12" >/dev/null
+  checkd "12. rule: the blob's answer is delayed 300 ms" rules '[{"path": "^/v2/c12/app/blobs/", "delay_ms": 300}]'
+  get "$B/v2/c12/app/blobs/$d?$(ns c12)" "$T/got12" -r "$start-"
+  tail -c +$((start + 1)) "$T/blob12" >"$T/want12"
+  checkd "12. Range bytes=$start- of an uncached 6 MiB blob: 206 (got $code)" test "$code" = 206
+  checkd "12. ... Content-Range bytes $start-$((size - 1))/$size" \
+    test "$(hdr "$T/got12" Content-Range)" = "bytes $start-$((size - 1))/$size"
+  checkd "12. ... exactly the blob's bytes from $start on" cmp -s "$T/got12" "$T/want12"
+  checkd "12. the whole blob is then in the cache" wait_for 10 in_cache "$T/cache" "$d"
+  rules '[]'
+}
+timed c12
 
 # ---- 8. SIGTERM while a download is stalled upstream ----------------------------------
 c8() {

@@ -352,6 +352,13 @@ static void test_size_and_holdback(void **state) {
         assert_int_equal(cache_write(e, b + 10, 40), 0);
         assert_int_equal(cache_write(e, b + 50, 1), -EMSGSIZE); /* beyond the size now known */
 
+        /* A skip goes as far as a read could, never past the held-back byte. */
+        assert_int_equal(cache_reader_new(joined, &r), 0);
+        assert_int_equal(cache_reader_skip(r, 20), 20);
+        assert_int_equal(cache_reader_skip(r, 1000), 29);
+        assert_int_equal(cache_reader_skip(r, 1000), 0);
+        cache_reader_free(r);
+
         assert_int_equal(cache_reader_new(joined, &r), 0);
         assert_int_equal(cache_reader_wait(r, 0), 0); /* bytes to read: no wait */
         assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 0), 49);
