@@ -728,7 +728,7 @@ static void *prefetch_main(void *arg) {
                 }
                 pthread_mutex_lock(&pf->lock);
                 struct timespec until;
-                clock_gettime(CLOCK_REALTIME, &until);
+                clock_gettime(CLOCK_MONOTONIC, &until);
                 until.tv_sec += (time_t) (interval / 1000);
                 until.tv_nsec += (long) (interval % 1000) * 1000000;
                 if (until.tv_nsec >= 1000000000) {
@@ -753,7 +753,11 @@ int prefetch_new(struct pull *p, struct prefetch_pins *pins, struct prefetch **r
         pf->pull = p;
         pf->pins = pins;
         pthread_mutex_init(&pf->lock, NULL);
-        pthread_cond_init(&pf->wake, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the interval is no wall-clock time */
+        pthread_cond_init(&pf->wake, &ca);
+        pthread_condattr_destroy(&ca);
         ratelimit_init(&pf->limit, 0);
         void *token = NULL;
         const struct spec *s = pull_spec_acquire(p, &token);

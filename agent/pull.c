@@ -59,6 +59,7 @@
 #define TAG_CACHE_SLOTS 256 /* tag records remembered, direct-mapped by name */
 #define TAG_KEY_MAX 512
 #define TAGS_CACHE_SLOTS 64 /* tag list pages remembered */
+#define TAGS_CACHE_PAGE_MAX (256 * 1024) /* bigger tag list pages are passed on, not remembered */
 #define TAGS_TTL_MS 30000   /* how long a tag list page is served from memory */
 #define THROTTLE_SLICE_NS (50 * 1000000ULL) /* a rate-limited download rechecks for clients this often */
 
@@ -1548,6 +1549,14 @@ int pull_manifest_ensure(struct pull *p, const char *registry, const char *repos
         r = api_manifest_by_digest(p, host, repository, &d, offline, &m);
 out:
         spec_ref_put(p, sr);
+        if (r >= 0 && offline && m.body) {
+                /* The air-gapped check: a manifest is hashed again like every
+                 * blob, not trusted for being in the cache. */
+                struct digest got;
+                r = digest_buffer(m.digest.algorithm, m.body, m.size, &got);
+                if (r >= 0 && !digest_equal(&got, &m.digest))
+                        r = -EBADMSG;
+        }
         if (r < 0) {
                 pull_manifest_done(&m);
                 return r;
@@ -1597,15 +1606,23 @@ int pull_blob_ensure(struct pull *p, const char *registry, const char *repositor
         for (unsigned round = 0; round < 3; round++) {
                 struct cache_entry *e = NULL;
                 struct download *dl = NULL;
-                bool writer = false;
+                bool writer = false, reader = false;
                 pthread_mutex_lock(&p->lock);
                 r = atomic_load(&p->stopping) ? -ESHUTDOWN : cache_begin(p->cache, d, size, &e, &writer);
                 if (r == 0 && !writer) {
                         for (dl = p->downloads; dl; dl = dl->next)
                                 if (dl->entry == e && dl->status == 0)
                                         break;
-                        if (dl)
-                                dl->refs++; /* not a reader: a prefetch lifts no limit and keeps nothing alive */
+                        if (dl) {
+                                dl->refs++;
+                                /* A client's download (no limit to lift) is wanted by this
+                                 * round too: its client leaving must not cancel it
+                                 * (finish_abandoned_downloads: false). Another round's
+                                 * limited one is only waited for. */
+                                reader = !dl->limit;
+                                if (reader)
+                                        dl->readers++;
+                        }
                 } else if (r == 0) {
                         /* No client is waiting: at the prefetch rate, finished even if nobody joins. */
                         r = download_start(p, &t, d, e, 0, limit, &dl);
@@ -1628,6 +1645,8 @@ int pull_blob_ensure(struct pull *p, const char *registry, const char *repositor
                                 ts.tv_sec += 1;
                                 pthread_cond_timedwait(&p->ended, &p->lock, &ts);
                         }
+                        if (reader)
+                                reader_release_locked(dl);
                         download_unref_locked(p, dl);
                         pthread_mutex_unlock(&p->lock);
                         cache_entry_unref(e);
@@ -1719,7 +1738,14 @@ int pull_tags_page(struct pull *p, const char *registry, const char *repository,
                         r = -EHOSTUNREACH;
         } else if (r >= 0)
                 r = fr.status == 404 || fr.status == 401 || fr.status == 403 ? -ENOENT : -EHOSTUNREACH;
-        if (r >= 0) {
+        if (r >= 0 && fr.next_last && !reference_tag_is_valid(fr.next_last)) {
+                /* distribution's "last" is a tag: anything else (it goes into
+                 * our own Link header) ends the list here. */
+                free(fr.next_last);
+                fr.next_last = NULL;
+        }
+        /* Small pages are remembered (64 slots of at most TAGS_CACHE_PAGE_MAX). */
+        if (r >= 0 && (size_t) fr.size <= TAGS_CACHE_PAGE_MAX) {
                 void *copy = malloc((size_t) fr.size ? (size_t) fr.size : 1);
                 char *copy_next = fr.next_last ? strdup(fr.next_last) : NULL;
                 if (copy && (copy_next || !fr.next_last)) {
@@ -1737,6 +1763,8 @@ int pull_tags_page(struct pull *p, const char *registry, const char *repository,
                         free(copy);
                         free(copy_next);
                 }
+        }
+        if (r >= 0) {
                 size = (size_t) fr.size;
                 body = TAKE_PTR(fr.body);
                 next = TAKE_PTR(fr.next_last);

@@ -175,6 +175,9 @@ static size_t on_write(char *data, size_t size, size_t n, void *userdata) {
                 x->body_error = r;
                 return CURL_WRITEFUNC_ERROR;
         }
+        /* The sink may take its time (a rate limit sleeps in it): that is no
+         * stall of the upstream, whose idle timeout counts from here. */
+        x->last_byte_at = http_now_ms();
         x->resp->body_bytes += len;
         return len;
 }

@@ -270,6 +270,11 @@ printf 'XXXX' | dd of="$(blob_path "$T/cache" "${A[3]}")" bs=1 seek=100 conv=not
 cache_check c5 "$T/s.yaml"
 checkd "4. a damaged blob (bytes changed on disk) fails the check" \
   bash -c '[[ $1 == 1 ]] && grep -q "damaged in the cache" "$2"' _ "$rc" "$T/c5.out"
+# A manifest that is still valid JSON but not the bytes its digest names.
+printf ' ' >>"$(blob_path "$T/cache" "${A[0]}")"
+cache_check c5m "$T/s.yaml"
+checkd "4. a damaged manifest (a byte appended, still JSON) fails the check too" \
+  bash -c '[[ $1 == 1 ]] && grep -qE "manifest.*damaged in the cache" "$2"' _ "$rc" "$T/c5m.out"
 cache_check c6 "$T/m.yaml" --platform linux/arm64 "127.0.0.1:$PO/test/multi:1"
 checkd "4. the multi-arch image checks per platform (arm64 complete)" \
   bash -c '[[ $1 == 0 ]] && grep -qE "^ok +.*test/multi:1 linux/arm64 blobs 2/2$" "$2"' _ "$rc" "$T/c6.out"
