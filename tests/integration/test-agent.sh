@@ -452,6 +452,11 @@ c10() {
   checkd "10. a 100 KiB header: refused with 4xx or the connection closed (code=$code)" \
     one_of "$code" 000 400 413 431
   checkd "10. ... layerd still runs and GET /v2/ is 200" alive "$LB" "$B"
+  # The documented limit: about 7.5 KiB of request line and headers.
+  get "$B/v2/" "$T/got10" -H "X-Pad: $(head -c 6000 /dev/zero | tr '\0' a)"
+  checkd "10. 6000 bytes of one header: served (code=$code)" test "$code" = 200
+  get "$B/v2/" "$T/got10" -H "X-Pad: $(head -c 10000 /dev/zero | tr '\0' a)"
+  checkd "10. 10000 bytes of one header: 431 (code=$code)" test "$code" = 431
   name=$(head -c 4096 /dev/zero | tr '\0' a)
   get "$B/v2/$name/manifests/latest?$(ns c10)" "$T/got10"
   checkd "10. a 4 KiB repository name: 400 or 404 (got $code)" one_of "$code" 400 404
