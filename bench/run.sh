@@ -557,6 +557,34 @@ if section failover "failover, 101 manifest requests"; then
   # The same through `layerd serve`, requests spread over 4 s so that the
   # circuit breaker's back-off (1 s at first) ends in between: tag_ttl 0s makes
   # every HEAD by tag a revalidation upstream, through [blackholed, origin].
+  # serve_loop PORT OUT: HEAD by tag every 50 ms for 4 s; "CODE SECONDS" lines in OUT.
+  serve_loop() {
+    local t_end=$((SECONDS + 4))
+    while ((SECONDS < t_end)); do
+      curl -s --max-time 10 -o /dev/null -I -H "Accept: $ACCEPT" -w '%{http_code} %{time_total}\n' \
+        "http://127.0.0.1:$1/v2/bench/app/manifests/v1?$NSQ"
+      sleep 0.05
+    done >"$2"
+  }
+  # The baseline: the same loop through a layerd whose only endpoint is the origin.
+  PF=$(free_port)
+  cat >"$T/failover-base.yaml" <<YAML
+version: 1
+agent:
+  listen: 127.0.0.1:$PF
+  cache_dir: $T/cache-failover-base
+registries:
+  "$REG":
+    origin: $ORIGIN
+    tag_ttl: 0s
+YAML
+  layerd_serve "$T/failover-base.log" "$T/failover-base.yaml"
+  L_FAIL=$LAYERD_PID
+  if wait_port "$PF" 15; then
+    serve_loop "$PF" "$T/failover-base.out"
+    put failover_serve_base_ms "$(awk '$1 == 200 { printf "%s%.1f", sep, $2 * 1000; sep = " " }' "$T/failover-base.out")"
+  fi
+  stop_pid "$L_FAIL"
   PF=$(free_port)
   cat >"$T/failover-serve.yaml" <<YAML
 version: 1
@@ -575,12 +603,7 @@ YAML
   layerd_serve "$T/failover-serve.log" "$T/failover-serve.yaml"
   L_FAIL=$LAYERD_PID
   if wait_port "$PF" 15; then
-    t_end=$((SECONDS + 4))
-    while ((SECONDS < t_end)); do
-      curl -s --max-time 10 -o /dev/null -I -H "Accept: $ACCEPT" -w '%{http_code} %{time_total}\n' \
-        "http://127.0.0.1:$PF/v2/bench/app/manifests/v1?$NSQ"
-      sleep 0.05
-    done >"$T/failover-serve.out"
+    serve_loop "$PF" "$T/failover-serve.out"
     put failover_serve_ms "$(awk '$1 == 200 { printf "%s%.1f", sep, $2 * 1000; sep = " " }' "$T/failover-serve.out")"
     put failover_serve_notok "$(awk '$1 != 200' "$T/failover-serve.out" | wc -l)"
   else
