@@ -170,12 +170,8 @@ int agent_cmd_fetch(int argc, char **argv) {
                         output = optarg;
                         break;
                 case 'L':
-                        r = log_level_from_string(optarg);
-                        if (r < 0) {
-                                fprintf(stderr, "layerd fetch: --log-level: unknown level \"%s\"\n", optarg);
+                        if (!agent_log_level_option("fetch", optarg))
                                 return 2;
-                        }
-                        agent_log_set_max_level(r);
                         break;
                 case 'h':
                         fputs(usage_fetch, stdout);

@@ -2,12 +2,23 @@
 #include "agent/log.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 
 /* Written at start-up and read by every worker thread. */
 static atomic_int max_level = LOG_INFO;
 
 void agent_log_set_max_level(int level) {
         atomic_store_explicit(&max_level, level, memory_order_relaxed);
+}
+
+bool agent_log_level_option(const char *command, const char *name) {
+        int level = log_level_from_string(name);
+        if (level < 0) {
+                fprintf(stderr, "layerd %s: --log-level: unknown level \"%s\"\n", command, name);
+                return false;
+        }
+        agent_log_set_max_level(level);
+        return true;
 }
 
 int agent_log_max_level(void) {

@@ -4,10 +4,16 @@
 /* The agent's logging front: a process-wide threshold (set once at start-up)
  * over common/log's line writer. Only agent/ logs; modules report errors. */
 
+#include <stdbool.h>
+
 #include "common/error.h"
 #include "common/log.h"
 
 void agent_log_set_max_level(int level);
+
+/* A command's --log-level=NAME: sets the threshold; false (after saying so
+ * on stderr, as "layerd COMMAND: --log-level: ...") for an unknown name. */
+bool agent_log_level_option(const char *command, const char *name);
 int agent_log_max_level(void);
 
 #define agent_log(level, ...)                                                   \

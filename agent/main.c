@@ -203,12 +203,8 @@ static int cmd_serve(int argc, char **argv) {
                         cfg.write_hosts_dir = optarg;
                         break;
                 case 'L':
-                        r = log_level_from_string(optarg);
-                        if (r < 0) {
-                                fprintf(stderr, "layerd serve: --log-level: unknown level \"%s\"\n", optarg);
+                        if (!agent_log_level_option("serve", optarg))
                                 return EXIT_USAGE;
-                        }
-                        agent_log_set_max_level(r);
                         break;
                 case 'h':
                         fputs(usage_serve, stdout);

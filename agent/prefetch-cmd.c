@@ -144,12 +144,8 @@ int agent_cmd_prefetch(int argc, char **argv) {
                         once = true;
                         break;
                 case 'L':
-                        r = log_level_from_string(optarg);
-                        if (r < 0) {
-                                fprintf(stderr, "layerd prefetch: --log-level: unknown level \"%s\"\n", optarg);
+                        if (!agent_log_level_option("prefetch", optarg))
                                 return 2;
-                        }
-                        agent_log_set_max_level(r);
                         break;
                 case 'h':
                         fputs(usage_prefetch, stdout);
