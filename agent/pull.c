@@ -298,6 +298,16 @@ static bool pull_stopping(void *userdata) {
         return atomic_load(&p->stopping);
 }
 
+/* A request to the registry's chain that a client (or a prefetch round) waits
+ * for: bounded by HEADER_WAIT_MS, ended by shutdown. */
+static struct fallback_request upstream_request(struct pull *p, const char *registry, const char *repository,
+                                                enum fallback_kind kind, const char *reference, bool head) {
+        return (struct fallback_request) { .registry = registry, .repository = repository, .kind = kind,
+                                           .reference = reference, .head = head,
+                                           .deadline_ms = now_ms() + HEADER_WAIT_MS,
+                                           .cancelled = pull_stopping, .cancel_userdata = p };
+}
+
 /* ---- responses ---------------------------------------------------------------------- */
 
 static enum MHD_Result queue(struct MHD_Connection *conn, struct request *rq, unsigned status,
@@ -598,12 +608,8 @@ static enum MHD_Result manifest_by_digest(struct pull *p, struct MHD_Connection 
         }
         if (!rq->may_block)
                 return would_block(rq);
-        struct fallback_request req = {
-                .registry = t->reg->host, .repository = t->repo, .kind = FALLBACK_MANIFEST,
-                .reference = ds, .head = head, .accept = t->accept,
-                .deadline_ms = now_ms() + HEADER_WAIT_MS,
-                .cancelled = pull_stopping, .cancel_userdata = p,
-        };
+        struct fallback_request req = upstream_request(p, t->reg->host, t->repo, FALLBACK_MANIFEST, ds, head);
+        req.accept = t->accept;
         struct fallback_response fr;
         int r = fallback_fetch(p->fb, &req, &fr);
         rq->outcome = "miss";
@@ -649,12 +655,8 @@ static enum MHD_Result manifest_by_tag(struct pull *p, struct MHD_Connection *co
         if (!rq->may_block)
                 return would_block(rq);
         /* Revalidate with HEAD: Docker Hub counts a manifest GET as a pull, a HEAD not. */
-        struct fallback_request req = {
-                .registry = t->reg->host, .repository = t->repo, .kind = FALLBACK_MANIFEST,
-                .reference = tag, .head = true, .accept = t->accept,
-                .deadline_ms = now_ms() + HEADER_WAIT_MS,
-                .cancelled = pull_stopping, .cancel_userdata = p,
-        };
+        struct fallback_request req = upstream_request(p, t->reg->host, t->repo, FALLBACK_MANIFEST, tag, true);
+        req.accept = t->accept;
         struct fallback_response fr;
         int r = fallback_fetch(p->fb, &req, &fr);
         note_endpoint(rq, &fr);
@@ -1322,11 +1324,8 @@ static enum MHD_Result blob(struct pull *p, struct MHD_Connection *conn, struct 
                         return would_block(rq);
                 if (head) {
                         /* A HEAD needs no bytes: ask upstream, cache nothing. */
-                        struct fallback_request req = {
-                                .registry = t->reg->host, .repository = t->repo, .kind = FALLBACK_BLOB,
-                                .reference = rq->ref, .head = true, .deadline_ms = now_ms() + HEADER_WAIT_MS,
-                                .cancelled = pull_stopping, .cancel_userdata = p,
-                        };
+                        struct fallback_request req =
+                                upstream_request(p, t->reg->host, t->repo, FALLBACK_BLOB, rq->ref, true);
                         struct fallback_response fr;
                         int r = fallback_fetch(p->fb, &req, &fr);
                         rq->outcome = "miss";
@@ -1458,11 +1457,8 @@ static int api_manifest_by_digest(struct pull *p, const char *host, const char *
         }
         if (offline)
                 return -ENOENT;
-        struct fallback_request req = {
-                .registry = host, .repository = repo, .kind = FALLBACK_MANIFEST,
-                .reference = digest_to_string(d, ds), .deadline_ms = now_ms() + HEADER_WAIT_MS,
-                .cancelled = pull_stopping, .cancel_userdata = p,
-        };
+        struct fallback_request req =
+                upstream_request(p, host, repo, FALLBACK_MANIFEST, digest_to_string(d, ds), false);
         struct fallback_response fr;
         int r = fallback_fetch(p->fb, &req, &fr);
         if (r >= 0 && fr.status == 200 && fr.body && fr.size >= 0) {
@@ -1512,11 +1508,8 @@ int pull_manifest_ensure(struct pull *p, const char *registry, const char *repos
                         r = -ENOENT;
                         goto out;
                 }
-                struct fallback_request req = {
-                        .registry = host, .repository = repository, .kind = FALLBACK_MANIFEST,
-                        .reference = reference, .head = true, .deadline_ms = now_ms() + HEADER_WAIT_MS,
-                        .cancelled = pull_stopping, .cancel_userdata = p,
-                };
+                struct fallback_request req =
+                        upstream_request(p, host, repository, FALLBACK_MANIFEST, reference, true);
                 struct fallback_response fr;
                 r = fallback_fetch(p->fb, &req, &fr);
                 if (r >= 0 && fr.status == 200 && fr.has_digest) {
@@ -1718,11 +1711,10 @@ int pull_tags_page(struct pull *p, const char *registry, const char *repository,
 
         struct spec_ref *sr = spec_ref_get(p);
         const struct spec_registry *reg = api_registry(sr->spec, registry, false);
-        struct fallback_request req = {
-                .registry = reg ? reg->host : registry, .repository = repository, .kind = FALLBACK_TAGS,
-                .tags_n = n, .tags_last = last, .deadline_ms = now_ms() + HEADER_WAIT_MS,
-                .cancelled = pull_stopping, .cancel_userdata = p,
-        };
+        struct fallback_request req =
+                upstream_request(p, reg ? reg->host : registry, repository, FALLBACK_TAGS, NULL, false);
+        req.tags_n = n;
+        req.tags_last = last;
         struct fallback_response fr;
         r = reg ? fallback_fetch(p->fb, &req, &fr) : -ENXIO;
         spec_ref_put(p, sr);
