@@ -5,6 +5,8 @@
  *   global.components.containerd.localRegistryCache {enabled, mirroredRegistries, port}
  *   containerRegistries.<host>: [{endpoint: ...}, ...]
  *
+ * with containerRegistries either beside localRegistryCache (under
+ * global.components.containerd, the chart's own layout) or at the top level,
  * mapped onto the same model as layerd's own form (docs/spec.md, "Helm-values
  * form"). A values file is shared with the rest of a chart, so keys outside
  * these two blocks are not ours to judge and are ignored; inside them every
@@ -119,6 +121,28 @@ static void helm_endpoints(struct spec_ctx *c, const yaml_node_t *n, const char 
         }
 }
 
+/* containerRegistries, where operators write it: beside localRegistryCache
+ * under global.components.containerd (the chart's layout), or at the top
+ * level. Either is read; both at once would leave one silently unused, so that
+ * is an error. *ret_path is the key path for errors about the block. */
+static const yaml_node_t *find_registries(struct spec_ctx *c, const yaml_node_t *root, const yaml_node_t *containerd,
+                                          const char **ret_path) {
+        static const char *const nested_path = "global.components.containerd.containerRegistries";
+        const yaml_node_t *top = descend(c, root, "", "containerRegistries");
+        /* A containerd that is not a mapping was reported on the way down. */
+        const yaml_node_t *nested = containerd && containerd->type == YAML_MAPPING_NODE
+                                            ? descend(c, containerd, "global.components.containerd", "containerRegistries")
+                                            : NULL;
+        *ret_path = nested ? nested_path : "containerRegistries";
+        if (top && nested) {
+                spec_error(c, nested, nested_path,
+                           "also given at the top level (line %lu): keep one containerRegistries block",
+                           (unsigned long) top->start_mark.line + 1);
+                return NULL;
+        }
+        return nested ? nested : top;
+}
+
 void spec_parse_helm(struct spec_ctx *c, const yaml_node_t *root) {
         static const char *const cache_keys[] = { "enabled", "mirroredRegistries", "port" };
         static const char *const cache_path = "global.components.containerd.localRegistryCache";
@@ -131,13 +155,16 @@ void spec_parse_helm(struct spec_ctx *c, const yaml_node_t *root) {
                 { "global.components", "containerd" },
                 { "global.components.containerd", "localRegistryCache" },
         };
-        const yaml_node_t *cache = root, *deepest = root;
+        const yaml_node_t *cache = root, *deepest = root, *containerd = NULL;
         size_t errors_before = error_list_count(c->errors);
         for (size_t i = 0; cache && i < ELEMENTSOF(steps); i++) {
                 deepest = cache;
                 cache = descend(c, cache, steps[i][0], steps[i][1]);
+                if (i == 2)
+                        containerd = cache;
         }
-        const yaml_node_t *regs = descend(c, root, "", "containerRegistries");
+        const char *regs_path;
+        const yaml_node_t *regs = find_registries(c, root, containerd, &regs_path);
         yaml_node_t *v[ELEMENTSOF(cache_keys)] = {};
         bool enabled = false;
         size_t n_mirrored = 0, n_regs = 0;
@@ -174,11 +201,11 @@ void spec_parse_helm(struct spec_ctx *c, const yaml_node_t *root) {
         }
         if (regs) {
                 if (regs->type != YAML_MAPPING_NODE)
-                        spec_error(c, regs, "containerRegistries", "expected a mapping, got %s", spec_node_kind(regs));
+                        spec_error(c, regs, regs_path, "expected a mapping, got %s", spec_node_kind(regs));
                 else
                         n_regs = (size_t) (regs->data.mapping.pairs.top - regs->data.mapping.pairs.start);
                 if (n_regs > SPEC_REGISTRIES_MAX) {
-                        spec_error(c, regs, "containerRegistries", "too many registries (at most %d)",
+                        spec_error(c, regs, regs_path, "too many registries (at most %d)",
                                    SPEC_REGISTRIES_MAX);
                         n_regs = 0;
                 }
@@ -210,22 +237,22 @@ void spec_parse_helm(struct spec_ctx *c, const yaml_node_t *root) {
         for (size_t i = 0; i < n_regs; i++) {
                 const yaml_node_pair_t *pair = &regs->data.mapping.pairs.start[i];
                 const yaml_node_t *key = spec_node(c, pair->key);
-                _cleanup_free_ char *host = spec_registry_host(c, key, "containerRegistries");
-                if (!host || !spec_key_is_unique(c, regs, i, "containerRegistries", true))
+                _cleanup_free_ char *host = spec_registry_host(c, key, regs_path);
+                if (!host || !spec_key_is_unique(c, regs, i, regs_path, true))
                         continue;
                 struct spec_registry *r = (struct spec_registry *) spec_find_registry(c->spec, host);
                 /* Registries the cache does not mirror are still rendered for
                  * containerd, which then goes to their endpoints directly. */
                 if (!r) {
                         if (c->spec->n_registries >= SPEC_REGISTRIES_MAX) {
-                                spec_error(c, key, "containerRegistries", "too many registries (at most %d)",
+                                spec_error(c, key, regs_path, "too many registries (at most %d)",
                                            SPEC_REGISTRIES_MAX);
                                 break;
                         }
                         r = add_registry(c, host, false);
                 }
                 char p[SPEC_PATH_MAX];
-                spec_path_key(p, sizeof(p), "containerRegistries", host);
+                spec_path_key(p, sizeof(p), regs_path, host);
                 if (r->endpoints) {
                         /* Same registry spelt differently ("zot:05000", "zot:5000"). */
                         spec_error(c, key, p, "duplicate registry");

@@ -28,6 +28,12 @@ check "check-config reports the form" grep -q "valid (layerd form)" "$T/out"
 "$LAYERD" check-config docs/example-helm-values.yaml >"$T/out" 2>&1
 check "check-config example-helm-values.yaml exits 0" test $? -eq 0
 check "Helm form is recognised" grep -q "valid (Helm values form)" "$T/out"
+# containerRegistries beside localRegistryCache (the chart's layout): the
+# normalised model has the central cache first (golden: tests/golden/helm-nested.out).
+"$LAYERD" check-config tests/golden/helm-nested.yaml >"$T/nested.out" 2>&1
+check "check-config helm-nested.yaml exits 0" test $? -eq 0
+{ echo "# tests/golden/helm-nested.yaml: valid (Helm values form), normalised"; cat tests/golden/helm-nested.out; } >"$T/nested.want"
+check "check-config of the nested Helm layout matches the golden output" diff -u "$T/nested.want" "$T/nested.out"
 # Its output is a spec of its own.
 sed 1d "$T/out" >"$T/printed.yaml"
 "$LAYERD" check-config "$T/printed.yaml" >/dev/null 2>&1; check "printed model passes check-config" test $? -eq 0

@@ -32,6 +32,7 @@ ROOT_KEYS = HOST_KEYS | {"server", "host"}
 CASES = {
     "example-spec": (1, 6, 0),
     "example-helm-values": (1, 6, 0),
+    "helm-nested": (1, 6, 0),
     "render-1.6": (1, 6, 0),
     "render-1.7.32": (1, 7, 32),
     "render-2.0.7": (2, 0, 7),
@@ -40,6 +41,7 @@ ALL_FORMATS = ["containerd", "docker", "registries-conf", "talos"]
 FORMATS = {
     "example-spec": ALL_FORMATS,
     "example-helm-values": ALL_FORMATS,
+    "helm-nested": ["containerd"],
     "render-1.6": ALL_FORMATS,
     "render-1.7.32": ["containerd"],
     "render-2.0.7": ["containerd"],
@@ -396,6 +398,18 @@ def check_example_helm():
          ["docker.io", "ghcr.io", "registry.k8s.io", "quay.io", "registry.lab.example.com"])
 
 
+def check_helm_nested():
+    # containerRegistries beside localRegistryCache: the central cache comes
+    # first, and an endpoint that is the origin is only the server.
+    case = "helm-nested"
+    d = doc(case, "containerd", "registry.example.com/hosts.toml")
+    t.eq(f"{case}: registry.example.com host order", hosts(d), [AGENT, "https://zot.mgmt.example.com"])
+    t.eq(f"{case}: registry.example.com server", d.get("server"), "https://registry.example.com")
+    d = doc(case, "containerd", "oci.example.net/hosts.toml")
+    t.eq(f"{case}: oci.example.net host order", hosts(d), [AGENT])
+    t.eq(f"{case}: oci.example.net server", d.get("server"), "https://oci.example.net")
+
+
 def main():
     parse_all()
     check_containerd_invariants()
@@ -404,6 +418,7 @@ def main():
     check_render_others()
     check_example_spec()
     check_example_helm()
+    check_helm_nested()
     t.plan()
     return 1 if t.failed else 0
 

@@ -281,6 +281,23 @@ static void test_example_helm(void **state) {
         spec_free(s);
 }
 
+/* ---- tests/golden/helm-nested.yaml: containerRegistries beside localRegistryCache ---------- */
+
+static void test_helm_nested(void **state) {
+        (void) state;
+        struct spec *s = load("tests/golden/helm-nested.yaml", NULL);
+        struct error_list notes;
+
+        /* Zot first for registry.example.com; oci.example.net's endpoint is its origin: the server, once. */
+        struct hosts_output *o = golden(s, HOSTS_FORMAT_CONTAINERD, "helm-nested", &notes);
+        ASSERT_NAMES(o, "registry.example.com/hosts.toml", "oci.example.net/hosts.toml");
+        assert_note_count(&notes, 0);
+        assert_non_null(strstr(o->files[0].content, "[host.\"https://zot.mgmt.example.com\"]"));
+        assert_null(strstr(o->files[1].content, "[host.\"https://oci.example.net\"]"));
+        hosts_output_free(o);
+        spec_free(s);
+}
+
 /* ---- tests/golden/render/render.yaml: every field, every escape ------------------------------ */
 
 #define RENDER_FILES                                                                                                  \
@@ -658,6 +675,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_example_spec),
                 cmocka_unit_test(test_example_helm),
+                cmocka_unit_test(test_helm_nested),
                 cmocka_unit_test(test_render_containerd_1_6),
                 cmocka_unit_test(test_render_containerd_1_7_32),
                 cmocka_unit_test(test_render_containerd_2_0_7),

@@ -870,6 +870,101 @@ static void test_registry_duplicate_key(void **state) {
                      SOURCE ":10:3: containerRegistries.zot.example.com:5000: duplicate registry");
 }
 
+/* ---- containerRegistries beside localRegistryCache (the chart's layout) ------------------ */
+
+/* The values block exactly as operators write it for the management-cluster
+ * cache (issue 14): the Zot endpoint must come first, and an endpoint that is
+ * the origin is the origin, once. Before, this block parsed as valid and the
+ * nested containerRegistries was silently ignored. */
+static void test_nested_registries(void **state) {
+        struct fixture *f = *state;
+        const struct spec *s = parse_ok(f,
+                "global:\n"
+                "  components:\n"
+                "    containerd:\n"
+                "      localRegistryCache:\n"
+                "        enabled: true\n"
+                "        mirroredRegistries:\n"
+                "          - registry.example.com\n"
+                "          - oci.example.net\n"
+                "        port: 32767\n"
+                "      containerRegistries:\n"
+                "        registry.example.com:\n"
+                "          - endpoint: zot.mgmt.example.com\n" /* line 12 */
+                "        oci.example.net:\n"
+                "          - endpoint: oci.example.net\n");    /* line 14 */
+
+        assert_int_equal(s->agent.listen_port, 32767);
+        assert_int_equal(s->n_registries, 2);
+        const struct spec_registry *r = assert_registry(s, 0, "registry.example.com", true, "https://registry.example.com", 2);
+        assert_endpoint(r, 0, "https://zot.mgmt.example.com", false, false, 12);
+        assert_endpoint(r, 1, "https://registry.example.com", true, false, 0);
+        r = assert_registry(s, 1, "oci.example.net", true, "https://oci.example.net", 1);
+        assert_endpoint(r, 0, "https://oci.example.net", true, false, 14);
+        assert_null(s->agent.default_registry);
+}
+
+/* Registries only in the nested block are rendered (mirror: false), as at the top level. */
+static void test_nested_registries_unmirrored(void **state) {
+        struct fixture *f = *state;
+        const struct spec *s = parse_ok(f,
+                CACHE_ENABLED
+                "        mirroredRegistries: [docker.io]\n"
+                "      containerRegistries:\n"
+                "        quay.io:\n"
+                "          - endpoint: cache.example.com\n"); /* line 9 */
+        assert_int_equal(s->n_registries, 2);
+        assert_registry(s, 0, "docker.io", true, "https://registry-1.docker.io", 1);
+        const struct spec_registry *r = assert_registry(s, 1, "quay.io", false, "https://quay.io", 2);
+        assert_endpoint(r, 0, "https://cache.example.com", false, false, 9);
+        assert_endpoint(r, 1, "https://quay.io", true, false, 0);
+}
+
+/* Both places at once: one would be silently unused, so neither is taken. */
+static void test_nested_and_top_level(void **state) {
+        struct fixture *f = *state;
+        expect_error(f,
+                     CACHE_ENABLED
+                     "        mirroredRegistries: [docker.io]\n"
+                     "      containerRegistries:\n"
+                     "        docker.io:\n"
+                     "          - endpoint: zot.example.com\n"
+                     "containerRegistries:\n"
+                     "  docker.io:\n"
+                     "    - endpoint: harbor.example.com\n",
+                     1,
+                     SOURCE ":8:9: global.components.containerd.containerRegistries: also given at the top level "
+                            "(line 11): keep one containerRegistries block");
+        /* Also when the top-level block comes first in the file. */
+        expect_error(f,
+                     "containerRegistries:\n"
+                     "  docker.io:\n"
+                     "    - endpoint: harbor.example.com\n"
+                     CACHE_ENABLED
+                     "        mirroredRegistries: [docker.io]\n"
+                     "      containerRegistries: {}\n",
+                     1,
+                     SOURCE ":10:28: global.components.containerd.containerRegistries: also given at the top level "
+                            "(line 2): keep one containerRegistries block");
+}
+
+/* Errors inside the nested block name its own path. */
+static void test_nested_errors(void **state) {
+        struct fixture *f = *state;
+        expect_error(f, ONE_MIRROR "      containerRegistries: [docker.io]\n", 1,
+                     SOURCE ":7:28: global.components.containerd.containerRegistries: expected a mapping, got a list");
+        expect_error(f, ONE_MIRROR "      containerRegistries:\n        docker.io:\n          - endpoint: ftp://x\n", 1,
+                     SOURCE ":9:23: global.components.containerd.containerRegistries.docker.io[0].endpoint: "
+                            "scheme must be http or https: \"ftp://x\"");
+        expect_error(f, ONE_MIRROR "      containerRegistries:\n        https://ghcr.io:\n          - endpoint: zot\n", 1,
+                     SOURCE ":8:9: global.components.containerd.containerRegistries: not a registry host[:port]: "
+                            "\"https://ghcr.io\"");
+        expect_error(f, ONE_MIRROR "      containerRegistries:\n        docker.io:\n          - endpoint: a\n"
+                                   "        Docker.io:\n          - endpoint: b\n", 1,
+                     SOURCE ":10:9: global.components.containerd.containerRegistries.Docker.io: duplicate key "
+                            "(first at line 8)");
+}
+
 /* ---- form detection ----------------------------------------------------------------------- */
 
 static void test_mixed_forms(void **state) {
@@ -929,6 +1024,10 @@ int main(void) {
                 T(test_endpoint_duplicate),
                 T(test_registry_duplicate_key),
                 T(test_mixed_forms),
+                T(test_nested_registries),
+                T(test_nested_registries_unmirrored),
+                T(test_nested_and_top_level),
+                T(test_nested_errors),
 #undef T
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

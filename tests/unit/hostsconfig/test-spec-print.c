@@ -99,6 +99,12 @@ static void test_example_helm(void **state) {
         golden_file("docs/example-helm-values.yaml", "tests/golden/example-helm-values.out", SPEC_FORMAT_HELM);
 }
 
+/* containerRegistries beside localRegistryCache (the chart's layout). */
+static void test_helm_nested(void **state) {
+        (void) state;
+        golden_file("tests/golden/helm-nested.yaml", "tests/golden/helm-nested.out", SPEC_FORMAT_HELM);
+}
+
 static void test_quoting(void **state) {
         (void) state;
         golden_file("tests/golden/quoting.yaml", "tests/golden/quoting.out", SPEC_FORMAT_LAYERD);
@@ -191,6 +197,7 @@ static void test_write_error(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_example_spec), cmocka_unit_test(test_example_helm),
+                cmocka_unit_test(test_helm_nested),
                 cmocka_unit_test(test_quoting),      cmocka_unit_test(test_minimal),
                 cmocka_unit_test(test_builtin),      cmocka_unit_test(test_durations_round_trip),
                 cmocka_unit_test(test_write_error),
