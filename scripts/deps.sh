@@ -22,6 +22,10 @@ tests=(
   libcmocka-dev valgrind curl python3 python3-yaml procps diffutils openssl util-linux
   # real peers for integration tests
   containerd docker-registry skopeo
+  # the CRI test client (tests/integration/cri): gRPC, and the messages compiled
+  # at test time by protoc 3.21, the version of python3-protobuf (python3-grpc-tools'
+  # protoc is too old for it)
+  python3-grpcio python3-protobuf protobuf-compiler
 )
 case ${1:-} in
   "") packages=("${build[@]}" "${packaging[@]}" "${tests[@]}") ;;

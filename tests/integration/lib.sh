@@ -280,6 +280,55 @@ TOML
   containerd --config "$1/config.toml" >"$1/log" 2>&1 &
   PIDS+=("$!")
 }
+# containerd_cri_start DIR [TOML_LINE...]: a containerd like containerd_start's
+# but with the CRI plugin enabled, the kubelet's path: root, state, socket and
+# ttrpc socket under DIR, the streaming server on a port the kernel picks
+# ("0", which 1.6 accepts), CNI pointed at empty directories under DIR (image
+# pulls need no network plugin and nothing of the host's is read), no cgroups,
+# AppArmor or OOM-score changes. Each TOML_LINE is appended to the config (the
+# registry table under test). The config in DIR/config.toml, the log in
+# DIR/log, the socket in $SOCK, the PID in $CONTAINERD_PID (and in PIDS).
+# The CRI plugin keeps its images in the namespace "k8s.io" and unpacks them
+# into the overlayfs snapshotter.
+CONTAINERD_PID=
+containerd_cri_start() {
+  local dir=$1; shift
+  SOCK=$dir/containerd.sock
+  mkdir -p "$dir/cni-bin" "$dir/cni-conf"
+  {
+    cat <<TOML
+version = 2
+root = "$dir/root"
+state = "$dir/state"
+disabled_plugins = ["io.containerd.internal.v1.opt",
+  "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
+[grpc]
+  address = "$SOCK"
+[ttrpc]
+  address = "$SOCK.ttrpc"
+[debug]
+  address = ""
+  level = "info"
+[metrics]
+  address = ""
+[plugins."io.containerd.grpc.v1.cri"]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  sandbox_image = "127.0.0.1:1/pause:never-pulled"
+  disable_cgroup = true
+  disable_apparmor = true
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "$dir/cni-bin"
+    conf_dir = "$dir/cni-conf"
+TOML
+    printf '%s\n' "$@"
+  } >"$dir/config.toml"
+  containerd --config "$dir/config.toml" >"$dir/log" 2>&1 &
+  CONTAINERD_PID=$!
+  PIDS+=("$!")
+}
 # ctrd_up: the containerd of containerd_start answers on its socket.
 ctrd_up() { timeout 5 ctr -a "$SOCK" version >/dev/null 2>&1; }
 
