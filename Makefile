@@ -181,6 +181,8 @@ install: layerd
 	install -D -m 0644 packaging/man/layerd.8 $(DESTDIR)$(PREFIX)/share/man/man8/layerd.8
 	install -D -m 0644 docs/spec.md $(DESTDIR)$(PREFIX)/share/doc/layerd/spec.md
 	install -D -m 0644 docs/agent.md $(DESTDIR)$(PREFIX)/share/doc/layerd/agent.md
+	install -D -m 0644 docs/doctor.md $(DESTDIR)$(PREFIX)/share/doc/layerd/doctor.md
+	install -D -m 0644 docs/hosts.md $(DESTDIR)$(PREFIX)/share/doc/layerd/hosts.md
 	install -D -m 0644 docs/example-spec.yaml $(DESTDIR)$(PREFIX)/share/doc/layerd/example-spec.yaml
 
 # ---- packaging (packaging/README.md) --------------------------------------------------

@@ -118,6 +118,22 @@ def main():
           mp == hosts and v is not None and v.get("hostPath", {}).get("path") == "/etc/containerd/certs.d"
           and not mounts[mp].get("readOnly"))
 
+    # containerd's socket, for hosts.containerd_version: auto and the start-up
+    # node checks: --containerd-socket (default /run/containerd/containerd.sock)
+    # is the node's socket itself, read-only (layerd calls the version service only).
+    sock = opt("--containerd-socket") or "/run/containerd/containerd.sock"
+    mp, v = volume_at(sock)
+    hp = (v or {}).get("hostPath", {})
+    check("--containerd-socket %s is the hostPath /run/containerd/containerd.sock (type Socket), read-only" % sock,
+          mp == sock and hp.get("path") == "/run/containerd/containerd.sock" and hp.get("type") == "Socket"
+          and mounts[mp].get("readOnly") is True)
+    # containerd makes its socket root:root 0660: connect() needs write permission
+    # on it, which uid 0 has as its owner (no capability needed); another uid only
+    # through a supplemental group.
+    psc = pod.get("securityContext", {})
+    check("the container can connect to containerd's socket (uid 0, its owner, or supplementalGroups)",
+          sc.get("runAsUser", psc.get("runAsUser")) == 0 or bool(psc.get("supplementalGroups")))
+
     # Every credentials_file the spec names (a commented example names the Secret's path).
     creds = re.findall(r"credentials_file:\s*(\S+)", spec_text)
     sec_mounts = [(mp, volumes[m["name"]]) for mp, m in mounts.items() if "secret" in volumes.get(m["name"], {})]

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # packaging/debian (issue 8): `make deb`'s script builds the package from a copy
 # of this tree with dpkg-buildpackage; lintian finds no error in it; it holds
-# the binary, the units, the default spec (a conffile), the man page and the
-# docs; its maintainer scripts enable the socket and the service (started only
+# the binary, the units, the default spec (a conffile), the man page, the
+# docs and README.Debian; its maintainer scripts enable the socket and the service (started only
 # under a running systemd) and remove the cache on purge; the packaged binary
 # runs and is this tree's version; dpkg installs, removes and purges it in a
 # directory (dpkg --root: no chroot, which would need a Debian root file
@@ -36,11 +36,15 @@ has_files() {
   local f
   for f in /usr/bin/layerd /lib/systemd/system/layerd.service /lib/systemd/system/layerd.socket \
     /etc/layerd/spec.yaml /usr/share/man/man8/layerd.8.gz /usr/share/doc/layerd/copyright \
-    /usr/share/doc/layerd/spec.md.gz /usr/share/doc/layerd/changelog.gz; do
+    /usr/share/doc/layerd/spec.md.gz /usr/share/doc/layerd/doctor.md.gz /usr/share/doc/layerd/hosts.md.gz \
+    /usr/share/doc/layerd/changelog.gz; do
     grep -qxF "$f" "$T/contents" || { echo "# missing: $f" >&2; return 1; }
   done
+  # dh_compress compresses it once it passes 4 KiB.
+  grep -qxE '/usr/share/doc/layerd/README\.Debian(\.gz)?' "$T/contents" ||
+    { echo "# missing: /usr/share/doc/layerd/README.Debian" >&2; return 1; }
 }
-check "contents: binary, both units, default spec, man page, copyright, docs" has_files
+check "contents: binary, both units, default spec, man page, copyright, docs, README.Debian" has_files
 
 field() { dpkg-deb -f "$deb" "$1"; }
 debver=$(field Version)

@@ -2,6 +2,7 @@
 # packaging/kubernetes (issue 8): the manifests render with kustomize, and the
 # DaemonSet agrees with the spec it ships: the spec is valid and the default
 # one, its cache_dir and the --write-hosts directory are the hostPaths,
+# containerd's socket is mounted read-only (hosts.containerd_version: auto),
 # probes and port are the spec's loopback address, plus the issue's security
 # and scheduling settings (check-kubernetes.py lists them).
 #
