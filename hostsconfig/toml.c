@@ -26,6 +26,7 @@ struct parser {
         size_t col_pos;    /* column cache: the column of col_pos on the current line is col */
         unsigned col;
         struct error_list *errors;
+        char table[512]; /* the current [header]'s key, for messages about keys below it */
 };
 
 const char *toml_type_to_string(enum toml_type type) {
@@ -71,14 +72,14 @@ _printf_(3, 4) static int fail_at(struct parser *p, struct mark m, const char *f
 
 #define fail_here(p, ...) fail_at((p), mark_here(p), __VA_ARGS__)
 
-/* A key path for messages, quoting the parts that are not bare keys. */
-static void format_key(char *buf, size_t size, char *const *parts, size_t n) {
-        size_t len = 0;
-        buf[0] = '\0';
+/* A key path for messages, quoting the parts that are not bare keys, after prefix (NULL or ""). */
+static void format_key(char *buf, size_t size, const char *prefix, char *const *parts, size_t n) {
+        int r = snprintf(buf, size, "%s", prefix ? prefix : "");
+        size_t len = r > 0 ? (size_t) r : 0;
         for (size_t i = 0; i < n && len < size; i++) {
                 bool bare = parts[i][0] != '\0' && strspn(parts[i], "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                                                                      "0123456789_-") == strlen(parts[i]);
-                int r = snprintf(buf + len, size - len, bare ? "%s%s" : "%s\"%s\"", i > 0 ? "." : "", parts[i]);
+                r = snprintf(buf + len, size - len, bare ? "%s%s" : "%s\"%s\"", len > 0 ? "." : "", parts[i]);
                 if (r < 0)
                         return;
                 len += (size_t) r;
@@ -576,7 +577,7 @@ static const char *origin_phrase(enum toml_table_origin o) {
 /* Stores value *v (taken) at the dotted key k below t: the parts before the
  * last may only name tables that dotted keys created (TOML 1.0: dotted keys
  * cannot reach into a table a header or an inline table defined). */
-static int table_set(struct parser *p, struct toml_table *t, struct key *k, struct toml_value *v) {
+static int table_set(struct parser *p, struct toml_table *t, const char *prefix, struct key *k, struct toml_value *v) {
         char path[512];
         int r;
         for (size_t i = 0; i + 1 < k->n; i++) {
@@ -590,7 +591,7 @@ static int table_set(struct parser *p, struct toml_table *t, struct key *k, stru
                         continue;
                 }
                 if (pair->value.type != TOML_TABLE || pair->value.table->origin != TOML_TABLE_DOTTED) {
-                        format_key(path, sizeof(path), k->parts, i + 1);
+                        format_key(path, sizeof(path), prefix, k->parts, i + 1);
                         value_done(v);
                         if (pair->value.type != TOML_TABLE)
                                 return fail_at(p, k->mark, "cannot add keys to %s: it is a %s (line %u)", path,
@@ -603,7 +604,7 @@ static int table_set(struct parser *p, struct toml_table *t, struct key *k, stru
         const char *last = k->parts[k->n - 1];
         struct toml_pair *pair = table_find(t, last);
         if (pair) {
-                format_key(path, sizeof(path), k->parts, k->n);
+                format_key(path, sizeof(path), prefix, k->parts, k->n);
                 value_done(v);
                 return fail_at(p, k->mark, "duplicate key %s (first defined at line %u)", path, pair->value.line);
         }
@@ -812,7 +813,7 @@ static int parse_inline_table(struct parser *p, unsigned depth, struct toml_valu
                         struct toml_value v;
                         r = parse_value(p, depth + (unsigned) k.n, &v);
                         if (r >= 0)
-                                r = table_set(p, t, &k, &v);
+                                r = table_set(p, t, NULL, &k, &v);
                         key_done(&k);
                         if (r < 0)
                                 return r;
@@ -901,7 +902,7 @@ static int parse_header(struct parser *p, struct toml_table *root, struct toml_t
                 return fail_here(p, aot ? "expected ']]' to close an array of tables header" : "expected ']' to close a table header");
         }
         p->pos += aot ? 2 : 1;
-        format_key(path, sizeof(path), k.parts, k.n);
+        format_key(path, sizeof(path), NULL, k.parts, k.n);
 
         struct toml_table *t = root;
         for (size_t i = 0; i < k.n; i++) {
@@ -974,7 +975,7 @@ static int parse_header(struct parser *p, struct toml_table *root, struct toml_t
                         /* Headers below an array of tables go into its latest table. */
                         t = v->array->items[v->array->n - 1].table;
                 } else {
-                        format_key(path, sizeof(path), k.parts, i + 1);
+                        format_key(path, sizeof(path), NULL, k.parts, i + 1);
                         r = fail_at(p, m, "cannot define a table at %s: it is a%s %s (line %u)", path,
                                     v->type == TOML_INTEGER || v->type == TOML_ARRAY ? "n" : "",
                                     toml_type_to_string(v->type), v->line);
@@ -982,6 +983,7 @@ static int parse_header(struct parser *p, struct toml_table *root, struct toml_t
                 }
         }
         *current = t;
+        snprintf(p->table, sizeof(p->table), "%s", path);
         r = expect_line_end(p, "a table header");
 out:
         key_done(&k);
@@ -1002,7 +1004,7 @@ static int parse_key_value(struct parser *p, struct toml_table *current) {
         struct toml_value v;
         r = parse_value(p, current->depth + (unsigned) k.n, &v);
         if (r >= 0)
-                r = table_set(p, current, &k, &v);
+                r = table_set(p, current, p->table, &k, &v);
         key_done(&k);
         if (r < 0)
                 return r;
