@@ -230,6 +230,20 @@ static void test_integers_floats_booleans(void **state) {
         assert_false(get(t, "no")->boolean);
         toml_table_free(t);
 
+        /* A number ending the data, with no NUL after it (ASan sees an over-read). */
+        static const char *const ends[] = { "a = 1234", "a = 12", "a = 1979-05-27", "a = 0x1F", "a = true" };
+        for (size_t i = 0; i < ELEMENTSOF(ends); i++) {
+                size_t n = strlen(ends[i]);
+                char *exact = malloc(n);
+                assert_non_null(exact);
+                memcpy(exact, ends[i], n);
+                struct error_list errors;
+                int r = toml_parse("t.toml", exact, n, &t, &errors);
+                assert_int_equal(r, i == 2 ? -EINVAL : 0);
+                t = toml_table_free(t);
+                free(exact);
+        }
+
         parse_fails("a = 9223372036854775808\n", 1, 5, "out of the 64-bit range");
         parse_fails("a = -9223372036854775809\n", 1, 5, "out of the 64-bit range");
         parse_fails("a = 0x1_0000_0000_0000_0000\n", 1, 5, "out of the 64-bit range");
