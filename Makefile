@@ -47,11 +47,14 @@ COMMON_SRC := common/error.c common/log.c common/parse.c common/reference.c comm
 HOSTSCONFIG_SRC := hostsconfig/spec.c hostsconfig/spec-yaml.c hostsconfig/spec-helm.c \
 	hostsconfig/spec-print.c hostsconfig/spec-default.c hostsconfig/render.c hostsconfig/render-containerd.c \
 	hostsconfig/render-docker.c hostsconfig/render-talos.c hostsconfig/render-registries-conf.c \
-	hostsconfig/hosts-apply.c hostsconfig/spec-tags.c hostsconfig/toml.c hostsconfig/containerd-config.c
+	hostsconfig/hosts-apply.c hostsconfig/spec-tags.c hostsconfig/toml.c hostsconfig/containerd-config.c \
+	hostsconfig/spec-version.c
 AGENT_SRC := agent/main.c agent/serve.c agent/log.c agent/notify.c agent/hosts.c agent/cache-cmd.c \
-	agent/upstream.c agent/fetch-cmd.c agent/pull.c agent/relay.c agent/prefetch.c agent/prefetch-cmd.c
+	agent/upstream.c agent/fetch-cmd.c agent/pull.c agent/relay.c agent/prefetch.c agent/prefetch-cmd.c \
+	agent/containerd.c
 CACHE_SRC := cache/store.c cache/tags.c
-FALLBACK_SRC := fallback/challenge.c fallback/credentials.c fallback/http.c fallback/fallback.c fallback/manifest.c
+FALLBACK_SRC := fallback/challenge.c fallback/credentials.c fallback/http.c fallback/fallback.c fallback/manifest.c \
+	fallback/containerd.c fallback/probe.c
 LIB_SRC := $(COMMON_SRC) $(HOSTSCONFIG_SRC) $(CACHE_SRC) $(FALLBACK_SRC)
 
 UNIT_SRC := $(sort $(wildcard tests/unit/*/test-*.c))

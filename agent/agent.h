@@ -52,3 +52,41 @@ int agent_cache_check(struct cache *cache, const char *dir, struct spec *spec, c
 
 /* `layerd fetch`; returns the exit status. */
 int agent_cmd_fetch(int argc, char **argv);
+
+/* ---- the node's containerd ------------------------------------------------------------ */
+
+#define AGENT_CONTAINERD_SOCKET_DEFAULT "/run/containerd/containerd.sock"
+#define AGENT_CONTAINERD_BINARY_TIMEOUT_MS 2000 /* `containerd --version` */
+#define AGENT_CONTAINERD_REASON_MAX 192
+
+enum agent_containerd_source {
+        AGENT_CONTAINERD_SOCKET, /* its gRPC socket answered */
+        AGENT_CONTAINERD_BINARY, /* `containerd --version`, from PATH */
+        AGENT_CONTAINERD_NONE,   /* neither: the 1.6 rules apply */
+        _AGENT_CONTAINERD_SOURCE_MAX,
+};
+
+struct agent_containerd_version {
+        enum agent_containerd_source source;
+        char version[SPEC_CONTAINERD_VERSION_MAX]; /* "1.6.20"; "" for NONE */
+        unsigned code;                             /* spec_containerd_version_normalize()'s; 0 for NONE */
+        char reported[128];                        /* as containerd spelled it ("1.6.20~ds1"); "" for NONE */
+        char socket_reason[AGENT_CONTAINERD_REASON_MAX]; /* why the socket gave none; "" when it did */
+        char binary_reason[AGENT_CONTAINERD_REASON_MAX]; /* why the binary gave none; "" when it did or was not run */
+};
+
+const char *agent_containerd_source_to_string(enum agent_containerd_source s);
+
+/* The version of the node's containerd: from its socket (socket_path, at
+ * most FALLBACK_CONTAINERD_TIMEOUT_MS), else from `containerd --version`
+ * found on PATH (no shell, output bounded, killed after
+ * AGENT_CONTAINERD_BINARY_TIMEOUT_MS), else source NONE. Never logs.
+ * Returns 0 with *ret filled in (NONE is not an error), or -ENOMEM. */
+int agent_containerd_version(const char *socket_path, struct agent_containerd_version *ret);
+
+/* When s says containerd_version: auto, detects the version (as above),
+ * fills it into s (spec_set_containerd_version()) and logs one line saying
+ * which and from where, or, at warning level, that the 1.6 rules apply.
+ * A spec naming its version is left alone. Call before s is shared.
+ * Returns 0 or -ENOMEM; *ret (may be NULL) gets the detection when one ran. */
+int agent_resolve_spec_version(struct spec *s, const char *socket_path, struct agent_containerd_version *ret);

@@ -47,7 +47,7 @@ static const char usage_main[] =
 
 static const char usage_serve[] =
         "Usage: layerd serve [--spec FILE] [--listen HOST:PORT] [--cache-dir DIR] [--write-hosts DIR]\n"
-        "                    [--log-level LEVEL]\n"
+        "                    [--containerd-socket PATH] [--log-level LEVEL]\n"
         "\n"
         "Serve the OCI distribution pull API. Without --spec, a built-in spec is used:\n"
         "listen on 127.0.0.1:5080 and mirror docker.io, ghcr.io, quay.io, registry.k8s.io\n"
@@ -58,12 +58,17 @@ static const char usage_serve[] =
         "  --cache-dir DIR      absolute path of the cache directory\n"
         "  --write-hosts DIR    write containerd hosts.toml files under DIR at start-up and\n"
         "                       after each SIGHUP (which also reloads the spec)\n"
+        "  --containerd-socket PATH\n"
+        "                       with --write-hosts: containerd's socket, asked for its\n"
+        "                       version when hosts.containerd_version is auto (default\n"
+        "                       " AGENT_CONTAINERD_SOCKET_DEFAULT "; then `containerd --version`,\n"
+        "                       then the containerd 1.6 rules)\n"
         "  --log-level LEVEL    err, warning, notice, info (default) or debug\n"
         "  -h, --help           show this help\n";
 
 static const char usage_hosts[] =
         "Usage: layerd hosts [--spec FILE] --dir DIR [--format FORMAT] [--listen HOST:PORT]\n"
-        "                    [--dry-run] [--diff] [--prune]\n"
+        "                    [--containerd-socket PATH] [--dry-run] [--diff] [--prune]\n"
         "\n"
         "Render the runtimes' mirror configs from the cluster spec and write them safely\n"
         "(each file atomically; unchanged files are left alone).\n"
@@ -76,6 +81,11 @@ static const char usage_hosts[] =
         "                       (daemon.json fragment, docker.io only), talos (machine-config\n"
         "                       patch) or registries-conf (CRI-O, podman)\n"
         "  --listen HOST:PORT   where layerd listens, if not the spec's agent.listen\n"
+        "  --containerd-socket PATH\n"
+        "                       containerd's socket, asked for its version when\n"
+        "                       hosts.containerd_version is auto (default\n"
+        "                       " AGENT_CONTAINERD_SOCKET_DEFAULT "; then `containerd --version`,\n"
+        "                       then the containerd 1.6 rules, said in each file)\n"
         "  --dry-run            write nothing; report what would change\n"
         "  --diff               print a unified diff of each change\n"
         "  --prune              remove registry directories layerd wrote that the spec no\n"
@@ -165,11 +175,12 @@ static int cmd_serve(int argc, char **argv) {
                 { "spec", required_argument, NULL, 's' },      { "listen", required_argument, NULL, 'l' },
                 { "cache-dir", required_argument, NULL, 'c' }, { "log-level", required_argument, NULL, 'L' },
                 { "write-hosts", required_argument, NULL, 'w' }, { "help", no_argument, NULL, 'h' },
+                { "containerd-socket", required_argument, NULL, 'S' },
                 {},
         };
         _cleanup_(spec_freep) struct spec *spec = NULL;
         _cleanup_free_ char *listen_host = NULL;
-        struct serve_config cfg = {};
+        struct serve_config cfg = { .containerd_socket = AGENT_CONTAINERD_SOCKET_DEFAULT };
         struct error_list errors;
         int c, r;
 
@@ -202,6 +213,9 @@ static int cmd_serve(int argc, char **argv) {
                 case 'w':
                         cfg.write_hosts_dir = optarg;
                         break;
+                case 'S':
+                        cfg.containerd_socket = optarg;
+                        break;
                 case 'L':
                         if (!agent_log_level_option("serve", optarg))
                                 return EXIT_USAGE;
@@ -225,6 +239,11 @@ static int cmd_serve(int argc, char **argv) {
         }
         if (r < 0)
                 return report_errors(&errors);
+        /* Only hosts files depend on the version: no detection without them. */
+        if (cfg.write_hosts_dir && agent_resolve_spec_version(spec, cfg.containerd_socket, NULL) < 0) {
+                log_error("out of memory detecting containerd's version");
+                return EXIT_RUNTIME;
+        }
         r = serve_run(&cfg, &spec);
         if (r == SERVE_CONFIG_ERROR)
                 return EXIT_USAGE;
@@ -237,12 +256,13 @@ static int cmd_hosts(int argc, char **argv) {
                 { "format", required_argument, NULL, 'f' }, { "listen", required_argument, NULL, 'l' },
                 { "dry-run", no_argument, NULL, 'n' },      { "diff", no_argument, NULL, 'D' },
                 { "prune", no_argument, NULL, 'p' },        { "help", no_argument, NULL, 'h' },
+                { "containerd-socket", required_argument, NULL, 'S' },
                 {},
         };
         _cleanup_(spec_freep) struct spec *spec = NULL;
         _cleanup_(hosts_report_freep) struct hosts_report *rep = NULL;
         _cleanup_free_ char *listen_host = NULL, *agent_url = NULL;
-        const char *spec_path = NULL, *dir = NULL;
+        const char *spec_path = NULL, *dir = NULL, *containerd_socket = AGENT_CONTAINERD_SOCKET_DEFAULT;
         enum hosts_format format = HOSTS_FORMAT_CONTAINERD;
         uint16_t listen_port = 0;
         unsigned flags = 0;
@@ -283,6 +303,9 @@ static int cmd_hosts(int argc, char **argv) {
                 case 'p':
                         flags |= HOSTS_APPLY_PRUNE;
                         break;
+                case 'S':
+                        containerd_socket = optarg;
+                        break;
                 case 'h':
                         fputs(usage_hosts, stdout);
                         return EXIT_OK;
@@ -305,6 +328,9 @@ static int cmd_hosts(int argc, char **argv) {
                 return EXIT_RUNTIME;
         if (r < 0)
                 return report_errors(&errors);
+        /* Only containerd's files depend on the version. */
+        if (format == HOSTS_FORMAT_CONTAINERD && agent_resolve_spec_version(spec, containerd_socket, NULL) < 0)
+                return EXIT_RUNTIME;
         agent_url = hosts_agent_url(listen_host ? listen_host : spec->agent.listen_host,
                                     listen_host ? listen_port : spec->agent.listen_port);
         if (!agent_url)

@@ -113,6 +113,9 @@ static const struct spec *reload(const struct serve_config *cfg, const struct sp
         _cleanup_(spec_freep) struct spec *fresh = NULL;
         struct error_list errors;
         int r = agent_load_spec(cfg->spec_path, &fresh, &errors);
+        /* Before the spec is shared; asked again, as containerd may have been upgraded meanwhile. */
+        if (r >= 0 && cfg->write_hosts_dir)
+                r = agent_resolve_spec_version(fresh, cfg->containerd_socket, NULL);
         if (r >= 0) {
                 error_list_init(&errors, fresh->source);
                 r = agent_fallback_configure(fb, fresh, &errors);

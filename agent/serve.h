@@ -17,6 +17,7 @@ struct serve_config {
         uint16_t listen_port;
         const char *cache_dir;      /* overrides agent.cache_dir */
         const char *write_hosts_dir; /* containerd hosts directory to keep in step with the spec */
+        const char *containerd_socket; /* asked for containerd's version when the spec says auto */
 };
 
 /* Blocks the signals serve_run() waits for (SIGTERM, SIGINT, SIGHUP) and

@@ -252,3 +252,40 @@ void fallback_manifest_refs_done(struct fallback_manifest_refs *r);
 /* The media type of a manifest, from its JSON (mediaType, or what an OCI
  * manifest without one is); NULL when body is not a manifest. Caller frees. */
 char *fallback_manifest_media_type(const void *body, size_t size);
+
+/* ---- one-shot checks (for `layerd doctor` and start-up) ------------------------------- */
+
+#define FALLBACK_CONTAINERD_TIMEOUT_MS 2000
+
+/* Asks containerd's gRPC socket for its version
+ * (containerd.services.version.v1.Version/Version, HTTP/2 without TLS over
+ * the unix socket), within timeout_ms (0: FALLBACK_CONTAINERD_TIMEOUT_MS).
+ * Returns 0 with *ret_version (malloc'd, as containerd says it: "1.6.20~ds1",
+ * "v2.0.7"); on failure a negative errno and a one-line reason: -ENOENT (no
+ * socket), -EACCES, -ENOTSOCK, -ECONNREFUSED (nobody listens), -ETIMEDOUT,
+ * -EPROTO (an answer that is not containerd's: HTTP status, content-type,
+ * grpc-status, frame or protobuf), -EPROTONOSUPPORT (libcurl without HTTP/2),
+ * -ENOMEM. Thread-safe. */
+int fallback_containerd_version(const char *socket_path, uint64_t timeout_ms, char **ret_version, char *reason,
+                                size_t reason_size);
+
+#define FALLBACK_PROBE_REASON_MAX 192
+
+struct fallback_probe_result {
+        int status;           /* HTTP status of the answer; 0 when none arrived */
+        uint64_t elapsed_ms;  /* from the start to the answer's headers, or to the failure */
+        char url[512];        /* what was asked (never with credentials; cut if longer) */
+        char reason[FALLBACK_PROBE_REASON_MAX]; /* "" for a 2xx; "auth required" for a 401, "HTTP 404";
+                                                 * the failure ("connect: Connection refused") otherwise */
+};
+
+/* One GET of endpoint e's API root (/v2/, or the URL itself with
+ * override_path; "?ns=<registry>" for a mirror, as fetches send it), with its
+ * TLS settings, headers and connect/response timeouts, and without
+ * credentials: a 401 means reachable ("auth required"). Returns 0 when an
+ * HTTP answer arrived (any status: ret->status says which), else the
+ * failure as http_perform() has it (-ECONNREFUSED, -ETIMEDOUT, -EHOSTUNREACH,
+ * -EPROTO for TLS, ...), -EINVAL for a URL that is not one, -ENOMEM.
+ * *ret is filled in whatever is returned. Thread-safe; needs
+ * fallback_global_init(). registry may be NULL (no ns). */
+int fallback_probe(const struct fallback_endpoint_config *e, const char *registry, struct fallback_probe_result *ret);

@@ -106,7 +106,7 @@ static void host_table(FILE *f, const char *url, const struct spec_endpoint *e, 
 static int render_registry(const struct spec *s, const struct spec_registry *r, const char *agent_url,
                            struct hosts_output *o, struct error_list *notes) {
         struct render_buf b;
-        unsigned version = s->hosts.containerd_version_code;
+        unsigned version = spec_containerd_version_code(s);
         int rc = render_buf_open(&b);
         if (rc < 0)
                 return rc;
@@ -123,7 +123,13 @@ static int render_registry(const struct spec *s, const struct spec_registry *r, 
 
         fprintf(f, "%s: rendered from the cluster spec by `layerd hosts`; do not edit, changes are overwritten.\n",
                 HOSTS_MANAGED_MARKER);
-        fprintf(f, "# Registry %s, for containerd %s. Tried in order: ", r->host, s->hosts.containerd_version);
+        /* An unresolved "auto" is said as such: the file is then right for
+         * any containerd, but may lack what a newer one could read. */
+        if (s->hosts.containerd_version_code == 0)
+                fprintf(f, "# Registry %s, for containerd %s (auto: not detected). Tried in order: ", r->host,
+                        SPEC_CONTAINERD_VERSION_FALLBACK);
+        else
+                fprintf(f, "# Registry %s, for containerd %s. Tried in order: ", r->host, s->hosts.containerd_version);
         if (r->mirror)
                 fputs("layerd, ", f);
         fputs(is_default ? "the hosts below, then the registry a pull names.\n" : "the hosts below, then the server.\n",

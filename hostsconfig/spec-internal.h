@@ -88,3 +88,6 @@ void spec_parse_helm(struct spec_ctx *c, const yaml_node_t *root);
 
 void spec_registry_done(struct spec_registry *r);
 void spec_endpoint_done(struct spec_endpoint *e);
+
+/* "MAJOR.MINOR[.PATCH]" (each part 0..99) into major*10000 + minor*100 + patch; -EINVAL otherwise. */
+int spec_version_code(const char *s, unsigned *ret);

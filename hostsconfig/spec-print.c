@@ -233,7 +233,8 @@ static bool document(struct out *o, const struct spec *s) {
                         return false;
         }
         return end_map(o) && scalar(o, "hosts") && start_map(o, false) &&
-               kv(o, "containerd_version", s->hosts.containerd_version) && end_map(o) && end_map(o);
+               kv(o, "containerd_version",
+                  s->hosts.containerd_version_auto ? SPEC_CONTAINERD_VERSION_AUTO : s->hosts.containerd_version) && end_map(o) && end_map(o);
 }
 
 int spec_print(const struct spec *s, FILE *f) {

@@ -841,30 +841,6 @@ static void parse_prefetch(struct spec_ctx *c, const yaml_node_t *n) {
 
 /* ---- hosts ------------------------------------------------------------------ */
 
-/* "MAJOR.MINOR[.PATCH]" into major*10000 + minor*100 + patch; -EINVAL otherwise. */
-static int version_code(const char *s, unsigned *ret) {
-        unsigned part[3] = {};
-        size_t n = 0;
-        const char *p = s;
-        for (;;) {
-                uint64_t v = 0;
-                const char *start = p;
-                while (*p >= '0' && *p <= '9' && p - start < 3)
-                        v = v * 10 + (uint64_t) (*p++ - '0');
-                if (p == start || v > 99 || n == 3)
-                        return -EINVAL;
-                part[n++] = (unsigned) v;
-                if (*p == '\0')
-                        break;
-                if (*p++ != '.')
-                        return -EINVAL;
-        }
-        if (n < 2)
-                return -EINVAL;
-        *ret = part[0] * 10000 + part[1] * 100 + part[2];
-        return 0;
-}
-
 static void parse_hosts(struct spec_ctx *c, const yaml_node_t *n) {
         static const char *const keys[] = { "containerd_version" };
         yaml_node_t *v[ELEMENTSOF(keys)];
@@ -872,12 +848,15 @@ static void parse_hosts(struct spec_ctx *c, const yaml_node_t *n) {
                 return;
         if (v[0]) {
                 const char *s = spec_scalar(c, v[0], "hosts.containerd_version");
-                unsigned code;
-                if (s && version_code(s, &code) < 0)
-                        spec_error(c, v[0], "hosts.containerd_version", "not a version (like 1.7 or 2.0.7): \"%.32s\"", s);
+                unsigned code = 0;
+                bool is_auto = s && strcmp(s, SPEC_CONTAINERD_VERSION_AUTO) == 0;
+                if (s && !is_auto && spec_version_code(s, &code) < 0)
+                        spec_error(c, v[0], "hosts.containerd_version",
+                                   "not a version (like 1.7 or 2.0.7) or auto: \"%.32s\"", s);
                 else if (s) {
                         c->spec->hosts.containerd_version = spec_strdup(c, s);
-                        c->spec->hosts.containerd_version_code = code;
+                        c->spec->hosts.containerd_version_auto = is_auto;
+                        c->spec->hosts.containerd_version_code = code; /* auto: 0 until resolved */
                 }
         }
 }
@@ -965,8 +944,9 @@ void spec_finish(struct spec_ctx *c, const yaml_node_t *default_registry) {
         finish_default_registry(c, default_registry);
         finish_connect_timeouts(s);
         if (!s->hosts.containerd_version) {
+                /* auto: the agent asks the node's containerd (spec_set_containerd_version()). */
                 s->hosts.containerd_version = spec_strdup(c, SPEC_DEFAULT_CONTAINERD_VERSION);
-                (void) version_code(SPEC_DEFAULT_CONTAINERD_VERSION, &s->hosts.containerd_version_code);
+                s->hosts.containerd_version_auto = true;
         }
 
         /* Prefetch goes through layerd, so only a mirrored registry can be prefetched from. */

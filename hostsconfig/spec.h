@@ -129,11 +129,20 @@ struct spec_agent {
 
 /* What the runtime mirror configs are rendered for. */
 struct spec_hosts {
-        char *containerd_version;      /* "1.6", "1.7.32", "2.1": the oldest containerd on the nodes */
-        unsigned containerd_version_code; /* major * 10000 + minor * 100 + patch, for comparisons */
+        char *containerd_version;      /* "1.6", "1.7.32", "2.1": the oldest containerd on the nodes;
+                                        * "auto" until spec_set_containerd_version() resolves it */
+        bool containerd_version_auto;  /* the spec said "auto" (spec_print() says so again) */
+        unsigned containerd_version_code; /* major * 10000 + minor * 100 + patch, for comparisons;
+                                           * 0 while auto is unresolved (renderers then use the 1.6 rules) */
 };
 
-#define SPEC_DEFAULT_CONTAINERD_VERSION "1.6"
+#define SPEC_CONTAINERD_VERSION_AUTO "auto"
+#define SPEC_DEFAULT_CONTAINERD_VERSION SPEC_CONTAINERD_VERSION_AUTO
+/* What an unresolved "auto" is rendered for: the oldest containerd layerd
+ * supports, whose rules every later one reads too. */
+#define SPEC_CONTAINERD_VERSION_FALLBACK "1.6"
+#define SPEC_CONTAINERD_VERSION_FALLBACK_CODE 10600
+#define SPEC_CONTAINERD_VERSION_MAX 16 /* "99.99.99" and its NUL, with room */
 
 struct spec {
         char *source;           /* file name the spec came from ("<builtin>" for the default) */
@@ -167,6 +176,26 @@ extern const char spec_default_yaml[];
 /* Writes the normalised model as a layerd-form spec with every default spelled
  * out; parsing that output yields an equal model. Returns 0 or -EIO. */
 int spec_print(const struct spec *s, FILE *f);
+
+/* Fills in what "auto" stands for: version ("MAJOR.MINOR[.PATCH]", as
+ * spec_containerd_version_normalize() writes it) becomes containerd_version
+ * and its code; containerd_version_auto stays true. The one write into a
+ * model: call it right after loading, before the spec is shared with another
+ * thread. Returns 0, -EEXIST when the spec names a version of its own (it
+ * stays), -EINVAL for a version that is not one, -ENOMEM. */
+int spec_set_containerd_version(struct spec *s, const char *version);
+
+/* A containerd version as containerd spells it ("1.6.20~ds1", "v2.0.7",
+ * "1.7.24-0ubuntu1", "2.1.0-rc.1", or the whole line of `containerd
+ * --version`: "containerd github.com/containerd/containerd 1.6.20~ds1 <revision>")
+ * as "MAJOR.MINOR.PATCH" (a prerelease or packaging suffix dropped, a missing
+ * patch 0) and its code. The first whitespace-separated word that starts
+ * with a version is taken. Returns 0, or -EINVAL when there is none or a part
+ * is over 99 (the code's room). Pure; ret written only on success. */
+int spec_containerd_version_normalize(const char *text, char ret[SPEC_CONTAINERD_VERSION_MAX], unsigned *ret_code);
+
+/* The code the renderers use: the spec's version's, or 1.6's while "auto" is unresolved. */
+unsigned spec_containerd_version_code(const struct spec *s);
 
 /* Frees the model; accepts NULL; returns NULL. */
 struct spec *spec_free(struct spec *s);

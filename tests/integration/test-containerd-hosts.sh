@@ -110,10 +110,15 @@ checkd "R_mirror serves the tag under the pushed manifest digest" \
 
 # ---- 1. layerd down, origin closed: containerd goes on to the mirror -----------------
 spec "$T/spec.yaml" "$PM"
-"$LAYERD" hosts --spec "$T/spec.yaml" --dir "$T/hosts" >"$T/out" 2>"$T/err"
+"$LAYERD" hosts --containerd-socket "$SOCK" --spec "$T/spec.yaml" --dir "$T/hosts" >"$T/out" 2>"$T/err"
 checkd "layerd hosts exits 0" test $? -eq 0
 F=$T/hosts/127.0.0.1:$PO/hosts.toml
 checkd "layerd hosts writes 127.0.0.1:$PO/hosts.toml" test -f "$F"
+# containerd_version: auto (the spec names none): the containerd under test, asked on its socket.
+CTRD_VERSION=$(containerd --version | awk '{ print $3 }' | grep -oE '^v?[0-9]+\.[0-9]+(\.[0-9]+)?' | sed 's/^v//')
+checkd "the file is rendered for the containerd on \$SOCK ($CTRD_VERSION)" \
+  grep -qF "for containerd $CTRD_VERSION. Tried in order" "$F"
+checkd "layerd hosts says where the version came from" grep -qF "source=socket" "$T/err"
 
 m=$(mark "$T/mirror.log")
 fetch c1 "$T/hosts"
@@ -135,7 +140,7 @@ checkd "R_mirror logged containerd's HEAD of the tag (with ?ns=)" \
 checkd "R_mirror served every blob" test "$(grep -c '"GET /v2/test/app/blobs/sha256:[0-9a-f]*?ns=[^ ]* HTTP/1.1" 200' "$T/req")" -eq 3
 
 spec "$T/spec-after.yaml" "$PM" "$PX"
-"$LAYERD" hosts --spec "$T/spec-after.yaml" --dir "$T/hosts-after" >/dev/null 2>&1
+"$LAYERD" hosts --containerd-socket "$SOCK" --spec "$T/spec-after.yaml" --dir "$T/hosts-after" >/dev/null 2>&1
 checkd "layerd hosts writes the spec with R_other last" test $? -eq 0
 m=$(mark "$T/mirror.log"); x=$(mark "$T/other.log")
 fetch c2a "$T/hosts-after"
@@ -146,7 +151,7 @@ checkd "R_other listed after R_mirror: R_other got no request" test -z "$(reques
 checkd "R_other listed after R_mirror: image complete" all_blobs c2a
 
 spec "$T/spec-before.yaml" "$PX" "$PM"
-"$LAYERD" hosts --spec "$T/spec-before.yaml" --dir "$T/hosts-before" >/dev/null 2>&1
+"$LAYERD" hosts --containerd-socket "$SOCK" --spec "$T/spec-before.yaml" --dir "$T/hosts-before" >/dev/null 2>&1
 checkd "layerd hosts writes the spec with R_other first" test $? -eq 0
 m=$(mark "$T/mirror.log"); x=$(mark "$T/other.log")
 fetch c2b "$T/hosts-before"
@@ -161,7 +166,7 @@ checkd "R_other listed before R_mirror: image complete" all_blobs c2b
 
 # ---- 4. a broken chain fails (so the successes above mean something) ------------------
 spec "$T/spec-broken.yaml" "$PC"
-"$LAYERD" hosts --spec "$T/spec-broken.yaml" --dir "$T/hosts-broken" >/dev/null 2>&1
+"$LAYERD" hosts --containerd-socket "$SOCK" --spec "$T/spec-broken.yaml" --dir "$T/hosts-broken" >/dev/null 2>&1
 checkd "layerd hosts writes the spec whose only endpoint is closed" test $? -eq 0
 fetch c4 "$T/hosts-broken"; rc=$?
 checkd "fetch with every host closed fails, promptly" bash -c "test $rc -ne 0 && test $rc -ne 124"
@@ -174,12 +179,13 @@ checkd "without our hosts file the fetch fails (only the closed origin)" bash -c
 # ---- 3 and 5. layerd serving the pull; --write-hosts and SIGHUP ------------------------
 cp "$T/spec.yaml" "$T/serve.yaml"
 "$LAYERD" serve --spec "$T/serve.yaml" --listen "127.0.0.1:$PA" --cache-dir "$T/cache" \
-  --write-hosts "$T/hosts2" --log-level debug >"$T/layerd.log" 2>&1 &
+  --containerd-socket "$SOCK" --write-hosts "$T/hosts2" --log-level debug >"$T/layerd.log" 2>&1 &
 pid=$!; PIDS+=("$pid")
 checkd "layerd serve listens" wait_port "$PA" 10
 F2=$T/hosts2/127.0.0.1:$PO/hosts.toml
 checkd "serve --write-hosts writes the hosts file at start-up" wait_for 10 test -f "$F2"
-"$LAYERD" hosts --spec "$T/serve.yaml" --dir "$T/ref" --listen "127.0.0.1:$PA" >/dev/null 2>&1
+checkd "serve asked containerd's socket for its version" grep -qF "containerd version=$CTRD_VERSION source=socket" "$T/layerd.log"
+"$LAYERD" hosts --containerd-socket "$SOCK" --spec "$T/serve.yaml" --dir "$T/ref" --listen "127.0.0.1:$PA" >/dev/null 2>&1
 checkd "serve writes the same files as layerd hosts" diff -r "$T/ref" "$T/hosts2"
 checkd "... and the same file as case 1" cmp "$F" "$F2"
 
@@ -201,7 +207,7 @@ cp "$F2" "$T/hosts2.before"
 spec "$T/serve.yaml" "$PX" "$PM"
 kill -HUP "$pid"
 checkd "after SIGHUP the hosts file names the added endpoint" wait_for 10 grep -qF "\"http://127.0.0.1:$PX\"" "$F2"
-"$LAYERD" hosts --spec "$T/serve.yaml" --dir "$T/ref2" --listen "127.0.0.1:$PA" >/dev/null 2>&1
+"$LAYERD" hosts --containerd-socket "$SOCK" --spec "$T/serve.yaml" --dir "$T/ref2" --listen "127.0.0.1:$PA" >/dev/null 2>&1
 checkd "the reloaded file equals layerd hosts output for the edited spec" diff -r "$T/ref2" "$T/hosts2"
 x=$(mark "$T/other.log")
 fetch c5 "$T/hosts2"

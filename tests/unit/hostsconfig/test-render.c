@@ -431,6 +431,65 @@ static void test_render_other_formats(void **state) {
         spec_free(s);
 }
 
+/* containerd_version: auto. Unresolved, the 1.6 rules with the comment line
+ * saying so; resolved, byte for byte what the same version spelled out gives. */
+static void test_render_containerd_auto(void **state) {
+        (void) state;
+        struct spec *v16 = load(RENDER_YAML, "1.6"), *v207 = load(RENDER_YAML, "2.0.7");
+        struct spec *a = load(RENDER_YAML, "auto");
+        assert_true(a->hosts.containerd_version_auto);
+        assert_int_equal(a->hosts.containerd_version_code, 0);
+        struct error_list n1, n2;
+
+        struct hosts_output *want = render(v16, HOSTS_FORMAT_CONTAINERD, &n1);
+        struct hosts_output *got = render(a, HOSTS_FORMAT_CONTAINERD, &n2);
+        assert_int_equal(got->n_files, want->n_files);
+        for (size_t i = 0; i < got->n_files; i++) {
+                /* The same file once the note is taken out of its comment line. */
+                const char *note = strstr(got->files[i].content, "for containerd 1.6 (auto: not detected). ");
+                assert_non_null(note);
+                assert_ptr_equal(note, strstr(got->files[i].content, "for containerd 1.6"));
+                size_t at = (size_t) (note - got->files[i].content) + strlen("for containerd 1.6");
+                size_t cut = strlen(" (auto: not detected)");
+                assert_int_equal(got->files[i].size, want->files[i].size + cut);
+                assert_memory_equal(got->files[i].content, want->files[i].content, at);
+                assert_string_equal(got->files[i].content + at + cut, want->files[i].content + at);
+        }
+        hosts_output_free(want);
+        hosts_output_free(got);
+
+        /* Resolved (as the agent does it), then identical to the explicit version. */
+        assert_int_equal(spec_set_containerd_version(a, "2.0.7"), 0);
+        assert_true(a->hosts.containerd_version_auto);
+        assert_string_equal(a->hosts.containerd_version, "2.0.7");
+        assert_int_equal(a->hosts.containerd_version_code, 20007);
+        want = render(v207, HOSTS_FORMAT_CONTAINERD, &n1);
+        got = render(a, HOSTS_FORMAT_CONTAINERD, &n2);
+        assert_same_output(got, want);
+        assert_true(contains(got, R_DOCKER, "for containerd 2.0.7. "));
+        hosts_output_free(want);
+        hosts_output_free(got);
+
+        /* A second resolution replaces the first (a reload after an upgrade goes through a fresh spec anyway). */
+        assert_int_equal(spec_set_containerd_version(a, "1.6"), 0);
+        assert_int_equal(a->hosts.containerd_version_code, 10600);
+        want = render(v16, HOSTS_FORMAT_CONTAINERD, &n1);
+        got = render(a, HOSTS_FORMAT_CONTAINERD, &n2);
+        assert_same_output(got, want);
+        hosts_output_free(want);
+        hosts_output_free(got);
+
+        /* An explicit version is the spec's word; not a version is refused. */
+        assert_int_equal(spec_set_containerd_version(v16, "2.0.7"), -EEXIST);
+        assert_string_equal(v16->hosts.containerd_version, "1.6");
+        assert_int_equal(spec_set_containerd_version(a, "1.6.20~ds1"), -EINVAL);
+        assert_int_equal(spec_set_containerd_version(a, "auto"), -EINVAL);
+        assert_int_equal(a->hosts.containerd_version_code, 10600);
+        spec_free(a);
+        spec_free(v16);
+        spec_free(v207);
+}
+
 /* Only containerd's files depend on hosts.containerd_version. */
 static void test_render_other_formats_ignore_version(void **state) {
         (void) state;
@@ -681,6 +740,7 @@ int main(void) {
                 cmocka_unit_test(test_render_containerd_2_0_7),
                 cmocka_unit_test(test_render_containerd_boundaries),
                 cmocka_unit_test(test_render_other_formats),
+                cmocka_unit_test(test_render_containerd_auto),
                 cmocka_unit_test(test_render_other_formats_ignore_version),
                 cmocka_unit_test(test_agent_listed_as_endpoint),
                 cmocka_unit_test(test_most_endpoints),

@@ -123,6 +123,29 @@ static void test_builtin(void **state) {
         check_golden(s, "tests/golden/builtin.out");
 }
 
+/* auto prints as auto, resolved or not: the spec said auto, and a printed
+ * spec must not pin the version of the node it happened to be printed on. */
+static void test_containerd_version(void **state) {
+        (void) state;
+        static const char *const yaml[] = { "registries: {docker.io: {}}\n",
+                                            "registries: {docker.io: {}}\nhosts: {containerd_version: auto}\n",
+                                            "registries: {docker.io: {}}\nhosts: {containerd_version: 1.7.24}\n" };
+        static const char *const want[] = { "\nhosts:\n  containerd_version: auto\n",
+                                            "\nhosts:\n  containerd_version: auto\n",
+                                            "\nhosts:\n  containerd_version: \"1.7.24\"\n" };
+        for (size_t i = 0; i < ELEMENTSOF(yaml); i++) {
+                struct spec *s = NULL;
+                struct error_list errors;
+                assert_int_equal(spec_parse("spec.yaml", yaml[i], strlen(yaml[i]), CACHE, &s, &errors), 0);
+                assert_int_equal(spec_set_containerd_version(s, "1.6.20"), i < 2 ? 0 : -EEXIST);
+                char *out = print_to_string(s);
+                if (!strstr(out, want[i]))
+                        fail_msg("printed:\n%s\nwithout:%s", out, want[i]);
+                free(out);
+                spec_free(s);
+        }
+}
+
 /* The durations print exactly and come back as the same values: 0s (tag_ttl
  * may be 0), the extremes of each range, and nothing for _default. */
 static void test_durations_round_trip(void **state) {
@@ -200,7 +223,7 @@ int main(void) {
                 cmocka_unit_test(test_helm_nested),
                 cmocka_unit_test(test_quoting),      cmocka_unit_test(test_minimal),
                 cmocka_unit_test(test_builtin),      cmocka_unit_test(test_durations_round_trip),
-                cmocka_unit_test(test_write_error),
+                cmocka_unit_test(test_write_error),  cmocka_unit_test(test_containerd_version),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

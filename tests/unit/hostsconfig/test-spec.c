@@ -725,19 +725,35 @@ static void test_default_registry_entry(void **state) {
 
 static void test_hosts_section(void **state) {
         (void) state;
+        /* auto is the default: unresolved (code 0) until the agent asks containerd. */
         struct spec *s = parse_ok(REG);
+        assert_string_equal(s->hosts.containerd_version, "auto");
+        assert_true(s->hosts.containerd_version_auto);
+        assert_int_equal(s->hosts.containerd_version_code, 0);
+        assert_int_equal(spec_containerd_version_code(s), 10600);
+        spec_free(s);
+        s = parse_ok(REG "hosts: {containerd_version: auto}\n");
+        assert_true(s->hosts.containerd_version_auto);
+        assert_int_equal(s->hosts.containerd_version_code, 0);
+        spec_free(s);
+        s = parse_ok(REG "hosts: {containerd_version: 2.0.7}\n");
+        assert_false(s->hosts.containerd_version_auto);
+        assert_int_equal(s->hosts.containerd_version_code, 20007);
+        assert_int_equal(spec_containerd_version_code(s), 20007);
+        spec_free(s);
+        s = parse_ok(REG "hosts: {containerd_version: \"1.6\"}\n");
+        assert_false(s->hosts.containerd_version_auto);
         assert_string_equal(s->hosts.containerd_version, "1.6");
         assert_int_equal(s->hosts.containerd_version_code, 10600);
         spec_free(s);
-        s = parse_ok(REG "hosts: {containerd_version: 2.0.7}\n");
-        assert_int_equal(s->hosts.containerd_version_code, 20007);
-        spec_free(s);
         expect_errors(REG "hosts: {containerd_version: \"2\"}\n", 1,
-                      "spec.yaml:2:29: hosts.containerd_version: not a version (like 1.7 or 2.0.7): \"2\"");
+                      "spec.yaml:2:29: hosts.containerd_version: not a version (like 1.7 or 2.0.7) or auto: \"2\"");
         expect_errors(REG "hosts: {containerd_version: v1.7}\n", 1,
-                      "spec.yaml:2:29: hosts.containerd_version: not a version (like 1.7 or 2.0.7): \"v1.7\"");
+                      "spec.yaml:2:29: hosts.containerd_version: not a version (like 1.7 or 2.0.7) or auto: \"v1.7\"");
         expect_errors(REG "hosts: {containerd_version: 1.7.100}\n", 1,
-                      "spec.yaml:2:29: hosts.containerd_version: not a version (like 1.7 or 2.0.7): \"1.7.100\"");
+                      "spec.yaml:2:29: hosts.containerd_version: not a version (like 1.7 or 2.0.7) or auto: \"1.7.100\"");
+        expect_errors(REG "hosts: {containerd_version: Auto}\n", 1,
+                      "spec.yaml:2:29: hosts.containerd_version: not a version (like 1.7 or 2.0.7) or auto: \"Auto\"");
         expect_errors(REG "hosts: {containerd: 1.7}\n", 1,
                       "spec.yaml:2:9: hosts: unknown key \"containerd\" (did you mean \"containerd_version\"?)");
 }
