@@ -51,7 +51,7 @@ HOSTSCONFIG_SRC := hostsconfig/spec.c hostsconfig/spec-yaml.c hostsconfig/spec-h
 	hostsconfig/spec-version.c
 AGENT_SRC := agent/main.c agent/serve.c agent/log.c agent/notify.c agent/hosts.c agent/cache-cmd.c \
 	agent/upstream.c agent/fetch-cmd.c agent/pull.c agent/relay.c agent/prefetch.c agent/prefetch-cmd.c \
-	agent/containerd.c
+	agent/containerd.c agent/doctor.c agent/run.c
 CACHE_SRC := cache/store.c cache/tags.c
 FALLBACK_SRC := fallback/challenge.c fallback/credentials.c fallback/http.c fallback/fallback.c fallback/manifest.c \
 	fallback/containerd.c fallback/probe.c

@@ -36,6 +36,12 @@ int agent_cache_limits(const struct spec *s, const char *dir, uint64_t *ret_max,
  * is an error in errors and nothing changes. */
 int agent_fallback_configure(struct fallback *fb, const struct spec *s, struct error_list *errors);
 
+/* Fills ec from the spec's endpoint se (borrowing its strings), with its
+ * headers, one per value, in hdrs (room for every value of se's headers).
+ * Returns how many of hdrs it used. */
+size_t agent_endpoint_config(const struct spec_endpoint *se, struct fallback_header *hdrs,
+                             struct fallback_endpoint_config *ec);
+
 /* A fallback client for s whose events are logged. */
 int agent_fallback_new(const struct spec *s, struct fallback **ret, struct error_list *errors);
 
@@ -90,3 +96,10 @@ int agent_containerd_version(const char *socket_path, struct agent_containerd_ve
  * A spec naming its version is left alone. Call before s is shared.
  * Returns 0 or -ENOMEM; *ret (may be NULL) gets the detection when one ran. */
 int agent_resolve_spec_version(struct spec *s, const char *socket_path, struct agent_containerd_version *ret);
+
+/* Runs argv[0] (found on PATH, no shell) with stdin and stderr on /dev/null
+ * and returns its standard output (NUL-terminated, at most max bytes) and
+ * exit status (128 + signal when killed). The program is killed when it runs
+ * past timeout_ms (-ETIMEDOUT) or writes more than max (-EFBIG). Returns 0,
+ * or -errno (-ENOENT: no such program). */
+int agent_run(char *const argv[], uint64_t timeout_ms, size_t max, char **ret_out, size_t *ret_size, int *ret_status);

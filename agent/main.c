@@ -12,6 +12,7 @@
 #include <yaml.h>
 
 #include "agent/agent.h"
+#include "agent/doctor.h"
 #include "agent/log.h"
 #include "agent/serve.h"
 #include "common/error.h"
@@ -39,6 +40,7 @@ static const char usage_main[] =
         "  cache          look after the blob cache: stats, ls, verify, gc, check\n"
         "  fetch          fetch a manifest or blob through the spec's endpoint chains\n"
         "  prefetch       fetch the spec's prefetch list into the cache, in the foreground\n"
+        "  doctor         check that this node's pulls go through layerd (containerd's config, hosts files)\n"
         "  check-config   validate a cluster spec and print its normalised form\n"
         "  version        print the version\n"
         "\n"
@@ -47,7 +49,7 @@ static const char usage_main[] =
 
 static const char usage_serve[] =
         "Usage: layerd serve [--spec FILE] [--listen HOST:PORT] [--cache-dir DIR] [--write-hosts DIR]\n"
-        "                    [--containerd-socket PATH] [--log-level LEVEL]\n"
+        "                    [--containerd-socket PATH] [--containerd-config FILE] [--log-level LEVEL]\n"
         "\n"
         "Serve the OCI distribution pull API. Without --spec, a built-in spec is used:\n"
         "listen on 127.0.0.1:5080 and mirror docker.io, ghcr.io, quay.io, registry.k8s.io\n"
@@ -176,11 +178,13 @@ static int cmd_serve(int argc, char **argv) {
                 { "cache-dir", required_argument, NULL, 'c' }, { "log-level", required_argument, NULL, 'L' },
                 { "write-hosts", required_argument, NULL, 'w' }, { "help", no_argument, NULL, 'h' },
                 { "containerd-socket", required_argument, NULL, 'S' },
+                { "containerd-config", required_argument, NULL, 'C' },
                 {},
         };
         _cleanup_(spec_freep) struct spec *spec = NULL;
         _cleanup_free_ char *listen_host = NULL;
-        struct serve_config cfg = { .containerd_socket = AGENT_CONTAINERD_SOCKET_DEFAULT };
+        struct serve_config cfg = { .containerd_socket = AGENT_CONTAINERD_SOCKET_DEFAULT,
+                                    .containerd_config = DOCTOR_DEFAULT_CONTAINERD_CONFIG };
         struct error_list errors;
         int c, r;
 
@@ -215,6 +219,9 @@ static int cmd_serve(int argc, char **argv) {
                         break;
                 case 'S':
                         cfg.containerd_socket = optarg;
+                        break;
+                case 'C':
+                        cfg.containerd_config = optarg;
                         break;
                 case 'L':
                         if (!agent_log_level_option("serve", optarg))
@@ -377,6 +384,7 @@ int main(int argc, char **argv) {
                 { "cache", agent_cmd_cache },
                 { "fetch", agent_cmd_fetch },
                 { "prefetch", agent_cmd_prefetch },
+                { "doctor", agent_cmd_doctor },
                 { "check-config", cmd_check_config },
                 { "version", cmd_version },
         };

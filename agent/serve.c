@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/doctor.h"
 #include "agent/log.h"
 #include "agent/notify.h"
 #include "agent/prefetch.h"
@@ -281,6 +282,15 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                         return r == -EIO || r == -ENOMEM ? r : SERVE_CONFIG_ERROR;
                 }
         }
+        /* What would keep containerd's pulls from reaching us, said once:
+         * the checks of layerd doctor that need no network and no binary. */
+        struct doctor_options dopt = {
+                .containerd_config = cfg->containerd_config ? cfg->containerd_config : DOCTOR_DEFAULT_CONTAINERD_CONFIG,
+                .hosts_dir = cfg->write_hosts_dir ? cfg->write_hosts_dir : DOCTOR_DEFAULT_HOSTS_DIR,
+                .agent_url = agent_url,
+                .cache_dir = cache_dir,
+        };
+        doctor_log_summary(spec, &dopt);
         /* READY once listening with the cache open: blobs on disk are served
          * at once (the index that counts them completes in the background). */
         r = prefetch_run(pf);

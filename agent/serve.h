@@ -18,6 +18,7 @@ struct serve_config {
         const char *cache_dir;      /* overrides agent.cache_dir */
         const char *write_hosts_dir; /* containerd hosts directory to keep in step with the spec */
         const char *containerd_socket; /* asked for containerd's version when the spec says auto */
+        const char *containerd_config; /* containerd's config, for the start-up checks */
 };
 
 /* Blocks the signals serve_run() waits for (SIGTERM, SIGINT, SIGHUP) and

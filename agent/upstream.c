@@ -49,6 +49,30 @@ static void on_event(const struct fallback_event *ev, void *userdata) {
         }
 }
 
+size_t agent_endpoint_config(const struct spec_endpoint *se, struct fallback_header *hdrs,
+                             struct fallback_endpoint_config *ec) {
+        *ec = (struct fallback_endpoint_config) {
+                .url = se->url,
+                .is_origin = se->is_origin,
+                .no_pull = !(se->capabilities & SPEC_CAP_PULL),
+                .no_resolve = !(se->capabilities & SPEC_CAP_RESOLVE),
+                .override_path = se->override_path,
+                .ca_file = se->ca_file,
+                .client_cert = se->client_cert,
+                .client_key = se->client_key,
+                .skip_verify = se->skip_verify,
+                .credentials_file = se->credentials_file,
+                .connect_timeout_ms = se->connect_timeout_ms,
+                .response_timeout_ms = se->response_timeout_ms,
+                .idle_timeout_ms = se->idle_timeout_ms,
+                .headers = hdrs,
+        };
+        for (size_t k = 0; k < se->n_headers; k++)
+                for (size_t v = 0; v < se->headers[k].n_values; v++)
+                        hdrs[ec->n_headers++] = (struct fallback_header) { se->headers[k].name, se->headers[k].values[v] };
+        return ec->n_headers;
+}
+
 int agent_fallback_configure(struct fallback *fb, const struct spec *s, struct error_list *errors) {
         size_t n_regs = 0;
         _cleanup_free_ struct fallback_registry_config *regs = calloc(s->n_registries + 1, sizeof(*regs));
@@ -81,28 +105,7 @@ int agent_fallback_configure(struct fallback *fb, const struct spec *s, struct e
                         const struct spec_endpoint *se = &reg->endpoints[j];
                         struct fallback_endpoint_config *ec = &eps[ei++];
                         rc->n_endpoints++;
-                        *ec = (struct fallback_endpoint_config) {
-                                .url = se->url,
-                                .is_origin = se->is_origin,
-                                .no_pull = !(se->capabilities & SPEC_CAP_PULL),
-                                .no_resolve = !(se->capabilities & SPEC_CAP_RESOLVE),
-                                .override_path = se->override_path,
-                                .ca_file = se->ca_file,
-                                .client_cert = se->client_cert,
-                                .client_key = se->client_key,
-                                .skip_verify = se->skip_verify,
-                                .credentials_file = se->credentials_file,
-                                .connect_timeout_ms = se->connect_timeout_ms,
-                                .response_timeout_ms = se->response_timeout_ms,
-                                .idle_timeout_ms = se->idle_timeout_ms,
-                                .headers = &hdrs[hi],
-                        };
-                        for (size_t k = 0; k < se->n_headers; k++)
-                                for (size_t v = 0; v < se->headers[k].n_values; v++) {
-                                        hdrs[hi++] = (struct fallback_header) { se->headers[k].name,
-                                                                                se->headers[k].values[v] };
-                                        ec->n_headers++;
-                                }
+                        hi += agent_endpoint_config(se, &hdrs[hi], ec);
                 }
         }
         int r = fallback_configure(fb, regs, n_regs, errors);

@@ -65,7 +65,6 @@ struct hosts_containerd_config *hosts_containerd_config_free(struct hosts_contai
         return mfree(c);
 }
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(struct hosts_containerd_config *, hosts_containerd_config_free);
 
 static bool wrong_type(struct error_list *errors, const struct toml_value *v, enum toml_type want, const char *what) {
         if (!v || v->type == want)

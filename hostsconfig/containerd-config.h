@@ -76,3 +76,7 @@ enum {
  * file as version 2, ignoring the version-3 plugin tables). -EINVAL for any
  * other version. */
 int hosts_containerd_config_version_readers(unsigned version);
+
+static inline void hosts_containerd_config_freep(struct hosts_containerd_config **c) {
+        hosts_containerd_config_free(*c);
+}
