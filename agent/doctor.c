@@ -339,21 +339,16 @@ static void check_hosts_files(struct doctor_report *rep, const struct spec *s, c
 /* ---- layerd itself and its endpoints -------------------------------------------------------- */
 
 /* One GET on layerd itself, as containerd reaches it: its /v2/ (path NULL),
- * or path. */
+ * or path. layerd is nobody's mirror (no ns=). */
 static int probe_layerd(const char *agent_url, const char *path, struct fallback_probe_result *p) {
-        _cleanup_free_ char *url = NULL;
-        if (asprintf(&url, "%s%s", agent_url, path ? path : "") < 0)
-                return -ENOMEM;
-        /* With a path, the URL is all there is to ask (override_path); layerd is nobody's mirror (no ns=). */
         struct fallback_endpoint_config e = {
-                .url = url,
+                .url = agent_url,
                 .is_origin = true,
-                .override_path = path != NULL,
                 .connect_timeout_ms = 1000,
                 .response_timeout_ms = 2000,
                 .idle_timeout_ms = 2000,
         };
-        return fallback_probe(&e, NULL, p);
+        return path ? fallback_probe_path(&e, path, p) : fallback_probe(&e, NULL, p);
 }
 
 static void check_layerd(struct doctor_report *rep, const struct doctor_options *o) {

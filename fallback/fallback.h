@@ -289,3 +289,7 @@ struct fallback_probe_result {
  * *ret is filled in whatever is returned. Thread-safe; needs
  * fallback_global_init(). registry may be NULL (no ns). */
 int fallback_probe(const struct fallback_endpoint_config *e, const char *registry, struct fallback_probe_result *ret);
+
+/* As fallback_probe(), for the one path given (absolute, e.g. "/readyz") under
+ * e's URL, without "/v2" or ns: a health route of a server of ours. */
+int fallback_probe_path(const struct fallback_endpoint_config *e, const char *path, struct fallback_probe_result *ret);

@@ -47,22 +47,13 @@ static void slist_free(struct curl_slist **l) {
         curl_slist_free_all(*l);
 }
 
-int fallback_probe(const struct fallback_endpoint_config *e, const char *registry, struct fallback_probe_result *ret) {
+/* One GET of url with e's TLS settings, headers and timeouts. */
+static int probe(const struct fallback_endpoint_config *e, const char *url, struct fallback_probe_result *ret) {
         struct http_client *client = NULL;
         struct http_response hr = { 0 };
         _cleanup_(slist_free) struct curl_slist *hdrs = NULL;
         int r;
 
-        *ret = (struct fallback_probe_result) { 0 };
-        if (!e || !e->url) {
-                set_reason(ret, "no URL");
-                return -EINVAL;
-        }
-        _cleanup_free_ char *url = probe_url(e, registry);
-        if (!url) {
-                set_reason(ret, "out of memory");
-                return -ENOMEM;
-        }
         snprintf(ret->url, sizeof(ret->url), "%s", url);
         if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
                 set_reason(ret, "not an http(s) URL");
@@ -118,4 +109,32 @@ int fallback_probe(const struct fallback_endpoint_config *e, const char *registr
         http_response_done(&hr);
         http_client_free(client);
         return r;
+}
+
+int fallback_probe(const struct fallback_endpoint_config *e, const char *registry, struct fallback_probe_result *ret) {
+        *ret = (struct fallback_probe_result) { 0 };
+        if (!e || !e->url) {
+                set_reason(ret, "no URL");
+                return -EINVAL;
+        }
+        _cleanup_free_ char *url = probe_url(e, registry);
+        if (!url) {
+                set_reason(ret, "out of memory");
+                return -ENOMEM;
+        }
+        return probe(e, url, ret);
+}
+
+int fallback_probe_path(const struct fallback_endpoint_config *e, const char *path, struct fallback_probe_result *ret) {
+        *ret = (struct fallback_probe_result) { 0 };
+        if (!e || !e->url || !path || path[0] != '/') {
+                set_reason(ret, "no URL");
+                return -EINVAL;
+        }
+        _cleanup_free_ char *url = NULL;
+        if (asprintf(&url, "%s%s", e->url, path) < 0) {
+                set_reason(ret, "out of memory");
+                return -ENOMEM;
+        }
+        return probe(e, url, ret);
 }
