@@ -106,7 +106,8 @@ RUNPID=$!
 PIDS+=("$RUNPID")
 MAINPID=$RUNPID
 if ((${#tracer[@]})); then
-  traced_child() { MAINPID=$(pgrep -P "$RUNPID" | head -n 1); [[ -n $MAINPID ]]; }
+  # By name: strace may have a short-lived helper child of its own next to layerd.
+  traced_child() { MAINPID=$(pgrep -x -P "$RUNPID" "$(basename "$LAYERD")" | head -n 1); [[ -n $MAINPID ]]; }
   wait_for 10 traced_child
 fi
 DIAG_FILES=("$T/layerd.log")
