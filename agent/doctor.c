@@ -148,6 +148,12 @@ static void check_containerd_config(struct doctor_report *rep, const struct spec
         const char *node = o->version && o->version->source != AGENT_CONTAINERD_NONE ? o->version->version
                                                                                      : s->hosts.containerd_version;
 
+        if (r == -ENOENT && o->local_only) {
+                /* serve in a container: the node's config is not mounted there. */
+                add(rep, "containerd.config", DOCTOR_WARN, "%s: not found here", o->containerd_config);
+                fix(rep, "Run layerd doctor on the node itself, or give serve --containerd-config.");
+                return;
+        }
         if (r == -ENOENT) {
                 /* containerd then runs on its defaults: no config_path in 1.x, the
                  * standard directory in 2.x. */
@@ -507,7 +513,8 @@ int doctor_run(const struct spec *s, const struct doctor_options *o, struct doct
         check_containerd_config(&rep, s, o);
         if (o->version)
                 check_containerd_version(&rep, s, o->version);
-        check_hosts_files(&rep, s, o);
+        if (!o->skip_hosts_files)
+                check_hosts_files(&rep, s, o);
         if (!o->local_only)
                 check_layerd(&rep, o);
         if (!o->local_only && !o->offline)

@@ -47,6 +47,8 @@ struct doctor_options {
         const char *cache_dir;         /* the cache directory in use */
         const struct agent_containerd_version *version; /* the node's containerd, detected; NULL: not asked */
         bool offline;                  /* no endpoint is contacted */
+        bool skip_hosts_files;         /* the hosts files are not compared (serve without --write-hosts: its
+                                        * spec's containerd version was not resolved, the files' was) */
         bool local_only;               /* serve's start-up: no network, no containerd binary, no socket, and
                                         * layerd itself is not asked (it is the caller) */
 };

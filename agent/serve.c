@@ -289,6 +289,7 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                 .hosts_dir = cfg->write_hosts_dir ? cfg->write_hosts_dir : DOCTOR_DEFAULT_HOSTS_DIR,
                 .agent_url = agent_url,
                 .cache_dir = cache_dir,
+                .skip_hosts_files = !cfg->write_hosts_dir,
         };
         doctor_log_summary(spec, &dopt);
         /* READY once listening with the cache open: blobs on disk are served
