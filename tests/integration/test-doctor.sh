@@ -210,5 +210,13 @@ DIAG_FILES=("$T/layerd2.log")
 checkd "serve warns at start-up about the wrong table, and serves" \
   wait_for 10 grep -qE '^<4>doctor ok=[0-9]+ warn=[0-9]+ fail=1 containerd\.config_path=fail ' "$T/layerd2.log"
 checkd "serve still answers" wait_port "$PA" 10
+kill "$LAYERD_PID"; wait_exit "$LAYERD_PID" 10
+# In a container the node's config is not there: a warning, not a failure;
+# without --write-hosts the hosts files are not judged.
+layerd_serve "$T/layerd3.log" "$SPEC" --containerd-config "$T/not-mounted.toml"
+DIAG_FILES=("$T/layerd3.log")
+checkd "serve: a containerd config not found is a warning" \
+  wait_for 10 grep -qE '^<4>doctor ok=[0-9]+ warn=1 fail=0 containerd\.config=warn ' "$T/layerd3.log"
+checkd "serve without --write-hosts does not judge the hosts files" bash -c "! grep -q 'hosts.files' '$T/layerd3.log'"
 
 finish
