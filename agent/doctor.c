@@ -22,6 +22,7 @@
 #include "agent/doctor.h"
 #include "agent/log.h"
 #include "common/fsutil.h"
+#include "common/json.h"
 #include "common/macro.h"
 #include "common/parse.h"
 #include "hostsconfig/containerd-config.h"
@@ -526,29 +527,16 @@ int doctor_run(const struct spec *s, const struct doctor_options *o, struct doct
 
 /* ---- output --------------------------------------------------------------------------------- */
 
-static void json_string(FILE *f, const char *s) {
-        fputc('"', f);
-        for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
-                if (*p == '"' || *p == '\\')
-                        fprintf(f, "\\%c", *p);
-                else if (*p < 0x20)
-                        fprintf(f, "\\u%04x", *p);
-                else
-                        fputc(*p, f);
-        }
-        fputc('"', f);
-}
-
 static void print_json(const struct doctor_report *rep, FILE *f) {
         fputs("{\"checks\":[", f);
         for (size_t i = 0; i < rep->n; i++) {
                 const struct doctor_check *c = &rep->checks[i];
                 fputs(i ? ",{\"name\":" : "{\"name\":", f);
-                json_string(f, c->name);
+                json_write_string(f, c->name);
                 fprintf(f, ",\"status\":\"%s\",\"message\":", status_names[c->status]);
-                json_string(f, c->message);
+                json_write_string(f, c->message);
                 fputs(",\"fix\":", f);
-                json_string(f, c->fix);
+                json_write_string(f, c->fix);
                 fputc('}', f);
         }
         fprintf(f, "],\"ok\":%zu,\"warn\":%zu,\"fail\":%zu}\n", rep->count[DOCTOR_OK], rep->count[DOCTOR_WARN],

@@ -5,22 +5,9 @@
  * registry (otherwise layerd would answer for the wrong registry). */
 #include <string.h>
 
+#include "common/json.h"
 #include "common/macro.h"
 #include "hostsconfig/render-internal.h"
-
-/* A JSON string: quotes, backslashes and control characters escaped (RFC 8259). */
-static void json_string(FILE *f, const char *s) {
-        fputc('"', f);
-        for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
-                if (*p == '"' || *p == '\\')
-                        fprintf(f, "\\%c", *p);
-                else if (*p < 0x20)
-                        fprintf(f, "\\u%04x", *p);
-                else
-                        fputc(*p, f);
-        }
-        fputc('"', f);
-}
 
 /* Docker treats loopback registries as insecure by default (127.0.0.0/8 and ::1). */
 static bool is_loopback(const char *url) {
@@ -93,14 +80,14 @@ int render_docker(const struct spec *s, const char *agent_url, struct hosts_outp
         fputs("{\n  \"registry-mirrors\": [", b.f);
         for (size_t i = 0; i < n; i++) {
                 fputs(i ? ", " : "", b.f);
-                json_string(b.f, mirrors[i]);
+                json_write_string(b.f, mirrors[i]);
         }
         fputs("]", b.f);
         if (n_insecure > 0) {
                 fputs(",\n  \"insecure-registries\": [", b.f);
                 for (size_t i = 0; i < n_insecure; i++) {
                         fputs(i ? ", " : "", b.f);
-                        json_string(b.f, insecure[i]);
+                        json_write_string(b.f, insecure[i]);
                 }
                 fputs("]", b.f);
         }
