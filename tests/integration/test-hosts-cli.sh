@@ -98,8 +98,8 @@ lhosts --spec "$SPEC" --format registries-conf >"$T/registries.conf" 2>/dev/null
 check "registries-conf format is valid TOML" $PY -c "import tomllib,sys; d=tomllib.load(open(sys.argv[1],'rb')); assert d['registry'][0]['prefix']=='docker.io', d" "$T/registries.conf"
 
 # containerRegistries beside localRegistryCache: the files are the golden ones
-# (tests/golden/render/helm-nested, rendered for layerd at 127.0.0.1:5080).
-"$LAYERD" hosts --spec tests/golden/helm-nested.yaml --dir "$T/nested" --listen 127.0.0.1:5080 >"$T/out" 2>"$T/err"
+# (tests/golden/render/helm-nested, rendered for layerd at 127.0.0.1:5080, no containerd found).
+lhosts --spec tests/golden/helm-nested.yaml --dir "$T/nested" --listen 127.0.0.1:5080 >"$T/out" 2>"$T/err"
 check "hosts for the nested Helm layout exits 0" test $? -eq 0
 check "hosts for the nested Helm layout writes the golden files" diff -ru tests/golden/render/helm-nested/containerd "$T/nested"
 
