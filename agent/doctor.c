@@ -28,10 +28,12 @@
 #include "hostsconfig/containerd-config.h"
 
 #define DUMP_TIMEOUT_MS 10000
-#define DUMP_MAX (4u << 20)
+#define DUMP_MAX HOSTS_CONTAINERD_CONFIG_FILE_MAX
 #define TMPFS_MAGIC_ 0x01021994
 #define OVERLAYFS_MAGIC_ 0x794c7630
 #define NFS_MAGIC_ 0x6969
+/* containerd 2.x's config_path when its config sets none. */
+#define CONTAINERD2_DEFAULT_CONFIG_PATH "/etc/containerd/certs.d:/etc/docker/certs.d"
 
 static const char *const status_names[_DOCTOR_STATUS_MAX] = { "ok", "warn", "fail" };
 
@@ -39,11 +41,14 @@ static const char *const status_names[_DOCTOR_STATUS_MAX] = { "ok", "warn", "fai
  * the check and is reported by doctor_run(). */
 _printf_(4, 0) static void vadd(struct doctor_report *r, const char *name, enum doctor_status st, const char *fmt,
                                 va_list ap, const char *fix) {
+        r->last_dropped = true;
         if (r->n == r->allocated) {
                 size_t n = r->allocated ? r->allocated * 2 : 16;
                 struct doctor_check *c = reallocarray(r->checks, n, sizeof(*c));
-                if (!c)
+                if (!c) {
+                        r->oom = true;
                         return;
+                }
                 r->checks = c;
                 r->allocated = n;
         }
@@ -53,6 +58,7 @@ _printf_(4, 0) static void vadd(struct doctor_report *r, const char *name, enum 
         vsnprintf(c->message, sizeof(c->message), fmt, ap);
         snprintf(c->fix, sizeof(c->fix), "%s", fix ? fix : "");
         r->count[st]++;
+        r->last_dropped = false;
 }
 
 _printf_(4, 5) static void add(struct doctor_report *r, const char *name, enum doctor_status st, const char *fmt, ...) {
@@ -62,9 +68,9 @@ _printf_(4, 5) static void add(struct doctor_report *r, const char *name, enum d
         va_end(ap);
 }
 
-/* The fix of the check added last. */
+/* The fix of the check added last (none when that one was dropped). */
 _printf_(2, 3) static void fix(struct doctor_report *r, const char *fmt, ...) {
-        if (r->n == 0)
+        if (r->n == 0 || r->last_dropped)
                 return;
         va_list ap;
         va_start(ap, fmt);
@@ -82,19 +88,25 @@ void doctor_report_done(struct doctor_report *r) {
 /* containerd's own merged view of its config (imports applied, defaults
  * filled in), from the binary when it is at hand: what containerd will read,
  * rather than our reading of the file. NULL when there is no binary. */
-static struct hosts_containerd_config *containerd_dump(const char *path, char *why, size_t why_size) {
+static struct hosts_containerd_config *containerd_dump(const char *path, char *why, size_t why_size,
+                                                       bool *ret_refused) {
         char *argv[] = { (char *) "containerd", (char *) "--config", (char *) path, (char *) "config", (char *) "dump",
                          NULL };
         _cleanup_free_ char *out = NULL;
         size_t size = 0;
         int status = 0;
         int r = agent_run(argv, DUMP_TIMEOUT_MS, DUMP_MAX, &out, &size, &status);
+        *ret_refused = false;
+        if (r == -ENOENT)
+                return NULL; /* no binary: the file is all there is */
         if (r < 0) {
                 snprintf(why, why_size, "containerd config dump: %s", strerror(-r));
                 return NULL;
         }
         if (status != 0) {
-                snprintf(why, why_size, "containerd config dump exited with %d", status);
+                /* containerd itself cannot load this config. */
+                snprintf(why, why_size, "containerd --config %s config dump exited with %d", path, status);
+                *ret_refused = true;
                 return NULL;
         }
         struct hosts_containerd_config *c = NULL;
@@ -135,7 +147,8 @@ static bool config_path_names(const char *config_path, const char *dir) {
 static unsigned node_major(const struct spec *s, const struct doctor_options *o) {
         if (o->version && o->version->source != AGENT_CONTAINERD_NONE)
                 return o->version->code / 10000;
-        if (s->hosts.containerd_version_auto)
+        /* auto, once resolved, holds the node's version (serve --write-hosts). */
+        if (s->hosts.containerd_version_auto && s->hosts.containerd_version_code == 0)
                 return 0;
         return s->hosts.containerd_version_code / 10000;
 }
@@ -158,10 +171,10 @@ static void check_containerd_config(struct doctor_report *rep, const struct spec
         if (r == -ENOENT) {
                 /* containerd then runs on its defaults: no config_path in 1.x, the
                  * standard directory in 2.x. */
-                if (major >= 2 && strcmp(o->hosts_dir, DOCTOR_DEFAULT_HOSTS_DIR) == 0) {
+                if (major >= 2 && config_path_names(CONTAINERD2_DEFAULT_CONFIG_PATH, o->hosts_dir)) {
                         add(rep, "containerd.config", DOCTOR_OK,
                             "%s: absent; containerd %s's default config_path is %s", o->containerd_config,
-                            node, DOCTOR_DEFAULT_HOSTS_DIR);
+                            node, CONTAINERD2_DEFAULT_CONFIG_PATH);
                         return;
                 }
                 add(rep, "containerd.config", DOCTOR_FAIL, "%s: absent, so the CRI plugin reads no hosts directory",
@@ -181,14 +194,25 @@ static void check_containerd_config(struct doctor_report *rep, const struct spec
                                       : "Correct the file: containerd refuses to start with a config it cannot parse.");
                 return;
         }
+        bool refused = false;
         if (!o->local_only)
-                dump = containerd_dump(o->containerd_config, why, sizeof(why));
+                dump = containerd_dump(o->containerd_config, why, sizeof(why), &refused);
         /* The merged dump decides what containerd reads (imports, defaults);
          * the file itself is where a misplaced key is found and fixed. */
         const struct hosts_containerd_config *eff = dump ? dump : file;
-        add(rep, "containerd.config", DOCTOR_OK, "%s: version %u%s%s%s", o->containerd_config, file->version,
-            dump ? ", as containerd config dump merges it" : "", file->n_imports ? ", with imports" : "",
-            !dump && file->n_imports ? " (not followed: containerd's binary is not at hand)" : "");
+        if (refused) {
+                add(rep, "containerd.config", DOCTOR_FAIL, "%s: version %u, but %s: containerd will not start with it",
+                    o->containerd_config, file->version, why);
+                fix(rep, "Run containerd --config %s config dump and correct what it reports.", o->containerd_config);
+        } else if (!dump && why[0]) {
+                add(rep, "containerd.config", DOCTOR_WARN, "%s: version %u; %s, so the file alone was read",
+                    o->containerd_config, file->version, why);
+                fix(rep, "Check that containerd config dump works on this node.");
+        } else {
+                add(rep, "containerd.config", DOCTOR_OK, "%s: version %u%s%s%s", o->containerd_config, file->version,
+                    dump ? ", as containerd config dump merges it" : "", file->n_imports ? ", with imports" : "",
+                    !dump && file->n_imports ? " (not followed: containerd's binary is not at hand)" : "");
+        }
         if (file->version >= 3 && major == 1) {
                 /* Seen with 1.6.20: it starts, reads the file as version 2 and
                  * ignores the version-3 plugin tables, config_path among them. */
@@ -201,17 +225,21 @@ static void check_containerd_config(struct doctor_report *rep, const struct spec
                 return;
         }
 
-        /* config_path under the table this version reads. */
-        if (eff->config_path) {
-                if (config_path_names(eff->config_path, o->hosts_dir)) {
-                        add(rep, "containerd.config_path", DOCTOR_OK, "config_path = \"%s\" under [%s]", eff->config_path,
-                            eff->registry_table);
+        /* config_path under the table this version reads; containerd 2.x has a
+         * default one (its dump shows it; the file alone does not). */
+        const char *config_path = eff->config_path ? eff->config_path
+                                  : !dump && major >= 2 ? CONTAINERD2_DEFAULT_CONFIG_PATH
+                                                        : NULL;
+        if (config_path) {
+                if (config_path_names(config_path, o->hosts_dir)) {
+                        add(rep, "containerd.config_path", DOCTOR_OK, "config_path = \"%s\" under [%s]%s", config_path,
+                            eff->registry_table, eff->config_path ? "" : " (containerd 2.x's default)");
                 } else {
                         add(rep, "containerd.config_path", DOCTOR_FAIL,
                             "config_path = \"%s\" under [%s] is not the directory layerd's hosts files are in (%s)",
-                            eff->config_path, eff->registry_table, o->hosts_dir);
+                            config_path, eff->registry_table, o->hosts_dir);
                         fix(rep, "Set config_path = \"%s\" under [%s] (or write the hosts files to %s) and restart "
-                                 "containerd.", o->hosts_dir, eff->registry_table, eff->config_path);
+                                 "containerd.", o->hosts_dir, eff->registry_table, config_path);
                 }
         } else {
                 const struct hosts_containerd_config *m = eff->misplaced_table ? eff : file;
@@ -228,20 +256,20 @@ static void check_containerd_config(struct doctor_report *rep, const struct spec
                     eff->registry_table, o->containerd_config);
         }
 
-        /* 1.6 and 1.7 refuse to start the CRI plugin with both. */
-        if (eff->config_path && eff->has_configs_tls) {
+        /* containerd refuses to start the CRI plugin with either beside
+         * config_path (1.6.20 seen; 2.x validates the same). */
+        if (config_path && eff->has_configs_tls) {
                 add(rep, "containerd.mirrors", DOCTOR_FAIL,
-                    "registry.configs under [%s] has a tls table beside config_path: containerd 1.6 and 1.7 refuse to "
-                    "start the CRI plugin with both", eff->registry_table);
+                    "registry.configs under [%s] has a tls table beside config_path: containerd refuses to start the "
+                    "CRI plugin with both", eff->registry_table);
                 fix(rep, "Move the TLS settings into the hosts files (the spec's endpoint tls keys) and remove the "
                          "configs tls tables.");
         } else if (eff->n_mirror_hosts > 0) {
-                /* 2.x takes the mirrors as hosts of its own; 1.6 and 1.7 refuse both. */
-                bool both = eff->config_path != NULL && major != 2;
+                bool both = config_path != NULL;
                 add(rep, "containerd.mirrors", both ? DOCTOR_FAIL : DOCTOR_WARN,
                     "registry.mirrors under [%s] names %zu registr%s (first \"%s\")%s", eff->registry_table,
                     eff->n_mirror_hosts, eff->n_mirror_hosts == 1 ? "y" : "ies", eff->mirror_hosts[0],
-                    both ? " beside config_path: containerd 1.6 and 1.7 refuse to start the CRI plugin with both"
+                    both ? " beside config_path: containerd refuses to start the CRI plugin with both"
                          : ": a deprecated way that bypasses the hosts files");
                 fix(rep, "Remove the registry.mirrors tables; layerd's hosts files under %s replace them.", o->hosts_dir);
         } else {
@@ -254,8 +282,6 @@ static void check_containerd_config(struct doctor_report *rep, const struct spec
         } else {
                 add(rep, "containerd.cri", DOCTOR_OK, "the CRI plugin is enabled");
         }
-        if (!dump && why[0])
-                log_debug("doctor: %s", why);
 }
 
 /* ---- containerd's version ------------------------------------------------------------------ */
@@ -306,8 +332,10 @@ static void check_hosts_files(struct doctor_report *rep, const struct spec *s, c
                 const struct spec_registry *reg = host ? spec_find_registry(s, host) : NULL;
                 _cleanup_free_ char *path = NULL, *have = NULL;
                 size_t size = 0;
-                if (asprintf(&path, "%s/%s", o->hosts_dir, f->name) < 0)
+                if (asprintf(&path, "%s/%s", o->hosts_dir, f->name) < 0) {
+                        rep->oom = true;
                         return;
+                }
                 int r = read_file_bounded(path, HOSTS_FILE_MAX, &have, &size);
                 const char *what = NULL;
                 if (r == -ENOENT) {
@@ -390,8 +418,10 @@ static void check_endpoints(struct doctor_report *rep, const struct spec *s) {
                         for (size_t k = 0; k < se->n_headers; k++)
                                 n_hdrs += se->headers[k].n_values;
                         _cleanup_free_ struct fallback_header *hdrs = calloc(n_hdrs + 1, sizeof(*hdrs));
-                        if (!hdrs)
+                        if (!hdrs) {
+                                rep->oom = true;
                                 return;
+                        }
                         struct fallback_endpoint_config e;
                         (void) agent_endpoint_config(se, hdrs, &e);
                         struct fallback_probe_result p = {};
@@ -441,16 +471,32 @@ static void check_cache(struct doctor_report *rep, const struct spec *s, const s
         struct stat st;
         const char *dir = o->cache_dir;
         _cleanup_free_ char *parent = NULL;
-        if (stat(dir, &st) < 0) {
-                /* serve creates it: its parent must let it. */
+        bool exists = stat(dir, &st) == 0;
+        if (!exists && errno != ENOENT) {
+                add(rep, "cache.dir", DOCTOR_FAIL, "%s: %s", dir, strerror(errno));
+                fix(rep, "Make %s a directory the user layerd runs as can write.", dir);
+                return;
+        }
+        if (!exists) {
+                /* serve creates it, with its missing parents: the nearest
+                 * existing ancestor must let it. */
                 parent = strdup(dir);
-                if (!parent)
+                if (!parent) {
+                        rep->oom = true;
                         return;
-                char *slash = strrchr(parent, '/');
-                if (slash && slash != parent)
+                }
+                for (;;) {
+                        /* cache_dir is absolute (the spec and --cache-dir see to it). */
+                        char *slash = strrchr(parent, '/');
+                        if (!slash || slash == parent) {
+                                parent[0] = '/';
+                                parent[1] = '\0';
+                                break;
+                        }
                         *slash = '\0';
-                else if (slash)
-                        slash[1] = '\0';
+                        if (stat(parent, &st) == 0 || errno != ENOENT)
+                                break;
+                }
                 if (access(parent, W_OK | X_OK) < 0) {
                         add(rep, "cache.dir", DOCTOR_FAIL, "%s does not exist and cannot be created: %s: %s", dir,
                             parent, strerror(errno));
@@ -488,8 +534,9 @@ static void check_cache(struct doctor_report *rep, const struct spec *s, const s
         const char *probe = parent ? parent : dir;
         struct statvfs sv;
         uint64_t max = 0, min_free = 0;
-        if (statvfs(probe, &sv) < 0 || agent_cache_limits(s, probe, &max, &min_free) < 0) {
-                add(rep, "cache.space", DOCTOR_WARN, "cannot measure the file system of %s: %s", probe, strerror(errno));
+        int r = statvfs(probe, &sv) < 0 ? -errno : agent_cache_limits(s, probe, &max, &min_free);
+        if (r < 0) {
+                add(rep, "cache.space", DOCTOR_WARN, "cannot measure the file system of %s: %s", probe, strerror(-r));
                 fix(rep, "Check that %s is on a mounted file system.", probe);
                 return;
         }
@@ -521,6 +568,11 @@ int doctor_run(const struct spec *s, const struct doctor_options *o, struct doct
         if (!o->local_only && !o->offline)
                 check_endpoints(&rep, s);
         check_cache(&rep, s, o);
+        /* A report with a check missing would pass a node nobody looked at. */
+        if (rep.oom) {
+                doctor_report_done(&rep);
+                return -ENOMEM;
+        }
         *ret = rep;
         return 0;
 }
@@ -666,8 +718,10 @@ int agent_cmd_doctor(int argc, char **argv) {
         struct agent_containerd_version version = {};
         r = spec->hosts.containerd_version_auto ? agent_resolve_spec_version(spec, o.containerd_socket, &version)
                                                 : agent_containerd_version(o.containerd_socket, &version);
-        if (r < 0)
+        if (r < 0) {
+                fprintf(stderr, "layerd doctor: %s\n", strerror(-r));
                 return 1;
+        }
         o.version = &version;
         agent_url = hosts_agent_url(spec->agent.listen_host, spec->agent.listen_port);
         if (!agent_url)

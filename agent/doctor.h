@@ -37,6 +37,8 @@ struct doctor_report {
         struct doctor_check *checks;
         size_t n, allocated;
         size_t count[_DOCTOR_STATUS_MAX];
+        bool oom;          /* a check could not be made or kept */
+        bool last_dropped; /* the last add() was dropped: its fix() goes nowhere */
 };
 
 struct doctor_options {

@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -15,6 +16,9 @@
 
 #include "agent/agent.h"
 #include "common/macro.h"
+
+#define RUN_SLICE_MS 100 /* how often a running child is looked at */
+#define RUN_REAP_MS 1000  /* how long a killed child is waited for */
 
 extern char **environ;
 
@@ -31,8 +35,19 @@ int agent_run(char *const argv[], uint64_t timeout_ms, size_t max, char **ret_ou
         posix_spawn_file_actions_t fa;
         posix_spawnattr_t attr;
         sigset_t none, def;
-        posix_spawn_file_actions_init(&fa);
-        posix_spawnattr_init(&attr);
+        int r = posix_spawn_file_actions_init(&fa);
+        if (r != 0) {
+                close(out[0]);
+                close(out[1]);
+                return -r;
+        }
+        r = posix_spawnattr_init(&attr);
+        if (r != 0) {
+                posix_spawn_file_actions_destroy(&fa);
+                close(out[0]);
+                close(out[1]);
+                return -r;
+        }
         /* serve blocks SIGTERM/SIGHUP for sigwait() and ignores SIGPIPE: the
          * child gets neither (a mask and an ignored disposition survive exec). */
         sigemptyset(&none);
@@ -41,7 +56,7 @@ int agent_run(char *const argv[], uint64_t timeout_ms, size_t max, char **ret_ou
         sigaddset(&def, SIGXFSZ);
         /* stdout into the pipe, stdin and stderr to /dev/null: the caller
          * reads one answer, never a prompt or a progress report. */
-        int r = posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
+        r = posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
         if (r == 0)
                 r = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
         if (r == 0)
@@ -70,23 +85,34 @@ int agent_run(char *const argv[], uint64_t timeout_ms, size_t max, char **ret_ou
         _cleanup_free_ char *buf = malloc(max + 1);
         size_t size = 0;
         int rc = buf ? 0 : -ENOMEM;
+        int status = 0;
+        bool reaped = false;
         uint64_t deadline = now_ms() + timeout_ms;
+        /* Read in slices, looking at the child between them: one that exited
+         * has said all it will say, even if a grandchild it left behind still
+         * holds the pipe open. */
         while (rc == 0) {
                 uint64_t now = now_ms();
                 if (now >= deadline) {
                         rc = -ETIMEDOUT;
                         break;
                 }
+                if (!reaped && waitpid(pid, &status, WNOHANG) == pid)
+                        reaped = true;
+                uint64_t left = deadline - now;
                 struct pollfd p = { .fd = out[0], .events = POLLIN };
-                int n = poll(&p, 1, (int) (deadline - now));
+                int n = poll(&p, 1, reaped ? 0 : (int) (left < RUN_SLICE_MS ? left : RUN_SLICE_MS));
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0) {
                         rc = -errno;
                         break;
                 }
-                if (n == 0)
+                if (n == 0) {
+                        if (reaped)
+                                break; /* exited, and nothing more is buffered */
                         continue;
+                }
                 char chunk[4096];
                 ssize_t got = read(out[0], chunk, sizeof(chunk));
                 if (got < 0 && errno == EINTR)
@@ -105,19 +131,24 @@ int agent_run(char *const argv[], uint64_t timeout_ms, size_t max, char **ret_ou
                 size += (size_t) got;
         }
         close(out[0]);
-        if (rc < 0)
+        if (rc < 0 && !reaped)
                 (void) kill(-pid, SIGKILL);
-        /* A program that closed its output but goes on is bounded by the same deadline. */
-        int status = 0;
-        for (;;) {
-                pid_t w = waitpid(pid, &status, rc < 0 ? 0 : WNOHANG);
+        /* A program that closed its output but goes on is bounded by the same
+         * deadline; one killed is waited for a little, and otherwise left to
+         * the kernel (a process stuck in the D state must not hold us). */
+        uint64_t reap_deadline = (rc < 0 ? now_ms() : deadline) + RUN_REAP_MS;
+        while (!reaped) {
+                pid_t w = waitpid(pid, &status, WNOHANG);
                 if (w == pid)
                         break;
                 if (w < 0 && errno != EINTR)
                         return rc < 0 ? rc : -errno;
-                if (w == 0 && now_ms() >= deadline) {
+                if (w == 0 && rc == 0 && now_ms() >= deadline) {
                         (void) kill(-pid, SIGKILL);
                         rc = -ETIMEDOUT;
+                        reap_deadline = now_ms() + RUN_REAP_MS;
+                } else if (w == 0 && now_ms() >= reap_deadline) {
+                        break;
                 } else if (w == 0) {
                         struct timespec ts = { .tv_nsec = 10 * 1000 * 1000 };
                         nanosleep(&ts, NULL);

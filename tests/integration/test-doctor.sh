@@ -50,6 +50,12 @@ config configs_tls 'version = 2' "$V2_TABLE" "  config_path = \"$HOSTS\"" \
   '  [plugins."io.containerd.grpc.v1.cri".registry.configs."127.0.0.1".tls]' '    insecure_skip_verify = true'
 config nocri 'version = 2' 'disabled_plugins = ["io.containerd.grpc.v1.cri"]' "$V2_TABLE" "  config_path = \"$HOSTS\""
 config broken 'version = 2' "$V2_TABLE" '  config_path = "unterminated'
+# Valid TOML that containerd itself will not load (oom_score is a number).
+config refused 'version = 2' 'oom_score = "high"' "$V2_TABLE" "  config_path = \"$HOSTS\""
+# containerd 2.x's own layout with no config_path: its default directories apply.
+config v3_default 'version = 3' '[plugins."io.containerd.cri.v1.images".pinned_images]' '  sandbox = "pause:3.10"'
+config v3_mirrors 'version = 3' "$V3_TABLE" "  config_path = \"$HOSTS\"" \
+  '  [plugins."io.containerd.cri.v1.images".registry.mirrors."docker.io"]' '    endpoint = ["https://mirror.example.com"]'
 
 # doctor NAME CONFIG [OPTIONS...]: `layerd doctor` with the spec and hosts dir
 # above and no containerd socket (the version comes from the binary), bounded; its output in $T/NAME.out, its exit status in $rc.
@@ -80,7 +86,7 @@ checkd "layerd serve listens" wait_port "$PA" 10
 checkd "the origin listens" wait_port "$PO" 10
 checkd "the hosts file is written" wait_for 10 test -f "$HOSTS/127.0.0.1:$PO/hosts.toml"
 checkd "serve logs the start-up checks at info when all is well" \
-  wait_for 10 grep -qE '^<6>doctor ok=[0-9]+ warn=0 fail=0 ' "$T/layerd.log"
+  wait_for 10 grep -qsE '^<6>doctor ok=[0-9]+ warn=0 fail=0 ' "$T/layerd.log"
 
 doctor good good
 checkd "good node: exit 0" test "$rc" -eq 0
@@ -129,7 +135,7 @@ doctor v3 v3 --offline
 checkd "a version-3 file on containerd 1.6: fails" line fail containerd.config_path 'reads it as version 2'
 doctor mirrors mirrors --offline
 checkd "registry.mirrors beside config_path: fails (1.6 refuses the CRI plugin)" \
-  line fail containerd.mirrors 'docker\.io.*refuse to start the CRI plugin'
+  line fail containerd.mirrors 'docker\.io.*refuses to start the CRI plugin'
 checkd "registry.mirrors: the fix" fixed containerd.mirrors
 doctor configs configs_tls --offline
 checkd "registry.configs tls beside config_path: fails" line fail containerd.mirrors 'tls table beside config_path'
@@ -137,6 +143,8 @@ doctor nocri nocri --offline
 checkd "CRI plugin disabled: warns" line warn containerd.cri 'disabled_plugins'
 doctor broken broken --offline
 checkd "a config containerd cannot parse: fails with its position" line fail containerd.config 'broken\.toml:3:'
+doctor refused refused --offline
+checkd "a config containerd's own dump refuses: fails" line fail containerd.config 'config dump exited with 1'
 doctor absent absent --offline
 checkd "no config file on containerd 1.6: fails" line fail containerd.config 'absent'
 
@@ -148,6 +156,19 @@ timeout 60 "$LAYERD" doctor --spec "$T/spec-207.yaml" --containerd-config "$T/go
 checkd "a spec for 2.0.7 on a 1.6.20 node: fails" line fail containerd.version '1\.6\.20.*older than hosts\.containerd_version 2\.0\.7'
 # No socket and no binary: unknown, the 1.6 rules, said as a warning.
 mkdir -p "$T/bin" && ln -sf "$(command -v timeout)" "$T/bin/timeout"
+# A 2.x node (the spec says so; no binary here to dump the config): a version-3
+# file without config_path has 2.x's default, which names /etc/containerd/certs.d.
+sed 's/^registries:/hosts:\n  containerd_version: "2.0.7"\nregistries:/' "$SPEC" >"$T/spec-2.yaml"
+LAST=$T/doctor-v3default
+PATH=$T/bin timeout 60 "$LAYERD" doctor --spec "$T/spec-2.yaml" --containerd-config "$T/v3_default.toml" \
+  --hosts-dir /etc/containerd/certs.d --containerd-socket "$T/none.sock" --offline >"$LAST.out" 2>&1
+checkd "containerd 2.x without config_path: its default directory" \
+  line ok containerd.config_path "/etc/containerd/certs\.d:/etc/docker/certs\.d.*2\.x's default"
+LAST=$T/doctor-v3mirrors
+PATH=$T/bin timeout 60 "$LAYERD" doctor --spec "$T/spec-2.yaml" --containerd-config "$T/v3_mirrors.toml" \
+  --hosts-dir "$HOSTS" --containerd-socket "$T/none.sock" --offline >"$LAST.out" 2>&1
+checkd "containerd 2.x: mirrors beside config_path fail too" line fail containerd.mirrors 'refuses to start the CRI plugin'
+
 LAST=$T/doctor-nobin
 PATH=$T/bin timeout 60 "$LAYERD" doctor --spec "$SPEC" --containerd-config "$T/good.toml" --hosts-dir "$HOSTS" \
   --containerd-socket "$T/none.sock" --offline >"$LAST.out" 2>&1
@@ -208,15 +229,21 @@ rm -rf "$SHM"
 layerd_serve "$T/layerd2.log" "$SPEC" --write-hosts "$HOSTS" --containerd-config "$T/wrong.toml"
 DIAG_FILES=("$T/layerd2.log")
 checkd "serve warns at start-up about the wrong table, and serves" \
-  wait_for 10 grep -qE '^<4>doctor ok=[0-9]+ warn=[0-9]+ fail=1 containerd\.config_path=fail ' "$T/layerd2.log"
+  wait_for 10 grep -qsE '^<4>doctor ok=[0-9]+ warn=[0-9]+ fail=1 containerd\.config_path=fail ' "$T/layerd2.log"
 checkd "serve still answers" wait_port "$PA" 10
+kill "$LAYERD_PID"; wait_exit "$LAYERD_PID" 10
+# A version-3 file on this 1.6.20 node: serve's line knows the node's version from --write-hosts.
+layerd_serve "$T/layerd4.log" "$SPEC" --write-hosts "$HOSTS" --containerd-config "$T/v3.toml" --containerd-socket "$T/none.sock"
+DIAG_FILES=("$T/layerd4.log")
+checkd "serve: a version-3 file on containerd 1.6 is caught at start-up" \
+  wait_for 10 grep -qsE '^<4>doctor .*containerd\.config_path=fail ' "$T/layerd4.log"
 kill "$LAYERD_PID"; wait_exit "$LAYERD_PID" 10
 # In a container the node's config is not there: a warning, not a failure;
 # without --write-hosts the hosts files are not judged.
 layerd_serve "$T/layerd3.log" "$SPEC" --containerd-config "$T/not-mounted.toml"
 DIAG_FILES=("$T/layerd3.log")
 checkd "serve: a containerd config not found is a warning" \
-  wait_for 10 grep -qE '^<4>doctor ok=[0-9]+ warn=1 fail=0 containerd\.config=warn ' "$T/layerd3.log"
+  wait_for 10 grep -qsE '^<4>doctor ok=[0-9]+ warn=1 fail=0 containerd\.config=warn ' "$T/layerd3.log"
 checkd "serve without --write-hosts does not judge the hosts files" bash -c "! grep -q 'hosts.files' '$T/layerd3.log'"
 
 finish
