@@ -49,20 +49,31 @@ static int run_binary(char **ret_out, char *reason, size_t reason_size) {
         return r;
 }
 
+/* What a program printed, fit for a quoted log field: its first line, with
+ * quotes, backslashes and control bytes made '?'. */
+static void printable(char *dst, size_t size, const char *src) {
+        size_t n = strcspn(src, "\r\n");
+        snprintf(dst, size, "%.*s", (int) n, src);
+        for (char *p = dst; *p; p++)
+                if (*p == '"' || *p == '\\' || (unsigned char) *p < 0x20 || *p == 0x7f)
+                        *p = '?';
+}
+
 /* Takes a version as containerd reported it into ret; false (with a reason) if it is not one. */
 static bool take(struct agent_containerd_version *ret, enum agent_containerd_source source, const char *reported,
                  char *reason, size_t reason_size) {
         char v[SPEC_CONTAINERD_VERSION_MAX];
         unsigned code;
         if (spec_containerd_version_normalize(reported, v, &code) < 0) {
-                snprintf(reason, reason_size, "no version in \"%.64s\"", reported);
+                char shown[72];
+                printable(shown, sizeof(shown), reported);
+                snprintf(reason, reason_size, "no version in \"%s\"", shown);
                 return false;
         }
         ret->source = source;
         memcpy(ret->version, v, sizeof(v));
         ret->code = code;
-        /* The first line only, for a log field. */
-        snprintf(ret->reported, sizeof(ret->reported), "%.*s", (int) strcspn(reported, "\r\n"), reported);
+        printable(ret->reported, sizeof(ret->reported), reported);
         return true;
 }
 
