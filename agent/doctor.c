@@ -37,6 +37,20 @@
 
 static const char *const status_names[_DOCTOR_STATUS_MAX] = { "ok", "warn", "fail" };
 
+/* Cuts a UTF-8 sequence that snprintf() split at the end of s, so that a
+ * long path in a message stays valid text (and valid JSON). */
+static void utf8_trim(char *s) {
+        size_t n = strlen(s), start = n;
+        while (start > 0 && n - start < 4 && ((unsigned char) s[start - 1] & 0xC0) == 0x80)
+                start--;
+        if (start == 0)
+                return;
+        unsigned char lead = (unsigned char) s[start - 1];
+        size_t want = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+        if (n - (start - 1) < want)
+                s[start - 1] = '\0';
+}
+
 /* Adds a check; fix is a printf format (NULL for ok). Out of memory drops
  * the check and is reported by doctor_run(). */
 _printf_(4, 0) static void vadd(struct doctor_report *r, const char *name, enum doctor_status st, const char *fmt,
@@ -55,7 +69,8 @@ _printf_(4, 0) static void vadd(struct doctor_report *r, const char *name, enum 
         struct doctor_check *c = &r->checks[r->n++];
         snprintf(c->name, sizeof(c->name), "%s", name);
         c->status = st;
-        vsnprintf(c->message, sizeof(c->message), fmt, ap);
+        if (vsnprintf(c->message, sizeof(c->message), fmt, ap) >= (int) sizeof(c->message))
+                utf8_trim(c->message);
         snprintf(c->fix, sizeof(c->fix), "%s", fix ? fix : "");
         r->count[st]++;
         r->last_dropped = false;
@@ -74,7 +89,9 @@ _printf_(2, 3) static void fix(struct doctor_report *r, const char *fmt, ...) {
                 return;
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(r->checks[r->n - 1].fix, sizeof(r->checks[r->n - 1].fix), fmt, ap);
+        char *f = r->checks[r->n - 1].fix;
+        if (vsnprintf(f, DOCTOR_TEXT_MAX, fmt, ap) >= DOCTOR_TEXT_MAX)
+                utf8_trim(f);
         va_end(ap);
 }
 
@@ -611,12 +628,22 @@ void doctor_log_summary(const struct spec *s, const struct doctor_options *o) {
         struct doctor_options local = *o;
         local.local_only = true;
         (void) doctor_run(s, &local, &rep);
+        /* Every check that is not ok, by name, as long as they fit; "..." says more were left out. */
         char bad[768] = "";
         size_t len = 0;
-        for (size_t i = 0; i < rep.n && len < sizeof(bad); i++)
-                if (rep.checks[i].status != DOCTOR_OK)
-                        len += (size_t) snprintf(bad + len, sizeof(bad) - len, "%s%s=%s", len ? " " : "",
-                                                 rep.checks[i].name, status_names[rep.checks[i].status]);
+        for (size_t i = 0; i < rep.n; i++) {
+                if (rep.checks[i].status == DOCTOR_OK)
+                        continue;
+                char one[DOCTOR_NAME_MAX + 8];
+                int w = snprintf(one, sizeof(one), "%s%s=%s", len ? " " : "", rep.checks[i].name,
+                                 status_names[rep.checks[i].status]);
+                if (w < 0 || (size_t) w >= sizeof(bad) - len - 4) {
+                        memcpy(bad + len, " ...", 5);
+                        break;
+                }
+                memcpy(bad + len, one, (size_t) w + 1);
+                len += (size_t) w;
+        }
         if (rep.count[DOCTOR_WARN] + rep.count[DOCTOR_FAIL] == 0)
                 log_info("doctor ok=%zu warn=0 fail=0 containerd_config=\"%s\" hosts_dir=\"%s\"", rep.count[DOCTOR_OK],
                          o->containerd_config, o->hosts_dir);
