@@ -255,14 +255,18 @@ in_cache() {
 # (content_sharing_policy = "isolated": a fresh namespace downloads every blob
 # again). Its log in DIR/log, its socket in $SOCK, its PID in PIDS.
 SOCK=
-containerd_start() {
-  SOCK=$1/containerd.sock
-  mkdir -p "$1"
-  cat >"$1/config.toml" <<TOML
+# containerd_config_head DIR [DISABLED_PLUGIN...]: the part of a private
+# containerd's config both kinds share: root, state, sockets under DIR, no
+# debug or metrics listener, the special snapshotters and opt off. Sets $SOCK.
+containerd_config_head() {
+  local dir=$1 more=""; shift
+  (($#)) && more=$(printf '"%s", ' "$@")
+  SOCK=$dir/containerd.sock
+  cat <<TOML
 version = 2
-root = "$1/root"
-state = "$1/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.opt",
+root = "$dir/root"
+state = "$dir/state"
+disabled_plugins = [$more"io.containerd.internal.v1.opt",
   "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
 [grpc]
@@ -274,9 +278,18 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.opt"
   level = "info"
 [metrics]
   address = ""
+TOML
+}
+containerd_start() {
+  mkdir -p "$1"
+  {
+    containerd_config_head "$1" io.containerd.grpc.v1.cri
+    cat <<TOML
 [plugins."io.containerd.metadata.v1.bolt"]
   content_sharing_policy = "isolated"
 TOML
+  } >"$1/config.toml"
+  SOCK=$1/containerd.sock
   containerd --config "$1/config.toml" >"$1/log" 2>&1 &
   PIDS+=("$!")
 }
@@ -293,25 +306,10 @@ TOML
 CONTAINERD_PID=
 containerd_cri_start() {
   local dir=$1; shift
-  SOCK=$dir/containerd.sock
   mkdir -p "$dir/cni-bin" "$dir/cni-conf"
   {
+    containerd_config_head "$dir"
     cat <<TOML
-version = 2
-root = "$dir/root"
-state = "$dir/state"
-disabled_plugins = ["io.containerd.internal.v1.opt",
-  "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
-[grpc]
-  address = "$SOCK"
-[ttrpc]
-  address = "$SOCK.ttrpc"
-[debug]
-  address = ""
-  level = "info"
-[metrics]
-  address = ""
 [plugins."io.containerd.grpc.v1.cri"]
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
@@ -325,6 +323,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt",
 TOML
     printf '%s\n' "$@"
   } >"$dir/config.toml"
+  SOCK=$dir/containerd.sock
   containerd --config "$dir/config.toml" >"$dir/log" 2>&1 &
   CONTAINERD_PID=$!
   PIDS+=("$!")
