@@ -44,12 +44,13 @@ ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 
 COMMON_SRC := common/error.c common/log.c common/parse.c common/reference.c common/fsutil.c common/textdiff.c \
 	common/digest.c common/base64.c common/range.c common/semver.c common/ratelimit.c common/json.c
-HOSTSCONFIG_SRC := hostsconfig/spec.c hostsconfig/spec-yaml.c hostsconfig/spec-helm.c \
+HOSTSCONFIG_SRC := hostsconfig/spec.c hostsconfig/spec-model.c hostsconfig/spec-common.c hostsconfig/spec-layerd.c \
+	hostsconfig/spec-yaml.c hostsconfig/spec-helm.c \
 	hostsconfig/spec-print.c hostsconfig/spec-default.c hostsconfig/render.c hostsconfig/render-containerd.c \
 	hostsconfig/render-docker.c hostsconfig/render-talos.c hostsconfig/render-registries-conf.c \
 	hostsconfig/hosts-apply.c hostsconfig/spec-tags.c hostsconfig/toml.c hostsconfig/containerd-config.c \
 	hostsconfig/spec-version.c
-AGENT_SRC := agent/main.c agent/serve.c agent/log.c agent/notify.c agent/hosts.c agent/cache-cmd.c \
+AGENT_SRC := agent/main.c agent/serve.c agent/log.c agent/notify.c agent/hosts.c agent/cache-cmd.c agent/cache-limits.c \
 	agent/upstream.c agent/fetch-cmd.c agent/pull.c agent/relay.c agent/prefetch.c agent/prefetch-cmd.c \
 	agent/containerd.c agent/doctor.c agent/run.c
 CACHE_SRC := cache/store.c cache/tags.c

@@ -43,19 +43,6 @@ static const char usage_cache[] =
         "\n"
         "Exit status: 0 ok, 1 failure (or quarantined blobs), 2 usage or configuration error.\n";
 
-int agent_cache_limits(const struct spec *s, const char *dir, uint64_t *ret_max, uint64_t *ret_min_free) {
-        uint64_t max = s->agent.cache_max_bytes;
-        if (s->agent.cache_max_percent) {
-                struct statvfs sv;
-                if (statvfs(dir, &sv) < 0)
-                        return -errno;
-                max = (uint64_t) sv.f_blocks * sv.f_frsize / 100 * s->agent.cache_max_percent;
-        }
-        *ret_max = max;
-        *ret_min_free = s->agent.cache_min_free_bytes;
-        return 0;
-}
-
 static int print_blob(const struct digest *d, uint64_t size, bool pinned, void *userdata) {
         char s[DIGEST_STRING_MAX];
         (void) userdata;

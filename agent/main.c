@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <yaml.h>
 
 #include "agent/agent.h"
 #include "agent/doctor.h"
@@ -167,7 +166,7 @@ static int cmd_version(int argc, char **argv) {
         int r = no_options(argc, argv, usage_version, 0);
         if (r >= 0)
                 return r;
-        printf("layerd %s\nlibyaml %s\nlibmicrohttpd %s\n", LAYERD_VERSION, yaml_get_version_string(),
+        printf("layerd %s\nlibyaml %s\nlibmicrohttpd %s\n", LAYERD_VERSION, spec_yaml_version(),
                MHD_get_version());
         return EXIT_OK;
 }

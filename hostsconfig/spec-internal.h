@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 
-/* Shared by the parsers of the two spec forms (spec.c, spec-helm.c); not part
- * of the module's public interface. */
+/* Shared by the parsers of the two spec forms; not part of the module's public
+ * interface. Who calls whom, one way only: spec.c (loading) picks the form and
+ * calls its parser, spec-layerd.c or spec-helm.c; both parsers build on
+ * spec-common.c (the checks both forms share), spec-yaml.c (typed access to the
+ * document) and spec-model.c (freeing and lookups, no YAML). */
 
 #include <stdbool.h>
 #include <yaml.h>
@@ -26,6 +29,8 @@ struct spec_ctx {
         size_t expanded;    /* bytes of scalars read so far, aliases counted each time */
         bool oom;
 };
+
+/* ---- spec-yaml.c: typed access to the document ------------------------------ */
 
 /* Records an error at node n ("path: message"); with n NULL the error has no position. */
 void spec_error(struct spec_ctx *c, const yaml_node_t *n, const char *path, const char *fmt, ...) _printf_(4, 5);
@@ -65,6 +70,8 @@ void *spec_calloc(struct spec_ctx *c, size_t n, size_t size);
 /* Registry host key "host[:port]", lower-cased into a new string; NULL with an error recorded. */
 char *spec_registry_host(struct spec_ctx *c, const yaml_node_t *n, const char *path);
 
+/* ---- spec-common.c: the checks both forms share ----------------------------- */
+
 /* Fills an endpoint with defaults (capabilities pull+resolve, default timeouts), except the connect
  * timeout: that is left 0 ("not given") for spec_finish(), which knows by then whether the endpoint
  * is the origin. */
@@ -83,11 +90,26 @@ void spec_mark_origin(struct spec_ctx *c, struct spec_registry *r, bool append);
 void spec_check_duplicate_endpoint(struct spec_ctx *c, const struct spec_registry *r, size_t i,
                                    const yaml_node_t *n, const char *path);
 
-/* The Helm-values form (spec-helm.c). */
+/* ---- the two forms' parsers (called by spec.c only) ------------------------- */
+
+/* The top-level keys of the layerd form: a document with any of them is that
+ * form (spec.c), and no other key may appear beside them. */
+#define SPEC_LAYERD_TOP_KEYS 5
+extern const char *const spec_layerd_top_keys[SPEC_LAYERD_TOP_KEYS];
+
+/* The layerd form (spec-layerd.c) and the Helm-values form (spec-helm.c):
+ * each fills c->spec from root (a mapping) and ends with spec_finish(),
+ * recording every problem in c->errors. */
+void spec_parse_layerd(struct spec_ctx *c, const yaml_node_t *root);
 void spec_parse_helm(struct spec_ctx *c, const yaml_node_t *root);
 
+/* ---- spec-model.c: freeing and lookups -------------------------------------- */
+
+/* Free what a registry or an endpoint owns and zero it. */
 void spec_registry_done(struct spec_registry *r);
 void spec_endpoint_done(struct spec_endpoint *e);
+
+/* ---- spec-version.c --------------------------------------------------------- */
 
 /* "MAJOR.MINOR[.PATCH]" (each part 0..99) into major*10000 + minor*100 + patch; -EINVAL otherwise. */
 int spec_version_code(const char *s, unsigned *ret);

@@ -165,6 +165,10 @@ int spec_parse(const char *source, const char *data, size_t size, const char *de
  * reported in errors too (without a position) and returned as -errno. */
 int spec_load_file(const char *path, const char *default_cache_dir, struct spec **ret, struct error_list *errors);
 
+/* The version of the YAML library the parser runs on ("0.2.5"), for
+ * `layerd version`; a static string. */
+const char *spec_yaml_version(void);
+
 /* The compiled-in default: loopback listener, cache under cache_dir, and
  * docker.io, ghcr.io, quay.io, registry.k8s.io, gcr.io mirrored straight to
  * their origins. cache_dir is the caller's choice (it depends on the user). */
