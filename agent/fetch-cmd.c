@@ -18,7 +18,7 @@
 #include "common/macro.h"
 #include "common/parse.h"
 #include "common/reference.h"
-#include <time.h>
+#include "common/time.h"
 
 static const char usage_fetch[] =
         "Usage: layerd fetch [--spec FILE] [--head] [--blob DIGEST] [--accept TYPES] [--output FILE]\n"
@@ -53,12 +53,6 @@ static int out_write(void *userdata, const void *data, size_t size) {
         if (r >= 0 && o->fd >= 0)
                 r = write_all(o->fd, data, size);
         return r;
-}
-
-static uint64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
 }
 
 static int fetch_one(struct fallback *fb, const char *arg, bool head, const char *blob, const char *accept,
@@ -101,9 +95,9 @@ static int fetch_one(struct fallback *fb, const char *arg, bool head, const char
                 .sink = blob && !head ? &sink : NULL,
         };
         struct fallback_response resp;
-        uint64_t t0 = now_ms();
+        uint64_t t0 = time_now_ms();
         r = fallback_fetch(fb, &req, &resp);
-        uint64_t ms = now_ms() - t0;
+        uint64_t ms = time_now_ms() - t0;
         int ret = 1;
         const char *verified = "-";
         if (r >= 0 && resp.status == 200 && blob && !head) {

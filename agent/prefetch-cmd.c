@@ -19,6 +19,7 @@
 #include "common/macro.h"
 #include "common/parse.h"
 #include "common/reference.h"
+#include "common/time.h"
 
 static const char usage_prefetch[] =
         "Usage: layerd prefetch [--spec FILE] [--cache-dir DIR] [--once] [--log-level LEVEL]\n"
@@ -69,7 +70,7 @@ static void on_image(const struct prefetch_image_report *r, bool done, void *use
         struct progress *pg = userdata;
         char name[512], rate[32];
         image_name(r, name, sizeof(name));
-        uint64_t ms = pull_now_ms() - r->started_ms;
+        uint64_t ms = time_now_ms() - r->started_ms;
         human_rate(r->bytes_fetched, done ? r->ms : ms, rate, sizeof(rate));
         if (!done) {
                 if (pg->tty)

@@ -27,6 +27,7 @@
 #include "common/fsutil.h"
 #include "common/macro.h"
 #include "common/reference.h"
+#include "common/time.h"
 
 #define TAGS_PAGE 1000 /* tags asked per tags/list page */
 #define TAGS_PAGES_MAX 1000 /* pages of one repository's list read at most */
@@ -325,7 +326,7 @@ static int collect_blobs(const struct fallback_manifest_refs *m, struct fallback
 static void image_run(struct round *rd, const struct job *j, unsigned index) {
         struct prefetch_image_report r = { .registry = j->registry, .repository = j->repository,
                                            .reference = j->reference, .index = index,
-                                           .count = (unsigned) rd->n_jobs, .started_ms = pull_now_ms() };
+                                           .count = (unsigned) rd->n_jobs, .started_ms = time_now_ms() };
         struct pull_manifest top = {};
         struct fallback_manifest_refs refs = {};
         struct fallback_descriptor *blobs = NULL;
@@ -438,7 +439,7 @@ static void image_run(struct round *rd, const struct job *j, unsigned index) {
         if (round_stopping(rd))
                 report_error(&r, -ECANCELED, "stopped");
 done:
-        r.ms = pull_now_ms() - r.started_ms;
+        r.ms = time_now_ms() - r.started_ms;
         if (!rd->offline)
                 agent_log(r.error ? LOG_WARNING : LOG_INFO,
                           "prefetch ns=%s repo=%s ref=%s digest=%s platforms=%s blobs=%u fetched=%u present=%u "
@@ -624,7 +625,7 @@ int prefetch_round(struct pull *p, const struct spec_prefetch *list, bool offlin
                    struct prefetch_round_stats *ret) {
         struct round rd = { .pull = p, .offline = offline, .limit = limit, .pins = offline ? NULL : pins,
                             .hooks = hooks, .stopping = stopping };
-        uint64_t t0 = pull_now_ms();
+        uint64_t t0 = time_now_ms();
         char *node[1] = { rd.node_platform };
         prefetch_node_platform(rd.node_platform, sizeof(rd.node_platform));
         pthread_mutex_init(&rd.lock, NULL);
@@ -657,7 +658,7 @@ int prefetch_round(struct pull *p, const struct spec_prefetch *list, bool offlin
         }
         free(rd.jobs);
         pthread_mutex_destroy(&rd.lock);
-        rd.stats.ms = pull_now_ms() - t0;
+        rd.stats.ms = time_now_ms() - t0;
         *ret = rd.stats;
         if (r < 0)
                 return r;
@@ -727,16 +728,9 @@ static void *prefetch_main(void *arg) {
                         first = false;
                 }
                 pthread_mutex_lock(&pf->lock);
-                struct timespec until;
-                clock_gettime(CLOCK_MONOTONIC, &until);
-                until.tv_sec += (time_t) (interval / 1000);
-                until.tv_nsec += (long) (interval % 1000) * 1000000;
-                if (until.tv_nsec >= 1000000000) {
-                        until.tv_sec++;
-                        until.tv_nsec -= 1000000000;
-                }
+                uint64_t until = time_deadline_ms((int64_t) interval);
                 while (!pf->kick && !atomic_load(&pf->stopping))
-                        if (pthread_cond_timedwait(&pf->wake, &pf->lock, &until) == ETIMEDOUT)
+                        if (time_cond_wait_until(&pf->wake, &pf->lock, until) == -ETIMEDOUT)
                                 break;
                 pf->kick = false;
                 pthread_mutex_unlock(&pf->lock);
@@ -753,16 +747,12 @@ int prefetch_new(struct pull *p, struct prefetch_pins *pins, struct prefetch **r
         pf->pull = p;
         pf->pins = pins;
         pthread_mutex_init(&pf->lock, NULL);
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the interval is no wall-clock time */
-        pthread_cond_init(&pf->wake, &ca);
-        pthread_condattr_destroy(&ca);
+        time_cond_init(&pf->wake); /* the interval is no wall-clock time */
         ratelimit_init(&pf->limit, 0);
         void *token = NULL;
         const struct spec *s = pull_spec_acquire(p, &token);
         if (s->prefetch.wait_ready && s->prefetch.n_entries > 0)
-                pull_set_ready_gate(p, pull_now_ms() + s->prefetch.wait_ready_timeout_ms);
+                pull_set_ready_gate(p, time_now_ms() + s->prefetch.wait_ready_timeout_ms);
         pull_spec_release(p, token);
         pull_set_metrics_hook(p, prefetch_metrics, pf);
         *ret = pf;

@@ -47,6 +47,7 @@
 #include "common/range.h"
 #include "common/ratelimit.h"
 #include "common/reference.h"
+#include "common/time.h"
 
 #define HEADER_WAIT_MS 20000   /* longest wait for an upstream before answering 503 */
 #define STREAM_WAIT_MS 60000   /* longest wait for the next bytes of a download */
@@ -181,12 +182,6 @@ struct request {
         bool has_body;
 };
 
-static uint64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
-
 /* ---- shared state --------------------------------------------------------------- */
 
 static struct spec_ref *spec_ref_get(struct pull *p) {
@@ -226,7 +221,7 @@ int pull_new(struct cache *cache, const char *cache_dir, struct fallback *fb, st
         pthread_mutex_init(&p->lock, NULL);
         pthread_mutex_init(&p->mt_lock, NULL);
         pthread_mutex_init(&p->tags_lock, NULL);
-        pthread_cond_init(&p->ended, NULL);
+        time_cond_init(&p->ended); /* shutdown's wait is no wall-clock time */
         p->spec = r;
         p->cache = cache;
         p->fb = fb;
@@ -252,18 +247,11 @@ void pull_set_spec(struct pull *p, struct spec *spec) {
 
 int pull_shutdown(struct pull *p, int timeout_ms) {
         atomic_store(&p->stopping, true);
-        struct timespec deadline;
-        clock_gettime(CLOCK_REALTIME, &deadline);
-        deadline.tv_sec += timeout_ms / 1000;
-        deadline.tv_nsec += (long) (timeout_ms % 1000) * 1000000;
-        if (deadline.tv_nsec >= 1000000000) {
-                deadline.tv_sec++;
-                deadline.tv_nsec -= 1000000000;
-        }
+        uint64_t deadline = time_deadline_ms(timeout_ms);
         int r = 0;
         pthread_mutex_lock(&p->lock);
         while ((p->threads > 0 || p->suspended > 0) && r == 0)
-                if (pthread_cond_timedwait(&p->ended, &p->lock, &deadline) == ETIMEDOUT)
+                if (time_cond_wait_until(&p->ended, &p->lock, deadline) == -ETIMEDOUT)
                         r = -ETIMEDOUT;
         pthread_mutex_unlock(&p->lock);
         return r;
@@ -304,7 +292,7 @@ static struct fallback_request upstream_request(struct pull *p, const char *regi
                                                 enum fallback_kind kind, const char *reference, bool head) {
         return (struct fallback_request) { .registry = registry, .repository = repository, .kind = kind,
                                            .reference = reference, .head = head,
-                                           .deadline_ms = now_ms() + HEADER_WAIT_MS,
+                                           .deadline_ms = time_now_ms() + HEADER_WAIT_MS,
                                            .cancelled = pull_stopping, .cancel_userdata = p };
 }
 
@@ -752,12 +740,6 @@ static int dl_flush(struct download *dl) {
         return r;
 }
 
-static uint64_t now_ns(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
-}
-
 /* A prefetch download keeps to the shared rate while no client follows it;
  * once one joins, the client waits on these bytes and the limit lifts
  * (real pulls go first). Sleeps in slices to notice that, and cancels. */
@@ -768,7 +750,7 @@ static void dl_throttle(struct download *dl, size_t size) {
         pthread_mutex_unlock(&p->lock);
         if (followed)
                 return;
-        uint64_t wait = ratelimit_take(dl->limit, size, now_ns());
+        uint64_t wait = ratelimit_take(dl->limit, size, time_now_ns());
         while (wait > 0 && !dl_cancelled(dl)) {
                 uint64_t slice = wait < THROTTLE_SLICE_NS ? wait : THROTTLE_SLICE_NS;
                 struct timespec ts = { .tv_sec = (time_t) (slice / 1000000000ULL),
@@ -804,7 +786,7 @@ static int dl_write(void *userdata, const void *data, size_t size) {
         if (r < 0)
                 return r;
         dl->bytes += size;
-        uint64_t now = now_ms();
+        uint64_t now = time_now_ms();
         if (now - dl->last_progress_ms >= PROGRESS_EVERY_MS) {
                 char ds[DIGEST_STRING_MAX];
                 uint64_t secs = (now - dl->started_ms) / 1000;
@@ -827,7 +809,7 @@ static void *download_main(void *arg) {
                 .reference = ds, .sink = &sink, .cancelled = dl_cancelled, .cancel_userdata = dl,
         };
         struct fallback_response fr;
-        dl->started_ms = dl->last_progress_ms = now_ms();
+        dl->started_ms = dl->last_progress_ms = time_now_ms();
         int r = fallback_fetch(p->fb, &req, &fr);
         if (r >= 0 && fr.status == 200)
                 r = dl_flush(dl); /* the tail, before the commit */
@@ -861,7 +843,7 @@ static void *download_main(void *arg) {
                                             dl->repository, ds, strerror(-c));
                 } else
                         log_info("downloaded ns=%s repo=%s digest=%s bytes=%" PRIu64 " ms=%" PRIu64 " endpoint=%s",
-                                 dl->registry, dl->repository, ds, dl->bytes, now_ms() - dl->started_ms,
+                                 dl->registry, dl->repository, ds, dl->bytes, time_now_ms() - dl->started_ms,
                                  fr.endpoint ? fr.endpoint : "-");
         } else {
                 if (r == -ENOSPC)
@@ -1632,12 +1614,8 @@ int pull_blob_ensure(struct pull *p, const char *registry, const char *repositor
                 if (dl) {
                         int status;
                         pthread_mutex_lock(&p->lock);
-                        while ((status = dl->status) == 0 && !atomic_load(&p->stopping)) {
-                                struct timespec ts;
-                                clock_gettime(CLOCK_REALTIME, &ts);
-                                ts.tv_sec += 1;
-                                pthread_cond_timedwait(&p->ended, &p->lock, &ts);
-                        }
+                        while ((status = dl->status) == 0 && !atomic_load(&p->stopping))
+                                (void) time_cond_wait_until(&p->ended, &p->lock, time_deadline_ms(1000));
                         if (reader)
                                 reader_release_locked(dl);
                         download_unref_locked(p, dl);
@@ -1695,7 +1673,7 @@ int pull_tags_page(struct pull *p, const char *registry, const char *repository,
         /* Served from memory for a while: containerd, crictl and the prefetch
          * worker asking for the same list in a burst cost one upstream request. */
         pthread_mutex_lock(&p->tags_lock);
-        if (strcmp(slot->key, key) == 0 && now_ms() - slot->at_ms < TAGS_TTL_MS) {
+        if (strcmp(slot->key, key) == 0 && time_now_ms() - slot->at_ms < TAGS_TTL_MS) {
                 body = malloc(slot->size ? slot->size : 1);
                 next = slot->next_last ? strdup(slot->next_last) : NULL;
                 if (body && (next || !slot->next_last)) {
@@ -1746,7 +1724,7 @@ int pull_tags_page(struct pull *p, const char *registry, const char *repository,
                         free(slot->body);
                         free(slot->next_last);
                         snprintf(slot->key, sizeof(slot->key), "%s", key);
-                        slot->at_ms = now_ms();
+                        slot->at_ms = time_now_ms();
                         slot->body = copy;
                         slot->size = (size_t) fr.size;
                         slot->next_last = copy_next;
@@ -1984,7 +1962,7 @@ static enum MHD_Result dispatch(struct pull *p, struct MHD_Connection *conn, con
                         return respond_text(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "indexing the cache\n");
                 /* prefetch.wait_ready: boot images first (bounded by prefetch.wait_ready_timeout). */
                 uint64_t gate = atomic_load(&p->ready_gate_until_ms);
-                if (gate && now_ms() < gate)
+                if (gate && time_now_ms() < gate)
                         return respond_text(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "prefetching\n");
                 return respond_text(conn, rq, MHD_HTTP_OK, "ready\n");
         }
@@ -2127,7 +2105,7 @@ enum MHD_Result pull_handle(void *cls, struct MHD_Connection *conn, const char *
                 if (!rq)
                         return MHD_NO;
                 *req_cls = rq;
-                rq->started_ms = now_ms();
+                rq->started_ms = time_now_ms();
                 rq->outcome = "-";
                 rq->route = ROUTE_OTHER;
                 rq->method = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0  ? "HEAD"
@@ -2183,17 +2161,13 @@ void pull_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum
                   "request method=%s ns=%s repo=%s ref=%s status=%u bytes=%" PRIu64 " ms=%" PRIu64
                   " cache=%s endpoint=%s%s%s%s%s",
                   rq->method, rq->ns, rq->repo[0] ? rq->repo : "-", rq->ref[0] ? rq->ref : "-", rq->status, bytes,
-                  now_ms() - rq->started_ms, rq->outcome, rq->endpoint[0] ? rq->endpoint : "-",
+                  time_now_ms() - rq->started_ms, rq->outcome, rq->endpoint[0] ? rq->endpoint : "-",
                   toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " incomplete=yes",
                   rq->reason[0] ? " reason=\"" : "", rq->reason, rq->reason[0] ? "\"" : "");
         if (rq->prepared)
                 MHD_destroy_response(rq->prepared);
         free(rq->url);
         free(rq);
-}
-
-uint64_t pull_now_ms(void) {
-        return now_ms();
 }
 
 struct cache *pull_cache(struct pull *p) {

@@ -92,14 +92,11 @@ struct cache *pull_cache(struct pull *p);
 const struct spec *pull_spec_acquire(struct pull *p, void **ret_token);
 void pull_spec_release(struct pull *p, void *token);
 
-/* /readyz answers 503 "prefetching" until until_ms (CLOCK_MONOTONIC ms); 0 lifts it. */
+/* /readyz answers 503 "prefetching" until until_ms (time_now_ms()); 0 lifts it. */
 void pull_set_ready_gate(struct pull *p, uint64_t until_ms);
 
 /* Called at the end of every /metrics answer; set before serving. */
 void pull_set_metrics_hook(struct pull *p, void (*fn)(FILE *f, void *userdata), void *userdata);
-
-/* CLOCK_MONOTONIC milliseconds, as the ready gate counts them. */
-uint64_t pull_now_ms(void);
 
 /* Counters for the service manager's STATUS= line. */
 void pull_status(struct pull *p, char *buf, size_t size);

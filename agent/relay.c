@@ -12,9 +12,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/macro.h"
+#include "common/time.h"
 
 #define RELAY_RING (1024 * 1024)
 
@@ -37,16 +37,6 @@ struct relay {
         struct digester *hasher; /* the producer's alone */
         struct relay_hooks hooks;
 };
-
-static void deadline_after(int ms, struct timespec *ts) {
-        clock_gettime(CLOCK_MONOTONIC, ts);
-        ts->tv_sec += ms / 1000;
-        ts->tv_nsec += (long) (ms % 1000) * 1000000;
-        if (ts->tv_nsec >= 1000000000) {
-                ts->tv_sec++;
-                ts->tv_nsec -= 1000000000;
-        }
-}
 
 static void relay_unref(struct relay *r) {
         pthread_mutex_lock(&r->lock);
@@ -92,11 +82,8 @@ static int relay_write_cb(void *userdata, const void *data, size_t size) {
                  * RELAY_WAIT_MS is gone. */
                 for (int waited = 0; !r->abandoned && r->len == RELAY_RING && !atomic_load(r->hooks.stopping) &&
                                      waited < RELAY_WAIT_MS;
-                     waited += 100) {
-                        struct timespec ts;
-                        deadline_after(100, &ts);
-                        (void) pthread_cond_timedwait(&r->cond, &r->lock, &ts);
-                }
+                     waited += 100)
+                        (void) time_cond_wait_until(&r->cond, &r->lock, time_deadline_ms(100));
                 if (r->abandoned || r->len == RELAY_RING || atomic_load(r->hooks.stopping)) {
                         pthread_mutex_unlock(&r->lock);
                         return -ECANCELED; /* the client left, or stopped reading */
@@ -168,11 +155,7 @@ int relay_new(struct fallback *fb, const char *registry, const char *repository,
         if (!r)
                 return -ENOMEM;
         pthread_mutex_init(&r->lock, NULL);
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&r->cond, &ca);
-        pthread_condattr_destroy(&ca);
+        time_cond_init(&r->cond);
         r->refs = 2; /* the caller's, the producer's */
         r->total = expected_size;
         r->fb = fb;
@@ -199,12 +182,11 @@ int relay_new(struct fallback *fb, const char *registry, const char *repository,
 }
 
 int relay_wait_size(struct relay *r, int timeout_ms, uint64_t *ret_size, int *ret_status) {
-        struct timespec ts;
-        deadline_after(timeout_ms, &ts);
+        uint64_t deadline = time_deadline_ms(timeout_ms);
         int e = 0;
         pthread_mutex_lock(&r->lock);
         while (!r->done && (!r->started || r->total < 0) && e == 0)
-                if (pthread_cond_timedwait(&r->cond, &r->lock, &ts) == ETIMEDOUT)
+                if (time_cond_wait_until(&r->cond, &r->lock, deadline) == -ETIMEDOUT)
                         e = -ETIMEDOUT;
         if (e == 0 && r->done && r->error < 0)
                 e = r->error;
@@ -229,12 +211,11 @@ static uint64_t relay_avail_locked(const struct relay *r) {
 }
 
 int relay_wait(struct relay *r, int timeout_ms) {
-        struct timespec ts;
-        deadline_after(timeout_ms, &ts);
+        uint64_t deadline = time_deadline_ms(timeout_ms);
         int ret = 0;
         pthread_mutex_lock(&r->lock);
         while (!r->done && relay_avail_locked(r) == 0)
-                if (pthread_cond_timedwait(&r->cond, &r->lock, &ts) == ETIMEDOUT) {
+                if (time_cond_wait_until(&r->cond, &r->lock, deadline) == -ETIMEDOUT) {
                         ret = -ETIMEDOUT;
                         break;
                 }
@@ -243,8 +224,7 @@ int relay_wait(struct relay *r, int timeout_ms) {
 }
 
 ssize_t relay_read(struct relay *r, void *buf, size_t size, int timeout_ms) {
-        struct timespec ts;
-        deadline_after(timeout_ms, &ts);
+        uint64_t deadline = time_deadline_ms(timeout_ms);
         ssize_t n = 0;
         pthread_mutex_lock(&r->lock);
         for (;;) {
@@ -271,7 +251,7 @@ ssize_t relay_read(struct relay *r, void *buf, size_t size, int timeout_ms) {
                         n = 0; /* verified and all read */
                         break;
                 }
-                if (pthread_cond_timedwait(&r->cond, &r->lock, &ts) == ETIMEDOUT) {
+                if (time_cond_wait_until(&r->cond, &r->lock, deadline) == -ETIMEDOUT) {
                         n = -ETIMEDOUT;
                         break;
                 }

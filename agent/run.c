@@ -16,17 +16,12 @@
 
 #include "agent/agent.h"
 #include "common/macro.h"
+#include "common/time.h"
 
 #define RUN_SLICE_MS 100 /* how often a running child is looked at */
 #define RUN_REAP_MS 1000  /* how long a killed child is waited for */
 
 extern char **environ;
-
-static uint64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
 
 int agent_run(char *const argv[], uint64_t timeout_ms, size_t max, char **ret_out, size_t *ret_size, int *ret_status) {
         int out[2];
@@ -87,21 +82,20 @@ int agent_run(char *const argv[], uint64_t timeout_ms, size_t max, char **ret_ou
         int rc = buf ? 0 : -ENOMEM;
         int status = 0;
         bool reaped = false;
-        uint64_t deadline = now_ms() + timeout_ms;
+        uint64_t deadline = time_now_ms() + timeout_ms;
         /* Read in slices, looking at the child between them: one that exited
          * has said all it will say, even if a grandchild it left behind still
          * holds the pipe open. */
         while (rc == 0) {
-                uint64_t now = now_ms();
-                if (now >= deadline) {
+                int left = time_left_ms(deadline);
+                if (left == 0) {
                         rc = -ETIMEDOUT;
                         break;
                 }
                 if (!reaped && waitpid(pid, &status, WNOHANG) == pid)
                         reaped = true;
-                uint64_t left = deadline - now;
                 struct pollfd p = { .fd = out[0], .events = POLLIN };
-                int n = poll(&p, 1, reaped ? 0 : (int) (left < RUN_SLICE_MS ? left : RUN_SLICE_MS));
+                int n = poll(&p, 1, reaped ? 0 : left > 0 && left < RUN_SLICE_MS ? left : RUN_SLICE_MS);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0) {
@@ -136,18 +130,18 @@ int agent_run(char *const argv[], uint64_t timeout_ms, size_t max, char **ret_ou
         /* A program that closed its output but goes on is bounded by the same
          * deadline; one killed is waited for a little, and otherwise left to
          * the kernel (a process stuck in the D state must not hold us). */
-        uint64_t reap_deadline = (rc < 0 ? now_ms() : deadline) + RUN_REAP_MS;
+        uint64_t reap_deadline = (rc < 0 ? time_now_ms() : deadline) + RUN_REAP_MS;
         while (!reaped) {
                 pid_t w = waitpid(pid, &status, WNOHANG);
                 if (w == pid)
                         break;
                 if (w < 0 && errno != EINTR)
                         return rc < 0 ? rc : -errno;
-                if (w == 0 && rc == 0 && now_ms() >= deadline) {
+                if (w == 0 && rc == 0 && time_now_ms() >= deadline) {
                         (void) kill(-pid, SIGKILL);
                         rc = -ETIMEDOUT;
-                        reap_deadline = now_ms() + RUN_REAP_MS;
-                } else if (w == 0 && now_ms() >= reap_deadline) {
+                        reap_deadline = time_now_ms() + RUN_REAP_MS;
+                } else if (w == 0 && time_now_ms() >= reap_deadline) {
                         break;
                 } else if (w == 0) {
                         struct timespec ts = { .tv_nsec = 10 * 1000 * 1000 };

@@ -21,7 +21,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cache/cache.h"
@@ -30,6 +29,7 @@
 #include "common/error.h"
 #include "common/macro.h"
 #include "common/parse.h"
+#include "common/time.h"
 
 #define BLOBS_DEFAULT 100000
 #define BLOBS_MAX 10000000
@@ -38,12 +38,6 @@
 #define BLOB_MIN 1024 /* each blob is 1..4 KiB: the walk costs per file, not per byte */
 #define BLOB_MAX 4096
 #define TARGET_MS 1000.0 /* "well under a second" */
-
-static uint64_t now_ns(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
-}
 
 static double ms(uint64_t ns) {
         return (double) ns / 1e6;
@@ -71,15 +65,15 @@ static int open_once(const char *root, uint64_t *ret_ns, uint64_t *ret_index_ns,
                      uint64_t *ret_rss_kib) {
         struct error_list errors;
         struct cache *c = NULL;
-        uint64_t t0 = now_ns();
+        uint64_t t0 = time_now_ns();
         int r = cache_open(root, &c, &errors);
-        uint64_t t1 = now_ns();
+        uint64_t t1 = time_now_ns();
         if (r < 0) {
                 error_list_print(&errors, stderr);
                 return r;
         }
         r = cache_wait_ready(c, -1);
-        uint64_t t2 = now_ns();
+        uint64_t t2 = time_now_ns();
         if (r < 0) {
                 cache_close(c);
                 return r;
@@ -208,14 +202,14 @@ int main(int argc, char **argv) {
         printf("cache-startup: cache_open() on %" PRIu64 " sha256 blobs of %d..%d bytes in %s\n", n, BLOB_MIN,
                BLOB_MAX, root);
 
-        t = now_ns();
+        t = time_now_ns();
         r = populate(root, n, &bytes);
         if (r < 0) {
                 fprintf(stderr, "cache-startup: cannot write the blobs: %s\n", strerror(-r));
                 return EXIT_FAILURE;
         }
         printf("  set-up: %" PRIu64 " blobs, %.1f MiB written and synced in %.1f s\n", n,
-               (double) bytes / (1024.0 * 1024.0), ms(now_ns() - t) / 1000.0);
+               (double) bytes / (1024.0 * 1024.0), ms(time_now_ns() - t) / 1000.0);
 
         /* An untimed first open warms dentries and inodes and shows what an open cache keeps resident. */
         rss_before = rss_now_kib();

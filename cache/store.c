@@ -19,6 +19,7 @@
 #include "cache/cache-internal.h"
 #include "common/fsutil.h"
 #include "common/macro.h"
+#include "common/time.h"
 
 /* "blobs/sha512/ab/" + 128 hex + NUL, and "tmp/sha512-<hex>.<n>". */
 #define CACHE_PATH_MAX 192
@@ -344,16 +345,6 @@ static int opendirat(int dirfd, const char *path, DIR **ret) {
         return 0;
 }
 
-static void deadline_after(int timeout_ms, struct timespec *ret) {
-        clock_gettime(CLOCK_MONOTONIC, ret);
-        ret->tv_sec += timeout_ms / 1000;
-        ret->tv_nsec += (long) (timeout_ms % 1000) * 1000000L;
-        if (ret->tv_nsec >= 1000000000L) {
-                ret->tv_sec++;
-                ret->tv_nsec -= 1000000000L;
-        }
-}
-
 /* Partial downloads of a process that died: never served, so simply removed. */
 static int clean_tmp(struct cache *c) {
         DIR *d;
@@ -483,14 +474,11 @@ static void *indexer(void *arg) {
 }
 
 int cache_wait_ready(struct cache *c, int timeout_ms) {
-        struct timespec deadline;
-        if (timeout_ms >= 0)
-                deadline_after(timeout_ms, &deadline);
+        uint64_t deadline = time_deadline_ms(timeout_ms);
         pthread_mutex_lock(&c->lock);
         int w = 0;
         while (!c->indexed && w == 0)
-                w = timeout_ms >= 0 ? pthread_cond_timedwait(&c->indexed_cond, &c->lock, &deadline)
-                                    : pthread_cond_wait(&c->indexed_cond, &c->lock);
+                w = time_cond_wait_until(&c->indexed_cond, &c->lock, deadline);
         int r = c->indexed ? c->index_error : -ETIMEDOUT;
         pthread_mutex_unlock(&c->lock);
         return r;
@@ -513,12 +501,8 @@ int cache_open(const char *root, struct cache **ret, struct error_list *errors) 
         /* Everything cache_close() destroys is set up before the first way out. */
         pthread_mutex_init(&c->lock, NULL);
         pthread_mutex_init(&c->evict_lock, NULL);
-        pthread_condattr_t attr;
-        pthread_condattr_init(&attr);
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-        pthread_cond_init(&c->evict_cond, &attr);
-        pthread_cond_init(&c->indexed_cond, &attr);
-        pthread_condattr_destroy(&attr);
+        time_cond_init(&c->evict_cond);
+        time_cond_init(&c->indexed_cond);
         c->root_path = strdup(root);
         c->pins = calloc(PIN_BUCKETS, sizeof(*c->pins));
         if (!c->root_path || !c->pins)
@@ -701,11 +685,7 @@ int cache_begin(struct cache *c, const struct digest *d, int64_t expected_size, 
         e->refs = 1;
         e->state = ENTRY_WRITING;
         pthread_mutex_init(&e->lock, NULL);
-        pthread_condattr_t attr;
-        pthread_condattr_init(&attr);
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-        pthread_cond_init(&e->progress, &attr);
-        pthread_condattr_destroy(&attr);
+        time_cond_init(&e->progress);
         digest_hex(d, hex);
         snprintf(e->tmp_name, sizeof(e->tmp_name), "tmp/%s-%s.%llu", digest_algorithm_name(d->algorithm), hex,
                  (unsigned long long) ++c->tmp_counter);
@@ -782,18 +762,13 @@ int cache_entry_set_size(struct cache_entry *e, uint64_t size) {
 }
 
 int cache_entry_wait_size(struct cache_entry *e, int timeout_ms, uint64_t *ret) {
-        struct timespec deadline;
+        uint64_t deadline = time_deadline_ms(timeout_ms);
         int r = 0;
-        if (timeout_ms >= 0)
-                deadline_after(timeout_ms, &deadline);
         pthread_mutex_lock(&e->lock);
         while (e->state == ENTRY_WRITING && e->expected_size < 0) {
-                int w = timeout_ms >= 0 ? pthread_cond_timedwait(&e->progress, &e->lock, &deadline)
-                                        : pthread_cond_wait(&e->progress, &e->lock);
-                if (w == ETIMEDOUT) {
-                        r = -ETIMEDOUT;
+                r = time_cond_wait_until(&e->progress, &e->lock, deadline);
+                if (r < 0)
                         break;
-                }
         }
         if (r == 0 && e->state == ENTRY_FAILED)
                 r = e->fail_reason;
@@ -968,18 +943,15 @@ static uint64_t readable_locked(const struct cache_entry *e) {
 
 ssize_t cache_reader_read(struct cache_reader *r, void *buf, size_t size, int timeout_ms) {
         struct cache_entry *e = r->entry;
-        struct timespec deadline;
-        if (timeout_ms >= 0)
-                deadline_after(timeout_ms, &deadline);
+        uint64_t deadline = time_deadline_ms(timeout_ms);
         if (size == 0)
                 return 0;
         pthread_mutex_lock(&e->lock);
         while (e->state == ENTRY_WRITING && r->offset >= readable_locked(e)) {
-                int w = timeout_ms >= 0 ? pthread_cond_timedwait(&e->progress, &e->lock, &deadline)
-                                        : pthread_cond_wait(&e->progress, &e->lock);
-                if (w == ETIMEDOUT) {
+                int w = time_cond_wait_until(&e->progress, &e->lock, deadline);
+                if (w < 0) {
                         pthread_mutex_unlock(&e->lock);
-                        return -ETIMEDOUT;
+                        return w;
                 }
         }
         enum entry_state state = e->state;
@@ -1019,18 +991,13 @@ uint64_t cache_reader_skip(struct cache_reader *r, uint64_t n) {
 
 int cache_reader_wait(struct cache_reader *r, int timeout_ms) {
         struct cache_entry *e = r->entry;
-        struct timespec deadline;
-        if (timeout_ms >= 0)
-                deadline_after(timeout_ms, &deadline);
+        uint64_t deadline = time_deadline_ms(timeout_ms);
         int ret = 0;
         pthread_mutex_lock(&e->lock);
         while (e->state == ENTRY_WRITING && r->offset >= readable_locked(e)) {
-                int w = timeout_ms >= 0 ? pthread_cond_timedwait(&e->progress, &e->lock, &deadline)
-                                        : pthread_cond_wait(&e->progress, &e->lock);
-                if (w == ETIMEDOUT) {
-                        ret = -ETIMEDOUT;
+                ret = time_cond_wait_until(&e->progress, &e->lock, deadline);
+                if (ret < 0)
                         break;
-                }
         }
         pthread_mutex_unlock(&e->lock);
         return ret;
@@ -1145,11 +1112,9 @@ static void *evictor(void *arg) {
         for (;;) {
                 /* Woken by commits and full disks, and every EVICT_PERIOD_S
                  * anyway: other writers may eat the free space in between. */
-                struct timespec until;
-                clock_gettime(CLOCK_MONOTONIC, &until);
-                until.tv_sec += EVICT_PERIOD_S;
+                uint64_t until = time_deadline_ms(EVICT_PERIOD_S * 1000);
                 while (!c->evict_wanted && !c->evictor_stop)
-                        if (pthread_cond_timedwait(&c->evict_cond, &c->lock, &until) == ETIMEDOUT) {
+                        if (time_cond_wait_until(&c->evict_cond, &c->lock, until) == -ETIMEDOUT) {
                                 c->evict_wanted = c->min_free_bytes != 0;
                                 break;
                         }

@@ -18,6 +18,7 @@
 #include "common/macro.h"
 #include "common/parse.h"
 #include "common/reference.h"
+#include "common/time.h"
 #include "fallback/challenge.h"
 #include "fallback/credentials.h"
 #include "fallback/http.h"
@@ -157,11 +158,7 @@ static struct ep_state *ep_state_get_locked(struct fallback *fb, const char *reg
                 free(st);
                 return NULL;
         }
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&st->tcond, &ca);
-        pthread_condattr_destroy(&ca);
+        time_cond_init(&st->tcond);
         pthread_mutex_init(&st->tlock, NULL);
         st->refs = 1;
         st->rl_limit = st->rl_remaining = -1;
@@ -477,7 +474,7 @@ static void breaker_failure(struct fallback *fb, struct ep_state *st, const char
                 if (wait < at_least_ms)
                         wait = at_least_ms < fb->o.breaker_backoff_max_ms ? at_least_ms : fb->o.breaker_backoff_max_ms;
                 st->state = FALLBACK_BREAKER_OPEN;
-                st->open_until = http_now_ms() + wait;
+                st->open_until = time_now_ms() + wait;
                 st->opens++;
                 snprintf(evb->reason, sizeof(evb->reason), "%s", reason);
                 evb->ev = (struct fallback_event) { .type = FALLBACK_EVENT_BREAKER_OPEN, .registry = st->registry,
@@ -599,7 +596,7 @@ static struct token *token_find(struct ep_state *st, const char *scope) {
 /* A cached token for scope still valid, or NULL (caller frees). */
 static char *token_peek(struct ep_state *st, const char *scope) {
         char *out = NULL;
-        uint64_t now = http_now_ms();
+        uint64_t now = time_now_ms();
         pthread_mutex_lock(&st->tlock);
         struct token *t = token_find(st, scope);
         if (t && t->value && now < t->expires_at)
@@ -611,7 +608,7 @@ static char *token_peek(struct ep_state *st, const char *scope) {
 /* Drops dead tokens, and the oldest beyond TOKENS_PER_ENDPOINT_MAX (new ones
  * are put first, so the one just fetched stays); never one being fetched. */
 static void token_trim_locked(struct ep_state *st) {
-        uint64_t now = http_now_ms();
+        uint64_t now = time_now_ms();
         size_t kept = 0;
         for (struct token **p = &st->tokens; *p;) {
                 struct token *t = *p;
@@ -637,25 +634,23 @@ static int token_request(struct fetch *f, const struct ep *e, const struct chall
 static int token_get(struct fetch *f, const struct ep *e, const struct challenge *ch, const char *scope,
                      const char *rejected, char **ret, char *reason, size_t rsize) {
         struct ep_state *st = e->st;
-        uint64_t give_up = http_now_ms() + TOKEN_WAIT_MAX_MS;
+        uint64_t give_up = time_now_ms() + TOKEN_WAIT_MAX_MS;
         pthread_mutex_lock(&st->tlock);
         for (;;) {
                 struct token *t = token_find(st, scope);
                 if (t && t->fetching) {
                         /* In slices: a cancelled fetch stops waiting within 100 ms. */
-                        uint64_t now = http_now_ms(), until = now + 100 < give_up ? now + 100 : give_up;
+                        uint64_t now = time_now_ms(), until = now + 100 < give_up ? now + 100 : give_up;
                         uint64_t deadline = fetch_deadline(f);
                         if (deadline && deadline < until)
                                 until = deadline;
-                        struct timespec ts = { .tv_sec = (time_t) (until / 1000),
-                                               .tv_nsec = (long) (until % 1000) * 1000000 };
-                        (void) pthread_cond_timedwait(&st->tcond, &st->tlock, &ts);
+                        (void) time_cond_wait_until(&st->tcond, &st->tlock, until);
                         if (fetch_cancelled(f)) {
                                 pthread_mutex_unlock(&st->tlock);
                                 snprintf(reason, rsize, "cancelled");
                                 return -ECANCELED;
                         }
-                        now = http_now_ms();
+                        now = time_now_ms();
                         if (now >= give_up || (deadline && now >= deadline)) {
                                 pthread_mutex_unlock(&st->tlock);
                                 snprintf(reason, rsize, "timed out waiting for a token");
@@ -663,7 +658,7 @@ static int token_get(struct fetch *f, const struct ep *e, const struct challenge
                         }
                         continue;
                 }
-                if (t && t->value && http_now_ms() < t->expires_at && (!rejected || strcmp(t->value, rejected) != 0)) {
+                if (t && t->value && time_now_ms() < t->expires_at && (!rejected || strcmp(t->value, rejected) != 0)) {
                         char *v = strdup(t->value);
                         pthread_mutex_unlock(&st->tlock);
                         if (!v)
@@ -696,7 +691,7 @@ static int token_get(struct fetch *f, const struct ep *e, const struct challenge
                 char *copy = NULL;
                 if (r >= 0) {
                         t->value = value;
-                        t->expires_at = http_now_ms() + ttl;
+                        t->expires_at = time_now_ms() + ttl;
                         /* Copied under the lock: once it is released, the trim
                          * below or another thread's refresh may free value. */
                         copy = strdup(value);
@@ -1667,7 +1662,7 @@ int fallback_fetch(struct fallback *fb, const struct fallback_request *req, stru
                         last = !eligible(&f.reg->eps[j], &f);
                 struct event_buf evb = { 0 };
 
-                uint64_t now = http_now_ms();
+                uint64_t now = time_now_ms();
                 enum admit a = breaker_admit(fb, e->st, now, &evb);
                 emit(fb, &evb);
                 if (a == ADMIT_NO)
@@ -1683,7 +1678,7 @@ int fallback_fetch(struct fallback *fb, const struct fallback_request *req, stru
                                 r = -ECANCELED;
                                 goto out;
                         }
-                        if (ret->attempts >= max || (req->deadline_ms && http_now_ms() >= req->deadline_ms)) {
+                        if (ret->attempts >= max || (req->deadline_ms && time_now_ms() >= req->deadline_ms)) {
                                 snprintf(f.reason, sizeof(f.reason), "gave up after %u requests", ret->attempts);
                                 breaker_release(fb, e->st);
                                 goto walked;

@@ -7,13 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <pthread.h>
 
 #include "common/macro.h"
 #include "common/parse.h"
+#include "common/time.h"
 
 #define POLL_MAX_MS 100 /* how late a deadline may be noticed */
 #define SYSTEM_CA_DIR "/etc/ssl/certs" /* Debian's hashed roots (ca-certificates) */
@@ -35,12 +35,6 @@ struct http_client {
         struct lane *idle;
         size_t n_idle;
 };
-
-uint64_t http_now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
 
 struct exchange {
         const struct http_request *req;
@@ -129,7 +123,7 @@ static void headers_complete(struct exchange *x) {
         if (code >= 100 && code < 200)
                 return; /* an interim answer: the real one follows */
         x->headers_done = true;
-        x->headers_at = http_now_ms();
+        x->headers_at = time_now_ms();
         r->status = code;
         r->content_type = header_dup(x->easy, "Content-Type", 0);
         r->digest = header_dup(x->easy, "Docker-Content-Digest", 0);
@@ -146,7 +140,7 @@ static void headers_complete(struct exchange *x) {
 static size_t on_header(char *data, size_t size, size_t n, void *userdata) {
         struct exchange *x = userdata;
         size_t len = size * n;
-        x->last_byte_at = http_now_ms();
+        x->last_byte_at = time_now_ms();
         if (len <= 2 && (len == 0 || data[0] == '\r' || data[0] == '\n'))
                 headers_complete(x);
         else if (x->headers_done && len >= 5 && memcmp(data, "HTTP/", 5) == 0)
@@ -157,7 +151,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *userdata) {
 static size_t on_write(char *data, size_t size, size_t n, void *userdata) {
         struct exchange *x = userdata;
         size_t len = size * n;
-        x->last_byte_at = http_now_ms();
+        x->last_byte_at = time_now_ms();
         if (!x->headers_done)
                 headers_complete(x);
         if (x->resp->status < 200 || x->resp->status > 299 || !x->req->on_body) {
@@ -177,7 +171,7 @@ static size_t on_write(char *data, size_t size, size_t n, void *userdata) {
         }
         /* The sink may take its time (a rate limit sleeps in it): that is no
          * stall of the upstream, whose idle timeout counts from here. */
-        x->last_byte_at = http_now_ms();
+        x->last_byte_at = time_now_ms();
         x->resp->body_bytes += len;
         return len;
 }
@@ -187,7 +181,7 @@ static int on_prereq(void *userdata, char *conn_primary_ip, char *conn_local_ip,
                      int conn_local_port) {
         struct exchange *x = userdata;
         (void) conn_primary_ip, (void) conn_local_ip, (void) conn_primary_port, (void) conn_local_port;
-        x->sent_at = x->last_byte_at = http_now_ms();
+        x->sent_at = x->last_byte_at = time_now_ms();
         return CURL_PREREQFUNC_OK;
 }
 
@@ -447,7 +441,7 @@ int http_perform(struct http_client *c, const struct http_request *req, struct h
                 if (finished || running == 0)
                         break;
 
-                uint64_t now = http_now_ms(), wake = now + POLL_MAX_MS;
+                uint64_t now = time_now_ms(), wake = now + POLL_MAX_MS;
                 if (req->cancelled && req->cancelled(req->cancel_userdata)) {
                         r = -ECANCELED;
                         set_reason(ret, "cancelled");

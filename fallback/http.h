@@ -70,5 +70,3 @@ int http_client_new(struct http_client **ret);
 struct http_client *http_client_free(struct http_client *c);
 
 void http_response_done(struct http_response *r);
-
-uint64_t http_now_ms(void);

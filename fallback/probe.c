@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "common/macro.h"
+#include "common/time.h"
 #include "fallback/fallback.h"
 #include "fallback/http.h"
 
@@ -76,7 +77,7 @@ static int probe(const struct fallback_endpoint_config *e, const char *url, stru
         }
         uint64_t connect_ms = e->connect_timeout_ms ? e->connect_timeout_ms : PROBE_CONNECT_MS;
         uint64_t response_ms = e->response_timeout_ms ? e->response_timeout_ms : PROBE_RESPONSE_MS;
-        uint64_t start = http_now_ms();
+        uint64_t start = time_now_ms();
         struct http_request rq = {
                 .url = url,
                 .headers = hdrs,
@@ -92,7 +93,7 @@ static int probe(const struct fallback_endpoint_config *e, const char *url, stru
                 .deadline_ms = start + connect_ms + response_ms + PROBE_BODY_MS,
         };
         r = http_perform(client, &rq, &hr);
-        ret->elapsed_ms = http_now_ms() - start;
+        ret->elapsed_ms = time_now_ms() - start;
         /* The headers are the answer: a body cut short or slow changes nothing. */
         if (hr.status >= 200) {
                 ret->status = (int) hr.status;

@@ -32,17 +32,12 @@
 #include "common/fsutil.h"
 #include "common/macro.h"
 #include "common/parse.h"
+#include "common/time.h"
 
 #define UPSTREAM_SCRIPT "tests/fixtures/upstream.py"
 #define UPSTREAM_START_MS 10000
 #define UPSTREAM_STOP_MS 5000
 #define UPSTREAM_CALL_MS 20000 /* one control request (4 MiB uploads under valgrind included) */
-
-static inline uint64_t fixture_now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
 
 static inline void fixture_sleep_ms(uint64_t ms) {
         struct timespec ts = { .tv_sec = (time_t) (ms / 1000), .tv_nsec = (long) (ms % 1000) * 1000000 };
@@ -88,7 +83,7 @@ static inline void upstream_spawn(struct upstream *u) {
 }
 
 static inline void upstream_wait_ready(struct upstream *u) {
-        uint64_t give_up = fixture_now_ms() + UPSTREAM_START_MS;
+        uint64_t give_up = time_now_ms() + UPSTREAM_START_MS;
         for (;;) {
                 _cleanup_free_ char *data = NULL;
                 size_t size;
@@ -109,7 +104,7 @@ static inline void upstream_wait_ready(struct upstream *u) {
                         u->pid = -1;
                         fail_msg("%s exited (status 0x%x) before writing its port", UPSTREAM_SCRIPT, (unsigned) status);
                 }
-                if (fixture_now_ms() > give_up)
+                if (time_now_ms() > give_up)
                         fail_msg("%s wrote no port within %d ms", UPSTREAM_SCRIPT, UPSTREAM_START_MS);
                 fixture_sleep_ms(10);
         }
@@ -119,10 +114,10 @@ static inline void upstream_wait_ready(struct upstream *u) {
 static inline void upstream_stop(struct upstream *u) {
         if (u->pid > 0) {
                 kill(u->pid, SIGTERM);
-                uint64_t give_up = fixture_now_ms() + UPSTREAM_STOP_MS;
+                uint64_t give_up = time_now_ms() + UPSTREAM_STOP_MS;
                 int status;
                 while (waitpid(u->pid, &status, WNOHANG) == 0) {
-                        if (fixture_now_ms() > give_up) {
+                        if (time_now_ms() > give_up) {
                                 kill(u->pid, SIGKILL);
                                 waitpid(u->pid, &status, 0);
                                 break;

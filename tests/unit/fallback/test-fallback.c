@@ -76,7 +76,7 @@ static void on_event(const struct fallback_event *ev, void *userdata) {
         if (e->n < ELEMENTSOF(e->items)) {
                 struct recorded_event *r = &e->items[e->n++];
                 *r = (struct recorded_event) { .type = ev->type, .backoff_ms = ev->backoff_ms, .offset = ev->offset,
-                                               .at_ms = fixture_now_ms(), .limit = ev->ratelimit_limit,
+                                               .at_ms = time_now_ms(), .limit = ev->ratelimit_limit,
                                                .remaining = ev->ratelimit_remaining };
                 snprintf(r->registry, sizeof(r->registry), "%s", ev->registry ? ev->registry : "");
                 snprintf(r->endpoint, sizeof(r->endpoint), "%s", ev->endpoint ? ev->endpoint : "");
@@ -201,7 +201,7 @@ static int fetch(struct fallback *fb, const char *registry, const char *repo, en
                 .head = head,
                 .offset = offset,
                 .sink = sink,
-                .deadline_ms = fixture_now_ms() + FETCH_DEADLINE_MS,
+                .deadline_ms = time_now_ms() + FETCH_DEADLINE_MS,
         };
         return fallback_fetch(fb, &req, resp);
 }
@@ -1133,7 +1133,7 @@ static void test_breaker_threshold(void **state) {
 
 /* Sleeps until `at_ms + backoff_ms` has passed, with a margin. */
 static void sleep_past(const struct recorded_event *e) {
-        uint64_t until = e->at_ms + e->backoff_ms + 30, now = fixture_now_ms();
+        uint64_t until = e->at_ms + e->backoff_ms + 30, now = time_now_ms();
         if (until > now)
                 fixture_sleep_ms(until - now);
 }
@@ -1142,8 +1142,8 @@ static void sleep_past(const struct recorded_event *e) {
  * doubled backoff, a good one closes the breaker. */
 /* Until n events of type for endpoint were recorded (a background probe's), bounded. */
 static void wait_events(struct events *ev, enum fallback_event_type type, const char *endpoint, size_t n) {
-        uint64_t deadline = fixture_now_ms() + 3 * MID_MS;
-        while (events_count(ev, type, endpoint) < n && fixture_now_ms() < deadline)
+        uint64_t deadline = time_now_ms() + 3 * MID_MS;
+        while (events_count(ev, type, endpoint) < n && time_now_ms() < deadline)
                 fixture_sleep_ms(10);
         assert_int_equal(events_count(ev, type, endpoint), n);
 }
@@ -1169,9 +1169,9 @@ static void test_breaker_probe(void **state) {
         /* The probe fails: open again, for longer (the base doubles to 300);
          * the request that started it did not wait for it. */
         sleep_past(&first);
-        uint64_t t0 = fixture_now_ms();
+        uint64_t t0 = time_now_ms();
         assert_int_equal(fetch_manifest(fb, TAG, false, &resp), 0);
-        assert_true(fixture_now_ms() - t0 < MID_MS / 2);
+        assert_true(time_now_ms() - t0 < MID_MS / 2);
         assert_served(&resp, env.b.url);
         assert_int_equal(resp.attempts, 1);
         fallback_response_done(&resp);
@@ -1224,7 +1224,7 @@ static void test_breaker_probe_last(void **state) {
         assert_int_equal(fetch_manifest(fb, TAG, false, &resp), 0);
         assert_int_equal(resp.status, 503);
         fallback_response_done(&resp);
-        sleep_past(&(struct recorded_event) { .at_ms = fixture_now_ms(), .backoff_ms = 150 });
+        sleep_past(&(struct recorded_event) { .at_ms = time_now_ms(), .backoff_ms = 150 });
 
         /* a's and b's backoffs are over: a is probed in the background (b could
          * serve), b by the request itself (nothing after it). Both fail. */
@@ -1235,9 +1235,9 @@ static void test_breaker_probe_last(void **state) {
         fallback_response_done(&resp);
 
         /* A probe hangs on a (MID_MS): freeing does not wait it out. */
-        uint64_t t0 = fixture_now_ms();
+        uint64_t t0 = time_now_ms();
         fallback_free(fb);
-        assert_true(fixture_now_ms() - t0 < MID_MS / 2);
+        assert_true(time_now_ms() - t0 < MID_MS / 2);
         upstream_rules(&env.a, "[]");
         upstream_rules(&env.b, "[]");
 }
@@ -2030,7 +2030,7 @@ static void test_deadline_and_attempts_max(void **state) {
         struct fallback_endpoint_config eps[] = { GOOD(env.a.url, true) };
         fb_set(fb, REG, eps, 1);
         struct fallback_request req = { .registry = REG, .repository = REPO, .kind = FALLBACK_MANIFEST,
-                                        .reference = TAG, .deadline_ms = fixture_now_ms() - 1 };
+                                        .reference = TAG, .deadline_ms = time_now_ms() - 1 };
         struct fallback_response resp;
         assert_int_equal(fallback_fetch(fb, &req, &resp), 0);
         assert_int_equal(resp.status, 503);
@@ -2343,7 +2343,7 @@ struct canceller {
 
 static bool canceller_check(void *userdata) {
         struct canceller *c = userdata;
-        return __atomic_load_n(&c->flag, __ATOMIC_ACQUIRE) || (c->at_ms && fixture_now_ms() >= c->at_ms);
+        return __atomic_load_n(&c->flag, __ATOMIC_ACQUIRE) || (c->at_ms && time_now_ms() >= c->at_ms);
 }
 
 struct cancel_fetch {
@@ -2358,12 +2358,12 @@ struct cancel_fetch {
 static void *cancel_fetch_main(void *userdata) {
         struct cancel_fetch *w = userdata;
         struct fallback_request req = { .registry = REG, .repository = REPO, .kind = FALLBACK_MANIFEST,
-                                        .reference = TAG, .deadline_ms = fixture_now_ms() + FETCH_DEADLINE_MS,
+                                        .reference = TAG, .deadline_ms = time_now_ms() + FETCH_DEADLINE_MS,
                                         .cancelled = canceller_check, .cancel_userdata = &w->cancel };
         struct fallback_response resp;
-        uint64_t t0 = fixture_now_ms();
+        uint64_t t0 = time_now_ms();
         w->r = fallback_fetch(w->fb, &req, &resp);
-        w->took_ms = fixture_now_ms() - t0;
+        w->took_ms = time_now_ms() - t0;
         snprintf(w->error, sizeof(w->error), "%s", resp.error);
         fallback_response_done(&resp);
         return NULL;
@@ -2387,7 +2387,7 @@ static void test_cancel_during_token_fetch(void **state) {
         upstream_auth(&env.a, "{\"mode\": \"bearer\"}");
         upstream_rules(&env.a, "[{\"path\": \"^/token$\", \"hang\": true}]");
 
-        struct cancel_fetch w = { .fb = fb, .cancel.at_ms = fixture_now_ms() + 300 };
+        struct cancel_fetch w = { .fb = fb, .cancel.at_ms = time_now_ms() + 300 };
         cancel_fetch_main(&w);
         if (w.r != -ECANCELED)
                 fail_msg("fetch returned %d (%s), wanted -ECANCELED", w.r, w.error);
@@ -2408,7 +2408,7 @@ static void test_cancel_during_token_fetch(void **state) {
                         break;
                 fixture_sleep_ms(10);
         }
-        struct cancel_fetch waiter = { .fb = fb, .cancel.at_ms = fixture_now_ms() + 300 };
+        struct cancel_fetch waiter = { .fb = fb, .cancel.at_ms = time_now_ms() + 300 };
         cancel_fetch_main(&waiter);
         __atomic_store_n(&asker.cancel.flag, true, __ATOMIC_RELEASE);
         pthread_join(t, NULL);
@@ -2444,12 +2444,12 @@ static void test_deadline_bounds_exchange(void **state) {
                 } else /* ~50 s for the whole manifest, a byte every 200 ms (the idle timeout is 10 s) */
                         upstream_rules(&env.a, "[{\"path\": \"/manifests/\", \"trickle_ms\": 200}]");
 
-                uint64_t t0 = fixture_now_ms();
+                uint64_t t0 = time_now_ms();
                 struct fallback_request req = { .registry = REG, .repository = REPO, .kind = FALLBACK_MANIFEST,
                                                 .reference = TAG, .deadline_ms = t0 + 1000 };
                 struct fallback_response resp;
                 assert_int_equal(fallback_fetch(fb, &req, &resp), 0);
-                uint64_t took = fixture_now_ms() - t0;
+                uint64_t took = time_now_ms() - t0;
                 assert_int_equal(resp.status, 503);
                 assert_contains(resp.error, "deadline");
                 if (token)
@@ -2476,10 +2476,10 @@ static void test_error_body_not_waited_for(void **state) {
         };
         for (size_t i = 0; i < ELEMENTSOF(rules); i++) {
                 upstream_rules(&env.a, "%s", rules[i]);
-                uint64_t t0 = fixture_now_ms();
+                uint64_t t0 = time_now_ms();
                 struct fallback_response resp;
                 assert_int_equal(fetch_manifest(fb, "missing", false, &resp), 0);
-                uint64_t took = fixture_now_ms() - t0;
+                uint64_t took = time_now_ms() - t0;
                 if (resp.status != 404)
                         fail_msg("rule %zu: status %d (%s), wanted 404", i, resp.status, resp.error);
                 assert_string_equal(resp.endpoint, env.a.url);
@@ -2492,7 +2492,7 @@ static void test_error_body_not_waited_for(void **state) {
          * for as long as a short deadline (the body's time allowance is longer). */
         upstream_rules(&env.a, "[{\"path\": \"/manifests/missing$\", \"pad\": 65536, \"stall_after\": 20000}]");
         struct fallback_request req = { .registry = REG, .repository = REPO, .kind = FALLBACK_MANIFEST,
-                                        .reference = "missing", .deadline_ms = fixture_now_ms() + 800 };
+                                        .reference = "missing", .deadline_ms = time_now_ms() + 800 };
         struct fallback_response resp;
         assert_int_equal(fallback_fetch(fb, &req, &resp), 0);
         if (resp.status != 404)
