@@ -51,13 +51,18 @@ HOSTSCONFIG_SRC := hostsconfig/spec.c hostsconfig/spec-model.c hostsconfig/spec-
 	hostsconfig/render-docker.c hostsconfig/render-talos.c hostsconfig/render-registries-conf.c \
 	hostsconfig/hosts-apply.c hostsconfig/spec-tags.c hostsconfig/toml.c hostsconfig/containerd-config.c \
 	hostsconfig/spec-version.c
+# The agent's sources that use none of its libraries (libmicrohttpd, libsystemd): the fuzz targets link them too.
+AGENT_PURE_SRC := agent/route.c
 AGENT_SRC := agent/main.c agent/serve.c agent/log.c agent/notify.c agent/hosts.c agent/cache-cmd.c agent/cache-limits.c \
 	agent/upstream.c agent/fetch-cmd.c agent/pull.c agent/relay.c agent/prefetch.c agent/prefetch-cmd.c \
-	agent/containerd.c agent/doctor.c agent/run.c
+	agent/containerd.c agent/doctor.c agent/run.c \
+	$(AGENT_PURE_SRC)
 CACHE_SRC := cache/store.c cache/tags.c
 FALLBACK_SRC := fallback/challenge.c fallback/credentials.c fallback/http.c fallback/fallback.c fallback/manifest.c \
 	fallback/containerd.c fallback/probe.c
 LIB_SRC := $(COMMON_SRC) $(HOSTSCONFIG_SRC) $(CACHE_SRC) $(FALLBACK_SRC)
+# What the agent's unit tests link besides LIB_SRC: all of the agent but its main().
+AGENT_TEST_SRC := $(filter-out agent/main.c,$(AGENT_SRC))
 
 UNIT_SRC := $(sort $(wildcard tests/unit/*/test-*.c))
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz-*.c))
@@ -93,16 +98,28 @@ $(ASAN)/unit/%: $(ASAN)/tests/unit/%.o $(addprefix $(ASAN)/,$(LIB_SRC:.c=.o))
 	@mkdir -p $(@D)
 	$(CC) -pthread $(ASAN_FLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG) $(PKGS_FALLBACK) cmocka)
 
+# The agent's unit tests (tests/unit/agent/) link the agent's objects and libraries too. Static
+# pattern rules: a plain one loses to $(ASAN)/unit/% while the agent's objects are not built yet.
+AGENT_UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/agent/test-*.c))
+$(addprefix $(ASAN)/unit/,$(AGENT_UNIT_NAMES)): $(ASAN)/unit/agent/%: $(ASAN)/tests/unit/agent/%.o $(addprefix $(ASAN)/,$(LIB_SRC:.c=.o) $(AGENT_TEST_SRC:.c=.o))
+	@mkdir -p $(@D)
+	$(CC) -pthread $(ASAN_FLAGS) -o $@ $^ $(call pkg_libs,$(PKGS) cmocka)
+
 # Unit tests also built without sanitizers, for valgrind.
 $(REL)/unit/%: $(REL)/tests/unit/%.o $(addprefix $(REL)/,$(LIB_SRC:.c=.o))
 	@mkdir -p $(@D)
 	$(CC) -pthread -o $@ $^ $(call pkg_libs,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG) $(PKGS_FALLBACK) cmocka)
 
+$(addprefix $(REL)/unit/,$(AGENT_UNIT_NAMES)): $(REL)/unit/agent/%: $(REL)/tests/unit/agent/%.o $(addprefix $(REL)/,$(LIB_SRC:.c=.o) $(AGENT_TEST_SRC:.c=.o))
+	@mkdir -p $(@D)
+	$(CC) -pthread -o $@ $^ $(call pkg_libs,$(PKGS) cmocka)
+
 $(REL)/tests/unit/%.o: tests/unit/%.c
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) $(call pkg_cflags,$(PKGS) cmocka) $(CFLAGS) -c $< -o $@
 
-$(ASAN)/fuzz/%: $(ASAN)/tests/fuzz/%.o $(ASAN)/tests/fuzz/fuzz-main.o $(addprefix $(ASAN)/,$(LIB_SRC:.c=.o))
+$(ASAN)/fuzz/%: $(ASAN)/tests/fuzz/%.o $(ASAN)/tests/fuzz/fuzz-main.o $(addprefix $(ASAN)/,$(LIB_SRC:.c=.o) \
+		$(AGENT_PURE_SRC:.c=.o))
 	@mkdir -p $(@D)
 	$(CC) -pthread $(ASAN_FLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG) $(PKGS_FALLBACK))
 
@@ -138,10 +155,10 @@ deps:
 	@scripts/deps.sh
 
 # ---- fuzzing with libFuzzer (clang) ---------------------------------------------------
-$(FUZZ)/%: tests/fuzz/%.c $(LIB_SRC)
+$(FUZZ)/%: tests/fuzz/%.c $(LIB_SRC) $(AGENT_PURE_SRC)
 	@mkdir -p $(@D)
 	$(CLANG) -std=gnu17 -g -O1 -pthread -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined \
-		$(call pkg_cflags,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG) $(PKGS_FALLBACK)) -o $@ $< $(LIB_SRC) \
+		$(call pkg_cflags,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG) $(PKGS_FALLBACK)) -o $@ $< $(LIB_SRC) $(AGENT_PURE_SRC) \
 		$(call pkg_libs,$(PKGS_COMMON) $(PKGS_HOSTSCONFIG) $(PKGS_FALLBACK))
 
 fuzz: deps $(addprefix $(FUZZ)/,$(FUZZ_TARGETS))

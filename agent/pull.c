@@ -41,6 +41,7 @@
 
 #include "agent/log.h"
 #include "agent/relay.h"
+#include "agent/route.h"
 #include "common/digest.h"
 #include "common/macro.h"
 #include "common/parse.h"
@@ -63,17 +64,6 @@
 #define TAGS_CACHE_PAGE_MAX (256 * 1024) /* bigger tag list pages are passed on, not remembered */
 #define TAGS_TTL_MS 30000   /* how long a tag list page is served from memory */
 #define THROTTLE_SLICE_NS (50 * 1000000ULL) /* a rate-limited download rechecks for clients this often */
-
-enum route {
-        ROUTE_V2,
-        ROUTE_MANIFEST,
-        ROUTE_BLOB,
-        ROUTE_TAGS,
-        ROUTE_METRICS,
-        ROUTE_HEALTH,
-        ROUTE_OTHER,
-        _ROUTE_MAX,
-};
 
 static const char *const route_names[_ROUTE_MAX] = {
         [ROUTE_V2] = "v2",         [ROUTE_MANIFEST] = "manifest", [ROUTE_BLOB] = "blob",       [ROUTE_TAGS] = "tags",
@@ -272,13 +262,6 @@ struct pull *pull_free(struct pull *p) {
         pthread_mutex_destroy(&p->lock);
         free(p);
         return NULL;
-}
-
-/* host[:port] as a registry is named (what ?ns= carries). */
-static bool ns_is_valid(const char *ns) {
-        _cleanup_free_ char *host = NULL;
-        uint16_t port = 0;
-        return strlen(ns) < 256 && parse_host_port(ns, false, &host, &port) == 0;
 }
 
 static bool pull_stopping(void *userdata) {
@@ -1921,111 +1904,60 @@ void pull_status(struct pull *p, char *buf, size_t size) {
 
 /* ---- dispatch -------------------------------------------------------------------------- */
 
-static const char *last_of(const char *s, const char *key) {
-        const char *at = NULL;
-        for (const char *q = strstr(s, key); q; q = strstr(q + 1, key))
-                at = q;
-        return at;
+static enum MHD_Result respond_ready(struct pull *p, struct MHD_Connection *conn, struct request *rq) {
+        struct cache_stats cs;
+        cache_get_stats(p->cache, &cs);
+        /* Serving works before the index is complete; "ready" means every count is true. */
+        if (!cs.ready)
+                return respond_text(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "indexing the cache\n");
+        /* prefetch.wait_ready: boot images first (bounded by prefetch.wait_ready_timeout). */
+        uint64_t gate = atomic_load(&p->ready_gate_until_ms);
+        if (gate && time_now_ms() < gate)
+                return respond_text(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "prefetching\n");
+        return respond_text(conn, rq, MHD_HTTP_OK, "ready\n");
 }
 
-/* "/v2/<name>/<kind>/<ref>": name and ref point into path (NUL-terminated in place). */
-static bool split_api_path(char *path, const char *kind, char **ret_name, char **ret_ref) {
-        char key[16];
-        snprintf(key, sizeof(key), "/%s/", kind);
-        char *at = NULL;
-        for (char *q = strstr(path, key); q; q = strstr(q + 1, key))
-                at = q; /* the last one: a repository may itself contain "blobs" */
-        if (!at || at == path)
-                return false;
-        *at = '\0';
-        *ret_name = path;
-        *ret_ref = at + strlen(key);
-        return true;
-}
-
+/* Routes the request (agent/route.c) and answers it, or sets rq->would_block. */
 static enum MHD_Result dispatch(struct pull *p, struct MHD_Connection *conn, const char *url, bool head,
                                 struct request *rq) {
-        if (strcmp(url, "/v2/") == 0 || strcmp(url, "/v2") == 0) {
-                rq->route = ROUTE_V2;
-                return respond_text(conn, rq, MHD_HTTP_OK, "{}");
-        }
-        if (strcmp(url, "/healthz") == 0) {
-                rq->route = ROUTE_HEALTH;
-                return respond_text(conn, rq, MHD_HTTP_OK, "ok\n");
-        }
-        if (strcmp(url, "/readyz") == 0) {
-                struct cache_stats cs;
-                cache_get_stats(p->cache, &cs);
-                rq->route = ROUTE_HEALTH;
-                /* Serving works before the index is complete; "ready" means every count is true. */
-                if (!cs.ready)
-                        return respond_text(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "indexing the cache\n");
-                /* prefetch.wait_ready: boot images first (bounded by prefetch.wait_ready_timeout). */
-                uint64_t gate = atomic_load(&p->ready_gate_until_ms);
-                if (gate && time_now_ms() < gate)
-                        return respond_text(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "prefetching\n");
-                return respond_text(conn, rq, MHD_HTTP_OK, "ready\n");
-        }
-        if (strcmp(url, "/metrics") == 0) {
-                rq->route = ROUTE_METRICS;
-                return respond_metrics(p, conn, rq);
-        }
-        if (strncmp(url, "/v2/", 4) != 0 || strlen(url) > 1024) {
-                rq->route = ROUTE_OTHER;
-                return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "NOT_FOUND", "no such route");
-        }
-        char path[1100];
-        snprintf(path, sizeof(path), "%s", url + 4);
-        char *name = NULL, *ref = NULL;
-        /* The kind is the keyword that comes last: "org/manifests" is a valid repository. */
-        const char *m = last_of(path, "/manifests/"), *b = last_of(path, "/blobs/");
-        bool manifest = m && (!b || m > b);
-        size_t plen = strlen(path);
-        bool tags = plen > 10 && strcmp(path + plen - 10, "/tags/list") == 0;
-        if (tags) {
-                path[plen - 10] = '\0';
-                name = path;
-        } else if (!split_api_path(path, manifest ? "manifests" : "blobs", &name, &ref)) {
-                rq->route = ROUTE_OTHER;
-                return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "NOT_FOUND", "no such route");
-        }
-        rq->route = tags ? ROUTE_TAGS : manifest ? ROUTE_MANIFEST : ROUTE_BLOB;
-        /* The grammar admits no "..", no "%", no empty component: nothing can leave the cache root. */
-        if (strlen(name) > REFERENCE_NAME_MAX || !reference_path_is_valid(name))
-                return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "NAME_INVALID", "invalid repository name");
-        snprintf(rq->repo, sizeof(rq->repo), "%s", name);
-        struct digest d;
-        bool by_digest = !tags && digest_parse(ref, &d) == 0;
-        if (tags)
-                ref = (char *) "tags/list"; /* for the log line */
-        else if (!by_digest && (!manifest || !reference_tag_is_valid(ref)))
-                return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, manifest ? "MANIFEST_INVALID" : "DIGEST_INVALID",
-                                     "invalid %s", manifest ? "tag or digest" : "digest");
-        snprintf(rq->ref, sizeof(rq->ref), "%s", ref);
-
+        const char *ns_arg = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "ns");
         struct spec_ref *sr = spec_ref_get(p);
         const struct spec *s = sr->spec;
+        struct route_match rt;
+        int r = route_parse(url, ns_arg, s->agent.default_registry, &rt);
+        rq->route = rt.kind;
+        snprintf(rq->repo, sizeof(rq->repo), "%s", rt.name);
+        snprintf(rq->ref, sizeof(rq->ref), "%s", rt.reference);
+        if (rt.registry)
+                snprintf(rq->ns, sizeof(rq->ns), "%s", rt.registry);
         enum MHD_Result ret;
-        const char *ns = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "ns");
-        if (!ns || !ns[0])
-                ns = s->agent.default_registry;
-        if (ns && !ns_is_valid(ns)) {
-                /* Anything a client sends goes into logs only once it is known to be a host name. */
-                ret = respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "NAME_INVALID", "ns is not a registry host");
+        if (r < 0) {
+                ret = respond_error(conn, rq, rt.error.status, rt.error.code, "%s", rt.error.message);
                 goto out;
         }
-        snprintf(rq->ns, sizeof(rq->ns), "%s", ns ? ns : "-");
-        struct target t = { .reg = ns ? spec_find_registry(s, ns) : NULL,
+        switch (rt.kind) {
+        case ROUTE_V2:
+                ret = respond_text(conn, rq, MHD_HTTP_OK, "{}");
+                goto out;
+        case ROUTE_HEALTH:
+                ret = rt.ready ? respond_ready(p, conn, rq) : respond_text(conn, rq, MHD_HTTP_OK, "ok\n");
+                goto out;
+        case ROUTE_METRICS:
+                ret = respond_metrics(p, conn, rq);
+                goto out;
+        default:
+                break;
+        }
+
+        struct target t = { .reg = rt.registry ? spec_find_registry(s, rt.registry) : NULL,
                             .finish_abandoned = s->agent.finish_abandoned_downloads };
         /* No open proxy: only registries the spec mirrors are ever asked. */
         if (!t.reg || !t.reg->mirror || strcmp(t.reg->host, SPEC_DEFAULT_REGISTRY) == 0) {
                 ret = respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "NAME_UNKNOWN", "registry %s is not mirrored here",
-                                    ns ? rq->ns : "(none: no ns parameter and no agent.default_registry)");
+                                    rt.registry ? rq->ns : "(none: no ns parameter and no agent.default_registry)");
                 goto out;
         }
-        /* Docker Hub's single names live under library/ (containerd already sends that; skopeo may not). */
-        bool hub = strcmp(t.reg->host, "docker.io") == 0 && !strchr(name, '/');
-        if ((size_t) snprintf(t.repo, sizeof(t.repo), "%s%s", hub ? "library/" : "", name) >= sizeof(t.repo)) {
+        if (route_repository(&rt, t.reg->host, t.repo, sizeof(t.repo)) < 0) {
                 ret = respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "NAME_INVALID", "repository name too long");
                 goto out;
         }
@@ -2034,12 +1966,12 @@ static enum MHD_Result dispatch(struct pull *p, struct MHD_Connection *conn, con
         MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_accept, &accept);
         t.accept = accept.len ? accept.text : NULL;
 
-        if (tags)
-                ret = tags_list(p, conn, rq, &t, name, MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "ns"));
-        else if (!manifest)
-                ret = blob(p, conn, rq, &t, head, &d);
-        else if (by_digest)
-                ret = manifest_by_digest(p, conn, rq, &t, head, &d);
+        if (rt.kind == ROUTE_TAGS)
+                ret = tags_list(p, conn, rq, &t, rt.name, ns_arg);
+        else if (rt.kind == ROUTE_BLOB)
+                ret = blob(p, conn, rq, &t, head, &rt.digest);
+        else if (rt.by_digest)
+                ret = manifest_by_digest(p, conn, rq, &t, head, &rt.digest);
         else
                 ret = manifest_by_tag(p, conn, rq, &t, head);
 out:
