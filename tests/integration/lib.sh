@@ -21,6 +21,7 @@ not_ok() { n=$((n + 1)); echo "not ok $n - $*"; }
 check() { local d=$1; shift; if "$@"; then ok "$d"; else not_ok "$d"; fi; }
 finish() { echo "1..$n"; }
 # require_root WHY: unless root, the whole test is skipped (TAP "1..0 # SKIP").
+# require_tools' skips count as failures in tests/run when run as root (CI).
 require_root() {
   if [[ $(id -u) -ne 0 ]]; then
     echo "1..0 # SKIP $1"
@@ -382,7 +383,9 @@ checkd() {
     diag_tail ${LAST:+"$LAST.out" "$LAST.err"} "${DIAG_FILES[@]}"
   fi
 }
-# skip DESCRIPTION REASON: a TAP line for a check that cannot run here.
+# skip DESCRIPTION REASON: a TAP line for a check that cannot run here. Run as
+# root (CI), tests/run counts a skip as a failure unless REASON begins with
+# "unsupported:" (this machine cannot run it at all; a missing package is not that).
 skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
 
 # ---- the fault-injecting fixture (tests/fixtures/upstream.py) -------------------------

@@ -78,7 +78,7 @@ DIAG_FILES=("$T/dpkg.out")
 dpkg_root() { timeout 60 dpkg --root="$I" --force-script-chrootless --force-depends --force-not-root \
   --log="$I/dpkg.log" "$@" >>"$T/dpkg.out" 2>&1; }
 if [[ -d /run/systemd/system ]]; then
-  skip "dpkg -i into a directory" "a systemd runs here, which the postinst would talk to"
+  skip "dpkg -i into a directory" "unsupported: a systemd runs here, which the postinst would talk to"
 else
   mkdir -p "$I/var/lib/dpkg/info" "$I/var/lib/dpkg/updates" "$I/usr/sbin"
   : >"$I/var/lib/dpkg/status"
@@ -120,6 +120,6 @@ if command -v man >/dev/null; then
     [[ ! -s $T/man.err ]] && grep -q 'layerd - node-local registry mirror' "$T/man.out"; }
   check "layerd(8) renders without groff warnings" man_ok
 else
-  skip "layerd(8) renders without groff warnings" "man is not installed"
+  skip "layerd(8) renders without groff warnings" "man is not installed (make deps)"
 fi
 finish
