@@ -79,6 +79,14 @@ wait_for() {
     sleep 0.05
   done
 }
+# absent GREP_ARGUMENTS...: grep finds nothing: exit 1, not the 2 of an error
+# (a missing file), which `! grep` would take for "absent". A negative check
+# also asserts a line of the same format that must be there, so that it cannot
+# pass because the format changed.
+absent() { grep -q "$@"; (($? == 1)); }
+# ctr_no_next_host FILE: ctr's --debug output in FILE shows it resolving (its
+# log format is what we read) and containerd never moving on to a next host.
+ctr_no_next_host() { grep -q 'msg=resolving host="' "$1" && absent 'trying next host' "$1"; }
 # mark FILE: its current line count; since FILE MARK: the lines added after it.
 mark() { if [[ -f $1 ]]; then wc -l <"$1"; else echo 0; fi; }
 since() { tail -n "+$(($2 + 1))" "$1"; }
