@@ -20,6 +20,9 @@ packaging=(
 )
 tests=(
   libcmocka-dev valgrind curl python3 python3-yaml procps diffutils openssl util-linux
+  # man renders layerd(8) with warnings on (test-packaging-deb); strace records
+  # the syscalls checked against the unit's sandbox (test-packaging-systemd)
+  man-db strace
   # real peers for integration tests
   containerd docker-registry skopeo
   # the CRI test client (tests/integration/cri): gRPC, and the messages compiled

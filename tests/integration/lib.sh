@@ -21,6 +21,7 @@ not_ok() { n=$((n + 1)); echo "not ok $n - $*"; }
 check() { local d=$1; shift; if "$@"; then ok "$d"; else not_ok "$d"; fi; }
 finish() { echo "1..$n"; }
 # require_root WHY: unless root, the whole test is skipped (TAP "1..0 # SKIP").
+# require_tools' skips count as failures in tests/run when run as root (CI).
 require_root() {
   if [[ $(id -u) -ne 0 ]]; then
     echo "1..0 # SKIP $1"
@@ -78,6 +79,14 @@ wait_for() {
     sleep 0.05
   done
 }
+# absent GREP_ARGUMENTS...: grep finds nothing: exit 1, not the 2 of an error
+# (a missing file), which `! grep` would take for "absent". A negative check
+# also asserts a line of the same format that must be there, so that it cannot
+# pass because the format changed.
+absent() { grep -q "$@"; (($? == 1)); }
+# ctr_no_next_host FILE: ctr's --debug output in FILE shows it resolving (its
+# log format is what we read) and containerd never moving on to a next host.
+ctr_no_next_host() { grep -q 'msg=resolving host="' "$1" && absent 'trying next host' "$1"; }
 # mark FILE: its current line count; since FILE MARK: the lines added after it.
 mark() { if [[ -f $1 ]]; then wc -l <"$1"; else echo 0; fi; }
 since() { tail -n "+$(($2 + 1))" "$1"; }
@@ -382,7 +391,9 @@ checkd() {
     diag_tail ${LAST:+"$LAST.out" "$LAST.err"} "${DIAG_FILES[@]}"
   fi
 }
-# skip DESCRIPTION REASON: a TAP line for a check that cannot run here.
+# skip DESCRIPTION REASON: a TAP line for a check that cannot run here. Run as
+# root (CI), tests/run counts a skip as a failure unless REASON begins with
+# "unsupported:" (this machine cannot run it at all; a missing package is not that).
 skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
 
 # ---- the fault-injecting fixture (tests/fixtures/upstream.py) -------------------------

@@ -195,7 +195,7 @@ c1() {
     if mount -t tmpfs -o size=2m tmpfs "$T/tmpfs" 2>"$T/mount.err"; then
       MOUNTED=$T/tmpfs
     else
-      why="mount -t tmpfs failed: $(head -c 200 "$T/mount.err")"
+      why="unsupported: mount -t tmpfs failed here (no CAP_SYS_ADMIN?): $(head -c 200 "$T/mount.err")"
     fi
   fi
   if [[ -n $why ]]; then

@@ -155,6 +155,6 @@ if ((${#tracer[@]})) && command -v systemd-analyze >/dev/null; then
   done <"$T/syscalls"
   diag_tail "$T/syscalls.err"
 else
-  skip "the traced run against the unit's sandbox" "needs strace and systemd-analyze"
+  skip "the traced run against the unit's sandbox" "needs strace and systemd-analyze (make deps)"
 fi
 finish

@@ -221,7 +221,7 @@ http GET "$LAYERD_URL/v2/test/app/tags/list?n=5&$NS" >/dev/null
 mt=$(mark "$T/origin.log")
 http GET "$LAYERD_URL/v2/test/app/tags/list?n=5&$NS" >/dev/null
 checkd "3. a page asked again within 30 s is answered from memory (no origin request)" \
-  test "$(requests "$T/origin.log" "$mt" | grep -c 'tags/list')" = 0
+  eval '(($(requests "$T/origin.log" 0 | grep -c "tags/list") > 0)) && test "$(requests "$T/origin.log" "$mt" | grep -c "tags/list")" = 0'
 checkd "3. a repository the origin does not know: 404 NAME_UNKNOWN" \
   bash -c '[[ $(curl -s -o "$2" -w "%{http_code}" "$1/v2/test/nothing/tags/list?$3") == 404 ]] && grep -q NAME_UNKNOWN "$2"' \
   _ "$LAYERD_URL" "$T/b404" "$NS"
@@ -232,7 +232,8 @@ m=$(mark "$T/origin.log")
 for d in "${A[@]:1}"; do curl -s --max-time 10 -o /dev/null "$LAYERD_URL/v2/test/app/blobs/$d?$NS" || break; done
 code=$(http GET "$LAYERD_URL/v2/test/app/manifests/1.0.0?$NS")
 checkd "3. the manifest by tag comes from layerd" test "$code" = 200
-checkd "3. a pull after prefetch makes zero upstream blob requests" test "$(origin_blob_gets "$m")" = 0
+checkd "3. a pull after prefetch makes zero upstream blob requests (the prefetch's are in the log)" \
+  eval '(($(origin_blob_gets 0) > 0)) && test "$(origin_blob_gets "$m")" = 0'
 
 # eviction: the cache limit is 1 MiB; test/other is not listed, its ~600 KiB go, the prefetched 4 MiB stay
 for d in "${O[@]:1}"; do curl -s --max-time 10 -o /dev/null "$LAYERD_URL/v2/test/other/blobs/$d?$NS"; done

@@ -58,7 +58,7 @@ pull() {
 }
 # no_next_host: the last pull went to layerd alone; containerd never moved on.
 no_next_host() {
-  ! grep -q 'trying next host' "$LAST.err" && test "$(ctr_resolve_order "$LAST.err")" = "127.0.0.1:$PA"
+  ctr_no_next_host "$LAST.err" && test "$(ctr_resolve_order "$LAST.err")" = "127.0.0.1:$PA"
 }
 # pull_ok LABEL NAMESPACE REF DIGEST BLOB...: pulls REF into NAMESPACE through
 # layerd ($PULL_OPTS: more fetch options) and checks that it succeeded, went to

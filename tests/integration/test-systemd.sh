@@ -49,9 +49,13 @@ with open(out, "w") as f:
     f.write("\n".join(m.replace("\n", " | ") for m in msgs) + "\nEXIT %d\n" % os.waitstatus_to_exitcode(status))
 PY
 sa=$!
-check "socket-activated layerd answers on the socket it was given" wait_port "$port" 10
-code=$(http GET "http://127.0.0.1:$port/v2/")
-check "GET /v2/ on the passed socket is 200" test "$code" = 200
+# The stand-in listens before it forks, so an accepted connection proves
+# nothing: only layerd answers GET /v2/ with 200 and its API-version header.
+layerd_answers() {
+  [[ $(http GET "http://127.0.0.1:$port/v2/") == 200 && $(header Docker-Distribution-API-Version) == registry/2.0 ]]
+}
+check "socket-activated layerd answers GET /v2/ on the socket it was given (200, Docker-Distribution-API-Version)" \
+  wait_for 10 layerd_answers
 wait "$sa"; check "the stand-in finished in time" test $? -eq 0
 check "layerd said it got its socket from systemd" grep -q "socket=systemd" "$T/layerd.log"
 check "READY=1 was sent" grep -q "READY=1" "$T/notify"
