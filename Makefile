@@ -58,7 +58,8 @@ AGENT_SRC := agent/main.c agent/serve.c agent/log.c agent/notify.c agent/hosts.c
 	agent/containerd.c agent/doctor.c agent/run.c \
 	$(AGENT_PURE_SRC)
 CACHE_SRC := cache/store.c cache/tags.c
-FALLBACK_SRC := fallback/challenge.c fallback/credentials.c fallback/http.c fallback/fallback.c fallback/manifest.c \
+FALLBACK_SRC := fallback/challenge.c fallback/credentials.c fallback/http.c fallback/fallback.c fallback/answer.c \
+	fallback/token.c fallback/breaker.c fallback/config.c fallback/manifest.c \
 	fallback/containerd.c fallback/probe.c
 LIB_SRC := $(COMMON_SRC) $(HOSTSCONFIG_SRC) $(CACHE_SRC) $(FALLBACK_SRC)
 # What the agent's unit tests link besides LIB_SRC: all of the agent but its main().

@@ -31,7 +31,7 @@
  *
  * A struct fallback is thread-safe: any number of threads may fetch at once
  * and reconfigure it; connections, DNS and TLS sessions are shared between
- * them. Lock order (fallback.c): fb->lock, then an endpoint's token lock;
+ * them. Lock order (fallback-internal.h): fb->lock, then an endpoint's token lock;
  * never the other way round. The module never logs: state changes reach the
  * caller through on_event. */
 

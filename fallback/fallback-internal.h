@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* Shared between the upstream client's own files (fallback.c: the chain walk
+ * and one endpoint's exchange; answer.c: what an endpoint sent; token.c: the
+ * token flow; breaker.c: circuit breakers and their background probes;
+ * config.c: the state and the configuration); not part of its interface.
+ *
+ * Lock order: fb->lock, then an endpoint's token lock (ep_state.tlock);
+ * never the other way round. */
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "common/macro.h"
+#include "fallback/challenge.h"
+#include "fallback/credentials.h"
+#include "fallback/fallback.h"
+#include "fallback/http.h"
+
+/* ---- state (config.c) -------------------------------------------------------- */
+
+struct token {
+        struct token *next;
+        char *scope;
+        char *value; /* secret: wiped when freed */
+        uint64_t expires_at; /* CLOCK_MONOTONIC ms */
+        bool fetching;       /* one fetch in flight for this scope; others wait on tcond */
+};
+
+/* What survives a reconfiguration: keyed by registry and URL. Breaker and
+ * counters are under fb->lock; tokens under tlock. */
+struct ep_state {
+        struct ep_state *next;
+        unsigned refs; /* fb->lock */
+        char *registry, *url;
+
+        enum fallback_breaker_state state;
+        unsigned failures;
+        uint64_t open_until, backoff_ms;
+        bool probe_in_flight;
+        bool wants_basic; /* answered a Basic challenge: send credentials up front */
+
+        uint64_t requests, ok, failed, not_found, bytes, opens, resumes, token_fetches;
+        int64_t rl_limit, rl_remaining;
+
+        pthread_mutex_t tlock;
+        pthread_cond_t tcond;
+        struct token *tokens;
+        size_t n_tokens;
+};
+
+/* One endpoint's settings, immutable once configured. */
+struct ep {
+        char *url;
+        char *host; /* host[:port] of url, for credentials and same-host checks */
+        char *origin; /* scheme://host:port */
+        bool is_origin, override_path, skip_verify;
+        bool no_pull, no_resolve; /* containerd's capabilities, negated: zero is "may" */
+        char *ca_file, *client_cert, *client_key;
+        struct credentials *creds;
+        uint64_t connect_ms, response_ms, idle_ms;
+        struct curl_slist *headers;
+        struct ep_state *st;
+};
+
+struct registry {
+        char *host;
+        struct ep *eps;
+        size_t n_eps;
+};
+
+struct config {
+        unsigned refs; /* fb->lock */
+        struct registry *regs;
+        size_t n_regs;
+};
+
+struct fallback {
+        pthread_mutex_t lock;
+        struct fallback_options o;
+        char *user_agent;
+        struct config *config;
+        struct ep_state *states;
+        struct http_client *http;
+        uint64_t rng;
+        /* Background probes of half-open breakers (fallback_breaker_probe()): how many
+         * run, signalled as each ends; closing cancels them for fallback_free(). */
+        unsigned probes;
+        pthread_cond_t probes_done;
+        atomic_bool closing;
+};
+
+/* ---- circuit breakers (breaker.c) -------------------------------------------- */
+
+/* An event to send once the lock it was made under is released. */
+struct event_buf {
+        struct fallback_event ev;
+        char reason[256];
+        bool set;
+};
+
+enum admit {
+        ADMIT_NO,
+        ADMIT_YES,
+        ADMIT_PROBE,
+};
+
+/* ---- a fetch in progress (fallback.c, answer.c, token.c) --------------------- */
+
+/* A body read whole, at most max bytes (a manifest, a tag list, a token answer). */
+struct buf {
+        char *data;
+        size_t len, max;
+};
+
+enum outcome {
+        OUT_OK,       /* a good answer */
+        OUT_ANSWER,   /* the endpoint answered with a non-2xx status (f->answer) */
+        OUT_FAIL,     /* the endpoint failed (counts against its breaker) */
+        OUT_BROKEN,   /* a blob body broke after some bytes: worth one resume from the same endpoint */
+        OUT_ABORT,    /* the sink or memory gave up: the whole fetch ends */
+};
+
+struct fetch {
+        struct fallback *fb;
+        const struct fallback_request *req;
+        struct fallback_response *resp;
+        const struct registry *reg;
+        char *repo;
+        char *scope;
+        bool by_digest;
+        struct digest want;
+        bool as_get;           /* a HEAD by tag that has to be answered with a GET */
+
+        /* the current exchange */
+        struct http_response *hr;
+        bool body_started;
+        uint64_t skip;         /* bytes to drop (an endpoint that ignored Range) */
+        uint64_t attempt_bytes;
+        int64_t total;         /* the blob's size as upstreams said it */
+        struct buf manifest;
+        int abort_error;
+        bool prep_failed;      /* blob_prepare() refused the answer */
+
+        long answer;           /* OUT_ANSWER's status */
+        char reason[200];
+};
+
+/* ---- functions shared between the files -------------------------------------- */
+
+/* config.c */
+/* Drops a reference to st; the last one unlinks and frees it (with its tokens). Under fb->lock. */
+void fallback_ep_state_unref_locked(struct fallback *fb, struct ep_state *st);
+/* Drops a reference to c; the last one frees it and its endpoints. Under fb->lock. */
+void fallback_config_unref_locked(struct fallback *fb, struct config *c);
+/* fallback_config_unref_locked() taking fb->lock itself. */
+void fallback_config_unref(struct fallback *fb, struct config *c);
+/* One part of url (a new string, or NULL when url is not one or has no such part). */
+char *fallback_url_part(const char *url, CURLUPart part, unsigned flags);
+/* "scheme://host:port" of url (port always spelled out, a new string), or NULL. */
+char *fallback_url_origin(const char *url);
+
+/* token.c */
+/* Wipes and frees a secret string; NULL is fine. */
+void fallback_wipe_free(char *s);
+/* Frees a cached token, its value wiped. */
+void fallback_token_free(struct token *t);
+/* Appends to a struct buf (userdata), kept NUL-terminated; -EFBIG beyond its max. */
+int fallback_buf_append(void *userdata, const void *data, size_t size);
+/* Wipes and frees b's data and zeroes b (max included). */
+void fallback_buf_wipe(struct buf *b);
+/* A cached token for scope still valid (a new string), or NULL. */
+char *fallback_token_peek(struct ep_state *st, const char *scope);
+/* A token for scope that is not `rejected` into *ret (a new string): a cached one, or one fetched
+ * now through the challenge ch; one fetch per endpoint and scope runs at a time. On failure
+ * reason says why; -EACCES when the token endpoint refused the credentials. */
+int fallback_token_get(struct fetch *f, const struct ep *e, const struct challenge *ch, const char *scope,
+                       const char *rejected, char **ret, char *reason, size_t rsize);
+
+/* breaker.c */
+/* Sends b's event to the caller's on_event, if one is set, and clears it. Never under fb->lock. */
+void fallback_emit(struct fallback *fb, struct event_buf *b);
+/* May a request go to st's endpoint now: yes, no (open, or a probe under way), or as the probe. */
+enum admit fallback_breaker_admit(struct fallback *fb, struct ep_state *st, uint64_t now, struct event_buf *evb);
+/* The endpoint answered as a server should: the breaker closes. */
+void fallback_breaker_success(struct fallback *fb, struct ep_state *st, struct event_buf *evb);
+/* A request admitted ended without a verdict: the next one may probe. */
+void fallback_breaker_release(struct fallback *fb, struct ep_state *st);
+/* The endpoint failed: counted, and the breaker opens (for at least at_least_ms) when due. */
+void fallback_breaker_failure(struct fallback *fb, struct ep_state *st, const char *reason, uint64_t at_least_ms,
+                              struct event_buf *evb);
+/* Probes e (whose breaker f's request was admitted to probe) in the background with a HEAD of
+ * the same object, holding a reference to cfg until it ends; 0 when started. */
+int fallback_breaker_probe(struct fetch *f, struct config *cfg, const struct ep *e);
+
+/* answer.c */
+/* Sets f->reason (double quotes made single: it is logged quoted) and returns OUT_FAIL. */
+enum outcome fallback_fail(struct fetch *f, const char *fmt, ...) _printf_(2, 3);
+/* The body callback of an exchange: a blob's bytes to the sink (checked first), others into f->manifest. */
+int fallback_on_body(void *userdata, const void *data, size_t size);
+/* Checks a 2xx answer from e (f->hr) and fills f->resp. */
+enum outcome fallback_accept_answer(struct fetch *f, const struct ep *e);
+
+/* fallback.c */
+/* One endpoint: f's request, with its auth round trips and redirects. */
+enum outcome fallback_attempt(struct fetch *f, const struct ep *e);
+/* Counts an answer of e: a good one, or one that says "not here". */
+void fallback_count_answer(struct fallback *fb, const struct ep *e, bool ok);
+/* -EINVAL unless req is a well-formed request; sets f->by_digest and f->want. */
+int fallback_request_check(const struct fallback_request *req, struct fetch *f);
+/* f->repo and f->scope for f->req on f->reg. */
+int fallback_fetch_names(struct fetch *f);

@@ -1,0 +1,333 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The distribution token flow: a Bearer challenge's realm asked for a token
+ * (with the endpoint's credentials where they may go), its answer parsed,
+ * tokens cached per endpoint and scope until shortly before they expire, one
+ * fetch in flight per key. Secrets are wiped when freed. */
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/time.h"
+#include "common/macro.h"
+#include "fallback/fallback-internal.h"
+
+#define TOKENS_PER_ENDPOINT_MAX 256
+#define TOKEN_DEFAULT_TTL_S 60 /* distribution token spec: expires_in defaults to 60 s */
+#define TOKEN_WAIT_MAX_MS 30000
+
+void fallback_wipe_free(char *s) {
+        if (s) {
+                explicit_bzero(s, strlen(s));
+                free(s);
+        }
+}
+
+void fallback_token_free(struct token *t) {
+        free(t->scope);
+        fallback_wipe_free(t->value);
+        free(t);
+}
+
+/* ---- tokens ------------------------------------------------------------------ */
+
+/* RFC 3339 ("2024-05-01T10:00:00.123Z", "+02:00") to Unix seconds; -1 if not that. */
+static int64_t parse_rfc3339(const char *s) {
+        struct tm tm = { 0 };
+        const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+        if (!p)
+                return -1;
+        if (*p == '.')
+                for (p++; *p >= '0' && *p <= '9'; p++)
+                        ;
+        int64_t off = 0;
+        if (*p == 'Z' || *p == 'z')
+                p++;
+        else if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
+                int h = (p[1] - '0') * 10 + (p[2] - '0'), m = (p[4] - '0') * 10 + (p[5] - '0');
+                off = (int64_t) (h * 3600 + m * 60) * (*p == '+' ? 1 : -1);
+                p += 6;
+        } else
+                return -1;
+        if (*p)
+                return -1;
+        time_t t = timegm(&tm);
+        return t == (time_t) -1 ? -1 : (int64_t) t - off;
+}
+
+int fallback_buf_append(void *userdata, const void *data, size_t size) {
+        struct buf *b = userdata;
+        if (size > b->max - b->len)
+                return -EFBIG;
+        char *n = realloc(b->data, b->len + size + 1);
+        if (!n)
+                return -ENOMEM;
+        memcpy(n + b->len, data, size);
+        b->data = n;
+        b->len += size;
+        b->data[b->len] = '\0';
+        return 0;
+}
+
+void fallback_buf_wipe(struct buf *b) {
+        if (b->data)
+                explicit_bzero(b->data, b->len);
+        free(b->data);
+        *b = (struct buf) { 0 };
+}
+
+/* Parses a token endpoint's answer: the token, and its lifetime in ms. */
+static int token_parse(const struct buf *b, char **ret_token, uint64_t *ret_ttl_ms, char *reason, size_t rsize) {
+        json_error_t jerr;
+        _cleanup_(json_decrefp) json_t *root = json_loadb(b->data, b->len, 0, &jerr);
+        if (!json_is_object(root)) {
+                snprintf(reason, rsize, "token answer is not a JSON object");
+                return -EPROTO;
+        }
+        /* "token" is the distribution name, "access_token" the OAuth 2 one; both are allowed. */
+        const char *tok = json_string_value(json_object_get(root, "token"));
+        if (!tok || !tok[0])
+                tok = json_string_value(json_object_get(root, "access_token"));
+        if (!tok || !tok[0] || strpbrk(tok, "\r\n ")) {
+                snprintf(reason, rsize, "token answer has no usable token");
+                return -EPROTO;
+        }
+        int64_t ttl = TOKEN_DEFAULT_TTL_S;
+        json_t *exp = json_object_get(root, "expires_in");
+        if (json_is_integer(exp) && json_integer_value(exp) > 0)
+                ttl = json_integer_value(exp);
+        if (ttl > 86400)
+                ttl = 86400;
+        const char *issued = json_string_value(json_object_get(root, "issued_at"));
+        if (issued) {
+                int64_t at = parse_rfc3339(issued);
+                int64_t left = at >= 0 ? at + ttl - (int64_t) time(NULL) : ttl;
+                /* A clock skewed ahead of the server's must not make a fresh token look expired. */
+                if (left > 0 && left < ttl)
+                        ttl = left;
+        }
+        uint64_t ms = (uint64_t) ttl * 1000;
+        uint64_t margin = ms / 10 < 10000 ? ms / 10 : 10000; /* renew a little early */
+        char *t = strdup(tok);
+        if (!t)
+                return -ENOMEM;
+        *ret_token = t;
+        *ret_ttl_ms = ms - margin;
+        return 0;
+}
+
+static struct token *token_find(struct ep_state *st, const char *scope) {
+        for (struct token *t = st->tokens; t; t = t->next)
+                if (strcmp(t->scope, scope) == 0)
+                        return t;
+        return NULL;
+}
+
+/* A cached token for scope still valid, or NULL (caller frees). */
+char *fallback_token_peek(struct ep_state *st, const char *scope) {
+        char *out = NULL;
+        uint64_t now = time_now_ms();
+        pthread_mutex_lock(&st->tlock);
+        struct token *t = token_find(st, scope);
+        if (t && t->value && now < t->expires_at)
+                out = strdup(t->value);
+        pthread_mutex_unlock(&st->tlock);
+        return out;
+}
+
+/* Drops dead tokens, and the oldest beyond TOKENS_PER_ENDPOINT_MAX (new ones
+ * are put first, so the one just fetched stays); never one being fetched. */
+static void token_trim_locked(struct ep_state *st) {
+        uint64_t now = time_now_ms();
+        size_t kept = 0;
+        for (struct token **p = &st->tokens; *p;) {
+                struct token *t = *p;
+                if (!t->fetching && (kept >= TOKENS_PER_ENDPOINT_MAX || !t->value || now >= t->expires_at)) {
+                        *p = t->next;
+                        fallback_token_free(t);
+                        st->n_tokens--;
+                } else {
+                        kept++;
+                        p = &t->next;
+                }
+        }
+}
+
+static bool fetch_cancelled(const struct fetch *f) {
+        return f->req->cancelled && f->req->cancelled(f->req->cancel_userdata);
+}
+
+static uint64_t fetch_deadline(const struct fetch *f) {
+        return f->req->deadline_ms;
+}
+
+static int token_request(struct fetch *f, const struct ep *e, const struct challenge *ch, const char *scope,
+                         char **ret_token, uint64_t *ret_ttl, char *reason, size_t rsize) {
+        const char *realm = challenge_param(ch, "realm");
+        const char *service = challenge_param(ch, "service");
+        const char *ch_scope = challenge_param(ch, "scope");
+        if (!realm) {
+                snprintf(reason, rsize, "Bearer challenge without realm");
+                return -EPROTO;
+        }
+        _cleanup_free_ char *realm_origin = fallback_url_origin(realm);
+        _cleanup_free_ char *realm_scheme = fallback_url_part(realm, CURLUPART_SCHEME, 0);
+        if (!realm_origin || !realm_scheme) {
+                snprintf(reason, rsize, "token realm is not an http(s) URL");
+                return -EPROTO;
+        }
+        /* Credentials go to the realm the registry names (that is the token
+         * flow), but never in clear text to another host. */
+        bool same = strcmp(realm_origin, e->origin) == 0;
+        bool send_creds = e->creds && (same || strcmp(realm_scheme, "https") == 0);
+
+        CURLU *u = curl_url();
+        char *url = NULL;
+        bool ok = u && curl_url_set(u, CURLUPART_URL, realm, 0) == CURLUE_OK;
+        _cleanup_free_ char *q1 = NULL, *q2 = NULL;
+        if (ok && service && asprintf(&q1, "service=%s", service) >= 0)
+                ok = curl_url_set(u, CURLUPART_QUERY, q1, CURLU_APPENDQUERY | CURLU_URLENCODE) == CURLUE_OK;
+        /* The challenge's scope may hold several, space-separated: one parameter each. */
+        const char *scopes = ch_scope ? ch_scope : scope;
+        for (const char *p = scopes; ok && *p;) {
+                size_t len = strcspn(p, " ");
+                if (len > 0) {
+                        free(q2);
+                        q2 = NULL;
+                        ok = asprintf(&q2, "scope=%.*s", (int) len, p) >= 0 &&
+                             curl_url_set(u, CURLUPART_QUERY, q2, CURLU_APPENDQUERY | CURLU_URLENCODE) == CURLUE_OK;
+                }
+                p += len;
+                while (*p == ' ')
+                        p++;
+        }
+        if (ok)
+                ok = curl_url_get(u, CURLUPART_URL, &url, 0) == CURLUE_OK;
+        curl_url_cleanup(u);
+        if (!ok) {
+                curl_free(url);
+                snprintf(reason, rsize, "cannot build the token URL");
+                return -EPROTO;
+        }
+
+        struct buf b = { .max = FALLBACK_TOKEN_MAX };
+        struct http_response hr = { 0 };
+        http_response_done(&hr);
+        struct http_request rq = {
+                .url = url,
+                .user_agent = f->fb->user_agent,
+                .ca_file = e->ca_file, /* trust anchors, no secret: as containerd, for the realm too */
+                .client_cert = same ? e->client_cert : NULL,
+                .client_key = same ? e->client_key : NULL,
+                .skip_verify = same && e->skip_verify,
+                .connect_timeout_ms = e->connect_ms,
+                .response_timeout_ms = e->response_ms,
+                .idle_timeout_ms = e->idle_ms,
+                .user = send_creds ? e->creds->user : NULL,
+                .password = send_creds ? e->creds->password : NULL,
+                .on_body = fallback_buf_append,
+                .userdata = &b,
+                .deadline_ms = f->req->deadline_ms,
+                .cancelled = f->req->cancelled,
+                .cancel_userdata = f->req->cancel_userdata,
+        };
+        pthread_mutex_lock(&f->fb->lock);
+        e->st->token_fetches++;
+        pthread_mutex_unlock(&f->fb->lock);
+        int r = http_perform(f->fb->http, &rq, &hr);
+        curl_free(url);
+        if (r < 0)
+                snprintf(reason, rsize, "token endpoint: %s", hr.reason);
+        else if (hr.status != 200) {
+                snprintf(reason, rsize, "token endpoint: HTTP %ld%s", hr.status,
+                         hr.status == 401 || hr.status == 403 ? (e->creds ? " (credentials refused)" : " (credentials needed)") : "");
+                r = hr.status == 401 || hr.status == 403 ? -EACCES : -EPROTO;
+        } else
+                r = token_parse(&b, ret_token, ret_ttl, reason, rsize);
+        fallback_buf_wipe(&b);
+        http_response_done(&hr);
+        return r;
+}
+
+/* A token for scope that is not `rejected`: a cached one, or one fetched now.
+ * Only one fetch per endpoint and scope runs; concurrent callers wait for it. */
+int fallback_token_get(struct fetch *f, const struct ep *e, const struct challenge *ch, const char *scope,
+                     const char *rejected, char **ret, char *reason, size_t rsize) {
+        struct ep_state *st = e->st;
+        uint64_t give_up = time_now_ms() + TOKEN_WAIT_MAX_MS;
+        pthread_mutex_lock(&st->tlock);
+        for (;;) {
+                struct token *t = token_find(st, scope);
+                if (t && t->fetching) {
+                        /* In slices: a cancelled fetch stops waiting within 100 ms. */
+                        uint64_t now = time_now_ms(), until = now + 100 < give_up ? now + 100 : give_up;
+                        uint64_t deadline = fetch_deadline(f);
+                        if (deadline && deadline < until)
+                                until = deadline;
+                        (void) time_cond_wait_until(&st->tcond, &st->tlock, until);
+                        if (fetch_cancelled(f)) {
+                                pthread_mutex_unlock(&st->tlock);
+                                snprintf(reason, rsize, "cancelled");
+                                return -ECANCELED;
+                        }
+                        now = time_now_ms();
+                        if (now >= give_up || (deadline && now >= deadline)) {
+                                pthread_mutex_unlock(&st->tlock);
+                                snprintf(reason, rsize, "timed out waiting for a token");
+                                return -ETIMEDOUT;
+                        }
+                        continue;
+                }
+                if (t && t->value && time_now_ms() < t->expires_at && (!rejected || strcmp(t->value, rejected) != 0)) {
+                        char *v = strdup(t->value);
+                        pthread_mutex_unlock(&st->tlock);
+                        if (!v)
+                                return -ENOMEM;
+                        *ret = v;
+                        return 0;
+                }
+                if (!t) {
+                        t = calloc(1, sizeof(*t));
+                        if (!t || !(t->scope = strdup(scope))) {
+                                free(t);
+                                pthread_mutex_unlock(&st->tlock);
+                                return -ENOMEM;
+                        }
+                        t->next = st->tokens;
+                        st->tokens = t;
+                        st->n_tokens++;
+                }
+                t->fetching = true;
+                pthread_mutex_unlock(&st->tlock);
+
+                char *value = NULL;
+                uint64_t ttl = 0;
+                int r = token_request(f, e, ch, scope, &value, &ttl, reason, rsize);
+
+                pthread_mutex_lock(&st->tlock);
+                t->fetching = false;
+                fallback_wipe_free(t->value);
+                t->value = NULL;
+                char *copy = NULL;
+                if (r >= 0) {
+                        t->value = value;
+                        t->expires_at = time_now_ms() + ttl;
+                        /* Copied under the lock: once it is released, the trim
+                         * below or another thread's refresh may free value. */
+                        copy = strdup(value);
+                }
+                token_trim_locked(st);
+                pthread_cond_broadcast(&st->tcond);
+                pthread_mutex_unlock(&st->tlock);
+                if (r < 0)
+                        return r;
+                if (!copy)
+                        return -ENOMEM;
+                *ret = copy;
+                return 0;
+        }
+}
