@@ -49,7 +49,7 @@ HOSTSCONFIG_SRC := hostsconfig/spec.c hostsconfig/spec-model.c hostsconfig/spec-
 	hostsconfig/spec-yaml.c hostsconfig/spec-helm.c \
 	hostsconfig/spec-print.c hostsconfig/spec-default.c hostsconfig/render.c hostsconfig/render-containerd.c \
 	hostsconfig/render-docker.c hostsconfig/render-talos.c hostsconfig/render-registries-conf.c \
-	hostsconfig/hosts-apply.c hostsconfig/spec-tags.c hostsconfig/toml.c hostsconfig/containerd-config.c \
+	hostsconfig/hosts-apply.c hostsconfig/spec-tags.c hostsconfig/toml.c hostsconfig/toml-tree.c hostsconfig/containerd-config.c \
 	hostsconfig/spec-version.c
 # The agent's sources that use none of its libraries (libmicrohttpd, libsystemd): the fuzz targets link them too.
 AGENT_PURE_SRC := agent/route.c

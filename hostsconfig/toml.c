@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "common/macro.h"
+#include "hostsconfig/toml-internal.h"
 
 #define TOML_NUMBER_MAX 128 /* bytes of a number token; the longest sane float fits many times */
 
@@ -28,14 +29,6 @@ struct parser {
         struct error_list *errors;
         char table[512]; /* the current [header]'s key, for messages about keys below it */
 };
-
-const char *toml_type_to_string(enum toml_type type) {
-        static const char *const names[_TOML_TYPE_MAX] = {
-                [TOML_STRING] = "string", [TOML_INTEGER] = "integer", [TOML_FLOAT] = "float",
-                [TOML_BOOLEAN] = "boolean", [TOML_ARRAY] = "array",   [TOML_TABLE] = "table",
-        };
-        return type < _TOML_TYPE_MAX ? names[type] : "unknown";
-}
 
 /* ---- positions and errors ------------------------------------------------------ */
 
@@ -432,79 +425,21 @@ static int parse_key(struct parser *p, struct key *k) {
         }
 }
 
-/* ---- the tree --------------------------------------------------------------------- */
-
-static void value_done(struct toml_value *v);
-
-struct toml_table *toml_table_free(struct toml_table *t) {
-        if (!t)
-                return NULL;
-        for (size_t i = 0; i < t->n; i++) {
-                free(t->pairs[i].key);
-                value_done(&t->pairs[i].value);
-        }
-        free(t->pairs);
-        return mfree(t);
-}
-
-static struct toml_array *array_free(struct toml_array *a) {
-        if (!a)
-                return NULL;
-        for (size_t i = 0; i < a->n; i++)
-                value_done(&a->items[i]);
-        free(a->items);
-        return mfree(a);
-}
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(struct toml_array *, array_free);
-
-static void value_done(struct toml_value *v) {
-        switch (v->type) {
-        case TOML_STRING:
-                free(v->string);
-                break;
-        case TOML_ARRAY:
-                array_free(v->array);
-                break;
-        case TOML_TABLE:
-                toml_table_free(v->table);
-                break;
-        default:
-                break;
-        }
-        v->type = TOML_BOOLEAN; /* owns nothing now */
-}
-
-/* Arrays of pairs and items hold max(16, the next power of two) slots, so
- * a long array costs a logarithmic number of reallocations. */
-static bool grow_now(size_t n) {
-        return n == 0 || (n >= 16 && (n & (n - 1)) == 0);
-}
-
-static size_t grown(size_t n) {
-        return n == 0 ? 16 : 2 * n;
-}
-
-static struct toml_pair *table_find(const struct toml_table *t, const char *key) {
-        for (size_t i = 0; i < t->n; i++)
-                if (strcmp(t->pairs[i].key, key) == 0)
-                        return &t->pairs[i];
-        return NULL;
-}
+/* ---- building the tree ------------------------------------------------------------ */
 
 /* Takes key and *v (on success and failure alike); returns the stored value. */
 static int table_add(struct parser *p, struct toml_table *t, char *key, struct toml_value *v, struct mark m,
                      struct toml_value **ret) {
         if (t->n >= TOML_TABLE_KEYS_MAX) {
                 free(key);
-                value_done(v);
+                toml_value_done(v);
                 return fail_at(p, m, "a table with more than %d keys", TOML_TABLE_KEYS_MAX);
         }
-        if (grow_now(t->n)) {
-                struct toml_pair *pairs = realloc(t->pairs, grown(t->n) * sizeof(*pairs));
+        if (toml_slots_full(t->n)) {
+                struct toml_pair *pairs = realloc(t->pairs, toml_slots_next(t->n) * sizeof(*pairs));
                 if (!pairs) {
                         free(key);
-                        value_done(v);
+                        toml_value_done(v);
                         return -ENOMEM;
                 }
                 t->pairs = pairs;
@@ -539,25 +474,13 @@ static int table_add_table(struct parser *p, struct toml_table *parent, const ch
         char *k = strdup(key);
         struct toml_value v = { .type = TOML_TABLE, .line = m.line, .column = m.column, .table = t };
         if (!k) {
-                value_done(&v);
+                toml_value_done(&v);
                 return -ENOMEM;
         }
         r = table_add(p, parent, k, &v, m, &stored);
         if (r < 0)
                 return r;
         *ret = t;
-        return 0;
-}
-
-static int array_append(struct toml_array *a, struct toml_value *v) {
-        if (grow_now(a->n)) {
-                struct toml_value *items = realloc(a->items, grown(a->n) * sizeof(*items));
-                if (!items)
-                        return -ENOMEM;
-                a->items = items;
-        }
-        a->items[a->n++] = *v;
-        v->type = TOML_BOOLEAN;
         return 0;
 }
 
@@ -581,18 +504,18 @@ static int table_set(struct parser *p, struct toml_table *t, const char *prefix,
         char path[512];
         int r;
         for (size_t i = 0; i + 1 < k->n; i++) {
-                struct toml_pair *pair = table_find(t, k->parts[i]);
+                struct toml_pair *pair = toml_table_find(t, k->parts[i]);
                 if (!pair) {
                         r = table_add_table(p, t, k->parts[i], TOML_TABLE_DOTTED, k->mark, &t);
                         if (r < 0) {
-                                value_done(v);
+                                toml_value_done(v);
                                 return r;
                         }
                         continue;
                 }
                 if (pair->value.type != TOML_TABLE || pair->value.table->origin != TOML_TABLE_DOTTED) {
                         format_key(path, sizeof(path), prefix, k->parts, i + 1);
-                        value_done(v);
+                        toml_value_done(v);
                         if (pair->value.type != TOML_TABLE)
                                 return fail_at(p, k->mark, "cannot add keys to %s: it is a %s (line %u)", path,
                                                toml_type_to_string(pair->value.type), pair->value.line);
@@ -602,15 +525,15 @@ static int table_set(struct parser *p, struct toml_table *t, const char *prefix,
                 t = pair->value.table;
         }
         const char *last = k->parts[k->n - 1];
-        struct toml_pair *pair = table_find(t, last);
+        struct toml_pair *pair = toml_table_find(t, last);
         if (pair) {
                 format_key(path, sizeof(path), prefix, k->parts, k->n);
-                value_done(v);
+                toml_value_done(v);
                 return fail_at(p, k->mark, "duplicate key %s (first defined at line %u)", path, pair->value.line);
         }
         char *key = strdup(last);
         if (!key) {
-                value_done(v);
+                toml_value_done(v);
                 return -ENOMEM;
         }
         struct toml_value *stored;
@@ -751,7 +674,7 @@ static int parse_array(struct parser *p, unsigned depth, struct toml_value *ret)
         struct mark m = mark_here(p);
         if (depth > TOML_DEPTH_MAX)
                 return fail_at(p, m, "tables and arrays nested more than %d deep", TOML_DEPTH_MAX);
-        _cleanup_(array_freep) struct toml_array *a = calloc(1, sizeof(*a));
+        _cleanup_(toml_array_freep) struct toml_array *a = calloc(1, sizeof(*a));
         if (!a)
                 return -ENOMEM;
         a->depth = depth;
@@ -766,9 +689,9 @@ static int parse_array(struct parser *p, unsigned depth, struct toml_value *ret)
                 int r = parse_value(p, depth + 1, &v);
                 if (r < 0)
                         return r;
-                r = array_append(a, &v);
+                r = toml_array_append(a, &v);
                 if (r < 0) {
-                        value_done(&v);
+                        toml_value_done(&v);
                         return r;
                 }
                 skip_space(p);
@@ -909,7 +832,7 @@ static int parse_header(struct parser *p, struct toml_table *root, struct toml_t
         struct toml_table *t = root;
         for (size_t i = 0; i < k.n; i++) {
                 bool last = i + 1 == k.n;
-                struct toml_pair *pair = table_find(t, k.parts[i]);
+                struct toml_pair *pair = toml_table_find(t, k.parts[i]);
                 if (!pair) {
                         if (last && aot) {
                                 struct toml_array *a = calloc(1, sizeof(*a));
@@ -968,9 +891,9 @@ static int parse_header(struct parser *p, struct toml_table *root, struct toml_t
                                 if (r < 0)
                                         goto out;
                                 struct toml_value nv = { .type = TOML_TABLE, .line = m.line, .column = m.column, .table = nt };
-                                r = array_append(v->array, &nv);
+                                r = toml_array_append(v->array, &nv);
                                 if (r < 0) {
-                                        value_done(&nv);
+                                        toml_value_done(&nv);
                                         goto out;
                                 }
                         }
@@ -1050,24 +973,4 @@ int toml_parse(const char *source, const char *data, size_t size, struct toml_ta
         }
         *ret = TAKE_PTR(root);
         return 0;
-}
-
-const struct toml_value *toml_table_get(const struct toml_table *t, const char *key) {
-        const struct toml_pair *pair = t ? table_find(t, key) : NULL;
-        return pair ? &pair->value : NULL;
-}
-
-const struct toml_value *toml_get_path(const struct toml_table *t, const char *const *parts, size_t n) {
-        const struct toml_value *v = NULL;
-        for (size_t i = 0; i < n; i++) {
-                if (i > 0) {
-                        if (v->type != TOML_TABLE)
-                                return NULL;
-                        t = v->table;
-                }
-                v = toml_table_get(t, parts[i]);
-                if (!v)
-                        return NULL;
-        }
-        return v;
 }

@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* Shared by the TOML parser (toml.c) and its tree (toml-tree.c); not for
+ * other files: they use toml.h. */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/macro.h"
+#include "hostsconfig/toml.h"
+
+/* Frees what v owns (not v itself) and leaves it owning nothing. */
+void toml_value_done(struct toml_value *v);
+/* Frees a and its items; accepts NULL; returns NULL. */
+struct toml_array *toml_array_free(struct toml_array *a);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct toml_array *, toml_array_free);
+
+/* Arrays of pairs and items hold max(16, the next power of two) slots, so a
+ * long array costs a logarithmic number of reallocations: whether n used
+ * slots fill the allocation, and the size to grow it to. */
+bool toml_slots_full(size_t n);
+size_t toml_slots_next(size_t n);
+
+/* The pair of t whose key is key, or NULL. */
+struct toml_pair *toml_table_find(const struct toml_table *t, const char *key);
+/* Appends *v (taken: v owns nothing afterwards) to a; -ENOMEM leaves *v with the caller. */
+int toml_array_append(struct toml_array *a, struct toml_value *v);
