@@ -425,6 +425,21 @@ static int parse_key(struct parser *p, struct key *k) {
         }
 }
 
+/* "key =" and the blanks after it: the start of every key/value pair, at
+ * the top level and in an inline table. */
+static int parse_key_equals(struct parser *p, struct key *k) {
+        int r = parse_key(p, k);
+        if (r < 0)
+                return r;
+        if (peek(p) != '=') {
+                key_done(k);
+                return fail_here(p, "expected '=' after a key");
+        }
+        p->pos++;
+        skip_blanks(p);
+        return 0;
+}
+
 /* ---- building the tree ------------------------------------------------------------ */
 
 /* Takes key and *v (on success and failure alike); returns the stored value. */
@@ -726,15 +741,9 @@ static int parse_inline_table(struct parser *p, unsigned depth, struct toml_valu
                         if (at_eof(p) || at_newline(p))
                                 return fail_here(p, "an inline table must close on its line");
                         struct key k;
-                        r = parse_key(p, &k);
+                        r = parse_key_equals(p, &k);
                         if (r < 0)
                                 return r;
-                        if (peek(p) != '=') {
-                                key_done(&k);
-                                return fail_here(p, "expected '=' after a key");
-                        }
-                        p->pos++;
-                        skip_blanks(p);
                         struct toml_value v;
                         r = parse_value(p, depth + (unsigned) k.n, &v);
                         if (r >= 0)
@@ -917,15 +926,9 @@ out:
 
 static int parse_key_value(struct parser *p, struct toml_table *current) {
         struct key k;
-        int r = parse_key(p, &k);
+        int r = parse_key_equals(p, &k);
         if (r < 0)
                 return r;
-        if (peek(p) != '=') {
-                key_done(&k);
-                return fail_here(p, "expected '=' after a key");
-        }
-        p->pos++;
-        skip_blanks(p);
         struct toml_value v;
         r = parse_value(p, current->depth + (unsigned) k.n, &v);
         if (r >= 0)
