@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/digest.h"
 #include "common/fsutil.h"
 #include "common/macro.h"
 #include "common/parse.h"
@@ -304,6 +305,22 @@ static inline size_t log_count(const json_t *log, const char *method, const char
                 if ((!method || strcmp(log_method(log, i), method) == 0) && strstr(log_path(log, i), part))
                         n++;
         return n;
+}
+
+/* An OCI image manifest whose config is the blob config_digest (size bytes),
+ * with no layers; its size and digest in *ret_size, *ret_digest. The test frees it. */
+static inline char *fixture_manifest(const char *config_digest, size_t size, size_t *ret_size,
+                                     struct digest *ret_digest) {
+        char *m = NULL;
+        int n = asprintf(&m,
+                         "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+                         "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"%s\","
+                         "\"size\":%zu},\"layers\":[]}",
+                         config_digest, size);
+        assert_true(n > 0);
+        assert_int_equal(digest_buffer(DIGEST_SHA256, m, (size_t) n, ret_digest), 0);
+        *ret_size = (size_t) n;
+        return m;
 }
 
 /* ---- blackhole and refusing ports -------------------------------------------- */

@@ -336,27 +336,11 @@ static int group_setup(void **state) {
         snprintf(env.tmp, sizeof(env.tmp), "/tmp/layerd-test-fallback-XXXXXX");
         assert_non_null(mkdtemp(env.tmp));
 
-        /* Bytes that no mistake reproduces by accident (xorshift). */
-        env.blob = malloc(BLOB_SIZE);
-        assert_non_null(env.blob);
-        uint64_t x = 0x9e3779b97f4a7c15ULL;
-        for (size_t i = 0; i < BLOB_SIZE; i++) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                env.blob[i] = (unsigned char) (x >> 24);
-        }
+        env.blob = unit_pseudo_random(BLOB_SIZE);
         struct digest d;
         assert_int_equal(digest_buffer(DIGEST_SHA256, env.blob, BLOB_SIZE, &d), 0);
         digest_to_string(&d, env.blob_digest);
-        int n = asprintf(&env.manifest,
-                         "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
-                         "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"%s\","
-                         "\"size\":%d},\"layers\":[]}",
-                         env.blob_digest, BLOB_SIZE);
-        assert_true(n > 0);
-        env.manifest_size = (size_t) n;
-        assert_int_equal(digest_buffer(DIGEST_SHA256, env.manifest, env.manifest_size, &env.manifest_digest), 0);
+        env.manifest = fixture_manifest(env.blob_digest, BLOB_SIZE, &env.manifest_size, &env.manifest_digest);
         digest_to_string(&env.manifest_digest, env.manifest_digest_str);
 
         upstream_spawn(&env.a);

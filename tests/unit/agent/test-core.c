@@ -1,0 +1,980 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Unit tests of the pull core (agent/manifest.c, agent/download.c) and its
+ * HTTP front end (agent/http.c, agent/stream.c), in-process: a real cache in
+ * a temporary directory, a real fallback client built from a spec the way
+ * `layerd serve` builds it (agent_fallback_new()), pointed at the
+ * fault-injecting fake registry tests/fixtures/upstream.py, and for the front
+ * end a libmicrohttpd daemon on 127.0.0.1 with serve.c's threading flags,
+ * asked through libcurl.
+ *
+ * Each case checks what the caller is told (the outcome's kind and errno,
+ * the cache word of the log line: hit, miss, revalidated, stale) and, where
+ * that is the point, how many requests reached the upstream (its request
+ * log). Only the functions of the core's headers are used, never a
+ * download's insides. Every wait is bounded (WAIT_MS, generous for valgrind);
+ * where the upstream has to be slow (joins, streams), the fixture is told to
+ * delay or stall, never the test to sleep. */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "tests/unit/unit.h"
+#include "tests/unit/fallback/fixture.h"
+
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "agent/agent.h"
+#include "agent/http.h"
+#include "agent/pull-internal.h"
+#include "cache/cache.h"
+#include "common/digest.h"
+#include "common/macro.h"
+#include "common/time.h"
+#include "hostsconfig/spec.h"
+
+#define REG "fx.test"     /* the fixture, default timeouts */
+#define SLOW "slow.test"  /* the fixture, idle timeout 1 s: a stalled body is resumed */
+#define DOWN "down.test"  /* a port that refuses connections */
+#define REPO "lib/app"
+#define TAG "v1"
+#define OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+#define BLOB_SIZE (600 * 1024) /* more than two of the download's 256 KiB batches */
+#define STALL_AT (300 * 1024)  /* a stalled body stops here: one batch reached the cache */
+#define JOINERS 6
+#define DELAY_MS 1500          /* an upstream this slow keeps a download in flight while others join */
+#define WAIT_MS 60000          /* the longest any one wait may take (valgrind included) */
+#define HOUR_MS (3600 * 1000)
+
+static struct {
+        struct upstream up;
+        struct hole down;
+        unsigned char *blob;
+        struct digest blob_digest;
+        char blob_ds[DIGEST_STRING_MAX];
+        struct digest absent_digest; /* a blob the upstream does not have */
+        char *manifest;
+        size_t manifest_size;
+        struct digest manifest_digest;
+        char manifest_ds[DIGEST_STRING_MAX];
+
+        /* One test's. */
+        char dir[64];
+        struct cache *cache;
+        struct fallback *fb;
+        struct pull *pull;
+        struct MHD_Daemon *mhd;
+        uint16_t port;
+} env;
+
+/* ---- set-up ------------------------------------------------------------------------- */
+
+static struct spec *make_spec(void) {
+        _cleanup_free_ char *yaml = NULL;
+        int n = asprintf(&yaml,
+                         "version: 1\n"
+                         "agent:\n"
+                         "  cache_dir: %s\n"
+                         "registries:\n"
+                         "  \"" REG "\":\n"
+                         "    origin: %s\n"
+                         "    tag_ttl: 1h\n"
+                         "  \"" SLOW "\":\n"
+                         "    origin: %s\n"
+                         "    endpoints: [{url: %s, timeouts: {idle: 1s}}]\n"
+                         "  \"" DOWN "\":\n"
+                         "    origin: %s\n",
+                         env.dir, env.up.url, env.up.url, env.up.url, env.down.url);
+        assert_true(n > 0);
+        struct spec *s = NULL;
+        struct error_list errors;
+        error_list_init(&errors, "spec");
+        int r = spec_parse("spec.yaml", yaml, (size_t) n, env.dir, &s, &errors);
+        if (r < 0) {
+                error_list_print(&errors, stderr);
+                fail_msg("spec_parse: %s", strerror(-r));
+        }
+        return s;
+}
+
+static int setup(void **state) {
+        (void) state;
+        upstream_reset(&env.up);
+        upstream_put_blob(&env.up, env.blob_ds, env.blob, BLOB_SIZE);
+        upstream_put_manifest(&env.up, REPO, TAG, NULL, env.manifest, env.manifest_size);
+        hole_drain(&env.down);
+
+        snprintf(env.dir, sizeof(env.dir), "/tmp/layerd-test-core-XXXXXX");
+        assert_non_null(mkdtemp(env.dir));
+        struct error_list errors;
+        error_list_init(&errors, "cache");
+        assert_int_equal(cache_open(env.dir, &env.cache, &errors), 0);
+        struct spec *s = make_spec();
+        error_list_init(&errors, "spec");
+        assert_int_equal(agent_fallback_new(s, &env.fb, &errors), 0);
+        assert_int_equal(pull_new(env.cache, env.dir, env.fb, s, &env.pull), 0);
+        return 0;
+}
+
+static int teardown(void **state) {
+        (void) state;
+        /* serve.c's order: no thread of ours left, then the daemon, then the state. */
+        int r = pull_shutdown(env.pull, WAIT_MS);
+        if (env.mhd) {
+                MHD_stop_daemon(env.mhd);
+                env.mhd = NULL;
+                if (r == 0)
+                        r = pull_shutdown(env.pull, WAIT_MS);
+        }
+        assert_int_equal(r, 0);
+        env.pull = pull_free(env.pull);
+        env.fb = fallback_free(env.fb);
+        env.cache = cache_close(env.cache);
+        unit_rm_rf(env.dir);
+        return 0;
+}
+
+/* setup(), and the HTTP front end as `layerd serve` runs it (serve.c's flags). */
+static int setup_http(void **state) {
+        setup(state);
+        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                         MHD_USE_ERROR_LOG;
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = 0, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        env.mhd = MHD_start_daemon(flags, 0, NULL, NULL, http_handle, env.pull, MHD_OPTION_SOCK_ADDR, &sa,
+                                   MHD_OPTION_NOTIFY_COMPLETED, http_completed, env.pull, MHD_OPTION_CONNECTION_LIMIT,
+                                   64u, MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_THREAD_POOL_SIZE, 2u,
+                                   MHD_OPTION_END);
+        assert_non_null(env.mhd);
+        const union MHD_DaemonInfo *info = MHD_get_daemon_info(env.mhd, MHD_DAEMON_INFO_BIND_PORT);
+        assert_non_null(info);
+        assert_true(info->port > 0);
+        env.port = info->port;
+        return 0;
+}
+
+static int group_setup(void **state) {
+        (void) state;
+        assert_int_equal(fallback_global_init(), 0);
+        env.blob = unit_pseudo_random(BLOB_SIZE);
+        assert_int_equal(digest_buffer(DIGEST_SHA256, env.blob, BLOB_SIZE, &env.blob_digest), 0);
+        digest_to_string(&env.blob_digest, env.blob_ds);
+        assert_int_equal(digest_buffer(DIGEST_SHA256, "absent", 6, &env.absent_digest), 0);
+        env.manifest = fixture_manifest(env.blob_ds, BLOB_SIZE, &env.manifest_size, &env.manifest_digest);
+        digest_to_string(&env.manifest_digest, env.manifest_ds);
+        upstream_spawn(&env.up);
+        upstream_wait_ready(&env.up);
+        hole_open(&env.down, false);
+        return 0;
+}
+
+static int group_teardown(void **state) {
+        (void) state;
+        upstream_stop(&env.up);
+        hole_close(&env.down);
+        free(env.blob);
+        free(env.manifest);
+        fallback_global_done();
+        return 0;
+}
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+/* Requests that reached the upstream since the test began: method (NULL any), path containing part
+ * ("/v2/": every registry request). */
+static size_t upstream_requests(const char *method, const char *part) {
+        json_t *log = upstream_log(&env.up);
+        size_t n = log_count(log, method, part);
+        json_decref(log);
+        return n;
+}
+
+static struct manifest_query query_tag(const char *registry, const char *tag) {
+        return (struct manifest_query) { .registry = registry, .repository = REPO, .tag = tag,
+                                         .tag_ttl_ms = HOUR_MS, .may_block = true };
+}
+
+static struct manifest_query query_digest(const struct digest *d) {
+        return (struct manifest_query) { .registry = REG, .repository = REPO, .digest = *d, .tag_ttl_ms = HOUR_MS,
+                                         .may_block = true };
+}
+
+/* An answer that is the manifest, its bytes included (or not, for a HEAD). */
+static void assert_manifest(const struct manifest_answer *a, bool body) {
+        assert_true(digest_equal(&a->digest, &env.manifest_digest));
+        assert_int_equal(a->size, env.manifest_size);
+        assert_non_null(a->media_type);
+        assert_string_equal(a->media_type, OCI_MANIFEST);
+        if (body) {
+                assert_non_null(a->body);
+                assert_memory_equal(a->body, env.manifest, env.manifest_size);
+        } else
+                assert_null(a->body);
+}
+
+/* Resolves q; asserts the return (and, on success, that the answer is the manifest) and the cache word. */
+static void expect_resolve(const struct manifest_query *q, int want_r, const char *want_cache) {
+        struct manifest_answer a = {};
+        struct outcome o = {};
+        int r = manifest_resolve(env.pull, q, &a, &o);
+        if (r != want_r)
+                fail_msg("manifest_resolve: %d (%s), wanted %d; reason \"%s\"", r, strerror(-r), want_r, o.reason);
+        if (want_cache) {
+                assert_non_null(a.cache);
+                assert_string_equal(a.cache, want_cache);
+        }
+        if (r == 0) {
+                assert_int_equal(o.kind, OUTCOME_FOUND);
+                assert_manifest(&a, !q->head);
+                manifest_answer_done(&a);
+        }
+}
+
+/* Makes the tag's record two hours old: past the 1 h TTL. */
+static void age_record(const char *registry) {
+        struct cache_tag t;
+        assert_int_equal(cache_tag_get(env.cache, registry, REPO, TAG, &t), 0);
+        t.fetched_at -= 2 * 3600;
+        assert_int_equal(cache_tag_put(env.cache, registry, REPO, TAG, &t), 0);
+}
+
+/* Waits until the pull core runs no thread (downloads, workers): bounded. */
+static void wait_pull_idle(void) {
+        uint64_t deadline = time_deadline_ms(WAIT_MS);
+        pthread_mutex_lock(&env.pull->lock);
+        while (env.pull->threads > 0 &&
+               time_cond_wait_until(&env.pull->ended, &env.pull->lock, deadline) != -ETIMEDOUT)
+                ;
+        unsigned left = env.pull->threads;
+        pthread_mutex_unlock(&env.pull->lock);
+        if (left)
+                fail_msg("%u threads of the pull core still running after %d ms", left, WAIT_MS);
+}
+
+/* Reads entry e to its end (bounded), comparing with the blob: 0 when whole and equal. */
+static int read_entry(struct cache_entry *e, size_t *ret_len) {
+        _cleanup_(cache_reader_freep) struct cache_reader *rd = NULL;
+        int r = cache_reader_new(e, &rd);
+        size_t off = 0;
+        char buf[64 * 1024];
+        while (r >= 0) {
+                ssize_t n = cache_reader_read(rd, buf, sizeof(buf), WAIT_MS);
+                if (n <= 0) {
+                        r = (int) n;
+                        break;
+                }
+                if (off + (size_t) n > BLOB_SIZE || memcmp(buf, env.blob + off, (size_t) n) != 0)
+                        r = -EBADMSG;
+                off += (size_t) n;
+        }
+        *ret_len = off;
+        return r == 0 && off != BLOB_SIZE ? -EMSGSIZE : r;
+}
+
+/* ---- manifests ------------------------------------------------------------------------ */
+
+static void test_manifest_by_digest(void **state) {
+        (void) state;
+        struct manifest_query q = query_digest(&env.manifest_digest);
+        struct manifest_answer a = {};
+        struct outcome o;
+        assert_int_equal(manifest_resolve(env.pull, &q, &a, &o), 0);
+        assert_string_equal(a.cache, "miss");
+        assert_true(a.fetched);
+        assert_manifest(&a, true);
+        assert_string_equal(a.endpoint, env.up.url);
+        manifest_answer_done(&a);
+        assert_int_equal(upstream_requests("GET", "/manifests/"), 1);
+
+        /* Stored once verified: the second time from the cache alone. */
+        assert_int_equal(manifest_resolve(env.pull, &q, &a, &o), 0);
+        assert_string_equal(a.cache, "hit");
+        assert_false(a.fetched);
+        assert_manifest(&a, true);
+        manifest_answer_done(&a);
+        assert_int_equal(upstream_requests(NULL, "/manifests/"), 1);
+
+        /* A digest upstream does not know: not found. */
+        struct manifest_query q2 = query_digest(&env.absent_digest);
+        assert_int_equal(manifest_resolve(env.pull, &q2, &a, &o), -ENOENT);
+        assert_int_equal(o.kind, OUTCOME_NOT_FOUND);
+        assert_string_equal(a.cache, "miss");
+}
+
+/* A tag the node never saw: a HEAD for its digest, the manifest by digest;
+ * then a record younger than tag_ttl answers without upstream. */
+static void test_tag_fresh(void **state) {
+        (void) state;
+        struct manifest_query q = query_tag(REG, TAG);
+        expect_resolve(&q, 0, "miss");
+        assert_int_equal(upstream_requests("HEAD", "/manifests/" TAG), 1);
+        assert_int_equal(upstream_requests("GET", "/manifests/sha256:"), 1);
+        assert_int_equal(upstream_requests(NULL, "/v2/"), 2);
+        struct cache_tag t;
+        assert_int_equal(cache_tag_get(env.cache, REG, REPO, TAG, &t), 0);
+        assert_true(digest_equal(&t.digest, &env.manifest_digest));
+
+        expect_resolve(&q, 0, "hit");
+        assert_int_equal(upstream_requests(NULL, "/v2/"), 2);
+}
+
+/* A record older than tag_ttl: one HEAD revalidates it (no GET: the bytes are here). */
+static void test_tag_revalidated(void **state) {
+        (void) state;
+        struct manifest_query q = query_tag(REG, TAG);
+        expect_resolve(&q, 0, "miss");
+        age_record(REG);
+        size_t before = upstream_requests(NULL, "/v2/");
+        expect_resolve(&q, 0, "revalidated");
+        assert_int_equal(upstream_requests(NULL, "/v2/"), before + 1);
+        assert_int_equal(upstream_requests("HEAD", "/manifests/" TAG), 2);
+        /* The record is young again. */
+        struct cache_tag t;
+        assert_int_equal(cache_tag_get(env.cache, REG, REPO, TAG, &t), 0);
+        assert_true(t.fetched_at >= (int64_t) time(NULL) - 60);
+        expect_resolve(&q, 0, "hit");
+        assert_int_equal(upstream_requests(NULL, "/v2/"), before + 1);
+
+        /* The tag moved upstream meanwhile: the new manifest, not the record's. */
+        age_record(REG);
+        static const char moved[] = "{\"schemaVersion\":2,\"mediaType\":\"" OCI_MANIFEST "\",\"layers\":[]}";
+        upstream_put_manifest(&env.up, REPO, TAG, NULL, moved, sizeof(moved) - 1);
+        struct manifest_answer a = {};
+        struct outcome o;
+        assert_int_equal(manifest_resolve(env.pull, &q, &a, &o), 0);
+        assert_string_equal(a.cache, "miss");
+        assert_int_equal(a.size, sizeof(moved) - 1);
+        assert_memory_equal(a.body, moved, sizeof(moved) - 1);
+        manifest_answer_done(&a);
+}
+
+/* Every upstream fails (a 5xx; a refused connection) and the record is
+ * expired: the last known answer stands, said as stale. */
+static void test_tag_stale(void **state) {
+        (void) state;
+        struct manifest_query q = query_tag(REG, TAG);
+        expect_resolve(&q, 0, "miss");
+        age_record(REG);
+        upstream_rules(&env.up, "[{\"path\": \"/manifests/\", \"status\": 503}]");
+        struct manifest_answer a = {};
+        struct outcome o;
+        assert_int_equal(manifest_resolve(env.pull, &q, &a, &o), 0);
+        assert_string_equal(a.cache, "stale");
+        assert_true(a.stale);
+        assert_int_equal(o.kind, OUTCOME_FOUND);
+        assert_manifest(&a, true);
+        manifest_answer_done(&a);
+        assert_true(upstream_requests("HEAD", "/manifests/" TAG) >= 2);
+        assert_int_equal(atomic_load(&env.pull->stale_serves), 1);
+
+        /* The in-process API says so too (the spec's tag_ttl: 1h, the record is older). */
+        struct pull_manifest m = {};
+        assert_int_equal(pull_manifest_ensure(env.pull, REG, REPO, TAG, false, &m), 0);
+        assert_true(m.stale);
+        assert_false(m.fetched);
+        assert_true(digest_equal(&m.digest, &env.manifest_digest));
+        pull_manifest_done(&m);
+
+        /* Nobody listening at all: the same, HEAD included (a record of
+         * down.test's for the manifest already in the cache). */
+        struct cache_tag t = { .digest = env.manifest_digest, .size = env.manifest_size,
+                               .fetched_at = (int64_t) time(NULL) - 2 * 3600 };
+        snprintf(t.media_type, sizeof(t.media_type), OCI_MANIFEST);
+        assert_int_equal(cache_tag_put(env.cache, DOWN, REPO, TAG, &t), 0);
+        struct manifest_query down = query_tag(DOWN, TAG);
+        expect_resolve(&down, 0, "stale");
+        down.head = true;
+        expect_resolve(&down, 0, "stale");
+}
+
+/* 404 from upstream is "not found", and so are 401 and 403; a record does
+ * not make it stale-if-error (the tag is gone, not the upstream). */
+static void test_tag_not_found(void **state) {
+        (void) state;
+        struct manifest_query q = query_tag(REG, "nope");
+        struct manifest_answer a = {};
+        struct outcome o;
+        assert_int_equal(manifest_resolve(env.pull, &q, &a, &o), -ENOENT);
+        assert_int_equal(o.kind, OUTCOME_NOT_FOUND);
+        assert_string_equal(o.reason, "upstream answered 404");
+        assert_string_equal(a.cache, "miss");
+        assert_null(a.body);
+
+        q = query_tag(REG, TAG);
+        expect_resolve(&q, 0, "miss");
+        age_record(REG);
+        static const int statuses[] = { 404, 401, 403 };
+        for (size_t i = 0; i < ELEMENTSOF(statuses); i++) {
+                upstream_rules(&env.up, "[{\"path\": \"/manifests/\", \"status\": %d}]", statuses[i]);
+                assert_int_equal(manifest_resolve(env.pull, &q, &a, &o), -ENOENT);
+                assert_int_equal(o.kind, OUTCOME_NOT_FOUND);
+                assert_string_equal(a.cache, "miss");
+                assert_false(a.stale);
+                struct pull_manifest m = {};
+                assert_int_equal(pull_manifest_ensure(env.pull, REG, REPO, TAG, false, &m), -ENOENT);
+        }
+}
+
+/* No upstream answers and the node has no record: unavailable. */
+static void test_tag_unavailable(void **state) {
+        (void) state;
+        struct manifest_query q = query_tag(DOWN, TAG);
+        struct manifest_answer a = {};
+        struct outcome o;
+        assert_int_equal(manifest_resolve(env.pull, &q, &a, &o), -EHOSTUNREACH);
+        assert_int_equal(o.kind, OUTCOME_UNAVAILABLE);
+        assert_string_equal(a.cache, "miss");
+
+        upstream_rules(&env.up, "[{\"path\": \"/manifests/\", \"status\": 500}]");
+        q = query_tag(REG, TAG);
+        assert_int_equal(manifest_resolve(env.pull, &q, &a, &o), -EHOSTUNREACH);
+        assert_int_equal(o.kind, OUTCOME_UNAVAILABLE);
+        assert_string_equal(a.cache, "miss");
+        struct pull_manifest m = {};
+        assert_int_equal(pull_manifest_ensure(env.pull, DOWN, REPO, TAG, false, &m), -EHOSTUNREACH);
+}
+
+/* On the event loop (may_block false) nothing waits for upstream: what needs it is -EWOULDBLOCK. */
+static void test_may_block(void **state) {
+        (void) state;
+        struct manifest_query q = query_tag(REG, TAG);
+        q.may_block = false;
+        struct manifest_answer a = {};
+        struct outcome o;
+        assert_int_equal(manifest_resolve(env.pull, &q, &a, &o), -EWOULDBLOCK);
+        struct manifest_query qd = query_digest(&env.manifest_digest);
+        qd.may_block = false;
+        assert_int_equal(manifest_resolve(env.pull, &qd, &a, &o), -EWOULDBLOCK);
+        assert_int_equal(upstream_requests(NULL, "/v2/"), 0);
+
+        /* Once there, a fresh record and the bytes answer on the loop; an expired record does not. */
+        q.may_block = true;
+        expect_resolve(&q, 0, "miss");
+        q.may_block = false;
+        expect_resolve(&q, 0, "hit");
+        expect_resolve(&qd, 0, "hit");
+        age_record(REG);
+        assert_int_equal(manifest_resolve(env.pull, &q, &a, &o), -EWOULDBLOCK);
+        assert_int_equal(upstream_requests(NULL, "/v2/"), 2);
+}
+
+/* containerd's first request, HEAD by tag: answered from a fresh record with
+ * no bytes read and no upstream; from an expired one with one HEAD upstream. */
+static void test_head_from_record(void **state) {
+        (void) state;
+        struct manifest_query q = query_tag(REG, TAG);
+        q.head = true;
+        expect_resolve(&q, 0, "miss");
+        /* A HEAD needs no body: none was fetched. */
+        assert_int_equal(upstream_requests("GET", "/v2/"), 0);
+        assert_int_equal(upstream_requests("HEAD", "/manifests/" TAG), 1);
+        expect_resolve(&q, 0, "hit");
+        assert_int_equal(upstream_requests(NULL, "/v2/"), 1);
+        age_record(REG);
+        expect_resolve(&q, 0, "revalidated");
+        assert_int_equal(upstream_requests("HEAD", "/manifests/" TAG), 2);
+        assert_int_equal(upstream_requests("GET", "/v2/"), 0);
+}
+
+/* Offline: the node's records and cache only, any age; nothing asked upstream. */
+static void test_offline(void **state) {
+        (void) state;
+        struct manifest_query q = query_tag(REG, TAG);
+        q.offline = true;
+        struct manifest_answer a = {};
+        struct outcome o;
+        assert_int_equal(manifest_resolve(env.pull, &q, &a, &o), -ENOENT);
+        assert_int_equal(o.kind, OUTCOME_NOT_FOUND);
+        assert_string_equal(o.reason, "no record of the tag");
+        struct manifest_query qd = query_digest(&env.manifest_digest);
+        qd.offline = true;
+        assert_int_equal(manifest_resolve(env.pull, &qd, &a, &o), -ENOENT);
+        assert_string_equal(o.reason, "not in the cache");
+        struct pull_manifest m = {};
+        assert_int_equal(pull_manifest_ensure(env.pull, REG, REPO, TAG, true, &m), -ENOENT);
+        assert_int_equal(upstream_requests(NULL, "/v2/"), 0);
+
+        q.offline = false;
+        expect_resolve(&q, 0, "miss");
+        size_t before = upstream_requests(NULL, "/v2/");
+        age_record(REG);
+        q.offline = true;
+        expect_resolve(&q, 0, "hit");
+        expect_resolve(&qd, 0, "hit");
+        assert_int_equal(pull_manifest_ensure(env.pull, REG, REPO, TAG, true, &m), 0);
+        assert_false(m.fetched);
+        assert_true(digest_equal(&m.digest, &env.manifest_digest));
+        pull_manifest_done(&m);
+        /* Offline takes any registry name (what the node holds is all there is). */
+        assert_int_equal(pull_manifest_ensure(env.pull, "elsewhere.test", REPO, TAG, true, &m), -ENOENT);
+        assert_int_equal(upstream_requests(NULL, "/v2/"), before);
+}
+
+/* The in-process API's own refusals, before any upstream. */
+static void test_manifest_ensure_refusals(void **state) {
+        (void) state;
+        struct pull_manifest m = {};
+        assert_int_equal(pull_manifest_ensure(env.pull, "elsewhere.test", REPO, TAG, false, &m), -ENXIO);
+        assert_int_equal(pull_manifest_ensure(env.pull, REG, REPO, "bad tag", false, &m), -EINVAL);
+        assert_int_equal(pull_manifest_ensure(env.pull, REG, "Bad/Repo", TAG, false, &m), -EINVAL);
+        assert_int_equal(upstream_requests(NULL, "/v2/"), 0);
+        assert_int_equal(pull_manifest_ensure(env.pull, REG, REPO, env.manifest_ds, false, &m), 0);
+        assert_true(m.fetched);
+        assert_false(m.stale);
+        assert_int_equal(m.size, env.manifest_size);
+        assert_string_equal(m.media_type, OCI_MANIFEST);
+        pull_manifest_done(&m);
+}
+
+/* ---- blobs -------------------------------------------------------------------------- */
+
+static void test_blob_ensure_once(void **state) {
+        (void) state;
+        bool fetched = false;
+        uint64_t size = 0;
+        assert_int_equal(pull_blob_ensure(env.pull, REG, REPO, &env.blob_digest, BLOB_SIZE, NULL, false, &fetched,
+                                          &size),
+                         0);
+        assert_true(fetched);
+        assert_int_equal(size, BLOB_SIZE);
+        assert_int_equal(pull_blob_ensure(env.pull, REG, REPO, &env.blob_digest, -1, NULL, false, &fetched, &size),
+                         0);
+        assert_false(fetched);
+        assert_int_equal(size, BLOB_SIZE);
+        /* Offline: present and hashed again. */
+        assert_int_equal(pull_blob_ensure(env.pull, REG, REPO, &env.blob_digest, -1, NULL, true, &fetched, &size), 0);
+        assert_false(fetched);
+        assert_int_equal(upstream_requests("GET", "/blobs/"), 1);
+
+        assert_int_equal(pull_blob_ensure(env.pull, REG, REPO, &env.absent_digest, -1, NULL, true, &fetched, &size),
+                         -ENOENT);
+        assert_int_equal(pull_blob_ensure(env.pull, "elsewhere.test", REPO, &env.absent_digest, -1, NULL, false,
+                                          &fetched, &size),
+                         -ENXIO);
+        assert_int_equal(upstream_requests(NULL, "/v2/"), 1);
+}
+
+struct joiner {
+        pthread_barrier_t *barrier;
+        bool prefetch; /* pull_blob_ensure() (a prefetch round) instead of a client's join */
+        int r;         /* the join's (or pull_blob_ensure()'s) return */
+        bool started;  /* this one started the download (prefetch: fetched it) */
+        int read_r;    /* reading the entry to its end: 0, whole and equal */
+        size_t read_len;
+        struct outcome o; /* download_outcome() after a failed read */
+};
+
+/* No cmocka assertion off the main thread: everything is recorded for it. */
+static void *joiner_main(void *arg) {
+        struct joiner *j = arg;
+        pthread_barrier_wait(j->barrier);
+        if (j->prefetch) {
+                uint64_t size = 0;
+                j->r = pull_blob_ensure(env.pull, REG, REPO, &env.blob_digest, BLOB_SIZE, NULL, false, &j->started,
+                                        &size);
+                j->read_r = j->r == 0 && size != BLOB_SIZE ? -EMSGSIZE : j->r;
+                return NULL;
+        }
+        struct download_want w = { .registry = REG, .repository = REPO, .digest = env.blob_digest, .size = -1,
+                                   .finish_abandoned = true, .follow = true };
+        struct download_hold h;
+        j->r = download_join_or_start(env.pull, &w, &h);
+        if (j->r < 0)
+                return NULL;
+        j->started = h.started;
+        j->read_r = read_entry(h.entry, &j->read_len);
+        if (j->read_r < 0)
+                download_outcome(env.pull, &h, j->read_r, &j->o);
+        download_release(env.pull, &h);
+        return NULL;
+}
+
+/* JOINERS threads (one of them a prefetch round) want the blob at once from
+ * an upstream that takes DELAY_MS to answer its GET, and then does what
+ * rule (more of the fixture's rule keys, "" for none) says; their results in js. */
+static void run_joiners(struct joiner js[static JOINERS], const char *rule) {
+        upstream_rules(&env.up, "[{\"path\": \"/blobs/\", \"method\": \"GET\", \"delay_ms\": %d%s%s}]", DELAY_MS,
+                       rule[0] ? ", " : "", rule);
+        pthread_barrier_t barrier;
+        assert_int_equal(pthread_barrier_init(&barrier, NULL, JOINERS), 0);
+        pthread_t th[JOINERS];
+        for (size_t i = 0; i < JOINERS; i++) {
+                js[i] = (struct joiner) { .barrier = &barrier, .prefetch = i == JOINERS - 1 };
+                assert_int_equal(pthread_create(&th[i], NULL, joiner_main, &js[i]), 0);
+        }
+        /* Each joiner's waits are bounded (WAIT_MS): the joins end. */
+        for (size_t i = 0; i < JOINERS; i++)
+                assert_int_equal(pthread_join(th[i], NULL), 0);
+        pthread_barrier_destroy(&barrier);
+}
+
+/* One download for everybody: one started it, the rest joined, all read the committed blob. */
+static void test_join_one_download(void **state) {
+        (void) state;
+        struct joiner js[JOINERS];
+        run_joiners(js, "");
+        unsigned started = 0;
+        for (size_t i = 0; i < JOINERS; i++) {
+                if (js[i].r != 0 || js[i].read_r != 0)
+                        fail_msg("joiner %zu%s: join %d (%s), read %d (%s) after %zu bytes", i,
+                                 js[i].prefetch ? " (prefetch)" : "", js[i].r, strerror(-js[i].r), js[i].read_r,
+                                 strerror(-js[i].read_r), js[i].read_len);
+                started += js[i].started;
+        }
+        assert_int_equal(started, 1);
+        assert_int_equal(upstream_requests("GET", "/blobs/"), 1);
+        uint64_t size = 0;
+        assert_int_equal(cache_stat(env.cache, &env.blob_digest, &size), 0);
+        assert_int_equal(size, BLOB_SIZE);
+        struct cache_stats cs;
+        cache_get_stats(env.cache, &cs);
+        assert_int_equal(cs.misses, 1);
+        assert_int_equal(cs.joins, JOINERS - 1);
+}
+
+/* A failed download's verdict reaches every joiner: the outcome for clients,
+ * the errno for prefetch. */
+struct failure_case {
+        const char *rule; /* the fixture's rule for the blob's GET (with the delay) */
+        int error;        /* what every joiner is told */
+        enum outcome_kind kind;
+};
+
+static void join_failure(const struct failure_case *fc) {
+        struct joiner js[JOINERS];
+        run_joiners(js, fc->rule);
+
+        unsigned started = 0;
+        for (size_t i = 0; i < JOINERS; i++) {
+                started += js[i].started;
+                if (js[i].prefetch) {
+                        if (js[i].r != fc->error)
+                                fail_msg("prefetch: %d (%s), wanted %d (%s)", js[i].r, strerror(-js[i].r), fc->error,
+                                         strerror(-fc->error));
+                        continue;
+                }
+                if (js[i].r != 0)
+                        fail_msg("joiner %zu: join %d (%s)", i, js[i].r, strerror(-js[i].r));
+                assert_true(js[i].read_r < 0);
+                if (js[i].o.error != fc->error || js[i].o.kind != fc->kind)
+                        fail_msg("joiner %zu: outcome %d/%d \"%s\", wanted %d/%d", i, js[i].o.kind, js[i].o.error,
+                                 js[i].o.reason, fc->kind, fc->error);
+        }
+        /* A prefetch round that started it says nothing (it failed): at most one started. */
+        assert_true(started <= 1);
+        assert_int_equal(upstream_requests("GET", "/blobs/"), 1);
+        assert_int_equal(cache_stat(env.cache, &env.blob_digest, &(uint64_t) { 0 }), -ENOENT);
+}
+
+static void test_join_failure_404(void **state) {
+        (void) state;
+        join_failure(&(struct failure_case) { "\"status\": 404", -ENOENT, OUTCOME_NOT_FOUND });
+}
+
+static void test_join_failure_500(void **state) {
+        (void) state;
+        join_failure(&(struct failure_case) { "\"status\": 500", -EHOSTUNREACH, OUTCOME_UNAVAILABLE });
+}
+
+static void test_join_failure_corrupt(void **state) {
+        (void) state;
+        join_failure(&(struct failure_case) { "\"corrupt\": true", -EBADMSG, OUTCOME_UNAVAILABLE });
+}
+
+/* The last client gone (agent.finish_abandoned_downloads false): the download
+ * is cancelled, nothing is stored, and it is not joined while it ends. */
+static void test_abandoned_cancelled(void **state) {
+        (void) state;
+        /* One byte every 20 ms: this download would take hours. */
+        upstream_rules(&env.up, "[{\"path\": \"/blobs/\", \"method\": \"GET\", \"trickle_ms\": 20}]");
+        struct download_want w = { .registry = REG, .repository = REPO, .digest = env.blob_digest, .size = -1,
+                                   .finish_abandoned = false, .follow = true };
+        struct download_hold h;
+        assert_int_equal(download_join_or_start(env.pull, &w, &h), 0);
+        assert_true(h.started);
+        /* Under way upstream: the headers (and so the size) are in. */
+        uint64_t size = 0;
+        assert_int_equal(cache_entry_wait_size(h.entry, WAIT_MS, &size), 0);
+        assert_int_equal(size, BLOB_SIZE);
+        download_release(env.pull, &h);
+
+        /* Not to be joined while it ends (or, ended, a new one). */
+        struct download_hold h2;
+        int r = download_join_or_start(env.pull, &w, &h2);
+        if (r == 0) {
+                assert_true(h2.started);
+                download_release(env.pull, &h2);
+        } else
+                assert_int_equal(r, -ECANCELED);
+        wait_pull_idle();
+        assert_int_equal(cache_stat(env.cache, &env.blob_digest, &size), -ENOENT);
+        struct cache_stats cs;
+        cache_get_stats(env.cache, &cs);
+        assert_true(cs.aborted >= 1);
+        assert_int_equal(cs.committed, 0);
+}
+
+/* ... and with finish_abandoned_downloads true it finishes into the cache. */
+static void test_abandoned_finished(void **state) {
+        (void) state;
+        upstream_rules(&env.up, "[{\"path\": \"/blobs/\", \"method\": \"GET\", \"delay_ms\": %d}]", DELAY_MS);
+        struct download_want w = { .registry = REG, .repository = REPO, .digest = env.blob_digest, .size = -1,
+                                   .finish_abandoned = true, .follow = true };
+        struct download_hold h;
+        assert_int_equal(download_join_or_start(env.pull, &w, &h), 0);
+        assert_true(h.started);
+        download_release(env.pull, &h);
+        wait_pull_idle();
+        uint64_t size = 0;
+        assert_int_equal(cache_stat(env.cache, &env.blob_digest, &size), 0);
+        assert_int_equal(size, BLOB_SIZE);
+}
+
+/* ---- the HTTP front end -------------------------------------------------------------- */
+
+struct http_result {
+        long status;
+        CURLcode code;
+        struct fixture_buf body;
+        struct fixture_buf headers;
+        bool first_byte_seen;
+        bool committed_at_first_byte; /* the blob was in the cache when its first byte arrived */
+};
+
+static size_t http_write(char *data, size_t size, size_t n, void *userdata) {
+        struct http_result *res = userdata;
+        if (!res->first_byte_seen && size * n > 0) {
+                res->first_byte_seen = true;
+                uint64_t sz;
+                res->committed_at_first_byte = cache_stat(env.cache, &env.blob_digest, &sz) == 0;
+        }
+        return fixture_buf_write(data, size, n, &res->body);
+}
+
+/* method path (of the front end) with an optional Range; the caller frees with http_done(). */
+static void http_do(const char *method, const char *path, const char *range, struct http_result *res) {
+        *res = (struct http_result) {};
+        _cleanup_free_ char *url = NULL;
+        assert_true(asprintf(&url, "http://127.0.0.1:%u%s", env.port, path) > 0);
+        CURL *h = curl_easy_init();
+        assert_non_null(h);
+        struct curl_slist *hdrs = NULL;
+        _cleanup_free_ char *range_header = NULL;
+        if (range) {
+                assert_true(asprintf(&range_header, "Range: %s", range) > 0);
+                hdrs = curl_slist_append(hdrs, range_header);
+                assert_non_null(hdrs);
+        }
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long) WAIT_MS);
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, http_write);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, res);
+        curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, fixture_buf_write);
+        curl_easy_setopt(h, CURLOPT_HEADERDATA, &res->headers);
+        if (strcmp(method, "HEAD") == 0)
+                curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+        else if (strcmp(method, "POST") == 0) {
+                curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
+                curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, 0L);
+        }
+        res->code = curl_easy_perform(h);
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &res->status);
+        curl_slist_free_all(hdrs);
+        curl_easy_cleanup(h);
+}
+
+static void http_done(struct http_result *res) {
+        free(res->body.data);
+        free(res->headers.data);
+        *res = (struct http_result) {};
+}
+
+/* A response header line (case as sent) present, e.g. "Content-Range: bytes 0-9/10". */
+static bool has_header(const struct http_result *res, const char *line) {
+        return res->headers.data && strcasestr(res->headers.data, line);
+}
+
+static void test_http_routes(void **state) {
+        (void) state;
+        struct http_result res;
+        http_do("GET", "/v2/", NULL, &res);
+        assert_int_equal(res.code, CURLE_OK);
+        assert_int_equal(res.status, 200);
+        assert_string_equal(res.body.data, "{}");
+        assert_true(has_header(&res, "Docker-Distribution-API-Version: registry/2.0"));
+        http_done(&res);
+
+        http_do("GET", "/v2/" REPO "/manifests/" TAG "?ns=elsewhere.test", NULL, &res);
+        assert_int_equal(res.status, 404);
+        assert_non_null(strstr(res.body.data, "\"NAME_UNKNOWN\""));
+        http_done(&res);
+
+        _cleanup_free_ char *path = NULL;
+        assert_true(asprintf(&path, "/v2/" REPO "/blobs/%s?ns=" REG, env.blob_ds) > 0);
+        http_do("POST", path, NULL, &res);
+        assert_int_equal(res.status, 405);
+        assert_true(has_header(&res, "Allow: GET, HEAD"));
+        assert_non_null(strstr(res.body.data, "\"UNSUPPORTED\""));
+        http_done(&res);
+        assert_int_equal(upstream_requests(NULL, "/v2/"), 0);
+
+        /* A manifest by tag: deferred to a worker (it needs upstream), then 200. */
+        http_do("HEAD", "/v2/" REPO "/manifests/" TAG "?ns=" REG, NULL, &res);
+        assert_int_equal(res.code, CURLE_OK);
+        assert_int_equal(res.status, 200);
+        char line[DIGEST_STRING_MAX + 64];
+        snprintf(line, sizeof(line), "Docker-Content-Digest: %s", env.manifest_ds);
+        assert_true(has_header(&res, line));
+        snprintf(line, sizeof(line), "Content-Length: %zu", env.manifest_size);
+        assert_true(has_header(&res, line));
+        http_done(&res);
+        http_do("GET", "/v2/" REPO "/manifests/" TAG "?ns=" REG, NULL, &res);
+        assert_int_equal(res.status, 200);
+        assert_int_equal(res.body.len, env.manifest_size);
+        assert_memory_equal(res.body.data, env.manifest, env.manifest_size);
+        http_done(&res);
+        http_do("GET", "/v2/" REPO "/manifests/nope?ns=" REG, NULL, &res);
+        assert_int_equal(res.status, 404);
+        assert_non_null(strstr(res.body.data, "\"MANIFEST_UNKNOWN\""));
+        http_done(&res);
+}
+
+/* A blob streamed while it downloads: the upstream stalls part way (and is
+ * resumed after its idle timeout), the client has bytes before the blob is
+ * committed, and gets it whole and verified. */
+static void test_http_blob_streamed(void **state) {
+        (void) state;
+        upstream_rules(&env.up, "[{\"path\": \"/blobs/\", \"method\": \"GET\", \"times\": 1, \"stall_after\": %d}]",
+                       STALL_AT);
+        _cleanup_free_ char *path = NULL;
+        assert_true(asprintf(&path, "/v2/" REPO "/blobs/%s?ns=" SLOW, env.blob_ds) > 0);
+        struct http_result res;
+        http_do("GET", path, NULL, &res);
+        if (res.code != CURLE_OK)
+                fail_msg("GET %s: %s", path, curl_easy_strerror(res.code));
+        assert_int_equal(res.status, 200);
+        assert_int_equal(res.body.len, BLOB_SIZE);
+        assert_memory_equal(res.body.data, env.blob, BLOB_SIZE);
+        assert_true(res.first_byte_seen);
+        assert_false(res.committed_at_first_byte);
+        char line[DIGEST_STRING_MAX + 64];
+        snprintf(line, sizeof(line), "Docker-Content-Digest: %s", env.blob_ds);
+        assert_true(has_header(&res, line));
+        http_done(&res);
+        wait_pull_idle();
+        uint64_t size = 0;
+        assert_int_equal(cache_stat(env.cache, &env.blob_digest, &size), 0);
+        /* The stalled request and its resumption: still one download. */
+        json_t *log = upstream_log(&env.up);
+        assert_int_equal(log_count(log, "GET", "/blobs/"), 2);
+        const char *range = NULL;
+        for (size_t i = 0; i < json_array_size(log); i++)
+                if (strstr(log_path(log, i), "/blobs/"))
+                        range = log_header(log, i, "range");
+        assert_non_null(range);
+        assert_true(strncmp(range, "bytes=", 6) == 0);
+        json_decref(log);
+
+        /* Again: from the cache, no upstream. */
+        http_do("GET", path, NULL, &res);
+        assert_int_equal(res.status, 200);
+        assert_int_equal(res.body.len, BLOB_SIZE);
+        assert_true(res.committed_at_first_byte);
+        http_done(&res);
+        assert_int_equal(upstream_requests("GET", "/blobs/"), 2);
+}
+
+/* A Range of a blob while it downloads (streamed) and once cached (from the file). */
+static void test_http_range(void **state) {
+        (void) state;
+        upstream_rules(&env.up, "[{\"path\": \"/blobs/\", \"method\": \"GET\", \"delay_ms\": 200}]");
+        _cleanup_free_ char *path = NULL;
+        assert_true(asprintf(&path, "/v2/" REPO "/blobs/%s?ns=" REG, env.blob_ds) > 0);
+        char cr[96];
+        snprintf(cr, sizeof(cr), "Content-Range: bytes 300000-300999/%d", BLOB_SIZE);
+        for (unsigned round = 0; round < 2; round++) {
+                struct http_result res;
+                http_do("GET", path, "bytes=300000-300999", &res);
+                assert_int_equal(res.code, CURLE_OK);
+                assert_int_equal(res.status, 206);
+                assert_true(has_header(&res, cr));
+                assert_int_equal(res.body.len, 1000);
+                assert_memory_equal(res.body.data, env.blob + 300000, 1000);
+                if (round == 1)
+                        assert_true(res.committed_at_first_byte);
+                http_done(&res);
+                if (round == 0)
+                        wait_pull_idle(); /* finish_abandoned_downloads: the rest goes on into the cache */
+        }
+        /* Past the end: 416 with the size. */
+        struct http_result res;
+        http_do("GET", path, "bytes=700000-", &res);
+        assert_int_equal(res.status, 416);
+        snprintf(cr, sizeof(cr), "Content-Range: bytes */%d", BLOB_SIZE);
+        assert_true(has_header(&res, cr));
+        http_done(&res);
+        assert_int_equal(upstream_requests("GET", "/blobs/"), 1);
+}
+
+/* Wrong bytes upstream: the client, streaming while it downloads, has its
+ * connection cut, never a complete body. The first part comes corrupted and
+ * stalls (so the client surely has bytes before the verdict), the rest is
+ * resumed: the whole does not match its digest. */
+static void test_http_corrupt_cut(void **state) {
+        (void) state;
+        upstream_rules(&env.up,
+                       "[{\"path\": \"/blobs/\", \"method\": \"GET\", \"times\": 1, \"stall_after\": %d, "
+                       "\"corrupt\": true}]",
+                       STALL_AT);
+        _cleanup_free_ char *path = NULL;
+        assert_true(asprintf(&path, "/v2/" REPO "/blobs/%s?ns=" SLOW, env.blob_ds) > 0);
+        struct http_result res;
+        http_do("GET", path, NULL, &res);
+        if (res.code == CURLE_OK)
+                fail_msg("a blob with wrong bytes was answered in full: HTTP %ld, %zu bytes", res.status,
+                         res.body.len);
+        assert_int_equal(res.status, 200);
+        assert_true(res.body.len > 0); /* bytes came before the verdict */
+        assert_true(res.body.len < BLOB_SIZE);
+        http_done(&res);
+        wait_pull_idle();
+        assert_int_equal(cache_stat(env.cache, &env.blob_digest, &(uint64_t) { 0 }), -ENOENT);
+        assert_int_equal(atomic_load(&env.pull->cut_streams), 1);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_manifest_by_digest, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_tag_fresh, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_tag_revalidated, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_tag_stale, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_tag_not_found, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_tag_unavailable, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_may_block, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_head_from_record, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_offline, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_manifest_ensure_refusals, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_blob_ensure_once, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_join_one_download, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_join_failure_404, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_join_failure_500, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_join_failure_corrupt, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_abandoned_cancelled, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_abandoned_finished, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_http_routes, setup_http, teardown),
+                cmocka_unit_test_setup_teardown(test_http_blob_streamed, setup_http, teardown),
+                cmocka_unit_test_setup_teardown(test_http_range, setup_http, teardown),
+                cmocka_unit_test_setup_teardown(test_http_corrupt_cut, setup_http, teardown),
+        };
+        return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
