@@ -106,6 +106,8 @@ struct cache {
         bool evict_wanted;
         pthread_cond_t evict_cond; /* wakes the evictor; with lock; CLOCK_MONOTONIC */
         pthread_mutex_t evict_lock; /* one eviction pass at a time; taken before lock */
+
+        struct cache_memo *memo; /* tags and media types remembered (memo.c; its own lock) */
 };
 
 /* ---- the index (all under c->lock) ------------------------------------------------- */
@@ -267,6 +269,10 @@ static void blob_path(const struct digest *d, char buf[static CACHE_PATH_MAX]) {
 
 const char *cache_root_path(const struct cache *c) {
         return c->root_path;
+}
+
+struct cache_memo *cache_memo(struct cache *c) {
+        return c->memo;
 }
 
 /* ---- opening ------------------------------------------------------------------- */
@@ -505,7 +511,8 @@ int cache_open(const char *root, struct cache **ret, struct error_list *errors) 
         time_cond_init(&c->indexed_cond);
         c->root_path = strdup(root);
         c->pins = calloc(PIN_BUCKETS, sizeof(*c->pins));
-        if (!c->root_path || !c->pins)
+        c->memo = cache_memo_new();
+        if (!c->root_path || !c->pins || !c->memo)
                 return -ENOMEM;
         c->root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (c->root_fd < 0) {
@@ -574,6 +581,7 @@ struct cache *cache_close(struct cache *c) {
         if (c->root_fd >= 0)
                 close(c->root_fd);
         index_free(c);
+        cache_memo_free(c->memo);
         free(c->root_path);
         pthread_cond_destroy(&c->evict_cond);
         pthread_cond_destroy(&c->indexed_cond);
