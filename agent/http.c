@@ -538,47 +538,25 @@ static enum MHD_Result respond_ready(struct pull *p, struct MHD_Connection *conn
         return respond_text(conn, rq, MHD_HTTP_OK, "ready\n");
 }
 
-/* Routes the request (agent/route.c) and answers it, or sets rq->would_block. */
-static enum MHD_Result dispatch(struct pull *p, struct MHD_Connection *conn, const char *url, bool head,
-                                struct request *rq) {
-        const char *ns_arg = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "ns");
+/* A request for a registry's content: with the spec in force (held until the answer is made). */
+static enum MHD_Result registry_route(struct pull *p, struct MHD_Connection *conn, bool head, struct request *rq,
+                                      struct route_match *rt, const char *ns_arg) {
         struct spec_ref *sr = spec_ref_get(p);
         const struct spec *s = sr->spec;
-        struct route_match rt;
-        int r = route_parse(url, ns_arg, s->agent.default_registry, &rt);
-        rq->route = rt.kind;
-        snprintf(rq->repo, sizeof(rq->repo), "%s", rt.name);
-        snprintf(rq->ref, sizeof(rq->ref), "%s", rt.reference);
-        if (rt.registry)
-                snprintf(rq->ns, sizeof(rq->ns), "%s", rt.registry);
-        enum MHD_Result ret;
-        if (r < 0) {
-                ret = respond_error(conn, rq, rt.error.status, rt.error.code, "%s", rt.error.message);
-                goto out;
+        if (!rt->registry && s->agent.default_registry) {
+                rt->registry = s->agent.default_registry;
+                snprintf(rq->ns, sizeof(rq->ns), "%s", rt->registry);
         }
-        switch (rt.kind) {
-        case ROUTE_V2:
-                ret = respond_text(conn, rq, MHD_HTTP_OK, "{}");
-                goto out;
-        case ROUTE_HEALTH:
-                ret = rt.ready ? respond_ready(p, conn, rq) : respond_text(conn, rq, MHD_HTTP_OK, "ok\n");
-                goto out;
-        case ROUTE_METRICS:
-                ret = respond_metrics(p, conn, rq);
-                goto out;
-        default:
-                break;
-        }
-
-        struct target t = { .reg = rt.registry ? spec_find_registry(s, rt.registry) : NULL,
+        struct target t = { .reg = rt->registry ? spec_find_registry(s, rt->registry) : NULL,
                             .finish_abandoned = s->agent.finish_abandoned_downloads };
+        enum MHD_Result ret;
         /* No open proxy: only registries the spec mirrors are ever asked. */
         if (!t.reg || !t.reg->mirror || strcmp(t.reg->host, SPEC_DEFAULT_REGISTRY) == 0) {
                 ret = respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "NAME_UNKNOWN", "registry %s is not mirrored here",
-                                    rt.registry ? rq->ns : "(none: no ns parameter and no agent.default_registry)");
+                                    rt->registry ? rq->ns : "(none: no ns parameter and no agent.default_registry)");
                 goto out;
         }
-        if (route_repository(&rt, t.reg->host, t.repo, sizeof(t.repo)) < 0) {
+        if (route_repository(rt, t.reg->host, t.repo, sizeof(t.repo)) < 0) {
                 ret = respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "NAME_INVALID", "repository name too long");
                 goto out;
         }
@@ -587,15 +565,41 @@ static enum MHD_Result dispatch(struct pull *p, struct MHD_Connection *conn, con
         MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_accept, &accept);
         t.accept = accept.len ? accept.text : NULL;
 
-        if (rt.kind == ROUTE_TAGS)
-                ret = tags_list(p, conn, rq, &t, rt.name, ns_arg);
-        else if (rt.kind == ROUTE_BLOB)
-                ret = blob(p, conn, rq, &t, head, &rt.digest);
+        if (rt->kind == ROUTE_TAGS)
+                ret = tags_list(p, conn, rq, &t, rt->name, ns_arg);
+        else if (rt->kind == ROUTE_BLOB)
+                ret = blob(p, conn, rq, &t, head, &rt->digest);
         else
-                ret = manifest(p, conn, rq, &t, head, &rt);
+                ret = manifest(p, conn, rq, &t, head, rt);
 out:
         spec_ref_put(p, sr);
         return ret;
+}
+
+/* Routes the request (agent/route.c) and answers it, or sets rq->would_block.
+ * Health checks, metrics and the version check need no spec. */
+static enum MHD_Result dispatch(struct pull *p, struct MHD_Connection *conn, const char *url, bool head,
+                                struct request *rq) {
+        const char *ns_arg = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "ns");
+        struct route_match rt;
+        int r = route_parse(url, ns_arg, NULL, &rt);
+        rq->route = rt.kind;
+        snprintf(rq->repo, sizeof(rq->repo), "%s", rt.name);
+        snprintf(rq->ref, sizeof(rq->ref), "%s", rt.reference);
+        if (rt.registry)
+                snprintf(rq->ns, sizeof(rq->ns), "%s", rt.registry);
+        if (r < 0)
+                return respond_error(conn, rq, rt.error.status, rt.error.code, "%s", rt.error.message);
+        switch (rt.kind) {
+        case ROUTE_V2:
+                return respond_text(conn, rq, MHD_HTTP_OK, "{}");
+        case ROUTE_HEALTH:
+                return rt.ready ? respond_ready(p, conn, rq) : respond_text(conn, rq, MHD_HTTP_OK, "ok\n");
+        case ROUTE_METRICS:
+                return respond_metrics(p, conn, rq);
+        default:
+                return registry_route(p, conn, head, rq, &rt, ns_arg);
+        }
 }
 
 static void *worker_main(void *arg) {
