@@ -16,6 +16,7 @@
 #include "agent/agent.h"
 #include "agent/log.h"
 #include "agent/prefetch.h"
+#include "common/buf.h"
 #include "common/macro.h"
 #include "common/parse.h"
 #include "common/reference.h"
@@ -82,15 +83,9 @@ static void on_image(const struct prefetch_image_report *r, bool done, void *use
                 r->count, name, r->platforms[0] ? r->platforms : "-", r->blobs_done, r->blobs,
                 (double) r->bytes_done / (1024.0 * 1024.0), rate, r->error ? "FAILED: " : "ok",
                 r->error ? r->reason : "", r->stale ? " (stale tag: no upstream answered)" : "");
-        if (pg->n == pg->cap) {
-                size_t cap = pg->cap ? pg->cap * 2 : 16;
-                struct row *v = realloc(pg->rows, cap * sizeof(*v));
-                if (!v) {
-                        pg->oom = -ENOMEM;
-                        return;
-                }
-                pg->rows = v;
-                pg->cap = cap;
+        if (ARRAY_RESERVE(pg->rows, &pg->cap, pg->n + 1, 16, SIZE_MAX) < 0) {
+                pg->oom = -ENOMEM;
+                return;
         }
         struct row *w = &pg->rows[pg->n++];
         *w = (struct row) { .blobs = r->blobs, .done = r->blobs_done, .fetched = r->blobs_fetched,

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/buf.h"
 #include "common/error.h"
 #include "common/macro.h"
 #include "fallback/challenge.h"
@@ -112,12 +113,6 @@ enum admit {
 };
 
 /* ---- a fetch in progress (fallback.c, answer.c, token.c) --------------------- */
-
-/* A body read whole, at most max bytes (a manifest, a tag list, a token answer). */
-struct buf {
-        char *data;
-        size_t len, max;
-};
 
 enum outcome {
         OUT_OK,       /* a good answer */
