@@ -259,11 +259,8 @@ static void report_error(struct prefetch_image_report *r, int error, const char 
                 return; /* the first one says the most */
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(r->reason, sizeof(r->reason), fmt, ap);
+        log_vquotef(r->reason, sizeof(r->reason), fmt, ap);
         va_end(ap);
-        for (char *c = r->reason; *c; c++)
-                if (*c == '"')
-                        *c = '\'';
         r->error = error;
 }
 

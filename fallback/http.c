@@ -12,6 +12,7 @@
 #include <pthread.h>
 
 #include "common/buf.h"
+#include "common/log.h"
 #include "common/macro.h"
 #include "common/parse.h"
 #include "common/time.h"
@@ -54,12 +55,9 @@ static void set_reason(struct http_response *r, const char *fmt, ...) _printf_(2
 static void set_reason(struct http_response *r, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(r->reason, sizeof(r->reason), fmt, ap);
-        va_end(ap);
         /* Reasons end up in key="value" log fields: no quote may end one early. */
-        for (char *c = r->reason; *c; c++)
-                if (*c == '"')
-                        *c = '\'';
+        log_vquotef(r->reason, sizeof(r->reason), fmt, ap);
+        va_end(ap);
 }
 
 /* The value of header `name` in the last response, or NULL (curl_easy_header,
