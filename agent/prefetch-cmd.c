@@ -41,12 +41,14 @@ static const char usage_prefetch[] =
         "Exit status: 0 every image complete, 1 otherwise, 2 usage or configuration error.\n";
 
 /* What the summary table says of an image. */
+#define ROW_RESULT_MAX 300 /* "FAILED: " and the reason */
+
 struct row {
-        char image[512];
-        char platforms[256];
+        char image[PREFETCH_IMAGE_NAME_MAX];
+        char platforms[PREFETCH_PLATFORMS_TEXT_MAX];
         unsigned blobs, done, fetched;
         uint64_t bytes, fetched_bytes, ms;
-        char result[300];
+        char result[ROW_RESULT_MAX];
 };
 
 struct progress {
@@ -69,7 +71,7 @@ static void human_rate(uint64_t bytes, uint64_t ms, char *buf, size_t size) {
 /* The round's hook: a progress line (rewritten in place on a terminal) and the row. */
 static void on_image(const struct prefetch_image_report *r, bool done, void *userdata) {
         struct progress *pg = userdata;
-        char name[512], rate[32];
+        char name[PREFETCH_IMAGE_NAME_MAX], rate[32];
         image_name(r, name, sizeof(name));
         uint64_t ms = time_now_ms() - r->started_ms;
         human_rate(r->bytes_fetched, done ? r->ms : ms, rate, sizeof(rate));
@@ -231,7 +233,7 @@ int agent_cmd_prefetch(int argc, char **argv) {
 /* `layerd cache check`: the round offline, one line per image and platform. */
 static void on_check(const struct prefetch_image_report *r, bool done, void *userdata) {
         struct progress *pg = userdata;
-        char name[512];
+        char name[PREFETCH_IMAGE_NAME_MAX];
         if (!done)
                 return;
         image_name(r, name, sizeof(name));

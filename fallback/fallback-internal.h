@@ -99,10 +99,12 @@ struct fallback {
 
 /* ---- circuit breakers (breaker.c) -------------------------------------------- */
 
+#define EVENT_REASON_MAX 256 /* an event's reason, NUL included */
+
 /* An event to send once the lock it was made under is released. */
 struct event_buf {
         struct fallback_event ev;
-        char reason[256];
+        char reason[EVENT_REASON_MAX];
         bool set;
 };
 
@@ -113,6 +115,8 @@ enum admit {
 };
 
 /* ---- a fetch in progress (fallback.c, answer.c, token.c) --------------------- */
+
+#define FETCH_REASON_MAX 200 /* why the current attempt failed, NUL included */
 
 enum outcome {
         OUT_OK,       /* a good answer */
@@ -144,7 +148,7 @@ struct fetch {
         bool prep_failed;      /* blob_prepare() refused the answer */
 
         long answer;           /* OUT_ANSWER's status */
-        char reason[200];
+        char reason[FETCH_REASON_MAX];
 };
 
 /* ---- functions shared between the files -------------------------------------- */

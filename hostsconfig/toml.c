@@ -28,7 +28,7 @@ struct parser {
         size_t col_pos;    /* column cache: the column of col_pos on the current line is col */
         unsigned col;
         struct error_list *errors;
-        char table[512]; /* the current [header]'s key, for messages about keys below it */
+        char table[TOML_KEY_PATH_MAX]; /* the current [header]'s key, for messages about keys below it */
 };
 
 /* ---- positions and errors ------------------------------------------------------ */
@@ -499,7 +499,7 @@ static const char *origin_phrase(enum toml_table_origin o) {
  * last may only name tables that dotted keys created (TOML 1.0: dotted keys
  * cannot reach into a table a header or an inline table defined). */
 static int table_set(struct parser *p, struct toml_table *t, const char *prefix, struct key *k, struct toml_value *v) {
-        char path[512];
+        char path[TOML_KEY_PATH_MAX];
         int r;
         for (size_t i = 0; i + 1 < k->n; i++) {
                 struct toml_pair *pair = toml_table_find(t, k->parts[i]);
@@ -805,7 +805,7 @@ static int parse_value(struct parser *p, unsigned depth, struct toml_value *ret)
 static int parse_header(struct parser *p, struct toml_table *root, struct toml_table **current) {
         struct mark m = mark_here(p);
         bool aot = peek_at(p, 1) == '[';
-        char path[512];
+        char path[TOML_KEY_PATH_MAX];
         struct key k;
         int r;
 
