@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cache/cache-internal.h"
+#include "common/buf.h"
 #include "common/fsutil.h"
 #include "common/macro.h"
 #include "common/parse.h"
@@ -179,16 +180,9 @@ int cache_tag_list(struct cache *c, const char *registry, const char *repository
                         continue;
                 if (n == max)
                         break;
-                if (n == cap) {
-                        size_t ncap = cap ? cap * 2 : 16;
-                        char **nv = realloc(v, ncap * sizeof(char *));
-                        if (!nv) {
-                                r = -ENOMEM;
-                                break;
-                        }
-                        v = nv;
-                        cap = ncap;
-                }
+                r = ARRAY_RESERVE(v, &cap, n + 1, 16, SIZE_MAX);
+                if (r < 0)
+                        break;
                 v[n] = strdup(de->d_name);
                 if (!v[n]) {
                         r = -ENOMEM;
