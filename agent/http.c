@@ -51,6 +51,7 @@
 #include "common/time.h"
 
 #define ACCEPT_MAX 1024
+#define CONTENT_RANGE_MAX 96 /* "bytes " and three 20-digit numbers */
 
 /* One request, for its log line. */
 struct request {
@@ -69,15 +70,15 @@ struct request {
         uint64_t started_ms;
         enum route route;
         const char *method;
-        char ns[256];
-        char repo[256];
-        char ref[160];
+        char ns[REFERENCE_NAME_MAX + 1];
+        char repo[REFERENCE_NAME_MAX + 1];
+        char ref[ROUTE_REFERENCE_MAX];
         unsigned status;
         const char *outcome; /* hit, miss, join, stale, upstream, - */
-        char endpoint[256];
+        char endpoint[PULL_ENDPOINT_MAX];
         atomic_uint_fast64_t bytes;
         uint64_t length; /* body bytes promised (fd and buffer responses) */
-        char reason[256]; /* why, for an error answer */
+        char reason[OUTCOME_REASON_MAX]; /* why, for an error answer */
         bool streamed;
         bool has_body;
 };
@@ -114,16 +115,12 @@ static enum MHD_Result respond_error(struct MHD_Connection *conn, struct request
                                      const char *code, const char *fmt, ...) _printf_(5, 6);
 static enum MHD_Result respond_error(struct MHD_Connection *conn, struct request *rq, unsigned status,
                                      const char *code, const char *fmt, ...) {
-        char msg[256], body[512];
+        char msg[OUTCOME_REASON_MAX], body[2 * OUTCOME_REASON_MAX];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
+        /* Quoted as for a log line: no quote, backslash or control byte is left to escape in JSON. */
+        log_vquotef(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        /* The message holds only validated names, digests and fixed text: no JSON escaping is needed
-         * beyond refusing quotes and backslashes, which none of those can contain. */
-        for (char *c = msg; *c; c++)
-                if (*c == '"' || *c == '\\' || (unsigned char) *c < 0x20)
-                        *c = '?';
         snprintf(rq->reason, sizeof(rq->reason), "%s", msg);
         int n = snprintf(body, sizeof(body), "{\"errors\":[{\"code\":\"%s\",\"message\":\"%s\"}]}", code, msg);
         struct MHD_Response *resp = MHD_create_response_from_buffer((size_t) n, body, MHD_RESPMEM_MUST_COPY);
@@ -221,7 +218,7 @@ static enum MHD_Result respond_outcome(struct MHD_Connection *conn, struct reque
 struct target {
         const struct spec_registry *reg;
         bool finish_abandoned;
-        char repo[256];
+        char repo[REFERENCE_NAME_MAX + 1];
         const char *accept;
 };
 
@@ -274,7 +271,7 @@ static enum MHD_Result blob_head_upstream(struct pull *p, struct MHD_Connection 
 
 /* 416, saying how big the blob is (RFC 9110 section 15.5.17). */
 static enum MHD_Result respond_unsatisfiable(struct MHD_Connection *conn, struct request *rq, uint64_t size) {
-        char cr[64];
+        char cr[CONTENT_RANGE_MAX];
         snprintf(cr, sizeof(cr), "bytes */%" PRIu64, size);
         struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *) "", MHD_RESPMEM_PERSISTENT);
         if (resp && MHD_add_response_header(resp, "Content-Range", cr) != MHD_YES) {
@@ -312,7 +309,7 @@ static enum MHD_Result respond_blob_fd(struct MHD_Connection *conn, struct reque
                         close(fd);
                 return MHD_NO;
         }
-        char cr[96];
+        char cr[CONTENT_RANGE_MAX];
         snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, start, start + length - 1, size);
         if (!add_object_headers(resp, d, NULL) || MHD_add_response_header(resp, "Accept-Ranges", "bytes") != MHD_YES ||
             (status == MHD_HTTP_PARTIAL_CONTENT && MHD_add_response_header(resp, "Content-Range", cr) != MHD_YES)) {
@@ -382,7 +379,7 @@ static enum MHD_Result respond_blob_stream(struct MHD_Connection *conn, struct r
                 stream_free(s);
                 return MHD_NO;
         }
-        char cr[96];
+        char cr[CONTENT_RANGE_MAX];
         snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, start, start + length - 1, size);
         if (!add_object_headers(resp, d, NULL) || MHD_add_response_header(resp, "Accept-Ranges", "bytes") != MHD_YES ||
             (k == 0 && MHD_add_response_header(resp, "Content-Range", cr) != MHD_YES)) {

@@ -40,7 +40,7 @@ struct stream {
         uint64_t drop;               /* relay bytes to skip (already taken from the cache) */
         uint64_t size;               /* the whole blob's, as promised to the client */
         struct digest digest;
-        char registry[256], repository[256];
+        char registry[REFERENCE_NAME_MAX + 1], repository[REFERENCE_NAME_MAX + 1];
 };
 
 
