@@ -1,14 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 
-/* The OCI distribution pull API on libmicrohttpd: manifests and blobs from
- * the cache, misses through the fallback chains into the cache, streamed to
- * every waiting client while they download; /metrics, /healthz, /readyz.
- * MHD runs a pool of event-loop threads (MHD_USE_EPOLL, MHD_ALLOW_SUSPEND_RESUME):
- * pull_handle() answers what needs no upstream at once and suspends the rest
- * onto threads of their own (agent/pull.c, "Threads"). */
+/* The pull core, which knows no transport: manifests and blobs from the
+ * cache, misses through the fallback chains into the cache (single-flight
+ * downloads that every waiting client follows), tag lists, counters. The
+ * HTTP front end (agent/http.h) and prefetch both use it. */
 
-#include <microhttpd.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -37,11 +34,6 @@ void pull_set_spec(struct pull *p, struct spec *spec);
  * or -ETIMEDOUT with threads still running (then neither MHD_stop_daemon()
  * nor pull_free() may run). */
 int pull_shutdown(struct pull *p, int timeout_ms);
-
-/* The MHD access handler and completion notifier; cls is the struct pull. */
-enum MHD_Result pull_handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-                            const char *version, const char *upload_data, size_t *upload_data_size, void **req_cls);
-void pull_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum MHD_RequestTerminationCode toe);
 
 /* ---- in-process API: what prefetch and `layerd cache check` use, the same
  * single-flight downloads, verification, tag records and chains as clients ---- */

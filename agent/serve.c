@@ -22,6 +22,7 @@
 #include "agent/log.h"
 #include "agent/notify.h"
 #include "agent/prefetch.h"
+#include "agent/http.h"
 #include "agent/pull.h"
 #include "cache/cache.h"
 #include "common/macro.h"
@@ -244,8 +245,8 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
         errno = 0;
         struct MHD_Daemon *d = MHD_start_daemon(
                 /* The logger goes first, or MHD logs the options before it on its own. */
-                flags, listen_port, NULL, NULL, pull_handle, pull, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-                MHD_OPTION_ARRAY, listen_opt, MHD_OPTION_NOTIFY_COMPLETED, pull_completed, pull,
+                flags, listen_port, NULL, NULL, http_handle, pull, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+                MHD_OPTION_ARRAY, listen_opt, MHD_OPTION_NOTIFY_COMPLETED, http_completed, pull,
                 MHD_OPTION_CONNECTION_LIMIT, (unsigned) SERVE_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
                 (unsigned) SERVE_CONNECTION_TIMEOUT_S, MHD_OPTION_THREAD_STACK_SIZE, (size_t) SERVE_THREAD_STACK,
                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) SERVE_MEMORY_PER_CONNECTION, MHD_OPTION_THREAD_POOL_SIZE,

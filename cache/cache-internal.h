@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 
 #include "cache/cache.h"
 
@@ -50,6 +51,8 @@ struct cache {
         bool evict_wanted;
         pthread_cond_t evict_cond; /* wakes the evictor; with lock; CLOCK_MONOTONIC */
         pthread_mutex_t evict_lock; /* one eviction pass at a time; taken before lock */
+
+        struct cache_memo *memo; /* tags and media types remembered (memo.c; its own lock) */
 
         /* Tests only: called by cache_begin() after it listed a new entry and
          * before it looks at the disk (where joiners may come). */
@@ -116,3 +119,32 @@ int cache_index_add_locked(struct cache *c, const struct digest *d, uint64_t siz
 
 /* With c->lock held: asks the eviction thread (when running) for a pass. */
 void cache_evict_wake_locked(struct cache *c);
+
+/* ---- memo.c: what the cache remembers in memory (its own lock, taken alone) ---- */
+
+/* Longest tag key remembered, NUL included: registry "\n" repository "\n" tag. */
+#define CACHE_TAG_KEY_MAX 512
+
+struct cache_memo;
+
+/* The cache's memory, made by cache_open() and freed by cache_close(). */
+struct cache_memo *cache_memo(struct cache *c);
+
+/* Empty tables; NULL when out of memory. */
+struct cache_memo *cache_memo_new(void);
+
+/* Accepts NULL; returns NULL. */
+struct cache_memo *cache_memo_free(struct cache_memo *m);
+
+/* 0 with the remembered record of key (a canonical registry "\n" repository
+ * "\n" tag); otherwise -ENOENT and the slot's version in *ret_version, for
+ * cache_memo_tag_settle() after the file was read. */
+int cache_memo_tag_get(struct cache_memo *m, const char *key, struct cache_tag *ret, uint64_t *ret_version);
+
+/* Before a write of key's file: returns the version to settle with. */
+uint64_t cache_memo_tag_begin(struct cache_memo *m, const char *key);
+
+/* After a read or a write of key's file: remembers t when nothing else touched
+ * the slot since version was taken; forgets key when t is NULL (the write
+ * failed) or when something did (the file decides who won). */
+void cache_memo_tag_settle(struct cache_memo *m, const char *key, uint64_t version, const struct cache_tag *t);

@@ -22,7 +22,8 @@
  * table, the index, counters), then an entry's lock (its progress, references
  * and readers), never the other way round. No disk I/O runs under the cache's
  * lock on the way of a miss or a join (cache_begin() stats and creates files
- * outside it).
+ * outside it). The memory of tags and media types (memo.c) has a lock of its
+ * own, taken alone.
  *
  * Not here: a persisted index snapshot (the index is rebuilt from the
  * blobs' inodes at each start, in the background). */
@@ -256,13 +257,17 @@ struct cache_tag {
 /* What registry/repository:tag pointed to when last fetched. The names are
  * validated (host[:port], the distribution grammar's repository and tag)
  * before any path is built: -EINVAL for anything else. -ENOENT when unknown;
- * -EBADMSG when the record on disk is damaged (treat it as unknown). */
+ * -EBADMSG when the record on disk is damaged (treat it as unknown). Recent
+ * records are answered from memory (256 of them, by name) without reading the
+ * file: this process is the cache's only writer, so a record changed on disk
+ * by anyone else is seen after the next cache_open() only. */
 int cache_tag_get(struct cache *c, const char *registry, const char *repository, const char *tag,
                   struct cache_tag *ret);
 
 /* Records (or replaces) a tag, atomically: a reader sees the old record or
  * the new one. -EINVAL for invalid names or a media type with characters a
- * media type cannot have. */
+ * media type cannot have. When the file cannot be written (-errno), the tag
+ * is forgotten from memory too, so cache_tag_get() says what the disk holds. */
 int cache_tag_put(struct cache *c, const char *registry, const char *repository, const char *tag,
                   const struct cache_tag *t);
 
@@ -272,6 +277,18 @@ int cache_tag_put(struct cache *c, const char *registry, const char *repository,
  * when none was ever recorded, -EINVAL for invalid names, -ENOMEM. */
 int cache_tag_list(struct cache *c, const char *registry, const char *repository, size_t max, char ***ret_tags,
                    size_t *ret_n);
+
+/* ---- media types of manifests, remembered in memory only ---- */
+
+/* The media type remembered for the manifest d, copied into buf (NUL
+ * included). -ENOENT when not remembered; -ENOBUFS when size is too small. */
+int cache_media_type_get(struct cache *c, const struct digest *d, char *buf, size_t size);
+
+/* Remembers d's media type, e.g. worked out once from the manifest's JSON, so
+ * serving it again needs no parsing. 256 are kept (direct-mapped by digest: a
+ * collision replaces the older one); a media type of CACHE_MEDIA_TYPE_MAX
+ * characters or more is not kept. */
+void cache_media_type_remember(struct cache *c, const struct digest *d, const char *media_type);
 
 /* Bounds the store: when its blobs exceed max_bytes (0: no bound), or the
  * file system has less than min_free_bytes available (0: no bound), the least

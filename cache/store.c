@@ -215,6 +215,10 @@ const char *cache_root_path(const struct cache *c) {
         return c->root_path;
 }
 
+struct cache_memo *cache_memo(struct cache *c) {
+        return c->memo;
+}
+
 /* ---- opening ------------------------------------------------------------------- */
 
 int cache_fsync_at(int dirfd, const char *path, bool parent) {
@@ -447,7 +451,8 @@ int cache_open(const char *root, struct cache **ret, struct error_list *errors) 
         time_cond_init(&c->indexed_cond);
         c->root_path = strdup(root);
         c->pins = calloc(PIN_BUCKETS, sizeof(*c->pins));
-        if (!c->root_path || !c->pins)
+        c->memo = cache_memo_new();
+        if (!c->root_path || !c->pins || !c->memo)
                 return -ENOMEM;
         c->root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (c->root_fd < 0) {
@@ -516,6 +521,7 @@ struct cache *cache_close(struct cache *c) {
         if (c->root_fd >= 0)
                 close(c->root_fd);
         index_free(c);
+        cache_memo_free(c->memo);
         free(c->root_path);
         pthread_cond_destroy(&c->evict_cond);
         pthread_cond_destroy(&c->indexed_cond);

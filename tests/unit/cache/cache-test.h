@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 
-/* What the cache's tests share: a fresh directory per test, an opened cache
- * with its index complete, deterministic content. Include after <cmocka.h>
- * and tests/unit/unit.h. */
+/* What the store's and entries' tests share besides the fixture (use
+ * setup_dir/teardown): a cache opened with its index complete, deterministic
+ * content. Include after <cmocka.h> and tests/unit/unit.h. */
 
 #include <errno.h>
 #include <stdbool.h>
@@ -13,28 +13,9 @@
 #include <string.h>
 
 #include "cache/cache.h"
+#include "tests/unit/cache/fixture.h"
 
-struct fixture {
-        char root[64];
-};
-
-static int setup(void **state) {
-        struct fixture *f = calloc(1, sizeof(*f));
-        assert_non_null(f);
-        snprintf(f->root, sizeof(f->root), "/tmp/layerd-test-cache-XXXXXX");
-        assert_non_null(mkdtemp(f->root));
-        *state = f;
-        return 0;
-}
-
-static int teardown(void **state) {
-        struct fixture *f = *state;
-        unit_rm_rf(f->root);
-        free(f);
-        return 0;
-}
-
-static struct cache *open_ok(const char *root) {
+static inline struct cache *open_ok(const char *root) {
         struct cache *c = NULL;
         struct error_list errors;
         int r = cache_open(root, &c, &errors);
@@ -51,7 +32,7 @@ static struct cache *open_ok(const char *root) {
 }
 
 /* Deterministic content of n bytes and its digest. */
-static unsigned char *content(size_t n, unsigned seed, enum digest_algorithm a, struct digest *d) {
+static inline unsigned char *content(size_t n, unsigned seed, enum digest_algorithm a, struct digest *d) {
         unsigned char *b = malloc(n ? n : 1);
         assert_non_null(b);
         uint32_t x = 2463534242u ^ (seed * 2654435761u); /* xorshift32: seeds give unrelated bytes */

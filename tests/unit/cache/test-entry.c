@@ -703,16 +703,16 @@ static void test_unstored_skip(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_verdicts, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_source, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_interest, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_unwanted_is_cancelled, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_writer_thread_and_follower, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_begin_joiners, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_unstored_stream, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_unstored_reader_leaves, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_unstored_mismatch, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_unstored_skip, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_verdicts, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_source, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_interest, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_unwanted_is_cancelled, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_writer_thread_and_follower, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_begin_joiners, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_unstored_stream, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_unstored_reader_leaves, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_unstored_mismatch, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_unstored_skip, setup_dir, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -878,20 +878,20 @@ static void test_restart_keeps_commit_order(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_layout_and_lock, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_commit_and_read, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_mismatch, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_size_and_holdback, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_verified_survives_store_failure, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_abort_and_timeout, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_single_flight, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_killed_mid_write, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_counts_ignore_foreign_files, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_eviction_lru_and_pins, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_eviction_for_free_space, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_restart_keeps_commit_order, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_verify_quarantines, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_layout_and_lock, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_commit_and_read, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_mismatch, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_size_and_holdback, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_verified_survives_store_failure, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_abort_and_timeout, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_single_flight, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_killed_mid_write, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_counts_ignore_foreign_files, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_eviction_lru_and_pins, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_eviction_for_free_space, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_restart_keeps_commit_order, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_verify_quarantines, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_disk_full, setup_dir, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

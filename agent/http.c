@@ -1,0 +1,723 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The HTTP front end of the pull API (libmicrohttpd): what containerd (and
+ * skopeo, podman) ask a mirror for, routed (route.c) to the pull core.
+ *
+ * What containerd needs from a mirror (remotes/docker/resolver.go,
+ * fetcher.go), and so what every route here guarantees:
+ * - the first request is HEAD /v2/<name>/manifests/<tag>?ns=<registry>; the
+ *   answer carries Docker-Content-Digest and Content-Length;
+ * - a mirror that cannot serve answers fast with 404 or 503 and containerd
+ *   moves on to its next host; it never gets a 429 (containerd retries those
+ *   on the same host) and never waits without bound (containerd has no
+ *   response timeout): upstream waits are bounded and turn into 503;
+ * - a 200 carries exactly the content: manifests are verified before a byte
+ *   is sent; a blob streamed while it downloads keeps its last byte back
+ *   until its digest verified (cache_reader_read()), and on a mismatch the
+ *   connection is cut (containerd does not fall back after a mismatch);
+ * - Range answers are 206 with Content-Range (containerd resumes with
+ *   "Range: bytes=N-", from its first host again).
+ *
+ * Threads: libmicrohttpd runs a small pool of event-loop threads, which
+ * answer everything that needs no upstream at once (cache hits: sendfile
+ * from the blob, manifests from memory). A request that has to wait for an
+ * upstream (a miss, a tag to revalidate, a HEAD of an uncached blob) is
+ * suspended and handed to a thread of its own (defer()), which prepares the
+ * answer and resumes it. A blob streamed while it downloads is read without
+ * waiting; when nothing is there yet the connection is suspended and the
+ * stream's waker thread resumes it when bytes arrive. So idle and cached
+ * connections cost no thread: 256 of them, about 8 KiB each (their request memory). */
+#include "agent/http.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "agent/log.h"
+#include "agent/pull-internal.h"
+#include "agent/relay.h"
+#include "agent/route.h"
+#include "agent/stream.h"
+#include "common/digest.h"
+#include "common/macro.h"
+#include "common/parse.h"
+#include "common/range.h"
+#include "common/reference.h"
+#include "common/time.h"
+
+#define ACCEPT_MAX 1024
+
+/* One request, for its log line. */
+struct request {
+        /* Deferral (defer()): the first pass runs on MHD's event loop with
+         * may_block false; where it would wait it sets would_block instead,
+         * and a worker thread runs the request again with may_block true. Its
+         * answer (deferred: queue() keeps it here) is queued on resumption. */
+        bool may_block, would_block, deferred, worker_done;
+        struct MHD_Response *prepared;
+        unsigned prepared_status;
+        struct MHD_Connection *conn;
+        struct pull *pull;
+        char *url;
+        bool head;
+
+        uint64_t started_ms;
+        enum route route;
+        const char *method;
+        char ns[256];
+        char repo[256];
+        char ref[160];
+        unsigned status;
+        const char *outcome; /* hit, miss, join, stale, upstream, - */
+        char endpoint[256];
+        atomic_uint_fast64_t bytes;
+        uint64_t length; /* body bytes promised (fd and buffer responses) */
+        char reason[256]; /* why, for an error answer */
+        bool streamed;
+        bool has_body;
+};
+
+/* ---- responses ---------------------------------------------------------------------- */
+
+static enum MHD_Result queue(struct MHD_Connection *conn, struct request *rq, unsigned status,
+                             struct MHD_Response *resp) {
+        if (!resp)
+                return MHD_NO;
+        rq->status = status;
+        bool ok = MHD_add_response_header(resp, "Docker-Distribution-API-Version", "registry/2.0") == MHD_YES;
+        if (ok && rq->deferred) {
+                /* On a worker: queued by pull_handle() once the connection is resumed. */
+                if (rq->prepared)
+                        MHD_destroy_response(rq->prepared);
+                rq->prepared = resp;
+                rq->prepared_status = status;
+                return MHD_YES;
+        }
+        enum MHD_Result r = ok ? MHD_queue_response(conn, status, resp) : MHD_NO;
+        MHD_destroy_response(resp);
+        return r;
+}
+
+/* The first pass of a request that has to wait: ends it; defer() runs it again. */
+static enum MHD_Result would_block(struct request *rq) {
+        rq->would_block = true;
+        return MHD_YES;
+}
+
+/* Distribution spec error body: {"errors":[{"code":"...","message":"..."}]}. */
+static enum MHD_Result respond_error(struct MHD_Connection *conn, struct request *rq, unsigned status,
+                                     const char *code, const char *fmt, ...) _printf_(5, 6);
+static enum MHD_Result respond_error(struct MHD_Connection *conn, struct request *rq, unsigned status,
+                                     const char *code, const char *fmt, ...) {
+        char msg[256], body[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        /* The message holds only validated names, digests and fixed text: no JSON escaping is needed
+         * beyond refusing quotes and backslashes, which none of those can contain. */
+        for (char *c = msg; *c; c++)
+                if (*c == '"' || *c == '\\' || (unsigned char) *c < 0x20)
+                        *c = '?';
+        snprintf(rq->reason, sizeof(rq->reason), "%s", msg);
+        int n = snprintf(body, sizeof(body), "{\"errors\":[{\"code\":\"%s\",\"message\":\"%s\"}]}", code, msg);
+        struct MHD_Response *resp = MHD_create_response_from_buffer((size_t) n, body, MHD_RESPMEM_MUST_COPY);
+        if (resp && (MHD_add_response_header(resp, "Content-Type", "application/json") != MHD_YES ||
+                     (status == MHD_HTTP_METHOD_NOT_ALLOWED &&
+                      MHD_add_response_header(resp, "Allow", "GET, HEAD") != MHD_YES))) {
+                MHD_destroy_response(resp);
+                return MHD_NO;
+        }
+        rq->length = (uint64_t) n;
+        return queue(conn, rq, status, resp);
+}
+
+static ssize_t no_body(void *cls, uint64_t pos, char *buf, size_t max) {
+        (void) cls, (void) pos, (void) buf, (void) max;
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+/* A HEAD answer for an object of size bytes whose body layerd does not hold:
+ * MHD sends the headers of a response of that size and never asks for bytes. */
+static struct MHD_Response *head_response(uint64_t size) {
+        return MHD_create_response_from_callback(size, 4096, no_body, NULL, NULL);
+}
+
+static bool add_object_headers(struct MHD_Response *resp, const struct digest *d, const char *media_type) {
+        char ds[DIGEST_STRING_MAX], etag[DIGEST_STRING_MAX + 2];
+        digest_to_string(d, ds);
+        snprintf(etag, sizeof(etag), "\"%s\"", ds);
+        return MHD_add_response_header(resp, "Docker-Content-Digest", ds) == MHD_YES &&
+               MHD_add_response_header(resp, "ETag", etag) == MHD_YES &&
+               MHD_add_response_header(resp, "Content-Type", media_type ? media_type : "application/octet-stream") ==
+                       MHD_YES;
+}
+
+static enum MHD_Result respond_manifest(struct MHD_Connection *conn, struct request *rq, bool head, const void *body,
+                                        uint64_t size, const struct digest *d, const char *media_type) {
+        struct MHD_Response *resp = head || !body ? head_response(size)
+                                                  : MHD_create_response_from_buffer((size_t) size, (void *) body,
+                                                                                    MHD_RESPMEM_MUST_COPY);
+        if (resp && !add_object_headers(resp, d, media_type)) {
+                MHD_destroy_response(resp);
+                return MHD_NO;
+        }
+        rq->length = head ? 0 : size;
+        return queue(conn, rq, MHD_HTTP_OK, resp);
+}
+
+/* ---- requests ------------------------------------------------------------------------- */
+
+struct accept_buf {
+        char text[ACCEPT_MAX];
+        size_t len;
+};
+
+/* skopeo and podman send one Accept line per media type: merge them. */
+static enum MHD_Result collect_accept(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+        struct accept_buf *a = cls;
+        (void) kind;
+        if (!key || strcasecmp(key, "Accept") != 0 || !value || !value[0])
+                return MHD_YES;
+        size_t add = strlen(value);
+        if (a->len + add + 3 > sizeof(a->text))
+                return MHD_YES; /* what does not fit is not asked for */
+        if (a->len > 0) {
+                memcpy(a->text + a->len, ", ", 2);
+                a->len += 2;
+        }
+        memcpy(a->text + a->len, value, add + 1);
+        a->len += add;
+        return MHD_YES;
+}
+
+
+/* The one place where what the core says becomes a status code. manifest
+ * picks the error code's noun (MANIFEST_UNKNOWN or BLOB_UNKNOWN). A mirror
+ * that cannot serve answers fast with 404 (not found: containerd tries its
+ * next host) or 503 (unavailable: the same), never 429 and never a wait
+ * without bound. */
+static enum MHD_Result respond_outcome(struct MHD_Connection *conn, struct request *rq, const struct outcome *o,
+                                       bool manifest) {
+        switch (o->kind) {
+        case OUTCOME_NOT_FOUND:
+                return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, manifest ? "MANIFEST_UNKNOWN" : "BLOB_UNKNOWN", "%s",
+                                     o->reason);
+        case OUTCOME_BAD_REQUEST:
+                return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, manifest ? "MANIFEST_INVALID" : "DIGEST_INVALID",
+                                     "%s", o->reason);
+        case OUTCOME_FOUND: /* not an error: a caller's slip, answered as one */
+        case OUTCOME_UNAVAILABLE:
+        default:
+                return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "%s", o->reason);
+        }
+}
+
+struct target {
+        const struct spec_registry *reg;
+        bool finish_abandoned;
+        char repo[256];
+        const char *accept;
+};
+
+/* ---- manifests and blobs -------------------------------------------------------------- */
+
+static enum MHD_Result manifest(struct pull *p, struct MHD_Connection *conn, struct request *rq,
+                                const struct target *t, bool head, const struct route_match *rt) {
+        struct manifest_query q = { .registry = t->reg->host, .repository = t->repo,
+                                    .tag = rt->by_digest ? NULL : rq->ref, .digest = rt->digest, .accept = t->accept,
+                                    .tag_ttl_ms = t->reg->tag_ttl_ms, .head = head, .may_block = rq->may_block };
+        struct manifest_answer a = {};
+        struct outcome o;
+        int r = manifest_resolve(p, &q, &a, &o);
+        if (r == -EWOULDBLOCK)
+                return would_block(rq);
+        rq->outcome = a.cache;
+        if (a.endpoint[0])
+                snprintf(rq->endpoint, sizeof(rq->endpoint), "%s", a.endpoint);
+        if (r < 0)
+                return respond_outcome(conn, rq, &o, true);
+        enum MHD_Result ret = respond_manifest(conn, rq, head, a.body, a.size, &a.digest, a.media_type);
+        manifest_answer_done(&a);
+        return ret;
+}
+
+/* A HEAD of a blob not in the cache needs no bytes: ask upstream, cache nothing. */
+static enum MHD_Result blob_head_upstream(struct pull *p, struct MHD_Connection *conn, struct request *rq,
+                                          const struct target *t, const struct digest *d) {
+        struct fallback_request req = pull_upstream_request(p, t->reg->host, t->repo, FALLBACK_BLOB, rq->ref, true);
+        struct fallback_response fr;
+        struct outcome o;
+        int r = outcome_from_upstream(&o, fallback_fetch(p->fb, &req, &fr), &fr);
+        rq->outcome = "miss";
+        if (fr.endpoint)
+                snprintf(rq->endpoint, sizeof(rq->endpoint), "%s", fr.endpoint);
+        if (r == 0 && fr.size < 0)
+                outcome_set(&o, -EHOSTUNREACH, "upstream did not say the blob's size");
+        int64_t size = fr.size;
+        fallback_response_done(&fr);
+        if (o.error < 0)
+                return respond_outcome(conn, rq, &o, false);
+        struct MHD_Response *resp = head_response((uint64_t) size);
+        if (resp && (!add_object_headers(resp, d, NULL) ||
+                     MHD_add_response_header(resp, "Accept-Ranges", "bytes") != MHD_YES)) {
+                MHD_destroy_response(resp);
+                resp = NULL;
+        }
+        return queue(conn, rq, MHD_HTTP_OK, resp);
+}
+
+/* 416, saying how big the blob is (RFC 9110 section 15.5.17). */
+static enum MHD_Result respond_unsatisfiable(struct MHD_Connection *conn, struct request *rq, uint64_t size) {
+        char cr[64];
+        snprintf(cr, sizeof(cr), "bytes */%" PRIu64, size);
+        struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *) "", MHD_RESPMEM_PERSISTENT);
+        if (resp && MHD_add_response_header(resp, "Content-Range", cr) != MHD_YES) {
+                MHD_destroy_response(resp);
+                return MHD_NO;
+        }
+        return queue(conn, rq, MHD_HTTP_RANGE_NOT_SATISFIABLE, resp);
+}
+
+static enum MHD_Result respond_blob_fd(struct MHD_Connection *conn, struct request *rq, struct pull *p, bool head,
+                                       int fd, uint64_t size, const struct digest *d) {
+        const char *range = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Range");
+        uint64_t start = 0, length = size;
+        unsigned status = MHD_HTTP_OK;
+        int r = range && !head ? range_parse(range, size, &start, &length) : -EINVAL;
+        if (r == -ERANGE) {
+                close(fd);
+                return respond_unsatisfiable(conn, rq, size);
+        }
+        if (r == 0)
+                status = MHD_HTTP_PARTIAL_CONTENT;
+        else {
+                start = 0;
+                length = size;
+        }
+        struct MHD_Response *resp;
+        if (head) {
+                close(fd);
+                resp = head_response(size);
+        } else
+                /* sendfile(2) from the blob's descriptor: MHD owns fd from here. */
+                resp = MHD_create_response_from_fd_at_offset64(length, fd, start);
+        if (!resp) {
+                if (!head)
+                        close(fd);
+                return MHD_NO;
+        }
+        char cr[96];
+        snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, start, start + length - 1, size);
+        if (!add_object_headers(resp, d, NULL) || MHD_add_response_header(resp, "Accept-Ranges", "bytes") != MHD_YES ||
+            (status == MHD_HTTP_PARTIAL_CONTENT && MHD_add_response_header(resp, "Content-Range", cr) != MHD_YES)) {
+                MHD_destroy_response(resp);
+                return MHD_NO;
+        }
+        rq->length = head ? 0 : length;
+        if (!head)
+                atomic_fetch_add(&p->bytes_served, length);
+        return queue(conn, rq, status, resp);
+}
+
+/* The download h (joined or started), or, when the cache cannot take the
+ * blob (h NULL, or its disk filled before the size was known), a
+ * stream-through: answer as soon as the size is known, then stream the
+ * bytes as they arrive. */
+static enum MHD_Result respond_blob_stream(struct MHD_Connection *conn, struct request *rq, struct pull *p,
+                                           const struct target *t, const struct download_hold *h,
+                                           const struct digest *d) {
+        uint64_t size = 0;
+        struct relay *relay = NULL;
+        int r = h ? cache_entry_wait_size(h->entry, HEADER_WAIT_MS, &size) : -ENOSPC;
+        if (r == -ENOSPC) {
+                char ds[DIGEST_STRING_MAX];
+                log_notice("the cache cannot take the blob, streaming through: ns=%s repo=%s digest=%s", t->reg->host,
+                           t->repo, digest_to_string(d, ds));
+                int status = 0;
+                r = stream_through_start(p, t->reg->host, t->repo, d, -1, &relay);
+                if (r >= 0)
+                        r = relay_wait_size(relay, HEADER_WAIT_MS, &size, &status);
+                if (r < 0) {
+                        struct outcome o;
+                        relay_free(relay);
+                        if (outcome_status_not_found(status))
+                                outcome_set(&o, -ENOENT, "upstream answered %d", status);
+                        else
+                                download_outcome(p, NULL, r, &o);
+                        return respond_outcome(conn, rq, &o, false);
+                }
+                h = NULL;
+                rq->outcome = "through";
+        } else if (r < 0) {
+                struct outcome o;
+                download_outcome(p, h, r, &o);
+                return respond_outcome(conn, rq, &o, false);
+        }
+        const char *range = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Range");
+        uint64_t start = 0, length = size;
+        int k = range ? range_parse(range, size, &start, &length) : -EINVAL;
+        if (k == -ERANGE) {
+                relay_free(relay);
+                return respond_unsatisfiable(conn, rq, size);
+        }
+        if (k < 0) {
+                start = 0;
+                length = size;
+        }
+        struct stream_params sp = { .pull = p, .conn = conn, .sent = &rq->bytes, .endpoint = rq->endpoint,
+                                    .endpoint_size = sizeof(rq->endpoint), .registry = t->reg->host,
+                                    .repository = t->repo, .digest = *d, .start = start, .length = length,
+                                    .size = size };
+        struct stream *s = NULL;
+        if (stream_new(&sp, h, relay, &s) < 0)
+                return MHD_NO;
+        struct MHD_Response *resp = MHD_create_response_from_callback(length, STREAM_BLOCK, stream_read, s, stream_free);
+        if (!resp) {
+                stream_free(s);
+                return MHD_NO;
+        }
+        char cr[96];
+        snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, start, start + length - 1, size);
+        if (!add_object_headers(resp, d, NULL) || MHD_add_response_header(resp, "Accept-Ranges", "bytes") != MHD_YES ||
+            (k == 0 && MHD_add_response_header(resp, "Content-Range", cr) != MHD_YES)) {
+                MHD_destroy_response(resp);
+                return MHD_NO;
+        }
+        rq->streamed = true;
+        rq->length = length;
+        return queue(conn, rq, k == 0 ? MHD_HTTP_PARTIAL_CONTENT : MHD_HTTP_OK, resp);
+}
+
+static enum MHD_Result blob(struct pull *p, struct MHD_Connection *conn, struct request *rq, const struct target *t,
+                            bool head, const struct digest *d) {
+        struct download_want w = { .registry = t->reg->host, .repository = t->repo, .digest = *d, .size = -1,
+                                   .finish_abandoned = t->finish_abandoned, .follow = true };
+        for (unsigned round = 0; round < 3; round++) {
+                int fd = -1;
+                uint64_t size = 0;
+                if (cache_open_blob(p->cache, d, &fd, &size) == 0) {
+                        rq->outcome = "hit";
+                        return respond_blob_fd(conn, rq, p, head, fd, size, d);
+                }
+                if (!rq->may_block)
+                        return would_block(rq);
+                if (head)
+                        return blob_head_upstream(p, conn, rq, t, d);
+                struct download_hold h;
+                int r = download_join_or_start(p, &w, &h);
+                if (r == -EEXIST)
+                        continue; /* committed meanwhile: serve it from disk */
+                if (r == -ECANCELED)
+                        return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
+                                             "the download was just cancelled; try again");
+                if (r == -ESHUTDOWN || r == -ENOMEM)
+                        return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "%s",
+                                             strerror(-r));
+                if (r < 0) {
+                        /* The cache cannot start it (disk full, read-only, ...): stream through. */
+                        char ds[DIGEST_STRING_MAX];
+                        log_warning("cannot cache the blob: ns=%s repo=%s digest=%s: %s", t->reg->host, t->repo,
+                                    digest_to_string(d, ds), strerror(-r));
+                        return respond_blob_stream(conn, rq, p, t, NULL, d);
+                }
+                rq->outcome = h.started ? "miss" : "join";
+                /* The stream, if one was made, holds the download itself. */
+                enum MHD_Result ret = respond_blob_stream(conn, rq, p, t, &h, d);
+                download_release(p, &h);
+                return ret;
+        }
+        return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "the blob keeps changing state");
+}
+
+/* ---- tag lists, metrics, health ----------------------------------------------------- */
+
+/* GET /v2/<name>/tags/list[?n=&last=]: one page through the chain, as the
+ * registry paginates it; the next page's link points back here. */
+static enum MHD_Result tags_list(struct pull *p, struct MHD_Connection *conn, struct request *rq,
+                                 const struct target *t, const char *name, const char *ns_arg) {
+        const char *n_text = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "n");
+        const char *last = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "last");
+        uint64_t n = 0;
+        if (n_text && (parse_uint(n_text, FALLBACK_TAGS_MAX, &n) < 0 || n == 0))
+                return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "PAGINATION_NUMBER_INVALID",
+                                     "n must be 1 to %d", FALLBACK_TAGS_MAX);
+        if (last && last[0] && !reference_tag_is_valid(last))
+                return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "TAG_INVALID", "last is not a tag");
+        /* A page may have to come from upstream: never on the event loop (tag lists are rare). */
+        if (!rq->may_block)
+                return would_block(rq);
+        void *body = NULL;
+        size_t size = 0;
+        _cleanup_free_ char *next = NULL;
+        int r = pull_tags_page(p, t->reg->host, t->repo, (unsigned) n, last && last[0] ? last : NULL, &body, &size,
+                               &next);
+        rq->outcome = "upstream";
+        if (r == -ENOENT)
+                return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "NAME_UNKNOWN", "upstream knows no such repository");
+        if (r < 0)
+                return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "no upstream answered: %s",
+                                     strerror(-r));
+        struct MHD_Response *resp = MHD_create_response_from_buffer(size, body, MHD_RESPMEM_MUST_FREE);
+        if (!resp) {
+                free(body);
+                return MHD_NO;
+        }
+        bool ok = MHD_add_response_header(resp, "Content-Type", "application/json") == MHD_YES;
+        if (ok && next) {
+                /* name, ns and tags are validated: nothing here needs escaping. */
+                _cleanup_free_ char *link = NULL;
+                char n_part[32] = "";
+                if (n)
+                        snprintf(n_part, sizeof(n_part), "n=%" PRIu64 "&", n);
+                ok = asprintf(&link, "</v2/%s/tags/list?%slast=%s%s%s>; rel=\"next\"", name, n_part, next,
+                              ns_arg ? "&ns=" : "", ns_arg ? ns_arg : "") >= 0 &&
+                     MHD_add_response_header(resp, "Link", link) == MHD_YES;
+        }
+        if (!ok) {
+                MHD_destroy_response(resp);
+                return MHD_NO;
+        }
+        rq->length = size;
+        return queue(conn, rq, MHD_HTTP_OK, resp);
+}
+
+static enum MHD_Result respond_metrics(struct pull *p, struct MHD_Connection *conn, struct request *rq) {
+        char *data = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&data, &len);
+        if (!f)
+                return MHD_NO;
+        metrics_write(p, f);
+        if (fclose(f) != 0) {
+                free(data);
+                return MHD_NO;
+        }
+        struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+        if (!resp) {
+                free(data);
+                return MHD_NO;
+        }
+        if (MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4") != MHD_YES) {
+                MHD_destroy_response(resp);
+                return MHD_NO;
+        }
+        rq->length = len;
+        return queue(conn, rq, MHD_HTTP_OK, resp);
+}
+
+static enum MHD_Result respond_text(struct MHD_Connection *conn, struct request *rq, unsigned status,
+                                    const char *text) {
+        struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(text), (void *) text,
+                                                                    MHD_RESPMEM_PERSISTENT);
+        if (resp && MHD_add_response_header(resp, "Content-Type", "text/plain") != MHD_YES) {
+                MHD_destroy_response(resp);
+                return MHD_NO;
+        }
+        rq->length = strlen(text);
+        return queue(conn, rq, status, resp);
+}
+
+/* ---- dispatch -------------------------------------------------------------------------- */
+
+static enum MHD_Result respond_ready(struct pull *p, struct MHD_Connection *conn, struct request *rq) {
+        struct cache_stats cs;
+        cache_get_stats(p->cache, &cs);
+        /* Serving works before the index is complete; "ready" means every count is true. */
+        if (!cs.ready)
+                return respond_text(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "indexing the cache\n");
+        /* prefetch.wait_ready: boot images first (bounded by prefetch.wait_ready_timeout). */
+        uint64_t gate = atomic_load(&p->ready_gate_until_ms);
+        if (gate && time_now_ms() < gate)
+                return respond_text(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "prefetching\n");
+        return respond_text(conn, rq, MHD_HTTP_OK, "ready\n");
+}
+
+/* Routes the request (agent/route.c) and answers it, or sets rq->would_block. */
+static enum MHD_Result dispatch(struct pull *p, struct MHD_Connection *conn, const char *url, bool head,
+                                struct request *rq) {
+        const char *ns_arg = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "ns");
+        struct spec_ref *sr = spec_ref_get(p);
+        const struct spec *s = sr->spec;
+        struct route_match rt;
+        int r = route_parse(url, ns_arg, s->agent.default_registry, &rt);
+        rq->route = rt.kind;
+        snprintf(rq->repo, sizeof(rq->repo), "%s", rt.name);
+        snprintf(rq->ref, sizeof(rq->ref), "%s", rt.reference);
+        if (rt.registry)
+                snprintf(rq->ns, sizeof(rq->ns), "%s", rt.registry);
+        enum MHD_Result ret;
+        if (r < 0) {
+                ret = respond_error(conn, rq, rt.error.status, rt.error.code, "%s", rt.error.message);
+                goto out;
+        }
+        switch (rt.kind) {
+        case ROUTE_V2:
+                ret = respond_text(conn, rq, MHD_HTTP_OK, "{}");
+                goto out;
+        case ROUTE_HEALTH:
+                ret = rt.ready ? respond_ready(p, conn, rq) : respond_text(conn, rq, MHD_HTTP_OK, "ok\n");
+                goto out;
+        case ROUTE_METRICS:
+                ret = respond_metrics(p, conn, rq);
+                goto out;
+        default:
+                break;
+        }
+
+        struct target t = { .reg = rt.registry ? spec_find_registry(s, rt.registry) : NULL,
+                            .finish_abandoned = s->agent.finish_abandoned_downloads };
+        /* No open proxy: only registries the spec mirrors are ever asked. */
+        if (!t.reg || !t.reg->mirror || strcmp(t.reg->host, SPEC_DEFAULT_REGISTRY) == 0) {
+                ret = respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "NAME_UNKNOWN", "registry %s is not mirrored here",
+                                    rt.registry ? rq->ns : "(none: no ns parameter and no agent.default_registry)");
+                goto out;
+        }
+        if (route_repository(&rt, t.reg->host, t.repo, sizeof(t.repo)) < 0) {
+                ret = respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "NAME_INVALID", "repository name too long");
+                goto out;
+        }
+        snprintf(rq->repo, sizeof(rq->repo), "%s", t.repo);
+        struct accept_buf accept = { .len = 0 };
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_accept, &accept);
+        t.accept = accept.len ? accept.text : NULL;
+
+        if (rt.kind == ROUTE_TAGS)
+                ret = tags_list(p, conn, rq, &t, rt.name, ns_arg);
+        else if (rt.kind == ROUTE_BLOB)
+                ret = blob(p, conn, rq, &t, head, &rt.digest);
+        else
+                ret = manifest(p, conn, rq, &t, head, &rt);
+out:
+        spec_ref_put(p, sr);
+        return ret;
+}
+
+static void *worker_main(void *arg) {
+        struct request *rq = arg;
+        struct pull *p = rq->pull;
+        rq->may_block = true;
+        if (dispatch(p, rq->conn, rq->url, rq->head, rq) != MHD_YES && rq->prepared) {
+                MHD_destroy_response(rq->prepared);
+                rq->prepared = NULL;
+        }
+        rq->worker_done = true;
+        MHD_resume_connection(rq->conn);
+        pull_thread_end(p);
+        return NULL;
+}
+
+/* The request has to wait for an upstream: suspends the connection (MHD's
+ * thread goes on with others) and runs it again on a thread of its own. */
+static enum MHD_Result defer(struct pull *p, struct MHD_Connection *conn, const char *url, bool head,
+                             struct request *rq) {
+        rq->would_block = false;
+        if (!pull_thread_begin(p))
+                return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "shutting down");
+        rq->url = strdup(url);
+        rq->pull = p;
+        rq->conn = conn;
+        rq->head = head;
+        rq->deferred = true;
+        pthread_attr_t attr;
+        pthread_t t;
+        int r = rq->url ? pthread_attr_init(&attr) : ENOMEM;
+        MHD_suspend_connection(conn);
+        if (r == 0) {
+                pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+                pthread_attr_setstacksize(&attr, 256 * 1024);
+                r = pthread_create(&t, &attr, worker_main, rq);
+                pthread_attr_destroy(&attr);
+        }
+        if (r != 0) {
+                /* Answered at once, from here, when the connection comes back. */
+                respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "no thread: %s", strerror(r));
+                rq->worker_done = true;
+                MHD_resume_connection(conn);
+                pull_thread_end(p);
+        }
+        return MHD_YES;
+}
+
+enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                            const char *version, const char *upload_data, size_t *upload_data_size, void **req_cls) {
+        struct pull *p = cls;
+        struct request *rq = *req_cls;
+        (void) version, (void) upload_data;
+        if (!rq) {
+                /* The headers are in; answering only once the whole request is
+                 * (the next call) keeps the connection open for the next one. */
+                rq = calloc(1, sizeof(*rq));
+                if (!rq)
+                        return MHD_NO;
+                *req_cls = rq;
+                rq->started_ms = time_now_ms();
+                rq->outcome = "-";
+                rq->route = ROUTE_OTHER;
+                rq->method = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0  ? "HEAD"
+                             : strcmp(method, MHD_HTTP_METHOD_GET) == 0 ? "GET"
+                                                                        : "other";
+                snprintf(rq->ns, sizeof(rq->ns), "-");
+                return MHD_YES;
+        }
+        if (rq->worker_done) {
+                /* Resumed: the worker's answer (none: it could not make one). */
+                rq->worker_done = false;
+                struct MHD_Response *resp = TAKE_PTR(rq->prepared);
+                if (!resp)
+                        return MHD_NO;
+                enum MHD_Result r = MHD_queue_response(conn, rq->prepared_status, resp);
+                MHD_destroy_response(resp);
+                return r;
+        }
+        if (*upload_data_size) {
+                /* No pull request has a body: drop it (MHD bounds the connection's time). */
+                rq->has_body = true;
+                *upload_data_size = 0;
+                return MHD_YES;
+        }
+        bool head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+        if (!head && strcmp(method, MHD_HTTP_METHOD_GET) != 0)
+                /* Push, delete and the rest: layerd is a read-only mirror. */
+                return respond_error(conn, rq, MHD_HTTP_METHOD_NOT_ALLOWED, "UNSUPPORTED",
+                                     "layerd is a read-only mirror");
+        if (rq->has_body)
+                return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "UNSUPPORTED", "a pull request has no body");
+        enum MHD_Result ret = dispatch(p, conn, url, head, rq);
+        return rq->would_block ? defer(p, conn, url, head, rq) : ret;
+}
+
+void http_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum MHD_RequestTerminationCode toe) {
+        struct pull *p = cls;
+        struct request *rq = *req_cls;
+        (void) conn;
+        if (!rq)
+                return;
+        *req_cls = NULL;
+        size_t slot = STATUS_SLOTS - 1;
+        for (size_t i = 0; i + 1 < STATUS_SLOTS; i++)
+                if (pull_status_slots[i] == rq->status)
+                        slot = i;
+        atomic_fetch_add(&p->requests[rq->route][slot], 1);
+        uint64_t bytes = rq->streamed ? (uint64_t) atomic_load(&rq->bytes)
+                                      : (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? rq->length : 0);
+        /* Health checks and metrics scrapes would drown the log: debug only. */
+        int level = rq->route == ROUTE_HEALTH || rq->route == ROUTE_METRICS ? LOG_DEBUG : LOG_INFO;
+        agent_log(level,
+                  "request method=%s ns=%s repo=%s ref=%s status=%u bytes=%" PRIu64 " ms=%" PRIu64
+                  " cache=%s endpoint=%s%s%s%s%s",
+                  rq->method, rq->ns, rq->repo[0] ? rq->repo : "-", rq->ref[0] ? rq->ref : "-", rq->status, bytes,
+                  time_now_ms() - rq->started_ms, rq->outcome, rq->endpoint[0] ? rq->endpoint : "-",
+                  toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " incomplete=yes",
+                  rq->reason[0] ? " reason=\"" : "", rq->reason, rq->reason[0] ? "\"" : "");
+        if (rq->prepared)
+                MHD_destroy_response(rq->prepared);
+        free(rq->url);
+        free(rq);
+}
+

@@ -1,0 +1,298 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Manifests, for clients and prefetch alike: the cache, the tag policy and
+ * the chain, in one resolver (manifest_resolve()).
+ *
+ * The tag policy: a tag's record (the cache's tag index: what the tag
+ * pointed to when upstream last said) younger than the registry's tag_ttl
+ * is trusted without asking; an older one is revalidated with a HEAD (Docker
+ * Hub counts a manifest GET as a pull, a HEAD not); when every upstream
+ * fails (not "not found"), the last answer stands (stale-if-error). What a
+ * tag points to depends on what the client accepts (a client that takes no
+ * index may be given one platform's manifest), so a record is only made of
+ * an answer every client could get, and used only for a client that accepts
+ * its media type. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/log.h"
+#include "agent/pull-internal.h"
+#include "common/macro.h"
+#include "common/reference.h"
+
+#define MT_OCI_INDEX "application/vnd.oci.image.index.v1+json"
+#define MT_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
+#define MT_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+
+static bool is_index(const char *media_type) {
+        return strcmp(media_type, MT_OCI_INDEX) == 0 || strcmp(media_type, MT_DOCKER_LIST) == 0;
+}
+
+/* Whether an Accept header (merged lines; NULL: none) takes media_type. */
+static bool accepts(const char *accept, const char *media_type) {
+        if (!accept || !accept[0] || strstr(accept, "*/*"))
+                return true;
+        if (!media_type)
+                return false;
+        size_t n = strlen(media_type);
+        for (const char *p = strstr(accept, media_type); p; p = strstr(p + n, media_type))
+                if ((p == accept || p[-1] == ' ' || p[-1] == ',') && (p[n] == '\0' || p[n] == ',' || p[n] == ';' ||
+                                                                      p[n] == ' '))
+                        return true;
+        return false;
+}
+
+void manifest_answer_done(struct manifest_answer *a) {
+        free(a->body);
+        free(a->media_type);
+        *a = (struct manifest_answer) {};
+}
+
+/* Reads a committed manifest from the cache (at most FALLBACK_MANIFEST_MAX)
+ * into *a; media_type, when known (a tag's record), saves working it out. */
+static int cached_manifest(struct pull *p, const struct digest *d, const char *media_type, struct manifest_answer *a) {
+        _cleanup_close_ int fd = -1;
+        uint64_t size = 0;
+        int r = cache_open_blob(p->cache, d, &fd, &size);
+        if (r < 0)
+                return r;
+        if (size > FALLBACK_MANIFEST_MAX)
+                return -EFBIG;
+        _cleanup_free_ char *body = malloc(size ? size : 1);
+        if (!body)
+                return -ENOMEM;
+        ssize_t n = pread(fd, body, size, 0);
+        if (n < 0 || (uint64_t) n != size)
+                return -EIO;
+        /* Parsing the JSON for its media type was a third of a cached GET's
+         * CPU: a tag's record says it, and the cache remembers recent ones. */
+        char known[CACHE_MEDIA_TYPE_MAX];
+        char *mt = media_type                                                   ? strdup(media_type)
+                   : cache_media_type_get(p->cache, d, known, sizeof(known)) == 0 ? strdup(known)
+                                                                                  : NULL;
+        if (!mt) {
+                mt = fallback_manifest_media_type(body, size);
+                if (mt)
+                        cache_media_type_remember(p->cache, d, mt);
+        }
+        if (!mt)
+                return -EMEDIUMTYPE; /* the digest names a blob, not a manifest */
+        manifest_answer_done(a);
+        a->digest = *d;
+        a->size = size;
+        a->body = TAKE_PTR(body);
+        a->media_type = mt;
+        return 0;
+}
+
+/* Stores a verified manifest; a failure only costs a later refetch. */
+static void store_manifest(struct pull *p, const struct digest *d, const void *body, uint64_t size) {
+        struct cache_entry *e = NULL;
+        bool writer = false;
+        int r = cache_begin(p->cache, d, (int64_t) size, &e, &writer);
+        if (r < 0 || !writer) {
+                cache_entry_unref(e);
+                return;
+        }
+        r = cache_write(e, body, size);
+        if (r >= 0)
+                r = cache_commit(e, NULL);
+        if (r < 0) {
+                char ds[DIGEST_STRING_MAX];
+                log_warning("cannot cache manifest digest=%s: %s", digest_to_string(d, ds), strerror(-r));
+        }
+        cache_writer_unref(e);
+}
+
+static void note_endpoint(struct manifest_answer *a, const struct fallback_response *fr) {
+        if (fr->endpoint)
+                snprintf(a->endpoint, sizeof(a->endpoint), "%s", fr->endpoint);
+}
+
+static int by_digest(struct pull *p, const struct manifest_query *q, const struct digest *d,
+                     struct manifest_answer *a, struct outcome *o) {
+        if (cached_manifest(p, d, NULL, a) == 0) {
+                a->cache = "hit";
+                return outcome_set(o, 0, NULL);
+        }
+        if (q->offline)
+                return outcome_set(o, -ENOENT, "not in the cache");
+        if (!q->may_block)
+                return -EWOULDBLOCK;
+        char ds[DIGEST_STRING_MAX];
+        struct fallback_request req = pull_upstream_request(p, q->registry, q->repository, FALLBACK_MANIFEST,
+                                                            digest_to_string(d, ds), q->head);
+        req.accept = q->accept;
+        struct fallback_response fr;
+        int r = outcome_from_upstream(o, fallback_fetch(p->fb, &req, &fr), &fr);
+        a->cache = "miss";
+        note_endpoint(a, &fr);
+        if (r == 0) {
+                if (fr.body && fr.size >= 0) {
+                        store_manifest(p, d, fr.body, (uint64_t) fr.size);
+                        a->fetched = true;
+                }
+                a->digest = *d;
+                a->size = fr.size >= 0 ? (uint64_t) fr.size : 0;
+                a->body = TAKE_PTR(fr.body);
+                a->media_type = TAKE_PTR(fr.media_type);
+                if (!a->media_type && a->body)
+                        a->media_type = fallback_manifest_media_type(a->body, a->size);
+        }
+        fallback_response_done(&fr);
+        return r;
+}
+
+static int by_tag(struct pull *p, const struct manifest_query *q, struct manifest_answer *a, struct outcome *o) {
+        struct cache_tag known;
+        bool have = cache_tag_get(p->cache, q->registry, q->repository, q->tag, &known) == 0 &&
+                    accepts(q->accept, known.media_type);
+        int64_t age_ms = have ? ((int64_t) time(NULL) - known.fetched_at) * 1000 : 0;
+
+        /* Fresh enough (offline: whatever the node has): no upstream request at all. */
+        if (have && (q->offline || (age_ms >= 0 && (uint64_t) age_ms < q->tag_ttl_ms))) {
+                if (q->head) {
+                        a->digest = known.digest;
+                        a->size = known.size;
+                        a->media_type = strdup(known.media_type);
+                        a->cache = "hit";
+                        return outcome_set(o, a->media_type ? 0 : -ENOMEM, NULL);
+                }
+                if (cached_manifest(p, &known.digest, known.media_type, a) == 0) {
+                        a->cache = "hit";
+                        return outcome_set(o, 0, NULL);
+                }
+        }
+        if (q->offline)
+                return outcome_set(o, -ENOENT, "no record of the tag");
+        if (!q->may_block)
+                return -EWOULDBLOCK;
+
+        struct fallback_request req =
+                pull_upstream_request(p, q->registry, q->repository, FALLBACK_MANIFEST, q->tag, true);
+        req.accept = q->accept;
+        struct fallback_response fr;
+        int fetched = fallback_fetch(p->fb, &req, &fr);
+        int r = outcome_from_upstream(o, fetched, &fr);
+        note_endpoint(a, &fr);
+        if (r == 0 && fr.has_digest) {
+                struct cache_tag now = { .digest = fr.digest, .size = fr.size >= 0 ? (uint64_t) fr.size : 0,
+                                         .fetched_at = (int64_t) time(NULL) };
+                snprintf(now.media_type, sizeof(now.media_type), "%s", fr.media_type ? fr.media_type : MT_OCI_MANIFEST);
+                /* Only an answer every client could get is recorded. */
+                bool general = accepts(q->accept, MT_OCI_INDEX) && accepts(q->accept, MT_DOCKER_LIST);
+                if (fr.size >= 0 && fr.media_type && (general || is_index(now.media_type)))
+                        (void) cache_tag_put(p->cache, q->registry, q->repository, q->tag, &now);
+                if (fr.body) /* the endpoint sent no digest on HEAD: fallback asked with GET */
+                        store_manifest(p, &fr.digest, fr.body, (uint64_t) fr.size);
+                const char *how = have && digest_equal(&known.digest, &fr.digest) ? "revalidated" : "miss";
+                fallback_response_done(&fr);
+                if (q->head) {
+                        a->digest = now.digest;
+                        a->size = now.size;
+                        a->media_type = strdup(now.media_type);
+                        a->cache = how;
+                        return outcome_set(o, a->media_type ? 0 : -ENOMEM, NULL);
+                }
+                char endpoint[sizeof(a->endpoint)];
+                memcpy(endpoint, a->endpoint, sizeof(endpoint));
+                r = by_digest(p, q, &now.digest, a, o);
+                if (r == 0 && strcmp(a->cache, "hit") == 0) {
+                        a->cache = how; /* the bytes were here; the tag was asked upstream */
+                        memcpy(a->endpoint, endpoint, sizeof(endpoint));
+                }
+                return r;
+        }
+        if (r == 0)
+                r = outcome_set(o, -EHOSTUNREACH, "upstream sent no digest for the tag");
+        fallback_response_done(&fr);
+        a->cache = "miss";
+        /* stale-if-error: every upstream failed (not "not found", not a shutdown), the node's last answer stands. */
+        if (o->kind != OUTCOME_UNAVAILABLE || fetched == -ECANCELED || !have)
+                return r;
+        if (!q->head && cached_manifest(p, &known.digest, known.media_type, a) < 0)
+                return r;
+        if (q->head) {
+                a->digest = known.digest;
+                a->size = known.size;
+                a->media_type = strdup(known.media_type);
+                if (!a->media_type)
+                        return r;
+        }
+        char ds[DIGEST_STRING_MAX];
+        atomic_fetch_add(&p->stale_serves, 1);
+        a->cache = "stale";
+        a->stale = true;
+        log_warning("serving a stale tag, every upstream failed: ns=%s repo=%s tag=%s digest=%s age_s=%" PRId64
+                    " reason=\"%s\"",
+                    q->registry, q->repository, q->tag, digest_to_string(&known.digest, ds), age_ms / 1000, o->reason);
+        return outcome_set(o, 0, NULL);
+}
+
+int manifest_resolve(struct pull *p, const struct manifest_query *q, struct manifest_answer *ret,
+                     struct outcome *o) {
+        struct manifest_answer a = { .cache = "-" };
+        int r = q->tag ? by_tag(p, q, &a, o) : by_digest(p, q, &q->digest, &a, o);
+        if (r >= 0 && q->offline && a.body) {
+                /* The air-gapped check: a manifest is hashed again like every
+                 * blob, not trusted for being in the cache. */
+                struct digest got;
+                r = digest_buffer(a.digest.algorithm, a.body, a.size, &got);
+                if (r >= 0 && !digest_equal(&got, &a.digest))
+                        r = outcome_set(o, -EBADMSG, "the cached manifest does not match its digest");
+        }
+        if (r < 0) {
+                /* The endpoint and what the cache did stay for the log line. */
+                ret->cache = a.cache;
+                memcpy(ret->endpoint, a.endpoint, sizeof(a.endpoint));
+                manifest_answer_done(&a);
+                return r;
+        }
+        *ret = a;
+        return 0;
+}
+
+/* ---- the in-process API ---- */
+
+void pull_manifest_done(struct pull_manifest *m) {
+        free(m->body);
+        free(m->media_type);
+        *m = (struct pull_manifest) {};
+}
+
+int pull_manifest_ensure(struct pull *p, const char *registry, const char *repository, const char *reference,
+                         bool offline, struct pull_manifest *ret) {
+        struct manifest_query q = { .repository = repository, .offline = offline, .may_block = true };
+        if (digest_parse(reference, &q.digest) < 0) {
+                if (!reference_tag_is_valid(reference))
+                        return -EINVAL;
+                q.tag = reference;
+        }
+        if (!reference_path_is_valid(repository))
+                return -EINVAL;
+        struct spec_ref *sr = spec_ref_get(p);
+        const struct spec_registry *reg = pull_registry(sr->spec, registry, offline);
+        struct manifest_answer a = {};
+        struct outcome o;
+        int r = -ENXIO;
+        if (reg || offline) {
+                q.registry = reg ? reg->host : registry;
+                q.tag_ttl_ms = reg ? reg->tag_ttl_ms : 0;
+                r = manifest_resolve(p, &q, &a, &o);
+        }
+        spec_ref_put(p, sr);
+        if (r < 0)
+                return r;
+        if (!a.body || !a.media_type) {
+                manifest_answer_done(&a);
+                return -EMEDIUMTYPE; /* no manifest a client could use */
+        }
+        *ret = (struct pull_manifest) { .body = TAKE_PTR(a.body), .size = a.size, .media_type = TAKE_PTR(a.media_type),
+                                        .digest = a.digest, .fetched = a.fetched, .stale = a.stale };
+        manifest_answer_done(&a);
+        return 0;
+}

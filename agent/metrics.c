@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The counters of the pull core, the cache and the chains, as Prometheus
+ * text (served at /metrics by http.c) and as the service manager's STATUS=
+ * line. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <sys/statvfs.h>
+
+#include "agent/pull-internal.h"
+
+const unsigned pull_status_slots[STATUS_SLOTS] = { 200, 206, 400, 404, 405, 416, 500, 503, 0 };
+
+static const char *const route_names[_ROUTE_MAX] = {
+        [ROUTE_V2] = "v2",         [ROUTE_MANIFEST] = "manifest", [ROUTE_BLOB] = "blob",       [ROUTE_TAGS] = "tags",
+        [ROUTE_METRICS] = "metrics", [ROUTE_HEALTH] = "health",   [ROUTE_OTHER] = "other",
+};
+
+static void endpoint_metrics(const struct fallback_endpoint_stats *s, void *userdata) {
+        FILE *f = userdata;
+        /* Registry hosts and canonical URLs hold no quotes or backslashes (validated by the spec). */
+        char labels[640];
+        snprintf(labels, sizeof(labels), "registry=\"%s\",endpoint=\"%s\"", s->registry, s->endpoint);
+        fprintf(f, "layerd_upstream_requests_total{%s,outcome=\"ok\"} %" PRIu64 "\n", labels, s->ok);
+        fprintf(f, "layerd_upstream_requests_total{%s,outcome=\"not_found\"} %" PRIu64 "\n", labels, s->not_found);
+        fprintf(f, "layerd_upstream_requests_total{%s,outcome=\"failed\"} %" PRIu64 "\n", labels, s->failures);
+        fprintf(f, "layerd_upstream_http_requests_total{%s} %" PRIu64 "\n", labels, s->requests);
+        fprintf(f, "layerd_upstream_bytes_total{%s} %" PRIu64 "\n", labels, s->bytes);
+        fprintf(f, "layerd_upstream_resumes_total{%s} %" PRIu64 "\n", labels, s->resumes);
+        fprintf(f, "layerd_upstream_token_fetches_total{%s} %" PRIu64 "\n", labels, s->token_fetches);
+        fprintf(f, "layerd_upstream_breaker_opens_total{%s} %" PRIu64 "\n", labels, s->breaker_opens);
+        for (int st = 0; st < _FALLBACK_BREAKER_STATE_MAX; st++)
+                fprintf(f, "layerd_upstream_breaker_state{%s,state=\"%s\"} %d\n", labels,
+                        fallback_breaker_state_to_string(st), s->state == (enum fallback_breaker_state) st);
+        if (s->ratelimit_remaining >= 0)
+                fprintf(f, "layerd_upstream_ratelimit_remaining{%s} %" PRId64 "\n", labels, s->ratelimit_remaining);
+}
+
+void metrics_write(struct pull *p, FILE *f) {
+        fputs("# HELP layerd_requests_total HTTP requests answered, by route and status.\n"
+              "# TYPE layerd_requests_total counter\n", f);
+        for (int r = 0; r < _ROUTE_MAX; r++)
+                for (size_t s = 0; s < STATUS_SLOTS; s++) {
+                        uint64_t v = atomic_load(&p->requests[r][s]);
+                        if (v == 0)
+                                continue;
+                        if (pull_status_slots[s])
+                                fprintf(f, "layerd_requests_total{route=\"%s\",status=\"%u\"} %" PRIu64 "\n",
+                                        route_names[r], pull_status_slots[s], v);
+                        else
+                                fprintf(f, "layerd_requests_total{route=\"%s\",status=\"other\"} %" PRIu64 "\n",
+                                        route_names[r], v);
+                }
+        struct cache_stats cs;
+        cache_get_stats(p->cache, &cs);
+        fprintf(f,
+                "# TYPE layerd_cache_hits_total counter\nlayerd_cache_hits_total %" PRIu64 "\n"
+                "# TYPE layerd_cache_misses_total counter\nlayerd_cache_misses_total %" PRIu64 "\n"
+                "# TYPE layerd_cache_joins_total counter\nlayerd_cache_joins_total %" PRIu64 "\n"
+                "# TYPE layerd_cache_bytes_written_total counter\nlayerd_cache_bytes_written_total %" PRIu64 "\n"
+                "# TYPE layerd_cache_evictions_total counter\nlayerd_cache_evictions_total %" PRIu64 "\n"
+                "# TYPE layerd_cache_evicted_bytes_total counter\nlayerd_cache_evicted_bytes_total %" PRIu64 "\n"
+                "# TYPE layerd_cache_verify_failures_total counter\nlayerd_cache_verify_failures_total %" PRIu64 "\n"
+                "# TYPE layerd_cache_blobs gauge\nlayerd_cache_blobs %" PRIu64 "\n"
+                "# TYPE layerd_cache_bytes gauge\nlayerd_cache_bytes %" PRIu64 "\n"
+                "# TYPE layerd_cache_pinned gauge\nlayerd_cache_pinned %" PRIu64 "\n"
+                "# TYPE layerd_downloads_in_flight gauge\nlayerd_downloads_in_flight %" PRIu64 "\n"
+                "# TYPE layerd_served_bytes_total counter\nlayerd_served_bytes_total %" PRIu64 "\n"
+                "# TYPE layerd_stale_serves_total counter\nlayerd_stale_serves_total %" PRIu64 "\n"
+                "# TYPE layerd_cut_streams_total counter\nlayerd_cut_streams_total %" PRIu64 "\n"
+                "# TYPE layerd_stream_throughs_total counter\nlayerd_stream_throughs_total %" PRIu64 "\n",
+                cs.hits, cs.misses, cs.joins, cs.bytes_written, cs.evictions, cs.evicted_bytes,
+                (uint64_t) atomic_load(&p->verify_failures) + cs.mismatched, cs.blobs, cs.bytes, cs.pinned,
+                cs.in_flight, (uint64_t) atomic_load(&p->bytes_served), (uint64_t) atomic_load(&p->stale_serves),
+                (uint64_t) atomic_load(&p->cut_streams), (uint64_t) atomic_load(&p->stream_throughs));
+        struct statvfs sv;
+        if (statvfs(p->cache_dir, &sv) == 0)
+                fprintf(f,
+                        "# TYPE layerd_cache_fs_free_bytes gauge\nlayerd_cache_fs_free_bytes %" PRIu64 "\n"
+                        "# TYPE layerd_cache_fs_size_bytes gauge\nlayerd_cache_fs_size_bytes %" PRIu64 "\n",
+                        (uint64_t) sv.f_bavail * sv.f_frsize, (uint64_t) sv.f_blocks * sv.f_frsize);
+        fputs("# TYPE layerd_upstream_requests_total counter\n", f);
+        fallback_foreach_endpoint(p->fb, endpoint_metrics, f);
+        if (p->metrics_hook)
+                p->metrics_hook(f, p->metrics_userdata);
+}
+
+void pull_status(struct pull *p, char *buf, size_t size) {
+        struct cache_stats cs;
+        cache_get_stats(p->cache, &cs);
+        snprintf(buf, size, "serving: %" PRIu64 " blobs cached, %" PRIu64 " hits, %" PRIu64 " misses, %" PRIu64
+                 " downloading, %" PRIu64 " stale serves",
+                 cs.blobs, cs.hits, cs.misses, cs.in_flight, (uint64_t) atomic_load(&p->stale_serves));
+}
+

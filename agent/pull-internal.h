@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* What the pull core's files share (pull.c, manifest.c, download.c, tags.c,
+ * metrics.c) and what the HTTP front end (http.c, stream.c) takes from it.
+ * Nothing here knows HTTP: the core answers with a struct outcome, which
+ * http.c turns into a status code in one place. */
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "agent/outcome.h"
+#include "agent/pull.h"
+#include "agent/route.h"
+#include "common/digest.h"
+
+#define HEADER_WAIT_MS 20000 /* longest wait for an upstream before answering "unavailable" */
+#define STREAM_WAIT_MS 60000 /* longest wait for the next bytes of a download */
+#define STREAM_BLOCK (256 * 1024)
+#define TAGS_CACHE_SLOTS 64 /* tag list pages remembered */
+#define TAGS_KEY_MAX 512    /* registry "\n" repository "\n" n "\n" last */
+#define PULL_ENDPOINT_MAX 256 /* an endpoint URL as logged */
+
+/* The statuses layerd answers with; the last slot (0) counts any other. */
+#define STATUS_SLOTS 9
+extern const unsigned pull_status_slots[STATUS_SLOTS];
+
+struct spec_ref {
+        struct spec *spec;
+        unsigned refs; /* under pull->lock */
+};
+
+struct tags_slot {
+        char key[TAGS_KEY_MAX]; /* "" when free */
+        uint64_t at_ms;
+        void *body;
+        size_t size;
+        char *next_last;
+};
+
+struct pull {
+        pthread_mutex_t lock; /* spec, downloads, threads */
+        pthread_cond_t ended; /* a thread of ours ended, a download finished, a connection was resumed */
+        struct spec_ref *spec;
+        struct cache *cache;
+        char *cache_dir;
+        struct fallback *fb;
+        struct download *downloads;
+        unsigned threads;
+        unsigned suspended; /* streams' connections a waker is to resume: MHD cannot stop with one */
+        atomic_bool stopping;
+
+        pthread_mutex_t tags_lock; /* tags_cache; taken alone */
+        struct tags_slot tags_cache[TAGS_CACHE_SLOTS];
+
+        atomic_uint_fast64_t ready_gate_until_ms; /* /readyz waits for prefetch until then; 0: it does not */
+        void (*metrics_hook)(FILE *f, void *userdata); /* set before serving */
+        void *metrics_userdata;
+
+        atomic_uint_fast64_t requests[_ROUTE_MAX][STATUS_SLOTS];
+        atomic_uint_fast64_t bytes_served, stale_serves, cut_streams,
+                verify_failures, /* stream-throughs that did not verify (the cache counts downloads) */
+                stream_throughs;
+};
+
+/* ---- pull.c: shared state ---- */
+
+/* The spec in force, held until spec_ref_put(). */
+struct spec_ref *spec_ref_get(struct pull *p);
+void spec_ref_put(struct pull *p, struct spec_ref *r);
+
+/* A thread of ours is about to start: counted before it exists, so that
+ * pull_shutdown() waits for it; false once stopping (then none may start). */
+bool pull_thread_begin(struct pull *p);
+/* ... and has ended (or never started). */
+void pull_thread_end(struct pull *p);
+
+/* A request to the registry's chain that a client (or a prefetch round)
+ * waits for: bounded by HEADER_WAIT_MS, ended by shutdown. */
+struct fallback_request pull_upstream_request(struct pull *p, const char *registry, const char *repository,
+                                              enum fallback_kind kind, const char *reference, bool head);
+
+/* The registry a request may go to: one the spec mirrors (no open proxy);
+ * offline (nothing is asked upstream), any name. NULL otherwise. */
+const struct spec_registry *pull_registry(const struct spec *s, const char *registry, bool offline);
+
+/* ---- manifest.c: one manifest resolver for clients and prefetch ---- */
+
+struct manifest_query {
+        const char *registry; /* a host the spec mirrors (or any name, offline) */
+        const char *repository;
+        const char *tag;       /* by tag, or NULL: by digest */
+        struct digest digest;  /* by digest */
+        const char *accept;    /* the client's Accept; NULL takes every manifest type */
+        uint64_t tag_ttl_ms;   /* a tag record younger than this is trusted without asking */
+        bool head;             /* no body wanted: a HEAD may be answered from a tag's record */
+        bool offline;          /* the node's records and cache only; nothing is asked upstream */
+        bool may_block;        /* false: -EWOULDBLOCK instead of asking upstream (the event loop) */
+};
+
+struct manifest_answer {
+        struct digest digest;
+        uint64_t size;
+        void *body;       /* verified bytes; NULL for a HEAD answered without them */
+        char *media_type; /* may be NULL when an upstream HEAD by digest did not say */
+        const char *cache; /* hit, miss, revalidated, stale: for the request's log line */
+        char endpoint[PULL_ENDPOINT_MAX]; /* who answered, when upstream did */
+        bool fetched;     /* the body came from upstream now */
+        bool stale;       /* a tag's last known answer: every upstream failed */
+};
+
+/* Resolves q: the cache, the tag policy (trusted for tag_ttl_ms, then
+ * revalidated with a HEAD; the last answer kept when every upstream fails),
+ * else the chain (stored once verified). Returns 0 with *ret (release with
+ * manifest_answer_done()), or -EWOULDBLOCK (q->may_block false and upstream
+ * must be asked), or -errno with *o saying what it means for a client. */
+int manifest_resolve(struct pull *p, const struct manifest_query *q, struct manifest_answer *ret,
+                     struct outcome *o);
+void manifest_answer_done(struct manifest_answer *a);
+
+/* ---- download.c: single-flight blob downloads ---- */
+
+struct download;
+
+struct download_want {
+        const char *registry, *repository;
+        struct digest digest;
+        int64_t size;             /* -1: unknown */
+        bool finish_abandoned;    /* go on when every client left (agent.finish_abandoned_downloads) */
+        struct ratelimit *limit;  /* prefetch: held to this while no client follows; NULL for a client */
+        bool follow;              /* a client that will stream it: counted as a reader */
+};
+
+/* A client's or a prefetch round's hold on a download. */
+struct download_hold {
+        struct cache_entry *entry; /* a reference */
+        struct download *dl;       /* a reference; NULL: someone else writes the entry (a manifest) */
+        bool reader;               /* counted among the download's followers */
+        bool started;              /* this call started it */
+};
+
+/* Joins the download of w->digest in flight or starts it on a thread of its
+ * own. Returns 0 with *ret (release with download_release()); -EEXIST when
+ * the blob is committed (read it from the cache), -ECANCELED when the
+ * download in flight is being cancelled (nobody wanted it), -ESHUTDOWN,
+ * -ENOMEM, or the cache's reason it cannot take the blob (stream through). */
+int download_join_or_start(struct pull *p, const struct download_want *w, struct download_hold *ret);
+void download_release(struct pull *p, struct download_hold *h);
+
+/* Another hold of the same download, as a follower (a client's stream). */
+void download_follow(struct pull *p, const struct download_hold *h, struct download_hold *ret);
+
+/* What a failure r of waiting for the download's size or bytes means: the
+ * upstream's verdict when the download has one. */
+void download_outcome(struct pull *p, const struct download_hold *h, int r, struct outcome *o);
+
+/* Copies the endpoint that sent the download's bytes into buf, once known. */
+void download_endpoint(struct pull *p, const struct download_hold *h, char *buf, size_t size);
+
+/* ---- tags.c ---- */
+
+void tags_cache_free(struct pull *p);
+
+/* ---- metrics.c ---- */
+
+/* Writes the Prometheus text of every counter to f. */
+void metrics_write(struct pull *p, FILE *f);

@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Streams and their wakers (see stream.h). Where bytes come from: the
+ * cache's follow reader of the download, which holds the blob's last byte
+ * back until it verified; or, when the cache's disk filled up under the
+ * download, a relay (agent/relay.c) from upstream, from the first byte
+ * again (to verify the digest), the bytes already sent dropped. */
+#include "agent/stream.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/log.h"
+#include "agent/relay.h"
+
+#define SKIP_READS_PER_CALL 16 /* blocks read and dropped (up to a Range start) per call on the event loop */
+
+struct stream {
+        struct pull *pull;
+        struct MHD_Connection *conn;
+        atomic_uint_fast64_t *sent;
+        char *endpoint;
+        size_t endpoint_size;
+        /* The waker: a thread that, while the connection is suspended for want
+         * of bytes (armed), waits for the source and resumes it. */
+        pthread_mutex_t wlock;
+        pthread_cond_t wcond;
+        pthread_t waker;
+        bool waker_started, armed, stop, stalled; /* under wlock */
+        uint64_t armed_at;                         /* s->abs when last armed */
+        struct cache_reader *reader; /* the cache's follow reader; NULL when streaming through */
+        struct relay *relay;         /* stream-through from upstream, when the cache cannot take the blob */
+        struct download_hold hold;   /* the download followed, when not streaming through */
+        uint64_t abs;                /* bytes taken from the source so far */
+        uint64_t start;              /* Range start: bytes to read and drop */
+        uint64_t left;               /* bytes still to send */
+        uint64_t drop;               /* relay bytes to skip (already taken from the cache) */
+        uint64_t size;               /* the whole blob's, as promised to the client */
+        struct digest digest;
+        char registry[256], repository[256];
+};
+
+
+static void relay_exited(void *userdata) {
+        pull_thread_end(userdata);
+}
+
+int stream_through_start(struct pull *p, const char *registry, const char *repository, const struct digest *d,
+                       int64_t expected_size, struct relay **ret) {
+        struct relay_hooks hooks = { .stopping = &p->stopping, .exited = relay_exited, .userdata = p };
+        if (!pull_thread_begin(p))
+                return -ESHUTDOWN;
+        int r = relay_new(p->fb, registry, repository, d, expected_size, &hooks, ret);
+        if (r < 0)
+                pull_thread_end(p);
+        else
+                atomic_fetch_add(&p->stream_throughs, 1);
+        return r;
+}
+
+/* Up to max bytes of the source, without waiting: -EAGAIN when it has none yet. */
+static ssize_t source_read(struct stream *s, char *buf, size_t max) {
+        if (!s->relay) {
+                ssize_t n = cache_reader_read(s->reader, buf, max, 0);
+                if (n == -ETIMEDOUT)
+                        return -EAGAIN;
+                if (n != -ENOSPC)
+                        return n;
+                /* The cache's disk filled up under this download: a pull must
+                 * not fail for that, so the rest comes straight from upstream. */
+                char ds[DIGEST_STRING_MAX];
+                log_notice("cache disk full, streaming through: ns=%s repo=%s digest=%s offset=%" PRIu64, s->registry,
+                           s->repository, digest_to_string(&s->digest, ds), s->abs);
+                int r = stream_through_start(s->pull, s->registry, s->repository, &s->digest, (int64_t) s->size, &s->relay);
+                if (r < 0)
+                        return r;
+                s->drop = s->abs; /* the relay starts at byte 0, to verify the digest */
+        }
+        for (unsigned rounds = 0; s->drop > 0; rounds++) {
+                if (rounds >= SKIP_READS_PER_CALL)
+                        return -EAGAIN; /* suspended; the waker sees bytes and resumes it at once */
+                ssize_t n = relay_read(s->relay, buf, s->drop < max ? (size_t) s->drop : max, 0);
+                if (n <= 0)
+                        return n == 0 ? -EIO : n == -ETIMEDOUT ? -EAGAIN : n;
+                s->drop -= (uint64_t) n;
+        }
+        ssize_t n = relay_read(s->relay, buf, max, 0);
+        return n == -ETIMEDOUT ? -EAGAIN : n;
+}
+
+static void *waker_main(void *arg) {
+        struct stream *s = arg;
+        pthread_mutex_lock(&s->wlock);
+        for (;;) {
+                while (!s->armed && !s->stop)
+                        pthread_cond_wait(&s->wcond, &s->wlock);
+                if (s->stop)
+                        break;
+                pthread_mutex_unlock(&s->wlock);
+                /* The connection is suspended: its thread touches neither source now. */
+                int r = s->relay ? relay_wait(s->relay, RELAY_WAIT_MS) : cache_reader_wait(s->reader, STREAM_WAIT_MS);
+                pthread_mutex_lock(&s->wlock);
+                if (r == -ETIMEDOUT)
+                        s->stalled = true;
+                s->armed = false;
+                MHD_resume_connection(s->conn);
+                pthread_mutex_lock(&s->pull->lock);
+                s->pull->suspended--;
+                pthread_cond_broadcast(&s->pull->ended);
+                pthread_mutex_unlock(&s->pull->lock);
+        }
+        pthread_mutex_unlock(&s->wlock);
+        return NULL;
+}
+
+/* Nothing to send yet: suspends the connection until the waker sees bytes
+ * (or the end, a failure, or no progress for the stream's wait). */
+static ssize_t stream_cut(struct stream *s, ssize_t why);
+static ssize_t stream_suspend(struct stream *s) {
+        pthread_mutex_lock(&s->wlock);
+        /* Stalled: the waker's wait ran out with no bytes since it was armed;
+         * bytes that came after all (s->abs moved) clear it. */
+        bool stalled = s->stalled && s->abs == s->armed_at;
+        s->stalled = false;
+        if (!stalled && !s->waker_started) {
+                pthread_attr_t attr;
+                pthread_attr_init(&attr);
+                pthread_attr_setstacksize(&attr, 64 * 1024);
+                s->waker_started = pthread_create(&s->waker, &attr, waker_main, s) == 0;
+                pthread_attr_destroy(&attr);
+        }
+        if (stalled || !s->waker_started) {
+                pthread_mutex_unlock(&s->wlock);
+                /* No thread to spare: cut (containerd resumes with a Range)
+                 * rather than hold an event-loop thread and its connections. */
+                return stream_cut(s, stalled ? -ETIMEDOUT : -EAGAIN);
+        }
+        pthread_mutex_lock(&s->pull->lock);
+        bool stopping = atomic_load(&s->pull->stopping);
+        if (!stopping)
+                s->pull->suspended++;
+        pthread_mutex_unlock(&s->pull->lock);
+        if (stopping) {
+                /* pull_shutdown() waits for no suspended connection: none new. */
+                pthread_mutex_unlock(&s->wlock);
+                return stream_cut(s, -ESHUTDOWN);
+        }
+        MHD_suspend_connection(s->conn);
+        s->armed = true;
+        s->armed_at = s->abs;
+        pthread_cond_signal(&s->wcond);
+        pthread_mutex_unlock(&s->wlock);
+        return 0;
+}
+
+static ssize_t stream_cut(struct stream *s, ssize_t why) {
+        /* The download failed, or did not verify: cut the connection; never a
+         * complete body with wrong bytes. */
+        char ds[DIGEST_STRING_MAX];
+        atomic_fetch_add(&s->pull->cut_streams, 1);
+        if (s->relay && why == -EBADMSG)
+                atomic_fetch_add(&s->pull->verify_failures, 1); /* the cache counts its own */
+        log_warning("cutting a streamed blob: ns=%s repo=%s digest=%s sent=%" PRIu64 " reason=\"%s\"", s->registry,
+                    s->repository, digest_to_string(&s->digest, ds), (uint64_t) atomic_load(s->sent),
+                    why == 0 ? "ended early" : strerror((int) -why));
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+        struct stream *s = cls;
+        (void) pos;
+        for (unsigned rounds = 0; s->abs < s->start; rounds++) {
+                uint64_t want = s->start - s->abs;
+                /* Up to a Range's start: skipped in the cache without reading;
+                 * read and dropped from a relay, a bounded amount per call (the
+                 * event loop has other connections). */
+                uint64_t k = s->relay ? 0 : cache_reader_skip(s->reader, want);
+                if (k > 0) {
+                        s->abs += k;
+                        continue;
+                }
+                if (rounds >= SKIP_READS_PER_CALL)
+                        return stream_suspend(s); /* bytes are there: resumed at once */
+                ssize_t n = source_read(s, buf, want < max ? (size_t) want : max);
+                if (n == -EAGAIN)
+                        return stream_suspend(s);
+                if (n <= 0)
+                        return stream_cut(s, n);
+                s->abs += (uint64_t) n;
+        }
+        if (s->left == 0 && s->size == 0) {
+                /* An empty blob has no last byte to hold back: end only once the
+                 * source confirms it (verified), and cut if it has bytes after all. */
+                ssize_t n = source_read(s, buf, max);
+                if (n == -EAGAIN)
+                        return stream_suspend(s);
+                return n == 0 ? MHD_CONTENT_READER_END_OF_STREAM : stream_cut(s, n < 0 ? n : -EMSGSIZE);
+        }
+        if (s->left == 0)
+                return MHD_CONTENT_READER_END_OF_STREAM;
+        ssize_t n = source_read(s, buf, s->left < max ? (size_t) s->left : max);
+        if (n == -EAGAIN)
+                return stream_suspend(s);
+        if (n <= 0)
+                return stream_cut(s, n); /* 0 here: the blob ended before its size */
+        s->abs += (uint64_t) n;
+        s->left -= (uint64_t) n;
+        if (s->left == 0)
+                download_endpoint(s->pull, &s->hold, s->endpoint, s->endpoint_size);
+        atomic_fetch_add(s->sent, (uint64_t) n);
+        atomic_fetch_add(&s->pull->bytes_served, (uint64_t) n);
+        return n;
+}
+
+void stream_free(void *cls) {
+        struct stream *s = cls;
+        pthread_mutex_lock(&s->wlock);
+        s->stop = true;
+        pthread_cond_signal(&s->wcond);
+        bool started = s->waker_started;
+        pthread_mutex_unlock(&s->wlock);
+        if (started)
+                pthread_join(s->waker, NULL);
+        pthread_cond_destroy(&s->wcond);
+        pthread_mutex_destroy(&s->wlock);
+        cache_reader_free(s->reader);
+        relay_free(s->relay);
+        if (s->hold.entry)
+                download_release(s->pull, &s->hold);
+        free(s);
+}
+
+
+int stream_new(const struct stream_params *sp, const struct download_hold *h, struct relay *relay,
+               struct stream **ret) {
+        struct stream *s = calloc(1, sizeof(*s));
+        if (!s) {
+                relay_free(relay);
+                return -ENOMEM;
+        }
+        *s = (struct stream) { .pull = sp->pull, .conn = sp->conn, .sent = sp->sent, .endpoint = sp->endpoint,
+                               .endpoint_size = sp->endpoint_size, .relay = relay, .start = sp->start,
+                               .left = sp->length, .size = sp->size, .digest = sp->digest };
+        pthread_mutex_init(&s->wlock, NULL);
+        pthread_cond_init(&s->wcond, NULL);
+        snprintf(s->registry, sizeof(s->registry), "%s", sp->registry);
+        snprintf(s->repository, sizeof(s->repository), "%s", sp->repository);
+        if (h) {
+                download_follow(s->pull, h, &s->hold);
+                int r = cache_reader_new(h->entry, &s->reader);
+                if (r < 0) {
+                        stream_free(s);
+                        return r;
+                }
+        }
+        *ret = s;
+        return 0;
+}

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* A blob streamed to one client while it downloads (the body of a
+ * libmicrohttpd callback response): read without waiting on the event loop;
+ * when nothing is there yet the connection is suspended and the stream's
+ * waker thread resumes it when bytes arrive. The last byte only once the
+ * download verified; a failure or a mismatch cuts the connection, never a
+ * complete body with wrong bytes. When the cache cannot take the blob (its
+ * disk is full) the bytes come straight from upstream (stream-through). */
+
+#include <microhttpd.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "agent/pull-internal.h"
+
+struct relay;
+struct stream;
+
+struct stream_params {
+        struct pull *pull;
+        struct MHD_Connection *conn;
+        atomic_uint_fast64_t *sent;   /* the request's count of body bytes sent */
+        char *endpoint;               /* the request's endpoint for its log line, set at the end */
+        size_t endpoint_size;
+        const char *registry, *repository;
+        struct digest digest;
+        uint64_t start, length, size; /* the range sent, of the whole blob's size */
+};
+
+/* A stream of the download h follows (a follower's hold is taken: h stays
+ * the caller's), or of relay (taken over) when h is NULL. */
+int stream_new(const struct stream_params *sp, const struct download_hold *h, struct relay *relay,
+               struct stream **ret);
+
+/* The MHD content reader and its free callback; cls is the stream. */
+ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max);
+void stream_free(void *cls);
+
+/* Stream-through: blob d from upstream for one client alone, uncached, on a
+ * thread of the pull's (counted for shutdown). expected_size: -1 unknown. */
+int stream_through_start(struct pull *p, const char *registry, const char *repository, const struct digest *d,
+                         int64_t expected_size, struct relay **ret);

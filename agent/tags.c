@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Tag lists: one page of GET /v2/<name>/tags/list through the chain, as the
+ * registry paginates it, remembered for a while (TAGS_TTL_MS) so that a burst
+ * of the same question (containerd, crictl, the prefetch worker) costs one
+ * upstream request. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/pull-internal.h"
+#include "common/macro.h"
+#include "common/reference.h"
+#include "common/time.h"
+
+#define TAGS_CACHE_PAGE_MAX (256 * 1024) /* bigger tag list pages are passed on, not remembered */
+#define TAGS_TTL_MS 30000                /* how long a tag list page is served from memory */
+
+void tags_cache_free(struct pull *p) {
+        for (size_t i = 0; i < TAGS_CACHE_SLOTS; i++) {
+                free(p->tags_cache[i].body);
+                free(p->tags_cache[i].next_last);
+        }
+}
+
+static void tags_key(char *key, size_t size, const char *registry, const char *repository, unsigned n,
+                     const char *last) {
+        snprintf(key, size, "%s\n%s\n%u\n%s", registry, repository, n, last ? last : "");
+}
+
+int pull_tags_page(struct pull *p, const char *registry, const char *repository, unsigned n, const char *last,
+                   void **ret_body, size_t *ret_size, char **ret_next_last) {
+        char key[TAGS_KEY_MAX];
+        if ((last && !reference_tag_is_valid(last)) || !reference_path_is_valid(repository) ||
+            strlen(registry) + strlen(repository) + 160 > sizeof(key))
+                return -EINVAL;
+        tags_key(key, sizeof(key), registry, repository, n, last);
+        uint32_t h = 2166136261u;
+        for (const char *c = key; *c; c++)
+                h = (h ^ (unsigned char) *c) * 16777619u;
+        struct tags_slot *slot = &p->tags_cache[h % TAGS_CACHE_SLOTS];
+        void *body = NULL;
+        char *next = NULL;
+        size_t size = 0;
+        int r = -ENOENT;
+
+        /* Served from memory for a while: containerd, crictl and the prefetch
+         * worker asking for the same list in a burst cost one upstream request. */
+        pthread_mutex_lock(&p->tags_lock);
+        if (strcmp(slot->key, key) == 0 && time_now_ms() - slot->at_ms < TAGS_TTL_MS) {
+                body = malloc(slot->size ? slot->size : 1);
+                next = slot->next_last ? strdup(slot->next_last) : NULL;
+                if (body && (next || !slot->next_last)) {
+                        memcpy(body, slot->body, slot->size);
+                        size = slot->size;
+                        r = 0;
+                } else
+                        r = -ENOMEM;
+        }
+        pthread_mutex_unlock(&p->tags_lock);
+        if (r == 0 || r == -ENOMEM)
+                goto out;
+
+        struct spec_ref *sr = spec_ref_get(p);
+        const struct spec_registry *reg = pull_registry(sr->spec, registry, false);
+        struct fallback_request req =
+                pull_upstream_request(p, reg ? reg->host : registry, repository, FALLBACK_TAGS, NULL, false);
+        req.tags_n = n;
+        req.tags_last = last;
+        struct fallback_response fr;
+        r = reg ? fallback_fetch(p->fb, &req, &fr) : -ENXIO;
+        spec_ref_put(p, sr);
+        if (r == -ENXIO)
+                goto out;
+        struct outcome o;
+        r = outcome_from_upstream(&o, r, &fr);
+        if (r == 0) {
+                char **tags = NULL;
+                size_t nt = 0;
+                /* Only a well-formed page is passed on or remembered. */
+                r = fallback_tags_parse(fr.body, fr.size >= 0 ? (size_t) fr.size : 0, &tags, &nt);
+                fallback_strv_free(tags, nt);
+                if (r == -EBADMSG)
+                        r = -EHOSTUNREACH;
+        } else if (r != -ENOENT)
+                r = -EHOSTUNREACH;
+        if (r >= 0 && fr.next_last && !reference_tag_is_valid(fr.next_last)) {
+                /* distribution's "last" is a tag: anything else (it goes into
+                 * our own Link header) ends the list here. */
+                free(fr.next_last);
+                fr.next_last = NULL;
+        }
+        /* Small pages are remembered (64 slots of at most TAGS_CACHE_PAGE_MAX). */
+        if (r >= 0 && (size_t) fr.size <= TAGS_CACHE_PAGE_MAX) {
+                void *copy = malloc((size_t) fr.size ? (size_t) fr.size : 1);
+                char *copy_next = fr.next_last ? strdup(fr.next_last) : NULL;
+                if (copy && (copy_next || !fr.next_last)) {
+                        memcpy(copy, fr.body, (size_t) fr.size);
+                        pthread_mutex_lock(&p->tags_lock);
+                        free(slot->body);
+                        free(slot->next_last);
+                        snprintf(slot->key, sizeof(slot->key), "%s", key);
+                        slot->at_ms = time_now_ms();
+                        slot->body = copy;
+                        slot->size = (size_t) fr.size;
+                        slot->next_last = copy_next;
+                        pthread_mutex_unlock(&p->tags_lock);
+                } else {
+                        free(copy);
+                        free(copy_next);
+                }
+        }
+        if (r >= 0) {
+                size = (size_t) fr.size;
+                body = TAKE_PTR(fr.body);
+                next = TAKE_PTR(fr.next_last);
+        }
+        fallback_response_done(&fr);
+out:
+        if (r < 0) {
+                free(body);
+                free(next);
+                return r;
+        }
+        *ret_body = body;
+        *ret_size = size;
+        *ret_next_last = next;
+        return 0;
+}
+
