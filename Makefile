@@ -57,7 +57,7 @@ AGENT_SRC := agent/main.c agent/serve.c agent/log.c agent/notify.c agent/hosts.c
 	agent/upstream.c agent/fetch-cmd.c agent/pull.c agent/http.c agent/manifest.c agent/download.c agent/stream.c agent/tags.c agent/metrics.c agent/relay.c agent/prefetch.c agent/prefetch-cmd.c \
 	agent/containerd.c agent/doctor.c agent/run.c \
 	$(AGENT_PURE_SRC)
-CACHE_SRC := cache/store.c cache/tags.c cache/memo.c
+CACHE_SRC := cache/store.c cache/entry.c cache/tags.c cache/memo.c
 FALLBACK_SRC := fallback/challenge.c fallback/credentials.c fallback/http.c fallback/fallback.c fallback/answer.c \
 	fallback/token.c fallback/breaker.c fallback/config.c fallback/manifest.c \
 	fallback/containerd.c fallback/probe.c

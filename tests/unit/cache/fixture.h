@@ -2,7 +2,8 @@
 #pragma once
 
 /* A cache on a fresh temporary directory for each test, as cmocka setup and
- * teardown functions. Include after <cmocka.h> and tests/unit/unit.h. */
+ * teardown functions (teardown closes f->cache when there is one). Include
+ * after <cmocka.h> and tests/unit/unit.h. */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,14 +15,21 @@ struct fixture {
         struct cache *cache;
 };
 
-static inline int setup(void **state) {
+/* The directory alone (f->cache NULL): for tests that open caches themselves. */
+static inline int setup_dir(void **state) {
         struct fixture *f = calloc(1, sizeof(*f));
-        struct error_list errors;
         assert_non_null(f);
         snprintf(f->root, sizeof(f->root), "/tmp/layerd-test-cache-XXXXXX");
         assert_non_null(mkdtemp(f->root));
-        assert_int_equal(cache_open(f->root, &f->cache, &errors), 0);
         *state = f;
+        return 0;
+}
+
+static inline int setup(void **state) {
+        struct error_list errors;
+        setup_dir(state);
+        struct fixture *f = *state;
+        assert_int_equal(cache_open(f->root, &f->cache, &errors), 0);
         return 0;
 }
 
