@@ -40,7 +40,6 @@
 
 #include "agent/log.h"
 #include "agent/pull-internal.h"
-#include "agent/relay.h"
 #include "agent/route.h"
 #include "agent/stream.h"
 #include "common/digest.h"
@@ -322,47 +321,15 @@ static enum MHD_Result respond_blob_fd(struct MHD_Connection *conn, struct reque
         return queue(conn, rq, status, resp);
 }
 
-/* The download h (joined or started), or, when the cache cannot take the
- * blob (h NULL, or its disk filled before the size was known), a
- * stream-through: answer as soon as the size is known, then stream the
- * bytes as they arrive. */
+/* Answers with the download h (its size known), then streams the bytes as they arrive. */
 static enum MHD_Result respond_blob_stream(struct MHD_Connection *conn, struct request *rq, struct pull *p,
                                            const struct target *t, const struct download_hold *h,
-                                           const struct digest *d) {
-        uint64_t size = 0;
-        struct relay *relay = NULL;
-        int r = h ? cache_entry_wait_size(h->entry, HEADER_WAIT_MS, &size) : -ENOSPC;
-        if (r == -ENOSPC) {
-                char ds[DIGEST_STRING_MAX];
-                log_notice("the cache cannot take the blob, streaming through: ns=%s repo=%s digest=%s", t->reg->host,
-                           t->repo, digest_to_string(d, ds));
-                int status = 0;
-                r = stream_through_start(p, t->reg->host, t->repo, d, -1, &relay);
-                if (r >= 0)
-                        r = relay_wait_size(relay, HEADER_WAIT_MS, &size, &status);
-                if (r < 0) {
-                        struct outcome o;
-                        relay_free(relay);
-                        if (outcome_status_not_found(status))
-                                outcome_set(&o, -ENOENT, "upstream answered %d", status);
-                        else
-                                download_outcome(p, NULL, r, &o);
-                        return respond_outcome(conn, rq, &o, false);
-                }
-                h = NULL;
-                rq->outcome = "through";
-        } else if (r < 0) {
-                struct outcome o;
-                download_outcome(p, h, r, &o);
-                return respond_outcome(conn, rq, &o, false);
-        }
+                                           const struct digest *d, uint64_t size) {
         const char *range = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Range");
         uint64_t start = 0, length = size;
         int k = range ? range_parse(range, size, &start, &length) : -EINVAL;
-        if (k == -ERANGE) {
-                relay_free(relay);
+        if (k == -ERANGE)
                 return respond_unsatisfiable(conn, rq, size);
-        }
         if (k < 0) {
                 start = 0;
                 length = size;
@@ -372,7 +339,7 @@ static enum MHD_Result respond_blob_stream(struct MHD_Connection *conn, struct r
                                     .repository = t->repo, .digest = *d, .start = start, .length = length,
                                     .size = size };
         struct stream *s = NULL;
-        if (stream_new(&sp, h, relay, &s) < 0)
+        if (stream_new(&sp, h, &s) < 0)
                 return MHD_NO;
         struct MHD_Response *resp = MHD_create_response_from_callback(length, STREAM_BLOCK, stream_read, s, stream_free);
         if (!resp) {
@@ -391,10 +358,35 @@ static enum MHD_Result respond_blob_stream(struct MHD_Connection *conn, struct r
         return queue(conn, rq, k == 0 ? MHD_HTTP_PARTIAL_CONTENT : MHD_HTTP_OK, resp);
 }
 
+/* The cache cannot take the blob (its disk is full, say): a download of it
+ * through memory for this client alone, answered once its size is known. */
+static enum MHD_Result respond_blob_through(struct MHD_Connection *conn, struct request *rq, struct pull *p,
+                                            const struct target *t, const struct digest *d) {
+        char ds[DIGEST_STRING_MAX];
+        log_notice("the cache cannot take the blob, streaming through: ns=%s repo=%s digest=%s", t->reg->host, t->repo,
+                   digest_to_string(d, ds));
+        rq->outcome = "through";
+        struct download_want w = { .registry = t->reg->host, .repository = t->repo, .digest = *d, .size = -1 };
+        struct download_hold h = {};
+        uint64_t size = 0;
+        int r = download_start_unstored(p, &w, &h);
+        if (r >= 0)
+                r = cache_entry_wait_size(h.entry, HEADER_WAIT_MS, &size);
+        enum MHD_Result ret;
+        if (r < 0) {
+                struct outcome o;
+                download_outcome(r, &o);
+                ret = respond_outcome(conn, rq, &o, false);
+        } else
+                ret = respond_blob_stream(conn, rq, p, t, &h, d, size);
+        download_release(&h); /* the stream follows it, if it was made */
+        return ret;
+}
+
 static enum MHD_Result blob(struct pull *p, struct MHD_Connection *conn, struct request *rq, const struct target *t,
                             bool head, const struct digest *d) {
         struct download_want w = { .registry = t->reg->host, .repository = t->repo, .digest = *d, .size = -1,
-                                   .finish_abandoned = t->finish_abandoned, .follow = true };
+                                   .finish_abandoned = t->finish_abandoned };
         for (unsigned round = 0; round < 3; round++) {
                 int fd = -1;
                 uint64_t size = 0;
@@ -410,9 +402,6 @@ static enum MHD_Result blob(struct pull *p, struct MHD_Connection *conn, struct 
                 int r = download_join_or_start(p, &w, &h);
                 if (r == -EEXIST)
                         continue; /* committed meanwhile: serve it from disk */
-                if (r == -ECANCELED)
-                        return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
-                                             "the download was just cancelled; try again");
                 if (r == -ESHUTDOWN || r == -ENOMEM)
                         return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "%s",
                                              strerror(-r));
@@ -421,12 +410,24 @@ static enum MHD_Result blob(struct pull *p, struct MHD_Connection *conn, struct 
                         char ds[DIGEST_STRING_MAX];
                         log_warning("cannot cache the blob: ns=%s repo=%s digest=%s: %s", t->reg->host, t->repo,
                                     digest_to_string(d, ds), strerror(-r));
-                        return respond_blob_stream(conn, rq, p, t, NULL, d);
+                        return respond_blob_through(conn, rq, p, t, d);
                 }
                 rq->outcome = h.started ? "miss" : "join";
-                /* The stream, if one was made, holds the download itself. */
-                enum MHD_Result ret = respond_blob_stream(conn, rq, p, t, &h, d);
-                download_release(p, &h);
+                /* Answered as soon as the size is known; the stream follows the download from there. */
+                r = cache_entry_wait_size(h.entry, HEADER_WAIT_MS, &size);
+                enum MHD_Result ret = MHD_NO;
+                if (r >= 0)
+                        ret = respond_blob_stream(conn, rq, p, t, &h, d, size);
+                download_release(&h);
+                if (r == -EEXIST)
+                        continue; /* it turned out committed: serve it from disk */
+                if (r == -ENOSPC)
+                        return respond_blob_through(conn, rq, p, t, d); /* the disk filled up before the size came */
+                if (r < 0) {
+                        struct outcome o;
+                        download_outcome(r, &o);
+                        return respond_outcome(conn, rq, &o, false);
+                }
                 return ret;
         }
         return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "the blob keeps changing state");
