@@ -10,7 +10,7 @@
  * prefetch.concurrency (one image per worker, its blobs one at a time) and
  * held to prefetch.bandwidth only while no client follows them; a client
  * that asks for a blob prefetch is downloading joins that download and lifts
- * its limit (agent/pull.c dl_throttle). */
+ * its limit (agent/download.c dl_throttle). */
 #include "agent/prefetch.h"
 
 #include <errno.h>
