@@ -44,7 +44,7 @@ ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 
 COMMON_SRC := common/error.c common/log.c common/parse.c common/reference.c common/fsutil.c common/textdiff.c \
 	common/digest.c common/base64.c common/range.c common/semver.c common/ratelimit.c common/json.c \
-	common/time.c
+	common/time.c common/buf.c
 HOSTSCONFIG_SRC := hostsconfig/spec.c hostsconfig/spec-model.c hostsconfig/spec-common.c hostsconfig/spec-layerd.c \
 	hostsconfig/spec-yaml.c hostsconfig/spec-helm.c \
 	hostsconfig/spec-print.c hostsconfig/spec-default.c hostsconfig/render.c hostsconfig/render-containerd.c \
@@ -54,10 +54,11 @@ HOSTSCONFIG_SRC := hostsconfig/spec.c hostsconfig/spec-model.c hostsconfig/spec-
 # The agent's sources that use none of its libraries (libmicrohttpd, libsystemd): the fuzz targets link them too.
 AGENT_PURE_SRC := agent/route.c agent/outcome.c
 AGENT_SRC := agent/main.c agent/serve.c agent/log.c agent/notify.c agent/hosts.c agent/cache-cmd.c agent/cache-limits.c \
-	agent/upstream.c agent/fetch-cmd.c agent/pull.c agent/http.c agent/manifest.c agent/download.c agent/stream.c agent/tags.c agent/metrics.c agent/relay.c agent/prefetch.c agent/prefetch-cmd.c \
+	agent/upstream.c agent/fetch-cmd.c agent/pull.c agent/http.c agent/manifest.c agent/download.c agent/stream.c \
+	agent/tags.c agent/metrics.c agent/prefetch.c agent/prefetch-cmd.c \
 	agent/containerd.c agent/doctor.c agent/run.c \
 	$(AGENT_PURE_SRC)
-CACHE_SRC := cache/store.c cache/tags.c
+CACHE_SRC := cache/store.c cache/entry.c cache/tags.c cache/memo.c
 FALLBACK_SRC := fallback/challenge.c fallback/credentials.c fallback/http.c fallback/fallback.c fallback/answer.c \
 	fallback/token.c fallback/breaker.c fallback/config.c fallback/manifest.c \
 	fallback/containerd.c fallback/probe.c

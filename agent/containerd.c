@@ -49,14 +49,9 @@ static int run_binary(char **ret_out, char *reason, size_t reason_size) {
         return r;
 }
 
-/* What a program printed, fit for a quoted log field: its first line, with
- * quotes, backslashes and control bytes made '?'. */
+/* What a program printed, fit for a quoted log field: its first line, log_quote()d. */
 static void printable(char *dst, size_t size, const char *src) {
-        size_t n = strcspn(src, "\r\n");
-        snprintf(dst, size, "%.*s", (int) n, src);
-        for (char *p = dst; *p; p++)
-                if (*p == '"' || *p == '\\' || (unsigned char) *p < 0x20 || *p == 0x7f)
-                        *p = '?';
+        log_quotef(dst, size, "%.*s", (int) strcspn(src, "\r\n"), src);
 }
 
 /* Takes a version as containerd reported it into ret; false (with a reason) if it is not one. */

@@ -21,6 +21,7 @@
 #include "agent/agent.h"
 #include "agent/doctor.h"
 #include "agent/log.h"
+#include "common/buf.h"
 #include "common/fsutil.h"
 #include "common/json.h"
 #include "common/macro.h"
@@ -56,15 +57,9 @@ static void utf8_trim(char *s) {
 _printf_(4, 0) static void vadd(struct doctor_report *r, const char *name, enum doctor_status st, const char *fmt,
                                 va_list ap, const char *fix) {
         r->last_dropped = true;
-        if (r->n == r->allocated) {
-                size_t n = r->allocated ? r->allocated * 2 : 16;
-                struct doctor_check *c = reallocarray(r->checks, n, sizeof(*c));
-                if (!c) {
-                        r->oom = true;
-                        return;
-                }
-                r->checks = c;
-                r->allocated = n;
+        if (ARRAY_RESERVE(r->checks, &r->allocated, r->n + 1, 16, SIZE_MAX) < 0) {
+                r->oom = true;
+                return;
         }
         struct doctor_check *c = &r->checks[r->n++];
         snprintf(c->name, sizeof(c->name), "%s", name);

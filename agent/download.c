@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Blob downloads: one per digest (the cache's single-flight, cache_begin()),
- * joined by every client and prefetch round that wants the blob, each on a
- * thread of its own so that no client (leaving early or not) decides its
- * fate. What the cache does not know travels here: the upstream's verdict
- * (an outcome, made once), who sent the bytes, whether anybody still wants
- * the download, whether a client follows it (a prefetch download keeps to
- * its rate limit only while none does). */
+/* Blob downloads: one per digest, joined by every client and prefetch round
+ * that wants the blob, each on a thread of its own so that no client
+ * (leaving early or not) decides its fate. Single-flight is the cache's
+ * (cache_begin()), and so is everything a follower needs to know of the
+ * download: the upstream's verdict (made an outcome once, handed to
+ * cache_fail()), who sent the bytes (cache_entry_set_source()), whether
+ * anybody still wants it (cache_entry_wanted()) and whether a client follows
+ * it (cache_entry_followers(): a prefetch download keeps to its rate limit
+ * only while none does). When the cache cannot take a blob (its disk is
+ * full) the same download runs into an entry with no disk behind it, for one
+ * client (stream-through). */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -23,45 +27,30 @@
 #define PROGRESS_EVERY_MS 10000
 #define DL_BATCH (256 * 1024)
 #define THROTTLE_SLICE_NS (50 * 1000000ULL) /* a rate-limited download rechecks for clients this often */
+#define UNSTORED_WINDOW (1024 * 1024)       /* a stream-through's bytes in memory, at most */
 
+/* The download thread's alone. */
 struct download {
-        struct download *next;
-        unsigned refs; /* under pull->lock */
         struct digest digest;
         char *registry, *repository;
-        struct cache_entry *entry;  /* the writer's reference, the download thread's */
-        bool done;                  /* under pull->lock: the verdict is in */
-        struct outcome verdict;     /* under pull->lock, once done */
-        char endpoint[PULL_ENDPOINT_MAX]; /* under pull->lock: who sent the bytes, once known */
-        unsigned readers;           /* under pull->lock: clients streaming it */
-        bool finish_abandoned;      /* agent.finish_abandoned_downloads when it started */
-        atomic_bool cancel;         /* nobody wants it any more */
+        struct cache_entry *entry;  /* the writer's reference */
+        bool finish_abandoned;      /* go on when nobody wants it any more */
+        bool unstored;              /* stream-through: an entry with no disk behind it */
         struct ratelimit *limit;    /* prefetch: held to this rate while no client follows it */
         struct pull *pull;
         uint64_t bytes, last_progress_ms, started_ms;
-        char *batch;                /* the download thread's: bytes not yet given to the cache */
+        char *batch;                /* bytes not yet given to the cache */
         size_t batch_len;
 };
 
-static void download_unref_locked(struct pull *p, struct download *dl) {
-        if (!dl || --dl->refs > 0)
-                return;
-        for (struct download **q = &p->downloads; *q; q = &(*q)->next)
-                if (*q == dl) {
-                        *q = dl->next;
-                        break;
-                }
+static struct download *download_free(struct download *dl) {
+        if (!dl)
+                return NULL;
         free(dl->registry);
         free(dl->repository);
         free(dl->batch);
         free(dl);
-}
-
-/* Under pull->lock: a client stops waiting for dl. The last one gone before
- * the end: finish for the cache (agent.finish_abandoned_downloads), or cancel. */
-static void reader_release_locked(struct download *dl) {
-        if (--dl->readers == 0 && !dl->done && !dl->finish_abandoned)
-                atomic_store(&dl->cancel, true);
+        return NULL;
 }
 
 static int dl_start(void *userdata, int64_t total) {
@@ -71,9 +60,11 @@ static int dl_start(void *userdata, int64_t total) {
         return cache_entry_set_size(dl->entry, (uint64_t) total);
 }
 
+/* Shutdown, or nobody wants the bytes any more (every client left, none
+ * joined) and agent.finish_abandoned_downloads says not to finish for the cache. */
 static bool dl_cancelled(void *userdata) {
         struct download *dl = userdata;
-        return atomic_load(&dl->pull->stopping) || atomic_load(&dl->cancel);
+        return atomic_load(&dl->pull->stopping) || (!dl->finish_abandoned && !cache_entry_wanted(dl->entry));
 }
 
 /* Hands the batched bytes to the cache (and so to the clients following it). */
@@ -86,10 +77,7 @@ static int dl_flush(struct download *dl) {
 }
 
 static bool dl_followed(struct download *dl) {
-        pthread_mutex_lock(&dl->pull->lock);
-        bool followed = dl->readers > 0;
-        pthread_mutex_unlock(&dl->pull->lock);
-        return followed;
+        return cache_entry_followers(dl->entry) > 0;
 }
 
 /* A prefetch download keeps to the shared rate while no client follows it;
@@ -154,14 +142,15 @@ static int dl_commit(struct download *dl, const char *endpoint, struct outcome *
                 char gs[DIGEST_STRING_MAX] = "-";
                 if (c == -EBADMSG)
                         digest_to_string(&got, gs);
-                log_error("upstream sent wrong bytes, not cached: ns=%s repo=%s digest=%s got=%s size=%" PRIu64
+                log_error("upstream sent wrong bytes, not %s: ns=%s repo=%s digest=%s got=%s size=%" PRIu64
                           " endpoint=%s",
-                          dl->registry, dl->repository, ds, gs, dl->bytes, endpoint ? endpoint : "-");
+                          dl->unstored ? "served" : "cached", dl->registry, dl->repository, ds, gs, dl->bytes,
+                          endpoint ? endpoint : "-");
                 if (endpoint)
                         fallback_report_bad(p->fb, dl->registry, endpoint, "served bytes that do not match their digest");
-                return outcome_set(o, -EBADMSG, "upstream sent bytes that do not match the digest");
+                return outcome_set(o, c, "upstream sent bytes that do not match the digest");
         }
-        if (c < 0) {
+        if (c < 0 && !dl->unstored) {
                 /* Verified either way (its clients got it); was it stored? */
                 uint64_t sz;
                 if (cache_stat(p->cache, &dl->digest, &sz) == 0)
@@ -169,11 +158,27 @@ static int dl_commit(struct download *dl, const char *endpoint, struct outcome *
                 else
                         log_warning("verified blob not stored: ns=%s repo=%s digest=%s: %s", dl->registry,
                                     dl->repository, ds, strerror(-c));
-        } else
-                log_info("downloaded ns=%s repo=%s digest=%s bytes=%" PRIu64 " ms=%" PRIu64 " endpoint=%s",
-                         dl->registry, dl->repository, ds, dl->bytes, time_now_ms() - dl->started_ms,
-                         endpoint ? endpoint : "-");
+        } else if (c >= 0)
+                log_info("%s ns=%s repo=%s digest=%s bytes=%" PRIu64 " ms=%" PRIu64 " endpoint=%s",
+                         dl->unstored ? "streamed through, not cached:" : "downloaded", dl->registry, dl->repository,
+                         ds, dl->bytes, time_now_ms() - dl->started_ms, endpoint ? endpoint : "-");
         return outcome_set(o, 0, NULL);
+}
+
+static void log_failure(struct download *dl, int r, const struct fallback_response *fr, const struct outcome *o) {
+        char ds[DIGEST_STRING_MAX];
+        digest_to_string(&dl->digest, ds);
+        if (r == -ENOSPC)
+                log_warning("cache disk full, download not cached: ns=%s repo=%s digest=%s", dl->registry,
+                            dl->repository, ds);
+        else if ((r == -ECANCELED || r == -EPIPE) && !atomic_load(&dl->pull->stopping))
+                log_info("download %s: ns=%s repo=%s digest=%s bytes=%" PRIu64,
+                         dl->unstored ? "ended, its client left"
+                                      : "cancelled, no client wants it (agent.finish_abandoned_downloads: false)",
+                         dl->registry, dl->repository, ds, dl->bytes);
+        else if (r != -ECANCELED)
+                log_warning("download failed: ns=%s repo=%s digest=%s status=%d reason=\"%s\"", dl->registry,
+                            dl->repository, ds, r < 0 ? 503 : fr->status, o->reason);
 }
 
 static void *download_main(void *arg) {
@@ -192,204 +197,137 @@ static void *download_main(void *arg) {
         int r = fallback_fetch(p->fb, &req, &fr);
         if (r >= 0 && fr.status == 200)
                 r = dl_flush(dl); /* the tail, before the commit */
-        if (fr.endpoint) {
-                /* Before the commit, which releases the readers' last byte: their log lines name it. */
-                pthread_mutex_lock(&p->lock);
-                snprintf(dl->endpoint, sizeof(dl->endpoint), "%s", fr.endpoint);
-                pthread_mutex_unlock(&p->lock);
-        }
+        /* Before the commit, which releases the readers' last byte: their log lines name it. */
+        if (fr.endpoint)
+                cache_entry_set_source(dl->entry, fr.endpoint);
         if (outcome_from_upstream(&o, r, &fr) == 0)
                 (void) dl_commit(dl, fr.endpoint, &o);
-        else if (r == -ENOSPC)
-                log_warning("cache disk full, download not cached: ns=%s repo=%s digest=%s", dl->registry,
-                            dl->repository, ds);
-        else if (r == -ECANCELED && !atomic_load(&p->stopping))
-                log_info("download cancelled, no client wants it (agent.finish_abandoned_downloads: false): "
-                         "ns=%s repo=%s digest=%s bytes=%" PRIu64,
-                         dl->registry, dl->repository, ds, dl->bytes);
-        else if (r != -ECANCELED)
-                log_warning("download failed: ns=%s repo=%s digest=%s status=%d reason=\"%s\"", dl->registry,
-                            dl->repository, ds, r < 0 ? 503 : fr.status, o.reason);
-        /* The verdict first, then the wake-up of the readers (commit or abort). */
-        pthread_mutex_lock(&p->lock);
-        dl->verdict = o;
-        dl->done = true;
-        pthread_mutex_unlock(&p->lock);
+        else {
+                log_failure(dl, r, &fr, &o);
+                /* Every follower gets the verdict (-ENOSPC: the cache already said). */
+                if (r != -ENOSPC)
+                        (void) cache_fail(dl->entry, o.error);
+        }
         fallback_response_done(&fr);
-        cache_writer_unref(dl->entry); /* aborts what was not committed */
-        pthread_mutex_lock(&p->lock);
-        download_unref_locked(p, dl);
-        p->threads--;
-        pthread_cond_broadcast(&p->ended);
-        pthread_mutex_unlock(&p->lock);
+        cache_writer_unref(dl->entry);
+        download_free(dl);
+        pull_thread_end(p);
         return NULL;
 }
 
-/* Under p->lock: the download of w into the writer entry e, on a thread of
- * its own. On success *ret holds a reference for the caller. */
-static int download_start_locked(struct pull *p, const struct download_want *w, struct cache_entry *e,
-                                 struct download **ret) {
+/* Runs the download of w into the writer entry e on a thread of its own,
+ * which takes e over (also on failure). */
+static int download_run(struct pull *p, const struct download_want *w, struct cache_entry *e, bool unstored) {
         struct download *dl = calloc(1, sizeof(*dl));
-        if (!dl)
+        if (!dl) {
+                cache_writer_unref(e);
                 return -ENOMEM;
-        dl->refs = 2;                      /* the caller's, the thread's */
-        dl->readers = w->follow ? 1 : 0; /* a client: the caller, until its stream takes over; prefetch: none */
-        dl->limit = w->limit;
-        dl->digest = w->digest;
-        dl->finish_abandoned = w->finish_abandoned;
-        dl->pull = p;
-        dl->entry = e;
-        dl->registry = strdup(w->registry);
-        dl->repository = strdup(w->repository);
-        dl->batch = malloc(DL_BATCH);
-        pthread_t th;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int r = dl->registry && dl->repository && dl->batch ? -pthread_create(&th, &attr, download_main, dl) : -ENOMEM;
-        pthread_attr_destroy(&attr);
-        if (r < 0) {
-                free(dl->registry);
-                free(dl->repository);
-                free(dl->batch);
-                free(dl);
-                return r;
         }
-        dl->next = p->downloads;
-        p->downloads = dl;
-        p->threads++;
-        *ret = dl;
-        return 0;
+        *dl = (struct download) { .digest = w->digest, .entry = e, .pull = p, .limit = w->limit,
+                                  .finish_abandoned = w->finish_abandoned && !unstored, .unstored = unstored,
+                                  .registry = strdup(w->registry), .repository = strdup(w->repository),
+                                  .batch = malloc(DL_BATCH) };
+        int r = dl->registry && dl->repository && dl->batch ? 0 : -ENOMEM;
+        if (r == 0 && !pull_thread_begin(p))
+                r = -ESHUTDOWN;
+        if (r == 0) {
+                pthread_t th;
+                pthread_attr_t attr;
+                pthread_attr_init(&attr);
+                pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+                r = -pthread_create(&th, &attr, download_main, dl);
+                pthread_attr_destroy(&attr);
+                if (r < 0)
+                        pull_thread_end(p);
+        }
+        if (r < 0) {
+                cache_writer_unref(e);
+                download_free(dl);
+        }
+        return r;
 }
 
 int download_join_or_start(struct pull *p, const struct download_want *w, struct download_hold *ret) {
+        if (atomic_load(&p->stopping))
+                return -ESHUTDOWN;
         struct cache_entry *e = NULL;
-        struct download_hold h = {};
         bool writer = false;
-        /* The download table and the cache's in-flight list change together under p->lock. */
-        pthread_mutex_lock(&p->lock);
-        int r = atomic_load(&p->stopping) ? -ESHUTDOWN : cache_begin(p->cache, &w->digest, w->size, &e, &writer);
-        if (r == 0 && !writer) {
-                /* The download of this very entry (a finished one of the same
-                 * digest may linger on the list while its readers end). None:
-                 * someone else writes it (a manifest being stored). */
-                for (h.dl = p->downloads; h.dl; h.dl = h.dl->next)
-                        if (h.dl->entry == e && !h.dl->done)
-                                break;
-                if (h.dl && atomic_load(&h.dl->cancel)) {
-                        /* Being cancelled, nobody wanted it: not to be joined. */
-                        h.dl = NULL;
-                        r = -ECANCELED;
-                } else if (h.dl) {
-                        h.dl->refs++;
-                        /* A client follows it (from now on a cancel must not miss
-                         * it). Prefetch only waits, but a client's download (no
-                         * limit) is wanted by the round too: its client leaving
-                         * must not cancel it. */
-                        h.reader = w->follow || !h.dl->limit;
-                        if (h.reader)
-                                h.dl->readers++;
-                }
-                h.entry = e;
-        } else if (r == 0) {
-                /* The caller's reference, taken before the thread can finish and drop the writer's. */
-                h.entry = cache_entry_ref(e);
-                r = download_start_locked(p, w, e, &h.dl);
-                if (r < 0) {
-                        cache_writer_unref(e);
-                        h.entry = cache_entry_unref(h.entry);
-                } else {
-                        h.reader = w->follow;
-                        h.started = true;
-                }
+        int r = cache_begin(p->cache, &w->digest, w->size, &e, &writer);
+        if (r < 0)
+                return r;
+        if (!writer) {
+                *ret = (struct download_hold) { .entry = e };
+                return 0;
         }
-        pthread_mutex_unlock(&p->lock);
+        /* The caller's reference, taken before the thread can finish and drop the writer's. */
+        struct cache_entry *mine = cache_entry_ref(e);
+        r = download_run(p, w, e, false);
         if (r < 0) {
-                cache_entry_unref(h.entry);
+                cache_entry_unref(mine);
                 return r;
         }
-        *ret = h;
+        *ret = (struct download_hold) { .entry = mine, .started = true };
         return 0;
 }
 
-void download_release(struct pull *p, struct download_hold *h) {
-        cache_entry_unref(h->entry);
-        if (h->dl) {
-                pthread_mutex_lock(&p->lock);
-                if (h->reader)
-                        reader_release_locked(h->dl);
-                download_unref_locked(p, h->dl);
-                pthread_mutex_unlock(&p->lock);
+int download_start_unstored(struct pull *p, const struct download_want *w, struct download_hold *ret) {
+        if (atomic_load(&p->stopping))
+                return -ESHUTDOWN;
+        struct cache_entry *e = NULL;
+        int r = cache_begin_unstored(p->cache, &w->digest, w->size, UNSTORED_WINDOW, &e);
+        if (r < 0)
+                return r;
+        struct cache_entry *mine = cache_entry_ref(e);
+        r = download_run(p, w, e, true);
+        if (r < 0) {
+                cache_entry_unref(mine);
+                return r;
         }
+        *ret = (struct download_hold) { .entry = mine, .started = true };
+        return 0;
+}
+
+void download_release(struct download_hold *h) {
+        cache_entry_unref(h->entry);
         *h = (struct download_hold) {};
 }
 
-void download_follow(struct pull *p, const struct download_hold *h, struct download_hold *ret) {
-        *ret = (struct download_hold) { .entry = cache_entry_ref(h->entry), .dl = h->dl, .reader = h->dl != NULL };
-        if (ret->dl) {
-                pthread_mutex_lock(&p->lock);
-                ret->dl->refs++;
-                ret->dl->readers++;
-                pthread_mutex_unlock(&p->lock);
-        }
-}
-
-void download_outcome(struct pull *p, const struct download_hold *h, int r, struct outcome *o) {
-        bool done = false;
-        if (h->dl) {
-                pthread_mutex_lock(&p->lock);
-                done = h->dl->done && h->dl->verdict.error != 0;
-                if (done)
-                        *o = h->dl->verdict;
-                pthread_mutex_unlock(&p->lock);
-        }
-        if (done)
-                return;
-        if (r == -ETIMEDOUT)
+void download_outcome(int r, struct outcome *o) {
+        switch (r) {
+        case -ENOENT:
+                outcome_set(o, r, "upstream has no such blob");
+                break;
+        case -EHOSTUNREACH:
+                outcome_set(o, r, "no upstream answered");
+                break;
+        case -ETIMEDOUT:
                 outcome_set(o, r, "no upstream answered within %d s", HEADER_WAIT_MS / 1000);
-        else
-                outcome_set(o, r == -ENOENT ? -EIO : r, "download failed: %s", strerror(-r));
-}
-
-void download_endpoint(struct pull *p, const struct download_hold *h, char *buf, size_t size) {
-        if (!h->dl)
-                return;
-        pthread_mutex_lock(&p->lock);
-        if (h->dl->endpoint[0])
-                snprintf(buf, size, "%s", h->dl->endpoint);
-        pthread_mutex_unlock(&p->lock);
-}
-
-/* Follows an entry someone else writes (no download of ours: a manifest
- * being stored, say) to its end; 0 once committed. */
-static int follow_to_end(struct cache_entry *e) {
-        _cleanup_(cache_reader_freep) struct cache_reader *rd = NULL;
-        _cleanup_free_ char *buf = malloc(STREAM_BLOCK);
-        if (!buf)
-                return -ENOMEM;
-        int r = cache_reader_new(e, &rd);
-        if (r < 0)
-                return r;
-        for (;;) {
-                ssize_t n = cache_reader_read(rd, buf, STREAM_BLOCK, STREAM_WAIT_MS);
-                if (n <= 0)
-                        return (int) n;
+                break;
+        case -EBADMSG:
+        case -EMSGSIZE:
+                outcome_set(o, r, "upstream sent bytes that do not match the digest");
+                break;
+        case -ECANCELED:
+        case -EPIPE:
+                outcome_set(o, r, "the download was cancelled: nobody wanted it; try again");
+                break;
+        default:
+                outcome_set(o, r, "download failed: %s", strerror(-r));
+                break;
         }
 }
 
 /* Waits for the download's verdict (prefetch): 0 once stored. */
 static int download_wait(struct pull *p, const struct download_hold *h) {
-        if (!h->dl)
-                return follow_to_end(h->entry);
-        pthread_mutex_lock(&p->lock);
-        while (!h->dl->done && !atomic_load(&p->stopping))
-                (void) time_cond_wait_until(&p->ended, &p->lock, time_deadline_ms(1000));
-        int r = !h->dl->done ? -ESHUTDOWN : h->dl->verdict.error;
-        pthread_mutex_unlock(&p->lock);
+        int r;
+        /* In slices, to notice a shutdown. */
+        while ((r = cache_entry_wait_end(h->entry, 1000)) == -ETIMEDOUT)
+                if (atomic_load(&p->stopping))
+                        return -ESHUTDOWN;
         /* The in-process API's words: unavailable is "no upstream answered". */
-        if (r < 0 && r != -ENOENT && r != -EBADMSG && r != -ESHUTDOWN)
+        if (r < 0 && r != -ENOENT && r != -EBADMSG && r != -EEXIST)
                 r = -EHOSTUNREACH;
-        return r;
+        return r == -EEXIST ? 0 : r;
 }
 
 int pull_blob_ensure(struct pull *p, const char *registry, const char *repository, const struct digest *d,
@@ -419,12 +357,10 @@ int pull_blob_ensure(struct pull *p, const char *registry, const char *repositor
                 r = download_join_or_start(p, &w, &h);
         if (r == -EEXIST)
                 r = 0; /* committed meanwhile */
-        else if (r == -ECANCELED)
-                r = -EHOSTUNREACH; /* a client's download nobody wanted any more */
         else if (r >= 0) {
                 fetched = h.started;
                 r = download_wait(p, &h);
-                download_release(p, &h);
+                download_release(&h);
         }
         spec_ref_put(p, sr);
         if (r == 0)

@@ -40,7 +40,6 @@
 
 #include "agent/log.h"
 #include "agent/pull-internal.h"
-#include "agent/relay.h"
 #include "agent/route.h"
 #include "agent/stream.h"
 #include "common/digest.h"
@@ -51,6 +50,7 @@
 #include "common/time.h"
 
 #define ACCEPT_MAX 1024
+#define CONTENT_RANGE_MAX 96 /* "bytes " and three 20-digit numbers */
 
 /* One request, for its log line. */
 struct request {
@@ -69,15 +69,15 @@ struct request {
         uint64_t started_ms;
         enum route route;
         const char *method;
-        char ns[256];
-        char repo[256];
-        char ref[160];
+        char ns[REFERENCE_NAME_MAX + 1];
+        char repo[REFERENCE_NAME_MAX + 1];
+        char ref[ROUTE_REFERENCE_MAX];
         unsigned status;
         const char *outcome; /* hit, miss, join, stale, upstream, - */
-        char endpoint[256];
+        char endpoint[PULL_ENDPOINT_MAX];
         atomic_uint_fast64_t bytes;
         uint64_t length; /* body bytes promised (fd and buffer responses) */
-        char reason[256]; /* why, for an error answer */
+        char reason[OUTCOME_REASON_MAX]; /* why, for an error answer */
         bool streamed;
         bool has_body;
 };
@@ -114,16 +114,12 @@ static enum MHD_Result respond_error(struct MHD_Connection *conn, struct request
                                      const char *code, const char *fmt, ...) _printf_(5, 6);
 static enum MHD_Result respond_error(struct MHD_Connection *conn, struct request *rq, unsigned status,
                                      const char *code, const char *fmt, ...) {
-        char msg[256], body[512];
+        char msg[OUTCOME_REASON_MAX], body[2 * OUTCOME_REASON_MAX];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
+        /* Quoted as for a log line: no quote, backslash or control byte is left to escape in JSON. */
+        log_vquotef(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        /* The message holds only validated names, digests and fixed text: no JSON escaping is needed
-         * beyond refusing quotes and backslashes, which none of those can contain. */
-        for (char *c = msg; *c; c++)
-                if (*c == '"' || *c == '\\' || (unsigned char) *c < 0x20)
-                        *c = '?';
         snprintf(rq->reason, sizeof(rq->reason), "%s", msg);
         int n = snprintf(body, sizeof(body), "{\"errors\":[{\"code\":\"%s\",\"message\":\"%s\"}]}", code, msg);
         struct MHD_Response *resp = MHD_create_response_from_buffer((size_t) n, body, MHD_RESPMEM_MUST_COPY);
@@ -221,7 +217,7 @@ static enum MHD_Result respond_outcome(struct MHD_Connection *conn, struct reque
 struct target {
         const struct spec_registry *reg;
         bool finish_abandoned;
-        char repo[256];
+        char repo[REFERENCE_NAME_MAX + 1];
         const char *accept;
 };
 
@@ -274,7 +270,7 @@ static enum MHD_Result blob_head_upstream(struct pull *p, struct MHD_Connection 
 
 /* 416, saying how big the blob is (RFC 9110 section 15.5.17). */
 static enum MHD_Result respond_unsatisfiable(struct MHD_Connection *conn, struct request *rq, uint64_t size) {
-        char cr[64];
+        char cr[CONTENT_RANGE_MAX];
         snprintf(cr, sizeof(cr), "bytes */%" PRIu64, size);
         struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *) "", MHD_RESPMEM_PERSISTENT);
         if (resp && MHD_add_response_header(resp, "Content-Range", cr) != MHD_YES) {
@@ -312,7 +308,7 @@ static enum MHD_Result respond_blob_fd(struct MHD_Connection *conn, struct reque
                         close(fd);
                 return MHD_NO;
         }
-        char cr[96];
+        char cr[CONTENT_RANGE_MAX];
         snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, start, start + length - 1, size);
         if (!add_object_headers(resp, d, NULL) || MHD_add_response_header(resp, "Accept-Ranges", "bytes") != MHD_YES ||
             (status == MHD_HTTP_PARTIAL_CONTENT && MHD_add_response_header(resp, "Content-Range", cr) != MHD_YES)) {
@@ -325,47 +321,15 @@ static enum MHD_Result respond_blob_fd(struct MHD_Connection *conn, struct reque
         return queue(conn, rq, status, resp);
 }
 
-/* The download h (joined or started), or, when the cache cannot take the
- * blob (h NULL, or its disk filled before the size was known), a
- * stream-through: answer as soon as the size is known, then stream the
- * bytes as they arrive. */
+/* Answers with the download h (its size known), then streams the bytes as they arrive. */
 static enum MHD_Result respond_blob_stream(struct MHD_Connection *conn, struct request *rq, struct pull *p,
                                            const struct target *t, const struct download_hold *h,
-                                           const struct digest *d) {
-        uint64_t size = 0;
-        struct relay *relay = NULL;
-        int r = h ? cache_entry_wait_size(h->entry, HEADER_WAIT_MS, &size) : -ENOSPC;
-        if (r == -ENOSPC) {
-                char ds[DIGEST_STRING_MAX];
-                log_notice("the cache cannot take the blob, streaming through: ns=%s repo=%s digest=%s", t->reg->host,
-                           t->repo, digest_to_string(d, ds));
-                int status = 0;
-                r = stream_through_start(p, t->reg->host, t->repo, d, -1, &relay);
-                if (r >= 0)
-                        r = relay_wait_size(relay, HEADER_WAIT_MS, &size, &status);
-                if (r < 0) {
-                        struct outcome o;
-                        relay_free(relay);
-                        if (outcome_status_not_found(status))
-                                outcome_set(&o, -ENOENT, "upstream answered %d", status);
-                        else
-                                download_outcome(p, NULL, r, &o);
-                        return respond_outcome(conn, rq, &o, false);
-                }
-                h = NULL;
-                rq->outcome = "through";
-        } else if (r < 0) {
-                struct outcome o;
-                download_outcome(p, h, r, &o);
-                return respond_outcome(conn, rq, &o, false);
-        }
+                                           const struct digest *d, uint64_t size) {
         const char *range = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Range");
         uint64_t start = 0, length = size;
         int k = range ? range_parse(range, size, &start, &length) : -EINVAL;
-        if (k == -ERANGE) {
-                relay_free(relay);
+        if (k == -ERANGE)
                 return respond_unsatisfiable(conn, rq, size);
-        }
         if (k < 0) {
                 start = 0;
                 length = size;
@@ -375,14 +339,14 @@ static enum MHD_Result respond_blob_stream(struct MHD_Connection *conn, struct r
                                     .repository = t->repo, .digest = *d, .start = start, .length = length,
                                     .size = size };
         struct stream *s = NULL;
-        if (stream_new(&sp, h, relay, &s) < 0)
+        if (stream_new(&sp, h, &s) < 0)
                 return MHD_NO;
         struct MHD_Response *resp = MHD_create_response_from_callback(length, STREAM_BLOCK, stream_read, s, stream_free);
         if (!resp) {
                 stream_free(s);
                 return MHD_NO;
         }
-        char cr[96];
+        char cr[CONTENT_RANGE_MAX];
         snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, start, start + length - 1, size);
         if (!add_object_headers(resp, d, NULL) || MHD_add_response_header(resp, "Accept-Ranges", "bytes") != MHD_YES ||
             (k == 0 && MHD_add_response_header(resp, "Content-Range", cr) != MHD_YES)) {
@@ -394,10 +358,35 @@ static enum MHD_Result respond_blob_stream(struct MHD_Connection *conn, struct r
         return queue(conn, rq, k == 0 ? MHD_HTTP_PARTIAL_CONTENT : MHD_HTTP_OK, resp);
 }
 
+/* The cache cannot take the blob (its disk is full, say): a download of it
+ * through memory for this client alone, answered once its size is known. */
+static enum MHD_Result respond_blob_through(struct MHD_Connection *conn, struct request *rq, struct pull *p,
+                                            const struct target *t, const struct digest *d) {
+        char ds[DIGEST_STRING_MAX];
+        log_notice("the cache cannot take the blob, streaming through: ns=%s repo=%s digest=%s", t->reg->host, t->repo,
+                   digest_to_string(d, ds));
+        rq->outcome = "through";
+        struct download_want w = { .registry = t->reg->host, .repository = t->repo, .digest = *d, .size = -1 };
+        struct download_hold h = {};
+        uint64_t size = 0;
+        int r = download_start_unstored(p, &w, &h);
+        if (r >= 0)
+                r = cache_entry_wait_size(h.entry, HEADER_WAIT_MS, &size);
+        enum MHD_Result ret;
+        if (r < 0) {
+                struct outcome o;
+                download_outcome(r, &o);
+                ret = respond_outcome(conn, rq, &o, false);
+        } else
+                ret = respond_blob_stream(conn, rq, p, t, &h, d, size);
+        download_release(&h); /* the stream follows it, if it was made */
+        return ret;
+}
+
 static enum MHD_Result blob(struct pull *p, struct MHD_Connection *conn, struct request *rq, const struct target *t,
                             bool head, const struct digest *d) {
         struct download_want w = { .registry = t->reg->host, .repository = t->repo, .digest = *d, .size = -1,
-                                   .finish_abandoned = t->finish_abandoned, .follow = true };
+                                   .finish_abandoned = t->finish_abandoned };
         for (unsigned round = 0; round < 3; round++) {
                 int fd = -1;
                 uint64_t size = 0;
@@ -413,9 +402,6 @@ static enum MHD_Result blob(struct pull *p, struct MHD_Connection *conn, struct 
                 int r = download_join_or_start(p, &w, &h);
                 if (r == -EEXIST)
                         continue; /* committed meanwhile: serve it from disk */
-                if (r == -ECANCELED)
-                        return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
-                                             "the download was just cancelled; try again");
                 if (r == -ESHUTDOWN || r == -ENOMEM)
                         return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "%s",
                                              strerror(-r));
@@ -424,12 +410,24 @@ static enum MHD_Result blob(struct pull *p, struct MHD_Connection *conn, struct 
                         char ds[DIGEST_STRING_MAX];
                         log_warning("cannot cache the blob: ns=%s repo=%s digest=%s: %s", t->reg->host, t->repo,
                                     digest_to_string(d, ds), strerror(-r));
-                        return respond_blob_stream(conn, rq, p, t, NULL, d);
+                        return respond_blob_through(conn, rq, p, t, d);
                 }
                 rq->outcome = h.started ? "miss" : "join";
-                /* The stream, if one was made, holds the download itself. */
-                enum MHD_Result ret = respond_blob_stream(conn, rq, p, t, &h, d);
-                download_release(p, &h);
+                /* Answered as soon as the size is known; the stream follows the download from there. */
+                r = cache_entry_wait_size(h.entry, HEADER_WAIT_MS, &size);
+                enum MHD_Result ret = MHD_NO;
+                if (r >= 0)
+                        ret = respond_blob_stream(conn, rq, p, t, &h, d, size);
+                download_release(&h);
+                if (r == -EEXIST)
+                        continue; /* it turned out committed: serve it from disk */
+                if (r == -ENOSPC)
+                        return respond_blob_through(conn, rq, p, t, d); /* the disk filled up before the size came */
+                if (r < 0) {
+                        struct outcome o;
+                        download_outcome(r, &o);
+                        return respond_outcome(conn, rq, &o, false);
+                }
                 return ret;
         }
         return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "the blob keeps changing state");
@@ -538,47 +536,25 @@ static enum MHD_Result respond_ready(struct pull *p, struct MHD_Connection *conn
         return respond_text(conn, rq, MHD_HTTP_OK, "ready\n");
 }
 
-/* Routes the request (agent/route.c) and answers it, or sets rq->would_block. */
-static enum MHD_Result dispatch(struct pull *p, struct MHD_Connection *conn, const char *url, bool head,
-                                struct request *rq) {
-        const char *ns_arg = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "ns");
+/* A request for a registry's content: with the spec in force (held until the answer is made). */
+static enum MHD_Result registry_route(struct pull *p, struct MHD_Connection *conn, bool head, struct request *rq,
+                                      struct route_match *rt, const char *ns_arg) {
         struct spec_ref *sr = spec_ref_get(p);
         const struct spec *s = sr->spec;
-        struct route_match rt;
-        int r = route_parse(url, ns_arg, s->agent.default_registry, &rt);
-        rq->route = rt.kind;
-        snprintf(rq->repo, sizeof(rq->repo), "%s", rt.name);
-        snprintf(rq->ref, sizeof(rq->ref), "%s", rt.reference);
-        if (rt.registry)
-                snprintf(rq->ns, sizeof(rq->ns), "%s", rt.registry);
-        enum MHD_Result ret;
-        if (r < 0) {
-                ret = respond_error(conn, rq, rt.error.status, rt.error.code, "%s", rt.error.message);
-                goto out;
+        if (!rt->registry && s->agent.default_registry) {
+                rt->registry = s->agent.default_registry;
+                snprintf(rq->ns, sizeof(rq->ns), "%s", rt->registry);
         }
-        switch (rt.kind) {
-        case ROUTE_V2:
-                ret = respond_text(conn, rq, MHD_HTTP_OK, "{}");
-                goto out;
-        case ROUTE_HEALTH:
-                ret = rt.ready ? respond_ready(p, conn, rq) : respond_text(conn, rq, MHD_HTTP_OK, "ok\n");
-                goto out;
-        case ROUTE_METRICS:
-                ret = respond_metrics(p, conn, rq);
-                goto out;
-        default:
-                break;
-        }
-
-        struct target t = { .reg = rt.registry ? spec_find_registry(s, rt.registry) : NULL,
+        struct target t = { .reg = rt->registry ? spec_find_registry(s, rt->registry) : NULL,
                             .finish_abandoned = s->agent.finish_abandoned_downloads };
+        enum MHD_Result ret;
         /* No open proxy: only registries the spec mirrors are ever asked. */
         if (!t.reg || !t.reg->mirror || strcmp(t.reg->host, SPEC_DEFAULT_REGISTRY) == 0) {
                 ret = respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "NAME_UNKNOWN", "registry %s is not mirrored here",
-                                    rt.registry ? rq->ns : "(none: no ns parameter and no agent.default_registry)");
+                                    rt->registry ? rq->ns : "(none: no ns parameter and no agent.default_registry)");
                 goto out;
         }
-        if (route_repository(&rt, t.reg->host, t.repo, sizeof(t.repo)) < 0) {
+        if (route_repository(rt, t.reg->host, t.repo, sizeof(t.repo)) < 0) {
                 ret = respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "NAME_INVALID", "repository name too long");
                 goto out;
         }
@@ -587,15 +563,41 @@ static enum MHD_Result dispatch(struct pull *p, struct MHD_Connection *conn, con
         MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_accept, &accept);
         t.accept = accept.len ? accept.text : NULL;
 
-        if (rt.kind == ROUTE_TAGS)
-                ret = tags_list(p, conn, rq, &t, rt.name, ns_arg);
-        else if (rt.kind == ROUTE_BLOB)
-                ret = blob(p, conn, rq, &t, head, &rt.digest);
+        if (rt->kind == ROUTE_TAGS)
+                ret = tags_list(p, conn, rq, &t, rt->name, ns_arg);
+        else if (rt->kind == ROUTE_BLOB)
+                ret = blob(p, conn, rq, &t, head, &rt->digest);
         else
-                ret = manifest(p, conn, rq, &t, head, &rt);
+                ret = manifest(p, conn, rq, &t, head, rt);
 out:
         spec_ref_put(p, sr);
         return ret;
+}
+
+/* Routes the request (agent/route.c) and answers it, or sets rq->would_block.
+ * Health checks, metrics and the version check need no spec. */
+static enum MHD_Result dispatch(struct pull *p, struct MHD_Connection *conn, const char *url, bool head,
+                                struct request *rq) {
+        const char *ns_arg = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "ns");
+        struct route_match rt;
+        int r = route_parse(url, ns_arg, NULL, &rt);
+        rq->route = rt.kind;
+        snprintf(rq->repo, sizeof(rq->repo), "%s", rt.name);
+        snprintf(rq->ref, sizeof(rq->ref), "%s", rt.reference);
+        if (rt.registry)
+                snprintf(rq->ns, sizeof(rq->ns), "%s", rt.registry);
+        if (r < 0)
+                return respond_error(conn, rq, rt.error.status, rt.error.code, "%s", rt.error.message);
+        switch (rt.kind) {
+        case ROUTE_V2:
+                return respond_text(conn, rq, MHD_HTTP_OK, "{}");
+        case ROUTE_HEALTH:
+                return rt.ready ? respond_ready(p, conn, rq) : respond_text(conn, rq, MHD_HTTP_OK, "ok\n");
+        case ROUTE_METRICS:
+                return respond_metrics(p, conn, rq);
+        default:
+                return registry_route(p, conn, head, rq, &rt, ns_arg);
+        }
 }
 
 static void *worker_main(void *arg) {

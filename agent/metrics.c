@@ -69,9 +69,9 @@ void metrics_write(struct pull *p, FILE *f) {
                 "# TYPE layerd_cut_streams_total counter\nlayerd_cut_streams_total %" PRIu64 "\n"
                 "# TYPE layerd_stream_throughs_total counter\nlayerd_stream_throughs_total %" PRIu64 "\n",
                 cs.hits, cs.misses, cs.joins, cs.bytes_written, cs.evictions, cs.evicted_bytes,
-                (uint64_t) atomic_load(&p->verify_failures) + cs.mismatched, cs.blobs, cs.bytes, cs.pinned,
+                cs.mismatched, cs.blobs, cs.bytes, cs.pinned,
                 cs.in_flight, (uint64_t) atomic_load(&p->bytes_served), (uint64_t) atomic_load(&p->stale_serves),
-                (uint64_t) atomic_load(&p->cut_streams), (uint64_t) atomic_load(&p->stream_throughs));
+                (uint64_t) atomic_load(&p->cut_streams), cs.unstored);
         struct statvfs sv;
         if (statvfs(p->cache_dir, &sv) == 0)
                 fprintf(f,

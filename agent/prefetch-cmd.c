@@ -16,6 +16,7 @@
 #include "agent/agent.h"
 #include "agent/log.h"
 #include "agent/prefetch.h"
+#include "common/buf.h"
 #include "common/macro.h"
 #include "common/parse.h"
 #include "common/reference.h"
@@ -40,12 +41,14 @@ static const char usage_prefetch[] =
         "Exit status: 0 every image complete, 1 otherwise, 2 usage or configuration error.\n";
 
 /* What the summary table says of an image. */
+#define ROW_RESULT_MAX 300 /* "FAILED: " and the reason */
+
 struct row {
-        char image[512];
-        char platforms[256];
+        char image[PREFETCH_IMAGE_NAME_MAX];
+        char platforms[PREFETCH_PLATFORMS_TEXT_MAX];
         unsigned blobs, done, fetched;
         uint64_t bytes, fetched_bytes, ms;
-        char result[300];
+        char result[ROW_RESULT_MAX];
 };
 
 struct progress {
@@ -68,7 +71,7 @@ static void human_rate(uint64_t bytes, uint64_t ms, char *buf, size_t size) {
 /* The round's hook: a progress line (rewritten in place on a terminal) and the row. */
 static void on_image(const struct prefetch_image_report *r, bool done, void *userdata) {
         struct progress *pg = userdata;
-        char name[512], rate[32];
+        char name[PREFETCH_IMAGE_NAME_MAX], rate[32];
         image_name(r, name, sizeof(name));
         uint64_t ms = time_now_ms() - r->started_ms;
         human_rate(r->bytes_fetched, done ? r->ms : ms, rate, sizeof(rate));
@@ -82,15 +85,9 @@ static void on_image(const struct prefetch_image_report *r, bool done, void *use
                 r->count, name, r->platforms[0] ? r->platforms : "-", r->blobs_done, r->blobs,
                 (double) r->bytes_done / (1024.0 * 1024.0), rate, r->error ? "FAILED: " : "ok",
                 r->error ? r->reason : "", r->stale ? " (stale tag: no upstream answered)" : "");
-        if (pg->n == pg->cap) {
-                size_t cap = pg->cap ? pg->cap * 2 : 16;
-                struct row *v = realloc(pg->rows, cap * sizeof(*v));
-                if (!v) {
-                        pg->oom = -ENOMEM;
-                        return;
-                }
-                pg->rows = v;
-                pg->cap = cap;
+        if (ARRAY_RESERVE(pg->rows, &pg->cap, pg->n + 1, 16, SIZE_MAX) < 0) {
+                pg->oom = -ENOMEM;
+                return;
         }
         struct row *w = &pg->rows[pg->n++];
         *w = (struct row) { .blobs = r->blobs, .done = r->blobs_done, .fetched = r->blobs_fetched,
@@ -236,7 +233,7 @@ int agent_cmd_prefetch(int argc, char **argv) {
 /* `layerd cache check`: the round offline, one line per image and platform. */
 static void on_check(const struct prefetch_image_report *r, bool done, void *userdata) {
         struct progress *pg = userdata;
-        char name[512];
+        char name[PREFETCH_IMAGE_NAME_MAX];
         if (!done)
                 return;
         image_name(r, name, sizeof(name));

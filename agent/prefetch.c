@@ -10,7 +10,7 @@
  * prefetch.concurrency (one image per worker, its blobs one at a time) and
  * held to prefetch.bandwidth only while no client follows them; a client
  * that asks for a blob prefetch is downloading joins that download and lifts
- * its limit (agent/pull.c dl_throttle). */
+ * its limit (agent/download.c dl_throttle). */
 #include "agent/prefetch.h"
 
 #include <errno.h>
@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "agent/log.h"
+#include "common/buf.h"
 #include "common/fsutil.h"
 #include "common/macro.h"
 #include "common/reference.h"
@@ -91,15 +92,9 @@ static int pins_add(struct prefetch_pins *pins, const struct digest *d) {
         if (r < 0)
                 return r;
         pthread_mutex_lock(&pins->lock);
-        if (pins->n_cur == pins->cap_cur) {
-                size_t cap = pins->cap_cur ? pins->cap_cur * 2 : 256;
-                struct digest *v = realloc(pins->cur, cap * sizeof(*v));
-                if (!v) {
-                        pthread_mutex_unlock(&pins->lock);
-                        return -ENOMEM;
-                }
-                pins->cur = v;
-                pins->cap_cur = cap;
+        if (ARRAY_RESERVE(pins->cur, &pins->cap_cur, pins->n_cur + 1, 256, SIZE_MAX) < 0) {
+                pthread_mutex_unlock(&pins->lock);
+                return -ENOMEM;
         }
         pins->cur[pins->n_cur++] = *d;
         pthread_mutex_unlock(&pins->lock);
@@ -264,11 +259,8 @@ static void report_error(struct prefetch_image_report *r, int error, const char 
                 return; /* the first one says the most */
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(r->reason, sizeof(r->reason), fmt, ap);
+        log_vquotef(r->reason, sizeof(r->reason), fmt, ap);
         va_end(ap);
-        for (char *c = r->reason; *c; c++)
-                if (*c == '"')
-                        *c = '\'';
         r->error = error;
 }
 
@@ -305,17 +297,12 @@ static int collect_blobs(const struct fallback_manifest_refs *m, struct fallback
                         dup = digest_equal(&(*list)[j].digest, &d->digest) && (*owner)[j] == plat_index;
                 if (dup)
                         continue;
-                if (*n == *cap) {
-                        size_t c = *cap ? *cap * 2 : 16;
-                        struct fallback_descriptor *v = realloc(*list, c * sizeof(*v));
-                        size_t *o = v ? realloc(*owner, c * sizeof(*o)) : NULL;
-                        if (v)
-                                *list = v;
-                        if (!o)
-                                return -ENOMEM;
-                        *owner = o;
-                        *cap = c;
-                }
+                /* Two arrays, one count: both grow alike from the same cap. */
+                size_t list_cap = *cap, owner_cap = *cap;
+                if (ARRAY_RESERVE(*list, &list_cap, *n + 1, 16, SIZE_MAX) < 0 ||
+                    ARRAY_RESERVE(*owner, &owner_cap, *n + 1, 16, SIZE_MAX) < 0)
+                        return -ENOMEM;
+                *cap = list_cap;
                 (*list)[*n] = (struct fallback_descriptor) { .digest = d->digest, .size = d->size };
                 (*owner)[*n] = plat_index;
                 (*n)++;
@@ -479,14 +466,8 @@ static void *worker_main(void *arg) {
 
 static int job_add(struct round *rd, size_t *cap, const char *registry, const char *repository, const char *ref,
                    char *const *platforms, size_t n_platforms) {
-        if (rd->n_jobs == *cap) {
-                size_t c = *cap ? *cap * 2 : 16;
-                struct job *v = realloc(rd->jobs, c * sizeof(*v));
-                if (!v)
-                        return -ENOMEM;
-                rd->jobs = v;
-                *cap = c;
-        }
+        if (ARRAY_RESERVE(rd->jobs, cap, rd->n_jobs + 1, 16, SIZE_MAX) < 0)
+                return -ENOMEM;
         struct job *j = &rd->jobs[rd->n_jobs];
         *j = (struct job) { .registry = strdup(registry), .repository = strdup(repository), .reference = strdup(ref),
                             .platforms = platforms, .n_platforms = n_platforms };
@@ -506,7 +487,7 @@ static int entry_tags(struct round *rd, const char *registry, const char *reposi
         if (rd->offline)
                 return cache_tag_list(pull_cache(rd->pull), registry, repository, FALLBACK_TAGS_MAX, ret, ret_n);
         char **all = NULL;
-        size_t n = 0;
+        size_t n = 0, cap = 0;
         char *last = NULL;
         unsigned pages = 0;
         int r;
@@ -521,11 +502,8 @@ static int entry_tags(struct round *rd, const char *registry, const char *reposi
                 if (r >= 0) {
                         /* Capped: a runaway list does not grow without bound. */
                         size_t take = m < FALLBACK_TAGS_MAX - n ? m : FALLBACK_TAGS_MAX - n;
-                        char **v = realloc(all, (n + take + 1) * sizeof(char *));
-                        if (!v)
-                                r = -ENOMEM;
-                        else {
-                                all = v;
+                        r = ARRAY_RESERVE(all, &cap, n + take + 1, 16, SIZE_MAX);
+                        if (r >= 0) {
                                 for (size_t i = 0; i < m; i++)
                                         if (i < take)
                                                 all[n + i] = page[i];

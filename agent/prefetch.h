@@ -28,12 +28,16 @@ struct prefetch_platform_report {
         char first_missing[DIGEST_STRING_MAX];
 };
 
+#define PREFETCH_PLATFORMS_TEXT_MAX 256 /* the platforms asked, comma-separated, NUL included */
+#define PREFETCH_REASON_MAX 256         /* why an image failed, for logs and the summary */
+#define PREFETCH_IMAGE_NAME_MAX 512     /* registry/repository:reference as shown, NUL included */
+
 /* One image of a round, as hooks and logs see it. */
 struct prefetch_image_report {
         const char *registry, *repository, *reference; /* reference: tag or digest */
         unsigned index, count;  /* 1-based position in the round, and the round's images */
         char digest[DIGEST_STRING_MAX]; /* the image's own manifest (index or manifest), once known */
-        char platforms[256];    /* as asked, comma-separated */
+        char platforms[PREFETCH_PLATFORMS_TEXT_MAX]; /* as asked, comma-separated */
         struct prefetch_platform_report plat[SPEC_PLATFORMS_MAX + 1];
         unsigned n_plat;
         unsigned blobs, blobs_done, blobs_fetched, blobs_present; /* config and layers, all platforms */
@@ -42,7 +46,7 @@ struct prefetch_image_report {
         bool stale;             /* the tag's last known answer: every upstream failed */
         int error;              /* 0 or the first -errno */
         bool transient;         /* a failure that may pass (no upstream answered...): pins stay */
-        char reason[256];
+        char reason[PREFETCH_REASON_MAX];
 };
 
 struct prefetch_hooks {

@@ -42,13 +42,12 @@ struct tags_slot {
 };
 
 struct pull {
-        pthread_mutex_t lock; /* spec, downloads, threads */
-        pthread_cond_t ended; /* a thread of ours ended, a download finished, a connection was resumed */
+        pthread_mutex_t lock; /* spec, threads, suspended */
+        pthread_cond_t ended; /* a thread of ours ended, a connection was resumed */
         struct spec_ref *spec;
         struct cache *cache;
         char *cache_dir;
         struct fallback *fb;
-        struct download *downloads;
         unsigned threads;
         unsigned suspended; /* streams' connections a waker is to resume: MHD cannot stop with one */
         atomic_bool stopping;
@@ -61,9 +60,7 @@ struct pull {
         void *metrics_userdata;
 
         atomic_uint_fast64_t requests[_ROUTE_MAX][STATUS_SLOTS];
-        atomic_uint_fast64_t bytes_served, stale_serves, cut_streams,
-                verify_failures, /* stream-throughs that did not verify (the cache counts downloads) */
-                stream_throughs;
+        atomic_uint_fast64_t bytes_served, stale_serves, cut_streams;
 };
 
 /* ---- pull.c: shared state ---- */
@@ -123,42 +120,36 @@ void manifest_answer_done(struct manifest_answer *a);
 
 /* ---- download.c: single-flight blob downloads ---- */
 
-struct download;
-
 struct download_want {
         const char *registry, *repository;
         struct digest digest;
         int64_t size;             /* -1: unknown */
         bool finish_abandoned;    /* go on when every client left (agent.finish_abandoned_downloads) */
         struct ratelimit *limit;  /* prefetch: held to this while no client follows; NULL for a client */
-        bool follow;              /* a client that will stream it: counted as a reader */
 };
 
-/* A client's or a prefetch round's hold on a download. */
+/* A client's or a prefetch round's hold on a download: a reference on its
+ * cache entry, which carries the bytes, the verdict and who sent them. */
 struct download_hold {
-        struct cache_entry *entry; /* a reference */
-        struct download *dl;       /* a reference; NULL: someone else writes the entry (a manifest) */
-        bool reader;               /* counted among the download's followers */
-        bool started;              /* this call started it */
+        struct cache_entry *entry;
+        bool started; /* this call started it */
 };
 
 /* Joins the download of w->digest in flight or starts it on a thread of its
  * own. Returns 0 with *ret (release with download_release()); -EEXIST when
- * the blob is committed (read it from the cache), -ECANCELED when the
- * download in flight is being cancelled (nobody wanted it), -ESHUTDOWN,
- * -ENOMEM, or the cache's reason it cannot take the blob (stream through). */
+ * the blob is committed (read it from the cache), -ESHUTDOWN, -ENOMEM, or
+ * the cache's reason it cannot take the blob (then stream it through). */
 int download_join_or_start(struct pull *p, const struct download_want *w, struct download_hold *ret);
-void download_release(struct pull *p, struct download_hold *h);
 
-/* Another hold of the same download, as a follower (a client's stream). */
-void download_follow(struct pull *p, const struct download_hold *h, struct download_hold *ret);
+/* The download of w for one client, through memory only (the cache cannot
+ * take the blob: stream-through); w->size is the size promised, or -1. The
+ * client must follow it with a reader before releasing *ret. */
+int download_start_unstored(struct pull *p, const struct download_want *w, struct download_hold *ret);
 
-/* What a failure r of waiting for the download's size or bytes means: the
- * upstream's verdict when the download has one. */
-void download_outcome(struct pull *p, const struct download_hold *h, int r, struct outcome *o);
+void download_release(struct download_hold *h);
 
-/* Copies the endpoint that sent the download's bytes into buf, once known. */
-void download_endpoint(struct pull *p, const struct download_hold *h, char *buf, size_t size);
+/* What a download's verdict r (from its cache entry) means for a client. */
+void download_outcome(int r, struct outcome *o);
 
 /* ---- tags.c ---- */
 

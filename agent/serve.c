@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* `layerd serve`: the process around the pull API (agent/pull.c): the
+/* `layerd serve`: the process around the pull API (agent/http.c, pull.c): the
  * cache, the upstream client, the HTTP daemon, signals, reloads, hosts
  * files and the service manager. */
 #include "agent/serve.h"
@@ -28,7 +28,7 @@
 #include "common/macro.h"
 
 /* A few event-loop threads serve every connection; requests that wait for
- * an upstream get a thread of their own while they wait (agent/pull.c). The
+ * an upstream get a thread of their own while they wait (agent/http.c). The
  * limit bounds descriptors and memory; idle clients are dropped. */
 #define SERVE_CONNECTION_LIMIT 512
 #define SERVE_POOL_MIN 2

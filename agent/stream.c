@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Streams and their wakers (see stream.h). Where bytes come from: the
- * cache's follow reader of the download, which holds the blob's last byte
- * back until it verified; or, when the cache's disk filled up under the
- * download, a relay (agent/relay.c) from upstream, from the first byte
- * again (to verify the digest), the bytes already sent dropped. */
+/* Streams and their wakers (see stream.h). Bytes come from the cache's
+ * follow reader of the download, which holds the blob's last byte back until
+ * it verified. When the cache's disk fills up under the download, the rest
+ * comes from a download of the same blob into memory (stream-through), from
+ * its first byte again (to verify the digest), the bytes already sent
+ * dropped. */
 #include "agent/stream.h"
 
 #include <errno.h>
@@ -14,7 +15,6 @@
 #include <string.h>
 
 #include "agent/log.h"
-#include "agent/relay.h"
 
 #define SKIP_READS_PER_CALL 16 /* blocks read and dropped (up to a Range start) per call on the event loop */
 
@@ -31,64 +31,70 @@ struct stream {
         pthread_t waker;
         bool waker_started, armed, stop, stalled; /* under wlock */
         uint64_t armed_at;                         /* s->abs when last armed */
-        struct cache_reader *reader; /* the cache's follow reader; NULL when streaming through */
-        struct relay *relay;         /* stream-through from upstream, when the cache cannot take the blob */
-        struct download_hold hold;   /* the download followed, when not streaming through */
+        /* The source; only touched by the connection's thread, or by the
+         * waker while the connection is suspended. */
+        struct cache_reader *reader; /* holds the entry */
+        struct cache_entry *entry;   /* the reader's */
+        bool through;                /* streaming through memory (the cache's disk filled up) */
         uint64_t abs;                /* bytes taken from the source so far */
         uint64_t start;              /* Range start: bytes to read and drop */
         uint64_t left;               /* bytes still to send */
-        uint64_t drop;               /* relay bytes to skip (already taken from the cache) */
+        uint64_t drop;               /* bytes of the stream-through to drop (already sent from the cache) */
         uint64_t size;               /* the whole blob's, as promised to the client */
         struct digest digest;
-        char registry[256], repository[256];
+        char registry[REFERENCE_NAME_MAX + 1], repository[REFERENCE_NAME_MAX + 1];
 };
 
-
-static void relay_exited(void *userdata) {
-        pull_thread_end(userdata);
-}
-
-int stream_through_start(struct pull *p, const char *registry, const char *repository, const struct digest *d,
-                       int64_t expected_size, struct relay **ret) {
-        struct relay_hooks hooks = { .stopping = &p->stopping, .exited = relay_exited, .userdata = p };
-        if (!pull_thread_begin(p))
-                return -ESHUTDOWN;
-        int r = relay_new(p->fb, registry, repository, d, expected_size, &hooks, ret);
+/* The cache's disk filled up under this download: a pull must not fail for
+ * that, so the rest comes from a download into memory, from its first byte
+ * (to verify the digest); the bytes already sent are dropped. */
+static int stream_through(struct stream *s) {
+        char ds[DIGEST_STRING_MAX];
+        log_notice("cache disk full, streaming through: ns=%s repo=%s digest=%s offset=%" PRIu64, s->registry,
+                   s->repository, digest_to_string(&s->digest, ds), s->abs);
+        struct download_want w = { .registry = s->registry, .repository = s->repository, .digest = s->digest,
+                                   .size = (int64_t) s->size };
+        struct download_hold h;
+        int r = download_start_unstored(s->pull, &w, &h);
         if (r < 0)
-                pull_thread_end(p);
-        else
-                atomic_fetch_add(&p->stream_throughs, 1);
-        return r;
+                return r;
+        struct cache_reader *rd = NULL;
+        struct cache_entry *e = h.entry;
+        r = cache_reader_new(e, &rd);
+        download_release(&h); /* the reader holds the entry now */
+        if (r < 0)
+                return r;
+        cache_reader_free(s->reader);
+        s->reader = rd;
+        s->entry = e;
+        s->through = true;
+        s->drop = s->abs;
+        return 0;
 }
 
 /* Up to max bytes of the source, without waiting: -EAGAIN when it has none yet. */
 static ssize_t source_read(struct stream *s, char *buf, size_t max) {
-        if (!s->relay) {
-                ssize_t n = cache_reader_read(s->reader, buf, max, 0);
+        while (s->drop > 0) {
+                uint64_t k = cache_reader_skip(s->reader, s->drop);
+                if (k > 0) {
+                        s->drop -= k;
+                        continue;
+                }
+                /* Nothing to drop now: a read tells bytes to come from a failure. */
+                ssize_t n = cache_reader_read(s->reader, buf, s->drop < max ? (size_t) s->drop : max, 0);
                 if (n == -ETIMEDOUT)
                         return -EAGAIN;
-                if (n != -ENOSPC)
-                        return n;
-                /* The cache's disk filled up under this download: a pull must
-                 * not fail for that, so the rest comes straight from upstream. */
-                char ds[DIGEST_STRING_MAX];
-                log_notice("cache disk full, streaming through: ns=%s repo=%s digest=%s offset=%" PRIu64, s->registry,
-                           s->repository, digest_to_string(&s->digest, ds), s->abs);
-                int r = stream_through_start(s->pull, s->registry, s->repository, &s->digest, (int64_t) s->size, &s->relay);
-                if (r < 0)
-                        return r;
-                s->drop = s->abs; /* the relay starts at byte 0, to verify the digest */
-        }
-        for (unsigned rounds = 0; s->drop > 0; rounds++) {
-                if (rounds >= SKIP_READS_PER_CALL)
-                        return -EAGAIN; /* suspended; the waker sees bytes and resumes it at once */
-                ssize_t n = relay_read(s->relay, buf, s->drop < max ? (size_t) s->drop : max, 0);
                 if (n <= 0)
-                        return n == 0 ? -EIO : n == -ETIMEDOUT ? -EAGAIN : n;
+                        return n == 0 ? -EIO : n;
                 s->drop -= (uint64_t) n;
         }
-        ssize_t n = relay_read(s->relay, buf, max, 0);
-        return n == -ETIMEDOUT ? -EAGAIN : n;
+        ssize_t n = cache_reader_read(s->reader, buf, max, 0);
+        if (n == -ETIMEDOUT)
+                return -EAGAIN;
+        if (n != -ENOSPC || s->through)
+                return n;
+        int r = stream_through(s);
+        return r < 0 ? r : source_read(s, buf, max);
 }
 
 static void *waker_main(void *arg) {
@@ -101,7 +107,7 @@ static void *waker_main(void *arg) {
                         break;
                 pthread_mutex_unlock(&s->wlock);
                 /* The connection is suspended: its thread touches neither source now. */
-                int r = s->relay ? relay_wait(s->relay, RELAY_WAIT_MS) : cache_reader_wait(s->reader, STREAM_WAIT_MS);
+                int r = cache_reader_wait(s->reader, STREAM_WAIT_MS);
                 pthread_mutex_lock(&s->wlock);
                 if (r == -ETIMEDOUT)
                         s->stalled = true;
@@ -161,8 +167,6 @@ static ssize_t stream_cut(struct stream *s, ssize_t why) {
          * complete body with wrong bytes. */
         char ds[DIGEST_STRING_MAX];
         atomic_fetch_add(&s->pull->cut_streams, 1);
-        if (s->relay && why == -EBADMSG)
-                atomic_fetch_add(&s->pull->verify_failures, 1); /* the cache counts its own */
         log_warning("cutting a streamed blob: ns=%s repo=%s digest=%s sent=%" PRIu64 " reason=\"%s\"", s->registry,
                     s->repository, digest_to_string(&s->digest, ds), (uint64_t) atomic_load(s->sent),
                     why == 0 ? "ended early" : strerror((int) -why));
@@ -174,10 +178,10 @@ ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         (void) pos;
         for (unsigned rounds = 0; s->abs < s->start; rounds++) {
                 uint64_t want = s->start - s->abs;
-                /* Up to a Range's start: skipped in the cache without reading;
-                 * read and dropped from a relay, a bounded amount per call (the
-                 * event loop has other connections). */
-                uint64_t k = s->relay ? 0 : cache_reader_skip(s->reader, want);
+                /* Up to a Range's start: skipped without reading where the
+                 * bytes are there, else read and dropped, a bounded amount per
+                 * call (the event loop has other connections). */
+                uint64_t k = cache_reader_skip(s->reader, want);
                 if (k > 0) {
                         s->abs += k;
                         continue;
@@ -209,7 +213,7 @@ ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         s->abs += (uint64_t) n;
         s->left -= (uint64_t) n;
         if (s->left == 0)
-                download_endpoint(s->pull, &s->hold, s->endpoint, s->endpoint_size);
+                cache_entry_source(s->entry, s->endpoint, s->endpoint_size);
         atomic_fetch_add(s->sent, (uint64_t) n);
         atomic_fetch_add(&s->pull->bytes_served, (uint64_t) n);
         return n;
@@ -227,35 +231,26 @@ void stream_free(void *cls) {
         pthread_cond_destroy(&s->wcond);
         pthread_mutex_destroy(&s->wlock);
         cache_reader_free(s->reader);
-        relay_free(s->relay);
-        if (s->hold.entry)
-                download_release(s->pull, &s->hold);
         free(s);
 }
 
 
-int stream_new(const struct stream_params *sp, const struct download_hold *h, struct relay *relay,
-               struct stream **ret) {
+int stream_new(const struct stream_params *sp, const struct download_hold *h, struct stream **ret) {
         struct stream *s = calloc(1, sizeof(*s));
-        if (!s) {
-                relay_free(relay);
+        if (!s)
                 return -ENOMEM;
-        }
         *s = (struct stream) { .pull = sp->pull, .conn = sp->conn, .sent = sp->sent, .endpoint = sp->endpoint,
-                               .endpoint_size = sp->endpoint_size, .relay = relay, .start = sp->start,
+                               .endpoint_size = sp->endpoint_size, .entry = h->entry, .start = sp->start,
                                .left = sp->length, .size = sp->size, .digest = sp->digest };
+        int r = cache_reader_new(h->entry, &s->reader);
+        if (r < 0) {
+                free(s);
+                return r;
+        }
         pthread_mutex_init(&s->wlock, NULL);
         pthread_cond_init(&s->wcond, NULL);
         snprintf(s->registry, sizeof(s->registry), "%s", sp->registry);
         snprintf(s->repository, sizeof(s->repository), "%s", sp->repository);
-        if (h) {
-                download_follow(s->pull, h, &s->hold);
-                int r = cache_reader_new(h->entry, &s->reader);
-                if (r < 0) {
-                        stream_free(s);
-                        return r;
-                }
-        }
         *ret = s;
         return 0;
 }

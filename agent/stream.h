@@ -6,8 +6,8 @@
  * when nothing is there yet the connection is suspended and the stream's
  * waker thread resumes it when bytes arrive. The last byte only once the
  * download verified; a failure or a mismatch cuts the connection, never a
- * complete body with wrong bytes. When the cache cannot take the blob (its
- * disk is full) the bytes come straight from upstream (stream-through). */
+ * complete body with wrong bytes. When the cache's disk fills up under a
+ * download, the rest comes through memory (stream-through). */
 
 #include <microhttpd.h>
 #include <stdatomic.h>
@@ -16,7 +16,6 @@
 
 #include "agent/pull-internal.h"
 
-struct relay;
 struct stream;
 
 struct stream_params {
@@ -30,16 +29,10 @@ struct stream_params {
         uint64_t start, length, size; /* the range sent, of the whole blob's size */
 };
 
-/* A stream of the download h follows (a follower's hold is taken: h stays
- * the caller's), or of relay (taken over) when h is NULL. */
-int stream_new(const struct stream_params *sp, const struct download_hold *h, struct relay *relay,
-               struct stream **ret);
+/* A stream of the download h (which stays the caller's: the stream follows
+ * it with a reader of its own). */
+int stream_new(const struct stream_params *sp, const struct download_hold *h, struct stream **ret);
 
 /* The MHD content reader and its free callback; cls is the stream. */
 ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max);
 void stream_free(void *cls);
-
-/* Stream-through: blob d from upstream for one client alone, uncached, on a
- * thread of the pull's (counted for shutdown). expected_size: -1 unknown. */
-int stream_through_start(struct pull *p, const char *registry, const char *repository, const struct digest *d,
-                         int64_t expected_size, struct relay **ret);

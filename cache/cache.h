@@ -9,12 +9,21 @@
  *
  * A download is single-flight: the first cache_begin() for a digest makes the
  * caller its writer, later ones join it, and any number of follow readers
- * stream the bytes while they arrive. One process owns a cache directory at a
- * time (flock).
+ * stream the bytes while they arrive. The entry carries everything about its
+ * download that its readers need: the verdict (cache_fail()), who sends the
+ * bytes (cache_entry_set_source()) and whether anyone still wants them
+ * (cache_entry_wanted(), cache_entry_followers()). An entry with no disk
+ * behind it (cache_begin_unstored(): the disk is full) streams one reader
+ * through a bounded ring under the same rules. One process owns a cache
+ * directory at a time (flock).
  *
  * Thread-safe: every function may be called from any thread. Locks: the
- * cache's lock (the in-flight table, counters) is taken before an entry's
- * lock (its progress), never the other way round.
+ * eviction lock (one pass at a time), then the cache's lock (the in-flight
+ * table, the index, counters), then an entry's lock (its progress, references
+ * and readers), never the other way round. No disk I/O runs under the cache's
+ * lock on the way of a miss or a join (cache_begin() stats and creates files
+ * outside it). The memory of tags and media types (memo.c) has a lock of its
+ * own, taken alone.
  *
  * Not here: a persisted index snapshot (the index is rebuilt from the
  * blobs' inodes at each start, in the background). */
@@ -27,6 +36,8 @@
 #include "common/error.h"
 
 #define CACHE_FORMAT_VERSION 1
+#define CACHE_SOURCE_MAX 256          /* cache_entry_source(), with its NUL */
+#define CACHE_UNSTORED_WAIT_MS 60000  /* a memory entry's reader that takes nothing this long is gone */
 
 struct cache;
 struct cache_entry;
@@ -43,12 +54,13 @@ struct cache_stats {
         uint64_t in_flight;     /* writes in progress */
         uint64_t committed;     /* writes committed since open */
         uint64_t aborted;       /* writes given up by their writer since open */
-        uint64_t mismatched;    /* writes refused since open: wrong size or digest */
+        uint64_t mismatched;    /* writes refused since open: wrong size or digest (memory entries' too) */
         uint64_t partials_removed; /* leftovers of an earlier process removed at open */
         uint64_t hits;          /* cache_open_blob() found the blob */
         uint64_t misses;        /* cache_begin() started a download */
         uint64_t joins;         /* cache_begin() joined one in flight */
         uint64_t bytes_written; /* bytes of committed downloads */
+        uint64_t unstored;      /* memory entries begun (cache_begin_unstored()); counted in nothing above but mismatched */
 };
 
 /* Opens (creating if needed) the cache at root: checks the format version,
@@ -78,18 +90,38 @@ int cache_open_blob(struct cache *c, const struct digest *d, int *ret_fd, uint64
 /* Joins or starts the download of d. Returns -EEXIST when d is already
  * committed (read it with cache_open_blob()); otherwise 0 with an entry
  * reference in *ret, and *ret_writer true when the caller must write it (it
- * started the download) or false when it joined one in flight. expected_size
- * is the size the blob must have, or -1 when unknown. Every reference is
- * released with cache_entry_unref(). */
+ * started the download; release with cache_writer_unref()) or false when it
+ * joined one in flight (release with cache_entry_unref()). expected_size is
+ * the size the blob must have, or -1 when unknown. The download's file is
+ * made after the entry is listed, outside the cache's lock: when that fails
+ * the caller gets the errno (-ENOSPC: stream through) and so do those who
+ * joined meanwhile, from cache_entry_wait_size()/cache_reader_read()/
+ * cache_entry_wait_end(); when the blob turns out committed after all (it
+ * appeared on disk in that moment) the caller gets -EEXIST and the joiners'
+ * calls return -EEXIST: look again with cache_open_blob(). */
 int cache_begin(struct cache *c, const struct digest *d, int64_t expected_size, struct cache_entry **ret,
                 bool *ret_writer);
+
+/* A download with no disk behind it, for one reader (the cache cannot take
+ * the blob: stream it through uncached). Never in the in-flight table (no one
+ * joins it; cache_open_blob() and cache_stat() never see it); the caller is
+ * its writer (release with cache_writer_unref()). Bytes pass through a ring
+ * of window bytes; cache_write() waits for room. Everything else behaves as
+ * for a stored entry: the size, the verdict, the source, cache_commit()'s
+ * checks (nothing is stored) and the reader's last byte held back until they
+ * passed. 0, -EINVAL (window 0, expected_size below -1), -ENOMEM. */
+int cache_begin_unstored(struct cache *c, const struct digest *d, int64_t expected_size, size_t window,
+                         struct cache_entry **ret);
 
 /* Writer only: appends bytes and wakes the readers. Returns 0 or -errno:
  * -EMSGSIZE beyond the expected size (the upstream sent too much: give up);
  * -ENOSPC when the disk (or a quota or file-size limit) is full: the download
  * is then already given up, its readers get -ENOSPC with their offset intact,
- * and the caller streams the rest through without caching. After any other
- * error the writer should cache_abort(). */
+ * and the caller streams the rest through without caching. A memory entry
+ * waits while its ring is full: -EPIPE once it is not wanted any more (it had
+ * a reader or another reference, and none is left; cache_entry_wanted()),
+ * -ETIMEDOUT when the reader took nothing for CACHE_UNSTORED_WAIT_MS. After
+ * any error but -ENOSPC the writer should cache_fail() or cache_abort(). */
 int cache_write(struct cache_entry *e, const void *data, size_t size);
 
 /* Writer only: the blob's size, once the upstream said it (when cache_begin()
@@ -99,21 +131,53 @@ int cache_entry_set_size(struct cache_entry *e, uint64_t size);
 
 /* The blob's size as soon as it is known (given to cache_begin() or
  * cache_entry_set_size(), or the committed size), waiting at most timeout_ms
- * (-1: no limit). -EIO/-ENOSPC when the download failed first; -ETIMEDOUT. */
+ * (-1: no limit). The download's verdict when it failed first (see
+ * cache_fail(); -ENOSPC: the disk is full); -ETIMEDOUT. */
 int cache_entry_wait_size(struct cache_entry *e, int timeout_ms, uint64_t *ret);
+
+/* Waits (at most timeout_ms; -1 for no limit) until the download ended: 0
+ * once its bytes verified (committed; for a stored entry stored too, unless
+ * the store failed after verifying: cache_stat() tells), its verdict when it
+ * failed (see cache_fail()), or -ETIMEDOUT. */
+int cache_entry_wait_end(struct cache_entry *e, int timeout_ms);
 
 /* Bytes written so far: where a resumed download (Range: bytes=N-) continues. */
 uint64_t cache_entry_offset(struct cache_entry *e);
 
+/* Writer only: who sends the bytes (e.g. the endpoint's URL), for the
+ * readers' log lines; copied, cut to CACHE_SOURCE_MAX - 1 characters. */
+void cache_entry_set_source(struct cache_entry *e, const char *source);
+
+/* Copies the source into buf (size > 0: always terminated, cut to fit); ""
+ * while unknown. */
+void cache_entry_source(struct cache_entry *e, char *buf, size_t size);
+
+/* Whether anyone but the writer holds e: a joiner's or cache_entry_ref()'s
+ * reference, or a reader. The writer polls it to cancel a download nobody
+ * wants; before the writer's cache_writer_unref() its own reference never counts. */
+bool cache_entry_wanted(struct cache_entry *e);
+
+/* The number of live readers of e (cache_reader_new() not yet freed): a
+ * prefetch download lifts its rate limit while a client follows it. */
+unsigned cache_entry_followers(struct cache_entry *e);
+
 /* Writer only: verifies size and digest, makes the blob durable and puts it
- * in the store, and tells the readers. On a wrong digest returns -EBADMSG
- * with the digest the bytes have in *ret_got (when given); on a wrong size
- * -EMSGSIZE. Either way the bytes are discarded and readers get an error.
- * A negative errno after the blob was stored (a failing directory fsync)
- * means it is served but may not survive a power cut. */
+ * in the store (a memory entry: stores nothing), and tells the readers. On a
+ * wrong digest returns -EBADMSG with the digest the bytes have in *ret_got
+ * (when given); on a wrong size -EMSGSIZE. Either way the bytes are discarded
+ * and readers get the same error. A negative errno after the blob was stored
+ * (a failing directory fsync) means it is served but may not survive a power
+ * cut. -EINVAL when the download was already finished. */
 int cache_commit(struct cache_entry *e, struct digest *ret_got);
 
-/* Writer only: gives the download up; readers get an error, nothing is stored. */
+/* Writer only: gives the download up with a reason, a negative errno that
+ * every reader gets instead of bytes (e.g. -ENOENT: the upstream has no such
+ * blob; -EHOSTUNREACH, -ETIMEDOUT, -ECANCELED, -EBADMSG; -ENOSPC keeps its
+ * meaning: continue uncached). Nothing is stored. 0, or -EINVAL when the
+ * download was already finished or error is not negative. */
+int cache_fail(struct cache_entry *e, int error);
+
+/* Writer only: cache_fail(e, -EIO), ignoring a download already finished. */
 void cache_abort(struct cache_entry *e);
 
 /* Another reference to e (e.g. for a thread that writes while this one
@@ -129,20 +193,25 @@ struct cache_entry *cache_entry_unref(struct cache_entry *e);
  * (so followers learn at once), then drops its reference. Returns NULL. */
 struct cache_entry *cache_writer_unref(struct cache_entry *e);
 
-/* A reader from the first byte of an entry, in flight or finished. */
+/* A reader from the first byte of an entry, in flight or finished (it holds
+ * a reference). A memory entry has one reader ever: -EBUSY for a second. */
 int cache_reader_new(struct cache_entry *e, struct cache_reader **ret);
 
 /* Reads up to size bytes, waiting (at most timeout_ms; -1 for no limit) for
  * the writer when it has none yet. The last byte of a blob whose size is
- * known is held back until the blob is verified and committed. Returns the number of bytes; 0 at the end
- * of a committed blob (or when size is 0); -EIO when the download was aborted
- * or failed verification (bytes already read must then be thrown away);
- * -ENOSPC when the cache disk filled up (continue upstream from the offset
- * read so far, uncached); -ETIMEDOUT. */
+ * known is held back until the blob is verified. Returns the number of
+ * bytes; 0 at the end of a committed blob (or when size is 0); the
+ * download's verdict when it failed (bytes already read must then be thrown
+ * away): -EBADMSG or -EMSGSIZE when it failed verification, -ENOSPC when the
+ * cache disk filled up (continue upstream from the offset read so far,
+ * uncached), -EEXIST when it turned out committed meanwhile (see
+ * cache_begin()), the writer's reason from cache_fail(), -EIO from
+ * cache_abort(); -ETIMEDOUT. */
 ssize_t cache_reader_read(struct cache_reader *r, void *buf, size_t size, int timeout_ms);
 
 /* Moves the reader up to n bytes forward without reading them, as far as
- * cache_reader_read() could read now; returns how far. For a Range start. */
+ * cache_reader_read() could read now; returns how far. For a Range start.
+ * On a memory entry the bytes skipped are dropped from its ring. */
 uint64_t cache_reader_skip(struct cache_reader *r, uint64_t n);
 
 /* Waits (at most timeout_ms; -1 for no limit) until cache_reader_read()
@@ -151,7 +220,7 @@ uint64_t cache_reader_skip(struct cache_reader *r, uint64_t n);
  * server that polls its readers without blocking and sleeps elsewhere. */
 int cache_reader_wait(struct cache_reader *r, int timeout_ms);
 
-/* Accepts NULL; returns NULL. */
+/* Releases the reader and its reference (see cache_entry_wanted()). Accepts NULL; returns NULL. */
 struct cache_reader *cache_reader_free(struct cache_reader *r);
 
 void cache_get_stats(struct cache *c, struct cache_stats *ret);
@@ -188,13 +257,17 @@ struct cache_tag {
 /* What registry/repository:tag pointed to when last fetched. The names are
  * validated (host[:port], the distribution grammar's repository and tag)
  * before any path is built: -EINVAL for anything else. -ENOENT when unknown;
- * -EBADMSG when the record on disk is damaged (treat it as unknown). */
+ * -EBADMSG when the record on disk is damaged (treat it as unknown). Recent
+ * records are answered from memory (256 of them, by name) without reading the
+ * file: this process is the cache's only writer, so a record changed on disk
+ * by anyone else is seen after the next cache_open() only. */
 int cache_tag_get(struct cache *c, const char *registry, const char *repository, const char *tag,
                   struct cache_tag *ret);
 
 /* Records (or replaces) a tag, atomically: a reader sees the old record or
  * the new one. -EINVAL for invalid names or a media type with characters a
- * media type cannot have. */
+ * media type cannot have. When the file cannot be written (-errno), the tag
+ * is forgotten from memory too, so cache_tag_get() says what the disk holds. */
 int cache_tag_put(struct cache *c, const char *registry, const char *repository, const char *tag,
                   const struct cache_tag *t);
 
@@ -204,6 +277,18 @@ int cache_tag_put(struct cache *c, const char *registry, const char *repository,
  * when none was ever recorded, -EINVAL for invalid names, -ENOMEM. */
 int cache_tag_list(struct cache *c, const char *registry, const char *repository, size_t max, char ***ret_tags,
                    size_t *ret_n);
+
+/* ---- media types of manifests, remembered in memory only ---- */
+
+/* The media type remembered for the manifest d, copied into buf (NUL
+ * included). -ENOENT when not remembered; -ENOBUFS when size is too small. */
+int cache_media_type_get(struct cache *c, const struct digest *d, char *buf, size_t size);
+
+/* Remembers d's media type, e.g. worked out once from the manifest's JSON, so
+ * serving it again needs no parsing. 256 are kept (direct-mapped by digest: a
+ * collision replaces the older one); a media type of CACHE_MEDIA_TYPE_MAX
+ * characters or more is not kept. */
+void cache_media_type_remember(struct cache *c, const struct digest *d, const char *media_type);
 
 /* Bounds the store: when its blobs exceed max_bytes (0: no bound), or the
  * file system has less than min_free_bytes available (0: no bound), the least

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The store: layout, single-flight downloads, follow readers, verify-then-
- * rename commits, start-up recovery. See cache.h for the contract. */
+/* The store: layout, the index of committed blobs, start-up recovery,
+ * eviction, pins and verification. Downloads and their readers are
+ * cache/entry.c's. See cache.h for the contract. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -21,40 +22,6 @@
 #include "common/macro.h"
 #include "common/time.h"
 
-/* "blobs/sha512/ab/" + 128 hex + NUL, and "tmp/sha512-<hex>.<n>". */
-#define CACHE_PATH_MAX 192
-
-enum entry_state {
-        ENTRY_WRITING,
-        ENTRY_VERIFIED,  /* size and digest checked: readers may have every byte while it is made durable */
-        ENTRY_COMMITTED,
-        ENTRY_FAILED,
-};
-
-struct cache_entry {
-        struct cache *cache;
-        struct digest digest;
-        int64_t expected_size;
-        int fd;                      /* the download; renamed into blobs/ at commit, so it stays valid */
-        char tmp_name[CACHE_PATH_MAX]; /* relative to the root */
-        struct digester *hasher;     /* the writer's alone */
-        bool finished;               /* the writer committed or aborted: the writer's alone */
-        unsigned refs;               /* under cache->lock */
-        struct cache_entry *next;    /* the in-flight list, under cache->lock */
-        bool listed;                 /* on that list, under cache->lock */
-
-        pthread_mutex_t lock;        /* guards written and state */
-        pthread_cond_t progress;     /* signalled when either changes */
-        uint64_t written;
-        enum entry_state state;
-        int fail_reason;             /* what readers of a failed download get: -EIO, or -ENOSPC */
-};
-
-struct cache_reader {
-        struct cache_entry *entry;
-        uint64_t offset;
-};
-
 /* What the store holds, in memory: a hash of digest -> record, and the
  * records on a list from least to most recently used. */
 struct blob_rec {
@@ -70,42 +37,6 @@ struct blob_rec {
 struct pin {
         struct digest digest;
         struct pin *next;
-};
-
-struct cache {
-        char *root_path;
-        int root_fd;
-        int lock_fd;
-        pthread_mutex_t lock; /* guards everything below; taken before any entry's lock */
-        struct cache_entry *in_flight;
-        uint64_t tmp_counter;
-        struct cache_stats stats;
-
-        /* Pinned digests, present or not yet downloaded (prefetch content is
-         * pinned before it arrives); records copy the flag when they appear. */
-        struct pin **pins;         /* PIN_BUCKETS chains */
-
-        struct blob_rec **buckets; /* n_buckets, a power of two */
-        size_t n_buckets;
-        struct blob_rec *oldest, *newest;
-
-        /* The index is built by a thread after cache_open() returns: serving
-         * needs only the file system, and only eviction needs the index. */
-        pthread_t indexer;
-        bool indexer_running;
-        bool indexed;            /* the index knows every blob on disk */
-        int index_error;         /* why it could not be built, or 0 */
-        pthread_cond_t indexed_cond; /* with lock */
-        atomic_bool closing;     /* tells the indexer to stop early */
-
-        uint64_t max_bytes;      /* 0: unbounded */
-        uint64_t min_free_bytes; /* 0: unbounded */
-        pthread_t evictor;
-        bool evictor_running;
-        bool evictor_stop;
-        bool evict_wanted;
-        pthread_cond_t evict_cond; /* wakes the evictor; with lock; CLOCK_MONOTONIC */
-        pthread_mutex_t evict_lock; /* one eviction pass at a time; taken before lock */
 };
 
 /* ---- the index (all under c->lock) ------------------------------------------------- */
@@ -259,20 +190,38 @@ static void index_free(struct cache *c) {
         c->pins = NULL;
 }
 
-static void blob_path(const struct digest *d, char buf[static CACHE_PATH_MAX]) {
+void cache_blob_path(const struct digest *d, char buf[static CACHE_PATH_MAX]) {
         char hex[129];
         digest_hex(d, hex);
         snprintf(buf, CACHE_PATH_MAX, "blobs/%s/%.2s/%s", digest_algorithm_name(d->algorithm), hex, hex);
+}
+
+bool cache_index_has_locked(const struct cache *c, const struct digest *d) {
+        return index_find(c, d) != NULL;
+}
+
+int cache_index_add_locked(struct cache *c, const struct digest *d, uint64_t size) {
+        return index_add(c, d, size);
+}
+
+void cache_evict_wake_locked(struct cache *c) {
+        if (c->evictor_running) {
+                c->evict_wanted = true;
+                pthread_cond_signal(&c->evict_cond);
+        }
 }
 
 const char *cache_root_path(const struct cache *c) {
         return c->root_path;
 }
 
+struct cache_memo *cache_memo(struct cache *c) {
+        return c->memo;
+}
+
 /* ---- opening ------------------------------------------------------------------- */
 
-/* fsyncs path (relative to dirfd), or with parent set the directory holding it. */
-static int fsync_at(int dirfd, const char *path, bool parent) {
+int cache_fsync_at(int dirfd, const char *path, bool parent) {
         char buf[CACHE_PATH_MAX];
         snprintf(buf, sizeof(buf), "%s", path);
         if (parent) {
@@ -464,10 +413,7 @@ static void *indexer(void *arg) {
         /* Stopped early by a close: what was listed is not everything. */
         c->index_error = r == 0 && atomic_load(&c->closing) ? -ECANCELED : r;
         pthread_cond_broadcast(&c->indexed_cond);
-        if (c->evictor_running) {
-                c->evict_wanted = true;
-                pthread_cond_signal(&c->evict_cond);
-        }
+        cache_evict_wake_locked(c);
         pthread_mutex_unlock(&c->lock);
         free(found.v);
         return NULL;
@@ -505,7 +451,8 @@ int cache_open(const char *root, struct cache **ret, struct error_list *errors) 
         time_cond_init(&c->indexed_cond);
         c->root_path = strdup(root);
         c->pins = calloc(PIN_BUCKETS, sizeof(*c->pins));
-        if (!c->root_path || !c->pins)
+        c->memo = cache_memo_new();
+        if (!c->root_path || !c->pins || !c->memo)
                 return -ENOMEM;
         c->root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (c->root_fd < 0) {
@@ -574,6 +521,7 @@ struct cache *cache_close(struct cache *c) {
         if (c->root_fd >= 0)
                 close(c->root_fd);
         index_free(c);
+        cache_memo_free(c->memo);
         free(c->root_path);
         pthread_cond_destroy(&c->evict_cond);
         pthread_cond_destroy(&c->indexed_cond);
@@ -588,7 +536,7 @@ struct cache *cache_close(struct cache *c) {
 /* Opens a stored blob without counting it as a use. */
 static int open_blob_fd(struct cache *c, const struct digest *d, int *ret_fd, uint64_t *ret_size) {
         char path[CACHE_PATH_MAX];
-        blob_path(d, path);
+        cache_blob_path(d, path);
         _cleanup_close_ int fd = openat(c->root_fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
         if (fd < 0)
                 return -errno;
@@ -616,399 +564,13 @@ int cache_open_blob(struct cache *c, const struct digest *d, int *ret_fd, uint64
 int cache_stat(struct cache *c, const struct digest *d, uint64_t *ret_size) {
         char path[CACHE_PATH_MAX];
         struct stat st;
-        blob_path(d, path);
+        cache_blob_path(d, path);
         if (fstatat(c->root_fd, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
                 return -errno;
         if (!S_ISREG(st.st_mode))
                 return -ENOENT;
         *ret_size = (uint64_t) st.st_size;
         return 0;
-}
-
-/* ---- downloads --------------------------------------------------------------------- */
-
-static void entry_free(struct cache_entry *e) {
-        if (e->fd >= 0)
-                close(e->fd);
-        digester_free(e->hasher);
-        pthread_cond_destroy(&e->progress);
-        pthread_mutex_destroy(&e->lock);
-        free(e);
-}
-
-/* Takes e off the in-flight list; c->lock held. */
-static void unlist(struct cache *c, struct cache_entry *e) {
-        for (struct cache_entry **p = &c->in_flight; *p; p = &(*p)->next)
-                if (*p == e) {
-                        *p = e->next;
-                        e->listed = false;
-                        return;
-                }
-}
-
-static void set_state(struct cache_entry *e, enum entry_state s) {
-        pthread_mutex_lock(&e->lock);
-        e->state = s;
-        pthread_cond_broadcast(&e->progress);
-        pthread_mutex_unlock(&e->lock);
-}
-
-int cache_begin(struct cache *c, const struct digest *d, int64_t expected_size, struct cache_entry **ret,
-                bool *ret_writer) {
-        char path[CACHE_PATH_MAX], hex[129];
-        struct stat st;
-        int r = 0;
-
-        pthread_mutex_lock(&c->lock);
-        for (struct cache_entry *e = c->in_flight; e; e = e->next)
-                if (e->refs > 0 && digest_equal(&e->digest, d)) {
-                        e->refs++;
-                        c->stats.joins++;
-                        pthread_mutex_unlock(&c->lock);
-                        *ret = e;
-                        *ret_writer = false;
-                        return 0;
-                }
-        blob_path(d, path);
-        if (fstatat(c->root_fd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
-                pthread_mutex_unlock(&c->lock);
-                return -EEXIST;
-        }
-        struct cache_entry *e = calloc(1, sizeof(*e));
-        if (!e) {
-                pthread_mutex_unlock(&c->lock);
-                return -ENOMEM;
-        }
-        e->cache = c;
-        e->digest = *d;
-        e->expected_size = expected_size;
-        e->refs = 1;
-        e->state = ENTRY_WRITING;
-        pthread_mutex_init(&e->lock, NULL);
-        time_cond_init(&e->progress);
-        digest_hex(d, hex);
-        snprintf(e->tmp_name, sizeof(e->tmp_name), "tmp/%s-%s.%llu", digest_algorithm_name(d->algorithm), hex,
-                 (unsigned long long) ++c->tmp_counter);
-        e->fd = openat(c->root_fd, e->tmp_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (e->fd < 0)
-                r = -errno;
-        if (r == 0)
-                r = digester_new(d->algorithm, &e->hasher);
-        if (r < 0) {
-                if (e->fd >= 0)
-                        (void) unlinkat(c->root_fd, e->tmp_name, 0);
-                pthread_mutex_unlock(&c->lock);
-                entry_free(e);
-                return r;
-        }
-        e->next = c->in_flight;
-        c->in_flight = e;
-        e->listed = true;
-        c->stats.misses++;
-        pthread_mutex_unlock(&c->lock);
-        *ret = e;
-        *ret_writer = true;
-        return 0;
-}
-
-static void fail(struct cache_entry *e, bool mismatch, int reason);
-
-int cache_write(struct cache_entry *e, const void *data, size_t size) {
-        uint64_t off = cache_entry_offset(e);
-        if (e->finished)
-                return -EINVAL;
-        if (e->expected_size >= 0 && off + size > (uint64_t) e->expected_size)
-                return -EMSGSIZE;
-        const char *p = data;
-        size_t left = size;
-        while (left > 0) {
-                ssize_t n = pwrite(e->fd, p, left, (off_t) (off + (size - left)));
-                if (n < 0 && errno == EINTR)
-                        continue;
-                /* Out of room, whatever the limit (disk, quota, file size): one answer. */
-                if (n < 0 && (errno == ENOSPC || errno == EDQUOT || errno == EFBIG)) {
-                        fail(e, false, -ENOSPC);
-                        return -ENOSPC;
-                }
-                if (n < 0)
-                        return -errno;
-                p += n;
-                left -= (size_t) n;
-        }
-        int r = digester_update(e->hasher, data, size);
-        if (r < 0)
-                return r;
-        /* Readers only ever see bytes that are in the file. */
-        pthread_mutex_lock(&e->lock);
-        e->written += size;
-        pthread_cond_broadcast(&e->progress);
-        pthread_mutex_unlock(&e->lock);
-        return 0;
-}
-
-int cache_entry_set_size(struct cache_entry *e, uint64_t size) {
-        int r = 0;
-        if (e->finished || size > INT64_MAX)
-                return -EINVAL;
-        pthread_mutex_lock(&e->lock);
-        if ((e->expected_size >= 0 && (uint64_t) e->expected_size != size) || e->written > size)
-                r = -EMSGSIZE;
-        else {
-                e->expected_size = (int64_t) size;
-                pthread_cond_broadcast(&e->progress);
-        }
-        pthread_mutex_unlock(&e->lock);
-        return r;
-}
-
-int cache_entry_wait_size(struct cache_entry *e, int timeout_ms, uint64_t *ret) {
-        uint64_t deadline = time_deadline_ms(timeout_ms);
-        int r = 0;
-        pthread_mutex_lock(&e->lock);
-        while (e->state == ENTRY_WRITING && e->expected_size < 0) {
-                r = time_cond_wait_until(&e->progress, &e->lock, deadline);
-                if (r < 0)
-                        break;
-        }
-        if (r == 0 && e->state == ENTRY_FAILED)
-                r = e->fail_reason;
-        else if (r == 0)
-                *ret = e->state == ENTRY_WRITING ? (uint64_t) e->expected_size : e->written;
-        pthread_mutex_unlock(&e->lock);
-        return r;
-}
-
-uint64_t cache_entry_offset(struct cache_entry *e) {
-        pthread_mutex_lock(&e->lock);
-        uint64_t w = e->written;
-        pthread_mutex_unlock(&e->lock);
-        return w;
-}
-
-/* The end of a download that will not be stored: its file goes, readers
- * learn why (reason: -EIO, or -ENOSPC when the disk was full). */
-static void fail(struct cache_entry *e, bool mismatch, int reason) {
-        struct cache *c = e->cache;
-        e->finished = true;
-        (void) unlinkat(c->root_fd, e->tmp_name, 0);
-        pthread_mutex_lock(&c->lock);
-        if (e->listed)
-                unlist(c, e);
-        if (mismatch)
-                c->stats.mismatched++;
-        else
-                c->stats.aborted++;
-        if (reason == -ENOSPC && c->evictor_running) {
-                /* A full disk: make room for the next download. */
-                c->evict_wanted = true;
-                pthread_cond_signal(&c->evict_cond);
-        }
-        pthread_mutex_unlock(&c->lock);
-        pthread_mutex_lock(&e->lock);
-        /* Verified bytes stay good for the readers that have them open (the
-         * descriptor outlives the name); only the store does without them. */
-        if (e->state != ENTRY_VERIFIED) {
-                e->fail_reason = reason;
-                e->state = ENTRY_FAILED;
-        }
-        pthread_cond_broadcast(&e->progress);
-        pthread_mutex_unlock(&e->lock);
-}
-
-int cache_commit(struct cache_entry *e, struct digest *ret_got) {
-        struct cache *c = e->cache;
-        char path[CACHE_PATH_MAX], dir[CACHE_PATH_MAX];
-        struct digest got;
-        int r;
-
-        if (e->finished)
-                return -EINVAL;
-        uint64_t size = cache_entry_offset(e);
-        if (e->expected_size >= 0 && size != (uint64_t) e->expected_size) {
-                fail(e, true, -EIO);
-                return -EMSGSIZE;
-        }
-        r = digester_final(e->hasher, &got);
-        if (r < 0) {
-                fail(e, false, -EIO);
-                return r;
-        }
-        if (!digest_equal(&got, &e->digest)) {
-                fail(e, true, -EIO);
-                if (ret_got)
-                        *ret_got = got;
-                return -EBADMSG;
-        }
-        /* The bytes are right: readers (clients streaming the download) get
-         * the rest now rather than after the fsync; the store only shows
-         * the blob once it is durable. */
-        set_state(e, ENTRY_VERIFIED);
-        /* Durable before visible: the data, then the name, then the directory. */
-        blob_path(&e->digest, path);
-        snprintf(dir, sizeof(dir), "%.*s", (int) (strrchr(path, '/') - path), path);
-        r = fsync(e->fd) < 0 ? -errno : 0;
-        if (r == 0 && mkdirat(c->root_fd, dir, 0755) == 0)
-                r = fsync_at(c->root_fd, dir, true); /* a new directory: make its name durable too */
-        else if (r == 0 && errno != EEXIST)
-                r = -errno;
-        if (r == 0 && renameat(c->root_fd, e->tmp_name, c->root_fd, path) < 0)
-                r = -errno;
-        if (r < 0) {
-                fail(e, false, r == -ENOSPC || r == -EDQUOT ? -ENOSPC : -EIO);
-                return r;
-        }
-        /* Renamed: the verified blob is in the store, whatever happens next;
-         * a failing directory fsync only means it may not survive a power cut. */
-        int durable = fsync_at(c->root_fd, dir, false);
-        e->finished = true;
-        pthread_mutex_lock(&c->lock);
-        unlist(c, e);
-        c->stats.committed++;
-        c->stats.bytes_written += size;
-        /* Stored either way; only eviction would not know of it on failure. */
-        (void) index_add(c, &e->digest, size);
-        if (c->evictor_running) {
-                c->evict_wanted = true;
-                pthread_cond_signal(&c->evict_cond);
-        }
-        pthread_mutex_unlock(&c->lock);
-        set_state(e, ENTRY_COMMITTED);
-        return durable;
-}
-
-void cache_abort(struct cache_entry *e) {
-        if (!e->finished)
-                fail(e, false, -EIO);
-}
-
-struct cache_entry *cache_entry_ref(struct cache_entry *e) {
-        pthread_mutex_lock(&e->cache->lock);
-        e->refs++;
-        pthread_mutex_unlock(&e->cache->lock);
-        return e;
-}
-
-struct cache_entry *cache_entry_unref(struct cache_entry *e) {
-        if (!e)
-                return NULL;
-        struct cache *c = e->cache;
-        pthread_mutex_lock(&c->lock);
-        bool last = --e->refs == 0;
-        /* Off the list in the same breath: nobody may join an entry about to be freed. */
-        if (last && e->listed)
-                unlist(c, e);
-        pthread_mutex_unlock(&c->lock);
-        if (!last)
-                return NULL;
-        /* Nobody holds it any more: a download still being written has no writer. */
-        if (!e->finished)
-                fail(e, false, -EIO);
-        entry_free(e);
-        return NULL;
-}
-
-struct cache_entry *cache_writer_unref(struct cache_entry *e) {
-        if (!e)
-                return NULL;
-        /* A writer that lets go unfinished gives the download up at once, so
-         * its followers and later joiners are not left waiting for nobody. */
-        cache_abort(e);
-        return cache_entry_unref(e);
-}
-
-/* ---- follow readers ------------------------------------------------------------------ */
-
-int cache_reader_new(struct cache_entry *e, struct cache_reader **ret) {
-        struct cache_reader *r = calloc(1, sizeof(*r));
-        if (!r)
-                return -ENOMEM;
-        pthread_mutex_lock(&e->cache->lock);
-        e->refs++;
-        pthread_mutex_unlock(&e->cache->lock);
-        r->entry = e;
-        *ret = r;
-        return 0;
-}
-
-/* How far readers may read. Until the digest is verified, the last byte of
- * a blob of known size stays back: no client ever holds a complete body that
- * might be wrong (containerd does not retry a digest mismatch elsewhere; it
- * fails the pull). With the size unknown the client cannot tell the end
- * before cache_reader_read() says 0, which happens only after the commit. */
-static uint64_t readable_locked(const struct cache_entry *e) {
-        if (e->state == ENTRY_WRITING && e->expected_size > 0 && e->written >= (uint64_t) e->expected_size)
-                return (uint64_t) e->expected_size - 1;
-        return e->written;
-}
-
-ssize_t cache_reader_read(struct cache_reader *r, void *buf, size_t size, int timeout_ms) {
-        struct cache_entry *e = r->entry;
-        uint64_t deadline = time_deadline_ms(timeout_ms);
-        if (size == 0)
-                return 0;
-        pthread_mutex_lock(&e->lock);
-        while (e->state == ENTRY_WRITING && r->offset >= readable_locked(e)) {
-                int w = time_cond_wait_until(&e->progress, &e->lock, deadline);
-                if (w < 0) {
-                        pthread_mutex_unlock(&e->lock);
-                        return w;
-                }
-        }
-        enum entry_state state = e->state;
-        int reason = e->fail_reason;
-        uint64_t avail = readable_locked(e) - r->offset;
-        pthread_mutex_unlock(&e->lock);
-        /* A failed download's bytes are never good bytes, even those already in the file. */
-        if (state == ENTRY_FAILED)
-                return reason;
-        if (avail == 0)
-                return 0;
-        size_t want = avail < size ? (size_t) avail : size;
-        for (;;) {
-                ssize_t n = pread(e->fd, buf, want, (off_t) r->offset);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -errno;
-                if (n == 0)
-                        return -EIO; /* the file is shorter than what was written: not ours to trust */
-                r->offset += (uint64_t) n;
-                return n;
-        }
-}
-
-uint64_t cache_reader_skip(struct cache_reader *r, uint64_t n) {
-        struct cache_entry *e = r->entry;
-        pthread_mutex_lock(&e->lock);
-        uint64_t readable = e->state == ENTRY_FAILED ? r->offset : readable_locked(e);
-        uint64_t k = readable > r->offset ? readable - r->offset : 0;
-        if (k > n)
-                k = n;
-        r->offset += k;
-        pthread_mutex_unlock(&e->lock);
-        return k;
-}
-
-int cache_reader_wait(struct cache_reader *r, int timeout_ms) {
-        struct cache_entry *e = r->entry;
-        uint64_t deadline = time_deadline_ms(timeout_ms);
-        int ret = 0;
-        pthread_mutex_lock(&e->lock);
-        while (e->state == ENTRY_WRITING && r->offset >= readable_locked(e)) {
-                ret = time_cond_wait_until(&e->progress, &e->lock, deadline);
-                if (ret < 0)
-                        break;
-        }
-        pthread_mutex_unlock(&e->lock);
-        return ret;
-}
-
-struct cache_reader *cache_reader_free(struct cache_reader *r) {
-        if (!r)
-                return NULL;
-        cache_entry_unref(r->entry);
-        free(r);
-        return NULL;
 }
 
 void cache_get_stats(struct cache *c, struct cache_stats *ret) {
@@ -1077,7 +639,7 @@ uint64_t cache_evict_now(struct cache *c) {
                                 struct blob_rec *next = b->newer;
                                 budget--;
                                 char path[CACHE_PATH_MAX];
-                                blob_path(&b->digest, path);
+                                cache_blob_path(&b->digest, path);
                                 /* A reader with the file open keeps reading it. */
                                 if (unlinkat(c->root_fd, path, 0) < 0 && errno != ENOENT) {
                                         c->stats.evict_errors++;
@@ -1140,10 +702,7 @@ int cache_set_limits(struct cache *c, uint64_t max_bytes, uint64_t min_free_byte
                 r = -pthread_create(&c->evictor, NULL, evictor, c);
                 c->evictor_running = r == 0;
         }
-        if (c->evictor_running) {
-                c->evict_wanted = true;
-                pthread_cond_signal(&c->evict_cond);
-        }
+        cache_evict_wake_locked(c);
         pthread_mutex_unlock(&c->lock);
         return r;
 }
@@ -1168,10 +727,7 @@ int cache_pin(struct cache *c, const struct digest *d, bool pinned) {
                 c->stats.pinned--;
                 /* Evictable from now on: a store above its bounds sheds it at
                  * once, not at the next commit. */
-                if (c->evictor_running) {
-                        c->evict_wanted = true;
-                        pthread_cond_signal(&c->evict_cond);
-                }
+                cache_evict_wake_locked(c);
         }
         struct blob_rec *b = r == 0 ? index_find(c, d) : NULL;
         if (b)
@@ -1274,7 +830,7 @@ int cache_verify(struct cache *c, void (*on_bad)(const struct digest *want, cons
                 if (ok)
                         continue;
                 char path[CACHE_PATH_MAX], hex[DIGEST_HEX_MAX], dest[CACHE_PATH_MAX];
-                blob_path(&all[i], path);
+                cache_blob_path(&all[i], path);
                 digest_hex(&all[i], hex);
                 snprintf(dest, sizeof(dest), "quarantine/%s-%s", digest_algorithm_name(all[i].algorithm), hex);
                 /* Out of blobs/ first, under the lock, so it is never served again. */

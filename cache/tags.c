@@ -2,7 +2,8 @@
 /* The tag index: ROOT/tags/<registry>/<repository>/_tags/<tag>, one small text
  * file per tag ("digest\nmedia type\nsize\nfetched at\n"), replaced
  * atomically. Tags change upstream; digests never do, so this is the only
- * part of the cache that is ever rewritten. */
+ * part of the cache that is ever rewritten. Recent records are also kept in
+ * memory (memo.c), so a manifest request by tag needs no file read. */
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "cache/cache-internal.h"
+#include "common/buf.h"
 #include "common/fsutil.h"
 #include "common/macro.h"
 #include "common/parse.h"
@@ -18,25 +20,37 @@
 
 #define TAG_RECORD_MAX 512
 
-/* Builds ROOT/tags/<registry>/<repository>/<tag> after validating every part:
- * none can hold "..", a leading '.', or a '/' outside the repository's own. */
-static int tag_path(struct cache *c, const char *registry, const char *repository, const char *tag, char **ret) {
+/* Validates every part of a tag's name (none can hold "..", a leading '.',
+ * or a '/' outside the repository's own) and returns the registry's one
+ * spelling: "Docker.IO" and "docker.io" share their tags. */
+static int tag_registry(const char *registry, const char *repository, const char *tag, char **ret) {
         _cleanup_free_ char *host = NULL;
         uint16_t port;
         if (strchr(registry, '/') || parse_host_port(registry, false, &host, &port) < 0 ||
             !reference_path_is_valid(repository) || !reference_tag_is_valid(tag))
                 return -EINVAL;
-        /* One spelling per registry: "Docker.IO" and "docker.io" share their tags. */
         bool v6 = strchr(host, ':') != NULL;
         char port_text[8] = "";
         if (port)
                 snprintf(port_text, sizeof(port_text), ":%u", port);
-        /* Tags live under "_tags": no repository component can start with '_',
-         * so library/app:v1 and library/app/v1:latest never meet. */
-        if (asprintf(ret, "%s/tags/%s%s%s%s/%s/_tags/%s", cache_root_path(c), v6 ? "[" : "", host, v6 ? "]" : "",
-                     port_text, repository, tag) < 0)
+        if (asprintf(ret, "%s%s%s%s", v6 ? "[" : "", host, v6 ? "]" : "", port_text) < 0)
                 return -ENOMEM;
         return 0;
+}
+
+/* ROOT/tags/<registry>/<repository>/_tags/<tag>, from names tag_registry() checked. */
+static int tag_path(struct cache *c, const char *registry, const char *repository, const char *tag, char **ret) {
+        /* Tags live under "_tags": no repository component can start with '_',
+         * so library/app:v1 and library/app/v1:latest never meet. */
+        if (asprintf(ret, "%s/tags/%s/%s/_tags/%s", cache_root_path(c), registry, repository, tag) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+/* The memory's key for a checked name; false when too long to be remembered. */
+static bool tag_key(const char *registry, const char *repository, const char *tag, char key[static CACHE_TAG_KEY_MAX]) {
+        int n = snprintf(key, CACHE_TAG_KEY_MAX, "%s\n%s\n%s", registry, repository, tag);
+        return n >= 0 && n < CACHE_TAG_KEY_MAX;
 }
 
 static bool media_type_is_valid(const char *s) {
@@ -51,11 +65,22 @@ static bool media_type_is_valid(const char *s) {
         return true;
 }
 
+/* Writes a record where tag_path() says, creating its directories. */
+static int write_record(char *path, const char *record, size_t size) {
+        char *slash = strrchr(path, '/');
+        *slash = '\0';
+        int r = mkdir_p(path, 0755);
+        *slash = '/';
+        if (r < 0)
+                return r;
+        return write_file_atomic(path, record, size, 0644);
+}
+
 int cache_tag_put(struct cache *c, const char *registry, const char *repository, const char *tag,
                   const struct cache_tag *t) {
-        _cleanup_free_ char *path = NULL;
-        char record[TAG_RECORD_MAX], digest[DIGEST_STRING_MAX];
-        int r = tag_path(c, registry, repository, tag, &path);
+        _cleanup_free_ char *canonical = NULL, *path = NULL;
+        char record[TAG_RECORD_MAX], digest[DIGEST_STRING_MAX], key[CACHE_TAG_KEY_MAX];
+        int r = tag_registry(registry, repository, tag, &canonical);
         if (r < 0)
                 return r;
         if (!media_type_is_valid(t->media_type))
@@ -64,23 +89,24 @@ int cache_tag_put(struct cache *c, const char *registry, const char *repository,
                          t->media_type, t->size, t->fetched_at);
         if (n < 0 || (size_t) n >= sizeof(record))
                 return -EINVAL;
-        char *slash = strrchr(path, '/');
-        *slash = '\0';
-        r = mkdir_p(path, 0755);
-        *slash = '/';
+        r = tag_path(c, canonical, repository, tag, &path);
         if (r < 0)
                 return r;
-        return write_file_atomic(path, record, (size_t) n, 0644);
+        /* This process is the cache's only writer (flock), so what it wrote
+         * last is what the file holds: the memory is never stale. */
+        bool remember = tag_key(canonical, repository, tag, key);
+        uint64_t version = remember ? cache_memo_tag_begin(cache_memo(c), key) : 0;
+        r = write_record(path, record, (size_t) n);
+        if (remember)
+                cache_memo_tag_settle(cache_memo(c), key, version, r == 0 ? t : NULL);
+        return r;
 }
 
-int cache_tag_get(struct cache *c, const char *registry, const char *repository, const char *tag,
-                  struct cache_tag *ret) {
-        _cleanup_free_ char *path = NULL, *text = NULL;
+/* Reads and checks the record at path. */
+static int read_record(const char *path, struct cache_tag *ret) {
+        _cleanup_free_ char *text = NULL;
         size_t size;
-        int r = tag_path(c, registry, repository, tag, &path);
-        if (r < 0)
-                return r;
-        r = read_file_bounded(path, TAG_RECORD_MAX, &text, &size);
+        int r = read_file_bounded(path, TAG_RECORD_MAX, &text, &size);
         if (r == -EFBIG || r == -EINVAL)
                 return -EBADMSG;
         if (r < 0)
@@ -108,10 +134,37 @@ int cache_tag_get(struct cache *c, const char *registry, const char *repository,
         return 0;
 }
 
+int cache_tag_get(struct cache *c, const char *registry, const char *repository, const char *tag,
+                  struct cache_tag *ret) {
+        _cleanup_free_ char *canonical = NULL, *path = NULL;
+        char key[CACHE_TAG_KEY_MAX];
+        int r = tag_registry(registry, repository, tag, &canonical);
+        if (r < 0)
+                return r;
+        uint64_t version = 0;
+        bool remember = tag_key(canonical, repository, tag, key);
+        if (remember && cache_memo_tag_get(cache_memo(c), key, ret, &version) == 0)
+                return 0;
+        r = tag_path(c, canonical, repository, tag, &path);
+        if (r < 0)
+                return r;
+        struct cache_tag t;
+        r = read_record(path, &t);
+        if (r < 0)
+                return r;
+        if (remember)
+                cache_memo_tag_settle(cache_memo(c), key, version, &t);
+        *ret = t;
+        return 0;
+}
+
 int cache_tag_list(struct cache *c, const char *registry, const char *repository, size_t max, char ***ret_tags,
                    size_t *ret_n) {
-        _cleanup_free_ char *path = NULL;
-        int r = tag_path(c, registry, repository, "x", &path);
+        _cleanup_free_ char *canonical = NULL, *path = NULL;
+        int r = tag_registry(registry, repository, "x", &canonical);
+        if (r < 0)
+                return r;
+        r = tag_path(c, canonical, repository, "x", &path);
         if (r < 0)
                 return r;
         path[strlen(path) - 2] = '\0'; /* the _tags directory */
@@ -127,16 +180,9 @@ int cache_tag_list(struct cache *c, const char *registry, const char *repository
                         continue;
                 if (n == max)
                         break;
-                if (n == cap) {
-                        size_t ncap = cap ? cap * 2 : 16;
-                        char **nv = realloc(v, ncap * sizeof(char *));
-                        if (!nv) {
-                                r = -ENOMEM;
-                                break;
-                        }
-                        v = nv;
-                        cap = ncap;
-                }
+                r = ARRAY_RESERVE(v, &cap, n + 1, 16, SIZE_MAX);
+                if (r < 0)
+                        break;
                 v[n] = strdup(de->d_name);
                 if (!v[n]) {
                         r = -ENOMEM;

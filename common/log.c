@@ -2,6 +2,7 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -55,4 +56,54 @@ int log_level_from_string(const char *s) {
                 if (strcmp(s, names[i]) == 0)
                         return (int) i;
         return -EINVAL;
+}
+
+static char quote_char(char c) {
+        if (c == '"')
+                return '\''; /* keeps the sense of a quoted word in a reason */
+        if (c == '\\' || (unsigned char) c < 0x20 || (unsigned char) c >= 0x7f)
+                return '?';
+        return c;
+}
+
+/* Ends a cut string in "..." so a reader sees it was cut. */
+static void mark_cut(char *dst, size_t size) {
+        if (size >= 4)
+                memcpy(dst + size - 4, "...", 3);
+}
+
+char *log_quote(char *dst, size_t size, const char *src) {
+        if (size == 0)
+                return dst;
+        size_t i = 0;
+        /* Byte for byte, forward: dst == src is safe. */
+        for (; src[i] && i + 1 < size; i++)
+                dst[i] = quote_char(src[i]);
+        bool cut = src[i] != '\0';
+        dst[i] = '\0';
+        if (cut)
+                mark_cut(dst, size);
+        return dst;
+}
+
+char *log_vquotef(char *dst, size_t size, const char *fmt, va_list ap) {
+        if (size == 0)
+                return dst;
+        int n = vsnprintf(dst, size, fmt, ap);
+        if (n < 0) {
+                dst[0] = '\0';
+                return dst;
+        }
+        log_quote(dst, size, dst);
+        if ((size_t) n >= size)
+                mark_cut(dst, size);
+        return dst;
+}
+
+char *log_quotef(char *dst, size_t size, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        log_vquotef(dst, size, fmt, ap);
+        va_end(ap);
+        return dst;
 }

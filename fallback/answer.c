@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/log.h"
 #include "common/macro.h"
 #include "common/parse.h"
 #include "fallback/fallback-internal.h"
@@ -18,11 +19,8 @@
 enum outcome fallback_fail(struct fetch *f, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(f->reason, sizeof(f->reason), fmt, ap);
+        log_vquotef(f->reason, sizeof(f->reason), fmt, ap); /* log fields are quoted */
         va_end(ap);
-        for (char *c = f->reason; *c; c++) /* log fields are quoted: see http.c set_reason() */
-                if (*c == '"')
-                        *c = '\'';
         return OUT_FAIL;
 }
 

@@ -20,6 +20,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "common/log.h"
 #include "common/macro.h"
 #include "fallback/fallback.h"
 
@@ -34,12 +35,9 @@ static void set_reason(char *reason, size_t size, const char *fmt, ...) {
         if (!reason || size == 0)
                 return;
         va_start(ap, fmt);
-        vsnprintf(reason, size, fmt, ap);
-        va_end(ap);
         /* Reasons end up in key="value" log fields and may quote the peer. */
-        for (char *c = reason; *c; c++)
-                if (*c == '"' || (unsigned char) *c < 0x20 || (unsigned char) *c > 0x7e)
-                        *c = '\'';
+        log_vquotef(reason, size, fmt, ap);
+        va_end(ap);
 }
 
 /* ---- protobuf (protobuf.dev/programming-guides/encoding) ----------------------- */

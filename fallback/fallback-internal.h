@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/buf.h"
 #include "common/error.h"
 #include "common/macro.h"
 #include "fallback/challenge.h"
@@ -98,10 +99,12 @@ struct fallback {
 
 /* ---- circuit breakers (breaker.c) -------------------------------------------- */
 
+#define EVENT_REASON_MAX 256 /* an event's reason, NUL included */
+
 /* An event to send once the lock it was made under is released. */
 struct event_buf {
         struct fallback_event ev;
-        char reason[256];
+        char reason[EVENT_REASON_MAX];
         bool set;
 };
 
@@ -113,11 +116,7 @@ enum admit {
 
 /* ---- a fetch in progress (fallback.c, answer.c, token.c) --------------------- */
 
-/* A body read whole, at most max bytes (a manifest, a tag list, a token answer). */
-struct buf {
-        char *data;
-        size_t len, max;
-};
+#define FETCH_REASON_MAX 200 /* why the current attempt failed, NUL included */
 
 enum outcome {
         OUT_OK,       /* a good answer */
@@ -149,7 +148,7 @@ struct fetch {
         bool prep_failed;      /* blob_prepare() refused the answer */
 
         long answer;           /* OUT_ANSWER's status */
-        char reason[200];
+        char reason[FETCH_REASON_MAX];
 };
 
 /* ---- functions shared between the files -------------------------------------- */

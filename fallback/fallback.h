@@ -46,6 +46,7 @@
 #define FALLBACK_MANIFEST_MAX (4u * 1024 * 1024) /* as distribution's own limit */
 #define FALLBACK_TOKEN_MAX (64u * 1024)          /* a token endpoint's answer */
 #define FALLBACK_REDIRECTS_MAX 5
+#define FALLBACK_ERROR_MAX 256 /* fallback_response.error, NUL included */
 #define FALLBACK_ACCEPT_DEFAULT                                                                    \
         "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, " \
         "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
@@ -167,7 +168,7 @@ struct fallback_response {
         char *next_last;       /* tags: the "last" of the next page (from Link rel="next"), NULL on the last page */
         uint64_t received;     /* blob GET: bytes written into the sink */
         unsigned attempts;     /* HTTP requests made (token requests excluded) */
-        char error[256];       /* for logs when status != 200: the last endpoint's failure */
+        char error[FALLBACK_ERROR_MAX]; /* for logs when status != 200: the last endpoint's failure */
 };
 
 /* Walks the chain for req. Returns 0 whenever an answer was reached (look at
@@ -270,11 +271,12 @@ int fallback_containerd_version(const char *socket_path, uint64_t timeout_ms, ch
                                 size_t reason_size);
 
 #define FALLBACK_PROBE_REASON_MAX 192
+#define FALLBACK_PROBE_URL_MAX 512
 
 struct fallback_probe_result {
         int status;           /* HTTP status of the answer; 0 when none arrived */
         uint64_t elapsed_ms;  /* from the start to the answer's headers, or to the failure */
-        char url[512];        /* what was asked (never with credentials; cut if longer) */
+        char url[FALLBACK_PROBE_URL_MAX]; /* what was asked (never with credentials; cut if longer) */
         char reason[FALLBACK_PROBE_REASON_MAX]; /* "" for a 2xx; "auth required" for a 401, "HTTP 404";
                                                  * the failure ("connect: Connection refused") otherwise */
 };

@@ -11,6 +11,8 @@
 
 #include <pthread.h>
 
+#include "common/buf.h"
+#include "common/log.h"
 #include "common/macro.h"
 #include "common/parse.h"
 #include "common/time.h"
@@ -53,12 +55,9 @@ static void set_reason(struct http_response *r, const char *fmt, ...) _printf_(2
 static void set_reason(struct http_response *r, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(r->reason, sizeof(r->reason), fmt, ap);
-        va_end(ap);
         /* Reasons end up in key="value" log fields: no quote may end one early. */
-        for (char *c = r->reason; *c; c++)
-                if (*c == '"')
-                        *c = '\'';
+        log_vquotef(r->reason, sizeof(r->reason), fmt, ap);
+        va_end(ap);
 }
 
 /* The value of header `name` in the last response, or NULL (curl_easy_header,
@@ -94,26 +93,19 @@ static char *challenges_join(CURL *h) {
         struct curl_header *hd = NULL;
         if (curl_easy_header(h, "WWW-Authenticate", 0, CURLH_HEADER, -1, &hd) != CURLHE_OK)
                 return NULL;
-        size_t amount = hd->amount, len = 0;
-        char *out = NULL;
+        size_t amount = hd->amount;
+        _cleanup_buf_ struct buf out = BUF_INIT(HTTP_CHALLENGE_MAX - 1);
         for (size_t i = 0; i < amount && i < 8; i++) {
                 if (curl_easy_header(h, "WWW-Authenticate", i, CURLH_HEADER, -1, &hd) != CURLHE_OK)
                         break;
+                /* Whole challenges only: one cut short would be misread. */
                 size_t add = strlen(hd->value);
-                if (len + add + 3 > HTTP_CHALLENGE_MAX)
+                if (out.len + add + 3 > HTTP_CHALLENGE_MAX)
                         break;
-                char *n = realloc(out, len + add + 3);
-                if (!n)
+                if (buf_printf(&out, "%s%s", out.len > 0 ? ", " : "", hd->value) < 0)
                         break;
-                out = n;
-                if (len > 0) {
-                        memcpy(out + len, ", ", 2);
-                        len += 2;
-                }
-                memcpy(out + len, hd->value, add + 1);
-                len += add;
         }
-        return out;
+        return out.data ? buf_take(&out, NULL) : NULL;
 }
 
 static void headers_complete(struct exchange *x) {

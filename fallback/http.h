@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #define HTTP_CHALLENGE_MAX 8192
+#define HTTP_REASON_MAX 160 /* http_response.reason, NUL included */
 #define HTTP_LANES_IDLE_MAX 32 /* idle lanes (with their connections) kept */
 
 struct http_client;
@@ -53,7 +54,7 @@ struct http_response {
         int64_t retry_after_s;  /* -1: absent or not in seconds */
         int64_t ratelimit_limit, ratelimit_remaining; /* -1: absent */
         uint64_t body_bytes;    /* body bytes received (2xx only) */
-        char reason[160];       /* when http_perform() fails: what happened, for logs */
+        char reason[HTTP_REASON_MAX]; /* when http_perform() fails: what happened, for logs */
 };
 
 /* Performs the exchange. Returns 0 when a complete response was received

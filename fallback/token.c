@@ -60,23 +60,13 @@ static int64_t parse_rfc3339(const char *s) {
 }
 
 int fallback_buf_append(void *userdata, const void *data, size_t size) {
-        struct buf *b = userdata;
-        if (size > b->max - b->len)
-                return -EFBIG;
-        char *n = realloc(b->data, b->len + size + 1);
-        if (!n)
-                return -ENOMEM;
-        memcpy(n + b->len, data, size);
-        b->data = n;
-        b->len += size;
-        b->data[b->len] = '\0';
-        return 0;
+        return buf_append(userdata, data, size);
 }
 
 void fallback_buf_wipe(struct buf *b) {
         if (b->data)
-                explicit_bzero(b->data, b->len);
-        free(b->data);
+                explicit_bzero(b->data, b->cap);
+        buf_free(b);
         *b = (struct buf) { 0 };
 }
 

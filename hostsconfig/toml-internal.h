@@ -16,6 +16,9 @@ void toml_value_done(struct toml_value *v);
 struct toml_array *toml_array_free(struct toml_array *a);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct toml_array *, toml_array_free);
 
+/* A dotted key path as shown in messages ("a.b.c"), NUL included; cut if longer. */
+#define TOML_KEY_PATH_MAX 512
+
 /* Arrays of pairs and items hold max(16, the next power of two) slots, so a
  * long array costs a logarithmic number of reallocations: whether n used
  * slots fill the allocation, and the size to grow it to. */

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "common/macro.h"
 #include "hostsconfig/toml-internal.h"
 
@@ -27,7 +28,7 @@ struct parser {
         size_t col_pos;    /* column cache: the column of col_pos on the current line is col */
         unsigned col;
         struct error_list *errors;
-        char table[512]; /* the current [header]'s key, for messages about keys below it */
+        char table[TOML_KEY_PATH_MAX]; /* the current [header]'s key, for messages about keys below it */
 };
 
 /* ---- positions and errors ------------------------------------------------------ */
@@ -197,28 +198,12 @@ static int expect_line_end(struct parser *p, const char *after) {
 
 /* ---- strings --------------------------------------------------------------------- */
 
-struct sbuf {
-        char *s;
-        size_t n, allocated;
-};
-
-static int sbuf_add(struct parser *p, struct sbuf *b, const char *data, size_t n, struct mark start) {
-        if (b->n + n > TOML_STRING_MAX)
+/* Appends to a string being parsed; one longer than TOML_STRING_MAX is refused where it started. */
+static int sbuf_add(struct parser *p, struct buf *b, const char *data, size_t n, struct mark start) {
+        int r = buf_append(b, data, n);
+        if (r == -EFBIG)
                 return fail_at(p, start, "a string or key longer than %d bytes", TOML_STRING_MAX);
-        if (b->n + n + 1 > b->allocated) {
-                size_t want = b->allocated ? b->allocated : 64;
-                while (want < b->n + n + 1)
-                        want *= 2;
-                char *s = realloc(b->s, want);
-                if (!s)
-                        return -ENOMEM;
-                b->s = s;
-                b->allocated = want;
-        }
-        memcpy(b->s + b->n, data, n);
-        b->n += n;
-        b->s[b->n] = '\0';
-        return 0;
+        return r;
 }
 
 static int hex_value(char c) {
@@ -232,7 +217,7 @@ static int hex_value(char c) {
 }
 
 /* One escape sequence of a basic string; pos is at the backslash. */
-static int parse_escape(struct parser *p, struct sbuf *b, struct mark start) {
+static int parse_escape(struct parser *p, struct buf *b, struct mark start) {
         struct mark m = mark_here(p);
         char c = peek_at(p, 1);
         const char *simple = NULL;
@@ -288,7 +273,7 @@ static int parse_string(struct parser *p, bool allow_multiline, char **ret) {
         char q = peek(p);
         bool literal = q == '\'';
         bool multi = peek_at(p, 1) == q && peek_at(p, 2) == q;
-        struct sbuf b = {};
+        struct buf b = BUF_INIT(TOML_STRING_MAX);
         int r = 0;
 
         if (multi && !allow_multiline)
@@ -347,15 +332,13 @@ static int parse_string(struct parser *p, bool allow_multiline, char **ret) {
                 if (r < 0)
                         goto fail;
         }
-        if (!b.s) {
-                b.s = strdup("");
-                if (!b.s)
-                        return -ENOMEM;
-        }
-        *ret = b.s;
+        char *s = buf_take(&b, NULL);
+        if (!s)
+                return -ENOMEM;
+        *ret = s;
         return 0;
 fail:
-        free(b.s);
+        buf_free(&b);
         return r;
 }
 
@@ -516,7 +499,7 @@ static const char *origin_phrase(enum toml_table_origin o) {
  * last may only name tables that dotted keys created (TOML 1.0: dotted keys
  * cannot reach into a table a header or an inline table defined). */
 static int table_set(struct parser *p, struct toml_table *t, const char *prefix, struct key *k, struct toml_value *v) {
-        char path[512];
+        char path[TOML_KEY_PATH_MAX];
         int r;
         for (size_t i = 0; i + 1 < k->n; i++) {
                 struct toml_pair *pair = toml_table_find(t, k->parts[i]);
@@ -822,7 +805,7 @@ static int parse_value(struct parser *p, unsigned depth, struct toml_value *ret)
 static int parse_header(struct parser *p, struct toml_table *root, struct toml_table **current) {
         struct mark m = mark_here(p);
         bool aot = peek_at(p, 1) == '[';
-        char path[512];
+        char path[TOML_KEY_PATH_MAX];
         struct key k;
         int r;
 

@@ -26,57 +26,7 @@
 
 #include "cache/cache.h"
 #include "common/fsutil.h"
-
-struct fixture {
-        char root[64];
-};
-
-static int setup(void **state) {
-        struct fixture *f = calloc(1, sizeof(*f));
-        assert_non_null(f);
-        snprintf(f->root, sizeof(f->root), "/tmp/layerd-test-cache-XXXXXX");
-        assert_non_null(mkdtemp(f->root));
-        *state = f;
-        return 0;
-}
-
-static int teardown(void **state) {
-        struct fixture *f = *state;
-        unit_rm_rf(f->root);
-        free(f);
-        return 0;
-}
-
-static struct cache *open_ok(const char *root) {
-        struct cache *c = NULL;
-        struct error_list errors;
-        int r = cache_open(root, &c, &errors);
-        if (r < 0) {
-                error_list_print(&errors, stderr);
-                fail_msg("cache_open: %s", strerror(-r));
-        }
-        /* The index is built in the background; the counts below want it whole. */
-        assert_int_equal(cache_wait_ready(c, 10000), 0);
-        struct cache_stats st;
-        cache_get_stats(c, &st);
-        assert_true(st.ready);
-        return c;
-}
-
-/* Deterministic content of n bytes and its digest. */
-static unsigned char *content(size_t n, unsigned seed, enum digest_algorithm a, struct digest *d) {
-        unsigned char *b = malloc(n ? n : 1);
-        assert_non_null(b);
-        uint32_t x = 2463534242u ^ (seed * 2654435761u); /* xorshift32: seeds give unrelated bytes */
-        for (size_t i = 0; i < n; i++) {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                b[i] = (unsigned char) x;
-        }
-        assert_int_equal(digest_buffer(a, b, n, d), 0);
-        return b;
-}
+#include "tests/unit/cache/cache-test.h"
 
 static size_t count_dir(const char *root, const char *sub) {
         char path[256];
@@ -221,8 +171,9 @@ static void test_mismatch(void **state) {
         assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 1000), 5000);
         assert_int_equal(cache_commit(e, &got), -EBADMSG);
         assert_true(digest_equal(&got, &other));
-        /* ...and then learns they were wrong. */
-        assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 1000), -EIO);
+        /* ...and then learns they were wrong, and why. */
+        assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 1000), -EBADMSG);
+        assert_int_equal(cache_entry_wait_end(e, 0), -EBADMSG);
         uint64_t size;
         assert_int_equal(cache_stat(c, &d, &size), -ENOENT);
         assert_int_equal(count_dir(f->root, "tmp"), 0);
@@ -927,20 +878,20 @@ static void test_restart_keeps_commit_order(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_layout_and_lock, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_commit_and_read, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_mismatch, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_size_and_holdback, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_verified_survives_store_failure, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_abort_and_timeout, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_single_flight, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_killed_mid_write, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_counts_ignore_foreign_files, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_eviction_lru_and_pins, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_eviction_for_free_space, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_restart_keeps_commit_order, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_verify_quarantines, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_layout_and_lock, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_commit_and_read, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_mismatch, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_size_and_holdback, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_verified_survives_store_failure, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_abort_and_timeout, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_single_flight, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_killed_mid_write, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_counts_ignore_foreign_files, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_eviction_lru_and_pins, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_eviction_for_free_space, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_restart_keeps_commit_order, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_verify_quarantines, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_disk_full, setup_dir, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The tag index: round trips, replacement, names that could leave the cache
- * refused before any path is built, damaged records never half believed. */
+ * refused before any path is built, damaged records never half believed, and
+ * the memory in front of the files: answers without a file read, forgets a
+ * tag whose write failed, direct-mapped slots, threads racing. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -11,37 +13,17 @@
 
 #include <errno.h>
 #include <ftw.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "cache/cache.h"
-
-struct fixture {
-        char root[64];
-        struct cache *cache;
-};
-
-static int setup(void **state) {
-        struct fixture *f = calloc(1, sizeof(*f));
-        struct error_list errors;
-        assert_non_null(f);
-        snprintf(f->root, sizeof(f->root), "/tmp/layerd-test-tags-XXXXXX");
-        assert_non_null(mkdtemp(f->root));
-        assert_int_equal(cache_open(f->root, &f->cache, &errors), 0);
-        *state = f;
-        return 0;
-}
-
-static int teardown(void **state) {
-        struct fixture *f = *state;
-        cache_close(f->cache);
-        unit_rm_rf(f->root);
-        free(f);
-        return 0;
-}
+#include "tests/unit/cache/fixture.h"
 
 static struct cache_tag sample(const char *text, int64_t at) {
         struct cache_tag t = { .size = 1234, .fetched_at = at };
@@ -135,6 +117,7 @@ static void test_damaged_records(void **state) {
         digest_to_string(&t.digest, digest);
         snprintf(good, sizeof(good), "%s\napplication/json\n5\n7\n", digest);
         write_raw(f, good);
+        reopen(f);
         assert_int_equal(cache_tag_get(f->cache, "docker.io", "a", "b", &got), 0);
         assert_int_equal(got.size, 5);
 
@@ -154,6 +137,7 @@ static void test_damaged_records(void **state) {
         damaged[4] = badsize;
         for (size_t i = 0; i < 5; i++) {
                 write_raw(f, damaged[i]);
+                reopen(f);
                 memset(&got, 0x5a, sizeof(got));
                 struct cache_tag before = got;
                 assert_int_equal(cache_tag_get(f->cache, "docker.io", "a", "b", &got), -EBADMSG);
@@ -164,7 +148,152 @@ static void test_damaged_records(void **state) {
         memset(big, 'x', sizeof(big) - 1);
         big[sizeof(big) - 1] = '\0';
         write_raw(f, big);
+        reopen(f);
         assert_int_equal(cache_tag_get(f->cache, "docker.io", "a", "b", &got), -EBADMSG);
+}
+
+static void tag_file(struct fixture *f, const char *tag, char path[static 256]) {
+        snprintf(path, 256, "%s/tags/docker.io/a/_tags/%s", f->root, tag);
+}
+
+/* A get after a put needs no file; a fresh cache reads it again. */
+static void test_memory_answers(void **state) {
+        struct fixture *f = *state;
+        struct cache_tag t = sample("a", 1), got;
+        char path[256];
+        assert_int_equal(cache_tag_put(f->cache, "docker.io", "a", "b", &t), 0);
+        tag_file(f, "b", path);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(cache_tag_get(f->cache, "Docker.IO", "a", "b", &got), 0);
+        assert_true(digest_equal(&got.digest, &t.digest));
+        assert_int_equal(got.size, t.size);
+        assert_string_equal(got.media_type, t.media_type);
+        /* Names are checked before the memory is asked. */
+        assert_int_equal(cache_tag_get(f->cache, "docker.io", "a", "../b", &got), -EINVAL);
+        reopen(f);
+        assert_int_equal(cache_tag_get(f->cache, "docker.io", "a", "b", &got), -ENOENT);
+
+        /* A record read from the file is remembered too. */
+        assert_int_equal(cache_tag_put(f->cache, "docker.io", "a", "c", &t), 0);
+        reopen(f);
+        assert_int_equal(cache_tag_get(f->cache, "docker.io", "a", "c", &got), 0);
+        tag_file(f, "c", path);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(cache_tag_get(f->cache, "docker.io", "a", "c", &got), 0);
+        assert_true(digest_equal(&got.digest, &t.digest));
+}
+
+/* A put whose file cannot be written forgets the tag: the next get says what the disk holds. */
+static void test_failed_put_forgets(void **state) {
+        struct fixture *f = *state;
+        struct cache_tag t = sample("a", 1), u = sample("b", 2), got;
+        char digest[DIGEST_STRING_MAX], good[512];
+        assert_int_equal(cache_tag_put(f->cache, "docker.io", "a", "b", &t), 0);
+        snprintf(good, sizeof(good), "%s\napplication/json\n5\n7\n", digest_to_string(&t.digest, digest));
+        write_raw(f, good); /* behind the cache's back: not seen while it remembers */
+        assert_int_equal(cache_tag_get(f->cache, "docker.io", "a", "b", &got), 0);
+        assert_int_equal(got.size, 1234);
+
+        /* Root ignores permissions; a file-size limit of one byte fails the write. */
+        struct rlimit old, tiny = { .rlim_cur = 1 };
+        assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+        tiny.rlim_max = old.rlim_max;
+        void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &tiny), 0);
+        int r = cache_tag_put(f->cache, "docker.io", "a", "b", &u);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+        signal(SIGXFSZ, old_handler);
+        assert_int_equal(r, -EFBIG);
+
+        assert_int_equal(cache_tag_get(f->cache, "docker.io", "a", "b", &got), 0);
+        assert_int_equal(got.size, 5);
+        assert_int_equal(got.fetched_at, 7);
+}
+
+static unsigned fnv1a_slot(const char *key) {
+        uint32_t h = 2166136261u;
+        for (const char *p = key; *p; p++)
+                h = (h ^ (unsigned char) *p) * 16777619u;
+        return h % 256;
+}
+
+/* Two tags whose names share a slot: the later one replaces the earlier in memory. */
+static void test_collision_replaces(void **state) {
+        struct fixture *f = *state;
+        char a[16] = "t0", b[16] = "", key[64];
+        snprintf(key, sizeof(key), "docker.io\na\n%s", a);
+        unsigned slot = fnv1a_slot(key);
+        for (int i = 1; !b[0]; i++) {
+                snprintf(key, sizeof(key), "docker.io\na\nt%d", i);
+                if (fnv1a_slot(key) == slot)
+                        snprintf(b, sizeof(b), "t%d", i);
+        }
+        struct cache_tag t = sample("a", 1), u = sample("b", 2), got;
+        char path[256];
+        assert_int_equal(cache_tag_put(f->cache, "docker.io", "a", a, &t), 0);
+        assert_int_equal(cache_tag_put(f->cache, "docker.io", "a", b, &u), 0);
+        tag_file(f, a, path);
+        assert_int_equal(unlink(path), 0);
+        tag_file(f, b, path);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(cache_tag_get(f->cache, "docker.io", "a", a, &got), -ENOENT);
+        assert_int_equal(cache_tag_get(f->cache, "docker.io", "a", b, &got), 0);
+        assert_true(digest_equal(&got.digest, &u.digest));
+}
+
+#define RACE_THREADS 8
+#define RACE_ROUNDS 300
+#define RACE_TAGS 4
+
+struct racer {
+        struct cache *cache;
+        int id;
+};
+
+static void *race(void *userdata) {
+        struct racer *x = userdata;
+        for (int i = 0; i < RACE_ROUNDS; i++) {
+                char tag[16];
+                snprintf(tag, sizeof(tag), "v%d", (x->id + i) % RACE_TAGS);
+                if (i % 3 == 0) {
+                        struct cache_tag t = { .size = (uint64_t) x->id, .fetched_at = i };
+                        snprintf(t.media_type, sizeof(t.media_type), "application/json");
+                        assert_int_equal(digest_buffer(DIGEST_SHA256, tag, strlen(tag), &t.digest), 0);
+                        assert_int_equal(cache_tag_put(x->cache, "docker.io", "race", tag, &t), 0);
+                } else {
+                        struct cache_tag got;
+                        int r = cache_tag_get(x->cache, "docker.io", "race", tag, &got);
+                        assert_true(r == 0 || r == -ENOENT);
+                }
+        }
+        return NULL;
+}
+
+/* Threads putting and getting the same few tags: afterwards the memory says what the files say. */
+static void test_threads(void **state) {
+        struct fixture *f = *state;
+        pthread_t threads[RACE_THREADS];
+        struct racer racers[RACE_THREADS];
+        for (int i = 0; i < RACE_THREADS; i++) {
+                racers[i] = (struct racer) { .cache = f->cache, .id = i };
+                assert_int_equal(pthread_create(&threads[i], NULL, race, &racers[i]), 0);
+        }
+        for (int i = 0; i < RACE_THREADS; i++)
+                assert_int_equal(pthread_join(threads[i], NULL), 0);
+        struct cache_tag remembered[RACE_TAGS], stored;
+        for (int i = 0; i < RACE_TAGS; i++) {
+                char tag[16];
+                snprintf(tag, sizeof(tag), "v%d", i);
+                assert_int_equal(cache_tag_get(f->cache, "docker.io", "race", tag, &remembered[i]), 0);
+        }
+        reopen(f);
+        for (int i = 0; i < RACE_TAGS; i++) {
+                char tag[16];
+                snprintf(tag, sizeof(tag), "v%d", i);
+                assert_int_equal(cache_tag_get(f->cache, "docker.io", "race", tag, &stored), 0);
+                assert_int_equal(stored.size, remembered[i].size);
+                assert_int_equal(stored.fetched_at, remembered[i].fetched_at);
+        }
 }
 
 static int cmp_str(const void *a, const void *b) {
@@ -210,6 +339,10 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_names_refused, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_damaged_records, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_memory_answers, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_failed_put_forgets, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_collision_replaces, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

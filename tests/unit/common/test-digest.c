@@ -392,7 +392,7 @@ static void test_to_string_exact_buffers(void **state) {
 
 static void test_to_string_invalid_algorithm(void **state) {
         struct digest d;
-        char s[DIGEST_STRING_MAX], hex[129];
+        char s[DIGEST_STRING_MAX], hex[DIGEST_HEX_MAX];
 
         (void) state;
         memset(&d, 0, sizeof(d));
