@@ -732,6 +732,47 @@ static void test_abandoned_finished(void **state) {
         assert_int_equal(size, BLOB_SIZE);
 }
 
+/* ---- tag lists ------------------------------------------------------------------------ */
+
+/* The tags of a page (a JSON list as text, e.g. ["v1"]); the test frees it. */
+static char *page_tags(const void *body, size_t size) {
+        json_error_t jerr;
+        json_t *page = json_loadb(body, size, 0, &jerr);
+        if (!page)
+                fail_msg("a tag list page that is no JSON: %.*s", (int) size, (const char *) body);
+        char *tags = json_dumps(json_object_get(page, "tags"), JSON_COMPACT);
+        json_decref(page);
+        assert_non_null(tags);
+        return tags;
+}
+
+/* Pages as upstream paginates them, each asked upstream once within its memory's time. */
+static void test_tags_pages(void **state) {
+        (void) state;
+        upstream_put_manifest(&env.up, REPO, "v2", NULL, env.manifest, env.manifest_size);
+        for (unsigned round = 0; round < 2; round++) {
+                _cleanup_free_ void *body = NULL, *body2 = NULL;
+                _cleanup_free_ char *next = NULL, *next2 = NULL;
+                size_t size = 0;
+                assert_int_equal(pull_tags_page(env.pull, REG, REPO, 1, NULL, &body, &size, &next), 0);
+                _cleanup_free_ char *tags = page_tags(body, size);
+                assert_string_equal(tags, "[\"v1\"]");
+                assert_non_null(next);
+                assert_string_equal(next, "v1");
+                assert_int_equal(pull_tags_page(env.pull, REG, REPO, 1, next, &body2, &size, &next2), 0);
+                _cleanup_free_ char *tags2 = page_tags(body2, size);
+                assert_string_equal(tags2, "[\"v2\"]");
+                assert_null(next2);
+                assert_int_equal(upstream_requests("GET", "/tags/list"), 2);
+        }
+        void *body = NULL;
+        size_t size = 0;
+        char *next = NULL;
+        assert_int_equal(pull_tags_page(env.pull, REG, "lib/none", 0, NULL, &body, &size, &next), -ENOENT);
+        assert_int_equal(pull_tags_page(env.pull, DOWN, REPO, 0, NULL, &body, &size, &next), -EHOSTUNREACH);
+        assert_int_equal(pull_tags_page(env.pull, REG, REPO, 0, "bad tag", &body, &size, &next), -EINVAL);
+}
+
 /* ---- the HTTP front end -------------------------------------------------------------- */
 
 struct http_result {
@@ -965,6 +1006,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_join_failure_corrupt, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_abandoned_cancelled, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_abandoned_finished, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_tags_pages, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_http_routes, setup_http, teardown),
                 cmocka_unit_test_setup_teardown(test_http_blob_streamed, setup_http, teardown),
                 cmocka_unit_test_setup_teardown(test_http_range, setup_http, teardown),
