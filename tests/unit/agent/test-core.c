@@ -1,19 +1,20 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Unit tests of the pull core (agent/manifest.c, agent/download.c) and its
- * HTTP front end (agent/http.c, agent/stream.c), in-process: a real cache in
- * a temporary directory, a real fallback client built from a spec the way
- * `layerd serve` builds it (agent_fallback_new()), pointed at the
- * fault-injecting fake registry tests/fixtures/upstream.py, and for the front
- * end a libmicrohttpd daemon on 127.0.0.1 with serve.c's threading flags,
- * asked through libcurl.
+/* Unit tests of the pull core (agent/manifest.c, agent/download.c,
+ * agent/tags.c) and its HTTP front end (agent/http.c, agent/stream.c),
+ * in-process: a real cache in a temporary directory, a real fallback client
+ * built from a spec the way `layerd serve` builds it (agent_fallback_new()),
+ * pointed at the fault-injecting fake registry tests/fixtures/upstream.py,
+ * and for the front end a libmicrohttpd daemon on 127.0.0.1 with serve.c's
+ * threading flags, asked through libcurl.
  *
  * Each case checks what the caller is told (the outcome's kind and errno,
  * the cache word of the log line: hit, miss, revalidated, stale) and, where
  * that is the point, how many requests reached the upstream (its request
  * log). Only the functions of the core's headers are used, never a
- * download's insides (the pull's thread count aside: wait_pull_idle()). Every wait is bounded (WAIT_MS, generous for valgrind);
- * where the upstream has to be slow (joins, streams), the fixture is told to
- * delay or stall, never the test to sleep. */
+ * download's insides (the pull's thread count aside: wait_pull_idle()).
+ * Every wait is bounded (WAIT_MS, generous for valgrind); where the upstream
+ * has to be slow (joins, streams), the fixture is told to delay or stall,
+ * never the test to sleep. */
 
 #include <stdarg.h>
 #include <stddef.h>
