@@ -14,9 +14,9 @@
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/parse.h"
+#include "common/range.h"
 #include "fallback/fallback-internal.h"
 
-#define CONTENT_RANGE_MAX 96 /* after "bytes ": three 20-digit numbers, '-' and '/', NUL included */
 
 enum outcome fallback_fail(struct fetch *f, const char *fmt, ...) {
         va_list ap;
