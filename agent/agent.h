@@ -64,6 +64,7 @@ int agent_cmd_fetch(int argc, char **argv);
 #define AGENT_CONTAINERD_SOCKET_DEFAULT "/run/containerd/containerd.sock"
 #define AGENT_CONTAINERD_BINARY_TIMEOUT_MS 2000 /* `containerd --version` */
 #define AGENT_CONTAINERD_REASON_MAX 192
+#define AGENT_CONTAINERD_REPORTED_MAX 128 /* a version as containerd spelled it, quoted and cut, NUL included */
 
 enum agent_containerd_source {
         AGENT_CONTAINERD_SOCKET, /* its gRPC socket answered */
@@ -76,7 +77,7 @@ struct agent_containerd_version {
         enum agent_containerd_source source;
         char version[SPEC_CONTAINERD_VERSION_MAX]; /* "1.6.20"; "" for NONE */
         unsigned code;                             /* spec_containerd_version_normalize()'s; 0 for NONE */
-        char reported[128];                        /* as containerd spelled it ("1.6.20~ds1"); "" for NONE */
+        char reported[AGENT_CONTAINERD_REPORTED_MAX]; /* as containerd spelled it ("1.6.20~ds1"); "" for NONE */
         char socket_reason[AGENT_CONTAINERD_REASON_MAX]; /* why the socket gave none; "" when it did */
         char binary_reason[AGENT_CONTAINERD_REASON_MAX]; /* why the binary gave none; "" when it did or was not run */
 };

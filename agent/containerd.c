@@ -16,6 +16,7 @@
 #include "common/macro.h"
 
 #define BINARY_OUTPUT_MAX 4096 /* "containerd github.com/containerd/containerd 1.6.20~ds1 <revision>\n" */
+#define REPORTED_SHOWN_MAX 72  /* what a reason quotes of a version it could not read, NUL included */
 
 static const char *const source_names[_AGENT_CONTAINERD_SOURCE_MAX] = {
         [AGENT_CONTAINERD_SOCKET] = "socket",
@@ -60,7 +61,7 @@ static bool take(struct agent_containerd_version *ret, enum agent_containerd_sou
         char v[SPEC_CONTAINERD_VERSION_MAX];
         unsigned code;
         if (spec_containerd_version_normalize(reported, v, &code) < 0) {
-                char shown[72];
+                char shown[REPORTED_SHOWN_MAX];
                 printable(shown, sizeof(shown), reported);
                 snprintf(reason, reason_size, "no version in \"%s\"", shown);
                 return false;

@@ -30,6 +30,8 @@
 
 #define DUMP_TIMEOUT_MS 10000
 #define DUMP_MAX HOSTS_CONTAINERD_CONFIG_FILE_MAX
+#define DUMP_REASON_MAX 256 /* why containerd's config dump could not be read, NUL included */
+#define NOT_OK_TEXT_MAX 768 /* " name=status" of each check not ok, for serve's one log line */
 #define TMPFS_MAGIC_ 0x01021994
 #define OVERLAYFS_MAGIC_ 0x794c7630
 #define NFS_MAGIC_ 0x6969
@@ -171,7 +173,7 @@ static unsigned node_major(const struct spec *s, const struct doctor_options *o)
 static void check_containerd_config(struct doctor_report *rep, const struct spec *s, const struct doctor_options *o) {
         struct error_list errors;
         _cleanup_(hosts_containerd_config_freep) struct hosts_containerd_config *file = NULL, *dump = NULL;
-        char why[256] = "";
+        char why[DUMP_REASON_MAX] = "";
         int r = hosts_containerd_config_load(o->containerd_config, &file, &errors);
         unsigned major = node_major(s, o);
         const char *node = o->version && o->version->source != AGENT_CONTAINERD_NONE ? o->version->version
@@ -627,7 +629,7 @@ void doctor_log_summary(const struct spec *s, const struct doctor_options *o) {
         local.local_only = true;
         (void) doctor_run(s, &local, &rep);
         /* Every check that is not ok, by name, as long as they fit; "..." says more were left out. */
-        char bad[768] = "";
+        char bad[NOT_OK_TEXT_MAX] = "";
         size_t len = 0;
         for (size_t i = 0; i < rep.n; i++) {
                 if (rep.checks[i].status == DOCTOR_OK)

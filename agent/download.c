@@ -228,6 +228,8 @@ static int download_run(struct pull *p, const struct download_want *w, struct ca
                                   .registry = strdup(w->registry), .repository = strdup(w->repository),
                                   .batch = malloc(DL_BATCH) };
         int r = dl->registry && dl->repository && dl->batch ? 0 : -ENOMEM;
+        if (unstored)
+                cache_entry_set_stop(e, &p->stopping); /* its writes wait for the client: not past a shutdown */
         if (r == 0 && !pull_thread_begin(p))
                 r = -ESHUTDOWN;
         if (r == 0) {

@@ -50,7 +50,6 @@
 #include "common/time.h"
 
 #define ACCEPT_MAX 1024
-#define CONTENT_RANGE_MAX 96 /* "bytes " and three 20-digit numbers */
 
 /* One request, for its log line. */
 struct request {

@@ -8,6 +8,8 @@
 
 #include "agent/pull-internal.h"
 
+#define ENDPOINT_LABELS_MAX 640 /* registry="host",endpoint="url", NUL included */
+
 const unsigned pull_status_slots[STATUS_SLOTS] = { 200, 206, 400, 404, 405, 416, 500, 503, 0 };
 
 static const char *const route_names[_ROUTE_MAX] = {
@@ -18,7 +20,7 @@ static const char *const route_names[_ROUTE_MAX] = {
 static void endpoint_metrics(const struct fallback_endpoint_stats *s, void *userdata) {
         FILE *f = userdata;
         /* Registry hosts and canonical URLs hold no quotes or backslashes (validated by the spec). */
-        char labels[640];
+        char labels[ENDPOINT_LABELS_MAX];
         snprintf(labels, sizeof(labels), "registry=\"%s\",endpoint=\"%s\"", s->registry, s->endpoint);
         fprintf(f, "layerd_upstream_requests_total{%s,outcome=\"ok\"} %" PRIu64 "\n", labels, s->ok);
         fprintf(f, "layerd_upstream_requests_total{%s,outcome=\"not_found\"} %" PRIu64 "\n", labels, s->not_found);

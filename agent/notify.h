@@ -6,6 +6,8 @@
 
 #include <stdint.h>
 
+#define NOTIFY_STATUS_MAX 256 /* the STATUS= text `systemctl status` shows, NUL included */
+
 void notify_ready(const char *status);
 void notify_status(const char *status);
 void notify_stopping(void);

@@ -34,8 +34,9 @@ int outcome_set(struct outcome *o, int error, const char *fmt, ...) _printf_(3, 
 /* What an answer of the chain means (fallback_fetch() returned r and *fr):
  * 200 is found; 404 is not found, and so are 401 and 403 (layerd holds the
  * credentials: a client could not do better on this host); a failure of
- * every endpoint, a 5xx or no answer within the wait is unavailable
- * (-EHOSTUNREACH, -ETIMEDOUT; -ECANCELED at shutdown). Returns o->error. */
+ * every endpoint, a 5xx, no answer within the wait or an error of the chain
+ * itself (r < 0) is unavailable (-EHOSTUNREACH, -ETIMEDOUT; -ECANCELED at
+ * shutdown; the sink's errno). Returns o->error. */
 int outcome_from_upstream(struct outcome *o, int r, const struct fallback_response *fr);
 
 /* True for the upstream statuses that mean "not here" (404, 401, 403). */

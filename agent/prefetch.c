@@ -102,18 +102,15 @@ static int pins_add(struct prefetch_pins *pins, const struct digest *d) {
 }
 
 static int pins_save(const struct prefetch_pins *pins) {
-        _cleanup_free_ char *text = NULL;
-        size_t len = 0;
-        FILE *f = open_memstream(&text, &len);
-        if (!f)
-                return -ENOMEM;
+        /* One "algo:hex\n" per pin: at most DIGEST_STRING_MAX bytes, the newline in the NUL's place. */
+        _cleanup_buf_ struct buf text = BUF_INIT(pins->n_prev * DIGEST_STRING_MAX);
         for (size_t i = 0; i < pins->n_prev; i++) {
                 char ds[DIGEST_STRING_MAX];
-                fprintf(f, "%s\n", digest_to_string(&pins->prev[i], ds));
+                int r = buf_printf(&text, "%s\n", digest_to_string(&pins->prev[i], ds));
+                if (r < 0)
+                        return r;
         }
-        if (fclose(f) != 0)
-                return -ENOMEM;
-        return write_file_atomic(pins->path, text ? text : "", len, 0644);
+        return write_file_atomic(pins->path, buf_str(&text), text.len, 0644);
 }
 
 /* The round's end: complete (every entry resolved), what is no longer
@@ -222,7 +219,7 @@ struct round {
         size_t n_jobs, next;
         struct prefetch_round_stats stats;
         unsigned transient_failures; /* images and entries that failed for a reason that may pass */
-        char node_platform[64];
+        char node_platform[PREFETCH_PLATFORM_MAX];
 };
 
 static void report_hook(struct round *rd, const struct prefetch_image_report *r, bool done) {
@@ -612,7 +609,7 @@ int prefetch_round(struct pull *p, const struct spec_prefetch *list, bool offlin
         unsigned workers = list->concurrency ? list->concurrency : 1;
         if (workers > rd.n_jobs)
                 workers = (unsigned) rd.n_jobs;
-        pthread_t th[64];
+        pthread_t th[SPEC_PREFETCH_CONCURRENCY_MAX];
         unsigned started = 0;
         for (; r >= 0 && started < workers && started < ELEMENTSOF(th); started++)
                 if (pthread_create(&th[started], NULL, worker_main, &rd) != 0)

@@ -21,9 +21,10 @@
 #include "hostsconfig/spec.h"
 
 #define PREFETCH_PINS_FILE "prefetch.pins" /* under the cache directory */
+#define PREFETCH_PLATFORM_MAX 64            /* "os/arch/variant", NUL included */
 
 struct prefetch_platform_report {
-        char platform[64];   /* "linux/amd64", or "-" for a single-platform manifest */
+        char platform[PREFETCH_PLATFORM_MAX]; /* "linux/amd64", or "-" for a single-platform manifest */
         unsigned blobs, present, fetched, missing;
         char first_missing[DIGEST_STRING_MAX];
 };

@@ -26,6 +26,7 @@
 #include "agent/pull.h"
 #include "cache/cache.h"
 #include "common/macro.h"
+#include "common/parse.h"
 
 /* A few event-loop threads serve every connection; requests that wait for
  * an upstream get a thread of their own while they wait (agent/http.c). The
@@ -33,6 +34,7 @@
 #define SERVE_CONNECTION_LIMIT 512
 #define SERVE_POOL_MIN 2
 #define SERVE_POOL_MAX 8
+#define MHD_MESSAGE_MAX 1024 /* a libmicrohttpd message kept for its log line */
 #define SERVE_CONNECTION_TIMEOUT_S 60
 #define SERVE_THREAD_STACK (512 * 1024)
 /* Request line and headers (up to about 7.5 KiB; more gets 431, like
@@ -49,7 +51,7 @@ static void on_panic(void *cls, const char *file, unsigned line, const char *rea
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
-        char buf[1024];
+        char buf[MHD_MESSAGE_MAX];
         (void) cls;
         vsnprintf(buf, sizeof(buf), fmt, ap);
         buf[strcspn(buf, "\n")] = '\0';
@@ -59,7 +61,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 static int resolve_listen(const char *host, uint16_t port, struct sockaddr_storage *ret, socklen_t *ret_len) {
         struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV | AI_PASSIVE };
         struct addrinfo *res = NULL;
-        char port_text[8];
+        char port_text[PORT_TEXT_MAX];
         snprintf(port_text, sizeof(port_text), "%u", port);
         int r = getaddrinfo(host, port_text, &hints, &res);
         if (r != 0) {
@@ -311,7 +313,7 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                 struct timespec tick = { .tv_sec = (time_t) (tick_ms / 1000), .tv_nsec = (long) (tick_ms % 1000) * 1000000 };
                 int sig = sigtimedwait(&mask, NULL, &tick);
                 if (sig < 0) {
-                        char status[256];
+                        char status[NOTIFY_STATUS_MAX];
                         if (wd_usec)
                                 notify_watchdog();
                         pull_status(pull, status, sizeof(status));

@@ -99,6 +99,7 @@ struct cache_entry {
         bool had_reader;             /* its one reader was made (no second one) */
         bool had_interest;           /* someone but the writer held it once: from then on unwanted means -EPIPE */
         int stall_ms;                /* how long cache_write() waits for the reader to take bytes */
+        const atomic_bool *stop;     /* set: a write waiting for room gives up (cache_entry_set_stop()) */
 };
 
 /* The cache directory as given to cache_open(). */

@@ -28,6 +28,7 @@
  * Not here: a persisted index snapshot (the index is rebuilt from the
  * blobs' inodes at each start, in the background). */
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -160,6 +161,13 @@ bool cache_entry_wanted(struct cache_entry *e);
 /* The number of live readers of e (cache_reader_new() not yet freed): a
  * prefetch download lifts its rate limit while a client follows it. */
 unsigned cache_entry_followers(struct cache_entry *e);
+
+/* Writer only: a flag that, once set, makes a cache_write() waiting for room
+ * in a memory entry's ring give up with -ECANCELED within
+ * CACHE_STOP_CHECK_MS (a shutdown must not wait for a reader that stalls).
+ * The flag must outlive the entry's writer; NULL: none. */
+#define CACHE_STOP_CHECK_MS 100
+void cache_entry_set_stop(struct cache_entry *e, const atomic_bool *stop);
 
 /* Writer only: verifies size and digest, makes the blob durable and puts it
  * in the store (a memory entry: stores nothing), and tells the readers. On a

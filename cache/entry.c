@@ -273,8 +273,15 @@ static int ring_write(struct cache_entry *e, const char *p, size_t size) {
                 }
                 size_t room = e->window - (size_t) (e->written - e->consumed);
                 if (room == 0) {
-                        if (time_cond_wait_until(&e->progress, &e->lock, deadline) == -ETIMEDOUT &&
-                            e->consumed == seen) {
+                        if (e->stop && atomic_load(e->stop)) {
+                                r = -ECANCELED;
+                                break;
+                        }
+                        /* In slices, to notice the stop flag. */
+                        uint64_t slice = time_deadline_ms(CACHE_STOP_CHECK_MS);
+                        if (time_cond_wait_until(&e->progress, &e->lock, slice < deadline ? slice : deadline) ==
+                                    -ETIMEDOUT &&
+                            e->consumed == seen && time_now_ms() >= deadline) {
                                 r = -ETIMEDOUT; /* a reader that takes nothing is gone */
                                 break;
                         }
@@ -404,6 +411,12 @@ bool cache_entry_wanted(struct cache_entry *e) {
         bool w = wanted_locked(e);
         pthread_mutex_unlock(&e->lock);
         return w;
+}
+
+void cache_entry_set_stop(struct cache_entry *e, const atomic_bool *stop) {
+        pthread_mutex_lock(&e->lock);
+        e->stop = stop;
+        pthread_mutex_unlock(&e->lock);
 }
 
 unsigned cache_entry_followers(struct cache_entry *e) {

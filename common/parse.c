@@ -332,7 +332,7 @@ int url_parse(const char *s, struct url *ret, const char **ret_reason) {
 char *url_to_string(const struct url *u) {
         char *s = NULL;
         bool v6 = strchr(u->host, ':') != NULL;
-        char port[8] = "";
+        char port[PORT_TEXT_MAX] = "";
         bool default_port = (strcmp(u->scheme, "https") == 0 && u->port == 443) ||
                             (strcmp(u->scheme, "http") == 0 && u->port == 80);
         if (u->port != 0 && !default_port)

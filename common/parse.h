@@ -14,6 +14,7 @@ int parse_uint(const char *s, uint64_t max, uint64_t *ret);
 
 /* A TCP port, 1..65535. */
 int parse_port(const char *s, uint16_t *ret);
+#define PORT_TEXT_MAX 8 /* a port as text, ":65535" and its NUL */
 
 /* Bytes: an integer with an optional unit, binary (K, Ki, KiB ... T, TiB: powers
  * of 1024) or decimal (KB, MB, GB, TB: powers of 1000); "B" is bytes. */

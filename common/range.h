@@ -7,6 +7,9 @@
 
 #include <stdint.h>
 
+/* A Content-Range value or header text: "bytes ", three 20-digit numbers, '-' and '/', NUL. */
+#define CONTENT_RANGE_MAX 96
+
 /* Applies value to an object of size bytes. Returns 0 with the range to send
  * (start, and length >= 1); -ERANGE when no byte of it exists (answer 416
  * with "Content-Range: bytes *\/size"); -EINVAL when the header is not one

@@ -137,7 +137,7 @@ int reference_parse(const char *s, bool want_tag, struct reference *ret, const c
                 /* One spelling per registry: lower case, IPv6 compressed, port
                  * without leading zeros ("Registry.Example.com:05000"). */
                 bool v6 = strchr(host, ':') != NULL;
-                char port_text[8] = "";
+                char port_text[PORT_TEXT_MAX] = "";
                 if (port)
                         snprintf(port_text, sizeof(port_text), ":%u", port);
                 if (asprintf(&canonical_domain, "%s%s%s%s", v6 ? "[" : "", host, v6 ? "]" : "", port_text) < 0) {

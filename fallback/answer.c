@@ -14,7 +14,9 @@
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/parse.h"
+#include "common/range.h"
 #include "fallback/fallback-internal.h"
+
 
 enum outcome fallback_fail(struct fetch *f, const char *fmt, ...) {
         va_list ap;
@@ -44,7 +46,7 @@ static char *manifest_media_type(const struct http_response *hr, const struct bu
 /* "bytes A-B/TOTAL" -> A and TOTAL (-1 for "*"). */
 static int parse_content_range(const char *s, uint64_t *ret_start, int64_t *ret_total) {
         /* Strict digits (parse_uint: no sign, no space, no overflow), not sscanf. */
-        char buf[96];
+        char buf[CONTENT_RANGE_MAX];
         uint64_t a, b, t;
         size_t len = s ? strlen(s) : 0;
         if (!s || strncmp(s, "bytes ", 6) != 0 || len - 6 >= sizeof(buf))

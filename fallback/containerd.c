@@ -26,6 +26,7 @@
 
 #define GRPC_FRAME_HEADER 5
 #define GRPC_MESSAGE_PREVIEW 96 /* of a grpc-message in a reason */
+#define CONTENT_TYPE_PREVIEW 64 /* of a Content-Type, to compare and to quote in a reason */
 #define PROTO_GROUP_DEPTH_MAX 8 /* nested groups skipped at most (a deprecated wire type) */
 #define VERSION_URL "http://localhost/containerd.services.version.v1.Version/Version"
 
@@ -202,7 +203,7 @@ struct answer {
         size_t len;
         bool too_big;
         bool has_content_type;
-        char content_type[64];
+        char content_type[CONTENT_TYPE_PREVIEW];
         int grpc_status; /* -1: none seen (headers or trailers) */
         char grpc_message[GRPC_MESSAGE_PREVIEW];
 };

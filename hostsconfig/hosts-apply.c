@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/buf.h"
 #include "common/fsutil.h"
 #include "common/macro.h"
 #include "hostsconfig/hosts.h"
@@ -26,11 +27,9 @@ struct hosts_report *hosts_report_free(struct hosts_report *r) {
 }
 
 static struct hosts_change *add_change(struct hosts_report *r, const char *name, enum hosts_change_kind kind) {
-        struct hosts_change *v = realloc(r->changes, (r->n_changes + 1) * sizeof(*v));
-        if (!v)
+        if (ARRAY_RESERVE(r->changes, &r->cap_changes, r->n_changes + 1, 16, SIZE_MAX) < 0)
                 return NULL;
-        r->changes = v;
-        struct hosts_change *c = &v[r->n_changes];
+        struct hosts_change *c = &r->changes[r->n_changes];
         *c = (struct hosts_change) { .name = strdup(name), .kind = kind };
         if (!c->name)
                 return NULL;

@@ -38,7 +38,7 @@ struct hosts_file {
 struct hosts_output {
         enum hosts_format format;
         struct hosts_file *files; /* in spec order */
-        size_t n_files;
+        size_t n_files, cap_files;
 };
 
 /* Renders s for a runtime. agent_url is where that runtime reaches layerd
@@ -70,7 +70,7 @@ struct hosts_change {
 
 struct hosts_report {
         struct hosts_change *changes;
-        size_t n_changes;
+        size_t n_changes, cap_changes;
         size_t count[_HOSTS_CHANGE_MAX];
 };
 

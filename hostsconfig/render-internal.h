@@ -5,21 +5,25 @@
 
 #include <stdio.h>
 
+#include "common/buf.h"
 #include "hostsconfig/hosts.h"
 
 /* The most URLs a renderer lists for one registry: layerd itself, every
  * listed endpoint, and the origin the parser may append after them. */
 #define RENDER_URLS_MAX (1 + SPEC_ENDPOINTS_MAX + 1)
 
-/* A file being rendered into memory. */
+/* A file being rendered into memory: renderers write to f with stdio (and
+ * libyaml's emitter, json_write_string), the bytes land in buf, which holds
+ * at most HOSTS_FILE_MAX. f refers to the struct: it must not move while open. */
 struct render_buf {
         FILE *f;
-        char *data;
-        size_t size;
+        struct buf buf;
+        int error; /* the first write into buf that failed (-EFBIG, -ENOMEM); 0 */
 };
 
 int render_buf_open(struct render_buf *b);
-/* Closes the stream and appends the file to o under name (taking the data). */
+/* Closes the stream and appends the file to o under name (taking the bytes);
+ * -EFBIG when it grew past HOSTS_FILE_MAX, -ENOMEM. Either way b is discarded. */
 int render_buf_finish(struct render_buf *b, struct hosts_output *o, const char *name);
 void render_buf_discard(struct render_buf *b);
 

@@ -37,41 +37,48 @@ struct hosts_output *hosts_output_free(struct hosts_output *o) {
         return NULL;
 }
 
+/* stdio's write hook (fopencookie): appends to the capped buffer. After
+ * one failure every later write fails too, so no file is kept with a hole. */
+static ssize_t render_buf_write(void *cookie, const char *data, size_t size) {
+        struct render_buf *b = cookie;
+        int r = b->error < 0 ? b->error : buf_append(&b->buf, data, size);
+        if (r < 0) {
+                b->error = r;
+                errno = -r;
+                return 0; /* fopencookie(3): 0 on error, never negative */
+        }
+        return (ssize_t) size;
+}
+
 int render_buf_open(struct render_buf *b) {
-        *b = (struct render_buf) {};
-        b->f = open_memstream(&b->data, &b->size);
+        /* Larger than hosts_apply() would read back: refused while rendering, whole. */
+        *b = (struct render_buf) { .buf = BUF_INIT(HOSTS_FILE_MAX) };
+        b->f = fopencookie(b, "w", (cookie_io_functions_t) { .write = render_buf_write });
         return b->f ? 0 : -ENOMEM;
 }
 
 void render_buf_discard(struct render_buf *b) {
         if (b->f)
                 fclose(b->f);
-        free(b->data);
+        buf_free(&b->buf);
         *b = (struct render_buf) {};
 }
 
 int render_buf_finish(struct render_buf *b, struct hosts_output *o, const char *name) {
         bool failed = ferror(b->f) != 0;
-        if (fclose(b->f) != 0)
+        if (fclose(b->f) != 0) /* flushes the last bytes into buf */
                 failed = true;
         b->f = NULL;
-        /* Larger than hosts_apply() would read back: refuse it here, whole. */
-        if (!failed && b->size > HOSTS_FILE_MAX) {
-                render_buf_discard(b);
-                return -EFBIG;
-        }
-        struct hosts_file *files = failed ? NULL : realloc(o->files, (o->n_files + 1) * sizeof(*files));
-        char *n = failed ? NULL : strdup(name);
-        if (!files || !n) {
-                if (files)
-                        o->files = files;
-                free(n);
-                render_buf_discard(b);
-                return -ENOMEM;
-        }
-        o->files = files;
-        o->files[o->n_files++] = (struct hosts_file) { .name = n, .content = b->data, .size = b->size };
-        *b = (struct render_buf) {};
+        int r = b->error < 0 ? b->error : failed ? -ENOMEM : 0;
+        if (r >= 0)
+                r = ARRAY_RESERVE(o->files, &o->cap_files, o->n_files + 1, 4, SIZE_MAX);
+        _cleanup_free_ char *n = r >= 0 ? strdup(name) : NULL;
+        size_t size = 0;
+        char *content = n ? buf_take(&b->buf, &size) : NULL;
+        render_buf_discard(b);
+        if (!content)
+                return r < 0 ? r : -ENOMEM;
+        o->files[o->n_files++] = (struct hosts_file) { .name = TAKE_PTR(n), .content = content, .size = size };
         return 0;
 }
 

@@ -65,7 +65,7 @@ static void helm_endpoint(struct spec_ctx *c, const yaml_node_t *item, const cha
                         return;
                 }
         }
-        char shown[256];
+        char shown[SPEC_URL_SHOWN_MAX];
         if (url_redact(full ? full : s, shown, sizeof(shown))) {
                 /* The Helm form has no place for credentials; the layerd form does.
                  * Show the value as written, without the scheme we added. */

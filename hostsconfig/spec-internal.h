@@ -16,6 +16,7 @@
 
 #define SPEC_PATH_MAX 512     /* key path shown in errors, e.g. registries.docker.io.endpoints[1].url */
 #define SPEC_STRING_MAX 4096  /* longest scalar accepted */
+#define SPEC_URL_SHOWN_MAX 256 /* a URL quoted in an error (url_redact()ed), NUL included */
 /* What the model may hold once aliases are expanded: YAML aliases let a few
  * kilobytes name gigabytes, so every scalar read counts against this. */
 #define SPEC_EXPANDED_MAX (4 * SPEC_FILE_MAX)

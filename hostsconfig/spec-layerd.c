@@ -17,6 +17,7 @@
 
 #define DURATION_MAX_MS (3600ULL * 1000)
 #define TAG_TTL_MAX_MS (30ULL * 86400 * 1000)
+#define REGEX_ERROR_MAX 128 /* regerror()'s text, NUL included */
 
 const char *const spec_layerd_top_keys[SPEC_LAYERD_TOP_KEYS] = { "version", "agent", "registries", "prefetch",
                                                                  "hosts" };
@@ -112,7 +113,7 @@ static char *get_url(struct spec_ctx *c, const yaml_node_t *n, const char *path,
                 return NULL;
         }
         if (r < 0) {
-                char shown[256];
+                char shown[SPEC_URL_SHOWN_MAX];
                 url_redact(s, shown, sizeof(shown));
                 spec_error(c, n, path, "%s: \"%s\"", reason, shown);
                 return NULL;
@@ -625,7 +626,7 @@ static void parse_tags(struct spec_ctx *c, const yaml_node_t *n, const char *pat
                         regfree(&re);
                         e->tag_regex = spec_strdup(c, s);
                 } else if (s) {
-                        char why[128];
+                        char why[REGEX_ERROR_MAX];
                         regerror(r, NULL, why, sizeof(why));
                         spec_error(c, v[0], p, "not a valid extended regular expression: %s", why);
                 }
@@ -716,7 +717,7 @@ static void parse_prefetch(struct spec_ctx *c, const yaml_node_t *n) {
                 (void) get_duration(c, v[0], "prefetch.interval", 60 * 1000, 365ULL * 86400 * 1000, &pf->interval_ms);
         if (v[1]) {
                 uint64_t x;
-                if (spec_get_uint(c, v[1], "prefetch.concurrency", 1, 64, &x) == 0)
+                if (spec_get_uint(c, v[1], "prefetch.concurrency", 1, SPEC_PREFETCH_CONCURRENCY_MAX, &x) == 0)
                         pf->concurrency = (unsigned) x;
         }
         if (v[2])

@@ -8,6 +8,8 @@
 #include "common/parse.h"
 #include "hostsconfig/spec.h"
 
+#define LISTEN_TEXT_MAX 300 /* "[host]:port", NUL included */
+
 /* Every helper returns false once the emitter failed; callers chain them with &&. */
 struct out {
         yaml_emitter_t e;
@@ -197,7 +199,7 @@ static bool prefetch_entry(struct out *o, const struct spec_prefetch_entry *e) {
 }
 
 static bool document(struct out *o, const struct spec *s) {
-        char listen[300];
+        char listen[LISTEN_TEXT_MAX];
         bool v6 = strchr(s->agent.listen_host, ':') != NULL;
         snprintf(listen, sizeof(listen), "%s%s%s:%u", v6 ? "[" : "", s->agent.listen_host, v6 ? "]" : "",
                  s->agent.listen_port);

@@ -9,6 +9,8 @@
 #include "common/parse.h"
 #include "hostsconfig/spec-internal.h"
 
+#define HINT_KEY_MAX 63 /* a longer key gets no did-you-mean hint */
+
 void spec_error(struct spec_ctx *c, const yaml_node_t *n, const char *path, const char *fmt, ...) {
         char msg[ERROR_MESSAGE_MAX];
         va_list ap;
@@ -133,9 +135,9 @@ int spec_get_uint(struct spec_ctx *c, const yaml_node_t *n, const char *path, ui
 /* Edit distance for the did-you-mean hint; keys are short (< 32 chars). */
 static size_t edit_distance(const char *a, const char *b) {
         size_t la = strlen(a), lb = strlen(b);
-        if (la > 63 || lb > 63)
+        if (la > HINT_KEY_MAX || lb > HINT_KEY_MAX)
                 return SIZE_MAX;
-        size_t row[64];
+        size_t row[HINT_KEY_MAX + 1];
         for (size_t j = 0; j <= lb; j++)
                 row[j] = j;
         for (size_t i = 1; i <= la; i++) {
@@ -266,7 +268,7 @@ char *spec_registry_host(struct spec_ctx *c, const yaml_node_t *n, const char *p
         /* Canonical, as parse_host_port leaves the host (lower case, IPv6
          * compressed), with the port written without leading zeros. */
         bool v6 = strchr(host, ':') != NULL;
-        char port_text[8] = "", *canonical = NULL;
+        char port_text[PORT_TEXT_MAX] = "", *canonical = NULL;
         if (port)
                 snprintf(port_text, sizeof(port_text), ":%u", port);
         if (asprintf(&canonical, "%s%s%s%s", v6 ? "[" : "", host, v6 ? "]" : "", port_text) < 0) {

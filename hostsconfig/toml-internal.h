@@ -19,11 +19,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct toml_array *, toml_array_free);
 /* A dotted key path as shown in messages ("a.b.c"), NUL included; cut if longer. */
 #define TOML_KEY_PATH_MAX 512
 
-/* Arrays of pairs and items hold max(16, the next power of two) slots, so a
- * long array costs a logarithmic number of reallocations: whether n used
- * slots fill the allocation, and the size to grow it to. */
-bool toml_slots_full(size_t n);
-size_t toml_slots_next(size_t n);
+/* Arrays of pairs and items start with this many slots and double
+ * (array_reserve), so a long array costs a logarithmic number of reallocations. */
+#define TOML_SLOTS_MIN 16
 
 /* The pair of t whose key is key, or NULL. */
 struct toml_pair *toml_table_find(const struct toml_table *t, const char *key);

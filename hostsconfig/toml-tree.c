@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "common/macro.h"
 #include "hostsconfig/toml-internal.h"
 
@@ -52,16 +53,6 @@ void toml_value_done(struct toml_value *v) {
         v->type = TOML_BOOLEAN; /* owns nothing now */
 }
 
-/* Arrays of pairs and items hold max(16, the next power of two) slots, so
- * a long array costs a logarithmic number of reallocations. */
-bool toml_slots_full(size_t n) {
-        return n == 0 || (n >= 16 && (n & (n - 1)) == 0);
-}
-
-size_t toml_slots_next(size_t n) {
-        return n == 0 ? 16 : 2 * n;
-}
-
 struct toml_pair *toml_table_find(const struct toml_table *t, const char *key) {
         for (size_t i = 0; i < t->n; i++)
                 if (strcmp(t->pairs[i].key, key) == 0)
@@ -70,12 +61,9 @@ struct toml_pair *toml_table_find(const struct toml_table *t, const char *key) {
 }
 
 int toml_array_append(struct toml_array *a, struct toml_value *v) {
-        if (toml_slots_full(a->n)) {
-                struct toml_value *items = realloc(a->items, toml_slots_next(a->n) * sizeof(*items));
-                if (!items)
-                        return -ENOMEM;
-                a->items = items;
-        }
+        int r = ARRAY_RESERVE(a->items, &a->cap, a->n + 1, TOML_SLOTS_MIN, SIZE_MAX);
+        if (r < 0)
+                return r;
         a->items[a->n++] = *v;
         v->type = TOML_BOOLEAN;
         return 0;

@@ -433,14 +433,11 @@ static int table_add(struct parser *p, struct toml_table *t, char *key, struct t
                 toml_value_done(v);
                 return fail_at(p, m, "a table with more than %d keys", TOML_TABLE_KEYS_MAX);
         }
-        if (toml_slots_full(t->n)) {
-                struct toml_pair *pairs = realloc(t->pairs, toml_slots_next(t->n) * sizeof(*pairs));
-                if (!pairs) {
-                        free(key);
-                        toml_value_done(v);
-                        return -ENOMEM;
-                }
-                t->pairs = pairs;
+        int r = ARRAY_RESERVE(t->pairs, &t->cap, t->n + 1, TOML_SLOTS_MIN, TOML_TABLE_KEYS_MAX);
+        if (r < 0) {
+                free(key);
+                toml_value_done(v);
+                return r;
         }
         t->pairs[t->n] = (struct toml_pair) { .key = key, .value = *v };
         v->type = TOML_BOOLEAN;

@@ -75,7 +75,7 @@ struct toml_value {
 
 struct toml_array {
         struct toml_value *items;
-        size_t n;
+        size_t n, cap; /* items used, allocated */
         bool of_tables; /* built by [[header]]s: every item is a TOML_TABLE */
         unsigned depth; /* containers above it; the root table is at 0 */
 };
@@ -95,7 +95,7 @@ enum toml_table_origin {
 
 struct toml_table {
         struct toml_pair *pairs; /* in the order of the document */
-        size_t n;
+        size_t n, cap;           /* pairs used, allocated */
         enum toml_table_origin origin;
         unsigned depth; /* containers above it; the root table is at 0 */
 };

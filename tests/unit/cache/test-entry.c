@@ -603,6 +603,20 @@ static void test_unstored_reader_leaves(void **state) {
         cache_reader_free(r);
         cache_writer_unref(e);
 
+        /* A shutdown: the stop flag ends a write waiting for room, the reader still there and taking nothing. */
+        atomic_bool stop = false;
+        assert_int_equal(cache_begin_unstored(c, &d, -1, RING, &e), 0);
+        cache_entry_set_stop(e, &stop);
+        assert_int_equal(cache_reader_new(e, &r), 0);
+        writer_job_init(&w, e, b, THROUGH_SIZE, 1000);
+        assert_int_equal(pthread_create(&t, NULL, writer_main, &w), 0);
+        wait_offset(e, RING);
+        atomic_store(&stop, true);
+        assert_int_equal(writer_job_join(&w, t), -ECANCELED);
+        assert_true(cache_entry_wanted(e)); /* it was the flag, not the reader leaving */
+        cache_reader_free(r);
+        cache_writer_unref(e);
+
         /* Nobody came yet: not "unwanted" (the reader may be on its way), only full. */
         assert_int_equal(cache_begin_unstored(c, &d, -1, RING, &e), 0);
         e->stall_ms = 50;

@@ -730,6 +730,40 @@ static void test_agent_url(void **state) {
         }
 }
 
+/* A file past HOSTS_FILE_MAX is refused whole, while it is being rendered:
+ * 32 headers of 16 aliased 4000-byte values make 2 MiB of hosts.toml from a
+ * few kilobytes of YAML. */
+static void test_file_too_big(void **state) {
+        (void) state;
+        char value[4001];
+        memset(value, 'v', sizeof(value) - 1);
+        value[sizeof(value) - 1] = '\0';
+        char *yaml = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&yaml, &len);
+        assert_non_null(f);
+        fprintf(f, "version: 1\nregistries:\n  docker.io:\n    endpoints:\n"
+                   "      - url: https://mirror.example.com\n        headers:\n");
+        for (int h = 0; h < SPEC_HEADERS_MAX; h++) {
+                fprintf(f, "          X-H%d: [", h);
+                for (int i = 0; i < SPEC_HEADER_VALUES_MAX; i++)
+                        fprintf(f, "%s%s%s", i ? ", " : "", h || i ? "*v" : "&v ", h || i ? "" : value);
+                fprintf(f, "]\n");
+        }
+        assert_int_equal(fclose(f), 0);
+        struct spec *s = NULL;
+        struct error_list errors, notes;
+        int r = spec_parse("big.yaml", yaml, len, CACHE, &s, &errors);
+        free(yaml);
+        if (r != 0)
+                error_list_print(&errors, stderr);
+        assert_int_equal(r, 0);
+        struct hosts_output *o = (struct hosts_output *) 0x1;
+        assert_int_equal(hosts_render(s, HOSTS_FORMAT_CONTAINERD, AGENT, &o, &notes), -EFBIG);
+        assert_ptr_equal(o, (struct hosts_output *) 0x1);
+        spec_free(s);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_example_spec),
@@ -750,6 +784,7 @@ int main(void) {
                 cmocka_unit_test(test_no_docker_io),
                 cmocka_unit_test(test_formats),
                 cmocka_unit_test(test_agent_url),
+                cmocka_unit_test(test_file_too_big),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
