@@ -117,10 +117,11 @@ static void test_upstream_errors(void **state) {
         assert_int_equal(o.kind, OUTCOME_UNAVAILABLE);
         assert_string_equal(o.reason, strerror(ENOSPC));
 
-        /* A bad request is the request's fault. */
+        /* The chain's own -EINVAL is no client's bad request: unavailable. */
         dirty(&o);
-        assert_int_equal(outcome_from_upstream(&o, -EINVAL, &fr), -EINVAL);
-        assert_int_equal(o.kind, OUTCOME_BAD_REQUEST);
+        assert_int_equal(outcome_from_upstream(&o, -EINVAL, &fr), -EHOSTUNREACH);
+        assert_int_equal(o.kind, OUTCOME_UNAVAILABLE);
+        assert_string_equal(o.reason, strerror(EINVAL));
 }
 
 static void test_set(void **state) {
