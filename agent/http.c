@@ -153,16 +153,28 @@ static bool add_object_headers(struct MHD_Response *resp, const struct digest *d
                        MHD_YES;
 }
 
-static enum MHD_Result respond_manifest(struct MHD_Connection *conn, struct request *rq, bool head, const void *body,
-                                        uint64_t size, const struct digest *d, const char *media_type) {
-        struct MHD_Response *resp = head || !body ? head_response(size)
-                                                  : MHD_create_response_from_buffer((size_t) size, (void *) body,
-                                                                                    MHD_RESPMEM_MUST_COPY);
-        if (resp && !add_object_headers(resp, d, media_type)) {
+/* A manifest answer: from the cache's file (sendfile; nothing held per
+ * connection but the descriptor), else from its bytes, which the response
+ * takes over. */
+static enum MHD_Result respond_manifest(struct MHD_Connection *conn, struct request *rq, bool head,
+                                        struct manifest_answer *a) {
+        struct MHD_Response *resp;
+        if (head || (a->fd < 0 && !a->body))
+                resp = head_response(a->size);
+        else if (a->fd >= 0) {
+                resp = MHD_create_response_from_fd_at_offset64(a->size, a->fd, 0);
+                if (resp)
+                        a->fd = -1; /* MHD's now */
+        } else {
+                resp = MHD_create_response_from_buffer((size_t) a->size, a->body, MHD_RESPMEM_MUST_FREE);
+                if (resp)
+                        a->body = NULL;
+        }
+        if (resp && !add_object_headers(resp, &a->digest, a->media_type)) {
                 MHD_destroy_response(resp);
                 return MHD_NO;
         }
-        rq->length = head ? 0 : size;
+        rq->length = head ? 0 : a->size;
         return queue(conn, rq, MHD_HTTP_OK, resp);
 }
 
@@ -226,8 +238,9 @@ static enum MHD_Result manifest(struct pull *p, struct MHD_Connection *conn, str
                                 const struct target *t, bool head, const struct route_match *rt) {
         struct manifest_query q = { .registry = t->reg->host, .repository = t->repo,
                                     .tag = rt->by_digest ? NULL : rq->ref, .digest = rt->digest, .accept = t->accept,
-                                    .tag_ttl_ms = t->reg->tag_ttl_ms, .head = head, .may_block = rq->may_block };
-        struct manifest_answer a = {};
+                                    .tag_ttl_ms = t->reg->tag_ttl_ms, .head = head, .may_block = rq->may_block,
+                                    .want_fd = true };
+        struct manifest_answer a = { .fd = -1 };
         struct outcome o;
         int r = manifest_resolve(p, &q, &a, &o);
         if (r == -EWOULDBLOCK)
@@ -237,7 +250,7 @@ static enum MHD_Result manifest(struct pull *p, struct MHD_Connection *conn, str
                 snprintf(rq->endpoint, sizeof(rq->endpoint), "%s", a.endpoint);
         if (r < 0)
                 return respond_outcome(conn, rq, &o, true);
-        enum MHD_Result ret = respond_manifest(conn, rq, head, a.body, a.size, &a.digest, a.media_type);
+        enum MHD_Result ret = respond_manifest(conn, rq, head, &a);
         manifest_answer_done(&a);
         return ret;
 }

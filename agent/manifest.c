@@ -49,12 +49,17 @@ static bool accepts(const char *accept, const char *media_type) {
 void manifest_answer_done(struct manifest_answer *a) {
         free(a->body);
         free(a->media_type);
-        *a = (struct manifest_answer) {};
+        if (a->fd >= 0)
+                close(a->fd);
+        *a = (struct manifest_answer) { .fd = -1 };
 }
 
-/* Reads a committed manifest from the cache (at most FALLBACK_MANIFEST_MAX)
- * into *a; media_type, when known (a tag's record), saves working it out. */
-static int cached_manifest(struct pull *p, const struct digest *d, const char *media_type, struct manifest_answer *a) {
+/* A committed manifest from the cache (at most FALLBACK_MANIFEST_MAX) into
+ * *a: its bytes, or with want_fd an open descriptor instead (the bytes are
+ * read only when the media type must be worked out from them). media_type,
+ * when known (a tag's record), saves working it out. */
+static int cached_manifest(struct pull *p, const struct digest *d, const char *media_type, bool want_fd,
+                           struct manifest_answer *a) {
         _cleanup_close_ int fd = -1;
         uint64_t size = 0;
         int r = cache_open_blob(p->cache, d, &fd, &size);
@@ -62,30 +67,35 @@ static int cached_manifest(struct pull *p, const struct digest *d, const char *m
                 return r;
         if (size > FALLBACK_MANIFEST_MAX)
                 return -EFBIG;
-        _cleanup_free_ char *body = malloc(size ? size : 1);
-        if (!body)
-                return -ENOMEM;
-        ssize_t n = pread(fd, body, size, 0);
-        if (n < 0 || (uint64_t) n != size)
-                return -EIO;
         /* Parsing the JSON for its media type was a third of a cached GET's
          * CPU: a tag's record says it, and the cache remembers recent ones. */
         char known[CACHE_MEDIA_TYPE_MAX];
-        char *mt = media_type                                                   ? strdup(media_type)
-                   : cache_media_type_get(p->cache, d, known, sizeof(known)) == 0 ? strdup(known)
-                                                                                  : NULL;
+        _cleanup_free_ char *mt = media_type                                                   ? strdup(media_type)
+                                  : cache_media_type_get(p->cache, d, known, sizeof(known)) == 0 ? strdup(known)
+                                                                                                 : NULL;
+        _cleanup_free_ char *body = NULL;
+        if (!mt || !want_fd) {
+                body = malloc(size ? size : 1);
+                if (!body)
+                        return -ENOMEM;
+                ssize_t n = pread(fd, body, size, 0);
+                if (n < 0 || (uint64_t) n != size)
+                        return -EIO;
+        }
         if (!mt) {
                 mt = fallback_manifest_media_type(body, size);
-                if (mt)
-                        cache_media_type_remember(p->cache, d, mt);
+                if (!mt)
+                        return -EMEDIUMTYPE; /* the digest names a blob, not a manifest */
+                cache_media_type_remember(p->cache, d, mt);
         }
-        if (!mt)
-                return -EMEDIUMTYPE; /* the digest names a blob, not a manifest */
         manifest_answer_done(a);
         a->digest = *d;
         a->size = size;
-        a->body = TAKE_PTR(body);
-        a->media_type = mt;
+        a->media_type = TAKE_PTR(mt);
+        if (want_fd)
+                a->fd = TAKE_FD(fd);
+        else
+                a->body = TAKE_PTR(body);
         return 0;
 }
 
@@ -115,7 +125,7 @@ static void note_endpoint(struct manifest_answer *a, const struct fallback_respo
 
 static int by_digest(struct pull *p, const struct manifest_query *q, const struct digest *d,
                      struct manifest_answer *a, struct outcome *o) {
-        if (cached_manifest(p, d, NULL, a) == 0) {
+        if (cached_manifest(p, d, NULL, q->want_fd, a) == 0) {
                 a->cache = "hit";
                 return outcome_set(o, 0, NULL);
         }
@@ -142,6 +152,18 @@ static int by_digest(struct pull *p, const struct manifest_query *q, const struc
                 a->media_type = TAKE_PTR(fr.media_type);
                 if (!a->media_type && a->body)
                         a->media_type = fallback_manifest_media_type(a->body, a->size);
+                if (a->fetched && a->media_type)
+                        cache_media_type_remember(p->cache, d, a->media_type); /* hits need not parse it */
+                /* Stored: sent from the file like a hit, not from this request's copy. */
+                uint64_t stored = 0;
+                int fd = -1;
+                if (q->want_fd && a->body && cache_open_blob(p->cache, d, &fd, &stored) == 0) {
+                        if (stored == a->size) {
+                                a->fd = fd;
+                                a->body = mfree(a->body);
+                        } else
+                                close(fd);
+                }
         }
         fallback_response_done(&fr);
         return r;
@@ -162,7 +184,7 @@ static int by_tag(struct pull *p, const struct manifest_query *q, struct manifes
                         a->cache = "hit";
                         return outcome_set(o, a->media_type ? 0 : -ENOMEM, NULL);
                 }
-                if (cached_manifest(p, &known.digest, known.media_type, a) == 0) {
+                if (cached_manifest(p, &known.digest, known.media_type, q->want_fd, a) == 0) {
                         a->cache = "hit";
                         return outcome_set(o, 0, NULL);
                 }
@@ -214,7 +236,7 @@ static int by_tag(struct pull *p, const struct manifest_query *q, struct manifes
         /* stale-if-error: every upstream failed (not "not found", not a shutdown), the node's last answer stands. */
         if (o->kind != OUTCOME_UNAVAILABLE || fetched == -ECANCELED || !have)
                 return r;
-        if (!q->head && cached_manifest(p, &known.digest, known.media_type, a) < 0)
+        if (!q->head && cached_manifest(p, &known.digest, known.media_type, q->want_fd, a) < 0)
                 return r;
         if (q->head) {
                 a->digest = known.digest;
@@ -235,7 +257,8 @@ static int by_tag(struct pull *p, const struct manifest_query *q, struct manifes
 
 int manifest_resolve(struct pull *p, const struct manifest_query *q, struct manifest_answer *ret,
                      struct outcome *o) {
-        struct manifest_answer a = { .cache = "-" };
+        struct manifest_answer a = { .cache = "-", .fd = -1 };
+        *ret = a; /* whatever the caller had there: nothing to free, no descriptor */
         int r = q->tag ? by_tag(p, q, &a, o) : by_digest(p, q, &q->digest, &a, o);
         if (r >= 0 && q->offline && a.body) {
                 /* The air-gapped check: a manifest is hashed again like every
@@ -276,7 +299,7 @@ int pull_manifest_ensure(struct pull *p, const char *registry, const char *repos
                 return -EINVAL;
         struct spec_ref *sr = spec_ref_get(p);
         const struct spec_registry *reg = pull_registry(sr->spec, registry, offline);
-        struct manifest_answer a = {};
+        struct manifest_answer a = { .fd = -1 };
         struct outcome o;
         int r = -ENXIO;
         if (reg || offline) {

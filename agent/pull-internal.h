@@ -96,12 +96,14 @@ struct manifest_query {
         bool head;             /* no body wanted: a HEAD may be answered from a tag's record */
         bool offline;          /* the node's records and cache only; nothing is asked upstream */
         bool may_block;        /* false: -EWOULDBLOCK instead of asking upstream (the event loop) */
+        bool want_fd;          /* a cached body may come as an open descriptor instead of bytes */
 };
 
 struct manifest_answer {
         struct digest digest;
         uint64_t size;
-        void *body;       /* verified bytes; NULL for a HEAD answered without them */
+        void *body;       /* verified bytes; NULL for a HEAD answered without them, or with fd */
+        int fd;           /* with want_fd: the committed manifest's descriptor (size bytes), or -1 */
         char *media_type; /* may be NULL when an upstream HEAD by digest did not say */
         const char *cache; /* hit, miss, revalidated, stale: for the request's log line */
         char endpoint[PULL_ENDPOINT_MAX]; /* who answered, when upstream did */
@@ -111,11 +113,12 @@ struct manifest_answer {
 
 /* Resolves q: the cache, the tag policy (trusted for tag_ttl_ms, then
  * revalidated with a HEAD; the last answer kept when every upstream fails),
- * else the chain (stored once verified). Returns 0 with *ret (release with
+ * else the chain (stored once verified). *ret is set whatever happens. Returns 0 with *ret (release with
  * manifest_answer_done()), or -EWOULDBLOCK (q->may_block false and upstream
  * must be asked), or -errno with *o saying what it means for a client. */
 int manifest_resolve(struct pull *p, const struct manifest_query *q, struct manifest_answer *ret,
                      struct outcome *o);
+/* Frees what *a (filled by manifest_resolve(), which sets all of it) holds and leaves it empty (fd -1). */
 void manifest_answer_done(struct manifest_answer *a);
 
 /* ---- download.c: single-flight blob downloads ---- */
