@@ -153,6 +153,27 @@ int fallback_on_body(void *userdata, const void *data, size_t size) {
         return 0;
 }
 
+/* A request that carries a half-open breaker's probe gives its verdict with
+ * the head: the endpoint answers as a server should, and nothing the body
+ * does later (a blob trickling for minutes) may keep every other request of
+ * the registry waiting for that verdict (they are refused while a probe is in
+ * flight). A body that fails after this counts against the closed breaker as
+ * any request's would. Non-2xx heads need no early verdict: their bodies are
+ * not waited for beyond a second (http.h), the attempt's outcome decides. */
+void fallback_on_head(void *userdata, const struct http_response *hr) {
+        struct fetch *f = userdata;
+        if (!f->probing || hr->status < 200 || hr->status > 299)
+                return;
+        /* blob_prepare() only computes (blob_begin() does it again at the first
+         * byte): a blob answer that it refuses is no verdict yet, that failure is. */
+        if (f->req->kind == FALLBACK_BLOB && !f->req->head && blob_prepare(f) != OUT_OK)
+                return;
+        struct event_buf evb = { 0 };
+        fallback_breaker_success(f->fb, f->probing, &evb);
+        f->probing = NULL;
+        fallback_emit(f->fb, &evb);
+}
+
 /* Checks a 2xx answer and fills the response. */
 enum outcome fallback_accept_answer(struct fetch *f, const struct ep *e) {
         struct http_response *hr = f->hr;

@@ -120,7 +120,10 @@ const char *fallback_breaker_state_to_string(enum fallback_breaker_state s) {
  * same exchange as a HEAD (no body, no Docker Hub "pull") probes the endpoint
  * on a thread of its own. Its outcome closes or reopens the breaker as a
  * client's request would. Only when no later endpoint could serve does the
- * client's request probe itself: it has nothing better to do. */
+ * client's request probe itself: it has nothing better to do. Its response
+ * head is then the verdict (fallback_on_head()), not the end of its body: a
+ * blob trickling for minutes must not keep the registry's other requests
+ * refused as "circuit open" all that time. */
 struct probe {
         struct fallback *fb;
         struct config *cfg; /* a reference: reg and e point into it */

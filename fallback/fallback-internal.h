@@ -136,6 +136,10 @@ struct fetch {
         bool by_digest;
         struct digest want;
         bool as_get;           /* a HEAD by tag that has to be answered with a GET */
+        /* The half-open breaker whose probe this request carries itself, until
+         * the verdict: given by the first 2xx head (fallback_on_head()), else
+         * by the attempt's outcome. */
+        struct ep_state *probing;
 
         /* the current exchange */
         struct http_response *hr;
@@ -203,6 +207,9 @@ int fallback_breaker_probe(struct fetch *f, struct config *cfg, const struct ep 
 enum outcome fallback_fail(struct fetch *f, const char *fmt, ...) _printf_(2, 3);
 /* The body callback of an exchange: a blob's bytes to the sink (checked first), others into f->manifest. */
 int fallback_on_body(void *userdata, const void *data, size_t size);
+/* The head callback of an exchange: a 2xx head (for a blob, one whose Content-Range, size and digest
+ * claim pass) closes the breaker whose probe f carries (f->probing, then NULL). */
+void fallback_on_head(void *userdata, const struct http_response *hr);
 /* Checks a 2xx answer from e (f->hr) and fills f->resp. */
 enum outcome fallback_accept_answer(struct fetch *f, const struct ep *e);
 

@@ -209,6 +209,7 @@ static int perform(struct fetch *f, struct exchange *x, bool head, struct curl_s
                 .user = x->same_host && x->basic ? e->creds->user : NULL,
                 .password = x->same_host && x->basic ? e->creds->password : NULL,
                 .on_body = fallback_on_body,
+                .on_head = fallback_on_head,
                 .userdata = f,
                 /* Bounds a whole exchange too: a body trickling in within the idle
                  * timeout cannot hold a caller past its deadline (blob downloads,
@@ -501,6 +502,15 @@ static bool later_usable(struct fetch *f, size_t i, uint64_t now) {
         return usable;
 }
 
+/* f's attempts ended without a verdict (cancelled, given up, aborted): the
+ * probe it carried, if it still does, goes to the next request. A request that
+ * was not the probe leaves the breaker alone (another may carry it now). */
+static void probe_release(struct fetch *f) {
+        if (f->probing)
+                fallback_breaker_release(f->fb, f->probing);
+        f->probing = NULL;
+}
+
 int fallback_fetch(struct fallback *fb, const struct fallback_request *req, struct fallback_response *ret) {
         struct fetch f = { .fb = fb, .req = req, .resp = ret, .total = -1,
                            .manifest = { .max = FALLBACK_MANIFEST_MAX } };
@@ -546,16 +556,17 @@ int fallback_fetch(struct fallback *fb, const struct fallback_request *req, stru
                 if (a == ADMIT_PROBE && req->kind != FALLBACK_TAGS && later_usable(&f, i, now) &&
                     fallback_breaker_probe(&f, cfg, e) == 0)
                         continue; /* probed in the background; this request goes on */
+                f.probing = a == ADMIT_PROBE ? e->st : NULL;
                 for (;;) {
                         if (req->cancelled && req->cancelled(req->cancel_userdata)) {
-                                fallback_breaker_release(fb, e->st);
+                                probe_release(&f);
                                 snprintf(ret->error, sizeof(ret->error), "cancelled");
                                 r = -ECANCELED;
                                 goto out;
                         }
                         if (ret->attempts >= max || (req->deadline_ms && time_now_ms() >= req->deadline_ms)) {
                                 snprintf(f.reason, sizeof(f.reason), "gave up after %u requests", ret->attempts);
-                                fallback_breaker_release(fb, e->st);
+                                probe_release(&f);
                                 goto walked;
                         }
                         if (req->kind == FALLBACK_BLOB && !req->head && ret->received > 0) {
@@ -601,7 +612,7 @@ int fallback_fetch(struct fallback *fb, const struct fallback_request *req, stru
                                 }
                                 break;
                         case OUT_ABORT:
-                                fallback_breaker_release(fb, e->st);
+                                probe_release(&f);
                                 r = f.abort_error < 0 ? f.abort_error : -ENOMEM;
                                 snprintf(ret->error, sizeof(ret->error), "%s", f.reason);
                                 goto out;
@@ -613,6 +624,7 @@ int fallback_fetch(struct fallback *fb, const struct fallback_request *req, stru
                                 break;
                         }
                         }
+                        f.probing = NULL; /* the verdict is given */
                         fallback_emit(fb, &evb);
                         if (answered) {
                                 ret->endpoint = strdup(e->url);

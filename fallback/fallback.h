@@ -13,8 +13,10 @@
  *   429 on the same host with no backoff).
  * - Circuit breakers: after `breaker_failures` consecutive failures an endpoint
  *   is skipped for a backoff (exponential, jittered, capped), then one probe
- *   request decides. When every endpoint of a chain is open the fetch fails at
- *   once (status 503) instead of paying timeouts.
+ *   request decides, by its response head: a 2xx head closes the breaker at
+ *   once (a body that trickles for minutes keeps no other request out), a
+ *   failure before it opens the breaker again. When every endpoint of a chain
+ *   is open the fetch fails at once (status 503) instead of paying timeouts.
  * - Blobs stream into a struct sink; a body that breaks after k bytes goes on
  *   with "Range: bytes=k-" from the same or the next endpoint (an endpoint
  *   that ignores Range and answers 200 has its first k bytes skipped). The

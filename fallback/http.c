@@ -127,6 +127,8 @@ static void headers_complete(struct exchange *x) {
         r->retry_after_s = header_int(x->easy, "Retry-After");
         r->ratelimit_limit = header_int(x->easy, "ratelimit-limit");
         r->ratelimit_remaining = header_int(x->easy, "ratelimit-remaining");
+        if (x->req->on_head)
+                x->req->on_head(x->req->userdata, r);
 }
 
 static size_t on_header(char *data, size_t size, size_t n, void *userdata) {

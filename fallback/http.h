@@ -23,6 +23,7 @@
 #define HTTP_LANES_IDLE_MAX 32 /* idle lanes (with their connections) kept */
 
 struct http_client;
+struct http_response;
 
 struct http_request {
         const char *url;
@@ -39,7 +40,10 @@ struct http_request {
         /* Body bytes of a 2xx answer (other bodies are dropped). A negative
          * errno aborts the exchange and is returned by http_perform(). */
         int (*on_body)(void *userdata, const void *data, size_t size);
-        void *userdata;
+        /* Once the final response's headers are complete (status >= 200, the
+         * headers in resp), before any of its body; NULL: not told. */
+        void (*on_head)(void *userdata, const struct http_response *resp);
+        void *userdata; /* of on_body and on_head */
 };
 
 struct http_response {

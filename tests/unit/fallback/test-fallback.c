@@ -1337,6 +1337,100 @@ static void test_breaker_concurrent_failures(void **state) {
         assert_int_equal(st.state, FALLBACK_BREAKER_OPEN);
 }
 
+/* A blob download that trickles while another thread asks the same registry:
+ * the sink counts what arrived (read across threads), the flag cancels it. */
+struct trickled {
+        struct fallback *fb;
+        uint64_t received; /* __atomic */
+        bool stop;         /* __atomic */
+        int r;
+        struct fallback_response resp;
+};
+
+static int trickled_write(void *userdata, const void *data, size_t size) {
+        struct trickled *t = userdata;
+        (void) data;
+        __atomic_add_fetch(&t->received, size, __ATOMIC_RELEASE);
+        return 0;
+}
+
+static bool trickled_cancelled(void *userdata) {
+        struct trickled *t = userdata;
+        return __atomic_load_n(&t->stop, __ATOMIC_ACQUIRE);
+}
+
+static void *trickled_main(void *userdata) {
+        struct trickled *t = userdata;
+        struct sink s = { .userdata = t, .write = trickled_write };
+        struct fallback_request req = { .registry = REG, .repository = REPO, .kind = FALLBACK_BLOB,
+                                        .reference = env.blob_digest, .sink = &s,
+                                        .cancelled = trickled_cancelled, .cancel_userdata = t };
+        t->r = fallback_fetch(t->fb, &req, &t->resp);
+        return NULL;
+}
+
+/* The registry's only endpoint failed once; the request that finds its
+ * backoff over carries the probe itself (nothing else could serve), and it is
+ * a blob that trickles for minutes. Its 200 head is the verdict: the breaker
+ * closes then, not when the body ends, so the registry's other requests are
+ * served meanwhile instead of refused as "circuit open" (issue 16). */
+static void test_breaker_probe_verdict_at_head(void **state) {
+        (void) state;
+        struct events ev = EVENTS_INIT;
+        _cleanup_(fallback_freep) struct fallback *fb = fb_new(&ev, 1, 150, 300);
+        struct fallback_endpoint_config eps[] = { GOOD(env.a.url, true) };
+        fb_set(fb, REG, eps, 1);
+        /* One byte every 5 ms: the blob would take 25 minutes. */
+        upstream_rules(&env.a, "[{\"path\": \"/manifests/\", \"status\": 500, \"times\": 1},"
+                               " {\"path\": \"/blobs/\", \"method\": \"GET\", \"trickle_ms\": 5, \"times\": 1}]");
+
+        struct fallback_response resp;
+        assert_int_equal(fetch_manifest(fb, TAG, false, &resp), 0);
+        assert_int_equal(resp.status, 503);
+        fallback_response_done(&resp);
+        assert_state(fb, env.a.url, FALLBACK_BREAKER_OPEN);
+        sleep_past(&(struct recorded_event) { .at_ms = time_now_ms(), .backoff_ms = 150 });
+
+        struct trickled t = { .fb = fb };
+        pthread_t thread;
+        assert_int_equal(pthread_create(&thread, NULL, trickled_main, &t), 0);
+        uint64_t deadline = time_now_ms() + 3 * MID_MS;
+        while (__atomic_load_n(&t.received, __ATOMIC_ACQUIRE) == 0 && time_now_ms() < deadline)
+                fixture_sleep_ms(10);
+        uint64_t trickled = __atomic_load_n(&t.received, __ATOMIC_ACQUIRE);
+        struct ep_stats during = stats_of(fb, env.a.url);
+
+        /* While it trickles: a manifest and the same blob again. The download
+         * is stopped before anything is asserted, so that a failure leaves no
+         * thread behind. */
+        struct fallback_response manifest, blob;
+        struct collect c = { 0 };
+        assert_int_equal(fetch_manifest(fb, TAG, false, &manifest), 0);
+        assert_int_equal(fetch_blob(fb, 0, &c, &blob), 0);
+        uint64_t trickled_after = __atomic_load_n(&t.received, __ATOMIC_ACQUIRE);
+        /* The trickling client leaves: no verdict is left to give, none is taken back. */
+        __atomic_store_n(&t.stop, true, __ATOMIC_RELEASE);
+        assert_int_equal(pthread_join(thread, NULL), 0);
+
+        assert_true(trickled > 0);
+        assert_served(&manifest, env.a.url); /* not 503 "every endpoint is unavailable (circuit open)" */
+        assert_manifest(&manifest);
+        fallback_response_done(&manifest);
+        assert_served(&blob, env.a.url);
+        assert_collected(&c, 0);
+        fallback_response_done(&blob);
+        free(c.data);
+        assert_true(trickled_after < BLOB_SIZE);
+        assert_int_equal(during.state, FALLBACK_BREAKER_CLOSED);
+        assert_int_equal(t.r, -ECANCELED);
+        fallback_response_done(&t.resp);
+        assert_int_equal(events_count(&ev, FALLBACK_EVENT_BREAKER_HALF_OPEN, env.a.url), 1);
+        assert_int_equal(events_count(&ev, FALLBACK_EVENT_BREAKER_CLOSED, env.a.url), 1);
+        assert_state(fb, env.a.url, FALLBACK_BREAKER_CLOSED);
+        assert_int_equal(stats_of(fb, env.a.url).consecutive_failures, 0);
+        assert_int_equal(events_count(&ev, FALLBACK_EVENT_BREAKER_OPEN, env.a.url), 1);
+}
+
 static void test_report_bad(void **state) {
         (void) state;
         struct events ev = EVENTS_INIT;
@@ -2694,6 +2788,7 @@ int main(void) {
                 T(test_tags_list_half_open),
                 T(test_breaker_all_open),
                 T(test_breaker_concurrent_failures),
+                T(test_breaker_probe_verdict_at_head),
                 T(test_report_bad),
                 T(test_resume_same_endpoint),
                 T(test_resume_ignore_range),
