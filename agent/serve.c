@@ -5,10 +5,12 @@
 #include "agent/serve.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,6 +151,25 @@ static const struct spec *reload(const struct serve_config *cfg, const struct sp
         return now;
 }
 
+/* Every connection, download and cached blob being sent costs a descriptor:
+ * the soft limit (often 1024) goes up to the hard one at start, as nginx's
+ * worker_rlimit_nofile does. Returns the limit in force. */
+static uint64_t raise_nofile(void) {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return 0;
+        if (rl.rlim_cur < rl.rlim_max) {
+                struct rlimit want = { .rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max };
+                if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+                        rl = want;
+                else
+                        log_warning("cannot raise the open-file limit from %llu to %llu: %s",
+                                    (unsigned long long) rl.rlim_cur, (unsigned long long) rl.rlim_max,
+                                    strerror(errno));
+        }
+        return rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t) rl.rlim_cur;
+}
+
 int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
         struct sockaddr_storage addr;
         socklen_t addr_len;
@@ -163,6 +184,7 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
         if (!cache_dir || !agent_url || !host_copy)
                 return -ENOMEM;
         listen_host = host_copy; /* the spec may be replaced by a reload */
+        uint64_t nofile = raise_nofile();
 
         /* The store is served from at once; its index builds in the background. */
         _cleanup_(cache_closep) struct cache *cache = NULL;
@@ -261,8 +283,9 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                 /* A start-up failure, never SERVE_CONFIG_ERROR. */
                 return e == EINVAL ? -EADDRNOTAVAIL : -e;
         }
-        log_info("listening address=%s port=%u cache_dir=\"%s\" registries=%zu spec=\"%s\"%s", listen_host,
-                 listen_port, cache_dir, spec->n_registries, spec->source,
+        log_info("listening address=%s port=%u cache_dir=\"%s\" registries=%zu open_files=%" PRIu64
+                 " spec=\"%s\"%s",
+                 listen_host, listen_port, cache_dir, spec->n_registries, nofile, spec->source,
                  listen_fd >= 0 ? " socket=systemd (the address is the unit's ListenStream=)" : "");
         /* Hosts files after the listener: containerd may use them at once. */
         if (cfg->write_hosts_dir) {

@@ -4,7 +4,8 @@
 # manifest is sent from the cache's file (sendfile), so 200 such clients, by
 # digest and by tag, keep layerd's peak resident set (VmHWM) under 48 MiB.
 # Before, each held a 4 MiB heap copy until read: 200 of them took it to
-# 400-850 MiB.
+# 400-850 MiB. Also: layerd raises its open-file soft limit to the hard one at
+# start (every connection, download and blob being sent takes a descriptor).
 . "$(dirname "$0")/lib.sh"
 
 PY=/usr/bin/python3
@@ -35,8 +36,18 @@ registries:
   "127.0.0.1:$PF":
     origin: $FX
 YAML
+# Started with a low soft limit, as a shell's 1024 or a unit's default.
+HARD=$(ulimit -Hn)
+SOFT=256
+[[ $HARD == unlimited || $HARD -gt $SOFT ]] || SOFT=$HARD
+ulimit -Sn "$SOFT"
 layerd_serve "$T/layerd.log" "$T/spec.yaml"
+ulimit -Sn "$HARD"
 wait_port "$PB" 10 || { not_ok "layerd listens"; finish; exit 0; }
+limit=$(sed -n 's/^Max open files *\([0-9a-z]*\) .*/\1/p' "/proc/$LAYERD_PID/limits")
+want=$HARD; [[ $want == unlimited ]] && want=unlimited
+check "the open-file soft limit went from $SOFT to the hard limit $HARD (now $limit)" test "$limit" = "$want"
+check "the listening line says it (open_files=)" grep -qE "listening address=.* open_files=[0-9]+ " "$T/layerd.log"
 NS="ns=127.0.0.1:$PF"
 ACCEPT='Accept: application/vnd.oci.image.manifest.v1+json'
 code=$(curl -s -o "$T/got" -w '%{http_code}' --max-time 10 -H "$ACCEPT" "http://127.0.0.1:$PB/v2/big/app/manifests/v1?$NS")
