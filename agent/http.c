@@ -36,8 +36,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include "agent/host.h"
 #include "agent/log.h"
 #include "agent/pull-internal.h"
 #include "agent/route.h"
@@ -658,6 +660,21 @@ static enum MHD_Result defer(struct pull *p, struct MHD_Connection *conn, const 
         return MHD_YES;
 }
 
+/* The request's Host names this node as a local client would (agent/host.h):
+ * a loopback name or address, or the address this connection arrived on (a
+ * wildcard or socket-activated listener has no other to compare with). */
+static bool host_allowed(struct MHD_Connection *conn) {
+        const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+        if (host_is_acceptable(host, NULL, 0))
+                return true; /* without a system call, as nearly every request is */
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        struct sockaddr_storage local;
+        socklen_t len = sizeof(local);
+        if (!ci || getsockname(ci->connect_fd, (struct sockaddr *) &local, &len) < 0)
+                return false;
+        return host_is_acceptable(host, (const struct sockaddr *) &local, len);
+}
+
 enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                             const char *version, const char *upload_data, size_t *upload_data_size, void **req_cls) {
         struct pull *p = cls;
@@ -702,6 +719,10 @@ enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *
                                      "layerd is a read-only mirror");
         if (rq->has_body)
                 return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "UNSUPPORTED", "a pull request has no body");
+        if (!host_allowed(conn))
+                /* DNS rebinding: a page's own name, resolved to this node, in Host. */
+                return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "DENIED",
+                                     "Host is neither a loopback name or address nor the address this connection reached");
         enum MHD_Result ret = dispatch(p, conn, url, head, rq);
         return rq->would_block ? defer(p, conn, url, head, rq) : ret;
 }

@@ -61,6 +61,7 @@ size_t agent_endpoint_config(const struct spec_endpoint *se, struct fallback_hea
                 .client_cert = se->client_cert,
                 .client_key = se->client_key,
                 .skip_verify = se->skip_verify,
+                .allow_private_redirects = se->allow_private_redirects,
                 .credentials_file = se->credentials_file,
                 .connect_timeout_ms = se->connect_timeout_ms,
                 .response_timeout_ms = se->response_timeout_ms,

@@ -201,6 +201,7 @@ static int ep_fill(struct fallback *fb, const char *registry, const struct fallb
         e->no_resolve = c->no_resolve;
         e->override_path = c->override_path;
         e->skip_verify = c->skip_verify;
+        e->allow_private_redirects = c->allow_private_redirects;
         if ((c->ca_file && !(e->ca_file = strdup(c->ca_file))) ||
             (c->client_cert && !(e->client_cert = strdup(c->client_cert))) ||
             (c->client_key && !(e->client_key = strdup(c->client_key))))

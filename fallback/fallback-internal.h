@@ -62,6 +62,7 @@ struct ep {
         char *host; /* host[:port] of url, for credentials and same-host checks */
         char *origin; /* scheme://host:port */
         bool is_origin, override_path, skip_verify;
+        bool allow_private_redirects; /* a hop away may go to any class of address (fallback/addr.h) */
         bool no_pull, no_resolve; /* containerd's capabilities, negated: zero is "may" */
         char *ca_file, *client_cert, *client_key;
         struct credentials *creds;
@@ -150,6 +151,9 @@ struct fetch {
         struct buf manifest;
         int abort_error;
         bool prep_failed;      /* blob_prepare() refused the answer */
+        /* The class of address the endpoint answered from (public until it did):
+         * where its redirects and token realm may lead (fallback_addr_hop_mask()). */
+        enum fallback_addr_class ep_class;
 
         long answer;           /* OUT_ANSWER's status */
         char reason[FETCH_REASON_MAX];

@@ -134,6 +134,7 @@ struct exchange {
         const char *cur;     /* the URL asked now: first or url */
         char *token;         /* the Bearer token to send (secret: wiped when freed) */
         bool same_host;      /* cur is on the endpoint's origin; false for good after a hop away */
+        bool on_origin;      /* cur is on the endpoint's origin now (a hop may come back) */
         bool refreshed;      /* a 401 had its one new token, or the switch to Basic */
         bool basic;          /* Basic credentials go instead of a token */
         unsigned redirects;
@@ -217,9 +218,14 @@ static int perform(struct fetch *f, struct exchange *x, bool head, struct curl_s
                 .deadline_ms = req->deadline_ms,
                 .cancelled = req->cancelled,
                 .cancel_userdata = req->cancel_userdata,
+                /* The endpoint is where the spec says; a hop away goes only where it may. */
+                .peer_checked = !x->on_origin,
+                .peer_mask = fallback_addr_hop_mask(f->ep_class, e->allow_private_redirects),
         };
         f->prep_failed = false;
         int r = http_perform(f->fb->http, &rq, &x->hr);
+        if (x->on_origin && x->hr.peer_ip[0])
+                f->ep_class = x->hr.peer_class;
         slist_wipe_free(hdrs);
         f->resp->attempts++;
 
@@ -242,6 +248,10 @@ static enum outcome transport_failure(struct fetch *f, const struct exchange *x,
         else if (f->abort_error < 0) {
                 snprintf(f->reason, sizeof(f->reason), "%s", x->hr.reason);
                 out = OUT_ABORT;
+        } else if (r == -EPERM) {
+                _cleanup_free_ char *o = fallback_url_origin(x->cur);
+                out = fallback_fail(f, "redirect to %.80s refused: %s, the endpoint's is %s (allow_private_redirects)",
+                                    o ? o : "?", x->hr.reason, fallback_addr_class_name(f->ep_class));
         } else if (r == -EFBIG && req->kind == FALLBACK_MANIFEST)
                 out = fallback_fail(f, "manifest larger than %u bytes", FALLBACK_MANIFEST_MAX);
         else if (r == -ENOMEM || r == -ECANCELED) {
@@ -284,7 +294,8 @@ static enum step follow_redirect(struct fetch *f, struct exchange *x, enum outco
                 return STEP_DONE;
         }
         _cleanup_free_ char *o = fallback_url_origin(x->cur);
-        if (!o || strcmp(o, x->e->origin) != 0)
+        x->on_origin = o && strcmp(o, x->e->origin) == 0;
+        if (!x->on_origin)
                 x->same_host = false; /* and stays so for later hops */
         return STEP_AGAIN;
 }
@@ -365,7 +376,7 @@ static enum step classify_status(struct fetch *f, struct exchange *x, enum outco
 
 /* One endpoint: the request, with its auth round trips and redirects. */
 enum outcome fallback_attempt(struct fetch *f, const struct ep *e) {
-        struct exchange x = { .e = e, .same_host = true };
+        struct exchange x = { .e = e, .same_host = true, .on_origin = true };
         enum outcome out = OUT_ABORT;
 
         x.first = build_url(f, e);
@@ -377,6 +388,7 @@ enum outcome fallback_attempt(struct fetch *f, const struct ep *e) {
                 return OUT_ABORT;
         }
         f->as_get = false; /* a HEAD stays a HEAD on the next endpoint */
+        f->ep_class = FALLBACK_ADDR_PUBLIC;
         http_response_done(&x.hr);
         f->hr = &x.hr;
         pthread_mutex_lock(&f->fb->lock);

@@ -69,6 +69,9 @@ struct fallback_endpoint_config {
         bool override_path;           /* url is the API root: no "/v2" appended */
         const char *ca_file, *client_cert, *client_key; /* NULL: none */
         bool skip_verify;
+        /* Redirects and the token realm may lead to loopback, link-local and private
+         * addresses of any class; without it only to public ones and the endpoint's own class. */
+        bool allow_private_redirects;
         const char *credentials_file; /* docker config.json; NULL: anonymous */
         uint64_t connect_timeout_ms, response_timeout_ms, idle_timeout_ms;
         const struct fallback_header *headers; /* sent to this endpoint's host only */

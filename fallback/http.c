@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <pthread.h>
@@ -49,6 +52,7 @@ struct exchange {
         int body_error;        /* the on_body callback's errno */
         uint64_t dropped;      /* bytes of an error body */
         bool error_body_cut;   /* ... more than ERROR_BODY_MAX of them: the response is taken as complete */
+        bool peer_refused;     /* a connection was refused by req->peer_mask: resp->peer_ip says where */
 };
 
 static void set_reason(struct http_response *r, const char *fmt, ...) _printf_(2, 3);
@@ -170,11 +174,44 @@ static size_t on_write(char *data, size_t size, size_t n, void *userdata) {
         return len;
 }
 
-/* Called once a connection is ready and the request about to go out (libcurl >= 7.80). */
+/* Records where the exchange connects; false (and the exchange marked) when req->peer_mask forbids it. */
+static bool peer_admit(struct exchange *x, enum fallback_addr_class c, const char *ip) {
+        snprintf(x->resp->peer_ip, sizeof(x->resp->peer_ip), "%s", ip);
+        x->resp->peer_class = c;
+        if (!x->req->peer_checked || fallback_addr_allowed(x->req->peer_mask, c))
+                return true;
+        x->peer_refused = true;
+        return false;
+}
+
+/* libcurl asks for each address it tries, after DNS and before connecting:
+ * a forbidden one gets no socket, so not even a SYN goes there (libcurl
+ * tries the name's next address, if any). */
+static curl_socket_t on_opensocket(void *userdata, curlsocktype purpose, struct curl_sockaddr *a) {
+        struct exchange *x = userdata;
+        char ip[INET6_ADDRSTRLEN] = "?";
+        (void) purpose;
+        if (a->family == AF_INET)
+                inet_ntop(AF_INET, &((const struct sockaddr_in *) (const void *) &a->addr)->sin_addr, ip, sizeof(ip));
+        else if (a->family == AF_INET6)
+                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *) (const void *) &a->addr)->sin6_addr, ip, sizeof(ip));
+        if (!peer_admit(x, fallback_addr_class(&a->addr), ip))
+                return CURL_SOCKET_BAD;
+        return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
+/* Called once a connection is ready and the request about to go out (libcurl >= 7.80);
+ * also for a reused connection, which on_opensocket() never saw for this request. */
 static int on_prereq(void *userdata, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
                      int conn_local_port) {
         struct exchange *x = userdata;
-        (void) conn_primary_ip, (void) conn_local_ip, (void) conn_primary_port, (void) conn_local_port;
+        (void) conn_local_ip, (void) conn_primary_port, (void) conn_local_port;
+        enum fallback_addr_class c;
+        if (fallback_addr_class_of_ip(conn_primary_ip, &c) < 0)
+                c = FALLBACK_ADDR_LOOPBACK; /* not an IP address: trust it no more than the most guarded */
+        if (!peer_admit(x, c, conn_primary_ip ? conn_primary_ip : "?"))
+                return CURL_PREREQFUNC_ABORT;
+        x->peer_refused = false; /* a name's other address was refused, this one will do */
         x->sent_at = x->last_byte_at = time_now_ms();
         return CURL_PREREQFUNC_OK;
 }
@@ -225,6 +262,8 @@ static int setup(CURL *h, CURLSH *share, const struct http_request *req, struct 
         SET(CURLOPT_WRITEDATA, x);
         SET(CURLOPT_PREREQFUNCTION, on_prereq);
         SET(CURLOPT_PREREQDATA, x);
+        SET(CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
+        SET(CURLOPT_OPENSOCKETDATA, x);
         SET(CURLOPT_SHARE, share);
         if (req->user) {
                 SET(CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
@@ -258,7 +297,7 @@ void http_response_done(struct http_response *r) {
         free(r->link);
         free(r->challenge);
         *r = (struct http_response) { .content_length = -1, .retry_after_s = -1, .ratelimit_limit = -1,
-                                      .ratelimit_remaining = -1 };
+                                      .ratelimit_remaining = -1, .peer_class = FALLBACK_ADDR_PUBLIC };
 }
 
 static struct lane *lane_free(struct lane *l) {
@@ -472,7 +511,10 @@ int http_perform(struct http_client *c, const struct http_request *req, struct h
                         break;
                 }
         }
-        if (r == 0 && x.error_body_cut) {
+        if (x.peer_refused) {
+                r = -EPERM;
+                set_reason(ret, "%s is a %s address", ret->peer_ip, fallback_addr_class_name(ret->peer_class));
+        } else if (r == 0 && x.error_body_cut) {
                 /* The headers are the answer; the rest of an error body is nobody's business. */
         } else if (r == 0 && finished && result != CURLE_OK) {
                 if (x.body_error < 0) {

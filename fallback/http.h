@@ -18,6 +18,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "fallback/addr.h"
+
 #define HTTP_CHALLENGE_MAX 8192
 #define HTTP_REASON_MAX 160 /* http_response.reason, NUL included */
 #define HTTP_LANES_IDLE_MAX 32 /* idle lanes (with their connections) kept */
@@ -44,6 +46,12 @@ struct http_request {
          * headers in resp), before any of its body; NULL: not told. */
         void (*on_head)(void *userdata, const struct http_response *resp);
         void *userdata; /* of on_body and on_head */
+        /* Where the connection may go: when peer_checked, only to an address
+         * whose class is in peer_mask (fallback_addr_hop_mask()), checked on the
+         * address libcurl connects to (after DNS, so a name rebound to 127.0.0.1
+         * does not slip through) and again on a reused connection. */
+        bool peer_checked;
+        unsigned peer_mask;
 };
 
 struct http_response {
@@ -59,6 +67,8 @@ struct http_response {
         int64_t ratelimit_limit, ratelimit_remaining; /* -1: absent */
         uint64_t body_bytes;    /* body bytes received (2xx only) */
         char reason[HTTP_REASON_MAX]; /* when http_perform() fails: what happened, for logs */
+        char peer_ip[48];       /* the address the request went to ("" if none), a proxy's if one is used */
+        enum fallback_addr_class peer_class; /* ... and its class */
 };
 
 /* Performs the exchange. Returns 0 when a complete response was received
@@ -66,7 +76,8 @@ struct http_response {
  * or 1 s), -ETIMEDOUT (connect or response timeout, or deadline),
  * -ETIME (stalled in the body), -ECONNABORTED (connection broke; body
  * incomplete), -ECONNREFUSED, -EHOSTUNREACH (DNS/route), -EPROTO (TLS or
- * protocol error), the callback's errno, or -ENOMEM. The response's
+ * protocol error), -EPERM (the peer's address is not in req->peer_mask:
+ * nothing was sent), the callback's errno, or -ENOMEM. The response's
  * headers are filled in whenever they arrived. */
 int http_perform(struct http_client *c, const struct http_request *req, struct http_response *ret);
 

@@ -224,13 +224,19 @@ static int token_request(struct fetch *f, const struct ep *e, const struct chall
                 .deadline_ms = f->req->deadline_ms,
                 .cancelled = f->req->cancelled,
                 .cancel_userdata = f->req->cancel_userdata,
+                /* A realm elsewhere is a hop away from the endpoint, as a redirect is. */
+                .peer_checked = !same,
+                .peer_mask = fallback_addr_hop_mask(f->ep_class, e->allow_private_redirects),
         };
         pthread_mutex_lock(&f->fb->lock);
         e->st->token_fetches++;
         pthread_mutex_unlock(&f->fb->lock);
         int r = http_perform(f->fb->http, &rq, &hr);
         curl_free(url);
-        if (r < 0)
+        if (r == -EPERM)
+                snprintf(reason, rsize, "token realm %.80s refused: %s, the endpoint's is %s (allow_private_redirects)",
+                         realm_origin, hr.reason, fallback_addr_class_name(f->ep_class));
+        else if (r < 0)
                 snprintf(reason, rsize, "token endpoint: %s", hr.reason);
         else if (hr.status != 200) {
                 snprintf(reason, rsize, "token endpoint: HTTP %ld%s", hr.status,

@@ -404,7 +404,7 @@ static void check_v2_suffix(struct spec_ctx *c, const yaml_node_t *n, const char
 
 static void parse_endpoint(struct spec_ctx *c, const yaml_node_t *n, const char *path, struct spec_endpoint *e) {
         static const char *const keys[] = { "url",  "capabilities", "override_path", "tls", "headers",
-                                            "credentials_file", "timeouts" };
+                                            "credentials_file", "timeouts", "allow_private_redirects" };
         yaml_node_t *v[ELEMENTSOF(keys)];
         char p[SPEC_PATH_MAX];
 
@@ -452,6 +452,10 @@ static void parse_endpoint(struct spec_ctx *c, const yaml_node_t *n, const char 
         if (v[6]) {
                 spec_path_key(p, sizeof(p), path, "timeouts");
                 parse_timeouts(c, v[6], p, e);
+        }
+        if (v[7]) {
+                spec_path_key(p, sizeof(p), path, "allow_private_redirects");
+                (void) spec_get_bool(c, v[7], p, &e->allow_private_redirects);
         }
         if (v[0])
                 check_v2_suffix(c, v[0], p0, e);

@@ -151,6 +151,9 @@ static bool endpoint(struct out *o, const struct spec_endpoint *e) {
         }
         if (e->credentials_file && !kv(o, "credentials_file", e->credentials_file))
                 return false;
+        /* Printed only when set: the default keeps check-config's output as it was. */
+        if (e->allow_private_redirects && !kv_bool(o, "allow_private_redirects", true))
+                return false;
         return scalar(o, "timeouts") && start_map(o, true) && kv_duration(o, "connect", e->connect_timeout_ms) &&
                kv_duration(o, "response", e->response_timeout_ms) && kv_duration(o, "idle", e->idle_timeout_ms) &&
                end_map(o) && end_map(o);

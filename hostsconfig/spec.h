@@ -68,6 +68,8 @@ struct spec_endpoint {
         char *client_cert;
         char *client_key;     /* NULL: the key is in client_cert's file (or there is no client cert) */
         bool skip_verify;
+        bool allow_private_redirects; /* its redirects and token realm may lead to loopback, link-local or
+                                       * private addresses (by default only to public ones and its own class) */
         char *credentials_file; /* docker config.json "auths" format; read by fallback/, never printed beyond its path */
         uint64_t connect_timeout_ms; /* default: SPEC_DEFAULT_CONNECT_TIMEOUT_MS for the origin, else
                                       * SPEC_DEFAULT_MIRROR_CONNECT_TIMEOUT_MS */

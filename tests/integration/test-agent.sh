@@ -500,7 +500,7 @@ port, n, status = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 socks = []
 for _ in range(n):
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.sendall(b"GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     socks.append(s)
 for s in socks:  # every one answered, and kept alive
     data = b""

@@ -158,6 +158,7 @@ static void test_durations_round_trip(void **state) {
                                    "        timeouts: {connect: 1ms, response: 1h, idle: 1h}\n"
                                    "      - url: https://b.example.com\n"
                                    "        timeouts: {response: 1m30s500ms}\n"
+                                   "        allow_private_redirects: true\n"
                                    "  quay.io: {tag_ttl: 30d}\n"
                                    "  gcr.io: {mirror: false, tag_ttl: 1d12h}\n"
                                    "  _default: {endpoints: [https://z.example.com]}\n";
@@ -169,7 +170,8 @@ static void test_durations_round_trip(void **state) {
                                     "    fallback_to_origin: true\n    tag_ttl: 0s\n    endpoints:\n"));
         assert_non_null(strstr(out, "      timeouts: {connect: 1ms, response: 1h, idle: 1h}\n"));
         /* A mirror's default connect timeout, then the origin's. */
-        assert_non_null(strstr(out, "      timeouts: {connect: 1s, response: 1m30s500ms, idle: 30s}\n"
+        assert_non_null(strstr(out, "      allow_private_redirects: true\n"
+                                    "      timeouts: {connect: 1s, response: 1m30s500ms, idle: 30s}\n"
                                     "    - url: https://registry-1.docker.io\n"));
         assert_non_null(strstr(out, "    - url: https://registry-1.docker.io\n      capabilities: [pull, resolve]\n"
                                     "      override_path: false\n      timeouts: {connect: 5s, response: 10s, idle: 30s}\n"));
@@ -193,10 +195,13 @@ static void test_durations_round_trip(void **state) {
                         assert_int_equal(b->endpoints[j].connect_timeout_ms, a->endpoints[j].connect_timeout_ms);
                         assert_int_equal(b->endpoints[j].response_timeout_ms, a->endpoints[j].response_timeout_ms);
                         assert_int_equal(b->endpoints[j].idle_timeout_ms, a->endpoints[j].idle_timeout_ms);
+                        assert_int_equal(b->endpoints[j].allow_private_redirects, a->endpoints[j].allow_private_redirects);
                 }
         }
         assert_int_equal(again->registries[0].tag_ttl_ms, 0);
         assert_int_equal(again->registries[0].endpoints[1].response_timeout_ms, 90500);
+        assert_true(again->registries[0].endpoints[1].allow_private_redirects);
+        assert_false(again->registries[0].endpoints[0].allow_private_redirects);
         char *out2 = print_to_string(again);
         assert_string_equal(out2, out);
         free(out2);

@@ -286,6 +286,7 @@ static void test_registry_chain(void **state) {
                 "        credentials_file: /etc/layerd/harbor.json\n"
                 "        headers: {X-One: a, X-Two: [b, c]}\n"
                 "        timeouts: {connect: 1s, response: 20s, idle: 1m30s}\n"
+                "        allow_private_redirects: true\n"
                 "        tls: {ca_file: /ca.pem, client_cert: /c.pem, client_key: /k.pem, insecure_skip_verify: true}\n");
         const struct spec_registry *r = &s->registries[0];
         assert_int_equal(r->n_endpoints, 3);
@@ -311,6 +312,8 @@ static void test_registry_chain(void **state) {
         assert_string_equal(h->client_cert, "/c.pem");
         assert_string_equal(h->client_key, "/k.pem");
         assert_true(h->skip_verify);
+        assert_true(h->allow_private_redirects);
+        assert_false(r->endpoints[0].allow_private_redirects); /* the default */
         /* The origin is implied, last, with defaults. */
         assert_string_equal(r->endpoints[2].url, "https://registry-1.docker.io");
         assert_true(r->endpoints[2].is_origin);
