@@ -319,13 +319,25 @@ void download_outcome(int r, struct outcome *o) {
         }
 }
 
-/* Waits for the download's verdict (prefetch): 0 once stored. */
-static int download_wait(struct pull *p, const struct download_hold *h) {
-        int r;
+int download_wait_end(struct pull *p, const struct download_hold *h, uint64_t deadline_ms) {
         /* In slices, to notice a shutdown. */
-        while ((r = cache_entry_wait_end(h->entry, 1000)) == -ETIMEDOUT)
+        for (;;) {
+                int left = time_left_ms(deadline_ms);
+                int r = cache_entry_wait_end(h->entry, left < 0 || left > 1000 ? 1000 : left);
+                if (r != -ETIMEDOUT)
+                        return r;
                 if (atomic_load(&p->stopping))
                         return -ESHUTDOWN;
+                if (time_left_ms(deadline_ms) == 0)
+                        return -ETIMEDOUT;
+        }
+}
+
+/* Waits for the download's verdict (prefetch): 0 once stored. */
+static int download_wait(struct pull *p, const struct download_hold *h) {
+        int r = download_wait_end(p, h, TIME_NEVER);
+        if (r == -ESHUTDOWN)
+                return r;
         /* The in-process API's words: unavailable is "no upstream answered". */
         if (r < 0 && r != -ENOENT && r != -EBADMSG && r != -EEXIST)
                 r = -EHOSTUNREACH;

@@ -15,7 +15,10 @@
  *   until its digest verified (cache_reader_read()), and on a mismatch the
  *   connection is cut (containerd does not fall back after a mismatch);
  * - Range answers are 206 with Content-Range (containerd resumes with
- *   "Range: bytes=N-", from its first host again).
+ *   "Range: bytes=N-", from its first host again); a range to the blob's end
+ *   streams like a whole blob, one that ends earlier is only answered once
+ *   the blob verified (range_ends_early()): a digest proves nothing about a
+ *   prefix, and lazy-pulling clients read such ranges.
  *
  * Threads: libmicrohttpd runs a small pool of event-loop threads, which
  * answer everything that needs no upstream at once (cache hits: sendfile
@@ -372,6 +375,24 @@ static enum MHD_Result respond_blob_stream(struct MHD_Connection *conn, struct r
         return queue(conn, rq, k == 0 ? MHD_HTTP_PARTIAL_CONTENT : MHD_HTTP_OK, resp);
 }
 
+/* Whether the client's Range ends before the blob's last byte. While the
+ * blob downloads, the follow reader holds back only the last byte until the
+ * digest verified: a range that ends earlier would be a complete answer of
+ * bytes nothing vouches for (a SHA-256 proves nothing about a prefix). So it
+ * is answered only once the blob verified. A range to the end (containerd's
+ * resume, "bytes=N-") streams as it downloads. */
+static bool range_ends_early(struct MHD_Connection *conn, uint64_t size) {
+        const char *range = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Range");
+        uint64_t start = 0, length = 0;
+        return range && range_parse(range, size, &start, &length) == 0 && start + length < size;
+}
+
+/* 503 for a range of a blob whose bytes are not verified (see range_ends_early()). */
+static enum MHD_Result respond_unverified_range(struct MHD_Connection *conn, struct request *rq, const char *why) {
+        return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
+                             "a range that ends before the blob's end is only sent once the blob verified: %s", why);
+}
+
 /* The cache cannot take the blob (its disk is full, say): a download of it
  * through memory for this client alone, answered once its size is known. */
 static enum MHD_Result respond_blob_through(struct MHD_Connection *conn, struct request *rq, struct pull *p,
@@ -391,7 +412,10 @@ static enum MHD_Result respond_blob_through(struct MHD_Connection *conn, struct 
                 struct outcome o;
                 download_outcome(r, &o);
                 ret = respond_outcome(conn, rq, &o, false);
-        } else
+        } else if (range_ends_early(conn, size))
+                /* Nothing is stored: no verified file to answer the range from. */
+                ret = respond_unverified_range(conn, rq, "the cache cannot take it");
+        else
                 ret = respond_blob_stream(conn, rq, p, t, &h, d, size);
         download_release(&h); /* the stream follows it, if it was made */
         return ret;
@@ -427,16 +451,25 @@ static enum MHD_Result blob(struct pull *p, struct MHD_Connection *conn, struct 
                         return respond_blob_through(conn, rq, p, t, d);
                 }
                 rq->outcome = h.started ? "miss" : "join";
-                /* Answered as soon as the size is known; the stream follows the download from there. */
+                /* Answered as soon as the size is known; the stream follows the
+                 * download from there. A range that ends before the blob's end
+                 * waits (this is a worker thread) for the blob to verify, the
+                 * whole within the upstream wait, then comes from the file. */
+                uint64_t deadline = time_deadline_ms(HEADER_WAIT_MS);
                 r = cache_entry_wait_size(h.entry, HEADER_WAIT_MS, &size);
+                bool early = r >= 0 && range_ends_early(conn, size);
+                if (early)
+                        r = download_wait_end(p, &h, deadline);
                 enum MHD_Result ret = MHD_NO;
-                if (r >= 0)
+                if (r >= 0 && !early)
                         ret = respond_blob_stream(conn, rq, p, t, &h, d, size);
                 download_release(&h);
-                if (r == -EEXIST)
-                        continue; /* it turned out committed: serve it from disk */
+                if (r == -EEXIST || (early && r == 0))
+                        continue; /* committed (verified): serve it, the range too, from disk */
                 if (r == -ENOSPC)
                         return respond_blob_through(conn, rq, p, t, d); /* the disk filled up before the size came */
+                if (early && r == -ETIMEDOUT)
+                        return respond_unverified_range(conn, rq, "it is still downloading");
                 if (r < 0) {
                         struct outcome o;
                         download_outcome(r, &o);

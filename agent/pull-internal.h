@@ -151,6 +151,12 @@ int download_start_unstored(struct pull *p, const struct download_want *w, struc
 
 void download_release(struct download_hold *h);
 
+/* Waits until h's download ended, at most until deadline_ms (TIME_NEVER: no
+ * bound) and never past a shutdown: 0 once verified, the verdict of a
+ * download that failed (-EEXIST: it turned out committed, see cache_begin()),
+ * -ETIMEDOUT, -ESHUTDOWN. Blocks: never on the event loop. */
+int download_wait_end(struct pull *p, const struct download_hold *h, uint64_t deadline_ms);
+
 /* What a download's verdict r (from its cache entry) means for a client. */
 void download_outcome(int r, struct outcome *o);
 

@@ -257,6 +257,19 @@ enum outcome fallback_accept_answer(struct fetch *f, const struct ep *e) {
         if (!f->by_digest && has_claim && !digest_equal(&got, &claimed))
                 return fallback_fail(f, "digest mismatch: Docker-Content-Digest %s, content %s", digest_to_string(&claimed, a),
                             digest_to_string(&got, b));
+        if (!f->by_digest && !has_claim) {
+                /* A tag's manifest that no digest vouches for: its digest is
+                 * worked out from these bytes and recorded as the tag (served
+                 * for tag_ttl, and when every upstream fails), so they must be
+                 * all the endpoint meant to send. A body without Content-Length
+                 * ends with the connection, cut or not: only whole JSON tells. */
+                if (hr->content_length >= 0 && f->manifest.len != (uint64_t) hr->content_length)
+                        return fallback_fail(f, "manifest without Docker-Content-Digest ended at %zu of %" PRId64
+                                                " bytes", f->manifest.len, hr->content_length);
+                if (!fallback_manifest_is_whole(f->manifest.data, f->manifest.len))
+                        return fallback_fail(f, "manifest without Docker-Content-Digest is not a whole manifest "
+                                                "(cut short?)");
+        }
         resp->has_digest = true;
         resp->digest = got;
         resp->size = (int64_t) f->manifest.len;

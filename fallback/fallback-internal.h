@@ -217,6 +217,12 @@ void fallback_on_head(void *userdata, const struct http_response *hr);
 /* Checks a 2xx answer from e (f->hr) and fills f->resp. */
 enum outcome fallback_accept_answer(struct fetch *f, const struct ep *e);
 
+/* manifest.c */
+/* Whether body parses whole as a manifest: one JSON object, nothing after it,
+ * with a string mediaType or an integer schemaVersion. What a tag's manifest
+ * that no Docker-Content-Digest vouches for must be to be taken. */
+bool fallback_manifest_is_whole(const void *body, size_t size);
+
 /* fallback.c */
 /* One endpoint: f's request, with its auth round trips and redirects. */
 enum outcome fallback_attempt(struct fetch *f, const struct ep *e);

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "fallback/fallback.h"
+#include "fallback/fallback-internal.h"
 
 char *fallback_manifest_media_type(const void *body, size_t size) {
         json_error_t jerr;
@@ -29,6 +30,17 @@ char *fallback_manifest_media_type(const void *body, size_t size) {
         if (json_is_object(json_object_get(root, "config")) && json_is_array(json_object_get(root, "layers")))
                 return strdup("application/vnd.oci.image.manifest.v1+json");
         return NULL;
+}
+
+bool fallback_manifest_is_whole(const void *body, size_t size) {
+        json_error_t jerr;
+        if (!body || size == 0 || size > FALLBACK_MANIFEST_MAX)
+                return false;
+        /* json_loadb() fails on anything but whitespace after the value: a
+         * body cut short is never a whole object. */
+        json_auto_t *root = json_loadb(body, size, 0, &jerr);
+        return json_is_object(root) && (json_is_string(json_object_get(root, "mediaType")) ||
+                                        json_is_integer(json_object_get(root, "schemaVersion")));
 }
 
 void fallback_strv_free(char **v, size_t n) {

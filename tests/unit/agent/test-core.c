@@ -840,6 +840,18 @@ static bool has_header(const struct http_result *res, const char *line) {
         return res->headers.data && strcasestr(res->headers.data, line);
 }
 
+/* GET (with an optional Range) of the blob through SLOW while its upstream
+ * stalls once at STALL_AT (and is resumed after the idle timeout); corrupt:
+ * the stalled part comes with wrong bytes. */
+static void get_stalled(const char *range, bool corrupt, struct http_result *res) {
+        upstream_rules(&env.up,
+                       "[{\"path\": \"/blobs/\", \"method\": \"GET\", \"times\": 1, \"stall_after\": %d%s}]",
+                       STALL_AT, corrupt ? ", \"corrupt\": true" : "");
+        _cleanup_free_ char *path = NULL;
+        assert_true(asprintf(&path, "/v2/" REPO "/blobs/%s?ns=" SLOW, env.blob_ds) > 0);
+        http_do("GET", path, range, res);
+}
+
 static void test_http_routes(void **state) {
         (void) state;
         struct http_result res;
@@ -890,14 +902,10 @@ static void test_http_routes(void **state) {
  * committed, and gets it whole and verified. */
 static void test_http_blob_streamed(void **state) {
         (void) state;
-        upstream_rules(&env.up, "[{\"path\": \"/blobs/\", \"method\": \"GET\", \"times\": 1, \"stall_after\": %d}]",
-                       STALL_AT);
-        _cleanup_free_ char *path = NULL;
-        assert_true(asprintf(&path, "/v2/" REPO "/blobs/%s?ns=" SLOW, env.blob_ds) > 0);
         struct http_result res;
-        http_do("GET", path, NULL, &res);
+        get_stalled(NULL, false, &res);
         if (res.code != CURLE_OK)
-                fail_msg("GET %s: %s", path, curl_easy_strerror(res.code));
+                fail_msg("GET: %s", curl_easy_strerror(res.code));
         assert_int_equal(res.status, 200);
         assert_int_equal(res.body.len, BLOB_SIZE);
         assert_memory_equal(res.body.data, env.blob, BLOB_SIZE);
@@ -922,6 +930,8 @@ static void test_http_blob_streamed(void **state) {
         json_decref(log);
 
         /* Again: from the cache, no upstream. */
+        _cleanup_free_ char *path = NULL;
+        assert_true(asprintf(&path, "/v2/" REPO "/blobs/%s?ns=" SLOW, env.blob_ds) > 0);
         http_do("GET", path, NULL, &res);
         assert_int_equal(res.status, 200);
         assert_int_equal(res.body.len, BLOB_SIZE);
@@ -930,7 +940,8 @@ static void test_http_blob_streamed(void **state) {
         assert_int_equal(upstream_requests("GET", "/blobs/"), 2);
 }
 
-/* A Range of a blob while it downloads (streamed) and once cached (from the file). */
+/* A Range of a blob while it downloads and once cached: both from the file
+ * (a range that ends before the blob's end waits for the blob to verify). */
 static void test_http_range(void **state) {
         (void) state;
         upstream_rules(&env.up, "[{\"path\": \"/blobs/\", \"method\": \"GET\", \"delay_ms\": 200}]");
@@ -946,8 +957,7 @@ static void test_http_range(void **state) {
                 assert_true(has_header(&res, cr));
                 assert_int_equal(res.body.len, 1000);
                 assert_memory_equal(res.body.data, env.blob + 300000, 1000);
-                if (round == 1)
-                        assert_true(res.committed_at_first_byte);
+                assert_true(res.committed_at_first_byte);
                 http_done(&res);
                 if (round == 0)
                         wait_pull_idle(); /* finish_abandoned_downloads: the rest goes on into the cache */
@@ -962,20 +972,86 @@ static void test_http_range(void **state) {
         assert_int_equal(upstream_requests("GET", "/blobs/"), 1);
 }
 
+/* containerd's resume ("bytes=N-", to the blob's end) streams while the blob
+ * downloads, as a whole body does: only the last byte waits for the digest. */
+static void test_http_range_resume_streams(void **state) {
+        (void) state;
+        struct http_result res;
+        get_stalled("bytes=1000-", false, &res);
+        assert_int_equal(res.code, CURLE_OK);
+        assert_int_equal(res.status, 206);
+        assert_int_equal(res.body.len, BLOB_SIZE - 1000);
+        assert_memory_equal(res.body.data, env.blob + 1000, BLOB_SIZE - 1000);
+        assert_false(res.committed_at_first_byte);
+        http_done(&res);
+}
+
+/* A range that ends before the blob's end, asked while the blob downloads
+ * (the upstream stalls part way, then is resumed): no byte of it before the
+ * blob verified (a SHA-256 proves nothing about a prefix), then 206 from the
+ * file. */
+static void test_http_range_waits_for_verification(void **state) {
+        (void) state;
+        struct http_result res;
+        get_stalled("bytes=0-99", false, &res);
+        assert_int_equal(res.code, CURLE_OK);
+        assert_int_equal(res.status, 206);
+        char cr[96];
+        snprintf(cr, sizeof(cr), "Content-Range: bytes 0-99/%d", BLOB_SIZE);
+        assert_true(has_header(&res, cr));
+        assert_int_equal(res.body.len, 100);
+        assert_memory_equal(res.body.data, env.blob, 100);
+        if (!res.committed_at_first_byte)
+                fail_msg("a range of a blob still downloading was sent before the blob verified");
+        http_done(&res);
+        assert_int_equal(upstream_requests("GET", "/blobs/"), 2); /* the stalled request and its resumption */
+}
+
+/* ... and when the bytes do not match the digest, the range gets 503: never
+ * the upstream's wrong bytes in a complete answer. */
+static void test_http_range_corrupt(void **state) {
+        (void) state;
+        struct http_result res;
+        get_stalled("bytes=0-99", true, &res);
+        assert_int_equal(res.code, CURLE_OK);
+        if (res.status != 503)
+                fail_msg("a range of wrong bytes was answered: HTTP %ld, %zu bytes", res.status, res.body.len);
+        assert_non_null(strstr(res.body.data, "do not match the digest"));
+        http_done(&res);
+        wait_pull_idle();
+        assert_int_equal(cache_stat(env.cache, &env.blob_digest, &(uint64_t) { 0 }), -ENOENT);
+}
+
+/* ... and a blob that does not finish within the upstream wait
+ * (HEADER_WAIT_MS): 503 then, not a wait without bound. */
+static void test_http_range_wait_bounded(void **state) {
+        (void) state;
+        /* One byte every 20 ms: this download would take hours. */
+        upstream_rules(&env.up, "[{\"path\": \"/blobs/\", \"method\": \"GET\", \"trickle_ms\": 20}]");
+        _cleanup_free_ char *path = NULL;
+        assert_true(asprintf(&path, "/v2/" REPO "/blobs/%s?ns=" REG, env.blob_ds) > 0);
+        struct http_result res;
+        uint64_t t0 = time_now_ms();
+        http_do("GET", path, "bytes=0-99", &res);
+        uint64_t took = time_now_ms() - t0;
+        assert_int_equal(res.code, CURLE_OK);
+        if (res.status != 503)
+                fail_msg("a range of a blob still downloading was answered: HTTP %ld, %zu bytes", res.status,
+                         res.body.len);
+        assert_non_null(strstr(res.body.data, "still downloading"));
+        assert_true(took >= HEADER_WAIT_MS - 1000);
+        assert_true(took < HEADER_WAIT_MS + 10000);
+        http_done(&res);
+}
+
 /* Wrong bytes upstream: the client, streaming while it downloads, has its
  * connection cut, never a complete body. The first part comes corrupted and
  * stalls (so the client surely has bytes before the verdict), the rest is
  * resumed: the whole does not match its digest. */
 static void test_http_corrupt_cut(void **state) {
         (void) state;
-        upstream_rules(&env.up,
-                       "[{\"path\": \"/blobs/\", \"method\": \"GET\", \"times\": 1, \"stall_after\": %d, "
-                       "\"corrupt\": true}]",
-                       STALL_AT);
-        _cleanup_free_ char *path = NULL;
-        assert_true(asprintf(&path, "/v2/" REPO "/blobs/%s?ns=" SLOW, env.blob_ds) > 0);
         struct http_result res;
-        http_do("GET", path, NULL, &res);
+        get_stalled(NULL, true, &res);
         if (res.code == CURLE_OK)
                 fail_msg("a blob with wrong bytes was answered in full: HTTP %ld, %zu bytes", res.status,
                          res.body.len);
@@ -1011,6 +1087,10 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_http_routes, setup_http, teardown),
                 cmocka_unit_test_setup_teardown(test_http_blob_streamed, setup_http, teardown),
                 cmocka_unit_test_setup_teardown(test_http_range, setup_http, teardown),
+                cmocka_unit_test_setup_teardown(test_http_range_resume_streams, setup_http, teardown),
+                cmocka_unit_test_setup_teardown(test_http_range_waits_for_verification, setup_http, teardown),
+                cmocka_unit_test_setup_teardown(test_http_range_corrupt, setup_http, teardown),
+                cmocka_unit_test_setup_teardown(test_http_range_wait_bounded, setup_http, teardown),
                 cmocka_unit_test_setup_teardown(test_http_corrupt_cut, setup_http, teardown),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -1023,6 +1023,55 @@ static void test_manifest_tag_digest_mismatch(void **state) {
         }
 }
 
+/* A tag's manifest sent with neither Docker-Content-Digest nor Content-Length
+ * ends with the connection, so a body cut short looks complete: its digest
+ * would be recorded as the tag. Only a body that parses whole is taken; a cut
+ * one is the endpoint's failure (the next endpoint, or 503). */
+static void test_manifest_tag_cut_without_digest(void **state) {
+        (void) state;
+        static const char cut[] = "[{\"path\": \"/manifests/" TAG "$\", \"digest_header\": null, "
+                                  "\"content_length\": null, \"close_after\": 60}]";
+        for (int head = 0; head <= 1; head++) {
+                struct events ev = EVENTS_INIT;
+                _cleanup_(fallback_freep) struct fallback *fb = fb_new(&ev, 0, 0, 0);
+                struct fallback_endpoint_config eps[] = { GOOD(env.a.url, false), GOOD(env.b.url, true) };
+                fb_set(fb, REG, eps, 2);
+                upstream_rules(&env.a, "%s", cut);
+
+                struct fallback_response resp;
+                assert_int_equal(fetch_manifest(fb, TAG, head, &resp), 0);
+                assert_served(&resp, env.b.url);
+                assert_true(digest_equal(&resp.digest, &env.manifest_digest));
+                fallback_response_done(&resp);
+                assert_int_equal(events_count(&ev, FALLBACK_EVENT_FAILOVER, env.a.url), 1);
+                assert_int_equal(stats_of(fb, env.a.url).failures, 1);
+                assert_contains(events_last(&ev, FALLBACK_EVENT_FAILOVER, env.a.url).reason, "not a whole manifest");
+        }
+
+        /* The only endpoint: no answer at all rather than a cut one. */
+        _cleanup_(fallback_freep) struct fallback *fb = fb_new(NULL, 0, 0, 0);
+        struct fallback_endpoint_config one[] = { GOOD(env.a.url, true) };
+        fb_set(fb, REG, one, 1);
+        struct fallback_response resp;
+        assert_int_equal(fetch_manifest(fb, TAG, true, &resp), 0);
+        assert_int_equal(resp.status, 503);
+        assert_false(resp.has_digest);
+        assert_null(resp.body);
+        assert_contains(resp.error, "not a whole manifest");
+        fallback_response_done(&resp);
+
+        /* The same answer not cut is taken: neither header is required (a
+         * fresh client: the failure above opened the endpoint's breaker). */
+        _cleanup_(fallback_freep) struct fallback *fresh = fb_new(NULL, 0, 0, 0);
+        fb_set(fresh, REG, one, 1);
+        upstream_rules(&env.a, "[{\"path\": \"/manifests/" TAG "$\", \"digest_header\": null, "
+                               "\"content_length\": null}]");
+        assert_int_equal(fetch_manifest(fresh, TAG, false, &resp), 0);
+        assert_served(&resp, env.a.url);
+        assert_manifest(&resp);
+        fallback_response_done(&resp);
+}
+
 static void test_manifest_size_limit(void **state) {
         (void) state;
         _cleanup_(fallback_freep) struct fallback *fb = fb_new(NULL, 0, 0, 0);
@@ -2780,6 +2829,7 @@ int main(void) {
                 T(test_docker_hub_library),
                 T(test_manifest_corrupt_by_digest),
                 T(test_manifest_tag_digest_mismatch),
+                T(test_manifest_tag_cut_without_digest),
                 T(test_manifest_size_limit),
                 T(test_breaker_opens),
                 T(test_breaker_threshold),
