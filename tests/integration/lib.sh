@@ -258,6 +258,30 @@ in_cache() {
   done
 }
 
+# ---- small helpers the layerd serve suites share ----------------------------------------
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+size_of() { stat -c %s "$1"; }
+not() { ! "$@"; }
+# random_file FILE SIZE: SIZE random bytes in FILE; prints their sha256 digest.
+random_file() {
+  head -c "$2" /dev/urandom >"$1"
+  echo "sha256:$(sha256sum "$1" | cut -d' ' -f1)"
+}
+# valid_spec FILE: `layerd check-config` accepts FILE.
+valid_spec() { "$LAYERD" check-config "$1" >/dev/null; }
+# get URL FILE [CURL_OPTIONS...]: GET URL into FILE, bounded (20 s unless the options
+# say); the status in $code, curl's exit status in $crc, the bytes received in $got,
+# the wall time in $ms.
+code='' crc='' got='' ms=''
+get() {
+  local url=$1 out=$2 t0 w; shift 2
+  t0=$(now_ms)
+  w=$(curl -s --max-time 20 -o "$out" -D "$out.headers" -w '%{http_code} %{size_download}' "$@" "$url")
+  crc=$?
+  ms=$(($(now_ms) - t0))
+  code=${w% *} got=${w#* }
+}
+
 # ---- a private containerd (Debian 12: containerd 1.6) and ctr --------------------------
 # containerd_start DIR: a containerd with its root, state and socket under DIR,
 # without CRI or special snapshotters, and a content store per namespace

@@ -37,15 +37,8 @@ trap agent_cleanup EXIT
 LOG=$T/layerd.log  # layerd B's log
 LOG_A=$T/layerd-a.log
 DIAG_FILES=("$LOG" "$T/fixture.log")  # what a failing checkd shows: the running case's layerd's log
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
 # timed CASE: runs the function CASE and reports its wall time.
 timed() { local t0; t0=$(now_ms); "$1"; echo "# $1: $(($(now_ms) - t0)) ms"; }
-# random_file FILE SIZE: SIZE random bytes in FILE; prints their sha256 digest.
-random_file() {
-  head -c "$2" /dev/urandom >"$1"
-  echo "sha256:$(sha256sum "$1" | cut -d' ' -f1)"
-}
-size_of() { stat -c %s "$1"; }
 # bytes_at_least FILE N: FILE exists and holds at least N bytes.
 bytes_at_least() { [[ -f $1 && $(size_of "$1") -ge $2 ]]; }
 
@@ -69,18 +62,6 @@ upstream_count() {
     grep -cF "\"status\": ${3:-}"
 }
 
-# get URL FILE [CURL_OPTIONS...]: GET URL into FILE, bounded (20 s unless the options
-# say); the status in $code, curl's exit status in $crc, the bytes received in $got,
-# the wall time in $ms.
-code='' crc='' got='' ms=''
-get() {
-  local url=$1 out=$2 t0 w; shift 2
-  t0=$(now_ms)
-  w=$(curl -s --max-time 20 -o "$out" -D "$out.headers" -w '%{http_code} %{size_download}' "$@" "$url")
-  crc=$?
-  ms=$(($(now_ms) - t0))
-  code=${w% *} got=${w#* }
-}
 # hdr FILE NAME: the value of header NAME in FILE.headers.
 hdr() { tr -d '\r' <"$1.headers" | sed -n "s/^$2: *//Ip" | tail -n 1; }
 
@@ -106,7 +87,6 @@ exact() { [[ $code == 200 && $crc == 0 ]] && cmp -s "$1" "$2"; }
 complete_but_wrong() { [[ $(size_of "$1") == "$(size_of "$2")" ]] && ! cmp -s "$1" "$2"; }
 # one_of VALUE CHOICE...: VALUE is one of the CHOICEs.
 one_of() { local v=$1 c; shift; for c in "$@"; do [[ $v == "$c" ]] && return 0; done; return 1; }
-not() { ! "$@"; }
 
 # OCI/Docker manifests with the given media type (content need not exist: layerd
 # verifies a manifest's digest, not what it refers to).
@@ -178,7 +158,6 @@ YAML
   } >"$1"
 }
 spec_b "$T/spec.yaml"
-valid_spec() { "$LAYERD" check-config "$1" >/dev/null; }
 checkd "layerd B's spec is valid" valid_spec "$T/spec.yaml"
 layerd_serve "$LOG" "$T/spec.yaml"
 LB=$LAYERD_PID

@@ -48,7 +48,6 @@ checkd() {
     done >&2
   fi
 }
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
 # pull NS REF [FETCH_OPTIONS...]: ctr_fetch through our hosts files; the time in $ms.
 ms=
 pull() {
