@@ -96,7 +96,7 @@ struct manifest_query {
         bool head;             /* no body wanted: a HEAD may be answered from a tag's record */
         bool offline;          /* the node's records and cache only; nothing is asked upstream */
         bool may_block;        /* false: -EWOULDBLOCK instead of asking upstream (the event loop) */
-        bool want_fd;          /* a cached body may come as an open descriptor instead of bytes */
+        bool want_fd;          /* a cached body over 16 KiB may come as an open descriptor instead of bytes */
 };
 
 struct manifest_answer {
