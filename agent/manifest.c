@@ -177,6 +177,18 @@ static int by_digest(struct pull *p, const struct manifest_query *q, const struc
         return r;
 }
 
+/* The answer a tag's record t gives: for a HEAD the record itself, else the
+ * manifest it names from the cache. */
+static int from_record(struct pull *p, const struct manifest_query *q, const struct cache_tag *t,
+                       struct manifest_answer *a) {
+        if (!q->head)
+                return cached_manifest(p, &t->digest, t->media_type, q->want_fd, a);
+        a->digest = t->digest;
+        a->size = t->size;
+        a->media_type = strdup(t->media_type);
+        return a->media_type ? 0 : -ENOMEM;
+}
+
 static int by_tag(struct pull *p, const struct manifest_query *q, struct manifest_answer *a, struct outcome *o) {
         struct cache_tag known;
         bool have = cache_tag_get(p->cache, q->registry, q->repository, q->tag, &known) == 0 &&
@@ -185,14 +197,7 @@ static int by_tag(struct pull *p, const struct manifest_query *q, struct manifes
 
         /* Fresh enough (offline: whatever the node has): no upstream request at all. */
         if (have && (q->offline || (age_ms >= 0 && (uint64_t) age_ms < q->tag_ttl_ms))) {
-                if (q->head) {
-                        a->digest = known.digest;
-                        a->size = known.size;
-                        a->media_type = strdup(known.media_type);
-                        a->cache = "hit";
-                        return outcome_set(o, a->media_type ? 0 : -ENOMEM, NULL);
-                }
-                if (cached_manifest(p, &known.digest, known.media_type, q->want_fd, a) == 0) {
+                if (from_record(p, q, &known, a) == 0) {
                         a->cache = "hit";
                         return outcome_set(o, 0, NULL);
                 }
@@ -222,11 +227,8 @@ static int by_tag(struct pull *p, const struct manifest_query *q, struct manifes
                 const char *how = have && digest_equal(&known.digest, &fr.digest) ? "revalidated" : "miss";
                 fallback_response_done(&fr);
                 if (q->head) {
-                        a->digest = now.digest;
-                        a->size = now.size;
-                        a->media_type = strdup(now.media_type);
                         a->cache = how;
-                        return outcome_set(o, a->media_type ? 0 : -ENOMEM, NULL);
+                        return outcome_set(o, from_record(p, q, &now, a), NULL);
                 }
                 char endpoint[sizeof(a->endpoint)];
                 memcpy(endpoint, a->endpoint, sizeof(endpoint));
@@ -244,15 +246,8 @@ static int by_tag(struct pull *p, const struct manifest_query *q, struct manifes
         /* stale-if-error: every upstream failed (not "not found", not a shutdown), the node's last answer stands. */
         if (o->kind != OUTCOME_UNAVAILABLE || fetched == -ECANCELED || !have)
                 return r;
-        if (!q->head && cached_manifest(p, &known.digest, known.media_type, q->want_fd, a) < 0)
+        if (from_record(p, q, &known, a) < 0)
                 return r;
-        if (q->head) {
-                a->digest = known.digest;
-                a->size = known.size;
-                a->media_type = strdup(known.media_type);
-                if (!a->media_type)
-                        return r;
-        }
         char ds[DIGEST_STRING_MAX];
         atomic_fetch_add(&p->stale_serves, 1);
         a->cache = "stale";

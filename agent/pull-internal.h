@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "agent/outcome.h"
+#include "cache/cache.h"
 #include "agent/pull.h"
 #include "agent/route.h"
 #include "common/digest.h"
@@ -22,7 +23,7 @@
 #define STREAM_BLOCK (256 * 1024)
 #define TAGS_CACHE_SLOTS 64 /* tag list pages remembered */
 #define TAGS_KEY_MAX 512    /* registry "\n" repository "\n" n "\n" last */
-#define PULL_ENDPOINT_MAX 256 /* an endpoint URL as logged */
+#define PULL_ENDPOINT_MAX CACHE_SOURCE_MAX /* an endpoint URL as logged: what a download's entry carries */
 
 /* The statuses layerd answers with; the last slot (0) counts any other. */
 #define STATUS_SLOTS 9
