@@ -101,7 +101,8 @@ static bool dl_cancelled(void *userdata) {
         uint64_t now = time_now_ms();
         if (!dl->abandoned_at) {
                 if (!bounds_abandon(b, dl->max_abandoned)) {
-                        dl->cancel_why = "cancelled, no client wants it and agent.max_abandoned_downloads finish already";
+                        dl->cancel_why = "cancelled, no client wants it and agent.max_abandoned_downloads "
+                                         "others go on already";
                         return true;
                 }
                 dl->abandoned_at = now ? now : 1;

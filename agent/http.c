@@ -687,8 +687,8 @@ static enum MHD_Result defer(struct pull *p, struct MHD_Connection *conn, const 
         spec_ref_put(p, sr);
         if (!bounds_take_wait(&p->bounds, max))
                 return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
-                                     "%u requests wait for upstreams already (agent.max_upstream_waits); try the next host",
-                                     max);
+                                     "%u requests wait for upstreams already (agent.max_upstream_waits); "
+                                     "try the next host", max);
         rq->holds_wait = true;
         if (!pull_thread_begin(p)) {
                 bounds_put_wait(&p->bounds);

@@ -78,7 +78,7 @@ void metrics_write(struct pull *p, FILE *f) {
         fprintf(f,
                 "# HELP layerd_downloads_running Blob downloads running (agent.max_downloads).\n"
                 "# TYPE layerd_downloads_running gauge\nlayerd_downloads_running %u\n"
-                "# HELP layerd_downloads_abandoned Downloads running that no client wants (agent.max_abandoned_downloads).\n"
+                "# HELP layerd_downloads_abandoned Downloads running that no client wants any more.\n"
                 "# TYPE layerd_downloads_abandoned gauge\nlayerd_downloads_abandoned %u\n"
                 "# HELP layerd_upstream_waits Requests waiting for an upstream (agent.max_upstream_waits).\n"
                 "# TYPE layerd_upstream_waits gauge\nlayerd_upstream_waits %u\n"

@@ -116,6 +116,9 @@ int cache_fsync_at(int dirfd, const char *path, bool parent);
  * indexed at start-up are not known). */
 bool cache_index_has_locked(const struct cache *c, const struct digest *d);
 
+/* With c->lock held: whether d is pinned (stored or not yet). */
+bool cache_pinned_locked(struct cache *c, const struct digest *d);
+
 /* With c->lock held: records a committed blob as the most recently used; 0 or -ENOMEM. */
 int cache_index_add_locked(struct cache *c, const struct digest *d, uint64_t size);
 

@@ -168,22 +168,25 @@ static bool room_locked(const struct cache *c, uint64_t need) {
 
 /* Counts a stored download's first upto bytes in tmp/ against the size
  * limit (downloads in progress take disk as much as the blobs do), evicting
- * to make room: 0, or -ENOSPC when it does not fit (nothing counted). The
- * writer's thread: eviction is disk I/O, never on a lock others wait for. */
+ * to make room: 0, or -ENOSPC when it does not fit (nothing counted). A
+ * pinned blob (prefetch's) is never refused, as it is never evicted: it only
+ * makes room. The writer's thread: eviction is disk I/O, never on a lock
+ * others wait for. */
 static int reserve(struct cache_entry *e, uint64_t upto) {
         struct cache *c = e->cache;
         int r = 0;
         pthread_mutex_lock(&c->lock);
+        bool pinned = cache_pinned_locked(c, &e->digest);
         for (unsigned pass = 0; upto > e->reserved; pass++) {
                 uint64_t need = upto - e->reserved;
-                if (room_locked(c, need)) {
+                if (room_locked(c, need) || (pinned && pass > 0)) {
                         c->stats.tmp_bytes += need;
                         e->reserved = upto;
                         break;
                 }
                 /* What is in tmp/ already, with this, is more than the limit:
                  * evicting every blob would not make room. */
-                if (pass > 0 || c->stats.tmp_bytes + need > c->max_bytes) {
+                if (!pinned && (pass > 0 || c->stats.tmp_bytes + need > c->max_bytes)) {
                         c->stats.tmp_refused++;
                         r = -ENOSPC;
                         break;

@@ -105,6 +105,10 @@ static struct pin **pin_slot(struct cache *c, const struct digest *d) {
         return p; /* the pin, or the NULL link to put it at */
 }
 
+bool cache_pinned_locked(struct cache *c, const struct digest *d) {
+        return *pin_slot(c, d) != NULL;
+}
+
 /* Adds (or refreshes) a blob as the most recently used. */
 static int index_add(struct cache *c, const struct digest *d, uint64_t size) {
         struct blob_rec *b = index_find(c, d);

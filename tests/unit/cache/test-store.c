@@ -736,6 +736,13 @@ static void test_tmp_counts_against_limit(void **state) {
         assert_int_equal(st.tmp_refused, 2);
         assert_int_equal(st.tmp_bytes, 6000);
         assert_int_equal(count_dir(f->root, "tmp"), 1);
+        /* Pinned (prefetch's), it is never refused, as it is never evicted: over the limit it goes. */
+        assert_int_equal(cache_pin(c, &huge, true), 0);
+        assert_int_equal(cache_begin(c, &huge, 7000, &h, &writer), 0);
+        cache_get_stats(c, &st);
+        assert_int_equal(st.tmp_bytes, 13000);
+        cache_writer_unref(h);
+        assert_int_equal(cache_pin(c, &huge, false), 0);
 
         /* Committed: its room in tmp/ becomes the store's bytes. */
         assert_int_equal(cache_write(e, bb, 6000), 0);
