@@ -74,21 +74,39 @@ tmp_files() { find "$1/tmp" -type f | wc -l; }
 metric() { curl -s --max-time 5 "$L/metrics" | awk -v k="$1" '$1 == k { print $2 }'; }
 metric_is() { [[ $(metric "$1") == "$2" ]]; }
 metric_at_least() { local v; v=$(metric "$1"); [[ -n $v && $v -ge $2 ]]; }
+# trickled_upstream NAME N: the section's fixture (its port PF, base FX, registry NS)
+# holding N random 64 KiB blobs ($T/NAME-<i>, digests in D) whose every GET trickles,
+# one byte per 100 ms.
+trickled_upstream() {
+  local i
+  checkd "the fixture upstream starts" fixture_start "$1-fx"
+  PF=$FIXTURE_PORT FX=http://127.0.0.1:$FIXTURE_PORT NS=127.0.0.1:$FIXTURE_PORT D=()
+  for ((i = 0; i < $2; i++)); do
+    D[i]=$(random_file "$T/$1-$i" 65536)
+    put_blob "$T/$1-$i" >/dev/null || break
+  done
+  checkd "the fixture holds $2 blobs" test "$i" = "$2"
+  checkd "every blob GET trickles (one byte per 100 ms)" rules \
+    '[{"path": "/blobs/", "method": "GET", "trickle_ms": 100}]'
+}
+# ask_all SECONDS: one client for each blob of D, all at once, each gone after SECONDS;
+# client i writes "STATUS TIME" to $T/c<i>; their PIDs in CP.
+ask_all() {
+  local i
+  CP=()
+  for ((i = 0; i < ${#D[@]}; i++)); do
+    curl -s -o /dev/null -w '%{http_code} %{time_total}\n' --max-time "$1" \
+      "$L/v2/test/app/blobs/${D[i]}?ns=$NS" >"$T/c$i" 2>/dev/null &
+    CP+=("$!")
+  done
+  PIDS+=("${CP[@]}")
+}
 
 # ==== 1. downloads, waits and abandoned downloads are capped ================================
 downloads() {
   section downloads
-  checkd "the fixture upstream starts" fixture_start downloads-fx
-  PF=$FIXTURE_PORT
-  FX=http://127.0.0.1:$PF
-  local NS=127.0.0.1:$PF N=40 i D=()
-  for ((i = 0; i < N; i++)); do
-    D[i]=$(random_file "$T/b$i" 65536)
-    put_blob "$T/b$i" >/dev/null || break
-  done
-  checkd "the fixture holds $N blobs" test "$i" = "$N"
-  checkd "every blob GET trickles (one byte per 100 ms)" rules \
-    '[{"path": "/blobs/", "method": "GET", "trickle_ms": 100}]'
+  local N=40 i
+  trickled_upstream downloads "$N"
 
   local PL CACHE=$T/downloads-cache
   PL=$(free_port)
@@ -110,13 +128,7 @@ YAML
   th0=$(threads_of "$LPID") fd0=$(fds_of "$LPID")
 
   # 40 clients at once, each gone after 2 s.
-  local CP=()
-  for ((i = 0; i < N; i++)); do
-    curl -s -o /dev/null -w '%{http_code} %{time_total}\n' --max-time 2 \
-      "$L/v2/test/app/blobs/${D[i]}?ns=$NS" >"$T/c$i" 2>/dev/null &
-    CP+=("$!")
-  done
-  PIDS+=("${CP[@]}")
+  ask_all 2
   # Peaks while they are there.
   local th=0 fd=0 tf=0 x
   for ((i = 0; i < 15; i++)); do
@@ -160,7 +172,7 @@ YAML
   # The upstream is well again: a normal pull.
   checkd "the fixture stops trickling" rules '[]'
   get "$L/v2/test/app/blobs/${D[7]}?ns=$NS" "$T/got7" --max-time 10
-  checkd "a normal pull works afterwards (got $code)" eval '[[ $code == 200 ]] && cmp -s "$T/b7" "$T/got7"'
+  checkd "a normal pull works afterwards (got $code)" eval '[[ $code == 200 ]] && cmp -s "$T/downloads-7" "$T/got7"'
   checkd "layerd logged the cancellations" grep -q "agent.max_abandoned_downloads" "$LOG"
   stop "$LPID"
 }
@@ -219,19 +231,10 @@ YAML
 # ==== 3. out of descriptors: an ordinary failure ==========================================
 descriptors() {
   section fds
-  checkd "the fixture upstream starts" fixture_start fds-fx
-  PF=$FIXTURE_PORT
-  FX=http://127.0.0.1:$PF
-  local NS=127.0.0.1:$PF N=30 i D=()
-  for ((i = 0; i < N; i++)); do
-    D[i]=$(random_file "$T/f$i" 65536)
-    put_blob "$T/f$i" >/dev/null || break
-  done
-  checkd "the fixture holds $N blobs" test "$i" = "$N"
+  trickled_upstream fds 30
   local FRESH
   FRESH=$(random_file "$T/fresh" 65536)
   checkd "and one more, asked for only at the end" put_blob "$T/fresh"
-  checkd "every blob GET trickles" rules '[{"path": "/blobs/", "method": "GET", "trickle_ms": 100}]'
   local PL CACHE=$T/fds-cache
   PL=$(free_port)
   L=http://127.0.0.1:$PL
@@ -244,11 +247,7 @@ YAML
   local LPID=$!
   PIDS+=("$LPID")
   serving "$PL" || return
-  local CP=()
-  for ((i = 0; i < N; i++)); do
-    curl -s -o /dev/null --max-time 3 "$L/v2/test/app/blobs/${D[i]}?ns=$NS" 2>/dev/null &
-    CP+=("$!")
-  done
+  ask_all 3
   for p in "${CP[@]}"; do wait "$p" 2>/dev/null; done
   checkd "layerd is still running" kill -0 "$LPID"
   checkd "descriptors ran out, and the log says so" grep -qE "Too many open files|out of file descriptors" "$LOG"
