@@ -63,6 +63,7 @@ struct request {
          * and a worker thread runs the request again with may_block true. Its
          * answer (deferred: queue() keeps it here) is queued on resumption. */
         bool may_block, would_block, deferred, worker_done;
+        bool holds_wait; /* one of agent.max_upstream_waits: the worker's, or its stream's once made */
         struct MHD_Response *prepared;
         unsigned prepared_status;
         struct MHD_Connection *conn;
@@ -354,10 +355,11 @@ static enum MHD_Result respond_blob_stream(struct MHD_Connection *conn, struct r
         struct stream_params sp = { .pull = p, .conn = conn, .sent = &rq->bytes, .endpoint = rq->endpoint,
                                     .endpoint_size = sizeof(rq->endpoint), .registry = t->reg->host,
                                     .repository = t->repo, .digest = *d, .start = start, .length = length,
-                                    .size = size };
+                                    .size = size, .holds_wait = rq->holds_wait };
         struct stream *s = NULL;
         if (stream_new(&sp, h, &s) < 0)
                 return MHD_NO;
+        rq->holds_wait = false; /* the stream's now: it waits for the download (its waker) until it ends */
         struct MHD_Response *resp = MHD_create_response_from_callback(length, STREAM_BLOCK, stream_read, s, stream_free);
         if (!resp) {
                 stream_free(s);
@@ -443,6 +445,12 @@ static enum MHD_Result blob(struct pull *p, struct MHD_Connection *conn, struct 
                 if (r == -ESHUTDOWN || r == -ENOMEM)
                         return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "%s",
                                              strerror(-r));
+                if (r == -EBUSY) {
+                        /* agent.max_downloads: 503 at once, containerd tries its next host (download.c says why). */
+                        struct outcome o;
+                        download_outcome(r, &o);
+                        return respond_outcome(conn, rq, &o, false);
+                }
                 if (r < 0) {
                         /* The cache cannot start it (disk full, read-only, ...): stream through. */
                         char ds[DIGEST_STRING_MAX];
@@ -655,6 +663,10 @@ static void *worker_main(void *arg) {
                 MHD_destroy_response(rq->prepared);
                 rq->prepared = NULL;
         }
+        /* Before the resumption, after which rq may be gone. */
+        if (rq->holds_wait)
+                bounds_put_wait(&p->bounds);
+        rq->holds_wait = false;
         rq->worker_done = true;
         MHD_resume_connection(rq->conn);
         pull_thread_end(p);
@@ -662,12 +674,27 @@ static void *worker_main(void *arg) {
 }
 
 /* The request has to wait for an upstream: suspends the connection (MHD's
- * thread goes on with others) and runs it again on a thread of its own. */
+ * thread goes on with others) and runs it again on a thread of its own.
+ * Those threads are capped (agent.max_upstream_waits): past it the answer is
+ * a 503 at once, from here. A queue would hold connections containerd cannot
+ * time out, for as long as upstreams are slow; a 503 sends containerd to its
+ * next host now, which is what a node without layerd does. */
 static enum MHD_Result defer(struct pull *p, struct MHD_Connection *conn, const char *url, bool head,
                              struct request *rq) {
         rq->would_block = false;
-        if (!pull_thread_begin(p))
+        struct spec_ref *sr = spec_ref_get(p);
+        unsigned max = sr->spec->agent.max_upstream_waits;
+        spec_ref_put(p, sr);
+        if (!bounds_take_wait(&p->bounds, max))
+                return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
+                                     "%u requests wait for upstreams already (agent.max_upstream_waits); "
+                                     "try the next host", max);
+        rq->holds_wait = true;
+        if (!pull_thread_begin(p)) {
+                bounds_put_wait(&p->bounds);
+                rq->holds_wait = false;
                 return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "shutting down");
+        }
         rq->url = strdup(url);
         rq->pull = p;
         rq->conn = conn;
@@ -686,6 +713,8 @@ static enum MHD_Result defer(struct pull *p, struct MHD_Connection *conn, const 
         if (r != 0) {
                 /* Answered at once, from here, when the connection comes back. */
                 respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "no thread: %s", strerror(r));
+                bounds_put_wait(&p->bounds);
+                rq->holds_wait = false;
                 rq->worker_done = true;
                 MHD_resume_connection(conn);
                 pull_thread_end(p);

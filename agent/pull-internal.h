@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "agent/bounds.h"
 #include "agent/outcome.h"
 #include "cache/cache.h"
 #include "agent/pull.h"
@@ -59,6 +60,8 @@ struct pull {
         atomic_uint_fast64_t ready_gate_until_ms; /* /readyz waits for prefetch until then; 0: it does not */
         void (*metrics_hook)(FILE *f, void *userdata); /* set before serving */
         void *metrics_userdata;
+
+        struct bounds bounds; /* downloads, abandoned ones and upstream waits in flight (agent.max_*) */
 
         atomic_uint_fast64_t requests[_ROUTE_MAX][STATUS_SLOTS];
         atomic_uint_fast64_t bytes_served, stale_serves, cut_streams;
@@ -129,6 +132,7 @@ struct download_want {
         struct digest digest;
         int64_t size;             /* -1: unknown */
         bool finish_abandoned;    /* go on when every client left (agent.finish_abandoned_downloads) */
+        bool background;          /* prefetch: waits for a slot of its share of agent.max_downloads */
         struct ratelimit *limit;  /* prefetch: held to this while no client follows; NULL for a client */
 };
 
@@ -140,14 +144,20 @@ struct download_hold {
 };
 
 /* Joins the download of w->digest in flight or starts it on a thread of its
- * own. Returns 0 with *ret (release with download_release()); -EEXIST when
- * the blob is committed (read it from the cache), -ESHUTDOWN, -ENOMEM, or
- * the cache's reason it cannot take the blob (then stream it through). */
+ * own, if one of agent.max_downloads is free (a background one: of its share,
+ * bounds_background_max()). Returns 0 with *ret (release with
+ * download_release()); -EEXIST when the blob is committed (read it from the
+ * cache), -EBUSY when no slot is free (a client's is counted as refused),
+ * -ESHUTDOWN, -ENOMEM, or the cache's reason it cannot take the blob (then
+ * stream it through). A download whose clients all left goes on
+ * (w->finish_abandoned) only while fewer than agent.max_abandoned_downloads
+ * do, and for agent.abandoned_download_timeout at most. */
 int download_join_or_start(struct pull *p, const struct download_want *w, struct download_hold *ret);
 
 /* The download of w for one client, through memory only (the cache cannot
  * take the blob: stream-through); w->size is the size promised, or -1. The
- * client must follow it with a reader before releasing *ret. */
+ * client must follow it with a reader before releasing *ret. It takes a slot
+ * of agent.max_downloads too: -EBUSY when none is free. */
 int download_start_unstored(struct pull *p, const struct download_want *w, struct download_hold *ret);
 
 void download_release(struct download_hold *h);

@@ -36,6 +36,7 @@ struct stream {
         struct cache_reader *reader; /* holds the entry */
         struct cache_entry *entry;   /* the reader's */
         bool through;                /* streaming through memory (the cache's disk filled up) */
+        bool holds_wait;             /* one of agent.max_upstream_waits: its waker may wait for the download */
         uint64_t abs;                /* bytes taken from the source so far */
         uint64_t start;              /* Range start: bytes to read and drop */
         uint64_t left;               /* bytes still to send */
@@ -231,6 +232,8 @@ void stream_free(void *cls) {
         pthread_cond_destroy(&s->wcond);
         pthread_mutex_destroy(&s->wlock);
         cache_reader_free(s->reader);
+        if (s->holds_wait)
+                bounds_put_wait(&s->pull->bounds);
         free(s);
 }
 
@@ -247,6 +250,7 @@ int stream_new(const struct stream_params *sp, const struct download_hold *h, st
                 free(s);
                 return r;
         }
+        s->holds_wait = sp->holds_wait;
         pthread_mutex_init(&s->wlock, NULL);
         pthread_cond_init(&s->wcond, NULL);
         snprintf(s->registry, sizeof(s->registry), "%s", sp->registry);

@@ -254,7 +254,8 @@ static enum outcome transport_failure(struct fetch *f, const struct exchange *x,
                                     o ? o : "?", x->hr.reason, fallback_addr_class_name(f->ep_class));
         } else if (r == -EFBIG && req->kind == FALLBACK_MANIFEST)
                 out = fallback_fail(f, "manifest larger than %u bytes", FALLBACK_MANIFEST_MAX);
-        else if (r == -ENOMEM || r == -ECANCELED) {
+        else if (r == -ENOMEM || r == -ECANCELED || r == -EMFILE || r == -ENFILE) {
+                /* Ours, not the endpoint's: no breaker counts it (descriptors run out under load). */
                 f->abort_error = r;
                 snprintf(f->reason, sizeof(f->reason), "%s", x->hr.reason);
                 out = OUT_ABORT;
