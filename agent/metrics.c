@@ -74,6 +74,15 @@ void metrics_write(struct pull *p, FILE *f) {
                 cs.mismatched, cs.blobs, cs.bytes, cs.pinned,
                 cs.in_flight, (uint64_t) atomic_load(&p->bytes_served), (uint64_t) atomic_load(&p->stale_serves),
                 (uint64_t) atomic_load(&p->cut_streams), cs.unstored);
+        fprintf(f,
+                "# HELP layerd_inflight_memory_bytes Bytes in-flight requests hold in memory (bodies, stream buffers).\n"
+                "# TYPE layerd_inflight_memory_bytes gauge\nlayerd_inflight_memory_bytes %" PRIu64 "\n"
+                "# HELP layerd_inflight_memory_limit_bytes agent.max_inflight_memory.\n"
+                "# TYPE layerd_inflight_memory_limit_bytes gauge\nlayerd_inflight_memory_limit_bytes %" PRIu64 "\n"
+                "# HELP layerd_inflight_memory_refused_total Requests answered 503 for want of that memory.\n"
+                "# TYPE layerd_inflight_memory_refused_total counter\nlayerd_inflight_memory_refused_total %" PRIu64
+                "\n",
+                budget_held(&p->budget), budget_limit(&p->budget), (uint64_t) atomic_load(&p->budget_refusals));
         struct statvfs sv;
         if (statvfs(p->cache_dir, &sv) == 0)
                 fprintf(f,

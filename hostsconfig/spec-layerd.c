@@ -219,7 +219,8 @@ static void parse_cache_max(struct spec_ctx *c, const yaml_node_t *n) {
 
 static void parse_agent(struct spec_ctx *c, const yaml_node_t *n, const yaml_node_t **ret_default_registry) {
         static const char *const keys[] = { "listen", "cache_dir", "cache_max_size", "default_registry",
-                                            "cache_min_free", "finish_abandoned_downloads" };
+                                            "cache_min_free", "finish_abandoned_downloads",
+                                            "max_inflight_memory" };
         yaml_node_t *v[ELEMENTSOF(keys)];
         if (spec_mapping(c, n, "agent", keys, ELEMENTSOF(keys), v, false) < 0)
                 return;
@@ -239,6 +240,9 @@ static void parse_agent(struct spec_ctx *c, const yaml_node_t *n, const yaml_nod
         if (v[5])
                 (void) spec_get_bool(c, v[5], "agent.finish_abandoned_downloads",
                                      &c->spec->agent.finish_abandoned_downloads);
+        if (v[6])
+                (void) get_size(c, v[6], "agent.max_inflight_memory", SPEC_MIN_MAX_INFLIGHT_MEMORY,
+                                &c->spec->agent.max_inflight_memory);
         /* Checked against the registries in spec_finish(), once they are known. */
         *ret_default_registry = v[3];
 }
