@@ -772,6 +772,7 @@ enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *
                 if (!rq)
                         return MHD_NO;
                 *req_cls = rq;
+                rq->pull = p;
                 rq->started_ms = time_now_ms();
                 rq->outcome = "-";
                 rq->route = ROUTE_OTHER;

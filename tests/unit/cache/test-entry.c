@@ -559,6 +559,33 @@ static void test_unstored_stream(void **state) {
         cache_close(c);
 }
 
+/* The ring is paid from the caller's budget: refused past it, given back with the entry. */
+static void test_unstored_budget(void **state) {
+        struct fixture *f = *state;
+        struct cache *c = open_ok(f->root);
+        struct digest d;
+        unsigned char *b = content(64, 9, DIGEST_SHA256, &d);
+        struct budget budget;
+        struct cache_entry *e = NULL, *other = NULL;
+
+        budget_init(&budget, RING + RING / 2);
+        assert_int_equal(cache_begin_unstored(c, &d, 64, RING, &budget, &e), 0);
+        assert_int_equal(budget_held(&budget), RING);
+        assert_int_equal(cache_begin_unstored(c, &d, 64, RING, &budget, &other), -ENOBUFS);
+        assert_null(other);
+        assert_int_equal(budget_held(&budget), RING);
+        struct cache_entry *held = cache_entry_ref(e);
+        cache_writer_unref(e);
+        assert_int_equal(budget_held(&budget), RING); /* a reference still holds the ring */
+        cache_entry_unref(held);
+        assert_int_equal(budget_held(&budget), 0);
+        assert_int_equal(cache_begin_unstored(c, &d, 64, RING, &budget, &e), 0);
+        cache_writer_unref(e);
+        assert_int_equal(budget_held(&budget), 0);
+        free(b);
+        cache_close(c);
+}
+
 static void test_unstored_reader_leaves(void **state) {
         struct fixture *f = *state;
         struct cache *c = open_ok(f->root);
@@ -725,6 +752,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_begin_joiners, setup_dir, teardown),
                 cmocka_unit_test_setup_teardown(test_unstored_stream, setup_dir, teardown),
                 cmocka_unit_test_setup_teardown(test_unstored_reader_leaves, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_unstored_budget, setup_dir, teardown),
                 cmocka_unit_test_setup_teardown(test_unstored_mismatch, setup_dir, teardown),
                 cmocka_unit_test_setup_teardown(test_unstored_skip, setup_dir, teardown),
         };
