@@ -61,6 +61,7 @@ struct download {
         char *batch;                /* bytes not yet given to the cache */
         size_t batch_len;
         uint64_t batch_ms;          /* when its first byte came */
+        struct budget_hold held;    /* the batch's share of the pull's budget */
 };
 
 static struct download *download_free(struct download *dl) {
@@ -69,6 +70,7 @@ static struct download *download_free(struct download *dl) {
         free(dl->registry);
         free(dl->repository);
         free(dl->batch);
+        budget_hold_release(&dl->held);
         free(dl);
         return NULL;
 }
@@ -307,9 +309,12 @@ static int download_run(struct pull *p, const struct download_want *w, struct ca
                                   .finish_abandoned = w->finish_abandoned && !unstored, .unstored = unstored,
                                   .max_abandoned = caps->abandoned, .abandon_ms = caps->abandon_ms,
                                   .background = w->background,
-                                  .registry = strdup(w->registry), .repository = strdup(w->repository),
-                                  .batch = malloc(DL_BATCH) };
-        int r = dl->registry && dl->repository && dl->batch ? 0 : -ENOMEM;
+                                  .registry = strdup(w->registry), .repository = strdup(w->repository) };
+        int r = budget_hold_reserve(&dl->held, &p->budget, DL_BATCH);
+        if (r == 0)
+                dl->batch = malloc(DL_BATCH);
+        if (r == 0 && !(dl->registry && dl->repository && dl->batch))
+                r = -ENOMEM;
         if (unstored)
                 cache_entry_set_stop(e, &p->stopping); /* its writes wait for the client: not past a shutdown */
         if (r == 0 && !pull_thread_begin(p))
@@ -383,7 +388,7 @@ int download_start_unstored(struct pull *p, const struct download_want *w, struc
         if (r < 0)
                 return r;
         struct cache_entry *e = NULL;
-        r = cache_begin_unstored(p->cache, &w->digest, w->size, UNSTORED_WINDOW, &e);
+        r = cache_begin_unstored(p->cache, &w->digest, w->size, UNSTORED_WINDOW, &p->budget, &e);
         if (r < 0) {
                 bounds_put_download(&p->bounds, w->background);
                 return r;
@@ -417,6 +422,9 @@ void download_outcome(int r, struct outcome *o) {
         case -EBADMSG:
         case -EMSGSIZE:
                 outcome_set(o, r, "upstream sent bytes that do not match the digest");
+                break;
+        case -ENOBUFS:
+                outcome_set(o, r, OUTCOME_BUDGET_REASON);
                 break;
         case -ECANCELED:
         case -EPIPE:

@@ -159,9 +159,42 @@ static bool add_object_headers(struct MHD_Response *resp, const struct digest *d
                        MHD_YES;
 }
 
+/* A body held for a response, with its share of the pull's budget: both are
+ * given back when MHD is done with the response (a client that does not read
+ * keeps them until its connection ends). */
+struct held_body {
+        void *body;
+        struct budget_hold held;
+};
+
+static void held_body_free(void *cls) {
+        struct held_body *hb = cls;
+        free(hb->body);
+        budget_hold_release(&hb->held);
+        free(hb);
+}
+
+/* A response of size bytes at *body, which it takes over with *held (both
+ * left empty) on success; NULL (nothing taken) when out of memory. */
+static struct MHD_Response *response_from_held(size_t size, void **body, struct budget_hold *held) {
+        struct held_body *hb = malloc(sizeof(*hb));
+        if (!hb)
+                return NULL;
+        *hb = (struct held_body) { .body = *body, .held = *held };
+        struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback_cls(size, *body,
+                                                                                         held_body_free, hb);
+        if (!resp) {
+                free(hb);
+                return NULL;
+        }
+        *body = NULL;
+        *held = (struct budget_hold) {};
+        return resp;
+}
+
 /* A manifest answer: from the cache's file (sendfile; nothing held per
  * connection but the descriptor), else from its bytes, which the response
- * takes over. */
+ * takes over with their share of the budget. */
 static enum MHD_Result respond_manifest(struct MHD_Connection *conn, struct request *rq, bool head,
                                         struct manifest_answer *a) {
         struct MHD_Response *resp;
@@ -171,11 +204,8 @@ static enum MHD_Result respond_manifest(struct MHD_Connection *conn, struct requ
                 resp = MHD_create_response_from_fd_at_offset64(a->size, a->fd, 0);
                 if (resp)
                         a->fd = -1; /* MHD's now */
-        } else {
-                resp = MHD_create_response_from_buffer((size_t) a->size, a->body, MHD_RESPMEM_MUST_FREE);
-                if (resp)
-                        a->body = NULL;
-        }
+        } else
+                resp = response_from_held((size_t) a->size, &a->body, &a->held);
         if (resp && !add_object_headers(resp, &a->digest, a->media_type)) {
                 MHD_destroy_response(resp);
                 return MHD_NO;
@@ -217,6 +247,13 @@ static enum MHD_Result collect_accept(void *cls, enum MHD_ValueKind kind, const 
  * without bound. */
 static enum MHD_Result respond_outcome(struct MHD_Connection *conn, struct request *rq, const struct outcome *o,
                                        bool manifest) {
+        if (o->error == -ENOBUFS) {
+                /* Once per request, here, whichever holder refused it. */
+                atomic_fetch_add(&rq->pull->budget_refusals, 1);
+                log_warning("refused, %s: ns=%s repo=%s ref=%s held=%" PRIu64 " limit=%" PRIu64, OUTCOME_BUDGET_REASON,
+                            rq->ns, rq->repo[0] ? rq->repo : "-", rq->ref[0] ? rq->ref : "-",
+                            budget_held(&rq->pull->budget), budget_limit(&rq->pull->budget));
+        }
         switch (o->kind) {
         case OUTCOME_NOT_FOUND:
                 return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, manifest ? "MANIFEST_UNKNOWN" : "BLOB_UNKNOWN", "%s",
@@ -357,7 +394,13 @@ static enum MHD_Result respond_blob_stream(struct MHD_Connection *conn, struct r
                                     .repository = t->repo, .digest = *d, .start = start, .length = length,
                                     .size = size, .holds_wait = rq->holds_wait };
         struct stream *s = NULL;
-        if (stream_new(&sp, h, &s) < 0)
+        int r = stream_new(&sp, h, &s);
+        if (r == -ENOBUFS) {
+                struct outcome o;
+                download_outcome(r, &o);
+                return respond_outcome(conn, rq, &o, false);
+        }
+        if (r < 0)
                 return MHD_NO;
         rq->holds_wait = false; /* the stream's now: it waits for the download (its waker) until it ends */
         struct MHD_Response *resp = MHD_create_response_from_callback(length, STREAM_BLOCK, stream_read, s, stream_free);
@@ -445,8 +488,9 @@ static enum MHD_Result blob(struct pull *p, struct MHD_Connection *conn, struct 
                 if (r == -ESHUTDOWN || r == -ENOMEM)
                         return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "%s",
                                              strerror(-r));
-                if (r == -EBUSY) {
-                        /* agent.max_downloads: 503 at once, containerd tries its next host (download.c says why). */
+                if (r == -EBUSY || r == -ENOBUFS) {
+                        /* agent.max_downloads or agent.max_inflight_memory: 503 at once, containerd
+                         * tries its next host (download.c says why). */
                         struct outcome o;
                         download_outcome(r, &o);
                         return respond_outcome(conn, rq, &o, false);
@@ -505,22 +549,26 @@ static enum MHD_Result tags_list(struct pull *p, struct MHD_Connection *conn, st
         /* A page may have to come from upstream: never on the event loop (tag lists are rare). */
         if (!rq->may_block)
                 return would_block(rq);
-        void *body = NULL;
+        _cleanup_free_ void *body = NULL;
         size_t size = 0;
         _cleanup_free_ char *next = NULL;
-        int r = pull_tags_page(p, t->reg->host, t->repo, (unsigned) n, last && last[0] ? last : NULL, &body, &size,
-                               &next);
+        _cleanup_hold_ struct budget_hold held = {};
+        int r = tags_page(p, t->reg->host, t->repo, (unsigned) n, last && last[0] ? last : NULL, &body, &size, &next,
+                          &held);
         rq->outcome = "upstream";
         if (r == -ENOENT)
                 return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "NAME_UNKNOWN", "upstream knows no such repository");
+        if (r == -ENOBUFS) {
+                struct outcome o;
+                outcome_set(&o, r, OUTCOME_BUDGET_REASON);
+                return respond_outcome(conn, rq, &o, false);
+        }
         if (r < 0)
                 return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "no upstream answered: %s",
                                      strerror(-r));
-        struct MHD_Response *resp = MHD_create_response_from_buffer(size, body, MHD_RESPMEM_MUST_FREE);
-        if (!resp) {
-                free(body);
+        struct MHD_Response *resp = response_from_held(size, &body, &held);
+        if (!resp)
                 return MHD_NO;
-        }
         bool ok = MHD_add_response_header(resp, "Content-Type", "application/json") == MHD_YES;
         if (ok && next) {
                 /* name, ns and tags are validated: nothing here needs escaping. */
@@ -749,6 +797,7 @@ enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *
                 if (!rq)
                         return MHD_NO;
                 *req_cls = rq;
+                rq->pull = p;
                 rq->started_ms = time_now_ms();
                 rq->outcome = "-";
                 rq->route = ROUTE_OTHER;

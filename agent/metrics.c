@@ -92,6 +92,15 @@ void metrics_write(struct pull *p, FILE *f) {
         for (int c = 0; c < _BOUNDS_CAP_MAX; c++)
                 fprintf(f, "layerd_refused_total{cap=\"%s\"} %" PRIu64 "\n", bounds_cap_to_string(c),
                         (uint64_t) atomic_load(&b->refused[c]));
+        fprintf(f,
+                "# HELP layerd_inflight_memory_bytes Bytes in-flight requests hold in memory (bodies, stream buffers).\n"
+                "# TYPE layerd_inflight_memory_bytes gauge\nlayerd_inflight_memory_bytes %" PRIu64 "\n"
+                "# HELP layerd_inflight_memory_limit_bytes agent.max_inflight_memory.\n"
+                "# TYPE layerd_inflight_memory_limit_bytes gauge\nlayerd_inflight_memory_limit_bytes %" PRIu64 "\n"
+                "# HELP layerd_inflight_memory_refused_total Requests answered 503 for want of that memory.\n"
+                "# TYPE layerd_inflight_memory_refused_total counter\nlayerd_inflight_memory_refused_total %" PRIu64
+                "\n",
+                budget_held(&p->budget), budget_limit(&p->budget), (uint64_t) atomic_load(&p->budget_refusals));
         struct statvfs sv;
         if (statvfs(p->cache_dir, &sv) == 0)
                 fprintf(f,

@@ -96,6 +96,7 @@ struct cache_entry {
         /* Memory entries: bytes [consumed, written) sit in ring[offset % window]. */
         char *ring;
         size_t window;
+        struct budget_hold ring_held; /* the ring's share of the caller's budget */
         uint64_t consumed;
         bool had_reader;             /* its one reader was made (no second one) */
         bool had_interest;           /* someone but the writer held it once: from then on unwanted means -EPIPE */

@@ -33,6 +33,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/budget.h"
 #include "common/digest.h"
 #include "common/error.h"
 
@@ -117,9 +118,11 @@ int cache_join(struct cache *c, const struct digest *d, struct cache_entry **ret
  * of window bytes; cache_write() waits for room. Everything else behaves as
  * for a stored entry: the size, the verdict, the source, cache_commit()'s
  * checks (nothing is stored) and the reader's last byte held back until they
- * passed. 0, -EINVAL (window 0, expected_size below -1), -ENOMEM. */
+ * passed. The ring is taken from budget (NULL: none) before it is allocated
+ * and given back when the entry is freed. 0, -EINVAL (window 0,
+ * expected_size below -1), -ENOBUFS (past the budget), -ENOMEM. */
 int cache_begin_unstored(struct cache *c, const struct digest *d, int64_t expected_size, size_t window,
-                         struct cache_entry **ret);
+                         struct budget *budget, struct cache_entry **ret);
 
 /* Writer only: appends bytes and wakes the readers. Returns 0 or -errno:
  * -EMSGSIZE beyond the expected size (the upstream sent too much: give up);

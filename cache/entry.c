@@ -53,6 +53,7 @@ static void entry_free(struct cache_entry *e) {
                 close(e->fd);
         digester_free(e->hasher);
         free(e->ring);
+        budget_hold_release(&e->ring_held);
         pthread_cond_destroy(&e->progress);
         pthread_mutex_destroy(&e->lock);
         free(e);
@@ -296,15 +297,22 @@ int cache_join(struct cache *c, const struct digest *d, struct cache_entry **ret
 }
 
 int cache_begin_unstored(struct cache *c, const struct digest *d, int64_t expected_size, size_t window,
-                         struct cache_entry **ret) {
+                         struct budget *budget, struct cache_entry **ret) {
         if (window == 0 || expected_size < -1)
                 return -EINVAL;
+        struct budget_hold held = {};
+        int r = budget_hold_reserve(&held, budget, window);
+        if (r < 0)
+                return r;
         struct cache_entry *e = entry_new(c, d, expected_size, false);
-        if (!e)
+        if (!e) {
+                budget_hold_release(&held);
                 return -ENOMEM;
+        }
+        e->ring_held = held;
         e->window = window;
         e->ring = malloc(window);
-        int r = e->ring ? digester_new(d->algorithm, &e->hasher) : -ENOMEM;
+        r = e->ring ? digester_new(d->algorithm, &e->hasher) : -ENOMEM;
         if (r < 0) {
                 entry_free(e);
                 return r;

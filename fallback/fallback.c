@@ -190,8 +190,7 @@ static int perform(struct fetch *f, struct exchange *x, bool head, struct curl_s
         f->body_started = false;
         f->skip = 0;
         f->attempt_bytes = 0;
-        fallback_buf_wipe(&f->manifest);
-        f->manifest.max = FALLBACK_MANIFEST_MAX;
+        fallback_manifest_wipe(f);
         struct http_request rq = {
                 .url = x->cur,
                 .head = head,
@@ -659,7 +658,7 @@ walked:
                 snprintf(ret->error, sizeof(ret->error), "%s", f.reason);
         r = 0;
 out:
-        fallback_buf_wipe(&f.manifest);
+        fallback_manifest_wipe(&f);
         free(f.repo);
         free(f.scope);
         fallback_config_unref(fb, cfg);
@@ -671,5 +670,6 @@ void fallback_response_done(struct fallback_response *r) {
         free(r->media_type);
         free(r->body);
         free(r->next_last);
+        budget_hold_release(&r->held);
         *r = (struct fallback_response) { .size = -1 };
 }

@@ -221,7 +221,7 @@ static void parse_agent(struct spec_ctx *c, const yaml_node_t *n, const yaml_nod
         static const char *const keys[] = { "listen", "cache_dir", "cache_max_size", "default_registry",
                                             "cache_min_free", "finish_abandoned_downloads", "max_downloads",
                                             "max_upstream_waits", "max_abandoned_downloads",
-                                            "abandoned_download_timeout" };
+                                            "abandoned_download_timeout", "max_inflight_memory" };
         yaml_node_t *v[ELEMENTSOF(keys)];
         if (spec_mapping(c, n, "agent", keys, ELEMENTSOF(keys), v, false) < 0)
                 return;
@@ -255,6 +255,9 @@ static void parse_agent(struct spec_ctx *c, const yaml_node_t *n, const yaml_nod
         if (v[9])
                 (void) get_duration(c, v[9], "agent.abandoned_download_timeout", 1000, 24ULL * 3600 * 1000,
                                     &c->spec->agent.abandoned_download_timeout_ms);
+        if (v[10])
+                (void) get_size(c, v[10], "agent.max_inflight_memory", SPEC_MIN_MAX_INFLIGHT_MEMORY,
+                                &c->spec->agent.max_inflight_memory);
         /* Checked against the registries in spec_finish(), once they are known. */
         *ret_default_registry = v[3];
 }

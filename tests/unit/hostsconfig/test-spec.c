@@ -156,6 +156,11 @@ static void test_agent_settings(void **state) {
         assert_int_equal(s->agent.cache_max_percent, 80);
         assert_int_equal(s->agent.cache_max_bytes, 0);
         assert_int_equal(s->agent.cache_min_free_bytes, 2ULL << 30);
+        assert_int_equal(s->agent.max_inflight_memory, SPEC_DEFAULT_MAX_INFLIGHT_MEMORY);
+        spec_free(s);
+
+        s = parse_ok("agent: {max_inflight_memory: 64MiB}\n" REG);
+        assert_int_equal(s->agent.max_inflight_memory, 64ULL << 20);
         spec_free(s);
 
         s = parse_ok("agent: {default_registry: null}\n" REG);
@@ -232,6 +237,10 @@ static void test_agent_errors(void **state) {
                       "spec.yaml:2:28: agent.max_abandoned_downloads: expected an integer, got \"some\"");
         expect_errors("agent:\n  abandoned_download_timeout: 500ms\n" REG, 1,
                       "spec.yaml:2:31: agent.abandoned_download_timeout: must be between 1s and 1d");
+        expect_errors("agent:\n  max_inflight_memory: much\n" REG, 1,
+                      "spec.yaml:2:24: agent.max_inflight_memory: not a size (like 512MiB, 20GiB, 10GB): \"much\"");
+        expect_errors("agent:\n  max_inflight_memory: 4MiB\n" REG, 1,
+                      "spec.yaml:2:24: agent.max_inflight_memory: must be at least 8MiB");
         expect_errors("agent:\n  finish_abandoned_downloads: no\n" REG, 1,
                       "spec.yaml:2:31: agent.finish_abandoned_downloads: expected true or false, got \"no\"");
         expect_errors("agent:\n  finish_abandoned_downloads: 0\n" REG, 1,
