@@ -161,9 +161,11 @@ def abuse_table(kv, judge):
         row(f"  {label}, nothing else open", [probe_cell(probe.get((s, "quiet", path))) for s in servers])
         p = probe.get(("layerd", "loaded", path))
         p99 = float(p["p99_ms"]) if p and "p99_ms" in p and int(p.get("ran", 0)) else None
-        clean = p is not None and int(p.get("ran", 0)) > 0 and p.get("ok") == p.get("ran")
+        # A 503 is prompt but no answer to a pull: every request must have come back 2xx.
+        clean = p is not None and int(p.get("ran", 0)) > 0 and p.get("ok") == p.get("ran") and \
+            int(p.get("non2xx", 0)) == 0
         res = judge(f"abuse: {short} under the load, p99 < 100 ms", p99, p99 is not None and p99 < 100 and clean,
-                    f"p99 {p99:.1f} ms" + ("" if clean else " (timeouts or failures)") if p99 is not None else "",
+                    f"p99 {p99:.1f} ms" + ("" if clean else " (timeouts, failures or not 2xx)") if p99 is not None else "",
                     "the loaded run gave no result (see notes)")
         row(f"  {label}, the load held", [probe_cell(probe.get((s, "loaded", path))) for s in servers],
             "p99 < 100 ms", res)
@@ -237,6 +239,8 @@ def abuse_table(kv, judge):
             return "—", None
         cell = (f"threads {b[0]} → {pl[0]} → {pl[2]}; descriptors {b[1]} → {pl[1]} → {pl[3]}; "
                 f"{a.get('heads_2xx', '?')} of {a.get('n', '?')} heads 2xx")
+        if int(a.get("heads_other", 0)):
+            cell += f", {a['heads_other']} other"
         if int(a.get("timeouts", 0)):
             cell += f", {a['timeouts']} without a head in 5 s"
         if s in tmp:
