@@ -179,7 +179,7 @@ fuzz: deps $(addprefix $(FUZZ)/,$(FUZZ_TARGETS))
 	done
 
 # ---- benchmarks (bench/README.md); timings are reported, never pass/fail ---------------
-# make bench: bench/run.sh, about 6 minutes; BENCH_* variables (bench/README.md) change sizes.
+# make bench: bench/run.sh, about 8 minutes; BENCH_* variables (bench/README.md) change sizes.
 BENCH_BLOBS ?= 100000
 BENCH_VARS := $(foreach v,$(filter BENCH_%,$(.VARIABLES)),$(v)='$($(v))')
 
@@ -196,6 +196,10 @@ $(REL)/bench/hload: $(REL)/bench/hload.o
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^
 
+$(REL)/bench/abuse: $(REL)/bench/abuse.o
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^
+
 # What linking Debian's libcurl costs in resident memory, for the RSS rows.
 $(REL)/bench/rssfloor: $(REL)/bench/rssfloor.o
 	@mkdir -p $(@D)
@@ -203,7 +207,7 @@ $(REL)/bench/rssfloor: $(REL)/bench/rssfloor.o
 
 bench:
 	@scripts/deps.sh --bench
-	$(MAKE) layerd $(REL)/bench/cache-startup $(REL)/bench/bigread $(REL)/bench/hload $(REL)/bench/rssfloor
+	$(MAKE) layerd $(REL)/bench/cache-startup $(REL)/bench/bigread $(REL)/bench/hload $(REL)/bench/abuse $(REL)/bench/rssfloor
 	env $(BENCH_VARS) bench/run.sh
 
 install: layerd
