@@ -17,14 +17,17 @@ static bool take(atomic_uint *v, unsigned max) {
 }
 
 unsigned bounds_background_max(unsigned max) {
-        return max / 2 ? max / 2 : 1;
+        return max / 2;
 }
 
 bool bounds_take_download(struct bounds *b, unsigned max, bool background) {
-        if (!take(&b->downloads, max))
+        /* The background share first: a prefetch that retries while its share
+         * is full must not hold, even for an instant, the slot a client needs. */
+        if (background && !take(&b->background, bounds_background_max(max)))
                 return false;
-        if (background && !take(&b->background, bounds_background_max(max))) {
-                atomic_fetch_sub(&b->downloads, 1);
+        if (!take(&b->downloads, max)) {
+                if (background)
+                        atomic_fetch_sub(&b->background, 1);
                 return false;
         }
         return true;

@@ -29,7 +29,8 @@ struct bounds {
 };
 
 /* The share of max downloads that background work (prefetch) may hold:
- * half, at least one. The rest is always there for clients. */
+ * half (agent.max_downloads is at least 2). The rest is always there for
+ * clients. */
 unsigned bounds_background_max(unsigned max);
 
 /* A download slot under max (background: also under

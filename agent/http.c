@@ -485,7 +485,8 @@ static enum MHD_Result blob(struct pull *p, struct MHD_Connection *conn, struct 
                 int r = download_join_or_start(p, &w, &h);
                 if (r == -EEXIST)
                         continue; /* committed meanwhile: serve it from disk */
-                if (r == -ESHUTDOWN || r == -ENOMEM)
+                if (r == -ESHUTDOWN || r == -ENOMEM || r == -EMFILE || r == -ENFILE)
+                        /* Out of descriptors, a stream-through would fail on its socket too. */
                         return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "%s",
                                              strerror(-r));
                 if (r == -EBUSY || r == -ENOBUFS) {

@@ -180,14 +180,15 @@ static int reserve(struct cache_entry *e, uint64_t upto) {
         bool pinned = cache_pinned_locked(c, &e->digest);
         for (unsigned pass = 0; upto > e->reserved; pass++) {
                 uint64_t need = upto - e->reserved;
-                if (room_locked(c, need) || (pinned && pass > 0)) {
+                /* What is in tmp/ already, with this, is more than the limit:
+                 * evicting every blob would not make room. */
+                bool hopeless = c->stats.tmp_bytes + need > c->max_bytes;
+                if (room_locked(c, need) || (pinned && (pass > 0 || hopeless))) {
                         c->stats.tmp_bytes += need;
                         e->reserved = upto;
                         break;
                 }
-                /* What is in tmp/ already, with this, is more than the limit:
-                 * evicting every blob would not make room. */
-                if (!pinned && (pass > 0 || c->stats.tmp_bytes + need > c->max_bytes)) {
+                if (!pinned && (pass > 0 || hopeless)) {
                         c->stats.tmp_refused++;
                         r = -ENOSPC;
                         break;

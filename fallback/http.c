@@ -522,7 +522,9 @@ int http_perform(struct http_client *c, const struct http_request *req, struct h
         if (x.peer_refused) {
                 r = -EPERM;
                 set_reason(ret, "%s is a %s address", ret->peer_ip, fallback_addr_class_name(ret->peer_class));
-        } else if (r == 0 && finished && result == CURLE_COULDNT_CONNECT && x.socket_errno) {
+        } else if (r == 0 && finished && result == CURLE_COULDNT_CONNECT &&
+                   (x.socket_errno == EMFILE || x.socket_errno == ENFILE || x.socket_errno == ENOBUFS ||
+                    x.socket_errno == ENOMEM)) {
                 /* This process ran out of something (descriptors, memory): the upstream did nothing wrong. */
                 r = x.socket_errno == EMFILE || x.socket_errno == ENFILE ? -x.socket_errno : -ENOMEM;
                 set_reason(ret, "no socket for the upstream: %s", strerror(x.socket_errno));

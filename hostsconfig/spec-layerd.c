@@ -245,11 +245,13 @@ static void parse_agent(struct spec_ctx *c, const yaml_node_t *n, const yaml_nod
                                               "agent.max_abandoned_downloads" };
         unsigned *const count_dst[] = { &c->spec->agent.max_downloads, &c->spec->agent.max_upstream_waits,
                                         &c->spec->agent.max_abandoned_downloads };
+        /* Two downloads at least: prefetch may hold half of them, never a client's only one. */
+        static const uint64_t count_min[] = { 2, 1, 1 };
         static const uint64_t count_max[] = { SPEC_MAX_DOWNLOADS_MAX, SPEC_MAX_UPSTREAM_WAITS_MAX,
                                               SPEC_MAX_DOWNLOADS_MAX };
         for (size_t i = 0; i < ELEMENTSOF(counts); i++) {
                 uint64_t x;
-                if (v[6 + i] && spec_get_uint(c, v[6 + i], counts[i], 1, count_max[i], &x) == 0)
+                if (v[6 + i] && spec_get_uint(c, v[6 + i], counts[i], count_min[i], count_max[i], &x) == 0)
                         *count_dst[i] = (unsigned) x;
         }
         if (v[9])

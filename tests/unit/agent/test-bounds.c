@@ -40,7 +40,7 @@ static void test_background_share(void **state) {
         (void) state;
         assert_int_equal(bounds_background_max(32), 16);
         assert_int_equal(bounds_background_max(3), 1);
-        assert_int_equal(bounds_background_max(1), 1);
+        assert_int_equal(bounds_background_max(2), 1);
         struct bounds b = {};
         /* Prefetch takes half of 4, and no more... */
         assert_true(bounds_take_download(&b, 4, true));
@@ -55,10 +55,12 @@ static void test_background_share(void **state) {
         assert_int_equal(atomic_load(&b.background), 1);
         assert_true(bounds_take_download(&b, 4, true));
         assert_int_equal(atomic_load(&b.background), 2);
-        /* With one slot, prefetch may have it while no client does. */
-        struct bounds one = {};
-        assert_true(bounds_take_download(&one, 1, true));
-        assert_false(bounds_take_download(&one, 1, false));
+        /* With two slots (the least the spec allows), prefetch has one and a client the other. */
+        struct bounds two = {};
+        assert_true(bounds_take_download(&two, 2, true));
+        assert_false(bounds_take_download(&two, 2, true));
+        assert_true(bounds_take_download(&two, 2, false));
+        assert_false(bounds_take_download(&two, 2, false));
 }
 
 static void test_abandoned_and_waits(void **state) {

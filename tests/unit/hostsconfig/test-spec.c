@@ -230,7 +230,7 @@ static void test_agent_errors(void **state) {
         expect_errors("agent:\n  cache_min_free: lots\n" REG, 1,
                       "spec.yaml:2:19: agent.cache_min_free: not a size (like 512MiB, 20GiB, 10GB): \"lots\"");
         expect_errors("agent:\n  max_downloads: 0\n" REG, 1,
-                      "spec.yaml:2:18: agent.max_downloads: must be between 1 and 1024");
+                      "spec.yaml:2:18: agent.max_downloads: must be between 2 and 1024");
         expect_errors("agent:\n  max_upstream_waits: 5000\n" REG, 1,
                       "spec.yaml:2:23: agent.max_upstream_waits: must be between 1 and 4096");
         expect_errors("agent:\n  max_abandoned_downloads: some\n" REG, 1,
