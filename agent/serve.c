@@ -312,10 +312,6 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                         return r == -EINVAL ? -EADDRNOTAVAIL : r; /* a start-up failure, never SERVE_CONFIG_ERROR */
                 }
                 listen_fd = r;
-        } else {
-                addr_len = sizeof(addr);
-                if (getsockname(listen_fd, (struct sockaddr *) &addr, &addr_len) < 0)
-                        addr.ss_family = AF_INET;
         }
 
         /* serve_block_signals() blocked these; MHD's threads inherit the mask,
