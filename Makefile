@@ -44,7 +44,7 @@ ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 
 COMMON_SRC := common/error.c common/log.c common/parse.c common/reference.c common/fsutil.c common/textdiff.c \
 	common/digest.c common/base64.c common/range.c common/semver.c common/ratelimit.c common/json.c \
-	common/time.c common/buf.c
+	common/time.c common/buf.c common/budget.c
 HOSTSCONFIG_SRC := hostsconfig/spec.c hostsconfig/spec-model.c hostsconfig/spec-common.c hostsconfig/spec-layerd.c \
 	hostsconfig/spec-yaml.c hostsconfig/spec-helm.c \
 	hostsconfig/spec-print.c hostsconfig/spec-default.c hostsconfig/render.c hostsconfig/render-containerd.c \
@@ -52,7 +52,7 @@ HOSTSCONFIG_SRC := hostsconfig/spec.c hostsconfig/spec-model.c hostsconfig/spec-
 	hostsconfig/hosts-apply.c hostsconfig/spec-tags.c hostsconfig/toml.c hostsconfig/toml-tree.c hostsconfig/containerd-config.c \
 	hostsconfig/spec-version.c
 # The agent's sources that use none of its libraries (libmicrohttpd, libsystemd): the fuzz targets link them too.
-AGENT_PURE_SRC := agent/route.c agent/outcome.c agent/host.c
+AGENT_PURE_SRC := agent/route.c agent/outcome.c agent/host.c agent/bounds.c
 AGENT_SRC := agent/main.c agent/serve.c agent/admit.c agent/log.c agent/notify.c agent/hosts.c agent/cache-cmd.c agent/cache-limits.c \
 	agent/upstream.c agent/fetch-cmd.c agent/pull.c agent/http.c agent/manifest.c agent/download.c agent/stream.c \
 	agent/tags.c agent/metrics.c agent/prefetch.c agent/prefetch-cmd.c \
@@ -146,7 +146,7 @@ UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRC))
 UNIT_ASAN := $(addprefix $(ASAN)/unit/,$(UNIT_NAMES))
 UNIT_REL := $(addprefix $(REL)/unit/,$(UNIT_NAMES))
 FUZZ_REPLAY := $(addprefix $(ASAN)/fuzz/,$(FUZZ_TARGETS))
-UNIT_TSAN := $(addprefix $(TSAN)/unit/,$(filter cache/% fallback/test-fallback agent/test-core agent/test-admit,$(UNIT_NAMES)))
+UNIT_TSAN := $(addprefix $(TSAN)/unit/,$(filter cache/% fallback/test-fallback agent/test-core agent/test-admit agent/test-bounds common/test-budget,$(UNIT_NAMES)))
 
 unit: $(UNIT_ASAN) $(UNIT_REL) $(UNIT_TSAN) $(FUZZ_REPLAY)
 
@@ -179,7 +179,7 @@ fuzz: deps $(addprefix $(FUZZ)/,$(FUZZ_TARGETS))
 	done
 
 # ---- benchmarks (bench/README.md); timings are reported, never pass/fail ---------------
-# make bench: bench/run.sh, about 6 minutes; BENCH_* variables (bench/README.md) change sizes.
+# make bench: bench/run.sh, about 8 minutes; BENCH_* variables (bench/README.md) change sizes.
 BENCH_BLOBS ?= 100000
 BENCH_VARS := $(foreach v,$(filter BENCH_%,$(.VARIABLES)),$(v)='$($(v))')
 
@@ -196,6 +196,10 @@ $(REL)/bench/hload: $(REL)/bench/hload.o
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^
 
+$(REL)/bench/abuse: $(REL)/bench/abuse.o
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^
+
 # What linking Debian's libcurl costs in resident memory, for the RSS rows.
 $(REL)/bench/rssfloor: $(REL)/bench/rssfloor.o
 	@mkdir -p $(@D)
@@ -203,7 +207,7 @@ $(REL)/bench/rssfloor: $(REL)/bench/rssfloor.o
 
 bench:
 	@scripts/deps.sh --bench
-	$(MAKE) layerd $(REL)/bench/cache-startup $(REL)/bench/bigread $(REL)/bench/hload $(REL)/bench/rssfloor
+	$(MAKE) layerd $(REL)/bench/cache-startup $(REL)/bench/bigread $(REL)/bench/hload $(REL)/bench/abuse $(REL)/bench/rssfloor
 	env $(BENCH_VARS) bench/run.sh
 
 install: layerd

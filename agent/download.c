@@ -9,7 +9,19 @@
  * it (cache_entry_followers(): a prefetch download keeps to its rate limit
  * only while none does). When the cache cannot take a blob (its disk is
  * full) the same download runs into an entry with no disk behind it, for one
- * client (stream-through). */
+ * client (stream-through).
+ *
+ * Bounds (bounds.h): every download, stored or not, holds one of
+ * agent.max_downloads slots from its start to its end (a thread, a socket
+ * and a file each). Past it a client is refused at once (-EBUSY: the front
+ * end answers 503 and containerd tries its next host): a slot frees only
+ * when a whole blob download ends, seconds to minutes, so a short wait would
+ * rarely get one and a long one would hold the pull that containerd cannot
+ * time out. Prefetch takes at most half of the slots and waits for one
+ * instead of failing, so it never starves clients. A download every client
+ * left goes on for the cache only while fewer than
+ * agent.max_abandoned_downloads do and at most
+ * agent.abandoned_download_timeout after it was left. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -26,21 +38,30 @@
 
 #define PROGRESS_EVERY_MS 10000
 #define DL_BATCH (256 * 1024)
+#define DL_BATCH_MS 200 /* bytes wait in the batch at most this long (a slow upstream's followers see them) */
 #define THROTTLE_SLICE_NS (50 * 1000000ULL) /* a rate-limited download rechecks for clients this often */
 #define UNSTORED_WINDOW (1024 * 1024)       /* a stream-through's bytes in memory, at most */
+#define SLOT_RETRY_NS (100 * 1000000L)      /* prefetch looks for a free download slot this often */
 
 /* The download thread's alone. */
 struct download {
         struct digest digest;
         char *registry, *repository;
         struct cache_entry *entry;  /* the writer's reference */
-        bool finish_abandoned;      /* go on when nobody wants it any more */
+        bool finish_abandoned;      /* go on when nobody wants it any more... */
+        unsigned max_abandoned;     /* ...while fewer than this many are abandoned (agent.max_abandoned_downloads)... */
+        uint64_t abandon_ms;        /* ...and for this long (agent.abandoned_download_timeout) */
+        uint64_t abandoned_at;      /* when it was abandoned (counted in bounds), or 0 */
+        const char *cancel_why;     /* set once it was cancelled past a cap: why, for the log */
+        bool background;            /* holds a slot of prefetch's share */
         bool unstored;              /* stream-through: an entry with no disk behind it */
         struct ratelimit *limit;    /* prefetch: held to this rate while no client follows it */
         struct pull *pull;
         uint64_t bytes, last_progress_ms, started_ms;
         char *batch;                /* bytes not yet given to the cache */
         size_t batch_len;
+        uint64_t batch_ms;          /* when its first byte came */
+        struct budget_hold held;    /* the batch's share of the pull's budget */
 };
 
 static struct download *download_free(struct download *dl) {
@@ -49,6 +70,7 @@ static struct download *download_free(struct download *dl) {
         free(dl->registry);
         free(dl->repository);
         free(dl->batch);
+        budget_hold_release(&dl->held);
         free(dl);
         return NULL;
 }
@@ -61,10 +83,39 @@ static int dl_start(void *userdata, int64_t total) {
 }
 
 /* Shutdown, or nobody wants the bytes any more (every client left, none
- * joined) and agent.finish_abandoned_downloads says not to finish for the cache. */
+ * joined) and agent.finish_abandoned_downloads says not to finish for the
+ * cache, or the abandoned downloads' cap or deadline says so. The download
+ * thread's alone (fallback polls it on the thread that fetches). */
 static bool dl_cancelled(void *userdata) {
         struct download *dl = userdata;
-        return atomic_load(&dl->pull->stopping) || (!dl->finish_abandoned && !cache_entry_wanted(dl->entry));
+        struct bounds *b = &dl->pull->bounds;
+        if (atomic_load(&dl->pull->stopping) || dl->cancel_why)
+                return true;
+        if (cache_entry_wanted(dl->entry)) {
+                if (dl->abandoned_at) {
+                        bounds_unabandon(b); /* a client came back */
+                        dl->abandoned_at = 0;
+                }
+                return false;
+        }
+        if (!dl->finish_abandoned)
+                return true;
+        uint64_t now = time_now_ms();
+        if (!dl->abandoned_at) {
+                if (!bounds_abandon(b, dl->max_abandoned)) {
+                        dl->cancel_why = "cancelled, no client wants it and agent.max_abandoned_downloads "
+                                         "others go on already";
+                        return true;
+                }
+                dl->abandoned_at = now ? now : 1;
+                return false;
+        }
+        if (now - dl->abandoned_at >= dl->abandon_ms) {
+                bounds_refused(b, BOUNDS_ABANDONED_TIME);
+                dl->cancel_why = "cancelled, no client wanted it for agent.abandoned_download_timeout";
+                return true;
+        }
+        return false;
 }
 
 /* Hands the batched bytes to the cache (and so to the clients following it). */
@@ -106,20 +157,26 @@ static int dl_write(void *userdata, const void *data, size_t size) {
                 dl_throttle(dl, size);
         /* libcurl hands over 16 KiB at a time: one write, one digest update and
          * one wake-up of every reader per DL_BATCH instead (the cold path's
-         * profile was all pwrite and wake-ups). */
+         * profile was all pwrite and wake-ups). From a slow upstream the batch
+         * goes out after DL_BATCH_MS anyway: its followers' streams move (and
+         * find out when their clients have gone, see dl_cancelled()). */
         int r = 0;
+        uint64_t now = time_now_ms();
         if (dl->batch_len + size > DL_BATCH)
                 r = dl_flush(dl);
         if (r >= 0 && size >= DL_BATCH)
                 r = cache_write(dl->entry, data, size);
         else if (r >= 0) {
+                if (dl->batch_len == 0)
+                        dl->batch_ms = now;
                 memcpy(dl->batch + dl->batch_len, data, size);
                 dl->batch_len += size;
+                if (now - dl->batch_ms >= DL_BATCH_MS)
+                        r = dl_flush(dl);
         }
         if (r < 0)
                 return r;
         dl->bytes += size;
-        uint64_t now = time_now_ms();
         if (now - dl->last_progress_ms >= PROGRESS_EVERY_MS) {
                 char ds[DIGEST_STRING_MAX];
                 uint64_t secs = (now - dl->started_ms) / 1000;
@@ -173,9 +230,14 @@ static void log_failure(struct download *dl, int r, const struct fallback_respon
                             dl->repository, ds);
         else if ((r == -ECANCELED || r == -EPIPE) && !atomic_load(&dl->pull->stopping))
                 log_info("download %s: ns=%s repo=%s digest=%s bytes=%" PRIu64,
-                         dl->unstored ? "ended, its client left"
-                                      : "cancelled, no client wants it (agent.finish_abandoned_downloads: false)",
+                         dl->unstored     ? "ended, its client left"
+                         : dl->cancel_why ? dl->cancel_why
+                                          : "cancelled, no client wants it (agent.finish_abandoned_downloads: false)",
                          dl->registry, dl->repository, ds, dl->bytes);
+        else if (r == -EMFILE || r == -ENFILE)
+                /* Descriptors ran out (a socket or the cache's file): this download fails, nothing else. */
+                log_warning("download failed, out of file descriptors: ns=%s repo=%s digest=%s reason=\"%s\"",
+                            dl->registry, dl->repository, ds, o->reason);
         else if (r != -ECANCELED)
                 log_warning("download failed: ns=%s repo=%s digest=%s status=%d reason=\"%s\"", dl->registry,
                             dl->repository, ds, r < 0 ? 503 : fr->status, o->reason);
@@ -210,24 +272,49 @@ static void *download_main(void *arg) {
         }
         fallback_response_done(&fr);
         cache_writer_unref(dl->entry);
+        if (dl->abandoned_at)
+                bounds_unabandon(&p->bounds);
+        bounds_put_download(&p->bounds, dl->background);
         download_free(dl);
         pull_thread_end(p);
         return NULL;
 }
 
+/* The spec's caps on downloads, read at each start (a reload applies to the next). */
+struct caps {
+        unsigned downloads, abandoned;
+        uint64_t abandon_ms;
+};
+
+static struct caps caps_get(struct pull *p) {
+        struct spec_ref *sr = spec_ref_get(p);
+        const struct spec_agent *a = &sr->spec->agent;
+        struct caps c = { .downloads = a->max_downloads, .abandoned = a->max_abandoned_downloads,
+                          .abandon_ms = a->abandoned_download_timeout_ms };
+        spec_ref_put(p, sr);
+        return c;
+}
+
 /* Runs the download of w into the writer entry e on a thread of its own,
- * which takes e over (also on failure). */
-static int download_run(struct pull *p, const struct download_want *w, struct cache_entry *e, bool unstored) {
+ * which takes e and the download slot the caller took over (also on failure). */
+static int download_run(struct pull *p, const struct download_want *w, struct cache_entry *e, bool unstored,
+                        const struct caps *caps) {
         struct download *dl = calloc(1, sizeof(*dl));
         if (!dl) {
                 cache_writer_unref(e);
+                bounds_put_download(&p->bounds, w->background);
                 return -ENOMEM;
         }
         *dl = (struct download) { .digest = w->digest, .entry = e, .pull = p, .limit = w->limit,
                                   .finish_abandoned = w->finish_abandoned && !unstored, .unstored = unstored,
-                                  .registry = strdup(w->registry), .repository = strdup(w->repository),
-                                  .batch = malloc(DL_BATCH) };
-        int r = dl->registry && dl->repository && dl->batch ? 0 : -ENOMEM;
+                                  .max_abandoned = caps->abandoned, .abandon_ms = caps->abandon_ms,
+                                  .background = w->background,
+                                  .registry = strdup(w->registry), .repository = strdup(w->repository) };
+        int r = budget_hold_reserve(&dl->held, &p->budget, DL_BATCH);
+        if (r == 0)
+                dl->batch = malloc(DL_BATCH);
+        if (r == 0 && !(dl->registry && dl->repository && dl->batch))
+                r = -ENOMEM;
         if (unstored)
                 cache_entry_set_stop(e, &p->stopping); /* its writes wait for the client: not past a shutdown */
         if (r == 0 && !pull_thread_begin(p))
@@ -244,17 +331,38 @@ static int download_run(struct pull *p, const struct download_want *w, struct ca
         }
         if (r < 0) {
                 cache_writer_unref(e);
+                bounds_put_download(&p->bounds, w->background);
                 download_free(dl);
         }
         return r;
+}
+
+/* A download slot for w, or -EBUSY (a client's refusal counted). */
+static int take_slot(struct pull *p, const struct download_want *w, const struct caps *caps) {
+        if (bounds_take_download(&p->bounds, caps->downloads, w->background))
+                return 0;
+        if (!w->background)
+                bounds_refused(&p->bounds, BOUNDS_DOWNLOADS);
+        return -EBUSY;
 }
 
 int download_join_or_start(struct pull *p, const struct download_want *w, struct download_hold *ret) {
         if (atomic_load(&p->stopping))
                 return -ESHUTDOWN;
         struct cache_entry *e = NULL;
+        /* Joining costs no slot: only a new download is capped. */
+        if (cache_join(p->cache, &w->digest, &e) == 0) {
+                *ret = (struct download_hold) { .entry = e };
+                return 0;
+        }
+        struct caps caps = caps_get(p);
+        int r = take_slot(p, w, &caps);
+        if (r < 0)
+                return r;
         bool writer = false;
-        int r = cache_begin(p->cache, &w->digest, w->size, &e, &writer);
+        r = cache_begin(p->cache, &w->digest, w->size, &e, &writer);
+        if (r < 0 || !writer)
+                bounds_put_download(&p->bounds, w->background); /* nothing started (or joined after all) */
         if (r < 0)
                 return r;
         if (!writer) {
@@ -263,7 +371,7 @@ int download_join_or_start(struct pull *p, const struct download_want *w, struct
         }
         /* The caller's reference, taken before the thread can finish and drop the writer's. */
         struct cache_entry *mine = cache_entry_ref(e);
-        r = download_run(p, w, e, false);
+        r = download_run(p, w, e, false, &caps);
         if (r < 0) {
                 cache_entry_unref(mine);
                 return r;
@@ -275,12 +383,18 @@ int download_join_or_start(struct pull *p, const struct download_want *w, struct
 int download_start_unstored(struct pull *p, const struct download_want *w, struct download_hold *ret) {
         if (atomic_load(&p->stopping))
                 return -ESHUTDOWN;
-        struct cache_entry *e = NULL;
-        int r = cache_begin_unstored(p->cache, &w->digest, w->size, UNSTORED_WINDOW, &e);
+        struct caps caps = caps_get(p);
+        int r = take_slot(p, w, &caps);
         if (r < 0)
                 return r;
+        struct cache_entry *e = NULL;
+        r = cache_begin_unstored(p->cache, &w->digest, w->size, UNSTORED_WINDOW, &p->budget, &e);
+        if (r < 0) {
+                bounds_put_download(&p->bounds, w->background);
+                return r;
+        }
         struct cache_entry *mine = cache_entry_ref(e);
-        r = download_run(p, w, e, true);
+        r = download_run(p, w, e, true, &caps);
         if (r < 0) {
                 cache_entry_unref(mine);
                 return r;
@@ -309,9 +423,15 @@ void download_outcome(int r, struct outcome *o) {
         case -EMSGSIZE:
                 outcome_set(o, r, "upstream sent bytes that do not match the digest");
                 break;
+        case -ENOBUFS:
+                outcome_set(o, r, OUTCOME_BUDGET_REASON);
+                break;
         case -ECANCELED:
         case -EPIPE:
                 outcome_set(o, r, "the download was cancelled: nobody wanted it; try again");
+                break;
+        case -EBUSY:
+                outcome_set(o, r, "too many downloads at once (agent.max_downloads); try the next host");
                 break;
         default:
                 outcome_set(o, r, "download failed: %s", strerror(-r));
@@ -363,12 +483,15 @@ int pull_blob_ensure(struct pull *p, const char *registry, const char *repositor
         const struct spec_registry *reg = pull_registry(sr->spec, registry, false);
         /* No client is waiting: at the prefetch rate, finished even if nobody joins. */
         struct download_want w = { .registry = reg ? reg->host : NULL, .repository = repository, .digest = *d,
-                                   .size = size, .finish_abandoned = true, .limit = limit };
+                                   .size = size, .finish_abandoned = true, .background = true, .limit = limit };
         int r = -ENXIO;
         bool fetched = false;
         struct download_hold h;
-        if (reg)
-                r = download_join_or_start(p, &w, &h);
+        /* Past prefetch's share of the download slots: wait for one (clients go first). */
+        while (reg && (r = download_join_or_start(p, &w, &h)) == -EBUSY) {
+                struct timespec ts = { .tv_nsec = SLOT_RETRY_NS };
+                nanosleep(&ts, NULL);
+        }
         if (r == -EEXIST)
                 r = 0; /* committed meanwhile */
         else if (r >= 0) {

@@ -63,6 +63,7 @@ struct request {
          * and a worker thread runs the request again with may_block true. Its
          * answer (deferred: queue() keeps it here) is queued on resumption. */
         bool may_block, would_block, deferred, worker_done;
+        bool holds_wait; /* one of agent.max_upstream_waits: the worker's, or its stream's once made */
         struct MHD_Response *prepared;
         unsigned prepared_status;
         struct MHD_Connection *conn;
@@ -158,9 +159,42 @@ static bool add_object_headers(struct MHD_Response *resp, const struct digest *d
                        MHD_YES;
 }
 
+/* A body held for a response, with its share of the pull's budget: both are
+ * given back when MHD is done with the response (a client that does not read
+ * keeps them until its connection ends). */
+struct held_body {
+        void *body;
+        struct budget_hold held;
+};
+
+static void held_body_free(void *cls) {
+        struct held_body *hb = cls;
+        free(hb->body);
+        budget_hold_release(&hb->held);
+        free(hb);
+}
+
+/* A response of size bytes at *body, which it takes over with *held (both
+ * left empty) on success; NULL (nothing taken) when out of memory. */
+static struct MHD_Response *response_from_held(size_t size, void **body, struct budget_hold *held) {
+        struct held_body *hb = malloc(sizeof(*hb));
+        if (!hb)
+                return NULL;
+        *hb = (struct held_body) { .body = *body, .held = *held };
+        struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback_cls(size, *body,
+                                                                                         held_body_free, hb);
+        if (!resp) {
+                free(hb);
+                return NULL;
+        }
+        *body = NULL;
+        *held = (struct budget_hold) {};
+        return resp;
+}
+
 /* A manifest answer: from the cache's file (sendfile; nothing held per
  * connection but the descriptor), else from its bytes, which the response
- * takes over. */
+ * takes over with their share of the budget. */
 static enum MHD_Result respond_manifest(struct MHD_Connection *conn, struct request *rq, bool head,
                                         struct manifest_answer *a) {
         struct MHD_Response *resp;
@@ -170,11 +204,8 @@ static enum MHD_Result respond_manifest(struct MHD_Connection *conn, struct requ
                 resp = MHD_create_response_from_fd_at_offset64(a->size, a->fd, 0);
                 if (resp)
                         a->fd = -1; /* MHD's now */
-        } else {
-                resp = MHD_create_response_from_buffer((size_t) a->size, a->body, MHD_RESPMEM_MUST_FREE);
-                if (resp)
-                        a->body = NULL;
-        }
+        } else
+                resp = response_from_held((size_t) a->size, &a->body, &a->held);
         if (resp && !add_object_headers(resp, &a->digest, a->media_type)) {
                 MHD_destroy_response(resp);
                 return MHD_NO;
@@ -216,6 +247,13 @@ static enum MHD_Result collect_accept(void *cls, enum MHD_ValueKind kind, const 
  * without bound. */
 static enum MHD_Result respond_outcome(struct MHD_Connection *conn, struct request *rq, const struct outcome *o,
                                        bool manifest) {
+        if (o->error == -ENOBUFS) {
+                /* Once per request, here, whichever holder refused it. */
+                atomic_fetch_add(&rq->pull->budget_refusals, 1);
+                log_warning("refused, %s: ns=%s repo=%s ref=%s held=%" PRIu64 " limit=%" PRIu64, OUTCOME_BUDGET_REASON,
+                            rq->ns, rq->repo[0] ? rq->repo : "-", rq->ref[0] ? rq->ref : "-",
+                            budget_held(&rq->pull->budget), budget_limit(&rq->pull->budget));
+        }
         switch (o->kind) {
         case OUTCOME_NOT_FOUND:
                 return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, manifest ? "MANIFEST_UNKNOWN" : "BLOB_UNKNOWN", "%s",
@@ -354,10 +392,17 @@ static enum MHD_Result respond_blob_stream(struct MHD_Connection *conn, struct r
         struct stream_params sp = { .pull = p, .conn = conn, .sent = &rq->bytes, .endpoint = rq->endpoint,
                                     .endpoint_size = sizeof(rq->endpoint), .registry = t->reg->host,
                                     .repository = t->repo, .digest = *d, .start = start, .length = length,
-                                    .size = size };
+                                    .size = size, .holds_wait = rq->holds_wait };
         struct stream *s = NULL;
-        if (stream_new(&sp, h, &s) < 0)
+        int r = stream_new(&sp, h, &s);
+        if (r == -ENOBUFS) {
+                struct outcome o;
+                download_outcome(r, &o);
+                return respond_outcome(conn, rq, &o, false);
+        }
+        if (r < 0)
                 return MHD_NO;
+        rq->holds_wait = false; /* the stream's now: it waits for the download (its waker) until it ends */
         struct MHD_Response *resp = MHD_create_response_from_callback(length, STREAM_BLOCK, stream_read, s, stream_free);
         if (!resp) {
                 stream_free(s);
@@ -443,6 +488,13 @@ static enum MHD_Result blob(struct pull *p, struct MHD_Connection *conn, struct 
                 if (r == -ESHUTDOWN || r == -ENOMEM)
                         return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "%s",
                                              strerror(-r));
+                if (r == -EBUSY || r == -ENOBUFS) {
+                        /* agent.max_downloads or agent.max_inflight_memory: 503 at once, containerd
+                         * tries its next host (download.c says why). */
+                        struct outcome o;
+                        download_outcome(r, &o);
+                        return respond_outcome(conn, rq, &o, false);
+                }
                 if (r < 0) {
                         /* The cache cannot start it (disk full, read-only, ...): stream through. */
                         char ds[DIGEST_STRING_MAX];
@@ -497,22 +549,26 @@ static enum MHD_Result tags_list(struct pull *p, struct MHD_Connection *conn, st
         /* A page may have to come from upstream: never on the event loop (tag lists are rare). */
         if (!rq->may_block)
                 return would_block(rq);
-        void *body = NULL;
+        _cleanup_free_ void *body = NULL;
         size_t size = 0;
         _cleanup_free_ char *next = NULL;
-        int r = pull_tags_page(p, t->reg->host, t->repo, (unsigned) n, last && last[0] ? last : NULL, &body, &size,
-                               &next);
+        _cleanup_hold_ struct budget_hold held = {};
+        int r = tags_page(p, t->reg->host, t->repo, (unsigned) n, last && last[0] ? last : NULL, &body, &size, &next,
+                          &held);
         rq->outcome = "upstream";
         if (r == -ENOENT)
                 return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "NAME_UNKNOWN", "upstream knows no such repository");
+        if (r == -ENOBUFS) {
+                struct outcome o;
+                outcome_set(&o, r, OUTCOME_BUDGET_REASON);
+                return respond_outcome(conn, rq, &o, false);
+        }
         if (r < 0)
                 return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "no upstream answered: %s",
                                      strerror(-r));
-        struct MHD_Response *resp = MHD_create_response_from_buffer(size, body, MHD_RESPMEM_MUST_FREE);
-        if (!resp) {
-                free(body);
+        struct MHD_Response *resp = response_from_held(size, &body, &held);
+        if (!resp)
                 return MHD_NO;
-        }
         bool ok = MHD_add_response_header(resp, "Content-Type", "application/json") == MHD_YES;
         if (ok && next) {
                 /* name, ns and tags are validated: nothing here needs escaping. */
@@ -655,6 +711,10 @@ static void *worker_main(void *arg) {
                 MHD_destroy_response(rq->prepared);
                 rq->prepared = NULL;
         }
+        /* Before the resumption, after which rq may be gone. */
+        if (rq->holds_wait)
+                bounds_put_wait(&p->bounds);
+        rq->holds_wait = false;
         rq->worker_done = true;
         MHD_resume_connection(rq->conn);
         pull_thread_end(p);
@@ -662,12 +722,27 @@ static void *worker_main(void *arg) {
 }
 
 /* The request has to wait for an upstream: suspends the connection (MHD's
- * thread goes on with others) and runs it again on a thread of its own. */
+ * thread goes on with others) and runs it again on a thread of its own.
+ * Those threads are capped (agent.max_upstream_waits): past it the answer is
+ * a 503 at once, from here. A queue would hold connections containerd cannot
+ * time out, for as long as upstreams are slow; a 503 sends containerd to its
+ * next host now, which is what a node without layerd does. */
 static enum MHD_Result defer(struct pull *p, struct MHD_Connection *conn, const char *url, bool head,
                              struct request *rq) {
         rq->would_block = false;
-        if (!pull_thread_begin(p))
+        struct spec_ref *sr = spec_ref_get(p);
+        unsigned max = sr->spec->agent.max_upstream_waits;
+        spec_ref_put(p, sr);
+        if (!bounds_take_wait(&p->bounds, max))
+                return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
+                                     "%u requests wait for upstreams already (agent.max_upstream_waits); "
+                                     "try the next host", max);
+        rq->holds_wait = true;
+        if (!pull_thread_begin(p)) {
+                bounds_put_wait(&p->bounds);
+                rq->holds_wait = false;
                 return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "shutting down");
+        }
         rq->url = strdup(url);
         rq->pull = p;
         rq->conn = conn;
@@ -686,6 +761,8 @@ static enum MHD_Result defer(struct pull *p, struct MHD_Connection *conn, const 
         if (r != 0) {
                 /* Answered at once, from here, when the connection comes back. */
                 respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "no thread: %s", strerror(r));
+                bounds_put_wait(&p->bounds);
+                rq->holds_wait = false;
                 rq->worker_done = true;
                 MHD_resume_connection(conn);
                 pull_thread_end(p);
@@ -720,6 +797,7 @@ enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *
                 if (!rq)
                         return MHD_NO;
                 *req_cls = rq;
+                rq->pull = p;
                 rq->started_ms = time_now_ms();
                 rq->outcome = "-";
                 rq->route = ROUTE_OTHER;

@@ -51,6 +51,7 @@ static bool accepts(const char *accept, const char *media_type) {
 
 void manifest_answer_done(struct manifest_answer *a) {
         free(a->body);
+        budget_hold_release(&a->held);
         free(a->media_type);
         if (a->fd >= 0)
                 close(a->fd);
@@ -61,7 +62,8 @@ void manifest_answer_done(struct manifest_answer *a) {
  * *a: its bytes, or with want_fd, when over MANIFEST_SENDFILE_MIN, an open
  * descriptor instead (the bytes are read only when the media type must be
  * worked out from them). media_type, when known (a tag's record), saves
- * working it out. */
+ * working it out. The bytes read are taken from the pull's budget first
+ * (-ENOBUFS past it). */
 static int cached_manifest(struct pull *p, const struct digest *d, const char *media_type, bool want_fd,
                            struct manifest_answer *a) {
         _cleanup_close_ int fd = -1;
@@ -81,7 +83,11 @@ static int cached_manifest(struct pull *p, const struct digest *d, const char *m
          * sendfile after the headers, and they cost little memory per connection. */
         bool by_fd = want_fd && size > MANIFEST_SENDFILE_MIN;
         _cleanup_free_ char *body = NULL;
+        _cleanup_hold_ struct budget_hold held = {};
         if (!mt || !by_fd) {
+                r = budget_hold_reserve(&held, &p->budget, size ? size : 1);
+                if (r < 0)
+                        return r;
                 body = malloc(size ? size : 1);
                 if (!body)
                         return -ENOMEM;
@@ -101,8 +107,10 @@ static int cached_manifest(struct pull *p, const struct digest *d, const char *m
         a->media_type = TAKE_PTR(mt);
         if (by_fd)
                 a->fd = TAKE_FD(fd);
-        else
+        else {
                 a->body = TAKE_PTR(body);
+                a->held = budget_hold_take(&held);
+        }
         return 0;
 }
 
@@ -132,10 +140,13 @@ static void note_endpoint(struct manifest_answer *a, const struct fallback_respo
 
 static int by_digest(struct pull *p, const struct manifest_query *q, const struct digest *d,
                      struct manifest_answer *a, struct outcome *o) {
-        if (cached_manifest(p, d, NULL, q->want_fd, a) == 0) {
+        int c = cached_manifest(p, d, NULL, q->want_fd, a);
+        if (c == 0) {
                 a->cache = "hit";
                 return outcome_set(o, 0, NULL);
         }
+        if (c == -ENOBUFS) /* here, but no memory to read it into now: not a reason to ask upstream */
+                return outcome_set(o, c, OUTCOME_BUDGET_REASON);
         if (q->offline)
                 return outcome_set(o, -ENOENT, "not in the cache");
         if (!q->may_block)
@@ -156,6 +167,7 @@ static int by_digest(struct pull *p, const struct manifest_query *q, const struc
                 a->digest = *d;
                 a->size = fr.size >= 0 ? (uint64_t) fr.size : 0;
                 a->body = TAKE_PTR(fr.body);
+                a->held = budget_hold_take(&fr.held);
                 a->media_type = TAKE_PTR(fr.media_type);
                 if (!a->media_type && a->body)
                         a->media_type = fallback_manifest_media_type(a->body, a->size);
@@ -169,6 +181,7 @@ static int by_digest(struct pull *p, const struct manifest_query *q, const struc
                         if (stored == a->size) {
                                 a->fd = fd;
                                 a->body = mfree(a->body);
+                                budget_hold_release(&a->held);
                         } else
                                 close(fd);
                 }
@@ -197,10 +210,13 @@ static int by_tag(struct pull *p, const struct manifest_query *q, struct manifes
 
         /* Fresh enough (offline: whatever the node has): no upstream request at all. */
         if (have && (q->offline || (age_ms >= 0 && (uint64_t) age_ms < q->tag_ttl_ms))) {
-                if (from_record(p, q, &known, a) == 0) {
+                int c = from_record(p, q, &known, a);
+                if (c == 0) {
                         a->cache = "hit";
                         return outcome_set(o, 0, NULL);
                 }
+                if (c == -ENOBUFS)
+                        return outcome_set(o, c, OUTCOME_BUDGET_REASON);
         }
         if (q->offline)
                 return outcome_set(o, -ENOENT, "no record of the tag");
@@ -243,8 +259,9 @@ static int by_tag(struct pull *p, const struct manifest_query *q, struct manifes
                 r = outcome_set(o, -EHOSTUNREACH, "upstream sent no digest for the tag");
         fallback_response_done(&fr);
         a->cache = "miss";
-        /* stale-if-error: every upstream failed (not "not found", not a shutdown), the node's last answer stands. */
-        if (o->kind != OUTCOME_UNAVAILABLE || fetched == -ECANCELED || !have)
+        /* stale-if-error: every upstream failed (not "not found", not a shutdown, not
+         * our own memory budget), the node's last answer stands. */
+        if (o->kind != OUTCOME_UNAVAILABLE || fetched == -ECANCELED || fetched == -ENOBUFS || !have)
                 return r;
         if (from_record(p, q, &known, a) < 0)
                 return r;

@@ -74,6 +74,33 @@ void metrics_write(struct pull *p, FILE *f) {
                 cs.mismatched, cs.blobs, cs.bytes, cs.pinned,
                 cs.in_flight, (uint64_t) atomic_load(&p->bytes_served), (uint64_t) atomic_load(&p->stale_serves),
                 (uint64_t) atomic_load(&p->cut_streams), cs.unstored);
+        const struct bounds *b = &p->bounds;
+        fprintf(f,
+                "# HELP layerd_downloads_running Blob downloads running (agent.max_downloads).\n"
+                "# TYPE layerd_downloads_running gauge\nlayerd_downloads_running %u\n"
+                "# HELP layerd_downloads_abandoned Downloads running that no client wants any more.\n"
+                "# TYPE layerd_downloads_abandoned gauge\nlayerd_downloads_abandoned %u\n"
+                "# HELP layerd_upstream_waits Requests waiting for an upstream (agent.max_upstream_waits).\n"
+                "# TYPE layerd_upstream_waits gauge\nlayerd_upstream_waits %u\n"
+                "# HELP layerd_cache_tmp_bytes Bytes of downloads in progress, counted against cache_max_size.\n"
+                "# TYPE layerd_cache_tmp_bytes gauge\nlayerd_cache_tmp_bytes %" PRIu64 "\n"
+                "# TYPE layerd_cache_tmp_refused_total counter\nlayerd_cache_tmp_refused_total %" PRIu64 "\n"
+                "# HELP layerd_refused_total Work refused or cancelled by a cap, by the cap's spec key.\n"
+                "# TYPE layerd_refused_total counter\n",
+                (unsigned) atomic_load(&b->downloads), (unsigned) atomic_load(&b->abandoned),
+                (unsigned) atomic_load(&b->waits), cs.tmp_bytes, cs.tmp_refused);
+        for (int c = 0; c < _BOUNDS_CAP_MAX; c++)
+                fprintf(f, "layerd_refused_total{cap=\"%s\"} %" PRIu64 "\n", bounds_cap_to_string(c),
+                        (uint64_t) atomic_load(&b->refused[c]));
+        fprintf(f,
+                "# HELP layerd_inflight_memory_bytes Bytes in-flight requests hold in memory (bodies, stream buffers).\n"
+                "# TYPE layerd_inflight_memory_bytes gauge\nlayerd_inflight_memory_bytes %" PRIu64 "\n"
+                "# HELP layerd_inflight_memory_limit_bytes agent.max_inflight_memory.\n"
+                "# TYPE layerd_inflight_memory_limit_bytes gauge\nlayerd_inflight_memory_limit_bytes %" PRIu64 "\n"
+                "# HELP layerd_inflight_memory_refused_total Requests answered 503 for want of that memory.\n"
+                "# TYPE layerd_inflight_memory_refused_total counter\nlayerd_inflight_memory_refused_total %" PRIu64
+                "\n",
+                budget_held(&p->budget), budget_limit(&p->budget), (uint64_t) atomic_load(&p->budget_refusals));
         struct statvfs sv;
         if (statvfs(p->cache_dir, &sv) == 0)
                 fprintf(f,

@@ -30,6 +30,8 @@ bool outcome_status_not_found(int status) {
 int outcome_from_upstream(struct outcome *o, int r, const struct fallback_response *fr) {
         if (r == -ETIMEDOUT)
                 return outcome_set(o, r, "no upstream answered within the wait");
+        if (r == -ENOBUFS)
+                return outcome_set(o, r, OUTCOME_BUDGET_REASON);
         /* The chain's own errors are never the client's "not found" or "bad request". */
         if (r < 0)
                 return outcome_set(o, r == -ENOENT || r == -EINVAL ? -EHOSTUNREACH : r, "%s", strerror(-r));

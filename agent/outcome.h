@@ -12,6 +12,8 @@
 #include "fallback/fallback.h"
 
 #define OUTCOME_REASON_MAX 256
+/* The reason of a request refused with -ENOBUFS: the memory budget is held by others. */
+#define OUTCOME_BUDGET_REASON "memory budget for in-flight bodies exhausted (agent.max_inflight_memory)"
 
 enum outcome_kind {
         OUTCOME_FOUND,
@@ -36,7 +38,7 @@ int outcome_set(struct outcome *o, int error, const char *fmt, ...) _printf_(3, 
  * credentials: a client could not do better on this host); a failure of
  * every endpoint, a 5xx, no answer within the wait or an error of the chain
  * itself (r < 0) is unavailable (-EHOSTUNREACH, -ETIMEDOUT; -ECANCELED at
- * shutdown; the sink's errno). Returns o->error. */
+ * shutdown; -ENOBUFS past the memory budget; the sink's errno). Returns o->error. */
 int outcome_from_upstream(struct outcome *o, int r, const struct fallback_response *fr);
 
 /* True for the upstream statuses that mean "not here" (404, 401, 403). */

@@ -12,10 +12,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "agent/bounds.h"
 #include "agent/outcome.h"
 #include "cache/cache.h"
 #include "agent/pull.h"
 #include "agent/route.h"
+#include "common/budget.h"
 #include "common/digest.h"
 
 #define HEADER_WAIT_MS 20000 /* longest wait for an upstream before answering "unavailable" */
@@ -59,6 +61,15 @@ struct pull {
         atomic_uint_fast64_t ready_gate_until_ms; /* /readyz waits for prefetch until then; 0: it does not */
         void (*metrics_hook)(FILE *f, void *userdata); /* set before serving */
         void *metrics_userdata;
+
+        struct bounds bounds; /* downloads, abandoned ones and upstream waits in flight (agent.max_*) */
+        /* What in-flight requests hold in memory together (agent.max_inflight_memory):
+         * upstream manifest bodies and tag pages while they come and until their
+         * client has read them, small manifests read from the cache, stream
+         * buffers, stream-through rings, download batches. Taken before the
+         * bytes are allocated; past it a request gets 503 at once. */
+        struct budget budget;
+        atomic_uint_fast64_t budget_refusals; /* requests answered 503 for it */
 
         atomic_uint_fast64_t requests[_ROUTE_MAX][STATUS_SLOTS];
         atomic_uint_fast64_t bytes_served, stale_serves, cut_streams;
@@ -104,6 +115,7 @@ struct manifest_answer {
         struct digest digest;
         uint64_t size;
         void *body;       /* verified bytes; NULL for a HEAD answered without them, or with fd */
+        struct budget_hold held; /* what body takes of the pull's budget: moves with it */
         int fd;           /* with want_fd: the committed manifest's descriptor (size bytes), or -1 */
         char *media_type; /* may be NULL when an upstream HEAD by digest did not say */
         const char *cache; /* hit, miss, revalidated, stale: for the request's log line */
@@ -129,6 +141,7 @@ struct download_want {
         struct digest digest;
         int64_t size;             /* -1: unknown */
         bool finish_abandoned;    /* go on when every client left (agent.finish_abandoned_downloads) */
+        bool background;          /* prefetch: waits for a slot of its share of agent.max_downloads */
         struct ratelimit *limit;  /* prefetch: held to this while no client follows; NULL for a client */
 };
 
@@ -140,14 +153,21 @@ struct download_hold {
 };
 
 /* Joins the download of w->digest in flight or starts it on a thread of its
- * own. Returns 0 with *ret (release with download_release()); -EEXIST when
- * the blob is committed (read it from the cache), -ESHUTDOWN, -ENOMEM, or
- * the cache's reason it cannot take the blob (then stream it through). */
+ * own, if one of agent.max_downloads is free (a background one: of its share,
+ * bounds_background_max()). Returns 0 with *ret (release with
+ * download_release()); -EEXIST when the blob is committed (read it from the
+ * cache), -EBUSY when no slot is free (a client's is counted as refused),
+ * -ESHUTDOWN, -ENOMEM, -ENOBUFS (no memory budget for its buffer), or the
+ * cache's reason it cannot take the blob (then stream it through). A download
+ * whose clients all left goes on (w->finish_abandoned) only while fewer than
+ * agent.max_abandoned_downloads do, and for agent.abandoned_download_timeout
+ * at most. */
 int download_join_or_start(struct pull *p, const struct download_want *w, struct download_hold *ret);
 
 /* The download of w for one client, through memory only (the cache cannot
  * take the blob: stream-through); w->size is the size promised, or -1. The
- * client must follow it with a reader before releasing *ret. */
+ * client must follow it with a reader before releasing *ret. It takes a slot
+ * of agent.max_downloads too: -EBUSY when none is free. */
 int download_start_unstored(struct pull *p, const struct download_want *w, struct download_hold *ret);
 
 void download_release(struct download_hold *h);
@@ -162,6 +182,12 @@ int download_wait_end(struct pull *p, const struct download_hold *h, uint64_t de
 void download_outcome(int r, struct outcome *o);
 
 /* ---- tags.c ---- */
+
+/* pull_tags_page() with the page's share of the pull's budget in *ret_held
+ * (for a response that holds the page until its client read it); -ENOBUFS
+ * past the budget. */
+int tags_page(struct pull *p, const char *registry, const char *repository, unsigned n, const char *last,
+              void **ret_body, size_t *ret_size, char **ret_next_last, struct budget_hold *ret_held);
 
 void tags_cache_free(struct pull *p);
 

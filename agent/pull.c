@@ -51,6 +51,7 @@ int pull_new(struct cache *cache, const char *cache_dir, struct fallback *fb, st
         pthread_mutex_init(&p->tags_lock, NULL);
         time_cond_init(&p->ended); /* shutdown's wait is no wall-clock time */
         p->spec = r;
+        budget_init(&p->budget, spec->agent.max_inflight_memory);
         p->cache = cache;
         p->fb = fb;
         *ret = p;
@@ -66,6 +67,7 @@ void pull_set_spec(struct pull *p, struct spec *spec) {
         }
         r->spec = spec;
         r->refs = 1;
+        budget_set_limit(&p->budget, spec->agent.max_inflight_memory);
         pthread_mutex_lock(&p->lock);
         struct spec_ref *old = p->spec;
         p->spec = r;
@@ -107,7 +109,7 @@ struct fallback_request pull_upstream_request(struct pull *p, const char *regist
                                               enum fallback_kind kind, const char *reference, bool head) {
         return (struct fallback_request) { .registry = registry, .repository = repository, .kind = kind,
                                            .reference = reference, .head = head,
-                                           .deadline_ms = time_now_ms() + HEADER_WAIT_MS,
+                                           .deadline_ms = time_now_ms() + HEADER_WAIT_MS, .budget = &p->budget,
                                            .cancelled = pull_stopping, .cancel_userdata = p };
 }
 

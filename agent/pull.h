@@ -55,6 +55,7 @@ struct pull_manifest {
  * Returns 0 with *ret (release with pull_manifest_done()); -ENOENT not
  * found (upstream 404/401/403, or not in the cache offline), -EHOSTUNREACH no
  * upstream answered, -ENXIO not a mirrored registry, -EINVAL, -ECANCELED,
+ * -ENOBUFS (the memory budget of in-flight requests is used up: later),
  * -ENOMEM. */
 int pull_manifest_ensure(struct pull *p, const char *registry, const char *repository, const char *reference,
                          bool offline, struct pull_manifest *ret);
@@ -65,7 +66,8 @@ void pull_manifest_done(struct pull_manifest *m);
  * to limit (may be NULL) while no client follows it, and waited for.
  * Offline: present and re-hashed. Returns 0 with *ret_fetched (this call
  * downloaded it) and *ret_size; -ENOENT (absent, or upstream 404), -EBADMSG
- * (wrong bytes, upstream or on disk), -EHOSTUNREACH, -ENXIO, -ESHUTDOWN. */
+ * (wrong bytes, upstream or on disk), -EHOSTUNREACH, -ENXIO, -ESHUTDOWN,
+ * -ENOBUFS (memory budget). */
 int pull_blob_ensure(struct pull *p, const char *registry, const char *repository, const struct digest *d,
                      int64_t size, struct ratelimit *limit, bool offline, bool *ret_fetched, uint64_t *ret_size);
 
@@ -73,7 +75,7 @@ int pull_blob_ensure(struct pull *p, const char *registry, const char *repositor
  * last: start after it, NULL from the start) through the chain, remembered 30 s.
  * Returns 0 with the JSON page (*ret_body, malloc'd; a well-formed page) and
  * the next page's "last" (NULL on the last page); -ENOENT, -EHOSTUNREACH,
- * -ENXIO, -EINVAL, -ENOMEM. */
+ * -ENXIO, -EINVAL, -ENOBUFS (memory budget), -ENOMEM. */
 int pull_tags_page(struct pull *p, const char *registry, const char *repository, unsigned n, const char *last,
                    void **ret_body, size_t *ret_size, char **ret_next_last);
 

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -230,6 +231,18 @@ static void stop_accepting(struct admit *admit, int listen_fd) {
         close(listen_fd);
 }
 
+/* agent.max_inflight_memory bounds the bytes requests hold; what the process
+ * keeps resident must follow them down again. glibc's dynamic mmap threshold
+ * rises to the largest block freed (a 4 MiB manifest), after which such blocks
+ * come from per-thread arenas that are seldom given back: 200 requests of a
+ * 4 MiB manifest within a 32 MiB budget peaked at 100 MiB resident, 54 MiB
+ * with a fixed threshold and two arenas. Bodies are few and large, the rest
+ * is small: the fixed threshold costs nothing measurable. */
+static void tune_malloc(void) {
+        (void) mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+        (void) mallopt(M_ARENA_MAX, 2);
+}
+
 int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
         struct sockaddr_storage addr;
         socklen_t addr_len;
@@ -245,6 +258,7 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                 return -ENOMEM;
         listen_host = host_copy; /* the spec may be replaced by a reload */
         uint64_t nofile = raise_nofile();
+        tune_malloc();
 
         /* The store is served from at once; its index builds in the background. */
         _cleanup_(cache_closep) struct cache *cache = NULL;

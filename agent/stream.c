@@ -36,6 +36,7 @@ struct stream {
         struct cache_reader *reader; /* holds the entry */
         struct cache_entry *entry;   /* the reader's */
         bool through;                /* streaming through memory (the cache's disk filled up) */
+        bool holds_wait;             /* one of agent.max_upstream_waits: its waker may wait for the download */
         uint64_t abs;                /* bytes taken from the source so far */
         uint64_t start;              /* Range start: bytes to read and drop */
         uint64_t left;               /* bytes still to send */
@@ -43,6 +44,7 @@ struct stream {
         uint64_t size;               /* the whole blob's, as promised to the client */
         struct digest digest;
         char registry[REFERENCE_NAME_MAX + 1], repository[REFERENCE_NAME_MAX + 1];
+        struct budget_hold held; /* the response's block buffer (STREAM_BLOCK, MHD's) in the pull's budget */
 };
 
 /* The cache's disk filled up under this download: a pull must not fail for
@@ -169,7 +171,7 @@ static ssize_t stream_cut(struct stream *s, ssize_t why) {
         atomic_fetch_add(&s->pull->cut_streams, 1);
         log_warning("cutting a streamed blob: ns=%s repo=%s digest=%s sent=%" PRIu64 " reason=\"%s\"", s->registry,
                     s->repository, digest_to_string(&s->digest, ds), (uint64_t) atomic_load(s->sent),
-                    why == 0 ? "ended early" : strerror((int) -why));
+                    why == 0 ? "ended early" : why == -ENOBUFS ? OUTCOME_BUDGET_REASON : strerror((int) -why));
         return MHD_CONTENT_READER_END_WITH_ERROR;
 }
 
@@ -231,6 +233,9 @@ void stream_free(void *cls) {
         pthread_cond_destroy(&s->wcond);
         pthread_mutex_destroy(&s->wlock);
         cache_reader_free(s->reader);
+        if (s->holds_wait)
+                bounds_put_wait(&s->pull->bounds);
+        budget_hold_release(&s->held);
         free(s);
 }
 
@@ -242,11 +247,17 @@ int stream_new(const struct stream_params *sp, const struct download_hold *h, st
         *s = (struct stream) { .pull = sp->pull, .conn = sp->conn, .sent = sp->sent, .endpoint = sp->endpoint,
                                .endpoint_size = sp->endpoint_size, .entry = h->entry, .start = sp->start,
                                .left = sp->length, .size = sp->size, .digest = sp->digest };
-        int r = cache_reader_new(h->entry, &s->reader);
+        /* MHD gives each callback response a block of STREAM_BLOCK bytes, filled
+         * while its client does not read: counted like any body held. */
+        int r = budget_hold_reserve(&s->held, &sp->pull->budget, STREAM_BLOCK);
+        if (r >= 0)
+                r = cache_reader_new(h->entry, &s->reader);
         if (r < 0) {
+                budget_hold_release(&s->held);
                 free(s);
                 return r;
         }
+        s->holds_wait = sp->holds_wait;
         pthread_mutex_init(&s->wlock, NULL);
         pthread_cond_init(&s->wcond, NULL);
         snprintf(s->registry, sizeof(s->registry), "%s", sp->registry);

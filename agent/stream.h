@@ -27,10 +27,13 @@ struct stream_params {
         const char *registry, *repository;
         struct digest digest;
         uint64_t start, length, size; /* the range sent, of the whole blob's size */
+        bool holds_wait;              /* the caller's slot of agent.max_upstream_waits passes to the stream */
 };
 
 /* A stream of the download h (which stays the caller's: the stream follows
- * it with a reader of its own). */
+ * it with a reader of its own). With sp->holds_wait, the stream takes the
+ * caller's upstream-wait slot over on success and gives it back when freed.
+ * -ENOBUFS when the pull's memory budget has no room for its block buffer. */
 int stream_new(const struct stream_params *sp, const struct download_hold *h, struct stream **ret);
 
 /* The MHD content reader and its free callback; cls is the stream. */

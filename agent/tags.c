@@ -27,8 +27,8 @@ static void tags_key(char *key, size_t size, const char *registry, const char *r
         snprintf(key, size, "%s\n%s\n%u\n%s", registry, repository, n, last ? last : "");
 }
 
-int pull_tags_page(struct pull *p, const char *registry, const char *repository, unsigned n, const char *last,
-                   void **ret_body, size_t *ret_size, char **ret_next_last) {
+int tags_page(struct pull *p, const char *registry, const char *repository, unsigned n, const char *last,
+              void **ret_body, size_t *ret_size, char **ret_next_last, struct budget_hold *ret_held) {
         char key[TAGS_KEY_MAX];
         if ((last && !reference_tag_is_valid(last)) || !reference_path_is_valid(repository) ||
             strlen(registry) + strlen(repository) + 160 > sizeof(key))
@@ -41,12 +41,14 @@ int pull_tags_page(struct pull *p, const char *registry, const char *repository,
         void *body = NULL;
         char *next = NULL;
         size_t size = 0;
+        _cleanup_hold_ struct budget_hold held = {};
         int r = -ENOENT;
 
         /* Served from memory for a while: containerd, crictl and the prefetch
          * worker asking for the same list in a burst cost one upstream request. */
         pthread_mutex_lock(&p->tags_lock);
-        if (strcmp(slot->key, key) == 0 && time_now_ms() - slot->at_ms < TAGS_TTL_MS) {
+        if (strcmp(slot->key, key) == 0 && time_now_ms() - slot->at_ms < TAGS_TTL_MS &&
+            (r = budget_hold_reserve(&held, &p->budget, slot->size ? slot->size : 1)) == 0) {
                 body = malloc(slot->size ? slot->size : 1);
                 next = slot->next_last ? strdup(slot->next_last) : NULL;
                 if (body && (next || !slot->next_last)) {
@@ -57,7 +59,7 @@ int pull_tags_page(struct pull *p, const char *registry, const char *repository,
                         r = -ENOMEM;
         }
         pthread_mutex_unlock(&p->tags_lock);
-        if (r == 0 || r == -ENOMEM)
+        if (r == 0 || r == -ENOMEM || r == -ENOBUFS)
                 goto out;
 
         struct spec_ref *sr = spec_ref_get(p);
@@ -81,7 +83,7 @@ int pull_tags_page(struct pull *p, const char *registry, const char *repository,
                 fallback_strv_free(tags, nt);
                 if (r == -EBADMSG)
                         r = -EHOSTUNREACH;
-        } else if (r != -ENOENT)
+        } else if (r != -ENOENT && r != -ENOBUFS)
                 r = -EHOSTUNREACH;
         if (r >= 0 && fr.next_last && !reference_tag_is_valid(fr.next_last)) {
                 /* distribution's "last" is a tag: anything else (it goes into
@@ -112,6 +114,7 @@ int pull_tags_page(struct pull *p, const char *registry, const char *repository,
         if (r >= 0) {
                 size = (size_t) fr.size;
                 body = TAKE_PTR(fr.body);
+                held = budget_hold_take(&fr.held);
                 next = TAKE_PTR(fr.next_last);
         }
         fallback_response_done(&fr);
@@ -124,6 +127,18 @@ out:
         *ret_body = body;
         *ret_size = size;
         *ret_next_last = next;
+        *ret_held = budget_hold_take(&held);
         return 0;
+}
+
+int pull_tags_page(struct pull *p, const char *registry, const char *repository, unsigned n, const char *last,
+                   void **ret_body, size_t *ret_size, char **ret_next_last) {
+        /* The in-process API's pages are the caller's (prefetch reads one at a
+         * time per round, bounded by prefetch.concurrency): the budget is
+         * given back as the page is handed over. */
+        struct budget_hold held = {};
+        int r = tags_page(p, registry, repository, n, last, ret_body, ret_size, ret_next_last, &held);
+        budget_hold_release(&held);
+        return r;
 }
 

@@ -27,28 +27,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client.h"
+
 #define BUFFER_KIB_DEFAULT 1024
 #define BUFFER_KIB_MAX (64 * 1024)
 #define HEADER_MAX (64 * 1024) /* the response head must fit in the buffer's first read(s) */
 #define PATH_MAX_LEN 4096
-
-static uint64_t now_ns(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
-}
-
-static bool parse_u64(const char *s, uint64_t max, uint64_t *ret) {
-        char *end;
-        if (!s || *s < '0' || *s > '9')
-                return false;
-        errno = 0;
-        unsigned long long v = strtoull(s, &end, 10);
-        if (errno || *end || v > max)
-                return false;
-        *ret = v;
-        return true;
-}
 
 static int send_all(int fd, const char *p, size_t n) {
         while (n > 0) {
@@ -63,31 +47,10 @@ static int send_all(int fd, const char *p, size_t n) {
         return 0;
 }
 
-/* Content-Length from a response head (NUL-terminated, CRLF lines); -1 when absent. */
-static int64_t content_length(const char *head) {
-        for (const char *l = strstr(head, "\r\n"); l && l[2] != '\r'; l = strstr(l + 2, "\r\n")) {
-                const char *h = l + 2;
-                if (strncasecmp(h, "content-length:", 15) != 0)
-                        continue;
-                h += 15;
-                while (*h == ' ' || *h == '\t')
-                        h++;
-                uint64_t v = 0;
-                size_t n = strspn(h, "0123456789");
-                if (n == 0 || n > 19)
-                        return -1;
-                char digits[20];
-                memcpy(digits, h, n);
-                digits[n] = '\0';
-                return parse_u64(digits, INT64_MAX, &v) ? (int64_t) v : -1;
-        }
-        return -1;
-}
-
 int main(int argc, char **argv) {
         uint64_t port = 0, kib = BUFFER_KIB_DEFAULT;
-        if (argc < 3 || argc > 4 || !parse_u64(argv[1], 65535, &port) || port == 0 || argv[2][0] != '/' ||
-            strlen(argv[2]) > PATH_MAX_LEN || (argc == 4 && (!parse_u64(argv[3], BUFFER_KIB_MAX, &kib) || kib < 64))) {
+        if (argc < 3 || argc > 4 || !client_parse_u64(argv[1], 65535, &port) || port == 0 || argv[2][0] != '/' ||
+            strlen(argv[2]) > PATH_MAX_LEN || (argc == 4 && (!client_parse_u64(argv[3], BUFFER_KIB_MAX, &kib) || kib < 64))) {
                 fprintf(stderr, "usage: bigread PORT PATH [BUFFER_KIB (64..%d, default %d)]\n", BUFFER_KIB_MAX,
                         BUFFER_KIB_DEFAULT);
                 return 2;
@@ -108,7 +71,7 @@ int main(int argc, char **argv) {
         }
         struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t) port),
                                   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        uint64_t t0 = now_ns();
+        uint64_t t0 = client_now_ns();
         if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
                 fprintf(stderr, "bigread: connect to port %" PRIu64 ": %s\n", port, strerror(errno));
                 return 1;
@@ -137,18 +100,18 @@ int main(int argc, char **argv) {
                 buf[have] = '\0';
                 end = strstr(buf, "\r\n\r\n");
         }
-        end[2] = '\0'; /* keep the last header's CRLF for content_length() */
+        end[2] = '\0'; /* keep the last header's CRLF for client_content_length() */
         if (strncmp(buf, "HTTP/1.1 200", 12) != 0 && strncmp(buf, "HTTP/1.0 200", 12) != 0) {
                 fprintf(stderr, "bigread: %.*s\n", (int) strcspn(buf, "\r\n"), buf);
                 return 1;
         }
-        int64_t want = content_length(buf);
+        int64_t want = client_content_length(buf);
         if (want < 0) {
                 fprintf(stderr, "bigread: no Content-Length in the response\n");
                 return 1;
         }
         uint64_t got = have - (size_t) (end + 4 - buf);
-        uint64_t t_almost = got + 1 >= (uint64_t) want ? now_ns() : 0;
+        uint64_t t_almost = got + 1 >= (uint64_t) want ? client_now_ns() : 0;
         for (;;) {
                 ssize_t k = recv(fd, buf, cap, 0);
                 if (k < 0 && errno == EINTR)
@@ -161,11 +124,11 @@ int main(int argc, char **argv) {
                         break;
                 got += (uint64_t) k;
                 if (!t_almost && got + 1 >= (uint64_t) want)
-                        t_almost = now_ns();
+                        t_almost = client_now_ns();
                 if (got >= (uint64_t) want)
                         break;
         }
-        uint64_t t1 = now_ns(), dt = t1 - t0;
+        uint64_t t1 = client_now_ns(), dt = t1 - t0;
         close(fd);
         free(buf);
         if (got != (uint64_t) want) {

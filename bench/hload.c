@@ -30,6 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client.h"
+
 #define CONNECTIONS_MAX 4096
 #define SECONDS_MAX 600
 #define REQUEST_MAX 8192
@@ -56,24 +58,6 @@ static struct sockaddr_in addr;
 static uint32_t *samples;
 static size_t n_samples, cap_samples;
 static uint64_t completed, errors, non2xx;
-
-static uint64_t now_us(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
-}
-
-static bool parse_u64(const char *s, uint64_t max, uint64_t *ret) {
-        char *end;
-        if (!s || *s < '0' || *s > '9')
-                return false;
-        errno = 0;
-        unsigned long long v = strtoull(s, &end, 10);
-        if (errno || *end || v > max)
-                return false;
-        *ret = v;
-        return true;
-}
 
 static int cmp_u32(const void *a, const void *b) {
         uint32_t x = *(const uint32_t *) a, y = *(const uint32_t *) b;
@@ -130,7 +114,7 @@ static void want(int ep, struct conn *c, uint32_t events) {
 /* Sends (the rest of) the request; false when the connection failed. */
 static bool conn_send(int ep, struct conn *c) {
         if (c->off == 0)
-                c->t0 = now_us();
+                c->t0 = client_now_us();
         while (c->off < request_len) {
                 ssize_t k = send(c->fd, request + c->off, request_len - c->off, MSG_NOSIGNAL);
                 if (k < 0 && errno == EINTR)
@@ -151,33 +135,12 @@ static bool conn_send(int ep, struct conn *c) {
 /* Parses a response head in c->in[0..len): status, Content-Length, Connection. */
 static bool parse_head(struct conn *c, size_t len) {
         c->in[len] = '\0';
-        if (len < 12 || strncmp(c->in, "HTTP/1.", 7) != 0)
+        int64_t length;
+        if (!client_head(c->in, &c->status, &length))
                 return false;
-        const char *st = c->in + 9; /* "HTTP/1.1 200 ..." */
-        if (st[0] < '1' || st[0] > '5' || st[1] < '0' || st[1] > '9' || st[2] < '0' || st[2] > '9')
-                return false;
-        c->status = (st[0] - '0') * 100 + (st[1] - '0') * 10 + (st[2] - '0');
-        c->body_left = 0;
-        c->close_after = strncmp(c->in, "HTTP/1.0", 8) == 0;
-        for (char *l = strstr(c->in, "\r\n"); l && l[2] != '\r' && l[2]; l = strstr(l + 2, "\r\n")) {
-                char *h = l + 2;
-                if (strncasecmp(h, "content-length:", 15) == 0) {
-                        h += 15;
-                        h += strspn(h, " \t");
-                        char digits[21];
-                        size_t n = strspn(h, "0123456789");
-                        if (n == 0 || n > 19)
-                                return false;
-                        memcpy(digits, h, n);
-                        digits[n] = '\0';
-                        if (!parse_u64(digits, UINT64_MAX, &c->body_left))
-                                return false;
-                } else if (strncasecmp(h, "connection:", 11) == 0 && strcasestr(h, "close") &&
-                           strcasestr(h, "close") < strstr(h, "\r\n"))
-                        c->close_after = true;
-                else if (strncasecmp(h, "transfer-encoding:", 18) == 0)
-                        return false; /* not needed for the bench's servers */
-        }
+        c->body_left = length > 0 ? (uint64_t) length : 0;
+        const char *conn = client_header(c->in, "connection:"), *close = conn ? strcasestr(conn, "close") : NULL;
+        c->close_after = strncmp(c->in, "HTTP/1.0", 8) == 0 || (close && close < strstr(conn, "\r\n"));
         if (head_method || c->status == 204 || c->status == 304)
                 c->body_left = 0;
         return true;
@@ -210,8 +173,8 @@ static int conn_consume(struct conn *c) {
 
 int main(int argc, char **argv) {
         uint64_t port, conns, seconds;
-        if (argc < 6 || !parse_u64(argv[1], 65535, &port) || port == 0 || argv[2][0] != '/' ||
-            !parse_u64(argv[4], CONNECTIONS_MAX, &conns) || conns == 0 || !parse_u64(argv[5], SECONDS_MAX, &seconds) ||
+        if (argc < 6 || !client_parse_u64(argv[1], 65535, &port) || port == 0 || argv[2][0] != '/' ||
+            !client_parse_u64(argv[4], CONNECTIONS_MAX, &conns) || conns == 0 || !client_parse_u64(argv[5], SECONDS_MAX, &seconds) ||
             seconds == 0 || strspn(argv[3], "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(argv[3])) {
                 fprintf(stderr, "usage: hload PORT PATH METHOD CONNECTIONS (1..%d) SECONDS (1..%d) [HEADER...]\n",
                         CONNECTIONS_MAX, SECONDS_MAX);
@@ -239,7 +202,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "hload: cannot set up: %s\n", strerror(errno));
                 return 1;
         }
-        uint64_t start = now_us(), stop = start + seconds * 1000000u;
+        uint64_t start = client_now_us(), stop = start + seconds * 1000000u;
         for (uint64_t i = 0; i < conns; i++) {
                 int r = conn_open(ep, &cs[i]);
                 if (r < 0) {
@@ -248,7 +211,7 @@ int main(int argc, char **argv) {
                 }
         }
         for (;;) {
-                uint64_t t = now_us();
+                uint64_t t = client_now_us();
                 if (t >= stop)
                         break;
                 int k = epoll_wait(ep, evs, (int) conns, (int) ((stop - t) / 1000 + 1));
@@ -284,7 +247,7 @@ int main(int argc, char **argv) {
                                         }
                                         if (r == 0)
                                                 continue;
-                                        uint64_t done = now_us();
+                                        uint64_t done = client_now_us();
                                         if (done <= stop) {
                                                 completed++;
                                                 record(done - c->t0);
@@ -306,12 +269,12 @@ int main(int argc, char **argv) {
                         if (failed) {
                                 errors++;
                                 conn_close(c);
-                                if (now_us() < stop && conn_open(ep, c) < 0)
+                                if (client_now_us() < stop && conn_open(ep, c) < 0)
                                         errors++;
                         }
                 }
         }
-        double elapsed = (double) (now_us() - start) / 1e6;
+        double elapsed = (double) (client_now_us() - start) / 1e6;
         double p50 = 0, p99 = 0;
         if (n_samples) {
                 qsort(samples, n_samples, sizeof(samples[0]), cmp_u32);

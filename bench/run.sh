@@ -23,6 +23,7 @@ unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY all_proxy
 
 BIGREAD=${BIGREAD:-$ROOT/build/release/bench/bigread}
 HLOAD=${HLOAD:-$ROOT/build/release/bench/hload}
+ABUSE=${ABUSE:-$ROOT/build/release/bench/abuse}
 STARTUP=${STARTUP:-$ROOT/build/release/bench/cache-startup}
 RSSFLOOR=${RSSFLOOR:-$ROOT/build/release/bench/rssfloor}
 OUT=${BENCH_OUT:-$BENCH/results.md}
@@ -37,7 +38,11 @@ FANIN_MIB=${BENCH_FANIN_MIB:-100}    # its size (also in BENCH_LAYERS layers)
 WRK_S=${BENCH_WRK_SECONDS:-3}        # each wrk run
 PROFILE=${BENCH_PROFILE:-1}          # perf profiles of layerd's hot paths
 BUDGET=${BENCH_BUDGET:-600}          # seconds; sections after it are skipped, with a note
-SECTIONS="peers ${BENCH_SECTIONS:-startup throughput manifests pulls fanin failover}"  # which to run
+ABUSE_IDLE=${BENCH_ABUSE_IDLE:-5000}       # abuse: idle keep-alive connections held
+ABUSE_SLOW=${BENCH_ABUSE_SLOW:-100}        # abuse: slowloris connections held
+ABUSE_CLIENTS=${BENCH_ABUSE_CLIENTS:-200}  # abuse: non-reading manifest clients, abandoned downloads
+ABUSE_PULL_RUNS=${BENCH_ABUSE_PULL_RUNS:-3}  # abuse: pulls with and without the load, each
+SECTIONS="peers ${BENCH_SECTIONS:-startup throughput manifests pulls fanin failover abuse}"  # which to run
 
 # A copy of the binary: a rebuild of ./layerd during the run neither changes
 # what is measured nor leaves perf without symbols ("layerd (deleted)").
@@ -165,6 +170,8 @@ registry origin "$PO"
 wait_port "$PO" 15 || { echo "bench: the origin docker-registry does not listen" >&2; diag_tail "$T/origin.log"; exit 1; }
 
 # nginx: a private instance, its own prefix and config, never the packaged service.
+# nginx_temp_paths DIR: the lines of its http block that keep every temp file under DIR/tmp.
+nginx_temp_paths() { local k; for k in client_body proxy fastcgi uwsgi scgi; do echo "  ${k}_temp_path $1/tmp/$k;"; done; }
 NG=$T/nginx
 mkdir -p "$NG/root/v2/bench/app/manifests" "$NG/tmp" "$NG/logs"
 cat >"$NG/nginx.conf" <<NGINX
@@ -174,11 +181,7 @@ error_log $NG/logs/error.log;
 events { worker_connections 1024; }
 http {
   access_log $NG/logs/access.log;
-  client_body_temp_path $NG/tmp/body;
-  proxy_temp_path $NG/tmp/proxy;
-  fastcgi_temp_path $NG/tmp/fastcgi;
-  uwsgi_temp_path $NG/tmp/uwsgi;
-  scgi_temp_path $NG/tmp/scgi;
+$(nginx_temp_paths "$NG")
   sendfile on;
   tcp_nopush on;
   keepalive_requests 1000000;
@@ -243,10 +246,12 @@ put fact_pagecache "$(timeout 120 /usr/bin/python3 "$BENCH/pagecache.py" "$T" 51
 
 # ---- layerd ----------------------------------------------------------------------------
 LAYERD_PORT='' LAYERD_LOG=''
-# layerd_start NAME CACHE_DIR: `layerd serve` on a free port; the registry
-# 127.0.0.1:$PO from its origin, tags trusted for an hour (so that manifests by
-# tag are cache hits, as they are within tag_ttl). PID in $LAYERD_PID.
+# layerd_start NAME CACHE_DIR [REGISTRY ORIGIN]: `layerd serve` on a free port;
+# the registry 127.0.0.1:$PO from its origin (or REGISTRY from ORIGIN), tags
+# trusted for an hour (so that manifests by tag are cache hits, as they are
+# within tag_ttl). PID in $LAYERD_PID.
 layerd_start() {
+  local reg=${3:-$REG} origin=${4:-$ORIGIN}
   LAYERD_PORT=$(free_port)
   LAYERD_LOG=$T/$1.log
   cat >"$T/$1.yaml" <<YAML
@@ -254,10 +259,10 @@ version: 1
 agent:
   listen: 127.0.0.1:$LAYERD_PORT
   cache_dir: $2
-  default_registry: "$REG"
+  default_registry: "$reg"
 registries:
-  "$REG":
-    origin: $ORIGIN
+  "$reg":
+    origin: $origin
     tag_ttl: 1h
 YAML
   layerd_serve "$LAYERD_LOG" "$T/$1.yaml"
@@ -424,7 +429,8 @@ fi
 
 # ---- 3. cold and warm pulls with containerd ------------------------------------------------
 # pull_ms NAMESPACE HOSTS_DIR REF [SERVER_PID]: `ctr content fetch` of REF;
-# prints its wall time in ms, or FAIL. The CPU time (1/100 s) that ctr,
+# prints its wall time in ms, or FAIL (also when it takes longer than
+# PULL_TIMEOUT seconds, 300 unless set). The CPU time (1/100 s) that ctr,
 # containerd and the server (when given) spent on it goes to $T/cpu-NAMESPACE
 # as "CTR,CONTAINERD,SERVER": on 2 cores a pull is CPU-bound, and this says who used it.
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
@@ -432,7 +438,7 @@ pull_ms() {
   local t0 rc c0 s0=0 out
   c0=$(ticks "$CTRD_PID"); [[ -n ${4:-} ]] && s0=$(ticks "$4")
   t0=$(now_ms)
-  out=$( (timeout 300 ctr -a "$SOCK" -n "$1" content fetch --hosts-dir "$2" "$3" >"$T/fetch-$1.out" 2>"$T/fetch-$1.err"
+  out=$( (timeout "${PULL_TIMEOUT:-300}" ctr -a "$SOCK" -n "$1" content fetch --hosts-dir "$2" "$3" >"$T/fetch-$1.out" 2>"$T/fetch-$1.err"
     rc=$?; times | tail -n 1; exit $rc) )
   rc=$?
   local ms=$(($(now_ms) - t0))
@@ -611,6 +617,260 @@ YAML
   fi
   stop_pid "$L_FAIL"
   stop_pid "$HUNG_PID"
+fi
+
+# ---- 6. abuse: idle and slow connections, non-reading and abandoning clients (issue 16) ----
+# bench/abuse plays what any local process can do to a server on 127.0.0.1;
+# layerd, nginx serving static files and nginx with proxy_cache in front of the
+# same origin are measured under it, each where it applies (bench/README.md,
+# "Abuse"). The numbers are reported, whatever they are: nothing here fails
+# the run, and every wait is bounded (a server that never answers shows as
+# timeouts and FAIL).
+ABUSE_K=100  # fresh requests per path in the latency rows
+# tf PID...: "THREADS FDS" summed over the processes PID...
+tf() {
+  local p t=0 f=0 x
+  for p in "$@"; do
+    x=$(awk '/^Threads:/ { print $2 }' "/proc/$p/status" 2>/dev/null)
+    t=$((t + ${x:-0}))
+    f=$((f + $(ls "/proc/$p/fd" 2>/dev/null | wc -l)))
+  done
+  echo "$t $f"
+}
+# nginx_procs PID: the nginx master PID and its children (workers, cache helpers).
+nginx_procs() { echo "$1"; ps -o pid= --ppid "$1" 2>/dev/null; }
+# nginx_workers PID: the worker processes of the nginx master PID.
+nginx_workers() { ps -o pid=,args= --ppid "$1" 2>/dev/null | awk '/worker process/ { print $1 }'; }
+# abuse_nginx_start: a private nginx for this section, a fresh one per phase
+# (so that a phase's peak RSS, threads and descriptors are its own), sized for
+# the load as an operator facing it would size it (worker_connections,
+# worker_rlimit_nofile; the bench's other nginx keeps 1024 connections a
+# worker), its timeouts nginx's defaults (client_header_timeout 60 s,
+# keepalive_timeout 75 s). Three servers: static files from $AN/root on $PAS,
+# proxy_cache in front of the origin on $PAC, and in front of the trickling
+# fixture on $PAF. The last sends an answer's head at once (postpone_output 0):
+# by default nginx holds it until 1,460 body bytes are there, and the fixture
+# trickles; the abandoning clients wait for the head. Its PID in $AN_PID;
+# false unless all three listen.
+abuse_nginx_start() {
+  local nofile
+  nofile=$(ulimit -Hn); [[ $nofile == unlimited || $nofile -gt 65536 ]] && nofile=65536
+  mkdir -p "$AN/tmp" "$AN/logs" "$AN/cache"
+  cat >"$AN/nginx.conf" <<NGINX
+worker_processes auto;
+worker_rlimit_nofile $nofile;
+pid $AN/nginx.pid;
+error_log $AN/logs/error.log;
+events { worker_connections $((nofile / 2)); }
+http {
+  access_log off;
+$(nginx_temp_paths "$AN")
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  default_type application/octet-stream;
+  proxy_cache_path $AN/cache levels=1:2 keys_zone=abuse:16m max_size=4g inactive=1h use_temp_path=off;
+  proxy_cache abuse;
+  proxy_cache_valid 200 206 1h;
+  proxy_cache_lock on;
+  proxy_http_version 1.1;
+  server { listen 127.0.0.1:$PAS; root $AN/root; }
+  server { listen 127.0.0.1:$PAC; location / { proxy_pass http://127.0.0.1:$PO; } }
+  server { listen 127.0.0.1:$PAF; postpone_output 0; location / { proxy_pass http://127.0.0.1:$PF; } }
+}
+NGINX
+  nginx -p "$AN" -c "$AN/nginx.conf" -g 'daemon off;' >"$AN/logs/stderr" 2>&1 &
+  AN_PID=$!
+  PIDS+=("$AN_PID")
+  wait_port "$PAS" 10 && wait_port "$PAC" 10 && wait_port "$PAF" 10 ||
+    { note "abuse: nginx did not listen: $(tail -n 2 "$AN/logs/error.log" "$AN/logs/stderr" 2>/dev/null | tr '\n' ' ')"; return 1; }
+}
+# abuse_latency SERVER PORT BLOB_PATH: ABUSE_K fresh GETs of /v2/ and of
+# BLOB_PATH (a cached blob), first with nothing else open ("quiet"), then while
+# ABUSE_IDLE idle and ABUSE_SLOW slowloris connections are held ("loaded").
+abuse_latency() {
+  local s=$1 port=$2 blob=$3 out=$T/abuse-latency-$1
+  timeout 60 "$ABUSE" load "$port" /v2/ 0 0 0 /v2/ "$ABUSE_K" "$blob" "$ABUSE_K" >"$out.quiet" 2>&1
+  timeout 90 "$ABUSE" load "$port" /v2/ "$ABUSE_IDLE" "$ABUSE_SLOW" 0 /v2/ "$ABUSE_K" "$blob" "$ABUSE_K" >"$out.loaded" 2>&1
+  local kind f
+  for kind in quiet loaded; do
+    f=$out.$kind
+    grep -q '^RESULT' "$f" || note "abuse: $s $kind latency run gave no result: $(tail -n 1 "$f")"
+    awk -v p="abuse probe $s $kind" '/^RESULT / { n++; $1 = ""; $2 = ""; print p, (n == 1 ? "v2" : "blob") $0 }' "$f" >>"$R"
+  done
+  put "abuse held $s $(sed -n 's/^READY //p' "$out.loaded") $(sed -n 's/^END //p' "$out.loaded")"
+}
+# abuse_pulls SERVER HOSTS_DIR PORT [SERVER_PID]: ABUSE_PULL_RUNS warm pulls of
+# the fan-in image without the load and as many with it held, alternating. A
+# pull under load is bounded to 30 s; after one that fails the rest are not run.
+abuse_pulls() {
+  local s=$1 dir=$2 port=$3 i r pid
+  for ((i = 1; i <= ABUSE_PULL_RUNS; i++)); do
+    put "abuse pull $s quiet $(PULL_TIMEOUT=60 pull_ms "ab-$s-q$i" "$dir" "$FAN_REF")"
+    "$ABUSE" load "$port" /v2/ "$ABUSE_IDLE" "$ABUSE_SLOW" 300 >"$T/abuse-hold-$s$i" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_for 20 grep -q '^READY' "$T/abuse-hold-$s$i" || note "abuse: the load for $s's pull $i was not ready in 20 s"
+    r=$(PULL_TIMEOUT=30 pull_ms "ab-$s-l$i" "$dir" "$FAN_REF")
+    put "abuse pull $s loaded $r"
+    stop_pid "$pid"
+    if [[ $r == FAIL ]]; then
+      note "abuse: a containerd pull through $s with the load held failed or took over 30 s; no more loaded runs"
+      break
+    fi
+  done
+}
+# abuse_sample BUSY_PID SECONDS PID...: samples threads and descriptors of
+# PID... every 0.1 s while BUSY_PID runs (60 s at most) and SECONDS after;
+# prints "PEAK_THREADS PEAK_FDS LAST_THREADS LAST_FDS".
+abuse_sample() {
+  local busy=$1 after=$2 end=$((SECONDS + 60)) pt=0 pf=0 x=(0 0); shift 2
+  while ((SECONDS < end)); do
+    x=($(tf "$@"))
+    ((x[0] > pt)) && pt=${x[0]}
+    ((x[1] > pf)) && pf=${x[1]}
+    if ((end > SECONDS + after)) && ! kill -0 "$busy" 2>/dev/null; then end=$((SECONDS + after)); fi
+    sleep 0.1
+  done
+  echo "$pt $pf ${x[*]}"
+}
+# abuse_abandon SERVER PORT PATHS_FILE PID...: one GET per line of PATHS_FILE,
+# each closed right after the answer's head (or after 5 s without one); the
+# server's (PID...'s) threads and descriptors before, at their peak from then
+# until 5 s after the clients left, and at that end.
+abuse_abandon() {
+  local s=$1 port=$2 paths=$3 before after pid; shift 3
+  before=$(tf "$@")
+  timeout 30 "$ABUSE" abandon "$port" 0 5 <"$paths" >"$T/abuse-abandon-$s" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  after=$(abuse_sample "$pid" 5 "$@")
+  wait_exit "$pid" 30
+  put "abuse abandon $s $(sed -n 's/^RESULT //p' "$T/abuse-abandon-$s") before=${before/ /,} peak_last=${after// /,}"
+}
+
+if section abuse "abuse: $ABUSE_IDLE idle + $ABUSE_SLOW slowloris connections, $ABUSE_CLIENTS non-reading and abandoning clients"; then
+  put abuse_sizes "$ABUSE_IDLE $ABUSE_SLOW $ABUSE_CLIENTS $ABUSE_K $ABUSE_PULL_RUNS"
+  AN=$T/nginx-abuse
+  PAS=$(free_port) PAC=$(free_port) PAF=$(free_port)
+  PF=
+  if [[ ! -x $ABUSE ]]; then
+    note "abuse: $ABUSE is not built (make $ABUSE)"
+  elif fixture_start abuse-fx; then
+    PF=$FIXTURE_PORT
+    FX=http://127.0.0.1:$PF
+    # The fixture's content: the largest manifest layerd takes (just under 4
+    # MiB, padded in an annotation) as big/app:v1, and 2 × ABUSE_CLIENTS blobs
+    # of 4 KiB that it trickles, a byte every 200 ms: a download stays in
+    # flight for the whole phase (and well beyond).
+    /usr/bin/python3 - "$T/abuse-big.json" <<'PY'
+import json, sys
+m = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+     "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:" + "a" * 64, "size": 1},
+     "layers": [], "annotations": {"pad": "x" * (4 * 1024 * 1024 - 1000)}}
+open(sys.argv[1], "w").write(json.dumps(m))
+PY
+    BIG_DIGEST=$(fixture_manifest "$FX" big/app v1 "$T/abuse-big.json")
+    /usr/bin/python3 - "$PF" $((2 * ABUSE_CLIENTS)) >"$T/abuse-blobs" <<'PY' || note "abuse: the fixture did not take the blobs"
+import hashlib, http.client, os, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=10)
+for _ in range(int(sys.argv[2])):
+    b = os.urandom(4096)
+    d = "sha256:" + hashlib.sha256(b).hexdigest()
+    c.request("PUT", "/_fixture/blob/" + d, body=b)
+    r = c.getresponse()
+    r.read()
+    if r.status != 201:
+        sys.exit(1)
+    print(d)
+PY
+    fixture_json PUT "$FX/_fixture/rules" '[{"path": "/blobs/", "method": "GET", "trickle_ms": 200}]' ||
+      note "abuse: the fixture did not take its rules"
+  else
+    note "abuse: tests/fixtures/upstream.py did not start: no manifest or abandoned-download rows"
+  fi
+  # nginx's static root: /v2/ (an index), the fan-in image's config blob, the 4 MiB manifest.
+  mkdir -p "$AN/root/v2/bench/fan/blobs" "$AN/root/v2/big/app/manifests"
+  echo '{}' >"$AN/root/v2/index.html"
+  CFG=${FAN[1]}
+  cp "$V2/blobs/sha256/${CFG:7:2}/${CFG#sha256:}/data" "$AN/root/v2/bench/fan/blobs/$CFG"
+  [[ -f $T/abuse-big.json ]] && cp "$T/abuse-big.json" "$AN/root/v2/big/app/manifests/v1"
+  chmod -R a+rX "$AN/root"
+  put abuse_blob_bytes "$(stat -c %s "$AN/root/v2/bench/fan/blobs/$CFG")"
+
+  if [[ -x $ABUSE ]]; then
+    # 1. A new request under the load, and a containerd pull (warm: every blob
+    # in the server's cache), layerd first.
+    layerd_start abuse "$T/cache-abuse"
+    L_AB=$LAYERD_PID
+    r=$(PULL_TIMEOUT=120 pull_ms ab-warm-layerd "$T/hosts-abuse" "$FAN_REF")
+    [[ $r == FAIL ]] && note "abuse: the warm-up pull through layerd failed"
+    abuse_latency layerd "$LAYERD_PORT" "/v2/bench/fan/blobs/$CFG?$NSQ"
+    abuse_pulls layerd "$T/hosts-abuse" "$LAYERD_PORT"
+    stop_pid "$L_AB"
+    rm -rf "$T/cache-abuse"
+    if abuse_nginx_start; then
+      hosts_plain "$T/hosts-abcache" "$PAC"
+      r=$(PULL_TIMEOUT=120 pull_ms ab-warm-cache "$T/hosts-abcache" "$FAN_REF")
+      [[ $r == FAIL ]] && note "abuse: the warm-up pull through nginx proxy_cache failed"
+      curl -s --max-time 10 -o /dev/null "http://127.0.0.1:$PAC/v2/"
+      abuse_latency static "$PAS" "/v2/bench/fan/blobs/$CFG"
+      abuse_latency cache "$PAC" "/v2/bench/fan/blobs/$CFG"
+      abuse_pulls cache "$T/hosts-abcache" "$PAC"
+    fi
+    stop_pid "$AN_PID"
+  fi
+
+  if [[ -x $ABUSE && -n $PF && -n ${BIG_DIGEST:-} ]]; then
+    # 2. Clients that ask for the 4 MiB manifest and never read: peak RSS of
+    # a layerd that did nothing else (by digest, then by tag), and of nginx's
+    # workers serving it as a static file.
+    ALL="application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json"
+    layerd_start abuse-rss "$T/cache-abuse-rss" "127.0.0.1:$PF" "$FX"
+    L_AB=$LAYERD_PID
+    FXQ="ns=127.0.0.1%3A$PF"
+    for ref in "$BIG_DIGEST" v1; do
+      c=$(curl -s --max-time 20 -o /dev/null -w '%{http_code} %{size_download}' -H "Accept: $ALL" \
+        "http://127.0.0.1:$LAYERD_PORT/v2/big/app/manifests/$ref?$FXQ")
+      [[ $c == "200 $(stat -c %s "$T/abuse-big.json")" ]] || note "abuse: the 4 MiB manifest ($ref) through layerd: $c"
+    done
+    put "abuse rss layerd idle $(hwm "$L_AB")"
+    for ref in digest tag; do
+      path=/v2/big/app/manifests/$([[ $ref == digest ]] && echo "$BIG_DIGEST" || echo v1)?$FXQ
+      res=$(timeout 60 "$ABUSE" -H "Accept: $ALL" stall "$LAYERD_PORT" "$ABUSE_CLIENTS" 3 "$path" | sed -n 's/^RESULT //p')
+      put "abuse rss layerd $ref $(hwm "$L_AB") $res"
+    done
+    stop_pid "$L_AB"
+    rm -rf "$T/cache-abuse-rss"
+    if abuse_nginx_start; then
+      sleep 0.5
+      w=($(nginx_workers "$AN_PID"))
+      res=$(timeout 60 "$ABUSE" stall "$PAS" "$ABUSE_CLIENTS" 3 /v2/big/app/manifests/v1 | sed -n 's/^RESULT //p')
+      sum=0
+      for p in "${w[@]}"; do x=($(hwm "$p")); sum=$((sum + ${x[0]:-0})); done
+      put "abuse rss static file $sum ${#w[@]} $res"
+    fi
+    stop_pid "$AN_PID"
+
+    # 3. Downloads whose clients leave right after the answer's head, each a
+    # distinct blob the upstream trickles: layerd, and nginx proxy_cache.
+    mapfile -t AB_BLOBS <"$T/abuse-blobs"
+    printf '%s\n' "${AB_BLOBS[@]:0:ABUSE_CLIENTS}" | sed "s|.*|/v2/ab/blobs/&?$FXQ|" >"$T/abuse-paths-layerd"
+    printf '/v2/ab/blobs/%s\n' "${AB_BLOBS[@]:ABUSE_CLIENTS}" >"$T/abuse-paths-cache"
+    layerd_start abuse-abandon "$T/cache-abuse-abandon" "127.0.0.1:$PF" "$FX"
+    L_AB=$LAYERD_PID
+    sleep 0.5
+    abuse_abandon layerd "$LAYERD_PORT" "$T/abuse-paths-layerd" "$L_AB"
+    put "abuse tmp layerd $(find "$T/cache-abuse-abandon" -path '*/tmp/*' -type f 2>/dev/null | wc -l)"
+    stop_pid "$L_AB"
+    rm -rf "$T/cache-abuse-abandon"
+    if abuse_nginx_start; then
+      sleep 0.5
+      abuse_abandon cache "$PAF" "$T/abuse-paths-cache" $(nginx_procs "$AN_PID")
+    fi
+    stop_pid "$AN_PID"
+  fi
+  stop_pid "${FIXTURE_PID:-}"
 fi
 
 # ---- profiles ------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ struct cache {
         pthread_mutex_t lock; /* guards everything below; taken before any entry's lock */
         struct cache_entry *in_flight; /* stored downloads that may be joined */
         uint64_t tmp_counter;
-        struct cache_stats stats;
+        struct cache_stats stats; /* stats.tmp_bytes: the sum of in-flight entries' reserved */
 
         /* Pinned digests, present or not yet downloaded (prefetch content is
          * pinned before it arrives); records copy the flag when they appear. */
@@ -78,6 +78,7 @@ struct cache_entry {
         /* Stored entries: the file and the in-flight table. */
         int fd;                      /* the download; renamed into blobs/ at commit, so it stays valid */
         char tmp_name[CACHE_PATH_MAX]; /* relative to the root */
+        uint64_t reserved;           /* bytes of tmp/ counted for it against max_bytes, under cache->lock */
         struct cache_entry *next;    /* the in-flight list, under cache->lock */
         bool listed;                 /* on that list, under cache->lock */
 
@@ -95,6 +96,7 @@ struct cache_entry {
         /* Memory entries: bytes [consumed, written) sit in ring[offset % window]. */
         char *ring;
         size_t window;
+        struct budget_hold ring_held; /* the ring's share of the caller's budget */
         uint64_t consumed;
         bool had_reader;             /* its one reader was made (no second one) */
         bool had_interest;           /* someone but the writer held it once: from then on unwanted means -EPIPE */
@@ -115,11 +117,18 @@ int cache_fsync_at(int dirfd, const char *path, bool parent);
  * indexed at start-up are not known). */
 bool cache_index_has_locked(const struct cache *c, const struct digest *d);
 
+/* With c->lock held: whether d is pinned (stored or not yet). */
+bool cache_pinned_locked(struct cache *c, const struct digest *d);
+
 /* With c->lock held: records a committed blob as the most recently used; 0 or -ENOMEM. */
 int cache_index_add_locked(struct cache *c, const struct digest *d, uint64_t size);
 
 /* With c->lock held: asks the eviction thread (when running) for a pass. */
 void cache_evict_wake_locked(struct cache *c);
+
+/* Runs one eviction pass in the caller's thread that also makes room for
+ * extra more bytes under max_bytes; returns the number of blobs evicted. */
+uint64_t cache_evict_for(struct cache *c, uint64_t extra);
 
 /* ---- memo.c: what the cache remembers in memory (its own lock, taken alone) ---- */
 

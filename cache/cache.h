@@ -33,6 +33,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/budget.h"
 #include "common/digest.h"
 #include "common/error.h"
 
@@ -62,6 +63,8 @@ struct cache_stats {
         uint64_t joins;         /* cache_begin() joined one in flight */
         uint64_t bytes_written; /* bytes of committed downloads */
         uint64_t unstored;      /* memory entries begun (cache_begin_unstored()); counted in nothing above but mismatched */
+        uint64_t tmp_bytes;     /* tmp/ bytes of downloads in progress, counted against max_bytes (see cache_set_limits()) */
+        uint64_t tmp_refused;   /* downloads refused room in tmp/ since open (-ENOSPC) */
 };
 
 /* Opens (creating if needed) the cache at root: checks the format version,
@@ -103,6 +106,11 @@ int cache_open_blob(struct cache *c, const struct digest *d, int *ret_fd, uint64
 int cache_begin(struct cache *c, const struct digest *d, int64_t expected_size, struct cache_entry **ret,
                 bool *ret_writer);
 
+/* Joins the stored download of d in flight, never starting one: 0 with a
+ * reference in *ret (release with cache_entry_unref()), -ENOENT when none is
+ * in flight. For a caller that may not start a download now (a cap). */
+int cache_join(struct cache *c, const struct digest *d, struct cache_entry **ret);
+
 /* A download with no disk behind it, for one reader (the cache cannot take
  * the blob: stream it through uncached). Never in the in-flight table (no one
  * joins it; cache_open_blob() and cache_stat() never see it); the caller is
@@ -110,13 +118,16 @@ int cache_begin(struct cache *c, const struct digest *d, int64_t expected_size, 
  * of window bytes; cache_write() waits for room. Everything else behaves as
  * for a stored entry: the size, the verdict, the source, cache_commit()'s
  * checks (nothing is stored) and the reader's last byte held back until they
- * passed. 0, -EINVAL (window 0, expected_size below -1), -ENOMEM. */
+ * passed. The ring is taken from budget (NULL: none) before it is allocated
+ * and given back when the entry is freed. 0, -EINVAL (window 0,
+ * expected_size below -1), -ENOBUFS (past the budget), -ENOMEM. */
 int cache_begin_unstored(struct cache *c, const struct digest *d, int64_t expected_size, size_t window,
-                         struct cache_entry **ret);
+                         struct budget *budget, struct cache_entry **ret);
 
 /* Writer only: appends bytes and wakes the readers. Returns 0 or -errno:
  * -EMSGSIZE beyond the expected size (the upstream sent too much: give up);
- * -ENOSPC when the disk (or a quota or file-size limit) is full: the download
+ * -ENOSPC when the disk (or a quota or file-size limit) is full, or tmp/ has
+ * no room under the size limit (cache_set_limits()): the download
  * is then already given up, its readers get -ENOSPC with their offset intact,
  * and the caller streams the rest through without caching. A memory entry
  * waits while its ring is full: -EPIPE once it is not wanted any more (it had
@@ -127,7 +138,9 @@ int cache_write(struct cache_entry *e, const void *data, size_t size);
 
 /* Writer only: the blob's size, once the upstream said it (when cache_begin()
  * did not know it); readers waiting in cache_entry_wait_size() wake.
- * -EMSGSIZE when it contradicts the size given before or the bytes written. */
+ * -EMSGSIZE when it contradicts the size given before or the bytes written;
+ * -ENOSPC when tmp/ has no room for it under the size limit (see
+ * cache_set_limits(); the download is then given up as by cache_write()). */
 int cache_entry_set_size(struct cache_entry *e, uint64_t size);
 
 /* The blob's size as soon as it is known (given to cache_begin() or
@@ -298,7 +311,8 @@ int cache_media_type_get(struct cache *c, const struct digest *d, char *buf, siz
  * characters or more is not kept. */
 void cache_media_type_remember(struct cache *c, const struct digest *d, const char *media_type);
 
-/* Bounds the store: when its blobs exceed max_bytes (0: no bound), or the
+/* Bounds the store: when its blobs and the downloads in progress in tmp/
+ * exceed max_bytes (0: no bound), or the
  * file system has less than min_free_bytes available (0: no bound), the least
  * recently used unpinned blobs are evicted until the store is at 90 % of
  * max_bytes and the free space at min_free_bytes plus 10 %. Eviction runs on
@@ -306,7 +320,13 @@ void cache_media_type_remember(struct cache *c, const struct digest *d, const ch
  * every 30 s; one pass runs at a time.
  * A blob a reader has open stays readable through its descriptor after it is
  * evicted (unlink semantics); in-flight downloads are never touched. Recency
- * is kept in memory: after a restart it starts from the blobs' commit times. */
+ * is kept in memory: after a restart it starts from the blobs' commit times.
+ * A download in progress counts its expected size (once known; its bytes
+ * written until then) in tmp/: when that does not fit under max_bytes even
+ * after an eviction pass in the writer's thread, cache_begin(),
+ * cache_entry_set_size() or cache_write() fail with -ENOSPC as for a full
+ * disk (the download is given up; its clients stream it through). Until the
+ * index is complete (cache_wait_ready()) nothing is refused for this. */
 int cache_set_limits(struct cache *c, uint64_t max_bytes, uint64_t min_free_bytes);
 
 /* Runs one eviction pass in the caller's thread; returns the number of blobs evicted. */

@@ -53,6 +53,7 @@ static void entry_free(struct cache_entry *e) {
                 close(e->fd);
         digester_free(e->hasher);
         free(e->ring);
+        budget_hold_release(&e->ring_held);
         pthread_cond_destroy(&e->progress);
         pthread_mutex_destroy(&e->lock);
         free(e);
@@ -90,6 +91,12 @@ static void ref_locked(struct cache_entry *e, bool reader) {
                 pthread_cond_broadcast(&e->progress);
 }
 
+/* c->lock held: e's room in tmp/ is given back. */
+static void unreserve_locked(struct cache *c, struct cache_entry *e) {
+        c->stats.tmp_bytes -= e->reserved;
+        e->reserved = 0;
+}
+
 /* The end of a download that will not be stored: its file goes, readers
  * learn why (reason, a negative errno). */
 static void fail(struct cache_entry *e, enum fail_kind kind, int reason) {
@@ -100,6 +107,7 @@ static void fail(struct cache_entry *e, enum fail_kind kind, int reason) {
         pthread_mutex_lock(&c->lock);
         if (e->listed)
                 unlist(c, e);
+        unreserve_locked(c, e);
         if (kind == FAIL_MISMATCHED)
                 c->stats.mismatched++;
         else if (kind == FAIL_UNBEGUN)
@@ -149,6 +157,47 @@ static void entry_release(struct cache_entry *e, bool reader, bool writer) {
         if (!e->finished)
                 fail(e, FAIL_ABORTED, -EIO);
         entry_free(e);
+}
+
+/* ---- room in tmp/ ------------------------------------------------------------------------ */
+
+/* c->lock held: whether need more bytes in tmp/ fit under max_bytes now.
+ * Before the index is complete the store's size is not known: no refusal. */
+static bool room_locked(const struct cache *c, uint64_t need) {
+        return !c->max_bytes || !c->indexed || c->stats.bytes + c->stats.tmp_bytes + need <= c->max_bytes;
+}
+
+/* Counts a stored download's first upto bytes in tmp/ against the size
+ * limit (downloads in progress take disk as much as the blobs do), evicting
+ * to make room: 0, or -ENOSPC when it does not fit (nothing counted). A
+ * pinned blob (prefetch's) is never refused, as it is never evicted: it only
+ * makes room. The writer's thread: eviction is disk I/O, never on a lock
+ * others wait for. */
+static int reserve(struct cache_entry *e, uint64_t upto) {
+        struct cache *c = e->cache;
+        int r = 0;
+        pthread_mutex_lock(&c->lock);
+        bool pinned = cache_pinned_locked(c, &e->digest);
+        for (unsigned pass = 0; upto > e->reserved; pass++) {
+                uint64_t need = upto - e->reserved;
+                if (room_locked(c, need) || (pinned && pass > 0)) {
+                        c->stats.tmp_bytes += need;
+                        e->reserved = upto;
+                        break;
+                }
+                /* What is in tmp/ already, with this, is more than the limit:
+                 * evicting every blob would not make room. */
+                if (!pinned && (pass > 0 || c->stats.tmp_bytes + need > c->max_bytes)) {
+                        c->stats.tmp_refused++;
+                        r = -ENOSPC;
+                        break;
+                }
+                pthread_mutex_unlock(&c->lock);
+                (void) cache_evict_for(c, need);
+                pthread_mutex_lock(&c->lock);
+        }
+        pthread_mutex_unlock(&c->lock);
+        return r;
 }
 
 /* ---- starting ------------------------------------------------------------------------- */
@@ -223,6 +272,8 @@ int cache_begin(struct cache *c, const struct digest *d, int64_t expected_size, 
                 if (e->fd < 0)
                         r = -errno;
         }
+        if (r == 0 && expected_size > 0)
+                r = reserve(e, (uint64_t) expected_size);
         if (r < 0) {
                 fail(e, FAIL_UNBEGUN, r); /* joiners learn it from their wait or read */
                 entry_release(e, false, true);
@@ -233,16 +284,35 @@ int cache_begin(struct cache *c, const struct digest *d, int64_t expected_size, 
         return 0;
 }
 
+int cache_join(struct cache *c, const struct digest *d, struct cache_entry **ret) {
+        pthread_mutex_lock(&c->lock);
+        struct cache_entry *e = join_locked(c, d);
+        if (e)
+                c->stats.joins++;
+        pthread_mutex_unlock(&c->lock);
+        if (!e)
+                return -ENOENT;
+        *ret = e;
+        return 0;
+}
+
 int cache_begin_unstored(struct cache *c, const struct digest *d, int64_t expected_size, size_t window,
-                         struct cache_entry **ret) {
+                         struct budget *budget, struct cache_entry **ret) {
         if (window == 0 || expected_size < -1)
                 return -EINVAL;
+        struct budget_hold held = {};
+        int r = budget_hold_reserve(&held, budget, window);
+        if (r < 0)
+                return r;
         struct cache_entry *e = entry_new(c, d, expected_size, false);
-        if (!e)
+        if (!e) {
+                budget_hold_release(&held);
                 return -ENOMEM;
+        }
+        e->ring_held = held;
         e->window = window;
         e->ring = malloc(window);
-        int r = e->ring ? digester_new(d->algorithm, &e->hasher) : -ENOMEM;
+        r = e->ring ? digester_new(d->algorithm, &e->hasher) : -ENOMEM;
         if (r < 0) {
                 entry_free(e);
                 return r;
@@ -304,6 +374,10 @@ static int ring_write(struct cache_entry *e, const char *p, size_t size) {
 static int file_write(struct cache_entry *e, uint64_t off, const char *data, size_t size) {
         const char *p = data;
         size_t left = size;
+        if (reserve(e, off + size) < 0) {
+                fail(e, FAIL_ABORTED, -ENOSPC);
+                return -ENOSPC;
+        }
         while (left > 0) {
                 ssize_t n = pwrite(e->fd, p, left, (off_t) (off + (size - left)));
                 if (n < 0 && errno == EINTR)
@@ -345,11 +419,19 @@ int cache_entry_set_size(struct cache_entry *e, uint64_t size) {
         pthread_mutex_lock(&e->lock);
         if ((e->expected_size >= 0 && (uint64_t) e->expected_size != size) || e->written > size)
                 r = -EMSGSIZE;
-        else {
+        pthread_mutex_unlock(&e->lock);
+        /* Room for the whole blob before readers learn its size: one that
+         * cannot have it is streamed through from its first byte. */
+        if (r == 0 && e->stored && reserve(e, size) < 0) {
+                fail(e, FAIL_ABORTED, -ENOSPC);
+                return -ENOSPC;
+        }
+        if (r == 0) {
+                pthread_mutex_lock(&e->lock);
                 e->expected_size = (int64_t) size;
                 pthread_cond_broadcast(&e->progress);
+                pthread_mutex_unlock(&e->lock);
         }
-        pthread_mutex_unlock(&e->lock);
         return r;
 }
 
@@ -454,6 +536,7 @@ static int store(struct cache_entry *e, uint64_t size) {
         pthread_mutex_lock(&c->lock);
         /* Unlisted and indexed in one go: cache_begin() relies on it. */
         unlist(c, e);
+        unreserve_locked(c, e); /* its bytes are the store's from here */
         c->stats.committed++;
         c->stats.bytes_written += size;
         /* Stored either way; only eviction would not know of it on failure. */

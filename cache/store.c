@@ -105,6 +105,10 @@ static struct pin **pin_slot(struct cache *c, const struct digest *d) {
         return p; /* the pin, or the NULL link to put it at */
 }
 
+bool cache_pinned_locked(struct cache *c, const struct digest *d) {
+        return *pin_slot(c, d) != NULL;
+}
+
 /* Adds (or refreshes) a blob as the most recently used. */
 static int index_add(struct cache *c, const struct digest *d, uint64_t size) {
         struct blob_rec *b = index_find(c, d);
@@ -596,10 +600,11 @@ static uint64_t free_bytes(struct cache *c) {
 }
 
 /* Whether eviction has work; c->lock held. low: evict down to the low
- * watermarks rather than stop at the high ones. */
-static bool over(struct cache *c, bool low, uint64_t freed_since_statvfs, uint64_t avail) {
+ * watermarks rather than stop at the high ones. Downloads in progress count
+ * (their room in tmp/), and extra bytes more that a writer wants room for. */
+static bool over(struct cache *c, bool low, uint64_t freed_since_statvfs, uint64_t avail, uint64_t extra) {
         uint64_t max = low ? c->max_bytes / 10 * 9 : c->max_bytes;
-        if (c->max_bytes && c->stats.bytes > max)
+        if (c->max_bytes && c->stats.bytes + c->stats.tmp_bytes + extra > max)
                 return true;
         if (c->min_free_bytes) {
                 uint64_t want = low ? c->min_free_bytes + c->min_free_bytes / 10 : c->min_free_bytes;
@@ -609,7 +614,7 @@ static bool over(struct cache *c, bool low, uint64_t freed_since_statvfs, uint64
         return false;
 }
 
-uint64_t cache_evict_now(struct cache *c) {
+uint64_t cache_evict_for(struct cache *c, uint64_t extra) {
         uint64_t evicted = 0, freed = 0;
         /* Without the whole index the oldest blobs are unknown: wait for it,
          * and evict nothing if it could not be built. */
@@ -628,10 +633,10 @@ uint64_t cache_evict_now(struct cache *c) {
          * passed over, not retried forever: at most one look at each. */
         uint64_t budget = c->stats.blobs;
         struct blob_rec *b = c->oldest;
-        if (over(c, false, 0, avail))
+        if (over(c, false, 0, avail, extra))
                 for (;;) {
                         unsigned n = 0;
-                        while (n < EVICT_BATCH && budget > 0 && over(c, true, freed, avail)) {
+                        while (n < EVICT_BATCH && budget > 0 && over(c, true, freed, avail, extra)) {
                                 while (b && b->pinned)
                                         b = b->newer;
                                 if (!b)
@@ -666,6 +671,10 @@ uint64_t cache_evict_now(struct cache *c) {
         pthread_mutex_unlock(&c->lock);
         pthread_mutex_unlock(&c->evict_lock);
         return evicted;
+}
+
+uint64_t cache_evict_now(struct cache *c) {
+        return cache_evict_for(c, 0);
 }
 
 static void *evictor(void *arg) {

@@ -32,6 +32,22 @@ static int buf_grow(struct buf *b, size_t size) {
         return 0;
 }
 
+int buf_reserve(struct buf *b, size_t size) {
+        if (b->len > b->max || size > b->max - b->len || b->len + size == SIZE_MAX)
+                return -EFBIG;
+        size_t need = b->len + size + 1;
+        if (need <= b->cap)
+                return 0;
+        char *data = realloc(b->data, need);
+        if (!data)
+                return -ENOMEM;
+        if (!b->data)
+                data[0] = '\0';
+        b->data = data;
+        b->cap = need;
+        return 0;
+}
+
 int buf_append(struct buf *b, const void *data, size_t size) {
         int r = buf_grow(b, size);
         if (r < 0)

@@ -25,6 +25,12 @@ struct buf {
  * zeroed struct buf with .max set is the same. */
 #define BUF_INIT(m) ((struct buf) { .max = (m) })
 
+/* Makes room for size more bytes (and the NUL) with one allocation of
+ * exactly that, so that appends up to it allocate nothing (for a caller that
+ * accounts for what the buffer holds, see common/budget.h). -EFBIG when len
+ * would pass max, -ENOMEM; either way the buffer is unchanged. */
+int buf_reserve(struct buf *b, size_t size);
+
 /* Appends size bytes (data may be NULL when size is 0). -EFBIG when len would
  * pass max, -ENOMEM; either way nothing is appended. */
 int buf_append(struct buf *b, const void *data, size_t size);

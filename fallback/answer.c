@@ -120,12 +120,45 @@ static int blob_begin(struct fetch *f) {
         return 0;
 }
 
+void fallback_manifest_wipe(struct fetch *f) {
+        fallback_buf_wipe(&f->manifest);
+        f->manifest.max = FALLBACK_MANIFEST_MAX;
+        budget_hold_release(&f->held);
+}
+
+/* Room for size more bytes of a manifest or tag page, taken from the
+ * request's budget before it is allocated: the announced length at once (one
+ * allocation), else doubling as it comes. Beyond FALLBACK_MANIFEST_MAX the
+ * append itself fails (-EFBIG); the budget's refusal ends the fetch. */
+static int manifest_room(struct fetch *f, size_t size) {
+        struct buf *b = &f->manifest;
+        if (b->len + size + 1 <= b->cap || size > b->max - b->len)
+                return 0;
+        size_t want = b->len + size;
+        int64_t announced = f->hr ? f->hr->content_length : -1;
+        if (announced >= 0 && (uint64_t) announced > want && (uint64_t) announced <= b->max)
+                want = (size_t) announced;
+        else if (announced < 0) {
+                size_t twice = b->len > 32 * 1024 ? 2 * b->len : 64 * 1024;
+                want = twice > want ? twice : want;
+                want = want < b->max ? want : b->max;
+        }
+        int r = budget_hold_reserve(&f->held, f->req->budget, (uint64_t) want + 1);
+        if (r < 0) {
+                f->abort_error = r; /* the whole fetch ends: no endpoint's fault */
+                return r;
+        }
+        return buf_reserve(b, want - b->len);
+}
+
 int fallback_on_body(void *userdata, const void *data, size_t size) {
         struct fetch *f = userdata;
         const struct fallback_request *req = f->req;
 
         if (req->kind != FALLBACK_BLOB) { /* manifests and tag lists: read whole, bounded */
-                int r = fallback_buf_append(&f->manifest, data, size);
+                int r = manifest_room(f, size);
+                if (r >= 0)
+                        r = fallback_buf_append(&f->manifest, data, size);
                 f->attempt_bytes += size;
                 return r;
         }
@@ -216,6 +249,7 @@ enum outcome fallback_accept_answer(struct fetch *f, const struct ep *e) {
                 }
                 resp->size = (int64_t) f->manifest.len;
                 resp->body = TAKE_PTR(f->manifest.data);
+                resp->held = budget_hold_take(&f->held);
                 f->manifest = (struct buf) { .max = FALLBACK_MANIFEST_MAX };
                 return OUT_OK;
         }
@@ -275,6 +309,7 @@ enum outcome fallback_accept_answer(struct fetch *f, const struct ep *e) {
         resp->size = (int64_t) f->manifest.len;
         resp->media_type = manifest_media_type(hr, &f->manifest);
         resp->body = TAKE_PTR(f->manifest.data);
+        resp->held = budget_hold_take(&f->held);
         f->manifest = (struct buf) { .max = FALLBACK_MANIFEST_MAX };
         (void) e;
         return OUT_OK;

@@ -181,7 +181,7 @@ static void *probe_main(void *userdata) {
                 }
         }
         fallback_emit(fb, &evb);
-        fallback_buf_wipe(&f.manifest);
+        fallback_manifest_wipe(&f);
         free(f.repo);
         free(f.scope);
         fallback_response_done(&resp);

@@ -149,6 +149,7 @@ struct fetch {
         uint64_t attempt_bytes;
         int64_t total;         /* the blob's size as upstreams said it */
         struct buf manifest;
+        struct budget_hold held; /* what manifest's memory takes of req->budget */
         int abort_error;
         bool prep_failed;      /* blob_prepare() refused the answer */
         /* The class of address the endpoint answered from (public until it did):
@@ -209,6 +210,8 @@ int fallback_breaker_probe(struct fetch *f, struct config *cfg, const struct ep 
 /* answer.c */
 /* Sets f->reason (double quotes made single: it is logged quoted) and returns OUT_FAIL. */
 enum outcome fallback_fail(struct fetch *f, const char *fmt, ...) _printf_(2, 3);
+/* Empties f->manifest and gives back what it held of the budget. */
+void fallback_manifest_wipe(struct fetch *f);
 /* The body callback of an exchange: a blob's bytes to the sink (checked first), others into f->manifest. */
 int fallback_on_body(void *userdata, const void *data, size_t size);
 /* The head callback of an exchange: a 2xx head (for a blob, one whose Content-Range, size and digest

@@ -190,8 +190,7 @@ static int perform(struct fetch *f, struct exchange *x, bool head, struct curl_s
         f->body_started = false;
         f->skip = 0;
         f->attempt_bytes = 0;
-        fallback_buf_wipe(&f->manifest);
-        f->manifest.max = FALLBACK_MANIFEST_MAX;
+        fallback_manifest_wipe(f);
         struct http_request rq = {
                 .url = x->cur,
                 .head = head,
@@ -254,7 +253,8 @@ static enum outcome transport_failure(struct fetch *f, const struct exchange *x,
                                     o ? o : "?", x->hr.reason, fallback_addr_class_name(f->ep_class));
         } else if (r == -EFBIG && req->kind == FALLBACK_MANIFEST)
                 out = fallback_fail(f, "manifest larger than %u bytes", FALLBACK_MANIFEST_MAX);
-        else if (r == -ENOMEM || r == -ECANCELED) {
+        else if (r == -ENOMEM || r == -ECANCELED || r == -EMFILE || r == -ENFILE) {
+                /* Ours, not the endpoint's: no breaker counts it (descriptors run out under load). */
                 f->abort_error = r;
                 snprintf(f->reason, sizeof(f->reason), "%s", x->hr.reason);
                 out = OUT_ABORT;
@@ -658,7 +658,7 @@ walked:
                 snprintf(ret->error, sizeof(ret->error), "%s", f.reason);
         r = 0;
 out:
-        fallback_buf_wipe(&f.manifest);
+        fallback_manifest_wipe(&f);
         free(f.repo);
         free(f.scope);
         fallback_config_unref(fb, cfg);
@@ -670,5 +670,6 @@ void fallback_response_done(struct fallback_response *r) {
         free(r->media_type);
         free(r->body);
         free(r->next_last);
+        budget_hold_release(&r->held);
         *r = (struct fallback_response) { .size = -1 };
 }

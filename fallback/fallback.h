@@ -23,7 +23,10 @@
  *   sink's owner verifies the digest (the bytes may come from two endpoints).
  * - Manifests are read whole (at most FALLBACK_MANIFEST_MAX) and verified:
  *   by digest against the reference, by tag against the endpoint's
- *   Docker-Content-Digest when it sends one.
+ *   Docker-Content-Digest when it sends one. The memory a manifest or tag
+ *   page takes while it comes is taken from the request's budget first
+ *   (the announced Content-Length at once, else as it grows); past it the
+ *   fetch ends at once with -ENOBUFS (no endpoint is blamed).
  * - Auth: the distribution token flow (anonymous or with credentials from a
  *   docker config.json), tokens cached per endpoint and scope until expiry, one
  *   refresh on a 401; Basic. Credentials go only to the endpoint's own host and
@@ -41,6 +44,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/budget.h"
 #include "common/digest.h"
 #include "common/error.h"
 #include "common/sink.h"
@@ -154,6 +158,7 @@ struct fallback_request {
         uint64_t offset;        /* blobs: bytes the sink already holds; the download starts there */
         struct sink *sink;      /* blob GET: where the bytes go */
         uint64_t deadline_ms;   /* CLOCK_MONOTONIC ms after which no new attempt starts; 0: none */
+        struct budget *budget;  /* manifests and tags: what their bodies may take in memory; NULL: no bound */
         /* Polled (every ~100 ms and between attempts): true ends the fetch at
          * once with -ECANCELED (shutdown, or nobody wants the bytes any more). */
         bool (*cancelled)(void *userdata);
@@ -170,6 +175,7 @@ struct fallback_response {
         struct digest digest;  /* a manifest's (verified on GET), a blob's as the upstream claims it */
         int64_t size;          /* the object's whole size; -1 unknown */
         void *body;            /* manifest GET: the verified bytes (malloc'd, size bytes); tags: the JSON page */
+        struct budget_hold held; /* what body takes of req->budget: whoever takes body over takes this too */
         char *next_last;       /* tags: the "last" of the next page (from Link rel="next"), NULL on the last page */
         uint64_t received;     /* blob GET: bytes written into the sink */
         unsigned attempts;     /* HTTP requests made (token requests excluded) */
@@ -182,6 +188,7 @@ struct fallback_response {
  * ret must be released with fallback_response_done() whatever is returned. */
 int fallback_fetch(struct fallback *fb, const struct fallback_request *req, struct fallback_response *ret);
 
+/* Frees what r holds and gives its body's share of the budget back. */
 void fallback_response_done(struct fallback_response *r);
 
 /* Counts the endpoint (by URL) as failed, e.g. after the cache found that

@@ -53,6 +53,7 @@ struct exchange {
         uint64_t dropped;      /* bytes of an error body */
         bool error_body_cut;   /* ... more than ERROR_BODY_MAX of them: the response is taken as complete */
         bool peer_refused;     /* a connection was refused by req->peer_mask: resp->peer_ip says where */
+        int socket_errno;      /* socket() failed for a connection (EMFILE: out of descriptors) */
 };
 
 static void set_reason(struct http_response *r, const char *fmt, ...) _printf_(2, 3);
@@ -197,7 +198,10 @@ static curl_socket_t on_opensocket(void *userdata, curlsocktype purpose, struct 
                 inet_ntop(AF_INET6, &((const struct sockaddr_in6 *) (const void *) &a->addr)->sin6_addr, ip, sizeof(ip));
         if (!peer_admit(x, fallback_addr_class(&a->addr), ip))
                 return CURL_SOCKET_BAD;
-        return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+        curl_socket_t fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+        if (fd < 0)
+                x->socket_errno = errno; /* libcurl would call it "Couldn't connect": it is not the peer's */
+        return fd;
 }
 
 /* Called once a connection is ready and the request about to go out (libcurl >= 7.80);
@@ -355,7 +359,8 @@ static struct lane *lane_get(struct http_client *c, const char *origin) {
         got = calloc(1, sizeof(*got));
         if (!got)
                 return NULL;
-        got->multi = curl_multi_init();
+        errno = 0;
+        got->multi = curl_multi_init(); /* its wake-up socketpair takes two descriptors */
         got->easy = curl_easy_init();
         if (!got->multi || !got->easy ||
             curl_multi_setopt(got->multi, CURLMOPT_MAXCONNECTS, LANE_MAXCONNECTS) != CURLM_OK)
@@ -439,8 +444,11 @@ int http_perform(struct http_client *c, const struct http_request *req, struct h
         char *origin = url_origin(req->url);
         struct lane *lane = lane_get(c, origin);
         if (!lane) {
+                /* Out of descriptors is not out of memory: say which (fallback.c blames no endpoint for either). */
+                int e = errno == EMFILE || errno == ENFILE ? -errno : -ENOMEM;
                 free(origin);
-                return -ENOMEM;
+                set_reason(ret, "no connection to the upstream: %s", strerror(-e));
+                return e;
         }
         CURL *h = lane->easy;
         CURLM *m = lane->multi;
@@ -514,6 +522,10 @@ int http_perform(struct http_client *c, const struct http_request *req, struct h
         if (x.peer_refused) {
                 r = -EPERM;
                 set_reason(ret, "%s is a %s address", ret->peer_ip, fallback_addr_class_name(ret->peer_class));
+        } else if (r == 0 && finished && result == CURLE_COULDNT_CONNECT && x.socket_errno) {
+                /* This process ran out of something (descriptors, memory): the upstream did nothing wrong. */
+                r = x.socket_errno == EMFILE || x.socket_errno == ENFILE ? -x.socket_errno : -ENOMEM;
+                set_reason(ret, "no socket for the upstream: %s", strerror(x.socket_errno));
         } else if (r == 0 && x.error_body_cut) {
                 /* The headers are the answer; the rest of an error body is nobody's business. */
         } else if (r == 0 && finished && result != CURLE_OK) {

@@ -99,6 +99,16 @@ void spec_finish(struct spec_ctx *c, const yaml_node_t *default_registry) {
                 s->agent.cache_dir = spec_strdup(c, c->default_cache_dir);
         if (s->agent.cache_max_bytes == 0 && s->agent.cache_max_percent == 0)
                 s->agent.cache_max_bytes = SPEC_DEFAULT_CACHE_MAX_SIZE;
+        if (s->agent.max_downloads == 0)
+                s->agent.max_downloads = SPEC_DEFAULT_MAX_DOWNLOADS;
+        if (s->agent.max_upstream_waits == 0)
+                s->agent.max_upstream_waits = SPEC_DEFAULT_MAX_UPSTREAM_WAITS;
+        if (s->agent.max_abandoned_downloads == 0)
+                s->agent.max_abandoned_downloads = SPEC_DEFAULT_MAX_ABANDONED_DOWNLOADS;
+        if (s->agent.abandoned_download_timeout_ms == 0)
+                s->agent.abandoned_download_timeout_ms = SPEC_DEFAULT_ABANDONED_DOWNLOAD_TIMEOUT_MS;
+        if (s->agent.max_inflight_memory == 0)
+                s->agent.max_inflight_memory = SPEC_DEFAULT_MAX_INFLIGHT_MEMORY;
         if (s->prefetch.interval_ms == 0)
                 s->prefetch.interval_ms = SPEC_DEFAULT_PREFETCH_INTERVAL_MS;
         if (s->prefetch.concurrency == 0)

@@ -219,7 +219,9 @@ static void parse_cache_max(struct spec_ctx *c, const yaml_node_t *n) {
 
 static void parse_agent(struct spec_ctx *c, const yaml_node_t *n, const yaml_node_t **ret_default_registry) {
         static const char *const keys[] = { "listen", "cache_dir", "cache_max_size", "default_registry",
-                                            "cache_min_free", "finish_abandoned_downloads" };
+                                            "cache_min_free", "finish_abandoned_downloads", "max_downloads",
+                                            "max_upstream_waits", "max_abandoned_downloads",
+                                            "abandoned_download_timeout", "max_inflight_memory" };
         yaml_node_t *v[ELEMENTSOF(keys)];
         if (spec_mapping(c, n, "agent", keys, ELEMENTSOF(keys), v, false) < 0)
                 return;
@@ -239,6 +241,23 @@ static void parse_agent(struct spec_ctx *c, const yaml_node_t *n, const yaml_nod
         if (v[5])
                 (void) spec_get_bool(c, v[5], "agent.finish_abandoned_downloads",
                                      &c->spec->agent.finish_abandoned_downloads);
+        static const char *const counts[] = { "agent.max_downloads", "agent.max_upstream_waits",
+                                              "agent.max_abandoned_downloads" };
+        unsigned *const count_dst[] = { &c->spec->agent.max_downloads, &c->spec->agent.max_upstream_waits,
+                                        &c->spec->agent.max_abandoned_downloads };
+        static const uint64_t count_max[] = { SPEC_MAX_DOWNLOADS_MAX, SPEC_MAX_UPSTREAM_WAITS_MAX,
+                                              SPEC_MAX_DOWNLOADS_MAX };
+        for (size_t i = 0; i < ELEMENTSOF(counts); i++) {
+                uint64_t x;
+                if (v[6 + i] && spec_get_uint(c, v[6 + i], counts[i], 1, count_max[i], &x) == 0)
+                        *count_dst[i] = (unsigned) x;
+        }
+        if (v[9])
+                (void) get_duration(c, v[9], "agent.abandoned_download_timeout", 1000, 24ULL * 3600 * 1000,
+                                    &c->spec->agent.abandoned_download_timeout_ms);
+        if (v[10])
+                (void) get_size(c, v[10], "agent.max_inflight_memory", SPEC_MIN_MAX_INFLIGHT_MEMORY,
+                                &c->spec->agent.max_inflight_memory);
         /* Checked against the registries in spec_finish(), once they are known. */
         *ret_default_registry = v[3];
 }

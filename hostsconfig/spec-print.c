@@ -211,7 +211,12 @@ static bool document(struct out *o, const struct spec *s) {
             !(s->agent.cache_max_percent ? kv_percent(o, "cache_max_size", s->agent.cache_max_percent)
                                          : kv_size(o, "cache_max_size", s->agent.cache_max_bytes)) ||
             !kv_size(o, "cache_min_free", s->agent.cache_min_free_bytes) ||
-            !kv_bool(o, "finish_abandoned_downloads", s->agent.finish_abandoned_downloads))
+            !kv_bool(o, "finish_abandoned_downloads", s->agent.finish_abandoned_downloads) ||
+            !kv_uint(o, "max_downloads", s->agent.max_downloads) ||
+            !kv_uint(o, "max_upstream_waits", s->agent.max_upstream_waits) ||
+            !kv_uint(o, "max_abandoned_downloads", s->agent.max_abandoned_downloads) ||
+            !kv_duration(o, "abandoned_download_timeout", s->agent.abandoned_download_timeout_ms) ||
+            !kv_size(o, "max_inflight_memory", s->agent.max_inflight_memory))
                 return false;
         if (s->agent.default_registry ? !kv(o, "default_registry", s->agent.default_registry)
                                       : !kv_raw(o, "default_registry", "null"))

@@ -31,6 +31,18 @@
 #define SPEC_DEFAULT_PORT 5080
 #define SPEC_DEFAULT_CACHE_MAX_SIZE (10ULL << 30)
 #define SPEC_DEFAULT_FINISH_ABANDONED_DOWNLOADS true
+/* Upstream work in flight (docs/spec.md says how they were measured). */
+#define SPEC_DEFAULT_MAX_DOWNLOADS 32
+#define SPEC_DEFAULT_MAX_UPSTREAM_WAITS 128
+#define SPEC_DEFAULT_MAX_ABANDONED_DOWNLOADS 8
+#define SPEC_DEFAULT_ABANDONED_DOWNLOAD_TIMEOUT_MS (10ULL * 60 * 1000)
+#define SPEC_MAX_DOWNLOADS_MAX 1024
+#define SPEC_MAX_UPSTREAM_WAITS_MAX 4096
+/* What in-flight requests may hold in memory together: with the agent's ~15 MiB
+ * at rest it keeps the DaemonSet's 128 MiB limit (and 200 clients of the
+ * largest manifest under 48 MiB) whatever clients and upstreams do. */
+#define SPEC_DEFAULT_MAX_INFLIGHT_MEMORY (24ULL << 20)
+#define SPEC_MIN_MAX_INFLIGHT_MEMORY (8ULL << 20) /* the largest manifest (4 MiB) and a stream fit */
 #define SPEC_DEFAULT_CONNECT_TIMEOUT_MS 5000        /* the origin's: across the internet */
 #define SPEC_DEFAULT_MIRROR_CONNECT_TIMEOUT_MS 1000 /* any other endpoint's: a cache on the LAN */
 #define SPEC_DEFAULT_RESPONSE_TIMEOUT_MS 10000
@@ -127,6 +139,11 @@ struct spec_agent {
         uint64_t cache_min_free_bytes; /* free space to leave on that file system; 0: none */
         bool finish_abandoned_downloads; /* true: a blob download whose clients all went away is still
                                           * completed into the cache; false: it is cancelled */
+        unsigned max_downloads;          /* blob downloads running at once; past it a client gets 503 */
+        unsigned max_upstream_waits;     /* requests waiting for an upstream (each a thread) at once */
+        unsigned max_abandoned_downloads; /* downloads finishing with no client at once; past it, cancelled */
+        uint64_t abandoned_download_timeout_ms; /* an abandoned download not done in this is cancelled */
+        uint64_t max_inflight_memory; /* bytes in-flight requests may hold in memory together; past it, 503 */
         char *default_registry; /* a mirrored registry's host, or NULL: requests without ns are refused */
 };
 

@@ -897,6 +897,76 @@ static void test_http_routes(void **state) {
         http_done(&res);
 }
 
+/* The memory budget (agent.max_inflight_memory): a manifest fetched or read
+ * from the cache takes its bytes from it, for as long as the answer holds
+ * them; past it the answer is "unavailable" (503) at once, saying why, with
+ * no upstream request for what the cache has, and the refusal is counted. */
+static void test_budget(void **state) {
+        (void) state;
+        struct budget *b = &env.pull->budget;
+        struct manifest_query q = query_digest(&env.manifest_digest);
+        struct manifest_answer a = {};
+        struct outcome o;
+        budget_set_limit(b, 16);
+        assert_int_equal(manifest_resolve(env.pull, &q, &a, &o), -ENOBUFS);
+        assert_int_equal(o.kind, OUTCOME_UNAVAILABLE);
+        assert_string_equal(o.reason, OUTCOME_BUDGET_REASON);
+        assert_int_equal(budget_held(b), 0);
+
+        budget_set_limit(b, 1u << 20);
+        assert_int_equal(manifest_resolve(env.pull, &q, &a, &o), 0);
+        assert_string_equal(a.cache, "miss");
+        assert_true(a.held.n >= env.manifest_size);
+        assert_int_equal(budget_held(b), a.held.n);
+        manifest_answer_done(&a);
+        assert_int_equal(budget_held(b), 0);
+        assert_int_equal(manifest_resolve(env.pull, &q, &a, &o), 0);
+        assert_string_equal(a.cache, "hit");
+        assert_int_equal(budget_held(b), env.manifest_size);
+        manifest_answer_done(&a);
+
+        /* Cached, but no room to read it: refused, upstream not asked. */
+        budget_set_limit(b, env.manifest_size - 1);
+        assert_int_equal(manifest_resolve(env.pull, &q, &a, &o), -ENOBUFS);
+        assert_int_equal(upstream_requests(NULL, "/manifests/"), 2); /* the refused fetch and the miss */
+
+        /* Through HTTP: 503 with the reason; a tag page and a blob stream too. */
+        struct http_result res;
+        _cleanup_free_ char *path = NULL;
+        assert_true(asprintf(&path, "/v2/" REPO "/manifests/%s?ns=" REG, env.manifest_ds) > 0);
+        http_do("GET", path, NULL, &res);
+        assert_int_equal(res.status, 503);
+        assert_non_null(strstr(res.body.data, OUTCOME_BUDGET_REASON));
+        http_done(&res);
+        budget_set_limit(b, 8); /* less than the small tag page */
+        http_do("GET", "/v2/" REPO "/tags/list?ns=" REG, NULL, &res);
+        assert_int_equal(res.status, 503);
+        http_done(&res);
+        free(path);
+        assert_true(asprintf(&path, "/v2/" REPO "/blobs/%s?ns=" REG, env.blob_ds) > 0);
+        http_do("GET", path, NULL, &res);
+        assert_int_equal(res.status, 503);
+        assert_non_null(strstr(res.body.data, OUTCOME_BUDGET_REASON));
+        http_done(&res);
+        assert_int_equal(atomic_load(&env.pull->budget_refusals), 3);
+
+        /* With room again, all is answered and all given back. */
+        budget_set_limit(b, 4u << 20);
+        http_do("GET", path, NULL, &res);
+        assert_int_equal(res.status, 200);
+        assert_int_equal(res.body.len, BLOB_SIZE);
+        http_done(&res);
+        http_do("GET", "/v2/" REPO "/tags/list?ns=" REG, NULL, &res);
+        assert_int_equal(res.status, 200);
+        http_done(&res);
+        wait_pull_idle();
+        /* The stream's block goes back when MHD frees the response, just after the last byte. */
+        uint64_t deadline = time_deadline_ms(WAIT_MS);
+        while (budget_held(b) != 0 && time_left_ms(deadline) > 0)
+                nanosleep(&(struct timespec) { .tv_nsec = 10 * 1000 * 1000 }, NULL);
+        assert_int_equal(budget_held(b), 0);
+}
+
 /* A blob streamed while it downloads: the upstream stalls part way (and is
  * resumed after its idle timeout), the client has bytes before the blob is
  * committed, and gets it whole and verified. */
@@ -1085,6 +1155,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_abandoned_finished, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_tags_pages, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_http_routes, setup_http, teardown),
+                cmocka_unit_test_setup_teardown(test_budget, setup_http, teardown),
                 cmocka_unit_test_setup_teardown(test_http_blob_streamed, setup_http, teardown),
                 cmocka_unit_test_setup_teardown(test_http_range, setup_http, teardown),
                 cmocka_unit_test_setup_teardown(test_http_range_resume_streams, setup_http, teardown),

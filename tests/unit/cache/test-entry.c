@@ -499,8 +499,8 @@ static void test_unstored_stream(void **state) {
         bool writer;
 
         assert_non_null(got);
-        assert_int_equal(cache_begin_unstored(c, &d, THROUGH_SIZE, 0, &e), -EINVAL);
-        assert_int_equal(cache_begin_unstored(c, &d, THROUGH_SIZE, RING, &e), 0);
+        assert_int_equal(cache_begin_unstored(c, &d, THROUGH_SIZE, 0, NULL, &e), -EINVAL);
+        assert_int_equal(cache_begin_unstored(c, &d, THROUGH_SIZE, RING, NULL, &e), 0);
         assert_false(cache_entry_wanted(e));
         assert_int_equal(cache_reader_new(e, &r), 0);
         assert_int_equal(cache_reader_new(e, &second), -EBUSY); /* one reader, ever */
@@ -559,6 +559,33 @@ static void test_unstored_stream(void **state) {
         cache_close(c);
 }
 
+/* The ring is paid from the caller's budget: refused past it, given back with the entry. */
+static void test_unstored_budget(void **state) {
+        struct fixture *f = *state;
+        struct cache *c = open_ok(f->root);
+        struct digest d;
+        unsigned char *b = content(64, 9, DIGEST_SHA256, &d);
+        struct budget budget;
+        struct cache_entry *e = NULL, *other = NULL;
+
+        budget_init(&budget, RING + RING / 2);
+        assert_int_equal(cache_begin_unstored(c, &d, 64, RING, &budget, &e), 0);
+        assert_int_equal(budget_held(&budget), RING);
+        assert_int_equal(cache_begin_unstored(c, &d, 64, RING, &budget, &other), -ENOBUFS);
+        assert_null(other);
+        assert_int_equal(budget_held(&budget), RING);
+        struct cache_entry *held = cache_entry_ref(e);
+        cache_writer_unref(e);
+        assert_int_equal(budget_held(&budget), RING); /* a reference still holds the ring */
+        cache_entry_unref(held);
+        assert_int_equal(budget_held(&budget), 0);
+        assert_int_equal(cache_begin_unstored(c, &d, 64, RING, &budget, &e), 0);
+        cache_writer_unref(e);
+        assert_int_equal(budget_held(&budget), 0);
+        free(b);
+        cache_close(c);
+}
+
 static void test_unstored_reader_leaves(void **state) {
         struct fixture *f = *state;
         struct cache *c = open_ok(f->root);
@@ -568,7 +595,7 @@ static void test_unstored_reader_leaves(void **state) {
         struct cache_reader *r = NULL;
 
         /* The client goes while the writer waits for room: -EPIPE, at once. */
-        assert_int_equal(cache_begin_unstored(c, &d, -1, RING, &e), 0);
+        assert_int_equal(cache_begin_unstored(c, &d, -1, RING, NULL, &e), 0);
         assert_int_equal(cache_reader_new(e, &r), 0);
         struct writer_job w;
         writer_job_init(&w, e, b, THROUGH_SIZE, 1000);
@@ -583,7 +610,7 @@ static void test_unstored_reader_leaves(void **state) {
 
         /* So does another reference going (a shutdown: the stream is freed). */
         struct cache_entry *held = NULL;
-        assert_int_equal(cache_begin_unstored(c, &d, -1, RING, &e), 0);
+        assert_int_equal(cache_begin_unstored(c, &d, -1, RING, NULL, &e), 0);
         held = cache_entry_ref(e);
         writer_job_init(&w, e, b, THROUGH_SIZE, 1000);
         assert_int_equal(pthread_create(&t, NULL, writer_main, &w), 0);
@@ -593,7 +620,7 @@ static void test_unstored_reader_leaves(void **state) {
         cache_writer_unref(e);
 
         /* A reader that takes nothing: -ETIMEDOUT after the stall bound (shortened here). */
-        assert_int_equal(cache_begin_unstored(c, &d, -1, RING, &e), 0);
+        assert_int_equal(cache_begin_unstored(c, &d, -1, RING, NULL, &e), 0);
         e->stall_ms = 50;
         assert_int_equal(cache_reader_new(e, &r), 0);
         assert_int_equal(cache_write(e, b, RING), 0);
@@ -605,7 +632,7 @@ static void test_unstored_reader_leaves(void **state) {
 
         /* A shutdown: the stop flag ends a write waiting for room, the reader still there and taking nothing. */
         atomic_bool stop = false;
-        assert_int_equal(cache_begin_unstored(c, &d, -1, RING, &e), 0);
+        assert_int_equal(cache_begin_unstored(c, &d, -1, RING, NULL, &e), 0);
         cache_entry_set_stop(e, &stop);
         assert_int_equal(cache_reader_new(e, &r), 0);
         writer_job_init(&w, e, b, THROUGH_SIZE, 1000);
@@ -618,7 +645,7 @@ static void test_unstored_reader_leaves(void **state) {
         cache_writer_unref(e);
 
         /* Nobody came yet: not "unwanted" (the reader may be on its way), only full. */
-        assert_int_equal(cache_begin_unstored(c, &d, -1, RING, &e), 0);
+        assert_int_equal(cache_begin_unstored(c, &d, -1, RING, NULL, &e), 0);
         e->stall_ms = 50;
         assert_int_equal(cache_write(e, b, RING), 0);
         assert_int_equal(cache_write(e, b + RING, 1), -ETIMEDOUT);
@@ -638,7 +665,7 @@ static void test_unstored_mismatch(void **state) {
         unsigned char buf[64];
         struct cache_stats st;
 
-        assert_int_equal(cache_begin_unstored(c, &d, 50, 64, &e), 0);
+        assert_int_equal(cache_begin_unstored(c, &d, 50, 64, NULL, &e), 0);
         assert_int_equal(cache_reader_new(e, &r), 0);
         assert_int_equal(cache_write(e, wrong, 50), 0);
         assert_int_equal(cache_reader_read(r, buf, sizeof(buf), 0), 49); /* never the last byte */
@@ -651,7 +678,7 @@ static void test_unstored_mismatch(void **state) {
         cache_writer_unref(e);
 
         /* Short: -EMSGSIZE. */
-        assert_int_equal(cache_begin_unstored(c, &d, 60, 64, &e), 0);
+        assert_int_equal(cache_begin_unstored(c, &d, 60, 64, NULL, &e), 0);
         assert_int_equal(cache_reader_new(e, &r), 0);
         assert_int_equal(cache_write(e, b, 50), 0);
         assert_int_equal(cache_write(e, b, 11), -EMSGSIZE); /* beyond the size */
@@ -661,7 +688,7 @@ static void test_unstored_mismatch(void **state) {
         cache_writer_unref(e);
 
         /* The writer gives up: the reader gets its reason. */
-        assert_int_equal(cache_begin_unstored(c, &d, 50, 64, &e), 0);
+        assert_int_equal(cache_begin_unstored(c, &d, 50, 64, NULL, &e), 0);
         assert_int_equal(cache_reader_new(e, &r), 0);
         assert_int_equal(cache_fail(e, -EHOSTUNREACH), 0);
         uint64_t size;
@@ -689,7 +716,7 @@ static void test_unstored_skip(void **state) {
         unsigned char buf[64];
         uint64_t size;
 
-        assert_int_equal(cache_begin_unstored(c, &d, -1, 16, &e), 0);
+        assert_int_equal(cache_begin_unstored(c, &d, -1, 16, NULL, &e), 0);
         assert_int_equal(cache_reader_new(e, &r), 0);
         assert_int_equal(cache_write(e, b, 16), 0); /* the ring is full */
         /* Skipping drops bytes from the ring: room for the writer at once. */
@@ -725,6 +752,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_begin_joiners, setup_dir, teardown),
                 cmocka_unit_test_setup_teardown(test_unstored_stream, setup_dir, teardown),
                 cmocka_unit_test_setup_teardown(test_unstored_reader_leaves, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_unstored_budget, setup_dir, teardown),
                 cmocka_unit_test_setup_teardown(test_unstored_mismatch, setup_dir, teardown),
                 cmocka_unit_test_setup_teardown(test_unstored_skip, setup_dir, teardown),
         };

@@ -672,6 +672,103 @@ static void test_eviction_lru_and_pins(void **state) {
         free(x);
 }
 
+/* Downloads in progress count against the size limit: room is made for them
+ * by evicting, one that cannot have it fails with -ENOSPC (its clients stream
+ * it through), and its room is given back when it ends. */
+static void test_tmp_counts_against_limit(void **state) {
+        struct fixture *f = *state;
+        struct cache *c = open_ok(f->root);
+        struct digest d[3], big, huge, grow;
+        unsigned char *b[3];
+        for (int i = 0; i < 3; i++) {
+                b[i] = content(4000, 60 + (unsigned) i, DIGEST_SHA256, &d[i]);
+                store(c, b[i], 4000, &d[i]);
+        }
+        unsigned char *bb = content(6000, 70, DIGEST_SHA256, &big);
+        unsigned char *hb = content(7000, 71, DIGEST_SHA256, &huge);
+        unsigned char *gb = content(8000, 72, DIGEST_SHA256, &grow);
+        assert_int_equal(cache_set_limits(c, 12000, 0), 0);
+        cache_evict_now(c);
+        struct cache_stats st;
+        cache_get_stats(c, &st);
+        assert_int_equal(st.blobs, 3); /* 12000: not over */
+
+        /* A 6000-byte download, its size known: two blobs go to make room
+         * (down to 90 % with it: 12000 + 6000 -> at most 10800). */
+        struct cache_entry *e = NULL, *j = NULL;
+        bool writer = false;
+        assert_int_equal(cache_begin(c, &big, -1, &e, &writer), 0);
+        assert_true(writer);
+        assert_int_equal(cache_join(c, &big, &j), 0); /* in flight: joined, never started */
+        assert_ptr_equal(j, e);
+        cache_entry_unref(j);
+        assert_int_equal(cache_join(c, &huge, &j), -ENOENT);
+        assert_int_equal(cache_entry_set_size(e, 6000), 0);
+        cache_get_stats(c, &st);
+        assert_int_equal(st.tmp_bytes, 6000);
+        assert_int_equal(st.blobs, 1);
+        assert_true(st.bytes + st.tmp_bytes <= 12000);
+        uint64_t size;
+        assert_int_equal(cache_stat(c, &d[2], &size), 0); /* the most recent stays */
+
+        /* Size unknown: the bytes written count as they come. 2000 fit beside
+         * the blob; 2500 more only once it is evicted; 2000 more not at all. */
+        struct cache_entry *g = NULL;
+        assert_int_equal(cache_begin(c, &grow, -1, &g, &writer), 0);
+        assert_int_equal(cache_write(g, gb, 2000), 0);
+        cache_get_stats(c, &st);
+        assert_int_equal(st.tmp_bytes, 8000);
+        assert_int_equal(st.blobs, 1);
+        assert_int_equal(cache_write(g, gb + 2000, 2500), 0);
+        cache_get_stats(c, &st);
+        assert_int_equal(st.tmp_bytes, 10500);
+        assert_int_equal(st.blobs, 0);
+        assert_int_equal(cache_write(g, gb + 4500, 2000), -ENOSPC);
+        cache_get_stats(c, &st);
+        assert_int_equal(st.tmp_bytes, 6000); /* given up: its room goes back */
+        assert_int_equal(st.tmp_refused, 1);
+        cache_writer_unref(g);
+
+        /* 7000 more do not fit beside the 6000 in flight even with no blob: refused. */
+        struct cache_entry *h = NULL;
+        assert_int_equal(cache_begin(c, &huge, 7000, &h, &writer), -ENOSPC);
+        cache_get_stats(c, &st);
+        assert_int_equal(st.tmp_refused, 2);
+        assert_int_equal(st.tmp_bytes, 6000);
+        assert_int_equal(count_dir(f->root, "tmp"), 1);
+        /* Pinned (prefetch's), it is never refused, as it is never evicted: over the limit it goes. */
+        assert_int_equal(cache_pin(c, &huge, true), 0);
+        assert_int_equal(cache_begin(c, &huge, 7000, &h, &writer), 0);
+        cache_get_stats(c, &st);
+        assert_int_equal(st.tmp_bytes, 13000);
+        cache_writer_unref(h);
+        assert_int_equal(cache_pin(c, &huge, false), 0);
+
+        /* Committed: its room in tmp/ becomes the store's bytes. */
+        assert_int_equal(cache_write(e, bb, 6000), 0);
+        assert_int_equal(cache_commit(e, NULL), 0);
+        cache_writer_unref(e);
+        cache_get_stats(c, &st);
+        assert_int_equal(st.tmp_bytes, 0);
+        assert_int_equal(st.bytes, 6000);
+
+        /* Now 7000 fit, once that blob is evicted; given up, their room goes back. */
+        assert_int_equal(cache_begin(c, &huge, 7000, &h, &writer), 0);
+        cache_get_stats(c, &st);
+        assert_int_equal(st.tmp_bytes, 7000);
+        assert_int_equal(st.blobs, 0);
+        cache_writer_unref(h);
+        cache_get_stats(c, &st);
+        assert_int_equal(st.tmp_bytes, 0);
+        assert_int_equal(count_dir(f->root, "tmp"), 0);
+        cache_close(c);
+        for (int i = 0; i < 3; i++)
+                free(b[i]);
+        free(bb);
+        free(hb);
+        free(gb);
+}
+
 static void test_eviction_for_free_space(void **state) {
         struct fixture *f = *state;
         struct cache *c = open_ok(f->root);
@@ -889,6 +986,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_counts_ignore_foreign_files, setup_dir, teardown),
                 cmocka_unit_test_setup_teardown(test_eviction_lru_and_pins, setup_dir, teardown),
                 cmocka_unit_test_setup_teardown(test_eviction_for_free_space, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_tmp_counts_against_limit, setup_dir, teardown),
                 cmocka_unit_test_setup_teardown(test_restart_keeps_commit_order, setup_dir, teardown),
                 cmocka_unit_test_setup_teardown(test_verify_quarantines, setup_dir, teardown),
                 cmocka_unit_test_setup_teardown(test_disk_full, setup_dir, teardown),

@@ -117,6 +117,26 @@ static void test_grows(void **state) {
         assert_true(b.cap < 2 * 100001 + 64);
 }
 
+static void test_reserve(void **state) {
+        (void) state;
+        _cleanup_buf_ struct buf b = BUF_INIT(100);
+        assert_int_equal(buf_reserve(&b, 40), 0);
+        assert_int_equal(b.cap, 41); /* exactly: a caller accounting for it knows what it holds */
+        assert_string_equal(buf_str(&b), "");
+        char *at = b.data;
+        for (int i = 0; i < 40; i++)
+                assert_int_equal(buf_append_char(&b, 'x'), 0);
+        assert_ptr_equal(b.data, at); /* nothing allocated up to the reserve */
+        assert_int_equal(b.cap, 41);
+        assert_int_equal(buf_reserve(&b, 10), 0);
+        assert_int_equal(b.cap, 51);
+        assert_int_equal(buf_reserve(&b, 5), 0); /* room already */
+        assert_int_equal(b.cap, 51);
+        assert_int_equal(buf_reserve(&b, 61), -EFBIG);
+        assert_int_equal(b.cap, 51);
+        assert_int_equal(b.len, 40);
+}
+
 static void test_array_reserve(void **state) {
         (void) state;
         int *v = NULL;
@@ -152,6 +172,7 @@ int main(void) {
                 cmocka_unit_test(test_append),        cmocka_unit_test(test_unbounded_max),
                 cmocka_unit_test(test_printf),        cmocka_unit_test(test_take),
                 cmocka_unit_test(test_grows),         cmocka_unit_test(test_array_reserve),
+                cmocka_unit_test(test_reserve),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1099,6 +1099,71 @@ static void test_manifest_size_limit(void **state) {
         assert_int_equal(stats_of(fb, env.a.url).failures, 1);
 }
 
+/* A manifest's and a tag page's memory come from the request's budget: the
+ * announced length at once, else as it grows; past it the fetch ends with
+ * -ENOBUFS, blaming no endpoint; the response's hold goes with the body. */
+static void test_manifest_budget(void **state) {
+        (void) state;
+        _cleanup_(fallback_freep) struct fallback *fb = fb_new(NULL, 0, 0, 0);
+        struct fallback_endpoint_config eps[] = { GOOD(env.a.url, true) };
+        fb_set(fb, REG, eps, 1);
+        static const char type[] = "application/vnd.oci.image.index.v1+json";
+        _cleanup_free_ char *big = unit_repeat('x', FALLBACK_MANIFEST_MAX);
+        upstream_put_manifest(&env.a, REPO, "max", type, big, FALLBACK_MANIFEST_MAX);
+        struct budget budget;
+        budget_init(&budget, 6u << 20);
+        struct fallback_request req = { .registry = REG, .repository = REPO, .kind = FALLBACK_MANIFEST,
+                                        .reference = "max", .budget = &budget };
+
+        /* Announced: one reservation of it all (and the NUL). */
+        struct fallback_response held, resp;
+        assert_int_equal(fallback_fetch(fb, &req, &held), 0);
+        assert_int_equal(held.status, 200);
+        assert_int_equal(held.size, FALLBACK_MANIFEST_MAX);
+        assert_int_equal(held.held.n, FALLBACK_MANIFEST_MAX + 1);
+        assert_int_equal(budget_held(&budget), FALLBACK_MANIFEST_MAX + 1);
+
+        /* No room for another: refused, nothing held, the endpoint not blamed. */
+        assert_int_equal(fallback_fetch(fb, &req, &resp), -ENOBUFS);
+        assert_null(resp.body);
+        fallback_response_done(&resp);
+        assert_int_equal(budget_held(&budget), FALLBACK_MANIFEST_MAX + 1);
+        assert_int_equal(stats_of(fb, env.a.url).failures, 0);
+        assert_int_equal(budget_refused(&budget), 1);
+
+        /* Given back with the response. */
+        fallback_response_done(&held);
+        assert_int_equal(budget_held(&budget), 0);
+
+        /* Unannounced (no Content-Length): taken as it grows, and refused as soon as it does not fit. */
+        upstream_rules(&env.a, "[{\"path\": \"/manifests/\", \"content_length\": null}]");
+        budget_set_limit(&budget, 1u << 20);
+        assert_int_equal(fallback_fetch(fb, &req, &resp), -ENOBUFS);
+        fallback_response_done(&resp);
+        assert_int_equal(budget_held(&budget), 0);
+        req.reference = env.manifest_digest_str; /* small: fits */
+        assert_int_equal(fallback_fetch(fb, &req, &resp), 0);
+        assert_manifest(&resp);
+        assert_true(resp.held.n > (uint64_t) resp.size && resp.held.n <= 64 * 1024 + 1);
+        fallback_response_done(&resp);
+        assert_int_equal(budget_held(&budget), 0);
+
+        /* Tag pages too. */
+        upstream_rules(&env.a, "[]");
+        budget_set_limit(&budget, 8);
+        struct fallback_request tags = { .registry = REG, .repository = REPO, .kind = FALLBACK_TAGS,
+                                         .budget = &budget };
+        assert_int_equal(fallback_fetch(fb, &tags, &resp), -ENOBUFS);
+        fallback_response_done(&resp);
+        budget_set_limit(&budget, 1u << 20);
+        assert_int_equal(fallback_fetch(fb, &tags, &resp), 0);
+        assert_int_equal(resp.status, 200);
+        assert_int_equal(resp.held.n, (uint64_t) resp.size + 1);
+        fallback_response_done(&resp);
+        assert_int_equal(budget_held(&budget), 0);
+        assert_int_equal(stats_of(fb, env.a.url).failures, 0);
+}
+
 /* ---- circuit breakers ------------------------------------------------------------------- */
 
 /* One failure opens the breaker (breaker_failures = 1): the next fetch does
@@ -2831,6 +2896,7 @@ int main(void) {
                 T(test_manifest_tag_digest_mismatch),
                 T(test_manifest_tag_cut_without_digest),
                 T(test_manifest_size_limit),
+                T(test_manifest_budget),
                 T(test_breaker_opens),
                 T(test_breaker_threshold),
                 T(test_breaker_probe),

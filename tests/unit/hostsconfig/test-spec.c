@@ -156,11 +156,30 @@ static void test_agent_settings(void **state) {
         assert_int_equal(s->agent.cache_max_percent, 80);
         assert_int_equal(s->agent.cache_max_bytes, 0);
         assert_int_equal(s->agent.cache_min_free_bytes, 2ULL << 30);
+        assert_int_equal(s->agent.max_inflight_memory, SPEC_DEFAULT_MAX_INFLIGHT_MEMORY);
+        spec_free(s);
+
+        s = parse_ok("agent: {max_inflight_memory: 64MiB}\n" REG);
+        assert_int_equal(s->agent.max_inflight_memory, 64ULL << 20);
         spec_free(s);
 
         s = parse_ok("agent: {default_registry: null}\n" REG);
         assert_null(s->agent.default_registry);
         assert_true(s->agent.finish_abandoned_downloads);
+        /* The caps on upstream work: their defaults (docs/spec.md says how they were chosen)... */
+        assert_int_equal(s->agent.max_downloads, SPEC_DEFAULT_MAX_DOWNLOADS);
+        assert_int_equal(s->agent.max_upstream_waits, SPEC_DEFAULT_MAX_UPSTREAM_WAITS);
+        assert_int_equal(s->agent.max_abandoned_downloads, SPEC_DEFAULT_MAX_ABANDONED_DOWNLOADS);
+        assert_int_equal(s->agent.abandoned_download_timeout_ms, SPEC_DEFAULT_ABANDONED_DOWNLOAD_TIMEOUT_MS);
+        spec_free(s);
+
+        /* ...and as given. */
+        s = parse_ok("agent:\n  max_downloads: 4\n  max_upstream_waits: 1\n  max_abandoned_downloads: 1024\n"
+                     "  abandoned_download_timeout: 90s\n" REG);
+        assert_int_equal(s->agent.max_downloads, 4);
+        assert_int_equal(s->agent.max_upstream_waits, 1);
+        assert_int_equal(s->agent.max_abandoned_downloads, 1024);
+        assert_int_equal(s->agent.abandoned_download_timeout_ms, 90000);
         spec_free(s);
 
         /* Explicit values both ways, in more than one of the core schema's spellings. */
@@ -210,6 +229,18 @@ static void test_agent_errors(void **state) {
                       "spec.yaml:2:19: agent.cache_max_size: a percentage must be 1% to 100%: \"5.5%\"");
         expect_errors("agent:\n  cache_min_free: lots\n" REG, 1,
                       "spec.yaml:2:19: agent.cache_min_free: not a size (like 512MiB, 20GiB, 10GB): \"lots\"");
+        expect_errors("agent:\n  max_downloads: 0\n" REG, 1,
+                      "spec.yaml:2:18: agent.max_downloads: must be between 1 and 1024");
+        expect_errors("agent:\n  max_upstream_waits: 5000\n" REG, 1,
+                      "spec.yaml:2:23: agent.max_upstream_waits: must be between 1 and 4096");
+        expect_errors("agent:\n  max_abandoned_downloads: some\n" REG, 1,
+                      "spec.yaml:2:28: agent.max_abandoned_downloads: expected an integer, got \"some\"");
+        expect_errors("agent:\n  abandoned_download_timeout: 500ms\n" REG, 1,
+                      "spec.yaml:2:31: agent.abandoned_download_timeout: must be between 1s and 1d");
+        expect_errors("agent:\n  max_inflight_memory: much\n" REG, 1,
+                      "spec.yaml:2:24: agent.max_inflight_memory: not a size (like 512MiB, 20GiB, 10GB): \"much\"");
+        expect_errors("agent:\n  max_inflight_memory: 4MiB\n" REG, 1,
+                      "spec.yaml:2:24: agent.max_inflight_memory: must be at least 8MiB");
         expect_errors("agent:\n  finish_abandoned_downloads: no\n" REG, 1,
                       "spec.yaml:2:31: agent.finish_abandoned_downloads: expected true or false, got \"no\"");
         expect_errors("agent:\n  finish_abandoned_downloads: 0\n" REG, 1,
