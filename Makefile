@@ -53,7 +53,7 @@ HOSTSCONFIG_SRC := hostsconfig/spec.c hostsconfig/spec-model.c hostsconfig/spec-
 	hostsconfig/spec-version.c
 # The agent's sources that use none of its libraries (libmicrohttpd, libsystemd): the fuzz targets link them too.
 AGENT_PURE_SRC := agent/route.c agent/outcome.c agent/host.c agent/bounds.c
-AGENT_SRC := agent/main.c agent/serve.c agent/log.c agent/notify.c agent/hosts.c agent/cache-cmd.c agent/cache-limits.c \
+AGENT_SRC := agent/main.c agent/serve.c agent/admit.c agent/log.c agent/notify.c agent/hosts.c agent/cache-cmd.c agent/cache-limits.c \
 	agent/upstream.c agent/fetch-cmd.c agent/pull.c agent/http.c agent/manifest.c agent/download.c agent/stream.c \
 	agent/tags.c agent/metrics.c agent/prefetch.c agent/prefetch-cmd.c \
 	agent/containerd.c agent/doctor.c agent/run.c \
@@ -146,7 +146,7 @@ UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRC))
 UNIT_ASAN := $(addprefix $(ASAN)/unit/,$(UNIT_NAMES))
 UNIT_REL := $(addprefix $(REL)/unit/,$(UNIT_NAMES))
 FUZZ_REPLAY := $(addprefix $(ASAN)/fuzz/,$(FUZZ_TARGETS))
-UNIT_TSAN := $(addprefix $(TSAN)/unit/,$(filter cache/% fallback/test-fallback agent/test-core agent/test-bounds common/test-budget,$(UNIT_NAMES)))
+UNIT_TSAN := $(addprefix $(TSAN)/unit/,$(filter cache/% fallback/test-fallback agent/test-core agent/test-admit agent/test-bounds common/test-budget,$(UNIT_NAMES)))
 
 unit: $(UNIT_ASAN) $(UNIT_REL) $(UNIT_TSAN) $(FUZZ_REPLAY)
 

@@ -5,10 +5,12 @@
 #include "agent/serve.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <malloc.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -20,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/admit.h"
 #include "agent/agent.h"
 #include "agent/doctor.h"
 #include "agent/log.h"
@@ -30,11 +33,13 @@
 #include "cache/cache.h"
 #include "common/macro.h"
 #include "common/parse.h"
+#include "common/time.h"
 
 /* A few event-loop threads serve every connection; requests that wait for
- * an upstream get a thread of their own while they wait (agent/http.c). The
- * limit bounds descriptors and memory; idle clients are dropped. */
-#define SERVE_CONNECTION_LIMIT 512
+ * an upstream get a thread of their own while they wait (agent/http.c).
+ * Connections are accepted, counted and cut by agent/admit.c; MHD's
+ * inactivity timeout stays for connections in a request (a client that stops
+ * reading its blob). */
 #define SERVE_POOL_MIN 2
 #define SERVE_POOL_MAX 8
 #define MHD_MESSAGE_MAX 1024 /* a libmicrohttpd message kept for its log line */
@@ -58,7 +63,12 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
         (void) cls;
         vsnprintf(buf, sizeof(buf), fmt, ap);
         buf[strcspn(buf, "\n")] = '\0';
-        log_warning("libmicrohttpd: %s", buf);
+        /* A peer gone while its head was read: every connection admission cut
+         * (agent/admit.c) ends so, a slowloris crowd would flood the log. */
+        if (strncmp(buf, "Connection socket is closed when reading request", 48) == 0)
+                log_debug("libmicrohttpd: %s", buf);
+        else
+                log_warning("libmicrohttpd: %s", buf);
 }
 
 static int resolve_listen(const char *host, uint16_t port, struct sockaddr_storage *ret, socklen_t *ret_len) {
@@ -75,6 +85,47 @@ static int resolve_listen(const char *host, uint16_t port, struct sockaddr_stora
         *ret_len = res->ai_addrlen;
         freeaddrinfo(res);
         return 0;
+}
+
+/* A listening socket for addr, as MHD made it: address reuse, IPv6 only for
+ * an IPv6 address, the kernel's largest backlog. Returns it or -errno. */
+static int open_listener(const struct sockaddr_storage *addr, socklen_t addr_len) {
+        _cleanup_close_ int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int on = 1;
+        if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
+            (addr->ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) < 0) ||
+            bind(fd, (const struct sockaddr *) addr, addr_len) < 0 || listen(fd, SOMAXCONN) < 0)
+                return -errno;
+        return TAKE_FD(fd);
+}
+
+/* What MHD's callbacks need: the pull core (agent/http.c) and admission.
+ * Static: MHD's threads may outlive serve_run() when a stop gives up on them. */
+static struct {
+        struct pull *pull;
+        struct admit *admit;
+} front;
+
+/* The access handler's first call for a request (its head is in) ends the
+ * head or idle deadline, unless a body is to follow: layerd takes none, and
+ * one trickled in would otherwise hold the connection without a deadline. */
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls) {
+        (void) cls;
+        if (!*req_cls) {
+                const char *length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+                if ((!length || strcmp(length, "0") == 0) &&
+                    !MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+                        admit_request_begin(front.admit, admit_connection_fd(conn));
+        }
+        return http_handle(front.pull, conn, url, method, version, upload_data, upload_data_size, req_cls);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum MHD_RequestTerminationCode toe) {
+        (void) cls;
+        http_completed(front.pull, conn, req_cls, toe);
+        admit_request_end(front.admit, admit_connection_fd(conn), time_now_ms());
 }
 
 static void signal_set(sigset_t *mask) {
@@ -171,6 +222,15 @@ static uint64_t raise_nofile(void) {
         return rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t) rl.rlim_cur;
 }
 
+/* The first step of a stop: no connection is taken any more. Our listening
+ * socket closes, so what waits in its backlog is reset at once (the client
+ * tries its next host); systemd's stays open in systemd, and its backlog
+ * waits for the next start. */
+static void stop_accepting(struct admit *admit, int listen_fd) {
+        admit_listen_stop(admit);
+        close(listen_fd);
+}
+
 /* agent.max_inflight_memory bounds the bytes requests hold; what the process
  * keeps resident must follow them down again. glibc's dynamic mmap threshold
  * rises to the largest block freed (a 4 MiB manifest), after which such blocks
@@ -245,6 +305,7 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
         /* Socket activation: systemd holds the port; containerd's requests
          * queue in its backlog while layerd (re)starts. */
         int listen_fd = notify_listen_fd();
+        bool socket_activated = listen_fd >= 0;
         if (listen_fd == -ENOTSOCK) {
                 log_error("socket activation passed something that is not a listening TCP socket");
                 prefetch_free(pf);
@@ -253,54 +314,69 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
         }
         if (listen_fd < 0) {
                 r = resolve_listen(listen_host, listen_port, &addr, &addr_len);
+                if (r >= 0) {
+                        r = open_listener(&addr, addr_len);
+                        if (r < 0)
+                                log_error("cannot listen address=%s port=%u: %s", listen_host, listen_port,
+                                          strerror(-r));
+                }
                 if (r < 0) {
                         prefetch_free(pf);
                         pull_free(pull);
-                        return r;
+                        return r == -EINVAL ? -EADDRNOTAVAIL : r; /* a start-up failure, never SERVE_CONFIG_ERROR */
                 }
-        } else {
-                addr_len = sizeof(addr);
-                if (getsockname(listen_fd, (struct sockaddr *) &addr, &addr_len) < 0)
-                        addr.ss_family = AF_INET;
+                listen_fd = r;
         }
 
         /* serve_block_signals() blocked these; MHD's threads inherit the mask,
          * so only the sigwait() below ever sees them. */
         signal_set(&mask);
 
+        struct admit_limits limits = admit_limits_for(nofile);
+        struct admit *admit = NULL;
+        r = admit_new(&limits, NULL, NULL, &admit);
+        if (r < 0) {
+                close(listen_fd);
+                prefetch_free(pf);
+                pull_free(pull);
+                return r;
+        }
+        front.pull = pull;
+        front.admit = admit;
+
         MHD_set_panic_func(on_panic, NULL);
+        /* No listen socket for MHD: admit.c accepts and hands connections over. */
         unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                         MHD_USE_ERROR_LOG;
+                         MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         unsigned pool = cpus < SERVE_POOL_MIN ? SERVE_POOL_MIN : cpus > SERVE_POOL_MAX ? SERVE_POOL_MAX : (unsigned) cpus;
-        if (addr.ss_family == AF_INET6)
-                flags |= MHD_USE_IPv6;
-        struct MHD_OptionItem listen_opt[] = {
-                listen_fd >= 0 ? (struct MHD_OptionItem) { MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL }
-                               : (struct MHD_OptionItem) { MHD_OPTION_SOCK_ADDR, 0, &addr },
-                { MHD_OPTION_END, 0, NULL },
-        };
+        /* Admission keeps the count; MHD's limit (split evenly between its
+         * threads) is a backstop above it, never reached. */
+        unsigned mhd_limit = 2 * (limits.capacity + limits.cut_slack) + pool;
         errno = 0;
         struct MHD_Daemon *d = MHD_start_daemon(
                 /* The logger goes first, or MHD logs the options before it on its own. */
-                flags, listen_port, NULL, NULL, http_handle, pull, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-                MHD_OPTION_ARRAY, listen_opt, MHD_OPTION_NOTIFY_COMPLETED, http_completed, pull,
-                MHD_OPTION_CONNECTION_LIMIT, (unsigned) SERVE_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+                flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+                MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
+                admit_notify_connection, admit, MHD_OPTION_CONNECTION_LIMIT, mhd_limit, MHD_OPTION_CONNECTION_TIMEOUT,
                 (unsigned) SERVE_CONNECTION_TIMEOUT_S, MHD_OPTION_THREAD_STACK_SIZE, (size_t) SERVE_THREAD_STACK,
                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) SERVE_MEMORY_PER_CONNECTION, MHD_OPTION_THREAD_POOL_SIZE,
                 pool, MHD_OPTION_END);
-        if (!d) {
-                int e = errno ? errno : EADDRINUSE;
-                log_error("cannot listen address=%s port=%u: %s", listen_host, listen_port, strerror(e));
+        r = d ? admit_listen_start(admit, listen_fd, d) : -(errno ? errno : ENOMEM);
+        if (r < 0) {
+                log_error("cannot serve address=%s port=%u: %s", listen_host, listen_port, strerror(-r));
+                if (d)
+                        MHD_stop_daemon(d);
+                admit_free(admit);
+                close(listen_fd);
                 prefetch_free(pf);
                 pull_free(pull);
-                /* A start-up failure, never SERVE_CONFIG_ERROR. */
-                return e == EINVAL ? -EADDRNOTAVAIL : -e;
+                return r == -EINVAL ? -EADDRNOTAVAIL : r; /* a start-up failure, never SERVE_CONFIG_ERROR */
         }
         log_info("listening address=%s port=%u cache_dir=\"%s\" registries=%zu open_files=%" PRIu64
-                 " spec=\"%s\"%s",
-                 listen_host, listen_port, cache_dir, spec->n_registries, nofile, spec->source,
-                 listen_fd >= 0 ? " socket=systemd (the address is the unit's ListenStream=)" : "");
+                 " connections=%u spec=\"%s\"%s",
+                 listen_host, listen_port, cache_dir, spec->n_registries, nofile, limits.capacity, spec->source,
+                 socket_activated ? " socket=systemd (the address is the unit's ListenStream=)" : "");
         /* Hosts files after the listener: containerd may use them at once. */
         if (cfg->write_hosts_dir) {
                 r = write_hosts(cfg, spec, agent_url);
@@ -308,12 +384,14 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                         /* Requests may be under way already (socket activation):
                          * the same order as a SIGTERM's, and nothing freed that
                          * a thread still inside libcurl may use. */
+                        stop_accepting(admit, listen_fd);
                         if (pull_shutdown(pull, SERVE_STOP_GRACE_MS) < 0) {
                                 (void) TAKE_PTR(fb);
                                 (void) TAKE_PTR(cache);
                                 return r == -EIO || r == -ENOMEM ? r : SERVE_CONFIG_ERROR;
                         }
                         MHD_stop_daemon(d);
+                        admit_free(admit);
                         (void) pull_shutdown(pull, SERVE_STOP_GRACE_MS);
                         prefetch_free(pf);
                         pull_free(pull);
@@ -366,6 +444,7 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                 break;
         }
         notify_stopping();
+        stop_accepting(admit, listen_fd);
         /* Downloads stop first (their readers are cut at once), then the
          * connections end and MHD joins their threads; the prefetch worker
          * ends at its next step. */
@@ -381,6 +460,7 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                 return 0;
         }
         MHD_stop_daemon(d);
+        admit_free(admit); /* after MHD: its threads report closed connections to it */
         /* Stream-throughs a closing connection started after the first wait end now. */
         if (pull_shutdown(pull, SERVE_STOP_GRACE_MS) < 0) {
                 log_warning("stopping with stream-throughs still running");
