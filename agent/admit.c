@@ -349,6 +349,27 @@ void admit_get_stats(struct admit *a, struct admit_stats *ret) {
         pthread_mutex_unlock(&a->lock);
 }
 
+void admit_metrics(FILE *f, void *userdata) {
+        struct admit *a = userdata;
+        struct admit_stats s;
+        admit_get_stats(a, &s);
+        fprintf(f,
+                "# HELP layerd_connections Client connections open, by state (reading a head, in a request, idle, cut).\n"
+                "# TYPE layerd_connections gauge\n"
+                "layerd_connections{state=\"head\"} %u\nlayerd_connections{state=\"request\"} %u\n"
+                "layerd_connections{state=\"idle\"} %u\nlayerd_connections{state=\"cut\"} %u\n"
+                "# HELP layerd_connections_capacity Connections held open at most (from the open-file limit).\n"
+                "# TYPE layerd_connections_capacity gauge\nlayerd_connections_capacity %u\n"
+                "# HELP layerd_connections_closed_total Connections layerd closed or refused, by reason.\n"
+                "# TYPE layerd_connections_closed_total counter\n"
+                "layerd_connections_closed_total{reason=\"shed\"} %" PRIu64 "\n"
+                "layerd_connections_closed_total{reason=\"refused\"} %" PRIu64 "\n"
+                "layerd_connections_closed_total{reason=\"head_deadline\"} %" PRIu64 "\n"
+                "layerd_connections_closed_total{reason=\"idle_deadline\"} %" PRIu64 "\n",
+                s.heads, s.busy, s.idle, s.cut, a->limits.capacity, s.shed, s.refused, s.head_expired,
+                s.idle_expired);
+}
+
 /* ---- refusing ------------------------------------------------------------------------- */
 
 /* The distribution spec's error body; Connection: close, as nothing more is read. */

@@ -17,6 +17,7 @@
 
 #include <microhttpd.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define ADMIT_HEAD_DEADLINE_MS 10000
 /* containerd's client (remotes/docker/config/hosts.go) closes its idle
@@ -85,6 +86,8 @@ struct admit_stats {
         uint64_t shed, refused, head_expired, idle_expired; /* since admit_new() */
 };
 void admit_get_stats(struct admit *a, struct admit_stats *ret);
+/* The stats and the capacity as /metrics lines (a pull metrics hook; userdata is the struct admit). */
+void admit_metrics(FILE *f, void *userdata);
 
 /* Answers a refused connection "503 Service Unavailable" (as far as its send
  * buffer takes it, without waiting) and closes it. */

@@ -109,8 +109,9 @@ void metrics_write(struct pull *p, FILE *f) {
                         (uint64_t) sv.f_bavail * sv.f_frsize, (uint64_t) sv.f_blocks * sv.f_frsize);
         fputs("# TYPE layerd_upstream_requests_total counter\n", f);
         fallback_foreach_endpoint(p->fb, endpoint_metrics, f);
-        if (p->metrics_hook)
-                p->metrics_hook(f, p->metrics_userdata);
+        for (size_t i = 0; i < ELEMENTSOF(p->metrics_hooks); i++)
+                if (p->metrics_hooks[i].fn)
+                        p->metrics_hooks[i].fn(f, p->metrics_hooks[i].userdata);
 }
 
 void pull_status(struct pull *p, char *buf, size_t size) {

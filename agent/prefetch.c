@@ -729,7 +729,7 @@ int prefetch_new(struct pull *p, struct prefetch_pins *pins, struct prefetch **r
         if (s->prefetch.wait_ready && s->prefetch.n_entries > 0)
                 pull_set_ready_gate(p, time_now_ms() + s->prefetch.wait_ready_timeout_ms);
         pull_spec_release(p, token);
-        pull_set_metrics_hook(p, prefetch_metrics, pf);
+        pull_set_metrics_hook(p, PULL_METRICS_PREFETCH, prefetch_metrics, pf);
         *ret = pf;
         return 0;
 }
@@ -768,7 +768,7 @@ struct prefetch *prefetch_free(struct prefetch *pf) {
         prefetch_stop(pf);
         if (pf->running)
                 pthread_join(pf->thread, NULL);
-        pull_set_metrics_hook(pf->pull, NULL, NULL);
+        pull_set_metrics_hook(pf->pull, PULL_METRICS_PREFETCH, NULL, NULL);
         ratelimit_done(&pf->limit);
         pthread_cond_destroy(&pf->wake);
         pthread_mutex_destroy(&pf->lock);

@@ -59,8 +59,10 @@ struct pull {
         struct tags_slot tags_cache[TAGS_CACHE_SLOTS];
 
         atomic_uint_fast64_t ready_gate_until_ms; /* /readyz waits for prefetch until then; 0: it does not */
-        void (*metrics_hook)(FILE *f, void *userdata); /* set before serving */
-        void *metrics_userdata;
+        struct {
+                void (*fn)(FILE *f, void *userdata);
+                void *userdata;
+        } metrics_hooks[_PULL_METRICS_HOOK_MAX]; /* set before serving */
 
         struct bounds bounds; /* downloads, abandoned ones and upstream waits in flight (agent.max_*) */
         /* What in-flight requests hold in memory together (agent.max_inflight_memory):

@@ -5,6 +5,7 @@
  * work is spread over threads, is told where it is done: http.c (the front
  * end, deferral), stream.c (blobs streamed while they download), manifest.c,
  * download.c, tags.c, metrics.c. */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,9 +151,11 @@ void pull_set_ready_gate(struct pull *p, uint64_t until_ms) {
         atomic_store(&p->ready_gate_until_ms, until_ms);
 }
 
-void pull_set_metrics_hook(struct pull *p, void (*fn)(FILE *f, void *userdata), void *userdata) {
-        p->metrics_hook = fn;
-        p->metrics_userdata = userdata;
+void pull_set_metrics_hook(struct pull *p, enum pull_metrics_hook slot, void (*fn)(FILE *f, void *userdata),
+                           void *userdata) {
+        assert(slot >= 0 && slot < _PULL_METRICS_HOOK_MAX);
+        p->metrics_hooks[slot].fn = fn;
+        p->metrics_hooks[slot].userdata = userdata;
 }
 
 struct cache *pull_cache(struct pull *p) {

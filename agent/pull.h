@@ -89,8 +89,16 @@ void pull_spec_release(struct pull *p, void *token);
 /* /readyz answers 503 "prefetching" until until_ms (time_now_ms()); 0 lifts it. */
 void pull_set_ready_gate(struct pull *p, uint64_t until_ms);
 
-/* Called at the end of every /metrics answer; set before serving. */
-void pull_set_metrics_hook(struct pull *p, void (*fn)(FILE *f, void *userdata), void *userdata);
+/* Who adds lines to /metrics, in this order. */
+enum pull_metrics_hook {
+        PULL_METRICS_ADMISSION, /* serve.c: the connections (agent/admit.c) */
+        PULL_METRICS_PREFETCH,
+        _PULL_METRICS_HOOK_MAX,
+};
+/* fn is called at the end of every /metrics answer; set before serving,
+ * unset (NULL) only once nothing answers /metrics any more. */
+void pull_set_metrics_hook(struct pull *p, enum pull_metrics_hook slot, void (*fn)(FILE *f, void *userdata),
+                           void *userdata);
 
 /* Counters for the service manager's STATUS= line. */
 void pull_status(struct pull *p, char *buf, size_t size);

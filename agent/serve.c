@@ -343,6 +343,7 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
         }
         front.pull = pull;
         front.admit = admit;
+        pull_set_metrics_hook(pull, PULL_METRICS_ADMISSION, admit_metrics, admit);
 
         MHD_set_panic_func(on_panic, NULL);
         /* No listen socket for MHD: admit.c accepts and hands connections over. */
@@ -367,6 +368,7 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                 log_error("cannot serve address=%s port=%u: %s", listen_host, listen_port, strerror(-r));
                 if (d)
                         MHD_stop_daemon(d);
+                pull_set_metrics_hook(pull, PULL_METRICS_ADMISSION, NULL, NULL);
                 admit_free(admit);
                 close(listen_fd);
                 prefetch_free(pf);
@@ -391,6 +393,7 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                                 return r == -EIO || r == -ENOMEM ? r : SERVE_CONFIG_ERROR;
                         }
                         MHD_stop_daemon(d);
+                        pull_set_metrics_hook(pull, PULL_METRICS_ADMISSION, NULL, NULL);
                         admit_free(admit);
                         (void) pull_shutdown(pull, SERVE_STOP_GRACE_MS);
                         prefetch_free(pf);
@@ -460,6 +463,7 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                 return 0;
         }
         MHD_stop_daemon(d);
+        pull_set_metrics_hook(pull, PULL_METRICS_ADMISSION, NULL, NULL);
         admit_free(admit); /* after MHD: its threads report closed connections to it */
         /* Stream-throughs a closing connection started after the first wait end now. */
         if (pull_shutdown(pull, SERVE_STOP_GRACE_MS) < 0) {

@@ -247,6 +247,12 @@ probe cap-slow /v2/ 10
 checkd "a new client meanwhile gets 503 or 200 within 1 s each, never no answer (p50 $p50 ms, worst $worst ms; status $statuses)" \
   eval 'statuses_in 200,503 && ((worst < 1000))'
 wait "$CROWD" 2>/dev/null
+# /metrics says what admission did: its capacity (the listening line's) and the connections it shed.
+get "$L/metrics" "$T/cap.metrics" --max-time 5
+cap=$(grep -o 'connections=[0-9]*' "$T/cap.log" | head -1 | cut -d= -f2)
+checkd "/metrics shows the capacity ($cap) and the idle connections shed" eval \
+  'grep -qx "layerd_connections_capacity ${cap:-none}" "$T/cap.metrics" &&
+   grep -Eq "^layerd_connections_closed_total\{reason=\"shed\"\} [1-9]" "$T/cap.metrics"'
 stop "$LPID"
 checkd "the capacity layerd stops cleanly (status $status)" test "$status" = 0
 
