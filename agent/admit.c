@@ -40,25 +40,25 @@
 /* Each connection costs its MHD memory pool (SERVE_MEMORY_PER_CONNECTION,
  * 8 KiB, resident whole after its first request: MHD zeroes it between
  * requests) and MHD's connection state, about 9 KiB in all (5,000 idle
- * connections: 55 MiB resident), plus socket buffers in the kernel. 4096 of
- * them stay near 37 MiB, well inside the DaemonSet's 128 MiB, however high
- * the open-file limit is; past it the oldest idle one makes room. */
-#define ADMIT_CONNECTIONS_MAX 4096
+ * connections: 55 MiB resident), plus socket buffers in the kernel. So the
+ * spec's agent.max_connections (default 4096: near 37 MiB, well inside the
+ * DaemonSet's 128 MiB) bounds them however high the open-file limit is;
+ * past it the oldest idle one makes room. */
 #define ADMIT_CONNECTIONS_MIN 16
 /* The table is indexed by descriptor; beyond this a connection is refused. */
 #define ADMIT_FD_TABLE_MAX (1u << 17)
 /* Connections accepted in one go before the sweep's clock is looked at again. */
 #define ADMIT_ACCEPT_BATCH 64
 
-struct admit_limits admit_limits_for(uint64_t nofile) {
+struct admit_limits admit_limits_for(uint64_t nofile, unsigned max_connections) {
         uint64_t reserve = nofile / 4 > ADMIT_RESERVE_MIN ? nofile / 4 : ADMIT_RESERVE_MIN;
         uint64_t avail = nofile > reserve ? nofile - reserve : 0;
         /* A connection cut to make room holds its descriptor until MHD closes
          * it (its next turn of the event loop): a sixteenth for those. */
         uint64_t slack = avail / 16 > 4 ? avail / 16 : 4;
         uint64_t cap = avail > slack ? avail - slack : 0;
-        if (cap > ADMIT_CONNECTIONS_MAX)
-                cap = ADMIT_CONNECTIONS_MAX;
+        if (cap > max_connections)
+                cap = max_connections;
         if (cap < ADMIT_CONNECTIONS_MIN)
                 cap = ADMIT_CONNECTIONS_MIN;
         if (slack > cap / 4 + 4)

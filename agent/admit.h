@@ -41,8 +41,9 @@ struct admit_limits {
 
 /* The limits for a process whose open-file limit is nofile (UINT64_MAX: none):
  * capacity is what is left after a reserve of descriptors for everything
- * behind the connections (see admit.c), at most ADMIT_CONNECTIONS_MAX. */
-struct admit_limits admit_limits_for(uint64_t nofile);
+ * behind the connections (see admit.c), at most max_connections (the spec's
+ * agent.max_connections). */
+struct admit_limits admit_limits_for(uint64_t nofile, unsigned max_connections);
 
 /* How a connection is cut: shutdown(2) in layerd, a recorder in tests. Called
  * with the table's lock held; it must not call back into the table. */

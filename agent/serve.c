@@ -332,7 +332,7 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
          * so only the sigwait() below ever sees them. */
         signal_set(&mask);
 
-        struct admit_limits limits = admit_limits_for(nofile);
+        struct admit_limits limits = admit_limits_for(nofile, spec->agent.max_connections);
         struct admit *admit = NULL;
         r = admit_new(&limits, NULL, NULL, &admit);
         if (r < 0) {

@@ -107,6 +107,8 @@ void spec_finish(struct spec_ctx *c, const yaml_node_t *default_registry) {
                 s->agent.max_abandoned_downloads = SPEC_DEFAULT_MAX_ABANDONED_DOWNLOADS;
         if (s->agent.abandoned_download_timeout_ms == 0)
                 s->agent.abandoned_download_timeout_ms = SPEC_DEFAULT_ABANDONED_DOWNLOAD_TIMEOUT_MS;
+        if (s->agent.max_connections == 0)
+                s->agent.max_connections = SPEC_DEFAULT_MAX_CONNECTIONS;
         if (s->agent.max_inflight_memory == 0)
                 s->agent.max_inflight_memory = SPEC_DEFAULT_MAX_INFLIGHT_MEMORY;
         if (s->prefetch.interval_ms == 0)

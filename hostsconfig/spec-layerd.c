@@ -221,7 +221,7 @@ static void parse_agent(struct spec_ctx *c, const yaml_node_t *n, const yaml_nod
         static const char *const keys[] = { "listen", "cache_dir", "cache_max_size", "default_registry",
                                             "cache_min_free", "finish_abandoned_downloads", "max_downloads",
                                             "max_upstream_waits", "max_abandoned_downloads",
-                                            "abandoned_download_timeout", "max_inflight_memory" };
+                                            "abandoned_download_timeout", "max_inflight_memory", "max_connections" };
         yaml_node_t *v[ELEMENTSOF(keys)];
         if (spec_mapping(c, n, "agent", keys, ELEMENTSOF(keys), v, false) < 0)
                 return;
@@ -260,6 +260,10 @@ static void parse_agent(struct spec_ctx *c, const yaml_node_t *n, const yaml_nod
         if (v[10])
                 (void) get_size(c, v[10], "agent.max_inflight_memory", SPEC_MIN_MAX_INFLIGHT_MEMORY,
                                 &c->spec->agent.max_inflight_memory);
+        uint64_t conns;
+        if (v[11] && spec_get_uint(c, v[11], "agent.max_connections", SPEC_MAX_CONNECTIONS_MIN,
+                                   SPEC_MAX_CONNECTIONS_MAX, &conns) == 0)
+                c->spec->agent.max_connections = (unsigned) conns;
         /* Checked against the registries in spec_finish(), once they are known. */
         *ret_default_registry = v[3];
 }

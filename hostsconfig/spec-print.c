@@ -216,7 +216,8 @@ static bool document(struct out *o, const struct spec *s) {
             !kv_uint(o, "max_upstream_waits", s->agent.max_upstream_waits) ||
             !kv_uint(o, "max_abandoned_downloads", s->agent.max_abandoned_downloads) ||
             !kv_duration(o, "abandoned_download_timeout", s->agent.abandoned_download_timeout_ms) ||
-            !kv_size(o, "max_inflight_memory", s->agent.max_inflight_memory))
+            !kv_size(o, "max_inflight_memory", s->agent.max_inflight_memory) ||
+            !kv_uint(o, "max_connections", s->agent.max_connections))
                 return false;
         if (s->agent.default_registry ? !kv(o, "default_registry", s->agent.default_registry)
                                       : !kv_raw(o, "default_registry", "null"))

@@ -38,6 +38,11 @@
 #define SPEC_DEFAULT_ABANDONED_DOWNLOAD_TIMEOUT_MS (10ULL * 60 * 1000)
 #define SPEC_MAX_DOWNLOADS_MAX 1024
 #define SPEC_MAX_UPSTREAM_WAITS_MAX 4096
+/* Client connections held open at once: about 9 KiB each when idle, so the
+ * default stays near 37 MiB (docs/agent.md, Admission). */
+#define SPEC_DEFAULT_MAX_CONNECTIONS 4096
+#define SPEC_MAX_CONNECTIONS_MIN 16
+#define SPEC_MAX_CONNECTIONS_MAX 65536
 /* What in-flight requests may hold in memory together: with the agent's ~15 MiB
  * at rest it keeps the DaemonSet's 128 MiB limit (and 200 clients of the
  * largest manifest under 48 MiB) whatever clients and upstreams do. */
@@ -144,6 +149,7 @@ struct spec_agent {
         unsigned max_abandoned_downloads; /* downloads finishing with no client at once; past it, cancelled */
         uint64_t abandoned_download_timeout_ms; /* an abandoned download not done in this is cancelled */
         uint64_t max_inflight_memory; /* bytes in-flight requests may hold in memory together; past it, 503 */
+        unsigned max_connections;     /* client connections held open at once (also bounded by open files) */
         char *default_registry; /* a mirrored registry's host, or NULL: requests without ns are refused */
 };
 

@@ -68,24 +68,30 @@ static void idle_since(struct admit *a, int fd, uint64_t t0, uint64_t t1) {
 static void test_limits(void **state) {
         (void) state;
         /* 1024: a quarter (256) kept back, a sixteenth of the rest for cut ones. */
-        struct admit_limits l = admit_limits_for(1024);
+        struct admit_limits l = admit_limits_for(1024, 4096);
         assert_int_equal(l.capacity, 720);
         assert_int_equal(l.cut_slack, 48);
         assert_int_equal(l.fd_max, 1024);
         assert_true(l.capacity + l.cut_slack + 256 <= 1024);
         /* A small limit keeps ADMIT_RESERVE_MIN (128) back. */
-        l = admit_limits_for(180);
+        l = admit_limits_for(180, 4096);
         assert_int_equal(l.capacity, 48);
         assert_int_equal(l.cut_slack, 4);
         assert_true(l.capacity + l.cut_slack + 128 <= 180);
-        /* High limits stop at the memory bound; the table at its size. */
-        l = admit_limits_for(524288);
+        /* High limits stop at agent.max_connections (a memory bound); the table at its size. */
+        l = admit_limits_for(524288, 4096);
         assert_int_equal(l.capacity, 4096);
         assert_int_equal(l.fd_max, 1u << 17);
-        l = admit_limits_for(UINT64_MAX);
-        assert_int_equal(l.capacity, 4096);
+        l = admit_limits_for(524288, 10000);
+        assert_int_equal(l.capacity, 10000);
+        l = admit_limits_for(UINT64_MAX, 65536);
+        assert_int_equal(l.capacity, 65536);
+        assert_true(l.capacity + l.cut_slack <= l.fd_max);
+        /* ...and a low open-file limit below it. */
+        l = admit_limits_for(1024, 65536);
+        assert_int_equal(l.capacity, 720);
         /* Too few descriptors for the reserve: a floor, never zero. */
-        l = admit_limits_for(64);
+        l = admit_limits_for(64, 4096);
         assert_int_equal(l.capacity, 16);
         assert_true(l.cut_slack >= 1);
         assert_int_equal(l.head_ms, ADMIT_HEAD_DEADLINE_MS);

@@ -171,11 +171,13 @@ static void test_agent_settings(void **state) {
         assert_int_equal(s->agent.max_upstream_waits, SPEC_DEFAULT_MAX_UPSTREAM_WAITS);
         assert_int_equal(s->agent.max_abandoned_downloads, SPEC_DEFAULT_MAX_ABANDONED_DOWNLOADS);
         assert_int_equal(s->agent.abandoned_download_timeout_ms, SPEC_DEFAULT_ABANDONED_DOWNLOAD_TIMEOUT_MS);
+        assert_int_equal(s->agent.max_connections, SPEC_DEFAULT_MAX_CONNECTIONS);
         spec_free(s);
 
         /* ...and as given. */
         s = parse_ok("agent:\n  max_downloads: 4\n  max_upstream_waits: 1\n  max_abandoned_downloads: 1024\n"
-                     "  abandoned_download_timeout: 90s\n" REG);
+                     "  abandoned_download_timeout: 90s\n  max_connections: 10000\n" REG);
+        assert_int_equal(s->agent.max_connections, 10000);
         assert_int_equal(s->agent.max_downloads, 4);
         assert_int_equal(s->agent.max_upstream_waits, 1);
         assert_int_equal(s->agent.max_abandoned_downloads, 1024);
@@ -231,6 +233,8 @@ static void test_agent_errors(void **state) {
                       "spec.yaml:2:19: agent.cache_min_free: not a size (like 512MiB, 20GiB, 10GB): \"lots\"");
         expect_errors("agent:\n  max_downloads: 0\n" REG, 1,
                       "spec.yaml:2:18: agent.max_downloads: must be between 2 and 1024");
+        expect_errors("agent:\n  max_connections: 8\n" REG, 1,
+                      "spec.yaml:2:20: agent.max_connections: must be between 16 and 65536");
         expect_errors("agent:\n  max_upstream_waits: 5000\n" REG, 1,
                       "spec.yaml:2:23: agent.max_upstream_waits: must be between 1 and 4096");
         expect_errors("agent:\n  max_abandoned_downloads: some\n" REG, 1,
