@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Issue 16: `layerd serve` under overload, slow clients and hostile upstreams.
-# One section per concern, each failing on main as it was before the issue
-# (except the guards said to be such):
+# This file and three more are its proof; each case fails on main as it was
+# before the issue (except the guards said to be such):
+#  - test-overload-admission.sh (item 1): a crowd of idle and slowloris
+#    connections, deadlines, shedding and 503 at capacity;
+#  - test-overload-memory.sh (item 3): the memory budget of in-flight bodies;
+#  - test-overload-bounds.sh (item 4): caps on downloads, upstream waits and
+#    abandoned downloads, tmp/ counted against cache_max_size, out of descriptors;
+#  - this file, one section per concern:
 #
 #  1. Breakers (item 2): one slow download never turns a registry into 503s.
 #     The default-like spec: one registry whose only endpoint is its origin.
