@@ -444,6 +444,11 @@ fixture_call() {
   code=$(curl -s --max-time 5 "${FIXTURE_CURL[@]}" -X "$1" "${body[@]}" -o "$T/fx" -w '%{http_code}' "$2")
   [[ $code == 2?? ]]
 }
+# put_blob FILE: the test's fixture ($FX) serves FILE as a blob; prints its digest.
+put_blob() {
+  local d; d="sha256:$(sha256sum "$1" | cut -d' ' -f1)"
+  fixture_call PUT "$FX/_fixture/blob/$d" "$1" && echo "$d"
+}
 # fixture_json METHOD URL JSON: fixture_call with JSON as the body (rules, auth).
 fixture_json() { printf '%s' "$3" >"$T/fx.json" && fixture_call "$1" "$2" "$T/fx.json"; }
 # fixture_manifest BASE NAME REF FILE [MEDIA_TYPE]: the fixture at BASE serves FILE

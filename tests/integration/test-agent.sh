@@ -42,11 +42,6 @@ timed() { local t0; t0=$(now_ms); "$1"; echo "# $1: $(($(now_ms) - t0)) ms"; }
 # bytes_at_least FILE N: FILE exists and holds at least N bytes.
 bytes_at_least() { [[ -f $1 && $(size_of "$1") -ge $2 ]]; }
 
-# put_blob FILE: the fixture serves FILE as a blob; prints its digest.
-put_blob() {
-  local d; d="sha256:$(sha256sum "$1" | cut -d' ' -f1)"
-  fixture_call PUT "$FX/_fixture/blob/$d" "$1" && echo "$d"
-}
 # put_manifest NAME REF MEDIA_TYPE FILE: the fixture serves FILE as NAME:REF with
 # Content-Type MEDIA_TYPE; prints its digest.
 put_manifest() {

@@ -53,10 +53,6 @@ write_spec() {
     cat
   } >"$1"
 }
-put_blob() {
-  local d; d="sha256:$(sha256sum "$1" | cut -d' ' -f1)"
-  fixture_call PUT "$FX/_fixture/blob/$d" "$1" && echo "$d"
-}
 rules() { fixture_json PUT "$FX/_fixture/rules" "$1"; }
 # serving PORT: a check that layerd listens on PORT; false when not (the section ends
 # there: the checks after it would only look at a layerd that is not there).

@@ -79,11 +79,6 @@ write_spec() {
     cat
   } >"$1"
 }
-# put_blob FILE: the section's fixture ($FX) serves FILE as a blob; prints its digest.
-put_blob() {
-  local d; d="sha256:$(sha256sum "$1" | cut -d' ' -f1)"
-  fixture_call PUT "$FX/_fixture/blob/$d" "$1" && echo "$d"
-}
 # rules JSON: the section's fixture's rule list (replaces the previous one).
 rules() { fixture_json PUT "$FX/_fixture/rules" "$1"; }
 # ns NAME: the ns= parameter for registry NAME.test on the section's fixture's port.
