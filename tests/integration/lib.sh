@@ -449,6 +449,16 @@ put_blob() {
   local d; d="sha256:$(sha256sum "$1" | cut -d' ' -f1)"
   fixture_call PUT "$FX/_fixture/blob/$d" "$1" && echo "$d"
 }
+# rules JSON: the test's fixture's ($FX) rule list (replaces the previous one).
+rules() { fixture_json PUT "$FX/_fixture/rules" "$1"; }
+# write_spec FILE PORT CACHE_DIR: a spec for a layerd on 127.0.0.1:PORT with its
+# cache in CACHE_DIR; more agent keys and the registries are the YAML on stdin.
+write_spec() {
+  {
+    printf 'version: 1\nagent:\n  listen: 127.0.0.1:%s\n  cache_dir: %s\n' "$2" "$3"
+    cat
+  } >"$1"
+}
 # fixture_json METHOD URL JSON: fixture_call with JSON as the body (rules, auth).
 fixture_json() { printf '%s' "$3" >"$T/fx.json" && fixture_call "$1" "$2" "$T/fx.json"; }
 # fixture_manifest BASE NAME REF FILE [MEDIA_TYPE]: the fixture at BASE serves FILE

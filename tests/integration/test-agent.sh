@@ -48,8 +48,6 @@ put_manifest() {
   fixture_call PUT "$FX/_fixture/manifest/$1/$2?type=${3//+/%2B}" "$4" &&
     $PY -c 'import json, sys; print(json.load(open(sys.argv[1]))["digest"])' "$T/fx"
 }
-# rules JSON: the fixture's rule list (replaces the previous one).
-rules() { fixture_json PUT "$FX/_fixture/rules" "$1"; }
 # upstream_count METHOD PATH [STATUS]: how many METHOD requests the fixture logged
 # for PATH (a regex, anchored; "" for any path), answered STATUS when given.
 upstream_count() {

@@ -45,15 +45,6 @@ require_tools curl cmp sha256sum prlimit "$PY"
 
 # ---- helpers -----------------------------------------------------------------------------
 section() { LOG=$T/$1-layerd.log; DIAG_FILES=("$LOG" "$T/$1-fx.log"); }
-# write_spec FILE PORT CACHE_DIR: a spec for a layerd on 127.0.0.1:PORT with its
-# cache in CACHE_DIR, more agent keys and the registries the YAML on stdin.
-write_spec() {
-  {
-    printf 'version: 1\nagent:\n  listen: 127.0.0.1:%s\n  cache_dir: %s\n' "$2" "$3"
-    cat
-  } >"$1"
-}
-rules() { fixture_json PUT "$FX/_fixture/rules" "$1"; }
 # serving PORT: a check that layerd listens on PORT; false when not (the section ends
 # there: the checks after it would only look at a layerd that is not there).
 serving() {

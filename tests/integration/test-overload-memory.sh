@@ -51,7 +51,6 @@ m = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+jso
 open(sys.argv[1], "w").write(json.dumps(m))
 PY
 }
-rules() { fixture_json PUT "$FX/_fixture/rules" "$1"; }
 
 # serve NAME [BUDGET]: a layerd of its own for a case (agent.max_inflight_memory
 # BUDGET, else the default); its port in $PL, its log in $LOG.

@@ -71,16 +71,6 @@ require_tools curl cmp sha256sum "$PY"
 # ---- helpers -----------------------------------------------------------------------------
 # section NAME: a section's layerd logs to $LOG, a failing checkd shows it and its fixture's.
 section() { LOG=$T/$1-layerd.log; DIAG_FILES=("$LOG" "$T/$1-fx.log"); }
-# write_spec FILE PORT CACHE_DIR: a spec for a layerd on 127.0.0.1:PORT with its
-# cache in CACHE_DIR, its registries the YAML on stdin.
-write_spec() {
-  {
-    printf 'version: 1\nagent:\n  listen: 127.0.0.1:%s\n  cache_dir: %s\nregistries:\n' "$2" "$3"
-    cat
-  } >"$1"
-}
-# rules JSON: the section's fixture's rule list (replaces the previous one).
-rules() { fixture_json PUT "$FX/_fixture/rules" "$1"; }
 # ns NAME: the ns= parameter for registry NAME.test on the section's fixture's port.
 ns() { echo "ns=$1.test:$PF"; }
 
@@ -117,6 +107,7 @@ JSON
   PL=$(free_port)
   L=http://127.0.0.1:$PL
   write_spec "$T/breaker.yaml" "$PL" "$T/breaker-cache" <<YAML
+registries:
   "$NS":
     origin: $FX
 YAML
@@ -183,6 +174,7 @@ integrity() {
   P=$(free_port)
   L=http://127.0.0.1:$P
   write_spec "$T/integrity.yaml" "$P" "$CACHE" <<YAML
+registries:
   "i1.test:$PF":
     origin: $FX
     endpoints: [{url: $FX, timeouts: {idle: 1s}}]
@@ -278,6 +270,7 @@ PY
   D=$(fixture_manifest "$FX" big/app v1 "$T/big.json")
   PB=$(free_port)
   write_spec "$T/memory.yaml" "$PB" "$T/memory-cache" <<YAML
+registries:
   "127.0.0.1:$PF":
     origin: $FX
 YAML
@@ -363,6 +356,7 @@ where_layerd_goes() {
   PL=$(free_port)
   L=http://127.0.0.1:$PL
   write_spec "$T/ssrf.yaml" "$PL" "$T/ssrf-cache" <<YAML
+registries:
   "r1.test:$P1":
     origin: $U1
   "r2.test:$P1":
