@@ -188,6 +188,10 @@ def abuse_table(kv, judge):
         failed = sum(1 for v in (l or []) if v == "FAIL")
         ratio = ml / mq if mq and ml else None
         cell = f"{fmt(mq, 0, ' ms')} → {fmt(ml, 0, ' ms')}" + (f" ({ratio:.2f} ×)" if ratio else "")
+        # The spread, as a pull of about a second varies by a tenth or more from run to run.
+        nq, nl = nums(q or []), nums(l or [])
+        if nq and nl:
+            cell += f"; runs {min(nq):.0f}–{max(nq):.0f} → {min(nl):.0f}–{max(nl):.0f}"
         if failed:
             cell += f", {failed} loaded pull failed (30 s)"
         return cell, ratio, failed == 0

@@ -41,7 +41,7 @@ BUDGET=${BENCH_BUDGET:-600}          # seconds; sections after it are skipped, w
 ABUSE_IDLE=${BENCH_ABUSE_IDLE:-5000}       # abuse: idle keep-alive connections held
 ABUSE_SLOW=${BENCH_ABUSE_SLOW:-100}        # abuse: slowloris connections held
 ABUSE_CLIENTS=${BENCH_ABUSE_CLIENTS:-200}  # abuse: non-reading manifest clients, abandoned downloads
-ABUSE_PULL_RUNS=${BENCH_ABUSE_PULL_RUNS:-3}  # abuse: pulls with and without the load, each
+ABUSE_PULL_RUNS=${BENCH_ABUSE_PULL_RUNS:-5}  # abuse: pulls with and without the load, each (3 left the median within noise)
 SECTIONS="peers ${BENCH_SECTIONS:-startup throughput manifests pulls fanin failover abuse}"  # which to run
 
 # A copy of the binary: a rebuild of ./layerd during the run neither changes
