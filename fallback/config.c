@@ -13,6 +13,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "common/filestamp.h"
 #include "common/time.h"
 #include "common/macro.h"
 #include "fallback/fallback-internal.h"
@@ -84,7 +85,7 @@ void fallback_config_unref_locked(struct fallback *fb, struct config *c) {
                         free(e->ca_file);
                         free(e->client_cert);
                         free(e->client_key);
-                        credentials_free(e->creds);
+                        fallback_credsource_free(e->cs);
                         curl_slist_free_all(e->headers);
                         fallback_ep_state_unref_locked(fb, e->st);
                 }
@@ -218,9 +219,18 @@ static int ep_fill(struct fallback *fb, const char *registry, const struct fallb
                         return -ENOMEM;
                 e->headers = l;
         }
+        if (c->credentials_file && c->credential_helper) {
+                error_list_add(errors, 0, 0, "registry %s: endpoint %s: credentials_file and credential_helper both given",
+                               registry, c->url);
+                return -EINVAL;
+        }
+        struct credentials *creds = NULL;
+        struct file_stamp stamp = { 0 };
         if (c->credentials_file) {
                 size_t before = errors->n;
-                int r = credentials_load(c->credentials_file, e->host, &e->creds, errors);
+                /* Looked at before it is read: a change in between is seen on the next use. */
+                (void) file_stamp_update(&stamp, c->credentials_file, time_now_ms());
+                int r = credentials_load(c->credentials_file, e->host, &creds, errors);
                 if (r < 0) {
                         /* Name the endpoint in what credentials_load() said (if it
                          * was stored: a full list only counts it). */
@@ -236,12 +246,15 @@ static int ep_fill(struct fallback *fb, const char *registry, const struct fallb
                         }
                         return r == -ENOMEM ? r : -EINVAL;
                 }
-                if (!e->creds)
+                if (!creds)
                         error_list_add(errors, 0, 0, "registry %s: endpoint %s: %s has no credentials for %s",
                                        registry, c->url, c->credentials_file, e->host);
-                if (!e->creds)
+                if (!creds)
                         return -EINVAL;
         }
+        if ((c->credentials_file || c->credential_helper) &&
+            fallback_credsource_new(c, creds, c->credentials_file ? &stamp : NULL, &e->cs) < 0)
+                return -ENOMEM;
         pthread_mutex_lock(&fb->lock);
         e->st = ep_state_get_locked(fb, registry, e->url);
         pthread_mutex_unlock(&fb->lock);
