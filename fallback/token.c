@@ -317,9 +317,9 @@ static int token_request(struct fetch *f, const struct ep *e, const struct chall
         else if (r < 0)
                 snprintf(reason, rsize, "token endpoint: %s", hr.reason);
         else if (oauth && (hr.status == 404 || hr.status == 405)) {
-                /* A realm without the OAuth2 flow (docker's and containerd's
-                 * fallback to Basic would send the refresh token as a password
-                 * where it means nothing): the credentials cannot be used here. */
+                /* A realm without the OAuth2 flow. containerd would try a GET
+                 * with the refresh token as a Basic password; layerd sends a
+                 * secret only as what it is: these credentials cannot be used here. */
                 snprintf(reason, rsize,
                          "token endpoint: HTTP %ld to the OAuth2 POST: the realm takes no refresh tokens, "
                          "the identity token cannot be used",

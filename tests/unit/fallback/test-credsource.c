@@ -295,11 +295,14 @@ static void test_helper_fails(void **state) {
 
 static void test_identity_token(void **state) {
         (void) state;
+        /* As long as real ones (JWTs of 1 to 2 KiB). */
+        _cleanup_free_ char *pad = unit_repeat('x', 2000);
         upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"u\", \"password\": \"unused\", "
-                              "\"refresh_token\": \"rt-1\", \"rotate_refresh\": true}");
+                              "\"refresh_token\": \"rt-1%s\", \"rotate_refresh\": true}", pad);
         _cleanup_free_ char *path = NULL;
         assert_true(asprintf(&path, "%s/idtoken.json", env.tmp) > 0);
-        replace(path, "{\"auths\": {\"%s\": {\"auth\": \"dTo=\", \"identitytoken\": \"rt-1\"}}}", env.a.host);
+        replace(path, "{\"auths\": {\"%s\": {\"auth\": \"dTo=\", \"identitytoken\": \"rt-1%s\"}}}", env.a.host,
+                pad);
         struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
         struct fallback_endpoint_config ep = endpoint();
         ep.credentials_file = path;
@@ -307,6 +310,16 @@ static void test_identity_token(void **state) {
         assert_int_equal(probe(fb), 404);
         assert_int_equal(count(&env.a, "POST", "/token", 200), 1);
         assert_int_equal(count(&env.a, "GET", "/token", -1), 0);
+        {
+                /* A form, without Basic credentials. */
+                json_auto_t *log = upstream_log(&env.a);
+                for (size_t i = 0; i < json_array_size(log); i++)
+                        if (strcmp(log_method(log, i), "POST") == 0) {
+                                assert_null(log_header(log, i, "authorization"));
+                                assert_string_equal(log_header(log, i, "content-type"),
+                                                    "application/x-www-form-urlencoded");
+                        }
+        }
         /* The realm rotated the refresh token: the next grant uses the new one. */
         upstream_expire_tokens(&env.a);
         assert_int_equal(probe(fb), 404);
