@@ -261,6 +261,20 @@ static int ep_fill(struct fallback *fb, const char *registry, const struct fallb
         return e->st ? 0 : -ENOMEM;
 }
 
+/* An endpoint that stays (its state shared by old and new) keeps what its credentials source
+ * knew, and loses the tokens the old credentials got when the reconfiguration changed them. */
+static void take_over_credentials(const struct config *old, const struct config *new) {
+        for (size_t i = 0; old && i < new->n_regs; i++)
+                for (size_t j = 0; j < new->regs[i].n_eps; j++) {
+                        const struct ep *e = &new->regs[i].eps[j];
+                        for (size_t k = 0; k < old->n_regs; k++)
+                                for (size_t l = 0; l < old->regs[k].n_eps; l++)
+                                        if (old->regs[k].eps[l].st == e->st &&
+                                            fallback_credsource_take_over(old->regs[k].eps[l].cs, e->cs))
+                                                fallback_tokens_drop(e->st);
+                }
+}
+
 int fallback_configure(struct fallback *fb, const struct fallback_registry_config *regs, size_t n,
                        struct error_list *errors) {
         struct config *c = calloc(1, sizeof(*c));
@@ -294,7 +308,12 @@ int fallback_configure(struct fallback *fb, const struct fallback_registry_confi
         pthread_mutex_lock(&fb->lock);
         struct config *old = fb->config;
         fb->config = c;
+        c->refs++; /* for take_over_credentials(), outside the lock */
+        pthread_mutex_unlock(&fb->lock);
+        take_over_credentials(old, c);
+        pthread_mutex_lock(&fb->lock);
         fallback_config_unref_locked(fb, old);
+        fallback_config_unref_locked(fb, c);
         pthread_mutex_unlock(&fb->lock);
         return 0;
 fail:

@@ -75,6 +75,27 @@ int fallback_credsource_new(const struct fallback_endpoint_config *c, struct cre
         return 0;
 }
 
+bool fallback_credsource_take_over(struct credsource *old, struct credsource *new) {
+        if (!old || !new)
+                return old != new;
+        pthread_mutex_lock(&old->lock);
+        struct credentials *had = credentials_dup(old->creds);
+        bool oom = old->creds && !had;
+        uint64_t fresh_until = old->fresh_until;
+        bool same_helper = old->helper && new->helper && strcmp(old->helper, new->helper) == 0;
+        pthread_mutex_unlock(&old->lock);
+        pthread_mutex_lock(&new->lock);
+        /* The same helper's answer is as good as before the reload: not asked again for it. */
+        if (same_helper && !new->creds && had) {
+                new->creds = credentials_dup(had);
+                new->fresh_until = new->creds ? fresh_until : 0;
+        }
+        bool differ = oom || !credentials_equal(had, new->creds);
+        pthread_mutex_unlock(&new->lock);
+        credentials_free(had);
+        return differ;
+}
+
 static void creds_event(struct fetch *f, const struct ep *e, enum fallback_event_type type, struct event_buf *evb,
                         const char *fmt, ...) _printf_(5, 6);
 static void creds_event(struct fetch *f, const struct ep *e, enum fallback_event_type type, struct event_buf *evb,

@@ -216,6 +216,10 @@ struct file_stamp;
 int fallback_credsource_new(const struct fallback_endpoint_config *c, struct credentials *creds,
                             const struct file_stamp *stamp, struct credsource **ret);
 struct credsource *fallback_credsource_free(struct credsource *cs);
+/* At a reconfiguration, the source new of an endpoint that stays takes over what old knew and
+ * still holds (the same helper's answer, within its lifetime). Returns whether the credentials
+ * differ (then the endpoint's tokens are to be dropped); either may be NULL. Neither lock held. */
+bool fallback_credsource_take_over(struct credsource *old, struct credsource *new);
 /* e's credentials for f's attempt (a copy, NULL: anonymous): its file re-read if it changed, its
  * helper run if its answer is stale; the last good ones when that fails (reported once by an
  * event). Tokens are dropped when they change. 0 or -ENOMEM. */

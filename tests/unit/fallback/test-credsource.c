@@ -334,12 +334,53 @@ static void test_identity_token(void **state) {
         assert_null(strstr(ev.last_reason, "rt-"));
 }
 
+static void reconfigure(struct fallback *fb, const struct fallback_endpoint_config *ep) {
+        struct fallback_registry_config r = { .host = REG, .endpoints = ep, .n_endpoints = 1 };
+        struct error_list errors;
+        error_list_init(&errors, "test");
+        assert_int_equal(fallback_configure(fb, &r, 1, &errors), 0);
+}
+
+/* A reload (SIGHUP) that changes an endpoint's credentials drops its tokens; one that keeps
+ * its helper keeps the helper's answer (not run again). */
+static void test_reconfigure(void **state) {
+        (void) state;
+        upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"alice\", \"password\": \"pw-1\"}");
+        _cleanup_free_ char *one = NULL, *two = NULL;
+        assert_true(asprintf(&one, "%s/one.json", env.tmp) > 0);
+        assert_true(asprintf(&two, "%s/two.json", env.tmp) > 0);
+        replace_credentials(one, "alice", "pw-1");
+        replace_credentials(two, "alice", "wrong");
+        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
+        struct fallback_endpoint_config ep = endpoint();
+        ep.credentials_file = one;
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ev, &ep);
+        assert_int_equal(probe(fb), 404);
+        reconfigure(fb, &ep); /* the same credentials: the token is kept */
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(count(&env.a, "GET", "/token", -1), 1);
+        ep.credentials_file = two; /* the registry still takes the token the old ones got */
+        reconfigure(fb, &ep);
+        assert_int_equal(probe(fb), 401);
+
+        upstream_auth(&env.a, "{\"mode\": \"basic\", \"user\": \"u\", \"password\": \"h-1\"}");
+        _cleanup_free_ char *helper = write_helper("docker-credential-reload", "0", "h-1");
+        ep = endpoint();
+        ep.credential_helper = helper;
+        reconfigure(fb, &ep);
+        assert_int_equal(probe(fb), 404);
+        reconfigure(fb, &ep);
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(lines_of(helper, "runs"), 1);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup(test_file_replaced, reset),
                 cmocka_unit_test_setup(test_helper_single_flight, reset),
                 cmocka_unit_test_setup(test_helper_fails, reset),
                 cmocka_unit_test_setup(test_identity_token, reset),
+                cmocka_unit_test_setup(test_reconfigure, reset),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
