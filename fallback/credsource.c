@@ -156,8 +156,15 @@ static bool look_at_file(struct fetch *f, const struct ep *e, struct event_buf *
                 else if (r < 0 && errors.n > 0 && errors.items[0].line > 0)
                         snprintf(why, sizeof(why), "%u:%u: %.200s", errors.items[0].line, errors.items[0].column,
                                  errors.items[0].message);
-                else if (r < 0)
-                        snprintf(why, sizeof(why), "%.200s", errors.n > 0 ? errors.items[0].message : strerror(-r));
+                else if (r < 0 && errors.n > 0) {
+                        /* A read error names the file, which the event names already. */
+                        const char *m = errors.items[0].message;
+                        size_t len = strlen(cs->file);
+                        if (strncmp(m, cs->file, len) == 0 && strncmp(m + len, ": ", 2) == 0)
+                                m += len + 2;
+                        snprintf(why, sizeof(why), "%.200s", m);
+                } else if (r < 0)
+                        snprintf(why, sizeof(why), "%s", strerror(-r));
         }
         bool changed = false;
         pthread_mutex_lock(&cs->lock);
@@ -171,7 +178,7 @@ static bool look_at_file(struct fetch *f, const struct ep *e, struct event_buf *
 
 /* The helper's answer, fresh: a cached one within its lifetime, or a new
  * run (one per endpoint at a time; the others wait for it). */
-static int ask_helper(struct fetch *f, const struct ep *e, bool *ret_changed, struct event_buf *evb) {
+static void ask_helper(struct fetch *f, const struct ep *e, bool *ret_changed, struct event_buf *evb) {
         struct credsource *cs = e->cs;
         /* Waiters give up after the run's own bound (and its reaping). */
         uint64_t give_up = time_now_ms() + cs->timeout_ms + 2000;
@@ -180,7 +187,7 @@ static int ask_helper(struct fetch *f, const struct ep *e, bool *ret_changed, st
                 uint64_t now = time_now_ms();
                 if ((cs->creds && now < cs->fresh_until) || (!cs->busy && now < cs->retry_at)) {
                         pthread_mutex_unlock(&cs->lock);
-                        return 0;
+                        return;
                 }
                 if (!cs->busy)
                         break;
@@ -188,7 +195,7 @@ static int ask_helper(struct fetch *f, const struct ep *e, bool *ret_changed, st
                 (void) time_cond_wait_until(&cs->cond, &cs->lock, until < give_up ? until : give_up);
                 if (time_now_ms() >= give_up || (f->req->cancelled && f->req->cancelled(f->req->cancel_userdata))) {
                         pthread_mutex_unlock(&cs->lock);
-                        return 0; /* with whatever there is */
+                        return; /* with whatever there is */
                 }
         }
         cs->busy = true;
@@ -214,7 +221,6 @@ static int ask_helper(struct fetch *f, const struct ep *e, bool *ret_changed, st
                 cs->failing = false;
         pthread_cond_broadcast(&cs->cond);
         pthread_mutex_unlock(&cs->lock);
-        return 0;
 }
 
 int fallback_creds_get(struct fetch *f, const struct ep *e, struct credentials **ret) {
@@ -228,7 +234,7 @@ int fallback_creds_get(struct fetch *f, const struct ep *e, struct credentials *
         if (cs->file)
                 changed = look_at_file(f, e, &evb);
         else if (cs->helper)
-                (void) ask_helper(f, e, &changed, &evb);
+                ask_helper(f, e, &changed, &evb);
         if (changed)
                 fallback_tokens_drop(e->st);
         fallback_emit(f->fb, &evb);

@@ -71,6 +71,13 @@ static struct fallback_endpoint_config endpoint(void) {
                                                    .response_timeout_ms = 10000, .idle_timeout_ms = 10000 };
 }
 
+/* A client whose one endpoint takes its credentials from the file at path. */
+static struct fallback *fb_with_file(struct events *ev, const char *path) {
+        struct fallback_endpoint_config ep = endpoint();
+        ep.credentials_file = path;
+        return fb_with(ev, &ep);
+}
+
 /* The status of a HEAD of a manifest nobody has: 404 through good credentials, 401 otherwise. */
 static int probe(struct fallback *fb) {
         struct fallback_request req = { .registry = REG, .repository = "test/app", .kind = FALLBACK_MANIFEST,
@@ -141,9 +148,7 @@ static void test_file_replaced(void **state) {
         upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"alice\", \"password\": \"pw-1\"}");
         replace_credentials(path, "alice", "pw-1");
         struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
-        struct fallback_endpoint_config ep = endpoint();
-        ep.credentials_file = path;
-        _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ev, &ep);
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with_file(&ev, path);
         assert_int_equal(probe(fb), 404);
 
         /* The password changes at the registry, then in the file. */
@@ -179,6 +184,7 @@ static void test_file_replaced(void **state) {
         fixture_sleep_ms(STAT_WAIT_MS);
         assert_int_equal(probe(fb), 404);
         assert_int_equal(ev.failed, 1); /* still the same failure spell */
+        assert_non_null(strstr(ev.last_reason, "not valid JSON"));
 
         /* Credentials the registry refuses: the token got with the old ones is dropped, not used on. */
         replace_credentials(path, "alice", "wrong");
@@ -186,6 +192,25 @@ static void test_file_replaced(void **state) {
         assert_int_equal(probe(fb), 401);
         assert_int_equal(ev.updated, 2);
         assert_non_null(strstr(ev.last_reason, "new credentials in use"));
+}
+
+/* A file that went away: said once, by its name and errno, never twice. */
+static void test_file_gone(void **state) {
+        (void) state;
+        _cleanup_free_ char *path = NULL, *want = NULL;
+        assert_true(asprintf(&path, "%s/gone.json", env.tmp) > 0);
+        assert_true(asprintf(&want, "%s: No such file or directory; the last good credentials stay in use", path) > 0);
+        replace_credentials(path, "alice", "pw");
+        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with_file(&ev, path);
+        assert_int_equal(unlink(path), 0);
+        fixture_sleep_ms(STAT_WAIT_MS);
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(ev.failed, 1);
+        assert_string_equal(ev.last_reason, want);
+        fixture_sleep_ms(STAT_WAIT_MS);
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(ev.failed, 1);
 }
 
 /* A helper in env.tmp: answers user u and the password in the file NAME.pw after
@@ -304,9 +329,7 @@ static void test_identity_token(void **state) {
         replace(path, "{\"auths\": {\"%s\": {\"auth\": \"dTo=\", \"identitytoken\": \"rt-1%s\"}}}", env.a.host,
                 pad);
         struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
-        struct fallback_endpoint_config ep = endpoint();
-        ep.credentials_file = path;
-        _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ev, &ep);
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with_file(&ev, path);
         assert_int_equal(probe(fb), 404);
         assert_int_equal(count(&env.a, "POST", "/token", 200), 1);
         assert_int_equal(count(&env.a, "GET", "/token", -1), 0);
@@ -377,6 +400,7 @@ static void test_reconfigure(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup(test_file_replaced, reset),
+                cmocka_unit_test_setup(test_file_gone, reset),
                 cmocka_unit_test_setup(test_helper_single_flight, reset),
                 cmocka_unit_test_setup(test_helper_fails, reset),
                 cmocka_unit_test_setup(test_identity_token, reset),
