@@ -52,6 +52,9 @@ static int spawn_child(const struct run_options *o, int out, int in, pid_t *ret_
                             : posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
         if (r == 0)
                 r = posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+        /* Nothing else of ours, even a descriptor someone forgot to mark close-on-exec. */
+        if (r == 0)
+                r = posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);
         if (r == 0)
                 r = posix_spawnattr_setsigmask(&attr, &none);
         if (r == 0)

@@ -19,10 +19,11 @@ struct run_options {
         size_t max;         /* output bytes taken at most */
 };
 
-/* Runs o->argv in a process group of its own, with stderr on /dev/null and
- * no signal blocked or ignored, and returns its standard output
- * (NUL-terminated, at most o->max bytes; the caller frees, and wipes it when
- * it may hold a secret) and exit status (128 + signal when killed). The group
+/* Runs o->argv in a process group of its own, with stderr on /dev/null, no
+ * signal blocked or ignored and no other descriptor of the caller's, and
+ * returns its standard output (NUL-terminated, at most o->max bytes; the
+ * caller frees, and wipes it when it may hold a secret) and exit status
+ * (128 + signal when killed). The group
  * is killed when the program runs past o->timeout_ms (-ETIMEDOUT) or writes
  * more than o->max (-EFBIG), and the child is always reaped unless it
  * outlives its kill by a second. Returns 0, or -errno (-ENOENT: no such

@@ -12,9 +12,11 @@
 #include "tests/unit/unit.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "common/run.h"
 #include "common/time.h"
@@ -53,6 +55,22 @@ static void test_input_output_status(void **state) {
         /* A child that does not read its input is no trouble (no SIGPIPE here). */
         assert_int_equal(run_sh("exit 0", "ignored", NULL, 5000, 100, &out, &size, &status), 0);
         free(out);
+        assert_no_child();
+}
+
+/* Only stdin, stdout and stderr reach the child, even a descriptor without O_CLOEXEC. */
+static void test_descriptors(void **state) {
+        (void) state;
+        int leak = open("/dev/null", O_RDONLY); /* deliberately without O_CLOEXEC */
+        assert_true(leak > 2);
+        char *out = NULL;
+        size_t size = 0;
+        int status = -1;
+        assert_int_equal(run_sh("ls /proc/self/fd | wc -l", NULL, NULL, 5000, 100, &out, &size, &status), 0);
+        /* 0, 1, 2 and the one ls opened to read the directory. */
+        assert_string_equal(out, "4\n");
+        free(out);
+        close(leak);
         assert_no_child();
 }
 
@@ -116,6 +134,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_input_output_status),
                 cmocka_unit_test(test_environment),
+                cmocka_unit_test(test_descriptors),
                 cmocka_unit_test(test_bounds),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
