@@ -135,10 +135,10 @@ SH
 sleep 60
 SH
   chmod +x "$T/helper" "$T/hang-helper"
-  checkd "b: layerd serves with a credential helper (lifetime 2s) and a hanging one (timeout 1s)" serve b "registries:
+  checkd "b: layerd serves with a credential helper (lifetime 4s) and a hanging one (timeout 1s)" serve b "registries:
   \"reg.test:$PF\":
     origin: $FX
-    endpoints: [{url: $FX, credential_helper: {command: $T/helper, lifetime: 2s, timeout: 5s}}]
+    endpoints: [{url: $FX, credential_helper: {command: $T/helper, lifetime: 4s, timeout: 5s}}]
   \"hang.test:$PF\":
     origin: $FX2
     endpoints: [{url: $FX, credential_helper: {command: $T/hang-helper, timeout: 1s}}]"
@@ -150,7 +150,7 @@ SH
 
   auth '{"mode": "basic", "user": "u", "password": "helper-two"}'
   printf 'helper-two' >"$T/helper-password"
-  sleep 2.2
+  sleep 4.2
   checkd "b: the password rotated: once the lifetime is over a pull works with the new one" pull "reg.test:$PF"
   check "b: ... the helper ran a second time" test "$(wc -l <"$T/helper-runs")" = 2
   check "b: ... said in a line (as the first answer was), no password in the log" \

@@ -263,7 +263,7 @@ static void test_helper_single_flight(void **state) {
         struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
         struct fallback_endpoint_config ep = endpoint();
         ep.credential_helper = helper;
-        ep.credential_helper_lifetime_ms = 1500;
+        ep.credential_helper_lifetime_ms = 3000; /* room for a slow run (valgrind) before the checks within it */
         _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ev, &ep);
 
         /* Eight fetches at once: one run of the helper, the others wait for it. */
@@ -290,7 +290,7 @@ static void test_helper_single_flight(void **state) {
         _cleanup_free_ char *pw = NULL;
         assert_true(asprintf(&pw, "%s.pw", helper) > 0);
         replace(pw, "h-2");
-        fixture_sleep_ms(1600);
+        fixture_sleep_ms(3100);
         assert_int_equal(probe(fb), 404);
         assert_int_equal(lines_of(helper, "runs"), 2);
         assert_int_equal(ev.updated, 2);
