@@ -45,6 +45,7 @@ ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 COMMON_SRC := common/error.c common/log.c common/parse.c common/reference.c common/fsutil.c common/textdiff.c \
 	common/digest.c common/base64.c common/range.c common/semver.c common/ratelimit.c common/json.c \
 	common/time.c common/buf.c common/budget.c
+COMMON_SRC += common/run.c common/filestamp.c
 HOSTSCONFIG_SRC := hostsconfig/spec.c hostsconfig/spec-model.c hostsconfig/spec-common.c hostsconfig/spec-layerd.c \
 	hostsconfig/spec-yaml.c hostsconfig/spec-helm.c \
 	hostsconfig/spec-print.c hostsconfig/spec-default.c hostsconfig/render.c hostsconfig/render-containerd.c \
@@ -62,6 +63,7 @@ CACHE_SRC := cache/store.c cache/entry.c cache/tags.c cache/memo.c
 FALLBACK_SRC := fallback/challenge.c fallback/credentials.c fallback/http.c fallback/fallback.c fallback/answer.c \
 	fallback/token.c fallback/breaker.c fallback/config.c fallback/manifest.c \
 	fallback/containerd.c fallback/probe.c fallback/addr.c
+FALLBACK_SRC += fallback/credhelper.c fallback/credsource.c
 LIB_SRC := $(COMMON_SRC) $(HOSTSCONFIG_SRC) $(CACHE_SRC) $(FALLBACK_SRC)
 # What the agent's unit tests link besides LIB_SRC: all of the agent but its main().
 AGENT_TEST_SRC := $(filter-out agent/main.c,$(AGENT_SRC))
@@ -147,6 +149,7 @@ UNIT_ASAN := $(addprefix $(ASAN)/unit/,$(UNIT_NAMES))
 UNIT_REL := $(addprefix $(REL)/unit/,$(UNIT_NAMES))
 FUZZ_REPLAY := $(addprefix $(ASAN)/fuzz/,$(FUZZ_TARGETS))
 UNIT_TSAN := $(addprefix $(TSAN)/unit/,$(filter cache/% fallback/test-fallback agent/test-core agent/test-admit agent/test-bounds common/test-budget,$(UNIT_NAMES)))
+UNIT_TSAN += $(TSAN)/unit/fallback/test-credsource
 
 unit: $(UNIT_ASAN) $(UNIT_REL) $(UNIT_TSAN) $(FUZZ_REPLAY)
 

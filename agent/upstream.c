@@ -44,6 +44,14 @@ static void on_event(const struct fallback_event *ev, void *userdata) {
                           "pull rate limit: ns=%s endpoint=%s remaining=%" PRId64 " limit=%" PRId64, ev->registry,
                           ev->endpoint, ev->ratelimit_remaining, ev->ratelimit_limit);
                 break;
+        case FALLBACK_EVENT_CREDENTIALS_UPDATED:
+                log_notice("credentials updated: ns=%s endpoint=%s reason=\"%s\"", ev->registry, ev->endpoint,
+                           ev->reason);
+                break;
+        case FALLBACK_EVENT_CREDENTIALS_FAILED:
+                log_warning("credentials not refreshed: ns=%s endpoint=%s reason=\"%s\"", ev->registry, ev->endpoint,
+                            ev->reason);
+                break;
         default:
                 break;
         }
@@ -63,6 +71,9 @@ size_t agent_endpoint_config(const struct spec_endpoint *se, struct fallback_hea
                 .skip_verify = se->skip_verify,
                 .allow_private_redirects = se->allow_private_redirects,
                 .credentials_file = se->credentials_file,
+                .credential_helper = se->credential_helper,
+                .credential_helper_lifetime_ms = se->credential_helper_lifetime_ms,
+                .credential_helper_timeout_ms = se->credential_helper_timeout_ms,
                 .connect_timeout_ms = se->connect_timeout_ms,
                 .response_timeout_ms = se->response_timeout_ms,
                 .idle_timeout_ms = se->idle_timeout_ms,

@@ -13,6 +13,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "common/filestamp.h"
 #include "common/time.h"
 #include "common/macro.h"
 #include "fallback/fallback-internal.h"
@@ -84,7 +85,7 @@ void fallback_config_unref_locked(struct fallback *fb, struct config *c) {
                         free(e->ca_file);
                         free(e->client_cert);
                         free(e->client_key);
-                        credentials_free(e->creds);
+                        fallback_credsource_free(e->cs);
                         curl_slist_free_all(e->headers);
                         fallback_ep_state_unref_locked(fb, e->st);
                 }
@@ -218,9 +219,18 @@ static int ep_fill(struct fallback *fb, const char *registry, const struct fallb
                         return -ENOMEM;
                 e->headers = l;
         }
+        if (c->credentials_file && c->credential_helper) {
+                error_list_add(errors, 0, 0, "registry %s: endpoint %s: credentials_file and credential_helper both given",
+                               registry, c->url);
+                return -EINVAL;
+        }
+        struct credentials *creds = NULL;
+        struct file_stamp stamp = { 0 };
         if (c->credentials_file) {
                 size_t before = errors->n;
-                int r = credentials_load(c->credentials_file, e->host, &e->creds, errors);
+                /* Looked at before it is read: a change in between is seen on the next use. */
+                (void) file_stamp_update(&stamp, c->credentials_file, time_now_ms());
+                int r = credentials_load(c->credentials_file, e->host, &creds, errors);
                 if (r < 0) {
                         /* Name the endpoint in what credentials_load() said (if it
                          * was stored: a full list only counts it). */
@@ -236,16 +246,33 @@ static int ep_fill(struct fallback *fb, const char *registry, const struct fallb
                         }
                         return r == -ENOMEM ? r : -EINVAL;
                 }
-                if (!e->creds)
+                if (!creds)
                         error_list_add(errors, 0, 0, "registry %s: endpoint %s: %s has no credentials for %s",
                                        registry, c->url, c->credentials_file, e->host);
-                if (!e->creds)
+                if (!creds)
                         return -EINVAL;
         }
+        if ((c->credentials_file || c->credential_helper) &&
+            fallback_credsource_new(c, creds, c->credentials_file ? &stamp : NULL, &e->cs) < 0)
+                return -ENOMEM;
         pthread_mutex_lock(&fb->lock);
         e->st = ep_state_get_locked(fb, registry, e->url);
         pthread_mutex_unlock(&fb->lock);
         return e->st ? 0 : -ENOMEM;
+}
+
+/* An endpoint that stays (its state shared by old and new) keeps what its credentials source
+ * knew, and loses the tokens the old credentials got when the reconfiguration changed them. */
+static void take_over_credentials(const struct config *old, const struct config *new) {
+        for (size_t i = 0; old && i < new->n_regs; i++)
+                for (size_t j = 0; j < new->regs[i].n_eps; j++) {
+                        const struct ep *e = &new->regs[i].eps[j];
+                        for (size_t k = 0; k < old->n_regs; k++)
+                                for (size_t l = 0; l < old->regs[k].n_eps; l++)
+                                        if (old->regs[k].eps[l].st == e->st &&
+                                            fallback_credsource_take_over(old->regs[k].eps[l].cs, e->cs))
+                                                fallback_tokens_drop(e->st);
+                }
 }
 
 int fallback_configure(struct fallback *fb, const struct fallback_registry_config *regs, size_t n,
@@ -281,7 +308,12 @@ int fallback_configure(struct fallback *fb, const struct fallback_registry_confi
         pthread_mutex_lock(&fb->lock);
         struct config *old = fb->config;
         fb->config = c;
+        c->refs++; /* for take_over_credentials(), outside the lock */
+        pthread_mutex_unlock(&fb->lock);
+        take_over_credentials(old, c);
+        pthread_mutex_lock(&fb->lock);
         fallback_config_unref_locked(fb, old);
+        fallback_config_unref_locked(fb, c);
         pthread_mutex_unlock(&fb->lock);
         return 0;
 fail:

@@ -24,8 +24,34 @@ struct credentials *credentials_free(struct credentials *c) {
                 return NULL;
         wipe_free(c->user);
         wipe_free(c->password);
+        wipe_free(c->identity_token);
         free(c);
         return NULL;
+}
+
+static bool dup_field(const char *from, char **to) {
+        return !from || (*to = strdup(from));
+}
+
+struct credentials *credentials_dup(const struct credentials *c) {
+        if (!c)
+                return NULL;
+        struct credentials *d = calloc(1, sizeof(*d));
+        if (!d || !dup_field(c->user, &d->user) || !dup_field(c->password, &d->password) ||
+            !dup_field(c->identity_token, &d->identity_token))
+                return credentials_free(d);
+        return d;
+}
+
+static bool field_equal(const char *a, const char *b) {
+        return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+bool credentials_equal(const struct credentials *a, const struct credentials *b) {
+        if (!a || !b)
+                return a == b;
+        return field_equal(a->user, b->user) && field_equal(a->password, b->password) &&
+               field_equal(a->identity_token, b->identity_token);
 }
 
 static bool is_docker_hub(const char *h, size_t len) {
@@ -56,6 +82,11 @@ static int from_entry(json_t *entry, const char *key, struct credentials **ret, 
         const char *auth = json_string_value(json_object_get(entry, "auth"));
         const char *user = json_string_value(json_object_get(entry, "username"));
         const char *password = json_string_value(json_object_get(entry, "password"));
+        const char *idtoken = json_string_value(json_object_get(entry, "identitytoken"));
+        if (json_object_get(entry, "identitytoken") && (!idtoken || !idtoken[0])) {
+                error_list_add(errors, 0, 0, "auths.\"%s\".identitytoken: not a non-empty string", key);
+                return -EINVAL;
+        }
         if (auth && auth[0]) {
                 _cleanup_free_ char *plain = NULL;
                 size_t size;
@@ -71,20 +102,30 @@ static int from_entry(json_t *entry, const char *key, struct credentials **ret, 
                 }
                 *colon = '\0';
                 c->user = strdup(plain);
-                c->password = strdup(colon + 1);
+                /* With an identity token, docker login stores "user:" (no password). */
+                c->password = idtoken ? NULL : strdup(colon + 1);
                 explicit_bzero(plain, size);
+                if (!c->user || (!idtoken && !c->password))
+                        return -ENOMEM;
+        } else if (idtoken) {
+                if (user && !(c->user = strdup(user)))
+                        return -ENOMEM;
         } else if (user && password) {
                 c->user = strdup(user);
                 c->password = strdup(password);
         } else {
-                if (json_object_get(entry, "identitytoken"))
-                        error_list_add(errors, 0, 0,
-                                       "auths.\"%s\": identitytoken (OAuth refresh tokens) is not supported; "
-                                       "give auth or username and password",
-                                       key);
-                else
-                        error_list_add(errors, 0, 0, "auths.\"%s\": no auth, or username and password", key);
+                error_list_add(errors, 0, 0, "auths.\"%s\": no auth, username and password, or identitytoken", key);
                 return -EINVAL;
+        }
+        if (idtoken) {
+                if (!(c->identity_token = strdup(idtoken)))
+                        return -ENOMEM;
+                if (c->user && !c->user[0]) {
+                        free(c->user);
+                        c->user = NULL;
+                }
+                *ret = TAKE_PTR(c);
+                return 0;
         }
         if (!c->user || !c->password)
                 return -ENOMEM;

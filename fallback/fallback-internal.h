@@ -7,7 +7,8 @@
  * config.c: the state and the configuration); not part of its interface.
  *
  * Lock order: fb->lock, then an endpoint's token lock (ep_state.tlock);
- * never the other way round. */
+ * never the other way round. A credentials source's lock (credsource.c) is
+ * taken alone. */
 
 #include <curl/curl.h>
 #include <pthread.h>
@@ -54,6 +55,7 @@ struct ep_state {
         pthread_cond_t tcond;
         struct token *tokens;
         size_t n_tokens;
+        uint64_t tokens_gen; /* tlock: counts fallback_tokens_drop(); a token fetched across one is not kept */
 };
 
 /* One endpoint's settings, immutable once configured. */
@@ -65,7 +67,7 @@ struct ep {
         bool allow_private_redirects; /* a hop away may go to any class of address (fallback/addr.h) */
         bool no_pull, no_resolve; /* containerd's capabilities, negated: zero is "may" */
         char *ca_file, *client_cert, *client_key;
-        struct credentials *creds;
+        struct credsource *cs; /* where the credentials come from; NULL: anonymous */
         uint64_t connect_ms, response_ms, idle_ms;
         struct curl_slist *headers;
         struct ep_state *st;
@@ -156,6 +158,10 @@ struct fetch {
          * where its redirects and token realm may lead (fallback_addr_hop_mask()). */
         enum fallback_addr_class ep_class;
 
+        /* The current endpoint's credentials for this attempt (a copy, wiped
+         * when it ends), from its source (fallback_creds_get()); NULL: none. */
+        struct credentials *creds;
+
         long answer;           /* OUT_ANSWER's status */
         char reason[FETCH_REASON_MAX];
 };
@@ -190,6 +196,37 @@ char *fallback_token_peek(struct ep_state *st, const char *scope);
  * reason says why; -EACCES when the token endpoint refused the credentials. */
 int fallback_token_get(struct fetch *f, const struct ep *e, const struct challenge *ch, const char *scope,
                        const char *rejected, char **ret, char *reason, size_t rsize);
+
+/* Parses a token endpoint's answer (exposed for tests and the fuzz target): the token ("token" or
+ * "access_token") and its lifetime in ms; with ret_refresh, an OAuth2 "refresh_token" (or NULL). */
+int fallback_token_parse(const void *data, size_t size, char **ret_token, uint64_t *ret_ttl_ms, char **ret_refresh,
+                         char *reason, size_t rsize);
+/* The OAuth2 refresh-token grant's form body (grant_type, service, scope, client_id=layerd,
+ * refresh_token), percent-encoded, into b (room reserved at once: a secret is never copied by a
+ * realloc); b's caller wipes it. */
+int fallback_token_oauth_form(const char *service, const char *scopes, const char *refresh_token, struct buf *b);
+/* Drops st's cached tokens (the credentials they were got with changed); a fetch under way keeps its own. */
+void fallback_tokens_drop(struct ep_state *st);
+
+/* credsource.c */
+struct credsource;
+struct file_stamp;
+/* A source for an endpoint configured as c (its file or helper), holding creds (taken over, may
+ * be NULL) read when the file looked as stamp (NULL: no file). -ENOMEM (creds freed). */
+int fallback_credsource_new(const struct fallback_endpoint_config *c, struct credentials *creds,
+                            const struct file_stamp *stamp, struct credsource **ret);
+struct credsource *fallback_credsource_free(struct credsource *cs);
+/* At a reconfiguration, the source new of an endpoint that stays takes over what old knew and
+ * still holds (the same helper's answer, within its lifetime). Returns whether the credentials
+ * differ (then the endpoint's tokens are to be dropped); either may be NULL. Neither lock held. */
+bool fallback_credsource_take_over(struct credsource *old, struct credsource *new);
+/* e's credentials for f's attempt (a copy, NULL: anonymous): its file re-read if it changed, its
+ * helper run if its answer is stale; the last good ones when that fails (reported once by an
+ * event). Tokens are dropped when they change. 0 or -ENOMEM. */
+int fallback_creds_get(struct fetch *f, const struct ep *e, struct credentials **ret);
+/* The token realm traded identity token used for a new one (OAuth2 refresh token rotation): kept
+ * in e's source if it still holds used. */
+void fallback_creds_refreshed(const struct ep *e, const char *used, const char *fresh);
 
 /* breaker.c */
 /* Sends b's event to the caller's on_event, if one is set, and clears it. Never under fb->lock. */

@@ -206,8 +206,8 @@ static int perform(struct fetch *f, struct exchange *x, bool head, struct curl_s
                 .connect_timeout_ms = e->connect_ms,
                 .response_timeout_ms = e->response_ms,
                 .idle_timeout_ms = e->idle_ms,
-                .user = x->same_host && x->basic ? e->creds->user : NULL,
-                .password = x->same_host && x->basic ? e->creds->password : NULL,
+                .user = x->same_host && x->basic ? f->creds->user : NULL,
+                .password = x->same_host && x->basic ? f->creds->password : NULL,
                 .on_body = fallback_on_body,
                 .on_head = fallback_on_head,
                 .userdata = f,
@@ -341,7 +341,7 @@ static enum step authorise(struct fetch *f, struct exchange *x, enum outcome *ou
                         x->refreshed = true;
                         return STEP_AGAIN;
                 }
-                if (bas && e->creds && !x->basic) {
+                if (bas && credentials_have_password(f->creds) && !x->basic) {
                         challenge_list_done(&cl);
                         x->basic = x->refreshed = true;
                         pthread_mutex_lock(&f->fb->lock);
@@ -379,11 +379,17 @@ enum outcome fallback_attempt(struct fetch *f, const struct ep *e) {
         struct exchange x = { .e = e, .same_host = true, .on_origin = true };
         enum outcome out = OUT_ABORT;
 
+        /* First: new credentials drop the tokens the old ones got. */
+        if (fallback_creds_get(f, e, &f->creds) < 0) {
+                f->abort_error = -ENOMEM;
+                return OUT_ABORT;
+        }
         x.first = build_url(f, e);
         x.token = fallback_token_peek(e->st, f->scope);
         x.cur = x.first;
         if (!x.first) {
                 fallback_wipe_free(x.token);
+                f->creds = credentials_free(f->creds);
                 f->abort_error = -ENOMEM;
                 return OUT_ABORT;
         }
@@ -392,7 +398,7 @@ enum outcome fallback_attempt(struct fetch *f, const struct ep *e) {
         http_response_done(&x.hr);
         f->hr = &x.hr;
         pthread_mutex_lock(&f->fb->lock);
-        x.basic = e->st->wants_basic && e->creds;
+        x.basic = e->st->wants_basic && credentials_have_password(f->creds);
         pthread_mutex_unlock(&f->fb->lock);
 
         for (enum step next = STEP_AGAIN; next == STEP_AGAIN;) {
@@ -421,6 +427,7 @@ enum outcome fallback_attempt(struct fetch *f, const struct ep *e) {
         free(x.url);
         http_response_done(&x.hr);
         f->hr = NULL;
+        f->creds = credentials_free(f->creds);
         return out;
 }
 

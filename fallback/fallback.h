@@ -28,8 +28,9 @@
  *   (the announced Content-Length at once, else as it grows); past it the
  *   fetch ends at once with -ENOBUFS (no endpoint is blamed).
  * - Auth: the distribution token flow (anonymous or with credentials from a
- *   docker config.json), tokens cached per endpoint and scope until expiry, one
- *   refresh on a 401; Basic. Credentials go only to the endpoint's own host and
+ *   docker config.json, re-read when it changes, or from a docker credential
+ *   helper), tokens cached per endpoint and scope until expiry, one refresh on a
+ *   401; an identity token traded at the realm as an OAuth2 refresh token; Basic. Credentials go only to the endpoint's own host and
  *   its token realm; redirects to another host (blob CDNs) carry no
  *   Authorization, no client certificate and none of the spec's headers (the
  *   endpoint's CA file, trust and no secret, applies to them as well).
@@ -52,6 +53,8 @@
 #define FALLBACK_MANIFEST_MAX (4u * 1024 * 1024) /* as distribution's own limit */
 #define FALLBACK_TOKEN_MAX (64u * 1024)          /* a token endpoint's answer */
 #define FALLBACK_REDIRECTS_MAX 5
+#define FALLBACK_CREDENTIAL_HELPER_LIFETIME_MS (10u * 60 * 1000)
+#define FALLBACK_CREDENTIAL_HELPER_TIMEOUT_MS (5u * 1000)
 #define FALLBACK_ERROR_MAX 256 /* fallback_response.error, NUL included */
 #define FALLBACK_ACCEPT_DEFAULT                                                                    \
         "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, " \
@@ -76,7 +79,12 @@ struct fallback_endpoint_config {
         /* Redirects and the token realm may lead to loopback, link-local and private
          * addresses of any class; without it only to public ones and the endpoint's own class. */
         bool allow_private_redirects;
-        const char *credentials_file; /* docker config.json; NULL: anonymous */
+        const char *credentials_file; /* docker config.json, re-read when it changes; NULL: anonymous */
+        /* A docker credential helper (absolute path), run as `<it> get` for this endpoint's host, its
+         * answer kept for the lifetime; NULL: none. Not together with credentials_file. */
+        const char *credential_helper;
+        uint64_t credential_helper_lifetime_ms; /* 0: FALLBACK_CREDENTIAL_HELPER_LIFETIME_MS */
+        uint64_t credential_helper_timeout_ms;  /* 0: FALLBACK_CREDENTIAL_HELPER_TIMEOUT_MS */
         uint64_t connect_timeout_ms, response_timeout_ms, idle_timeout_ms;
         const struct fallback_header *headers; /* sent to this endpoint's host only */
         size_t n_headers;
@@ -95,6 +103,12 @@ enum fallback_event_type {
         FALLBACK_EVENT_BREAKER_CLOSED, /* a probe succeeded */
         FALLBACK_EVENT_RESUME,       /* a broken body goes on with a Range request */
         FALLBACK_EVENT_RATELIMIT,    /* the endpoint reported its pull budget (ratelimit-remaining) */
+        /* An endpoint's credentials file was read again after it changed, or its helper gave new
+         * credentials (reason: the file or helper, and what changed); its tokens were dropped. */
+        FALLBACK_EVENT_CREDENTIALS_UPDATED,
+        /* Reading the changed file or running the helper failed (reason says why, never a secret);
+         * the last good credentials stay in use. A file's failure is told once until it is good again. */
+        FALLBACK_EVENT_CREDENTIALS_FAILED,
         _FALLBACK_EVENT_MAX,
 };
 
@@ -132,9 +146,10 @@ int fallback_new(const struct fallback_options *o, struct fallback **ret);
 /* Waits for no one: call it when no fetch runs any more. Accepts NULL. */
 struct fallback *fallback_free(struct fallback *fb);
 
-/* Replaces the registries (all-or-nothing). Credentials files are read here;
- * a missing or malformed one is an error in errors, and -EINVAL returned
- * with the old configuration kept. Breaker state, tokens and counters of an
+/* Replaces the registries (all-or-nothing). Credentials files are read here
+ * (and again on use when they change); a missing or malformed one is an error
+ * in errors, and -EINVAL returned with the old configuration kept. Credential
+ * helpers are first run on use. Breaker state, tokens and counters of an
  * endpoint URL that stays are kept. Fetches in flight finish with the old one. */
 int fallback_configure(struct fallback *fb, const struct fallback_registry_config *r, size_t n,
                        struct error_list *errors);

@@ -269,6 +269,10 @@ static int setup(CURL *h, CURLSH *share, const struct http_request *req, struct 
         SET(CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
         SET(CURLOPT_OPENSOCKETDATA, x);
         SET(CURLOPT_SHARE, share);
+        if (req->post_fields) {
+                SET(CURLOPT_POSTFIELDSIZE, (long) req->post_size);
+                SET(CURLOPT_POSTFIELDS, req->post_fields);
+        }
         if (req->user) {
                 SET(CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
                 SET(CURLOPT_USERNAME, req->user);

@@ -39,6 +39,9 @@ struct http_request {
         bool (*cancelled)(void *userdata); /* polled: true ends the exchange with -ECANCELED */
         void *cancel_userdata;
         const char *user, *password; /* Basic credentials, or NULL */
+        /* A POST of this application/x-www-form-urlencoded body (post_size bytes), not copied; NULL: GET or HEAD. */
+        const char *post_fields;
+        size_t post_size;
         /* Body bytes of a 2xx answer (other bodies are dropped). A negative
          * errno aborts the exchange and is returned by http_perform(). */
         int (*on_body)(void *userdata, const void *data, size_t size);

@@ -70,8 +70,10 @@ void fallback_buf_wipe(struct buf *b) {
         *b = (struct buf) { 0 };
 }
 
-/* Parses a token endpoint's answer: the token, and its lifetime in ms. */
-static int token_parse(const struct buf *b, char **ret_token, uint64_t *ret_ttl_ms, char *reason, size_t rsize) {
+/* Parses a token endpoint's answer: the token, and its lifetime in ms; an
+ * OAuth2 answer's new refresh token into *ret_refresh when that is given (else NULL). */
+static int token_parse(const struct buf *b, char **ret_token, uint64_t *ret_ttl_ms, char **ret_refresh, char *reason,
+                       size_t rsize) {
         json_error_t jerr;
         _cleanup_(json_decrefp) json_t *root = json_loadb(b->data, b->len, 0, &jerr);
         if (!json_is_object(root)) {
@@ -102,12 +104,63 @@ static int token_parse(const struct buf *b, char **ret_token, uint64_t *ret_ttl_
         }
         uint64_t ms = (uint64_t) ttl * 1000;
         uint64_t margin = ms / 10 < 10000 ? ms / 10 : 10000; /* renew a little early */
+        const char *refresh = json_string_value(json_object_get(root, "refresh_token"));
+        bool want_rt = ret_refresh && refresh && refresh[0] && !strpbrk(refresh, "\r\n");
         char *t = strdup(tok);
-        if (!t)
+        char *rt = want_rt ? strdup(refresh) : NULL;
+        if (!t || (want_rt && !rt)) {
+                fallback_wipe_free(t);
+                fallback_wipe_free(rt);
                 return -ENOMEM;
+        }
         *ret_token = t;
         *ret_ttl_ms = ms - margin;
+        if (ret_refresh)
+                *ret_refresh = rt;
         return 0;
+}
+
+int fallback_token_parse(const void *data, size_t size, char **ret_token, uint64_t *ret_ttl_ms, char **ret_refresh,
+                         char *reason, size_t rsize) {
+        struct buf b = { .data = (void *) data, .len = size };
+        return token_parse(&b, ret_token, ret_ttl_ms, ret_refresh, reason, rsize);
+}
+
+/* Appends s percent-encoded (RFC 3986 unreserved characters kept) for an
+ * application/x-www-form-urlencoded body. */
+static int form_append(struct buf *b, const char *name, const char *s) {
+        static const char hex[] = "0123456789ABCDEF";
+        int r = buf_append(b, b->len ? "&" : "", b->len ? 1 : 0);
+        if (r >= 0)
+                r = buf_append(b, name, strlen(name));
+        if (r >= 0)
+                r = buf_append(b, "=", 1);
+        for (const unsigned char *p = (const unsigned char *) s; r >= 0 && *p; p++) {
+                char enc[3] = { '%', hex[*p >> 4], hex[*p & 15] };
+                bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                             *p == '-' || *p == '.' || *p == '_' || *p == '~';
+                r = plain ? buf_append(b, p, 1) : buf_append(b, enc, 3);
+        }
+        return r;
+}
+
+int fallback_token_oauth_form(const char *service, const char *scopes, const char *refresh_token, struct buf *b) {
+        /* The distribution token spec's OAuth2 request (docs/spec/auth/oauth.md):
+         * the scopes space-separated in one parameter, as containerd sends them. */
+        /* Room for all of it at once: a secret never left behind by a realloc. */
+        size_t room = 128 + 3 * (strlen(refresh_token) + (service ? strlen(service) : 0) + (scopes ? strlen(scopes) : 0));
+        int r = buf_reserve(b, room);
+        if (r >= 0)
+                r = form_append(b, "grant_type", "refresh_token");
+        if (r >= 0 && service)
+                r = form_append(b, "service", service);
+        if (r >= 0 && scopes && scopes[0])
+                r = form_append(b, "scope", scopes);
+        if (r >= 0)
+                r = form_append(b, "client_id", "layerd");
+        if (r >= 0)
+                r = form_append(b, "refresh_token", refresh_token);
+        return r;
 }
 
 static struct token *token_find(struct ep_state *st, const char *scope) {
@@ -147,6 +200,18 @@ static void token_trim_locked(struct ep_state *st) {
         }
 }
 
+void fallback_tokens_drop(struct ep_state *st) {
+        pthread_mutex_lock(&st->tlock);
+        st->tokens_gen++;
+        for (struct token *t = st->tokens; t; t = t->next)
+                if (!t->fetching) {
+                        fallback_wipe_free(t->value);
+                        t->value = NULL;
+                }
+        token_trim_locked(st);
+        pthread_mutex_unlock(&st->tlock);
+}
+
 static bool fetch_cancelled(const struct fetch *f) {
         return f->req->cancelled && f->req->cancelled(f->req->cancel_userdata);
 }
@@ -173,17 +238,21 @@ static int token_request(struct fetch *f, const struct ep *e, const struct chall
         /* Credentials go to the realm the registry names (that is the token
          * flow), but never in clear text to another host. */
         bool same = strcmp(realm_origin, e->origin) == 0;
-        bool send_creds = e->creds && (same || strcmp(realm_scheme, "https") == 0);
+        const struct credentials *creds = f->creds;
+        bool send_creds = creds && (same || strcmp(realm_scheme, "https") == 0);
+        /* An identity token is an OAuth2 refresh token: POSTed to the realm
+         * (the distribution token spec's OAuth2 flow), never sent as Basic. */
+        bool oauth = send_creds && creds->identity_token;
 
         CURLU *u = curl_url();
         char *url = NULL;
         bool ok = u && curl_url_set(u, CURLUPART_URL, realm, 0) == CURLUE_OK;
         _cleanup_free_ char *q1 = NULL, *q2 = NULL;
-        if (ok && service && asprintf(&q1, "service=%s", service) >= 0)
+        if (ok && !oauth && service && asprintf(&q1, "service=%s", service) >= 0)
                 ok = curl_url_set(u, CURLUPART_QUERY, q1, CURLU_APPENDQUERY | CURLU_URLENCODE) == CURLUE_OK;
         /* The challenge's scope may hold several, space-separated: one parameter each. */
         const char *scopes = ch_scope ? ch_scope : scope;
-        for (const char *p = scopes; ok && *p;) {
+        for (const char *p = oauth ? "" : scopes; ok && *p;) {
                 size_t len = strcspn(p, " ");
                 if (len > 0) {
                         free(q2);
@@ -204,6 +273,13 @@ static int token_request(struct fetch *f, const struct ep *e, const struct chall
                 return -EPROTO;
         }
 
+        struct buf form = { .max = FALLBACK_TOKEN_MAX };
+        if (oauth && fallback_token_oauth_form(service, scopes, creds->identity_token, &form) < 0) {
+                curl_free(url);
+                fallback_buf_wipe(&form);
+                snprintf(reason, rsize, "cannot build the token request");
+                return -ENOMEM;
+        }
         struct buf b = { .max = FALLBACK_TOKEN_MAX };
         struct http_response hr = { 0 };
         http_response_done(&hr);
@@ -217,8 +293,10 @@ static int token_request(struct fetch *f, const struct ep *e, const struct chall
                 .connect_timeout_ms = e->connect_ms,
                 .response_timeout_ms = e->response_ms,
                 .idle_timeout_ms = e->idle_ms,
-                .user = send_creds ? e->creds->user : NULL,
-                .password = send_creds ? e->creds->password : NULL,
+                .user = send_creds && !oauth ? creds->user : NULL,
+                .password = send_creds && !oauth ? creds->password : NULL,
+                .post_fields = oauth ? form.data : NULL,
+                .post_size = form.len,
                 .on_body = fallback_buf_append,
                 .userdata = &b,
                 .deadline_ms = f->req->deadline_ms,
@@ -238,12 +316,36 @@ static int token_request(struct fetch *f, const struct ep *e, const struct chall
                          realm_origin, hr.reason, fallback_addr_class_name(f->ep_class));
         else if (r < 0)
                 snprintf(reason, rsize, "token endpoint: %s", hr.reason);
-        else if (hr.status != 200) {
+        else if (oauth && (hr.status == 404 || hr.status == 405)) {
+                /* A realm without the OAuth2 flow. containerd would try a GET
+                 * with the refresh token as a Basic password; layerd sends a
+                 * secret only as what it is: these credentials cannot be used here. */
+                snprintf(reason, rsize,
+                         "token endpoint: HTTP %ld to the OAuth2 POST: the realm takes no refresh tokens, "
+                         "the identity token cannot be used",
+                         hr.status);
+                r = -EACCES;
+                /* Told as a credentials event too: the pull ends as a 401, whose reason is not logged. */
+                struct event_buf evb = { .set = true };
+                snprintf(evb.reason, sizeof(evb.reason), "%s", reason);
+                evb.ev = (struct fallback_event) { .type = FALLBACK_EVENT_CREDENTIALS_FAILED,
+                                                   .registry = f->reg->host, .endpoint = e->url,
+                                                   .reason = evb.reason };
+                fallback_emit(f->fb, &evb);
+        } else if (hr.status != 200) {
                 snprintf(reason, rsize, "token endpoint: HTTP %ld%s", hr.status,
-                         hr.status == 401 || hr.status == 403 ? (e->creds ? " (credentials refused)" : " (credentials needed)") : "");
+                         hr.status == 401 || hr.status == 403
+                                 ? (oauth ? " (refresh token refused)" : creds ? " (credentials refused)" : " (credentials needed)")
+                                 : "");
                 r = hr.status == 401 || hr.status == 403 ? -EACCES : -EPROTO;
-        } else
-                r = token_parse(&b, ret_token, ret_ttl, reason, rsize);
+        } else {
+                char *refresh = NULL;
+                r = token_parse(&b, ret_token, ret_ttl, oauth ? &refresh : NULL, reason, rsize);
+                if (r >= 0 && refresh && strcmp(refresh, creds->identity_token) != 0)
+                        fallback_creds_refreshed(e, creds->identity_token, refresh);
+                fallback_wipe_free(refresh);
+        }
+        fallback_buf_wipe(&form);
         fallback_buf_wipe(&b);
         http_response_done(&hr);
         return r;
@@ -298,6 +400,7 @@ int fallback_token_get(struct fetch *f, const struct ep *e, const struct challen
                         st->n_tokens++;
                 }
                 t->fetching = true;
+                uint64_t gen = st->tokens_gen;
                 pthread_mutex_unlock(&st->tlock);
 
                 char *value = NULL;
@@ -310,11 +413,15 @@ int fallback_token_get(struct fetch *f, const struct ep *e, const struct challen
                 t->value = NULL;
                 char *copy = NULL;
                 if (r >= 0) {
-                        t->value = value;
-                        t->expires_at = time_now_ms() + ttl;
                         /* Copied under the lock: once it is released, the trim
                          * below or another thread's refresh may free value. */
                         copy = strdup(value);
+                        /* Got with credentials that changed meanwhile: used once, not kept. */
+                        if (st->tokens_gen == gen) {
+                                t->value = value;
+                                t->expires_at = time_now_ms() + ttl;
+                        } else
+                                fallback_wipe_free(value);
                 }
                 token_trim_locked(st);
                 pthread_cond_broadcast(&st->tcond);

@@ -191,11 +191,13 @@ int render_containerd(const struct spec *s, const char *agent_url, struct hosts_
                 if (rc < 0)
                         return rc;
                 for (size_t j = 0; j < r->n_endpoints; j++)
-                        if (r->endpoints[j].credentials_file)
+                        if (r->endpoints[j].credentials_file || r->endpoints[j].credential_helper)
                                 error_list_add(notes, 0, 0,
-                                               "%s: credentials_file of %s is for layerd only: containerd's hosts.toml "
+                                               "%s: %s of %s is for layerd only: containerd's hosts.toml "
                                                "has no place for credentials",
-                                               r->host, r->endpoints[j].url);
+                                               r->host,
+                                               r->endpoints[j].credentials_file ? "credentials_file" : "credential_helper",
+                                               r->endpoints[j].url);
         }
         return 0;
 }

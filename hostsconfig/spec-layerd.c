@@ -427,9 +427,38 @@ static void check_v2_suffix(struct spec_ctx *c, const yaml_node_t *n, const char
                 spec_error(c, n, path, "path ends in /v2, which makes it the API root: set override_path: true");
 }
 
+/* credential_helper: {command, lifetime, timeout}, or the command alone. */
+static void parse_credential_helper(struct spec_ctx *c, const yaml_node_t *n, const char *path, struct spec_endpoint *e) {
+        static const char *const keys[] = { "command", "lifetime", "timeout" };
+        yaml_node_t *v[ELEMENTSOF(keys)];
+        char p[SPEC_PATH_MAX];
+        e->credential_helper_lifetime_ms = SPEC_DEFAULT_CREDENTIAL_HELPER_LIFETIME_MS;
+        e->credential_helper_timeout_ms = SPEC_DEFAULT_CREDENTIAL_HELPER_TIMEOUT_MS;
+        if (n->type == YAML_SCALAR_NODE) {
+                e->credential_helper = get_abs_path(c, n, path);
+                return;
+        }
+        if (spec_mapping(c, n, path, keys, ELEMENTSOF(keys), v, false) < 0)
+                return;
+        spec_path_key(p, sizeof(p), path, "command");
+        if (!v[0])
+                spec_error(c, n, path, "missing required key \"command\"");
+        else
+                e->credential_helper = get_abs_path(c, v[0], p);
+        if (v[1]) {
+                spec_path_key(p, sizeof(p), path, "lifetime");
+                (void) get_duration(c, v[1], p, 1000, 24ULL * 3600 * 1000, &e->credential_helper_lifetime_ms);
+        }
+        if (v[2]) {
+                spec_path_key(p, sizeof(p), path, "timeout");
+                (void) get_duration(c, v[2], p, 100, 60 * 1000, &e->credential_helper_timeout_ms);
+        }
+}
+
 static void parse_endpoint(struct spec_ctx *c, const yaml_node_t *n, const char *path, struct spec_endpoint *e) {
         static const char *const keys[] = { "url",  "capabilities", "override_path", "tls", "headers",
-                                            "credentials_file", "timeouts", "allow_private_redirects" };
+                                            "credentials_file", "timeouts", "allow_private_redirects",
+                                            "credential_helper" };
         yaml_node_t *v[ELEMENTSOF(keys)];
         char p[SPEC_PATH_MAX];
 
@@ -481,6 +510,13 @@ static void parse_endpoint(struct spec_ctx *c, const yaml_node_t *n, const char 
         if (v[7]) {
                 spec_path_key(p, sizeof(p), path, "allow_private_redirects");
                 (void) spec_get_bool(c, v[7], p, &e->allow_private_redirects);
+        }
+        if (v[8]) {
+                spec_path_key(p, sizeof(p), path, "credential_helper");
+                if (v[5])
+                        spec_error(c, v[8], p, "credentials_file and credential_helper exclude each other");
+                else
+                        parse_credential_helper(c, v[8], p, e);
         }
         if (v[0])
                 check_v2_suffix(c, v[0], p0, e);

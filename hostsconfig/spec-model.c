@@ -24,6 +24,7 @@ void spec_endpoint_done(struct spec_endpoint *e) {
         free(e->client_cert);
         free(e->client_key);
         free(e->credentials_file);
+        free(e->credential_helper);
         for (size_t i = 0; e->headers && i < e->n_headers; i++) {
                 free(e->headers[i].name);
                 strv_free(e->headers[i].values, e->headers[i].n_values);

@@ -151,6 +151,11 @@ static bool endpoint(struct out *o, const struct spec_endpoint *e) {
         }
         if (e->credentials_file && !kv(o, "credentials_file", e->credentials_file))
                 return false;
+        if (e->credential_helper &&
+            !(scalar(o, "credential_helper") && start_map(o, true) && kv(o, "command", e->credential_helper) &&
+              kv_duration(o, "lifetime", e->credential_helper_lifetime_ms) &&
+              kv_duration(o, "timeout", e->credential_helper_timeout_ms) && end_map(o)))
+                return false;
         /* Printed only when set: the default keeps check-config's output as it was. */
         if (e->allow_private_redirects && !kv_bool(o, "allow_private_redirects", true))
                 return false;

@@ -52,6 +52,8 @@
 #define SPEC_DEFAULT_MIRROR_CONNECT_TIMEOUT_MS 1000 /* any other endpoint's: a cache on the LAN */
 #define SPEC_DEFAULT_RESPONSE_TIMEOUT_MS 10000
 #define SPEC_DEFAULT_IDLE_TIMEOUT_MS 30000
+#define SPEC_DEFAULT_CREDENTIAL_HELPER_LIFETIME_MS (10ULL * 60 * 1000)
+#define SPEC_DEFAULT_CREDENTIAL_HELPER_TIMEOUT_MS 5000
 #define SPEC_DEFAULT_TAG_TTL_MS (5ULL * 60 * 1000)
 #define SPEC_DEFAULT_PREFETCH_INTERVAL_MS (6ULL * 3600 * 1000)
 #define SPEC_DEFAULT_PREFETCH_CONCURRENCY 2
@@ -88,6 +90,9 @@ struct spec_endpoint {
         bool allow_private_redirects; /* its redirects and token realm may lead to loopback, link-local or
                                        * private addresses (by default only to public ones and its own class) */
         char *credentials_file; /* docker config.json "auths" format; read by fallback/, never printed beyond its path */
+        char *credential_helper; /* a docker credential helper's absolute path (credential_helper.command); not with credentials_file */
+        uint64_t credential_helper_lifetime_ms; /* its answer is used this long (SPEC_DEFAULT_CREDENTIAL_HELPER_LIFETIME_MS) */
+        uint64_t credential_helper_timeout_ms;  /* it is killed past this (SPEC_DEFAULT_CREDENTIAL_HELPER_TIMEOUT_MS) */
         uint64_t connect_timeout_ms; /* default: SPEC_DEFAULT_CONNECT_TIMEOUT_MS for the origin, else
                                       * SPEC_DEFAULT_MIRROR_CONNECT_TIMEOUT_MS */
         uint64_t response_timeout_ms; /* request sent, no response headers for this long: the endpoint failed */

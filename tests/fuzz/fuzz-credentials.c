@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Fuzz target for the docker config.json reader (a file an operator or a
  * Kubernetes secret provides). Besides "no crash, no leak": every refusal
- * comes with an error message, and an entry that parsed has a non-empty user. */
+ * comes with an error message, and an entry that parsed has a non-empty user
+ * and a password, or a non-empty identity token (and no password). */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +23,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 error_list_init(&errors, "config.json");
                 int r = credentials_parse((const char *) data, size, hosts[i], &c, &errors);
                 if (r == 0 && c) {
-                        if (!c->user || !c->user[0] || !c->password)
+                        bool pair = c->user && c->user[0] && c->password && !c->identity_token;
+                        bool token = c->identity_token && c->identity_token[0] && !c->password &&
+                                     (!c->user || c->user[0]);
+                        if (!pair && !token)
                                 abort();
                         free(c->user);
                         c->user = NULL;

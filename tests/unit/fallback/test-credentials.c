@@ -237,21 +237,67 @@ static void test_bad_auth(void **state) {
                   "empty user name", secrets);
 }
 
+/* An identity token (an OAuth2 refresh token, fallback/token.c trades it) is
+ * taken with its user name, if any, and no password. */
 static void test_identitytoken(void **state) {
         (void) state;
-        static const char *const secrets[] = { "eyJhbGciOiJSUzI1NiJ9.refresh-" SECRET, NULL };
-        parse_bad("{\"auths\": {\"myregistry.azurecr.io\": {\"auth\": \"\", "
-                  "\"identitytoken\": \"eyJhbGciOiJSUzI1NiJ9.refresh-" SECRET "\"}}}",
-                  "myregistry.azurecr.io", "identitytoken", secrets);
-        struct error_list errors;
-        error_list_init(&errors, "config.json");
-        struct credentials *c = NULL;
-        const char *json = "{\"auths\": {\"r.example\": {\"identitytoken\": \"tok-" SECRET "\"}}}";
-        assert_int_equal(credentials_parse(json, strlen(json), "r.example", &c, &errors), -EINVAL);
-        assert_non_null(strstr(errors.items[0].message, "not supported"));
-        assert_non_null(strstr(errors.items[0].message, "r.example"));
-        static const char *const s2[] = { SECRET, NULL };
-        assert_no_secret(&errors, s2);
+        /* As `az acr login` writes it: no user at all. */
+        struct credentials *c = parse_ok("{\"auths\": {\"myregistry.azurecr.io\": {\"auth\": \"\", "
+                                         "\"identitytoken\": \"eyJhbGciOiJSUzI1NiJ9.refresh-" SECRET "\"}}}",
+                                         "myregistry.azurecr.io");
+        assert_non_null(c);
+        assert_null(c->user);
+        assert_null(c->password);
+        assert_string_equal(c->identity_token, "eyJhbGciOiJSUzI1NiJ9.refresh-" SECRET);
+        assert_false(credentials_have_password(c));
+        credentials_free(c);
+
+        /* As docker login stores it: "auth" is base64 of "user:" (no password). */
+        c = parse_ok("{\"auths\": {\"r.example\": {\"auth\": \"dXNlcjo=\", \"identitytoken\": \"tok-" SECRET "\"}}}",
+                     "r.example");
+        assert_non_null(c);
+        assert_string_equal(c->user, "user");
+        assert_null(c->password);
+        assert_string_equal(c->identity_token, "tok-" SECRET);
+        credentials_free(c);
+
+        /* With a username key, and a password that an identity token overrides. */
+        c = parse_ok("{\"auths\": {\"r.example\": {\"username\": \"u\", \"password\": \"p\", "
+                     "\"identitytoken\": \"tok\"}}}",
+                     "r.example");
+        assert_string_equal(c->user, "u");
+        assert_null(c->password);
+        assert_string_equal(c->identity_token, "tok");
+        credentials_free(c);
+
+        static const char *const secrets[] = { SECRET, NULL };
+        parse_bad("{\"auths\": {\"r.example\": {\"identitytoken\": \"\"}}}", "r.example", "identitytoken", secrets);
+        parse_bad("{\"auths\": {\"r.example\": {\"identitytoken\": 7, \"auth\": \"dXNlcjo=\"}}}", "r.example",
+                  "identitytoken", secrets);
+}
+
+/* Copies and comparisons: what tells a changed file from a touched one. */
+static void test_dup_equal(void **state) {
+        (void) state;
+        struct credentials *a = parse_ok("{\"auths\": {\"r.example\": {\"username\": \"u\", \"password\": \"" SECRET "\"}}}",
+                                         "r.example");
+        struct credentials *b = credentials_dup(a);
+        assert_non_null(b);
+        assert_ptr_not_equal(a->password, b->password);
+        assert_true(credentials_equal(a, b));
+        assert_true(credentials_equal(NULL, NULL));
+        assert_false(credentials_equal(a, NULL));
+        b->password[0] = 'S';
+        assert_false(credentials_equal(a, b));
+        struct credentials *t = parse_ok("{\"auths\": {\"r.example\": {\"identitytoken\": \"x\"}}}", "r.example");
+        struct credentials *t2 = credentials_dup(t);
+        assert_true(credentials_equal(t, t2));
+        assert_false(credentials_equal(a, t));
+        assert_null(credentials_dup(NULL));
+        credentials_free(a);
+        credentials_free(b);
+        credentials_free(t);
+        credentials_free(t2);
 }
 
 static void test_load(void **state) {
@@ -322,6 +368,7 @@ int main(void) {
                 cmocka_unit_test(test_malformed),
                 cmocka_unit_test(test_bad_auth),
                 cmocka_unit_test(test_identitytoken),
+                cmocka_unit_test(test_dup_equal),
                 cmocka_unit_test(test_load),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -210,6 +210,34 @@ static void test_durations_round_trip(void **state) {
         spec_free(s);
 }
 
+/* credential_helper prints as a mapping with its defaults spelled out, and reads back the same. */
+static void test_credential_helper_round_trip(void **state) {
+        (void) state;
+        static const char yaml[] = "registries:\n"
+                                   "  docker.io:\n"
+                                   "    endpoints:\n"
+                                   "      - url: https://a.example.com\n"
+                                   "        credential_helper: /usr/bin/docker-credential-a\n"
+                                   "      - url: https://b.example.com\n"
+                                   "        credential_helper: {command: /usr/bin/docker-credential-b, lifetime: 6h, "
+                                   "timeout: 1500ms}\n";
+        struct spec *s = NULL, *again = NULL;
+        struct error_list errors;
+        assert_int_equal(spec_parse("spec.yaml", yaml, strlen(yaml), CACHE, &s, &errors), 0);
+        char *out = print_to_string(s);
+        assert_non_null(strstr(out, "      credential_helper: {command: /usr/bin/docker-credential-a, lifetime: 10m, "
+                                    "timeout: 5s}\n"));
+        assert_non_null(strstr(out, "      credential_helper: {command: /usr/bin/docker-credential-b, lifetime: 6h, "
+                                    "timeout: 1s500ms}\n"));
+        assert_int_equal(spec_parse("printed.yaml", out, strlen(out), CACHE, &again, &errors), 0);
+        char *out2 = print_to_string(again);
+        assert_string_equal(out2, out);
+        free(out2);
+        free(out);
+        spec_free(again);
+        spec_free(s);
+}
+
 static void test_write_error(void **state) {
         (void) state;
         struct spec *s = NULL;
@@ -229,6 +257,7 @@ int main(void) {
                 cmocka_unit_test(test_quoting),      cmocka_unit_test(test_minimal),
                 cmocka_unit_test(test_builtin),      cmocka_unit_test(test_durations_round_trip),
                 cmocka_unit_test(test_write_error),  cmocka_unit_test(test_containerd_version),
+                cmocka_unit_test(test_credential_helper_round_trip),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -562,6 +562,38 @@ static void test_endpoint_tls(void **state) {
         spec_free(s);
 }
 
+/* credential_helper: a mapping or the command alone; never with credentials_file. */
+static void test_endpoint_credential_helper(void **state) {
+        (void) state;
+        struct spec *s = parse_ok(EP("        credential_helper: {command: /usr/bin/docker-credential-ecr-login, "
+                                     "lifetime: 6h, timeout: 10s}\n"));
+        const struct spec_endpoint *e = &s->registries[0].endpoints[0];
+        assert_string_equal(e->credential_helper, "/usr/bin/docker-credential-ecr-login");
+        assert_int_equal(e->credential_helper_lifetime_ms, 6ULL * 3600 * 1000);
+        assert_int_equal(e->credential_helper_timeout_ms, 10000);
+        spec_free(s);
+        s = parse_ok(EP("        credential_helper: /usr/bin/docker-credential-gcr\n"));
+        e = &s->registries[0].endpoints[0];
+        assert_string_equal(e->credential_helper, "/usr/bin/docker-credential-gcr");
+        assert_int_equal(e->credential_helper_lifetime_ms, SPEC_DEFAULT_CREDENTIAL_HELPER_LIFETIME_MS);
+        assert_int_equal(e->credential_helper_timeout_ms, SPEC_DEFAULT_CREDENTIAL_HELPER_TIMEOUT_MS);
+        spec_free(s);
+        expect_errors(EP("        credential_helper: docker-credential-gcr\n"), 1,
+                      "spec.yaml:5:28: registries.docker.io.endpoints[0].credential_helper: not an absolute path: "
+                      "\"docker-credential-gcr\"");
+        expect_errors(EP("        credential_helper: {lifetime: 1m}\n"), 1,
+                      "spec.yaml:5:28: registries.docker.io.endpoints[0].credential_helper: missing required key "
+                      "\"command\"");
+        expect_errors(EP("        credential_helper: {command: /h, timeout: 2m}\n"), 1,
+                      "spec.yaml:5:51: registries.docker.io.endpoints[0].credential_helper.timeout: must be between "
+                      "100ms and 1m");
+        expect_errors(EP("        credential_helper: {command: /h, args: [x]}\n"), 1,
+                      "spec.yaml:5:42: registries.docker.io.endpoints[0].credential_helper: unknown key \"args\"");
+        expect_errors(EP("        credentials_file: /c.json\n        credential_helper: /h\n"), 1,
+                      "spec.yaml:6:28: registries.docker.io.endpoints[0].credential_helper: credentials_file and "
+                      "credential_helper exclude each other");
+}
+
 static void test_endpoint_headers(void **state) {
         (void) state;
         expect_errors(EP("        headers: {authorization: Bearer x}\n"), 1,
@@ -1014,6 +1046,7 @@ int main(void) {
                 cmocka_unit_test(test_endpoint_capabilities),
                 cmocka_unit_test(test_endpoint_tls),
                 cmocka_unit_test(test_endpoint_headers),
+                cmocka_unit_test(test_endpoint_credential_helper),
                 cmocka_unit_test(test_endpoint_timeouts),
                 cmocka_unit_test(test_endpoint_connect_default),
                 cmocka_unit_test(test_anchors),

@@ -1,0 +1,410 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* An endpoint's credentials that change while fetches run, against the
+ * fixture registry (tests/fixtures/upstream.py): a credentials file re-read
+ * when it is replaced (and its tokens dropped), kept when the new one is
+ * malformed (one event), a credential helper run once for many concurrent
+ * fetches and again when its lifetime is over, a failing helper, and an
+ * identity token traded as an OAuth2 refresh token (rotated by the realm; a
+ * realm without the OAuth2 flow). A HEAD of a manifest the fixture does not
+ * hold answers 404 when the credentials were good, 401 when they were not. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "tests/unit/unit.h"
+#include "tests/unit/fallback/fixture.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/fsutil.h"
+#include "fallback/fallback.h"
+
+#define REG "registry.test"
+#define STAT_WAIT_MS 1100 /* a credentials file is looked at once a second at most */
+
+static struct {
+        struct upstream a;
+        char tmp[64];
+} env;
+
+struct events {
+        pthread_mutex_t lock;
+        size_t updated, failed;
+        char last_reason[256];
+};
+
+static void on_event(const struct fallback_event *ev, void *userdata) {
+        struct events *e = userdata;
+        pthread_mutex_lock(&e->lock);
+        if (ev->type == FALLBACK_EVENT_CREDENTIALS_UPDATED)
+                e->updated++;
+        if (ev->type == FALLBACK_EVENT_CREDENTIALS_FAILED)
+                e->failed++;
+        if (ev->type == FALLBACK_EVENT_CREDENTIALS_UPDATED || ev->type == FALLBACK_EVENT_CREDENTIALS_FAILED)
+                snprintf(e->last_reason, sizeof(e->last_reason), "%s", ev->reason);
+        pthread_mutex_unlock(&e->lock);
+}
+
+static struct fallback *fb_with(struct events *ev, const struct fallback_endpoint_config *ep) {
+        struct fallback_options o = { .user_agent = "layerd-test/1", .on_event = on_event, .userdata = ev };
+        struct fallback *fb = NULL;
+        assert_int_equal(fallback_new(&o, &fb), 0);
+        struct fallback_registry_config r = { .host = REG, .endpoints = ep, .n_endpoints = 1 };
+        struct error_list errors;
+        error_list_init(&errors, "test");
+        if (fallback_configure(fb, &r, 1, &errors) < 0) {
+                error_list_print(&errors, stderr);
+                fail_msg("fallback_configure failed");
+        }
+        return fb;
+}
+
+static struct fallback_endpoint_config endpoint(void) {
+        return (struct fallback_endpoint_config) { .url = env.a.url, .is_origin = true, .connect_timeout_ms = 10000,
+                                                   .response_timeout_ms = 10000, .idle_timeout_ms = 10000 };
+}
+
+/* A client whose one endpoint takes its credentials from the file at path. */
+static struct fallback *fb_with_file(struct events *ev, const char *path) {
+        struct fallback_endpoint_config ep = endpoint();
+        ep.credentials_file = path;
+        return fb_with(ev, &ep);
+}
+
+/* The status of a HEAD of a manifest nobody has: 404 through good credentials, 401 otherwise. */
+static int probe(struct fallback *fb) {
+        struct fallback_request req = { .registry = REG, .repository = "test/app", .kind = FALLBACK_MANIFEST,
+                                        .reference = "none", .head = true, .deadline_ms = time_now_ms() + 30000 };
+        struct fallback_response resp;
+        assert_int_equal(fallback_fetch(fb, &req, &resp), 0);
+        int status = resp.status;
+        fallback_response_done(&resp);
+        return status;
+}
+
+/* path replaced (a rename, as every writer of such files does) by text. */
+static void replace(const char *path, const char *fmt, ...) _printf_(2, 3);
+static void replace(const char *path, const char *fmt, ...) {
+        _cleanup_free_ char *text = NULL;
+        va_list ap;
+        va_start(ap, fmt);
+        assert_true(vasprintf(&text, fmt, ap) >= 0);
+        va_end(ap);
+        assert_int_equal(write_file_atomic(path, text, strlen(text), 0600), 0);
+}
+
+static void replace_credentials(const char *path, const char *user, const char *password) {
+        _cleanup_free_ char *pair = NULL;
+        assert_true(asprintf(&pair, "%s:%s", user, password) > 0);
+        _cleanup_free_ char *auth = unit_base64(pair);
+        replace(path, "{\"auths\": {\"%s\": {\"auth\": \"%s\"}}}", env.a.host, auth);
+}
+
+static size_t count(const struct upstream *u, const char *method, const char *part, long status) {
+        json_auto_t *log = upstream_log(u);
+        size_t n = 0;
+        for (size_t i = 0; i < json_array_size(log); i++)
+                if (strcmp(log_method(log, i), method) == 0 && strstr(log_path(log, i), part) &&
+                    (status < 0 || log_status(log, i) == status))
+                        n++;
+        return n;
+}
+
+static int group_setup(void **state) {
+        (void) state;
+        assert_int_equal(fallback_global_init(), 0);
+        snprintf(env.tmp, sizeof(env.tmp), "/tmp/layerd-test-credsource-XXXXXX");
+        assert_non_null(mkdtemp(env.tmp));
+        upstream_spawn(&env.a);
+        upstream_wait_ready(&env.a);
+        return 0;
+}
+
+static int group_teardown(void **state) {
+        (void) state;
+        upstream_stop(&env.a);
+        unit_rm_rf(env.tmp);
+        fallback_global_done();
+        return 0;
+}
+
+static int reset(void **state) {
+        (void) state;
+        upstream_reset(&env.a);
+        return 0;
+}
+
+static void test_file_replaced(void **state) {
+        (void) state;
+        _cleanup_free_ char *path = NULL;
+        assert_true(asprintf(&path, "%s/config.json", env.tmp) > 0);
+        upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"alice\", \"password\": \"pw-1\"}");
+        replace_credentials(path, "alice", "pw-1");
+        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with_file(&ev, path);
+        assert_int_equal(probe(fb), 404);
+
+        /* The password changes at the registry, then in the file. */
+        upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"alice\", \"password\": \"pw-2\"}");
+        upstream_expire_tokens(&env.a);
+        replace_credentials(path, "alice", "pw-2");
+        fixture_sleep_ms(STAT_WAIT_MS);
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(ev.updated, 1);
+        assert_non_null(strstr(ev.last_reason, "new credentials in use"));
+        assert_null(strstr(ev.last_reason, "pw-"));
+
+        /* The same credentials written again: nothing changes, the token is kept. */
+        size_t tokens = count(&env.a, "GET", "/token", -1);
+        replace(path, "{\"auths\": {\"%s\": {\"username\": \"alice\", \"password\": \"pw-2\"}}}", env.a.host);
+        fixture_sleep_ms(STAT_WAIT_MS);
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(count(&env.a, "GET", "/token", -1), tokens);
+        assert_int_equal(ev.updated, 1);
+
+        /* Malformed: the last good credentials stay, said once. */
+        replace(path, "{\"auths\": {");
+        fixture_sleep_ms(STAT_WAIT_MS);
+        upstream_expire_tokens(&env.a);
+        assert_int_equal(probe(fb), 404);
+        fixture_sleep_ms(STAT_WAIT_MS);
+        upstream_expire_tokens(&env.a);
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(ev.failed, 1);
+        assert_non_null(strstr(ev.last_reason, "not valid JSON; the last good credentials stay in use"));
+        /* ... and so when it is gone. */
+        assert_int_equal(unlink(path), 0);
+        fixture_sleep_ms(STAT_WAIT_MS);
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(ev.failed, 1); /* still the same failure spell */
+        assert_non_null(strstr(ev.last_reason, "not valid JSON"));
+
+        /* Credentials the registry refuses: the token got with the old ones is dropped, not used on. */
+        replace_credentials(path, "alice", "wrong");
+        fixture_sleep_ms(STAT_WAIT_MS);
+        assert_int_equal(probe(fb), 401);
+        assert_int_equal(ev.updated, 2);
+        assert_non_null(strstr(ev.last_reason, "new credentials in use"));
+}
+
+/* A file that went away: said once, by its name and errno, never twice. */
+static void test_file_gone(void **state) {
+        (void) state;
+        _cleanup_free_ char *path = NULL, *want = NULL;
+        assert_true(asprintf(&path, "%s/gone.json", env.tmp) > 0);
+        assert_true(asprintf(&want, "%s: No such file or directory; the last good credentials stay in use", path) > 0);
+        replace_credentials(path, "alice", "pw");
+        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with_file(&ev, path);
+        assert_int_equal(unlink(path), 0);
+        fixture_sleep_ms(STAT_WAIT_MS);
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(ev.failed, 1);
+        assert_string_equal(ev.last_reason, want);
+        fixture_sleep_ms(STAT_WAIT_MS);
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(ev.failed, 1);
+}
+
+/* A helper in env.tmp: answers user u and the password in the file NAME.pw after
+ * sleeping `delay` seconds; counts its runs in NAME.runs. Returns its path. */
+static char *write_helper(const char *name, const char *delay, const char *password) {
+        char *path = NULL;
+        assert_true(asprintf(&path, "%s/%s", env.tmp, name) > 0);
+        replace(path,
+                "#!/bin/sh\n"
+                "read -r server\n"
+                "echo \"$server\" >>%s.runs\n"
+                "sleep %s\n"
+                "printf '{\"Username\": \"u\", \"Secret\": \"%%s\"}' \"$(cat %s.pw)\"\n",
+                path, delay, path);
+        assert_int_equal(chmod(path, 0700), 0);
+        _cleanup_free_ char *pw = NULL;
+        assert_true(asprintf(&pw, "%s.pw", path) > 0);
+        replace(pw, "%s", password);
+        return path;
+}
+
+static size_t lines_of(const char *helper, const char *ext) {
+        _cleanup_free_ char *path = NULL, *data = NULL;
+        size_t size = 0, n = 0;
+        assert_true(asprintf(&path, "%s.%s", helper, ext) > 0);
+        if (read_file_bounded(path, 1 << 20, &data, &size) < 0)
+                return 0;
+        for (size_t i = 0; i < size; i++)
+                n += data[i] == '\n';
+        return n;
+}
+
+struct worker {
+        struct fallback *fb;
+        pthread_barrier_t *barrier;
+        int status;
+};
+
+static void *worker_main(void *userdata) {
+        struct worker *w = userdata;
+        pthread_barrier_wait(w->barrier);
+        w->status = probe(w->fb);
+        return NULL;
+}
+
+static void test_helper_single_flight(void **state) {
+        (void) state;
+        upstream_auth(&env.a, "{\"mode\": \"basic\", \"user\": \"u\", \"password\": \"h-1\"}");
+        _cleanup_free_ char *helper = write_helper("docker-credential-flight", "0.3", "h-1");
+        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
+        struct fallback_endpoint_config ep = endpoint();
+        ep.credential_helper = helper;
+        ep.credential_helper_lifetime_ms = 3000; /* room for a slow run (valgrind) before the checks within it */
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ev, &ep);
+
+        /* Eight fetches at once: one run of the helper, the others wait for it. */
+        pthread_barrier_t barrier;
+        pthread_t threads[8];
+        struct worker w[8];
+        assert_int_equal(pthread_barrier_init(&barrier, NULL, 8), 0);
+        for (size_t i = 0; i < 8; i++) {
+                w[i] = (struct worker) { .fb = fb, .barrier = &barrier };
+                assert_int_equal(pthread_create(&threads[i], NULL, worker_main, &w[i]), 0);
+        }
+        for (size_t i = 0; i < 8; i++)
+                pthread_join(threads[i], NULL);
+        pthread_barrier_destroy(&barrier);
+        for (size_t i = 0; i < 8; i++)
+                assert_int_equal(w[i].status, 404);
+        assert_int_equal(lines_of(helper, "runs"), 1);
+        assert_int_equal(ev.updated, 1);
+
+        /* Within its lifetime it is not asked again; after it, it is, and the new password is used. */
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(lines_of(helper, "runs"), 1);
+        upstream_auth(&env.a, "{\"mode\": \"basic\", \"user\": \"u\", \"password\": \"h-2\"}");
+        _cleanup_free_ char *pw = NULL;
+        assert_true(asprintf(&pw, "%s.pw", helper) > 0);
+        replace(pw, "h-2");
+        fixture_sleep_ms(3100);
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(lines_of(helper, "runs"), 2);
+        assert_int_equal(ev.updated, 2);
+        assert_int_equal(ev.failed, 0);
+}
+
+static void test_helper_fails(void **state) {
+        (void) state;
+        upstream_auth(&env.a, "{\"mode\": \"basic\", \"user\": \"u\", \"password\": \"h-1\"}");
+        _cleanup_free_ char *helper = NULL;
+        assert_true(asprintf(&helper, "%s/docker-credential-none", env.tmp) > 0);
+        replace(helper, "#!/bin/sh\necho run >>%s.runs\necho 'credentials not found in native keychain'\nexit 1\n",
+                helper);
+        assert_int_equal(chmod(helper, 0700), 0);
+        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
+        struct fallback_endpoint_config ep = endpoint();
+        ep.credential_helper = helper;
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ev, &ep);
+        assert_int_equal(probe(fb), 401); /* anonymous, then: the registry's answer */
+        assert_int_equal(ev.failed, 1);
+        assert_non_null(strstr(ev.last_reason, "credential helper exited with status 1; none to use"));
+        /* Not run again for every fetch. */
+        assert_int_equal(probe(fb), 401);
+        assert_int_equal(lines_of(helper, "runs"), 1);
+        assert_int_equal(ev.failed, 1);
+}
+
+static void test_identity_token(void **state) {
+        (void) state;
+        /* As long as real ones (JWTs of 1 to 2 KiB). */
+        _cleanup_free_ char *pad = unit_repeat('x', 2000);
+        upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"u\", \"password\": \"unused\", "
+                              "\"refresh_token\": \"rt-1%s\", \"rotate_refresh\": true}", pad);
+        _cleanup_free_ char *path = NULL;
+        assert_true(asprintf(&path, "%s/idtoken.json", env.tmp) > 0);
+        replace(path, "{\"auths\": {\"%s\": {\"auth\": \"dTo=\", \"identitytoken\": \"rt-1%s\"}}}", env.a.host,
+                pad);
+        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with_file(&ev, path);
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(count(&env.a, "POST", "/token", 200), 1);
+        assert_int_equal(count(&env.a, "GET", "/token", -1), 0);
+        {
+                /* A form, without Basic credentials. */
+                json_auto_t *log = upstream_log(&env.a);
+                for (size_t i = 0; i < json_array_size(log); i++)
+                        if (strcmp(log_method(log, i), "POST") == 0) {
+                                assert_null(log_header(log, i, "authorization"));
+                                assert_string_equal(log_header(log, i, "content-type"),
+                                                    "application/x-www-form-urlencoded");
+                        }
+        }
+        /* The realm rotated the refresh token: the next grant uses the new one. */
+        upstream_expire_tokens(&env.a);
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(count(&env.a, "POST", "/token", 200), 2);
+
+        /* A realm without the OAuth2 flow: 401, with a clear event. */
+        upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"u\", \"password\": \"unused\"}");
+        upstream_expire_tokens(&env.a);
+        assert_int_equal(probe(fb), 401);
+        assert_int_equal(ev.failed, 1);
+        assert_non_null(strstr(ev.last_reason, "HTTP 405 to the OAuth2 POST: the realm takes no refresh tokens"));
+        assert_null(strstr(ev.last_reason, "rt-"));
+}
+
+static void reconfigure(struct fallback *fb, const struct fallback_endpoint_config *ep) {
+        struct fallback_registry_config r = { .host = REG, .endpoints = ep, .n_endpoints = 1 };
+        struct error_list errors;
+        error_list_init(&errors, "test");
+        assert_int_equal(fallback_configure(fb, &r, 1, &errors), 0);
+}
+
+/* A reload (SIGHUP) that changes an endpoint's credentials drops its tokens; one that keeps
+ * its helper keeps the helper's answer (not run again). */
+static void test_reconfigure(void **state) {
+        (void) state;
+        upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"alice\", \"password\": \"pw-1\"}");
+        _cleanup_free_ char *one = NULL, *two = NULL;
+        assert_true(asprintf(&one, "%s/one.json", env.tmp) > 0);
+        assert_true(asprintf(&two, "%s/two.json", env.tmp) > 0);
+        replace_credentials(one, "alice", "pw-1");
+        replace_credentials(two, "alice", "wrong");
+        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
+        struct fallback_endpoint_config ep = endpoint();
+        ep.credentials_file = one;
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ev, &ep);
+        assert_int_equal(probe(fb), 404);
+        reconfigure(fb, &ep); /* the same credentials: the token is kept */
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(count(&env.a, "GET", "/token", -1), 1);
+        ep.credentials_file = two; /* the registry still takes the token the old ones got */
+        reconfigure(fb, &ep);
+        assert_int_equal(probe(fb), 401);
+
+        upstream_auth(&env.a, "{\"mode\": \"basic\", \"user\": \"u\", \"password\": \"h-1\"}");
+        _cleanup_free_ char *helper = write_helper("docker-credential-reload", "0", "h-1");
+        ep = endpoint();
+        ep.credential_helper = helper;
+        reconfigure(fb, &ep);
+        assert_int_equal(probe(fb), 404);
+        reconfigure(fb, &ep);
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(lines_of(helper, "runs"), 1);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup(test_file_replaced, reset),
+                cmocka_unit_test_setup(test_file_gone, reset),
+                cmocka_unit_test_setup(test_helper_single_flight, reset),
+                cmocka_unit_test_setup(test_helper_fails, reset),
+                cmocka_unit_test_setup(test_identity_token, reset),
+                cmocka_unit_test_setup(test_reconfigure, reset),
+        };
+        return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
