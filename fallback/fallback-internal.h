@@ -134,6 +134,9 @@ struct fetch {
         const struct registry *reg;
         char *repo;
         char *scope;
+        char *token_key;       /* what tokens are cached under: scope, and a hash of req->client_auth when set */
+        struct credentials client_creds; /* req->client_auth's, borrowed (has_client) */
+        bool has_client;
         bool by_digest;
         struct digest want;
         bool as_get;           /* a HEAD by tag that has to be answered with a GET */
@@ -233,5 +236,8 @@ enum outcome fallback_attempt(struct fetch *f, const struct ep *e);
 void fallback_count_answer(struct fallback *fb, const struct ep *e, bool ok);
 /* -EINVAL unless req is a well-formed request; sets f->by_digest and f->want. */
 int fallback_request_check(const struct fallback_request *req, struct fetch *f);
-/* f->repo and f->scope for f->req on f->reg. */
+/* f->repo, f->scope and f->token_key for f->req on f->reg. */
 int fallback_fetch_names(struct fetch *f);
+/* The credentials f may send to e: the client's toward the origin when the request carries
+ * them (none toward another endpoint), else e's own; NULL for none. */
+const struct credentials *fallback_fetch_creds(const struct fetch *f, const struct ep *e);

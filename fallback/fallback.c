@@ -187,6 +187,7 @@ static int request_headers(const struct fetch *f, const struct exchange *x, bool
 static int perform(struct fetch *f, struct exchange *x, bool head, struct curl_slist *hdrs) {
         const struct fallback_request *req = f->req;
         const struct ep *e = x->e;
+        const struct credentials *creds = fallback_fetch_creds(f, e);
         f->body_started = false;
         f->skip = 0;
         f->attempt_bytes = 0;
@@ -206,8 +207,8 @@ static int perform(struct fetch *f, struct exchange *x, bool head, struct curl_s
                 .connect_timeout_ms = e->connect_ms,
                 .response_timeout_ms = e->response_ms,
                 .idle_timeout_ms = e->idle_ms,
-                .user = x->same_host && x->basic ? e->creds->user : NULL,
-                .password = x->same_host && x->basic ? e->creds->password : NULL,
+                .user = x->same_host && x->basic && creds ? creds->user : NULL,
+                .password = x->same_host && x->basic && creds ? creds->password : NULL,
                 .on_body = fallback_on_body,
                 .on_head = fallback_on_head,
                 .userdata = f,
@@ -341,7 +342,7 @@ static enum step authorise(struct fetch *f, struct exchange *x, enum outcome *ou
                         x->refreshed = true;
                         return STEP_AGAIN;
                 }
-                if (bas && e->creds && !x->basic) {
+                if (bas && fallback_fetch_creds(f, e) && !x->basic) {
                         challenge_list_done(&cl);
                         x->basic = x->refreshed = true;
                         pthread_mutex_lock(&f->fb->lock);
@@ -380,7 +381,7 @@ enum outcome fallback_attempt(struct fetch *f, const struct ep *e) {
         enum outcome out = OUT_ABORT;
 
         x.first = build_url(f, e);
-        x.token = fallback_token_peek(e->st, f->scope);
+        x.token = fallback_token_peek(e->st, f->token_key);
         x.cur = x.first;
         if (!x.first) {
                 fallback_wipe_free(x.token);
@@ -392,7 +393,7 @@ enum outcome fallback_attempt(struct fetch *f, const struct ep *e) {
         http_response_done(&x.hr);
         f->hr = &x.hr;
         pthread_mutex_lock(&f->fb->lock);
-        x.basic = e->st->wants_basic && e->creds;
+        x.basic = e->st->wants_basic && fallback_fetch_creds(f, e);
         pthread_mutex_unlock(&f->fb->lock);
 
         for (enum step next = STEP_AGAIN; next == STEP_AGAIN;) {
@@ -446,6 +447,10 @@ void fallback_count_answer(struct fallback *fb, const struct ep *e, bool ok) {
 
 /* containerd's capabilities: "resolve" answers tags, "pull" serves content by digest. */
 static bool eligible(const struct ep *e, const struct fetch *f) {
+        /* A client's credentials are for the origin only, and a mirror's answer to a
+         * request without them would say nothing of them. */
+        if (f->req->client_auth && !e->is_origin)
+                return false;
         bool tag = (f->req->kind == FALLBACK_MANIFEST && !f->by_digest) || f->req->kind == FALLBACK_TAGS;
         return tag ? !e->no_resolve : !e->no_pull;
 }
@@ -493,7 +498,40 @@ int fallback_fetch_names(struct fetch *f) {
                 f->scope = NULL;
                 return -ENOMEM;
         }
+        const struct fallback_client_auth *ca = f->req->client_auth;
+        if (!ca) {
+                f->token_key = strdup(f->scope);
+                return f->token_key ? 0 : -ENOMEM;
+        }
+        if (!ca->user || !ca->password)
+                return -EINVAL;
+        f->client_creds = (struct credentials) { .user = (char *) ca->user, .password = (char *) ca->password };
+        f->has_client = true;
+        /* The key names the credentials without holding them: a SHA-256 of "user\0password". */
+        size_t lu = strlen(ca->user), lp = strlen(ca->password);
+        char *both = malloc(lu + lp + 2);
+        if (!both)
+                return -ENOMEM;
+        memcpy(both, ca->user, lu + 1);
+        memcpy(both + lu + 1, ca->password, lp + 1);
+        struct digest d;
+        int r = digest_buffer(DIGEST_SHA256, both, lu + lp + 1, &d);
+        explicit_bzero(both, lu + lp + 2);
+        free(both);
+        if (r < 0)
+                return r;
+        char hex[DIGEST_HEX_MAX];
+        if (asprintf(&f->token_key, "%s client=%s", f->scope, digest_hex(&d, hex)) < 0) {
+                f->token_key = NULL;
+                return -ENOMEM;
+        }
         return 0;
+}
+
+const struct credentials *fallback_fetch_creds(const struct fetch *f, const struct ep *e) {
+        if (f->has_client)
+                return e->is_origin ? &f->client_creds : NULL;
+        return e->creds;
 }
 
 /* Could an endpoint after index i serve f's request without waiting for a
@@ -618,6 +656,7 @@ int fallback_fetch(struct fallback *fb, const struct fallback_request *req, stru
                                 /* A mirror's 401/403/404 means "not here": the origin may have it. */
                                 if (last) {
                                         ret->status = (int) f.answer;
+                                        ret->auth_refused = e->is_origin && (f.answer == 401 || f.answer == 403);
                                         answered = true;
                                 } else {
                                         failover_event(&f, e, true, last, &evb);
@@ -661,6 +700,7 @@ out:
         fallback_manifest_wipe(&f);
         free(f.repo);
         free(f.scope);
+        free(f.token_key);
         fallback_config_unref(fb, cfg);
         return r;
 }

@@ -146,6 +146,12 @@ enum fallback_kind {
         _FALLBACK_KIND_MAX,
 };
 
+/* A client's own registry credentials, passed through (borrowed; their owner wipes them). */
+struct fallback_client_auth {
+        const char *user;
+        const char *password;
+};
+
 struct fallback_request {
         const char *registry;   /* a configured host */
         const char *repository; /* "library/nginx"; Docker Hub's single names get "library/" */
@@ -163,6 +169,12 @@ struct fallback_request {
          * once with -ECANCELED (shutdown, or nobody wants the bytes any more). */
         bool (*cancelled)(void *userdata);
         void *cancel_userdata;
+        /* Set: the request goes to the chain's origin endpoint alone (mirrors are
+         * skipped, whatever credentials they have), with these credentials instead of
+         * the endpoint's own, for Basic and toward the origin's token realm. Tokens got
+         * with them are cached under a hash of them and the scope: never handed to a
+         * request with other credentials or none. */
+        const struct fallback_client_auth *client_auth;
 };
 
 struct fallback_response {
@@ -179,6 +191,8 @@ struct fallback_response {
         char *next_last;       /* tags: the "last" of the next page (from Link rel="next"), NULL on the last page */
         uint64_t received;     /* blob GET: bytes written into the sink */
         unsigned attempts;     /* HTTP requests made (token requests excluded) */
+        bool auth_refused;     /* the origin endpoint answered 401 or 403 (with the token realm's
+                                * refusal): credentials are needed, or the ones sent were refused */
         char error[FALLBACK_ERROR_MAX]; /* for logs when status != 200: the last endpoint's failure */
 };
 

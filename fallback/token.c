@@ -173,7 +173,8 @@ static int token_request(struct fetch *f, const struct ep *e, const struct chall
         /* Credentials go to the realm the registry names (that is the token
          * flow), but never in clear text to another host. */
         bool same = strcmp(realm_origin, e->origin) == 0;
-        bool send_creds = e->creds && (same || strcmp(realm_scheme, "https") == 0);
+        const struct credentials *creds = fallback_fetch_creds(f, e);
+        bool send_creds = creds && (same || strcmp(realm_scheme, "https") == 0);
 
         CURLU *u = curl_url();
         char *url = NULL;
@@ -217,8 +218,8 @@ static int token_request(struct fetch *f, const struct ep *e, const struct chall
                 .connect_timeout_ms = e->connect_ms,
                 .response_timeout_ms = e->response_ms,
                 .idle_timeout_ms = e->idle_ms,
-                .user = send_creds ? e->creds->user : NULL,
-                .password = send_creds ? e->creds->password : NULL,
+                .user = send_creds ? creds->user : NULL,
+                .password = send_creds ? creds->password : NULL,
                 .on_body = fallback_buf_append,
                 .userdata = &b,
                 .deadline_ms = f->req->deadline_ms,
@@ -240,7 +241,7 @@ static int token_request(struct fetch *f, const struct ep *e, const struct chall
                 snprintf(reason, rsize, "token endpoint: %s", hr.reason);
         else if (hr.status != 200) {
                 snprintf(reason, rsize, "token endpoint: HTTP %ld%s", hr.status,
-                         hr.status == 401 || hr.status == 403 ? (e->creds ? " (credentials refused)" : " (credentials needed)") : "");
+                         hr.status == 401 || hr.status == 403 ? (creds ? " (credentials refused)" : " (credentials needed)") : "");
                 r = hr.status == 401 || hr.status == 403 ? -EACCES : -EPROTO;
         } else
                 r = token_parse(&b, ret_token, ret_ttl, reason, rsize);
@@ -254,10 +255,12 @@ static int token_request(struct fetch *f, const struct ep *e, const struct chall
 int fallback_token_get(struct fetch *f, const struct ep *e, const struct challenge *ch, const char *scope,
                      const char *rejected, char **ret, char *reason, size_t rsize) {
         struct ep_state *st = e->st;
+        /* A client's credentials' tokens are theirs alone: cached under their hash too. */
+        const char *key = f->token_key ? f->token_key : scope;
         uint64_t give_up = time_now_ms() + TOKEN_WAIT_MAX_MS;
         pthread_mutex_lock(&st->tlock);
         for (;;) {
-                struct token *t = token_find(st, scope);
+                struct token *t = token_find(st, key);
                 if (t && t->fetching) {
                         /* In slices: a cancelled fetch stops waiting within 100 ms. */
                         uint64_t now = time_now_ms(), until = now + 100 < give_up ? now + 100 : give_up;
@@ -288,7 +291,7 @@ int fallback_token_get(struct fetch *f, const struct ep *e, const struct challen
                 }
                 if (!t) {
                         t = calloc(1, sizeof(*t));
-                        if (!t || !(t->scope = strdup(scope))) {
+                        if (!t || !(t->scope = strdup(key))) {
                                 free(t);
                                 pthread_mutex_unlock(&st->tlock);
                                 return -ENOMEM;

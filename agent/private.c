@@ -1,0 +1,247 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The private-content table: one string set (open addressing) holding
+ * "r\tREG\tREPO" (a private repository), "p\tDIGEST\tREG\tREPO" (a digest
+ * fetched for it) and the derived "d\tDIGEST" (a private digest). The file is
+ * the "r" and "p" lines, in the order they were added. */
+#include "agent/private.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/fsutil.h"
+#include "common/macro.h"
+#include "common/reference.h"
+
+#define LINE_MAX_LEN 1024
+
+struct private_set {
+        pthread_mutex_t lock;
+        char *path; /* NULL: memory only */
+        char **slots;
+        size_t n_slots, used, saved; /* saved: "r" and "p" entries */
+        char **order;                /* the "r" and "p" entries in order, borrowed from slots */
+        size_t n_order, cap_order;
+};
+
+static uint64_t hash(const char *s) {
+        uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+        for (; *s; s++)
+                h = (h ^ (unsigned char) *s) * 1099511628211ULL;
+        return h;
+}
+
+static char **slot_of(struct private_set *s, const char *k) {
+        for (size_t i = hash(k) & (s->n_slots - 1);; i = (i + 1) & (s->n_slots - 1))
+                if (!s->slots[i] || strcmp(s->slots[i], k) == 0)
+                        return &s->slots[i];
+}
+
+static bool has(struct private_set *s, const char *k) {
+        return *slot_of(s, k) != NULL;
+}
+
+static int grow(struct private_set *s) {
+        if ((s->used + 1) * 2 < s->n_slots)
+                return 0;
+        size_t n = s->n_slots ? s->n_slots * 2 : 1024;
+        char **old = s->slots;
+        size_t old_n = s->n_slots;
+        s->slots = calloc(n, sizeof(char *));
+        if (!s->slots) {
+                s->slots = old;
+                return -ENOMEM;
+        }
+        s->n_slots = n;
+        for (size_t i = 0; i < old_n; i++)
+                if (old[i])
+                        *slot_of(s, old[i]) = old[i];
+        free(old);
+        return 0;
+}
+
+/* Adds key k (copied); saved ones are remembered in order. 1 added, 0 there already. */
+static int add(struct private_set *s, const char *k, bool saved) {
+        if (has(s, k))
+                return 0;
+        if (s->used >= 3 * (size_t) PRIVATE_ENTRIES_MAX)
+                return -ENOSPC;
+        if (grow(s) < 0)
+                return -ENOMEM;
+        if (saved && s->n_order == s->cap_order) {
+                size_t cap = s->cap_order ? s->cap_order * 2 : 256;
+                char **o = realloc(s->order, cap * sizeof(char *));
+                if (!o)
+                        return -ENOMEM;
+                s->order = o;
+                s->cap_order = cap;
+        }
+        char *c = strdup(k);
+        if (!c)
+                return -ENOMEM;
+        *slot_of(s, k) = c;
+        s->used++;
+        if (saved)
+                s->order[s->n_order++] = c;
+        return 1;
+}
+
+/* Adds one file line ("r\t..." or "p\t..."), validated, and the derived key. */
+static int add_line(struct private_set *s, const char *line) {
+        char digest[DIGEST_STRING_MAX], reg[LINE_MAX_LEN], repo[LINE_MAX_LEN];
+        struct digest d;
+        if (line[0] == 'r' && sscanf(line, "r\t%1023[^\t]\t%1023[^\t]", reg, repo) == 2) {
+                if (!reference_path_is_valid(repo))
+                        return -EBADMSG;
+                return add(s, line, true);
+        }
+        if (line[0] == 'p' && sscanf(line, "p\t%136[^\t]\t%1023[^\t]\t%1023[^\t]", digest, reg, repo) == 3) {
+                if (digest_parse(digest, &d) < 0 || !reference_path_is_valid(repo))
+                        return -EBADMSG;
+                char dk[DIGEST_STRING_MAX + 2];
+                snprintf(dk, sizeof(dk), "d\t%s", digest);
+                int r = add(s, dk, false);
+                return r < 0 ? r : add(s, line, true);
+        }
+        return -EBADMSG;
+}
+
+struct private_set *private_free(struct private_set *s) {
+        if (!s)
+                return NULL;
+        for (size_t i = 0; i < s->n_slots; i++)
+                free(s->slots[i]);
+        free(s->slots);
+        free(s->order);
+        free(s->path);
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+        return NULL;
+}
+
+int private_open(const char *dir, struct private_set **ret, unsigned *ret_line) {
+        struct private_set *s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        pthread_mutex_init(&s->lock, NULL);
+        if (grow(s) < 0 || (dir && asprintf(&s->path, "%s/%s", dir, PRIVATE_FILE) < 0)) {
+                s->path = NULL;
+                private_free(s);
+                return -ENOMEM;
+        }
+        _cleanup_free_ char *data = NULL;
+        size_t size = 0;
+        int r = s->path ? read_file_bounded(s->path, PRIVATE_FILE_MAX, &data, &size) : -ENOENT;
+        if (r == -ENOENT)
+                r = 0;
+        unsigned line = 0;
+        for (char *p = data, *nl; r >= 0 && p && *p; p = nl + 1) {
+                line++;
+                nl = strchr(p, '\n');
+                if (!nl || (size_t) (nl - p) >= LINE_MAX_LEN) {
+                        r = -EBADMSG; /* a line cut short is a file cut short */
+                        break;
+                }
+                *nl = '\0';
+                r = add_line(s, p);
+        }
+        if (r < 0) {
+                if (ret_line)
+                        *ret_line = line;
+                private_free(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
+
+bool private_repo(struct private_set *s, const char *registry, const char *repository) {
+        char k[LINE_MAX_LEN * 2 + 4];
+        snprintf(k, sizeof(k), "r\t%s\t%s", registry, repository);
+        pthread_mutex_lock(&s->lock);
+        bool r = has(s, k);
+        pthread_mutex_unlock(&s->lock);
+        return r;
+}
+
+bool private_digest(struct private_set *s, const struct digest *d, const char *registry, const char *repository,
+                    bool *ret_here) {
+        char ds[DIGEST_STRING_MAX], k[LINE_MAX_LEN * 2 + DIGEST_STRING_MAX + 4];
+        digest_to_string(d, ds);
+        pthread_mutex_lock(&s->lock);
+        snprintf(k, sizeof(k), "d\t%s", ds);
+        bool priv = has(s, k);
+        snprintf(k, sizeof(k), "p\t%s\t%s\t%s", ds, registry, repository);
+        bool here = priv && has(s, k);
+        pthread_mutex_unlock(&s->lock);
+        if (ret_here)
+                *ret_here = here;
+        return priv;
+}
+
+static int save_locked(struct private_set *s) {
+        if (!s->path)
+                return 0;
+        char *data = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&data, &len);
+        if (!f)
+                return -ENOMEM;
+        for (size_t i = 0; i < s->n_order; i++)
+                fprintf(f, "%s\n", s->order[i]);
+        if (fclose(f) != 0) {
+                free(data);
+                return -ENOMEM;
+        }
+        int r = write_file_atomic(s->path, data, len, 0600);
+        free(data);
+        return r;
+}
+
+static int mark(struct private_set *s, bool repo_line, const char *registry, const char *repository,
+                const struct digest *ds, size_t n) {
+        if (strlen(registry) >= LINE_MAX_LEN / 4 || strlen(repository) >= LINE_MAX_LEN / 2 ||
+            strpbrk(registry, "\t\n") || !reference_path_is_valid(repository))
+                return -EINVAL;
+        char line[LINE_MAX_LEN];
+        pthread_mutex_lock(&s->lock);
+        bool added = false;
+        int r = 0;
+        if (repo_line) {
+                snprintf(line, sizeof(line), "r\t%s\t%s", registry, repository);
+                r = add_line(s, line);
+                added = r > 0;
+        }
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                char d[DIGEST_STRING_MAX];
+                snprintf(line, sizeof(line), "p\t%s\t%s\t%s", digest_to_string(&ds[i], d), registry, repository);
+                r = add_line(s, line);
+                added = added || r > 0;
+        }
+        /* Written even after a failure half-way: what was added stays known. */
+        if (added) {
+                int w = save_locked(s);
+                if (r >= 0)
+                        r = w;
+        }
+        pthread_mutex_unlock(&s->lock);
+        return r < 0 ? r : 0;
+}
+
+int private_mark(struct private_set *s, const char *registry, const char *repository, const struct digest *ds,
+                 size_t n) {
+        return mark(s, true, registry, repository, ds, n);
+}
+
+int private_confirm(struct private_set *s, const char *registry, const char *repository, const struct digest *d) {
+        return mark(s, false, registry, repository, d, 1);
+}
+
+size_t private_count(struct private_set *s) {
+        pthread_mutex_lock(&s->lock);
+        size_t n = s->n_order;
+        pthread_mutex_unlock(&s->lock);
+        return n;
+}

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# Private images through layerd (issue 17, pass-through of the client's
+# credentials): a real containerd (`ctr content fetch --user`) pulls a private
+# image through layerd from the fixture origin, which asks for Basic
+# credentials for "team/" repositories only and serves each blob only under
+# the repository it was pushed to (tests/fixtures/upstream.py: "private",
+# "repos="). The containerd hosts file names an origin where nothing listens
+# (127.0.0.1:$PD): a pull that succeeds went through layerd. What is proven:
+# - cold: layerd challenges, containerd answers with the pull's credentials,
+#   layerd fetches from the origin with them and caches everything;
+# - warm: no blob is asked of the origin, at most one authorization check;
+# - another client without or with wrong credentials gets 401 and not one byte
+#   of the private manifest or blobs (checked on the bytes received);
+# - GET /v2/<public>/blobs/<private digest> never gives the private bytes, also
+#   after a restart of layerd;
+# - a public repository of the same origin stays anonymous;
+# - with the origin stopped, inside auth_outage_grace, the cached image is served;
+# - no credential in the cache directory, in layerd's log or in /metrics.
+. "$(dirname "$0")/lib.sh"
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY all_proxy
+
+require_root "containerd needs root"
+require_tools containerd ctr curl
+
+USER_OK=alice PASS_OK='s3cret-Pa55' PASS_BAD='wrong-pass'
+PA=$(free_port) PD=$(free_port)
+REG=127.0.0.1:$PD
+DIAG_FILES=("$T/layerd.log" "$T/fx.log" "$T/ctrd/log")
+
+# ---- the origin: team/app private, pub/app public ----------------------------------------
+fixture_start fx || { not_ok "fixture starts"; finish; exit 1; }
+PF=$FIXTURE_PORT FX=http://127.0.0.1:$FIXTURE_PORT
+# push DIR REPO: the OCI layout's blobs under REPO only, its manifest as REPO:v1.
+push() {
+  local d f
+  for d in $(tail -n +2 "$1.digests"); do
+    f=$1/blobs/sha256/${d#sha256:}
+    fixture_call PUT "$FX/_fixture/blob/$d?repos=$2" "$f" || return 1
+  done
+  d=$(head -n 1 "$1.digests")
+  [[ $(fixture_manifest "$FX" "$2" v1 "$1/blobs/sha256/${d#sha256:}") == "$d" ]]
+}
+origin_content() {
+  fixture_json PUT "$FX/_fixture/auth" \
+    "{\"mode\": \"basic\", \"user\": \"$USER_OK\", \"password\": \"$PASS_OK\", \"private\": [\"team/\"]}" &&
+    push "$T/priv" team/app && push "$T/pub" pub/app
+}
+oci_layout "$T/priv" >"$T/priv.digests" && oci_layout "$T/pub" >"$T/pub.digests"
+mapfile -t PRIV <"$T/priv.digests"
+mapfile -t PUB <"$T/pub.digests"
+check "the origin serves a private and a public image" origin_content
+
+# ---- layerd, and containerd pointed at it ----------------------------------------------
+write_spec "$T/spec.yaml" "$PA" "$T/cache" <<YAML
+registries:
+  "$REG":
+    origin: http://127.0.0.1:$PF
+    auth_verdict_ttl: 1s
+YAML
+layerd_serve "$T/layerd.log" "$T/spec.yaml"
+check "layerd starts" wait_port "$PA"
+mkdir -p "$T/hosts/$REG"
+cat >"$T/hosts/$REG/hosts.toml" <<TOML
+server = "http://$REG"
+[host."http://127.0.0.1:$PA"]
+  capabilities = ["pull", "resolve"]
+TOML
+containerd_start "$T/ctrd"
+check "containerd starts" wait_for 20 ctrd_up
+
+# blob_gets: the origin's blob GETs so far; checks: its /v2/ requests with a name.
+blob_gets() { fixture_requests "$FX" '/blobs/' | grep -c '"method": "GET"'; }
+checks_count() { fixture_requests "$FX" '^/v2/.+/(manifests|blobs)/' | wc -l; }
+# leaks FILE: FILE holds 32 bytes in a row of any private blob or manifest.
+leaks() {
+  /usr/bin/python3 - "$1" "$T/priv/blobs/sha256" <<'PY'
+import os, sys
+got = open(sys.argv[1], "rb").read()
+for name in os.listdir(sys.argv[2]):
+    data = open(os.path.join(sys.argv[2], name), "rb").read()
+    for off in range(0, max(1, len(data) - 32), 997):
+        if data[off:off + 32] in got:
+            sys.exit(0)
+sys.exit(1)
+PY
+}
+no_leak() { not leaks "$1"; }
+url() { echo "http://127.0.0.1:$PA/v2/$1?ns=$REG"; }
+challenged() { [[ $code == 401 ]] && grep -qi '^WWW-Authenticate: Basic realm="layerd"' "$1.headers"; }
+fetch_all() { local ns=$1; shift; ctr_fetch "$ns" "$T/hosts" "$REG/$1" "${@:2}"; }
+
+# ---- cold --------------------------------------------------------------------------------
+fetch_all cold team/app:v1 --user "$USER_OK:$PASS_OK"
+checkd "cold: ctr --user pulls the private image through layerd" test "$rc" = 0
+checkd "cold: every blob of it is in containerd's store" ctr_has cold "${PRIV[@]}"
+checkd "cold: layerd challenged, then passed the credentials through" \
+  eval 'grep -q "repo=team/app .*status=401 .*auth=challenge" "$T/layerd.log" &&
+        grep -q "repo=team/app .*status=200 .*auth=passthrough" "$T/layerd.log"'
+checkd "cold: every blob is in layerd's cache" wait_for 5 in_cache "$T/cache" "${PRIV[@]}"
+cold_gets=$(blob_gets)
+checkd "cold: each blob was asked of the origin once ($cold_gets GETs for $((${#PRIV[@]} - 1)))" \
+  test "$cold_gets" = $((${#PRIV[@]} - 1))
+
+# ---- warm --------------------------------------------------------------------------------
+sleep 1.2  # past auth_verdict_ttl: the warm pull asks the origin once
+c0=$(checks_count)
+fetch_all warm team/app:v1 --user "$USER_OK:$PASS_OK"
+checkd "warm: ctr --user pulls it again" test "$rc" = 0
+checkd "warm: every blob in containerd's store" ctr_has warm "${PRIV[@]}"
+checkd "warm: no blob GET reached the origin" test "$(blob_gets)" = "$cold_gets"
+c1=$(checks_count)
+checkd "warm: at most one authorization check reached the origin ($((c1 - c0)))" test $((c1 - c0)) -le 1
+checkd "warm: the log says verdict hits" grep -q "repo=team/app .*cache=hit .*auth=passthrough verdict=verdict-hit" "$T/layerd.log"
+
+# ---- other clients: no credentials, wrong ones --------------------------------------------
+for d in "${PRIV[@]}"; do
+  kind=blobs; [[ $d == "${PRIV[0]}" ]] && kind=manifests
+  get "$(url "team/app/$kind/$d")" "$T/anon"
+  checkd "no credentials: 401 challenge for $kind/${d:7:12}" challenged "$T/anon"
+  checkd "no credentials: not a byte of $kind/${d:7:12}" no_leak "$T/anon"
+  get "$(url "team/app/$kind/$d")" "$T/bad" -u "$USER_OK:$PASS_BAD"
+  checkd "wrong credentials: 401 for $kind/${d:7:12}" challenged "$T/bad"
+  checkd "wrong credentials: not a byte of $kind/${d:7:12}" no_leak "$T/bad"
+done
+get "$(url team/app/manifests/v1)" "$T/anon-tag"
+checkd "no credentials: 401 for the tag, no bytes" eval 'challenged "$T/anon-tag" && no_leak "$T/anon-tag"'
+get "$(url team/app/manifests/v1)" "$T/bad-tag" -u "$USER_OK:$PASS_BAD"
+checkd "wrong credentials: 401 for the tag, no bytes" eval 'challenged "$T/bad-tag" && no_leak "$T/bad-tag"'
+get "$(url "team/app/blobs/${PRIV[2]}")" "$T/good" -u "$USER_OK:$PASS_OK"
+checkd "right credentials (curl): the layer's bytes" cmp -s "$T/good" "$T/priv/blobs/sha256/${PRIV[2]#sha256:}"
+
+# ---- another repository's name ------------------------------------------------------------
+cross() {
+  local tag=$1 d; shift
+  for d in "${PRIV[@]:1}"; do
+    get "$(url "pub/app/blobs/$d")" "$T/cross" "$@"
+    [[ $code != 200 ]] && no_leak "$T/cross" || { echo "# $tag: pub/app/blobs/$d: $code" >&2; return 1; }
+  done
+}
+checkd "GET /v2/pub/app/blobs/<private digest>: never the private bytes" cross anon
+checkd "... not with the private repository's credentials either" cross creds -u "$USER_OK:$PASS_OK"
+
+# ---- a public repository of the same origin ------------------------------------------------
+fetch_all pub pub/app:v1
+checkd "public: ctr pulls without credentials" test "$rc" = 0
+checkd "public: every blob" ctr_has pub "${PUB[@]}"
+checkd "public: never challenged" absent "repo=pub/app .*auth=challenge" "$T/layerd.log"
+
+# ---- a restart of layerd -------------------------------------------------------------------
+stop "$LAYERD_PID"
+layerd_serve "$T/layerd2.log" "$T/spec.yaml"
+DIAG_FILES+=("$T/layerd2.log")
+check "layerd restarts" wait_port "$PA"
+checkd "after a restart: /v2/pub/app/blobs/<private digest> still never the bytes" cross restart
+get "$(url "team/app/blobs/${PRIV[2]}")" "$T/anon2"
+checkd "after a restart: no credentials, still 401 and no bytes" eval 'challenged "$T/anon2" && no_leak "$T/anon2"'
+
+# ---- secrets stay out ------------------------------------------------------------------------
+b64=$(printf '%s:%s' "$USER_OK" "$PASS_OK" | base64 -w0)
+curl -s --max-time 5 "http://127.0.0.1:$PA/metrics" >"$T/metrics"
+checkd "no credential in layerd's cache directory" \
+  eval 'absent -r -e "$PASS_OK" -e "$b64" "$T/cache" && grep -q "team/app" "$T/cache/private-content"'
+checkd "no credential in layerd's log" \
+  eval 'absent -e "$PASS_OK" -e "$PASS_BAD" -e "$b64" "$T/layerd.log" "$T/layerd2.log" && grep -q auth=passthrough "$T/layerd.log"'
+checkd "no credential in /metrics, the counters are there" \
+  eval 'absent -e "$PASS_OK" -e "$b64" "$T/metrics" && grep -q "^layerd_auth_challenges_total [1-9]" "$T/metrics"'
+
+# ---- the origin down, inside auth_outage_grace -------------------------------------------------
+fetch_all grace-warmup team/app:v1 --user "$USER_OK:$PASS_OK"  # a verdict for the new layerd
+checkd "after the restart: ctr --user pulls (a new verdict)" test "$rc" = 0
+stop "$FIXTURE_PID"
+sleep 1.2  # the verdict is past auth_verdict_ttl: the origin would be asked
+fetch_all grace team/app:v1 --user "$USER_OK:$PASS_OK"
+checkd "origin down: ctr --user pulls the cached private image" test "$rc" = 0
+checkd "origin down: every blob" ctr_has grace "${PRIV[@]}"
+checkd "origin down: the log says so" grep -q "within auth_outage_grace" "$T/layerd2.log"
+get "$(url "team/app/blobs/${PRIV[2]}")" "$T/anon3"
+checkd "origin down: no credentials, still 401 and no bytes" eval 'challenged "$T/anon3" && no_leak "$T/anon3"'
+get "$(url "team/app/blobs/${PRIV[2]}")" "$T/bad3" -u "$USER_OK:$PASS_BAD"
+checkd "origin down: wrong credentials, no bytes" eval '[[ $code != 200 ]] && no_leak "$T/bad3"'
+
+stop "$LAYERD_PID"
+finish
