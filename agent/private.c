@@ -88,24 +88,44 @@ static int add(struct private_set *s, const char *k, bool saved) {
         return 1;
 }
 
-/* Adds one file line ("r\t..." or "p\t..."), validated, and the derived key. */
+/* Splits line (modified) at tabs into at most max fields; the count, or max + 1 for more. */
+static size_t split(char *line, char **f, size_t max) {
+        size_t n = 0;
+        for (char *p = line; p; n++) {
+                if (n == max)
+                        return max + 1;
+                f[n] = p;
+                p = strchr(p, '\t');
+                if (p)
+                        *p++ = '\0';
+        }
+        return n;
+}
+
+/* Adds one file line ("r\tREG\tREPO" or "p\tDIGEST\tREG\tREPO"), validated
+ * whole, and for a "p" line the derived "d\tDIGEST". 1 added, 0 known, -errno. */
 static int add_line(struct private_set *s, const char *line) {
-        char digest[DIGEST_STRING_MAX], reg[LINE_MAX_LEN], repo[LINE_MAX_LEN];
+        char copy[LINE_MAX_LEN], *f[4];
+        if (strlen(line) >= sizeof(copy))
+                return -EBADMSG;
+        strcpy(copy, line);
+        size_t n = split(copy, f, 4);
+        bool repo_line = n == 3 && strcmp(f[0], "r") == 0, pair = n == 4 && strcmp(f[0], "p") == 0;
+        if (!repo_line && !pair)
+                return -EBADMSG;
+        const char *reg = f[n - 2], *repo = f[n - 1];
         struct digest d;
-        if (line[0] == 'r' && sscanf(line, "r\t%1023[^\t]\t%1023[^\t]", reg, repo) == 2) {
-                if (!reference_path_is_valid(repo))
-                        return -EBADMSG;
-                return add(s, line, true);
-        }
-        if (line[0] == 'p' && sscanf(line, "p\t%136[^\t]\t%1023[^\t]\t%1023[^\t]", digest, reg, repo) == 3) {
-                if (digest_parse(digest, &d) < 0 || !reference_path_is_valid(repo))
-                        return -EBADMSG;
+        if (!reg[0] || strpbrk(reg, " /\r\n") || !reference_path_is_valid(repo) ||
+            (pair && digest_parse(f[1], &d) < 0))
+                return -EBADMSG;
+        if (pair) {
                 char dk[DIGEST_STRING_MAX + 2];
-                snprintf(dk, sizeof(dk), "d\t%s", digest);
+                snprintf(dk, sizeof(dk), "d\t%s", f[1]);
                 int r = add(s, dk, false);
-                return r < 0 ? r : add(s, line, true);
+                if (r < 0)
+                        return r;
         }
-        return -EBADMSG;
+        return add(s, line, true);
 }
 
 struct private_set *private_free(struct private_set *s) {
@@ -202,8 +222,8 @@ static int save_locked(struct private_set *s) {
 
 static int mark(struct private_set *s, bool repo_line, const char *registry, const char *repository,
                 const struct digest *ds, size_t n) {
-        if (strlen(registry) >= LINE_MAX_LEN / 4 || strlen(repository) >= LINE_MAX_LEN / 2 ||
-            strpbrk(registry, "\t\n") || !reference_path_is_valid(repository))
+        if (strlen(registry) >= LINE_MAX_LEN / 4 || strlen(repository) >= LINE_MAX_LEN / 2 || !registry[0] ||
+            strpbrk(registry, "\t\n\r /") || !reference_path_is_valid(repository))
                 return -EINVAL;
         char line[LINE_MAX_LEN];
         pthread_mutex_lock(&s->lock);
