@@ -51,8 +51,10 @@ enum access_verdict access_check(struct pull *p, const struct access_query *q, s
                                  struct outcome *o) {
         *a = (struct access_answer) { .how = "-" };
         outcome_set(o, 0, NULL);
-        if (!q->reg->auth_passthrough)
-                return ACCESS_ALLOW;
+        /* Without pass-through, what was recorded private stays so (it may have been
+         * fetched with a client's credentials before): only the origin's answer to
+         * layerd's own request (anonymous, or the endpoint's credentials) opens it. */
+        bool passthrough = q->reg->auth_passthrough;
         const char *host = q->reg->host;
         bool priv = private_repo(p->private, host, q->repository);
         bool here = false;
@@ -60,14 +62,14 @@ enum access_verdict access_check(struct pull *p, const struct access_query *q, s
         if (!priv && (!dpriv || here))
                 return ACCESS_ALLOW; /* public, as far as the origin said */
         a->private_repo = priv;
-        bool creds = q->client->set;
+        bool creds = passthrough && q->client->set;
         /* Toward a repository not known private, no credentials: it is asked anonymously
          * (a 401 then makes it private, and the client is challenged). */
         if (creds && priv) {
                 a->ca = (struct fallback_client_auth) { .user = q->client->user, .password = q->client->password };
                 a->client_auth = &a->ca;
         }
-        if (priv && !creds) {
+        if (priv && !creds && passthrough) {
                 outcome_set(o, -ENOENT, "the repository needs credentials");
                 return ACCESS_CHALLENGE;
         }
@@ -106,6 +108,10 @@ enum access_verdict access_check(struct pull *p, const struct access_query *q, s
                                        ACCESS_UNAVAILABLE;
                 }
                 return ACCESS_ALLOW;
+        }
+        if (refused && !passthrough) {
+                outcome_set(o, -ENOENT, "the origin asks for credentials (auth_passthrough is off)");
+                return ACCESS_NOT_FOUND;
         }
         if (refused) {
                 access_refused(p, host, q->repository, q->client);

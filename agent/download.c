@@ -509,6 +509,14 @@ int pull_blob_ensure(struct pull *p, const char *registry, const char *repositor
         int r = -ENXIO;
         bool fetched = false;
         struct download_hold h;
+        /* A private repository's blob (fetched with the endpoint's own credentials) is
+         * recorded as such before it is stored, as a client's would be. */
+        if (reg && private_repo(p->private, reg->host, repository))
+                r = private_mark(p->private, reg->host, repository, d, 1);
+        if (r < 0 && r != -ENXIO)
+                reg = NULL;
+        else
+                r = -ENXIO;
         /* Past prefetch's share of the download slots: wait for one (clients go first). */
         while (reg && (r = download_join_or_start(p, &w, &h)) == -EBUSY) {
                 struct timespec ts = { .tv_nsec = SLOT_RETRY_NS };

@@ -684,9 +684,9 @@ static bool access_allowed(struct pull *p, struct MHD_Connection *conn, struct r
                            const struct route_match *rt, struct access_answer *acc, enum MHD_Result *ret) {
         rq->passthrough = t->reg->auth_passthrough;
         snprintf(rq->auth_registry, sizeof(rq->auth_registry), "%s", t->reg->host);
-        if (!rq->passthrough)
-                return true;
-        if (!rq->client.set)
+        /* Without pass-through the client's credentials are not even read; what is
+         * recorded private is still guarded (agent/access.c). */
+        if (rq->passthrough && !rq->client.set)
                 (void) client_auth_parse(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"),
                                          p->auth_salt, sizeof(p->auth_salt), &rq->client);
         struct access_query q = { .reg = t->reg, .repository = t->repo,

@@ -365,6 +365,8 @@ int pull_manifest_ensure(struct pull *p, const char *registry, const char *repos
         if (reg || offline) {
                 q.registry = reg ? reg->host : registry;
                 q.tag_ttl_ms = reg ? reg->tag_ttl_ms : 0;
+                /* Prefetch with the endpoint's own credentials: recorded private like a client's fetch. */
+                q.private_repo = private_repo(p->private, q.registry, repository);
                 r = manifest_resolve(p, &q, &a, &o);
         }
         spec_ref_put(p, sr);

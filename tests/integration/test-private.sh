@@ -29,26 +29,33 @@ DIAG_FILES=("$T/layerd.log" "$T/fx.log" "$T/ctrd/log")
 
 # ---- the origin: team/app private, pub/app public ----------------------------------------
 fixture_start fx || { not_ok "fixture starts"; finish; exit 1; }
-PF=$FIXTURE_PORT FX=http://127.0.0.1:$FIXTURE_PORT
-# push DIR REPO: the OCI layout's blobs under REPO only, its manifest as REPO:v1.
+PF=$FIXTURE_PORT FX=http://127.0.0.1:$FIXTURE_PORT FX_PID=$FIXTURE_PID
+# push DIR REPO [BASE]: the OCI layout's blobs under REPO only, its manifest as REPO:v1.
 push() {
-  local d f
+  local d f base=${3:-$FX}
   for d in $(tail -n +2 "$1.digests"); do
     f=$1/blobs/sha256/${d#sha256:}
-    fixture_call PUT "$FX/_fixture/blob/$d?repos=$2" "$f" || return 1
+    fixture_call PUT "$base/_fixture/blob/$d?repos=$2" "$f" || return 1
   done
   d=$(head -n 1 "$1.digests")
-  [[ $(fixture_manifest "$FX" "$2" v1 "$1/blobs/sha256/${d#sha256:}") == "$d" ]]
+  [[ $(fixture_manifest "$base" "$2" v1 "$1/blobs/sha256/${d#sha256:}") == "$d" ]]
 }
+# origin_content BASE MODE: team/ private (MODE basic or bearer), the two images pushed.
 origin_content() {
-  fixture_json PUT "$FX/_fixture/auth" \
-    "{\"mode\": \"basic\", \"user\": \"$USER_OK\", \"password\": \"$PASS_OK\", \"private\": [\"team/\"]}" &&
-    push "$T/priv" team/app && push "$T/pub" pub/app
+  fixture_json PUT "$1/_fixture/auth" \
+    "{\"mode\": \"$2\", \"user\": \"$USER_OK\", \"password\": \"$PASS_OK\", \"private\": [\"team/\"]}" &&
+    push "$T/priv" team/app "$1" && push "$T/pub" pub/app "$1"
 }
 oci_layout "$T/priv" >"$T/priv.digests" && oci_layout "$T/pub" >"$T/pub.digests"
 mapfile -t PRIV <"$T/priv.digests"
 mapfile -t PUB <"$T/pub.digests"
-check "the origin serves a private and a public image" origin_content
+check "the origin serves a private and a public image" origin_content "$FX" basic
+# A second origin with the token flow: the client's credentials go to its realm.
+fixture_start fxb || { not_ok "second fixture starts"; finish; exit 1; }
+PB=$FIXTURE_PORT FXB=http://127.0.0.1:$FIXTURE_PORT PD2=$(free_port)
+REG2=127.0.0.1:$PD2
+DIAG_FILES+=("$T/fxb.log")
+check "the token-flow origin serves them too" origin_content "$FXB" bearer
 
 # ---- layerd, and containerd pointed at it ----------------------------------------------
 write_spec "$T/spec.yaml" "$PA" "$T/cache" <<YAML
@@ -56,6 +63,8 @@ registries:
   "$REG":
     origin: http://127.0.0.1:$PF
     auth_verdict_ttl: 1s
+  "$REG2":
+    origin: http://127.0.0.1:$PB
 YAML
 layerd_serve "$T/layerd.log" "$T/spec.yaml"
 check "layerd starts" wait_port "$PA"
@@ -65,6 +74,8 @@ server = "http://$REG"
 [host."http://127.0.0.1:$PA"]
   capabilities = ["pull", "resolve"]
 TOML
+mkdir -p "$T/hosts/$REG2"
+sed "s/$REG/$REG2/" "$T/hosts/$REG/hosts.toml" >"$T/hosts/$REG2/hosts.toml"
 containerd_start "$T/ctrd"
 check "containerd starts" wait_for 20 ctrd_up
 
@@ -146,29 +157,70 @@ checkd "public: ctr pulls without credentials" test "$rc" = 0
 checkd "public: every blob" ctr_has pub "${PUB[@]}"
 checkd "public: never challenged" absent "repo=pub/app .*auth=challenge" "$T/layerd.log"
 
+# ---- an origin with the token flow --------------------------------------------------------------
+url2() { echo "http://127.0.0.1:$PA/v2/$1?ns=$REG2"; }
+ctr_fetch bearer "$T/hosts" "$REG2/team/app:v1" --user "$USER_OK:$PASS_OK"
+checkd "token flow: ctr --user pulls the private image through layerd" test "$rc" = 0
+checkd "token flow: every blob" ctr_has bearer "${PRIV[@]}"
+tokens_with() {
+  fixture_requests "$FXB" '^/token' | grep -c "\"authorization\": \"Basic $(printf '%s:%s' "$1" "$2" | base64 -w0)\""
+}
+checkd "token flow: the client's credentials went to the origin's token realm" test "$(tokens_with "$USER_OK" "$PASS_OK")" -ge 1
+checkd "token flow: every blob is in layerd's cache" in_cache "$T/cache" "${PRIV[@]}"
+t0=$(fixture_requests "$FXB" '^/token' | wc -l)
+get "$(url2 "team/app/blobs/${PRIV[2]}")" "$T/bearer-bad" -u "$USER_OK:$PASS_BAD"
+checkd "token flow: wrong credentials right after: 401, no bytes" eval 'challenged "$T/bearer-bad" && no_leak "$T/bearer-bad"'
+checkd "token flow: ... after a token request of their own (the good token is not theirs)" \
+  test "$(tokens_with "$USER_OK" "$PASS_BAD")" -ge 1
+get "$(url2 "team/app/blobs/${PRIV[2]}")" "$T/bearer-anon"
+checkd "token flow: no credentials: 401, no bytes" eval 'challenged "$T/bearer-anon" && no_leak "$T/bearer-anon"'
+get "$(url2 "pub/app/blobs/${PRIV[2]}")" "$T/bearer-cross"
+checkd "token flow: the private layer under pub/app: not served" eval '[[ $code != 200 ]] && no_leak "$T/bearer-cross"'
+
 # ---- a restart of layerd -------------------------------------------------------------------
+curl -s --max-time 5 "http://127.0.0.1:$PA/metrics" >"$T/metrics"  # checked below
 stop "$LAYERD_PID"
-layerd_serve "$T/layerd2.log" "$T/spec.yaml"
-DIAG_FILES+=("$T/layerd2.log")
+layerd_serve "$T/layerd1.log" "$T/spec.yaml"
+DIAG_FILES+=("$T/layerd1.log" "$T/layerd2.log")
 check "layerd restarts" wait_port "$PA"
 checkd "after a restart: /v2/pub/app/blobs/<private digest> still never the bytes" cross restart
 get "$(url "team/app/blobs/${PRIV[2]}")" "$T/anon2"
 checkd "after a restart: no credentials, still 401 and no bytes" eval 'challenged "$T/anon2" && no_leak "$T/anon2"'
 
+# ---- auth_passthrough turned off: what was private stays closed --------------------------------
+sed 's/auth_verdict_ttl: 1s/auth_verdict_ttl: 1s\n    auth_passthrough: false/' "$T/spec.yaml" >"$T/spec-off.yaml"
+stop "$LAYERD_PID"
+layerd_serve "$T/layerd-off.log" "$T/spec-off.yaml"
+DIAG_FILES+=("$T/layerd-off.log")
+check "layerd restarts with auth_passthrough: false" wait_port "$PA"
+off_closed() {
+  local d
+  for d in "${PRIV[@]:1}"; do
+    get "$(url "team/app/blobs/$d")" "$T/off" "$@"
+    [[ $code != 200 && $code != 401 ]] && no_leak "$T/off" || { echo "# team/app/blobs/$d: $code" >&2; return 1; }
+  done
+  get "$(url team/app/manifests/v1)" "$T/off" "$@"
+  [[ $code != 200 ]] && no_leak "$T/off"
+}
+checkd "passthrough off: the cached private image is not served, no challenge" off_closed
+checkd "passthrough off: nor to the right credentials (they are not used)" off_closed -u "$USER_OK:$PASS_OK"
+stop "$LAYERD_PID"
+layerd_serve "$T/layerd2.log" "$T/spec.yaml"
+check "layerd restarts with pass-through" wait_port "$PA"
+
 # ---- secrets stay out ------------------------------------------------------------------------
 b64=$(printf '%s:%s' "$USER_OK" "$PASS_OK" | base64 -w0)
-curl -s --max-time 5 "http://127.0.0.1:$PA/metrics" >"$T/metrics"
 checkd "no credential in layerd's cache directory" \
   eval 'absent -r -e "$PASS_OK" -e "$b64" "$T/cache" && grep -q "team/app" "$T/cache/private-content"'
 checkd "no credential in layerd's log" \
-  eval 'absent -e "$PASS_OK" -e "$PASS_BAD" -e "$b64" "$T/layerd.log" "$T/layerd2.log" && grep -q auth=passthrough "$T/layerd.log"'
+  eval 'absent -e "$PASS_OK" -e "$PASS_BAD" -e "$b64" "$T"/layerd*.log && grep -q auth=passthrough "$T/layerd.log"'
 checkd "no credential in /metrics, the counters are there" \
   eval 'absent -e "$PASS_OK" -e "$b64" "$T/metrics" && grep -q "^layerd_auth_challenges_total [1-9]" "$T/metrics"'
 
 # ---- the origin down, inside auth_outage_grace -------------------------------------------------
 fetch_all grace-warmup team/app:v1 --user "$USER_OK:$PASS_OK"  # a verdict for the new layerd
 checkd "after the restart: ctr --user pulls (a new verdict)" test "$rc" = 0
-stop "$FIXTURE_PID"
+stop "$FX_PID"
 sleep 1.2  # the verdict is past auth_verdict_ttl: the origin would be asked
 fetch_all grace team/app:v1 --user "$USER_OK:$PASS_OK"
 checkd "origin down: ctr --user pulls the cached private image" test "$rc" = 0
