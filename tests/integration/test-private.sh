@@ -14,6 +14,12 @@
 # - GET /v2/<public>/blobs/<private digest> never gives the private bytes, also
 #   after a restart of layerd;
 # - a public repository of the same origin stays anonymous;
+# - the kubelet's path: containerd's CRI PullImage with AuthConfig{username,
+#   password} (empty server_address) through config_path, served from the
+#   cache; without or with wrong credentials the pull fails;
+# - a second origin with the token flow: the client's credentials go to its
+#   realm, and a token got with them is never used for other credentials;
+# - auth_passthrough turned off: what was recorded private stays closed;
 # - with the origin stopped, inside auth_outage_grace, the cached image is served;
 # - no credential in the cache directory, in layerd's log or in /metrics.
 . "$(dirname "$0")/lib.sh"
@@ -156,6 +162,45 @@ fetch_all pub pub/app:v1
 checkd "public: ctr pulls without credentials" test "$rc" = 0
 checkd "public: every blob" ctr_has pub "${PUB[@]}"
 checkd "public: never challenged" absent "repo=pub/app .*auth=challenge" "$T/layerd.log"
+
+# ---- the kubelet's path: CRI PullImage with AuthConfig{username, password} ----------------------
+# containerd's CRI plugin reads the hosts directory through config_path; the
+# credentials come in the request, with an empty server_address (docs/agent.md).
+CLIENT=$(realpath "$(dirname "$0")/cri/client.py")
+cri() {
+  LAST=$T/cri-$1; shift
+  timeout 90 /usr/bin/python3 "$CLIENT" --socket "$SOCK" "$@" >"$LAST.out" 2>"$LAST.err"
+  rc=$?
+}
+cri_up() { timeout 10 /usr/bin/python3 "$CLIENT" --socket "$SOCK" --timeout 2 status 127.0.0.1:1/none:v0 >/dev/null 2>&1; [[ $? == 1 ]]; }
+if command -v protoc >/dev/null && /usr/bin/python3 -c 'import grpc, google.protobuf' 2>/dev/null; then
+  CTR_SOCK=$SOCK
+  containerd_cri_start "$T/cri" '[plugins."io.containerd.grpc.v1.cri".registry]' "  config_path = \"$T/hosts\""
+  DIAG_FILES+=("$T/cri/log")
+  checkd "CRI: containerd's image service answers" wait_for 20 cri_up
+  g0=$(blob_gets) l=$(mark "$T/layerd.log")
+  cri pull --user "$USER_OK:$PASS_OK" pull "$REG/team/app:v1"
+  checkd "CRI: PullImage with the pull secret's credentials succeeds through layerd" test "$rc" = 0
+  checkd "CRI: the image id is the config's digest" test "$(cat "$LAST.out")" = "${PRIV[1]}"
+  checkd "CRI: layerd challenged and passed the credentials through" \
+    eval 'since "$T/layerd.log" "$l" | grep -q "repo=team/app .*status=401 .*auth=challenge" &&
+          since "$T/layerd.log" "$l" | grep -q "repo=team/app .*status=200 .*auth=passthrough"'
+  checkd "CRI: served from layerd's cache, no blob GET at the origin" test "$(blob_gets)" = "$g0"
+  cri rm remove "$REG/team/app:v1"
+  l=$(mark "$T/layerd.log")
+  cri anon pull "$REG/team/app:v1"
+  checkd "CRI: PullImage without credentials fails (layerd challenges, the server is down)" test "$rc" = 3
+  cri bad --user "$USER_OK:$PASS_BAD" pull "$REG/team/app:v1"
+  checkd "CRI: PullImage with wrong credentials fails" test "$rc" = 3
+  checkd "CRI: layerd answered both with 401 only" \
+    eval 'since "$T/layerd.log" "$l" | grep -q "repo=team/app .*status=401" &&
+          since "$T/layerd.log" "$l" | absent "repo=team/app .*status=200"'
+  checkd "CRI: ... and the image is not there" eval 'cri st status "$REG/team/app:v1"; test "$rc" = 1'
+  stop "$CONTAINERD_PID"
+  SOCK=$CTR_SOCK
+else
+  not_ok "CRI: protoc and python3-grpcio are installed (make deps)"
+fi
 
 # ---- an origin with the token flow --------------------------------------------------------------
 url2() { echo "http://127.0.0.1:$PA/v2/$1?ns=$REG2"; }
