@@ -148,7 +148,7 @@ UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRC))
 UNIT_ASAN := $(addprefix $(ASAN)/unit/,$(UNIT_NAMES))
 UNIT_REL := $(addprefix $(REL)/unit/,$(UNIT_NAMES))
 FUZZ_REPLAY := $(addprefix $(ASAN)/fuzz/,$(FUZZ_TARGETS))
-UNIT_TSAN := $(addprefix $(TSAN)/unit/,$(filter cache/% fallback/test-fallback agent/test-core agent/test-admit agent/test-bounds common/test-budget,$(UNIT_NAMES)))
+UNIT_TSAN := $(addprefix $(TSAN)/unit/,$(filter cache/% fallback/test-fallback agent/test-core agent/test-admit agent/test-bounds common/test-budget agent/test-private agent/test-verdict,$(UNIT_NAMES)))
 
 unit: $(UNIT_ASAN) $(UNIT_REL) $(UNIT_TSAN) $(FUZZ_REPLAY)
 

@@ -17,13 +17,20 @@
 
 #define LINE_MAX_LEN 1024
 
+/* Lock order: write_lock, then lock. lock guards the table and is all a
+ * lookup takes (on MHD's event loop): it is never held across disk I/O.
+ * write_lock is held by a mark from its first addition to its file being
+ * on disk, so a mark that finds its entries added by another waits for
+ * that one's write too. */
 struct private_set {
+        pthread_mutex_t write_lock;
         pthread_mutex_t lock;
         char *path; /* NULL: memory only */
         char **slots;
         size_t n_slots, used, saved; /* saved: "r" and "p" entries */
         char **order;                /* the "r" and "p" entries in order, borrowed from slots */
         size_t n_order, cap_order;
+        size_t file_bytes; /* the file's size with every saved entry: at most PRIVATE_FILE_MAX */
 };
 
 static uint64_t hash(const char *s) {
@@ -66,7 +73,8 @@ static int grow(struct private_set *s) {
 static int add(struct private_set *s, const char *k, bool saved) {
         if (has(s, k))
                 return 0;
-        if (s->used >= 3 * (size_t) PRIVATE_ENTRIES_MAX)
+        /* A table whose file would be too big to read back at start would stop layerd. */
+        if (s->used >= 3 * (size_t) PRIVATE_ENTRIES_MAX || (saved && s->file_bytes + strlen(k) + 1 > PRIVATE_FILE_MAX))
                 return -ENOSPC;
         if (grow(s) < 0)
                 return -ENOMEM;
@@ -83,8 +91,10 @@ static int add(struct private_set *s, const char *k, bool saved) {
                 return -ENOMEM;
         *slot_of(s, k) = c;
         s->used++;
-        if (saved)
+        if (saved) {
                 s->order[s->n_order++] = c;
+                s->file_bytes += strlen(c) + 1;
+        }
         return 1;
 }
 
@@ -137,6 +147,7 @@ struct private_set *private_free(struct private_set *s) {
         free(s->order);
         free(s->path);
         pthread_mutex_destroy(&s->lock);
+        pthread_mutex_destroy(&s->write_lock);
         free(s);
         return NULL;
 }
@@ -146,6 +157,7 @@ int private_open(const char *dir, struct private_set **ret, unsigned *ret_line) 
         if (!s)
                 return -ENOMEM;
         pthread_mutex_init(&s->lock, NULL);
+        pthread_mutex_init(&s->write_lock, NULL);
         if (grow(s) < 0 || (dir && asprintf(&s->path, "%s/%s", dir, PRIVATE_FILE) < 0)) {
                 s->path = NULL;
                 private_free(s);
@@ -201,9 +213,8 @@ bool private_digest(struct private_set *s, const struct digest *d, const char *r
         return priv;
 }
 
-static int save_locked(struct private_set *s) {
-        if (!s->path)
-                return 0;
+/* The file's text, made under lock (malloc'd into *ret). */
+static int snapshot_locked(struct private_set *s, char **ret, size_t *ret_len) {
         char *data = NULL;
         size_t len = 0;
         FILE *f = open_memstream(&data, &len);
@@ -215,9 +226,9 @@ static int save_locked(struct private_set *s) {
                 free(data);
                 return -ENOMEM;
         }
-        int r = write_file_atomic(s->path, data, len, 0600);
-        free(data);
-        return r;
+        *ret = data;
+        *ret_len = len;
+        return 0;
 }
 
 static int mark(struct private_set *s, bool repo_line, const char *registry, const char *repository,
@@ -226,6 +237,7 @@ static int mark(struct private_set *s, bool repo_line, const char *registry, con
             strpbrk(registry, "\t\n\r /") || !reference_path_is_valid(repository))
                 return -EINVAL;
         char line[LINE_MAX_LEN];
+        pthread_mutex_lock(&s->write_lock);
         pthread_mutex_lock(&s->lock);
         bool added = false;
         int r = 0;
@@ -241,12 +253,15 @@ static int mark(struct private_set *s, bool repo_line, const char *registry, con
                 added = added || r > 0;
         }
         /* Written even after a failure half-way: what was added stays known. */
-        if (added) {
-                int w = save_locked(s);
-                if (r >= 0)
-                        r = w;
-        }
+        _cleanup_free_ char *data = NULL;
+        size_t len = 0;
+        int w = added && s->path ? snapshot_locked(s, &data, &len) : 0;
         pthread_mutex_unlock(&s->lock);
+        if (w >= 0 && data)
+                w = write_file_atomic(s->path, data, len, 0600);
+        pthread_mutex_unlock(&s->write_lock);
+        if (r >= 0)
+                r = w;
         return r < 0 ? r : 0;
 }
 

@@ -33,6 +33,12 @@
  *   its token realm; redirects to another host (blob CDNs) carry no
  *   Authorization, no client certificate and none of the spec's headers (the
  *   endpoint's CA file, trust and no secret, applies to them as well).
+ * - Pass-through: a request may carry its client's credentials
+ *   (fallback_request.client_auth); they go to the chain's origin alone
+ *   (mirrors are skipped for it) and to the origin's token realm, and the
+ *   tokens got with them are cached under a hash of them. An origin's
+ *   401/403 is told apart from a mirror's and from no answer
+ *   (fallback_response.auth_refused).
  *
  * A struct fallback is thread-safe: any number of threads may fetch at once
  * and reconfigure it; connections, DNS and TLS sessions are shared between

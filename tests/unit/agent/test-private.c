@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,10 +112,66 @@ static void test_bad_file(void **state) {
         private_free(s);
 }
 
+#define THREADS 4
+#define MARKS 50
+
+struct worker {
+        struct private_set *s;
+        unsigned id;
+};
+
+static void *marker_main(void *arg) {
+        struct worker *w = arg;
+        char repo[32];
+        snprintf(repo, sizeof(repo), "team/app%u", w->id);
+        for (unsigned i = 0; i < MARKS; i++) {
+                char ds[80];
+                snprintf(ds, sizeof(ds), "sha256:%056x%08x", w->id, i);
+                struct digest d;
+                if (digest_parse(ds, &d) < 0 || private_mark(w->s, "r.example", repo, &d, 1) < 0)
+                        return (void *) 1;
+                bool here = false;
+                /* What a mark returned for is visible to every lookup at once. */
+                if (!private_digest(w->s, &d, "r.example", repo, &here) || !here ||
+                    !private_repo(w->s, "r.example", repo))
+                        return (void *) 1;
+        }
+        return NULL;
+}
+
+/* Marks from several threads at once, lookups among them: every one of them
+ * is in the table and in the file read back (ThreadSanitizer runs this too). */
+static void test_concurrent_marks(void **state) {
+        (void) state;
+        struct private_set *s = NULL;
+        assert_int_equal(private_open(dir, &s, NULL), 0);
+        pthread_t t[THREADS];
+        struct worker w[THREADS];
+        for (unsigned i = 0; i < THREADS; i++) {
+                w[i] = (struct worker) { .s = s, .id = i };
+                assert_int_equal(pthread_create(&t[i], NULL, marker_main, &w[i]), 0);
+        }
+        for (unsigned i = 0; i < THREADS; i++) {
+                void *ret = NULL;
+                assert_int_equal(pthread_join(t[i], &ret), 0);
+                assert_null(ret);
+        }
+        assert_int_equal(private_count(s), THREADS * (MARKS + 1));
+        private_free(s);
+        s = NULL;
+        assert_int_equal(private_open(dir, &s, NULL), 0);
+        assert_int_equal(private_count(s), THREADS * (MARKS + 1));
+        private_free(s);
+        char path[256];
+        snprintf(path, sizeof(path), "%s/%s", dir, PRIVATE_FILE);
+        unlink(path);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_mark_and_reload),
                 cmocka_unit_test(test_bad_file),
+                cmocka_unit_test(test_concurrent_marks),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
