@@ -95,17 +95,20 @@ enum access_verdict access_check(struct pull *p, const struct access_query *q, s
         char why[FALLBACK_ERROR_MAX];
         snprintf(why, sizeof(why), "%s", r < 0 ? strerror(-r) : fr.error);
         fallback_response_done(&fr);
-        if (r == -ECANCELED || r == -ENOBUFS)
-                return outcome_set(o, r, NULL), ACCESS_UNAVAILABLE;
+        if (r == -ECANCELED || r == -ENOBUFS) { /* shutdown, or our own memory budget: not the origin's word */
+                outcome_set(o, r, r == -ENOBUFS ? OUTCOME_BUDGET_REASON : NULL);
+                return ACCESS_UNAVAILABLE;
+        }
         if (status == 200) {
                 if (creds && priv)
                         verdict_accept(&p->verdicts, q->client->key, host, q->repository, now);
                 if (dpriv && !here) {
                         /* The origin says R has it: R's name may serve it from now on. */
                         int k = private_confirm(p->private, host, q->repository, q->digest);
-                        if (k < 0)
-                                return outcome_set(o, k, "cannot record the origin's answer: %s", strerror(-k)),
-                                       ACCESS_UNAVAILABLE;
+                        if (k < 0) {
+                                outcome_set(o, k, "cannot record the origin's answer: %s", strerror(-k));
+                                return ACCESS_UNAVAILABLE;
+                        }
                 }
                 return ACCESS_ALLOW;
         }

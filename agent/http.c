@@ -944,12 +944,14 @@ void http_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum
                                       : (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? rq->length : 0);
         /* Health checks and metrics scrapes would drown the log: debug only. */
         int level = rq->route == ROUTE_HEALTH || rq->route == ROUTE_METRICS ? LOG_DEBUG : LOG_INFO;
+        /* auth= and verdict= only where pass-through had a say: other lines stay as they were. */
+        bool auth = strcmp(rq->auth, "-") != 0, verdict = strcmp(rq->verdict, "-") != 0;
         agent_log(level,
                   "request method=%s ns=%s repo=%s ref=%s status=%u bytes=%" PRIu64 " ms=%" PRIu64
-                  " cache=%s endpoint=%s auth=%s verdict=%s%s%s%s%s",
+                  " cache=%s endpoint=%s%s%s%s%s%s%s%s%s",
                   rq->method, rq->ns, rq->repo[0] ? rq->repo : "-", rq->ref[0] ? rq->ref : "-", rq->status, bytes,
-                  time_now_ms() - rq->started_ms, rq->outcome, rq->endpoint[0] ? rq->endpoint : "-", rq->auth,
-                  rq->verdict,
+                  time_now_ms() - rq->started_ms, rq->outcome, rq->endpoint[0] ? rq->endpoint : "-",
+                  auth ? " auth=" : "", auth ? rq->auth : "", verdict ? " verdict=" : "", verdict ? rq->verdict : "",
                   toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " incomplete=yes",
                   rq->reason[0] ? " reason=\"" : "", rq->reason, rq->reason[0] ? "\"" : "");
         if (rq->prepared)
