@@ -91,6 +91,7 @@ struct fallback {
         struct ep_state *states;
         struct http_client *http;
         uint64_t rng;
+        unsigned char key_salt[32]; /* random: what a client's credentials' token key is salted with */
         /* Background probes of half-open breakers (fallback_breaker_probe()): how many
          * run, signalled as each ends; closing cancels them for fallback_free(). */
         unsigned probes;

@@ -507,17 +507,19 @@ int fallback_fetch_names(struct fetch *f) {
                 return -EINVAL;
         f->client_creds = (struct credentials) { .user = (char *) ca->user, .password = (char *) ca->password };
         f->has_client = true;
-        /* The key names the credentials without holding them: a SHA-256 of "user\0password". */
-        size_t lu = strlen(ca->user), lp = strlen(ca->password);
-        char *both = malloc(lu + lp + 2);
-        if (!both)
+        /* The key names the credentials without holding them: a SHA-256 of a random
+         * salt, "user\0password". */
+        size_t ls = sizeof(f->fb->key_salt), lu = strlen(ca->user), lp = strlen(ca->password);
+        char *all = malloc(ls + lu + lp + 2);
+        if (!all)
                 return -ENOMEM;
-        memcpy(both, ca->user, lu + 1);
-        memcpy(both + lu + 1, ca->password, lp + 1);
+        memcpy(all, f->fb->key_salt, ls);
+        memcpy(all + ls, ca->user, lu + 1);
+        memcpy(all + ls + lu + 1, ca->password, lp + 1);
         struct digest d;
-        int r = digest_buffer(DIGEST_SHA256, both, lu + lp + 1, &d);
-        explicit_bzero(both, lu + lp + 2);
-        free(both);
+        int r = digest_buffer(DIGEST_SHA256, all, ls + lu + lp + 1, &d);
+        explicit_bzero(all, ls + lu + lp + 2);
+        free(all);
         if (r < 0)
                 return r;
         char hex[DIGEST_HEX_MAX];
