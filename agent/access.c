@@ -76,16 +76,11 @@ enum access_verdict access_check(struct pull *p, const struct access_query *q, s
         uint64_t now = time_now_ms();
         int64_t age = creds ? verdict_age(&p->verdicts, q->client->key, host, q->repository, now) : -1;
         if (priv && age >= 0 && (uint64_t) age < q->reg->auth_verdict_ttl_ms && (!dpriv || here)) {
-                atomic_fetch_add(&p->auth_verdict_hits, 1);
                 a->how = "verdict-hit";
                 return ACCESS_ALLOW;
         }
         if (!q->may_block)
                 return ACCESS_WOULD_BLOCK;
-        if (priv)
-                atomic_fetch_add(&p->auth_verdict_misses, 1);
-        else
-                atomic_fetch_add(&p->auth_confirms, 1);
         a->how = priv ? "verdict-miss" : "confirmed";
 
         struct fallback_response fr;
@@ -127,7 +122,6 @@ enum access_verdict access_check(struct pull *p, const struct access_query *q, s
         }
         /* The origin is down: outage protection, for credentials it accepted lately. */
         if (priv && age >= 0 && (uint64_t) age < q->reg->auth_outage_grace_ms && (!dpriv || here)) {
-                atomic_fetch_add(&p->auth_outage_serves, 1);
                 a->how = "grace";
                 log_warning("origin unreachable, serving cached private content within auth_outage_grace "
                             "verdict_age_s=%" PRId64 ": ns=%s repo=%s ref=%s auth=passthrough reason=\"%s\"",

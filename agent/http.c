@@ -154,7 +154,6 @@ static enum MHD_Result respond_error(struct MHD_Connection *conn, struct request
 /* 401 with a Basic challenge: the repository is private and the request's
  * credentials are missing or were refused by the origin. */
 static enum MHD_Result respond_challenge(struct MHD_Connection *conn, struct request *rq, const char *why) {
-        atomic_fetch_add(&rq->pull->auth_challenges, 1);
         rq->auth = "challenge";
         return respond_error(conn, rq, MHD_HTTP_UNAUTHORIZED, "UNAUTHORIZED", "%s", why);
 }
@@ -701,10 +700,8 @@ static bool access_allowed(struct pull *p, struct MHD_Connection *conn, struct r
         case ACCESS_ALLOW:
                 t->client_auth = acc->client_auth;
                 t->private_repo = acc->private_repo;
-                if (t->client_auth) {
+                if (t->client_auth)
                         rq->auth = "passthrough";
-                        atomic_fetch_add(&p->auth_passthrough, 1);
-                }
                 return true;
         case ACCESS_WOULD_BLOCK:
                 *ret = would_block(rq);
@@ -928,6 +925,23 @@ enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *
         return rq->would_block ? defer(p, conn, url, head, rq) : ret;
 }
 
+/* The pass-through counters, once per request from what its log line says (a
+ * deferred request is decided twice: on the event loop, then on its thread). */
+static void count_auth(struct pull *p, const struct request *rq) {
+        if (strcmp(rq->auth, "passthrough") == 0)
+                atomic_fetch_add(&p->auth_passthrough, 1);
+        else if (strcmp(rq->auth, "challenge") == 0)
+                atomic_fetch_add(&p->auth_challenges, 1);
+        if (strcmp(rq->verdict, "verdict-hit") == 0)
+                atomic_fetch_add(&p->auth_verdict_hits, 1);
+        else if (strcmp(rq->verdict, "verdict-miss") == 0)
+                atomic_fetch_add(&p->auth_verdict_misses, 1);
+        else if (strcmp(rq->verdict, "confirmed") == 0)
+                atomic_fetch_add(&p->auth_confirms, 1);
+        else if (strcmp(rq->verdict, "grace") == 0)
+                atomic_fetch_add(&p->auth_outage_serves, 1);
+}
+
 void http_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum MHD_RequestTerminationCode toe) {
         struct pull *p = cls;
         struct request *rq = *req_cls;
@@ -940,6 +954,7 @@ void http_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum
                 if (pull_status_slots[i] == rq->status)
                         slot = i;
         atomic_fetch_add(&p->requests[rq->route][slot], 1);
+        count_auth(p, rq);
         uint64_t bytes = rq->streamed ? (uint64_t) atomic_load(&rq->bytes)
                                       : (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? rq->length : 0);
         /* Health checks and metrics scrapes would drown the log: debug only. */
