@@ -532,6 +532,8 @@ int pull_blob_ensure(struct pull *p, const char *registry, const char *repositor
         spec_ref_put(p, sr);
         if (r == 0)
                 r = cache_stat(p->cache, d, &have);
+        if (r == -EACCES)
+                r = -ENOENT; /* the origin asked for credentials: not found, as pull.h says of a 401 */
         if (r < 0)
                 return r;
         *ret_size = have;

@@ -146,6 +146,15 @@ checkd "wrong credentials: 401 for the tag, no bytes" eval 'challenged "$T/bad-t
 get "$(url "team/app/blobs/${PRIV[2]}")" "$T/good" -u "$USER_OK:$PASS_OK"
 checkd "right credentials (curl): the layer's bytes" cmp -s "$T/good" "$T/priv/blobs/sha256/${PRIV[2]#sha256:}"
 
+# A repository layerd has never seen, asked for a blob first: the download meets the 401.
+OTHER=$(random_file "$T/other.bin" 70000)
+fixture_call PUT "$FX/_fixture/blob/$OTHER?repos=team/other" "$T/other.bin"
+get "$(url "team/other/blobs/$OTHER")" "$T/other-anon"
+checkd "unseen private repository, a blob first: 401 challenge, not its bytes" \
+  eval 'challenged "$T/other-anon" && ! cmp -s "$T/other-anon" "$T/other.bin" && ((got < 1000))'
+get "$(url "team/other/blobs/$OTHER")" "$T/other-good" -u "$USER_OK:$PASS_OK"
+checkd "... with the credentials: its bytes" cmp -s "$T/other-good" "$T/other.bin"
+
 # ---- another repository's name ------------------------------------------------------------
 cross() {
   local tag=$1 d; shift
