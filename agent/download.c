@@ -62,7 +62,15 @@ struct download {
         size_t batch_len;
         uint64_t batch_ms;          /* when its first byte came */
         struct budget_hold held;    /* the batch's share of the pull's budget */
+        char *user, *password;      /* a private repository's client's credentials (secret: wiped), or NULL */
+        struct fallback_client_auth client_auth;
 };
+
+static void secret_free(char *s) {
+        if (s)
+                explicit_bzero(s, strlen(s));
+        free(s);
+}
 
 static struct download *download_free(struct download *dl) {
         if (!dl)
@@ -71,6 +79,8 @@ static struct download *download_free(struct download *dl) {
         free(dl->repository);
         free(dl->batch);
         budget_hold_release(&dl->held);
+        secret_free(dl->user);
+        secret_free(dl->password);
         free(dl);
         return NULL;
 }
@@ -252,6 +262,7 @@ static void *download_main(void *arg) {
         struct fallback_request req = {
                 .registry = dl->registry, .repository = dl->repository, .kind = FALLBACK_BLOB,
                 .reference = ds, .sink = &sink, .cancelled = dl_cancelled, .cancel_userdata = dl,
+                .client_auth = dl->user ? &dl->client_auth : NULL,
         };
         struct fallback_response fr;
         struct outcome o;
@@ -268,7 +279,7 @@ static void *download_main(void *arg) {
                 log_failure(dl, r, &fr, &o);
                 /* Every follower gets the verdict (-ENOSPC: the cache already said). */
                 if (r != -ENOSPC)
-                        (void) cache_fail(dl->entry, o.error);
+                        (void) cache_fail(dl->entry, o.auth_refused ? -EACCES : o.error);
         }
         fallback_response_done(&fr);
         cache_writer_unref(dl->entry);
@@ -311,6 +322,13 @@ static int download_run(struct pull *p, const struct download_want *w, struct ca
                                   .background = w->background,
                                   .registry = strdup(w->registry), .repository = strdup(w->repository) };
         int r = budget_hold_reserve(&dl->held, &p->budget, DL_BATCH);
+        if (r == 0 && w->client_auth) {
+                dl->user = strdup(w->client_auth->user);
+                dl->password = strdup(w->client_auth->password);
+                dl->client_auth = (struct fallback_client_auth) { .user = dl->user, .password = dl->password };
+                if (!dl->user || !dl->password)
+                        r = -ENOMEM;
+        }
         if (r == 0)
                 dl->batch = malloc(DL_BATCH);
         if (r == 0 && !(dl->registry && dl->repository && dl->batch))
@@ -413,6 +431,10 @@ void download_outcome(int r, struct outcome *o) {
         case -ENOENT:
                 outcome_set(o, r, "upstream has no such blob");
                 break;
+        case -EACCES: /* the download's verdict: the origin asked for credentials */
+                outcome_set(o, -ENOENT, "the origin asks for credentials");
+                o->auth_refused = true;
+                break;
         case -EHOSTUNREACH:
                 outcome_set(o, r, "no upstream answered");
                 break;
@@ -487,6 +509,14 @@ int pull_blob_ensure(struct pull *p, const char *registry, const char *repositor
         int r = -ENXIO;
         bool fetched = false;
         struct download_hold h;
+        /* A private repository's blob (fetched with the endpoint's own credentials) is
+         * recorded as such before it is stored, as a client's would be. */
+        if (reg && private_repo(p->private, reg->host, repository))
+                r = private_mark(p->private, reg->host, repository, d, 1);
+        if (r < 0 && r != -ENXIO)
+                reg = NULL;
+        else
+                r = -ENXIO;
         /* Past prefetch's share of the download slots: wait for one (clients go first). */
         while (reg && (r = download_join_or_start(p, &w, &h)) == -EBUSY) {
                 struct timespec ts = { .tv_nsec = SLOT_RETRY_NS };
@@ -502,6 +532,8 @@ int pull_blob_ensure(struct pull *p, const char *registry, const char *repositor
         spec_ref_put(p, sr);
         if (r == 0)
                 r = cache_stat(p->cache, d, &have);
+        if (r == -EACCES)
+                r = -ENOENT; /* the origin asked for credentials: not found, as pull.h says of a 401 */
         if (r < 0)
                 return r;
         *ret_size = have;

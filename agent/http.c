@@ -85,6 +85,13 @@ struct request {
         char reason[OUTCOME_REASON_MAX]; /* why, for an error answer */
         bool streamed;
         bool has_body;
+        /* Pass-through (agent/access.c): the client's credentials (secret: wiped in
+         * http_completed()), the registry they may go to, what the log line says. */
+        struct client_auth client;
+        bool passthrough;                  /* the registry has auth_passthrough */
+        char auth_registry[REFERENCE_NAME_MAX + 1];
+        const char *auth;                  /* "-", "passthrough" (used toward the origin), "challenge" */
+        const char *verdict;               /* access_answer.how */
 };
 
 /* ---- responses ---------------------------------------------------------------------- */
@@ -135,7 +142,20 @@ static enum MHD_Result respond_error(struct MHD_Connection *conn, struct request
                 return MHD_NO;
         }
         rq->length = (uint64_t) n;
+        /* containerd answers a Basic challenge with the pull's credentials (docs/agent.md). */
+        if (status == MHD_HTTP_UNAUTHORIZED &&
+            MHD_add_response_header(resp, "WWW-Authenticate", "Basic realm=\"layerd\"") != MHD_YES) {
+                MHD_destroy_response(resp);
+                return MHD_NO;
+        }
         return queue(conn, rq, status, resp);
+}
+
+/* 401 with a Basic challenge: the repository is private and the request's
+ * credentials are missing or were refused by the origin. */
+static enum MHD_Result respond_challenge(struct MHD_Connection *conn, struct request *rq, const char *why) {
+        rq->auth = "challenge";
+        return respond_error(conn, rq, MHD_HTTP_UNAUTHORIZED, "UNAUTHORIZED", "%s", why);
 }
 
 static ssize_t no_body(void *cls, uint64_t pos, char *buf, size_t max) {
@@ -254,6 +274,12 @@ static enum MHD_Result respond_outcome(struct MHD_Connection *conn, struct reque
                             rq->ns, rq->repo[0] ? rq->repo : "-", rq->ref[0] ? rq->ref : "-",
                             budget_held(&rq->pull->budget), budget_limit(&rq->pull->budget));
         }
+        if (o->auth_refused && rq->passthrough && rq->auth_registry[0] && rq->repo[0]) {
+                /* The origin asked for credentials, or refused the ones sent. */
+                access_refused(rq->pull, rq->auth_registry, rq->repo, &rq->client);
+                return respond_challenge(conn, rq, rq->client.set ? "the origin refused the credentials"
+                                                                  : "the repository needs credentials");
+        }
         switch (o->kind) {
         case OUTCOME_NOT_FOUND:
                 return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, manifest ? "MANIFEST_UNKNOWN" : "BLOB_UNKNOWN", "%s",
@@ -270,6 +296,8 @@ static enum MHD_Result respond_outcome(struct MHD_Connection *conn, struct reque
 
 struct target {
         const struct spec_registry *reg;
+        const struct fallback_client_auth *client_auth; /* toward the origin, or NULL (agent/access.c) */
+        bool private_repo;
         bool finish_abandoned;
         char repo[REFERENCE_NAME_MAX + 1];
         const char *accept;
@@ -282,7 +310,8 @@ static enum MHD_Result manifest(struct pull *p, struct MHD_Connection *conn, str
         struct manifest_query q = { .registry = t->reg->host, .repository = t->repo,
                                     .tag = rt->by_digest ? NULL : rq->ref, .digest = rt->digest, .accept = t->accept,
                                     .tag_ttl_ms = t->reg->tag_ttl_ms, .head = head, .may_block = rq->may_block,
-                                    .want_fd = true };
+                                    .want_fd = true, .client_auth = t->client_auth,
+                                    .private_repo = t->private_repo };
         struct manifest_answer a = { .fd = -1 };
         struct outcome o;
         int r = manifest_resolve(p, &q, &a, &o);
@@ -302,6 +331,7 @@ static enum MHD_Result manifest(struct pull *p, struct MHD_Connection *conn, str
 static enum MHD_Result blob_head_upstream(struct pull *p, struct MHD_Connection *conn, struct request *rq,
                                           const struct target *t, const struct digest *d) {
         struct fallback_request req = pull_upstream_request(p, t->reg->host, t->repo, FALLBACK_BLOB, rq->ref, true);
+        req.client_auth = t->client_auth;
         struct fallback_response fr;
         struct outcome o;
         int r = outcome_from_upstream(&o, fallback_fetch(p->fb, &req, &fr), &fr);
@@ -446,7 +476,8 @@ static enum MHD_Result respond_blob_through(struct MHD_Connection *conn, struct 
         log_notice("the cache cannot take the blob, streaming through: ns=%s repo=%s digest=%s", t->reg->host, t->repo,
                    digest_to_string(d, ds));
         rq->outcome = "through";
-        struct download_want w = { .registry = t->reg->host, .repository = t->repo, .digest = *d, .size = -1 };
+        struct download_want w = { .registry = t->reg->host, .repository = t->repo, .digest = *d, .size = -1,
+                                   .client_auth = t->client_auth };
         struct download_hold h = {};
         uint64_t size = 0;
         int r = download_start_unstored(p, &w, &h);
@@ -469,7 +500,7 @@ static enum MHD_Result respond_blob_through(struct MHD_Connection *conn, struct 
 static enum MHD_Result blob(struct pull *p, struct MHD_Connection *conn, struct request *rq, const struct target *t,
                             bool head, const struct digest *d) {
         struct download_want w = { .registry = t->reg->host, .repository = t->repo, .digest = *d, .size = -1,
-                                   .finish_abandoned = t->finish_abandoned };
+                                   .finish_abandoned = t->finish_abandoned, .client_auth = t->client_auth };
         for (unsigned round = 0; round < 3; round++) {
                 int fd = -1;
                 uint64_t size = 0;
@@ -481,6 +512,11 @@ static enum MHD_Result blob(struct pull *p, struct MHD_Connection *conn, struct 
                         return would_block(rq);
                 if (head)
                         return blob_head_upstream(p, conn, rq, t, d);
+                /* Private before a byte of it is in the cache (agent/private.h). */
+                int m = t->private_repo ? private_mark(p->private, t->reg->host, t->repo, d, 1) : 0;
+                if (m < 0)
+                        return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
+                                             "cannot record private content: %s", strerror(-m));
                 struct download_hold h;
                 int r = download_join_or_start(p, &w, &h);
                 if (r == -EEXIST)
@@ -640,6 +676,45 @@ static enum MHD_Result respond_ready(struct pull *p, struct MHD_Connection *conn
         return respond_text(conn, rq, MHD_HTTP_OK, "ready\n");
 }
 
+/* Pass-through: whether the request may go on (t->client_auth and
+ * t->private_repo then set from *acc, which must outlive t); else the
+ * answer made, or the request deferred, in *ret. */
+static bool access_allowed(struct pull *p, struct MHD_Connection *conn, struct request *rq, struct target *t,
+                           const struct route_match *rt, struct access_answer *acc, enum MHD_Result *ret) {
+        rq->passthrough = t->reg->auth_passthrough;
+        snprintf(rq->auth_registry, sizeof(rq->auth_registry), "%s", t->reg->host);
+        /* Without pass-through the client's credentials are not even read; what is
+         * recorded private is still guarded (agent/access.c). */
+        if (rq->passthrough && !rq->client.set)
+                (void) client_auth_parse(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"),
+                                         p->auth_salt, sizeof(p->auth_salt), &rq->client);
+        struct access_query q = { .reg = t->reg, .repository = t->repo,
+                                  .kind = rt->kind == ROUTE_BLOB ? FALLBACK_BLOB : FALLBACK_MANIFEST,
+                                  .reference = rq->ref,
+                                  .digest = rt->kind == ROUTE_BLOB || rt->by_digest ? &rt->digest : NULL,
+                                  .client = &rq->client, .may_block = rq->may_block };
+        struct outcome o;
+        enum access_verdict v = access_check(p, &q, acc, &o);
+        rq->verdict = acc->how;
+        switch (v) {
+        case ACCESS_ALLOW:
+                t->client_auth = acc->client_auth;
+                t->private_repo = acc->private_repo;
+                if (t->client_auth)
+                        rq->auth = "passthrough";
+                return true;
+        case ACCESS_WOULD_BLOCK:
+                *ret = would_block(rq);
+                return false;
+        case ACCESS_CHALLENGE:
+                *ret = respond_challenge(conn, rq, o.reason);
+                return false;
+        default:
+                *ret = respond_outcome(conn, rq, &o, rt->kind != ROUTE_BLOB);
+                return false;
+        }
+}
+
 /* A request for a registry's content: with the spec in force (held until the answer is made). */
 static enum MHD_Result registry_route(struct pull *p, struct MHD_Connection *conn, bool head, struct request *rq,
                                       struct route_match *rt, const char *ns_arg) {
@@ -666,6 +741,15 @@ static enum MHD_Result registry_route(struct pull *p, struct MHD_Connection *con
         struct accept_buf accept = { .len = 0 };
         MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_accept, &accept);
         t.accept = accept.len ? accept.text : NULL;
+
+        struct access_answer acc;
+        if (rt->kind != ROUTE_TAGS) {
+                enum MHD_Result done = MHD_YES;
+                if (!access_allowed(p, conn, rq, &t, rt, &acc, &done)) {
+                        ret = done;
+                        goto out;
+                }
+        }
 
         if (rt->kind == ROUTE_TAGS)
                 ret = tags_list(p, conn, rq, &t, rt->name, ns_arg);
@@ -801,6 +885,8 @@ enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *
                 rq->pull = p;
                 rq->started_ms = time_now_ms();
                 rq->outcome = "-";
+                rq->auth = "-";
+                rq->verdict = "-";
                 rq->route = ROUTE_OTHER;
                 rq->method = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0  ? "HEAD"
                              : strcmp(method, MHD_HTTP_METHOD_GET) == 0 ? "GET"
@@ -839,6 +925,23 @@ enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *
         return rq->would_block ? defer(p, conn, url, head, rq) : ret;
 }
 
+/* The pass-through counters, once per request from what its log line says (a
+ * deferred request is decided twice: on the event loop, then on its thread). */
+static void count_auth(struct pull *p, const struct request *rq) {
+        if (strcmp(rq->auth, "passthrough") == 0)
+                atomic_fetch_add(&p->auth_passthrough, 1);
+        else if (strcmp(rq->auth, "challenge") == 0)
+                atomic_fetch_add(&p->auth_challenges, 1);
+        if (strcmp(rq->verdict, "verdict-hit") == 0)
+                atomic_fetch_add(&p->auth_verdict_hits, 1);
+        else if (strcmp(rq->verdict, "verdict-miss") == 0)
+                atomic_fetch_add(&p->auth_verdict_misses, 1);
+        else if (strcmp(rq->verdict, "confirmed") == 0)
+                atomic_fetch_add(&p->auth_confirms, 1);
+        else if (strcmp(rq->verdict, "grace") == 0)
+                atomic_fetch_add(&p->auth_outage_serves, 1);
+}
+
 void http_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum MHD_RequestTerminationCode toe) {
         struct pull *p = cls;
         struct request *rq = *req_cls;
@@ -851,19 +954,24 @@ void http_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum
                 if (pull_status_slots[i] == rq->status)
                         slot = i;
         atomic_fetch_add(&p->requests[rq->route][slot], 1);
+        count_auth(p, rq);
         uint64_t bytes = rq->streamed ? (uint64_t) atomic_load(&rq->bytes)
                                       : (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? rq->length : 0);
         /* Health checks and metrics scrapes would drown the log: debug only. */
         int level = rq->route == ROUTE_HEALTH || rq->route == ROUTE_METRICS ? LOG_DEBUG : LOG_INFO;
+        /* auth= and verdict= only where pass-through had a say: other lines stay as they were. */
+        bool auth = strcmp(rq->auth, "-") != 0, verdict = strcmp(rq->verdict, "-") != 0;
         agent_log(level,
                   "request method=%s ns=%s repo=%s ref=%s status=%u bytes=%" PRIu64 " ms=%" PRIu64
-                  " cache=%s endpoint=%s%s%s%s%s",
+                  " cache=%s endpoint=%s%s%s%s%s%s%s%s%s",
                   rq->method, rq->ns, rq->repo[0] ? rq->repo : "-", rq->ref[0] ? rq->ref : "-", rq->status, bytes,
                   time_now_ms() - rq->started_ms, rq->outcome, rq->endpoint[0] ? rq->endpoint : "-",
+                  auth ? " auth=" : "", auth ? rq->auth : "", verdict ? " verdict=" : "", verdict ? rq->verdict : "",
                   toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " incomplete=yes",
                   rq->reason[0] ? " reason=\"" : "", rq->reason, rq->reason[0] ? "\"" : "");
         if (rq->prepared)
                 MHD_destroy_response(rq->prepared);
+        client_auth_wipe(&rq->client);
         free(rq->url);
         free(rq);
 }

@@ -114,8 +114,46 @@ static int cached_manifest(struct pull *p, const struct digest *d, const char *m
         return 0;
 }
 
+/* A manifest fetched for a private repository, and what it refers to, are
+ * recorded as private (agent/private.h) before it is stored: nothing of it
+ * may sit in the cache unmarked, where another repository's name could
+ * reach it. 0, or why it must not be stored. */
+static int mark_private(struct pull *p, const struct manifest_query *q, const struct digest *d, const void *body,
+                        uint64_t size) {
+        if (!q->private_repo)
+                return 0;
+        struct fallback_manifest_refs refs;
+        bool parsed = fallback_manifest_refs(body, size, &refs) == 0;
+        size_t n = 1 + (parsed ? refs.n_items + refs.has_config : 0);
+        _cleanup_free_ struct digest *ds = calloc(n, sizeof(*ds));
+        if (!ds) {
+                if (parsed)
+                        fallback_manifest_refs_done(&refs);
+                return -ENOMEM;
+        }
+        ds[0] = *d;
+        size_t k = 1;
+        if (parsed) {
+                if (refs.has_config)
+                        ds[k++] = refs.config.digest;
+                for (size_t i = 0; i < refs.n_items; i++)
+                        ds[k++] = refs.items[i].digest;
+                fallback_manifest_refs_done(&refs);
+        }
+        int r = private_mark(p->private, q->registry, q->repository, ds, k);
+        if (r < 0) {
+                char s[DIGEST_STRING_MAX];
+                log_error("cannot record private content, not caching the manifest: ns=%s repo=%s digest=%s: %s",
+                          q->registry, q->repository, digest_to_string(d, s), strerror(-r));
+        }
+        return r;
+}
+
 /* Stores a verified manifest; a failure only costs a later refetch. */
-static void store_manifest(struct pull *p, const struct digest *d, const void *body, uint64_t size) {
+static void store_manifest(struct pull *p, const struct manifest_query *q, const struct digest *d, const void *body,
+                           uint64_t size) {
+        if (mark_private(p, q, d, body, size) < 0)
+                return;
         struct cache_entry *e = NULL;
         bool writer = false;
         int r = cache_begin(p->cache, d, (int64_t) size, &e, &writer);
@@ -155,13 +193,14 @@ static int by_digest(struct pull *p, const struct manifest_query *q, const struc
         struct fallback_request req = pull_upstream_request(p, q->registry, q->repository, FALLBACK_MANIFEST,
                                                             digest_to_string(d, ds), q->head);
         req.accept = q->accept;
+        req.client_auth = q->client_auth;
         struct fallback_response fr;
         int r = outcome_from_upstream(o, fallback_fetch(p->fb, &req, &fr), &fr);
         a->cache = "miss";
         note_endpoint(a, &fr);
         if (r == 0) {
                 if (fr.body && fr.size >= 0) {
-                        store_manifest(p, d, fr.body, (uint64_t) fr.size);
+                        store_manifest(p, q, d, fr.body, (uint64_t) fr.size);
                         a->fetched = true;
                 }
                 a->digest = *d;
@@ -226,6 +265,7 @@ static int by_tag(struct pull *p, const struct manifest_query *q, struct manifes
         struct fallback_request req =
                 pull_upstream_request(p, q->registry, q->repository, FALLBACK_MANIFEST, q->tag, true);
         req.accept = q->accept;
+        req.client_auth = q->client_auth;
         struct fallback_response fr;
         int fetched = fallback_fetch(p->fb, &req, &fr);
         int r = outcome_from_upstream(o, fetched, &fr);
@@ -239,7 +279,7 @@ static int by_tag(struct pull *p, const struct manifest_query *q, struct manifes
                 if (fr.size >= 0 && fr.media_type && (general || is_index(now.media_type)))
                         (void) cache_tag_put(p->cache, q->registry, q->repository, q->tag, &now);
                 if (fr.body) /* the endpoint sent no digest on HEAD: fallback asked with GET */
-                        store_manifest(p, &fr.digest, fr.body, (uint64_t) fr.size);
+                        store_manifest(p, q, &fr.digest, fr.body, (uint64_t) fr.size);
                 const char *how = have && digest_equal(&known.digest, &fr.digest) ? "revalidated" : "miss";
                 fallback_response_done(&fr);
                 if (q->head) {
@@ -325,6 +365,8 @@ int pull_manifest_ensure(struct pull *p, const char *registry, const char *repos
         if (reg || offline) {
                 q.registry = reg ? reg->host : registry;
                 q.tag_ttl_ms = reg ? reg->tag_ttl_ms : 0;
+                /* Prefetch with the endpoint's own credentials: recorded private like a client's fetch. */
+                q.private_repo = private_repo(p->private, q.registry, repository);
                 r = manifest_resolve(p, &q, &a, &o);
         }
         spec_ref_put(p, sr);

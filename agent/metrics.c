@@ -101,6 +101,30 @@ void metrics_write(struct pull *p, FILE *f) {
                 "# TYPE layerd_inflight_memory_refused_total counter\nlayerd_inflight_memory_refused_total %" PRIu64
                 "\n",
                 budget_held(&p->budget), budget_limit(&p->budget), (uint64_t) atomic_load(&p->budget_refusals));
+        /* Pass-through of clients' credentials: counts only, never a credential or its hash. */
+        fprintf(f,
+                "# HELP layerd_auth_passthrough_total Requests whose client's credentials went to the origin.\n"
+                "# TYPE layerd_auth_passthrough_total counter\nlayerd_auth_passthrough_total %" PRIu64 "\n"
+                "# HELP layerd_auth_challenges_total 401 answers with a Basic challenge.\n"
+                "# TYPE layerd_auth_challenges_total counter\nlayerd_auth_challenges_total %" PRIu64 "\n"
+                "# HELP layerd_auth_verdicts_total Private-repository requests by whether the origin's verdict on "
+                "the credentials was fresh (hit) or asked again (miss).\n"
+                "# TYPE layerd_auth_verdicts_total counter\n"
+                "layerd_auth_verdicts_total{result=\"hit\"} %" PRIu64 "\n"
+                "layerd_auth_verdicts_total{result=\"miss\"} %" PRIu64 "\n"
+                "# HELP layerd_auth_refusals_total The origin's 401/403 answers (credentials needed or refused).\n"
+                "# TYPE layerd_auth_refusals_total counter\nlayerd_auth_refusals_total %" PRIu64 "\n"
+                "# HELP layerd_auth_outage_serves_total Private content served while the origin was down "
+                "(auth_outage_grace).\n"
+                "# TYPE layerd_auth_outage_serves_total counter\nlayerd_auth_outage_serves_total %" PRIu64 "\n"
+                "# HELP layerd_auth_confirms_total Private digests asked under another repository's name.\n"
+                "# TYPE layerd_auth_confirms_total counter\nlayerd_auth_confirms_total %" PRIu64 "\n"
+                "# HELP layerd_private_entries Private repositories and digests recorded.\n"
+                "# TYPE layerd_private_entries gauge\nlayerd_private_entries %zu\n",
+                (uint64_t) atomic_load(&p->auth_passthrough), (uint64_t) atomic_load(&p->auth_challenges),
+                (uint64_t) atomic_load(&p->auth_verdict_hits), (uint64_t) atomic_load(&p->auth_verdict_misses),
+                (uint64_t) atomic_load(&p->auth_refusals), (uint64_t) atomic_load(&p->auth_outage_serves),
+                (uint64_t) atomic_load(&p->auth_confirms), private_count(p->private));
         struct statvfs sv;
         if (statvfs(p->cache_dir, &sv) == 0)
                 fprintf(f,

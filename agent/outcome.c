@@ -8,6 +8,7 @@
 
 int outcome_set(struct outcome *o, int error, const char *fmt, ...) {
         o->error = error;
+        o->auth_refused = false;
         o->kind = error == 0          ? OUTCOME_FOUND
                   : error == -ENOENT  ? OUTCOME_NOT_FOUND
                   : error == -EINVAL  ? OUTCOME_BAD_REQUEST
@@ -37,7 +38,10 @@ int outcome_from_upstream(struct outcome *o, int r, const struct fallback_respon
                 return outcome_set(o, r == -ENOENT || r == -EINVAL ? -EHOSTUNREACH : r, "%s", strerror(-r));
         if (fr->status == 200)
                 return outcome_set(o, 0, NULL);
-        if (outcome_status_not_found(fr->status))
-                return outcome_set(o, -ENOENT, "upstream answered %d", fr->status);
+        if (outcome_status_not_found(fr->status)) {
+                outcome_set(o, -ENOENT, "upstream answered %d", fr->status);
+                o->auth_refused = fr->auth_refused;
+                return o->error;
+        }
         return outcome_set(o, -EHOSTUNREACH, "no upstream answered: %s", fr->error[0] ? fr->error : "unavailable");
 }

@@ -26,6 +26,8 @@ struct outcome {
         enum outcome_kind kind;
         int error;                       /* the -errno for the in-process API (0 when found) */
         char reason[OUTCOME_REASON_MAX]; /* for the client's error body and the log line */
+        bool auth_refused; /* not found because the origin asked for credentials (or refused the
+                            * ones sent): a registry with auth_passthrough challenges the client */
 };
 
 /* Sets *o; returns o->error. error: -ENOENT (not found), -EINVAL (bad

@@ -13,6 +13,9 @@
 #include <stdio.h>
 
 #include "agent/bounds.h"
+#include "agent/clientauth.h"
+#include "agent/private.h"
+#include "agent/verdict.h"
 #include "agent/outcome.h"
 #include "cache/cache.h"
 #include "agent/pull.h"
@@ -73,6 +76,14 @@ struct pull {
         struct budget budget;
         atomic_uint_fast64_t budget_refusals; /* requests answered 503 for it */
 
+        /* Pass-through of clients' credentials (agent/access.c): what is private, the
+         * origin's verdicts, the salt of the credentials' keys (random per process). */
+        struct private_set *private;
+        struct verdicts verdicts;
+        uint8_t auth_salt[32];
+        atomic_uint_fast64_t auth_passthrough, auth_challenges, auth_verdict_hits, auth_verdict_misses,
+                auth_refusals, auth_outage_serves, auth_confirms;
+
         atomic_uint_fast64_t requests[_ROUTE_MAX][STATUS_SLOTS];
         atomic_uint_fast64_t bytes_served, stale_serves, cut_streams;
 };
@@ -111,6 +122,8 @@ struct manifest_query {
         bool offline;          /* the node's records and cache only; nothing is asked upstream */
         bool may_block;        /* false: -EWOULDBLOCK instead of asking upstream (the event loop) */
         bool want_fd;          /* a cached body over 16 KiB may come as an open descriptor instead of bytes */
+        const struct fallback_client_auth *client_auth; /* the client's credentials, toward the origin */
+        bool private_repo;     /* what is fetched is recorded private (agent/private.h) before it is stored */
 };
 
 struct manifest_answer {
@@ -145,6 +158,8 @@ struct download_want {
         bool finish_abandoned;    /* go on when every client left (agent.finish_abandoned_downloads) */
         bool background;          /* prefetch: waits for a slot of its share of agent.max_downloads */
         struct ratelimit *limit;  /* prefetch: held to this while no client follows; NULL for a client */
+        const struct fallback_client_auth *client_auth; /* a private repository's: copied for the
+                                                          * download, wiped when it ends */
 };
 
 /* A client's or a prefetch round's hold on a download: a reference on its
@@ -192,6 +207,48 @@ int tags_page(struct pull *p, const char *registry, const char *repository, unsi
               void **ret_body, size_t *ret_size, char **ret_next_last, struct budget_hold *ret_held);
 
 void tags_cache_free(struct pull *p);
+
+/* ---- access.c: who may read what of a private repository ---- */
+
+enum access_verdict {
+        ACCESS_ALLOW,       /* serve (a->client_auth: with the client's credentials toward the origin) */
+        ACCESS_CHALLENGE,   /* 401 with a Basic challenge: credentials needed, or refused */
+        ACCESS_NOT_FOUND,   /* the origin says there is no such thing in this repository */
+        ACCESS_UNAVAILABLE, /* the origin could not say, and nothing allows serving without it */
+        ACCESS_WOULD_BLOCK, /* the origin must be asked: not on the event loop */
+        _ACCESS_VERDICT_MAX,
+};
+
+struct access_query {
+        const struct spec_registry *reg;
+        const char *repository;
+        enum fallback_kind kind;      /* what the check asks the origin for (HEAD) */
+        const char *reference;        /* tag or digest */
+        const struct digest *digest;  /* by digest: the object, or NULL */
+        const struct client_auth *client; /* the request's credentials (set or not) */
+        bool may_block;
+};
+
+struct access_answer {
+        const struct fallback_client_auth *client_auth; /* points into *this: NULL for anonymous */
+        struct fallback_client_auth ca;
+        bool private_repo;
+        const char *how; /* for the log line: "-", "verdict-hit", "verdict-miss", "confirmed", "grace" */
+};
+
+/* Decides whether q's object may be served to q's client (docs/agent.md,
+ * "Private images"): a repository the origin asked credentials for is served
+ * only to credentials it accepted within the registry's auth_verdict_ttl (else
+ * it is asked again with a HEAD; while it is down, within
+ * auth_outage_grace); a digest fetched for a private repository is served
+ * under another only once the origin confirms it is there. Sets *a always and
+ * o's reason for the refusals. */
+enum access_verdict access_check(struct pull *p, const struct access_query *q, struct access_answer *a,
+                                 struct outcome *o);
+
+/* The origin asked for credentials (or refused the ones sent) for
+ * registry/repository: it is recorded private and client's verdict dropped. */
+void access_refused(struct pull *p, const char *registry, const char *repository, const struct client_auth *client);
 
 /* ---- metrics.c ---- */
 

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "agent/log.h"
 #include "agent/pull-internal.h"
@@ -46,6 +47,23 @@ int pull_new(struct cache *cache, const char *cache_dir, struct fallback *fb, st
                 return -ENOMEM;
         }
         p->cache_dir = dir;
+        /* What is private must be known before anything is served: a table that
+         * cannot be read is an error, never an empty one (that would leak). */
+        unsigned line = 0;
+        int k = private_open(cache_dir, &p->private, &line);
+        if (k == 0 && getrandom(p->auth_salt, sizeof(p->auth_salt), 0) != (ssize_t) sizeof(p->auth_salt))
+                k = -errno;
+        if (k < 0) {
+                if (k == -EBADMSG)
+                        log_error("the private-content table does not parse: file=\"%s/%s\" line=%u", cache_dir,
+                                  PRIVATE_FILE, line);
+                private_free(p->private);
+                free(p);
+                free(r);
+                free(dir);
+                return k;
+        }
+        verdicts_init(&p->verdicts);
         r->spec = spec;
         r->refs = 1;
         pthread_mutex_init(&p->lock, NULL);
@@ -93,6 +111,9 @@ struct pull *pull_free(struct pull *p) {
                 return NULL;
         spec_ref_put_locked(p->spec);
         tags_cache_free(p);
+        private_free(p->private);
+        verdicts_done(&p->verdicts);
+        explicit_bzero(p->auth_salt, sizeof(p->auth_salt));
         pthread_mutex_destroy(&p->tags_lock);
         free(p->cache_dir);
         pthread_cond_destroy(&p->ended);

@@ -184,6 +184,7 @@ static void *probe_main(void *userdata) {
         fallback_manifest_wipe(&f);
         free(f.repo);
         free(f.scope);
+        free(f.token_key);
         fallback_response_done(&resp);
         pthread_mutex_lock(&fb->lock);
         fallback_config_unref_locked(fb, p->cfg);

@@ -123,6 +123,11 @@ int fallback_new(const struct fallback_options *o, struct fallback **ret) {
         if (getrandom(&fb->rng, sizeof(fb->rng), GRND_NONBLOCK) != sizeof(fb->rng))
                 fb->rng = (uint64_t) time(NULL) ^ (uint64_t) (uintptr_t) fb;
         fb->rng |= 1;
+        /* No key of a client's credentials is guessable from a memory image without it. */
+        if (getrandom(fb->key_salt, sizeof(fb->key_salt), GRND_NONBLOCK) != (ssize_t) sizeof(fb->key_salt)) {
+                fallback_free(fb);
+                return -EIO;
+        }
         int r = fb->user_agent ? http_client_new(&fb->http) : -ENOMEM;
         if (r < 0) {
                 fallback_free(fb);

@@ -93,6 +93,7 @@ struct fallback {
         struct ep_state *states;
         struct http_client *http;
         uint64_t rng;
+        unsigned char key_salt[32]; /* random: what a client's credentials' token key is salted with */
         /* Background probes of half-open breakers (fallback_breaker_probe()): how many
          * run, signalled as each ends; closing cancels them for fallback_free(). */
         unsigned probes;
@@ -136,6 +137,9 @@ struct fetch {
         const struct registry *reg;
         char *repo;
         char *scope;
+        char *token_key;       /* what tokens are cached under: scope, and a hash of req->client_auth when set */
+        struct credentials client_creds; /* req->client_auth's, borrowed (has_client) */
+        bool has_client;
         bool by_digest;
         struct digest want;
         bool as_get;           /* a HEAD by tag that has to be answered with a GET */
@@ -270,5 +274,9 @@ enum outcome fallback_attempt(struct fetch *f, const struct ep *e);
 void fallback_count_answer(struct fallback *fb, const struct ep *e, bool ok);
 /* -EINVAL unless req is a well-formed request; sets f->by_digest and f->want. */
 int fallback_request_check(const struct fallback_request *req, struct fetch *f);
-/* f->repo and f->scope for f->req on f->reg. */
+/* f->repo, f->scope and f->token_key for f->req on f->reg. */
 int fallback_fetch_names(struct fetch *f);
+/* The credentials f may send to e: the client's toward the origin when the request carries
+ * them (none toward another endpoint), else e's own (f->creds, this attempt's copy from its
+ * source); NULL for none. */
+const struct credentials *fallback_fetch_creds(const struct fetch *f, const struct ep *e);

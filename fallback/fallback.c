@@ -187,6 +187,7 @@ static int request_headers(const struct fetch *f, const struct exchange *x, bool
 static int perform(struct fetch *f, struct exchange *x, bool head, struct curl_slist *hdrs) {
         const struct fallback_request *req = f->req;
         const struct ep *e = x->e;
+        const struct credentials *creds = fallback_fetch_creds(f, e);
         f->body_started = false;
         f->skip = 0;
         f->attempt_bytes = 0;
@@ -206,8 +207,8 @@ static int perform(struct fetch *f, struct exchange *x, bool head, struct curl_s
                 .connect_timeout_ms = e->connect_ms,
                 .response_timeout_ms = e->response_ms,
                 .idle_timeout_ms = e->idle_ms,
-                .user = x->same_host && x->basic ? f->creds->user : NULL,
-                .password = x->same_host && x->basic ? f->creds->password : NULL,
+                .user = x->same_host && x->basic && creds ? creds->user : NULL,
+                .password = x->same_host && x->basic && creds ? creds->password : NULL,
                 .on_body = fallback_on_body,
                 .on_head = fallback_on_head,
                 .userdata = f,
@@ -341,7 +342,7 @@ static enum step authorise(struct fetch *f, struct exchange *x, enum outcome *ou
                         x->refreshed = true;
                         return STEP_AGAIN;
                 }
-                if (bas && credentials_have_password(f->creds) && !x->basic) {
+                if (bas && credentials_have_password(fallback_fetch_creds(f, e)) && !x->basic) {
                         challenge_list_done(&cl);
                         x->basic = x->refreshed = true;
                         pthread_mutex_lock(&f->fb->lock);
@@ -385,7 +386,7 @@ enum outcome fallback_attempt(struct fetch *f, const struct ep *e) {
                 return OUT_ABORT;
         }
         x.first = build_url(f, e);
-        x.token = fallback_token_peek(e->st, f->scope);
+        x.token = fallback_token_peek(e->st, f->token_key);
         x.cur = x.first;
         if (!x.first) {
                 fallback_wipe_free(x.token);
@@ -398,7 +399,7 @@ enum outcome fallback_attempt(struct fetch *f, const struct ep *e) {
         http_response_done(&x.hr);
         f->hr = &x.hr;
         pthread_mutex_lock(&f->fb->lock);
-        x.basic = e->st->wants_basic && credentials_have_password(f->creds);
+        x.basic = e->st->wants_basic && credentials_have_password(fallback_fetch_creds(f, e));
         pthread_mutex_unlock(&f->fb->lock);
 
         for (enum step next = STEP_AGAIN; next == STEP_AGAIN;) {
@@ -453,6 +454,10 @@ void fallback_count_answer(struct fallback *fb, const struct ep *e, bool ok) {
 
 /* containerd's capabilities: "resolve" answers tags, "pull" serves content by digest. */
 static bool eligible(const struct ep *e, const struct fetch *f) {
+        /* A client's credentials are for the origin only, and a mirror's answer to a
+         * request without them would say nothing of them. */
+        if (f->req->client_auth && !e->is_origin)
+                return false;
         bool tag = (f->req->kind == FALLBACK_MANIFEST && !f->by_digest) || f->req->kind == FALLBACK_TAGS;
         return tag ? !e->no_resolve : !e->no_pull;
 }
@@ -488,7 +493,7 @@ static const struct registry *registry_find(const struct config *c, const char *
         return NULL;
 }
 
-/* f->repo and f->scope for f->req on f->reg. */
+/* f->repo, f->scope and f->token_key for f->req on f->reg (the client's credentials named by a salted hash). */
 int fallback_fetch_names(struct fetch *f) {
         /* Docker Hub names single-component repositories library/<name>. */
         bool hub = strcasecmp(f->reg->host, "docker.io") == 0 && !strchr(f->req->repository, '/');
@@ -500,7 +505,42 @@ int fallback_fetch_names(struct fetch *f) {
                 f->scope = NULL;
                 return -ENOMEM;
         }
+        const struct fallback_client_auth *ca = f->req->client_auth;
+        if (!ca) {
+                f->token_key = strdup(f->scope);
+                return f->token_key ? 0 : -ENOMEM;
+        }
+        if (!ca->user || !ca->password)
+                return -EINVAL;
+        f->client_creds = (struct credentials) { .user = (char *) ca->user, .password = (char *) ca->password };
+        f->has_client = true;
+        /* The key names the credentials without holding them: a SHA-256 of a random
+         * salt, "user\0password". */
+        size_t ls = sizeof(f->fb->key_salt), lu = strlen(ca->user), lp = strlen(ca->password);
+        char *all = malloc(ls + lu + lp + 2);
+        if (!all)
+                return -ENOMEM;
+        memcpy(all, f->fb->key_salt, ls);
+        memcpy(all + ls, ca->user, lu + 1);
+        memcpy(all + ls + lu + 1, ca->password, lp + 1);
+        struct digest d;
+        int r = digest_buffer(DIGEST_SHA256, all, ls + lu + lp + 1, &d);
+        explicit_bzero(all, ls + lu + lp + 2);
+        free(all);
+        if (r < 0)
+                return r;
+        char hex[DIGEST_HEX_MAX];
+        if (asprintf(&f->token_key, "%s client=%s", f->scope, digest_hex(&d, hex)) < 0) {
+                f->token_key = NULL;
+                return -ENOMEM;
+        }
         return 0;
+}
+
+const struct credentials *fallback_fetch_creds(const struct fetch *f, const struct ep *e) {
+        if (f->has_client)
+                return e->is_origin ? &f->client_creds : NULL;
+        return f->creds;
 }
 
 /* Could an endpoint after index i serve f's request without waiting for a
@@ -625,6 +665,7 @@ int fallback_fetch(struct fallback *fb, const struct fallback_request *req, stru
                                 /* A mirror's 401/403/404 means "not here": the origin may have it. */
                                 if (last) {
                                         ret->status = (int) f.answer;
+                                        ret->auth_refused = e->is_origin && (f.answer == 401 || f.answer == 403);
                                         answered = true;
                                 } else {
                                         failover_event(&f, e, true, last, &evb);
@@ -668,6 +709,7 @@ out:
         fallback_manifest_wipe(&f);
         free(f.repo);
         free(f.scope);
+        free(f.token_key);
         fallback_config_unref(fb, cfg);
         return r;
 }

@@ -34,6 +34,12 @@
  *   its token realm; redirects to another host (blob CDNs) carry no
  *   Authorization, no client certificate and none of the spec's headers (the
  *   endpoint's CA file, trust and no secret, applies to them as well).
+ * - Pass-through: a request may carry its client's credentials
+ *   (fallback_request.client_auth); they go to the chain's origin alone
+ *   (mirrors are skipped for it) and to the origin's token realm, and the
+ *   tokens got with them are cached under a hash of them. An origin's
+ *   401/403 is told apart from a mirror's and from no answer
+ *   (fallback_response.auth_refused).
  *
  * A struct fallback is thread-safe: any number of threads may fetch at once
  * and reconfigure it; connections, DNS and TLS sessions are shared between
@@ -161,6 +167,12 @@ enum fallback_kind {
         _FALLBACK_KIND_MAX,
 };
 
+/* A client's own registry credentials, passed through (borrowed; their owner wipes them). */
+struct fallback_client_auth {
+        const char *user;
+        const char *password;
+};
+
 struct fallback_request {
         const char *registry;   /* a configured host */
         const char *repository; /* "library/nginx"; Docker Hub's single names get "library/" */
@@ -178,6 +190,12 @@ struct fallback_request {
          * once with -ECANCELED (shutdown, or nobody wants the bytes any more). */
         bool (*cancelled)(void *userdata);
         void *cancel_userdata;
+        /* Set: the request goes to the chain's origin endpoint alone (mirrors are
+         * skipped, whatever credentials they have), with these credentials instead of
+         * the endpoint's own, for Basic and toward the origin's token realm. Tokens got
+         * with them are cached under a hash of them and the scope: never handed to a
+         * request with other credentials or none. */
+        const struct fallback_client_auth *client_auth;
 };
 
 struct fallback_response {
@@ -194,6 +212,8 @@ struct fallback_response {
         char *next_last;       /* tags: the "last" of the next page (from Link rel="next"), NULL on the last page */
         uint64_t received;     /* blob GET: bytes written into the sink */
         unsigned attempts;     /* HTTP requests made (token requests excluded) */
+        bool auth_refused;     /* the origin endpoint answered 401 or 403 (with the token realm's
+                                * refusal): credentials are needed, or the ones sent were refused */
         char error[FALLBACK_ERROR_MAX]; /* for logs when status != 200: the last endpoint's failure */
 };
 

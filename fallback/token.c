@@ -238,7 +238,7 @@ static int token_request(struct fetch *f, const struct ep *e, const struct chall
         /* Credentials go to the realm the registry names (that is the token
          * flow), but never in clear text to another host. */
         bool same = strcmp(realm_origin, e->origin) == 0;
-        const struct credentials *creds = f->creds;
+        const struct credentials *creds = fallback_fetch_creds(f, e);
         bool send_creds = creds && (same || strcmp(realm_scheme, "https") == 0);
         /* An identity token is an OAuth2 refresh token: POSTed to the realm
          * (the distribution token spec's OAuth2 flow), never sent as Basic. */
@@ -356,10 +356,12 @@ static int token_request(struct fetch *f, const struct ep *e, const struct chall
 int fallback_token_get(struct fetch *f, const struct ep *e, const struct challenge *ch, const char *scope,
                      const char *rejected, char **ret, char *reason, size_t rsize) {
         struct ep_state *st = e->st;
+        /* A client's credentials' tokens are theirs alone: cached under their hash too. */
+        const char *key = f->token_key ? f->token_key : scope;
         uint64_t give_up = time_now_ms() + TOKEN_WAIT_MAX_MS;
         pthread_mutex_lock(&st->tlock);
         for (;;) {
-                struct token *t = token_find(st, scope);
+                struct token *t = token_find(st, key);
                 if (t && t->fetching) {
                         /* In slices: a cancelled fetch stops waiting within 100 ms. */
                         uint64_t now = time_now_ms(), until = now + 100 < give_up ? now + 100 : give_up;
@@ -390,7 +392,7 @@ int fallback_token_get(struct fetch *f, const struct ep *e, const struct challen
                 }
                 if (!t) {
                         t = calloc(1, sizeof(*t));
-                        if (!t || !(t->scope = strdup(scope))) {
+                        if (!t || !(t->scope = strdup(key))) {
                                 free(t);
                                 pthread_mutex_unlock(&st->tlock);
                                 return -ENOMEM;

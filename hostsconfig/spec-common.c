@@ -140,3 +140,9 @@ void spec_finish(struct spec_ctx *c, const yaml_node_t *default_registry) {
                 }
         }
 }
+
+void spec_auth_defaults(struct spec_registry *r) {
+        r->auth_passthrough = true;
+        r->auth_verdict_ttl_ms = SPEC_DEFAULT_AUTH_VERDICT_TTL_MS;
+        r->auth_outage_grace_ms = SPEC_DEFAULT_AUTH_OUTAGE_GRACE_MS;
+}

@@ -34,6 +34,7 @@ static struct spec_registry *add_registry(struct spec_ctx *c, const char *host, 
         r->host = spec_strdup(c, host);
         r->mirror = mirror;
         r->tag_ttl_ms = SPEC_DEFAULT_TAG_TTL_MS;
+        spec_auth_defaults(r);
         r->origin = spec_default_origin(host);
         if (!r->origin)
                 c->oom = true;

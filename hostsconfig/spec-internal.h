@@ -83,6 +83,9 @@ void spec_endpoint_defaults(struct spec_endpoint *e);
  * (after spec_mark_origin()). */
 void spec_finish(struct spec_ctx *c, const yaml_node_t *root);
 
+/* r's auth_* keys at their defaults (pass-through on, docs/spec.md). */
+void spec_auth_defaults(struct spec_registry *r);
+
 /* Marks the endpoints whose URL is r's origin; when append is set and none is,
  * appends the origin with default settings (the spare slot parsers reserve). */
 void spec_mark_origin(struct spec_ctx *c, struct spec_registry *r, bool append);

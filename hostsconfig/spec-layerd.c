@@ -17,6 +17,8 @@
 
 #define DURATION_MAX_MS (3600ULL * 1000)
 #define TAG_TTL_MAX_MS (30ULL * 86400 * 1000)
+#define AUTH_VERDICT_TTL_MAX_MS (3600ULL * 1000)
+#define AUTH_OUTAGE_GRACE_MAX_MS (7ULL * 86400 * 1000)
 #define REGEX_ERROR_MAX 128 /* regerror()'s text, NUL included */
 
 const char *const spec_layerd_top_keys[SPEC_LAYERD_TOP_KEYS] = { "version", "agent", "registries", "prefetch",
@@ -544,8 +546,30 @@ static void finish_origin(struct spec_ctx *c, struct spec_registry *r, const cha
         }
 }
 
+/* auth_passthrough, auth_verdict_ttl, auth_outage_grace (v[0..2], NULL when absent). A verdict
+ * trusted for a day would outlive a revoked credential too long; an outage grace shorter than the
+ * verdict's TTL would never apply. */
+static void parse_registry_auth(struct spec_ctx *c, const char *path, yaml_node_t *const *v, struct spec_registry *r) {
+        char p[SPEC_PATH_MAX];
+        if (v[0]) {
+                spec_path_key(p, sizeof(p), path, "auth_passthrough");
+                (void) spec_get_bool(c, v[0], p, &r->auth_passthrough);
+        }
+        if (v[1]) {
+                spec_path_key(p, sizeof(p), path, "auth_verdict_ttl");
+                (void) get_duration(c, v[1], p, 0, AUTH_VERDICT_TTL_MAX_MS, &r->auth_verdict_ttl_ms);
+        }
+        if (v[2]) {
+                spec_path_key(p, sizeof(p), path, "auth_outage_grace");
+                if (get_duration(c, v[2], p, 0, AUTH_OUTAGE_GRACE_MAX_MS, &r->auth_outage_grace_ms) == 0 &&
+                    r->auth_outage_grace_ms && r->auth_outage_grace_ms < r->auth_verdict_ttl_ms)
+                        spec_error(c, v[2], p, "shorter than auth_verdict_ttl: it would never apply (0s turns it off)");
+        }
+}
+
 static void parse_registry(struct spec_ctx *c, const yaml_node_t *n, const char *path, struct spec_registry *r) {
-        static const char *const keys[] = { "mirror", "origin", "fallback_to_origin", "endpoints", "tag_ttl" };
+        static const char *const keys[] = { "mirror", "origin", "fallback_to_origin", "endpoints", "tag_ttl",
+                                            "auth_passthrough", "auth_verdict_ttl", "auth_outage_grace" };
         yaml_node_t *v[ELEMENTSOF(keys)] = {};
         char p[SPEC_PATH_MAX];
         bool fallback = true;
@@ -553,6 +577,7 @@ static void parse_registry(struct spec_ctx *c, const yaml_node_t *n, const char 
         bool is_default = strcmp(r->host, SPEC_DEFAULT_REGISTRY) == 0;
         r->mirror = !is_default;
         r->tag_ttl_ms = SPEC_DEFAULT_TAG_TTL_MS;
+        spec_auth_defaults(r);
         /* "docker.io:" with nothing after it: every default. */
         if (spec_is_null(n) && !is_default) {
                 finish_origin(c, r, path, NULL, true);
@@ -576,6 +601,11 @@ static void parse_registry(struct spec_ctx *c, const yaml_node_t *n, const char 
                         spec_error(c, n, path, "missing required key \"endpoints\"");
                 v[1] = v[2] = NULL;
                 v[0] = v[4] = NULL;
+                for (size_t i = 5; i <= 7; i++)
+                        if (v[i]) {
+                                spec_error(c, v[i], path, "_default takes no %s: layerd never serves it", keys[i]);
+                                v[i] = NULL;
+                        }
         }
         if (v[0]) {
                 spec_path_key(p, sizeof(p), path, "mirror");
@@ -594,6 +624,7 @@ static void parse_registry(struct spec_ctx *c, const yaml_node_t *n, const char 
                 spec_path_key(p, sizeof(p), path, "tag_ttl");
                 (void) get_duration(c, v[4], p, 0, TAG_TTL_MAX_MS, &r->tag_ttl_ms);
         }
+        parse_registry_auth(c, path, v + 5, r);
         if (v[3]) {
                 spec_path_key(p, sizeof(p), path, "endpoints");
                 /* SPEC_ENDPOINTS_MAX besides the origin, which a printed spec lists too. */

@@ -174,6 +174,13 @@ static bool registry(struct out *o, const struct spec_registry *r) {
         if (r->origin && (!kv(o, "origin", r->origin) || !kv_bool(o, "fallback_to_origin", fallback) ||
                           !kv_duration(o, "tag_ttl", r->tag_ttl_ms)))
                 return false;
+        /* Printed only when not the default: check-config's output stays as it was. */
+        if (r->origin && ((!r->auth_passthrough && !kv_bool(o, "auth_passthrough", false)) ||
+                          (r->auth_verdict_ttl_ms != SPEC_DEFAULT_AUTH_VERDICT_TTL_MS &&
+                           !kv_duration(o, "auth_verdict_ttl", r->auth_verdict_ttl_ms)) ||
+                          (r->auth_outage_grace_ms != SPEC_DEFAULT_AUTH_OUTAGE_GRACE_MS &&
+                           !kv_duration(o, "auth_outage_grace", r->auth_outage_grace_ms))))
+                return false;
         if (!scalar(o, "endpoints") || !start_seq(o, false))
                 return false;
         for (size_t i = 0; i < r->n_endpoints; i++)

@@ -55,6 +55,8 @@
 #define SPEC_DEFAULT_CREDENTIAL_HELPER_LIFETIME_MS (10ULL * 60 * 1000)
 #define SPEC_DEFAULT_CREDENTIAL_HELPER_TIMEOUT_MS 5000
 #define SPEC_DEFAULT_TAG_TTL_MS (5ULL * 60 * 1000)
+#define SPEC_DEFAULT_AUTH_VERDICT_TTL_MS (60ULL * 1000)
+#define SPEC_DEFAULT_AUTH_OUTAGE_GRACE_MS (60ULL * 60 * 1000)
 #define SPEC_DEFAULT_PREFETCH_INTERVAL_MS (6ULL * 3600 * 1000)
 #define SPEC_DEFAULT_PREFETCH_CONCURRENCY 2
 #define SPEC_PREFETCH_CONCURRENCY_MAX 64
@@ -115,6 +117,10 @@ struct spec_registry {
         size_t n_endpoints;
         uint64_t tag_ttl_ms; /* a tag -> digest mapping from upstream is trusted this long, then revalidated
                               * (0: every time); served stale when every endpoint fails. Unused for _default */
+        bool auth_passthrough;        /* a 401 from the origin is passed to the client as a Basic challenge,
+                                       * and its credentials are used toward the origin (docs/spec.md) */
+        uint64_t auth_verdict_ttl_ms; /* the origin's "yes" to a client's credentials for a repository, trusted this long */
+        uint64_t auth_outage_grace_ms; /* ...and this long while the origin is down */
 };
 
 struct spec_prefetch_entry {

@@ -2,6 +2,9 @@
 """A minimal CRI image-service client: the calls the kubelet makes to pull an image.
 
   client.py --socket SOCK pull REF     prints the image ref containerd returns (its image id)
+  client.py --socket SOCK --user U:P pull REF
+                                       the same with AuthConfig{username, password} and an
+                                       empty server_address, as the kubelet sends a pull secret
   client.py --socket SOCK status REF   prints id=..., repo_digests=..., repo_tags=...;
                                        exit 1 when the image is absent
   client.py --socket SOCK remove REF
@@ -46,6 +49,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--socket", required=True)
     ap.add_argument("--timeout", type=float, help="seconds (default: 60 for pull, 10 for status, 30 for remove)")
+    ap.add_argument("--user", help="USER:PASSWORD for PullImage's AuthConfig")
     ap.add_argument("command", choices=sorted(TIMEOUTS))
     ap.add_argument("ref")
     args = ap.parse_args()
@@ -57,7 +61,11 @@ def main():
         with grpc.insecure_channel("unix://" + args.socket) as channel:
             try:
                 if args.command == "pull":
-                    r = call(channel, "PullImage", pb.PullImageRequest(image=spec), pb.PullImageResponse, timeout)
+                    req = pb.PullImageRequest(image=spec)
+                    if args.user:
+                        user, _, password = args.user.partition(":")
+                        req.auth.CopyFrom(pb.AuthConfig(username=user, password=password))
+                    r = call(channel, "PullImage", req, pb.PullImageResponse, timeout)
                     print(r.image_ref)
                 elif args.command == "status":
                     r = call(channel, "ImageStatus", pb.ImageStatusRequest(image=spec), pb.ImageStatusResponse,

@@ -282,6 +282,113 @@ static int read_entry(struct cache_entry *e, size_t *ret_len) {
 
 /* ---- manifests ------------------------------------------------------------------------ */
 
+/* ---- access to private repositories (agent/access.c) --------------------------------- */
+
+#define ALICE_PW "pw-of-alice"
+
+/* access_check() for REPO's manifest TAG (or, with d, the object d) on registry reg. */
+static enum access_verdict access_as(const char *reg, const char *repo, const struct digest *d, const char *header,
+                                     bool may_block, struct access_answer *a) {
+        void *token = NULL;
+        const struct spec *sp = pull_spec_acquire(env.pull, &token);
+        struct client_auth ca;
+        (void) client_auth_parse(header, env.pull->auth_salt, sizeof(env.pull->auth_salt), &ca);
+        char ds[DIGEST_STRING_MAX];
+        struct access_query q = { .reg = spec_find_registry(sp, reg), .repository = repo,
+                                  .kind = FALLBACK_MANIFEST, .reference = d ? digest_to_string(d, ds) : TAG,
+                                  .digest = d, .client = &ca, .may_block = may_block };
+        struct outcome o;
+        enum access_verdict v = access_check(env.pull, &q, a, &o);
+        a->client_auth = NULL; /* it pointed into ca */
+        client_auth_wipe(&ca);
+        pull_spec_release(env.pull, token);
+        return v;
+}
+
+/* The challenge logic: public is served as ever; a private repository needs
+ * credentials the origin accepted (one HEAD per verdict), wrong ones are
+ * challenged and forgotten; a private digest under another name needs the
+ * origin's word; never a blocking question on the event loop. */
+static void test_access(void **state) {
+        (void) state;
+        upstream_auth(&env.up, "{\"mode\": \"basic\", \"user\": \"alice\", \"password\": \"" ALICE_PW "\", "
+                               "\"private\": [\"" REPO "\"]}");
+        _cleanup_free_ char *b64 = unit_base64("alice:" ALICE_PW);
+        _cleanup_free_ char *good = NULL, *bad = NULL;
+        assert_true(asprintf(&good, "Basic %s", b64) > 0);
+        _cleanup_free_ char *b64bad = unit_base64("alice:wrong");
+        assert_true(asprintf(&bad, "Basic %s", b64bad) > 0);
+        struct access_answer a;
+
+        /* Not known private: served, nothing asked. */
+        assert_int_equal(access_as(REG, REPO, NULL, NULL, true, &a), ACCESS_ALLOW);
+        assert_false(a.private_repo);
+        assert_int_equal(upstream_requests(NULL, "/v2/"), 0);
+
+        struct digest ds[1] = { env.manifest_digest };
+        assert_int_equal(private_mark(env.pull->private, REG, REPO, ds, 1), 0);
+        assert_int_equal(access_as(REG, REPO, NULL, NULL, true, &a), ACCESS_CHALLENGE);
+        assert_int_equal(access_as(REG, REPO, NULL, good, false, &a), ACCESS_WOULD_BLOCK);
+        assert_int_equal(upstream_requests(NULL, "/v2/"), 0);
+        assert_int_equal(access_as(REG, REPO, NULL, good, true, &a), ACCESS_ALLOW);
+        assert_string_equal(a.how, "verdict-miss");
+        assert_true(a.private_repo);
+        /* One check: the origin's 401 saying Basic, then the HEAD with the credentials. */
+        assert_int_equal(upstream_requests("HEAD", "/manifests/" TAG), 2);
+        assert_int_equal(access_as(REG, REPO, NULL, good, false, &a), ACCESS_ALLOW); /* on the event loop */
+        assert_string_equal(a.how, "verdict-hit");
+        assert_int_equal(access_as(REG, REPO, &env.manifest_digest, good, false, &a), ACCESS_ALLOW);
+        assert_int_equal(upstream_requests(NULL, "/v2/"), 2);
+
+        /* Wrong credentials: asked, refused, challenged; the good ones keep their verdict. */
+        assert_int_equal(access_as(REG, REPO, NULL, bad, true, &a), ACCESS_CHALLENGE);
+        assert_int_equal(upstream_requests(NULL, "/v2/"), 3); /* Basic up front now */
+        assert_int_equal(access_as(REG, REPO, NULL, bad, true, &a), ACCESS_CHALLENGE);
+        assert_int_equal(access_as(REG, REPO, NULL, good, false, &a), ACCESS_ALLOW);
+
+        /* The private manifest's digest under another name: the origin is asked
+         * (anonymously: that repository is not private) and says 404. */
+        assert_int_equal(access_as(REG, "other/app", &env.manifest_digest, NULL, false, &a), ACCESS_WOULD_BLOCK);
+        assert_int_equal(access_as(REG, "other/app", &env.manifest_digest, good, true, &a), ACCESS_NOT_FOUND);
+        json_auto_t *log = upstream_log(&env.up);
+        size_t last = json_array_size(log) - 1;
+        assert_non_null(strstr(log_path(log, last), "/v2/other/app/manifests/sha256:"));
+        assert_null(log_header(log, last, "authorization"));
+        /* Once the origin has it there too, it says so, and that is remembered. */
+        upstream_put_manifest(&env.up, "other/app", TAG, NULL, env.manifest, env.manifest_size);
+        assert_int_equal(access_as(REG, "other/app", &env.manifest_digest, NULL, true, &a), ACCESS_ALLOW);
+        assert_string_equal(a.how, "confirmed");
+        bool here = false;
+        assert_true(private_digest(env.pull->private, &env.manifest_digest, REG, "other/app", &here));
+        assert_true(here);
+        assert_int_equal(access_as(REG, "other/app", &env.manifest_digest, NULL, false, &a), ACCESS_ALLOW);
+}
+
+/* The origin down: credentials it accepted within auth_outage_grace still read
+ * what they were accepted for; older ones, none, or another repository's: no. */
+static void test_access_outage(void **state) {
+        (void) state;
+        assert_int_equal(private_mark(env.pull->private, DOWN, REPO, NULL, 0), 0);
+        _cleanup_free_ char *b64 = unit_base64("alice:" ALICE_PW);
+        _cleanup_free_ char *good = NULL;
+        assert_true(asprintf(&good, "Basic %s", b64) > 0);
+        struct client_auth ca;
+        assert_int_equal(client_auth_parse(good, env.pull->auth_salt, sizeof(env.pull->auth_salt), &ca), 0);
+        uint64_t now = time_now_ms();
+        struct access_answer a;
+        /* Past the verdict's 60 s, inside the hour of grace. */
+        verdict_accept(&env.pull->verdicts, ca.key, DOWN, REPO, now - 61 * 1000);
+        assert_int_equal(access_as(DOWN, REPO, NULL, good, true, &a), ACCESS_ALLOW);
+        assert_string_equal(a.how, "grace");
+        assert_int_equal(access_as(DOWN, REPO, NULL, NULL, true, &a), ACCESS_CHALLENGE);
+        assert_int_equal(private_mark(env.pull->private, DOWN, "other/app", NULL, 0), 0);
+        assert_int_equal(access_as(DOWN, "other/app", NULL, good, true, &a), ACCESS_UNAVAILABLE);
+        /* Past the grace. */
+        verdict_accept(&env.pull->verdicts, ca.key, DOWN, REPO, now - HOUR_MS - 1000);
+        assert_int_equal(access_as(DOWN, REPO, NULL, good, true, &a), ACCESS_UNAVAILABLE);
+        client_auth_wipe(&ca);
+}
+
 static void test_manifest_by_digest(void **state) {
         (void) state;
         struct manifest_query q = query_digest(&env.manifest_digest);
@@ -1137,6 +1244,8 @@ static void test_http_corrupt_cut(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_manifest_by_digest, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_access, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_access_outage, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_tag_fresh, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_tag_revalidated, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_tag_stale, setup, teardown),

@@ -42,6 +42,27 @@ static void test_upstream_found(void **state) {
         assert_string_equal(o.reason, "");
 }
 
+/* The origin's 401/403 (fallback's auth_refused) stays not found, marked so that a
+ * registry with auth_passthrough challenges the client; a mirror's is not marked,
+ * and outcome_set() clears the mark. */
+static void test_upstream_auth_refused(void **state) {
+        (void) state;
+        struct outcome o;
+        struct fallback_response fr = answer(401, "");
+        fr.auth_refused = true;
+        dirty(&o);
+        assert_int_equal(outcome_from_upstream(&o, 0, &fr), -ENOENT);
+        assert_int_equal(o.kind, OUTCOME_NOT_FOUND);
+        assert_true(o.auth_refused);
+        fr.auth_refused = false;
+        dirty(&o);
+        assert_int_equal(outcome_from_upstream(&o, 0, &fr), -ENOENT);
+        assert_false(o.auth_refused);
+        dirty(&o);
+        outcome_set(&o, -ENOENT, NULL);
+        assert_false(o.auth_refused);
+}
+
 /* 404, and 401/403 alike: not here, the client may try its next host. */
 static void test_upstream_not_found(void **state) {
         (void) state;
@@ -166,6 +187,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_upstream_found),
                 cmocka_unit_test(test_upstream_not_found),
+                cmocka_unit_test(test_upstream_auth_refused),
                 cmocka_unit_test(test_upstream_unavailable),
                 cmocka_unit_test(test_upstream_errors),
                 cmocka_unit_test(test_set),

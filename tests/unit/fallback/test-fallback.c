@@ -1983,6 +1983,85 @@ static void test_basic_auth(void **state) {
         fallback_response_done(&resp);
 }
 
+/* A manifest fetch carrying a client's credentials (pass-through). */
+static int fetch_manifest_as(struct fallback *fb, const char *user, const char *password,
+                             struct fallback_response *resp) {
+        struct fallback_client_auth ca = { .user = user, .password = password };
+        struct fallback_request req = { .registry = REG, .repository = REPO, .kind = FALLBACK_MANIFEST,
+                                        .reference = TAG, .deadline_ms = time_now_ms() + FETCH_DEADLINE_MS,
+                                        .client_auth = user ? &ca : NULL };
+        return fallback_fetch(fb, &req, resp);
+}
+
+/* A client's credentials go to the origin and its token realm only, never to a
+ * mirror (which is skipped, its own credentials file notwithstanding); a token
+ * got with them serves them alone; the origin's 401 is told apart (auth_refused). */
+static void test_client_auth(void **state) {
+        (void) state;
+        const char *auth = "{\"mode\": \"bearer\", \"user\": \"alice\", \"password\": \"" PASSWORD "\"}";
+        upstream_auth(&env.a, "%s", auth);
+        upstream_auth(&env.b, "%s", auth);
+        _cleanup_free_ char *mirror_creds = write_credentials("mirror.json", &env.a, "alice", PASSWORD);
+        _cleanup_(fallback_freep) struct fallback *fb = fb_new(NULL, 0, 0, 0);
+        struct fallback_endpoint_config eps[] = { GOOD(env.a.url, false), GOOD(env.b.url, true) };
+        eps[0].credentials_file = mirror_creds;
+        fb_set(fb, REG, eps, 2);
+
+        struct fallback_response resp;
+        assert_int_equal(fetch_manifest_as(fb, "alice", PASSWORD, &resp), 0);
+        assert_served(&resp, env.b.url);
+        assert_manifest(&resp);
+        assert_false(resp.auth_refused);
+        fallback_response_done(&resp);
+        json_auto_t *la = upstream_log(&env.a);
+        assert_int_equal(json_array_size(la), 0); /* the mirror never saw the request */
+        json_auto_t *lb = upstream_log(&env.b);
+        _cleanup_free_ char *basic = unit_base64("alice:" PASSWORD);
+        _cleanup_free_ char *want = NULL;
+        assert_true(asprintf(&want, "Basic %s", basic) > 0);
+        assert_int_equal(log_count(lb, "GET", "/token"), 1);
+        assert_string_equal(log_header(lb, 1, "authorization"), want);
+
+        /* Wrong credentials: a token of their own is asked for (the good one is not
+         * theirs), refused: 401, told apart as the origin's. */
+        assert_int_equal(fetch_manifest_as(fb, "alice", "wrong-" PASSWORD, &resp), 0);
+        assert_int_equal(resp.status, 401);
+        assert_true(resp.auth_refused);
+        assert_null(resp.body);
+        assert_null(strstr(resp.error, PASSWORD));
+        fallback_response_done(&resp);
+        assert_int_equal(count_token_requests(&env.b), 2);
+
+        /* No client credentials: the chain as before (the mirror with its own
+         * credentials serves); the client's token is not used. */
+        assert_int_equal(fetch_manifest_as(fb, NULL, NULL, &resp), 0);
+        assert_served(&resp, env.a.url);
+        fallback_response_done(&resp);
+        assert_int_equal(count_token_requests(&env.b), 2);
+
+        /* The good credentials again: their cached token, no new token request. */
+        assert_int_equal(fetch_manifest_as(fb, "alice", PASSWORD, &resp), 0);
+        assert_served(&resp, env.b.url);
+        fallback_response_done(&resp);
+        assert_int_equal(count_token_requests(&env.b), 2);
+
+        /* A mirror's 401 with nothing after it is no origin's answer; the origin's own is. */
+        _cleanup_(fallback_freep) struct fallback *fb2 = fb_new(NULL, 0, 0, 0);
+        struct fallback_endpoint_config only_origin[] = { GOOD(env.b.url, true) };
+        fb_set(fb2, REG, only_origin, 1);
+        assert_int_equal(fetch_manifest_as(fb2, NULL, NULL, &resp), 0);
+        assert_int_equal(resp.status, 401);
+        assert_true(resp.auth_refused);
+        fallback_response_done(&resp);
+        _cleanup_(fallback_freep) struct fallback *fb3 = fb_new(NULL, 0, 0, 0);
+        struct fallback_endpoint_config only_mirror[] = { GOOD(env.a.url, false) };
+        fb_set(fb3, REG, only_mirror, 1);
+        assert_int_equal(fetch_manifest_as(fb3, NULL, NULL, &resp), 0);
+        assert_int_equal(resp.status, 401);
+        assert_false(resp.auth_refused);
+        fallback_response_done(&resp);
+}
+
 /* Eight fetches need the same token at once: one token request. */
 static void test_token_single_flight(void **state) {
         (void) state;
@@ -2917,6 +2996,7 @@ int main(void) {
                 T(test_bearer_refresh),
                 T(test_token_answer_forms),
                 T(test_basic_auth),
+                T(test_client_auth),
                 T(test_token_single_flight),
                 T(test_token_cache_full),
                 T(test_redirect_to_other_host),

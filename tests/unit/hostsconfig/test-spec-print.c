@@ -159,7 +159,8 @@ static void test_durations_round_trip(void **state) {
                                    "      - url: https://b.example.com\n"
                                    "        timeouts: {response: 1m30s500ms}\n"
                                    "        allow_private_redirects: true\n"
-                                   "  quay.io: {tag_ttl: 30d}\n"
+                                   "  quay.io: {tag_ttl: 30d, auth_passthrough: false, auth_verdict_ttl: 1h, "
+                                   "auth_outage_grace: 7d}\n"
                                    "  gcr.io: {mirror: false, tag_ttl: 1d12h}\n"
                                    "  _default: {endpoints: [https://z.example.com]}\n";
         struct spec *s = NULL, *again = NULL;
@@ -175,7 +176,10 @@ static void test_durations_round_trip(void **state) {
                                     "    - url: https://registry-1.docker.io\n"));
         assert_non_null(strstr(out, "    - url: https://registry-1.docker.io\n      capabilities: [pull, resolve]\n"
                                     "      override_path: false\n      timeouts: {connect: 5s, response: 10s, idle: 30s}\n"));
-        assert_non_null(strstr(out, "    tag_ttl: 30d\n"));
+        assert_non_null(strstr(out, "    tag_ttl: 30d\n    auth_passthrough: false\n    auth_verdict_ttl: 1h\n"
+                                    "    auth_outage_grace: 7d\n"));
+        assert_null(strstr(out, "  docker.io:\n    mirror: true\n    origin: https://registry-1.docker.io\n"
+                                "    fallback_to_origin: true\n    tag_ttl: 0s\n    auth_")); /* defaults: not printed */
         assert_non_null(strstr(out, "    tag_ttl: 1d12h\n"));
         assert_non_null(strstr(out, "  _default:\n    mirror: false\n    endpoints:\n"));
 
@@ -189,6 +193,9 @@ static void test_durations_round_trip(void **state) {
                 const struct spec_registry *a = &s->registries[i], *b = &again->registries[i];
                 assert_string_equal(b->host, a->host);
                 assert_int_equal(b->tag_ttl_ms, a->tag_ttl_ms);
+                assert_int_equal(b->auth_passthrough, a->auth_passthrough);
+                assert_int_equal(b->auth_verdict_ttl_ms, a->auth_verdict_ttl_ms);
+                assert_int_equal(b->auth_outage_grace_ms, a->auth_outage_grace_ms);
                 assert_int_equal(b->n_endpoints, a->n_endpoints);
                 for (size_t j = 0; j < a->n_endpoints; j++) {
                         assert_string_equal(b->endpoints[j].url, a->endpoints[j].url);

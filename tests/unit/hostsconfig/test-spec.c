@@ -357,6 +357,37 @@ static void test_registry_chain(void **state) {
         spec_free(s);
 }
 
+/* Pass-through of clients' credentials: on by default, its windows, line:col errors. */
+static void test_registry_auth(void **state) {
+        (void) state;
+        struct spec *s = parse_ok("registries:\n"
+                                  "  docker.io: {}\n"
+                                  "  quay.io: {auth_passthrough: false}\n"
+                                  "  ghcr.io: {auth_verdict_ttl: 0s, auth_outage_grace: 0s}\n"
+                                  "  r.example.com: {auth_verdict_ttl: 5m, auth_outage_grace: 7d}\n");
+        assert_true(s->registries[0].auth_passthrough);
+        assert_int_equal(s->registries[0].auth_verdict_ttl_ms, SPEC_DEFAULT_AUTH_VERDICT_TTL_MS);
+        assert_int_equal(s->registries[0].auth_outage_grace_ms, SPEC_DEFAULT_AUTH_OUTAGE_GRACE_MS);
+        assert_false(s->registries[1].auth_passthrough);
+        assert_int_equal(s->registries[2].auth_verdict_ttl_ms, 0);
+        assert_int_equal(s->registries[2].auth_outage_grace_ms, 0);
+        assert_int_equal(s->registries[3].auth_verdict_ttl_ms, 5ULL * 60 * 1000);
+        assert_int_equal(s->registries[3].auth_outage_grace_ms, 7ULL * 86400 * 1000);
+        spec_free(s);
+
+        expect_errors("registries:\n  docker.io:\n    auth_passthrough: yes\n", 1,
+                      "spec.yaml:3:23: registries.docker.io.auth_passthrough: expected true or false, got \"yes\"");
+        expect_errors("registries:\n  docker.io:\n    auth_verdict_ttl: 2h\n", 1,
+                      "spec.yaml:3:23: registries.docker.io.auth_verdict_ttl: must be between 0s and 1h");
+        expect_errors("registries:\n  docker.io:\n    auth_outage_grace: 8d\n", 1,
+                      "spec.yaml:3:24: registries.docker.io.auth_outage_grace: must be between 0s and 7d");
+        expect_errors("registries:\n  docker.io:\n    auth_verdict_ttl: 10m\n    auth_outage_grace: 5m\n", 1,
+                      "spec.yaml:4:24: registries.docker.io.auth_outage_grace: shorter than auth_verdict_ttl: "
+                      "it would never apply (0s turns it off)");
+        expect_errors("registries:\n  _default:\n    endpoints: [https://a.example.com]\n    auth_passthrough: true\n",
+                      1, "spec.yaml:4:23: registries._default: _default takes no auth_passthrough: layerd never serves it");
+}
+
 static void test_registry_tag_ttl(void **state) {
         (void) state;
         struct spec *s = parse_ok("registries:\n"
@@ -1039,6 +1070,7 @@ int main(void) {
                 cmocka_unit_test(test_registry_host_canonical),
                 cmocka_unit_test(test_registry_chain),
                 cmocka_unit_test(test_registry_tag_ttl),
+                cmocka_unit_test(test_registry_auth),
                 cmocka_unit_test(test_registry_origin),
                 cmocka_unit_test(test_registry_errors),
                 cmocka_unit_test(test_registry_limits),

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* What layerd knows to be private: the repositories whose origin asked for
+ * credentials, and the digests of what it fetched for them (manifests, and
+ * what they refer to) with the repositories each was fetched for. The cache
+ * is keyed by digest and knows no repository: this is what keeps a private
+ * layer from being served under another repository's name (agent/http.c).
+ * Kept in <cache dir>/private-content, rewritten whole (tmp + fsync +
+ * rename) before anything it names is stored, so a restart forgets nothing;
+ * a file that does not parse is an error, never an empty table. No
+ * credential is in it. Thread-safe. */
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/digest.h"
+
+#define PRIVATE_FILE "private-content"
+#define PRIVATE_ENTRIES_MAX (1u << 20) /* marks past it fail: the content is then not stored */
+#define PRIVATE_FILE_MAX (128u * 1024 * 1024)
+
+struct private_set;
+
+/* Loads dir/PRIVATE_FILE (absent: an empty table). Returns 0, -EBADMSG for
+ * a file that does not parse (line in *ret_line), -ENOMEM, -errno. dir NULL:
+ * a table in memory only (tests, one-shot commands). */
+int private_open(const char *dir, struct private_set **ret, unsigned *ret_line);
+struct private_set *private_free(struct private_set *s);
+
+/* Whether the origin asked for credentials for registry/repository. */
+bool private_repo(struct private_set *s, const char *registry, const char *repository);
+
+/* Whether d was fetched for a private repository; *ret_here (may be NULL)
+ * whether for registry/repository itself. */
+bool private_digest(struct private_set *s, const struct digest *d, const char *registry, const char *repository,
+                    bool *ret_here);
+
+/* Records registry/repository as private, and the n digests ds (may be 0)
+ * as fetched for it; on disk before it returns 0. -ENOSPC past
+ * PRIVATE_ENTRIES_MAX, -ENOMEM, or the write's -errno (then the caller must
+ * not store or serve what it was about to). */
+int private_mark(struct private_set *s, const char *registry, const char *repository, const struct digest *ds,
+                 size_t n);
+
+/* Records d as being in registry/repository too, which the origin confirmed
+ * (the repository is not made private by it); on disk as private_mark(). */
+int private_confirm(struct private_set *s, const char *registry, const char *repository, const struct digest *d);
+
+/* Entries (repositories and digest/repository pairs), for /metrics. */
+size_t private_count(struct private_set *s);

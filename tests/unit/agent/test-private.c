@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Unit tests for agent/private.c: the private-content table, what a restart
+ * reads back (so a restart opens no leak), and a file that does not parse
+ * being an error, never an empty table. */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/private.h"
+#include "common/fsutil.h"
+
+static char dir[] = "/tmp/layerd-test-private-XXXXXX";
+
+static int setup(void **state) {
+        (void) state;
+        return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+        (void) state;
+        char path[256];
+        snprintf(path, sizeof(path), "%s/%s", dir, PRIVATE_FILE);
+        unlink(path);
+        return rmdir(dir);
+}
+
+static struct digest dg(char c) {
+        char s[80];
+        snprintf(s, sizeof(s), "sha256:%064d", 0);
+        memset(s + 7, c, 64);
+        struct digest d;
+        assert_int_equal(digest_parse(s, &d), 0);
+        return d;
+}
+
+static void check_marked(struct private_set *s) {
+        struct digest a = dg('a'), b = dg('b'), c = dg('c');
+        bool here = true;
+        assert_true(private_repo(s, "r.example", "team/app"));
+        assert_false(private_repo(s, "r.example", "pub/app"));
+        assert_false(private_repo(s, "q.example", "team/app"));
+        assert_true(private_digest(s, &a, "r.example", "team/app", &here));
+        assert_true(here);
+        assert_true(private_digest(s, &a, "r.example", "pub/app", &here));
+        assert_false(here);
+        assert_true(private_digest(s, &b, "r.example", "pub/app", &here)); /* confirmed there */
+        assert_true(here);
+        assert_false(private_digest(s, &c, "r.example", "team/app", &here));
+        assert_false(here);
+}
+
+static void test_mark_and_reload(void **state) {
+        (void) state;
+        struct private_set *s = NULL;
+        unsigned line = 0;
+        assert_int_equal(private_open(dir, &s, &line), 0);
+        assert_int_equal(private_count(s), 0);
+        struct digest ds[2] = { dg('a'), dg('b') };
+        assert_int_equal(private_mark(s, "r.example", "team/app", ds, 2), 0);
+        assert_int_equal(private_mark(s, "r.example", "team/app", ds, 2), 0); /* again: nothing new */
+        assert_int_equal(private_confirm(s, "r.example", "pub/app", &ds[1]), 0);
+        assert_int_equal(private_count(s), 4);
+        check_marked(s);
+        /* Invalid names are refused, not written. */
+        assert_int_equal(private_mark(s, "r.example", "Bad Name", NULL, 0), -EINVAL);
+        assert_int_equal(private_mark(s, "r\texample", "team/app", NULL, 0), -EINVAL);
+        private_free(s);
+
+        /* A restart reads back every entry. */
+        s = NULL;
+        assert_int_equal(private_open(dir, &s, &line), 0);
+        assert_int_equal(private_count(s), 4);
+        check_marked(s);
+        private_free(s);
+}
+
+/* A file that does not parse: an error with the line, never an empty table. */
+static void test_bad_file(void **state) {
+        (void) state;
+        char path[256];
+        snprintf(path, sizeof(path), "%s/%s", dir, PRIVATE_FILE);
+        static const char *const bad[] = {
+                "r\tr.example\tteam/app\nx\tjunk\n",
+                "r\tr.example\tteam/app\np\tsha256:abc\tr.example\tteam/app\n",
+                "r\tr.example\tteam/app", /* cut short */
+                "r\tr.example\tTeam App\n",
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                assert_int_equal(write_file_atomic(path, bad[i], strlen(bad[i]), 0600), 0);
+                struct private_set *s = NULL;
+                unsigned line = 0;
+                assert_int_equal(private_open(dir, &s, &line), -EBADMSG);
+                assert_null(s);
+                assert_int_equal(line, i == 2 || i == 3 ? 1 : 2);
+        }
+        unlink(path);
+        /* Memory only: no file at all. */
+        struct private_set *s = NULL;
+        assert_int_equal(private_open(NULL, &s, NULL), 0);
+        assert_int_equal(private_mark(s, "r", "a/b", NULL, 0), 0);
+        assert_true(private_repo(s, "r", "a/b"));
+        private_free(s);
+}
+
+#define THREADS 4
+#define MARKS 50
+
+struct worker {
+        struct private_set *s;
+        unsigned id;
+};
+
+static void *marker_main(void *arg) {
+        struct worker *w = arg;
+        char repo[32];
+        snprintf(repo, sizeof(repo), "team/app%u", w->id);
+        for (unsigned i = 0; i < MARKS; i++) {
+                char ds[80];
+                snprintf(ds, sizeof(ds), "sha256:%056x%08x", w->id, i);
+                struct digest d;
+                if (digest_parse(ds, &d) < 0 || private_mark(w->s, "r.example", repo, &d, 1) < 0)
+                        return (void *) 1;
+                bool here = false;
+                /* What a mark returned for is visible to every lookup at once. */
+                if (!private_digest(w->s, &d, "r.example", repo, &here) || !here ||
+                    !private_repo(w->s, "r.example", repo))
+                        return (void *) 1;
+        }
+        return NULL;
+}
+
+/* Marks from several threads at once, lookups among them: every one of them
+ * is in the table and in the file read back (ThreadSanitizer runs this too). */
+static void test_concurrent_marks(void **state) {
+        (void) state;
+        struct private_set *s = NULL;
+        assert_int_equal(private_open(dir, &s, NULL), 0);
+        pthread_t t[THREADS];
+        struct worker w[THREADS];
+        for (unsigned i = 0; i < THREADS; i++) {
+                w[i] = (struct worker) { .s = s, .id = i };
+                assert_int_equal(pthread_create(&t[i], NULL, marker_main, &w[i]), 0);
+        }
+        for (unsigned i = 0; i < THREADS; i++) {
+                void *ret = NULL;
+                assert_int_equal(pthread_join(t[i], &ret), 0);
+                assert_null(ret);
+        }
+        assert_int_equal(private_count(s), THREADS * (MARKS + 1));
+        private_free(s);
+        s = NULL;
+        assert_int_equal(private_open(dir, &s, NULL), 0);
+        assert_int_equal(private_count(s), THREADS * (MARKS + 1));
+        private_free(s);
+        char path[256];
+        snprintf(path, sizeof(path), "%s/%s", dir, PRIVATE_FILE);
+        unlink(path);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_mark_and_reload),
+                cmocka_unit_test(test_bad_file),
+                cmocka_unit_test(test_concurrent_marks),
+        };
+        return cmocka_run_group_tests(tests, setup, teardown);
+}
