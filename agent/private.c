@@ -31,6 +31,10 @@ struct private_set {
         char **order;                /* the "r" and "p" entries in order, borrowed from slots */
         size_t n_order, cap_order;
         size_t file_bytes; /* the file's size with every saved entry: at most PRIVATE_FILE_MAX */
+        /* Entries added, and how many of them the file is known to hold: a
+         * write that failed is tried again by the next mark, even one that
+         * adds nothing (its retry must not pass for recorded). */
+        uint64_t added, on_disk;
 };
 
 static uint64_t hash(const char *s) {
@@ -135,7 +139,10 @@ static int add_line(struct private_set *s, const char *line) {
                 if (r < 0)
                         return r;
         }
-        return add(s, line, true);
+        int r = add(s, line, true);
+        if (r > 0)
+                s->added++;
+        return r;
 }
 
 struct private_set *private_free(struct private_set *s) {
@@ -185,6 +192,7 @@ int private_open(const char *dir, struct private_set **ret, unsigned *ret_line) 
                 private_free(s);
                 return r;
         }
+        s->on_disk = s->added; /* what was read is what the file holds */
         *ret = s;
         return 0;
 }
@@ -239,26 +247,30 @@ static int mark(struct private_set *s, bool repo_line, const char *registry, con
         char line[LINE_MAX_LEN];
         pthread_mutex_lock(&s->write_lock);
         pthread_mutex_lock(&s->lock);
-        bool added = false;
         int r = 0;
         if (repo_line) {
                 snprintf(line, sizeof(line), "r\t%s\t%s", registry, repository);
                 r = add_line(s, line);
-                added = r > 0;
         }
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 char d[DIGEST_STRING_MAX];
                 snprintf(line, sizeof(line), "p\t%s\t%s\t%s", digest_to_string(&ds[i], d), registry, repository);
                 r = add_line(s, line);
-                added = added || r > 0;
         }
-        /* Written even after a failure half-way: what was added stays known. */
+        /* Written even after a failure half-way: what was added stays known.
+         * And whenever the file lags behind memory, added now or not. */
         _cleanup_free_ char *data = NULL;
         size_t len = 0;
-        int w = added && s->path ? snapshot_locked(s, &data, &len) : 0;
+        uint64_t snap = s->added;
+        int w = s->path && snap != s->on_disk ? snapshot_locked(s, &data, &len) : 0;
         pthread_mutex_unlock(&s->lock);
         if (w >= 0 && data)
                 w = write_file_atomic(s->path, data, len, 0600);
+        if (w >= 0 && data) {
+                pthread_mutex_lock(&s->lock);
+                s->on_disk = snap; /* write_lock held: no other write ran in between */
+                pthread_mutex_unlock(&s->lock);
+        }
         pthread_mutex_unlock(&s->write_lock);
         if (r >= 0)
                 r = w;

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent/private.h"
@@ -82,6 +83,36 @@ static void test_mark_and_reload(void **state) {
         assert_int_equal(private_count(s), 4);
         check_marked(s);
         private_free(s);
+}
+
+/* A write that failed is tried again by the next mark of the same entries:
+ * the retry of a refused request must not pass for recorded (a restart would
+ * then serve the private digest under any name). */
+static void test_failed_write_retried(void **state) {
+        (void) state;
+        char path[256], inner[300];
+        snprintf(path, sizeof(path), "%s/%s", dir, PRIVATE_FILE);
+        snprintf(inner, sizeof(inner), "%s/x", path);
+        unlink(path);
+        struct private_set *s = NULL;
+        unsigned line = 0;
+        assert_int_equal(private_open(dir, &s, &line), 0);
+        /* The file's name taken by a directory that is not empty: rename(2) fails. */
+        assert_int_equal(mkdir(path, 0700), 0);
+        assert_int_equal(mkdir(inner, 0700), 0);
+        struct digest a = dg('a');
+        assert_true(private_mark(s, "r.example", "team/app", &a, 1) < 0);
+        assert_true(private_mark(s, "r.example", "team/app", &a, 1) < 0); /* still not on disk */
+        assert_int_equal(rmdir(inner), 0);
+        assert_int_equal(rmdir(path), 0);
+        assert_int_equal(private_mark(s, "r.example", "team/app", &a, 1), 0); /* nothing new, written now */
+        private_free(s);
+        s = NULL;
+        assert_int_equal(private_open(dir, &s, &line), 0);
+        assert_true(private_repo(s, "r.example", "team/app"));
+        assert_true(private_digest(s, &a, "r.example", "pub/app", NULL));
+        private_free(s);
+        unlink(path);
 }
 
 /* A file that does not parse: an error with the line, never an empty table. */
@@ -171,6 +202,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_mark_and_reload),
                 cmocka_unit_test(test_bad_file),
+                cmocka_unit_test(test_failed_write_retried),
                 cmocka_unit_test(test_concurrent_marks),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
