@@ -64,6 +64,7 @@ int pull_new(struct cache *cache, const char *cache_dir, struct fallback *fb, st
                 return k;
         }
         verdicts_init(&p->verdicts);
+        throttle_init(&p->grace_log, AUTH_GRACE_LOG_INTERVAL_MS);
         r->spec = spec;
         r->refs = 1;
         pthread_mutex_init(&p->lock, NULL);
@@ -113,6 +114,7 @@ struct pull *pull_free(struct pull *p) {
         tags_cache_free(p);
         private_free(p->private);
         verdicts_done(&p->verdicts);
+        throttle_done(&p->grace_log);
         explicit_bzero(p->auth_salt, sizeof(p->auth_salt));
         pthread_mutex_destroy(&p->tags_lock);
         free(p->cache_dir);

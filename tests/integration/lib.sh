@@ -383,15 +383,19 @@ private_others() {
 
 # private_grace LOG LAYER: the origin stopped and layerd's verdict past
 # auth_verdict_ttl: ctr --user still pulls the cached image (inside
-# auth_outage_grace), which layerd's LOG says; without or with wrong
+# auth_outage_grace), which layerd's LOG says once for the pull's requests
+# (it is written once a minute per repository); without or with wrong
 # credentials, not a byte of PRIV[LAYER].
 private_grace() {
-  local d=${PRIV[$2]}
+  local log=$1 d=${PRIV[$2]}
   sleep 1.2  # the verdict is past auth_verdict_ttl: the origin would be asked
   fetch_all grace team/app:v1 --user "$USER_OK:$PASS_OK"
   checkd "origin down: ctr --user pulls the cached private image" test "$rc" = 0
   checkd "origin down: every blob" ctr_has grace "${PRIV[@]}"
-  checkd "origin down: the log says so" grep -q "within auth_outage_grace" "$1"
+  checkd "origin down: the log says so, once for the pull's requests ($(grep -c "auth=passthrough verdict=grace" "$log"))" \
+    eval '[[ $(grep -c "within auth_outage_grace .* suppressed=0$" "$log") == 1 &&
+            $(grep -c "within auth_outage_grace" "$log") == 1 &&
+            $(grep -c "auth=passthrough verdict=grace" "$log") -ge 4 ]]'
   get "$(url "team/app/blobs/$d")" "$T/anon-down"
   checkd "origin down: no credentials, still 401 and no bytes" eval 'challenged "$T/anon-down" && no_leak "$T/anon-down"'
   get "$(url "team/app/blobs/$d")" "$T/bad-down" -u "$USER_OK:$PASS_BAD"
