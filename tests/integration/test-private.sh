@@ -12,7 +12,8 @@
 # - another client without or with wrong credentials gets 401 and not one byte
 #   of the private manifest or blobs (checked on the bytes received);
 # - GET /v2/<public>/blobs/<private digest> never gives the private bytes, also
-#   after a restart of layerd;
+#   after a restart of layerd, which prunes what the cache evicted from the
+#   private-content table (a pruned layer fetched again is private again);
 # - a public repository of the same origin stays anonymous;
 # - the kubelet's path: containerd's CRI PullImage with AuthConfig{username,
 #   password} (empty server_address) through config_path, served from the
@@ -176,12 +177,25 @@ checkd "token flow: the private layer under pub/app: not served" eval '[[ $code 
 # ---- a restart of layerd -------------------------------------------------------------------
 curl -s --max-time 5 "http://127.0.0.1:$PA/metrics" >"$T/metrics"  # checked below
 stop "$LAYERD_PID"
+# A layer evicted while layerd is down (its file removed, as eviction does):
+# the restart drops it from the private-content table.
+EVICTED=${PRIV[3]#sha256:}
+recorded() { grep -qP "^p\t${PRIV[3]}\t" "$T/cache/private-content"; }
+checkd "before the restart: the layer is recorded private" recorded
+rm "$T/cache/blobs/sha256/${EVICTED:0:2}/$EVICTED"
 layerd_serve "$T/layerd1.log" "$T/spec.yaml"
 DIAG_FILES+=("$T/layerd1.log" "$T/layerd2.log")
 check "layerd restarts" wait_port "$PA"
-checkd "after a restart: /v2/pub/app/blobs/<private digest> still never the bytes" cross restart
+checkd "after a restart: the evicted layer's entries are pruned, the repository stays private" \
+  eval 'not recorded && grep -qP "^r\t$REG\tteam/app$" "$T/cache/private-content" &&
+        grep -q "private-content: dropped [1-9][0-9]* entries of digests no longer cached" "$T/layerd1.log"'
+checkd "after a restart: /v2/pub/app/blobs/<private digest> still never the bytes (the pruned one too)" cross restart
 get "$(url "team/app/blobs/${PRIV[2]}")" "$T/anon2"
 checkd "after a restart: no credentials, still 401 and no bytes" eval 'challenged "$T/anon2" && no_leak "$T/anon2"'
+get "$(url "team/app/blobs/${PRIV[3]}")" "$T/refetch" -u "$USER_OK:$PASS_OK"
+checkd "the pruned layer fetched again with the credentials: its bytes, cached, recorded private again" \
+  eval 'cmp -s "$T/refetch" "$T/priv/blobs/sha256/$EVICTED" && wait_for 5 in_cache "$T/cache" "${PRIV[3]}" && recorded'
+checkd "... and under pub/app still never its bytes" cross refetched
 
 # ---- auth_passthrough turned off: what was private stays closed --------------------------------
 sed 's/auth_verdict_ttl: 1s/auth_verdict_ttl: 1s\n    auth_passthrough: false/' "$T/spec.yaml" >"$T/spec-off.yaml"
