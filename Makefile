@@ -46,6 +46,7 @@ COMMON_SRC := common/error.c common/log.c common/parse.c common/reference.c comm
 	common/digest.c common/base64.c common/range.c common/semver.c common/ratelimit.c common/json.c \
 	common/time.c common/buf.c common/budget.c
 COMMON_SRC += common/run.c common/filestamp.c
+COMMON_SRC += common/throttle.c
 HOSTSCONFIG_SRC := hostsconfig/spec.c hostsconfig/spec-model.c hostsconfig/spec-common.c hostsconfig/spec-layerd.c \
 	hostsconfig/spec-yaml.c hostsconfig/spec-helm.c \
 	hostsconfig/spec-print.c hostsconfig/spec-default.c hostsconfig/render.c hostsconfig/render-containerd.c \
@@ -150,7 +151,7 @@ UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRC))
 UNIT_ASAN := $(addprefix $(ASAN)/unit/,$(UNIT_NAMES))
 UNIT_REL := $(addprefix $(REL)/unit/,$(UNIT_NAMES))
 FUZZ_REPLAY := $(addprefix $(ASAN)/fuzz/,$(FUZZ_TARGETS))
-UNIT_TSAN := $(addprefix $(TSAN)/unit/,$(filter cache/% fallback/test-fallback agent/test-core agent/test-admit agent/test-bounds common/test-budget agent/test-private agent/test-verdict,$(UNIT_NAMES)))
+UNIT_TSAN := $(addprefix $(TSAN)/unit/,$(filter cache/% fallback/test-fallback agent/test-core agent/test-admit agent/test-bounds common/test-budget agent/test-private agent/test-verdict common/test-throttle,$(UNIT_NAMES)))
 UNIT_TSAN += $(TSAN)/unit/fallback/test-credsource
 
 unit: $(UNIT_ASAN) $(UNIT_REL) $(UNIT_TSAN) $(FUZZ_REPLAY)

@@ -123,9 +123,12 @@ enum access_verdict access_check(struct pull *p, const struct access_query *q, s
         /* The origin is down: outage protection, for credentials it accepted lately. */
         if (priv && age >= 0 && (uint64_t) age < q->reg->auth_outage_grace_ms && (!dpriv || here)) {
                 a->how = "grace";
-                log_warning("origin unreachable, serving cached private content within auth_outage_grace "
-                            "verdict_age_s=%" PRId64 ": ns=%s repo=%s ref=%s auth=passthrough reason=\"%s\"",
-                            age / 1000, host, q->repository, q->reference, why);
+                uint64_t held;
+                if (throttle_pass(&p->grace_log, host, q->repository, now, &held))
+                        log_warning("origin unreachable, serving cached private content within auth_outage_grace "
+                                    "verdict_age_s=%" PRId64 ": ns=%s repo=%s ref=%s auth=passthrough "
+                                    "reason=\"%s\" suppressed=%" PRIu64,
+                                    age / 1000, host, q->repository, q->reference, why, held);
                 return ACCESS_ALLOW;
         }
         outcome_set(o, -EHOSTUNREACH, "the origin must confirm access and is unreachable: %s", why);

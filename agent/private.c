@@ -27,7 +27,7 @@ struct private_set {
         pthread_mutex_t lock;
         char *path; /* NULL: memory only */
         char **slots;
-        size_t n_slots, used, saved; /* saved: "r" and "p" entries */
+        size_t n_slots, used;
         char **order;                /* the "r" and "p" entries in order, borrowed from slots */
         size_t n_order, cap_order;
         size_t file_bytes; /* the file's size with every saved entry: at most PRIVATE_FILE_MAX */
@@ -275,6 +275,74 @@ static int mark(struct private_set *s, bool repo_line, const char *registry, con
         if (r >= 0)
                 r = w;
         return r < 0 ? r : 0;
+}
+
+/* Whether the "r" or "p" entry e is to be kept: a "p" entry whose digest the
+ * cache has, or cannot say it has not. */
+static bool keep(const char *e, private_present_fn present, void *userdata) {
+        if (e[0] != 'p')
+                return true;
+        char ds[DIGEST_STRING_MAX];
+        const char *start = e + 2, *end = strchr(start, '\t');
+        struct digest d;
+        if (!end || (size_t) (end - start) >= sizeof(ds))
+                return true; /* cannot be: add_line() checked it */
+        memcpy(ds, start, (size_t) (end - start));
+        ds[end - start] = '\0';
+        return digest_parse(ds, &d) < 0 || present(userdata, &d) != -ENOENT;
+}
+
+#define SWAP(a, b)                                                              \
+        do {                                                                    \
+                __typeof__(a) t_ = (a);                                         \
+                (a) = (b);                                                      \
+                (b) = t_;                                                       \
+        } while (0)
+
+int private_prune(struct private_set *s, private_present_fn present, void *userdata, size_t *ret_pruned) {
+        struct private_set *n = NULL;
+        size_t pruned = 0;
+        /* write_lock keeps marks out: s's entries are read without lock (only a mark
+         * changes them), so that lock is not held across present()'s disk I/O. */
+        pthread_mutex_lock(&s->write_lock);
+        int r = private_open(NULL, &n, NULL);
+        for (size_t i = 0; r >= 0 && i < s->n_order; i++) {
+                if (keep(s->order[i], present, userdata))
+                        r = add_line(n, s->order[i]);
+                else
+                        pruned++;
+        }
+        if (r < 0)
+                pruned = 0; /* s untouched */
+        _cleanup_free_ char *data = NULL;
+        size_t len = 0;
+        if (pruned > 0) {
+                /* The new table in, the old out (freed with n); the locks and the path stay. */
+                pthread_mutex_lock(&s->lock);
+                SWAP(s->slots, n->slots);
+                SWAP(s->n_slots, n->n_slots);
+                SWAP(s->used, n->used);
+                SWAP(s->order, n->order);
+                SWAP(s->n_order, n->n_order);
+                SWAP(s->cap_order, n->cap_order);
+                SWAP(s->file_bytes, n->file_bytes);
+                r = s->path ? snapshot_locked(s, &data, &len) : 0;
+                pthread_mutex_unlock(&s->lock);
+        }
+        if (r >= 0 && data)
+                r = write_file_atomic(s->path, data, len, 0600);
+        if (r >= 0 && data) {
+                pthread_mutex_lock(&s->lock);
+                s->on_disk = s->added; /* the file holds the whole table now (write_lock: no mark since) */
+                pthread_mutex_unlock(&s->lock);
+        }
+        pthread_mutex_unlock(&s->write_lock);
+        private_free(n);
+        if (r < 0)
+                return r;
+        if (ret_pruned)
+                *ret_pruned = pruned;
+        return 0;
 }
 
 int private_mark(struct private_set *s, const char *registry, const char *repository, const struct digest *ds,

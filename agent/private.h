@@ -8,6 +8,7 @@
  * layer from being served under another repository's name (agent/http.c).
  * Kept in <cache dir>/private-content, rewritten whole (tmp + fsync +
  * rename) before anything it names is stored, so a restart forgets nothing;
+ * pruned at start-up of what the cache no longer has (private_prune());
  * a file that does not parse is an error, never an empty table. No
  * credential is in it. Thread-safe. */
 
@@ -47,6 +48,21 @@ int private_mark(struct private_set *s, const char *registry, const char *reposi
 /* Records d as being in registry/repository too, which the origin confirmed
  * (the repository is not made private by it); on disk as private_mark(). */
 int private_confirm(struct private_set *s, const char *registry, const char *repository, const struct digest *d);
+
+/* Whether d is in the cache: 0 it is, -ENOENT it is not, another -errno
+ * when that cannot be told (the entry is then kept). */
+typedef int (*private_present_fn)(void *userdata, const struct digest *d);
+
+/* Drops the digest/repository pairs whose digest present() says is not in
+ * the cache (the private repositories stay), and rewrites the file if it
+ * dropped any; *ret_pruned (may be NULL) gets how many. Only while nothing
+ * can store into the cache (at start-up, the cache open and nothing served):
+ * a digest being stored between its mark and its commit would lose its
+ * mark. Safe then because every store of a private repository's content
+ * marks it again first (agent/http.c, manifest.c, download.c). 0, -ENOMEM
+ * (nothing dropped), or the write's -errno (the table in memory is pruned
+ * all the same: the file then names more, which only keeps more closed). */
+int private_prune(struct private_set *s, private_present_fn present, void *userdata, size_t *ret_pruned);
 
 /* Entries (repositories and digest/repository pairs), for /metrics. */
 size_t private_count(struct private_set *s);

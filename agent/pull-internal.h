@@ -22,10 +22,14 @@
 #include "agent/route.h"
 #include "common/budget.h"
 #include "common/digest.h"
+#include "common/throttle.h"
 
 #define HEADER_WAIT_MS 20000 /* longest wait for an upstream before answering "unavailable" */
 #define STREAM_WAIT_MS 60000 /* longest wait for the next bytes of a download */
 #define STREAM_BLOCK (256 * 1024)
+/* An outage of minutes under a pull of many layers would log the
+ * auth_outage_grace line per request: once a minute per repository, counted. */
+#define AUTH_GRACE_LOG_INTERVAL_MS (60 * 1000)
 #define TAGS_CACHE_SLOTS 64 /* tag list pages remembered */
 #define TAGS_KEY_MAX 512    /* registry "\n" repository "\n" n "\n" last */
 #define PULL_ENDPOINT_MAX CACHE_SOURCE_MAX /* an endpoint URL as logged: what a download's entry carries */
@@ -80,6 +84,7 @@ struct pull {
          * origin's verdicts, the salt of the credentials' keys (random per process). */
         struct private_set *private;
         struct verdicts verdicts;
+        struct throttle grace_log; /* the auth_outage_grace line: once per registry/repository a minute */
         uint8_t auth_salt[32];
         atomic_uint_fast64_t auth_passthrough, auth_challenges, auth_verdict_hits, auth_verdict_misses,
                 auth_refusals, auth_outage_serves, auth_confirms;

@@ -36,6 +36,25 @@ void spec_ref_put(struct pull *p, struct spec_ref *r) {
         pthread_mutex_unlock(&p->lock);
 }
 
+static int cached(void *cache, const struct digest *d) {
+        uint64_t size;
+        return cache_stat(cache, d, &size);
+}
+
+/* What the cache no longer has leaves the private-content table, here where
+ * nothing is being stored yet (agent/private.h): a digest fetched again is
+ * marked again before it is stored. A failed rewrite is only a bigger file. */
+static void prune_private(struct private_set *s, struct cache *cache, const char *cache_dir) {
+        size_t pruned = 0;
+        int r = private_prune(s, cached, cache, &pruned);
+        if (r < 0)
+                log_warning("cannot prune the private-content table: file=\"%s/%s\": %s", cache_dir, PRIVATE_FILE,
+                            strerror(-r));
+        else if (pruned > 0)
+                log_info("private-content: dropped %zu entries of digests no longer cached, %zu kept", pruned,
+                         private_count(s));
+}
+
 int pull_new(struct cache *cache, const char *cache_dir, struct fallback *fb, struct spec *spec, struct pull **ret) {
         struct pull *p = calloc(1, sizeof(*p));
         struct spec_ref *r = calloc(1, sizeof(*r));
@@ -51,6 +70,8 @@ int pull_new(struct cache *cache, const char *cache_dir, struct fallback *fb, st
          * cannot be read is an error, never an empty one (that would leak). */
         unsigned line = 0;
         int k = private_open(cache_dir, &p->private, &line);
+        if (k == 0)
+                prune_private(p->private, cache, cache_dir);
         if (k == 0 && getrandom(p->auth_salt, sizeof(p->auth_salt), 0) != (ssize_t) sizeof(p->auth_salt))
                 k = -errno;
         if (k < 0) {
@@ -64,6 +85,7 @@ int pull_new(struct cache *cache, const char *cache_dir, struct fallback *fb, st
                 return k;
         }
         verdicts_init(&p->verdicts);
+        throttle_init(&p->grace_log, AUTH_GRACE_LOG_INTERVAL_MS);
         r->spec = spec;
         r->refs = 1;
         pthread_mutex_init(&p->lock, NULL);
@@ -113,6 +135,7 @@ struct pull *pull_free(struct pull *p) {
         tags_cache_free(p);
         private_free(p->private);
         verdicts_done(&p->verdicts);
+        throttle_done(&p->grace_log);
         explicit_bzero(p->auth_salt, sizeof(p->auth_salt));
         pthread_mutex_destroy(&p->tags_lock);
         free(p->cache_dir);

@@ -282,6 +282,126 @@ get() {
   code=${w% *} got=${w#* }
 }
 
+# leaks FILE DIR: FILE holds 32 bytes in a row of any file in DIR (the blobs of
+# a private image, manifest included): what a client was not to get.
+leaks() {
+  /usr/bin/python3 - "$1" "$2" <<'PY'
+import os, sys
+got = open(sys.argv[1], "rb").read()
+for name in os.listdir(sys.argv[2]):
+    data = open(os.path.join(sys.argv[2], name), "rb").read()
+    for off in range(0, max(1, len(data) - 32), 997):
+        if data[off:off + 32] in got:
+            sys.exit(0)
+sys.exit(1)
+PY
+}
+# challenged FILE: the last get (into FILE) was layerd's 401 with its Basic challenge.
+challenged() { [[ $code == 401 ]] && grep -qi '^WWW-Authenticate: Basic realm="layerd"' "$1.headers"; }
+
+# layerd_hosts HOSTS_DIR REGISTRY: a containerd hosts file under HOSTS_DIR that
+# resolves and pulls REGISTRY through the layerd on 127.0.0.1:$PA only.
+layerd_hosts() {
+  mkdir -p "$1/$2"
+  printf 'server = "http://%s"\n[host."http://127.0.0.1:%s"]\n  capabilities = ["pull", "resolve"]\n' "$2" "$PA" \
+    >"$1/$2/hosts.toml"
+}
+# ---- private images through layerd (test-private*.sh) -----------------------------------
+# The cases both suites run on a private image pulled through layerd. The suite
+# defines: PRIV (the image's digests: manifest, config, layers; its OCI layout
+# in $T/priv), USER_OK, PASS_OK, PASS_BAD, REG (the registry's name, hosts
+# files in $T/hosts), blob_gets (the origin's blob GETs so far), checks_count
+# (its manifest and blob requests so far), and a layerd on $PA logging to
+# $T/layerd.log with auth_verdict_ttl: 1s.
+# no_leak FILE: not a byte of the private image in FILE; url PATH: layerd's URL
+# for /v2/PATH of $REG; fetch_all NAMESPACE REF [FETCH_OPTIONS...]: ctr pulls $REG/REF.
+no_leak() { not leaks "$1" "$T/priv/blobs/sha256"; }
+url() { echo "http://127.0.0.1:$PA/v2/$1?ns=$REG"; }
+fetch_all() { local ns=$1; shift; ctr_fetch "$ns" "$T/hosts" "$REG/$1" "${@:2}"; }
+# private_cold ORIGIN: the first pull by ctr --user, challenged, passed through,
+# cached; each blob asked of ORIGIN (its name in the check lines) once. Sets $cold_gets.
+cold_gets=
+private_cold() {
+  fetch_all cold team/app:v1 --user "$USER_OK:$PASS_OK"
+  checkd "cold: ctr --user pulls the private image through layerd" test "$rc" = 0
+  checkd "cold: every blob of it is in containerd's store" ctr_has cold "${PRIV[@]}"
+  checkd "cold: layerd challenged, then passed the credentials through" \
+    eval 'grep -q "repo=team/app .*status=401 .*auth=challenge" "$T/layerd.log" &&
+          grep -q "repo=team/app .*status=200 .*auth=passthrough" "$T/layerd.log"'
+  checkd "cold: every blob is in layerd's cache" wait_for 5 in_cache "$T/cache" "${PRIV[@]}"
+  cold_gets=$(blob_gets)
+  checkd "cold: each blob was asked of $1 once ($cold_gets GETs for $((${#PRIV[@]} - 1)))" \
+    test "$cold_gets" = $((${#PRIV[@]} - 1))
+}
+# served_from_cache MARK DIGEST...: layerd's log since MARK has a GET of each
+# DIGEST of team/app answered from its cache, with the client's credentials.
+served_from_cache() {
+  local l=$1 d; shift
+  for d in "$@"; do
+    since "$T/layerd.log" "$l" | grep -q "method=GET .*repo=team/app ref=$d status=200 .*cache=hit .*auth=passthrough" ||
+      return 1
+  done
+}
+# private_warm ORIGIN: past auth_verdict_ttl, a pull by ctr --user from layerd's
+# cache: no blob GET at ORIGIN, at most one authorization check.
+private_warm() {
+  sleep 1.2  # past auth_verdict_ttl: the warm pull asks the origin once
+  local c0 c1 l
+  c0=$(checks_count) l=$(mark "$T/layerd.log")
+  fetch_all warm team/app:v1 --user "$USER_OK:$PASS_OK"
+  checkd "warm: ctr --user pulls it again" test "$rc" = 0
+  checkd "warm: every blob in containerd's store" ctr_has warm "${PRIV[@]}"
+  checkd "warm: no blob GET reached $1" test "$(blob_gets)" = "$cold_gets"
+  c1=$(checks_count)
+  checkd "warm: at most one authorization check reached $1 ($((c1 - c0)))" test $((c1 - c0)) -le 1
+  checkd "warm: layerd served every blob from its cache (cache=hit)" served_from_cache "$l" "${PRIV[@]:1}"
+  checkd "warm: the log says verdict hits" \
+    eval 'since "$T/layerd.log" "$l" | grep -q "repo=team/app .*cache=hit .*auth=passthrough verdict=verdict-hit"'
+}
+# private_others LAYER: clients without or with wrong credentials get layerd's
+# 401 and not a byte of the manifest, the tag or any blob; curl with the right
+# ones gets PRIV[LAYER]'s bytes.
+private_others() {
+  local d kind
+  for d in "${PRIV[@]}"; do
+    kind=blobs; [[ $d == "${PRIV[0]}" ]] && kind=manifests
+    get "$(url "team/app/$kind/$d")" "$T/anon"
+    checkd "no credentials: 401 challenge and not a byte of $kind/${d:7:12}" \
+      eval 'challenged "$T/anon" && no_leak "$T/anon"'
+    get "$(url "team/app/$kind/$d")" "$T/bad" -u "$USER_OK:$PASS_BAD"
+    checkd "wrong credentials: 401 challenge and not a byte of $kind/${d:7:12}" \
+      eval 'challenged "$T/bad" && no_leak "$T/bad"'
+  done
+  get "$(url team/app/manifests/v1)" "$T/anon-tag"
+  checkd "no credentials: 401 for the tag, no bytes" eval 'challenged "$T/anon-tag" && no_leak "$T/anon-tag"'
+  get "$(url team/app/manifests/v1)" "$T/bad-tag" -u "$USER_OK:$PASS_BAD"
+  checkd "wrong credentials: 401 for the tag, no bytes" eval 'challenged "$T/bad-tag" && no_leak "$T/bad-tag"'
+  d=${PRIV[$1]}
+  get "$(url "team/app/blobs/$d")" "$T/good" -u "$USER_OK:$PASS_OK"
+  checkd "right credentials (curl): the layer's bytes" cmp -s "$T/good" "$T/priv/blobs/sha256/${d#sha256:}"
+}
+
+# private_grace LOG LAYER: the origin stopped and layerd's verdict past
+# auth_verdict_ttl: ctr --user still pulls the cached image (inside
+# auth_outage_grace), which layerd's LOG says once for the pull's requests
+# (it is written once a minute per repository); without or with wrong
+# credentials, not a byte of PRIV[LAYER].
+private_grace() {
+  local log=$1 d=${PRIV[$2]}
+  sleep 1.2  # the verdict is past auth_verdict_ttl: the origin would be asked
+  fetch_all grace team/app:v1 --user "$USER_OK:$PASS_OK"
+  checkd "origin down: ctr --user pulls the cached private image" test "$rc" = 0
+  checkd "origin down: every blob" ctr_has grace "${PRIV[@]}"
+  checkd "origin down: the log says so, once for the pull's requests ($(grep -c "auth=passthrough verdict=grace" "$log"))" \
+    eval '[[ $(grep -c "within auth_outage_grace .* suppressed=0$" "$log") == 1 &&
+            $(grep -c "within auth_outage_grace" "$log") == 1 &&
+            $(grep -c "auth=passthrough verdict=grace" "$log") -ge 4 ]]'
+  get "$(url "team/app/blobs/$d")" "$T/anon-down"
+  checkd "origin down: no credentials, still 401 and no bytes" eval 'challenged "$T/anon-down" && no_leak "$T/anon-down"'
+  get "$(url "team/app/blobs/$d")" "$T/bad-down" -u "$USER_OK:$PASS_BAD"
+  checkd "origin down: wrong credentials, no bytes" eval '[[ $code != 200 ]] && no_leak "$T/bad-down"'
+}
+
 # ---- a private containerd (Debian 12: containerd 1.6) and ctr --------------------------
 # containerd_start DIR: a containerd with its root, state and socket under DIR,
 # without CRI or special snapshotters, and a content store per namespace

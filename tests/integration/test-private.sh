@@ -12,7 +12,8 @@
 # - another client without or with wrong credentials gets 401 and not one byte
 #   of the private manifest or blobs (checked on the bytes received);
 # - GET /v2/<public>/blobs/<private digest> never gives the private bytes, also
-#   after a restart of layerd;
+#   after a restart of layerd, which prunes what the cache evicted from the
+#   private-content table (a pruned layer fetched again is private again);
 # - a public repository of the same origin stays anonymous;
 # - the kubelet's path: containerd's CRI PullImage with AuthConfig{username,
 #   password} (empty server_address) through config_path, served from the
@@ -74,77 +75,19 @@ registries:
 YAML
 layerd_serve "$T/layerd.log" "$T/spec.yaml"
 check "layerd starts" wait_port "$PA"
-mkdir -p "$T/hosts/$REG"
-cat >"$T/hosts/$REG/hosts.toml" <<TOML
-server = "http://$REG"
-[host."http://127.0.0.1:$PA"]
-  capabilities = ["pull", "resolve"]
-TOML
-mkdir -p "$T/hosts/$REG2"
-sed "s/$REG/$REG2/" "$T/hosts/$REG/hosts.toml" >"$T/hosts/$REG2/hosts.toml"
+layerd_hosts "$T/hosts" "$REG"
+layerd_hosts "$T/hosts" "$REG2"
 containerd_start "$T/ctrd"
 check "containerd starts" wait_for 20 ctrd_up
 
 # blob_gets: the origin's blob GETs so far; checks: its /v2/ requests with a name.
 blob_gets() { fixture_requests "$FX" '/blobs/' | grep -c '"method": "GET"'; }
 checks_count() { fixture_requests "$FX" '^/v2/.+/(manifests|blobs)/' | wc -l; }
-# leaks FILE: FILE holds 32 bytes in a row of any private blob or manifest.
-leaks() {
-  /usr/bin/python3 - "$1" "$T/priv/blobs/sha256" <<'PY'
-import os, sys
-got = open(sys.argv[1], "rb").read()
-for name in os.listdir(sys.argv[2]):
-    data = open(os.path.join(sys.argv[2], name), "rb").read()
-    for off in range(0, max(1, len(data) - 32), 997):
-        if data[off:off + 32] in got:
-            sys.exit(0)
-sys.exit(1)
-PY
-}
-no_leak() { not leaks "$1"; }
-url() { echo "http://127.0.0.1:$PA/v2/$1?ns=$REG"; }
-challenged() { [[ $code == 401 ]] && grep -qi '^WWW-Authenticate: Basic realm="layerd"' "$1.headers"; }
-fetch_all() { local ns=$1; shift; ctr_fetch "$ns" "$T/hosts" "$REG/$1" "${@:2}"; }
 
-# ---- cold --------------------------------------------------------------------------------
-fetch_all cold team/app:v1 --user "$USER_OK:$PASS_OK"
-checkd "cold: ctr --user pulls the private image through layerd" test "$rc" = 0
-checkd "cold: every blob of it is in containerd's store" ctr_has cold "${PRIV[@]}"
-checkd "cold: layerd challenged, then passed the credentials through" \
-  eval 'grep -q "repo=team/app .*status=401 .*auth=challenge" "$T/layerd.log" &&
-        grep -q "repo=team/app .*status=200 .*auth=passthrough" "$T/layerd.log"'
-checkd "cold: every blob is in layerd's cache" wait_for 5 in_cache "$T/cache" "${PRIV[@]}"
-cold_gets=$(blob_gets)
-checkd "cold: each blob was asked of the origin once ($cold_gets GETs for $((${#PRIV[@]} - 1)))" \
-  test "$cold_gets" = $((${#PRIV[@]} - 1))
-
-# ---- warm --------------------------------------------------------------------------------
-sleep 1.2  # past auth_verdict_ttl: the warm pull asks the origin once
-c0=$(checks_count)
-fetch_all warm team/app:v1 --user "$USER_OK:$PASS_OK"
-checkd "warm: ctr --user pulls it again" test "$rc" = 0
-checkd "warm: every blob in containerd's store" ctr_has warm "${PRIV[@]}"
-checkd "warm: no blob GET reached the origin" test "$(blob_gets)" = "$cold_gets"
-c1=$(checks_count)
-checkd "warm: at most one authorization check reached the origin ($((c1 - c0)))" test $((c1 - c0)) -le 1
-checkd "warm: the log says verdict hits" grep -q "repo=team/app .*cache=hit .*auth=passthrough verdict=verdict-hit" "$T/layerd.log"
-
-# ---- other clients: no credentials, wrong ones --------------------------------------------
-for d in "${PRIV[@]}"; do
-  kind=blobs; [[ $d == "${PRIV[0]}" ]] && kind=manifests
-  get "$(url "team/app/$kind/$d")" "$T/anon"
-  checkd "no credentials: 401 challenge for $kind/${d:7:12}" challenged "$T/anon"
-  checkd "no credentials: not a byte of $kind/${d:7:12}" no_leak "$T/anon"
-  get "$(url "team/app/$kind/$d")" "$T/bad" -u "$USER_OK:$PASS_BAD"
-  checkd "wrong credentials: 401 for $kind/${d:7:12}" challenged "$T/bad"
-  checkd "wrong credentials: not a byte of $kind/${d:7:12}" no_leak "$T/bad"
-done
-get "$(url team/app/manifests/v1)" "$T/anon-tag"
-checkd "no credentials: 401 for the tag, no bytes" eval 'challenged "$T/anon-tag" && no_leak "$T/anon-tag"'
-get "$(url team/app/manifests/v1)" "$T/bad-tag" -u "$USER_OK:$PASS_BAD"
-checkd "wrong credentials: 401 for the tag, no bytes" eval 'challenged "$T/bad-tag" && no_leak "$T/bad-tag"'
-get "$(url "team/app/blobs/${PRIV[2]}")" "$T/good" -u "$USER_OK:$PASS_OK"
-checkd "right credentials (curl): the layer's bytes" cmp -s "$T/good" "$T/priv/blobs/sha256/${PRIV[2]#sha256:}"
+# ---- cold, warm, other clients (lib.sh) ----------------------------------------------------
+private_cold "the origin"
+private_warm "the origin"
+private_others 2
 
 # A repository layerd has never seen, asked for a blob first: the download meets the 401.
 OTHER=$(random_file "$T/other.bin" 70000)
@@ -234,12 +177,25 @@ checkd "token flow: the private layer under pub/app: not served" eval '[[ $code 
 # ---- a restart of layerd -------------------------------------------------------------------
 curl -s --max-time 5 "http://127.0.0.1:$PA/metrics" >"$T/metrics"  # checked below
 stop "$LAYERD_PID"
+# A layer evicted while layerd is down (its file removed, as eviction does):
+# the restart drops it from the private-content table.
+EVICTED=${PRIV[3]#sha256:}
+recorded() { grep -qP "^p\t${PRIV[3]}\t" "$T/cache/private-content"; }
+checkd "before the restart: the layer is recorded private" recorded
+rm "$T/cache/blobs/sha256/${EVICTED:0:2}/$EVICTED"
 layerd_serve "$T/layerd1.log" "$T/spec.yaml"
 DIAG_FILES+=("$T/layerd1.log" "$T/layerd2.log")
 check "layerd restarts" wait_port "$PA"
-checkd "after a restart: /v2/pub/app/blobs/<private digest> still never the bytes" cross restart
+checkd "after a restart: the evicted layer's entries are pruned, the repository stays private" \
+  eval 'not recorded && grep -qP "^r\t$REG\tteam/app$" "$T/cache/private-content" &&
+        grep -q "private-content: dropped [1-9][0-9]* entries of digests no longer cached" "$T/layerd1.log"'
+checkd "after a restart: /v2/pub/app/blobs/<private digest> still never the bytes (the pruned one too)" cross restart
 get "$(url "team/app/blobs/${PRIV[2]}")" "$T/anon2"
 checkd "after a restart: no credentials, still 401 and no bytes" eval 'challenged "$T/anon2" && no_leak "$T/anon2"'
+get "$(url "team/app/blobs/${PRIV[3]}")" "$T/refetch" -u "$USER_OK:$PASS_OK"
+checkd "the pruned layer fetched again with the credentials: its bytes, cached, recorded private again" \
+  eval 'cmp -s "$T/refetch" "$T/priv/blobs/sha256/$EVICTED" && wait_for 5 in_cache "$T/cache" "${PRIV[3]}" && recorded'
+checkd "... and under pub/app still never its bytes" cross refetched
 
 # ---- auth_passthrough turned off: what was private stays closed --------------------------------
 sed 's/auth_verdict_ttl: 1s/auth_verdict_ttl: 1s\n    auth_passthrough: false/' "$T/spec.yaml" >"$T/spec-off.yaml"
@@ -275,15 +231,7 @@ checkd "no credential in /metrics, the counters are there" \
 fetch_all grace-warmup team/app:v1 --user "$USER_OK:$PASS_OK"  # a verdict for the new layerd
 checkd "after the restart: ctr --user pulls (a new verdict)" test "$rc" = 0
 stop "$FX_PID"
-sleep 1.2  # the verdict is past auth_verdict_ttl: the origin would be asked
-fetch_all grace team/app:v1 --user "$USER_OK:$PASS_OK"
-checkd "origin down: ctr --user pulls the cached private image" test "$rc" = 0
-checkd "origin down: every blob" ctr_has grace "${PRIV[@]}"
-checkd "origin down: the log says so" grep -q "within auth_outage_grace" "$T/layerd2.log"
-get "$(url "team/app/blobs/${PRIV[2]}")" "$T/anon3"
-checkd "origin down: no credentials, still 401 and no bytes" eval 'challenged "$T/anon3" && no_leak "$T/anon3"'
-get "$(url "team/app/blobs/${PRIV[2]}")" "$T/bad3" -u "$USER_OK:$PASS_BAD"
-checkd "origin down: wrong credentials, no bytes" eval '[[ $code != 200 ]] && no_leak "$T/bad3"'
+private_grace "$T/layerd2.log" 2
 
 stop "$LAYERD_PID"
 finish

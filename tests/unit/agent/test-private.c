@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for agent/private.c: the private-content table, what a restart
- * reads back (so a restart opens no leak), and a file that does not parse
- * being an error, never an empty table. */
+ * reads back (so a restart opens no leak), a file that does not parse
+ * being an error, never an empty table, and pruning what the cache lost. */
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -143,6 +143,94 @@ static void test_bad_file(void **state) {
         private_free(s);
 }
 
+/* A cache that holds the digests of the letters in cached, and cannot tell
+ * of those in unknown (dg() digests). */
+struct fake_cache {
+        const char *cached, *unknown;
+        unsigned asked;
+};
+
+static int fake_present(void *userdata, const struct digest *d) {
+        struct fake_cache *c = userdata;
+        char s[DIGEST_STRING_MAX];
+        char letter = digest_to_string(d, s)[7];
+        c->asked++;
+        if (strchr(c->cached, letter))
+                return 0;
+        return strchr(c->unknown, letter) ? -EIO : -ENOENT;
+}
+
+/* Pruning drops only the pairs of digests the cache does not have; the
+ * private repositories stay, a digest the cache has stays private under
+ * every repository it was recorded for, the file is rewritten, and marking
+ * a dropped digest again (what a refetch does before storing it) closes it
+ * again. */
+static void test_prune(void **state) {
+        (void) state;
+        struct private_set *s = NULL;
+        assert_int_equal(private_open(dir, &s, NULL), 0);
+        struct digest a = dg('a'), b = dg('b'), c = dg('c'), d = dg('d');
+        struct digest app[] = { a, b, c, d }, other[] = { d };
+        assert_int_equal(private_mark(s, "r.example", "team/app", app, 4), 0);
+        assert_int_equal(private_mark(s, "r.example", "team/other", other, 1), 0);
+        assert_int_equal(private_confirm(s, "r.example", "pub/app", &b), 0);
+        assert_int_equal(private_count(s), 2 + 4 + 1 + 1);
+
+        /* b is cached, c cannot be told: kept; a and d (both of its pairs) are dropped. */
+        struct fake_cache fc = { .cached = "b", .unknown = "c" };
+        size_t pruned = 99;
+        assert_int_equal(private_prune(s, fake_present, &fc, &pruned), 0);
+        assert_int_equal(pruned, 3);
+        assert_int_equal(fc.asked, 6); /* once per pair, never for a repository */
+        for (int pass = 0; pass < 2; pass++) {
+                bool here = false;
+                assert_int_equal(private_count(s), 2 + 3);
+                assert_true(private_repo(s, "r.example", "team/app"));
+                assert_true(private_repo(s, "r.example", "team/other"));
+                assert_false(private_digest(s, &a, "r.example", "team/app", NULL));
+                assert_false(private_digest(s, &d, "r.example", "team/other", NULL));
+                assert_true(private_digest(s, &b, "r.example", "pub/app", &here));
+                assert_true(here);
+                assert_true(private_digest(s, &b, "r.example", "other/app", &here));
+                assert_false(here);
+                assert_true(private_digest(s, &c, "r.example", "team/app", &here));
+                assert_true(here);
+                /* The file says the same after a restart. */
+                private_free(s);
+                s = NULL;
+                assert_int_equal(private_open(dir, &s, NULL), 0);
+        }
+
+        /* Nothing to drop: nothing changes. */
+        fc = (struct fake_cache) { .cached = "bc", .unknown = "" };
+        pruned = 99;
+        assert_int_equal(private_prune(s, fake_present, &fc, &pruned), 0);
+        assert_int_equal(pruned, 0);
+        assert_int_equal(private_count(s), 5);
+
+        /* A refetch of a marks it before it is stored: private again, not under pub/app. */
+        assert_int_equal(private_mark(s, "r.example", "team/app", &a, 1), 0);
+        bool here = true;
+        assert_true(private_digest(s, &a, "r.example", "pub/app", &here));
+        assert_false(here);
+        private_free(s);
+
+        /* Memory only: pruned, nothing written. */
+        s = NULL;
+        assert_int_equal(private_open(NULL, &s, NULL), 0);
+        assert_int_equal(private_mark(s, "r.example", "team/app", &a, 1), 0);
+        fc = (struct fake_cache) { .cached = "", .unknown = "" };
+        assert_int_equal(private_prune(s, fake_present, &fc, &pruned), 0);
+        assert_int_equal(pruned, 1);
+        assert_false(private_digest(s, &a, "r.example", "pub/app", NULL));
+        assert_true(private_repo(s, "r.example", "team/app"));
+        private_free(s);
+
+        char path[256];
+        snprintf(path, sizeof(path), "%s/%s", dir, PRIVATE_FILE);
+        unlink(path);
+}
+
 #define THREADS 4
 #define MARKS 50
 
@@ -203,6 +291,7 @@ int main(void) {
                 cmocka_unit_test(test_mark_and_reload),
                 cmocka_unit_test(test_bad_file),
                 cmocka_unit_test(test_failed_write_retried),
+                cmocka_unit_test(test_prune),
                 cmocka_unit_test(test_concurrent_marks),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
