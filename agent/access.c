@@ -27,14 +27,11 @@ void access_refused(struct pull *p, const char *registry, const char *repository
         atomic_fetch_add(&p->auth_refusals, 1);
         if (client && client->set)
                 verdict_forget(&p->verdicts, client->key, registry, repository);
+        /* Noted in memory: recorded on disk with the first content stored for it. */
         if (!private_repo(p->private, registry, repository)) {
-                int r = private_mark(p->private, registry, repository, NULL, 0);
-                if (r < 0)
-                        log_error("cannot record a private repository ns=%s repo=%s: %s", registry, repository,
-                                  strerror(-r));
-                else
-                        log_notice("private repository: the origin asks for credentials ns=%s repo=%s "
-                                   "auth=passthrough", registry, repository);
+                private_note(p->private, registry, repository, time_now_ms());
+                log_notice("private repository: the origin asks for credentials ns=%s repo=%s "
+                           "auth=passthrough", registry, repository);
         }
 }
 

@@ -14,6 +14,7 @@
 #include "common/fsutil.h"
 #include "common/macro.h"
 #include "common/reference.h"
+#include "common/time.h"
 
 #define LINE_MAX_LEN 1024
 
@@ -35,6 +36,14 @@ struct private_set {
          * write that failed is tried again by the next mark, even one that
          * adds nothing (its retry must not pass for recorded). */
         uint64_t added, on_disk;
+        /* Repositories the origin asked credentials for, with nothing of them
+         * stored (yet): in memory for PRIVATE_NOTE_TTL_MS, by a hash of their
+         * name. Anyone can make these (a 401 for a name that does not exist),
+         * so they cost no disk write and no room in the file, and expire: the
+         * origin is asked again. Stored content is what the file protects. */
+        struct note {
+                uint64_t h, until_ms;
+        } notes[PRIVATE_NOTES_MAX];
 };
 
 static uint64_t hash(const char *s) {
@@ -197,11 +206,48 @@ int private_open(const char *dir, struct private_set **ret, unsigned *ret_line) 
         return 0;
 }
 
+#define NOTE_PROBE 8 /* slots a name may take, from its hash on */
+
+static uint64_t note_hash(const char *registry, const char *repository) {
+        char k[LINE_MAX_LEN * 2 + 4];
+        snprintf(k, sizeof(k), "%s\t%s", registry, repository);
+        return hash(k) | 1; /* never 0: 0 is a free slot */
+}
+
+/* Lock held. */
+static bool noted(const struct private_set *s, uint64_t h, uint64_t now_ms) {
+        for (size_t i = 0; i < NOTE_PROBE; i++) {
+                const struct note *n = &s->notes[(h + i) % PRIVATE_NOTES_MAX];
+                if (n->h == h && n->until_ms > now_ms)
+                        return true;
+        }
+        return false;
+}
+
+void private_note(struct private_set *s, const char *registry, const char *repository, uint64_t now_ms) {
+        uint64_t h = note_hash(registry, repository);
+        pthread_mutex_lock(&s->lock);
+        /* Its own slot, else a free or expired one, else the one that expires first. */
+        struct note *pick = NULL;
+        for (size_t i = 0; i < NOTE_PROBE; i++) {
+                struct note *n = &s->notes[(h + i) % PRIVATE_NOTES_MAX];
+                if (n->h == h) {
+                        pick = n;
+                        break;
+                }
+                if (!pick || n->until_ms < pick->until_ms)
+                        pick = n;
+        }
+        *pick = (struct note) { .h = h, .until_ms = now_ms + PRIVATE_NOTE_TTL_MS };
+        pthread_mutex_unlock(&s->lock);
+}
+
 bool private_repo(struct private_set *s, const char *registry, const char *repository) {
         char k[LINE_MAX_LEN * 2 + 4];
         snprintf(k, sizeof(k), "r\t%s\t%s", registry, repository);
+        uint64_t h = note_hash(registry, repository), now = time_now_ms();
         pthread_mutex_lock(&s->lock);
-        bool r = has(s, k);
+        bool r = has(s, k) || noted(s, h, now);
         pthread_mutex_unlock(&s->lock);
         return r;
 }

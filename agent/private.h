@@ -10,17 +10,21 @@
  * rename) before anything it names is stored, so a restart forgets nothing;
  * pruned at start-up of what the cache no longer has (private_prune());
  * a file that does not parse is an error, never an empty table. No
- * credential is in it. Thread-safe. */
+ * credential is in it. A repository with nothing stored is only noted in
+ * memory, for a while (private_note()). Thread-safe. */
 
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/digest.h"
 
 #define PRIVATE_FILE "private-content"
 #define PRIVATE_ENTRIES_MAX (1u << 20) /* marks past it fail: the content is then not stored */
 #define PRIVATE_FILE_MAX (128u * 1024 * 1024)
+#define PRIVATE_NOTES_MAX 4096u           /* repositories noted private with nothing stored, in memory */
+#define PRIVATE_NOTE_TTL_MS (60u * 1000)  /* how long such a note holds before the origin is asked again */
 
 struct private_set;
 
@@ -30,8 +34,16 @@ struct private_set;
 int private_open(const char *dir, struct private_set **ret, unsigned *ret_line);
 struct private_set *private_free(struct private_set *s);
 
-/* Whether the origin asked for credentials for registry/repository. */
+/* Whether the origin asked for credentials for registry/repository: recorded
+ * with content (private_mark() with digests), or noted lately (private_note()). */
 bool private_repo(struct private_set *s, const char *registry, const char *repository);
+
+/* Notes that the origin asked for credentials for registry/repository, with
+ * nothing of it stored: in memory only, for PRIVATE_NOTE_TTL_MS from now_ms
+ * (the first content stored for it records it for good). Past
+ * PRIVATE_NOTES_MAX names the note expiring first gives way: a forgotten
+ * note costs one more question to the origin, never a leak. */
+void private_note(struct private_set *s, const char *registry, const char *repository, uint64_t now_ms);
 
 /* Whether d was fetched for a private repository; *ret_here (may be NULL)
  * whether for registry/repository itself. */

@@ -14,6 +14,8 @@
 # - GET /v2/<public>/blobs/<private digest> never gives the private bytes, also
 #   after a restart of layerd, which prunes what the cache evicted from the
 #   private-content table (a pruned layer fetched again is private again);
+# - names that need credentials and have nothing stored are challenged without
+#   a write to private-content (noted in memory for a minute);
 # - a public repository of the same origin stays anonymous;
 # - the kubelet's path: containerd's CRI PullImage with AuthConfig{username,
 #   password} (empty server_address) through config_path, served from the
@@ -97,6 +99,21 @@ checkd "unseen private repository, a blob first: 401 challenge, not its bytes" \
   eval 'challenged "$T/other-anon" && ! cmp -s "$T/other-anon" "$T/other.bin" && ((got < 1000))'
 get "$(url "team/other/blobs/$OTHER")" "$T/other-good" -u "$USER_OK:$PASS_OK"
 checkd "... with the credentials: its bytes" cmp -s "$T/other-good" "$T/other.bin"
+
+# Names that need credentials and have nothing stored: each is challenged, and
+# none costs a write or room in private-content (any process can ask for them).
+ghosts() {
+  local i before after
+  before=$(stat -c %s "$T/cache/private-content")
+  for ((i = 1; i <= 20; i++)); do
+    get "$(url "team/ghost$i/manifests/v1")" "$T/ghost"
+    challenged "$T/ghost" || { echo "# team/ghost$i: $code" >&2; return 1; }
+  done
+  after=$(stat -c %s "$T/cache/private-content")
+  [[ $before == "$after" ]] || { echo "# private-content: $before -> $after bytes" >&2; return 1; }
+  ! grep -q ghost "$T/cache/private-content"
+}
+checkd "20 private names with nothing stored: challenged, private-content unchanged" ghosts
 
 # ---- another repository's name ------------------------------------------------------------
 cross() {

@@ -19,6 +19,7 @@
 
 #include "agent/private.h"
 #include "common/fsutil.h"
+#include "common/time.h"
 
 static char dir[] = "/tmp/layerd-test-private-XXXXXX";
 
@@ -113,6 +114,40 @@ static void test_failed_write_retried(void **state) {
         assert_true(private_digest(s, &a, "r.example", "pub/app", NULL));
         private_free(s);
         unlink(path);
+}
+
+/* A repository the origin asked credentials for, with nothing stored: noted in
+ * memory, for a while, never on disk (anyone can make such notes). */
+static void test_notes(void **state) {
+        (void) state;
+        char path[256];
+        snprintf(path, sizeof(path), "%s/%s", dir, PRIVATE_FILE);
+        unlink(path);
+        struct private_set *s = NULL;
+        unsigned line = 0;
+        assert_int_equal(private_open(dir, &s, &line), 0);
+        uint64_t now = time_now_ms();
+        private_note(s, "r.example", "team/app", now);
+        assert_true(private_repo(s, "r.example", "team/app"));
+        assert_false(private_repo(s, "r.example", "team/other"));
+        assert_int_equal(private_count(s), 0);
+        assert_int_equal(access(path, F_OK), -1); /* no write */
+        /* Expired: the origin is asked again. */
+        private_note(s, "r.example", "old/app", now - PRIVATE_NOTE_TTL_MS - 1);
+        assert_false(private_repo(s, "r.example", "old/app"));
+        /* More names than room: the table stays bounded, the newest is there. */
+        char repo[64];
+        for (unsigned i = 0; i < 2 * PRIVATE_NOTES_MAX; i++) {
+                snprintf(repo, sizeof(repo), "flood/n%u", i);
+                private_note(s, "r.example", repo, now);
+        }
+        assert_true(private_repo(s, "r.example", repo));
+        private_free(s);
+        /* A restart forgets notes; what was stored with a mark stays. */
+        s = NULL;
+        assert_int_equal(private_open(dir, &s, &line), 0);
+        assert_false(private_repo(s, "r.example", "team/app"));
+        private_free(s);
 }
 
 /* A file that does not parse: an error with the line, never an empty table. */
@@ -290,6 +325,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_mark_and_reload),
                 cmocka_unit_test(test_bad_file),
+                cmocka_unit_test(test_notes),
                 cmocka_unit_test(test_failed_write_retried),
                 cmocka_unit_test(test_prune),
                 cmocka_unit_test(test_concurrent_marks),
