@@ -62,6 +62,7 @@ struct download {
         size_t batch_len;
         uint64_t batch_ms;          /* when its first byte came */
         struct budget_hold held;    /* the batch's share of the pull's budget */
+        bool mark_private;          /* record the digest for repository at the origin's answer (dl_start) */
         char *user, *password;      /* a private repository's client's credentials (secret: wiped), or NULL */
         struct fallback_client_auth client_auth;
 };
@@ -87,6 +88,19 @@ static struct download *download_free(struct download *dl) {
 
 static int dl_start(void *userdata, int64_t total) {
         struct download *dl = userdata;
+        /* Recorded only now: the origin says the repository has the digest (a mark
+         * made before asking stayed after a 404, and let the repository's readers
+         * have the blob once another's download stored it). Before any byte is
+         * stored, and before the size wakes the joiners, which check it. */
+        if (dl->mark_private) {
+                int r = private_mark(dl->pull->private, dl->registry, dl->repository, &dl->digest, 1);
+                if (r < 0) {
+                        char ds[DIGEST_STRING_MAX];
+                        log_error("cannot record private content, not caching the blob: ns=%s repo=%s digest=%s: %s",
+                                  dl->registry, dl->repository, digest_to_string(&dl->digest, ds), strerror(-r));
+                        return r;
+                }
+        }
         if (total < 0)
                 return 0;
         return cache_entry_set_size(dl->entry, (uint64_t) total);
@@ -319,7 +333,7 @@ static int download_run(struct pull *p, const struct download_want *w, struct ca
         *dl = (struct download) { .digest = w->digest, .entry = e, .pull = p, .limit = w->limit,
                                   .finish_abandoned = w->finish_abandoned && !unstored, .unstored = unstored,
                                   .max_abandoned = caps->abandoned, .abandon_ms = caps->abandon_ms,
-                                  .background = w->background,
+                                  .background = w->background, .mark_private = w->mark_private,
                                   .registry = strdup(w->registry), .repository = strdup(w->repository) };
         int r = budget_hold_reserve(&dl->held, &p->budget, DL_BATCH);
         if (r == 0 && w->client_auth) {
@@ -364,17 +378,41 @@ static int take_slot(struct pull *p, const struct download_want *w, const struct
         return -EBUSY;
 }
 
+/* Whom w's download is for: a hash of the registry, the repository and the
+ * key of the credentials it fetches with (none: anonymous, or the endpoint's
+ * own). Never the credentials themselves. */
+static int owner_of(const struct download_want *w, uint8_t ret[CACHE_OWNER_SIZE]) {
+        size_t a = strlen(w->registry), b = strlen(w->repository), k = w->client_key ? CLIENT_AUTH_KEY_SIZE : 0;
+        _cleanup_free_ uint8_t *buf = malloc(a + b + 2 + k);
+        if (!buf)
+                return -ENOMEM;
+        memcpy(buf, w->registry, a + 1); /* the NULs keep "a/b" + "c" apart from "a" + "b/c" */
+        memcpy(buf + a + 1, w->repository, b + 1);
+        if (k)
+                memcpy(buf + a + b + 2, w->client_key, k);
+        struct digest d;
+        int r = digest_buffer(DIGEST_SHA256, buf, a + b + 2 + k, &d);
+        if (r < 0)
+                return r;
+        memcpy(ret, d.bytes, CACHE_OWNER_SIZE);
+        return 0;
+}
+
 int download_join_or_start(struct pull *p, const struct download_want *w, struct download_hold *ret) {
         if (atomic_load(&p->stopping))
                 return -ESHUTDOWN;
+        uint8_t owner[CACHE_OWNER_SIZE];
+        int r = owner_of(w, owner);
+        if (r < 0)
+                return r;
         struct cache_entry *e = NULL;
         /* Joining costs no slot: only a new download is capped. */
         if (cache_join(p->cache, &w->digest, &e) == 0) {
-                *ret = (struct download_hold) { .entry = e };
+                *ret = (struct download_hold) { .entry = e, .foreign = !cache_entry_owned_by(e, owner) };
                 return 0;
         }
         struct caps caps = caps_get(p);
-        int r = take_slot(p, w, &caps);
+        r = take_slot(p, w, &caps);
         if (r < 0)
                 return r;
         bool writer = false;
@@ -384,9 +422,10 @@ int download_join_or_start(struct pull *p, const struct download_want *w, struct
         if (r < 0)
                 return r;
         if (!writer) {
-                *ret = (struct download_hold) { .entry = e };
+                *ret = (struct download_hold) { .entry = e, .foreign = !cache_entry_owned_by(e, owner) };
                 return 0;
         }
+        cache_entry_set_owner(e, owner);
         /* The caller's reference, taken before the thread can finish and drop the writer's. */
         struct cache_entry *mine = cache_entry_ref(e);
         r = download_run(p, w, e, false, &caps);

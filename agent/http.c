@@ -497,14 +497,57 @@ static enum MHD_Result respond_blob_through(struct MHD_Connection *conn, struct 
         return ret;
 }
 
+/* The answer to an access check that did not allow the request. */
+static enum MHD_Result respond_access(struct MHD_Connection *conn, struct request *rq, enum access_verdict v,
+                                      const struct outcome *o, bool manifest) {
+        switch (v) {
+        case ACCESS_WOULD_BLOCK:
+                return would_block(rq);
+        case ACCESS_CHALLENGE:
+                return respond_challenge(conn, rq, o->reason);
+        default:
+                return respond_outcome(conn, rq, o, manifest);
+        }
+}
+
+/* The blob d is coming from (or came from) a download another repository's or
+ * other credentials' request started: this request's check passed before that
+ * request's download recorded d as private (download.c, at the origin's
+ * answer), so it is checked again: a private digest is then confirmed by the
+ * origin under this request's name. Blocks: a worker thread's. */
+static bool joined_allowed(struct pull *p, struct MHD_Connection *conn, struct request *rq, const struct target *t,
+                           const struct digest *d, enum MHD_Result *ret) {
+        char ds[DIGEST_STRING_MAX];
+        struct access_query q = { .reg = t->reg, .repository = t->repo, .kind = FALLBACK_BLOB,
+                                  .reference = digest_to_string(d, ds), .digest = d, .client = &rq->client,
+                                  .may_block = true };
+        struct access_answer acc;
+        struct outcome o;
+        enum access_verdict v = access_check(p, &q, &acc, &o);
+        if (strcmp(acc.how, "-") != 0)
+                rq->verdict = acc.how;
+        if (v == ACCESS_ALLOW)
+                return true;
+        *ret = respond_access(conn, rq, v, &o, false);
+        return false;
+}
+
 static enum MHD_Result blob(struct pull *p, struct MHD_Connection *conn, struct request *rq, const struct target *t,
                             bool head, const struct digest *d) {
         struct download_want w = { .registry = t->reg->host, .repository = t->repo, .digest = *d, .size = -1,
-                                   .finish_abandoned = t->finish_abandoned, .client_auth = t->client_auth };
+                                   .finish_abandoned = t->finish_abandoned, .client_auth = t->client_auth,
+                                   .client_key = t->client_auth ? rq->client.key : NULL,
+                                   .mark_private = t->private_repo };
+        bool joined_foreign = false; /* an earlier round followed another's download */
         for (unsigned round = 0; round < 3; round++) {
                 int fd = -1;
                 uint64_t size = 0;
                 if (cache_open_blob(p->cache, d, &fd, &size) == 0) {
+                        enum MHD_Result refused;
+                        if (joined_foreign && !joined_allowed(p, conn, rq, t, d, &refused)) {
+                                close(fd);
+                                return refused;
+                        }
                         rq->outcome = "hit";
                         return respond_blob_fd(conn, rq, p, head, fd, size, d);
                 }
@@ -512,11 +555,8 @@ static enum MHD_Result blob(struct pull *p, struct MHD_Connection *conn, struct 
                         return would_block(rq);
                 if (head)
                         return blob_head_upstream(p, conn, rq, t, d);
-                /* Private before a byte of it is in the cache (agent/private.h). */
-                int m = t->private_repo ? private_mark(p->private, t->reg->host, t->repo, d, 1) : 0;
-                if (m < 0)
-                        return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
-                                             "cannot record private content: %s", strerror(-m));
+                /* A private repository's download records the digest before a byte of it
+                 * is stored (w.mark_private, agent/private.h). */
                 struct download_hold h;
                 int r = download_join_or_start(p, &w, &h);
                 if (r == -EEXIST)
@@ -540,12 +580,19 @@ static enum MHD_Result blob(struct pull *p, struct MHD_Connection *conn, struct 
                         return respond_blob_through(conn, rq, p, t, d);
                 }
                 rq->outcome = h.started ? "miss" : "join";
+                bool foreign = h.foreign;
+                joined_foreign |= foreign;
                 /* Answered as soon as the size is known; the stream follows the
                  * download from there. A range that ends before the blob's end
                  * waits (this is a worker thread) for the blob to verify, the
                  * whole within the upstream wait, then comes from the file. */
                 uint64_t deadline = time_deadline_ms(HEADER_WAIT_MS);
                 r = cache_entry_wait_size(h.entry, HEADER_WAIT_MS, &size);
+                enum MHD_Result refused;
+                if (r >= 0 && foreign && !joined_allowed(p, conn, rq, t, d, &refused)) {
+                        download_release(&h);
+                        return refused;
+                }
                 bool early = r >= 0 && range_ends_early(conn, size);
                 if (early)
                         r = download_wait_end(p, &h, deadline);
@@ -555,6 +602,11 @@ static enum MHD_Result blob(struct pull *p, struct MHD_Connection *conn, struct 
                 download_release(&h);
                 if (r == -EEXIST || (early && r == 0))
                         continue; /* committed (verified): serve it, the range too, from disk */
+                if (foreign && (r == -EACCES || r == -ENOENT))
+                        /* The origin's answer to another repository or other credentials, not
+                         * to this request: never applied to it (a public repository would be
+                         * recorded private). It asks for itself next round. */
+                        continue;
                 if (r == -ENOSPC)
                         return respond_blob_through(conn, rq, p, t, d); /* the disk filled up before the size came */
                 if (early && r == -ETIMEDOUT)
@@ -696,23 +748,15 @@ static bool access_allowed(struct pull *p, struct MHD_Connection *conn, struct r
         struct outcome o;
         enum access_verdict v = access_check(p, &q, acc, &o);
         rq->verdict = acc->how;
-        switch (v) {
-        case ACCESS_ALLOW:
-                t->client_auth = acc->client_auth;
-                t->private_repo = acc->private_repo;
-                if (t->client_auth)
-                        rq->auth = "passthrough";
-                return true;
-        case ACCESS_WOULD_BLOCK:
-                *ret = would_block(rq);
-                return false;
-        case ACCESS_CHALLENGE:
-                *ret = respond_challenge(conn, rq, o.reason);
-                return false;
-        default:
-                *ret = respond_outcome(conn, rq, &o, rt->kind != ROUTE_BLOB);
+        if (v != ACCESS_ALLOW) {
+                *ret = respond_access(conn, rq, v, &o, rt->kind != ROUTE_BLOB);
                 return false;
         }
+        t->client_auth = acc->client_auth;
+        t->private_repo = acc->private_repo;
+        if (t->client_auth)
+                rq->auth = "passthrough";
+        return true;
 }
 
 /* A request for a registry's content: with the spec in force (held until the answer is made). */

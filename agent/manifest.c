@@ -114,14 +114,34 @@ static int cached_manifest(struct pull *p, const struct digest *d, const char *m
         return 0;
 }
 
+/* A public repository's manifest says the origin has what it refers to under
+ * that name: a digest private through another repository is confirmed for it
+ * here (as access.c does after a HEAD), so that with the origin down
+ * `GET /v2/<public>/blobs/<shared layer>` is served from disk like the rest
+ * of the image. A failure only costs that outage protection. */
+static void confirm_public(struct pull *p, const struct manifest_query *q, const struct digest *ds, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                bool here = false;
+                if (!private_digest(p->private, &ds[i], q->registry, q->repository, &here) || here)
+                        continue;
+                int r = private_confirm(p->private, q->registry, q->repository, &ds[i]);
+                if (r < 0) {
+                        char s[DIGEST_STRING_MAX];
+                        log_warning("cannot record a shared digest for a public repository ns=%s repo=%s digest=%s: %s",
+                                    q->registry, q->repository, digest_to_string(&ds[i], s), strerror(-r));
+                }
+        }
+}
+
 /* A manifest fetched for a private repository, and what it refers to, are
  * recorded as private (agent/private.h) before it is stored: nothing of it
  * may sit in the cache unmarked, where another repository's name could
- * reach it. 0, or why it must not be stored. */
+ * reach it. A public repository's confirms what of it is private elsewhere.
+ * 0, or why it must not be stored. */
 static int mark_private(struct pull *p, const struct manifest_query *q, const struct digest *d, const void *body,
                         uint64_t size) {
-        if (!q->private_repo)
-                return 0;
+        if (!q->private_repo && private_count(p->private) == 0)
+                return 0; /* nothing is private: no public manifest need be read */
         struct fallback_manifest_refs refs;
         bool parsed = fallback_manifest_refs(body, size, &refs) == 0;
         size_t n = 1 + (parsed ? refs.n_items + refs.has_config : 0);
@@ -129,7 +149,7 @@ static int mark_private(struct pull *p, const struct manifest_query *q, const st
         if (!ds) {
                 if (parsed)
                         fallback_manifest_refs_done(&refs);
-                return -ENOMEM;
+                return q->private_repo ? -ENOMEM : 0;
         }
         ds[0] = *d;
         size_t k = 1;
@@ -139,6 +159,10 @@ static int mark_private(struct pull *p, const struct manifest_query *q, const st
                 for (size_t i = 0; i < refs.n_items; i++)
                         ds[k++] = refs.items[i].digest;
                 fallback_manifest_refs_done(&refs);
+        }
+        if (!q->private_repo) {
+                confirm_public(p, q, ds, k);
+                return 0;
         }
         int r = private_mark(p->private, q->registry, q->repository, ds, k);
         if (r < 0) {

@@ -165,6 +165,10 @@ struct download_want {
         struct ratelimit *limit;  /* prefetch: held to this while no client follows; NULL for a client */
         const struct fallback_client_auth *client_auth; /* a private repository's: copied for the
                                                           * download, wiped when it ends */
+        const uint8_t *client_key; /* with client_auth: its CLIENT_AUTH_KEY_SIZE key (names the
+                                    * download's owner with the repository), else NULL */
+        bool mark_private; /* a private repository's: the digest is recorded for it (agent/private.h)
+                            * once the origin answers with the bytes, before they are stored */
 };
 
 /* A client's or a prefetch round's hold on a download: a reference on its
@@ -172,9 +176,12 @@ struct download_want {
 struct download_hold {
         struct cache_entry *entry;
         bool started; /* this call started it */
+        bool foreign; /* joined a download for another repository or other credentials: its
+                       * access was judged for them, and its verdict is theirs */
 };
 
-/* Joins the download of w->digest in flight or starts it on a thread of its
+/* Joins the download of w->digest in flight (ret->foreign when it was started
+ * for another registry/repository/credentials key than w's) or starts it on a thread of its
  * own, if one of agent.max_downloads is free (a background one: of its share,
  * bounds_background_max()). Returns 0 with *ret (release with
  * download_release()); -EEXIST when the blob is committed (read it from the

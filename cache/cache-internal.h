@@ -92,6 +92,8 @@ struct cache_entry {
         unsigned readers;            /* live cache_readers */
         bool writer_held;            /* the writer's reference is among refs */
         char source[CACHE_SOURCE_MAX];
+        uint8_t owner[CACHE_OWNER_SIZE];
+        bool has_owner;
 
         /* Memory entries: bytes [consumed, written) sit in ring[offset % window]. */
         char *ring;

@@ -39,6 +39,7 @@
 
 #define CACHE_FORMAT_VERSION 1
 #define CACHE_SOURCE_MAX 256          /* cache_entry_source(), with its NUL */
+#define CACHE_OWNER_SIZE 32           /* cache_entry_set_owner(): opaque bytes */
 #define CACHE_UNSTORED_WAIT_MS 60000  /* a memory entry's reader that takes nothing this long is gone */
 
 struct cache;
@@ -165,6 +166,15 @@ void cache_entry_set_source(struct cache_entry *e, const char *source);
 /* Copies the source into buf (size > 0: always terminated, cut to fit); ""
  * while unknown. */
 void cache_entry_source(struct cache_entry *e, char *buf, size_t size);
+
+/* Writer only: whom the download is for, as opaque bytes the cache only
+ * compares (the agent's hash of the repository and credentials it fetches
+ * with), so that a joiner can tell another's download from its own. */
+void cache_entry_set_owner(struct cache_entry *e, const uint8_t owner[CACHE_OWNER_SIZE]);
+
+/* Whether e's owner is set and equals owner; false while the writer has not
+ * said (a joiner then takes the download for another's). */
+bool cache_entry_owned_by(struct cache_entry *e, const uint8_t owner[CACHE_OWNER_SIZE]);
 
 /* Whether anyone but the writer holds e: a joiner's or cache_entry_ref()'s
  * reference, or a reader. The writer polls it to cancel a download nobody

@@ -489,6 +489,20 @@ void cache_entry_source(struct cache_entry *e, char *buf, size_t size) {
         pthread_mutex_unlock(&e->lock);
 }
 
+void cache_entry_set_owner(struct cache_entry *e, const uint8_t owner[CACHE_OWNER_SIZE]) {
+        pthread_mutex_lock(&e->lock);
+        memcpy(e->owner, owner, CACHE_OWNER_SIZE);
+        e->has_owner = true;
+        pthread_mutex_unlock(&e->lock);
+}
+
+bool cache_entry_owned_by(struct cache_entry *e, const uint8_t owner[CACHE_OWNER_SIZE]) {
+        pthread_mutex_lock(&e->lock);
+        bool same = e->has_owner && memcmp(e->owner, owner, CACHE_OWNER_SIZE) == 0;
+        pthread_mutex_unlock(&e->lock);
+        return same;
+}
+
 bool cache_entry_wanted(struct cache_entry *e) {
         pthread_mutex_lock(&e->lock);
         bool w = wanted_locked(e);

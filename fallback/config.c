@@ -123,8 +123,14 @@ int fallback_new(const struct fallback_options *o, struct fallback **ret) {
         if (getrandom(&fb->rng, sizeof(fb->rng), GRND_NONBLOCK) != sizeof(fb->rng))
                 fb->rng = (uint64_t) time(NULL) ^ (uint64_t) (uintptr_t) fb;
         fb->rng |= 1;
-        /* No key of a client's credentials is guessable from a memory image without it. */
-        if (getrandom(fb->key_salt, sizeof(fb->key_salt), GRND_NONBLOCK) != (ssize_t) sizeof(fb->key_salt)) {
+        /* No key of a client's credentials is guessable from a memory image without it.
+         * Waits for the kernel's pool (early boot): a weak salt would be worse than
+         * the wait, and failing here would stop serve at boot. */
+        ssize_t got;
+        do
+                got = getrandom(fb->key_salt, sizeof(fb->key_salt), 0);
+        while (got < 0 && errno == EINTR);
+        if (got != (ssize_t) sizeof(fb->key_salt)) {
                 fallback_free(fb);
                 return -EIO;
         }

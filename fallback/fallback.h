@@ -145,8 +145,8 @@ struct fallback_options {
 int fallback_global_init(void);
 void fallback_global_done(void);
 
-/* A client with no registries yet. Returns 0, -ENOMEM, or -EIO if libcurl
- * cannot be set up. */
+/* A client with no registries yet; at early boot it waits for the kernel's
+ * entropy pool. Returns 0, -ENOMEM, or -EIO if libcurl cannot be set up. */
 int fallback_new(const struct fallback_options *o, struct fallback **ret);
 
 /* Waits for no one: call it when no fetch runs any more. Accepts NULL. */

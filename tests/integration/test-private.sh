@@ -24,6 +24,8 @@
 #   realm, and a token got with them is never used for other credentials;
 # - auth_passthrough turned off: what was recorded private stays closed;
 # - with the origin stopped, inside auth_outage_grace, the cached image is served;
+#   a public image that shares a private layer is served too (its manifest
+#   confirmed the layer under its name);
 # - no credential in the cache directory, in layerd's log or in /metrics.
 . "$(dirname "$0")/lib.sh"
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY all_proxy
@@ -247,7 +249,29 @@ checkd "no credential in /metrics, the counters are there" \
 # ---- the origin down, inside auth_outage_grace -------------------------------------------------
 fetch_all grace-warmup team/app:v1 --user "$USER_OK:$PASS_OK"  # a verdict for the new layerd
 checkd "after the restart: ctr --user pulls (a new verdict)" test "$rc" = 0
+# A public image that shares the private layer: its manifest, fetched while the
+# origin is up, confirms the layer under its name (containerd, which has the
+# layer already, never asks for it there before the outage).
+/usr/bin/python3 - "$T/priv/blobs/sha256/${PRIV[0]#sha256:}" "$T/pub/blobs/sha256/${PUB[0]#sha256:}" >"$T/shared.json" <<'PY'
+import json, sys
+priv, pub = (json.load(open(f)) for f in sys.argv[1:3])
+pub["layers"] = [priv["layers"][0]]
+print(json.dumps(pub))
+PY
+shared_up() {
+  fixture_call PUT "$FX/_fixture/blob/${PRIV[2]}?repos=team/app,pub/shared" "$T/priv/blobs/sha256/${PRIV[2]#sha256:}" &&
+    fixture_call PUT "$FX/_fixture/blob/${PUB[1]}?repos=pub/app,pub/shared" "$T/pub/blobs/sha256/${PUB[1]#sha256:}" &&
+    fixture_manifest "$FX" pub/shared v1 "$T/shared.json" >/dev/null
+}
+check "the origin serves pub/shared, a public image with the private layer" shared_up
+get "$(url pub/shared/manifests/v1)" "$T/shared-m"
+checkd "pub/shared: its manifest without credentials" cmp -s "$T/shared-m" "$T/shared.json"
 stop "$FX_PID"
+get "$(url "pub/shared/blobs/${PRIV[2]}")" "$T/shared-l"
+checkd "origin down: the public image's shared layer is served from the cache ($code)" \
+  cmp -s "$T/shared-l" "$T/priv/blobs/sha256/${PRIV[2]#sha256:}"
+get "$(url "pub/app/blobs/${PRIV[2]}")" "$T/shared-x"
+checkd "origin down: ... but not under pub/app, which does not have it" eval '[[ $code != 200 ]] && no_leak "$T/shared-x"'
 private_grace "$T/layerd2.log" 2
 
 stop "$LAYERD_PID"

@@ -1241,6 +1241,141 @@ static void test_http_corrupt_cut(void **state) {
         assert_int_equal(atomic_load(&env.pull->cut_streams), 1);
 }
 
+/* ---- joining another's download (agent/http.c) ------------------------------------------ */
+
+struct http_thread {
+        const char *path;
+        const char *header; /* one more request header line, or NULL */
+        long status;
+        struct fixture_buf body;
+        CURLcode code;
+};
+
+/* A GET in a thread of its own; no cmocka assertion here: the main thread checks. */
+static void *http_thread_main(void *arg) {
+        struct http_thread *q = arg;
+        char url[512];
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", env.port, q->path);
+        CURL *h = curl_easy_init();
+        if (!h) {
+                q->code = CURLE_OUT_OF_MEMORY;
+                return NULL;
+        }
+        struct curl_slist *hdrs = q->header ? curl_slist_append(NULL, q->header) : NULL;
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long) WAIT_MS);
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, fixture_buf_write);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &q->body);
+        q->code = curl_easy_perform(h);
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &q->status);
+        curl_slist_free_all(hdrs);
+        curl_easy_cleanup(h);
+        return NULL;
+}
+
+/* Waits (bounded) until the upstream's log holds a request of method with part in its path. */
+static void wait_upstream_request(const char *method, const char *part) {
+        uint64_t deadline = time_deadline_ms(WAIT_MS);
+        while (upstream_requests(method, part) == 0) {
+                assert_true(time_left_ms(deadline) > 0);
+                nanosleep(&(struct timespec) { .tv_nsec = 10 * 1000000L }, NULL);
+        }
+}
+
+static bool body_is_blob(const struct fixture_buf *b) {
+        return b->len == BLOB_SIZE && memcmp(b->data, env.blob, BLOB_SIZE) == 0;
+}
+
+/* A download started anonymously for a repository that turns out private ends
+ * with the origin's 401: that is its starter's answer. A public repository's
+ * request that joined it meanwhile is not challenged, and its repository is
+ * not recorded private: it fetches for itself. */
+static void test_http_join_refusal_is_its_own(void **state) {
+        (void) state;
+        upstream_auth(&env.up, "{\"mode\": \"basic\", \"user\": \"alice\", \"password\": \"" ALICE_PW "\", "
+                               "\"private\": [\"team/\"]}");
+        upstream_rules(&env.up, "[{\"path\": \"/v2/team/a/blobs/\", \"method\": \"GET\", \"delay_ms\": %d}]", DELAY_MS);
+        char path_a[256], path_p[256];
+        snprintf(path_a, sizeof(path_a), "/v2/team/a/blobs/%s?ns=" REG, env.blob_ds);
+        snprintf(path_p, sizeof(path_p), "/v2/pub/app/blobs/%s?ns=" REG, env.blob_ds);
+        struct http_thread a = { .path = path_a };
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, http_thread_main, &a), 0);
+        wait_upstream_request("GET", "/v2/team/a/blobs/"); /* the download is in flight, for its delay */
+
+        struct http_result pub;
+        http_do("GET", path_p, NULL, &pub);
+        assert_int_equal(pthread_join(th, NULL), 0);
+        assert_int_equal(a.code, CURLE_OK);
+        assert_int_equal(a.status, 401);
+        assert_int_equal(pub.code, CURLE_OK);
+        assert_int_equal(pub.status, 200);
+        assert_true(body_is_blob(&pub.body));
+        assert_false(private_repo(env.pull->private, REG, "pub/app"));
+        assert_true(private_repo(env.pull->private, REG, "team/a"));
+        assert_int_equal(upstream_requests("GET", "/v2/pub/app/blobs/"), 1); /* its own download */
+        http_done(&pub);
+        free(a.body.data);
+}
+
+/* A request whose check passed before another marked the digest private (here:
+ * its origin's HEAD answered first, then the other request marked and started
+ * the download) and that joins that download is checked again: the origin is
+ * asked under its name whether it has the digest, says 404, and not a byte of
+ * it is sent; nor later (the digest is recorded for a repository only at its
+ * origin's answer with the bytes, not before asking). */
+static void test_http_join_rechecks(void **state) {
+        (void) state;
+        upstream_auth(&env.up, "{\"mode\": \"basic\", \"user\": \"alice\", \"password\": \"" ALICE_PW "\", "
+                               "\"private\": [\"team/\"]}");
+        char put[256];
+        snprintf(put, sizeof(put), "/_fixture/blob/%s?repos=team/a", env.blob_ds);
+        upstream_expect(&env.up, "PUT", put, env.blob, BLOB_SIZE, 201);
+        assert_int_equal(private_mark(env.pull->private, REG, "team/a", NULL, 0), 0);
+        assert_int_equal(private_mark(env.pull->private, REG, "team/b", NULL, 0), 0);
+        /* team/b's first check waits; team/a's download waits longer. */
+        upstream_rules(&env.up,
+                       "[{\"path\": \"/v2/team/b/blobs/\", \"method\": \"HEAD\", \"times\": 1, \"delay_ms\": %d, "
+                       "\"status\": 200}, {\"path\": \"/v2/team/a/blobs/\", \"method\": \"GET\", \"delay_ms\": %d}]",
+                       DELAY_MS, 2 * DELAY_MS);
+        _cleanup_free_ char *b64 = unit_base64("alice:" ALICE_PW);
+        char auth[256], path_a[256], path_b[256];
+        snprintf(auth, sizeof(auth), "Authorization: Basic %s", b64);
+        snprintf(path_a, sizeof(path_a), "/v2/team/a/blobs/%s?ns=" REG, env.blob_ds);
+        snprintf(path_b, sizeof(path_b), "/v2/team/b/blobs/%s?ns=" REG, env.blob_ds);
+        struct http_thread b = { .path = path_b, .header = auth }, a = { .path = path_a, .header = auth };
+        pthread_t tb, ta;
+        assert_int_equal(pthread_create(&tb, NULL, http_thread_main, &b), 0);
+        wait_upstream_request("HEAD", "/v2/team/b/blobs/"); /* team/b's check is under way */
+        assert_int_equal(pthread_create(&ta, NULL, http_thread_main, &a), 0);
+        assert_int_equal(pthread_join(ta, NULL), 0);
+        assert_int_equal(pthread_join(tb, NULL), 0);
+        assert_int_equal(a.code, CURLE_OK);
+        assert_int_equal(a.status, 200);
+        assert_true(body_is_blob(&a.body));
+        assert_int_equal(b.code, CURLE_OK);
+        if (b.status == 200 || b.body.len >= 1000)
+                fail_msg("team/b got %ld and %zu bytes of team/a's blob", b.status, b.body.len);
+        assert_int_equal(b.status, 404);
+        /* Asked again under its name, after the mark. */
+        assert_true(upstream_requests("HEAD", "/v2/team/b/blobs/") >= 2); /* the delayed one, then 404 */
+        assert_int_equal(upstream_requests("GET", "/blobs/"), 1);
+        /* Nothing recorded team/b as having it: asked again, still not a byte. */
+        bool here = true;
+        assert_true(private_digest(env.pull->private, &env.blob_digest, REG, "team/b", &here));
+        assert_false(here);
+        struct http_thread again = { .path = path_b, .header = auth };
+        http_thread_main(&again);
+        assert_int_equal(again.code, CURLE_OK);
+        assert_int_equal(again.status, 404);
+        assert_true(again.body.len < 1000);
+        free(a.body.data);
+        free(b.body.data);
+        free(again.body.data);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_manifest_by_digest, setup, teardown),
@@ -1272,6 +1407,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_http_range_corrupt, setup_http, teardown),
                 cmocka_unit_test_setup_teardown(test_http_range_wait_bounded, setup_http, teardown),
                 cmocka_unit_test_setup_teardown(test_http_corrupt_cut, setup_http, teardown),
+                cmocka_unit_test_setup_teardown(test_http_join_refusal_is_its_own, setup_http, teardown),
+                cmocka_unit_test_setup_teardown(test_http_join_rechecks, setup_http, teardown),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -218,6 +218,16 @@ static void test_source(void **state) {
         cache_entry_source(joined, buf, 0); /* nothing written */
         assert_int_equal(buf[0], 'x');
 
+        /* The owner: unset until the writer says; compared, never handed out. */
+        uint8_t mine[CACHE_OWNER_SIZE], other[CACHE_OWNER_SIZE];
+        memset(mine, 0x11, sizeof(mine));
+        memset(other, 0x11, sizeof(other));
+        other[CACHE_OWNER_SIZE - 1] = 0x12;
+        assert_false(cache_entry_owned_by(joined, mine));
+        cache_entry_set_owner(e, mine);
+        assert_true(cache_entry_owned_by(joined, mine));
+        assert_false(cache_entry_owned_by(joined, other));
+
         char *longer = unit_repeat('a', 300);
         cache_entry_set_source(e, longer);
         cache_entry_source(joined, buf, sizeof(buf));
