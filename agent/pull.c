@@ -76,8 +76,10 @@ int pull_new(struct cache *cache, const char *cache_dir, struct fallback *fb, st
                 k = -errno;
         if (k < 0) {
                 if (k == -EBADMSG)
-                        log_error("the private-content table does not parse: file=\"%s/%s\" line=%u", cache_dir,
-                                  PRIVATE_FILE, line);
+                        log_error("the private-content table does not parse: file=\"%s/%s\" line=%u (do not delete "
+                                  "it alone: the private blobs it names would then be served to any client; empty "
+                                  "the whole cache directory instead)",
+                                  cache_dir, PRIVATE_FILE, line);
                 private_free(p->private);
                 free(p);
                 free(r);
