@@ -220,6 +220,17 @@ static uint64_t fetch_deadline(const struct fetch *f) {
         return f->req->deadline_ms;
 }
 
+/* A grant the realm refused: -EACCES (the client gets a 401), told as a
+ * credentials event too, since the 401's reason is not logged. */
+static int oauth_refused(struct fetch *f, const struct ep *e, const char *reason) {
+        struct event_buf evb = { .set = true };
+        snprintf(evb.reason, sizeof(evb.reason), "%s", reason);
+        evb.ev = (struct fallback_event) { .type = FALLBACK_EVENT_CREDENTIALS_FAILED, .registry = f->reg->host,
+                                           .endpoint = e->url, .reason = evb.reason };
+        fallback_emit(f->fb, &evb);
+        return -EACCES;
+}
+
 static int token_request(struct fetch *f, const struct ep *e, const struct challenge *ch, const char *scope,
                          char **ret_token, uint64_t *ret_ttl, char *reason, size_t rsize) {
         const char *realm = challenge_param(ch, "realm");
@@ -324,18 +335,19 @@ static int token_request(struct fetch *f, const struct ep *e, const struct chall
                          "token endpoint: HTTP %ld to the OAuth2 POST: the realm takes no refresh tokens, "
                          "the identity token cannot be used",
                          hr.status);
-                r = -EACCES;
-                /* Told as a credentials event too: the pull ends as a 401, whose reason is not logged. */
-                struct event_buf evb = { .set = true };
-                snprintf(evb.reason, sizeof(evb.reason), "%s", reason);
-                evb.ev = (struct fallback_event) { .type = FALLBACK_EVENT_CREDENTIALS_FAILED,
-                                                   .registry = f->reg->host, .endpoint = e->url,
-                                                   .reason = evb.reason };
-                fallback_emit(f->fb, &evb);
+                r = oauth_refused(f, e, reason);
+        } else if (oauth && (hr.status == 400 || hr.status == 401 || hr.status == 403)) {
+                /* RFC 6749 5.2: a grant refused (invalid_grant: the refresh token
+                 * is revoked, expired or already rotated away) is an answer about
+                 * these credentials, not a failing endpoint: its breaker stays
+                 * shut, and its public repositories go on being served. */
+                snprintf(reason, rsize, "token endpoint: HTTP %ld to the OAuth2 POST: the refresh token was refused",
+                         hr.status);
+                r = oauth_refused(f, e, reason);
         } else if (hr.status != 200) {
                 snprintf(reason, rsize, "token endpoint: HTTP %ld%s", hr.status,
                          hr.status == 401 || hr.status == 403
-                                 ? (oauth ? " (refresh token refused)" : creds ? " (credentials refused)" : " (credentials needed)")
+                                 ? (creds ? " (credentials refused)" : " (credentials needed)")
                                  : "");
                 r = hr.status == 401 || hr.status == 403 ? -EACCES : -EPROTO;
         } else {

@@ -79,14 +79,18 @@ static struct fallback *fb_with_file(struct events *ev, const char *path) {
 }
 
 /* The status of a HEAD of a manifest nobody has: 404 through good credentials, 401 otherwise. */
-static int probe(struct fallback *fb) {
-        struct fallback_request req = { .registry = REG, .repository = "test/app", .kind = FALLBACK_MANIFEST,
+static int probe_repo(struct fallback *fb, const char *repo) {
+        struct fallback_request req = { .registry = REG, .repository = repo, .kind = FALLBACK_MANIFEST,
                                         .reference = "none", .head = true, .deadline_ms = time_now_ms() + 30000 };
         struct fallback_response resp;
         assert_int_equal(fallback_fetch(fb, &req, &resp), 0);
         int status = resp.status;
         fallback_response_done(&resp);
         return status;
+}
+
+static int probe(struct fallback *fb) {
+        return probe_repo(fb, "test/app");
 }
 
 /* path replaced (a rename, as every writer of such files does) by text. */
@@ -357,6 +361,35 @@ static void test_identity_token(void **state) {
         assert_null(strstr(ev.last_reason, "rt-"));
 }
 
+static void copy_stats(const struct fallback_endpoint_stats *s, void *userdata) {
+        *(struct fallback_endpoint_stats *) userdata = *s;
+}
+
+/* A refresh token the realm refuses (400 invalid_grant): a 401 and an event, not an
+ * endpoint failure; the breaker stays shut and public repositories are served. */
+static void test_identity_token_refused(void **state) {
+        (void) state;
+        upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"u\", \"password\": \"unused\", "
+                              "\"refresh_token\": \"rt-live\", \"private\": [\"test/\"]}");
+        _cleanup_free_ char *path = NULL;
+        assert_true(asprintf(&path, "%s/revoked.json", env.tmp) > 0);
+        replace(path, "{\"auths\": {\"%s\": {\"auth\": \"dTo=\", \"identitytoken\": \"rt-revoked\"}}}", env.a.host);
+        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with_file(&ev, path);
+        assert_int_equal(probe(fb), 401);
+        assert_int_equal(count(&env.a, "POST", "/token", 400), 1);
+        assert_int_equal(ev.failed, 1);
+        assert_non_null(strstr(ev.last_reason, "HTTP 400 to the OAuth2 POST: the refresh token was refused"));
+        assert_null(strstr(ev.last_reason, "rt-"));
+        assert_int_equal(probe(fb), 401);
+        assert_int_equal(probe_repo(fb, "pub/app"), 404);
+        struct fallback_endpoint_stats st = { 0 };
+        fallback_foreach_endpoint(fb, copy_stats, &st);
+        assert_int_equal(st.state, FALLBACK_BREAKER_CLOSED);
+        assert_int_equal(st.breaker_opens, 0);
+        assert_int_equal(st.failures, 0);
+}
+
 static void reconfigure(struct fallback *fb, const struct fallback_endpoint_config *ep) {
         struct fallback_registry_config r = { .host = REG, .endpoints = ep, .n_endpoints = 1 };
         struct error_list errors;
@@ -404,6 +437,7 @@ int main(void) {
                 cmocka_unit_test_setup(test_helper_single_flight, reset),
                 cmocka_unit_test_setup(test_helper_fails, reset),
                 cmocka_unit_test_setup(test_identity_token, reset),
+                cmocka_unit_test_setup(test_identity_token_refused, reset),
                 cmocka_unit_test_setup(test_reconfigure, reset),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
