@@ -22,6 +22,7 @@
 #define CREDSOURCE_STAT_INTERVAL_MS 1000
 #define CREDSOURCE_HELPER_RETRY_MS 10000 /* a failed helper is not run again sooner */
 #define CREDSOURCE_WAIT_SLICE_MS 100
+#define CREDSOURCE_GRANT_WAIT_MS 30000 /* a request without a deadline waits this long for another's grant */
 
 struct credsource {
         /* Taken alone: nothing else is locked under it, nor it under another lock. */
@@ -33,6 +34,10 @@ struct credsource {
         struct credentials *creds; /* the last good ones; NULL: none (yet) */
         struct file_stamp stamp;   /* file: as it was when creds were read */
         bool busy;                 /* one thread re-reads the file or runs the helper */
+        bool granting;             /* one thread trades the identity token (fallback_creds_grant_begin()) */
+        /* The identity token as the file or helper gave it, when the realm has
+         * since rotated it (creds hold the newer one); NULL: not rotated. */
+        char *rotated_from;
         bool failing;              /* the last look failed and was reported */
         uint64_t fresh_until;      /* helper: creds' lifetime ends (CLOCK_MONOTONIC ms) */
         uint64_t retry_at;         /* helper: after a failure, not run again before */
@@ -42,6 +47,7 @@ struct credsource *fallback_credsource_free(struct credsource *cs) {
         if (!cs)
                 return NULL;
         credentials_free(cs->creds);
+        fallback_wipe_free(cs->rotated_from);
         free(cs->file);
         free(cs->helper);
         pthread_mutex_destroy(&cs->lock);
@@ -75,12 +81,30 @@ int fallback_credsource_new(const struct fallback_endpoint_config *c, struct cre
         return 0;
 }
 
+/* fresh, just read from the file or the helper (or at a reload), gives back
+ * the identity token `from` that the realm has since rotated to `to`: it is
+ * the same credentials, not new ones. The realm refuses `from` now (it
+ * rotated it away), so `to` stays in use; only a token the source did not
+ * give before is taken as new. Returns whether fresh was changed (-ENOMEM
+ * leaves it as it is: the next grant is refused, a 401, and the event says so). */
+static bool keep_rotated(struct credentials *fresh, const char *from, const char *to) {
+        if (!fresh || !fresh->identity_token || !from || !to || strcmp(fresh->identity_token, from) != 0)
+                return false;
+        char *copy = strdup(to);
+        if (!copy)
+                return false;
+        fallback_wipe_free(fresh->identity_token);
+        fresh->identity_token = copy;
+        return true;
+}
+
 bool fallback_credsource_take_over(struct credsource *old, struct credsource *new) {
         if (!old || !new)
                 return old != new;
         pthread_mutex_lock(&old->lock);
         struct credentials *had = credentials_dup(old->creds);
-        bool oom = old->creds && !had;
+        char *from = old->rotated_from ? strdup(old->rotated_from) : NULL;
+        bool oom = (old->creds && !had) || (old->rotated_from && !from);
         uint64_t fresh_until = old->fresh_until;
         bool same_helper = old->helper && new->helper && strcmp(old->helper, new->helper) == 0;
         pthread_mutex_unlock(&old->lock);
@@ -90,9 +114,13 @@ bool fallback_credsource_take_over(struct credsource *old, struct credsource *ne
                 new->creds = credentials_dup(had);
                 new->fresh_until = new->creds ? fresh_until : 0;
         }
+        /* A reload that reads the original token again keeps the rotated one. */
+        if (had && keep_rotated(new->creds, from, had->identity_token) && !new->rotated_from)
+                new->rotated_from = TAKE_PTR(from);
         bool differ = oom || !credentials_equal(had, new->creds);
         pthread_mutex_unlock(&new->lock);
         credentials_free(had);
+        fallback_wipe_free(from);
         return differ;
 }
 
@@ -120,6 +148,11 @@ static bool take_locked(struct fetch *f, const struct ep *e, struct credentials 
                                     cs->creds ? "the last good credentials stay in use" : "none to use");
                 cs->failing = true;
                 return false;
+        }
+        if (!keep_rotated(fresh, cs->rotated_from, cs->creds ? cs->creds->identity_token : NULL)) {
+                /* New credentials from the file or helper: nothing rotated yet. */
+                fallback_wipe_free(cs->rotated_from);
+                cs->rotated_from = NULL;
         }
         bool changed = !credentials_equal(cs->creds, fresh);
         if (changed || cs->failing)
@@ -248,19 +281,72 @@ int fallback_creds_get(struct fetch *f, const struct ep *e, struct credentials *
         return 0;
 }
 
-void fallback_creds_refreshed(const struct ep *e, const char *used, const char *fresh) {
+/* Waits under cs->lock while *flag is set (another thread's helper run or
+ * grant), in slices, bounded by f's deadline (else `cap` from now) and its
+ * cancellation. 0 once the flag is clear, -ETIMEDOUT or -ECANCELED. */
+static int wait_while_locked(struct credsource *cs, const bool *flag, struct fetch *f, uint64_t cap_ms) {
+        uint64_t give_up = f->req->deadline_ms ? f->req->deadline_ms : time_now_ms() + cap_ms;
+        while (*flag) {
+                if (f->req->cancelled && f->req->cancelled(f->req->cancel_userdata))
+                        return -ECANCELED;
+                uint64_t now = time_now_ms();
+                if (now >= give_up)
+                        return -ETIMEDOUT;
+                uint64_t until = now + CREDSOURCE_WAIT_SLICE_MS;
+                (void) time_cond_wait_until(&cs->cond, &cs->lock, until < give_up ? until : give_up);
+        }
+        return 0;
+}
+
+int fallback_creds_grant_begin(struct fetch *f, const struct ep *e, const char *used, char **ret) {
+        struct credsource *cs = e->cs;
+        if (!cs) {
+                *ret = strdup(used);
+                return *ret ? 0 : -ENOMEM;
+        }
+        pthread_mutex_lock(&cs->lock);
+        int r = wait_while_locked(cs, &cs->granting, f, CREDSOURCE_GRANT_WAIT_MS);
+        if (r < 0) {
+                pthread_mutex_unlock(&cs->lock);
+                return r;
+        }
+        /* Read now, under the lock, not from the attempt's copy: a grant that
+         * ran meanwhile may have rotated the token that copy holds away. (A
+         * source that holds no identity token any more gives the copy's: the
+         * attempt began with it, and the realm's answer decides.) */
+        const char *current = cs->creds && cs->creds->identity_token ? cs->creds->identity_token : used;
+        char *copy = strdup(current);
+        if (copy)
+                cs->granting = true;
+        pthread_mutex_unlock(&cs->lock);
+        if (!copy)
+                return -ENOMEM;
+        *ret = copy;
+        return 0;
+}
+
+void fallback_creds_grant_end(const struct ep *e, const char *used, const char *fresh) {
         struct credsource *cs = e->cs;
         if (!cs)
                 return;
         pthread_mutex_lock(&cs->lock);
+        cs->granting = false;
         /* Only if the source still holds the token that was traded: a newer
          * file or helper answer wins over what an older token brought. */
-        if (cs->creds && cs->creds->identity_token && strcmp(cs->creds->identity_token, used) == 0) {
+        if (fresh && strcmp(fresh, used) != 0 && cs->creds && cs->creds->identity_token &&
+            strcmp(cs->creds->identity_token, used) == 0) {
                 char *copy = strdup(fresh);
-                if (copy) {
+                /* The first rotation remembers what the file or helper gave (see keep_rotated()). */
+                char *from = cs->rotated_from ? NULL : strdup(used);
+                if (copy && (cs->rotated_from || from)) {
                         fallback_wipe_free(cs->creds->identity_token);
-                        cs->creds->identity_token = copy;
+                        cs->creds->identity_token = TAKE_PTR(copy);
+                        if (from)
+                                cs->rotated_from = TAKE_PTR(from);
                 }
+                fallback_wipe_free(copy);
+                fallback_wipe_free(from);
         }
+        pthread_cond_broadcast(&cs->cond);
         pthread_mutex_unlock(&cs->lock);
 }

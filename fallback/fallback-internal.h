@@ -228,9 +228,15 @@ bool fallback_credsource_take_over(struct credsource *old, struct credsource *ne
  * helper run if its answer is stale; the last good ones when that fails (reported once by an
  * event). Tokens are dropped when they change. 0 or -ENOMEM. */
 int fallback_creds_get(struct fetch *f, const struct ep *e, struct credentials **ret);
-/* The token realm traded identity token used for a new one (OAuth2 refresh token rotation): kept
- * in e's source if it still holds used. */
-void fallback_creds_refreshed(const struct ep *e, const char *used, const char *fresh);
+/* Takes e's source's turn to trade its identity token at the realm (one grant per source at a
+ * time: a realm that rotates refresh tokens refuses the one a concurrent grant just traded),
+ * waiting for another's within f's deadline and cancellation. *ret: the token to send (a new
+ * string, wiped by the caller), the source's current one (`used`, the attempt's, when the source
+ * holds none). 0, -ETIMEDOUT, -ECANCELED or -ENOMEM; on 0, fallback_creds_grant_end() must follow. */
+int fallback_creds_grant_begin(struct fetch *f, const struct ep *e, const char *used, char **ret);
+/* Ends the grant that sent `used`; fresh (NULL: none) is the refresh token the realm gave in its
+ * place, kept in e's source if it still holds used. */
+void fallback_creds_grant_end(const struct ep *e, const char *used, const char *fresh);
 
 /* breaker.c */
 /* Sends b's event to the caller's on_event, if one is set, and clears it. Never under fb->lock. */

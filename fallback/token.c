@@ -284,10 +284,25 @@ static int token_request(struct fetch *f, const struct ep *e, const struct chall
                 return -EPROTO;
         }
 
+        char *refresh_token = NULL; /* the one sent: the source's current (fallback_creds_grant_begin()) */
+        char *rotated = NULL;       /* the one the realm gave in its place */
+        if (oauth) {
+                int k = fallback_creds_grant_begin(f, e, creds->identity_token, &refresh_token);
+                if (k < 0) {
+                        curl_free(url);
+                        snprintf(reason, rsize, "%s",
+                                 k == -ECANCELED   ? "cancelled"
+                                 : k == -ETIMEDOUT ? "timed out waiting for another grant"
+                                                   : "out of memory");
+                        return k;
+                }
+        }
         struct buf form = { .max = FALLBACK_TOKEN_MAX };
-        if (oauth && fallback_token_oauth_form(service, scopes, creds->identity_token, &form) < 0) {
+        if (oauth && fallback_token_oauth_form(service, scopes, refresh_token, &form) < 0) {
                 curl_free(url);
                 fallback_buf_wipe(&form);
+                fallback_creds_grant_end(e, refresh_token, NULL);
+                fallback_wipe_free(refresh_token);
                 snprintf(reason, rsize, "cannot build the token request");
                 return -ENOMEM;
         }
@@ -350,13 +365,12 @@ static int token_request(struct fetch *f, const struct ep *e, const struct chall
                                  ? (creds ? " (credentials refused)" : " (credentials needed)")
                                  : "");
                 r = hr.status == 401 || hr.status == 403 ? -EACCES : -EPROTO;
-        } else {
-                char *refresh = NULL;
-                r = token_parse(&b, ret_token, ret_ttl, oauth ? &refresh : NULL, reason, rsize);
-                if (r >= 0 && refresh && strcmp(refresh, creds->identity_token) != 0)
-                        fallback_creds_refreshed(e, creds->identity_token, refresh);
-                fallback_wipe_free(refresh);
-        }
+        } else
+                r = token_parse(&b, ret_token, ret_ttl, oauth ? &rotated : NULL, reason, rsize);
+        if (oauth)
+                fallback_creds_grant_end(e, refresh_token, rotated);
+        fallback_wipe_free(rotated);
+        fallback_wipe_free(refresh_token);
         fallback_buf_wipe(&form);
         fallback_buf_wipe(&b);
         http_response_done(&hr);

@@ -111,6 +111,11 @@ static void replace_credentials(const char *path, const char *user, const char *
         replace(path, "{\"auths\": {\"%s\": {\"auth\": \"%s\"}}}", env.a.host, auth);
 }
 
+/* path replaced by a credentials file whose entry is the identity token token. */
+static void replace_identity_token(const char *path, const char *token) {
+        replace(path, "{\"auths\": {\"%s\": {\"auth\": \"dTo=\", \"identitytoken\": \"%s\"}}}", env.a.host, token);
+}
+
 static size_t count(const struct upstream *u, const char *method, const char *part, long status) {
         json_auto_t *log = upstream_log(u);
         size_t n = 0;
@@ -217,6 +222,8 @@ static void test_file_gone(void **state) {
         assert_int_equal(ev.failed, 1);
 }
 
+static void reconfigure(struct fallback *fb, const struct fallback_endpoint_config *ep);
+
 /* A helper in env.tmp: answers user u and the password in the file NAME.pw after
  * sleeping `delay` seconds; counts its runs in NAME.runs. Returns its path. */
 static char *write_helper(const char *name, const char *delay, const char *password) {
@@ -250,14 +257,35 @@ static size_t lines_of(const char *helper, const char *ext) {
 struct worker {
         struct fallback *fb;
         pthread_barrier_t *barrier;
+        const char *repo; /* NULL: test/app */
         int status;
 };
 
 static void *worker_main(void *userdata) {
         struct worker *w = userdata;
         pthread_barrier_wait(w->barrier);
-        w->status = probe(w->fb);
+        w->status = probe_repo(w->fb, w->repo ? w->repo : "test/app");
         return NULL;
+}
+
+#define WORKERS_MAX 8
+
+/* n probes at once (of repos[i], or test/app without repos); each one's status must be want. */
+static void probe_at_once(struct fallback *fb, size_t n, const char *const *repos, int want) {
+        pthread_barrier_t barrier;
+        pthread_t threads[WORKERS_MAX];
+        struct worker w[WORKERS_MAX];
+        assert_true(n <= WORKERS_MAX);
+        assert_int_equal(pthread_barrier_init(&barrier, NULL, (unsigned) n), 0);
+        for (size_t i = 0; i < n; i++) {
+                w[i] = (struct worker) { .fb = fb, .barrier = &barrier, .repo = repos ? repos[i] : NULL };
+                assert_int_equal(pthread_create(&threads[i], NULL, worker_main, &w[i]), 0);
+        }
+        for (size_t i = 0; i < n; i++)
+                pthread_join(threads[i], NULL);
+        pthread_barrier_destroy(&barrier);
+        for (size_t i = 0; i < n; i++)
+                assert_int_equal(w[i].status, want);
 }
 
 static void test_helper_single_flight(void **state) {
@@ -271,19 +299,7 @@ static void test_helper_single_flight(void **state) {
         _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ev, &ep);
 
         /* Eight fetches at once: one run of the helper, the others wait for it. */
-        pthread_barrier_t barrier;
-        pthread_t threads[8];
-        struct worker w[8];
-        assert_int_equal(pthread_barrier_init(&barrier, NULL, 8), 0);
-        for (size_t i = 0; i < 8; i++) {
-                w[i] = (struct worker) { .fb = fb, .barrier = &barrier };
-                assert_int_equal(pthread_create(&threads[i], NULL, worker_main, &w[i]), 0);
-        }
-        for (size_t i = 0; i < 8; i++)
-                pthread_join(threads[i], NULL);
-        pthread_barrier_destroy(&barrier);
-        for (size_t i = 0; i < 8; i++)
-                assert_int_equal(w[i].status, 404);
+        probe_at_once(fb, 8, NULL, 404);
         assert_int_equal(lines_of(helper, "runs"), 1);
         assert_int_equal(ev.updated, 1);
 
@@ -361,6 +377,58 @@ static void test_identity_token(void **state) {
         assert_null(strstr(ev.last_reason, "rt-"));
 }
 
+/* Concurrent grants for several scopes against a realm that rotates refresh tokens: each
+ * sends the token the one before it got (one grant at a time, the token read when it is
+ * built), none an already rotated one. A re-read file or a reload that gives the original
+ * token again keeps the rotated one (the realm refuses the original now); a new one is taken. */
+static void test_identity_token_rotation(void **state) {
+        (void) state;
+        upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"u\", \"password\": \"unused\", "
+                              "\"refresh_token\": \"rt-1\", \"rotate_refresh\": true}");
+        _cleanup_free_ char *path = NULL;
+        assert_true(asprintf(&path, "%s/rotating.json", env.tmp) > 0);
+        replace_identity_token(path, "rt-1");
+        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
+        struct fallback_endpoint_config ep = endpoint();
+        ep.credentials_file = path;
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ev, &ep);
+
+        static const char *const repos[] = { "r/a", "r/b", "r/c", "r/d" };
+        probe_at_once(fb, 4, repos, 404);
+        assert_int_equal(count(&env.a, "POST", "/token", 200), 4);
+        assert_int_equal(count(&env.a, "POST", "/token", 400), 0);
+
+        /* The file written again with the original token (a Secret re-synced): the rotated one stays. */
+        replace_identity_token(path, "rt-1");
+        fixture_sleep_ms(STAT_WAIT_MS);
+        upstream_expire_tokens(&env.a);
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(count(&env.a, "POST", "/token", 400), 0);
+        assert_int_equal(ev.updated, 0);
+        /* So at a reload (SIGHUP), which reads the file again. */
+        reconfigure(fb, &ep);
+        upstream_expire_tokens(&env.a);
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(count(&env.a, "POST", "/token", 400), 0);
+        /* ... and after the reload, when the file is re-read again. */
+        replace_identity_token(path, "rt-1");
+        fixture_sleep_ms(STAT_WAIT_MS);
+        upstream_expire_tokens(&env.a);
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(count(&env.a, "POST", "/token", 400), 0);
+        assert_int_equal(count(&env.a, "POST", "/token", 200), 7);
+
+        /* A new token in the file (the operator logged in again) is new credentials. */
+        upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"u\", \"password\": \"unused\", "
+                              "\"refresh_token\": \"rt-new\", \"rotate_refresh\": true}");
+        replace_identity_token(path, "rt-new");
+        fixture_sleep_ms(STAT_WAIT_MS);
+        upstream_expire_tokens(&env.a);
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(count(&env.a, "POST", "/token", 400), 0);
+        assert_int_equal(ev.updated, 1);
+}
+
 static void copy_stats(const struct fallback_endpoint_stats *s, void *userdata) {
         *(struct fallback_endpoint_stats *) userdata = *s;
 }
@@ -373,7 +441,7 @@ static void test_identity_token_refused(void **state) {
                               "\"refresh_token\": \"rt-live\", \"private\": [\"test/\"]}");
         _cleanup_free_ char *path = NULL;
         assert_true(asprintf(&path, "%s/revoked.json", env.tmp) > 0);
-        replace(path, "{\"auths\": {\"%s\": {\"auth\": \"dTo=\", \"identitytoken\": \"rt-revoked\"}}}", env.a.host);
+        replace_identity_token(path, "rt-revoked");
         struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
         _cleanup_(fallback_freep) struct fallback *fb = fb_with_file(&ev, path);
         assert_int_equal(probe(fb), 401);
@@ -438,6 +506,7 @@ int main(void) {
                 cmocka_unit_test_setup(test_helper_fails, reset),
                 cmocka_unit_test_setup(test_identity_token, reset),
                 cmocka_unit_test_setup(test_identity_token_refused, reset),
+                cmocka_unit_test_setup(test_identity_token_rotation, reset),
                 cmocka_unit_test_setup(test_reconfigure, reset),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
