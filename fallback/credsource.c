@@ -261,6 +261,7 @@ int fallback_creds_get(struct fetch *f, const struct ep *e, struct credentials *
         struct event_buf evb = { 0 };
         bool changed = false;
         if (!cs) {
+                f->tokens_gen = fallback_tokens_gen(e->st);
                 *ret = NULL;
                 return 0;
         }
@@ -271,6 +272,10 @@ int fallback_creds_get(struct fetch *f, const struct ep *e, struct credentials *
         if (changed)
                 fallback_tokens_drop(e->st);
         fallback_emit(f->fb, &evb);
+        /* Taken before the copy: credentials that change after it leave a
+         * newer generation behind, and the token got with this copy is not
+         * kept (one that change between the two only costs a token fetch). */
+        f->tokens_gen = fallback_tokens_gen(e->st);
         pthread_mutex_lock(&cs->lock);
         struct credentials *c = credentials_dup(cs->creds);
         bool oom = cs->creds && !c;

@@ -165,6 +165,9 @@ struct fetch {
         /* The current endpoint's credentials for this attempt (a copy, wiped
          * when it ends), from its source (fallback_creds_get()); NULL: none. */
         struct credentials *creds;
+        /* The generation of e's tokens (fallback_tokens_gen()) when creds were copied: a token
+         * got with them is kept only if no change of credentials dropped the tokens since. */
+        uint64_t tokens_gen;
 
         long answer;           /* OUT_ANSWER's status */
         char reason[FETCH_REASON_MAX];
@@ -211,6 +214,9 @@ int fallback_token_parse(const void *data, size_t size, char **ret_token, uint64
 int fallback_token_oauth_form(const char *service, const char *scopes, const char *refresh_token, struct buf *b);
 /* Drops st's cached tokens (the credentials they were got with changed); a fetch under way keeps its own. */
 void fallback_tokens_drop(struct ep_state *st);
+/* How many times st's tokens were dropped: taken before credentials are copied, it tells whether
+ * a token got with the copy may be kept. */
+uint64_t fallback_tokens_gen(struct ep_state *st);
 
 /* credsource.c */
 struct credsource;
@@ -226,7 +232,8 @@ struct credsource *fallback_credsource_free(struct credsource *cs);
 bool fallback_credsource_take_over(struct credsource *old, struct credsource *new);
 /* e's credentials for f's attempt (a copy, NULL: anonymous): its file re-read if it changed, its
  * helper run if its answer is stale; the last good ones when that fails (reported once by an
- * event). Tokens are dropped when they change. 0 or -ENOMEM. */
+ * event). Tokens are dropped when they change; f->tokens_gen is their generation as of the copy.
+ * 0 or -ENOMEM. */
 int fallback_creds_get(struct fetch *f, const struct ep *e, struct credentials **ret);
 /* Takes e's source's turn to trade its identity token at the realm (one grant per source at a
  * time: a realm that rotates refresh tokens refuses the one a concurrent grant just traded),

@@ -212,6 +212,13 @@ void fallback_tokens_drop(struct ep_state *st) {
         pthread_mutex_unlock(&st->tlock);
 }
 
+uint64_t fallback_tokens_gen(struct ep_state *st) {
+        pthread_mutex_lock(&st->tlock);
+        uint64_t gen = st->tokens_gen;
+        pthread_mutex_unlock(&st->tlock);
+        return gen;
+}
+
 static bool fetch_cancelled(const struct fetch *f) {
         return f->req->cancelled && f->req->cancelled(f->req->cancel_userdata);
 }
@@ -428,7 +435,6 @@ int fallback_token_get(struct fetch *f, const struct ep *e, const struct challen
                         st->n_tokens++;
                 }
                 t->fetching = true;
-                uint64_t gen = st->tokens_gen;
                 pthread_mutex_unlock(&st->tlock);
 
                 char *value = NULL;
@@ -445,7 +451,7 @@ int fallback_token_get(struct fetch *f, const struct ep *e, const struct challen
                          * below or another thread's refresh may free value. */
                         copy = strdup(value);
                         /* Got with credentials that changed meanwhile: used once, not kept. */
-                        if (st->tokens_gen == gen) {
+                        if (st->tokens_gen == f->tokens_gen) {
                                 t->value = value;
                                 t->expires_at = time_now_ms() + ttl;
                         } else

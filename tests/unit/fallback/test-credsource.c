@@ -203,6 +203,43 @@ static void test_file_replaced(void **state) {
         assert_non_null(strstr(ev.last_reason, "new credentials in use"));
 }
 
+struct late_probe {
+        struct fallback *fb;
+        int status;
+};
+
+static void *late_probe_main(void *userdata) {
+        struct late_probe *p = userdata;
+        p->status = probe(p->fb);
+        return NULL;
+}
+
+/* A fetch that copied the old credentials before they changed, and trades them for a token
+ * after the change dropped the tokens: its token is used once, never cached for the fetches
+ * that have the new credentials. */
+static void test_token_of_old_credentials(void **state) {
+        (void) state;
+        _cleanup_free_ char *path = NULL;
+        assert_true(asprintf(&path, "%s/late.json", env.tmp) > 0);
+        upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"alice\", \"password\": \"pw-1\"}");
+        /* The late fetch's first request is held: it meets its 401 after the change. */
+        upstream_rules(&env.a, "[{\"path\": \"/v2/test/app/manifests/none\", \"times\": 1, \"delay_ms\": 3000}]");
+        replace_credentials(path, "alice", "pw-1");
+        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with_file(&ev, path);
+        struct late_probe late = { .fb = fb };
+        pthread_t thread;
+        assert_int_equal(pthread_create(&thread, NULL, late_probe_main, &late), 0);
+        fixture_sleep_ms(200);
+        replace_credentials(path, "alice", "wrong");
+        fixture_sleep_ms(STAT_WAIT_MS);
+        assert_int_equal(probe_repo(fb, "other/app"), 401); /* reads the new file: the tokens are dropped */
+        assert_int_equal(ev.updated, 1);
+        pthread_join(thread, NULL);
+        assert_int_equal(late.status, 404); /* its credentials were good when it began */
+        assert_int_equal(probe(fb), 401);   /* not with the old credentials' token */
+}
+
 /* A file that went away: said once, by its name and errno, never twice. */
 static void test_file_gone(void **state) {
         (void) state;
@@ -502,6 +539,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup(test_file_replaced, reset),
                 cmocka_unit_test_setup(test_file_gone, reset),
+                cmocka_unit_test_setup(test_token_of_old_credentials, reset),
                 cmocka_unit_test_setup(test_helper_single_flight, reset),
                 cmocka_unit_test_setup(test_helper_fails, reset),
                 cmocka_unit_test_setup(test_identity_token, reset),
