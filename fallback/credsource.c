@@ -179,11 +179,19 @@ static bool look_at_file(struct fetch *f, const struct ep *e, struct event_buf *
 
         struct credentials *fresh = NULL;
         char why[EVENT_REASON_MAX] = "";
+        struct file_stamp before = stamp;
         bool looked = file_stamp_update(&stamp, cs->file, now);
         if (looked) {
                 struct error_list errors;
                 error_list_init(&errors, "");
                 int r = credentials_load(cs->file, e->host, &fresh, &errors);
+                /* A read that failed for a reason of its own (EMFILE under load,
+                 * ENOMEM, EACCES for a moment), not for what the file says: the
+                 * change is not taken as seen, and is read again a second later. */
+                if (r < 0 && r != -EINVAL && r != -EFBIG) {
+                        before.checked_ms = now;
+                        stamp = before;
+                }
                 if (r >= 0 && !fresh)
                         snprintf(why, sizeof(why), "no credentials for %s", e->host);
                 else if (r < 0 && errors.n > 0 && errors.items[0].line > 0)

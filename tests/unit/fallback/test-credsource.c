@@ -21,7 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/fsutil.h"
 #include "fallback/fallback.h"
@@ -38,6 +40,8 @@ struct events {
         pthread_mutex_t lock;
         size_t updated, failed;
         char last_reason[256];
+        bool restore_nofile; /* the first failure sets RLIMIT_NOFILE back to nofile */
+        struct rlimit nofile;
 };
 
 static void on_event(const struct fallback_event *ev, void *userdata) {
@@ -45,8 +49,12 @@ static void on_event(const struct fallback_event *ev, void *userdata) {
         pthread_mutex_lock(&e->lock);
         if (ev->type == FALLBACK_EVENT_CREDENTIALS_UPDATED)
                 e->updated++;
-        if (ev->type == FALLBACK_EVENT_CREDENTIALS_FAILED)
+        if (ev->type == FALLBACK_EVENT_CREDENTIALS_FAILED) {
                 e->failed++;
+                if (e->restore_nofile)
+                        assert_int_equal(setrlimit(RLIMIT_NOFILE, &e->nofile), 0);
+                e->restore_nofile = false;
+        }
         if (ev->type == FALLBACK_EVENT_CREDENTIALS_UPDATED || ev->type == FALLBACK_EVENT_CREDENTIALS_FAILED)
                 snprintf(e->last_reason, sizeof(e->last_reason), "%s", ev->reason);
         pthread_mutex_unlock(&e->lock);
@@ -144,6 +152,24 @@ static int group_teardown(void **state) {
         return 0;
 }
 
+/* The password changes at the registry (its tokens expired), then in the file at path, and the
+ * file's change is due to be seen. */
+static void new_password(const char *path, const char *password) {
+        upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"alice\", \"password\": \"%s\"}", password);
+        upstream_expire_tokens(&env.a);
+        replace_credentials(path, "alice", password);
+        fixture_sleep_ms(STAT_WAIT_MS);
+}
+
+/* A client whose credentials file at path holds alice's password, which the registry takes (checked). */
+static struct fallback *fb_with_password(struct events *ev, const char *path, const char *password) {
+        upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"alice\", \"password\": \"%s\"}", password);
+        replace_credentials(path, "alice", password);
+        struct fallback *fb = fb_with_file(ev, path);
+        assert_int_equal(probe(fb), 404);
+        return fb;
+}
+
 static int reset(void **state) {
         (void) state;
         upstream_reset(&env.a);
@@ -154,17 +180,11 @@ static void test_file_replaced(void **state) {
         (void) state;
         _cleanup_free_ char *path = NULL;
         assert_true(asprintf(&path, "%s/config.json", env.tmp) > 0);
-        upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"alice\", \"password\": \"pw-1\"}");
-        replace_credentials(path, "alice", "pw-1");
         struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
-        _cleanup_(fallback_freep) struct fallback *fb = fb_with_file(&ev, path);
-        assert_int_equal(probe(fb), 404);
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with_password(&ev, path, "pw-1");
 
         /* The password changes at the registry, then in the file. */
-        upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"alice\", \"password\": \"pw-2\"}");
-        upstream_expire_tokens(&env.a);
-        replace_credentials(path, "alice", "pw-2");
-        fixture_sleep_ms(STAT_WAIT_MS);
+        new_password(path, "pw-2");
         assert_int_equal(probe(fb), 404);
         assert_int_equal(ev.updated, 1);
         assert_non_null(strstr(ev.last_reason, "new credentials in use"));
@@ -201,6 +221,34 @@ static void test_file_replaced(void **state) {
         assert_int_equal(probe(fb), 401);
         assert_int_equal(ev.updated, 2);
         assert_non_null(strstr(ev.last_reason, "new credentials in use"));
+}
+
+/* A changed file whose read fails for a reason that is not its content (here EMFILE: no
+ * descriptor left for a moment) is read again a second later, not taken as seen. */
+static void test_file_read_error(void **state) {
+        (void) state;
+        _cleanup_free_ char *path = NULL;
+        assert_true(asprintf(&path, "%s/emfile.json", env.tmp) > 0);
+        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with_password(&ev, path, "pw-1");
+
+        new_password(path, "pw-2");
+        /* No descriptor below the limit is free: the read fails; the event puts the limit back. */
+        assert_int_equal(getrlimit(RLIMIT_NOFILE, &ev.nofile), 0);
+        int lowest = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        assert_true(lowest > 2);
+        close(lowest);
+        struct rlimit low = { .rlim_cur = (rlim_t) lowest, .rlim_max = ev.nofile.rlim_max };
+        ev.restore_nofile = true;
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+        assert_int_equal(probe(fb), 401); /* the old password, which the registry no longer takes */
+        assert_false(ev.restore_nofile);
+        assert_int_equal(ev.failed, 1);
+        assert_non_null(strstr(ev.last_reason, "Too many open files"));
+
+        fixture_sleep_ms(STAT_WAIT_MS);
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(ev.updated, 1);
 }
 
 struct late_probe {
@@ -540,6 +588,7 @@ int main(void) {
                 cmocka_unit_test_setup(test_file_replaced, reset),
                 cmocka_unit_test_setup(test_file_gone, reset),
                 cmocka_unit_test_setup(test_token_of_old_credentials, reset),
+                cmocka_unit_test_setup(test_file_read_error, reset),
                 cmocka_unit_test_setup(test_helper_single_flight, reset),
                 cmocka_unit_test_setup(test_helper_fails, reset),
                 cmocka_unit_test_setup(test_identity_token, reset),
