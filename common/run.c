@@ -183,6 +183,10 @@ int run_program(const struct run_options *o, char **ret_out, size_t *ret_size, i
                         rc = -ETIMEDOUT;
                         break;
                 }
+                if (o->cancelled && o->cancelled(o->cancel_userdata)) {
+                        rc = -ECANCELED;
+                        break;
+                }
                 if (!exited)
                         exited = leader_exited(pid);
                 struct pollfd p = { .fd = out[0], .events = POLLIN };
@@ -220,6 +224,10 @@ int run_program(const struct run_options *o, char **ret_out, size_t *ret_size, i
         while (rc == 0 && !exited) {
                 if (time_now_ms() >= deadline) {
                         rc = -ETIMEDOUT;
+                        break;
+                }
+                if (o->cancelled && o->cancelled(o->cancel_userdata)) {
+                        rc = -ECANCELED;
                         break;
                 }
                 sleep_a_little();

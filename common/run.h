@@ -5,6 +5,7 @@
  * chatty program never holds the caller up. No shell: argv goes to exec as
  * it is. Safe in a multi-threaded process (posix_spawn). */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,6 +18,9 @@ struct run_options {
         size_t input_size;  /* at most RUN_INPUT_MAX */
         uint64_t timeout_ms;
         size_t max;         /* output bytes taken at most */
+        /* Asked every 100 ms while the program runs; true: it is killed (-ECANCELED). NULL: never. */
+        bool (*cancelled)(void *userdata);
+        void *cancel_userdata;
 };
 
 /* Runs o->argv in a process group of its own, with stderr on /dev/null, no
@@ -25,7 +29,7 @@ struct run_options {
  * caller frees, and wipes it when it may hold a secret) and exit status
  * (128 + signal when killed). Its whole group is killed (SIGKILL) when the
  * program exits, runs past o->timeout_ms (-ETIMEDOUT) or writes more than
- * o->max (-EFBIG): nothing it started is left running. The program is
+ * o->max (-EFBIG) or is cancelled (-ECANCELED): nothing it started is left running. The program is
  * reaped, and so is every other member of the group that is the caller's
  * child (all of them where the caller is PID 1 or a subreaper), each waited
  * for a second at most. Returns 0, or -errno (-ENOENT: no such program;

@@ -217,24 +217,50 @@ static bool look_at_file(struct fetch *f, const struct ep *e, struct event_buf *
         return changed;
 }
 
+/* Waits under cs->lock while *flag is set (another thread's helper run or
+ * grant), in slices, bounded by f's deadline, cap_ms from now and its
+ * cancellation. 0 once the flag is clear, -ETIMEDOUT or -ECANCELED. */
+static int wait_while_locked(struct credsource *cs, const bool *flag, struct fetch *f, uint64_t cap_ms) {
+        uint64_t give_up = time_now_ms() + cap_ms;
+        if (f->req->deadline_ms && f->req->deadline_ms < give_up)
+                give_up = f->req->deadline_ms;
+        while (*flag) {
+                if (f->req->cancelled && f->req->cancelled(f->req->cancel_userdata))
+                        return -ECANCELED;
+                uint64_t now = time_now_ms();
+                if (now >= give_up)
+                        return -ETIMEDOUT;
+                uint64_t until = now + CREDSOURCE_WAIT_SLICE_MS;
+                (void) time_cond_wait_until(&cs->cond, &cs->lock, until < give_up ? until : give_up);
+        }
+        return 0;
+}
+
+static bool request_cancelled(void *userdata) {
+        const struct fallback_request *req = userdata;
+        return req->cancelled && req->cancelled(req->cancel_userdata);
+}
+
 /* The helper's answer, fresh: a cached one within its lifetime, or a new
- * run (one per endpoint at a time; the others wait for it). */
+ * run (one per endpoint at a time). While one runs, the others go on with
+ * the last good answer if there is one (a hanging helper must not hold every
+ * request up), else wait for it within their deadline. The run itself ends
+ * at the request's deadline or cancellation too; such a cut is no verdict on
+ * the helper: nothing is reported, and the next request runs it again. */
 static void ask_helper(struct fetch *f, const struct ep *e, bool *ret_changed, struct event_buf *evb) {
         struct credsource *cs = e->cs;
-        /* Waiters give up after the run's own bound (and its reaping). */
-        uint64_t give_up = time_now_ms() + cs->timeout_ms + 2000;
         pthread_mutex_lock(&cs->lock);
         for (;;) {
                 uint64_t now = time_now_ms();
-                if ((cs->creds && now < cs->fresh_until) || (!cs->busy && now < cs->retry_at)) {
+                if ((cs->creds && now < cs->fresh_until) || (!cs->busy && now < cs->retry_at) ||
+                    (cs->busy && cs->creds)) {
                         pthread_mutex_unlock(&cs->lock);
                         return;
                 }
                 if (!cs->busy)
                         break;
-                uint64_t until = now + CREDSOURCE_WAIT_SLICE_MS;
-                (void) time_cond_wait_until(&cs->cond, &cs->lock, until < give_up ? until : give_up);
-                if (time_now_ms() >= give_up || (f->req->cancelled && f->req->cancelled(f->req->cancel_userdata))) {
+                /* Waiters give up at the run's own bound (and its reaping) at most. */
+                if (wait_while_locked(cs, &cs->busy, f, cs->timeout_ms + 2000) < 0) {
                         pthread_mutex_unlock(&cs->lock);
                         return; /* with whatever there is */
                 }
@@ -242,24 +268,33 @@ static void ask_helper(struct fetch *f, const struct ep *e, bool *ret_changed, s
         cs->busy = true;
         pthread_mutex_unlock(&cs->lock);
 
+        uint64_t timeout = cs->timeout_ms, deadline = f->req->deadline_ms, now = time_now_ms();
+        bool cut = deadline && (deadline <= now || deadline - now < timeout);
+        if (cut)
+                timeout = deadline > now ? deadline - now : 1;
         struct credentials *fresh = NULL;
         char why[CREDHELPER_REASON_MAX] = "";
-        int r = credhelper_get(cs->helper, e->host, cs->timeout_ms, &fresh, why, sizeof(why));
+        int r = credhelper_get(cs->helper, e->host, timeout, request_cancelled, (void *) f->req, &fresh, why,
+                               sizeof(why));
         if (r == -ENOMEM)
                 snprintf(why, sizeof(why), "out of memory");
 
         pthread_mutex_lock(&cs->lock);
         cs->busy = false;
-        uint64_t now = time_now_ms();
-        if (fresh) {
-                cs->fresh_until = now + cs->lifetime_ms;
-                cs->retry_at = 0;
-        } else
-                cs->retry_at = now + CREDSOURCE_HELPER_RETRY_MS;
-        *ret_changed = take_locked(f, e, fresh, cs->helper, why, evb);
-        /* A helper that fails again later is reported again: it is run only every so often. */
-        if (!fresh)
-                cs->failing = false;
+        now = time_now_ms();
+        /* Cut by the request, not the helper's fault: its answer is still wanted, by the next request. */
+        bool verdict = r != -ECANCELED && !(cut && r == -ETIMEDOUT);
+        if (verdict) {
+                if (fresh) {
+                        cs->fresh_until = now + cs->lifetime_ms;
+                        cs->retry_at = 0;
+                } else
+                        cs->retry_at = now + CREDSOURCE_HELPER_RETRY_MS;
+                *ret_changed = take_locked(f, e, fresh, cs->helper, why, evb);
+                /* A helper that fails again later is reported again: it is run only every so often. */
+                if (!fresh)
+                        cs->failing = false;
+        }
         pthread_cond_broadcast(&cs->cond);
         pthread_mutex_unlock(&cs->lock);
 }
@@ -291,23 +326,6 @@ int fallback_creds_get(struct fetch *f, const struct ep *e, struct credentials *
         if (oom)
                 return -ENOMEM;
         *ret = c;
-        return 0;
-}
-
-/* Waits under cs->lock while *flag is set (another thread's helper run or
- * grant), in slices, bounded by f's deadline (else `cap` from now) and its
- * cancellation. 0 once the flag is clear, -ETIMEDOUT or -ECANCELED. */
-static int wait_while_locked(struct credsource *cs, const bool *flag, struct fetch *f, uint64_t cap_ms) {
-        uint64_t give_up = f->req->deadline_ms ? f->req->deadline_ms : time_now_ms() + cap_ms;
-        while (*flag) {
-                if (f->req->cancelled && f->req->cancelled(f->req->cancel_userdata))
-                        return -ECANCELED;
-                uint64_t now = time_now_ms();
-                if (now >= give_up)
-                        return -ETIMEDOUT;
-                uint64_t until = now + CREDSOURCE_WAIT_SLICE_MS;
-                (void) time_cond_wait_until(&cs->cond, &cs->lock, until < give_up ? until : give_up);
-        }
         return 0;
 }
 

@@ -182,6 +182,27 @@ static void test_group_killed(void **state) {
         unlink(path);
 }
 
+static bool cancel_after(void *userdata) {
+        unsigned *calls = userdata;
+        return ++*calls > 3;
+}
+
+/* A run is killed (with its group) when its caller gives up. */
+static void test_cancelled(void **state) {
+        (void) state;
+        char *argv[] = { "/bin/sh", "-c", "sleep 30", NULL };
+        unsigned calls = 0;
+        struct run_options o = { .argv = argv, .timeout_ms = 20000, .max = 10, .cancelled = cancel_after,
+                                 .cancel_userdata = &calls };
+        char *out = NULL;
+        size_t size = 0;
+        int status = -1;
+        uint64_t t0 = time_now_ms();
+        assert_int_equal(run_program(&o, &out, &size, &status), -ECANCELED);
+        assert_true(time_now_ms() - t0 < 3000);
+        assert_no_child();
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_input_output_status),
@@ -189,6 +210,7 @@ int main(void) {
                 cmocka_unit_test(test_descriptors),
                 cmocka_unit_test(test_bounds),
                 cmocka_unit_test(test_group_killed),
+                cmocka_unit_test(test_cancelled),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -113,7 +113,7 @@ static void test_get(void **state) {
                                "read -r url\n"
                                "printf '{\"ServerURL\": \"%s\", \"Username\": \"%s\", \"Secret\": \"%s\"}' "
                                "\"$url\" \"$url\" \"$HOME:$PATH:${LAYERD_TEST_LEAK:-clean}\"");
-        assert_int_equal(credhelper_get(h, "docker.io", 5000, &c, reason, sizeof(reason)), 0);
+        assert_int_equal(credhelper_get(h, "docker.io", 5000, NULL, NULL, &c, reason, sizeof(reason)), 0);
         assert_string_equal(c->user, "https://index.docker.io/v1/");
         assert_string_equal(c->password, "/:/usr/local/bin:/usr/bin:/bin:clean");
         credentials_free(c);
@@ -125,7 +125,7 @@ static void get_fails(const char *body, uint64_t timeout_ms, int want, const cha
         char reason[CREDHELPER_REASON_MAX] = "";
         struct credentials *c = (struct credentials *) 0x1;
         const char *h = helper("docker-credential-bad", body);
-        assert_int_equal(credhelper_get(h, "r.example", timeout_ms, &c, reason, sizeof(reason)), want);
+        assert_int_equal(credhelper_get(h, "r.example", timeout_ms, NULL, NULL, &c, reason, sizeof(reason)), want);
         assert_ptr_equal(c, (struct credentials *) 0x1);
         if (!strstr(reason, needle))
                 fail_msg("reason \"%s\" does not say \"%s\"", reason, needle);
@@ -149,7 +149,8 @@ static void test_get_failures(void **state) {
         char reason[CREDHELPER_REASON_MAX] = "";
         struct credentials *c = NULL;
         /* glibc's posix_spawn tells; valgrind's emulation makes it an exit with 127 (common/test-run.c). */
-        int r = credhelper_get("/nonexistent/docker-credential-x", "r.example", 1000, &c, reason, sizeof(reason));
+        int r = credhelper_get("/nonexistent/docker-credential-x", "r.example", 1000, NULL, NULL, &c, reason,
+                               sizeof(reason));
         if (r == -ENOKEY)
                 assert_non_null(strstr(reason, "exited with status 127"));
         else {

@@ -87,13 +87,22 @@ static struct fallback *fb_with_file(struct events *ev, const char *path) {
 }
 
 /* The status of a HEAD of a manifest nobody has: 404 through good credentials, 401 otherwise. */
-static int probe_repo(struct fallback *fb, const char *repo) {
+/* The status of a HEAD of repo's manifest "none" that must be done by deadline_ms (-errno: none). */
+static int probe_until(struct fallback *fb, const char *repo, uint64_t deadline_ms) {
         struct fallback_request req = { .registry = REG, .repository = repo, .kind = FALLBACK_MANIFEST,
-                                        .reference = "none", .head = true, .deadline_ms = time_now_ms() + 30000 };
+                                        .reference = "none", .head = true, .deadline_ms = deadline_ms };
         struct fallback_response resp;
-        assert_int_equal(fallback_fetch(fb, &req, &resp), 0);
+        int r = fallback_fetch(fb, &req, &resp);
+        if (r < 0)
+                return r;
         int status = resp.status;
         fallback_response_done(&resp);
+        return status;
+}
+
+static int probe_repo(struct fallback *fb, const char *repo) {
+        int status = probe_until(fb, repo, time_now_ms() + 30000);
+        assert_true(status > 0);
         return status;
 }
 
@@ -402,6 +411,66 @@ static void test_helper_single_flight(void **state) {
         assert_int_equal(ev.failed, 0);
 }
 
+struct timed_probe {
+        struct fallback *fb;
+        uint64_t within_ms; /* its deadline, from its start */
+        uint64_t took_ms;
+};
+
+static void *timed_probe_main(void *userdata) {
+        struct timed_probe *p = userdata;
+        uint64_t t0 = time_now_ms();
+        (void) probe_until(p->fb, "test/app", t0 + p->within_ms);
+        p->took_ms = time_now_ms() - t0;
+        return NULL;
+}
+
+/* A helper that hangs (its timeout: 20 s) holds up neither the requests that have its last
+ * good answer (they use it) nor, past its deadline, the request that runs it or one that
+ * waits for a first answer; such a cut is not the helper's failure. */
+static void test_helper_hangs(void **state) {
+        (void) state;
+        upstream_auth(&env.a, "{\"mode\": \"basic\", \"user\": \"u\", \"password\": \"h-1\"}");
+        _cleanup_free_ char *delay = NULL, *sleep_for = NULL;
+        assert_true(asprintf(&delay, "%s/docker-credential-hang.delay", env.tmp) > 0);
+        assert_true(asprintf(&sleep_for, "$(cat %s 2>/dev/null || echo 0)", delay) > 0);
+        _cleanup_free_ char *helper = write_helper("docker-credential-hang", sleep_for, "h-1");
+        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
+        struct fallback_endpoint_config ep = endpoint();
+        ep.credential_helper = helper;
+        ep.credential_helper_lifetime_ms = 1000;
+        ep.credential_helper_timeout_ms = 20000;
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ev, &ep);
+        assert_int_equal(probe(fb), 404);
+
+        replace(delay, "30");
+        fixture_sleep_ms(1100); /* the answer is stale: the next request runs the helper, which hangs */
+        struct timed_probe runner = { .fb = fb, .within_ms = 2000 };
+        pthread_t thread;
+        assert_int_equal(pthread_create(&thread, NULL, timed_probe_main, &runner), 0);
+        fixture_sleep_ms(300);
+        uint64_t t0 = time_now_ms();
+        assert_int_equal(probe(fb), 404); /* the last good answer */
+        assert_true(time_now_ms() - t0 < 1500);
+        pthread_join(thread, NULL);
+        assert_true(runner.took_ms < 5000);
+        assert_int_equal(lines_of(helper, "runs"), 2);
+        assert_int_equal(ev.failed, 0);
+
+        /* No answer yet: a request waits for the run, within its own deadline. */
+        _cleanup_(fallback_freep) struct fallback *fresh = fb_with(&ev, &ep);
+        struct timed_probe first = { .fb = fresh, .within_ms = 3000 }, waiter = { .fb = fresh, .within_ms = 1000 };
+        pthread_t threads[2];
+        assert_int_equal(pthread_create(&threads[0], NULL, timed_probe_main, &first), 0);
+        fixture_sleep_ms(300);
+        assert_int_equal(pthread_create(&threads[1], NULL, timed_probe_main, &waiter), 0);
+        pthread_join(threads[1], NULL);
+        pthread_join(threads[0], NULL);
+        assert_true(waiter.took_ms < 2500);
+        assert_true(first.took_ms < 6000);
+        assert_int_equal(ev.failed, 0);
+}
+
 static void test_helper_fails(void **state) {
         (void) state;
         upstream_auth(&env.a, "{\"mode\": \"basic\", \"user\": \"u\", \"password\": \"h-1\"}");
@@ -591,6 +660,7 @@ int main(void) {
                 cmocka_unit_test_setup(test_file_read_error, reset),
                 cmocka_unit_test_setup(test_helper_single_flight, reset),
                 cmocka_unit_test_setup(test_helper_fails, reset),
+                cmocka_unit_test_setup(test_helper_hangs, reset),
                 cmocka_unit_test_setup(test_identity_token, reset),
                 cmocka_unit_test_setup(test_identity_token_refused, reset),
                 cmocka_unit_test_setup(test_identity_token_rotation, reset),
