@@ -4,7 +4,8 @@
 /* The docker credential-helper protocol (docker-credential-ecr-login,
  * -gcr, -acr-env, ...): `<command> get`, the registry's server URL on stdin,
  * {"ServerURL", "Username", "Secret"} on stdout. Internal to fallback/. The
- * answer is a secret: wiped when freed, never in a reason. */
+ * answer is a secret: wiped when freed (jansson's copies too, once
+ * fallback_global_init() has run), never in a reason. */
 
 #include <stdbool.h>
 #include <stddef.h>
