@@ -209,8 +209,8 @@ int fallback_token_get(struct fetch *f, const struct ep *e, const struct challen
 int fallback_token_parse(const void *data, size_t size, char **ret_token, uint64_t *ret_ttl_ms, char **ret_refresh,
                          char *reason, size_t rsize);
 /* The OAuth2 refresh-token grant's form body (grant_type, service, scope, client_id=layerd,
- * refresh_token), percent-encoded, into b (room reserved at once: a secret is never copied by a
- * realloc); b's caller wipes it. */
+ * refresh_token), percent-encoded, into b (room for the whole form reserved at once, b's max
+ * raised to it if needed: a secret is never copied by a realloc); b's caller wipes it. */
 int fallback_token_oauth_form(const char *service, const char *scopes, const char *refresh_token, struct buf *b);
 /* Drops st's cached tokens (the credentials they were got with changed); a fetch under way keeps its own. */
 void fallback_tokens_drop(struct ep_state *st);

@@ -149,6 +149,10 @@ int fallback_token_oauth_form(const char *service, const char *scopes, const cha
          * the scopes space-separated in one parameter, as containerd sends them. */
         /* Room for all of it at once: a secret never left behind by a realloc. */
         size_t room = 128 + 3 * (strlen(refresh_token) + (service ? strlen(service) : 0) + (scopes ? strlen(scopes) : 0));
+        /* Its bound is its inputs' (a refresh token is as long as its file or
+         * helper answer allows): encoded, one takes three times its length. */
+        if (b->max < room)
+                b->max = room;
         int r = buf_reserve(b, room);
         if (r >= 0)
                 r = form_append(b, "grant_type", "refresh_token");
@@ -304,7 +308,7 @@ static int token_request(struct fetch *f, const struct ep *e, const struct chall
                         return k;
                 }
         }
-        struct buf form = { .max = FALLBACK_TOKEN_MAX };
+        struct buf form = { 0 };
         if (oauth && fallback_token_oauth_form(service, scopes, refresh_token, &form) < 0) {
                 curl_free(url);
                 fallback_buf_wipe(&form);
