@@ -114,8 +114,12 @@ bool fallback_credsource_take_over(struct credsource *old, struct credsource *ne
                 new->creds = credentials_dup(had);
                 new->fresh_until = new->creds ? fresh_until : 0;
         }
-        /* A reload that reads the original token again keeps the rotated one. */
-        if (had && keep_rotated(new->creds, from, had->identity_token) && !new->rotated_from)
+        /* A reload that reads the original token again keeps the rotated one;
+         * a source that holds the rotated token (kept so, or the same helper's
+         * answer taken over) remembers what it was rotated from. */
+        (void) keep_rotated(new->creds, from, had ? had->identity_token : NULL);
+        if (from && had && !new->rotated_from && new->creds && new->creds->identity_token && had->identity_token &&
+            strcmp(new->creds->identity_token, had->identity_token) == 0)
                 new->rotated_from = TAKE_PTR(from);
         bool differ = oom || !credentials_equal(had, new->creds);
         pthread_mutex_unlock(&new->lock);

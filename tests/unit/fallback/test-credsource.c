@@ -583,6 +583,34 @@ static void test_identity_token_rotation(void **state) {
         assert_int_equal(ev.updated, 1);
 }
 
+/* The same with a helper that answers an identity token: a reload that keeps the helper
+ * keeps the rotated token, and so does the helper's next run that gives the original again. */
+static void test_identity_token_helper_rotation(void **state) {
+        (void) state;
+        upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"u\", \"password\": \"unused\", "
+                              "\"refresh_token\": \"rt-1\", \"rotate_refresh\": true}");
+        _cleanup_free_ char *helper = NULL;
+        assert_true(asprintf(&helper, "%s/docker-credential-token", env.tmp) > 0);
+        replace(helper, "#!/bin/sh\necho run >>%s.runs\nprintf '{\"Username\": \"<token>\", \"Secret\": \"rt-1\"}'\n",
+                helper);
+        assert_int_equal(chmod(helper, 0700), 0);
+        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
+        struct fallback_endpoint_config ep = endpoint();
+        ep.credential_helper = helper;
+        ep.credential_helper_lifetime_ms = 1500;
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ev, &ep);
+        assert_int_equal(probe(fb), 404);
+        reconfigure(fb, &ep);
+        upstream_expire_tokens(&env.a);
+        assert_int_equal(probe(fb), 404);
+        fixture_sleep_ms(1600);
+        upstream_expire_tokens(&env.a);
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(lines_of(helper, "runs"), 2);
+        assert_int_equal(count(&env.a, "POST", "/token", 200), 3);
+        assert_int_equal(count(&env.a, "POST", "/token", 400), 0);
+}
+
 static void copy_stats(const struct fallback_endpoint_stats *s, void *userdata) {
         *(struct fallback_endpoint_stats *) userdata = *s;
 }
@@ -664,6 +692,7 @@ int main(void) {
                 cmocka_unit_test_setup(test_identity_token, reset),
                 cmocka_unit_test_setup(test_identity_token_refused, reset),
                 cmocka_unit_test_setup(test_identity_token_rotation, reset),
+                cmocka_unit_test_setup(test_identity_token_helper_rotation, reset),
                 cmocka_unit_test_setup(test_reconfigure, reset),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
