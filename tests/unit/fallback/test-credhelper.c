@@ -14,7 +14,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -39,6 +41,10 @@ static const char *helper(const char *name, const char *body) {
 
 static int setup(void **state) {
         (void) state;
+        /* A subreaper, as a PID 1 layerd is a reaper: what a helper leaves behind becomes our
+         * child, and assert_no_child() sees it unless it was killed and reaped. */
+        if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+                return -1;
         return mkdtemp(dir) ? 0 : -1;
 }
 
@@ -141,8 +147,21 @@ static void test_get_failures(void **state) {
         get_fails("printf '{\"Username\": \"u\", \"Secret\": \"" SECRET "\"'", 5000, -EBADMSG, "not a JSON object");
         get_fails("head -c 100000 /dev/zero", 5000, -EFBIG, "more than 65536 bytes");
         uint64_t t0 = time_now_ms();
-        get_fails("sleep 30", 300, -ETIMEDOUT, "killed after 300 ms");
+        /* Killed with what the wrapper started (not exec'd), which is reaped: its pid is gone. */
+        char body[256];
+        snprintf(body, sizeof(body), "sleep 30 & echo $! >%s/left; wait", dir);
+        get_fails(body, 300, -ETIMEDOUT, "killed after 300 ms");
         assert_true(time_now_ms() - t0 < 2000);
+        char left[128];
+        snprintf(left, sizeof(left), "%s/left", dir);
+        FILE *f = fopen(left, "r");
+        assert_non_null(f);
+        long pid = 0;
+        assert_int_equal(fscanf(f, "%ld", &pid), 1);
+        fclose(f);
+        assert_true(pid > 1);
+        assert_int_equal(kill((pid_t) pid, 0), -1);
+        assert_int_equal(errno, ESRCH);
         get_fails("exec >&-; sleep 30", 300, -ETIMEDOUT, "killed after 300 ms");
         get_fails("kill -9 $$", 5000, -ENOKEY, "exited with status 137");
 
