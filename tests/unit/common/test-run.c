@@ -31,17 +31,6 @@ static void assert_no_child(void) {
         assert_int_equal(errno, ECHILD);
 }
 
-/* The pid a script wrote into path (its background sleep's). */
-static pid_t read_pid(const char *path) {
-        FILE *f = fopen(path, "r");
-        assert_non_null(f);
-        long pid = 0;
-        assert_int_equal(fscanf(f, "%ld", &pid), 1);
-        fclose(f);
-        assert_true(pid > 1);
-        return (pid_t) pid;
-}
-
 static int run_sh(const char *script, const char *input, char *const *envp, uint64_t timeout_ms, size_t max,
                   char **out, size_t *size, int *status) {
         char *argv[] = { "/bin/sh", "-c", (char *) script, NULL };
@@ -168,15 +157,11 @@ static void test_group_killed(void **state) {
         assert_string_equal(out, "done\n");
         assert_int_equal(status, 0);
         free(out);
-        pid_t left = read_pid(path);
-        assert_int_equal(kill(left, 0), -1);
-        assert_int_equal(errno, ESRCH);
+        unit_assert_gone(path);
         assert_no_child();
         /* At the timeout. */
         assert_int_equal(run_sh(hangs, NULL, NULL, 300, 100, &out, &size, &status), -ETIMEDOUT);
-        left = read_pid(path);
-        assert_int_equal(kill(left, 0), -1);
-        assert_int_equal(errno, ESRCH);
+        unit_assert_gone(path);
         assert_no_child();
         assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 0), 0);
         unlink(path);
