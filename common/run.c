@@ -77,11 +77,65 @@ static int spawn_child(const struct run_options *o, int out, int in, pid_t *ret_
  * pipe: send() with MSG_NOSIGNAL raises no SIGPIPE in a caller that did not
  * ignore it, when the child exits without reading. */
 static int give_input(int fd, const struct run_options *o) {
-        ssize_t n = send(fd, o->input, o->input_size, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n < 0 && errno != EPIPE && errno != ECONNRESET)
-                return -errno;
+        for (size_t done = 0; done < o->input_size;) {
+                ssize_t n = send(fd, (const char *) o->input + done, o->input_size - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
+                        break; /* the child closed its end: it reads no input */
+                if (n < 0)
+                        return errno == EAGAIN ? -ENOBUFS : -errno; /* it did not fit after all: never half an input */
+                done += (size_t) n;
+        }
         (void) shutdown(fd, SHUT_WR);
         return 0;
+}
+
+/* Whether the child has exited, left a zombie (WNOWAIT): its pid, and so its
+ * group's id, cannot be taken by another process until it is reaped, so the
+ * group can still be killed safely. An error counts as exited (then reaped below). */
+static bool leader_exited(pid_t pid) {
+        siginfo_t si = { 0 };
+        int r;
+        do
+                r = waitid(P_PID, (id_t) pid, &si, WEXITED | WNOHANG | WNOWAIT);
+        while (r < 0 && errno == EINTR);
+        return r < 0 || si.si_pid == pid;
+}
+
+static void sleep_a_little(void) {
+        struct timespec ts = { .tv_nsec = 10 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+}
+
+/* Kills pid's whole group and reaps the leader (its status into *status) and
+ * every other member that is a child of ours (one left behind by a wrapper
+ * script is, where we are PID 1 or a subreaper), each waited for until
+ * reap_deadline at most: a process stuck in the D state must not hold us.
+ * Returns whether the leader was reaped. */
+static bool kill_and_reap(pid_t pid, int *status, uint64_t reap_deadline) {
+        (void) kill(-pid, SIGKILL);
+        bool reaped = false;
+        for (;;) {
+                pid_t w = waitpid(pid, status, WNOHANG);
+                if (w == pid) {
+                        reaped = true;
+                        break;
+                }
+                if ((w < 0 && errno != EINTR) || (w == 0 && time_now_ms() >= reap_deadline))
+                        break;
+                if (w == 0)
+                        sleep_a_little();
+        }
+        for (;;) {
+                pid_t w = waitpid(-pid, NULL, WNOHANG);
+                if (w > 0 || (w < 0 && errno == EINTR))
+                        continue;
+                if (w < 0 || time_now_ms() >= reap_deadline)
+                        break; /* ECHILD: none left */
+                sleep_a_little();
+        }
+        return reaped;
 }
 
 int run_program(const struct run_options *o, char **ret_out, size_t *ret_size, int *ret_status) {
@@ -117,7 +171,7 @@ int run_program(const struct run_options *o, char **ret_out, size_t *ret_size, i
         size_t size = 0;
         int rc = r < 0 ? r : buf ? 0 : -ENOMEM;
         int status = 0;
-        bool reaped = false;
+        bool exited = false;
         uint64_t deadline = time_now_ms() + o->timeout_ms;
         char chunk[4096];
         /* Read in slices, looking at the child between them: one that exited
@@ -129,10 +183,14 @@ int run_program(const struct run_options *o, char **ret_out, size_t *ret_size, i
                         rc = -ETIMEDOUT;
                         break;
                 }
-                if (!reaped && waitpid(pid, &status, WNOHANG) == pid)
-                        reaped = true;
+                if (o->cancelled && o->cancelled(o->cancel_userdata)) {
+                        rc = -ECANCELED;
+                        break;
+                }
+                if (!exited)
+                        exited = leader_exited(pid);
                 struct pollfd p = { .fd = out[0], .events = POLLIN };
-                int n = poll(&p, 1, reaped ? 0 : left > 0 && left < RUN_SLICE_MS ? left : RUN_SLICE_MS);
+                int n = poll(&p, 1, exited ? 0 : left > 0 && left < RUN_SLICE_MS ? left : RUN_SLICE_MS);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0) {
@@ -140,7 +198,7 @@ int run_program(const struct run_options *o, char **ret_out, size_t *ret_size, i
                         break;
                 }
                 if (n == 0) {
-                        if (reaped)
+                        if (exited)
                                 break; /* exited, and nothing more is buffered */
                         continue;
                 }
@@ -162,31 +220,25 @@ int run_program(const struct run_options *o, char **ret_out, size_t *ret_size, i
         }
         explicit_bzero(chunk, sizeof(chunk));
         close(out[0]);
-        if (rc < 0 && !reaped)
-                (void) kill(-pid, SIGKILL);
-        /* A program that closed its output but goes on is bounded by the same
-         * deadline; one killed is waited for a little, and otherwise left to
-         * the kernel (a process stuck in the D state must not hold us). */
-        uint64_t reap_deadline = (rc < 0 ? time_now_ms() : deadline) + RUN_REAP_MS;
-        while (!reaped) {
-                pid_t w = waitpid(pid, &status, WNOHANG);
-                if (w == pid)
-                        break;
-                if (w < 0 && errno != EINTR) {
-                        rc = rc < 0 ? rc : -errno;
-                        break;
-                }
-                if (w == 0 && rc == 0 && time_now_ms() >= deadline) {
-                        (void) kill(-pid, SIGKILL);
+        /* A program that closed its output but goes on is bounded by the same deadline. */
+        while (rc == 0 && !exited) {
+                if (time_now_ms() >= deadline) {
                         rc = -ETIMEDOUT;
-                        reap_deadline = time_now_ms() + RUN_REAP_MS;
-                } else if (w == 0 && time_now_ms() >= reap_deadline) {
                         break;
-                } else if (w == 0) {
-                        struct timespec ts = { .tv_nsec = 10 * 1000 * 1000 };
-                        nanosleep(&ts, NULL);
                 }
+                if (o->cancelled && o->cancelled(o->cancel_userdata)) {
+                        rc = -ECANCELED;
+                        break;
+                }
+                sleep_a_little();
+                exited = leader_exited(pid);
         }
+        /* The group is killed whether the leader exited or not: what a wrapper
+         * script started and left behind goes with it, and is reaped when it
+         * is ours to reap (else it would stay a zombie under a PID 1 layerd). */
+        bool reaped = kill_and_reap(pid, &status, time_now_ms() + RUN_REAP_MS);
+        if (rc == 0 && !reaped)
+                rc = -ECHILD;
         if (rc < 0) {
                 if (buf)
                         explicit_bzero(buf, size);

@@ -4,6 +4,8 @@
  * tokens), the spec's endpoints turned into immutable settings, and the
  * counters read back from them. */
 #include <errno.h>
+#include <jansson.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -18,7 +20,18 @@
 #include "common/macro.h"
 #include "fallback/fallback-internal.h"
 
+/* jansson copies what it parses (a helper's Secret, a token answer's tokens)
+ * into memory of its own, and grows its buffers by copying: all of it is
+ * wiped when jansson frees it, not only the copies layerd makes. */
+static void json_free_wiped(void *p) {
+        if (p) {
+                explicit_bzero(p, malloc_usable_size(p));
+                free(p);
+        }
+}
+
 int fallback_global_init(void) {
+        json_set_alloc_funcs(malloc, json_free_wiped);
         return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -EIO;
 }
 

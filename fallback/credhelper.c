@@ -54,8 +54,8 @@ int credhelper_parse(const char *data, size_t size, struct credentials **ret, ch
         return 0;
 }
 
-int credhelper_get(const char *command, const char *host, uint64_t timeout_ms, struct credentials **ret, char *reason,
-                   size_t rsize) {
+int credhelper_get(const char *command, const char *host, uint64_t timeout_ms, bool (*cancelled)(void *userdata),
+                   void *userdata, struct credentials **ret, char *reason, size_t rsize) {
         /* A clean environment: nothing of layerd's (its own settings, a
          * proxy's credentials) leaks into a program that only names a secret. */
         static char *const envp[] = { "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/", NULL };
@@ -68,12 +68,16 @@ int credhelper_get(const char *command, const char *host, uint64_t timeout_ms, s
                 .input_size = strlen(server),
                 .timeout_ms = timeout_ms,
                 .max = CREDHELPER_OUTPUT_MAX,
+                .cancelled = cancelled,
+                .cancel_userdata = userdata,
         };
         char *out = NULL;
         size_t size = 0;
         int status = 0;
         int r = run_program(&o, &out, &size, &status);
-        if (r == -ETIMEDOUT)
+        if (r == -ECANCELED)
+                snprintf(reason, rsize, "cancelled");
+        else if (r == -ETIMEDOUT)
                 snprintf(reason, rsize, "credential helper killed after %llu ms", (unsigned long long) timeout_ms);
         else if (r == -EFBIG)
                 snprintf(reason, rsize, "credential helper wrote more than %u bytes", CREDHELPER_OUTPUT_MAX);

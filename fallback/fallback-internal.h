@@ -165,6 +165,9 @@ struct fetch {
         /* The current endpoint's credentials for this attempt (a copy, wiped
          * when it ends), from its source (fallback_creds_get()); NULL: none. */
         struct credentials *creds;
+        /* The generation of e's tokens (fallback_tokens_gen()) when creds were copied: a token
+         * got with them is kept only if no change of credentials dropped the tokens since. */
+        uint64_t tokens_gen;
 
         long answer;           /* OUT_ANSWER's status */
         char reason[FETCH_REASON_MAX];
@@ -206,11 +209,14 @@ int fallback_token_get(struct fetch *f, const struct ep *e, const struct challen
 int fallback_token_parse(const void *data, size_t size, char **ret_token, uint64_t *ret_ttl_ms, char **ret_refresh,
                          char *reason, size_t rsize);
 /* The OAuth2 refresh-token grant's form body (grant_type, service, scope, client_id=layerd,
- * refresh_token), percent-encoded, into b (room reserved at once: a secret is never copied by a
- * realloc); b's caller wipes it. */
+ * refresh_token), percent-encoded, into b (room for the whole form reserved at once, b's max
+ * raised to it if needed: a secret is never copied by a realloc); b's caller wipes it. */
 int fallback_token_oauth_form(const char *service, const char *scopes, const char *refresh_token, struct buf *b);
 /* Drops st's cached tokens (the credentials they were got with changed); a fetch under way keeps its own. */
 void fallback_tokens_drop(struct ep_state *st);
+/* How many times st's tokens were dropped: taken before credentials are copied, it tells whether
+ * a token got with the copy may be kept. */
+uint64_t fallback_tokens_gen(struct ep_state *st);
 
 /* credsource.c */
 struct credsource;
@@ -226,11 +232,18 @@ struct credsource *fallback_credsource_free(struct credsource *cs);
 bool fallback_credsource_take_over(struct credsource *old, struct credsource *new);
 /* e's credentials for f's attempt (a copy, NULL: anonymous): its file re-read if it changed, its
  * helper run if its answer is stale; the last good ones when that fails (reported once by an
- * event). Tokens are dropped when they change. 0 or -ENOMEM. */
+ * event). Tokens are dropped when they change; f->tokens_gen is their generation as of the copy.
+ * 0 or -ENOMEM. */
 int fallback_creds_get(struct fetch *f, const struct ep *e, struct credentials **ret);
-/* The token realm traded identity token used for a new one (OAuth2 refresh token rotation): kept
- * in e's source if it still holds used. */
-void fallback_creds_refreshed(const struct ep *e, const char *used, const char *fresh);
+/* Takes e's source's turn to trade its identity token at the realm (one grant per source at a
+ * time: a realm that rotates refresh tokens refuses the one a concurrent grant just traded),
+ * waiting for another's within f's deadline and cancellation. *ret: the token to send (a new
+ * string, wiped by the caller), the source's current one (`used`, the attempt's, when the source
+ * holds none). 0, -ETIMEDOUT, -ECANCELED or -ENOMEM; on 0, fallback_creds_grant_end() must follow. */
+int fallback_creds_grant_begin(struct fetch *f, const struct ep *e, const char *used, char **ret);
+/* Ends the grant that sent `used`; fresh (NULL: none) is the refresh token the realm gave in its
+ * place, kept in e's source if it still holds used. */
+void fallback_creds_grant_end(const struct ep *e, const char *used, const char *fresh);
 
 /* breaker.c */
 /* Sends b's event to the caller's on_event, if one is set, and clears it. Never under fb->lock. */

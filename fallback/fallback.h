@@ -141,7 +141,8 @@ struct fallback_options {
         void *userdata;
 };
 
-/* Once per process before any thread runs (libcurl's global set-up). */
+/* Once per process before any thread runs (libcurl's global set-up; jansson's
+ * frees made to wipe what they free, since what it parses may be a secret). */
 int fallback_global_init(void);
 void fallback_global_done(void);
 

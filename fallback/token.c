@@ -149,6 +149,10 @@ int fallback_token_oauth_form(const char *service, const char *scopes, const cha
          * the scopes space-separated in one parameter, as containerd sends them. */
         /* Room for all of it at once: a secret never left behind by a realloc. */
         size_t room = 128 + 3 * (strlen(refresh_token) + (service ? strlen(service) : 0) + (scopes ? strlen(scopes) : 0));
+        /* Its bound is its inputs' (a refresh token is as long as its file or
+         * helper answer allows): encoded, one takes three times its length. */
+        if (b->max < room)
+                b->max = room;
         int r = buf_reserve(b, room);
         if (r >= 0)
                 r = form_append(b, "grant_type", "refresh_token");
@@ -212,12 +216,30 @@ void fallback_tokens_drop(struct ep_state *st) {
         pthread_mutex_unlock(&st->tlock);
 }
 
+uint64_t fallback_tokens_gen(struct ep_state *st) {
+        pthread_mutex_lock(&st->tlock);
+        uint64_t gen = st->tokens_gen;
+        pthread_mutex_unlock(&st->tlock);
+        return gen;
+}
+
 static bool fetch_cancelled(const struct fetch *f) {
         return f->req->cancelled && f->req->cancelled(f->req->cancel_userdata);
 }
 
 static uint64_t fetch_deadline(const struct fetch *f) {
         return f->req->deadline_ms;
+}
+
+/* A grant the realm refused: -EACCES (the client gets a 401), told as a
+ * credentials event too, since the 401's reason is not logged. */
+static int oauth_refused(struct fetch *f, const struct ep *e, const char *reason) {
+        struct event_buf evb = { .set = true };
+        snprintf(evb.reason, sizeof(evb.reason), "%s", reason);
+        evb.ev = (struct fallback_event) { .type = FALLBACK_EVENT_CREDENTIALS_FAILED, .registry = f->reg->host,
+                                           .endpoint = e->url, .reason = evb.reason };
+        fallback_emit(f->fb, &evb);
+        return -EACCES;
 }
 
 static int token_request(struct fetch *f, const struct ep *e, const struct challenge *ch, const char *scope,
@@ -273,10 +295,25 @@ static int token_request(struct fetch *f, const struct ep *e, const struct chall
                 return -EPROTO;
         }
 
-        struct buf form = { .max = FALLBACK_TOKEN_MAX };
-        if (oauth && fallback_token_oauth_form(service, scopes, creds->identity_token, &form) < 0) {
+        char *refresh_token = NULL; /* the one sent: the source's current (fallback_creds_grant_begin()) */
+        char *rotated = NULL;       /* the one the realm gave in its place */
+        if (oauth) {
+                int k = fallback_creds_grant_begin(f, e, creds->identity_token, &refresh_token);
+                if (k < 0) {
+                        curl_free(url);
+                        snprintf(reason, rsize, "%s",
+                                 k == -ECANCELED   ? "cancelled"
+                                 : k == -ETIMEDOUT ? "timed out waiting for another grant"
+                                                   : "out of memory");
+                        return k;
+                }
+        }
+        struct buf form = { 0 };
+        if (oauth && fallback_token_oauth_form(service, scopes, refresh_token, &form) < 0) {
                 curl_free(url);
                 fallback_buf_wipe(&form);
+                fallback_creds_grant_end(e, refresh_token, NULL);
+                fallback_wipe_free(refresh_token);
                 snprintf(reason, rsize, "cannot build the token request");
                 return -ENOMEM;
         }
@@ -324,27 +361,27 @@ static int token_request(struct fetch *f, const struct ep *e, const struct chall
                          "token endpoint: HTTP %ld to the OAuth2 POST: the realm takes no refresh tokens, "
                          "the identity token cannot be used",
                          hr.status);
-                r = -EACCES;
-                /* Told as a credentials event too: the pull ends as a 401, whose reason is not logged. */
-                struct event_buf evb = { .set = true };
-                snprintf(evb.reason, sizeof(evb.reason), "%s", reason);
-                evb.ev = (struct fallback_event) { .type = FALLBACK_EVENT_CREDENTIALS_FAILED,
-                                                   .registry = f->reg->host, .endpoint = e->url,
-                                                   .reason = evb.reason };
-                fallback_emit(f->fb, &evb);
+                r = oauth_refused(f, e, reason);
+        } else if (oauth && (hr.status == 400 || hr.status == 401 || hr.status == 403)) {
+                /* RFC 6749 5.2: a grant refused (invalid_grant: the refresh token
+                 * is revoked, expired or already rotated away) is an answer about
+                 * these credentials, not a failing endpoint: its breaker stays
+                 * shut, and its public repositories go on being served. */
+                snprintf(reason, rsize, "token endpoint: HTTP %ld to the OAuth2 POST: the refresh token was refused",
+                         hr.status);
+                r = oauth_refused(f, e, reason);
         } else if (hr.status != 200) {
                 snprintf(reason, rsize, "token endpoint: HTTP %ld%s", hr.status,
                          hr.status == 401 || hr.status == 403
-                                 ? (oauth ? " (refresh token refused)" : creds ? " (credentials refused)" : " (credentials needed)")
+                                 ? (creds ? " (credentials refused)" : " (credentials needed)")
                                  : "");
                 r = hr.status == 401 || hr.status == 403 ? -EACCES : -EPROTO;
-        } else {
-                char *refresh = NULL;
-                r = token_parse(&b, ret_token, ret_ttl, oauth ? &refresh : NULL, reason, rsize);
-                if (r >= 0 && refresh && strcmp(refresh, creds->identity_token) != 0)
-                        fallback_creds_refreshed(e, creds->identity_token, refresh);
-                fallback_wipe_free(refresh);
-        }
+        } else
+                r = token_parse(&b, ret_token, ret_ttl, oauth ? &rotated : NULL, reason, rsize);
+        if (oauth)
+                fallback_creds_grant_end(e, refresh_token, rotated);
+        fallback_wipe_free(rotated);
+        fallback_wipe_free(refresh_token);
         fallback_buf_wipe(&form);
         fallback_buf_wipe(&b);
         http_response_done(&hr);
@@ -402,7 +439,6 @@ int fallback_token_get(struct fetch *f, const struct ep *e, const struct challen
                         st->n_tokens++;
                 }
                 t->fetching = true;
-                uint64_t gen = st->tokens_gen;
                 pthread_mutex_unlock(&st->tlock);
 
                 char *value = NULL;
@@ -419,7 +455,7 @@ int fallback_token_get(struct fetch *f, const struct ep *e, const struct challen
                          * below or another thread's refresh may free value. */
                         copy = strdup(value);
                         /* Got with credentials that changed meanwhile: used once, not kept. */
-                        if (st->tokens_gen == gen) {
+                        if (st->tokens_gen == f->tokens_gen) {
                                 t->value = value;
                                 t->expires_at = time_now_ms() + ttl;
                         } else

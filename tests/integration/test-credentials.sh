@@ -128,14 +128,24 @@ case_b() {
 [ "\$1" = get ] || exit 3
 read -r server
 echo "\$server \${CRED_TEST_LEAK:-clean}" >>"$T/helper-runs"
+sleep 61 >/dev/null 2>&1 &  # left behind, as a careless wrapper script does
 printf '{"ServerURL": "%s", "Username": "u", "Secret": "%s"}' "\$server" "\$(cat "$T/helper-password")"
 SH
   cat >"$T/hang-helper" <<SH
 #!/bin/sh
 sleep 60
 SH
-  chmod +x "$T/helper" "$T/hang-helper"
-  checkd "b: layerd serves with a credential helper (lifetime 4s) and a hanging one (timeout 1s)" serve b "registries:
+  # layerd as a subreaper (as PID 1 in the image is a reaper): what its helpers leave behind
+  # becomes its child, and a zombie unless layerd reaps it.
+  cat >"$T/layerd-subreaper" <<PY
+#!/usr/bin/env python3
+import ctypes, os, sys
+if ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
+    sys.exit("prctl: errno %d" % ctypes.get_errno())
+os.execv("$(realpath "$LAYERD")", ["layerd"] + sys.argv[1:])
+PY
+  chmod +x "$T/helper" "$T/hang-helper" "$T/layerd-subreaper"
+  LAYERD=$T/layerd-subreaper checkd "b: layerd serves with a credential helper (lifetime 4s) and a hanging one (timeout 1s)" serve b "registries:
   \"reg.test:$PF\":
     origin: $FX
     endpoints: [{url: $FX, credential_helper: {command: $T/helper, lifetime: 4s, timeout: 5s}}]
@@ -143,6 +153,8 @@ SH
     origin: $FX2
     endpoints: [{url: $FX, credential_helper: {command: $T/hang-helper, timeout: 1s}}]"
   checkd "b: a pull with the helper's password" pull "reg.test:$PF"
+  check "b: ... what the helper left running in its group was killed" \
+    test -z "$(ps -e -o args= | grep -Fx 'sleep 61')"
   checkd "b: ... the helper was asked for $HOST, with a clean environment" \
     eval "[[ \$(cat '$T/helper-runs') == '$HOST clean' ]]"
   pull "reg.test:$PF" && pull "reg.test:$PF"

@@ -3,11 +3,26 @@
 
 /* Helpers the unit tests share. Include after <cmocka.h>. */
 
+#include <errno.h>
 #include <ftw.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The process whose pid a script wrote into path (a background child it left) no longer
+ * exists, not even as a zombie. */
+static inline void unit_assert_gone(const char *path) {
+        FILE *f = fopen(path, "r");
+        assert_non_null(f);
+        long pid = 0;
+        assert_int_equal(fscanf(f, "%ld", &pid), 1);
+        fclose(f);
+        assert_true(pid > 1);
+        assert_int_equal(kill((pid_t) pid, 0), -1);
+        assert_int_equal(errno, ESRCH);
+}
 
 /* A string of n copies of c; the test frees it. */
 static inline char *unit_repeat(char c, size_t n) {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for common/run.c: a child's input, output, environment and
  * exit status, and its bounds (time, output size, input size), with every
- * child reaped. Real programs from /bin. */
+ * child reaped and its process group killed (what a script left behind too). Real programs from /bin. */
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,10 +14,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <signal.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/macro.h"
 #include "common/run.h"
 #include "common/time.h"
 
@@ -130,12 +134,68 @@ static void test_bounds(void **state) {
         assert_no_child();
 }
 
+/* What a wrapper script leaves behind in its group (a background sleep) is killed when it
+ * exits, and when it is killed at the timeout; and reaped, since this test is a subreaper
+ * as a PID 1 layerd is a reaper: the sleep's pid is gone, not a zombie. */
+static void test_group_killed(void **state) {
+        (void) state;
+        assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+        char path[] = "/tmp/layerd-test-run-XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        close(fd);
+        _cleanup_free_ char *exits = NULL, *hangs = NULL;
+        assert_true(asprintf(&exits, "sleep 30 & echo $! >%s; echo done", path) > 0);
+        assert_true(asprintf(&hangs, "sleep 30 & echo $! >%s; sleep 30", path) > 0);
+        char *out = NULL;
+        size_t size = 0;
+        int status = -1;
+        /* The leader exits at once; the sleep holds the output pipe, which does not hold us. */
+        uint64_t t0 = time_now_ms();
+        assert_int_equal(run_sh(exits, NULL, NULL, 5000, 100, &out, &size, &status), 0);
+        assert_true(time_now_ms() - t0 < 4000);
+        assert_string_equal(out, "done\n");
+        assert_int_equal(status, 0);
+        free(out);
+        unit_assert_gone(path);
+        assert_no_child();
+        /* At the timeout. */
+        assert_int_equal(run_sh(hangs, NULL, NULL, 300, 100, &out, &size, &status), -ETIMEDOUT);
+        unit_assert_gone(path);
+        assert_no_child();
+        assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 0), 0);
+        unlink(path);
+}
+
+static bool cancel_after(void *userdata) {
+        unsigned *calls = userdata;
+        return ++*calls > 3;
+}
+
+/* A run is killed (with its group) when its caller gives up. */
+static void test_cancelled(void **state) {
+        (void) state;
+        char *argv[] = { "/bin/sh", "-c", "sleep 30", NULL };
+        unsigned calls = 0;
+        struct run_options o = { .argv = argv, .timeout_ms = 20000, .max = 10, .cancelled = cancel_after,
+                                 .cancel_userdata = &calls };
+        char *out = NULL;
+        size_t size = 0;
+        int status = -1;
+        uint64_t t0 = time_now_ms();
+        assert_int_equal(run_program(&o, &out, &size, &status), -ECANCELED);
+        assert_true(time_now_ms() - t0 < 3000);
+        assert_no_child();
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_input_output_status),
                 cmocka_unit_test(test_environment),
                 cmocka_unit_test(test_descriptors),
                 cmocka_unit_test(test_bounds),
+                cmocka_unit_test(test_group_killed),
+                cmocka_unit_test(test_cancelled),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,7 +14,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -39,6 +41,10 @@ static const char *helper(const char *name, const char *body) {
 
 static int setup(void **state) {
         (void) state;
+        /* A subreaper, as a PID 1 layerd is a reaper: what a helper leaves behind becomes our
+         * child, and assert_no_child() sees it unless it was killed and reaped. */
+        if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+                return -1;
         return mkdtemp(dir) ? 0 : -1;
 }
 
@@ -113,7 +119,7 @@ static void test_get(void **state) {
                                "read -r url\n"
                                "printf '{\"ServerURL\": \"%s\", \"Username\": \"%s\", \"Secret\": \"%s\"}' "
                                "\"$url\" \"$url\" \"$HOME:$PATH:${LAYERD_TEST_LEAK:-clean}\"");
-        assert_int_equal(credhelper_get(h, "docker.io", 5000, &c, reason, sizeof(reason)), 0);
+        assert_int_equal(credhelper_get(h, "docker.io", 5000, NULL, NULL, &c, reason, sizeof(reason)), 0);
         assert_string_equal(c->user, "https://index.docker.io/v1/");
         assert_string_equal(c->password, "/:/usr/local/bin:/usr/bin:/bin:clean");
         credentials_free(c);
@@ -125,7 +131,7 @@ static void get_fails(const char *body, uint64_t timeout_ms, int want, const cha
         char reason[CREDHELPER_REASON_MAX] = "";
         struct credentials *c = (struct credentials *) 0x1;
         const char *h = helper("docker-credential-bad", body);
-        assert_int_equal(credhelper_get(h, "r.example", timeout_ms, &c, reason, sizeof(reason)), want);
+        assert_int_equal(credhelper_get(h, "r.example", timeout_ms, NULL, NULL, &c, reason, sizeof(reason)), want);
         assert_ptr_equal(c, (struct credentials *) 0x1);
         if (!strstr(reason, needle))
                 fail_msg("reason \"%s\" does not say \"%s\"", reason, needle);
@@ -141,15 +147,22 @@ static void test_get_failures(void **state) {
         get_fails("printf '{\"Username\": \"u\", \"Secret\": \"" SECRET "\"'", 5000, -EBADMSG, "not a JSON object");
         get_fails("head -c 100000 /dev/zero", 5000, -EFBIG, "more than 65536 bytes");
         uint64_t t0 = time_now_ms();
-        get_fails("sleep 30", 300, -ETIMEDOUT, "killed after 300 ms");
+        /* Killed with what the wrapper started (not exec'd), which is reaped: its pid is gone. */
+        char body[256];
+        snprintf(body, sizeof(body), "sleep 30 & echo $! >%s/left; wait", dir);
+        get_fails(body, 300, -ETIMEDOUT, "killed after 300 ms");
         assert_true(time_now_ms() - t0 < 2000);
+        char left[128];
+        snprintf(left, sizeof(left), "%s/left", dir);
+        unit_assert_gone(left);
         get_fails("exec >&-; sleep 30", 300, -ETIMEDOUT, "killed after 300 ms");
         get_fails("kill -9 $$", 5000, -ENOKEY, "exited with status 137");
 
         char reason[CREDHELPER_REASON_MAX] = "";
         struct credentials *c = NULL;
         /* glibc's posix_spawn tells; valgrind's emulation makes it an exit with 127 (common/test-run.c). */
-        int r = credhelper_get("/nonexistent/docker-credential-x", "r.example", 1000, &c, reason, sizeof(reason));
+        int r = credhelper_get("/nonexistent/docker-credential-x", "r.example", 1000, NULL, NULL, &c, reason,
+                               sizeof(reason));
         if (r == -ENOKEY)
                 assert_non_null(strstr(reason, "exited with status 127"));
         else {

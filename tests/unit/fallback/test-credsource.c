@@ -21,7 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/fsutil.h"
 #include "fallback/fallback.h"
@@ -38,6 +40,8 @@ struct events {
         pthread_mutex_t lock;
         size_t updated, failed;
         char last_reason[256];
+        bool restore_nofile; /* the first failure sets RLIMIT_NOFILE back to nofile */
+        struct rlimit nofile;
 };
 
 static void on_event(const struct fallback_event *ev, void *userdata) {
@@ -45,8 +49,12 @@ static void on_event(const struct fallback_event *ev, void *userdata) {
         pthread_mutex_lock(&e->lock);
         if (ev->type == FALLBACK_EVENT_CREDENTIALS_UPDATED)
                 e->updated++;
-        if (ev->type == FALLBACK_EVENT_CREDENTIALS_FAILED)
+        if (ev->type == FALLBACK_EVENT_CREDENTIALS_FAILED) {
                 e->failed++;
+                if (e->restore_nofile)
+                        assert_int_equal(setrlimit(RLIMIT_NOFILE, &e->nofile), 0);
+                e->restore_nofile = false;
+        }
         if (ev->type == FALLBACK_EVENT_CREDENTIALS_UPDATED || ev->type == FALLBACK_EVENT_CREDENTIALS_FAILED)
                 snprintf(e->last_reason, sizeof(e->last_reason), "%s", ev->reason);
         pthread_mutex_unlock(&e->lock);
@@ -79,14 +87,27 @@ static struct fallback *fb_with_file(struct events *ev, const char *path) {
 }
 
 /* The status of a HEAD of a manifest nobody has: 404 through good credentials, 401 otherwise. */
-static int probe(struct fallback *fb) {
-        struct fallback_request req = { .registry = REG, .repository = "test/app", .kind = FALLBACK_MANIFEST,
-                                        .reference = "none", .head = true, .deadline_ms = time_now_ms() + 30000 };
+/* The status of a HEAD of repo's manifest "none" that must be done by deadline_ms (-errno: none). */
+static int probe_until(struct fallback *fb, const char *repo, uint64_t deadline_ms) {
+        struct fallback_request req = { .registry = REG, .repository = repo, .kind = FALLBACK_MANIFEST,
+                                        .reference = "none", .head = true, .deadline_ms = deadline_ms };
         struct fallback_response resp;
-        assert_int_equal(fallback_fetch(fb, &req, &resp), 0);
+        int r = fallback_fetch(fb, &req, &resp);
+        if (r < 0)
+                return r;
         int status = resp.status;
         fallback_response_done(&resp);
         return status;
+}
+
+static int probe_repo(struct fallback *fb, const char *repo) {
+        int status = probe_until(fb, repo, time_now_ms() + 30000);
+        assert_true(status > 0);
+        return status;
+}
+
+static int probe(struct fallback *fb) {
+        return probe_repo(fb, "test/app");
 }
 
 /* path replaced (a rename, as every writer of such files does) by text. */
@@ -105,6 +126,11 @@ static void replace_credentials(const char *path, const char *user, const char *
         assert_true(asprintf(&pair, "%s:%s", user, password) > 0);
         _cleanup_free_ char *auth = unit_base64(pair);
         replace(path, "{\"auths\": {\"%s\": {\"auth\": \"%s\"}}}", env.a.host, auth);
+}
+
+/* path replaced by a credentials file whose entry is the identity token token. */
+static void replace_identity_token(const char *path, const char *token) {
+        replace(path, "{\"auths\": {\"%s\": {\"auth\": \"dTo=\", \"identitytoken\": \"%s\"}}}", env.a.host, token);
 }
 
 static size_t count(const struct upstream *u, const char *method, const char *part, long status) {
@@ -135,6 +161,24 @@ static int group_teardown(void **state) {
         return 0;
 }
 
+/* The password changes at the registry (its tokens expired), then in the file at path, and the
+ * file's change is due to be seen. */
+static void new_password(const char *path, const char *password) {
+        upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"alice\", \"password\": \"%s\"}", password);
+        upstream_expire_tokens(&env.a);
+        replace_credentials(path, "alice", password);
+        fixture_sleep_ms(STAT_WAIT_MS);
+}
+
+/* A client whose credentials file at path holds alice's password, which the registry takes (checked). */
+static struct fallback *fb_with_password(struct events *ev, const char *path, const char *password) {
+        upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"alice\", \"password\": \"%s\"}", password);
+        replace_credentials(path, "alice", password);
+        struct fallback *fb = fb_with_file(ev, path);
+        assert_int_equal(probe(fb), 404);
+        return fb;
+}
+
 static int reset(void **state) {
         (void) state;
         upstream_reset(&env.a);
@@ -145,17 +189,11 @@ static void test_file_replaced(void **state) {
         (void) state;
         _cleanup_free_ char *path = NULL;
         assert_true(asprintf(&path, "%s/config.json", env.tmp) > 0);
-        upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"alice\", \"password\": \"pw-1\"}");
-        replace_credentials(path, "alice", "pw-1");
         struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
-        _cleanup_(fallback_freep) struct fallback *fb = fb_with_file(&ev, path);
-        assert_int_equal(probe(fb), 404);
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with_password(&ev, path, "pw-1");
 
         /* The password changes at the registry, then in the file. */
-        upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"alice\", \"password\": \"pw-2\"}");
-        upstream_expire_tokens(&env.a);
-        replace_credentials(path, "alice", "pw-2");
-        fixture_sleep_ms(STAT_WAIT_MS);
+        new_password(path, "pw-2");
         assert_int_equal(probe(fb), 404);
         assert_int_equal(ev.updated, 1);
         assert_non_null(strstr(ev.last_reason, "new credentials in use"));
@@ -194,6 +232,71 @@ static void test_file_replaced(void **state) {
         assert_non_null(strstr(ev.last_reason, "new credentials in use"));
 }
 
+/* A changed file whose read fails for a reason that is not its content (here EMFILE: no
+ * descriptor left for a moment) is read again a second later, not taken as seen. */
+static void test_file_read_error(void **state) {
+        (void) state;
+        _cleanup_free_ char *path = NULL;
+        assert_true(asprintf(&path, "%s/emfile.json", env.tmp) > 0);
+        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with_password(&ev, path, "pw-1");
+
+        new_password(path, "pw-2");
+        /* No descriptor below the limit is free: the read fails; the event puts the limit back. */
+        assert_int_equal(getrlimit(RLIMIT_NOFILE, &ev.nofile), 0);
+        int lowest = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        assert_true(lowest > 2);
+        close(lowest);
+        struct rlimit low = { .rlim_cur = (rlim_t) lowest, .rlim_max = ev.nofile.rlim_max };
+        ev.restore_nofile = true;
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+        assert_int_equal(probe(fb), 401); /* the old password, which the registry no longer takes */
+        assert_false(ev.restore_nofile);
+        assert_int_equal(ev.failed, 1);
+        assert_non_null(strstr(ev.last_reason, "Too many open files"));
+
+        fixture_sleep_ms(STAT_WAIT_MS);
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(ev.updated, 1);
+}
+
+struct late_probe {
+        struct fallback *fb;
+        int status;
+};
+
+static void *late_probe_main(void *userdata) {
+        struct late_probe *p = userdata;
+        p->status = probe(p->fb);
+        return NULL;
+}
+
+/* A fetch that copied the old credentials before they changed, and trades them for a token
+ * after the change dropped the tokens: its token is used once, never cached for the fetches
+ * that have the new credentials. */
+static void test_token_of_old_credentials(void **state) {
+        (void) state;
+        _cleanup_free_ char *path = NULL;
+        assert_true(asprintf(&path, "%s/late.json", env.tmp) > 0);
+        upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"alice\", \"password\": \"pw-1\"}");
+        /* The late fetch's first request is held: it meets its 401 after the change. */
+        upstream_rules(&env.a, "[{\"path\": \"/v2/test/app/manifests/none\", \"times\": 1, \"delay_ms\": 3000}]");
+        replace_credentials(path, "alice", "pw-1");
+        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with_file(&ev, path);
+        struct late_probe late = { .fb = fb };
+        pthread_t thread;
+        assert_int_equal(pthread_create(&thread, NULL, late_probe_main, &late), 0);
+        fixture_sleep_ms(200);
+        replace_credentials(path, "alice", "wrong");
+        fixture_sleep_ms(STAT_WAIT_MS);
+        assert_int_equal(probe_repo(fb, "other/app"), 401); /* reads the new file: the tokens are dropped */
+        assert_int_equal(ev.updated, 1);
+        pthread_join(thread, NULL);
+        assert_int_equal(late.status, 404); /* its credentials were good when it began */
+        assert_int_equal(probe(fb), 401);   /* not with the old credentials' token */
+}
+
 /* A file that went away: said once, by its name and errno, never twice. */
 static void test_file_gone(void **state) {
         (void) state;
@@ -212,6 +315,8 @@ static void test_file_gone(void **state) {
         assert_int_equal(probe(fb), 404);
         assert_int_equal(ev.failed, 1);
 }
+
+static void reconfigure(struct fallback *fb, const struct fallback_endpoint_config *ep);
 
 /* A helper in env.tmp: answers user u and the password in the file NAME.pw after
  * sleeping `delay` seconds; counts its runs in NAME.runs. Returns its path. */
@@ -246,14 +351,35 @@ static size_t lines_of(const char *helper, const char *ext) {
 struct worker {
         struct fallback *fb;
         pthread_barrier_t *barrier;
+        const char *repo; /* NULL: test/app */
         int status;
 };
 
 static void *worker_main(void *userdata) {
         struct worker *w = userdata;
         pthread_barrier_wait(w->barrier);
-        w->status = probe(w->fb);
+        w->status = probe_repo(w->fb, w->repo ? w->repo : "test/app");
         return NULL;
+}
+
+#define WORKERS_MAX 8
+
+/* n probes at once (of repos[i], or test/app without repos); each one's status must be want. */
+static void probe_at_once(struct fallback *fb, size_t n, const char *const *repos, int want) {
+        pthread_barrier_t barrier;
+        pthread_t threads[WORKERS_MAX];
+        struct worker w[WORKERS_MAX];
+        assert_true(n <= WORKERS_MAX);
+        assert_int_equal(pthread_barrier_init(&barrier, NULL, (unsigned) n), 0);
+        for (size_t i = 0; i < n; i++) {
+                w[i] = (struct worker) { .fb = fb, .barrier = &barrier, .repo = repos ? repos[i] : NULL };
+                assert_int_equal(pthread_create(&threads[i], NULL, worker_main, &w[i]), 0);
+        }
+        for (size_t i = 0; i < n; i++)
+                pthread_join(threads[i], NULL);
+        pthread_barrier_destroy(&barrier);
+        for (size_t i = 0; i < n; i++)
+                assert_int_equal(w[i].status, want);
 }
 
 static void test_helper_single_flight(void **state) {
@@ -267,19 +393,7 @@ static void test_helper_single_flight(void **state) {
         _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ev, &ep);
 
         /* Eight fetches at once: one run of the helper, the others wait for it. */
-        pthread_barrier_t barrier;
-        pthread_t threads[8];
-        struct worker w[8];
-        assert_int_equal(pthread_barrier_init(&barrier, NULL, 8), 0);
-        for (size_t i = 0; i < 8; i++) {
-                w[i] = (struct worker) { .fb = fb, .barrier = &barrier };
-                assert_int_equal(pthread_create(&threads[i], NULL, worker_main, &w[i]), 0);
-        }
-        for (size_t i = 0; i < 8; i++)
-                pthread_join(threads[i], NULL);
-        pthread_barrier_destroy(&barrier);
-        for (size_t i = 0; i < 8; i++)
-                assert_int_equal(w[i].status, 404);
+        probe_at_once(fb, 8, NULL, 404);
         assert_int_equal(lines_of(helper, "runs"), 1);
         assert_int_equal(ev.updated, 1);
 
@@ -294,6 +408,66 @@ static void test_helper_single_flight(void **state) {
         assert_int_equal(probe(fb), 404);
         assert_int_equal(lines_of(helper, "runs"), 2);
         assert_int_equal(ev.updated, 2);
+        assert_int_equal(ev.failed, 0);
+}
+
+struct timed_probe {
+        struct fallback *fb;
+        uint64_t within_ms; /* its deadline, from its start */
+        uint64_t took_ms;
+};
+
+static void *timed_probe_main(void *userdata) {
+        struct timed_probe *p = userdata;
+        uint64_t t0 = time_now_ms();
+        (void) probe_until(p->fb, "test/app", t0 + p->within_ms);
+        p->took_ms = time_now_ms() - t0;
+        return NULL;
+}
+
+/* A helper that hangs (its timeout: 20 s) holds up neither the requests that have its last
+ * good answer (they use it) nor, past its deadline, the request that runs it or one that
+ * waits for a first answer; such a cut is not the helper's failure. */
+static void test_helper_hangs(void **state) {
+        (void) state;
+        upstream_auth(&env.a, "{\"mode\": \"basic\", \"user\": \"u\", \"password\": \"h-1\"}");
+        _cleanup_free_ char *delay = NULL, *sleep_for = NULL;
+        assert_true(asprintf(&delay, "%s/docker-credential-hang.delay", env.tmp) > 0);
+        assert_true(asprintf(&sleep_for, "$(cat %s 2>/dev/null || echo 0)", delay) > 0);
+        _cleanup_free_ char *helper = write_helper("docker-credential-hang", sleep_for, "h-1");
+        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
+        struct fallback_endpoint_config ep = endpoint();
+        ep.credential_helper = helper;
+        ep.credential_helper_lifetime_ms = 1000;
+        ep.credential_helper_timeout_ms = 20000;
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ev, &ep);
+        assert_int_equal(probe(fb), 404);
+
+        replace(delay, "30");
+        fixture_sleep_ms(1100); /* the answer is stale: the next request runs the helper, which hangs */
+        struct timed_probe runner = { .fb = fb, .within_ms = 2000 };
+        pthread_t thread;
+        assert_int_equal(pthread_create(&thread, NULL, timed_probe_main, &runner), 0);
+        fixture_sleep_ms(300);
+        uint64_t t0 = time_now_ms();
+        assert_int_equal(probe(fb), 404); /* the last good answer */
+        assert_true(time_now_ms() - t0 < 1500);
+        pthread_join(thread, NULL);
+        assert_true(runner.took_ms < 5000);
+        assert_int_equal(lines_of(helper, "runs"), 2);
+        assert_int_equal(ev.failed, 0);
+
+        /* No answer yet: a request waits for the run, within its own deadline. */
+        _cleanup_(fallback_freep) struct fallback *fresh = fb_with(&ev, &ep);
+        struct timed_probe first = { .fb = fresh, .within_ms = 3000 }, waiter = { .fb = fresh, .within_ms = 1000 };
+        pthread_t threads[2];
+        assert_int_equal(pthread_create(&threads[0], NULL, timed_probe_main, &first), 0);
+        fixture_sleep_ms(300);
+        assert_int_equal(pthread_create(&threads[1], NULL, timed_probe_main, &waiter), 0);
+        pthread_join(threads[1], NULL);
+        pthread_join(threads[0], NULL);
+        assert_true(waiter.took_ms < 2500);
+        assert_true(first.took_ms < 6000);
         assert_int_equal(ev.failed, 0);
 }
 
@@ -357,6 +531,115 @@ static void test_identity_token(void **state) {
         assert_null(strstr(ev.last_reason, "rt-"));
 }
 
+/* Concurrent grants for several scopes against a realm that rotates refresh tokens: each
+ * sends the token the one before it got (one grant at a time, the token read when it is
+ * built), none an already rotated one. A re-read file or a reload that gives the original
+ * token again keeps the rotated one (the realm refuses the original now); a new one is taken. */
+static void test_identity_token_rotation(void **state) {
+        (void) state;
+        upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"u\", \"password\": \"unused\", "
+                              "\"refresh_token\": \"rt-1\", \"rotate_refresh\": true}");
+        _cleanup_free_ char *path = NULL;
+        assert_true(asprintf(&path, "%s/rotating.json", env.tmp) > 0);
+        replace_identity_token(path, "rt-1");
+        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
+        struct fallback_endpoint_config ep = endpoint();
+        ep.credentials_file = path;
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ev, &ep);
+
+        static const char *const repos[] = { "r/a", "r/b", "r/c", "r/d" };
+        probe_at_once(fb, 4, repos, 404);
+        assert_int_equal(count(&env.a, "POST", "/token", 200), 4);
+        assert_int_equal(count(&env.a, "POST", "/token", 400), 0);
+
+        /* The file written again with the original token (a Secret re-synced): the rotated one stays. */
+        replace_identity_token(path, "rt-1");
+        fixture_sleep_ms(STAT_WAIT_MS);
+        upstream_expire_tokens(&env.a);
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(count(&env.a, "POST", "/token", 400), 0);
+        assert_int_equal(ev.updated, 0);
+        /* So at a reload (SIGHUP), which reads the file again. */
+        reconfigure(fb, &ep);
+        upstream_expire_tokens(&env.a);
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(count(&env.a, "POST", "/token", 400), 0);
+        /* ... and after the reload, when the file is re-read again. */
+        replace_identity_token(path, "rt-1");
+        fixture_sleep_ms(STAT_WAIT_MS);
+        upstream_expire_tokens(&env.a);
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(count(&env.a, "POST", "/token", 400), 0);
+        assert_int_equal(count(&env.a, "POST", "/token", 200), 7);
+
+        /* A new token in the file (the operator logged in again) is new credentials. */
+        upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"u\", \"password\": \"unused\", "
+                              "\"refresh_token\": \"rt-new\", \"rotate_refresh\": true}");
+        replace_identity_token(path, "rt-new");
+        fixture_sleep_ms(STAT_WAIT_MS);
+        upstream_expire_tokens(&env.a);
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(count(&env.a, "POST", "/token", 400), 0);
+        assert_int_equal(ev.updated, 1);
+}
+
+/* The same with a helper that answers an identity token: a reload that keeps the helper
+ * keeps the rotated token, and so does the helper's next run that gives the original again. */
+static void test_identity_token_helper_rotation(void **state) {
+        (void) state;
+        upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"u\", \"password\": \"unused\", "
+                              "\"refresh_token\": \"rt-1\", \"rotate_refresh\": true}");
+        _cleanup_free_ char *helper = NULL;
+        assert_true(asprintf(&helper, "%s/docker-credential-token", env.tmp) > 0);
+        replace(helper, "#!/bin/sh\necho run >>%s.runs\nprintf '{\"Username\": \"<token>\", \"Secret\": \"rt-1\"}'\n",
+                helper);
+        assert_int_equal(chmod(helper, 0700), 0);
+        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
+        struct fallback_endpoint_config ep = endpoint();
+        ep.credential_helper = helper;
+        ep.credential_helper_lifetime_ms = 1500;
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ev, &ep);
+        assert_int_equal(probe(fb), 404);
+        reconfigure(fb, &ep);
+        upstream_expire_tokens(&env.a);
+        assert_int_equal(probe(fb), 404);
+        fixture_sleep_ms(1600);
+        upstream_expire_tokens(&env.a);
+        assert_int_equal(probe(fb), 404);
+        assert_int_equal(lines_of(helper, "runs"), 2);
+        assert_int_equal(count(&env.a, "POST", "/token", 200), 3);
+        assert_int_equal(count(&env.a, "POST", "/token", 400), 0);
+}
+
+static void copy_stats(const struct fallback_endpoint_stats *s, void *userdata) {
+        *(struct fallback_endpoint_stats *) userdata = *s;
+}
+
+/* A refresh token the realm refuses (400 invalid_grant): a 401 and an event, not an
+ * endpoint failure; the breaker stays shut and public repositories are served. */
+static void test_identity_token_refused(void **state) {
+        (void) state;
+        upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"u\", \"password\": \"unused\", "
+                              "\"refresh_token\": \"rt-live\", \"private\": [\"test/\"]}");
+        _cleanup_free_ char *path = NULL;
+        assert_true(asprintf(&path, "%s/revoked.json", env.tmp) > 0);
+        replace_identity_token(path, "rt-revoked");
+        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with_file(&ev, path);
+        assert_int_equal(probe(fb), 401);
+        assert_int_equal(count(&env.a, "POST", "/token", 400), 1);
+        assert_int_equal(ev.failed, 1);
+        assert_non_null(strstr(ev.last_reason, "HTTP 400 to the OAuth2 POST: the refresh token was refused"));
+        assert_null(strstr(ev.last_reason, "rt-"));
+        assert_int_equal(probe(fb), 401);
+        assert_int_equal(probe_repo(fb, "pub/app"), 404);
+        struct fallback_endpoint_stats st = { 0 };
+        fallback_foreach_endpoint(fb, copy_stats, &st);
+        assert_int_equal(st.state, FALLBACK_BREAKER_CLOSED);
+        assert_int_equal(st.breaker_opens, 0);
+        assert_int_equal(st.failures, 0);
+}
+
 static void reconfigure(struct fallback *fb, const struct fallback_endpoint_config *ep) {
         struct fallback_registry_config r = { .host = REG, .endpoints = ep, .n_endpoints = 1 };
         struct error_list errors;
@@ -401,9 +684,15 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup(test_file_replaced, reset),
                 cmocka_unit_test_setup(test_file_gone, reset),
+                cmocka_unit_test_setup(test_token_of_old_credentials, reset),
+                cmocka_unit_test_setup(test_file_read_error, reset),
                 cmocka_unit_test_setup(test_helper_single_flight, reset),
                 cmocka_unit_test_setup(test_helper_fails, reset),
+                cmocka_unit_test_setup(test_helper_hangs, reset),
                 cmocka_unit_test_setup(test_identity_token, reset),
+                cmocka_unit_test_setup(test_identity_token_refused, reset),
+                cmocka_unit_test_setup(test_identity_token_rotation, reset),
+                cmocka_unit_test_setup(test_identity_token_helper_rotation, reset),
                 cmocka_unit_test_setup(test_reconfigure, reset),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
