@@ -986,12 +986,26 @@ static void count_auth(struct pull *p, const struct request *rq) {
                 atomic_fetch_add(&p->auth_outage_serves, 1);
 }
 
+/* libmicrohttpd parses headers in place, in the connection's buffer, which
+ * it keeps (unwiped) while the connection lives: the client's credentials
+ * are wiped there, in each Authorization header's value. */
+static enum MHD_Result wipe_authorization(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+                                          const char *value, size_t value_size) {
+        (void) cls;
+        (void) kind;
+        if (value && key_size == strlen(MHD_HTTP_HEADER_AUTHORIZATION) &&
+            strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION) == 0)
+                explicit_bzero((char *) value, value_size);
+        return MHD_YES;
+}
+
 void http_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum MHD_RequestTerminationCode toe) {
         struct pull *p = cls;
         struct request *rq = *req_cls;
-        (void) conn;
         if (!rq)
                 return;
+        /* The request is over: libmicrohttpd reads none of its headers again. */
+        (void) MHD_get_connection_values_n(conn, MHD_HEADER_KIND, wipe_authorization, NULL);
         *req_cls = NULL;
         size_t slot = STATUS_SLOTS - 1;
         for (size_t i = 0; i + 1 < STATUS_SLOTS; i++)

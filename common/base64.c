@@ -38,3 +38,14 @@ int base64_decode(const char *s, char **ret, size_t *ret_size) {
         *ret_size = (size_t) n;
         return 0;
 }
+
+int base64_encode(const void *data, size_t size, char **ret) {
+        if (size > (size_t) INT_MAX / 4 * 3 - 3)
+                return -EINVAL;
+        char *out = malloc((size + 2) / 3 * 4 + 1);
+        if (!out)
+                return -ENOMEM;
+        (void) EVP_EncodeBlock((unsigned char *) out, data, (int) size);
+        *ret = out;
+        return 0;
+}

@@ -30,9 +30,34 @@ static void json_free_wiped(void *p) {
         }
 }
 
+/* libcurl likewise: the request it builds (an Authorization line in it), a
+ * token answer it received, are in its buffers; each is wiped when freed.
+ * A wipe per free, not per byte: transfers keep their buffers throughout. */
+static void *curl_realloc_wiped(void *p, size_t size) {
+        if (!p)
+                return malloc(size);
+        /* Never in place: realloc would free a moved block unwiped. */
+        size_t old = malloc_usable_size(p);
+        void *n = malloc(size ? size : 1);
+        if (!n)
+                return NULL;
+        memcpy(n, p, old < size ? old : size);
+        json_free_wiped(p);
+        return n;
+}
+
+static char *curl_strdup_wiped(const char *s) {
+        size_t n = strlen(s) + 1;
+        char *d = malloc(n);
+        return d ? memcpy(d, s, n) : NULL;
+}
+
 int fallback_global_init(void) {
         json_set_alloc_funcs(malloc, json_free_wiped);
-        return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -EIO;
+        return curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, json_free_wiped, curl_realloc_wiped,
+                                    curl_strdup_wiped, calloc) == CURLE_OK
+                       ? 0
+                       : -EIO;
 }
 
 void fallback_global_done(void) {

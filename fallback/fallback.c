@@ -110,14 +110,6 @@ static void record_ratelimit(struct fetch *f, const struct ep *e, struct event_b
         evb->set = true;
 }
 
-/* Frees a header list, wiping each line first: one may be "Authorization: ...". */
-static void slist_wipe_free(struct curl_slist *l) {
-        for (struct curl_slist *i = l; i; i = i->next)
-                if (i->data)
-                        explicit_bzero(i->data, strlen(i->data));
-        curl_slist_free_all(l);
-}
-
 static bool header_add(struct curl_slist **l, const char *line) {
         struct curl_slist *n = curl_slist_append(*l, line);
         if (!n)
@@ -176,7 +168,7 @@ static int request_headers(const struct fetch *f, const struct exchange *x, bool
         for (const struct curl_slist *h = x->same_host ? x->e->headers : NULL; ok && h; h = h->next)
                 ok = header_add(&hdrs, h->data);
         if (!ok) {
-                slist_wipe_free(hdrs);
+                http_headers_free_wiped(hdrs);
                 return -ENOMEM;
         }
         *ret = hdrs;
@@ -226,7 +218,7 @@ static int perform(struct fetch *f, struct exchange *x, bool head, struct curl_s
         int r = http_perform(f->fb->http, &rq, &x->hr);
         if (x->on_origin && x->hr.peer_ip[0])
                 f->ep_class = x->hr.peer_class;
-        slist_wipe_free(hdrs);
+        http_headers_free_wiped(hdrs);
         f->resp->attempts++;
 
         struct event_buf evb = { 0 };

@@ -14,6 +14,7 @@
 
 #include <pthread.h>
 
+#include "common/base64.h"
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/macro.h"
@@ -54,6 +55,7 @@ struct exchange {
         bool error_body_cut;   /* ... more than ERROR_BODY_MAX of them: the response is taken as complete */
         bool peer_refused;     /* a connection was refused by req->peer_mask: resp->peer_ip says where */
         int socket_errno;      /* socket() failed for a connection (EMFILE: out of descriptors) */
+        struct curl_slist *own_headers; /* req->headers and the Basic Authorization line (wiped when freed) */
 };
 
 static void set_reason(struct http_response *r, const char *fmt, ...) _printf_(2, 3);
@@ -242,6 +244,58 @@ static int map_curl_error(CURLcode c) {
         }
 }
 
+void http_headers_free_wiped(struct curl_slist *l) {
+        for (struct curl_slist *i = l; i; i = i->next)
+                if (i->data)
+                        explicit_bzero(i->data, strlen(i->data));
+        curl_slist_free_all(l);
+}
+
+/* req->headers with "Authorization: Basic <user:password>" added, in *ret. */
+static int basic_headers(const struct http_request *req, struct curl_slist **ret) {
+        const char *pw = req->password ? req->password : "";
+        size_t lu = strlen(req->user), lp = strlen(pw);
+        _cleanup_free_ char *pair = malloc(lu + 1 + lp + 1);
+        _cleanup_free_ char *b64 = NULL, *line = NULL;
+        struct curl_slist *l = NULL;
+        int r = pair ? 0 : -ENOMEM;
+        if (r == 0) {
+                memcpy(pair, req->user, lu);
+                pair[lu] = ':';
+                memcpy(pair + lu + 1, pw, lp + 1);
+                r = base64_encode(pair, lu + 1 + lp, &b64);
+                explicit_bzero(pair, lu + 1 + lp);
+        }
+        if (r == 0 && asprintf(&line, "Authorization: Basic %s", b64) < 0) {
+                line = NULL;
+                r = -ENOMEM;
+        }
+        for (const struct curl_slist *h = req->headers; r == 0 && h; h = h->next) {
+                struct curl_slist *n = curl_slist_append(l, h->data);
+                if (!n)
+                        r = -ENOMEM;
+                else
+                        l = n;
+        }
+        if (r == 0) {
+                struct curl_slist *n = curl_slist_append(l, line);
+                if (!n)
+                        r = -ENOMEM;
+                else
+                        l = n;
+        }
+        if (b64)
+                explicit_bzero(b64, strlen(b64));
+        if (line)
+                explicit_bzero(line, strlen(line));
+        if (r < 0) {
+                http_headers_free_wiped(l);
+                return r;
+        }
+        *ret = l;
+        return 0;
+}
+
 static int setup(CURL *h, CURLSH *share, const struct http_request *req, struct exchange *x, char *errbuf) {
         bool ok = true;
 #define SET(opt, val) ok = ok && curl_easy_setopt(h, opt, val) == CURLE_OK
@@ -274,9 +328,14 @@ static int setup(CURL *h, CURLSH *share, const struct http_request *req, struct 
                 SET(CURLOPT_POSTFIELDS, req->post_fields);
         }
         if (req->user) {
-                SET(CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
-                SET(CURLOPT_USERNAME, req->user);
-                SET(CURLOPT_PASSWORD, req->password ? req->password : "");
+                /* Our own header rather than CURLOPT_USERNAME/PASSWORD: libcurl would
+                 * keep those in the pooled handle and in the cached connection (to
+                 * match it for reuse), unwiped. Redirects are not followed here, so
+                 * the header goes to req->url only. */
+                int r = basic_headers(req, &x->own_headers);
+                if (r < 0)
+                        return r;
+                SET(CURLOPT_HTTPHEADER, x->own_headers);
         }
         if (req->ca_file) {
                 /* Added to the system's roots, not instead of them (as containerd
@@ -553,6 +612,7 @@ int http_perform(struct http_client *c, const struct http_request *req, struct h
          * closes it on removal rather than putting it back in the cache. */
         curl_multi_remove_handle(m, h);
 out:
-        lane_put(c, lane, origin);
+        lane_put(c, lane, origin); /* resets the handle: it no longer points at own_headers */
+        http_headers_free_wiped(x.own_headers);
         return r;
 }

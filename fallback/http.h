@@ -74,6 +74,9 @@ struct http_response {
         enum fallback_addr_class peer_class; /* ... and its class */
 };
 
+/* Frees a header list, wiping each line first: one may be "Authorization: ...". */
+void http_headers_free_wiped(struct curl_slist *l);
+
 /* Performs the exchange. Returns 0 when a complete response was received
  * (any status; the body of a non-2xx one is not waited for beyond 16 KiB
  * or 1 s), -ETIMEDOUT (connect or response timeout, or deadline),

@@ -54,10 +54,29 @@ static void test_refused(void **state) {
         bad("=Zm9");
 }
 
+static void enc(const char *in, size_t size, const char *want) {
+        char *got = NULL;
+        assert_int_equal(base64_encode(in, size, &got), 0);
+        assert_string_equal(got, want);
+        free(got);
+}
+
+static void test_encode(void **state) {
+        (void) state;
+        enc("", 0, "");
+        enc("f", 1, "Zg==");
+        enc("fo", 2, "Zm8=");
+        enc("foo", 3, "Zm9v");
+        enc("user:pass", 9, "dXNlcjpwYXNz");
+        enc("\0\1", 2, "AAE=");
+        enc("\xfb\xff\xbf", 3, "+/+/");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_decode),
                 cmocka_unit_test(test_refused),
+                cmocka_unit_test(test_encode),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
