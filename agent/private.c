@@ -6,6 +6,7 @@
 #include "agent/private.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,10 +33,10 @@ struct private_set {
         char **order;                /* the "r" and "p" entries in order, borrowed from slots */
         size_t n_order, cap_order;
         size_t file_bytes; /* the file's size with every saved entry: at most PRIVATE_FILE_MAX */
-        /* Entries added, and how many of them the file is known to hold: a
-         * write that failed is tried again by the next mark, even one that
-         * adds nothing (its retry must not pass for recorded). */
-        uint64_t added, on_disk;
+        /* Entries in memory the file may not hold: a write that failed is
+         * tried again by the next mark, even one that adds nothing (its retry
+         * must not pass for recorded). Entries are added under write_lock only. */
+        bool dirty;
         /* Repositories the origin asked credentials for, with nothing of them
          * stored (yet): in memory for PRIVATE_NOTE_TTL_MS, by a hash of their
          * name. Anyone can make these (a 401 for a name that does not exist),
@@ -150,7 +151,7 @@ static int add_line(struct private_set *s, const char *line) {
         }
         int r = add(s, line, true);
         if (r > 0)
-                s->added++;
+                s->dirty = true;
         return r;
 }
 
@@ -201,7 +202,7 @@ int private_open(const char *dir, struct private_set **ret, unsigned *ret_line) 
                 private_free(s);
                 return r;
         }
-        s->on_disk = s->added; /* what was read is what the file holds */
+        s->dirty = false; /* what was read is what the file holds */
         *ret = s;
         return 0;
 }
@@ -307,14 +308,13 @@ static int mark(struct private_set *s, bool repo_line, const char *registry, con
          * And whenever the file lags behind memory, added now or not. */
         _cleanup_free_ char *data = NULL;
         size_t len = 0;
-        uint64_t snap = s->added;
-        int w = s->path && snap != s->on_disk ? snapshot_locked(s, &data, &len) : 0;
+        int w = s->path && s->dirty ? snapshot_locked(s, &data, &len) : 0;
         pthread_mutex_unlock(&s->lock);
         if (w >= 0 && data)
                 w = write_file_atomic(s->path, data, len, 0600);
         if (w >= 0 && data) {
                 pthread_mutex_lock(&s->lock);
-                s->on_disk = snap; /* write_lock held: no other write ran in between */
+                s->dirty = false; /* write_lock held: nothing was added since the snapshot */
                 pthread_mutex_unlock(&s->lock);
         }
         pthread_mutex_unlock(&s->write_lock);
@@ -379,7 +379,7 @@ int private_prune(struct private_set *s, private_present_fn present, void *userd
                 r = write_file_atomic(s->path, data, len, 0600);
         if (r >= 0 && data) {
                 pthread_mutex_lock(&s->lock);
-                s->on_disk = s->added; /* the file holds the whole table now (write_lock: no mark since) */
+                s->dirty = false; /* the file holds the whole table now (write_lock: no mark since) */
                 pthread_mutex_unlock(&s->lock);
         }
         pthread_mutex_unlock(&s->write_lock);

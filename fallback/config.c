@@ -46,16 +46,10 @@ static void *curl_realloc_wiped(void *p, size_t size) {
         return n;
 }
 
-static char *curl_strdup_wiped(const char *s) {
-        size_t n = strlen(s) + 1;
-        char *d = malloc(n);
-        return d ? memcpy(d, s, n) : NULL;
-}
-
 int fallback_global_init(void) {
         json_set_alloc_funcs(malloc, json_free_wiped);
-        return curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, json_free_wiped, curl_realloc_wiped,
-                                    curl_strdup_wiped, calloc) == CURLE_OK
+        return curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, json_free_wiped, curl_realloc_wiped, strdup,
+                                    calloc) == CURLE_OK
                        ? 0
                        : -EIO;
 }

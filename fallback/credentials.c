@@ -54,7 +54,7 @@ bool credentials_equal(const struct credentials *a, const struct credentials *b)
                field_equal(a->identity_token, b->identity_token);
 }
 
-static bool is_docker_hub(const char *h, size_t len) {
+bool credentials_is_docker_hub(const char *h, size_t len) {
         static const char *const names[] = { "docker.io", "index.docker.io", "registry-1.docker.io" };
         for (size_t i = 0; i < ELEMENTSOF(names); i++)
                 if (strlen(names[i]) == len && strncasecmp(h, names[i], len) == 0)
@@ -72,7 +72,7 @@ static bool key_matches(const char *key, const char *host) {
         size_t len = strcspn(k, "/");
         if (strlen(host) == len && strncasecmp(k, host, len) == 0)
                 return true;
-        return is_docker_hub(k, len) && is_docker_hub(host, strlen(host));
+        return credentials_is_docker_hub(k, len) && credentials_is_docker_hub(host, strlen(host));
 }
 
 static int from_entry(json_t *entry, const char *key, struct credentials **ret, struct error_list *errors) {

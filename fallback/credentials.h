@@ -33,6 +33,10 @@ int credentials_load(const char *file, const char *host, struct credentials **re
 /* Parses config.json text (for tests and the fuzz target); see credentials_load. */
 int credentials_parse(const char *data, size_t size, const char *host, struct credentials **ret, struct error_list *errors);
 
+/* Whether h (len bytes) names Docker Hub: docker.io, index.docker.io or
+ * registry-1.docker.io, in any case. */
+bool credentials_is_docker_hub(const char *h, size_t len);
+
 struct credentials *credentials_free(struct credentials *c);
 
 /* A deep copy (NULL for NULL, and on -ENOMEM: check c). */

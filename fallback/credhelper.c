@@ -11,17 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "common/macro.h"
 #include "common/run.h"
+#include "fallback/credentials.h"
 
 const char *credhelper_server_url(const char *host) {
-        static const char *const hub[] = { "docker.io", "index.docker.io", "registry-1.docker.io" };
-        for (size_t i = 0; i < ELEMENTSOF(hub); i++)
-                if (strcasecmp(host, hub[i]) == 0)
-                        return "https://index.docker.io/v1/"; /* what docker sends for Docker Hub */
-        return host;
+        /* What docker sends for Docker Hub. */
+        return credentials_is_docker_hub(host, strlen(host)) ? "https://index.docker.io/v1/" : host;
 }
 
 static bool usable(const char *s) {
