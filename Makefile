@@ -53,6 +53,7 @@ HOSTSCONFIG_SRC := hostsconfig/spec.c hostsconfig/spec-model.c hostsconfig/spec-
 	hostsconfig/render-docker.c hostsconfig/render-talos.c hostsconfig/render-registries-conf.c \
 	hostsconfig/hosts-apply.c hostsconfig/spec-tags.c hostsconfig/toml.c hostsconfig/toml-tree.c hostsconfig/containerd-config.c \
 	hostsconfig/spec-version.c
+HOSTSCONFIG_SRC += hostsconfig/render-talos-legacy.c hostsconfig/render-yaml.c
 # The agent's sources that use none of its libraries (libmicrohttpd, libsystemd): the fuzz targets link them too.
 AGENT_PURE_SRC := agent/route.c agent/outcome.c agent/host.c agent/bounds.c \
 	agent/clientauth.c agent/verdict.c agent/private.c

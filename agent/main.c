@@ -79,8 +79,10 @@ static const char usage_hosts[] =
         "                       /etc/containerd/certs.d); without it, a single-file format\n"
         "                       is printed to standard output\n"
         "  --format FORMAT      containerd (default: DIR/<registry>/hosts.toml), docker\n"
-        "                       (daemon.json fragment, docker.io only), talos (machine-config\n"
-        "                       patch) or registries-conf (CRI-O, podman)\n"
+        "                       (daemon.json fragment, docker.io only), talos (Talos 1.12+\n"
+        "                       RegistryMirrorConfig and RegistryTLSConfig documents, one\n"
+        "                       multi-document patch), talos-legacy (the machine.registries\n"
+        "                       patch of older Talos) or registries-conf (CRI-O, podman)\n"
         "  --listen HOST:PORT   where layerd listens, if not the spec's agent.listen\n"
         "  --containerd-socket PATH\n"
         "                       containerd's socket, asked for its version when\n"
@@ -288,7 +290,7 @@ static int cmd_hosts(int argc, char **argv) {
                         r = hosts_format_from_string(optarg);
                         if (r < 0) {
                                 fprintf(stderr, "layerd hosts: --format: unknown format \"%s\" "
-                                                "(containerd, docker, talos or registries-conf)\n", optarg);
+                                                "(containerd, docker, talos, talos-legacy or registries-conf)\n", optarg);
                                 return EXIT_USAGE;
                         }
                         format = (enum hosts_format) r;

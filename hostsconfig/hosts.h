@@ -3,9 +3,13 @@
 
 /* Runtime mirror configs rendered from the cluster spec: containerd's
  * hosts.toml tree (docs/hosts.md in containerd), Docker's daemon.json
- * registry-mirrors, a Talos machine-config patch, and containers-registries.conf(5)
- * for CRI-O and podman. Rendering is pure (no I/O, byte-for-byte deterministic);
- * hosts_apply() puts a rendered set on disk safely. */
+ * registry-mirrors, Talos's registry documents (RegistryMirrorConfig and
+ * RegistryTLSConfig, Talos 1.12+) or its older machine.registries patch, and
+ * containers-registries.conf(5) for CRI-O and podman. Rendering is
+ * byte-for-byte deterministic and does no I/O, but for one read: the Talos
+ * documents carry a CA certificate's contents (Talos takes no paths), so the
+ * talos format reads the spec's ca_file files. hosts_apply() puts a rendered
+ * set on disk safely. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -22,10 +26,11 @@ enum hosts_format {
         HOSTS_FORMAT_DOCKER,
         HOSTS_FORMAT_TALOS,
         HOSTS_FORMAT_REGISTRIES_CONF,
+        HOSTS_FORMAT_TALOS_LEGACY,
         _HOSTS_FORMAT_MAX,
 };
 
-/* "containerd", "docker", "talos", "registries-conf"; -EINVAL for anything else. */
+/* "containerd", "docker", "talos", "registries-conf", "talos-legacy"; -EINVAL for anything else. */
 int hosts_format_from_string(const char *s);
 const char *hosts_format_to_string(enum hosts_format f);
 

@@ -47,5 +47,6 @@ int registry_origin_is_implied(const struct spec_registry *r);
 int render_containerd(const struct spec *s, const char *agent_url, struct hosts_output *o, struct error_list *notes);
 int render_docker(const struct spec *s, const char *agent_url, struct hosts_output *o, struct error_list *notes);
 int render_talos(const struct spec *s, const char *agent_url, struct hosts_output *o, struct error_list *notes);
+int render_talos_legacy(const struct spec *s, const char *agent_url, struct hosts_output *o, struct error_list *notes);
 int render_registries_conf(const struct spec *s, const char *agent_url, struct hosts_output *o,
                            struct error_list *notes);

@@ -12,6 +12,7 @@ static const char *const format_names[_HOSTS_FORMAT_MAX] = {
         [HOSTS_FORMAT_DOCKER] = "docker",
         [HOSTS_FORMAT_TALOS] = "talos",
         [HOSTS_FORMAT_REGISTRIES_CONF] = "registries-conf",
+        [HOSTS_FORMAT_TALOS_LEGACY] = "talos-legacy",
 };
 
 int hosts_format_from_string(const char *s) {
@@ -182,6 +183,7 @@ int hosts_render(const struct spec *s, enum hosts_format format, const char *age
                 [HOSTS_FORMAT_DOCKER] = render_docker,
                 [HOSTS_FORMAT_TALOS] = render_talos,
                 [HOSTS_FORMAT_REGISTRIES_CONF] = render_registries_conf,
+                [HOSTS_FORMAT_TALOS_LEGACY] = render_talos_legacy,
         };
         if (format >= _HOSTS_FORMAT_MAX)
                 return -EINVAL;

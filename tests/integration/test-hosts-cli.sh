@@ -93,7 +93,11 @@ lhosts --spec "$SPEC" --format docker >"$T/daemon.json" 2>"$T/err"
 check "docker format is valid JSON with layerd first" $PY -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['registry-mirrors'][0]=='http://127.0.0.1:5080', d" "$T/daemon.json"
 check "docker format says it is docker.io only" grep -q "apply to docker.io only" "$T/err"
 lhosts --spec "$SPEC" --format talos >"$T/talos.yaml" 2>/dev/null
-check "talos format is valid YAML" $PY -c "import yaml,sys; d=yaml.safe_load(open(sys.argv[1])); assert d['machine']['registries']['mirrors']['docker.io']['endpoints'][0]=='http://127.0.0.1:5080', d" "$T/talos.yaml"
+check "talos format is a YAML stream of Talos documents, layerd first" $PY -c "import yaml,sys; d=list(yaml.safe_load_all(open(sys.argv[1]))); m=[x for x in d if x['kind']=='RegistryMirrorConfig' and x['name']=='docker.io']; assert all(x['apiVersion']=='v1alpha1' for x in d) and len(m)==1 and m[0]['endpoints'][0]=={'url': 'http://127.0.0.1:5080'}, d" "$T/talos.yaml"
+lhosts --spec "$SPEC" --format talos-legacy >"$T/talos-legacy.yaml" 2>/dev/null
+check "talos-legacy format is the machine.registries patch" $PY -c "import yaml,sys; d=yaml.safe_load(open(sys.argv[1])); assert d['machine']['registries']['mirrors']['docker.io']['endpoints'][0]=='http://127.0.0.1:5080', d" "$T/talos-legacy.yaml"
+lhosts --spec "$SPEC" --dir "$T/talos-dir" --format talos >/dev/null 2>&1
+check "talos format with --dir writes talos-registries.yaml" cmp "$T/talos.yaml" "$T/talos-dir/talos-registries.yaml"
 lhosts --spec "$SPEC" --format registries-conf >"$T/registries.conf" 2>/dev/null
 check "registries-conf format is valid TOML" $PY -c "import tomllib,sys; d=tomllib.load(open(sys.argv[1],'rb')); assert d['registry'][0]['prefix']=='docker.io', d" "$T/registries.conf"
 

@@ -228,6 +228,18 @@ static void test_example_spec(void **state) {
 
         o = golden(s, HOSTS_FORMAT_TALOS, "example-spec", &notes);
         ASSERT_NAMES(o, "talos-registries.yaml");
+        assert_note_count(&notes, 9);
+        assert_note(&notes, "docker.io: credentials of https://harbor.mgmt.example.com/v2/proxy-docker.io are for layerd "
+                            "only: Talos's RegistryAuthConfig would hold the secret itself in the machine config");
+        assert_note(&notes, "ghcr.io: https://zot.mgmt.example.com:5000 gets the TLS settings of "
+                            "https://zot.mgmt.example.com:5000: Talos has one RegistryTLSConfig per host");
+        assert_note(&notes, "registry.example.com:5000: client certificate of https://mirror-a.example.com not rendered: "
+                            "Talos's clientIdentity takes the private key itself, and layerd does not copy private keys "
+                            "into rendered files");
+        hosts_output_free(o);
+
+        o = golden(s, HOSTS_FORMAT_TALOS_LEGACY, "example-spec", &notes);
+        ASSERT_NAMES(o, "talos-registries.yaml");
         assert_note_count(&notes, 5);
         assert_note(&notes, "docker.io: https://harbor.mgmt.example.com/v2/proxy-docker.io left out: Talos has one "
                             "overridePath per registry, and layerd needs it off");
@@ -267,6 +279,11 @@ static void test_example_helm(void **state) {
 
         o = golden(s, HOSTS_FORMAT_TALOS, "example-helm-values", &notes);
         ASSERT_NAMES(o, "talos-registries.yaml");
+        assert_note_count(&notes, 0);
+        hosts_output_free(o);
+
+        o = golden(s, HOSTS_FORMAT_TALOS_LEGACY, "example-helm-values", &notes);
+        ASSERT_NAMES(o, "talos-registries.yaml");
         assert_note_count(&notes, 1);
         assert_note(&notes, "docker.io: https://harbor.mgmt.example.com/v2/proxy-docker.io left out: Talos has one "
                             "overridePath per registry, and layerd needs it off");
@@ -296,6 +313,74 @@ static void test_helm_nested(void **state) {
         assert_null(strstr(o->files[1].content, "[host.\"https://oci.example.net\"]"));
         hosts_output_free(o);
         spec_free(s);
+}
+
+/* ---- tests/golden/talos-tls.yaml: Talos's RegistryTLSConfig documents -------------------------- */
+
+/* text with every "@GOLDEN@" replaced by value. */
+static char *replace_all(const char *text, const char *value) {
+        static const char key[] = "@GOLDEN@";
+        char *out = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&out, &len);
+        assert_non_null(f);
+        for (const char *p = text, *q; *p; p = q + strlen(key)) {
+                q = strstr(p, key);
+                if (!q) {
+                        fputs(p, f);
+                        break;
+                }
+                fprintf(f, "%.*s%s", (int) (q - p), p, value);
+        }
+        assert_int_equal(fclose(f), 0);
+        return out;
+}
+
+static void test_talos_tls(void **state) {
+        (void) state;
+        char *dir = realpath("tests/golden", NULL);
+        assert_non_null(dir);
+        char *raw = slurp("tests/golden/talos-tls.yaml");
+        char *text = replace_all(raw, dir);
+        struct spec *s = NULL;
+        struct error_list errors, notes;
+        int r = spec_parse("tests/golden/talos-tls.yaml", text, strlen(text), CACHE, &s, &errors);
+        if (r != 0)
+                error_list_print(&errors, stderr);
+        assert_int_equal(r, 0);
+
+        struct hosts_output *o = golden(s, HOSTS_FORMAT_TALOS, "talos-tls", &notes);
+        ASSERT_NAMES(o, "talos-registries.yaml");
+        /* The CA's contents, as a block: PEM lines unchanged. */
+        assert_true(contains(o, 0, "\nkind: RegistryTLSConfig\nname: \"mirror.example.com\"\nca: |\n"
+                                   "  -----BEGIN CERTIFICATE-----\n"));
+        assert_true(contains(o, 0, "\nkind: RegistryTLSConfig\nname: \"skip.example.com:8443\"\n"
+                                   "insecureSkipVerify: true\n"));
+        assert_false(contains(o, 0, "bad.example.com\""));
+        assert_false(contains(o, 0, "clientIdentity"));
+        char *bad = NULL;
+        assert_true(asprintf(&bad, "docker.io: ca_file %s/certs/not-a-cert.pem not rendered: no PEM certificate in it "
+                                   "(Talos takes the certificate itself: render where the file is, or add ca to the "
+                                   "RegistryTLSConfig for bad.example.com)", dir) > 0);
+        assert_note_count(&notes, 4);
+        assert_note(&notes, bad);
+        assert_note(&notes, "docker.io: client certificate of https://[fd00::1]:8443 not rendered: Talos's clientIdentity "
+                            "takes the private key itself, and layerd does not copy private keys into rendered files");
+        assert_note(&notes, "ghcr.io: https://mirror.example.com/ghcr gets the TLS settings of https://mirror.example.com: "
+                            "Talos has one RegistryTLSConfig per host");
+        assert_note(&notes, "ghcr.io: https://skip.example.com:8443/ghcr: own TLS settings not rendered: Talos has one "
+                            "RegistryTLSConfig per host, and those of https://skip.example.com:8443 apply");
+        hosts_output_free(o);
+
+        /* The older patch still takes none of it. */
+        o = render(s, HOSTS_FORMAT_TALOS_LEGACY, &notes);
+        assert_false(contains(o, 0, "BEGIN CERTIFICATE"));
+        hosts_output_free(o);
+        free(bad);
+        spec_free(s);
+        free(text);
+        free(raw);
+        free(dir);
 }
 
 /* ---- tests/golden/render/render.yaml: every field, every escape ------------------------------ */
@@ -409,6 +494,24 @@ static void test_render_other_formats(void **state) {
         hosts_output_free(o);
 
         o = golden(s, HOSTS_FORMAT_TALOS, "render-1.6", &notes);
+        ASSERT_NAMES(o, "talos-registries.yaml");
+        assert_note_count(&notes, 14);
+        /* overridePath is per endpoint now: Harbor's proxy projects are kept, so every registry renders. */
+        assert_note(&notes, "docker.io: https://mirror.example.com: headers not rendered: Talos has no field for them");
+        assert_note(&notes, "docker.io: https://[fd00::1]:8443: capabilities not rendered: Talos lets every endpoint "
+                            "resolve tags and pull");
+        assert_note(&notes, "docker.io: credentials of https://harbor.example.com/v2/proxy-docker.io are for layerd only: "
+                            "Talos's RegistryAuthConfig would hold the secret itself in the machine config");
+        /* Certificates are read where layerd hosts runs; these are not there. */
+        assert_note(&notes, "quay.io: ca_file /etc/layerd/certs/quay-ca.pem not rendered: No such file or directory "
+                            "(Talos takes the certificate itself: render where the file is, or add ca to the "
+                            "RegistryTLSConfig for quay.io)");
+        assert_note(&notes, "registry.example.com:5000: client certificate of https://b.example.com:8443 not rendered: "
+                            "Talos's clientIdentity takes the private key itself, and layerd does not copy private keys "
+                            "into rendered files");
+        hosts_output_free(o);
+
+        o = golden(s, HOSTS_FORMAT_TALOS_LEGACY, "render-1.6", &notes);
         ASSERT_NAMES(o, "talos-registries.yaml");
         assert_note_count(&notes, 6);
         /* Nothing Talos can use: left out, rather than an empty endpoint list. */
@@ -537,6 +640,13 @@ static void test_agent_listed_as_endpoint(void **state) {
         assert_note_count(&notes, 1);
         assert_note(&notes, "docker.io: http://127.0.0.1:5080 left out: it is layerd itself, already the first host");
         hosts_output_free(o);
+        o = render(s, HOSTS_FORMAT_TALOS, &notes);
+        assert_true(contains(o, 0, "name: \"docker.io\"\nendpoints:\n- url: http://127.0.0.1:5080\n"
+                                   "- url: https://zot.example.com\n---\n"));
+        assert_true(contains(o, 0, "name: \"quay.io\"\nendpoints:\n- url: http://127.0.0.1:5080\n"));
+        assert_note_count(&notes, 1);
+        assert_note(&notes, "docker.io: http://127.0.0.1:5080 left out: it is layerd itself, already the first endpoint");
+        hosts_output_free(o);
         spec_free(s);
 }
 
@@ -560,6 +670,10 @@ static void test_most_endpoints(void **state) {
         assert_non_null(strstr(o->files[0].content, "\"m15.example.com\", \"hub.example.com\"]"));
         hosts_output_free(o);
         o = render(s, HOSTS_FORMAT_TALOS, &notes);
+        assert_non_null(strstr(o->files[0].content, "- url: http://m15.example.com\n- url: http://hub.example.com\n"
+                                                    "skipFallback: true\n"));
+        hosts_output_free(o);
+        o = render(s, HOSTS_FORMAT_TALOS_LEGACY, &notes);
         assert_non_null(strstr(o->files[0].content, "- http://m15.example.com\n        - http://hub.example.com\n"));
         hosts_output_free(o);
         spec_free(s);
@@ -645,6 +759,19 @@ static void test_custom_origin(void **state) {
         hosts_output_free(o);
 
         o = render(s, HOSTS_FORMAT_TALOS, &notes);
+        assert_true(contains(o, 0, "\nname: \"docker.io\"\nendpoints:\n- url: http://127.0.0.1:5080\n"
+                                   "- url: https://zot.example.com\n- url: https://mirror.gcr.io\nskipFallback: true\n"));
+        assert_true(contains(o, 0, "\nname: \"quay.io\"\nendpoints:\n- url: http://127.0.0.1:5080\n"
+                                   "- url: https://quay-proxy.example.com/quay\nskipFallback: true\n"));
+        assert_true(contains(o, 0, "\nname: \"registry.k8s.io\"\nendpoints:\n- url: http://127.0.0.1:5080\n---\n"));
+        /* Both of Harbor's paths kept, each with its overridePath. */
+        assert_true(contains(o, 0, "\nname: \"ghcr.io\"\nendpoints:\n- url: http://127.0.0.1:5080\n"
+                                   "- url: https://harbor.example.com/v2x\n  overridePath: true\n"
+                                   "- url: https://harbor.example.com/v2\n  overridePath: true\n"));
+        assert_note_count(&notes, 0);
+        hosts_output_free(o);
+
+        o = render(s, HOSTS_FORMAT_TALOS_LEGACY, &notes);
         assert_true(contains(o, 0, "\n      \"docker.io\":\n        endpoints:\n        - http://127.0.0.1:5080\n"
                                    "        - https://zot.example.com\n        - https://mirror.gcr.io\n"
                                    "        skipFallback: true\n"));
@@ -691,7 +818,7 @@ static void test_no_docker_io(void **state) {
 
 static void test_formats(void **state) {
         (void) state;
-        static const char *const names[] = { "containerd", "docker", "talos", "registries-conf" };
+        static const char *const names[] = { "containerd", "docker", "talos", "registries-conf", "talos-legacy" };
         for (int i = 0; i < _HOSTS_FORMAT_MAX; i++) {
                 assert_int_equal(hosts_format_from_string(names[i]), i);
                 assert_string_equal(hosts_format_to_string((enum hosts_format) i), names[i]);
@@ -769,6 +896,7 @@ int main(void) {
                 cmocka_unit_test(test_example_spec),
                 cmocka_unit_test(test_example_helm),
                 cmocka_unit_test(test_helm_nested),
+                cmocka_unit_test(test_talos_tls),
                 cmocka_unit_test(test_render_containerd_1_6),
                 cmocka_unit_test(test_render_containerd_1_7_32),
                 cmocka_unit_test(test_render_containerd_2_0_7),
