@@ -759,12 +759,23 @@ static bool access_allowed(struct pull *p, struct MHD_Connection *conn, struct r
         return true;
 }
 
+static const char *namespace_registry(const char *component, void *ctx) {
+        const struct spec_registry *r = spec_find_registry_namespace(ctx, component);
+        return r ? r->host : NULL;
+}
+
 /* A request for a registry's content: with the spec in force (held until the answer is made). */
 static enum MHD_Result registry_route(struct pull *p, struct MHD_Connection *conn, bool head, struct request *rq,
                                       struct route_match *rt, const char *ns_arg) {
         struct spec_ref *sr = spec_ref_get(p);
         const struct spec *s = sr->spec;
-        if (!rt->registry && s->agent.default_registry) {
+        /* A tag list's next page is asked for by the path the client used. */
+        char path_name[sizeof(rt->name)];
+        memcpy(path_name, rt->name, sizeof(path_name));
+        /* Without ns: "/v2/<registry namespace>/<repository>" first (docs/agent.md), then the default. */
+        if (!rt->registry && route_namespace(rt, namespace_registry, (void *) s))
+                snprintf(rq->ns, sizeof(rq->ns), "%s", rt->registry);
+        else if (!rt->registry && s->agent.default_registry) {
                 rt->registry = s->agent.default_registry;
                 snprintf(rq->ns, sizeof(rq->ns), "%s", rt->registry);
         }
@@ -796,7 +807,7 @@ static enum MHD_Result registry_route(struct pull *p, struct MHD_Connection *con
         }
 
         if (rt->kind == ROUTE_TAGS)
-                ret = tags_list(p, conn, rq, &t, rt->name, ns_arg);
+                ret = tags_list(p, conn, rq, &t, path_name, ns_arg);
         else if (rt->kind == ROUTE_BLOB)
                 ret = blob(p, conn, rq, &t, head, &rt->digest);
         else

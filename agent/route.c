@@ -115,6 +115,25 @@ int route_parse(const char *url, const char *ns, const char *default_registry, s
         return 0;
 }
 
+bool route_namespace(struct route_match *r, const char *(*lookup)(const char *component, void *ctx), void *ctx) {
+        if (r->kind != ROUTE_MANIFEST && r->kind != ROUTE_BLOB && r->kind != ROUTE_TAGS)
+                return false;
+        char *slash = strchr(r->name, '/');
+        if (!slash)
+                return false; /* "/v2/ghcr.io/manifests/x": the default registry's "ghcr.io", as before */
+        char component[REFERENCE_NAME_MAX + 1];
+        size_t n = (size_t) (slash - r->name);
+        memcpy(component, r->name, n);
+        component[n] = '\0';
+        const char *registry = lookup(component, ctx);
+        if (!registry)
+                return false;
+        /* The rest of a valid name is a valid name. */
+        memmove(r->name, slash + 1, strlen(slash + 1) + 1);
+        r->registry = registry;
+        return true;
+}
+
 int route_repository(const struct route_match *r, const char *host, char *buf, size_t size) {
         const char *prefix = strcmp(host, "docker.io") == 0 && !strchr(r->name, '/') ? "library/" : "";
         if (strlen(prefix) + strlen(r->name) >= size)

@@ -52,6 +52,16 @@ struct route_match {
  * or -EINVAL (bad name, reference or ns) with ret->error the answer to give. */
 int route_parse(const char *url, const char *ns, const char *default_registry, struct route_match *ret);
 
+/* Namespaced mirror paths, for a request that came without ns (podman and
+ * CRI-O with a registries.conf mirror location "layerd/<namespace>"): when
+ * r's name has two components or more and lookup(first component, ctx)
+ * names a registry (the spec's mirrored registry whose
+ * reference_registry_namespace() it is), r becomes a request for that
+ * registry's repository: the first component leaves r->name, and
+ * r->registry is lookup's answer (borrowed). Returns whether it did;
+ * otherwise r is unchanged. Only for ROUTE_MANIFEST, ROUTE_BLOB, ROUTE_TAGS. */
+bool route_namespace(struct route_match *r, const char *(*lookup)(const char *component, void *ctx), void *ctx);
+
 /* The repository to ask registry host for: r->name, with Docker Hub's
  * "library/" before a single-component name (containerd sends it; skopeo may
  * not). Returns 0, or -ENAMETOOLONG when it does not fit size bytes. */

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "common/reference.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +79,39 @@ bool reference_tag_is_valid(const char *tag) {
                 if (!is_word(tag[i]) && tag[i] != '.' && tag[i] != '-')
                         return false;
         return true;
+}
+
+int reference_registry_namespace(const char *registry, char *buf, size_t size) {
+        _cleanup_free_ char *host = NULL;
+        uint16_t port;
+        int r = parse_host_port(registry, false, &host, &port);
+        if (r < 0)
+                return r == -ENOMEM ? r : -EINVAL;
+        char text[REFERENCE_NAME_MAX + 1], port_text[PORT_TEXT_MAX] = "";
+        if (port)
+                snprintf(port_text, sizeof(port_text), "_%u", port);
+        struct in6_addr a6;
+        if (inet_pton(AF_INET6, host, &a6) == 1) {
+                /* In full: "::" would be an empty part, and a leading or trailing '_' no valid component. */
+                const uint8_t *b = a6.s6_addr;
+                snprintf(text, sizeof(text), "%x_%x_%x_%x_%x_%x_%x_%x%s", b[0] << 8 | b[1], b[2] << 8 | b[3],
+                         b[4] << 8 | b[5], b[6] << 8 | b[7], b[8] << 8 | b[9], b[10] << 8 | b[11],
+                         b[12] << 8 | b[13], b[14] << 8 | b[15], port_text);
+        } else if (!port && !strchr(host, '.') && strcmp(host, "localhost") != 0) {
+                /* "registry/app" is Docker Hub's registry/app to every client: never a namespace. */
+                return -EINVAL;
+        } else {
+                /* memcpy: gcc -O2 cannot see that the length check bounds an snprintf (-Wformat-truncation). */
+                size_t host_len = strlen(host), port_len = strlen(port_text);
+                if (host_len + port_len >= sizeof(text))
+                        return -ENAMETOOLONG;
+                memcpy(text, host, host_len);
+                memcpy(text + host_len, port_text, port_len + 1);
+        }
+        if (strlen(text) >= size)
+                return -ENAMETOOLONG;
+        memcpy(buf, text, strlen(text) + 1);
+        return 0;
 }
 
 void reference_done(struct reference *r) {

@@ -6,6 +6,7 @@
  * short forms normalised: "nginx" is "docker.io/library/nginx:latest". */
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #define REFERENCE_NAME_MAX 255 /* domain + "/" + path, as in distribution/reference */
 
@@ -24,6 +25,18 @@ bool reference_digest_is_valid(const char *digest);
 
 /* A tag: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}. */
 bool reference_tag_is_valid(const char *tag);
+
+/* The path component that names registry (host[:port], as a spec or an ns=
+ * names it) in a namespaced mirror path "/v2/<component>/<repository>/...":
+ * the name in lower case with each ':' written '_', an IPv6 address without
+ * brackets and written out in all eight groups ("ghcr.io", "127.0.0.1_5000",
+ * "fd00_0_0_0_0_0_0_1_5000"). A valid path component that no other registry
+ * gives (host names have no '_'; the count of '_' tells the forms apart).
+ * Returns 0; -EINVAL when registry is no host[:port], or is a name that
+ * reference_parse() reads as a Docker Hub namespace (no '.', no port, not
+ * "localhost"), which a repository of another registry may begin with;
+ * -ENAMETOOLONG when it does not fit size bytes; -ENOMEM. */
+int reference_registry_namespace(const char *registry, char *buf, size_t size);
 
 /* Parses "[domain/]path[:tag][@digest]". A first component without '.' or ':'
  * (and not "localhost") is a Docker Hub path; single-component Docker Hub paths

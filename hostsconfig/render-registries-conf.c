@@ -1,14 +1,17 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* containers-registries.conf(5), version 2, for CRI-O and podman:
  * [[registry]] with prefix and location, and [[registry.mirror]] entries
- * tried in order before the location. These clients send no ns= to a mirror,
- * so layerd is listed only for its default registry: for any other it would
- * answer with the default registry's content. A mirror location is
- * host[:port][/namespace], the namespace going after /v2/, which expresses
- * override_path endpoints (Harbor's /v2/proxy-x) but not a prefix before /v2. */
+ * tried in order before the location (the registry itself, last). A mirror
+ * location is host[:port][/namespace], the namespace going after /v2/, which
+ * expresses override_path endpoints (Harbor's /v2/proxy-x) but not a prefix
+ * before /v2. These clients send no ns= to a mirror, so layerd is listed for
+ * every registry it mirrors with the registry's namespace
+ * ("127.0.0.1:5080/ghcr.io", reference_registry_namespace()), which tells it
+ * the registry (docs/agent.md, "Namespaced paths"). */
 #include <string.h>
 
 #include "common/macro.h"
+#include "common/reference.h"
 #include "hostsconfig/render-internal.h"
 
 static void mirror(FILE *f, const char *location, bool insecure) {
@@ -58,13 +61,27 @@ int render_registries_conf(const struct spec *s, const char *agent_url, struct h
                 /* An implied origin is https; only a custom one can be plain http. */
                 if (reg_location != reg->host && url_is_http(reg->origin))
                         fputs("insecure = true\n", f);
-                if (reg->mirror && s->agent.default_registry && strcmp(s->agent.default_registry, reg->host) == 0)
-                        mirror(f, url_without_scheme(agent_url), true);
-                else if (reg->mirror)
+                char ns[REFERENCE_NAME_MAX + 1];
+                r = reg->mirror ? reference_registry_namespace(reg->host, ns, sizeof(ns)) : 0;
+                if (r == -ENOMEM) {
+                        render_buf_discard(&b);
+                        return r;
+                }
+                if (reg->mirror && r == 0) {
+                        _cleanup_free_ char *location = NULL;
+                        if (asprintf(&location, "%s/%s", url_without_scheme(agent_url), ns) < 0) {
+                                render_buf_discard(&b);
+                                return -ENOMEM;
+                        }
+                        mirror(f, location, true);
+                } else if (reg->mirror && r == -EINVAL)
                         error_list_add(notes, 0, 0,
-                                       "%s: layerd left out: CRI-O and podman send no ns=, and layerd's default "
-                                       "registry is not %s",
+                                       "%s: layerd left out: no namespaced path for a name without a dot or port "
+                                       "(clients read \"%s/...\" as Docker Hub's)",
                                        reg->host, reg->host);
+                else if (reg->mirror)
+                        error_list_add(notes, 0, 0, "%s: layerd left out: the name is too long for a namespaced path",
+                                       reg->host);
                 for (size_t j = 0; j < reg->n_endpoints; j++) {
                         const struct spec_endpoint *e = &reg->endpoints[j];
                         if (e->is_origin)

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "common/parse.h"
+#include "common/reference.h"
 #include "hostsconfig/spec-internal.h"
 
 /* ---- freeing ---------------------------------------------------------------- */
@@ -91,5 +92,16 @@ const struct spec_registry *spec_find_registry(const struct spec *s, const char 
         for (size_t i = 0; i < s->n_registries; i++)
                 if (s->registries[i].host && strcasecmp(s->registries[i].host, host) == 0)
                         return &s->registries[i];
+        return NULL;
+}
+
+const struct spec_registry *spec_find_registry_namespace(const struct spec *s, const char *component) {
+        for (size_t i = 0; i < s->n_registries; i++) {
+                const struct spec_registry *r = &s->registries[i];
+                char ns[REFERENCE_NAME_MAX + 1];
+                if (r->host && r->mirror && strcmp(r->host, SPEC_DEFAULT_REGISTRY) != 0 &&
+                    reference_registry_namespace(r->host, ns, sizeof(ns)) == 0 && strcmp(ns, component) == 0)
+                        return r;
+        }
         return NULL;
 }

@@ -244,6 +244,10 @@ struct spec *spec_free(struct spec *s);
 /* Looks a registry up by host, case-insensitively; NULL when absent. */
 const struct spec_registry *spec_find_registry(const struct spec *s, const char *host);
 
+/* The mirrored registry (not _default) whose namespace component
+ * (reference_registry_namespace()) is exactly component; NULL when none is. */
+const struct spec_registry *spec_find_registry_namespace(const struct spec *s, const char *component);
+
 /* The origin URL layerd assumes for a registry host: docker.io's API lives at
  * registry-1.docker.io; every other registry at https://<host>. Caller frees. */
 char *spec_default_origin(const char *host);

@@ -27,6 +27,8 @@ tests=(
   containerd docker-registry skopeo
   # dockerd (test-dockerd): Debian's /usr/sbin/dockerd, run as a private instance
   docker.io
+  # podman pulls through the rendered registries.conf (test-podman)
+  podman
   # the CRI test client (tests/integration/cri): gRPC, and the messages compiled
   # at test time by protoc 3.21, the version of python3-protobuf (python3-grpc-tools'
   # protoc is too old for it)
@@ -59,7 +61,7 @@ if [[ $(id -u) -ne 0 ]]; then
   sudo=(sudo)
 fi
 
-# containerd, docker-registry, docker.io and nginx ship services; on a machine without an init
+# containerd, docker-registry, docker.io, podman and nginx ship services; on a machine without an init
 # system (and on a developer's) they must not start on install: tests run
 # private instances on their own ports. policy-rc.d exit 101 = "do not start".
 policy=/usr/sbin/policy-rc.d

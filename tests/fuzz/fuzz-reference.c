@@ -3,7 +3,8 @@
  * "no crash, no leak", it checks what callers rely on: a parsed digest prints
  * back to exactly its input; a parsed reference prints to a string that parses
  * again to itself (normalisation is idempotent) and every part of it passes its
- * own validator; and the validators agree with the parser in both directions. */
+ * own validator; the validators agree with the parser in both directions; and
+ * a registry's namespace path component names that registry alone. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -184,6 +185,72 @@ static void check_validators(const char *s) {
         }
 }
 
+/* A registry's namespace (reference_registry_namespace) is one valid path
+ * component that decodes to the same registry (so no two registries share
+ * one: the '_' count tells host, host:port, IPv6 and IPv6:port apart), and
+ * there is one exactly when reference_parse() reads the name as a registry. */
+static void check_namespace(const char *s) {
+        char ns[REFERENCE_NAME_MAX + 1];
+        int r = reference_registry_namespace(s, ns, sizeof(ns));
+        char *host = NULL;
+        uint16_t port = 0;
+        int hr = parse_host_port(s, false, &host, &port);
+        if (r < 0) {
+                if (r != -EINVAL && r != -ENAMETOOLONG && r != -ENOMEM)
+                        FAIL("namespace of \"%s\": %d", s, r);
+                if (r == -EINVAL && hr == 0 && (port || strchr(host, '.') || strcmp(host, "localhost") == 0))
+                        FAIL("registry \"%s\" has no namespace", s);
+                free(host);
+                return;
+        }
+        if (hr < 0)
+                FAIL("\"%s\" is no host[:port] but has namespace \"%s\"", s, ns);
+        if (strchr(ns, '/') || !reference_path_is_valid(ns))
+                FAIL("namespace \"%s\" of \"%s\" is no path component", ns, s);
+        size_t underscores = 0;
+        for (const char *p = ns; *p; p++)
+                underscores += *p == '_';
+        char decoded[REFERENCE_NAME_MAX + 8];
+        const char *last = strrchr(ns, '_');
+        if (underscores == 0)
+                snprintf(decoded, sizeof(decoded), "%s", ns);
+        else if (underscores == 1)
+                snprintf(decoded, sizeof(decoded), "%.*s:%s", (int) (last - ns), ns, last + 1);
+        else if (underscores == 7 || underscores == 8) {
+                size_t n = 0;
+                decoded[n++] = '[';
+                size_t groups = 0;
+                for (const char *p = ns; *p && n < sizeof(decoded) - 8; p++) {
+                        if (*p == '_' && ++groups == 8)
+                                break;
+                        decoded[n++] = *p == '_' ? ':' : *p;
+                }
+                decoded[n++] = ']';
+                decoded[n] = '\0';
+                if (underscores == 8)
+                        snprintf(decoded + n, sizeof(decoded) - n, ":%s", last + 1);
+        } else
+                FAIL("namespace \"%s\" of \"%s\" has %zu '_'", ns, s, underscores);
+        char *host2 = NULL;
+        uint16_t port2 = 0;
+        if (parse_host_port(decoded, false, &host2, &port2) < 0 || strcmp(host, host2) != 0 || port != port2)
+                FAIL("namespace \"%s\" of \"%s\" decodes to \"%s\"", ns, s, decoded);
+        free(host2);
+        /* "<registry>/x" names the registry itself, never a Docker Hub path. */
+        char ref[REFERENCE_NAME_MAX + 8];
+        struct reference parsed;
+        if (strlen(s) < 200) {
+                snprintf(ref, sizeof(ref), "%s/x", s);
+                if (reference_parse(ref, false, &parsed, NULL) == 0) {
+                        if (strcmp(parsed.domain, "docker.io") == 0 && strcmp(host, "docker.io") != 0 &&
+                            strcmp(host, "index.docker.io") != 0)
+                                FAIL("registry \"%s\" with namespace \"%s\" is Docker Hub's path", s, ns);
+                        reference_done(&parsed);
+                }
+        }
+        free(host);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         /* References are short; nothing is learnt from megabytes of them. */
         if (size > 4096)
@@ -198,6 +265,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         check_reference(s, true);
         check_reference(s, false);
         check_validators(s);
+        check_namespace(s);
 
         free(s);
         return 0;

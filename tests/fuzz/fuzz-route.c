@@ -6,7 +6,8 @@
  * of the three, with a well-formed answer; a route that parses rebuilds to
  * exactly its path from its name and reference; names, references and the
  * registry pass their validators, so nothing unchecked reaches a log line, a
- * cache path or an upstream. */
+ * cache path or an upstream; a namespaced path (route_namespace) is the same
+ * route with its first component moved from the name to the registry. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -103,6 +104,45 @@ static void check_api(const char *url, const char *ns, const char *dflt, const s
                 FAIL("\"%s\": repository \"%s\" refused as too long", url, m->name);
 }
 
+/* Namespaced paths (route_namespace) for a request without ns: a spec that
+ * mirrors these registries, by their path components. */
+static const char *const namespaces[][2] = {
+        { "ghcr.io", "ghcr.io" },
+        { "registry.example.com_5000", "registry.example.com:5000" },
+        { "localhost", "localhost" },
+};
+
+static const char *lookup(const char *component, void *ctx) {
+        (void) ctx;
+        for (size_t i = 0; i < sizeof(namespaces) / sizeof(namespaces[0]); i++)
+                if (strcmp(component, namespaces[i][0]) == 0)
+                        return namespaces[i][1];
+        return NULL;
+}
+
+/* A namespaced route is the same route with the first component moved from
+ * the name to the registry; any other is left exactly as it was. */
+static void check_namespace(const char *url, const struct route_match *before) {
+        struct route_match m = *before;
+        if (!route_namespace(&m, lookup, NULL)) {
+                if (strcmp(m.name, before->name) != 0 || m.registry != before->registry)
+                        FAIL("\"%s\": no namespace, but the route changed", url);
+                return;
+        }
+        if (!m.name[0] || !reference_path_is_valid(m.name) || strcmp(m.reference, before->reference) != 0 ||
+            m.kind != before->kind)
+                FAIL("\"%s\": namespaced as \"%s\"", url, m.name);
+        const char *registry = NULL;
+        for (size_t i = 0; i < sizeof(namespaces) / sizeof(namespaces[0]); i++) {
+                size_t n = strlen(namespaces[i][0]);
+                if (strncmp(before->name, namespaces[i][0], n) == 0 && before->name[n] == '/' &&
+                    strcmp(before->name + n + 1, m.name) == 0)
+                        registry = namespaces[i][1];
+        }
+        if (!registry || m.registry != registry)
+                FAIL("\"%s\": namespace \"%s\" of \"%s\" is not the registry's", url, m.registry, before->name);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         /* Paths over ROUTE_URL_MAX are refused at once: a little past it is enough. */
         if (size > 4096)
@@ -121,8 +161,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 check_error(url, &m, r);
         else if (r != 0)
                 FAIL("\"%s\": route_parse returned %d", url, r);
-        else if (m.kind == ROUTE_MANIFEST || m.kind == ROUTE_BLOB || m.kind == ROUTE_TAGS)
+        else if (m.kind == ROUTE_MANIFEST || m.kind == ROUTE_BLOB || m.kind == ROUTE_TAGS) {
                 check_api(url, ns, dflt, &m);
+                check_namespace(url, &m);
+        }
         else if (m.name[0] || m.reference[0] || m.registry || m.kind == ROUTE_OTHER ||
                  (m.kind == ROUTE_V2 && strcmp(url, "/v2/") != 0 && strcmp(url, "/v2") != 0) ||
                  (m.kind == ROUTE_HEALTH && strcmp(url, m.ready ? "/readyz" : "/healthz") != 0) ||

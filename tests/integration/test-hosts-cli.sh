@@ -99,7 +99,16 @@ check "talos-legacy format is the machine.registries patch" $PY -c "import yaml,
 lhosts --spec "$SPEC" --dir "$T/talos-dir" --format talos >/dev/null 2>&1
 check "talos format with --dir writes talos-registries.yaml" cmp "$T/talos.yaml" "$T/talos-dir/talos-registries.yaml"
 lhosts --spec "$SPEC" --format registries-conf >"$T/registries.conf" 2>/dev/null
+lhosts --spec "$SPEC" --format registries-conf --listen 127.0.0.1:6003 >"$T/registries-6003.conf" 2>"$T/err"
+check "registries-conf leaves no mirrored registry out" bash -c "! grep -q 'layerd left out' '$T/err'"
 check "registries-conf format is valid TOML" $PY -c "import tomllib,sys; d=tomllib.load(open(sys.argv[1],'rb')); assert d['registry'][0]['prefix']=='docker.io', d" "$T/registries.conf"
+check "registries-conf lists layerd first for every mirrored registry, by its namespace" $PY -c "
+import tomllib,sys
+d = tomllib.load(open(sys.argv[1],'rb'))
+first = {r['prefix']: r['mirror'][0] for r in d['registry'] if r['prefix'] != 'registry.lab.example.com'}
+want = {h: {'location': '127.0.0.1:6003/' + h.replace(':', '_'), 'insecure': True}
+        for h in ['docker.io', 'ghcr.io', 'registry.k8s.io', 'quay.io', 'registry.example.com:5000']}
+assert first == want, first" "$T/registries-6003.conf"
 
 # containerRegistries beside localRegistryCache: the files are the golden ones
 # (tests/golden/render/helm-nested, rendered for layerd at 127.0.0.1:5080, no containerd found).

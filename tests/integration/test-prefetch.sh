@@ -217,6 +217,10 @@ checkd "3. a paginated list through layerd: pages of 2, Links back at layerd, th
 code=$(http GET "$LAYERD_URL/v2/test/paged/tags/list?n=3&$FNS")
 checkd "3. n is passed on and kept in the next page's Link" \
   bash -c '[[ $1 == 200 && $2 == "</v2/test/paged/tags/list?n=3&last=1.1.0&$3>; rel=\"next\"" ]]' _ "$code" "$(header Link)" "$FNS"
+code=$(http GET "$LAYERD_URL/v2/127.0.0.1_$PF/test/paged/tags/list?n=3")
+checkd "3. without ns, by the fixture's registry namespace: its list, the next page's Link at the namespaced path" \
+  bash -c '[[ $1 == 200 && $2 == "</v2/127.0.0.1_$3/test/paged/tags/list?n=3&last=1.1.0>; rel=\"next\"" ]]' _ \
+  "$code" "$(header Link)" "$PF"
 http GET "$LAYERD_URL/v2/test/app/tags/list?n=5&$NS" >/dev/null
 mt=$(mark "$T/origin.log")
 http GET "$LAYERD_URL/v2/test/app/tags/list?n=5&$NS" >/dev/null

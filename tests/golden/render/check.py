@@ -453,14 +453,18 @@ def check_render_others():
     def mirror(location, insecure=False):
         return {"location": location, "insecure": True} if insecure else {"location": location}
 
+    # layerd first for every mirrored registry, by its namespace: the name, with
+    # a port after '_' (docs/agent.md, "Namespaced paths").
     want = {
         "docker.io": {"prefix": "docker.io", "location": "docker.io", "mirror": [
-            mirror("127.0.0.1:5080", True), mirror("mirror.example.com"), mirror("cache.example.com:5000", True),
-            mirror("127.0.0.1:5001", True), mirror("[fd00::1]:8443", True),
+            mirror("127.0.0.1:5080/docker.io", True), mirror("mirror.example.com"),
+            mirror("cache.example.com:5000", True), mirror("127.0.0.1:5001", True), mirror("[fd00::1]:8443", True),
             mirror("harbor.example.com/proxy-docker.io")]},
-        "quay.io": {"prefix": "quay.io", "location": "quay.io", "mirror": [mirror("zot.example.com")]},
+        "quay.io": {"prefix": "quay.io", "location": "quay.io", "mirror": [
+            mirror("127.0.0.1:5080/quay.io", True), mirror("zot.example.com")]},
         "registry.example.com:5000": {"prefix": "registry.example.com:5000", "location": "registry.example.com:5000",
-                                      "mirror": [mirror("a.example.com"), mirror("b.example.com:8443", True)]},
+                                      "mirror": [mirror("127.0.0.1:5080/registry.example.com_5000", True),
+                                                 mirror("a.example.com"), mirror("b.example.com:8443", True)]},
         "registry.lab.example.com": {"prefix": "registry.lab.example.com",
                                      "location": "registry.lab.example.com:5000", "insecure": True},
         "[fd00::1]:5000": {"prefix": "[fd00::1]:5000", "location": "[fd00::1]:5000",
@@ -512,8 +516,18 @@ def check_example_spec():
         "endpoints": urls(AGENT, "https://mirror-a.example.com", "https://mirror-b.example.com"), "skipFallback": True})
     regs = doc(case, "registries-conf", "registries.conf").get("registry", [{}])
     t.eq(f"{case}: registries.conf docker.io mirrors", regs[0].get("mirror"), [
-        {"location": "127.0.0.1:5080", "insecure": True}, {"location": "zot.mgmt.example.com:5000"},
+        {"location": "127.0.0.1:5080/docker.io", "insecure": True}, {"location": "zot.mgmt.example.com:5000"},
         {"location": "harbor.mgmt.example.com/proxy-docker.io"}])
+    t.eq(f"{case}: registries.conf layerd first for every mirrored registry",
+         {r.get("prefix"): r.get("mirror", [{}])[0] for r in regs}, {
+             "docker.io": {"location": "127.0.0.1:5080/docker.io", "insecure": True},
+             "ghcr.io": {"location": "127.0.0.1:5080/ghcr.io", "insecure": True},
+             "registry.k8s.io": {"location": "127.0.0.1:5080/registry.k8s.io", "insecure": True},
+             "quay.io": {"location": "127.0.0.1:5080/quay.io", "insecure": True},
+             "registry.example.com:5000": {"location": "127.0.0.1:5080/registry.example.com_5000", "insecure": True},
+             # mirror: false
+             "registry.lab.example.com": {"location": "cache.lab.example.com:5000", "insecure": True},
+         })
 
 
 def check_example_helm():
@@ -537,6 +551,10 @@ def check_example_helm():
     regs = doc(case, "registries-conf", "registries.conf").get("registry", [])
     t.eq(f"{case}: registries.conf prefixes", [r.get("prefix") for r in regs],
          ["docker.io", "ghcr.io", "registry.k8s.io", "quay.io", "registry.lab.example.com"])
+    t.eq(f"{case}: registries.conf layerd for every mirrored registry",
+         [m.get("location") for r in regs for m in r.get("mirror", []) if m.get("location", "").startswith("127.")],
+         ["127.0.0.1:5080/docker.io", "127.0.0.1:5080/ghcr.io", "127.0.0.1:5080/registry.k8s.io",
+          "127.0.0.1:5080/quay.io"])
 
 
 def check_helm_nested():

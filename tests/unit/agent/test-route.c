@@ -361,6 +361,92 @@ static void test_repository(void **state) {
         assert_string_equal(repo, n248);
 }
 
+/* A spec that mirrors ghcr.io, registry.example.com:5000 and [fd00::1]:5000
+ * (the namespaces hostsconfig's lookup gives: agent/http.c asks the spec). */
+static const char *const ns_table[][2] = {
+        { "ghcr.io", "ghcr.io" },
+        { "registry.example.com_5000", "registry.example.com:5000" },
+        { "fd00_0_0_0_0_0_0_1_5000", "[fd00::1]:5000" },
+        { "docker.io", "docker.io" },
+};
+
+static const char *ns_lookup(const char *component, void *ctx) {
+        unsigned *calls = ctx;
+        (*calls)++;
+        for (size_t i = 0; i < ELEMENTSOF(ns_table); i++)
+                if (strcmp(ns_table[i][0], component) == 0)
+                        return ns_table[i][1];
+        return NULL;
+}
+
+/* Routed without ns and with the namespace lookup: kind, name, reference, registry. */
+#define NS_ROUTE(url, w_matched, w_kind, w_name, w_ref, w_registry)             \
+        do {                                                                    \
+                struct route_match m_;                                          \
+                unsigned calls_ = 0;                                            \
+                assert_int_equal(route_parse(url, NULL, NULL, &m_), 0);         \
+                assert_int_equal(route_namespace(&m_, ns_lookup, &calls_), w_matched); \
+                assert_int_equal(m_.kind, w_kind);                              \
+                assert_string_equal(m_.name, w_name);                           \
+                assert_string_equal(m_.reference, w_ref);                       \
+                if (w_registry)                                                 \
+                        assert_string_equal(m_.registry, (const char *) (w_registry)); \
+                else                                                            \
+                        assert_null(m_.registry);                               \
+        } while (0)
+
+static void test_namespace(void **state) {
+        (void) state;
+        NS_ROUTE("/v2/ghcr.io/org/app/manifests/v1", true, ROUTE_MANIFEST, "org/app", "v1", "ghcr.io");
+        NS_ROUTE("/v2/ghcr.io/app/blobs/" D256, true, ROUTE_BLOB, "app", D256, "ghcr.io");
+        NS_ROUTE("/v2/ghcr.io/org/app/tags/list", true, ROUTE_TAGS, "org/app", "tags/list", "ghcr.io");
+        NS_ROUTE("/v2/registry.example.com_5000/a/b/c/manifests/" D256, true, ROUTE_MANIFEST, "a/b/c", D256,
+                 "registry.example.com:5000");
+        NS_ROUTE("/v2/fd00_0_0_0_0_0_0_1_5000/app/manifests/latest", true, ROUTE_MANIFEST, "app", "latest",
+                 "[fd00::1]:5000");
+        /* Docker Hub by its namespace: "library/" is route_repository()'s business, as without one. */
+        NS_ROUTE("/v2/docker.io/nginx/manifests/latest", true, ROUTE_MANIFEST, "nginx", "latest", "docker.io");
+        /* Only the first component: a repository of ghcr.io may begin with a registry's name too. */
+        NS_ROUTE("/v2/ghcr.io/docker.io/x/manifests/v1", true, ROUTE_MANIFEST, "docker.io/x", "v1", "ghcr.io");
+        /* Keywords in the repository stay where they were. */
+        NS_ROUTE("/v2/ghcr.io/manifests/blobs/manifests/v1", true, ROUTE_MANIFEST, "manifests/blobs", "v1",
+                 "ghcr.io");
+
+        /* Not a namespace: the name is left whole, for ns or the default registry. */
+        NS_ROUTE("/v2/ghcr.io/manifests/v1", false, ROUTE_MANIFEST, "ghcr.io", "v1", NULL);
+        NS_ROUTE("/v2/library/nginx/manifests/latest", false, ROUTE_MANIFEST, "library/nginx", "latest", NULL);
+        NS_ROUTE("/v2/quay.io/org/app/manifests/v1", false, ROUTE_MANIFEST, "quay.io/org/app", "v1", NULL);
+        /* The spelling with ':' is no path component, and a prefix or suffix of a namespace is another name. */
+        NS_ROUTE("/v2/registry.example.com/a/manifests/v1", false, ROUTE_MANIFEST, "registry.example.com/a", "v1",
+                 NULL);
+        NS_ROUTE("/v2/ghcr.io.x/a/manifests/v1", false, ROUTE_MANIFEST, "ghcr.io.x/a", "v1", NULL);
+        NS_ROUTE("/v2/ghcr/a/manifests/v1", false, ROUTE_MANIFEST, "ghcr/a", "v1", NULL);
+
+        /* Nothing to do for routes without a repository, and the lookup is not asked. */
+        struct route_match m;
+        unsigned calls = 0;
+        assert_int_equal(route_parse("/v2/", NULL, NULL, &m), 0);
+        assert_false(route_namespace(&m, ns_lookup, &calls));
+        assert_int_equal(route_parse("/metrics", NULL, NULL, &m), 0);
+        assert_false(route_namespace(&m, ns_lookup, &calls));
+        assert_int_equal(route_parse("/v2/nginx/manifests/latest", NULL, NULL, &m), 0);
+        assert_false(route_namespace(&m, ns_lookup, &calls));
+        assert_int_equal(calls, 0);
+        assert_int_equal(route_parse("/v2/ghcr.io/a/manifests/latest", NULL, NULL, &m), 0);
+        assert_true(route_namespace(&m, ns_lookup, &calls));
+        assert_int_equal(calls, 1);
+        /* A refused request is never routed on. */
+        assert_int_equal(route_parse("/v2/x", NULL, NULL, &m), -ENOENT);
+        assert_false(route_namespace(&m, ns_lookup, &calls));
+        assert_int_equal(calls, 1);
+
+        /* The longest name keeps its rest whole. */
+        char url[ROUTE_URL_MAX + 64];
+        _cleanup_free_ char *n247 = unit_repeat('a', 247);
+        snprintf(url, sizeof(url), "/v2/ghcr.io/%s/manifests/v1", n247);
+        NS_ROUTE(url, true, ROUTE_MANIFEST, n247, "v1", "ghcr.io");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_fixed_routes),
@@ -374,6 +460,7 @@ int main(void) {
                 cmocka_unit_test(test_lengths),
                 cmocka_unit_test(test_ns),
                 cmocka_unit_test(test_repository),
+                cmocka_unit_test(test_namespace),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -458,6 +458,100 @@ static void test_roundtrip(void **state) {
         }
 }
 
+/* ---- reference_registry_namespace ---------------------------------------------------- */
+
+#define NS_OK(registry, want)                                                   \
+        do {                                                                    \
+                char b_[REFERENCE_NAME_MAX + 1];                                \
+                assert_int_equal(reference_registry_namespace((registry), b_, sizeof(b_)), 0); \
+                assert_string_equal(b_, (want));                                \
+        } while (0)
+
+static void test_registry_namespace(void **state) {
+        (void) state;
+        NS_OK("docker.io", "docker.io");
+        NS_OK("registry.k8s.io", "registry.k8s.io");
+        NS_OK("Registry.Example.COM", "registry.example.com");
+        NS_OK("xn--bcher-kva.example", "xn--bcher-kva.example");
+        NS_OK("localhost", "localhost");
+        NS_OK("localhost:5000", "localhost_5000");
+        NS_OK("registry.example.com:5000", "registry.example.com_5000");
+        NS_OK("127.0.0.1:05000", "127.0.0.1_5000");
+        NS_OK("10.0.0.1", "10.0.0.1");
+        /* A name without a dot is a namespace once it has a port. */
+        NS_OK("registry:5000", "registry_5000");
+        /* IPv6 in all eight groups: "::" would be an empty part ('_' next to '_' or at an end). */
+        NS_OK("[::1]", "0_0_0_0_0_0_0_1");
+        NS_OK("[::1]:5000", "0_0_0_0_0_0_0_1_5000");
+        NS_OK("[FD00::1]:5000", "fd00_0_0_0_0_0_0_1_5000");
+        NS_OK("[fe80::]", "fe80_0_0_0_0_0_0_0");
+        NS_OK("[::ffff:10.1.2.3]:443", "0_0_0_0_0_ffff_a01_203_443");
+
+        /* What a Docker Hub namespace could be called: never a registry's namespace. */
+        char b[REFERENCE_NAME_MAX + 1] = "untouched";
+        assert_int_equal(reference_registry_namespace("registry", b, sizeof(b)), -EINVAL);
+        assert_int_equal(reference_registry_namespace("library", b, sizeof(b)), -EINVAL);
+        assert_int_equal(reference_registry_namespace("null", b, sizeof(b)), -EINVAL);
+        /* No host[:port]. */
+        assert_int_equal(reference_registry_namespace("", b, sizeof(b)), -EINVAL);
+        assert_int_equal(reference_registry_namespace("docker.io/library", b, sizeof(b)), -EINVAL);
+        assert_int_equal(reference_registry_namespace("::1", b, sizeof(b)), -EINVAL);
+        assert_int_equal(reference_registry_namespace("a_b.example", b, sizeof(b)), -EINVAL);
+        assert_int_equal(reference_registry_namespace("docker.io:0", b, sizeof(b)), -EINVAL);
+        assert_string_equal(b, "untouched");
+        /* Bounded by size: "docker.io" takes 10 bytes. */
+        assert_int_equal(reference_registry_namespace("docker.io", b, 9), -ENAMETOOLONG);
+        assert_string_equal(b, "untouched");
+        NS_OK("docker.io", "docker.io");
+        assert_int_equal(reference_registry_namespace("docker.io", b, 10), 0);
+        /* A host name of 253 characters with a port is longer than a repository name may be. */
+        char host[254];
+        for (size_t i = 0; i < 253; i++)
+                host[i] = i % 2 ? '.' : 'a';
+        host[253] = '\0';
+        NS_OK(host, host);
+        char with_port[264];
+        snprintf(with_port, sizeof(with_port), "%s:65535", host);
+        assert_int_equal(reference_registry_namespace(with_port, b, sizeof(b)), -ENAMETOOLONG);
+}
+
+/* Every namespace is one valid path component, a different one for every
+ * registry, and names a registry exactly when reference_parse() reads the
+ * registry's name before a '/' as a registry (and not as Docker Hub's). */
+static void test_registry_namespace_unambiguous(void **state) {
+        (void) state;
+        static const char *const registries[] = {
+                "docker.io", "ghcr.io", "localhost", "localhost:5000", "localhost:50", "localhost:500",
+                "a.b", "a.b:1", "a.b.1", "a-b.c", "a--b.c", "1.2.3.4", "1.2.3.4:5", "1.2.3.45",
+                "[::1]", "[::1]:5", "[::1:5]", "[::15]", "[1::]", "[0:0:0:0:0:0:0:1]:5", "[::ffff:1.2.3.4]",
+                "[::102:304]", "x.y:65535", "registry", "hub", "library", "a",
+        };
+        char ns[ELEMENTSOF(registries)][REFERENCE_NAME_MAX + 1];
+        for (size_t i = 0; i < ELEMENTSOF(registries); i++) {
+                int r = reference_registry_namespace(registries[i], ns[i], sizeof(ns[i]));
+                char ref[300];
+                snprintf(ref, sizeof(ref), "%s/x", registries[i]);
+                struct reference parsed = {};
+                assert_int_equal(reference_parse(ref, false, &parsed, NULL), 0);
+                bool is_hub = strcmp(parsed.domain, "docker.io") == 0 && strcmp(registries[i], "docker.io") != 0;
+                reference_done(&parsed);
+                if (r < 0) {
+                        assert_int_equal(r, -EINVAL);
+                        assert_true(is_hub);
+                        ns[i][0] = '\0';
+                        continue;
+                }
+                assert_false(is_hub);
+                assert_true(reference_path_is_valid(ns[i]));
+                assert_null(strchr(ns[i], '/'));
+                /* Only two spellings of one registry meet: "[0:0:0:0:0:0:0:1]:5" is "[::1]:5". */
+                for (size_t j = 0; j < i; j++)
+                        if (ns[j][0] && strcmp(ns[i], ns[j]) == 0)
+                                assert_true(strcmp(registries[i], "[0:0:0:0:0:0:0:1]:5") == 0 &&
+                                            strcmp(registries[j], "[::1]:5") == 0);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_path_valid),
@@ -474,6 +568,8 @@ int main(void) {
                 cmocka_unit_test(test_parse_null_reason),
                 cmocka_unit_test(test_to_string),
                 cmocka_unit_test(test_roundtrip),
+                cmocka_unit_test(test_registry_namespace),
+                cmocka_unit_test(test_registry_namespace_unambiguous),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

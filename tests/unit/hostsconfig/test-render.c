@@ -249,9 +249,11 @@ static void test_example_spec(void **state) {
 
         o = golden(s, HOSTS_FORMAT_REGISTRIES_CONF, "example-spec", &notes);
         ASSERT_NAMES(o, "registries.conf");
-        assert_note_count(&notes, 9);
-        assert_note(&notes, "ghcr.io: layerd left out: CRI-O and podman send no ns=, and layerd's default registry is "
-                            "not ghcr.io");
+        assert_note_count(&notes, 5);
+        /* layerd first for every registry it mirrors, by the registry's namespace. */
+        assert_true(contains(o, 0, "prefix = \"ghcr.io\"\nlocation = \"ghcr.io\"\n\n[[registry.mirror]]\n"
+                                   "location = \"127.0.0.1:5080/ghcr.io\"\ninsecure = true\n"));
+        assert_true(contains(o, 0, "\n[[registry.mirror]]\nlocation = \"127.0.0.1:5080/registry.example.com_5000\"\n"));
         assert_note(&notes, "registry.example.com:5000: fallback_to_origin is false, but CRI-O and podman always try "
                             "the location last");
         hosts_output_free(o);
@@ -291,9 +293,7 @@ static void test_example_helm(void **state) {
 
         o = golden(s, HOSTS_FORMAT_REGISTRIES_CONF, "example-helm-values", &notes);
         ASSERT_NAMES(o, "registries.conf");
-        assert_note_count(&notes, 3);
-        assert_note(&notes, "quay.io: layerd left out: CRI-O and podman send no ns=, and layerd's default registry is "
-                            "not quay.io");
+        assert_note_count(&notes, 0);
         hosts_output_free(o);
         spec_free(s);
 }
@@ -524,7 +524,7 @@ static void test_render_other_formats(void **state) {
 
         o = golden(s, HOSTS_FORMAT_REGISTRIES_CONF, "render-1.6", &notes);
         ASSERT_NAMES(o, "registries.conf");
-        assert_note_count(&notes, 8);
+        assert_note_count(&notes, 6);
         assert_note(&notes, "_default: not rendered: registries.conf has no catch-all mirror");
         assert_note(&notes, "quay.io: https://backup.example.com/quay left out: registries.conf cannot put a path "
                             "before /v2");
@@ -715,11 +715,13 @@ static void test_default_registry_not_docker(void **state) {
         hosts_output_free(o);
 
         o = render(s, HOSTS_FORMAT_REGISTRIES_CONF, &notes);
+        /* Every registry by its namespace, whichever is the default. */
         assert_true(contains(o, 0, "prefix = \"quay.io\"\nlocation = \"quay.io\"\n\n[[registry.mirror]]\n"
-                                   "location = \"127.0.0.1:5080\"\ninsecure = true\n"));
-        assert_note_count(&notes, 1);
-        assert_note(&notes, "docker.io: layerd left out: CRI-O and podman send no ns=, and layerd's default registry "
-                            "is not docker.io");
+                                   "location = \"127.0.0.1:5080/quay.io\"\ninsecure = true\n"));
+        assert_true(contains(o, 0, "prefix = \"docker.io\"\nlocation = \"docker.io\"\n\n[[registry.mirror]]\n"
+                                   "location = \"127.0.0.1:5080/docker.io\"\ninsecure = true\n\n[[registry.mirror]]\n"
+                                   "location = \"zot.example.com\"\n"));
+        assert_note_count(&notes, 0);
         hosts_output_free(o);
         spec_free(s);
 }
@@ -789,13 +791,45 @@ static void test_custom_origin(void **state) {
         assert_true(contains(o, 0, "prefix = \"registry.k8s.io\"\nlocation = \"registry.k8s.io\"\n\n"));
         /* /v2x is not the /v2 root: the namespace cannot be cut off there. */
         assert_true(contains(o, 0, "prefix = \"ghcr.io\"\nlocation = \"ghcr.io\"\n\n[[registry.mirror]]\n"
+                                   "location = \"127.0.0.1:5080/ghcr.io\"\ninsecure = true\n\n[[registry.mirror]]\n"
                                    "location = \"harbor.example.com\"\n"));
         assert_false(contains(o, 0, "harbor.example.comx"));
-        assert_note_count(&notes, 5);
+        assert_note_count(&notes, 2);
         assert_note(&notes, "quay.io: origin https://quay-proxy.example.com/quay left out: registries.conf cannot put a "
                             "path before /v2");
         assert_note(&notes, "ghcr.io: https://harbor.example.com/v2x left out: registries.conf cannot put a path "
                             "before /v2");
+        hosts_output_free(o);
+        spec_free(s);
+}
+
+/* registries.conf: layerd first for every registry it mirrors, at the
+ * registry's namespaced path (a port and an IPv6 address written as a path
+ * component allows), never for one it does not mirror, and not for a name
+ * clients read as a Docker Hub namespace. */
+static void test_registries_conf_namespaces(void **state) {
+        (void) state;
+        static const char yaml[] = "agent: {listen: \"[::1]:5080\"}\n"
+                                   "registries:\n"
+                                   "  \"[fd00::1]:5000\":\n"
+                                   "  localhost:5000:\n"
+                                   "  registry:\n"
+                                   "  quay.io: {mirror: false}\n";
+        struct spec *s = NULL;
+        struct error_list errors, notes;
+        assert_int_equal(spec_parse("spec.yaml", yaml, strlen(yaml), CACHE, &s, &errors), 0);
+        struct hosts_output *o = NULL;
+        assert_int_equal(hosts_render(s, HOSTS_FORMAT_REGISTRIES_CONF, "http://[::1]:5080", &o, &notes), 0);
+        assert_true(contains(o, 0, "prefix = \"[fd00::1]:5000\"\nlocation = \"[fd00::1]:5000\"\n\n[[registry.mirror]]\n"
+                                   "location = \"[::1]:5080/fd00_0_0_0_0_0_0_1_5000\"\ninsecure = true\n"));
+        assert_true(contains(o, 0, "prefix = \"localhost:5000\"\nlocation = \"localhost:5000\"\n\n[[registry.mirror]]\n"
+                                   "location = \"[::1]:5080/localhost_5000\"\ninsecure = true\n"));
+        assert_true(contains(o, 0, "prefix = \"registry\"\nlocation = \"registry\"\n\n[[registry]]\n"));
+        assert_true(contains(o, 0, "prefix = \"quay.io\"\nlocation = \"quay.io\"\n"));
+        assert_false(contains(o, 0, "/quay.io\""));
+        assert_note_count(&notes, 1);
+        assert_note(&notes, "registry: layerd left out: no namespaced path for a name without a dot or port (clients "
+                            "read \"registry/...\" as Docker Hub's)");
         hosts_output_free(o);
         spec_free(s);
 }
@@ -909,6 +943,7 @@ int main(void) {
                 cmocka_unit_test(test_origin_capabilities),
                 cmocka_unit_test(test_default_registry_not_docker),
                 cmocka_unit_test(test_custom_origin),
+                cmocka_unit_test(test_registries_conf_namespaces),
                 cmocka_unit_test(test_no_docker_io),
                 cmocka_unit_test(test_formats),
                 cmocka_unit_test(test_agent_url),

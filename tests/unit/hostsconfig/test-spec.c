@@ -294,6 +294,31 @@ static void test_registry_defaults(void **state) {
         spec_free(s);
 }
 
+/* Namespaced mirror paths: a mirrored registry by its path component, and
+ * nothing else (not _default, not mirror: false, not a name without a dot or
+ * port, which a Docker Hub namespace could have). */
+static void test_registry_namespace_lookup(void **state) {
+        (void) state;
+        struct spec *s = parse_ok("registries:\n  docker.io:\n  Registry.Example.com:5000: {}\n  \"[FD00::1]:5000\": {}\n"
+                                  "  localhost: {}\n  quay.io: {mirror: false}\n  registry: {}\n"
+                                  "  _default: {endpoints: [https://zot.example.com]}\n");
+        assert_ptr_equal(spec_find_registry_namespace(s, "docker.io"), spec_find_registry(s, "docker.io"));
+        assert_ptr_equal(spec_find_registry_namespace(s, "registry.example.com_5000"),
+                         spec_find_registry(s, "registry.example.com:5000"));
+        assert_ptr_equal(spec_find_registry_namespace(s, "fd00_0_0_0_0_0_0_1_5000"),
+                         spec_find_registry(s, "[fd00::1]:5000"));
+        assert_ptr_equal(spec_find_registry_namespace(s, "localhost"), spec_find_registry(s, "localhost"));
+        assert_non_null(spec_find_registry(s, "registry"));
+        assert_null(spec_find_registry_namespace(s, "registry"));
+        assert_null(spec_find_registry_namespace(s, "quay.io"));
+        assert_null(spec_find_registry_namespace(s, "_default"));
+        assert_null(spec_find_registry_namespace(s, "registry.example.com:5000"));
+        assert_null(spec_find_registry_namespace(s, "registry.example.com"));
+        assert_null(spec_find_registry_namespace(s, "Docker.io"));
+        assert_null(spec_find_registry_namespace(s, ""));
+        spec_free(s);
+}
+
 static void test_registry_host_canonical(void **state) {
         (void) state;
         /* One spelling per registry, so lookups by the name a client sends work,
@@ -1066,6 +1091,7 @@ int main(void) {
                 cmocka_unit_test(test_agent_defaults),
                 cmocka_unit_test(test_agent_settings),
                 cmocka_unit_test(test_agent_errors),
+                cmocka_unit_test(test_registry_namespace_lookup),
                 cmocka_unit_test(test_registry_defaults),
                 cmocka_unit_test(test_registry_host_canonical),
                 cmocka_unit_test(test_registry_chain),
