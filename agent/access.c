@@ -63,7 +63,8 @@ enum access_verdict access_check(struct pull *p, const struct access_query *q, s
         /* Toward a repository not known private, no credentials: it is asked anonymously
          * (a 401 then makes it private, and the client is challenged). */
         if (creds && priv) {
-                a->ca = (struct fallback_client_auth) { .user = q->client->user, .password = q->client->password };
+                a->ca = (struct fallback_client_auth) { .user = q->client->user, .password = q->client->password,
+                                                        .key = q->client->key };
                 a->client_auth = &a->ca;
         }
         if (priv && !creds && passthrough) {

@@ -18,18 +18,9 @@ void client_auth_wipe(struct client_auth *a) {
 }
 
 static int make_key(const uint8_t *salt, size_t salt_size, struct client_auth *a) {
-        _cleanup_(digester_freep) struct digester *h = NULL;
         struct digest d;
-        int r = digester_new(DIGEST_SHA256, &h);
-        /* The NUL after the user keeps "ab"+"c" apart from "a"+"bc". */
-        if (r >= 0)
-                r = digester_update(h, salt, salt_size);
-        if (r >= 0)
-                r = digester_update(h, a->user, strlen(a->user) + 1);
-        if (r >= 0)
-                r = digester_update(h, a->password, strlen(a->password));
-        if (r >= 0)
-                r = digester_final(h, &d);
+        const char *user[] = { a->user };
+        int r = digest_fields(salt, salt_size, user, 1, a->password, strlen(a->password), &d);
         if (r < 0)
                 return r;
         memcpy(a->key, d.bytes, CLIENT_AUTH_KEY_SIZE);

@@ -64,14 +64,11 @@ struct download {
         struct budget_hold held;    /* the batch's share of the pull's budget */
         bool mark_private;          /* record the digest for repository at the origin's answer (dl_start) */
         char *user, *password;      /* a private repository's client's credentials (secret: wiped), or NULL */
+        uint8_t client_key[FALLBACK_CLIENT_KEY_SIZE]; /* client_auth's key */
         struct fallback_client_auth client_auth;
 };
 
-static void secret_free(char *s) {
-        if (s)
-                explicit_bzero(s, strlen(s));
-        free(s);
-}
+_Static_assert(CLIENT_AUTH_KEY_SIZE == FALLBACK_CLIENT_KEY_SIZE, "the client's key is the token cache's");
 
 static struct download *download_free(struct download *dl) {
         if (!dl)
@@ -339,7 +336,9 @@ static int download_run(struct pull *p, const struct download_want *w, struct ca
         if (r == 0 && w->client_auth) {
                 dl->user = strdup(w->client_auth->user);
                 dl->password = strdup(w->client_auth->password);
-                dl->client_auth = (struct fallback_client_auth) { .user = dl->user, .password = dl->password };
+                memcpy(dl->client_key, w->client_auth->key, sizeof(dl->client_key));
+                dl->client_auth = (struct fallback_client_auth) { .user = dl->user, .password = dl->password,
+                                                                  .key = dl->client_key };
                 if (!dl->user || !dl->password)
                         r = -ENOMEM;
         }
@@ -382,16 +381,10 @@ static int take_slot(struct pull *p, const struct download_want *w, const struct
  * key of the credentials it fetches with (none: anonymous, or the endpoint's
  * own). Never the credentials themselves. */
 static int owner_of(const struct download_want *w, uint8_t ret[CACHE_OWNER_SIZE]) {
-        size_t a = strlen(w->registry), b = strlen(w->repository), k = w->client_key ? CLIENT_AUTH_KEY_SIZE : 0;
-        _cleanup_free_ uint8_t *buf = malloc(a + b + 2 + k);
-        if (!buf)
-                return -ENOMEM;
-        memcpy(buf, w->registry, a + 1); /* the NULs keep "a/b" + "c" apart from "a" + "b/c" */
-        memcpy(buf + a + 1, w->repository, b + 1);
-        if (k)
-                memcpy(buf + a + b + 2, w->client_key, k);
+        const char *names[] = { w->registry, w->repository };
         struct digest d;
-        int r = digest_buffer(DIGEST_SHA256, buf, a + b + 2 + k, &d);
+        int r = digest_fields(NULL, 0, names, ELEMENTSOF(names), w->client_key,
+                              w->client_key ? CLIENT_AUTH_KEY_SIZE : 0, &d);
         if (r < 0)
                 return r;
         memcpy(ret, d.bytes, CACHE_OWNER_SIZE);

@@ -218,3 +218,18 @@ int digest_buffer(enum digest_algorithm a, const void *data, size_t size, struct
         *ret = d;
         return 0;
 }
+
+int digest_fields(const void *head, size_t head_size, const char *const *fields, size_t n, const void *tail,
+                  size_t tail_size, struct digest *ret) {
+        _cleanup_(digester_freep) struct digester *h = NULL;
+        int r = digester_new(DIGEST_SHA256, &h);
+        if (r >= 0)
+                r = digester_update(h, head, head_size);
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = digester_update(h, fields[i], strlen(fields[i]) + 1);
+        if (r >= 0)
+                r = digester_update(h, tail, tail_size);
+        if (r >= 0)
+                r = digester_final(h, ret);
+        return r;
+}

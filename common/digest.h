@@ -69,3 +69,10 @@ static inline void digester_freep(struct digester **h) {
 
 /* One-shot convenience: the digest of size bytes at data. Fails like digester_new(). */
 int digest_buffer(enum digest_algorithm a, const void *data, size_t size, struct digest *ret);
+
+/* The SHA-256 of head (head_size bytes), then each of the n strings in fields with its NUL (the
+ * NULs keep "ab" + "c" apart from "a" + "bc"), then tail (tail_size bytes); head and tail may be
+ * NULL when their size is 0. No copy of the input is made (they may be secrets: OpenSSL cleanses
+ * its context when freed). Fails like digester_new(). */
+int digest_fields(const void *head, size_t head_size, const char *const *fields, size_t n, const void *tail,
+                  size_t tail_size, struct digest *ret);

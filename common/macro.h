@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
@@ -34,6 +35,15 @@
 /* free() that returns NULL, for "p = mfree(p)". */
 static inline void *mfree(void *p) {
         free(p);
+        return NULL;
+}
+
+/* Wipes the string s (a secret: a password, a token) and frees it; returns NULL; accepts NULL. */
+static inline char *secret_free(char *s) {
+        if (s) {
+                explicit_bzero(s, strlen(s));
+                free(s);
+        }
         return NULL;
 }
 

@@ -139,6 +139,7 @@ int fallback_new(const struct fallback_options *o, struct fallback **ret) {
         if (!fb)
                 return -ENOMEM;
         pthread_mutex_init(&fb->lock, NULL);
+        pthread_mutex_init(&fb->reconfigure, NULL);
         pthread_cond_init(&fb->probes_done, NULL);
         if (o)
                 fb->o = *o;
@@ -155,17 +156,6 @@ int fallback_new(const struct fallback_options *o, struct fallback **ret) {
         if (getrandom(&fb->rng, sizeof(fb->rng), GRND_NONBLOCK) != sizeof(fb->rng))
                 fb->rng = (uint64_t) time(NULL) ^ (uint64_t) (uintptr_t) fb;
         fb->rng |= 1;
-        /* No key of a client's credentials is guessable from a memory image without it.
-         * Waits for the kernel's pool (early boot): a weak salt would be worse than
-         * the wait, and failing here would stop serve at boot. */
-        ssize_t got;
-        do
-                got = getrandom(fb->key_salt, sizeof(fb->key_salt), 0);
-        while (got < 0 && errno == EINTR);
-        if (got != (ssize_t) sizeof(fb->key_salt)) {
-                fallback_free(fb);
-                return -EIO;
-        }
         int r = fb->user_agent ? http_client_new(&fb->http) : -ENOMEM;
         if (r < 0) {
                 fallback_free(fb);
@@ -189,6 +179,7 @@ struct fallback *fallback_free(struct fallback *fb) {
         http_client_free(fb->http);
         free(fb->user_agent);
         pthread_cond_destroy(&fb->probes_done);
+        pthread_mutex_destroy(&fb->reconfigure);
         pthread_mutex_destroy(&fb->lock);
         free(fb);
         return NULL;
@@ -304,18 +295,11 @@ static int ep_fill(struct fallback *fb, const char *registry, const struct fallb
         return e->st ? 0 : -ENOMEM;
 }
 
-/* An endpoint that stays (its state shared by old and new) keeps what its credentials source
- * knew, and loses the tokens the old credentials got when the reconfiguration changed them. */
-static void take_over_credentials(const struct config *old, const struct config *new) {
-        for (size_t i = 0; old && i < new->n_regs; i++)
-                for (size_t j = 0; j < new->regs[i].n_eps; j++) {
-                        const struct ep *e = &new->regs[i].eps[j];
-                        for (size_t k = 0; k < old->n_regs; k++)
-                                for (size_t l = 0; l < old->regs[k].n_eps; l++)
-                                        if (old->regs[k].eps[l].st == e->st &&
-                                            fallback_credsource_take_over(old->regs[k].eps[l].cs, e->cs))
-                                                fallback_tokens_drop(e->st);
-                }
+/* Sets the ep_state.cs of each of c's endpoints to its source (on), or to NULL. Under fb->lock and fb->reconfigure. */
+static void link_sources_locked(const struct config *c, bool on) {
+        for (size_t i = 0; c && i < c->n_regs; i++)
+                for (size_t j = 0; j < c->regs[i].n_eps; j++)
+                        c->regs[i].eps[j].st->cs = on ? c->regs[i].eps[j].cs : NULL;
 }
 
 int fallback_configure(struct fallback *fb, const struct fallback_registry_config *regs, size_t n,
@@ -348,16 +332,29 @@ int fallback_configure(struct fallback *fb, const struct fallback_registry_confi
         }
         if (r < 0)
                 goto fail;
+        pthread_mutex_lock(&fb->reconfigure);
+        /* An endpoint that stays keeps what its source knew (ep_state.cs: the published
+         * configuration's, which nobody else replaces while fb->reconfigure is held). Before c
+         * is published: no request may find one of its sources without it. */
+        for (size_t i = 0; i < c->n_regs; i++)
+                for (size_t j = 0; j < c->regs[i].n_eps; j++) {
+                        struct ep *e = &c->regs[i].eps[j];
+                        e->creds_changed = fallback_credsource_take_over(e->st->cs, e->cs);
+                }
         pthread_mutex_lock(&fb->lock);
         struct config *old = fb->config;
+        link_sources_locked(old, false);
+        link_sources_locked(c, true);
         fb->config = c;
-        c->refs++; /* for take_over_credentials(), outside the lock */
         pthread_mutex_unlock(&fb->lock);
-        take_over_credentials(old, c);
-        pthread_mutex_lock(&fb->lock);
-        fallback_config_unref_locked(fb, old);
-        fallback_config_unref_locked(fb, c);
-        pthread_mutex_unlock(&fb->lock);
+        /* After it is published: a token that a request of the old configuration gets with the old
+         * credentials from now on is not kept (fallback_tokens_gen()). */
+        for (size_t i = 0; i < c->n_regs; i++)
+                for (size_t j = 0; j < c->regs[i].n_eps; j++)
+                        if (c->regs[i].eps[j].creds_changed)
+                                fallback_tokens_drop(c->regs[i].eps[j].st);
+        pthread_mutex_unlock(&fb->reconfigure);
+        fallback_config_unref(fb, old);
         return 0;
 fail:
         fallback_config_unref(fb, c);

@@ -12,19 +12,12 @@
 #include "common/fsutil.h"
 #include "common/macro.h"
 
-static void wipe_free(char *s) {
-        if (s) {
-                explicit_bzero(s, strlen(s));
-                free(s);
-        }
-}
-
 struct credentials *credentials_free(struct credentials *c) {
         if (!c)
                 return NULL;
-        wipe_free(c->user);
-        wipe_free(c->password);
-        wipe_free(c->identity_token);
+        secret_free(c->user);
+        secret_free(c->password);
+        secret_free(c->identity_token);
         free(c);
         return NULL;
 }

@@ -21,7 +21,6 @@
 
 #define CREDSOURCE_STAT_INTERVAL_MS 1000
 #define CREDSOURCE_HELPER_RETRY_MS 10000 /* a failed helper is not run again sooner */
-#define CREDSOURCE_WAIT_SLICE_MS 100
 #define CREDSOURCE_GRANT_WAIT_MS 30000 /* a request without a deadline waits this long for another's grant */
 
 struct credsource {
@@ -47,7 +46,7 @@ struct credsource *fallback_credsource_free(struct credsource *cs) {
         if (!cs)
                 return NULL;
         credentials_free(cs->creds);
-        fallback_wipe_free(cs->rotated_from);
+        secret_free(cs->rotated_from);
         free(cs->file);
         free(cs->helper);
         pthread_mutex_destroy(&cs->lock);
@@ -93,7 +92,7 @@ static bool keep_rotated(struct credentials *fresh, const char *from, const char
         char *copy = strdup(to);
         if (!copy)
                 return false;
-        fallback_wipe_free(fresh->identity_token);
+        secret_free(fresh->identity_token);
         fresh->identity_token = copy;
         return true;
 }
@@ -124,14 +123,12 @@ bool fallback_credsource_take_over(struct credsource *old, struct credsource *ne
         bool differ = oom || !credentials_equal(had, new->creds);
         pthread_mutex_unlock(&new->lock);
         credentials_free(had);
-        fallback_wipe_free(from);
+        secret_free(from);
         return differ;
 }
 
-static void creds_event(struct fetch *f, const struct ep *e, enum fallback_event_type type, struct event_buf *evb,
-                        const char *fmt, ...) _printf_(5, 6);
-static void creds_event(struct fetch *f, const struct ep *e, enum fallback_event_type type, struct event_buf *evb,
-                        const char *fmt, ...) {
+void fallback_creds_event(struct fetch *f, const struct ep *e, enum fallback_event_type type, struct event_buf *evb,
+                          const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(evb->reason, sizeof(evb->reason), fmt, ap);
@@ -148,20 +145,19 @@ static bool take_locked(struct fetch *f, const struct ep *e, struct credentials 
         struct credsource *cs = e->cs;
         if (!fresh) {
                 if (!cs->failing)
-                        creds_event(f, e, FALLBACK_EVENT_CREDENTIALS_FAILED, evb, "%s: %s; %s", what, why,
-                                    cs->creds ? "the last good credentials stay in use" : "none to use");
+                        fallback_creds_event(f, e, FALLBACK_EVENT_CREDENTIALS_FAILED, evb, "%s: %s; %s", what, why,
+                                             cs->creds ? "the last good credentials stay in use" : "none to use");
                 cs->failing = true;
                 return false;
         }
         if (!keep_rotated(fresh, cs->rotated_from, cs->creds ? cs->creds->identity_token : NULL)) {
                 /* New credentials from the file or helper: nothing rotated yet. */
-                fallback_wipe_free(cs->rotated_from);
-                cs->rotated_from = NULL;
+                cs->rotated_from = secret_free(cs->rotated_from);
         }
         bool changed = !credentials_equal(cs->creds, fresh);
         if (changed || cs->failing)
-                creds_event(f, e, FALLBACK_EVENT_CREDENTIALS_UPDATED, evb, "%s: %s", what,
-                            changed ? "new credentials in use" : "readable again, the credentials are the same");
+                fallback_creds_event(f, e, FALLBACK_EVENT_CREDENTIALS_UPDATED, evb, "%s: %s", what,
+                                     changed ? "new credentials in use" : "readable again, the credentials are the same");
         cs->failing = false;
         credentials_free(cs->creds);
         cs->creds = fresh;
@@ -222,20 +218,14 @@ static bool look_at_file(struct fetch *f, const struct ep *e, struct event_buf *
 }
 
 /* Waits under cs->lock while *flag is set (another thread's helper run or
- * grant), in slices, bounded by f's deadline, cap_ms from now and its
- * cancellation. 0 once the flag is clear, -ETIMEDOUT or -ECANCELED. */
+ * grant), bounded by f's deadline, cap_ms from now and its cancellation.
+ * 0 once the flag is clear, -ETIMEDOUT or -ECANCELED. */
 static int wait_while_locked(struct credsource *cs, const bool *flag, struct fetch *f, uint64_t cap_ms) {
         uint64_t give_up = time_now_ms() + cap_ms;
-        if (f->req->deadline_ms && f->req->deadline_ms < give_up)
-                give_up = f->req->deadline_ms;
         while (*flag) {
-                if (f->req->cancelled && f->req->cancelled(f->req->cancel_userdata))
-                        return -ECANCELED;
-                uint64_t now = time_now_ms();
-                if (now >= give_up)
-                        return -ETIMEDOUT;
-                uint64_t until = now + CREDSOURCE_WAIT_SLICE_MS;
-                (void) time_cond_wait_until(&cs->cond, &cs->lock, until < give_up ? until : give_up);
+                int r = fallback_wait_slice(f, &cs->cond, &cs->lock, give_up);
+                if (r < 0)
+                        return r;
         }
         return 0;
 }
@@ -374,13 +364,13 @@ void fallback_creds_grant_end(const struct ep *e, const char *used, const char *
                 /* The first rotation remembers what the file or helper gave (see keep_rotated()). */
                 char *from = cs->rotated_from ? NULL : strdup(used);
                 if (copy && (cs->rotated_from || from)) {
-                        fallback_wipe_free(cs->creds->identity_token);
+                        secret_free(cs->creds->identity_token);
                         cs->creds->identity_token = TAKE_PTR(copy);
                         if (from)
                                 cs->rotated_from = TAKE_PTR(from);
                 }
-                fallback_wipe_free(copy);
-                fallback_wipe_free(from);
+                secret_free(copy);
+                secret_free(from);
         }
         pthread_cond_broadcast(&cs->cond);
         pthread_mutex_unlock(&cs->lock);

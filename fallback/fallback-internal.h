@@ -6,9 +6,9 @@
  * token flow; breaker.c: circuit breakers and their background probes;
  * config.c: the state and the configuration); not part of its interface.
  *
- * Lock order: fb->lock, then an endpoint's token lock (ep_state.tlock);
- * never the other way round. A credentials source's lock (credsource.c) is
- * taken alone. */
+ * Lock order: fb->reconfigure, then fb->lock, then an endpoint's token lock
+ * (ep_state.tlock); never the other way round. A credentials source's lock
+ * (credsource.c) is taken with no other held, or fb->reconfigure alone. */
 
 #include <curl/curl.h>
 #include <pthread.h>
@@ -33,6 +33,7 @@ struct token {
         char *value; /* secret: wiped when freed */
         uint64_t expires_at; /* CLOCK_MONOTONIC ms */
         bool fetching;       /* one fetch in flight for this scope; others wait on tcond */
+        bool client;         /* got with a client's credentials (CLIENT_TOKENS_PER_ENDPOINT_MAX) */
 };
 
 /* What survives a reconfiguration: keyed by registry and URL. Breaker and
@@ -56,6 +57,10 @@ struct ep_state {
         struct token *tokens;
         size_t n_tokens;
         uint64_t tokens_gen; /* tlock: counts fallback_tokens_drop(); a token fetched across one is not kept */
+
+        /* The published configuration's source of this endpoint's credentials (NULL: none, or not in
+         * it): what a reload's new source takes over from. Written under fb->reconfigure and fb->lock. */
+        struct credsource *cs;
 };
 
 /* One endpoint's settings, immutable once configured. */
@@ -68,6 +73,7 @@ struct ep {
         bool no_pull, no_resolve; /* containerd's capabilities, negated: zero is "may" */
         char *ca_file, *client_cert, *client_key;
         struct credsource *cs; /* where the credentials come from; NULL: anonymous */
+        bool creds_changed;    /* fallback_configure(): a reload changed them (the tokens go once it is published) */
         uint64_t connect_ms, response_ms, idle_ms;
         struct curl_slist *headers;
         struct ep_state *st;
@@ -87,13 +93,13 @@ struct config {
 
 struct fallback {
         pthread_mutex_t lock;
+        pthread_mutex_t reconfigure; /* one fallback_configure() at a time */
         struct fallback_options o;
         char *user_agent;
         struct config *config;
         struct ep_state *states;
         struct http_client *http;
         uint64_t rng;
-        unsigned char key_salt[32]; /* random: what a client's credentials' token key is salted with */
         /* Background probes of half-open breakers (fallback_breaker_probe()): how many
          * run, signalled as each ends; closing cancels them for fallback_free(). */
         unsigned probes;
@@ -188,8 +194,6 @@ char *fallback_url_part(const char *url, CURLUPart part, unsigned flags);
 char *fallback_url_origin(const char *url);
 
 /* token.c */
-/* Wipes and frees a secret string; NULL is fine. */
-void fallback_wipe_free(char *s);
 /* Frees a cached token, its value wiped. */
 void fallback_token_free(struct token *t);
 /* Appends to a struct buf (userdata), kept NUL-terminated; -EFBIG beyond its max. */
@@ -212,6 +216,11 @@ int fallback_token_parse(const void *data, size_t size, char **ret_token, uint64
  * refresh_token), percent-encoded, into b (room for the whole form reserved at once, b's max
  * raised to it if needed: a secret is never copied by a realloc); b's caller wipes it. */
 int fallback_token_oauth_form(const char *service, const char *scopes, const char *refresh_token, struct buf *b);
+#define FALLBACK_WAIT_SLICE_MS 100
+/* One slice (FALLBACK_WAIT_SLICE_MS at most) of f's wait on cond under lock (held), bounded by
+ * give_up and f's deadline (CLOCK_MONOTONIC ms): -ECANCELED once f is cancelled, -ETIMEDOUT once
+ * a bound is past (both looked at before waiting), else 0: look again at what is waited for. */
+int fallback_wait_slice(struct fetch *f, pthread_cond_t *cond, pthread_mutex_t *lock, uint64_t give_up);
 /* Drops st's cached tokens (the credentials they were got with changed); a fetch under way keeps its own. */
 void fallback_tokens_drop(struct ep_state *st);
 /* How many times st's tokens were dropped: taken before credentials are copied, it tells whether
@@ -226,10 +235,14 @@ struct file_stamp;
 int fallback_credsource_new(const struct fallback_endpoint_config *c, struct credentials *creds,
                             const struct file_stamp *stamp, struct credsource **ret);
 struct credsource *fallback_credsource_free(struct credsource *cs);
-/* At a reconfiguration, the source new of an endpoint that stays takes over what old knew and
- * still holds (the same helper's answer, within its lifetime). Returns whether the credentials
- * differ (then the endpoint's tokens are to be dropped); either may be NULL. Neither lock held. */
+/* At a reconfiguration, before it is published, the source new of an endpoint that stays takes
+ * over what old knew and still holds (the same helper's answer, within its lifetime; a rotated
+ * identity token). Returns whether the credentials differ (then the endpoint's tokens are to be
+ * dropped); either may be NULL. Neither source's lock held. */
 bool fallback_credsource_take_over(struct credsource *old, struct credsource *new);
+/* A credentials event about e for f (reason formatted from fmt) into evb, to send with fallback_emit(). */
+void fallback_creds_event(struct fetch *f, const struct ep *e, enum fallback_event_type type, struct event_buf *evb,
+                          const char *fmt, ...) _printf_(5, 6);
 /* e's credentials for f's attempt (a copy, NULL: anonymous): its file re-read if it changed, its
  * helper run if its answer is stale; the last good ones when that fails (reported once by an
  * event). Tokens are dropped when they change; f->tokens_gen is their generation as of the copy.

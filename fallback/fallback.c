@@ -329,7 +329,7 @@ static enum step authorise(struct fetch *f, struct exchange *x, enum outcome *ou
                                 *out = OUT_FAIL;
                                 return STEP_DONE;
                         }
-                        fallback_wipe_free(x->token);
+                        secret_free(x->token);
                         x->token = fresh;
                         x->refreshed = true;
                         return STEP_AGAIN;
@@ -372,8 +372,11 @@ enum outcome fallback_attempt(struct fetch *f, const struct ep *e) {
         struct exchange x = { .e = e, .same_host = true, .on_origin = true };
         enum outcome out = OUT_ABORT;
 
-        /* First: new credentials drop the tokens the old ones got. */
-        if (fallback_creds_get(f, e, &f->creds) < 0) {
+        /* First: new credentials drop the tokens the old ones got. A request with its
+         * client's credentials sends no others: the endpoint's are not looked at. */
+        if (f->has_client)
+                f->tokens_gen = fallback_tokens_gen(e->st);
+        else if (fallback_creds_get(f, e, &f->creds) < 0) {
                 f->abort_error = -ENOMEM;
                 return OUT_ABORT;
         }
@@ -381,7 +384,7 @@ enum outcome fallback_attempt(struct fetch *f, const struct ep *e) {
         x.token = fallback_token_peek(e->st, f->token_key);
         x.cur = x.first;
         if (!x.first) {
-                fallback_wipe_free(x.token);
+                secret_free(x.token);
                 f->creds = credentials_free(f->creds);
                 f->abort_error = -ENOMEM;
                 return OUT_ABORT;
@@ -415,7 +418,7 @@ enum outcome fallback_attempt(struct fetch *f, const struct ep *e) {
         }
         if (out == OUT_FAIL && x.hr.status == 429 && x.hr.retry_after_s > 0)
                 f->answer = -(long) x.hr.retry_after_s; /* read by the chain walk as a backoff floor */
-        fallback_wipe_free(x.token);
+        secret_free(x.token);
         free(x.first);
         free(x.url);
         http_response_done(&x.hr);
@@ -485,7 +488,7 @@ static const struct registry *registry_find(const struct config *c, const char *
         return NULL;
 }
 
-/* f->repo, f->scope and f->token_key for f->req on f->reg (the client's credentials named by a salted hash). */
+/* f->repo, f->scope and f->token_key for f->req on f->reg (the client's credentials named by their key). */
 int fallback_fetch_names(struct fetch *f) {
         /* Docker Hub names single-component repositories library/<name>. */
         bool hub = strcasecmp(f->reg->host, "docker.io") == 0 && !strchr(f->req->repository, '/');
@@ -502,25 +505,12 @@ int fallback_fetch_names(struct fetch *f) {
                 f->token_key = strdup(f->scope);
                 return f->token_key ? 0 : -ENOMEM;
         }
-        if (!ca->user || !ca->password)
+        if (!ca->user || !ca->password || !ca->key)
                 return -EINVAL;
         f->client_creds = (struct credentials) { .user = (char *) ca->user, .password = (char *) ca->password };
         f->has_client = true;
-        /* The key names the credentials without holding them: a SHA-256 of a random
-         * salt, "user\0password". */
-        size_t ls = sizeof(f->fb->key_salt), lu = strlen(ca->user), lp = strlen(ca->password);
-        char *all = malloc(ls + lu + lp + 2);
-        if (!all)
-                return -ENOMEM;
-        memcpy(all, f->fb->key_salt, ls);
-        memcpy(all + ls, ca->user, lu + 1);
-        memcpy(all + ls + lu + 1, ca->password, lp + 1);
-        struct digest d;
-        int r = digest_buffer(DIGEST_SHA256, all, ls + lu + lp + 1, &d);
-        explicit_bzero(all, ls + lu + lp + 2);
-        free(all);
-        if (r < 0)
-                return r;
+        struct digest d = { .algorithm = DIGEST_SHA256 };
+        memcpy(d.bytes, ca->key, FALLBACK_CLIENT_KEY_SIZE);
         char hex[DIGEST_HEX_MAX];
         if (asprintf(&f->token_key, "%s client=%s", f->scope, digest_hex(&d, hex)) < 0) {
                 f->token_key = NULL;

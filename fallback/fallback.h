@@ -37,7 +37,7 @@
  * - Pass-through: a request may carry its client's credentials
  *   (fallback_request.client_auth); they go to the chain's origin alone
  *   (mirrors are skipped for it) and to the origin's token realm, and the
- *   tokens got with them are cached under a hash of them. An origin's
+ *   tokens got with them are cached under the key the caller names them by. An origin's
  *   401/403 is told apart from a mirror's and from no answer
  *   (fallback_response.auth_refused).
  *
@@ -146,8 +146,7 @@ struct fallback_options {
 int fallback_global_init(void);
 void fallback_global_done(void);
 
-/* A client with no registries yet; at early boot it waits for the kernel's
- * entropy pool. Returns 0, -ENOMEM, or -EIO if libcurl cannot be set up. */
+/* A client with no registries yet. Returns 0, -ENOMEM, or -EIO if libcurl cannot be set up. */
 int fallback_new(const struct fallback_options *o, struct fallback **ret);
 
 /* Waits for no one: call it when no fetch runs any more. Accepts NULL. */
@@ -168,10 +167,16 @@ enum fallback_kind {
         _FALLBACK_KIND_MAX,
 };
 
+#define FALLBACK_CLIENT_KEY_SIZE 32
+
 /* A client's own registry credentials, passed through (borrowed; their owner wipes them). */
 struct fallback_client_auth {
         const char *user;
         const char *password;
+        /* FALLBACK_CLIENT_KEY_SIZE bytes that name the credentials without holding them (the
+         * caller's salted hash of both, made once per request): the tokens got with them are
+         * cached under it. Equal for equal credentials, distinct for others. Required. */
+        const uint8_t *key;
 };
 
 struct fallback_request {
@@ -194,7 +199,7 @@ struct fallback_request {
         /* Set: the request goes to the chain's origin endpoint alone (mirrors are
          * skipped, whatever credentials they have), with these credentials instead of
          * the endpoint's own, for Basic and toward the origin's token realm. Tokens got
-         * with them are cached under a hash of them and the scope: never handed to a
+         * with them are cached under their key and the scope: never handed to a
          * request with other credentials or none. */
         const struct fallback_client_auth *client_auth;
 };

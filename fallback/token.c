@@ -16,20 +16,16 @@
 #include "common/macro.h"
 #include "fallback/fallback-internal.h"
 
-#define TOKENS_PER_ENDPOINT_MAX 256
+#define TOKENS_PER_ENDPOINT_MAX 256 /* the endpoint's own (anonymous, or with its credentials) */
+/* Got with clients' credentials: a bound of their own, so that no number of clients can
+ * push the endpoint's own tokens out. */
+#define CLIENT_TOKENS_PER_ENDPOINT_MAX 256
 #define TOKEN_DEFAULT_TTL_S 60 /* distribution token spec: expires_in defaults to 60 s */
 #define TOKEN_WAIT_MAX_MS 30000
 
-void fallback_wipe_free(char *s) {
-        if (s) {
-                explicit_bzero(s, strlen(s));
-                free(s);
-        }
-}
-
 void fallback_token_free(struct token *t) {
         free(t->scope);
-        fallback_wipe_free(t->value);
+        secret_free(t->value);
         free(t);
 }
 
@@ -109,8 +105,8 @@ static int token_parse(const struct buf *b, char **ret_token, uint64_t *ret_ttl_
         char *t = strdup(tok);
         char *rt = want_rt ? strdup(refresh) : NULL;
         if (!t || (want_rt && !rt)) {
-                fallback_wipe_free(t);
-                fallback_wipe_free(rt);
+                secret_free(t);
+                secret_free(rt);
                 return -ENOMEM;
         }
         *ret_token = t;
@@ -186,19 +182,21 @@ char *fallback_token_peek(struct ep_state *st, const char *scope) {
         return out;
 }
 
-/* Drops dead tokens, and the oldest beyond TOKENS_PER_ENDPOINT_MAX (new ones
- * are put first, so the one just fetched stays); never one being fetched. */
+/* Drops dead tokens, and the oldest beyond TOKENS_PER_ENDPOINT_MAX of the endpoint's own and
+ * CLIENT_TOKENS_PER_ENDPOINT_MAX of clients' (new ones are put first, so the one just fetched
+ * stays); never one being fetched. */
 static void token_trim_locked(struct ep_state *st) {
+        static const size_t max[2] = { TOKENS_PER_ENDPOINT_MAX, CLIENT_TOKENS_PER_ENDPOINT_MAX };
         uint64_t now = time_now_ms();
-        size_t kept = 0;
+        size_t kept[2] = { 0, 0 };
         for (struct token **p = &st->tokens; *p;) {
                 struct token *t = *p;
-                if (!t->fetching && (kept >= TOKENS_PER_ENDPOINT_MAX || !t->value || now >= t->expires_at)) {
+                if (!t->fetching && (kept[t->client] >= max[t->client] || !t->value || now >= t->expires_at)) {
                         *p = t->next;
                         fallback_token_free(t);
                         st->n_tokens--;
                 } else {
-                        kept++;
+                        kept[t->client]++;
                         p = &t->next;
                 }
         }
@@ -209,8 +207,7 @@ void fallback_tokens_drop(struct ep_state *st) {
         st->tokens_gen++;
         for (struct token *t = st->tokens; t; t = t->next)
                 if (!t->fetching) {
-                        fallback_wipe_free(t->value);
-                        t->value = NULL;
+                        t->value = secret_free(t->value);
                 }
         token_trim_locked(st);
         pthread_mutex_unlock(&st->tlock);
@@ -223,21 +220,26 @@ uint64_t fallback_tokens_gen(struct ep_state *st) {
         return gen;
 }
 
-static bool fetch_cancelled(const struct fetch *f) {
-        return f->req->cancelled && f->req->cancelled(f->req->cancel_userdata);
-}
-
-static uint64_t fetch_deadline(const struct fetch *f) {
-        return f->req->deadline_ms;
+int fallback_wait_slice(struct fetch *f, pthread_cond_t *cond, pthread_mutex_t *lock, uint64_t give_up) {
+        const struct fallback_request *req = f->req;
+        if (req->deadline_ms && req->deadline_ms < give_up)
+                give_up = req->deadline_ms;
+        if (req->cancelled && req->cancelled(req->cancel_userdata))
+                return -ECANCELED;
+        uint64_t now = time_now_ms();
+        if (now >= give_up)
+                return -ETIMEDOUT;
+        /* In slices: a cancelled fetch stops waiting within one. */
+        uint64_t until = now + FALLBACK_WAIT_SLICE_MS;
+        (void) time_cond_wait_until(cond, lock, until < give_up ? until : give_up);
+        return 0;
 }
 
 /* A grant the realm refused: -EACCES (the client gets a 401), told as a
  * credentials event too, since the 401's reason is not logged. */
 static int oauth_refused(struct fetch *f, const struct ep *e, const char *reason) {
-        struct event_buf evb = { .set = true };
-        snprintf(evb.reason, sizeof(evb.reason), "%s", reason);
-        evb.ev = (struct fallback_event) { .type = FALLBACK_EVENT_CREDENTIALS_FAILED, .registry = f->reg->host,
-                                           .endpoint = e->url, .reason = evb.reason };
+        struct event_buf evb = { 0 };
+        fallback_creds_event(f, e, FALLBACK_EVENT_CREDENTIALS_FAILED, &evb, "%s", reason);
         fallback_emit(f->fb, &evb);
         return -EACCES;
 }
@@ -313,7 +315,7 @@ static int token_request(struct fetch *f, const struct ep *e, const struct chall
                 curl_free(url);
                 fallback_buf_wipe(&form);
                 fallback_creds_grant_end(e, refresh_token, NULL);
-                fallback_wipe_free(refresh_token);
+                secret_free(refresh_token);
                 snprintf(reason, rsize, "cannot build the token request");
                 return -ENOMEM;
         }
@@ -380,8 +382,8 @@ static int token_request(struct fetch *f, const struct ep *e, const struct chall
                 r = token_parse(&b, ret_token, ret_ttl, oauth ? &rotated : NULL, reason, rsize);
         if (oauth)
                 fallback_creds_grant_end(e, refresh_token, rotated);
-        fallback_wipe_free(rotated);
-        fallback_wipe_free(refresh_token);
+        secret_free(rotated);
+        secret_free(refresh_token);
         fallback_buf_wipe(&form);
         fallback_buf_wipe(&b);
         http_response_done(&hr);
@@ -400,22 +402,12 @@ int fallback_token_get(struct fetch *f, const struct ep *e, const struct challen
         for (;;) {
                 struct token *t = token_find(st, key);
                 if (t && t->fetching) {
-                        /* In slices: a cancelled fetch stops waiting within 100 ms. */
-                        uint64_t now = time_now_ms(), until = now + 100 < give_up ? now + 100 : give_up;
-                        uint64_t deadline = fetch_deadline(f);
-                        if (deadline && deadline < until)
-                                until = deadline;
-                        (void) time_cond_wait_until(&st->tcond, &st->tlock, until);
-                        if (fetch_cancelled(f)) {
+                        int k = fallback_wait_slice(f, &st->tcond, &st->tlock, give_up);
+                        if (k < 0) {
                                 pthread_mutex_unlock(&st->tlock);
-                                snprintf(reason, rsize, "cancelled");
-                                return -ECANCELED;
-                        }
-                        now = time_now_ms();
-                        if (now >= give_up || (deadline && now >= deadline)) {
-                                pthread_mutex_unlock(&st->tlock);
-                                snprintf(reason, rsize, "timed out waiting for a token");
-                                return -ETIMEDOUT;
+                                snprintf(reason, rsize, "%s",
+                                         k == -ECANCELED ? "cancelled" : "timed out waiting for a token");
+                                return k;
                         }
                         continue;
                 }
@@ -434,6 +426,7 @@ int fallback_token_get(struct fetch *f, const struct ep *e, const struct challen
                                 pthread_mutex_unlock(&st->tlock);
                                 return -ENOMEM;
                         }
+                        t->client = f->has_client;
                         t->next = st->tokens;
                         st->tokens = t;
                         st->n_tokens++;
@@ -447,8 +440,7 @@ int fallback_token_get(struct fetch *f, const struct ep *e, const struct challen
 
                 pthread_mutex_lock(&st->tlock);
                 t->fetching = false;
-                fallback_wipe_free(t->value);
-                t->value = NULL;
+                t->value = secret_free(t->value);
                 char *copy = NULL;
                 if (r >= 0) {
                         /* Copied under the lock: once it is released, the trim
@@ -459,7 +451,7 @@ int fallback_token_get(struct fetch *f, const struct ep *e, const struct challen
                                 t->value = value;
                                 t->expires_at = time_now_ms() + ttl;
                         } else
-                                fallback_wipe_free(value);
+                                secret_free(value);
                 }
                 token_trim_locked(st);
                 pthread_cond_broadcast(&st->tcond);

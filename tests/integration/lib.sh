@@ -296,6 +296,8 @@ for name in os.listdir(sys.argv[2]):
 sys.exit(1)
 PY
 }
+# basic_b64 USER PASSWORD: base64 of "USER:PASSWORD", as a Basic header or a docker config.json "auth" holds it.
+basic_b64() { printf '%s:%s' "$1" "$2" | base64 -w0; }
 # challenged FILE: the last get (into FILE) was layerd's 401 with its Basic challenge.
 challenged() { [[ $code == 401 ]] && grep -qi '^WWW-Authenticate: Basic realm="layerd"' "$1.headers"; }
 

@@ -75,12 +75,11 @@ secret() {
     ln -sfn "..$1" "$SEC/..data_tmp" && mv -Tf "$SEC/..data_tmp" "$SEC/..data" &&
     { [[ -L $SEC/config.json ]] || ln -s ..data/config.json "$SEC/config.json"; }
 }
-b64() { printf '%s' "$1" | base64 -w0; }
-dockercfg() { printf '{"auths": {"%s": {"auth": "%s"}}}' "$HOST" "$(b64 "$1")"; }
+dockercfg() { printf '{"auths": {"%s": {"auth": "%s"}}}' "$HOST" "$(basic_b64 "$1" "$2")"; }
 
 case_a() {
   auth '{"mode": "bearer", "user": "u", "password": "pw-one", "token_ttl": 300}'
-  secret v1 "$(dockercfg u:pw-one)"
+  secret v1 "$(dockercfg u pw-one)"
   checkd "a: layerd serves with the Secret volume's config.json" serve a "registries:
   \"reg.test:$PF\":
     origin: $FX
@@ -90,7 +89,7 @@ case_a() {
   # The password changes at the registry (the old one revoked, its tokens too), then in the Secret.
   auth '{"mode": "bearer", "user": "u", "password": "pw-two", "token_ttl": 300}'
   expire_tokens
-  secret v2 "$(dockercfg u:pw-two)"
+  secret v2 "$(dockercfg u pw-two)"
   sleep 1.2  # the file is looked at once a second at most
   checkd "a: after the symlink swap, a pull with the new password, no SIGHUP" pull "reg.test:$PF"
   checkd "a: ... and one line says the credentials were updated" test "$(lines 'credentials updated: ns=reg.test')" = 1
@@ -110,7 +109,7 @@ case_a() {
   # Good again, with a third password.
   auth '{"mode": "bearer", "user": "u", "password": "pw-three", "token_ttl": 300}'
   expire_tokens
-  secret v4 "$(dockercfg u:pw-three)"
+  secret v4 "$(dockercfg u pw-three)"
   sleep 1.2
   checkd "a: a good update after it: pulls with the third password" pull "reg.test:$PF"
   check "a: ... said in a second 'updated' line" test "$(lines 'credentials updated: ns=reg.test')" = 2
@@ -193,7 +192,7 @@ PY
 case_c() {
   fixture_call POST "$FX/_fixture/reset"  # an empty log; auth again after it
   auth '{"mode": "bearer", "user": "u", "password": "never-used", "refresh_token": "refresh-one", "rotate_refresh": true, "token_ttl": 300}'
-  printf '{"auths": {"%s": {"auth": "%s", "identitytoken": "refresh-one"}}}' "$HOST" "$(b64 u:)" >"$T/idtoken.json"
+  printf '{"auths": {"%s": {"auth": "%s", "identitytoken": "refresh-one"}}}' "$HOST" "$(basic_b64 u "")" >"$T/idtoken.json"
   checkd "c: layerd serves with an identitytoken entry" serve c "registries:
   \"reg.test:$PF\":
     origin: $FX

@@ -78,7 +78,7 @@ YAML
 }
 # docker_config FILE PASSWORD: a docker config.json with $USER_:PASSWORD for the origin.
 docker_config() {
-  printf '{"auths": {"127.0.0.1:%s": {"auth": "%s"}}}\n' "$PO" "$(printf '%s:%s' "$USER_" "$2" | base64 -w0)" >"$1"
+  printf '{"auths": {"127.0.0.1:%s": {"auth": "%s"}}}\n' "$PO" "$(basic_b64 "$USER_" "$2")" >"$1"
 }
 
 # chain_breaks CASE SPEC: three references in one process while the cache is
@@ -255,7 +255,7 @@ checkd "wrong password: the origin saw the challenge, then the rejected credenti
   test "$(statuses "$T/origin.log" "$mo")" = "401 401"
 secret_absent() {
   local s
-  for s in "$WRONG" "$PASS" "$(printf '%s:%s' "$USER_" "$WRONG" | base64 -w0)"; do
+  for s in "$WRONG" "$PASS" "$(basic_b64 "$USER_" "$WRONG")"; do
     grep -qF -- "$s" "$LAST.out" "$LAST.err" && return 1
   done
   return 0

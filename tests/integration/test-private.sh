@@ -179,7 +179,7 @@ ctr_fetch bearer "$T/hosts" "$REG2/team/app:v1" --user "$USER_OK:$PASS_OK"
 checkd "token flow: ctr --user pulls the private image through layerd" test "$rc" = 0
 checkd "token flow: every blob" ctr_has bearer "${PRIV[@]}"
 tokens_with() {
-  fixture_requests "$FXB" '^/token' | grep -c "\"authorization\": \"Basic $(printf '%s:%s' "$1" "$2" | base64 -w0)\""
+  fixture_requests "$FXB" '^/token' | grep -c "\"authorization\": \"Basic $(basic_b64 "$1" "$2")\""
 }
 checkd "token flow: the client's credentials went to the origin's token realm" test "$(tokens_with "$USER_OK" "$PASS_OK")" -ge 1
 checkd "token flow: every blob is in layerd's cache" in_cache "$T/cache" "${PRIV[@]}"
@@ -238,7 +238,7 @@ layerd_serve "$T/layerd2.log" "$T/spec.yaml"
 check "layerd restarts with pass-through" wait_port "$PA"
 
 # ---- secrets stay out ------------------------------------------------------------------------
-b64=$(printf '%s:%s' "$USER_OK" "$PASS_OK" | base64 -w0)
+b64=$(basic_b64 "$USER_OK" "$PASS_OK")
 checkd "no credential in layerd's cache directory" \
   eval 'absent -r -e "$PASS_OK" -e "$b64" "$T/cache" && grep -q "team/app" "$T/cache/private-content"'
 checkd "no credential in layerd's log" \

@@ -221,7 +221,7 @@ fi
 
 # ---- 7. token realms on other hosts ------------------------------------------------------------
 USER_=tester PASS=Tls-s3cret-$RANDOM$RANDOM
-B64=$(printf '%s:%s' "$USER_" "$PASS" | base64 -w0)
+B64=$(basic_b64 "$USER_" "$PASS")
 printf '{"auths": {"127.0.0.1:%s": {"auth": "%s"}}}\n' "${S##*:}" "$B64" >"$T/config.json"
 spec "$T/realm.yaml" "{url: $S, tls: {ca_file: $CA}, credentials_file: $T/config.json}"
 

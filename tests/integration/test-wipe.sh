@@ -18,7 +18,7 @@ require_root "reading another process's memory needs root"
 require_tools curl
 
 USER_OK=wipe-user PASS_OK="wipe-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-B64=$(printf '%s:%s' "$USER_OK" "$PASS_OK" | base64 -w0)
+B64=$(basic_b64 "$USER_OK" "$PASS_OK")
 PA=$(free_port) PD=$(free_port) PD2=$(free_port)
 REG=127.0.0.1:$PD REG2=127.0.0.1:$PD2
 DIAG_FILES=("$T/layerd.log" "$T/fx.log" "$T/fxb.log")

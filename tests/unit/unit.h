@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 /* The process whose pid a script wrote into path (a background child it left) no longer
  * exists, not even as a zombie. */
@@ -22,6 +23,12 @@ static inline void unit_assert_gone(const char *path) {
         assert_true(pid > 1);
         assert_int_equal(kill((pid_t) pid, 0), -1);
         assert_int_equal(errno, ESRCH);
+}
+
+/* No child of this process is left, running or a zombie. */
+static inline void unit_assert_no_child(void) {
+        assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+        assert_int_equal(errno, ECHILD);
 }
 
 /* A string of n copies of c; the test frees it. */

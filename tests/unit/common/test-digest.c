@@ -528,6 +528,25 @@ static void test_digester_free(void **state) {
         assert_null(h);
 }
 
+/* digest_fields() hashes head, each field and its NUL, then tail: as the bytes laid end to end. */
+static void test_fields(void **state) {
+        (void) state;
+        static const unsigned char whole[] = { 's', 'a', 'l', 't', 'a', 'b', 0, 'c', 0, 'k', 'e', 'y' };
+        const char *fields[] = { "ab", "c" };
+        struct digest got, want;
+        assert_int_equal(digest_fields("salt", 4, fields, 2, "key", 3, &got), 0);
+        assert_int_equal(digest_buffer(DIGEST_SHA256, whole, sizeof(whole), &want), 0);
+        assert_true(digest_equal(&got, &want));
+        /* "ab" + "c" is not "a" + "bc". */
+        const char *moved[] = { "a", "bc" };
+        assert_int_equal(digest_fields("salt", 4, moved, 2, "key", 3, &want), 0);
+        assert_false(digest_equal(&got, &want));
+        /* Nothing at all: the SHA-256 of no bytes. */
+        assert_int_equal(digest_fields(NULL, 0, NULL, 0, NULL, 0, &got), 0);
+        assert_int_equal(digest_buffer(DIGEST_SHA256, NULL, 0, &want), 0);
+        assert_true(digest_equal(&got, &want));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_size_and_name),
@@ -548,6 +567,7 @@ int main(void) {
                 cmocka_unit_test(test_use_after_final),
                 cmocka_unit_test(test_update_null_data),
                 cmocka_unit_test(test_digester_free),
+                cmocka_unit_test(test_fields),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

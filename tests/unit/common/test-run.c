@@ -25,12 +25,6 @@
 #include "common/run.h"
 #include "common/time.h"
 
-/* No child of this process is left, running or a zombie. */
-static void assert_no_child(void) {
-        assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
-        assert_int_equal(errno, ECHILD);
-}
-
 static int run_sh(const char *script, const char *input, char *const *envp, uint64_t timeout_ms, size_t max,
                   char **out, size_t *size, int *status) {
         char *argv[] = { "/bin/sh", "-c", (char *) script, NULL };
@@ -59,7 +53,7 @@ static void test_input_output_status(void **state) {
         /* A child that does not read its input is no trouble (no SIGPIPE here). */
         assert_int_equal(run_sh("exit 0", "ignored", NULL, 5000, 100, &out, &size, &status), 0);
         free(out);
-        assert_no_child();
+        unit_assert_no_child();
 }
 
 /* Only stdin, stdout and stderr reach the child, even a descriptor without O_CLOEXEC. */
@@ -75,7 +69,7 @@ static void test_descriptors(void **state) {
         assert_string_equal(out, "4\n");
         free(out);
         close(leak);
-        assert_no_child();
+        unit_assert_no_child();
 }
 
 static void test_environment(void **state) {
@@ -95,7 +89,7 @@ static void test_environment(void **state) {
         assert_string_equal(out, "yes");
         free(out);
         unsetenv("LAYERD_TEST_LEAK");
-        assert_no_child();
+        unit_assert_no_child();
 }
 
 static void test_bounds(void **state) {
@@ -131,7 +125,7 @@ static void test_bounds(void **state) {
         assert_int_equal(run_sh("kill -9 $$", NULL, NULL, 5000, 100, &out, &size, &status), 0);
         assert_int_equal(status, 128 + 9);
         free(out);
-        assert_no_child();
+        unit_assert_no_child();
 }
 
 /* What a wrapper script leaves behind in its group (a background sleep) is killed when it
@@ -158,11 +152,11 @@ static void test_group_killed(void **state) {
         assert_int_equal(status, 0);
         free(out);
         unit_assert_gone(path);
-        assert_no_child();
+        unit_assert_no_child();
         /* At the timeout. */
         assert_int_equal(run_sh(hangs, NULL, NULL, 300, 100, &out, &size, &status), -ETIMEDOUT);
         unit_assert_gone(path);
-        assert_no_child();
+        unit_assert_no_child();
         assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 0), 0);
         unlink(path);
 }
@@ -185,7 +179,7 @@ static void test_cancelled(void **state) {
         uint64_t t0 = time_now_ms();
         assert_int_equal(run_program(&o, &out, &size, &status), -ECANCELED);
         assert_true(time_now_ms() - t0 < 3000);
-        assert_no_child();
+        unit_assert_no_child();
 }
 
 int main(void) {

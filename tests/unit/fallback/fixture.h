@@ -34,6 +34,7 @@
 #include "common/macro.h"
 #include "common/parse.h"
 #include "common/time.h"
+#include "fallback/fallback.h"
 
 #define UPSTREAM_SCRIPT "tests/fixtures/upstream.py"
 #define UPSTREAM_START_MS 10000
@@ -298,13 +299,29 @@ static inline const char *log_header(const json_t *log, size_t i, const char *na
         return json_string_value(json_object_get(json_object_get(json_array_get(log, i), "headers"), name));
 }
 
-/* Entries whose method is method (NULL: any) and whose path contains part. */
-static inline size_t log_count(const json_t *log, const char *method, const char *part) {
+/* Entries whose method is method (NULL: any), whose path contains part and whose status is
+ * status (-1: any). */
+static inline size_t log_count_status(const json_t *log, const char *method, const char *part, long status) {
         size_t n = 0;
         for (size_t i = 0; i < json_array_size(log); i++)
-                if ((!method || strcmp(log_method(log, i), method) == 0) && strstr(log_path(log, i), part))
+                if ((!method || strcmp(log_method(log, i), method) == 0) && strstr(log_path(log, i), part) &&
+                    (status < 0 || log_status(log, i) == status))
                         n++;
         return n;
+}
+
+/* Entries whose method is method (NULL: any) and whose path contains part. */
+static inline size_t log_count(const json_t *log, const char *method, const char *part) {
+        return log_count_status(log, method, part, -1);
+}
+
+/* A client's credentials for a pass-through request (fallback_request.client_auth), keyed by a
+ * hash of both as the agent keys them; *key holds the key's bytes. */
+static inline struct fallback_client_auth fixture_client_auth(const char *user, const char *password,
+                                                              struct digest *key) {
+        const char *fields[] = { user, password };
+        assert_int_equal(digest_fields(NULL, 0, fields, 2, NULL, 0, key), 0);
+        return (struct fallback_client_auth) { .user = user, .password = password, .key = key->bytes };
 }
 
 /* An OCI image manifest whose config is the blob config_digest (size bytes),

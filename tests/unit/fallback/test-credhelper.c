@@ -42,7 +42,7 @@ static const char *helper(const char *name, const char *body) {
 static int setup(void **state) {
         (void) state;
         /* A subreaper, as a PID 1 layerd is a reaper: what a helper leaves behind becomes our
-         * child, and assert_no_child() sees it unless it was killed and reaped. */
+         * child, and unit_assert_no_child() sees it unless it was killed and reaped. */
         if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
                 return -1;
         return mkdtemp(dir) ? 0 : -1;
@@ -102,12 +102,6 @@ static void test_server_url(void **state) {
         assert_string_equal(credhelper_server_url("127.0.0.1:5000"), "127.0.0.1:5000");
 }
 
-/* No child of this process is left, running or a zombie. */
-static void assert_no_child(void) {
-        assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
-        assert_int_equal(errno, ECHILD);
-}
-
 static void test_get(void **state) {
         (void) state;
         char reason[CREDHELPER_REASON_MAX] = "";
@@ -124,7 +118,7 @@ static void test_get(void **state) {
         assert_string_equal(c->password, "/:/usr/local/bin:/usr/bin:/bin:clean");
         credentials_free(c);
         unsetenv("LAYERD_TEST_LEAK");
-        assert_no_child();
+        unit_assert_no_child();
 }
 
 static void get_fails(const char *body, uint64_t timeout_ms, int want, const char *needle) {
@@ -136,7 +130,7 @@ static void get_fails(const char *body, uint64_t timeout_ms, int want, const cha
         if (!strstr(reason, needle))
                 fail_msg("reason \"%s\" does not say \"%s\"", reason, needle);
         assert_null(strstr(reason, SECRET));
-        assert_no_child();
+        unit_assert_no_child();
 }
 
 static void test_get_failures(void **state) {

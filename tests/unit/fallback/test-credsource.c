@@ -5,8 +5,10 @@
  * malformed (one event), a credential helper run once for many concurrent
  * fetches and again when its lifetime is over, a failing helper, and an
  * identity token traded as an OAuth2 refresh token (rotated by the realm; a
- * realm without the OAuth2 flow). A HEAD of a manifest the fixture does not
- * hold answers 404 when the credentials were good, 401 when they were not. */
+ * realm without the OAuth2 flow), reloads, and a request with its client's
+ * credentials, which leaves the endpoint's own alone. A HEAD of a manifest the
+ * fixture does not hold answers 404 when the credentials were good, 401 when
+ * they were not. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -17,7 +19,9 @@
 #include "tests/unit/fallback/fixture.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,8 +64,11 @@ static void on_event(const struct fallback_event *ev, void *userdata) {
         pthread_mutex_unlock(&e->lock);
 }
 
-static struct fallback *fb_with(struct events *ev, const struct fallback_endpoint_config *ep) {
-        struct fallback_options o = { .user_agent = "layerd-test/1", .on_event = on_event, .userdata = ev };
+/* The events of the test that runs (emptied before each). */
+static struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static struct fallback *fb_with(const struct fallback_endpoint_config *ep) {
+        struct fallback_options o = { .user_agent = "layerd-test/1", .on_event = on_event, .userdata = &ev };
         struct fallback *fb = NULL;
         assert_int_equal(fallback_new(&o, &fb), 0);
         struct fallback_registry_config r = { .host = REG, .endpoints = ep, .n_endpoints = 1 };
@@ -79,11 +86,18 @@ static struct fallback_endpoint_config endpoint(void) {
                                                    .response_timeout_ms = 10000, .idle_timeout_ms = 10000 };
 }
 
+/* An endpoint whose credentials come from the helper at path. */
+static struct fallback_endpoint_config helper_endpoint(const char *path) {
+        struct fallback_endpoint_config ep = endpoint();
+        ep.credential_helper = path;
+        return ep;
+}
+
 /* A client whose one endpoint takes its credentials from the file at path. */
-static struct fallback *fb_with_file(struct events *ev, const char *path) {
+static struct fallback *fb_with_file(const char *path) {
         struct fallback_endpoint_config ep = endpoint();
         ep.credentials_file = path;
-        return fb_with(ev, &ep);
+        return fb_with(&ep);
 }
 
 /* The status of a HEAD of a manifest nobody has: 404 through good credentials, 401 otherwise. */
@@ -108,6 +122,13 @@ static int probe_repo(struct fallback *fb, const char *repo) {
 
 static int probe(struct fallback *fb) {
         return probe_repo(fb, "test/app");
+}
+
+/* name in the test's temporary directory (a new string). */
+static char *tmp_path(const char *name) {
+        char *path = NULL;
+        assert_true(asprintf(&path, "%s/%s", env.tmp, name) > 0);
+        return path;
 }
 
 /* path replaced (a rename, as every writer of such files does) by text. */
@@ -135,12 +156,7 @@ static void replace_identity_token(const char *path, const char *token) {
 
 static size_t count(const struct upstream *u, const char *method, const char *part, long status) {
         json_auto_t *log = upstream_log(u);
-        size_t n = 0;
-        for (size_t i = 0; i < json_array_size(log); i++)
-                if (strcmp(log_method(log, i), method) == 0 && strstr(log_path(log, i), part) &&
-                    (status < 0 || log_status(log, i) == status))
-                        n++;
-        return n;
+        return log_count_status(log, method, part, status);
 }
 
 static int group_setup(void **state) {
@@ -171,10 +187,10 @@ static void new_password(const char *path, const char *password) {
 }
 
 /* A client whose credentials file at path holds alice's password, which the registry takes (checked). */
-static struct fallback *fb_with_password(struct events *ev, const char *path, const char *password) {
+static struct fallback *fb_with_password(const char *path, const char *password) {
         upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"alice\", \"password\": \"%s\"}", password);
         replace_credentials(path, "alice", password);
-        struct fallback *fb = fb_with_file(ev, path);
+        struct fallback *fb = fb_with_file(path);
         assert_int_equal(probe(fb), 404);
         return fb;
 }
@@ -182,15 +198,18 @@ static struct fallback *fb_with_password(struct events *ev, const char *path, co
 static int reset(void **state) {
         (void) state;
         upstream_reset(&env.a);
+        pthread_mutex_lock(&ev.lock);
+        ev.updated = ev.failed = 0;
+        ev.last_reason[0] = '\0';
+        ev.restore_nofile = false;
+        pthread_mutex_unlock(&ev.lock);
         return 0;
 }
 
 static void test_file_replaced(void **state) {
         (void) state;
-        _cleanup_free_ char *path = NULL;
-        assert_true(asprintf(&path, "%s/config.json", env.tmp) > 0);
-        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
-        _cleanup_(fallback_freep) struct fallback *fb = fb_with_password(&ev, path, "pw-1");
+        _cleanup_free_ char *path = tmp_path("config.json");
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with_password(path, "pw-1");
 
         /* The password changes at the registry, then in the file. */
         new_password(path, "pw-2");
@@ -236,10 +255,8 @@ static void test_file_replaced(void **state) {
  * descriptor left for a moment) is read again a second later, not taken as seen. */
 static void test_file_read_error(void **state) {
         (void) state;
-        _cleanup_free_ char *path = NULL;
-        assert_true(asprintf(&path, "%s/emfile.json", env.tmp) > 0);
-        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
-        _cleanup_(fallback_freep) struct fallback *fb = fb_with_password(&ev, path, "pw-1");
+        _cleanup_free_ char *path = tmp_path("emfile.json");
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with_password(path, "pw-1");
 
         new_password(path, "pw-2");
         /* No descriptor below the limit is free: the read fails; the event puts the limit back. */
@@ -276,14 +293,12 @@ static void *late_probe_main(void *userdata) {
  * that have the new credentials. */
 static void test_token_of_old_credentials(void **state) {
         (void) state;
-        _cleanup_free_ char *path = NULL;
-        assert_true(asprintf(&path, "%s/late.json", env.tmp) > 0);
+        _cleanup_free_ char *path = tmp_path("late.json");
         upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"alice\", \"password\": \"pw-1\"}");
         /* The late fetch's first request is held: it meets its 401 after the change. */
         upstream_rules(&env.a, "[{\"path\": \"/v2/test/app/manifests/none\", \"times\": 1, \"delay_ms\": 3000}]");
         replace_credentials(path, "alice", "pw-1");
-        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
-        _cleanup_(fallback_freep) struct fallback *fb = fb_with_file(&ev, path);
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with_file(path);
         struct late_probe late = { .fb = fb };
         pthread_t thread;
         assert_int_equal(pthread_create(&thread, NULL, late_probe_main, &late), 0);
@@ -300,12 +315,10 @@ static void test_token_of_old_credentials(void **state) {
 /* A file that went away: said once, by its name and errno, never twice. */
 static void test_file_gone(void **state) {
         (void) state;
-        _cleanup_free_ char *path = NULL, *want = NULL;
-        assert_true(asprintf(&path, "%s/gone.json", env.tmp) > 0);
+        _cleanup_free_ char *path = tmp_path("gone.json"), *want = NULL;
         assert_true(asprintf(&want, "%s: No such file or directory; the last good credentials stay in use", path) > 0);
         replace_credentials(path, "alice", "pw");
-        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
-        _cleanup_(fallback_freep) struct fallback *fb = fb_with_file(&ev, path);
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with_file(path);
         assert_int_equal(unlink(path), 0);
         fixture_sleep_ms(STAT_WAIT_MS);
         assert_int_equal(probe(fb), 404);
@@ -321,8 +334,7 @@ static void reconfigure(struct fallback *fb, const struct fallback_endpoint_conf
 /* A helper in env.tmp: answers user u and the password in the file NAME.pw after
  * sleeping `delay` seconds; counts its runs in NAME.runs. Returns its path. */
 static char *write_helper(const char *name, const char *delay, const char *password) {
-        char *path = NULL;
-        assert_true(asprintf(&path, "%s/%s", env.tmp, name) > 0);
+        char *path = tmp_path(name);
         replace(path,
                 "#!/bin/sh\n"
                 "read -r server\n"
@@ -386,11 +398,9 @@ static void test_helper_single_flight(void **state) {
         (void) state;
         upstream_auth(&env.a, "{\"mode\": \"basic\", \"user\": \"u\", \"password\": \"h-1\"}");
         _cleanup_free_ char *helper = write_helper("docker-credential-flight", "0.3", "h-1");
-        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
-        struct fallback_endpoint_config ep = endpoint();
-        ep.credential_helper = helper;
+        struct fallback_endpoint_config ep = helper_endpoint(helper);
         ep.credential_helper_lifetime_ms = 3000; /* room for a slow run (valgrind) before the checks within it */
-        _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ev, &ep);
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ep);
 
         /* Eight fetches at once: one run of the helper, the others wait for it. */
         probe_at_once(fb, 8, NULL, 404);
@@ -435,12 +445,10 @@ static void test_helper_hangs(void **state) {
         assert_true(asprintf(&delay, "%s/docker-credential-hang.delay", env.tmp) > 0);
         assert_true(asprintf(&sleep_for, "$(cat %s 2>/dev/null || echo 0)", delay) > 0);
         _cleanup_free_ char *helper = write_helper("docker-credential-hang", sleep_for, "h-1");
-        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
-        struct fallback_endpoint_config ep = endpoint();
-        ep.credential_helper = helper;
+        struct fallback_endpoint_config ep = helper_endpoint(helper);
         ep.credential_helper_lifetime_ms = 1000;
         ep.credential_helper_timeout_ms = 20000;
-        _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ev, &ep);
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ep);
         assert_int_equal(probe(fb), 404);
 
         replace(delay, "30");
@@ -458,7 +466,7 @@ static void test_helper_hangs(void **state) {
         assert_int_equal(ev.failed, 0);
 
         /* No answer yet: a request waits for the run, within its own deadline. */
-        _cleanup_(fallback_freep) struct fallback *fresh = fb_with(&ev, &ep);
+        _cleanup_(fallback_freep) struct fallback *fresh = fb_with(&ep);
         struct timed_probe first = { .fb = fresh, .within_ms = 3000 }, waiter = { .fb = fresh, .within_ms = 1000 };
         pthread_t threads[2];
         assert_int_equal(pthread_create(&threads[0], NULL, timed_probe_main, &first), 0);
@@ -474,15 +482,12 @@ static void test_helper_hangs(void **state) {
 static void test_helper_fails(void **state) {
         (void) state;
         upstream_auth(&env.a, "{\"mode\": \"basic\", \"user\": \"u\", \"password\": \"h-1\"}");
-        _cleanup_free_ char *helper = NULL;
-        assert_true(asprintf(&helper, "%s/docker-credential-none", env.tmp) > 0);
+        _cleanup_free_ char *helper = tmp_path("docker-credential-none");
         replace(helper, "#!/bin/sh\necho run >>%s.runs\necho 'credentials not found in native keychain'\nexit 1\n",
                 helper);
         assert_int_equal(chmod(helper, 0700), 0);
-        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
-        struct fallback_endpoint_config ep = endpoint();
-        ep.credential_helper = helper;
-        _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ev, &ep);
+        struct fallback_endpoint_config ep = helper_endpoint(helper);
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ep);
         assert_int_equal(probe(fb), 401); /* anonymous, then: the registry's answer */
         assert_int_equal(ev.failed, 1);
         assert_non_null(strstr(ev.last_reason, "credential helper exited with status 1; none to use"));
@@ -498,12 +503,10 @@ static void test_identity_token(void **state) {
         _cleanup_free_ char *pad = unit_repeat('x', 2000);
         upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"u\", \"password\": \"unused\", "
                               "\"refresh_token\": \"rt-1%s\", \"rotate_refresh\": true}", pad);
-        _cleanup_free_ char *path = NULL;
-        assert_true(asprintf(&path, "%s/idtoken.json", env.tmp) > 0);
+        _cleanup_free_ char *path = tmp_path("idtoken.json");
         replace(path, "{\"auths\": {\"%s\": {\"auth\": \"dTo=\", \"identitytoken\": \"rt-1%s\"}}}", env.a.host,
                 pad);
-        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
-        _cleanup_(fallback_freep) struct fallback *fb = fb_with_file(&ev, path);
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with_file(path);
         assert_int_equal(probe(fb), 404);
         assert_int_equal(count(&env.a, "POST", "/token", 200), 1);
         assert_int_equal(count(&env.a, "GET", "/token", -1), 0);
@@ -539,13 +542,11 @@ static void test_identity_token_rotation(void **state) {
         (void) state;
         upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"u\", \"password\": \"unused\", "
                               "\"refresh_token\": \"rt-1\", \"rotate_refresh\": true}");
-        _cleanup_free_ char *path = NULL;
-        assert_true(asprintf(&path, "%s/rotating.json", env.tmp) > 0);
+        _cleanup_free_ char *path = tmp_path("rotating.json");
         replace_identity_token(path, "rt-1");
-        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
         struct fallback_endpoint_config ep = endpoint();
         ep.credentials_file = path;
-        _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ev, &ep);
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ep);
 
         static const char *const repos[] = { "r/a", "r/b", "r/c", "r/d" };
         probe_at_once(fb, 4, repos, 404);
@@ -589,16 +590,13 @@ static void test_identity_token_helper_rotation(void **state) {
         (void) state;
         upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"u\", \"password\": \"unused\", "
                               "\"refresh_token\": \"rt-1\", \"rotate_refresh\": true}");
-        _cleanup_free_ char *helper = NULL;
-        assert_true(asprintf(&helper, "%s/docker-credential-token", env.tmp) > 0);
+        _cleanup_free_ char *helper = tmp_path("docker-credential-token");
         replace(helper, "#!/bin/sh\necho run >>%s.runs\nprintf '{\"Username\": \"<token>\", \"Secret\": \"rt-1\"}'\n",
                 helper);
         assert_int_equal(chmod(helper, 0700), 0);
-        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
-        struct fallback_endpoint_config ep = endpoint();
-        ep.credential_helper = helper;
+        struct fallback_endpoint_config ep = helper_endpoint(helper);
         ep.credential_helper_lifetime_ms = 1500;
-        _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ev, &ep);
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ep);
         assert_int_equal(probe(fb), 404);
         reconfigure(fb, &ep);
         upstream_expire_tokens(&env.a);
@@ -621,11 +619,9 @@ static void test_identity_token_refused(void **state) {
         (void) state;
         upstream_auth(&env.a, "{\"mode\": \"bearer\", \"user\": \"u\", \"password\": \"unused\", "
                               "\"refresh_token\": \"rt-live\", \"private\": [\"test/\"]}");
-        _cleanup_free_ char *path = NULL;
-        assert_true(asprintf(&path, "%s/revoked.json", env.tmp) > 0);
+        _cleanup_free_ char *path = tmp_path("revoked.json");
         replace_identity_token(path, "rt-revoked");
-        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
-        _cleanup_(fallback_freep) struct fallback *fb = fb_with_file(&ev, path);
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with_file(path);
         assert_int_equal(probe(fb), 401);
         assert_int_equal(count(&env.a, "POST", "/token", 400), 1);
         assert_int_equal(ev.failed, 1);
@@ -657,10 +653,9 @@ static void test_reconfigure(void **state) {
         assert_true(asprintf(&two, "%s/two.json", env.tmp) > 0);
         replace_credentials(one, "alice", "pw-1");
         replace_credentials(two, "alice", "wrong");
-        struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
         struct fallback_endpoint_config ep = endpoint();
         ep.credentials_file = one;
-        _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ev, &ep);
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ep);
         assert_int_equal(probe(fb), 404);
         reconfigure(fb, &ep); /* the same credentials: the token is kept */
         assert_int_equal(probe(fb), 404);
@@ -671,12 +666,82 @@ static void test_reconfigure(void **state) {
 
         upstream_auth(&env.a, "{\"mode\": \"basic\", \"user\": \"u\", \"password\": \"h-1\"}");
         _cleanup_free_ char *helper = write_helper("docker-credential-reload", "0", "h-1");
-        ep = endpoint();
-        ep.credential_helper = helper;
+        ep = helper_endpoint(helper);
         reconfigure(fb, &ep);
         assert_int_equal(probe(fb), 404);
         reconfigure(fb, &ep);
         assert_int_equal(probe(fb), 404);
+        assert_int_equal(lines_of(helper, "runs"), 1);
+}
+
+/* A request that carries its client's credentials does not look at the endpoint's own: its
+ * helper is not run for it (nor waited for). */
+static void test_client_auth_leaves_own_alone(void **state) {
+        (void) state;
+        upstream_auth(&env.a, "{\"mode\": \"basic\", \"user\": \"u\", \"password\": \"h-1\"}");
+        _cleanup_free_ char *helper = write_helper("docker-credential-own", "0", "h-1");
+        struct fallback_endpoint_config ep = helper_endpoint(helper);
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ep);
+        struct digest key;
+        struct fallback_client_auth ca = fixture_client_auth("u", "h-1", &key);
+        struct fallback_request req = { .registry = REG, .repository = "test/app", .kind = FALLBACK_MANIFEST,
+                                        .reference = "none", .head = true, .client_auth = &ca,
+                                        .deadline_ms = time_now_ms() + 30000 };
+        struct fallback_response resp;
+        assert_int_equal(fallback_fetch(fb, &req, &resp), 0);
+        assert_int_equal(resp.status, 404); /* the client's credentials, good */
+        fallback_response_done(&resp);
+        assert_int_equal(lines_of(helper, "runs"), 0);
+        assert_int_equal(probe(fb), 404); /* without them: the helper's */
+        assert_int_equal(lines_of(helper, "runs"), 1);
+}
+
+struct reload_race {
+        struct fallback *fb;
+        atomic_bool stop;
+        unsigned fetches;
+};
+
+static void *reload_race_main(void *userdata) {
+        struct reload_race *r = userdata;
+        while (!atomic_load(&r->stop)) {
+                (void) probe_until(r->fb, "test/app", time_now_ms() + 5000);
+                r->fetches++;
+        }
+        return NULL;
+}
+
+/* A reload hands the helper's answer over to the new configuration before it publishes it: a
+ * request at any moment of a reload finds the answer, and never runs the helper again (handed
+ * over after, a second of this ran it about ten times). */
+static void test_reconfigure_hands_over_first(void **state) {
+        (void) state;
+        enum { THREADS = 4 };
+        _cleanup_free_ char *helper = write_helper("docker-credential-race", "0", "h-1");
+        struct fallback_endpoint_config ep = helper_endpoint(helper);
+        ep.credential_helper_lifetime_ms = 600000;
+        _cleanup_(fallback_freep) struct fallback *fb = fb_with(&ep);
+        assert_int_equal(probe(fb), 404); /* the fixture asks for no credentials */
+        assert_int_equal(lines_of(helper, "runs"), 1);
+
+        struct reload_race race[THREADS];
+        pthread_t threads[THREADS];
+        for (size_t i = 0; i < THREADS; i++) {
+                race[i] = (struct reload_race) { .fb = fb };
+                assert_int_equal(pthread_create(&threads[i], NULL, reload_race_main, &race[i]), 0);
+        }
+        /* A reload takes some tens of microseconds, a fetch a millisecond: for a second, many
+         * fetches begin while one runs. */
+        uint64_t until = time_now_ms() + 1000;
+        while (time_now_ms() < until)
+                reconfigure(fb, &ep);
+        unsigned fetches = 0;
+        for (size_t i = 0; i < THREADS; i++) {
+                atomic_store(&race[i].stop, true);
+                pthread_join(threads[i], NULL);
+                fetches += race[i].fetches;
+        }
+        assert_true(fetches > 0);
         assert_int_equal(lines_of(helper, "runs"), 1);
 }
 
@@ -694,6 +759,8 @@ int main(void) {
                 cmocka_unit_test_setup(test_identity_token_rotation, reset),
                 cmocka_unit_test_setup(test_identity_token_helper_rotation, reset),
                 cmocka_unit_test_setup(test_reconfigure, reset),
+                cmocka_unit_test_setup(test_reconfigure_hands_over_first, reset),
+                cmocka_unit_test_setup(test_client_auth_leaves_own_alone, reset),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

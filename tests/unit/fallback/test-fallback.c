@@ -1986,7 +1986,9 @@ static void test_basic_auth(void **state) {
 /* A manifest fetch carrying a client's credentials (pass-through). */
 static int fetch_manifest_as(struct fallback *fb, const char *user, const char *password,
                              struct fallback_response *resp) {
-        struct fallback_client_auth ca = { .user = user, .password = password };
+        struct digest key;
+        struct fallback_client_auth ca = user ? fixture_client_auth(user, password, &key)
+                                              : (struct fallback_client_auth) { 0 };
         struct fallback_request req = { .registry = REG, .repository = REPO, .kind = FALLBACK_MANIFEST,
                                         .reference = TAG, .deadline_ms = time_now_ms() + FETCH_DEADLINE_MS,
                                         .client_auth = user ? &ca : NULL };
@@ -2086,6 +2088,7 @@ static void test_token_single_flight(void **state) {
 struct scope_worker {
         struct fallback *fb;
         int first, step, n;
+        const struct fallback_client_auth *client_auth; /* NULL: the endpoint's own */
         unsigned bad;
         char error[400];
 };
@@ -2097,7 +2100,10 @@ static void *scope_worker_main(void *userdata) {
                 char repo[32];
                 snprintf(repo, sizeof(repo), "scope/r%d", i);
                 struct fallback_response resp;
-                int r = fetch(w->fb, REG, repo, FALLBACK_MANIFEST, TAG, true, 0, NULL, &resp);
+                struct fallback_request req = { .registry = REG, .repository = repo, .kind = FALLBACK_MANIFEST,
+                                                .reference = TAG, .head = true, .client_auth = w->client_auth,
+                                                .deadline_ms = time_now_ms() + FETCH_DEADLINE_MS };
+                int r = fallback_fetch(w->fb, &req, &resp);
                 if (r != 0 || resp.status != 404) {
                         w->bad++;
                         snprintf(w->error, sizeof(w->error), "%s: %d, status %d (%.250s)", repo, r, resp.status,
@@ -2109,21 +2115,17 @@ static void *scope_worker_main(void *userdata) {
 }
 
 /* More scopes than the per-endpoint token cache holds (256,
- * TOKENS_PER_ENDPOINT_MAX in fallback.c): old tokens make room, and the one a
+ * TOKENS_PER_ENDPOINT_MAX in fallback/token.c): old tokens make room, and the one a
  * fetch just got is never the one to go. */
-static void test_token_cache_full(void **state) {
-        (void) state;
-        _cleanup_(fallback_freep) struct fallback *fb = fb_new(NULL, 0, 0, 0);
-        struct fallback_endpoint_config eps[] = { GOOD(env.a.url, true) };
-        fb_set(fb, REG, eps, 1);
-        upstream_auth(&env.a, "{\"mode\": \"bearer\"}");
-
-        /* Eight at a time: each token costs the fixture a delayed-ACK round trip. */
-        enum { SCOPES = 258, THREADS = 8 };
+/* HEADs of scope/r0 ... scope/r<n - 1>, eight at a time (each token costs the fixture a
+ * delayed-ACK round trip), with client_auth (NULL: none); each must be a 404. */
+static void fetch_scopes(struct fallback *fb, int n, const struct fallback_client_auth *client_auth) {
+        enum { THREADS = 8 };
         pthread_t threads[THREADS];
         struct scope_worker w[THREADS];
         for (int i = 0; i < THREADS; i++) {
-                w[i] = (struct scope_worker) { .fb = fb, .first = i, .step = THREADS, .n = SCOPES };
+                w[i] = (struct scope_worker) { .fb = fb, .first = i, .step = THREADS, .n = n,
+                                               .client_auth = client_auth };
                 assert_int_equal(pthread_create(&threads[i], NULL, scope_worker_main, &w[i]), 0);
         }
         for (int i = 0; i < THREADS; i++)
@@ -2131,6 +2133,17 @@ static void test_token_cache_full(void **state) {
         for (int i = 0; i < THREADS; i++)
                 if (w[i].bad)
                         fail_msg("%u fetches failed, e.g. %s", w[i].bad, w[i].error);
+}
+
+static void test_token_cache_full(void **state) {
+        (void) state;
+        _cleanup_(fallback_freep) struct fallback *fb = fb_new(NULL, 0, 0, 0);
+        struct fallback_endpoint_config eps[] = { GOOD(env.a.url, true) };
+        fb_set(fb, REG, eps, 1);
+        upstream_auth(&env.a, "{\"mode\": \"bearer\"}");
+
+        enum { SCOPES = 258 };
+        fetch_scopes(fb, SCOPES, NULL);
         assert_int_equal(count_token_requests(&env.a), SCOPES); /* one each: none was lost while in use */
 
         /* One more scope, with the cache full: its token is kept and used again. */
@@ -2143,6 +2156,33 @@ static void test_token_cache_full(void **state) {
         }
         assert_int_equal(count_token_requests(&env.a), SCOPES + 1);
         assert_int_equal(stats_of(fb, env.a.url).token_fetches, SCOPES + 1);
+}
+
+/* Tokens got with clients' credentials have a bound of their own: however many of them come
+ * after it, the endpoint's own token stays cached. */
+static void test_client_tokens_bound(void **state) {
+        (void) state;
+        _cleanup_(fallback_freep) struct fallback *fb = fb_new(NULL, 0, 0, 0);
+        struct fallback_endpoint_config eps[] = { GOOD(env.a.url, true) };
+        fb_set(fb, REG, eps, 1);
+        upstream_auth(&env.a, "{\"mode\": \"bearer\"}"); /* a token for anyone, with credentials or none */
+
+        struct fallback_response resp;
+        assert_int_equal(fetch(fb, REG, "scope/own", FALLBACK_MANIFEST, TAG, true, 0, NULL, &resp), 0);
+        assert_int_equal(resp.status, 404);
+        fallback_response_done(&resp);
+        /* More clients' tokens than the endpoint keeps of either kind (256). */
+        enum { SCOPES = 257 };
+        struct digest key;
+        struct fallback_client_auth ca = fixture_client_auth("carol", PASSWORD, &key);
+        fetch_scopes(fb, SCOPES, &ca);
+        assert_int_equal(count_token_requests(&env.a), 1 + SCOPES);
+
+        assert_int_equal(fetch(fb, REG, "scope/own", FALLBACK_MANIFEST, TAG, true, 0, NULL, &resp), 0);
+        assert_int_equal(resp.status, 404);
+        assert_int_equal(resp.attempts, 1); /* its token sent up front */
+        fallback_response_done(&resp);
+        assert_int_equal(count_token_requests(&env.a), 1 + SCOPES);
 }
 
 /* ---- redirects and headers ----------------------------------------------------------------- */
@@ -2997,6 +3037,7 @@ int main(void) {
                 T(test_token_answer_forms),
                 T(test_basic_auth),
                 T(test_client_auth),
+                T(test_client_tokens_bound),
                 T(test_token_single_flight),
                 T(test_token_cache_full),
                 T(test_redirect_to_other_host),
