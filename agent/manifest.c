@@ -173,9 +173,26 @@ static int mark_private(struct pull *p, const struct manifest_query *q, const st
         return r;
 }
 
-/* Stores a verified manifest; a failure only costs a later refetch. */
+static void store_marked(struct pull *p, const struct manifest_query *q, const struct digest *d, const void *body,
+                         uint64_t size);
+
+/* Stores a verified manifest; a failure only costs a later refetch. A
+ * private repository's is pinned from its mark to the end of its store: a
+ * prune meanwhile keeps the mark (agent/private.h). */
 static void store_manifest(struct pull *p, const struct manifest_query *q, const struct digest *d, const void *body,
                            uint64_t size) {
+        if (!q->private_repo) {
+                store_marked(p, q, d, body, size);
+                return;
+        }
+        if (private_pin(p->private, d) < 0)
+                return;
+        store_marked(p, q, d, body, size);
+        private_unpin(p->private, d);
+}
+
+static void store_marked(struct pull *p, const struct manifest_query *q, const struct digest *d, const void *body,
+                         uint64_t size) {
         if (mark_private(p, q, d, body, size) < 0)
                 return;
         struct cache_entry *e = NULL;
@@ -339,6 +356,31 @@ static int by_tag(struct pull *p, const struct manifest_query *q, struct manifes
         return outcome_set(o, 0, NULL);
 }
 
+/* A private repository's manifest served from the cache may have been stored
+ * while the repository was public, unmarked, with what it refers to: marked
+ * now (agent/private.h), before its blobs are asked for under another name.
+ * A manifest recorded for the repository was marked with what it refers to;
+ * it costs no parse. A failure leaves it as it was. */
+static void mark_served(struct pull *p, const struct manifest_query *q, const struct manifest_answer *a) {
+        bool here = false;
+        if (private_digest(p->private, &a->digest, q->registry, q->repository, &here) && here)
+                return;
+        const void *body = a->body;
+        _cleanup_free_ char *read = NULL;
+        _cleanup_hold_ struct budget_hold held = {};
+        if (!body && a->fd >= 0) {
+                if (a->size > FALLBACK_MANIFEST_MAX || budget_hold_reserve(&held, &p->budget, a->size + 1) < 0 ||
+                    !(read = malloc(a->size + 1)))
+                        return;
+                ssize_t n = pread(a->fd, read, a->size, 0);
+                if (n < 0 || (uint64_t) n != a->size)
+                        return;
+                body = read;
+        }
+        if (body)
+                (void) mark_private(p, q, &a->digest, body, a->size); /* logs a failure */
+}
+
 int manifest_resolve(struct pull *p, const struct manifest_query *q, struct manifest_answer *ret,
                      struct outcome *o) {
         struct manifest_answer a = { .cache = "-", .fd = -1 };
@@ -352,6 +394,8 @@ int manifest_resolve(struct pull *p, const struct manifest_query *q, struct mani
                 if (r >= 0 && !digest_equal(&got, &a.digest))
                         r = outcome_set(o, -EBADMSG, "the cached manifest does not match its digest");
         }
+        if (r >= 0 && q->private_repo && !a.fetched)
+                mark_served(p, q, &a);
         if (r < 0) {
                 /* The endpoint and what the cache did stay for the log line. */
                 ret->cache = a.cache;
