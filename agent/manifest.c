@@ -137,9 +137,10 @@ static void confirm_public(struct pull *p, const struct manifest_query *q, const
  * recorded as private (agent/private.h) before it is stored: nothing of it
  * may sit in the cache unmarked, where another repository's name could
  * reach it. A public repository's confirms what of it is private elsewhere.
+ * stored: the manifest is in the cache already (said in the log line).
  * 0, or why it must not be stored. */
 static int mark_private(struct pull *p, const struct manifest_query *q, const struct digest *d, const void *body,
-                        uint64_t size) {
+                        uint64_t size, bool stored) {
         if (!q->private_repo && private_count(p->private) == 0)
                 return 0; /* nothing is private: no public manifest need be read */
         struct fallback_manifest_refs refs;
@@ -167,7 +168,9 @@ static int mark_private(struct pull *p, const struct manifest_query *q, const st
         int r = private_mark(p->private, q->registry, q->repository, ds, k);
         if (r < 0) {
                 char s[DIGEST_STRING_MAX];
-                log_error("cannot record private content, not caching the manifest: ns=%s repo=%s digest=%s: %s",
+                log_error("cannot record private content, %s: ns=%s repo=%s digest=%s: %s",
+                          stored ? "the cached manifest and what it refers to stay unrecorded"
+                                 : "not caching the manifest",
                           q->registry, q->repository, digest_to_string(d, s), strerror(-r));
         }
         return r;
@@ -193,7 +196,7 @@ static void store_manifest(struct pull *p, const struct manifest_query *q, const
 
 static void store_marked(struct pull *p, const struct manifest_query *q, const struct digest *d, const void *body,
                          uint64_t size) {
-        if (mark_private(p, q, d, body, size) < 0)
+        if (mark_private(p, q, d, body, size, false) < 0)
                 return;
         struct cache_entry *e = NULL;
         bool writer = false;
@@ -378,7 +381,7 @@ static void mark_served(struct pull *p, const struct manifest_query *q, const st
                 body = read;
         }
         if (body)
-                (void) mark_private(p, q, &a->digest, body, a->size); /* logs a failure */
+                (void) mark_private(p, q, &a->digest, body, a->size, true); /* logs a failure */
 }
 
 int manifest_resolve(struct pull *p, const struct manifest_query *q, struct manifest_answer *ret,

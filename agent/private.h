@@ -94,7 +94,8 @@ bool private_digest(struct private_set *s, const struct digest *d, const char *r
  * all of it is recorded already). -ENOSPC past PRIVATE_ENTRIES_MAX or
  * PRIVATE_FILE_MAX (a prune is then wanted: private_prune_wanted()),
  * -ENOMEM, or the write's -errno (then the caller must not store or serve
- * what it was about to). A digest to be stored is pinned first. */
+ * what it was about to). A caller about to store a digest pins it first
+ * (private_pin()). */
 int private_mark(struct private_set *s, const char *registry, const char *repository, const struct digest *ds,
                  size_t n);
 
