@@ -290,9 +290,14 @@ static int by_tag(struct pull *p, const struct manifest_query *q, struct manifes
         bool have = cache_tag_get(p->cache, q->registry, q->repository, q->tag, &known) == 0 &&
                     accepts(q->accept, known.media_type);
         int64_t age_ms = have ? ((int64_t) time(NULL) - known.fetched_at) * 1000 : 0;
+        /* A record of a digest private elsewhere, not recorded for this repository,
+         * is not trusted, nor served stale: the origin says (every cached digest is
+         * so once the private-content table was found deleted, agent/private.h). */
+        bool here = false;
+        bool trusted = have && (!private_digest(p->private, &known.digest, q->registry, q->repository, &here) || here);
 
         /* Fresh enough (offline: whatever the node has): no upstream request at all. */
-        if (have && (q->offline || (age_ms >= 0 && (uint64_t) age_ms < q->tag_ttl_ms))) {
+        if (have && (q->offline || (trusted && age_ms >= 0 && (uint64_t) age_ms < q->tag_ttl_ms))) {
                 int c = from_record(p, q, &known, a);
                 if (c == 0) {
                         a->cache = "hit";
@@ -345,7 +350,7 @@ static int by_tag(struct pull *p, const struct manifest_query *q, struct manifes
         a->cache = "miss";
         /* stale-if-error: every upstream failed (not "not found", not a shutdown, not
          * our own memory budget), the node's last answer stands. */
-        if (o->kind != OUTCOME_UNAVAILABLE || fetched == -ECANCELED || fetched == -ENOBUFS || !have)
+        if (o->kind != OUTCOME_UNAVAILABLE || fetched == -ECANCELED || fetched == -ENOBUFS || !trusted)
                 return r;
         if (from_record(p, q, &known, a) < 0)
                 return r;
