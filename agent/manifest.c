@@ -176,24 +176,7 @@ static int mark_private(struct pull *p, const struct manifest_query *q, const st
         return r;
 }
 
-static void store_marked(struct pull *p, const struct manifest_query *q, const struct digest *d, const void *body,
-                         uint64_t size);
-
-/* Stores a verified manifest; a failure only costs a later refetch. A
- * private repository's is pinned from its mark to the end of its store: a
- * prune meanwhile keeps the mark (agent/private.h). */
-static void store_manifest(struct pull *p, const struct manifest_query *q, const struct digest *d, const void *body,
-                           uint64_t size) {
-        if (!q->private_repo) {
-                store_marked(p, q, d, body, size);
-                return;
-        }
-        if (private_pin(p->private, d) < 0)
-                return;
-        store_marked(p, q, d, body, size);
-        private_unpin(p->private, d);
-}
-
+/* Marks (mark_private()) and stores a verified manifest. */
 static void store_marked(struct pull *p, const struct manifest_query *q, const struct digest *d, const void *body,
                          uint64_t size) {
         if (mark_private(p, q, d, body, size, false) < 0)
@@ -213,6 +196,21 @@ static void store_marked(struct pull *p, const struct manifest_query *q, const s
                 log_warning("cannot cache manifest digest=%s: %s", digest_to_string(d, ds), strerror(-r));
         }
         cache_writer_unref(e);
+}
+
+/* Stores a verified manifest; a failure only costs a later refetch. A
+ * private repository's is pinned from its mark to the end of its store: a
+ * prune meanwhile keeps the mark (agent/private.h). */
+static void store_manifest(struct pull *p, const struct manifest_query *q, const struct digest *d, const void *body,
+                           uint64_t size) {
+        if (!q->private_repo) {
+                store_marked(p, q, d, body, size);
+                return;
+        }
+        if (private_pin(p->private, d) < 0)
+                return;
+        store_marked(p, q, d, body, size);
+        private_unpin(p->private, d);
 }
 
 static void note_endpoint(struct manifest_answer *a, const struct fallback_response *fr) {
@@ -377,8 +375,10 @@ static void mark_served(struct pull *p, const struct manifest_query *q, const st
         _cleanup_free_ char *read = NULL;
         _cleanup_hold_ struct budget_hold held = {};
         if (!body && a->fd >= 0) {
-                if (a->size > FALLBACK_MANIFEST_MAX || budget_hold_reserve(&held, &p->budget, a->size + 1) < 0 ||
-                    !(read = malloc(a->size + 1)))
+                if (a->size > FALLBACK_MANIFEST_MAX || budget_hold_reserve(&held, &p->budget, a->size + 1) < 0)
+                        return;
+                read = malloc(a->size + 1);
+                if (!read)
                         return;
                 ssize_t n = pread(a->fd, read, a->size, 0);
                 if (n < 0 || (uint64_t) n != a->size)
