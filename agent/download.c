@@ -63,6 +63,7 @@ struct download {
         uint64_t batch_ms;          /* when its first byte came */
         struct budget_hold held;    /* the batch's share of the pull's budget */
         bool mark_private;          /* record the digest for repository at the origin's answer (dl_start) */
+        bool pinned;                /* the digest pinned in the private-content table until the store ended */
         char *user, *password;      /* a private repository's client's credentials (secret: wiped), or NULL */
         uint8_t client_key[FALLBACK_CLIENT_KEY_SIZE]; /* client_auth's key */
         struct fallback_client_auth client_auth;
@@ -76,6 +77,8 @@ static struct download *download_free(struct download *dl) {
         free(dl->registry);
         free(dl->repository);
         free(dl->batch);
+        if (dl->pinned) /* committed or failed by now */
+                private_unpin(dl->pull->private, &dl->digest);
         budget_hold_release(&dl->held);
         secret_free(dl->user);
         secret_free(dl->password);
@@ -90,7 +93,11 @@ static int dl_start(void *userdata, int64_t total) {
          * have the blob once another's download stored it). Before any byte is
          * stored, and before the size wakes the joiners, which check it. */
         if (dl->mark_private) {
-                int r = private_mark(dl->pull->private, dl->registry, dl->repository, &dl->digest, 1);
+                /* Pinned first (once): a prune must not drop the mark before the store ended. */
+                int r = dl->pinned ? 0 : private_pin(dl->pull->private, &dl->digest);
+                dl->pinned = r >= 0;
+                if (r >= 0)
+                        r = private_mark(dl->pull->private, dl->registry, dl->repository, &dl->digest, 1);
                 if (r < 0) {
                         char ds[DIGEST_STRING_MAX];
                         log_error("cannot record private content, not caching the blob: ns=%s repo=%s digest=%s: %s",
@@ -542,13 +549,9 @@ int pull_blob_ensure(struct pull *p, const char *registry, const char *repositor
         bool fetched = false;
         struct download_hold h;
         /* A private repository's blob (fetched with the endpoint's own credentials) is
-         * recorded as such before it is stored, as a client's would be. */
-        if (reg && private_repo(p->private, reg->host, repository))
-                r = private_mark(p->private, reg->host, repository, d, 1);
-        if (r < 0 && r != -ENXIO)
-                reg = NULL;
-        else
-                r = -ENXIO;
+         * recorded as such before it is stored, as a client's would be: at the
+         * origin's answer (dl_start), not before a 404. */
+        w.mark_private = reg && private_repo(p->private, reg->host, repository);
         /* Past prefetch's share of the download slots: wait for one (clients go first). */
         while (reg && (r = download_join_or_start(p, &w, &h)) == -EBUSY) {
                 struct timespec ts = { .tv_nsec = SLOT_RETRY_NS };

@@ -137,9 +137,10 @@ static void confirm_public(struct pull *p, const struct manifest_query *q, const
  * recorded as private (agent/private.h) before it is stored: nothing of it
  * may sit in the cache unmarked, where another repository's name could
  * reach it. A public repository's confirms what of it is private elsewhere.
+ * stored: the manifest is in the cache already (said in the log line).
  * 0, or why it must not be stored. */
 static int mark_private(struct pull *p, const struct manifest_query *q, const struct digest *d, const void *body,
-                        uint64_t size) {
+                        uint64_t size, bool stored) {
         if (!q->private_repo && private_count(p->private) == 0)
                 return 0; /* nothing is private: no public manifest need be read */
         struct fallback_manifest_refs refs;
@@ -167,16 +168,18 @@ static int mark_private(struct pull *p, const struct manifest_query *q, const st
         int r = private_mark(p->private, q->registry, q->repository, ds, k);
         if (r < 0) {
                 char s[DIGEST_STRING_MAX];
-                log_error("cannot record private content, not caching the manifest: ns=%s repo=%s digest=%s: %s",
+                log_error("cannot record private content, %s: ns=%s repo=%s digest=%s: %s",
+                          stored ? "the cached manifest and what it refers to stay unrecorded"
+                                 : "not caching the manifest",
                           q->registry, q->repository, digest_to_string(d, s), strerror(-r));
         }
         return r;
 }
 
-/* Stores a verified manifest; a failure only costs a later refetch. */
-static void store_manifest(struct pull *p, const struct manifest_query *q, const struct digest *d, const void *body,
-                           uint64_t size) {
-        if (mark_private(p, q, d, body, size) < 0)
+/* Marks (mark_private()) and stores a verified manifest. */
+static void store_marked(struct pull *p, const struct manifest_query *q, const struct digest *d, const void *body,
+                         uint64_t size) {
+        if (mark_private(p, q, d, body, size, false) < 0)
                 return;
         struct cache_entry *e = NULL;
         bool writer = false;
@@ -193,6 +196,21 @@ static void store_manifest(struct pull *p, const struct manifest_query *q, const
                 log_warning("cannot cache manifest digest=%s: %s", digest_to_string(d, ds), strerror(-r));
         }
         cache_writer_unref(e);
+}
+
+/* Stores a verified manifest; a failure only costs a later refetch. A
+ * private repository's is pinned from its mark to the end of its store: a
+ * prune meanwhile keeps the mark (agent/private.h). */
+static void store_manifest(struct pull *p, const struct manifest_query *q, const struct digest *d, const void *body,
+                           uint64_t size) {
+        if (!q->private_repo) {
+                store_marked(p, q, d, body, size);
+                return;
+        }
+        if (private_pin(p->private, d) < 0)
+                return;
+        store_marked(p, q, d, body, size);
+        private_unpin(p->private, d);
 }
 
 static void note_endpoint(struct manifest_answer *a, const struct fallback_response *fr) {
@@ -270,9 +288,14 @@ static int by_tag(struct pull *p, const struct manifest_query *q, struct manifes
         bool have = cache_tag_get(p->cache, q->registry, q->repository, q->tag, &known) == 0 &&
                     accepts(q->accept, known.media_type);
         int64_t age_ms = have ? ((int64_t) time(NULL) - known.fetched_at) * 1000 : 0;
+        /* A record of a digest private elsewhere, not recorded for this repository,
+         * is not trusted, nor served stale: the origin says (every cached digest is
+         * so once the private-content table was found deleted, agent/private.h). */
+        bool here = false;
+        bool trusted = have && (!private_digest(p->private, &known.digest, q->registry, q->repository, &here) || here);
 
         /* Fresh enough (offline: whatever the node has): no upstream request at all. */
-        if (have && (q->offline || (age_ms >= 0 && (uint64_t) age_ms < q->tag_ttl_ms))) {
+        if (have && (q->offline || (trusted && age_ms >= 0 && (uint64_t) age_ms < q->tag_ttl_ms))) {
                 int c = from_record(p, q, &known, a);
                 if (c == 0) {
                         a->cache = "hit";
@@ -325,7 +348,7 @@ static int by_tag(struct pull *p, const struct manifest_query *q, struct manifes
         a->cache = "miss";
         /* stale-if-error: every upstream failed (not "not found", not a shutdown, not
          * our own memory budget), the node's last answer stands. */
-        if (o->kind != OUTCOME_UNAVAILABLE || fetched == -ECANCELED || fetched == -ENOBUFS || !have)
+        if (o->kind != OUTCOME_UNAVAILABLE || fetched == -ECANCELED || fetched == -ENOBUFS || !trusted)
                 return r;
         if (from_record(p, q, &known, a) < 0)
                 return r;
@@ -337,6 +360,33 @@ static int by_tag(struct pull *p, const struct manifest_query *q, struct manifes
                     " reason=\"%s\"",
                     q->registry, q->repository, q->tag, digest_to_string(&known.digest, ds), age_ms / 1000, o->reason);
         return outcome_set(o, 0, NULL);
+}
+
+/* A private repository's manifest served from the cache may have been stored
+ * while the repository was public, unmarked, with what it refers to: marked
+ * now (agent/private.h), before its blobs are asked for under another name.
+ * A manifest recorded for the repository was marked with what it refers to;
+ * it costs no parse. A failure leaves it as it was. */
+static void mark_served(struct pull *p, const struct manifest_query *q, const struct manifest_answer *a) {
+        bool here = false;
+        if (private_digest(p->private, &a->digest, q->registry, q->repository, &here) && here)
+                return;
+        const void *body = a->body;
+        _cleanup_free_ char *read = NULL;
+        _cleanup_hold_ struct budget_hold held = {};
+        if (!body && a->fd >= 0) {
+                if (a->size > FALLBACK_MANIFEST_MAX || budget_hold_reserve(&held, &p->budget, a->size + 1) < 0)
+                        return;
+                read = malloc(a->size + 1);
+                if (!read)
+                        return;
+                ssize_t n = pread(a->fd, read, a->size, 0);
+                if (n < 0 || (uint64_t) n != a->size)
+                        return;
+                body = read;
+        }
+        if (body)
+                (void) mark_private(p, q, &a->digest, body, a->size, true); /* logs a failure */
 }
 
 int manifest_resolve(struct pull *p, const struct manifest_query *q, struct manifest_answer *ret,
@@ -352,6 +402,8 @@ int manifest_resolve(struct pull *p, const struct manifest_query *q, struct mani
                 if (r >= 0 && !digest_equal(&got, &a.digest))
                         r = outcome_set(o, -EBADMSG, "the cached manifest does not match its digest");
         }
+        if (r >= 0 && q->private_repo && !a.fetched)
+                mark_served(p, q, &a);
         if (r < 0) {
                 /* The endpoint and what the cache did stay for the log line. */
                 ret->cache = a.cache;

@@ -120,11 +120,19 @@ void metrics_write(struct pull *p, FILE *f) {
                 "# HELP layerd_auth_confirms_total Private digests asked under another repository's name.\n"
                 "# TYPE layerd_auth_confirms_total counter\nlayerd_auth_confirms_total %" PRIu64 "\n"
                 "# HELP layerd_private_entries Private repositories and digests recorded.\n"
-                "# TYPE layerd_private_entries gauge\nlayerd_private_entries %zu\n",
+                "# TYPE layerd_private_entries gauge\nlayerd_private_entries %zu\n"
+                "# HELP layerd_private_lost Cached blobs recorded private to an unknown repository at start-up, "
+                "the private-content table having been deleted (0: it was not).\n"
+                "# TYPE layerd_private_lost gauge\nlayerd_private_lost %" PRIu64 "\n"
+                "# HELP layerd_private_prunes_total Prunes of the private-content table while serving.\n"
+                "# TYPE layerd_private_prunes_total counter\nlayerd_private_prunes_total %" PRIu64 "\n"
+                "# HELP layerd_private_pruned_total Entries those prunes dropped (digests no longer cached).\n"
+                "# TYPE layerd_private_pruned_total counter\nlayerd_private_pruned_total %" PRIu64 "\n",
                 (uint64_t) atomic_load(&p->auth_passthrough), (uint64_t) atomic_load(&p->auth_challenges),
                 (uint64_t) atomic_load(&p->auth_verdict_hits), (uint64_t) atomic_load(&p->auth_verdict_misses),
                 (uint64_t) atomic_load(&p->auth_refusals), (uint64_t) atomic_load(&p->auth_outage_serves),
-                (uint64_t) atomic_load(&p->auth_confirms), private_count(p->private));
+                (uint64_t) atomic_load(&p->auth_confirms), private_count(p->private), p->private_lost,
+                (uint64_t) atomic_load(&p->private_prunes), (uint64_t) atomic_load(&p->private_pruned));
         struct statvfs sv;
         if (statvfs(p->cache_dir, &sv) == 0)
                 fprintf(f,

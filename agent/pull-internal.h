@@ -88,6 +88,13 @@ struct pull {
         uint8_t auth_salt[32];
         atomic_uint_fast64_t auth_passthrough, auth_challenges, auth_verdict_hits, auth_verdict_misses,
                 auth_refusals, auth_outage_serves, auth_confirms;
+        /* The private-content table's upkeep (pull_private_upkeep()): the digests
+         * recorded private to an unknown repository at start-up (its file was
+         * deleted), the prunes run and the entries they dropped. */
+        uint64_t private_lost;
+        atomic_uint_fast64_t private_prunes, private_pruned;
+        atomic_bool private_pruning;
+        uint64_t private_pruned_ms; /* when the last prune started: the caller of upkeep's alone */
 
         atomic_uint_fast64_t requests[_ROUTE_MAX][STATUS_SLOTS];
         atomic_uint_fast64_t bytes_served, stale_serves, cut_streams;

@@ -36,23 +36,114 @@ void spec_ref_put(struct pull *p, struct spec_ref *r) {
         pthread_mutex_unlock(&p->lock);
 }
 
-static int cached(void *cache, const struct digest *d) {
+struct present {
+        struct cache *cache;
+        struct pull *p; /* NULL: at start-up, nothing to cancel */
+};
+
+static int cached(void *userdata, const struct digest *d) {
+        struct present *c = userdata;
+        if (c->p && atomic_load(&c->p->stopping))
+                return -ECANCELED;
         uint64_t size;
-        return cache_stat(cache, d, &size);
+        return cache_stat(c->cache, d, &size);
 }
 
-/* What the cache no longer has leaves the private-content table, here where
- * nothing is being stored yet (agent/private.h): a digest fetched again is
- * marked again before it is stored. A failed rewrite is only a bigger file. */
-static void prune_private(struct private_set *s, struct cache *cache, const char *cache_dir) {
+/* What the cache no longer has leaves the private-content table: a digest
+ * fetched again is marked again before it is stored, and one being stored
+ * is pinned (agent/private.h). A failed rewrite is only a bigger file. */
+static void prune_private(struct private_set *s, struct cache *cache, const char *cache_dir, struct pull *p) {
         size_t pruned = 0;
-        int r = private_prune(s, cached, cache, &pruned);
+        struct present c = { .cache = cache, .p = p };
+        int r = private_prune(s, cached, &c, &pruned);
+        if (r == -ECANCELED)
+                return;
         if (r < 0)
                 log_warning("cannot prune the private-content table: file=\"%s/%s\": %s", cache_dir, PRIVATE_FILE,
                             strerror(-r));
         else if (pruned > 0)
                 log_info("private-content: dropped %zu entries of digests no longer cached, %zu kept", pruned,
                          private_count(s));
+        if (p && r >= 0) {
+                atomic_fetch_add(&p->private_prunes, 1);
+                atomic_fetch_add(&p->private_pruned, pruned);
+        }
+}
+
+struct digests {
+        struct digest *d;
+        size_t n, cap;
+};
+
+static int collect(const struct digest *d, uint64_t size, bool pinned, void *userdata) {
+        (void) size, (void) pinned;
+        struct digests *l = userdata;
+        if (l->n == l->cap) {
+                size_t cap = l->cap ? l->cap * 2 : 256;
+                struct digest *n = realloc(l->d, cap * sizeof(*n));
+                if (!n)
+                        return -ENOMEM;
+                l->d = n;
+                l->cap = cap;
+        }
+        l->d[l->n++] = *d;
+        return 0;
+}
+
+/* The table's file deleted, its sentinel left: whatever the cache holds may
+ * be private, to a repository nobody knows now. Each digest is served under
+ * a name only once the origin confirms it there (agent/access.c). */
+static int adopt_lost(struct pull *p, struct cache *cache, const char *cache_dir) {
+        struct digests l = {};
+        int r = cache_foreach_blob(cache, collect, &l);
+        if (r >= 0)
+                r = private_adopt_lost(p->private, l.d, l.n);
+        if (r >= 0) {
+                p->private_lost = l.n;
+                log_error("the private-content table was deleted, its sentinel is there: file=\"%s/%s\"; the %zu "
+                          "cached blobs are now served under a repository's name only once its origin confirms "
+                          "the repository has them (empty the whole cache directory to start afresh)",
+                          cache_dir, PRIVATE_FILE, l.n);
+        } else
+                log_error("the private-content table was deleted, its sentinel is there, and the cached blobs "
+                          "cannot be recorded private: file=\"%s/%s\": %s",
+                          cache_dir, PRIVATE_FILE, strerror(-r));
+        free(l.d);
+        return r;
+}
+
+static void *prune_main(void *userdata) {
+        struct pull *p = userdata;
+        prune_private(p->private, p->cache, p->cache_dir, p);
+        atomic_store(&p->private_pruning, false);
+        pull_thread_end(p);
+        return NULL;
+}
+
+void pull_private_upkeep(struct pull *p, uint64_t now_ms) {
+        uint64_t since = now_ms - p->private_pruned_ms;
+        bool due = since >= PRIVATE_PRUNE_INTERVAL_MS ||
+                   (since >= PRIVATE_PRUNE_RETRY_MS && private_prune_wanted(p->private));
+        if (!due || atomic_exchange(&p->private_pruning, true))
+                return;
+        p->private_pruned_ms = now_ms;
+        /* Counted like a download's thread: shutdown waits for it, and it stops
+         * at the next digest it would ask the cache about. */
+        pthread_t t;
+        pthread_attr_t attr;
+        bool started = false;
+        if (pull_thread_begin(p)) {
+                pthread_attr_init(&attr);
+                pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+                started = pthread_create(&t, &attr, prune_main, p) == 0;
+                pthread_attr_destroy(&attr);
+                if (!started) {
+                        log_warning("cannot start a thread to prune the private-content table");
+                        pull_thread_end(p);
+                }
+        }
+        if (!started)
+                atomic_store(&p->private_pruning, false);
 }
 
 int pull_new(struct cache *cache, const char *cache_dir, struct fallback *fb, struct spec *spec, struct pull **ret) {
@@ -70,14 +161,20 @@ int pull_new(struct cache *cache, const char *cache_dir, struct fallback *fb, st
          * cannot be read is an error, never an empty one (that would leak). */
         unsigned line = 0;
         int k = private_open(cache_dir, &p->private, &line);
+        if (k == 0 && private_torn(p->private))
+                log_warning("private-content: its last line was cut short (a crash during a write) and is dropped: "
+                            "file=\"%s/%s\"", cache_dir, PRIVATE_FILE);
+        if (k == 0 && private_lost(p->private))
+                k = adopt_lost(p, cache, cache_dir);
         if (k == 0)
-                prune_private(p->private, cache, cache_dir);
+                prune_private(p->private, cache, cache_dir, NULL);
+        p->private_pruned_ms = time_now_ms();
         if (k == 0 && getrandom(p->auth_salt, sizeof(p->auth_salt), 0) != (ssize_t) sizeof(p->auth_salt))
                 k = -errno;
         if (k < 0) {
                 if (k == -EBADMSG)
                         log_error("the private-content table does not parse: file=\"%s/%s\" line=%u (do not delete "
-                                  "it alone: the private blobs it names would then be served to any client; empty "
+                                  "it alone: every cached blob would then be private to an unknown repository; empty "
                                   "the whole cache directory instead)",
                                   cache_dir, PRIVATE_FILE, line);
                 private_free(p->private);

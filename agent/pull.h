@@ -100,5 +100,11 @@ enum pull_metrics_hook {
 void pull_set_metrics_hook(struct pull *p, enum pull_metrics_hook slot, void (*fn)(FILE *f, void *userdata),
                            void *userdata);
 
+/* Prunes the private-content table (agent/private.h) on a thread of its
+ * own, when PRIVATE_PRUNE_INTERVAL_MS passed since the last prune, or
+ * PRIVATE_PRUNE_RETRY_MS since it with a mark refused for the table's caps;
+ * does nothing while one runs. Called from one thread (serve.c's loop). */
+void pull_private_upkeep(struct pull *p, uint64_t now_ms);
+
 /* Counters for the service manager's STATUS= line. */
 void pull_status(struct pull *p, char *buf, size_t size);

@@ -436,6 +436,7 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                                 notify_watchdog();
                         pull_status(pull, status, sizeof(status));
                         notify_status(status);
+                        pull_private_upkeep(pull, time_now_ms());
                         continue;
                 }
                 if (sig == SIGHUP) {

@@ -5,6 +5,8 @@
 
 #include <string.h>
 
+#include "common/hash.h"
+
 void throttle_init(struct throttle *t, uint64_t interval_ms) {
         memset(t, 0, sizeof(*t));
         t->interval_ms = interval_ms;
@@ -17,12 +19,7 @@ void throttle_done(struct throttle *t) {
 
 /* FNV-1a over a, a separator no string holds, and b; never 0 (a free slot). */
 static uint64_t key_of(const char *a, const char *b) {
-        uint64_t h = 1469598103934665603ULL;
-        for (const char *p = a; *p; p++)
-                h = (h ^ (unsigned char) *p) * 1099511628211ULL;
-        h = (h ^ 0xffu) * 1099511628211ULL;
-        for (const char *p = b; *p; p++)
-                h = (h ^ (unsigned char) *p) * 1099511628211ULL;
+        uint64_t h = hash_fnv1a_str(hash_fnv1a_byte(hash_fnv1a_str(HASH_FNV1A_INIT, a), 0xffu), b);
         return h ? h : 1;
 }
 

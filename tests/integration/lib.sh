@@ -590,6 +590,18 @@ fixture_manifest() {
   fixture_call PUT "$1/_fixture/manifest/$2/$3?type=${type//+/%2B}" "$4" &&
     /usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["digest"])' "$T/fx"
 }
+# fixture_push DIR REPO BASE: the fixture at BASE serves the blobs of the OCI
+# layout DIR (its digests in DIR.digests, as oci_layout prints them) under
+# REPO only, its manifest as REPO:v1.
+fixture_push() {
+  local d f
+  for d in $(tail -n +2 "$1.digests"); do
+    f=$1/blobs/sha256/${d#sha256:}
+    fixture_call PUT "$3/_fixture/blob/$d?repos=$2" "$f" || return 1
+  done
+  d=$(head -n 1 "$1.digests")
+  [[ $(fixture_manifest "$3" "$2" v1 "$1/blobs/sha256/${d#sha256:}") == "$d" ]]
+}
 # fixture_requests BASE [PATH_REGEX]: the /v2/ and /token requests the fixture at
 # BASE logged (those whose path matches), one JSON object a line, keys sorted.
 fixture_requests() {

@@ -42,15 +42,7 @@ DIAG_FILES=("$T/layerd.log" "$T/fx.log" "$T/ctrd/log")
 fixture_start fx || { not_ok "fixture starts"; finish; exit 1; }
 PF=$FIXTURE_PORT FX=http://127.0.0.1:$FIXTURE_PORT FX_PID=$FIXTURE_PID
 # push DIR REPO [BASE]: the OCI layout's blobs under REPO only, its manifest as REPO:v1.
-push() {
-  local d f base=${3:-$FX}
-  for d in $(tail -n +2 "$1.digests"); do
-    f=$1/blobs/sha256/${d#sha256:}
-    fixture_call PUT "$base/_fixture/blob/$d?repos=$2" "$f" || return 1
-  done
-  d=$(head -n 1 "$1.digests")
-  [[ $(fixture_manifest "$base" "$2" v1 "$1/blobs/sha256/${d#sha256:}") == "$d" ]]
-}
+push() { fixture_push "$1" "$2" "${3:-$FX}"; }
 # origin_content BASE MODE: team/ private (MODE basic or bearer), the two images pushed.
 origin_content() {
   fixture_json PUT "$1/_fixture/auth" \

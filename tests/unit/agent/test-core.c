@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "agent/agent.h"
@@ -668,6 +669,111 @@ static void test_blob_ensure_once(void **state) {
                                           &fetched, &size),
                          -ENXIO);
         assert_int_equal(upstream_requests(NULL, "/v2/"), 1);
+}
+
+/* Prefetch of a private repository's blob records it only once the origin
+ * answered with it: a digest the repository does not have (404) is not
+ * recorded for it (a stale entry would let the repository's readers have the
+ * blob once another's download stored it). */
+static void test_blob_ensure_private_marks_at_answer(void **state) {
+        (void) state;
+        assert_int_equal(private_mark(env.pull->private, REG, REPO, NULL, 0), 0);
+        bool fetched = false, here = false;
+        uint64_t size = 0;
+        assert_int_equal(pull_blob_ensure(env.pull, REG, REPO, &env.absent_digest, -1, NULL, false, &fetched, &size),
+                         -ENOENT);
+        assert_false(private_digest(env.pull->private, &env.absent_digest, REG, REPO, NULL));
+        assert_int_equal(pull_blob_ensure(env.pull, REG, REPO, &env.blob_digest, BLOB_SIZE, NULL, false, &fetched,
+                                          &size),
+                         0);
+        assert_true(fetched);
+        assert_true(private_digest(env.pull->private, &env.blob_digest, REG, REPO, &here));
+        assert_true(here);
+}
+
+/* Content cached while its repository was public is recorded private when a
+ * manifest of the repository, now known private, is served from the cache:
+ * the manifest and what it refers to. Served again: nothing new written. */
+static void test_manifest_marked_when_served(void **state) {
+        (void) state;
+        struct manifest_query q = query_tag(REG, TAG);
+        expect_resolve(&q, 0, "miss"); /* public: stored unmarked */
+        assert_int_equal(private_count(env.pull->private), 0);
+        assert_int_equal(private_mark(env.pull->private, REG, REPO, NULL, 0), 0); /* turned private */
+        q.private_repo = true;
+        expect_resolve(&q, 0, "hit");
+        bool here = false;
+        assert_true(private_digest(env.pull->private, &env.manifest_digest, REG, REPO, &here));
+        assert_true(here);
+        assert_true(private_digest(env.pull->private, &env.blob_digest, REG, REPO, &here));
+        assert_true(here);
+        assert_true(private_digest(env.pull->private, &env.blob_digest, REG, "other/app", &here));
+        assert_false(here);
+        size_t n = private_count(env.pull->private);
+        char path[128];
+        snprintf(path, sizeof(path), "%s/%s", env.dir, PRIVATE_FILE);
+        struct stat st0, st1;
+        assert_int_equal(stat(path, &st0), 0);
+        expect_resolve(&q, 0, "hit");
+        assert_int_equal(stat(path, &st1), 0);
+        assert_int_equal(private_count(env.pull->private), n);
+        assert_int_equal(st1.st_size, st0.st_size);
+        /* A HEAD sends no content: nothing to mark. */
+        assert_int_equal(upstream_requests(NULL, "/v2/"), 2);
+}
+
+/* A fresh tag record naming a digest private elsewhere and not recorded for
+ * the repository (every cached digest, once the private-content table was
+ * found deleted) is not trusted: the origin is asked, and its answer is what
+ * serves the manifest. Once the manifest is recorded for the repository, the
+ * record is trusted again. */
+static void test_tag_record_of_private_digest(void **state) {
+        (void) state;
+        struct manifest_query q = query_tag(REG, TAG);
+        expect_resolve(&q, 0, "miss");
+        expect_resolve(&q, 0, "hit");
+        assert_int_equal(upstream_requests("HEAD", "/manifests/" TAG), 1);
+        assert_int_equal(private_adopt_lost(env.pull->private, &env.manifest_digest, 1), 0);
+        expect_resolve(&q, 0, "revalidated");
+        assert_int_equal(upstream_requests("HEAD", "/manifests/" TAG), 2);
+        /* The origin down: not served stale either. */
+        upstream_rules(&env.up, "[{\"path\": \"/manifests/\", \"status\": 503}]");
+        struct manifest_answer a = {};
+        struct outcome o;
+        assert_int_equal(manifest_resolve(env.pull, &q, &a, &o), -EHOSTUNREACH);
+        assert_int_equal(o.kind, OUTCOME_UNAVAILABLE);
+        assert_int_equal(atomic_load(&env.pull->stale_serves), 0);
+        /* Recorded for the repository (confirmed there): trusted again. */
+        upstream_rules(&env.up, "[]");
+        assert_int_equal(private_confirm(env.pull->private, REG, REPO, &env.manifest_digest), 0);
+        size_t heads = upstream_requests("HEAD", "/manifests/" TAG);
+        expect_resolve(&q, 0, "hit");
+        assert_int_equal(upstream_requests("HEAD", "/manifests/" TAG), heads);
+}
+
+/* The agent's upkeep prunes while serving, on a thread of its own, once the
+ * interval passed: a recorded digest the cache no longer has is dropped, a
+ * cached one kept; before the interval nothing runs. */
+static void test_private_upkeep(void **state) {
+        (void) state;
+        bool fetched = false;
+        uint64_t size = 0, now = time_now_ms();
+        assert_int_equal(private_mark(env.pull->private, REG, REPO, NULL, 0), 0);
+        assert_int_equal(pull_blob_ensure(env.pull, REG, REPO, &env.blob_digest, BLOB_SIZE, NULL, false, &fetched,
+                                          &size),
+                         0);
+        assert_int_equal(private_mark(env.pull->private, REG, REPO, &env.absent_digest, 1), 0);
+        assert_int_equal(private_count(env.pull->private), 3);
+        pull_private_upkeep(env.pull, now);
+        wait_pull_idle();
+        assert_int_equal(private_count(env.pull->private), 3);
+        pull_private_upkeep(env.pull, now + PRIVATE_PRUNE_INTERVAL_MS + 1000);
+        wait_pull_idle();
+        assert_int_equal(private_count(env.pull->private), 2);
+        assert_false(private_digest(env.pull->private, &env.absent_digest, REG, REPO, NULL));
+        assert_true(private_digest(env.pull->private, &env.blob_digest, REG, "other/app", NULL));
+        assert_int_equal(atomic_load(&env.pull->private_prunes), 1);
+        assert_int_equal(atomic_load(&env.pull->private_pruned), 1);
 }
 
 struct joiner {
@@ -1391,6 +1497,10 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_offline, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_manifest_ensure_refusals, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_blob_ensure_once, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_blob_ensure_private_marks_at_answer, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_manifest_marked_when_served, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_private_upkeep, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_tag_record_of_private_digest, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_join_one_download, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_join_failure_404, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_join_failure_500, setup, teardown),
