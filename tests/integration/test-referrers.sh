@@ -3,13 +3,16 @@
 # /v2/<name>/referrers/<digest>, what cosign, notation and oras ask to find the
 # signatures and SBOMs of an image. Two origins, private to this test:
 #  - the fixture (tests/fixtures/upstream.py --referrers), which implements the
-#    API: an image, a signature and an SBOM that name it as their subject; the
-#    index cold (one upstream request), warm from the cache while younger than
-#    tag_ttl (3s; records count whole seconds, so at least 2s), artifactType filtered by layerd (OCI-Filters-Applied), asked
-#    again after tag_ttl (a referrer added meanwhile appears), the last index
-#    served with the origin failing (stale-if-error); an origin answer that is
-#    no index is refused; the referrers' manifests and blobs come through the
-#    usual routes and are served from the cache with the origin stopped;
+#    API: an image, a signature and an SBOM that name it as their subject,
+#    behind a central cache (a fixture without the API or content, whose 404
+#    moves the chain on); the index cold (one upstream request), warm from
+#    the cache while younger than tag_ttl (3s; records count whole seconds, so
+#    at least 2s), artifactType filtered by layerd (OCI-Filters-Applied),
+#    asked again after tag_ttl (a referrer added meanwhile appears), the last
+#    index served with the origin failing (stale-if-error); an origin answer
+#    that is no index is refused; a paginated one is served and not stored;
+#    the referrers' manifests and blobs come through the usual routes and are
+#    served from the cache with the origin stopped;
 #  - a private repository of the fixture (Basic auth for "team/"): challenged
 #    without credentials, served to accepted credentials, never from the cache
 #    to wrong ones;
@@ -30,7 +33,7 @@ OCI_INDEX=application/vnd.oci.image.index.v1+json
 SIG_TYPE=application/vnd.dev.cosign.artifact.sig.v1+json
 SBOM_TYPE=application/spdx+json
 enc() { printf '%s' "${1//+/%2B}"; }  # a media type in a query: "+" is a space there
-DIAG_FILES=("$T/layerd.log" "$T/fx.log" "$T/reg.log")
+DIAG_FILES=("$T/layerd.log" "$T/fx.log" "$T/fxm.log" "$T/reg.log")
 LOG=$T/layerd.log
 checkd() {
   local d=$1; shift
@@ -40,6 +43,10 @@ checkd() {
 fixture_start fx --referrers || { not_ok "fixture starts"; finish; exit 1; }
 PF=$FIXTURE_PORT FX=http://127.0.0.1:$FIXTURE_PORT FX_PID=$FIXTURE_PID
 REG=127.0.0.1:$PF
+# A central cache in front of the origin that has neither the API nor the content: its 404s move
+# the chain on to the origin.
+fixture_start fxm || { not_ok "mirror fixture starts"; finish; exit 1; }
+PM=$FIXTURE_PORT FXM=http://127.0.0.1:$FIXTURE_PORT
 
 # artifact DIR NAME TYPE SUBJECT_DIGEST SUBJECT_SIZE: an OCI artifact manifest
 # in DIR/NAME (artifactType TYPE, the empty config, one layer of random bytes
@@ -98,7 +105,7 @@ write_spec "$T/spec.yaml" "$PA" "$T/cache" <<YAML
 registries:
   "$REG":
     origin: http://127.0.0.1:$PF
-    endpoints: [http://127.0.0.1:$PF]
+    endpoints: [http://127.0.0.1:$PM, http://127.0.0.1:$PF]
     tag_ttl: 3s
   "127.0.0.1:$PR":
     origin: http://127.0.0.1:$PR
@@ -133,6 +140,9 @@ get "$(url test/app/referrers/"$M")" "$T/r1"
 checkd "cold: 200 with an OCI image index" eval '[[ $code == 200 ]] && grep -qi "^Content-Type: $OCI_INDEX" "$T/r1.headers"'
 checkd "cold: the index lists the signature and the SBOM" test "$(digests "$T/r1")" = "$(sorted "$SIG" "$SBOM")"
 checkd "cold: one referrers request went to the origin" test "$(asked)" = 1
+checkd "cold: through the chain, the central cache asked first (with ns=)" \
+  eval 'fixture_requests "$FXM" "/referrers/$M" | grep -F "?ns=127.0.0.1%3A$PF\"" | grep -qF "\"status\": 404"'
+checkd "cold: the origin answered" eval 'since "$LOG" "$m0" | grep -F " ref=$M " | grep -q "endpoint=http://127.0.0.1:$PF$"' 
 checkd "cold: the request line says cache=miss" test "$(cache_of "$m0")" = miss
 get "$(url test/app/referrers/"$M" "$REG" "artifactType=$(enc "$SBOM_TYPE")")" "$T/r2"
 checkd "filtered by artifactType: the SBOM alone" test "$(digests "$T/r2")" = "$SBOM"
@@ -185,6 +195,14 @@ checkd "an origin answer that is no referrers index: 503, nothing recorded" \
   eval '[[ $code == 503 ]] && [[ $(errcode "$T/bad") == UNAVAILABLE ]] && ! find "$T/cache/tags" -path "*_referrers/sha256-${BAD#sha256:}" | grep -q .'
 checkd "... which the origin did send (status 200)" \
   eval 'fixture_requests "$FX" "/referrers/${BAD}" | grep -q "\"status\": 200"'
+PAGED=sha256:$(printf paged | sha256sum | cut -d' ' -f1)
+rules "[{\"path\": \"/referrers/\", \"headers\": {\"Link\": \"</v2/test/app/referrers/$PAGED?next=2>; rel=\\\"next\\\"\"}}]"
+m3=$(mark "$LOG") p0=$(asked)
+get "$(url test/app/referrers/"$PAGED")" "$T/paged"
+get "$(url test/app/referrers/"$PAGED")" "$T/paged2"
+checkd "an index the registry paginates: its first page served, not stored (asked each time)" \
+  eval '[[ $code == 200 ]] && [[ $(asked) == $((p0 + 2)) ]] && since "$LOG" "$m3" | grep -F "$PAGED" | grep -q "cache=uncached" &&
+        ! find "$T/cache/tags" -path "*_referrers/sha256-${PAGED#sha256:}" | grep -q .'
 rules '[]'
 get "$(url test/app/referrers/sha256:abc)" "$T/inv"
 checkd "a reference that is no digest: 400 DIGEST_INVALID" eval '[[ $code == 400 ]] && [[ $(errcode "$T/inv") == DIGEST_INVALID ]]'
