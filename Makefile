@@ -63,11 +63,13 @@ AGENT_SRC := agent/main.c agent/serve.c agent/admit.c agent/log.c agent/notify.c
 	agent/containerd.c agent/doctor.c agent/run.c \
 	agent/access.c \
 	$(AGENT_PURE_SRC)
+AGENT_SRC += agent/referrers.c
 CACHE_SRC := cache/store.c cache/entry.c cache/tags.c cache/memo.c
 FALLBACK_SRC := fallback/challenge.c fallback/credentials.c fallback/http.c fallback/fallback.c fallback/answer.c \
 	fallback/token.c fallback/breaker.c fallback/config.c fallback/manifest.c \
 	fallback/containerd.c fallback/probe.c fallback/addr.c
 FALLBACK_SRC += fallback/credhelper.c fallback/credsource.c
+FALLBACK_SRC += fallback/referrers.c
 LIB_SRC := $(COMMON_SRC) $(HOSTSCONFIG_SRC) $(CACHE_SRC) $(FALLBACK_SRC)
 # What the agent's unit tests link besides LIB_SRC: all of the agent but its main().
 AGENT_TEST_SRC := $(filter-out agent/main.c,$(AGENT_SRC))

@@ -677,6 +677,59 @@ static enum MHD_Result tags_list(struct pull *p, struct MHD_Connection *conn, st
         return queue(conn, rq, MHD_HTTP_OK, resp);
 }
 
+/* GET /v2/<name>/referrers/<digest>[?artifactType=]: the OCI 1.1 referrers
+ * index (agent/referrers.c). The filter is applied here, on the whole index
+ * that is cached, whatever the registry could do: so the answer always says
+ * OCI-Filters-Applied, as the spec asks of a registry that filtered. */
+static enum MHD_Result referrers(struct pull *p, struct MHD_Connection *conn, struct request *rq,
+                                 const struct target *t, bool head, const struct route_match *rt) {
+        const char *at = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "artifactType");
+        if (at && !at[0])
+                at = NULL;
+        if (at && (strlen(at) >= CACHE_MEDIA_TYPE_MAX || strpbrk(at, "\"\\\r\n")))
+                return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "UNSUPPORTED", "artifactType is not a media type");
+        struct referrers_query q = { .registry = t->reg->host, .repository = t->repo, .subject = rt->digest,
+                                     .tag_ttl_ms = t->reg->tag_ttl_ms, .may_block = rq->may_block,
+                                     .client_auth = t->client_auth, .private_repo = t->private_repo };
+        struct referrers_answer a;
+        struct outcome o;
+        int r = referrers_resolve(p, &q, &a, &o);
+        if (r == -EWOULDBLOCK)
+                return would_block(rq);
+        rq->outcome = a.cache;
+        if (a.endpoint[0])
+                snprintf(rq->endpoint, sizeof(rq->endpoint), "%s", a.endpoint);
+        if (r < 0) {
+                referrers_answer_done(&a);
+                return respond_outcome(conn, rq, &o, true);
+        }
+        if (at) {
+                /* The filtered index is never bigger than what its hold was taken for, but for escapes. */
+                char *filtered = NULL;
+                size_t size = 0;
+                r = fallback_referrers_filter(a.body, a.size, at, &filtered, &size);
+                if (r < 0) {
+                        referrers_answer_done(&a);
+                        return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
+                                             "cannot filter the referrers index: %s", strerror(-r));
+                }
+                free(a.body);
+                a.body = filtered;
+                a.size = size;
+        }
+        struct MHD_Response *resp = head ? head_response(a.size) : response_from_held(a.size, &a.body, &a.held);
+        bool ok = resp && MHD_add_response_header(resp, "Content-Type", FALLBACK_REFERRERS_MEDIA_TYPE) == MHD_YES &&
+                  (!at || MHD_add_response_header(resp, "OCI-Filters-Applied", "artifactType") == MHD_YES);
+        rq->length = head ? 0 : a.size;
+        referrers_answer_done(&a);
+        if (!ok) {
+                if (resp)
+                        MHD_destroy_response(resp);
+                return MHD_NO;
+        }
+        return queue(conn, rq, MHD_HTTP_OK, resp);
+}
+
 static enum MHD_Result respond_metrics(struct pull *p, struct MHD_Connection *conn, struct request *rq) {
         char *data = NULL;
         size_t len = 0;
@@ -808,6 +861,8 @@ static enum MHD_Result registry_route(struct pull *p, struct MHD_Connection *con
 
         if (rt->kind == ROUTE_TAGS)
                 ret = tags_list(p, conn, rq, &t, path_name, ns_arg);
+        else if (rt->kind == ROUTE_REFERRERS)
+                ret = referrers(p, conn, rq, &t, head, rt);
         else if (rt->kind == ROUTE_BLOB)
                 ret = blob(p, conn, rq, &t, head, &rt->digest);
         else

@@ -58,14 +58,8 @@ void manifest_answer_done(struct manifest_answer *a) {
         *a = (struct manifest_answer) { .fd = -1 };
 }
 
-/* A committed manifest from the cache (at most FALLBACK_MANIFEST_MAX) into
- * *a: its bytes, or with want_fd, when over MANIFEST_SENDFILE_MIN, an open
- * descriptor instead (the bytes are read only when the media type must be
- * worked out from them). media_type, when known (a tag's record), saves
- * working it out. The bytes read are taken from the pull's budget first
- * (-ENOBUFS past it). */
-static int cached_manifest(struct pull *p, const struct digest *d, const char *media_type, bool want_fd,
-                           struct manifest_answer *a) {
+int manifest_cached(struct pull *p, const struct digest *d, const char *media_type, bool want_fd,
+                    struct manifest_answer *a) {
         _cleanup_close_ int fd = -1;
         uint64_t size = 0;
         int r = cache_open_blob(p->cache, d, &fd, &size);
@@ -198,11 +192,10 @@ static void store_marked(struct pull *p, const struct manifest_query *q, const s
         cache_writer_unref(e);
 }
 
-/* Stores a verified manifest; a failure only costs a later refetch. A
- * private repository's is pinned from its mark to the end of its store: a
- * prune meanwhile keeps the mark (agent/private.h). */
-static void store_manifest(struct pull *p, const struct manifest_query *q, const struct digest *d, const void *body,
-                           uint64_t size) {
+/* A private repository's manifest is pinned from its mark to the end of its
+ * store: a prune meanwhile keeps the mark (agent/private.h). */
+void manifest_store(struct pull *p, const struct manifest_query *q, const struct digest *d, const void *body,
+                    uint64_t size) {
         if (!q->private_repo) {
                 store_marked(p, q, d, body, size);
                 return;
@@ -220,7 +213,7 @@ static void note_endpoint(struct manifest_answer *a, const struct fallback_respo
 
 static int by_digest(struct pull *p, const struct manifest_query *q, const struct digest *d,
                      struct manifest_answer *a, struct outcome *o) {
-        int c = cached_manifest(p, d, NULL, q->want_fd, a);
+        int c = manifest_cached(p, d, NULL, q->want_fd, a);
         if (c == 0) {
                 a->cache = "hit";
                 return outcome_set(o, 0, NULL);
@@ -242,7 +235,7 @@ static int by_digest(struct pull *p, const struct manifest_query *q, const struc
         note_endpoint(a, &fr);
         if (r == 0) {
                 if (fr.body && fr.size >= 0) {
-                        store_manifest(p, q, d, fr.body, (uint64_t) fr.size);
+                        manifest_store(p, q, d, fr.body, (uint64_t) fr.size);
                         a->fetched = true;
                 }
                 a->digest = *d;
@@ -276,18 +269,41 @@ static int by_digest(struct pull *p, const struct manifest_query *q, const struc
 static int from_record(struct pull *p, const struct manifest_query *q, const struct cache_tag *t,
                        struct manifest_answer *a) {
         if (!q->head)
-                return cached_manifest(p, &t->digest, t->media_type, q->want_fd, a);
+                return manifest_cached(p, &t->digest, t->media_type, q->want_fd, a);
         a->digest = t->digest;
         a->size = t->size;
         a->media_type = strdup(t->media_type);
         return a->media_type ? 0 : -ENOMEM;
 }
 
+static int64_t record_age_ms(const struct cache_tag *t) {
+        return ((int64_t) time(NULL) - t->fetched_at) * 1000;
+}
+
+bool manifest_record_is_fresh(const struct cache_tag *t, uint64_t ttl_ms) {
+        int64_t age_ms = record_age_ms(t);
+        return age_ms >= 0 && (uint64_t) age_ms < ttl_ms;
+}
+
+bool manifest_record_may_stand(const struct outcome *o, int fetched) {
+        return o->kind == OUTCOME_UNAVAILABLE && fetched != -ECANCELED && fetched != -ENOBUFS;
+}
+
+/* The record policy shared with referrers.c (pull-internal.h). */
+void manifest_record_stale_served(struct pull *p, const char *what, const char *registry, const char *repository,
+                                  const char *name, const struct cache_tag *t, const struct outcome *o) {
+        char ds[DIGEST_STRING_MAX];
+        atomic_fetch_add(&p->stale_serves, 1);
+        log_warning("serving a stale %s, every upstream failed: ns=%s repo=%s %s digest=%s age_s=%" PRId64
+                    " reason=\"%s\"",
+                    what, registry, repository, name, digest_to_string(&t->digest, ds), record_age_ms(t) / 1000,
+                    o->reason);
+}
+
 static int by_tag(struct pull *p, const struct manifest_query *q, struct manifest_answer *a, struct outcome *o) {
         struct cache_tag known;
         bool have = cache_tag_get(p->cache, q->registry, q->repository, q->tag, &known) == 0 &&
                     accepts(q->accept, known.media_type);
-        int64_t age_ms = have ? ((int64_t) time(NULL) - known.fetched_at) * 1000 : 0;
         /* A record of a digest private elsewhere, not recorded for this repository,
          * is not trusted, nor served stale: the origin says (every cached digest is
          * so once the private-content table was found deleted, agent/private.h). */
@@ -295,7 +311,7 @@ static int by_tag(struct pull *p, const struct manifest_query *q, struct manifes
         bool trusted = have && (!private_digest(p->private, &known.digest, q->registry, q->repository, &here) || here);
 
         /* Fresh enough (offline: whatever the node has): no upstream request at all. */
-        if (have && (q->offline || (trusted && age_ms >= 0 && (uint64_t) age_ms < q->tag_ttl_ms))) {
+        if (have && (q->offline || (trusted && manifest_record_is_fresh(&known, q->tag_ttl_ms)))) {
                 int c = from_record(p, q, &known, a);
                 if (c == 0) {
                         a->cache = "hit";
@@ -326,7 +342,7 @@ static int by_tag(struct pull *p, const struct manifest_query *q, struct manifes
                 if (fr.size >= 0 && fr.media_type && (general || is_index(now.media_type)))
                         (void) cache_tag_put(p->cache, q->registry, q->repository, q->tag, &now);
                 if (fr.body) /* the endpoint sent no digest on HEAD: fallback asked with GET */
-                        store_manifest(p, q, &fr.digest, fr.body, (uint64_t) fr.size);
+                        manifest_store(p, q, &fr.digest, fr.body, (uint64_t) fr.size);
                 const char *how = have && digest_equal(&known.digest, &fr.digest) ? "revalidated" : "miss";
                 fallback_response_done(&fr);
                 if (q->head) {
@@ -346,19 +362,14 @@ static int by_tag(struct pull *p, const struct manifest_query *q, struct manifes
                 r = outcome_set(o, -EHOSTUNREACH, "upstream sent no digest for the tag");
         fallback_response_done(&fr);
         a->cache = "miss";
-        /* stale-if-error: every upstream failed (not "not found", not a shutdown, not
-         * our own memory budget), the node's last answer stands. */
-        if (o->kind != OUTCOME_UNAVAILABLE || fetched == -ECANCELED || fetched == -ENOBUFS || !trusted)
+        /* A record not trusted (above) is not served stale either. */
+        if (!have || !trusted || !manifest_record_may_stand(o, fetched) || from_record(p, q, &known, a) < 0)
                 return r;
-        if (from_record(p, q, &known, a) < 0)
-                return r;
-        char ds[DIGEST_STRING_MAX];
-        atomic_fetch_add(&p->stale_serves, 1);
         a->cache = "stale";
         a->stale = true;
-        log_warning("serving a stale tag, every upstream failed: ns=%s repo=%s tag=%s digest=%s age_s=%" PRId64
-                    " reason=\"%s\"",
-                    q->registry, q->repository, q->tag, digest_to_string(&known.digest, ds), age_ms / 1000, o->reason);
+        char name[160];
+        snprintf(name, sizeof(name), "tag=%s", q->tag);
+        manifest_record_stale_served(p, "tag", q->registry, q->repository, name, &known, o);
         return outcome_set(o, 0, NULL);
 }
 

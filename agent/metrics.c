@@ -14,6 +14,7 @@ const unsigned pull_status_slots[STATUS_SLOTS] = { 200, 206, 400, 404, 405, 416,
 
 static const char *const route_names[_ROUTE_MAX] = {
         [ROUTE_V2] = "v2",         [ROUTE_MANIFEST] = "manifest", [ROUTE_BLOB] = "blob",       [ROUTE_TAGS] = "tags",
+        [ROUTE_REFERRERS] = "referrers",
         [ROUTE_METRICS] = "metrics", [ROUTE_HEALTH] = "health",   [ROUTE_OTHER] = "other",
 };
 

@@ -210,6 +210,7 @@ struct job {
 struct round {
         struct pull *pull;
         bool offline;
+        bool referrers; /* prefetch.referrers */
         struct ratelimit *limit;
         struct prefetch_pins *pins;
         const struct prefetch_hooks *hooks;
@@ -307,6 +308,71 @@ static int collect_blobs(const struct fallback_manifest_refs *m, struct fallback
         return 0;
 }
 
+/* One referrer of an image: its manifest and what it refers to (a
+ * signature's or SBOM's layers), pinned with the image. */
+static int referrer_run(struct round *rd, const struct job *j, const struct fallback_referrer *ref,
+                        struct prefetch_image_report *r) {
+        char ds[DIGEST_STRING_MAX];
+        struct pull_manifest m = {};
+        struct fallback_manifest_refs refs = {};
+        digest_to_string(&ref->digest, ds);
+        (void) pins_add(rd->pins, &ref->digest);
+        int k = pull_manifest_ensure(rd->pull, j->registry, j->repository, ds, false, &m);
+        if (k >= 0)
+                k = fallback_manifest_refs(m.body, m.size, &refs);
+        if (k < 0) {
+                report_error(r, k, "referrer %s: %s", ds, k == -EBADMSG ? "not a manifest" : ensure_error(k, false));
+                pull_manifest_done(&m);
+                return k;
+        }
+        /* An index among the referrers names manifests, not blobs: only its own bytes are kept. */
+        for (size_t i = 0; !refs.is_index && i < refs.n_items + 1 && !round_stopping(rd); i++) {
+                const struct fallback_descriptor *d = i == 0 ? &refs.config : &refs.items[i - 1];
+                if (i == 0 && !refs.has_config)
+                        continue;
+                bool fetched = false;
+                uint64_t size = 0;
+                (void) pins_add(rd->pins, &d->digest);
+                k = pull_blob_ensure(rd->pull, j->registry, j->repository, &d->digest, d->size, rd->limit, false,
+                                     &fetched, &size);
+                if (k < 0) {
+                        char bs[DIGEST_STRING_MAX];
+                        report_error(r, k, "referrer %s blob %s: %s", ds, digest_to_string(&d->digest, bs),
+                                     ensure_error(k, false));
+                        break;
+                }
+        }
+        fallback_manifest_refs_done(&refs);
+        pull_manifest_done(&m);
+        return k < 0 ? k : 0;
+}
+
+/* prefetch.referrers: the referrers of the digest the image resolved to
+ * (what cosign and notation sign and attach to). A registry without the
+ * Referrers API (404) has none to fetch: no error. */
+static void referrers_run(struct round *rd, const struct job *j, const struct digest *subject,
+                          struct prefetch_image_report *r) {
+        _cleanup_free_ void *body = NULL;
+        size_t size = 0;
+        struct fallback_referrers refs = {};
+        int k = pull_referrers_ensure(rd->pull, j->registry, j->repository, subject, &body, &size);
+        if (k == -ENOENT)
+                return;
+        if (k >= 0)
+                k = fallback_referrers_parse(body, size, &refs);
+        if (k < 0) {
+                report_error(r, k, "referrers: %s", ensure_error(k, false));
+                return;
+        }
+        /* The index itself is content too (agent/referrers.c stores it by its sha256). */
+        struct digest index;
+        if (digest_buffer(DIGEST_SHA256, body, size, &index) == 0)
+                (void) pins_add(rd->pins, &index);
+        for (size_t i = 0; i < refs.n && !round_stopping(rd); i++)
+                (void) referrer_run(rd, j, &refs.items[i], r);
+        fallback_referrers_done(&refs);
+}
+
 static void image_run(struct round *rd, const struct job *j, unsigned index) {
         struct prefetch_image_report r = { .registry = j->registry, .repository = j->repository,
                                            .reference = j->reference, .index = index,
@@ -343,6 +409,8 @@ static void image_run(struct round *rd, const struct job *j, unsigned index) {
                         goto done;
                 }
         }
+        if (rd->referrers)
+                referrers_run(rd, j, &top.digest, &r);
         k = fallback_manifest_refs(top.body, top.size, &refs);
         if (k < 0) {
                 report_error(&r, k, "manifest %s: not an image manifest or index", r.digest);
@@ -598,8 +666,8 @@ static int round_jobs(struct round *rd, const struct spec_prefetch *list, char *
 int prefetch_round(struct pull *p, const struct spec_prefetch *list, bool offline, struct ratelimit *limit,
                    struct prefetch_pins *pins, const struct prefetch_hooks *hooks, atomic_bool *stopping,
                    struct prefetch_round_stats *ret) {
-        struct round rd = { .pull = p, .offline = offline, .limit = limit, .pins = offline ? NULL : pins,
-                            .hooks = hooks, .stopping = stopping };
+        struct round rd = { .pull = p, .offline = offline, .referrers = list->referrers && !offline, .limit = limit,
+                            .pins = offline ? NULL : pins, .hooks = hooks, .stopping = stopping };
         uint64_t t0 = time_now_ms();
         char *node[1] = { rd.node_platform };
         prefetch_node_platform(rd.node_platform, sizeof(rd.node_platform));

@@ -161,6 +161,62 @@ int manifest_resolve(struct pull *p, const struct manifest_query *q, struct mani
 /* Frees what *a (filled by manifest_resolve(), which sets all of it) holds and leaves it empty (fd -1). */
 void manifest_answer_done(struct manifest_answer *a);
 
+/* A committed manifest from the cache (at most FALLBACK_MANIFEST_MAX) into
+ * *a: its bytes, or with want_fd, when over MANIFEST_SENDFILE_MIN, an open
+ * descriptor instead (the bytes are read only when the media type must be
+ * worked out from them). media_type, when known (a tag's record), saves
+ * working it out. The bytes read are taken from the pull's budget first
+ * (-ENOBUFS past it); -ENOENT when not in the cache. */
+int manifest_cached(struct pull *p, const struct digest *d, const char *media_type, bool want_fd,
+                    struct manifest_answer *a);
+
+/* Stores the verified manifest d (recorded private first for q's private
+ * repository, agent/private.h); a failure only costs a later refetch. */
+void manifest_store(struct pull *p, const struct manifest_query *q, const struct digest *d, const void *body,
+                    uint64_t size);
+
+/* The record policy of tags and referrers indexes (the cache's records of
+ * what upstream last said): a record younger than ttl_ms is trusted without
+ * asking; when asking fails with outcome o (fallback_fetch() returned
+ * fetched), the record's last answer stands if every upstream failed (not
+ * "not found", not a shutdown, not our own memory budget): stale-if-error,
+ * counted and logged by manifest_record_stale_served() (name: "tag=v1" and
+ * the like). */
+bool manifest_record_is_fresh(const struct cache_tag *t, uint64_t ttl_ms);
+bool manifest_record_may_stand(const struct outcome *o, int fetched);
+void manifest_record_stale_served(struct pull *p, const char *what, const char *registry, const char *repository,
+                                  const char *name, const struct cache_tag *t, const struct outcome *o);
+
+/* ---- referrers.c: the OCI 1.1 referrers index of a manifest ---- */
+
+struct referrers_query {
+        const char *registry; /* a host the spec mirrors */
+        const char *repository;
+        struct digest subject;
+        uint64_t tag_ttl_ms;  /* an index fetched less long ago is served without asking */
+        bool may_block;       /* false: -EWOULDBLOCK instead of asking upstream (the event loop) */
+        const struct fallback_client_auth *client_auth; /* the client's credentials, toward the origin */
+        bool private_repo;    /* the index is recorded private (agent/private.h) before it is stored */
+};
+
+struct referrers_answer {
+        void *body;       /* the whole (unfiltered) index, validated */
+        size_t size;
+        struct budget_hold held; /* what body takes of the pull's budget: moves with it */
+        const char *cache; /* hit, miss, stale, uncached (a paginated index): for the log line */
+        char endpoint[PULL_ENDPOINT_MAX];
+        bool stale;       /* the last index fetched: every upstream failed */
+};
+
+/* The referrers index of q->subject: from the cache while its record is
+ * younger than q->tag_ttl_ms, else through the chain (validated, stored like
+ * a manifest and recorded; a paginated answer is passed on, not stored), else
+ * the last one fetched when every upstream fails. A registry without the
+ * API answers 404: not found, and nothing is recorded. Returns 0 with *a
+ * (release with referrers_answer_done()), -EWOULDBLOCK, or -errno with *o. */
+int referrers_resolve(struct pull *p, const struct referrers_query *q, struct referrers_answer *a, struct outcome *o);
+void referrers_answer_done(struct referrers_answer *a);
+
 /* ---- download.c: single-flight blob downloads ---- */
 
 struct download_want {

@@ -79,6 +79,14 @@ int pull_blob_ensure(struct pull *p, const char *registry, const char *repositor
 int pull_tags_page(struct pull *p, const char *registry, const char *repository, unsigned n, const char *last,
                    void **ret_body, size_t *ret_size, char **ret_next_last);
 
+/* The referrers index (OCI 1.1) of registry/repository's manifest subject,
+ * as a client gets it (agent/referrers.c): cached for the registry's tag_ttl,
+ * stale-if-error. Returns 0 with the whole index (*ret_body, malloc'd,
+ * validated); -ENOENT (the registry has no referrers API, or not found),
+ * -EHOSTUNREACH, -ENXIO, -EINVAL, -ENOBUFS, -ENOMEM. */
+int pull_referrers_ensure(struct pull *p, const char *registry, const char *repository, const struct digest *subject,
+                          void **ret_body, size_t *ret_size);
+
 /* The cache the state was made with. */
 struct cache *pull_cache(struct pull *p);
 

@@ -79,14 +79,17 @@ int route_parse(const char *url, const char *ns, const char *default_registry, s
         /* The kind is the keyword that comes last: "org/manifests" is a valid repository. */
         const char *m = last_of(path, "/manifests/"), *b = last_of(path, "/blobs/");
         bool manifest = m && (!b || m > b);
+        /* Referrers too by the last keyword: "<name>/referrers/<digest>". */
+        const char *rf = last_of(path, "/referrers/");
+        bool referrers = rf && (!m || rf > m) && (!b || rf > b);
         size_t plen = strlen(path), slen = strlen(TAGS_SUFFIX);
         bool tags = plen > slen && strcmp(path + plen - slen, TAGS_SUFFIX) == 0;
         if (tags) {
                 path[plen - slen] = '\0';
                 name = path;
-        } else if (!split_api_path(path, manifest ? "manifests" : "blobs", &name, &ref))
+        } else if (!split_api_path(path, referrers ? "referrers" : manifest ? "manifests" : "blobs", &name, &ref))
                 return no_route(ret);
-        ret->kind = tags ? ROUTE_TAGS : manifest ? ROUTE_MANIFEST : ROUTE_BLOB;
+        ret->kind = tags ? ROUTE_TAGS : referrers ? ROUTE_REFERRERS : manifest ? ROUTE_MANIFEST : ROUTE_BLOB;
 
         /* The grammar admits no "..", no "%", no empty component: nothing can leave the cache root. */
         size_t name_len = strlen(name);
@@ -100,7 +103,7 @@ int route_parse(const char *url, const char *ns, const char *default_registry, s
                 ref = (char *) "tags/list"; /* for the log line */
         else if (digest_parse(ref, &ret->digest) == 0)
                 ret->by_digest = true;
-        else if (!manifest)
+        else if (!manifest || referrers)
                 return fail(ret, -EINVAL, 400, "DIGEST_INVALID", "invalid digest");
         else if (!reference_tag_is_valid(ref))
                 return fail(ret, -EINVAL, 400, "MANIFEST_INVALID", "invalid tag or digest");

@@ -21,6 +21,7 @@ enum route {
         ROUTE_MANIFEST, /* /v2/<name>/manifests/<tag or digest> */
         ROUTE_BLOB,     /* /v2/<name>/blobs/<digest> */
         ROUTE_TAGS,     /* /v2/<name>/tags/list */
+        ROUTE_REFERRERS, /* /v2/<name>/referrers/<digest> (OCI distribution 1.1) */
         ROUTE_METRICS,  /* /metrics */
         ROUTE_HEALTH,   /* /healthz, /readyz */
         ROUTE_OTHER,    /* anything else */

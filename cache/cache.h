@@ -302,6 +302,15 @@ int cache_tag_get(struct cache *c, const char *registry, const char *repository,
 int cache_tag_put(struct cache *c, const char *registry, const char *repository, const char *tag,
                   const struct cache_tag *t);
 
+/* The referrers index of registry/repository's manifest subject
+ * (GET /v2/<repository>/referrers/<subject>) when last fetched: the digest,
+ * size and fetched_at of the index, which is stored as content. Kept apart
+ * from the tags (cache_tag_list() never lists it); errors as for the tags. */
+int cache_referrers_get(struct cache *c, const char *registry, const char *repository, const struct digest *subject,
+                        struct cache_tag *ret);
+int cache_referrers_put(struct cache *c, const char *registry, const char *repository, const struct digest *subject,
+                        const struct cache_tag *t);
+
 /* The tags recorded for registry/repository (the node's own view, e.g. for
  * an offline check of a prefetch list), at most max, in no order. Returns 0
  * with a malloc'd array of malloc'd names (the caller frees both), -ENOENT

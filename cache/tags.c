@@ -20,14 +20,15 @@
 
 #define TAG_RECORD_MAX 512
 
-/* Validates every part of a tag's name (none can hold "..", a leading '.',
- * or a '/' outside the repository's own) and returns the registry's one
- * spelling: "Docker.IO" and "docker.io" share their tags. */
-static int tag_registry(const char *registry, const char *repository, const char *tag, char **ret) {
+/* Validates every part of a record's name (none can hold "..", a leading '.',
+ * or a '/' outside the repository's own; name is a tag or what
+ * referrers_name() made) and returns the registry's one spelling:
+ * "Docker.IO" and "docker.io" share their tags. */
+static int tag_registry(const char *registry, const char *repository, const char *name, char **ret) {
         _cleanup_free_ char *host = NULL;
         uint16_t port;
         if (strchr(registry, '/') || parse_host_port(registry, false, &host, &port) < 0 ||
-            !reference_path_is_valid(repository) || !reference_tag_is_valid(tag))
+            !reference_path_is_valid(repository) || !reference_tag_is_valid(name))
                 return -EINVAL;
         bool v6 = strchr(host, ':') != NULL;
         char port_text[8] = "";
@@ -38,18 +39,30 @@ static int tag_registry(const char *registry, const char *repository, const char
         return 0;
 }
 
+/* Where records live beside a repository's: tags, and the referrers indexes of its manifests. */
+enum record_dir {
+        RECORD_TAGS,
+        RECORD_REFERRERS,
+};
+
+static const char *const record_dirs[] = { [RECORD_TAGS] = "_tags", [RECORD_REFERRERS] = "_referrers" };
+
 /* ROOT/tags/<registry>/<repository>/_tags/<tag>, from names tag_registry() checked. */
-static int tag_path(struct cache *c, const char *registry, const char *repository, const char *tag, char **ret) {
+static int tag_path(struct cache *c, enum record_dir dir, const char *registry, const char *repository,
+                    const char *tag, char **ret) {
         /* Tags live under "_tags": no repository component can start with '_',
          * so library/app:v1 and library/app/v1:latest never meet. */
-        if (asprintf(ret, "%s/tags/%s/%s/_tags/%s", cache_root_path(c), registry, repository, tag) < 0)
+        if (asprintf(ret, "%s/tags/%s/%s/%s/%s", cache_root_path(c), registry, repository, record_dirs[dir], tag) < 0)
                 return -ENOMEM;
         return 0;
 }
 
-/* The memory's key for a checked name; false when too long to be remembered. */
-static bool tag_key(const char *registry, const char *repository, const char *tag, char key[static CACHE_TAG_KEY_MAX]) {
-        int n = snprintf(key, CACHE_TAG_KEY_MAX, "%s\n%s\n%s", registry, repository, tag);
+/* The memory's key for a checked name; false when too long to be remembered.
+ * A tag has no '/': "_referrers/<name>" is no tag's key. */
+static bool tag_key(enum record_dir dir, const char *registry, const char *repository, const char *tag,
+                    char key[static CACHE_TAG_KEY_MAX]) {
+        int n = snprintf(key, CACHE_TAG_KEY_MAX, "%s\n%s\n%s%s%s", registry, repository,
+                         dir == RECORD_TAGS ? "" : record_dirs[dir], dir == RECORD_TAGS ? "" : "/", tag);
         return n >= 0 && n < CACHE_TAG_KEY_MAX;
 }
 
@@ -76,8 +89,8 @@ static int write_record(char *path, const char *record, size_t size) {
         return write_file_atomic(path, record, size, 0644);
 }
 
-int cache_tag_put(struct cache *c, const char *registry, const char *repository, const char *tag,
-                  const struct cache_tag *t) {
+static int record_put(struct cache *c, enum record_dir dir, const char *registry, const char *repository,
+                      const char *tag, const struct cache_tag *t) {
         _cleanup_free_ char *canonical = NULL, *path = NULL;
         char record[TAG_RECORD_MAX], digest[DIGEST_STRING_MAX], key[CACHE_TAG_KEY_MAX];
         int r = tag_registry(registry, repository, tag, &canonical);
@@ -89,12 +102,12 @@ int cache_tag_put(struct cache *c, const char *registry, const char *repository,
                          t->media_type, t->size, t->fetched_at);
         if (n < 0 || (size_t) n >= sizeof(record))
                 return -EINVAL;
-        r = tag_path(c, canonical, repository, tag, &path);
+        r = tag_path(c, dir, canonical, repository, tag, &path);
         if (r < 0)
                 return r;
         /* This process is the cache's only writer (flock), so what it wrote
          * last is what the file holds: the memory is never stale. */
-        bool remember = tag_key(canonical, repository, tag, key);
+        bool remember = tag_key(dir, canonical, repository, tag, key);
         uint64_t version = remember ? cache_memo_tag_begin(cache_memo(c), key) : 0;
         r = write_record(path, record, (size_t) n);
         if (remember)
@@ -134,18 +147,18 @@ static int read_record(const char *path, struct cache_tag *ret) {
         return 0;
 }
 
-int cache_tag_get(struct cache *c, const char *registry, const char *repository, const char *tag,
-                  struct cache_tag *ret) {
+static int record_get(struct cache *c, enum record_dir dir, const char *registry, const char *repository,
+                      const char *tag, struct cache_tag *ret) {
         _cleanup_free_ char *canonical = NULL, *path = NULL;
         char key[CACHE_TAG_KEY_MAX];
         int r = tag_registry(registry, repository, tag, &canonical);
         if (r < 0)
                 return r;
         uint64_t version = 0;
-        bool remember = tag_key(canonical, repository, tag, key);
+        bool remember = tag_key(dir, canonical, repository, tag, key);
         if (remember && cache_memo_tag_get(cache_memo(c), key, ret, &version) == 0)
                 return 0;
-        r = tag_path(c, canonical, repository, tag, &path);
+        r = tag_path(c, dir, canonical, repository, tag, &path);
         if (r < 0)
                 return r;
         struct cache_tag t;
@@ -158,13 +171,46 @@ int cache_tag_get(struct cache *c, const char *registry, const char *repository,
         return 0;
 }
 
+int cache_tag_get(struct cache *c, const char *registry, const char *repository, const char *tag,
+                  struct cache_tag *ret) {
+        return record_get(c, RECORD_TAGS, registry, repository, tag, ret);
+}
+
+int cache_tag_put(struct cache *c, const char *registry, const char *repository, const char *tag,
+                  const struct cache_tag *t) {
+        return record_put(c, RECORD_TAGS, registry, repository, tag, t);
+}
+
+/* "sha256-<hex>", the tag schema's name for a subject (a valid tag); a
+ * sha512 digest is longer than a tag may be, so its name is cut to the
+ * tag's 128 characters (still 121 hex digits: no two subjects meet). */
+static void referrers_name(const struct digest *subject, char name[static DIGEST_STRING_MAX]) {
+        digest_to_string(subject, name);
+        *strchr(name, ':') = '-';
+        name[128] = '\0'; /* the distribution grammar's longest tag */
+}
+
+int cache_referrers_get(struct cache *c, const char *registry, const char *repository, const struct digest *subject,
+                        struct cache_tag *ret) {
+        char name[DIGEST_STRING_MAX];
+        referrers_name(subject, name);
+        return record_get(c, RECORD_REFERRERS, registry, repository, name, ret);
+}
+
+int cache_referrers_put(struct cache *c, const char *registry, const char *repository, const struct digest *subject,
+                        const struct cache_tag *t) {
+        char name[DIGEST_STRING_MAX];
+        referrers_name(subject, name);
+        return record_put(c, RECORD_REFERRERS, registry, repository, name, t);
+}
+
 int cache_tag_list(struct cache *c, const char *registry, const char *repository, size_t max, char ***ret_tags,
                    size_t *ret_n) {
         _cleanup_free_ char *canonical = NULL, *path = NULL;
         int r = tag_registry(registry, repository, "x", &canonical);
         if (r < 0)
                 return r;
-        r = tag_path(c, canonical, repository, "x", &path);
+        r = tag_path(c, RECORD_TAGS, canonical, repository, "x", &path);
         if (r < 0)
                 return r;
         path[strlen(path) - 2] = '\0'; /* the _tags directory */

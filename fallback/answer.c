@@ -238,9 +238,10 @@ enum outcome fallback_accept_answer(struct fetch *f, const struct ep *e) {
                 return OUT_OK;
         }
 
-        if (req->kind == FALLBACK_TAGS) {
+        if (req->kind == FALLBACK_TAGS || req->kind == FALLBACK_REFERRERS) {
                 /* Unverifiable by nature (no digest): the caller parses it strictly. */
-                if (hr->link) {
+                resp->has_next = req->kind == FALLBACK_REFERRERS && hr->link;
+                if (req->kind == FALLBACK_TAGS && hr->link) {
                         int r = fallback_link_next_last(hr->link, &resp->next_last);
                         if (r == -ENOMEM) {
                                 f->abort_error = r;

@@ -20,7 +20,7 @@
 
 /* What events name the request by: a tag list has no reference. */
 static const char *event_reference(const struct fetch *f) {
-        return f->req->kind == FALLBACK_TAGS ? "tags/list" : f->req->reference;
+        return f->req->kind == FALLBACK_TAGS ? "tags/list" : f->req->reference; /* referrers: the subject */
 }
 
 static size_t pct_encode(const char *s, char *out, size_t size) {
@@ -70,8 +70,10 @@ static char *build_url(const struct fetch *f, const struct ep *e) {
                 return build_tags_url(f, e, ns);
         /* containerd adds ?ns=<registry> for mirror hosts; layerd does the
          * same, so a central layerd (or any ns-aware mirror) knows the origin. */
-        if (asprintf(&url, "%s%s/%s/%s/%s%s%s", e->url, e->override_path ? "" : "/v2", f->repo,
-                     f->req->kind == FALLBACK_MANIFEST ? "manifests" : "blobs", f->req->reference,
+        const char *kind = f->req->kind == FALLBACK_MANIFEST    ? "manifests"
+                           : f->req->kind == FALLBACK_REFERRERS ? "referrers"
+                                                                : "blobs";
+        if (asprintf(&url, "%s%s/%s/%s/%s%s%s", e->url, e->override_path ? "" : "/v2", f->repo, kind, f->req->reference,
                      e->is_origin ? "" : "?ns=", ns) < 0)
                 return NULL;
         return url;
@@ -146,8 +148,12 @@ static int request_headers(const struct fetch *f, const struct exchange *x, bool
         struct curl_slist *hdrs = NULL;
         char line[512];
         bool ok = true;
-        if (req->kind == FALLBACK_MANIFEST) {
-                snprintf(line, sizeof(line), "Accept: %.490s", req->accept ? req->accept : FALLBACK_ACCEPT_DEFAULT);
+        if (req->kind == FALLBACK_MANIFEST || req->kind == FALLBACK_REFERRERS) {
+                /* A referrers answer is an OCI image index, and nothing else. */
+                snprintf(line, sizeof(line), "Accept: %.490s",
+                         req->kind == FALLBACK_REFERRERS ? FALLBACK_REFERRERS_MEDIA_TYPE
+                         : req->accept                   ? req->accept
+                                                         : FALLBACK_ACCEPT_DEFAULT);
                 ok = ok && header_add(&hdrs, line);
         }
         uint64_t at = req->offset + f->resp->received;
@@ -453,7 +459,8 @@ static bool eligible(const struct ep *e, const struct fetch *f) {
          * request without them would say nothing of them. */
         if (f->req->client_auth && !e->is_origin)
                 return false;
-        bool tag = (f->req->kind == FALLBACK_MANIFEST && !f->by_digest) || f->req->kind == FALLBACK_TAGS;
+        bool tag = (f->req->kind == FALLBACK_MANIFEST && !f->by_digest) || f->req->kind == FALLBACK_TAGS ||
+                   f->req->kind == FALLBACK_REFERRERS;
         return tag ? !e->no_resolve : !e->no_pull;
 }
 
@@ -470,6 +477,8 @@ int fallback_request_check(const struct fallback_request *req, struct fetch *f) 
         if (!req->reference)
                 return -EINVAL;
         f->by_digest = digest_parse(req->reference, &f->want) == 0;
+        if (req->kind == FALLBACK_REFERRERS)
+                return !f->by_digest || req->head || req->offset ? -EINVAL : 0;
         if (!f->by_digest && (req->kind == FALLBACK_BLOB || !reference_tag_is_valid(req->reference)))
                 return -EINVAL;
         if (req->kind == FALLBACK_BLOB && !req->head && (!req->sink || !req->sink->write))
@@ -593,8 +602,9 @@ int fallback_fetch(struct fallback *fb, const struct fallback_request *req, stru
                 fallback_emit(fb, &evb);
                 if (a == ADMIT_NO)
                         continue;
-                /* A tag list has no HEAD to probe with (and no reference): it probes itself. */
-                if (a == ADMIT_PROBE && req->kind != FALLBACK_TAGS && later_usable(&f, i, now) &&
+                /* A tag list or referrers index has no HEAD to probe with: it probes itself. */
+                if (a == ADMIT_PROBE && req->kind != FALLBACK_TAGS && req->kind != FALLBACK_REFERRERS &&
+                    later_usable(&f, i, now) &&
                     fallback_breaker_probe(&f, cfg, e) == 0)
                         continue; /* probed in the background; this request goes on */
                 f.probing = a == ADMIT_PROBE ? e->st : NULL;

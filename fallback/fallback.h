@@ -164,6 +164,9 @@ enum fallback_kind {
         FALLBACK_MANIFEST,
         FALLBACK_BLOB,
         FALLBACK_TAGS, /* GET /v2/<name>/tags/list: one page, like a tag resolution ("resolve" capability) */
+        /* GET /v2/<name>/referrers/<digest> (OCI distribution 1.1): the first page of the index of
+         * what refers to a manifest, unfiltered; it changes like a tag ("resolve" capability) */
+        FALLBACK_REFERRERS,
         _FALLBACK_KIND_MAX,
 };
 
@@ -183,7 +186,7 @@ struct fallback_request {
         const char *registry;   /* a configured host */
         const char *repository; /* "library/nginx"; Docker Hub's single names get "library/" */
         enum fallback_kind kind;
-        const char *reference;  /* manifests: tag or digest; blobs: digest; tags: NULL */
+        const char *reference;  /* manifests: tag or digest; blobs, referrers: digest; tags: NULL */
         unsigned tags_n;        /* tags: the page size asked for ("?n="); 0: the registry's default */
         const char *tags_last;  /* tags: the page starts after this tag ("&last="); NULL: the first page */
         bool head;
@@ -213,9 +216,11 @@ struct fallback_response {
         bool has_digest;
         struct digest digest;  /* a manifest's (verified on GET), a blob's as the upstream claims it */
         int64_t size;          /* the object's whole size; -1 unknown */
-        void *body;            /* manifest GET: the verified bytes (malloc'd, size bytes); tags: the JSON page */
+        void *body;            /* manifest GET: the verified bytes (malloc'd, size bytes); tags, referrers:
+                                * the JSON page, unverified (the caller parses it strictly) */
         struct budget_hold held; /* what body takes of req->budget: whoever takes body over takes this too */
         char *next_last;       /* tags: the "last" of the next page (from Link rel="next"), NULL on the last page */
+        bool has_next;         /* referrers: the registry paginated the index (a Link header came) */
         uint64_t received;     /* blob GET: bytes written into the sink */
         unsigned attempts;     /* HTTP requests made (token requests excluded) */
         bool auth_refused;     /* the origin endpoint answered 401 or 403 (with the token realm's
@@ -348,3 +353,37 @@ int fallback_probe(const struct fallback_endpoint_config *e, const char *registr
 /* As fallback_probe(), for the one path given (absolute, e.g. "/readyz") under
  * e's URL, without "/v2" or ns: a health route of a server of ours. */
 int fallback_probe_path(const struct fallback_endpoint_config *e, const char *path, struct fallback_probe_result *ret);
+
+/* ---- the OCI 1.1 referrers index ------------------------------------------------------- */
+
+#define FALLBACK_REFERRERS_MAX 4096 /* descriptors in one referrers index */
+#define FALLBACK_REFERRERS_MEDIA_TYPE "application/vnd.oci.image.index.v1+json"
+
+/* One manifest that refers to the subject, as the index describes it. */
+struct fallback_referrer {
+        struct digest digest; /* validated (sha256/sha512) */
+        int64_t size;
+        char *media_type;     /* never NULL */
+        char *artifact_type;  /* NULL when the descriptor has none */
+};
+
+struct fallback_referrers {
+        struct fallback_referrer *items;
+        size_t n;
+};
+
+/* Parses a referrers answer (distribution spec 1.1, "Listing Referrers"):
+ * an OCI image index (schemaVersion 2, mediaType said, at most
+ * FALLBACK_MANIFEST_MAX bytes) whose "manifests" (at most
+ * FALLBACK_REFERRERS_MAX) each have a mediaType, a valid digest and a size.
+ * Returns 0 with *ret (release with fallback_referrers_done()), -EBADMSG for
+ * anything else, -ENOMEM. ret is written only on success. */
+int fallback_referrers_parse(const void *body, size_t size, struct fallback_referrers *ret);
+void fallback_referrers_done(struct fallback_referrers *r);
+
+/* The index body (one fallback_referrers_parse() accepts) with only the
+ * descriptors whose artifactType is artifact_type: the same document
+ * otherwise, written anew (malloc'd, *ret_size bytes, no NUL counted).
+ * Returns 0, -EBADMSG, -ENOMEM. */
+int fallback_referrers_filter(const void *body, size_t size, const char *artifact_type, char **ret_body,
+                              size_t *ret_size);

@@ -804,7 +804,7 @@ static void parse_prefetch_entry(struct spec_ctx *c, const yaml_node_t *n, const
 
 static void parse_prefetch(struct spec_ctx *c, const yaml_node_t *n) {
         static const char *const keys[] = { "interval", "concurrency", "bandwidth", "platforms", "images",
-                                            "wait_ready", "wait_ready_timeout" };
+                                            "wait_ready", "wait_ready_timeout", "referrers" };
         yaml_node_t *v[ELEMENTSOF(keys)];
         struct spec_prefetch *pf = &c->spec->prefetch;
         if (spec_mapping(c, n, "prefetch", keys, ELEMENTSOF(keys), v, false) < 0)
@@ -825,6 +825,8 @@ static void parse_prefetch(struct spec_ctx *c, const yaml_node_t *n) {
         if (v[6])
                 (void) get_duration(c, v[6], "prefetch.wait_ready_timeout", 1000, 24ULL * 3600 * 1000,
                                     &pf->wait_ready_timeout_ms);
+        if (v[7])
+                (void) spec_get_bool(c, v[7], "prefetch.referrers", &pf->referrers);
         if (v[4] && want_list(c, v[4], "prefetch.images", SPEC_PREFETCH_MAX)) {
                 size_t len = seq_len(v[4]);
                 pf->entries = spec_calloc(c, len, sizeof(struct spec_prefetch_entry));

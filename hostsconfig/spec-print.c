@@ -244,6 +244,7 @@ static bool document(struct out *o, const struct spec *s) {
             !kv_duration(o, "interval", p->interval_ms) || !kv_uint(o, "concurrency", p->concurrency) ||
             !kv_size(o, "bandwidth", p->bandwidth_bps) || !kv_bool(o, "wait_ready", p->wait_ready) ||
             !kv_duration(o, "wait_ready_timeout", p->wait_ready_timeout_ms) ||
+            !kv_bool(o, "referrers", p->referrers) ||
             !strv(o, "platforms", p->platforms, p->n_platforms, true))
                 return false;
         if (p->n_entries > 0) {

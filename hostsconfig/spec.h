@@ -140,6 +140,7 @@ struct spec_prefetch {
         uint64_t bandwidth_bps;   /* bytes per second; 0 = unlimited */
         bool wait_ready;          /* /readyz says 503 until the first round after start finished... */
         uint64_t wait_ready_timeout_ms; /* ...or this long after start, whichever comes first */
+        bool referrers;           /* each image's referrers (signatures, SBOMs) fetched with it */
         char **platforms;         /* default platforms; none = the node's own */
         size_t n_platforms;
         struct spec_prefetch_entry *entries;

@@ -47,7 +47,7 @@ static void check_error(const char *url, const struct route_match *m, int r) {
                         FAIL("\"%s\": no route answered %u %s as kind %d", url, e->status, e->code, (int) m->kind);
                 return;
         }
-        if (m->kind != ROUTE_MANIFEST && m->kind != ROUTE_BLOB && m->kind != ROUTE_TAGS)
+        if (m->kind != ROUTE_MANIFEST && m->kind != ROUTE_BLOB && m->kind != ROUTE_TAGS && m->kind != ROUTE_REFERRERS)
                 FAIL("\"%s\": bad request on kind %d", url, (int) m->kind);
         if (e->status != 400 || (strcmp(e->code, "NAME_INVALID") != 0 && strcmp(e->code, "MANIFEST_INVALID") != 0 &&
                                  strcmp(e->code, "DIGEST_INVALID") != 0))
@@ -74,12 +74,15 @@ static void check_api(const char *url, const char *ns, const char *dflt, const s
                 bool is_digest = digest_parse(m->reference, &d) == 0;
                 if (is_digest != m->by_digest || (is_digest && !digest_equal(&d, &m->digest)))
                         FAIL("\"%s\": by_digest %d for reference \"%s\"", url, m->by_digest, m->reference);
-                if (m->kind == ROUTE_BLOB && !m->by_digest)
-                        FAIL("\"%s\": blob without a digest", url);
+                if ((m->kind == ROUTE_BLOB || m->kind == ROUTE_REFERRERS) && !m->by_digest)
+                        FAIL("\"%s\": blob or referrers without a digest", url);
                 if (!m->by_digest && !reference_tag_is_valid(m->reference))
                         FAIL("\"%s\": invalid tag \"%s\" routed", url, m->reference);
                 snprintf(rebuilt, sizeof(rebuilt), "/v2/%s/%s/%s", m->name,
-                         m->kind == ROUTE_BLOB ? "blobs" : "manifests", m->reference);
+                         m->kind == ROUTE_BLOB        ? "blobs"
+                         : m->kind == ROUTE_REFERRERS ? "referrers"
+                                                      : "manifests",
+                         m->reference);
         }
         if (strcmp(rebuilt, url) != 0)
                 FAIL("\"%s\": routed as \"%s\"", url, rebuilt);
@@ -161,7 +164,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 check_error(url, &m, r);
         else if (r != 0)
                 FAIL("\"%s\": route_parse returned %d", url, r);
-        else if (m.kind == ROUTE_MANIFEST || m.kind == ROUTE_BLOB || m.kind == ROUTE_TAGS) {
+        else if (m.kind == ROUTE_MANIFEST || m.kind == ROUTE_BLOB || m.kind == ROUTE_TAGS ||
+                 m.kind == ROUTE_REFERRERS) {
                 check_api(url, ns, dflt, &m);
                 check_namespace(url, &m);
         }

@@ -103,7 +103,7 @@ static void test_no_route(void **state) {
         NO_ROUTE("/v2//");
         NO_ROUTE("/v2/library/nginx");
         NO_ROUTE("/v2/library/nginx/");
-        NO_ROUTE("/v2/library/nginx/referrers/" D256);
+        NO_ROUTE("/v2/library/nginx/referrers");
         NO_ROUTE("/v2/library/nginx/manifests");
         NO_ROUTE("/v2/library/nginx/blobs");
         NO_ROUTE("/v2/library/nginx/tags/list/");
@@ -111,6 +111,7 @@ static void test_no_route(void **state) {
         /* A keyword with no name before it. */
         NO_ROUTE("/v2//manifests/latest");
         NO_ROUTE("/v2//blobs/" D256);
+        NO_ROUTE("/v2//referrers/" D256);
         NO_ROUTE("/v2/manifests/latest");
         NO_ROUTE("/v2/tags/list");
         NO_ROUTE("/v2//tags/list");
@@ -191,6 +192,32 @@ static void test_blob_and_tags(void **state) {
         ROUTE_OK("/v2/a/tags/list", NULL, NULL, ROUTE_TAGS, "a", "tags/list", NULL);
         assert_int_equal(route_parse("/v2/a/tags/list", "docker.io", NULL, &m), 0);
         assert_false(m.by_digest);
+}
+
+/* GET /v2/<name>/referrers/<digest> (OCI 1.1): by digest only. */
+static void test_referrers(void **state) {
+        (void) state;
+        ROUTE_OK("/v2/library/nginx/referrers/" D256, "docker.io", NULL, ROUTE_REFERRERS, "library/nginx", D256,
+                 "docker.io");
+        ROUTE_OK("/v2/x/referrers/" D512, NULL, "ghcr.io", ROUTE_REFERRERS, "x", D512, "ghcr.io");
+        struct route_match m;
+        assert_int_equal(route_parse("/v2/x/referrers/" D256, "ghcr.io", NULL, &m), 0);
+        assert_true(m.by_digest);
+        /* The keyword that comes last decides, as for the others. */
+        ROUTE_OK("/v2/org/referrers/manifests/v1", "docker.io", NULL, ROUTE_MANIFEST, "org/referrers", "v1",
+                 "docker.io");
+        ROUTE_OK("/v2/org/manifests/referrers/" D256, "docker.io", NULL, ROUTE_REFERRERS, "org/manifests", D256,
+                 "docker.io");
+        ROUTE_OK("/v2/org/referrers/blobs/" D256, "docker.io", NULL, ROUTE_BLOB, "org/referrers", D256, "docker.io");
+        /* A tag (the tag schema's "sha256-<hex>" too) is no subject. */
+        ROUTE_FAIL("/v2/a/referrers/latest", "docker.io", NULL, -EINVAL, ROUTE_REFERRERS, 400, "DIGEST_INVALID",
+                   "invalid digest", "a", "");
+        ROUTE_FAIL("/v2/a/referrers/sha256-" HEX64, "docker.io", NULL, -EINVAL, ROUTE_REFERRERS, 400,
+                   "DIGEST_INVALID", "invalid digest", "a", "");
+        ROUTE_FAIL("/v2/a/referrers/" D256 "/", "docker.io", NULL, -EINVAL, ROUTE_REFERRERS, 400, "DIGEST_INVALID",
+                   "invalid digest", "a", "");
+        BAD_NAME("/v2/../referrers/" D256, ROUTE_REFERRERS);
+        NO_ROUTE("/v2/referrers/" D256);
 }
 
 /* A repository may itself hold "manifests", "blobs", "tags" or "list"
@@ -455,6 +482,7 @@ int main(void) {
                 cmocka_unit_test(test_bad_reference),
                 cmocka_unit_test(test_blob_and_tags),
                 cmocka_unit_test(test_keywords_in_names),
+                cmocka_unit_test(test_referrers),
                 cmocka_unit_test(test_bad_names),
                 cmocka_unit_test(test_traversal_and_encoding),
                 cmocka_unit_test(test_lengths),

@@ -333,12 +333,62 @@ static void test_list(void **state) {
         assert_int_equal(cache_tag_list(f->cache, "docker.io", "../etc", 2, &tags, &n), -EINVAL);
 }
 
+/* Referrers records: beside the tags, never among them; the tag schema's
+ * "sha256-<hex>" tag and the referrers record of that digest are separate. */
+static void test_referrers(void **state) {
+        struct fixture *f = *state;
+        struct cache_tag t = sample("index", 1700000000), u = sample("tag", 5), got;
+        struct digest subject, other, long_subject;
+        assert_int_equal(digest_buffer(DIGEST_SHA256, "subject", 7, &subject), 0);
+        assert_int_equal(digest_buffer(DIGEST_SHA256, "other", 5, &other), 0);
+        assert_int_equal(digest_buffer(DIGEST_SHA512, "subject", 7, &long_subject), 0);
+        assert_int_equal(cache_referrers_get(f->cache, "ghcr.io", "org/app", &subject, &got), -ENOENT);
+        assert_int_equal(cache_referrers_put(f->cache, "ghcr.io", "org/app", &subject, &t), 0);
+        assert_int_equal(cache_referrers_get(f->cache, "GHCR.io", "org/app", &subject, &got), 0);
+        assert_true(digest_equal(&got.digest, &t.digest));
+        assert_int_equal(got.fetched_at, 1700000000);
+        assert_int_equal(cache_referrers_get(f->cache, "ghcr.io", "org/app", &other, &got), -ENOENT);
+        assert_int_equal(cache_referrers_get(f->cache, "ghcr.io", "org/other", &subject, &got), -ENOENT);
+
+        /* The tag schema's tag of the same digest is a tag, and another record. */
+        char ds[DIGEST_STRING_MAX], tag[DIGEST_STRING_MAX];
+        snprintf(tag, sizeof(tag), "sha256-%s", digest_to_string(&subject, ds) + 7);
+        assert_int_equal(cache_tag_get(f->cache, "ghcr.io", "org/app", tag, &got), -ENOENT);
+        assert_int_equal(cache_tag_put(f->cache, "ghcr.io", "org/app", tag, &u), 0);
+        assert_int_equal(cache_referrers_get(f->cache, "ghcr.io", "org/app", &subject, &got), 0);
+        assert_true(digest_equal(&got.digest, &t.digest));
+        assert_int_equal(cache_tag_get(f->cache, "ghcr.io", "org/app", tag, &got), 0);
+        assert_true(digest_equal(&got.digest, &u.digest));
+        char **tags = NULL;
+        size_t n = 0;
+        assert_int_equal(cache_tag_list(f->cache, "ghcr.io", "org/app", 10, &tags, &n), 0);
+        assert_int_equal(n, 1); /* the tag only */
+        assert_string_equal(tags[0], tag);
+        free(tags[0]);
+        free(tags);
+
+        /* A sha512 subject (longer than a tag may be) has its record too; from disk as well. */
+        assert_int_equal(cache_referrers_put(f->cache, "ghcr.io", "org/app", &long_subject, &u), 0);
+        reopen(f);
+        assert_int_equal(cache_referrers_get(f->cache, "ghcr.io", "org/app", &long_subject, &got), 0);
+        assert_true(digest_equal(&got.digest, &u.digest));
+        assert_int_equal(cache_referrers_get(f->cache, "ghcr.io", "org/app", &subject, &got), 0);
+        assert_true(digest_equal(&got.digest, &t.digest));
+        char path[512];
+        snprintf(path, sizeof(path), "%s/tags/ghcr.io/org/app/_referrers/sha256-%s", f->root, digest_to_string(&subject, ds) + 7);
+        assert_int_equal(access(path, F_OK), 0); /* where docs/agent.md says */
+        /* Names are checked as for tags. */
+        assert_int_equal(cache_referrers_put(f->cache, "ghcr.io", "../etc", &subject, &t), -EINVAL);
+        assert_int_equal(cache_referrers_get(f->cache, "gh/cr.io", "org/app", &subject, &got), -EINVAL);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_names_refused, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_damaged_records, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_referrers, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_memory_answers, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_failed_put_forgets, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_collision_replaces, setup, teardown),

@@ -896,6 +896,48 @@ static void test_tags_list(void **state) {
         fallback_response_done(&resp);
 }
 
+/* The referrers index (OCI 1.1): by the subject's digest, through the chain
+ * like a tag (a mirror gets ?ns=, its 404 moves on), asking for an OCI index;
+ * a registry without the API answers 404, which is final at the origin. */
+static void test_referrers(void **state) {
+        (void) state;
+        _cleanup_(fallback_freep) struct fallback *fb = fb_new(NULL, 0, 0, 0);
+        struct fallback_endpoint_config eps[] = { GOOD(env.c.url, false), GOOD(env.a.url, true) };
+        fb_set(fb, REG, eps, 2);
+        struct fallback_request req = { .registry = REG, .repository = REPO, .kind = FALLBACK_REFERRERS,
+                                        .reference = env.manifest_digest_str };
+        struct fallback_response resp;
+        assert_int_equal(fallback_fetch(fb, &req, &resp), 0);
+        assert_int_equal(resp.status, 404);
+        assert_false(resp.has_next);
+        fallback_response_done(&resp);
+        json_auto_t *mirror = upstream_log(&env.c);
+        assert_int_equal(json_array_size(mirror), 1);
+        char want[256];
+        snprintf(want, sizeof(want), "/v2/" REPO "/referrers/%s?ns=" REG, env.manifest_digest_str);
+        assert_string_equal(log_path(mirror, 0), want);
+        assert_string_equal(log_header(mirror, 0, "accept"), FALLBACK_REFERRERS_MEDIA_TYPE);
+        json_auto_t *origin = upstream_log(&env.a);
+        snprintf(want, sizeof(want), "/v2/" REPO "/referrers/%s", env.manifest_digest_str);
+        assert_string_equal(log_path(origin, json_array_size(origin) - 1), want);
+
+        /* A tag, a HEAD or an offset is no referrers request. */
+        static const char *const refs[] = { TAG, NULL };
+        for (size_t i = 0; i < ELEMENTSOF(refs); i++) {
+                req.reference = refs[i];
+                assert_int_equal(fallback_fetch(fb, &req, &resp), -EINVAL);
+                fallback_response_done(&resp);
+        }
+        req.reference = env.manifest_digest_str;
+        req.head = true;
+        assert_int_equal(fallback_fetch(fb, &req, &resp), -EINVAL);
+        fallback_response_done(&resp);
+        req.head = false;
+        req.offset = 1;
+        assert_int_equal(fallback_fetch(fb, &req, &resp), -EINVAL);
+        fallback_response_done(&resp);
+}
+
 /* containerd's capabilities: an endpoint without "resolve" is never asked
  * for a tag, one without "pull" never for content by digest. */
 static void test_capabilities(void **state) {
@@ -3009,6 +3051,7 @@ int main(void) {
                 T(test_all_down),
                 T(test_mirror_ns),
                 T(test_tags_list),
+                T(test_referrers),
                 T(test_capabilities),
                 T(test_docker_hub_library),
                 T(test_manifest_corrupt_by_digest),

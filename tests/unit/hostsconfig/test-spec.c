@@ -136,6 +136,7 @@ static void test_agent_defaults(void **state) {
         assert_string_equal(s->agent.default_registry, "docker.io");
         assert_int_equal(s->prefetch.interval_ms, 6ULL * 3600 * 1000);
         assert_int_equal(s->prefetch.concurrency, 2);
+        assert_false(s->prefetch.referrers);
         assert_int_equal(s->prefetch.n_entries, 0);
         spec_free(s);
 }
@@ -895,6 +896,7 @@ static void test_prefetch_model(void **state) {
                                   "  bandwidth: 10MiB\n"
                                   "  wait_ready: true\n"
                                   "  wait_ready_timeout: 90s\n"
+                                  "  referrers: true\n"
                                   "  platforms: [linux/amd64, linux/arm64/v8]\n"
                                   "  images:\n"
                                   "    - nginx\n"
@@ -908,6 +910,7 @@ static void test_prefetch_model(void **state) {
         assert_int_equal(p->bandwidth_bps, 10 << 20);
         assert_true(p->wait_ready);
         assert_int_equal(p->wait_ready_timeout_ms, 90 * 1000);
+        assert_true(p->referrers);
         assert_int_equal(p->n_platforms, 2);
         assert_string_equal(p->platforms[1], "linux/arm64/v8");
         assert_int_equal(p->n_entries, 3);
@@ -931,6 +934,8 @@ static void test_prefetch_errors(void **state) {
                       "spec.yaml:3:13: prefetch.interval: must be between 1m and 365d");
         expect_errors(REG "prefetch:\n  wait_ready: maybe\n", 1,
                       "spec.yaml:3:15: prefetch.wait_ready: expected true or false, got \"maybe\"");
+        expect_errors(REG "prefetch:\n  referrers: yes please\n", 1,
+                      "spec.yaml:3:14: prefetch.referrers: expected true or false, got \"yes please\"");
         expect_errors(REG "prefetch:\n  wait_ready_timeout: 2d\n", 1,
                       "spec.yaml:3:23: prefetch.wait_ready_timeout: must be between 1s and 1d");
         expect_errors(REG "prefetch:\n  concurrency: 0\n", 1,
