@@ -337,6 +337,10 @@ static int by_tag(struct pull *p, const struct manifest_query *q, struct manifes
                 struct cache_tag now = { .digest = fr.digest, .size = fr.size >= 0 ? (uint64_t) fr.size : 0,
                                          .fetched_at = (int64_t) time(NULL) };
                 snprintf(now.media_type, sizeof(now.media_type), "%s", fr.media_type ? fr.media_type : MT_OCI_MANIFEST);
+                /* The origin names the digest in this repository: a record of it stands
+                 * here even where it is private elsewhere (kept fresh and stale). */
+                if (!q->private_repo)
+                        confirm_public(p, q, &now.digest, 1);
                 /* Only an answer every client could get is recorded. */
                 bool general = accepts(q->accept, MT_OCI_INDEX) && accepts(q->accept, MT_DOCKER_LIST);
                 if (fr.size >= 0 && fr.media_type && (general || is_index(now.media_type)))
