@@ -30,6 +30,17 @@ int agent_cmd_cache(int argc, char **argv);
  * the file system holding dir) and agent.cache_min_free. Returns 0 or -errno. */
 int agent_cache_limits(const struct spec *s, const char *dir, uint64_t *ret_max, uint64_t *ret_min_free);
 
+struct cache;
+
+/* Applies the spec's bounds to c: agent_cache_limits() and agent.cache_max_age
+ * (starting the eviction thread when one is set). Returns 0 with the size
+ * bound in *ret_max (may be NULL), or -errno. */
+int agent_cache_apply_limits(const struct spec *s, const char *dir, struct cache *c, uint64_t *ret_max);
+
+/* From now on every eviction pass of c is logged, one line with its counts
+ * by reason (size, free space, age). */
+void agent_cache_log_evictions(struct cache *c);
+
 /* The spec's mirrored registries (never _default, never mirror: false) as
  * fallback chains (tags resolved only where "resolve" is allowed, content
  * pulled only where "pull" is). A bad credentials file

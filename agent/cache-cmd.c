@@ -27,7 +27,7 @@ static const char usage_cache[] =
         "           prefetch list's, from CACHE_DIR/prefetch.pins)\n"
         "  verify   re-hash every blob; move any that does not match its digest to\n"
         "           quarantine/ (exit 1 when one was found)\n"
-        "  gc       evict down to the spec's agent.cache_max_size and cache_min_free\n"
+        "  gc       evict down to the spec's agent.cache_max_size, cache_min_free and cache_max_age\n"
         "           (never the prefetch list's pinned blobs)\n"
         "  check    whether every blob of IMAGE... (default: the spec's prefetch list)\n"
         "           is in the cache and matches its digest, per image and platform,\n"
@@ -147,10 +147,8 @@ int agent_cmd_cache(int argc, char **argv) {
                         }
                 }
         } else if (strcmp(what, "gc") == 0) {
-                uint64_t max = 0, min_free = 0;
-                r = agent_cache_limits(spec, dir, &max, &min_free);
-                if (r == 0)
-                        r = cache_set_limits(cache, max, min_free);
+                uint64_t max = 0;
+                r = agent_cache_apply_limits(spec, dir, cache, &max);
                 if (r == 0)
                         (void) cache_evict_now(cache);
                 /* The background pass may have done some of it: count from the stats. */

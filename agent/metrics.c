@@ -75,6 +75,13 @@ void metrics_write(struct pull *p, FILE *f) {
                 cs.mismatched, cs.blobs, cs.bytes, cs.pinned,
                 cs.in_flight, (uint64_t) atomic_load(&p->bytes_served), (uint64_t) atomic_load(&p->stale_serves),
                 (uint64_t) atomic_load(&p->cut_streams), cs.unstored);
+        static const char *const evict_reasons[_CACHE_EVICT_REASON_MAX] = {
+                [CACHE_EVICT_SIZE] = "size", [CACHE_EVICT_FREE] = "free_space", [CACHE_EVICT_AGE] = "age" };
+        fputs("# HELP layerd_cache_evictions_by_reason_total Blobs evicted, by the bound that evicted them.\n"
+              "# TYPE layerd_cache_evictions_by_reason_total counter\n", f);
+        for (int i = 0; i < _CACHE_EVICT_REASON_MAX; i++)
+                fprintf(f, "layerd_cache_evictions_by_reason_total{reason=\"%s\"} %" PRIu64 "\n", evict_reasons[i],
+                        cs.evicted_by[i]);
         const struct bounds *b = &p->bounds;
         fprintf(f,
                 "# HELP layerd_downloads_running Blob downloads running (agent.max_downloads).\n"

@@ -179,12 +179,10 @@ int agent_cmd_prefetch(int argc, char **argv) {
                 error_list_print(&errors, stderr);
                 return 1;
         }
-        uint64_t max = 0, min_free = 0;
         r = prefetch_pins_load(cache, dir, &pins);
+        agent_cache_log_evictions(cache);
         if (r >= 0)
-                r = agent_cache_limits(spec, dir, &max, &min_free);
-        if (r >= 0)
-                r = cache_set_limits(cache, max, min_free);
+                r = agent_cache_apply_limits(spec, dir, cache, NULL);
         if (r < 0) {
                 fprintf(stderr, "layerd prefetch: %s: %s\n", dir, strerror(-r));
                 return 1;

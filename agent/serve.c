@@ -191,10 +191,7 @@ static const struct spec *reload(const struct serve_config *cfg, const struct sp
                 log_warning("reload: agent.cache_dir changed; it takes effect at the next start");
         const struct spec *now = fresh;
         pull_set_spec(pull, TAKE_PTR(fresh)); /* requests in flight keep the old one until they end */
-        uint64_t max = 0, min_free = 0;
-        r = agent_cache_limits(now, cache_dir, &max, &min_free);
-        if (r == 0)
-                r = cache_set_limits(cache, max, min_free);
+        r = agent_cache_apply_limits(now, cache_dir, cache, NULL);
         if (r < 0)
                 log_warning("reload: cannot apply the cache limits dir=\"%s\": %s", cache_dir, strerror(-r));
         log_info("reloaded spec=\"%s\" registries=%zu", now->source, now->n_registries);
@@ -275,10 +272,8 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                 log_error("cannot read the prefetch pins dir=\"%s\": %s", cache_dir, strerror(-r));
                 return r;
         }
-        uint64_t max = 0, min_free = 0;
-        r = agent_cache_limits(spec, cache_dir, &max, &min_free);
-        if (r == 0)
-                r = cache_set_limits(cache, max, min_free);
+        agent_cache_log_evictions(cache);
+        r = agent_cache_apply_limits(spec, cache_dir, cache, NULL);
         if (r < 0) {
                 log_error("cannot start cache eviction dir=\"%s\": %s", cache_dir, strerror(-r));
                 return r;

@@ -45,6 +45,10 @@ struct cache {
 
         uint64_t max_bytes;      /* 0: unbounded */
         uint64_t min_free_bytes; /* 0: unbounded */
+        uint64_t max_age_ms;     /* 0: unbounded (cache_set_max_age()) */
+        struct cache_options opts; /* the clock; set once by cache_open_with() */
+        void (*evict_report)(const struct cache_evict_report *r, void *userdata);
+        void *evict_report_userdata;
         pthread_t evictor;
         bool evictor_running;
         bool evictor_stop;
@@ -122,7 +126,11 @@ bool cache_index_has_locked(const struct cache *c, const struct digest *d);
 /* With c->lock held: whether d is pinned (stored or not yet). */
 bool cache_pinned_locked(struct cache *c, const struct digest *d);
 
-/* With c->lock held: records a committed blob as the most recently used; 0 or -ENOMEM. */
+/* The cache's wall clock (struct cache_options), in ms since the epoch. */
+int64_t cache_now_ms(const struct cache *c);
+
+/* With c->lock held: records a committed blob as the most recently used (its
+ * file's mtime, just written, is that use on disk); 0 or -ENOMEM. */
 int cache_index_add_locked(struct cache *c, const struct digest *d, uint64_t size);
 
 /* With c->lock held: asks the eviction thread (when running) for a pass. */

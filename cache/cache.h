@@ -46,6 +46,22 @@ struct cache;
 struct cache_entry;
 struct cache_reader;
 
+/* Why a blob was evicted (cache_stats.evicted_by, cache_set_evict_report()). */
+enum cache_evict_reason {
+        CACHE_EVICT_SIZE,      /* over cache_set_limits()'s max_bytes */
+        CACHE_EVICT_FREE,      /* the file system below min_free_bytes */
+        CACHE_EVICT_AGE,       /* not served for cache_set_max_age()'s age */
+        _CACHE_EVICT_REASON_MAX,
+};
+
+/* What cache_open_with() may be given; every member may be left zero. */
+struct cache_options {
+        /* The wall clock in milliseconds since the epoch, for last use and
+         * retention by age (tests give a fake one); NULL: the real clock. */
+        int64_t (*now_ms)(void *userdata);
+        void *now_userdata;
+};
+
 struct cache_stats {
         bool ready;             /* the counts below include every blob on disk (cache_wait_ready()) */
         uint64_t blobs;         /* committed blobs on disk */
@@ -53,6 +69,7 @@ struct cache_stats {
         uint64_t evictions;     /* blobs evicted since open */
         uint64_t evicted_bytes; /* their bytes */
         uint64_t evict_errors;  /* blobs eviction could not remove (passed over) */
+        uint64_t evicted_by[_CACHE_EVICT_REASON_MAX]; /* evictions by reason; they sum to evictions */
         uint64_t bytes;         /* their total size */
         uint64_t in_flight;     /* writes in progress */
         uint64_t committed;     /* writes committed since open */
@@ -76,6 +93,10 @@ struct cache_stats {
  * are described in errors. Returns 0 or -errno. */
 int cache_open(const char *root, struct cache **ret, struct error_list *errors);
 
+/* cache_open() with options (NULL: the defaults, as cache_open()). */
+int cache_open_with(const char *root, const struct cache_options *opts, struct cache **ret,
+                    struct error_list *errors);
+
 /* Waits (at most timeout_ms; -1 for no limit) until the index knows every
  * blob on disk. Returns 0, -ETIMEDOUT, or why the index could not be built
  * (-errno; eviction then does nothing). */
@@ -89,7 +110,10 @@ struct cache *cache_close(struct cache *c);
 int cache_stat(struct cache *c, const struct digest *d, uint64_t *ret_size);
 
 /* A read-only file descriptor (O_CLOEXEC) on a committed blob, and its size,
- * e.g. for sendfile(). The caller closes it. -ENOENT when absent. */
+ * e.g. for sendfile(). The caller closes it. -ENOENT when absent. Counts as a
+ * use (recency, retention by age); the use is also recorded on disk as the
+ * file's mtime, at most once per CACHE_USE_RECORD_MS (less for a short
+ * cache_set_max_age()) per blob, so a restart keeps the order of last use. */
 int cache_open_blob(struct cache *c, const struct digest *d, int *ret_fd, uint64_t *ret_size);
 
 /* Joins or starts the download of d. Returns -EEXIST when d is already
@@ -339,7 +363,7 @@ void cache_media_type_remember(struct cache *c, const struct digest *d, const ch
  * every 30 s; one pass runs at a time.
  * A blob a reader has open stays readable through its descriptor after it is
  * evicted (unlink semantics); in-flight downloads are never touched. Recency
- * is kept in memory: after a restart it starts from the blobs' commit times.
+ * is the order of last use, which survives a restart (cache_set_max_age()).
  * A download in progress counts its expected size (once known; its bytes
  * written until then) in tmp/: when that does not fit under max_bytes even
  * after an eviction pass in the writer's thread, cache_begin(),
@@ -347,6 +371,29 @@ void cache_media_type_remember(struct cache *c, const struct digest *d, const ch
  * disk (the download is given up; its clients stream it through). Until the
  * index is complete (cache_wait_ready()) nothing is refused for this. */
 int cache_set_limits(struct cache *c, uint64_t max_bytes, uint64_t min_free_bytes);
+
+/* Retention by age: a committed blob not used (cache_open_blob()) for
+ * max_age_ms (0: no bound) is evicted, unless pinned, by the eviction thread
+ * (started here when needed), which wakes when the oldest blob comes of age.
+ * The last use survives a restart: it is recorded as the blob file's mtime
+ * (a commit's mtime is its first use), batched as cache_open_blob() says, and
+ * every use not yet recorded is written by cache_close(); a crash loses at
+ * most CACHE_USE_RECORD_MS (or a quarter of max_age_ms) of them. Returns 0
+ * or -errno (the thread could not start). */
+#define CACHE_USE_RECORD_MS 60000
+int cache_set_max_age(struct cache *c, uint64_t max_age_ms);
+
+/* What one eviction pass took, by reason, for the caller's log line. */
+struct cache_evict_report {
+        uint64_t blobs[_CACHE_EVICT_REASON_MAX];
+        uint64_t bytes[_CACHE_EVICT_REASON_MAX];
+};
+
+/* Calls fn (NULL: nobody) after each eviction pass that evicted something,
+ * from the thread that ran it, with no lock of the cache held; fn must not
+ * call back into the cache. Set it before the limits. */
+void cache_set_evict_report(struct cache *c, void (*fn)(const struct cache_evict_report *r, void *userdata),
+                            void *userdata);
 
 /* Runs one eviction pass in the caller's thread; returns the number of blobs evicted. */
 uint64_t cache_evict_now(struct cache *c);

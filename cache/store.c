@@ -28,6 +28,8 @@ struct blob_rec {
         struct digest digest;
         uint64_t size;
         bool pinned;
+        int64_t used_ms;     /* the last use (cache_now_ms()): the list is in this order */
+        int64_t recorded_ms; /* the last use written to the file's mtime (or read from it) */
         struct blob_rec *hash_next;
         struct blob_rec *older, *newer;
 };
@@ -109,12 +111,13 @@ bool cache_pinned_locked(struct cache *c, const struct digest *d) {
         return *pin_slot(c, d) != NULL;
 }
 
-/* Adds (or refreshes) a blob as the most recently used. */
-static int index_add(struct cache *c, const struct digest *d, uint64_t size) {
+/* Adds (or refreshes) a blob as the most recently used, used at now_ms. */
+static int index_add(struct cache *c, const struct digest *d, uint64_t size, int64_t now_ms) {
         struct blob_rec *b = index_find(c, d);
         if (b) {
                 c->stats.bytes = c->stats.bytes - b->size + size;
                 b->size = size;
+                b->used_ms = b->recorded_ms = now_ms;
                 lru_unlink(c, b);
                 lru_append(c, b);
                 return 0;
@@ -129,6 +132,7 @@ static int index_add(struct cache *c, const struct digest *d, uint64_t size) {
                 return -ENOMEM;
         b->digest = *d;
         b->size = size;
+        b->used_ms = b->recorded_ms = now_ms;
         b->pinned = *pin_slot(c, d) != NULL;
         size_t k = bucket_of(c, d);
         b->hash_next = c->buckets[k];
@@ -139,12 +143,13 @@ static int index_add(struct cache *c, const struct digest *d, uint64_t size) {
         return 0;
 }
 
-/* Adds a blob found on disk at start-up as older than everything known so
- * far (which was committed while the indexer ran); a known one is left alone. */
-static int index_add_old(struct cache *c, const struct digest *d, uint64_t size) {
+/* Adds a blob found on disk at start-up, last used at used_ms (its mtime),
+ * as older than everything known so far (which was committed while the
+ * indexer ran); a known one is left alone. */
+static int index_add_old(struct cache *c, const struct digest *d, uint64_t size, int64_t used_ms) {
         if (index_find(c, d))
                 return 0;
-        int r = index_add(c, d, size);
+        int r = index_add(c, d, size, used_ms);
         if (r < 0)
                 return r;
         struct blob_rec *b = c->newest;
@@ -169,12 +174,65 @@ static void index_remove(struct cache *c, struct blob_rec *b) {
         free(b);
 }
 
-static void index_touch(struct cache *c, const struct digest *d) {
+/* How stale the use recorded on disk may get: a hot blob costs one
+ * futimens() per this, and a crash loses at most this much of its last use
+ * (which must stay well below the age that evicts it). */
+static int64_t record_every_ms(const struct cache *c) {
+        int64_t every = CACHE_USE_RECORD_MS;
+        if (c->max_age_ms && c->max_age_ms / 4 < (uint64_t) every)
+                every = (int64_t) (c->max_age_ms / 4);
+        return every;
+}
+
+/* The time of a use at now_ms: never before the newest use, so that a clock
+ * stepped back leaves the list in order of use (eviction by age stops at the
+ * first blob young enough). */
+static int64_t use_time(const struct cache *c, int64_t now_ms) {
+        return c->newest && now_ms < c->newest->used_ms ? c->newest->used_ms : now_ms;
+}
+
+/* A use of d (size bytes) at now_ms; true with the time to write to the
+ * file's mtime in *ret_record_ms when it is due (it then counts as recorded). */
+static bool index_touch(struct cache *c, const struct digest *d, uint64_t size, int64_t now_ms,
+                        int64_t *ret_record_ms) {
+        now_ms = use_time(c, now_ms);
         struct blob_rec *b = index_find(c, d);
-        if (b && b != c->newest) {
+        if (!b) {
+                /* Not listed yet at start-up: listed now as just used (the
+                 * indexer leaves a known blob alone), and its mtime written. */
+                if (c->indexed || index_add(c, d, size, now_ms) < 0)
+                        return false;
+                *ret_record_ms = now_ms;
+                return true;
+        }
+        b->used_ms = now_ms;
+        if (b != c->newest) {
                 lru_unlink(c, b);
                 lru_append(c, b);
         }
+        if (now_ms - b->recorded_ms < record_every_ms(c))
+                return false;
+        b->recorded_ms = now_ms;
+        *ret_record_ms = now_ms;
+        return true;
+}
+
+/* The times for futimens()/utimensat(): the atime left alone, the mtime ms. */
+static void use_times(int64_t ms, struct timespec t[static 2]) {
+        t[0] = (struct timespec) { .tv_nsec = UTIME_OMIT };
+        t[1] = (struct timespec) { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
+}
+
+/* At close: the uses not written yet (fewer than record_every_ms() old). */
+static void index_record_uses(struct cache *c) {
+        for (struct blob_rec *b = c->oldest; b; b = b->newer)
+                if (b->used_ms > b->recorded_ms) {
+                        char path[CACHE_PATH_MAX];
+                        struct timespec t[2];
+                        cache_blob_path(&b->digest, path);
+                        use_times(b->used_ms, t);
+                        (void) utimensat(c->root_fd, path, t, AT_SYMLINK_NOFOLLOW);
+                }
 }
 
 static void index_free(struct cache *c) {
@@ -205,7 +263,18 @@ bool cache_index_has_locked(const struct cache *c, const struct digest *d) {
 }
 
 int cache_index_add_locked(struct cache *c, const struct digest *d, uint64_t size) {
-        return index_add(c, d, size);
+        return index_add(c, d, size, use_time(c, cache_now_ms(c)));
+}
+
+static int64_t real_now_ms(void *userdata) {
+        (void) userdata;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t cache_now_ms(const struct cache *c) {
+        return c->opts.now_ms(c->opts.now_userdata);
 }
 
 void cache_evict_wake_locked(struct cache *c) {
@@ -410,9 +479,15 @@ static void *indexer(void *arg) {
         if (r == 0 && found.n > 0)
                 qsort(found.v, found.n, sizeof(*found.v), by_mtime);
         pthread_mutex_lock(&c->lock);
-        /* Newest first, each put at the old end: the oldest ends up first to go. */
-        for (size_t i = found.n; r == 0 && i-- > 0;)
-                r = index_add_old(c, &found.v[i].digest, found.v[i].size);
+        /* Newest first, each put at the old end: the oldest ends up first to go.
+         * The mtime is the last use recorded (cache_open_blob()); one in the
+         * future (a clock stepped back) counts as now. */
+        int64_t now = cache_now_ms(c);
+        for (size_t i = found.n; r == 0 && i-- > 0;) {
+                const struct timespec *m = &found.v[i].mtime;
+                int64_t used = (int64_t) m->tv_sec * 1000 + m->tv_nsec / 1000000;
+                r = index_add_old(c, &found.v[i].digest, found.v[i].size, used < now ? used : now);
+        }
         c->indexed = true;
         /* Stopped early by a close: what was listed is not everything. */
         c->index_error = r == 0 && atomic_load(&c->closing) ? -ECANCELED : r;
@@ -435,6 +510,11 @@ int cache_wait_ready(struct cache *c, int timeout_ms) {
 }
 
 int cache_open(const char *root, struct cache **ret, struct error_list *errors) {
+        return cache_open_with(root, NULL, ret, errors);
+}
+
+int cache_open_with(const char *root, const struct cache_options *opts, struct cache **ret,
+                    struct error_list *errors) {
         _cleanup_(cache_closep) struct cache *c = NULL;
         int r;
 
@@ -448,6 +528,10 @@ int cache_open(const char *root, struct cache **ret, struct error_list *errors) 
         if (!c)
                 return -ENOMEM;
         c->root_fd = c->lock_fd = -1;
+        if (opts)
+                c->opts = *opts;
+        if (!c->opts.now_ms)
+                c->opts.now_ms = real_now_ms;
         /* Everything cache_close() destroys is set up before the first way out. */
         pthread_mutex_init(&c->lock, NULL);
         pthread_mutex_init(&c->evict_lock, NULL);
@@ -520,6 +604,10 @@ struct cache *cache_close(struct cache *c) {
                 pthread_mutex_unlock(&c->lock);
                 pthread_join(c->evictor, NULL);
         }
+        /* Only the owner of the lock writes to blobs/; an index that is not
+         * whole still holds every use made since the start. */
+        if (c->lock_fd >= 0 && c->root_fd >= 0)
+                index_record_uses(c);
         if (c->lock_fd >= 0)
                 close(c->lock_fd); /* releases the flock */
         if (c->root_fd >= 0)
@@ -558,10 +646,18 @@ int cache_open_blob(struct cache *c, const struct digest *d, int *ret_fd, uint64
         int r = open_blob_fd(c, d, ret_fd, ret_size);
         if (r < 0)
                 return r;
+        int64_t now = cache_now_ms(c), record_ms = 0;
         pthread_mutex_lock(&c->lock);
-        index_touch(c, d);
+        bool record = index_touch(c, d, *ret_size, now, &record_ms);
         c->stats.hits++;
         pthread_mutex_unlock(&c->lock);
+        /* Outside the lock: the inode's time, no data, no fsync. A failure
+         * (a read-only file system) costs recency after a restart, nothing else. */
+        if (record) {
+                struct timespec t[2];
+                use_times(record_ms, t);
+                (void) futimens(*ret_fd, t);
+        }
         return 0;
 }
 
@@ -599,19 +695,74 @@ static uint64_t free_bytes(struct cache *c) {
         return (uint64_t) sv.f_bavail * sv.f_frsize;
 }
 
-/* Whether eviction has work; c->lock held. low: evict down to the low
- * watermarks rather than stop at the high ones. Downloads in progress count
- * (their room in tmp/), and extra bytes more that a writer wants room for. */
-static bool over(struct cache *c, bool low, uint64_t freed_since_statvfs, uint64_t avail, uint64_t extra) {
+/* Whether eviction has work, and for which bound (_CACHE_EVICT_REASON_MAX:
+ * none); c->lock held. low: evict down to the low watermarks rather than
+ * stop at the high ones. Downloads in progress count (their room in tmp/),
+ * and extra bytes more that a writer wants room for. */
+static enum cache_evict_reason over(struct cache *c, bool low, uint64_t freed_since_statvfs, uint64_t avail,
+                                    uint64_t extra) {
         uint64_t max = low ? c->max_bytes / 10 * 9 : c->max_bytes;
         if (c->max_bytes && c->stats.bytes + c->stats.tmp_bytes + extra > max)
-                return true;
+                return CACHE_EVICT_SIZE;
         if (c->min_free_bytes) {
                 uint64_t want = low ? c->min_free_bytes + c->min_free_bytes / 10 : c->min_free_bytes;
                 if (avail != UINT64_MAX && avail + freed_since_statvfs < want)
-                        return true;
+                        return CACHE_EVICT_FREE;
         }
-        return false;
+        return _CACHE_EVICT_REASON_MAX;
+}
+
+/* Removes b's file and record (c->lock held), counted for why; false when the
+ * file cannot be removed (b is then passed over and stays). */
+static bool evict_one(struct cache *c, struct blob_rec *b, enum cache_evict_reason why,
+                      struct cache_evict_report *rep) {
+        char path[CACHE_PATH_MAX];
+        cache_blob_path(&b->digest, path);
+        /* A reader with the file open keeps reading it. */
+        if (unlinkat(c->root_fd, path, 0) < 0 && errno != ENOENT) {
+                c->stats.evict_errors++;
+                return false;
+        }
+        c->stats.evictions++;
+        c->stats.evicted_by[why]++;
+        c->stats.evicted_bytes += b->size;
+        rep->blobs[why]++;
+        rep->bytes[why] += b->size;
+        index_remove(c, b);
+        return true;
+}
+
+/* Between batches of an eviction pass: c->lock let go a moment, so that
+ * serving and commits are not held up by a long pass. */
+static void let_others_in(struct cache *c) {
+        pthread_mutex_unlock(&c->lock);
+        sched_yield();
+        pthread_mutex_lock(&c->lock);
+}
+
+/* Evicts the unpinned blobs last used max_age_ms ago or longer (c->lock
+ * held), at most EVICT_BATCH before it lets others in; the oldest first, so
+ * it stops at the first one younger. */
+static void evict_aged(struct cache *c, struct cache_evict_report *rep) {
+        if (!c->max_age_ms)
+                return;
+        uint64_t budget = c->stats.blobs;
+        for (;;) {
+                int64_t cutoff = cache_now_ms(c) - (int64_t) c->max_age_ms;
+                unsigned n = 0;
+                struct blob_rec *b = c->oldest;
+                while (n < EVICT_BATCH && budget > 0 && b && b->used_ms <= cutoff) {
+                        struct blob_rec *next = b->newer;
+                        if (!b->pinned) {
+                                budget--;
+                                n += evict_one(c, b, CACHE_EVICT_AGE, rep);
+                        }
+                        b = next;
+                }
+                if (n < EVICT_BATCH)
+                        return;
+                let_others_in(c);
+        }
 }
 
 uint64_t cache_evict_for(struct cache *c, uint64_t extra) {
@@ -629,46 +780,48 @@ uint64_t cache_evict_for(struct cache *c, uint64_t extra) {
         pthread_mutex_unlock(&c->lock);
         uint64_t avail = want_free ? free_bytes(c) : UINT64_MAX;
         pthread_mutex_lock(&c->lock);
+        /* Age first: what it frees counts for the other bounds too. */
+        struct cache_evict_report rep = {};
+        evict_aged(c, &rep);
+        freed = rep.bytes[CACHE_EVICT_AGE];
         /* Blobs that cannot be removed (EACCES, EROFS, an immutable file) are
          * passed over, not retried forever: at most one look at each. */
         uint64_t budget = c->stats.blobs;
         struct blob_rec *b = c->oldest;
-        if (over(c, false, 0, avail, extra))
+        if (over(c, false, freed, avail, extra) != _CACHE_EVICT_REASON_MAX)
                 for (;;) {
                         unsigned n = 0;
-                        while (n < EVICT_BATCH && budget > 0 && over(c, true, freed, avail, extra)) {
+                        enum cache_evict_reason why;
+                        while (n < EVICT_BATCH && budget > 0 &&
+                               (why = over(c, true, freed, avail, extra)) != _CACHE_EVICT_REASON_MAX) {
                                 while (b && b->pinned)
                                         b = b->newer;
                                 if (!b)
                                         break; /* everything left is pinned */
                                 struct blob_rec *next = b->newer;
                                 budget--;
-                                char path[CACHE_PATH_MAX];
-                                cache_blob_path(&b->digest, path);
-                                /* A reader with the file open keeps reading it. */
-                                if (unlinkat(c->root_fd, path, 0) < 0 && errno != ENOENT) {
-                                        c->stats.evict_errors++;
-                                        b = next;
-                                        continue;
+                                uint64_t size = b->size;
+                                if (evict_one(c, b, why, &rep)) {
+                                        freed += size;
+                                        n++;
                                 }
-                                c->stats.evictions++;
-                                c->stats.evicted_bytes += b->size;
-                                freed += b->size;
-                                index_remove(c, b);
                                 b = next;
-                                evicted++;
-                                n++;
                         }
                         if (n < EVICT_BATCH)
                                 break;
-                        /* Let others in between batches; the cursor may be gone by
-                         * then (used, removed), so start again from the oldest. */
-                        pthread_mutex_unlock(&c->lock);
-                        sched_yield();
-                        pthread_mutex_lock(&c->lock);
+                        /* The cursor may be gone after that (used, removed), so
+                         * start again from the oldest. */
+                        let_others_in(c);
                         b = c->oldest;
                 }
+        void (*report)(const struct cache_evict_report *r, void *userdata) = c->evict_report;
+        void *report_userdata = c->evict_report_userdata;
         pthread_mutex_unlock(&c->lock);
+        for (int i = 0; i < _CACHE_EVICT_REASON_MAX; i++)
+                evicted += rep.blobs[i];
+        /* Under evict_lock still: reports come in the order of the passes. */
+        if (report && evicted)
+                report(&rep, report_userdata);
         pthread_mutex_unlock(&c->evict_lock);
         return evicted;
 }
@@ -677,16 +830,36 @@ uint64_t cache_evict_now(struct cache *c) {
         return cache_evict_for(c, 0);
 }
 
+/* How long the evictor may sleep (c->lock held): EVICT_PERIOD_S, or less
+ * until the oldest unpinned blob comes of age; at least EVICT_AGE_MIN_WAIT_MS,
+ * so a blob that cannot be removed is not retried in a busy loop. */
+#define EVICT_AGE_MIN_WAIT_MS 1000
+static int64_t evictor_wait_ms(struct cache *c) {
+        int64_t wait = EVICT_PERIOD_S * 1000;
+        if (!c->max_age_ms || !c->indexed)
+                return wait;
+        struct blob_rec *b = c->oldest;
+        while (b && b->pinned)
+                b = b->newer;
+        if (b) {
+                int64_t due = b->used_ms + (int64_t) c->max_age_ms - cache_now_ms(c) + 1;
+                if (due < wait)
+                        wait = due > EVICT_AGE_MIN_WAIT_MS ? due : EVICT_AGE_MIN_WAIT_MS;
+        }
+        return wait;
+}
+
 static void *evictor(void *arg) {
         struct cache *c = arg;
         pthread_mutex_lock(&c->lock);
         for (;;) {
                 /* Woken by commits and full disks, and every EVICT_PERIOD_S
-                 * anyway: other writers may eat the free space in between. */
-                uint64_t until = time_deadline_ms(EVICT_PERIOD_S * 1000);
+                 * anyway (other writers may eat the free space in between), or
+                 * sooner when a blob comes of age. */
+                uint64_t until = time_deadline_ms(evictor_wait_ms(c));
                 while (!c->evict_wanted && !c->evictor_stop)
                         if (time_cond_wait_until(&c->evict_cond, &c->lock, until) == -ETIMEDOUT) {
-                                c->evict_wanted = c->min_free_bytes != 0;
+                                c->evict_wanted = c->min_free_bytes != 0 || c->max_age_ms != 0;
                                 break;
                         }
                 if (!c->evict_wanted && !c->evictor_stop)
@@ -702,18 +875,41 @@ static void *evictor(void *arg) {
         return NULL;
 }
 
-int cache_set_limits(struct cache *c, uint64_t max_bytes, uint64_t min_free_bytes) {
-        pthread_mutex_lock(&c->lock);
-        c->max_bytes = max_bytes;
-        c->min_free_bytes = min_free_bytes;
+/* With c->lock held: starts the eviction thread when a bound needs it and
+ * wakes it (for a pass under the new bounds, and a new wait). */
+static int evictor_start_locked(struct cache *c) {
         int r = 0;
-        if (!c->evictor_running && (max_bytes || min_free_bytes)) {
+        if (!c->evictor_running && (c->max_bytes || c->min_free_bytes || c->max_age_ms)) {
                 r = -pthread_create(&c->evictor, NULL, evictor, c);
                 c->evictor_running = r == 0;
         }
         cache_evict_wake_locked(c);
+        return r;
+}
+
+int cache_set_limits(struct cache *c, uint64_t max_bytes, uint64_t min_free_bytes) {
+        pthread_mutex_lock(&c->lock);
+        c->max_bytes = max_bytes;
+        c->min_free_bytes = min_free_bytes;
+        int r = evictor_start_locked(c);
         pthread_mutex_unlock(&c->lock);
         return r;
+}
+
+int cache_set_max_age(struct cache *c, uint64_t max_age_ms) {
+        pthread_mutex_lock(&c->lock);
+        c->max_age_ms = max_age_ms;
+        int r = evictor_start_locked(c);
+        pthread_mutex_unlock(&c->lock);
+        return r;
+}
+
+void cache_set_evict_report(struct cache *c, void (*fn)(const struct cache_evict_report *r, void *userdata),
+                            void *userdata) {
+        pthread_mutex_lock(&c->lock);
+        c->evict_report = fn;
+        c->evict_report_userdata = userdata;
+        pthread_mutex_unlock(&c->lock);
 }
 
 int cache_pin(struct cache *c, const struct digest *d, bool pinned) {

@@ -223,7 +223,8 @@ static void parse_agent(struct spec_ctx *c, const yaml_node_t *n, const yaml_nod
         static const char *const keys[] = { "listen", "cache_dir", "cache_max_size", "default_registry",
                                             "cache_min_free", "finish_abandoned_downloads", "max_downloads",
                                             "max_upstream_waits", "max_abandoned_downloads",
-                                            "abandoned_download_timeout", "max_inflight_memory", "max_connections" };
+                                            "abandoned_download_timeout", "max_inflight_memory", "max_connections",
+                                            "cache_max_age" };
         yaml_node_t *v[ELEMENTSOF(keys)];
         if (spec_mapping(c, n, "agent", keys, ELEMENTSOF(keys), v, false) < 0)
                 return;
@@ -266,6 +267,15 @@ static void parse_agent(struct spec_ctx *c, const yaml_node_t *n, const yaml_nod
         if (v[11] && spec_get_uint(c, v[11], "agent.max_connections", SPEC_MAX_CONNECTIONS_MIN,
                                    SPEC_MAX_CONNECTIONS_MAX, &conns) == 0)
                 c->spec->agent.max_connections = (unsigned) conns;
+        uint64_t age;
+        /* 0 is off; anything shorter than a second would evict between a
+         * manifest and its layers. */
+        if (v[12] && get_duration(c, v[12], "agent.cache_max_age", 0, SPEC_CACHE_MAX_AGE_MAX_MS, &age) == 0) {
+                if (age > 0 && age < 1000)
+                        spec_error(c, v[12], "agent.cache_max_age", "must be 0 (none) or at least 1s");
+                else
+                        c->spec->agent.cache_max_age_ms = age;
+        }
         /* Checked against the registries in spec_finish(), once they are known. */
         *ret_default_registry = v[3];
 }

@@ -223,6 +223,7 @@ static bool document(struct out *o, const struct spec *s) {
             !(s->agent.cache_max_percent ? kv_percent(o, "cache_max_size", s->agent.cache_max_percent)
                                          : kv_size(o, "cache_max_size", s->agent.cache_max_bytes)) ||
             !kv_size(o, "cache_min_free", s->agent.cache_min_free_bytes) ||
+            (s->agent.cache_max_age_ms && !kv_duration(o, "cache_max_age", s->agent.cache_max_age_ms)) ||
             !kv_bool(o, "finish_abandoned_downloads", s->agent.finish_abandoned_downloads) ||
             !kv_uint(o, "max_downloads", s->agent.max_downloads) ||
             !kv_uint(o, "max_upstream_waits", s->agent.max_upstream_waits) ||

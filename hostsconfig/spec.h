@@ -43,6 +43,7 @@
 #define SPEC_DEFAULT_MAX_CONNECTIONS 4096
 #define SPEC_MAX_CONNECTIONS_MIN 16
 #define SPEC_MAX_CONNECTIONS_MAX 65536
+#define SPEC_CACHE_MAX_AGE_MAX_MS (3650ULL * 86400 * 1000) /* agent.cache_max_age: 10 years */
 /* What in-flight requests may hold in memory together: with the agent's ~15 MiB
  * at rest it keeps the DaemonSet's 128 MiB limit (and 200 clients of the
  * largest manifest under 48 MiB) whatever clients and upstreams do. */
@@ -154,6 +155,7 @@ struct spec_agent {
         uint64_t cache_max_bytes;    /* the cache's size limit; 0 when given as a percentage */
         unsigned cache_max_percent;  /* 1..100: the limit as a share of the cache's file system; 0: bytes */
         uint64_t cache_min_free_bytes; /* free space to leave on that file system; 0: none */
+        uint64_t cache_max_age_ms;     /* a blob not served this long is evicted; 0: none */
         bool finish_abandoned_downloads; /* true: a blob download whose clients all went away is still
                                           * completed into the cache; false: it is cancelled */
         unsigned max_downloads;          /* blob downloads running at once; past it a client gets 503 */

@@ -16,6 +16,8 @@
 #include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -973,6 +975,185 @@ static void test_restart_keeps_commit_order(void **state) {
                 free(b[i]);
 }
 
+/* ---- retention by age, with a fake clock ---- */
+
+/* The wall clock plus what the test advanced it by: a commit's mtime (the
+ * real time) is its first use, as with the real clock. */
+static _Atomic int64_t clock_offset_ms;
+
+static int64_t fake_now_ms(void *userdata) {
+        (void) userdata;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + atomic_load(&clock_offset_ms);
+}
+
+static struct cache *open_fake_clock(const char *root) {
+        struct cache *c = NULL;
+        struct error_list errors;
+        const struct cache_options opts = { .now_ms = fake_now_ms };
+        assert_int_equal(cache_open_with(root, &opts, &c, &errors), 0);
+        assert_int_equal(cache_wait_ready(c, 10000), 0);
+        return c;
+}
+
+static int64_t mtime_ms(const char *root, const struct digest *d) {
+        char hex[129], path[256];
+        struct stat st;
+        digest_hex(d, hex);
+        snprintf(path, sizeof(path), "%s/blobs/sha256/%.2s/%s", root, hex, hex);
+        assert_int_equal(stat(path, &st), 0);
+        return (int64_t) st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+}
+
+static void serve(struct cache *c, const struct digest *d) {
+        int fd;
+        uint64_t size;
+        assert_int_equal(cache_open_blob(c, d, &fd, &size), 0);
+        close(fd);
+}
+
+static struct cache_evict_report reported;
+static unsigned reports;
+
+static void on_evict(const struct cache_evict_report *r, void *userdata) {
+        (void) userdata;
+        for (int i = 0; i < _CACHE_EVICT_REASON_MAX; i++) {
+                reported.blobs[i] += r->blobs[i];
+                reported.bytes[i] += r->bytes[i];
+        }
+        reports++;
+}
+
+/* Blobs not served for max_age go, oldest first, pins kept; a use is written
+ * to the file's mtime at most once per quarter of the age (batched), the rest
+ * at close; a restart rebuilds last use from it, so what was served before
+ * the restart is kept and what idled past the age is not. */
+static void test_retention_by_age(void **state) {
+        struct fixture *f = *state;
+        atomic_store(&clock_offset_ms, 0);
+        memset(&reported, 0, sizeof(reported));
+        reports = 0;
+        struct cache *c = open_fake_clock(f->root);
+        cache_set_evict_report(c, on_evict, NULL);
+        struct digest d[4];
+        unsigned char *b[4];
+        for (int i = 0; i < 4; i++) {
+                b[i] = content(1000, 70 + (unsigned) i, DIGEST_SHA256, &d[i]);
+                store(c, b[i], 1000, &d[i]);
+        }
+        int64_t t0 = fake_now_ms(NULL);
+        assert_int_equal(cache_pin(c, &d[3], true), 0);
+        /* Off: nothing is old enough to go, however long it idles. */
+        atomic_store(&clock_offset_ms, 3650LL * 86400 * 1000);
+        assert_int_equal(cache_evict_now(c), 0);
+        atomic_store(&clock_offset_ms, 0);
+        assert_int_equal(cache_set_max_age(c, 10000), 0);
+
+        /* 5 s on, 0 is served: past a quarter of the age, so written to its mtime at once. */
+        atomic_store(&clock_offset_ms, 5000);
+        serve(c, &d[0]);
+        int64_t served = mtime_ms(f->root, &d[0]);
+        assert_true(served >= t0 + 5000 && served < t0 + 5000 + 1000);
+        /* 1 s later again: under a quarter of the age since, batched (no write). */
+        atomic_store(&clock_offset_ms, 6000);
+        serve(c, &d[0]);
+        assert_int_equal(mtime_ms(f->root, &d[0]), served);
+
+        /* 11 s on: 1 and 2 idled past the age, 0 was served 5 s ago, 3 is pinned. */
+        atomic_store(&clock_offset_ms, 11000);
+        assert_int_equal(cache_evict_now(c), 2);
+        uint64_t size;
+        assert_int_equal(cache_stat(c, &d[0], &size), 0);
+        assert_int_equal(cache_stat(c, &d[1], &size), -ENOENT);
+        assert_int_equal(cache_stat(c, &d[2], &size), -ENOENT);
+        assert_int_equal(cache_stat(c, &d[3], &size), 0);
+        struct cache_stats st;
+        cache_get_stats(c, &st);
+        assert_int_equal(st.evictions, 2);
+        assert_int_equal(st.evicted_by[CACHE_EVICT_AGE], 2);
+        assert_int_equal(st.evicted_by[CACHE_EVICT_SIZE], 0);
+        assert_int_equal(st.evicted_by[CACHE_EVICT_FREE], 0);
+        assert_int_equal(reports, 1);
+        assert_int_equal(reported.blobs[CACHE_EVICT_AGE], 2);
+        assert_int_equal(reported.bytes[CACHE_EVICT_AGE], 2000);
+
+        /* Closing writes the use not written yet (6 s). */
+        cache_close(c);
+        int64_t closed = mtime_ms(f->root, &d[0]);
+        assert_true(closed >= t0 + 6000 && closed < t0 + 6000 + 1000);
+
+        /* After a restart, 0's last use is 6 s, not its commit: kept at 15 s, gone at 17 s. */
+        atomic_store(&clock_offset_ms, 15000);
+        c = open_fake_clock(f->root);
+        assert_int_equal(cache_pin(c, &d[3], true), 0); /* pins live in memory: again after each start */
+        assert_int_equal(cache_set_max_age(c, 10000), 0);
+        assert_int_equal(cache_evict_now(c), 0);
+        assert_int_equal(cache_stat(c, &d[0], &size), 0);
+        atomic_store(&clock_offset_ms, 17000);
+        assert_int_equal(cache_evict_now(c), 1);
+        assert_int_equal(cache_stat(c, &d[0], &size), -ENOENT);
+        assert_int_equal(cache_stat(c, &d[3], &size), 0);
+        cache_get_stats(c, &st);
+        assert_int_equal(st.evicted_by[CACHE_EVICT_AGE], 1);
+        cache_close(c);
+        for (int i = 0; i < 4; i++)
+                free(b[i]);
+}
+
+/* The order of last use survives a restart: the size bound takes the blob
+ * served least recently, not the one committed first. */
+static void test_restart_keeps_use_order(void **state) {
+        struct fixture *f = *state;
+        atomic_store(&clock_offset_ms, 0);
+        struct cache *c = open_fake_clock(f->root);
+        struct digest d[2];
+        unsigned char *b[2];
+        for (int i = 0; i < 2; i++) {
+                b[i] = content(1000, 80 + (unsigned) i, DIGEST_SHA256, &d[i]);
+                store(c, b[i], 1000, &d[i]);
+        }
+        /* 0 committed first, served a minute and a half later: the most recent use. */
+        atomic_store(&clock_offset_ms, 90000);
+        serve(c, &d[0]);
+        cache_close(c);
+        c = open_fake_clock(f->root);
+        assert_int_equal(cache_set_limits(c, 1500, 0), 0);
+        cache_evict_now(c);
+        uint64_t size;
+        assert_int_equal(cache_stat(c, &d[0], &size), 0);
+        assert_int_equal(cache_stat(c, &d[1], &size), -ENOENT);
+        struct cache_stats st;
+        cache_get_stats(c, &st);
+        assert_int_equal(st.evicted_by[CACHE_EVICT_SIZE], 1);
+        assert_int_equal(st.evicted_by[CACHE_EVICT_AGE], 0);
+        cache_close(c);
+        for (int i = 0; i < 2; i++)
+                free(b[i]);
+}
+
+/* The eviction thread wakes by itself when the oldest blob comes of age
+ * (real clock, a 1 s age). */
+static void test_age_wakes_evictor(void **state) {
+        struct fixture *f = *state;
+        struct cache *c = open_ok(f->root);
+        struct digest d;
+        unsigned char *b = content(1000, 90, DIGEST_SHA256, &d);
+        store(c, b, 1000, &d);
+        assert_int_equal(cache_set_max_age(c, 1000), 0);
+        struct cache_stats st;
+        for (int i = 0; i < 400; i++) {
+                cache_get_stats(c, &st);
+                if (st.evictions)
+                        break;
+                usleep(10000);
+        }
+        assert_int_equal(st.evicted_by[CACHE_EVICT_AGE], 1);
+        assert_int_equal(st.blobs, 0);
+        cache_close(c);
+        free(b);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_layout_and_lock, setup_dir, teardown),
@@ -990,6 +1171,9 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_restart_keeps_commit_order, setup_dir, teardown),
                 cmocka_unit_test_setup_teardown(test_verify_quarantines, setup_dir, teardown),
                 cmocka_unit_test_setup_teardown(test_disk_full, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_retention_by_age, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_restart_keeps_use_order, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_age_wakes_evictor, setup_dir, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -150,7 +150,8 @@ static void test_containerd_version(void **state) {
  * may be 0), the extremes of each range, and nothing for _default. */
 static void test_durations_round_trip(void **state) {
         (void) state;
-        static const char yaml[] = "registries:\n"
+        static const char yaml[] = "agent: {cache_max_age: 14d}\n"
+                                   "registries:\n"
                                    "  docker.io:\n"
                                    "    tag_ttl: 0s\n"
                                    "    endpoints:\n"
@@ -181,6 +182,7 @@ static void test_durations_round_trip(void **state) {
         assert_null(strstr(out, "  docker.io:\n    mirror: true\n    origin: https://registry-1.docker.io\n"
                                 "    fallback_to_origin: true\n    tag_ttl: 0s\n    auth_")); /* defaults: not printed */
         assert_non_null(strstr(out, "    tag_ttl: 1d12h\n"));
+        assert_non_null(strstr(out, "  cache_min_free: 0B\n  cache_max_age: 14d\n")); /* printed only when set */
         assert_non_null(strstr(out, "  _default:\n    mirror: false\n    endpoints:\n"));
 
         int r = spec_parse("printed.yaml", out, strlen(out), CACHE, &again, &errors);
@@ -188,6 +190,7 @@ static void test_durations_round_trip(void **state) {
                 error_list_print(&errors, stderr);
                 fail_msg("printed spec does not parse");
         }
+        assert_int_equal(again->agent.cache_max_age_ms, 14ULL * 86400 * 1000);
         assert_int_equal(again->n_registries, s->n_registries);
         for (size_t i = 0; i < s->n_registries; i++) {
                 const struct spec_registry *a = &s->registries[i], *b = &again->registries[i];

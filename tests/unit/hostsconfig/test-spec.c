@@ -158,6 +158,14 @@ static void test_agent_settings(void **state) {
         assert_int_equal(s->agent.cache_max_bytes, 0);
         assert_int_equal(s->agent.cache_min_free_bytes, 2ULL << 30);
         assert_int_equal(s->agent.max_inflight_memory, SPEC_DEFAULT_MAX_INFLIGHT_MEMORY);
+        assert_int_equal(s->agent.cache_max_age_ms, 0); /* retention by age: off unless asked */
+        spec_free(s);
+
+        s = parse_ok("agent: {cache_max_age: 14d}\n" REG);
+        assert_int_equal(s->agent.cache_max_age_ms, 14ULL * 86400 * 1000);
+        spec_free(s);
+        s = parse_ok("agent: {cache_max_age: 0s}\n" REG);
+        assert_int_equal(s->agent.cache_max_age_ms, 0);
         spec_free(s);
 
         s = parse_ok("agent: {max_inflight_memory: 64MiB}\n" REG);
@@ -232,6 +240,12 @@ static void test_agent_errors(void **state) {
                       "spec.yaml:2:19: agent.cache_max_size: a percentage must be 1% to 100%: \"5.5%\"");
         expect_errors("agent:\n  cache_min_free: lots\n" REG, 1,
                       "spec.yaml:2:19: agent.cache_min_free: not a size (like 512MiB, 20GiB, 10GB): \"lots\"");
+        expect_errors("agent:\n  cache_max_age: soon\n" REG, 1,
+                      "spec.yaml:2:18: agent.cache_max_age: not a duration (like 500ms, 5s, 1h30m): \"soon\"");
+        expect_errors("agent:\n  cache_max_age: 500ms\n" REG, 1,
+                      "spec.yaml:2:18: agent.cache_max_age: must be 0 (none) or at least 1s");
+        expect_errors("agent:\n  cache_max_age: 4000d\n" REG, 1,
+                      "spec.yaml:2:18: agent.cache_max_age: must be between 0s and 3650d");
         expect_errors("agent:\n  max_downloads: 0\n" REG, 1,
                       "spec.yaml:2:18: agent.max_downloads: must be between 2 and 1024");
         expect_errors("agent:\n  max_connections: 8\n" REG, 1,
