@@ -336,9 +336,9 @@ static int download_run(struct pull *p, const struct download_want *w, struct ca
                                   .background = w->background, .mark_private = w->mark_private,
                                   .registry = strdup(w->registry), .repository = strdup(w->repository) };
         int r = budget_hold_reserve(&dl->held, &p->budget, DL_BATCH);
-        if (r == 0 && w->client_auth) {
-                dl->user = strdup(w->client_auth->user);
-                dl->password = strdup(w->client_auth->password);
+        if (r == 0 && w->client) {
+                dl->user = strdup(w->client->user);
+                dl->password = strdup(w->client->password);
                 dl->client_auth = (struct fallback_client_auth) { .user = dl->user, .password = dl->password };
                 if (!dl->user || !dl->password)
                         r = -ENOMEM;
@@ -382,14 +382,14 @@ static int take_slot(struct pull *p, const struct download_want *w, const struct
  * key of the credentials it fetches with (none: anonymous, or the endpoint's
  * own). Never the credentials themselves. */
 static int owner_of(const struct download_want *w, uint8_t ret[CACHE_OWNER_SIZE]) {
-        size_t a = strlen(w->registry), b = strlen(w->repository), k = w->client_key ? CLIENT_AUTH_KEY_SIZE : 0;
+        size_t a = strlen(w->registry), b = strlen(w->repository), k = w->client ? CLIENT_AUTH_KEY_SIZE : 0;
         _cleanup_free_ uint8_t *buf = malloc(a + b + 2 + k);
         if (!buf)
                 return -ENOMEM;
         memcpy(buf, w->registry, a + 1); /* the NULs keep "a/b" + "c" apart from "a" + "b/c" */
         memcpy(buf + a + 1, w->repository, b + 1);
         if (k)
-                memcpy(buf + a + b + 2, w->client_key, k);
+                memcpy(buf + a + b + 2, w->client->key, k);
         struct digest d;
         int r = digest_buffer(DIGEST_SHA256, buf, a + b + 2 + k, &d);
         if (r < 0)

@@ -121,10 +121,13 @@ void metrics_write(struct pull *p, FILE *f) {
                 "# TYPE layerd_auth_confirms_total counter\nlayerd_auth_confirms_total %" PRIu64 "\n"
                 "# HELP layerd_private_entries Private repositories and digests recorded.\n"
                 "# TYPE layerd_private_entries gauge\nlayerd_private_entries %zu\n",
-                (uint64_t) atomic_load(&p->auth_passthrough), (uint64_t) atomic_load(&p->auth_challenges),
-                (uint64_t) atomic_load(&p->auth_verdict_hits), (uint64_t) atomic_load(&p->auth_verdict_misses),
-                (uint64_t) atomic_load(&p->auth_refusals), (uint64_t) atomic_load(&p->auth_outage_serves),
-                (uint64_t) atomic_load(&p->auth_confirms), private_count(p->private));
+                (uint64_t) atomic_load(&p->auth_uses[ACCESS_USE_PASSTHROUGH]),
+                (uint64_t) atomic_load(&p->auth_uses[ACCESS_USE_CHALLENGE]),
+                (uint64_t) atomic_load(&p->auth_hows[ACCESS_HOW_VERDICT_HIT]),
+                (uint64_t) atomic_load(&p->auth_hows[ACCESS_HOW_VERDICT_MISS]),
+                (uint64_t) atomic_load(&p->auth_refusals),
+                (uint64_t) atomic_load(&p->auth_hows[ACCESS_HOW_GRACE]),
+                (uint64_t) atomic_load(&p->auth_hows[ACCESS_HOW_CONFIRMED]), private_count(p->private));
         struct statvfs sv;
         if (statvfs(p->cache_dir, &sv) == 0)
                 fprintf(f,
