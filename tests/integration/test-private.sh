@@ -227,6 +227,15 @@ get "$(url2 "team/app/blobs/${PRIV[2]}")" "$T/bearer-anon"
 checkd "token flow: no credentials: 401, no bytes" eval 'challenged "$T/bearer-anon" && no_leak "$T/bearer-anon"'
 get "$(url2 "pub/app/blobs/${PRIV[2]}")" "$T/bearer-cross"
 checkd "token flow: the private layer under pub/app: not served" eval '[[ $code != 200 ]] && no_leak "$T/bearer-cross"'
+# Tag lists through the token flow: the client's credentials toward the realm, a token of theirs to the origin.
+get "$(url2 team/app/tags/list)" "$T/tags2-anon"
+checkd "token flow: tag list, no credentials: 401, not the list" eval 'challenged "$T/tags2-anon" && ! listed "$T/tags2-anon"'
+get "$(url2 team/app/tags/list)" "$T/tags2-bad" -u "$USER_OK:$PASS_BAD"
+checkd "token flow: tag list, wrong credentials: 401, not the list" eval 'challenged "$T/tags2-bad" && ! listed "$T/tags2-bad"'
+get "$(url2 team/app/tags/list)" "$T/tags2-good" -u "$USER_OK:$PASS_OK"
+checkd "token flow: tag list, right credentials: the list, asked with a token" \
+  eval '[[ $code == 200 ]] && listed "$T/tags2-good" &&
+        fixture_requests "$FXB" "/team/app/tags/list" | grep "\"status\": 200" | grep -q "\"authorization\": \"Bearer "'
 
 # ---- a restart of layerd -------------------------------------------------------------------
 curl -s --max-time 5 "http://127.0.0.1:$PA/metrics" >"$T/metrics"  # checked below
