@@ -47,6 +47,7 @@
 #define SLOW "slow.test"  /* the fixture, idle timeout 1 s: a stalled body is resumed */
 #define DOWN "down.test"  /* a port that refuses connections */
 #define OWN "own.test"    /* the fixture, auth_passthrough off: layerd's own credentials only */
+#define MIR "mir.test"    /* the fixture as a mirror (http://localhost:PORT, asked with ?ns=), then as the origin */
 #define REPO "lib/app"
 #define TAG "v1"
 #define OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
@@ -97,8 +98,12 @@ static struct spec *make_spec(void) {
                          "    origin: %s\n"
                          "  \"" OWN "\":\n"
                          "    origin: %s\n"
-                         "    auth_passthrough: false\n",
-                         env.dir, env.up.url, env.up.url, env.up.url, env.down.url, env.up.url);
+                         "    auth_passthrough: false\n"
+                         "  \"" MIR "\":\n"
+                         "    origin: %s\n"
+                         "    endpoints: [http://localhost:%d]\n",
+                         env.dir, env.up.url, env.up.url, env.up.url, env.down.url, env.up.url, env.up.url,
+                         env.up.port);
         assert_true(n > 0);
         struct spec *s = NULL;
         struct error_list errors;
@@ -924,14 +929,14 @@ static void test_tags_pages(void **state) {
  * repository, asked with the client's credentials and served from memory
  * only to credentials with a fresh verdict; without or with wrong ones,
  * -EACCES (the client is challenged) and never the list. */
-static void tags_as(const char *header, int expect, enum access_how how) {
+static void tags_on(const char *reg, const char *header, int expect, enum access_how how) {
         struct client_auth ca = {};
         struct tags_access ta = { .client = &ca, .authorization = header };
         void *body = NULL;
         size_t size = 0;
         char *next = NULL;
         struct budget_hold held = {};
-        int r = tags_page(env.pull, REG, REPO, 0, NULL, &ta, &body, &size, &next, &held);
+        int r = tags_page(env.pull, reg, REPO, 0, NULL, &ta, &body, &size, &next, &held);
         client_auth_wipe(&ca);
         if (r != expect)
                 fail_msg("tags_page: %d (%s), expected %d", r, r < 0 ? strerror(-r) : "", expect);
@@ -943,6 +948,10 @@ static void tags_as(const char *header, int expect, enum access_how how) {
         free(body);
         free(next);
         budget_hold_release(&held);
+}
+
+static void tags_as(const char *header, int expect, enum access_how how) {
+        tags_on(REG, header, expect, how);
 }
 
 static void test_tags_private(void **state) {
@@ -989,6 +998,40 @@ static void test_tags_private(void **state) {
                 sent |= h && strstr(h, b64);
         }
         assert_true(sent);
+}
+
+/* A private repository's tag list with the client's credentials goes to the
+ * origin alone: the mirror (the fixture asked with ?ns=) never sees it, nor
+ * them; the public list goes through the mirror first, as ever. */
+static void test_tags_mirror_skipped(void **state) {
+        (void) state;
+        upstream_put_manifest(&env.up, "pub/app", TAG, NULL, env.manifest, env.manifest_size);
+        void *body = NULL;
+        size_t size = 0;
+        char *next = NULL;
+        assert_int_equal(pull_tags_page(env.pull, MIR, "pub/app", 0, NULL, &body, &size, &next), 0);
+        free(body);
+        free(next);
+        assert_int_equal(upstream_requests("GET", "/tags/list?ns=" MIR), 1); /* the mirror answered */
+        upstream_auth(&env.up, "{\"mode\": \"basic\", \"user\": \"alice\", \"password\": \"" ALICE_PW "\", "
+                               "\"private\": [\"" REPO "\"]}");
+        assert_int_equal(private_mark(env.pull->private, MIR, REPO, NULL, 0), 0);
+        _cleanup_free_ char *b64 = unit_base64("alice:" ALICE_PW);
+        _cleanup_free_ char *good = NULL;
+        assert_true(asprintf(&good, "Basic %s", b64) > 0);
+        tags_on(MIR, good, 0, ACCESS_HOW_VERDICT_MISS);
+        tags_on(MIR, good, 0, ACCESS_HOW_VERDICT_HIT);
+        json_auto_t *log = upstream_log(&env.up);
+        size_t n = json_array_size(log), origin = 0;
+        for (size_t i = 0; i < n; i++) {
+                const char *path = log_path(log, i);
+                if (!strstr(path, "/v2/" REPO "/"))
+                        continue;
+                if (strstr(path, "ns="))
+                        fail_msg("the mirror was asked for the private list: %s", path);
+                origin++;
+        }
+        assert_true(origin >= 1);
 }
 
 /* ---- the HTTP front end -------------------------------------------------------------- */
@@ -1526,6 +1569,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_access_outage, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_access_own_verdict, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_tags_private, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_tags_mirror_skipped, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_tag_fresh, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_tag_revalidated, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_tag_stale, setup, teardown),
