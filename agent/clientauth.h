@@ -31,5 +31,11 @@ struct client_auth {
  * client is challenged). *ret is wiped and left unset on failure. */
 int client_auth_parse(const char *header, const uint8_t *salt, size_t salt_size, struct client_auth *ret);
 
+/* The key of layerd's own credentials (the endpoint's identity, whatever it
+ * is: anonymous, a credentials file, a helper), made from salt: what its
+ * verdicts are kept under with auth_passthrough off. No client's key equals
+ * it (a client's user is never empty). 0 or -ENOMEM. */
+int client_auth_own_key(const uint8_t *salt, size_t salt_size, uint8_t ret[static CLIENT_AUTH_KEY_SIZE]);
+
 /* Wipes every byte of *a. */
 void client_auth_wipe(struct client_auth *a);

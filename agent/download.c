@@ -340,10 +340,10 @@ static int download_run(struct pull *p, const struct download_want *w, struct ca
                                   .background = w->background, .mark_private = w->mark_private,
                                   .registry = strdup(w->registry), .repository = strdup(w->repository) };
         int r = budget_hold_reserve(&dl->held, &p->budget, DL_BATCH);
-        if (r == 0 && w->client_auth) {
-                dl->user = strdup(w->client_auth->user);
-                dl->password = strdup(w->client_auth->password);
-                memcpy(dl->client_key, w->client_auth->key, sizeof(dl->client_key));
+        if (r == 0 && w->client) {
+                dl->user = strdup(w->client->user);
+                dl->password = strdup(w->client->password);
+                memcpy(dl->client_key, w->client->key, sizeof(dl->client_key));
                 dl->client_auth = (struct fallback_client_auth) { .user = dl->user, .password = dl->password,
                                                                   .key = dl->client_key };
                 if (!dl->user || !dl->password)
@@ -390,8 +390,8 @@ static int take_slot(struct pull *p, const struct download_want *w, const struct
 static int owner_of(const struct download_want *w, uint8_t ret[CACHE_OWNER_SIZE]) {
         const char *names[] = { w->registry, w->repository };
         struct digest d;
-        int r = digest_fields(NULL, 0, names, ELEMENTSOF(names), w->client_key,
-                              w->client_key ? CLIENT_AUTH_KEY_SIZE : 0, &d);
+        int r = digest_fields(NULL, 0, names, ELEMENTSOF(names), w->client ? w->client->key : NULL,
+                              w->client ? CLIENT_AUTH_KEY_SIZE : 0, &d);
         if (r < 0)
                 return r;
         memcpy(ret, d.bytes, CACHE_OWNER_SIZE);

@@ -86,12 +86,12 @@ struct request {
         bool streamed;
         bool has_body;
         /* Pass-through (agent/access.c): the client's credentials (secret: wiped in
-         * http_completed()), the registry they may go to, what the log line says. */
+         * http_completed(); parsed only for a private repository), the registry they
+         * may go to, what the log line says. */
         struct client_auth client;
-        bool passthrough;                  /* the registry has auth_passthrough */
-        char auth_registry[REFERENCE_NAME_MAX + 1];
-        const char *auth;                  /* "-", "passthrough" (used toward the origin), "challenge" */
-        const char *verdict;               /* access_answer.how */
+        const struct spec_registry *reg; /* while registry_route() holds the spec; else NULL */
+        enum access_use auth;
+        enum access_how verdict;
 };
 
 /* ---- responses ---------------------------------------------------------------------- */
@@ -154,7 +154,7 @@ static enum MHD_Result respond_error(struct MHD_Connection *conn, struct request
 /* 401 with a Basic challenge: the repository is private and the request's
  * credentials are missing or were refused by the origin. */
 static enum MHD_Result respond_challenge(struct MHD_Connection *conn, struct request *rq, const char *why) {
-        rq->auth = "challenge";
+        rq->auth = ACCESS_USE_CHALLENGE;
         return respond_error(conn, rq, MHD_HTTP_UNAUTHORIZED, "UNAUTHORIZED", "%s", why);
 }
 
@@ -274,9 +274,9 @@ static enum MHD_Result respond_outcome(struct MHD_Connection *conn, struct reque
                             rq->ns, rq->repo[0] ? rq->repo : "-", rq->ref[0] ? rq->ref : "-",
                             budget_held(&rq->pull->budget), budget_limit(&rq->pull->budget));
         }
-        if (o->auth_refused && rq->passthrough && rq->auth_registry[0] && rq->repo[0]) {
+        if (o->auth_refused && rq->reg && rq->reg->auth_passthrough && rq->repo[0]) {
                 /* The origin asked for credentials, or refused the ones sent. */
-                access_refused(rq->pull, rq->auth_registry, rq->repo, &rq->client);
+                access_refused(rq->pull, rq->reg->host, rq->repo, &rq->client);
                 return respond_challenge(conn, rq, rq->client.set ? "the origin refused the credentials"
                                                                   : "the repository needs credentials");
         }
@@ -296,7 +296,7 @@ static enum MHD_Result respond_outcome(struct MHD_Connection *conn, struct reque
 
 struct target {
         const struct spec_registry *reg;
-        const struct fallback_client_auth *client_auth; /* toward the origin, or NULL (agent/access.c) */
+        const struct client_auth *client; /* toward the origin, or NULL (agent/access.c) */
         bool private_repo;
         bool finish_abandoned;
         char repo[REFERENCE_NAME_MAX + 1];
@@ -310,7 +310,7 @@ static enum MHD_Result manifest(struct pull *p, struct MHD_Connection *conn, str
         struct manifest_query q = { .registry = t->reg->host, .repository = t->repo,
                                     .tag = rt->by_digest ? NULL : rq->ref, .digest = rt->digest, .accept = t->accept,
                                     .tag_ttl_ms = t->reg->tag_ttl_ms, .head = head, .may_block = rq->may_block,
-                                    .want_fd = true, .client_auth = t->client_auth,
+                                    .want_fd = true, .client = t->client,
                                     .private_repo = t->private_repo };
         struct manifest_answer a = { .fd = -1 };
         struct outcome o;
@@ -331,7 +331,8 @@ static enum MHD_Result manifest(struct pull *p, struct MHD_Connection *conn, str
 static enum MHD_Result blob_head_upstream(struct pull *p, struct MHD_Connection *conn, struct request *rq,
                                           const struct target *t, const struct digest *d) {
         struct fallback_request req = pull_upstream_request(p, t->reg->host, t->repo, FALLBACK_BLOB, rq->ref, true);
-        req.client_auth = t->client_auth;
+        struct fallback_client_auth view;
+        req.client_auth = access_client_view(t->client, &view);
         struct fallback_response fr;
         struct outcome o;
         int r = outcome_from_upstream(&o, fallback_fetch(p->fb, &req, &fr), &fr);
@@ -477,7 +478,7 @@ static enum MHD_Result respond_blob_through(struct MHD_Connection *conn, struct 
                    digest_to_string(d, ds));
         rq->outcome = "through";
         struct download_want w = { .registry = t->reg->host, .repository = t->repo, .digest = *d, .size = -1,
-                                   .client_auth = t->client_auth };
+                                   .client = t->client };
         struct download_hold h = {};
         uint64_t size = 0;
         int r = download_start_unstored(p, &w, &h);
@@ -495,6 +496,11 @@ static enum MHD_Result respond_blob_through(struct MHD_Connection *conn, struct 
                 ret = respond_blob_stream(conn, rq, p, t, &h, d, size);
         download_release(&h); /* the stream follows it, if it was made */
         return ret;
+}
+
+/* The request's Authorization header (not parsed here: agent/access.c), or NULL. */
+static const char *authorization(struct MHD_Connection *conn) {
+        return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
 }
 
 /* The answer to an access check that did not allow the request. */
@@ -520,11 +526,11 @@ static bool joined_allowed(struct pull *p, struct MHD_Connection *conn, struct r
         char ds[DIGEST_STRING_MAX];
         struct access_query q = { .reg = t->reg, .repository = t->repo, .kind = FALLBACK_BLOB,
                                   .reference = digest_to_string(d, ds), .digest = d, .client = &rq->client,
-                                  .may_block = true };
+                                  .authorization = authorization(conn), .may_block = true };
         struct access_answer acc;
         struct outcome o;
         enum access_verdict v = access_check(p, &q, &acc, &o);
-        if (strcmp(acc.how, "-") != 0)
+        if (acc.how != ACCESS_HOW_NONE)
                 rq->verdict = acc.how;
         if (v == ACCESS_ALLOW)
                 return true;
@@ -535,8 +541,7 @@ static bool joined_allowed(struct pull *p, struct MHD_Connection *conn, struct r
 static enum MHD_Result blob(struct pull *p, struct MHD_Connection *conn, struct request *rq, const struct target *t,
                             bool head, const struct digest *d) {
         struct download_want w = { .registry = t->reg->host, .repository = t->repo, .digest = *d, .size = -1,
-                                   .finish_abandoned = t->finish_abandoned, .client_auth = t->client_auth,
-                                   .client_key = t->client_auth ? rq->client.key : NULL,
+                                   .finish_abandoned = t->finish_abandoned, .client = t->client,
                                    .mark_private = t->private_repo };
         bool joined_foreign = false; /* an earlier round followed another's download */
         for (unsigned round = 0; round < 3; round++) {
@@ -642,9 +647,15 @@ static enum MHD_Result tags_list(struct pull *p, struct MHD_Connection *conn, st
         size_t size = 0;
         _cleanup_free_ char *next = NULL;
         _cleanup_hold_ struct budget_hold held = {};
-        int r = tags_page(p, t->reg->host, t->repo, (unsigned) n, last && last[0] ? last : NULL, &body, &size, &next,
-                          &held);
+        struct tags_access ta = { .client = &rq->client, .authorization = authorization(conn) };
+        int r = tags_page(p, t->reg->host, t->repo, (unsigned) n, last && last[0] ? last : NULL, &ta, &body, &size,
+                          &next, &held);
         rq->outcome = "upstream";
+        rq->verdict = ta.answer.how;
+        if (ta.answer.with_client)
+                rq->auth = ACCESS_USE_PASSTHROUGH;
+        if (r == -EACCES)
+                return respond_challenge(conn, rq, ta.outcome.reason);
         if (r == -ENOENT)
                 return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "NAME_UNKNOWN", "upstream knows no such repository");
         if (r == -ENOBUFS) {
@@ -690,7 +701,7 @@ static enum MHD_Result referrers(struct pull *p, struct MHD_Connection *conn, st
                 return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "UNSUPPORTED", "artifactType is not a media type");
         struct referrers_query q = { .registry = t->reg->host, .repository = t->repo, .subject = rt->digest,
                                      .tag_ttl_ms = t->reg->tag_ttl_ms, .may_block = rq->may_block,
-                                     .client_auth = t->client_auth, .private_repo = t->private_repo };
+                                     .client = t->client, .private_repo = t->private_repo };
         struct referrers_answer a;
         struct outcome o;
         int r = referrers_resolve(p, &q, &a, &o);
@@ -781,34 +792,30 @@ static enum MHD_Result respond_ready(struct pull *p, struct MHD_Connection *conn
         return respond_text(conn, rq, MHD_HTTP_OK, "ready\n");
 }
 
-/* Pass-through: whether the request may go on (t->client_auth and
- * t->private_repo then set from *acc, which must outlive t); else the
- * answer made, or the request deferred, in *ret. */
+/* Pass-through: whether the request may go on (t->client and
+ * t->private_repo then set); else the answer made, or the request
+ * deferred, in *ret. The client's credentials are read only where they
+ * count (agent/access.c). */
 static bool access_allowed(struct pull *p, struct MHD_Connection *conn, struct request *rq, struct target *t,
-                           const struct route_match *rt, struct access_answer *acc, enum MHD_Result *ret) {
-        rq->passthrough = t->reg->auth_passthrough;
-        snprintf(rq->auth_registry, sizeof(rq->auth_registry), "%s", t->reg->host);
-        /* Without pass-through the client's credentials are not even read; what is
-         * recorded private is still guarded (agent/access.c). */
-        if (rq->passthrough && !rq->client.set)
-                (void) client_auth_parse(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"),
-                                         p->auth_salt, sizeof(p->auth_salt), &rq->client);
+                           const struct route_match *rt, enum MHD_Result *ret) {
         struct access_query q = { .reg = t->reg, .repository = t->repo,
                                   .kind = rt->kind == ROUTE_BLOB ? FALLBACK_BLOB : FALLBACK_MANIFEST,
                                   .reference = rq->ref,
                                   .digest = rt->kind == ROUTE_BLOB || rt->by_digest ? &rt->digest : NULL,
-                                  .client = &rq->client, .may_block = rq->may_block };
+                                  .client = &rq->client, .authorization = authorization(conn),
+                                  .may_block = rq->may_block };
+        struct access_answer acc;
         struct outcome o;
-        enum access_verdict v = access_check(p, &q, acc, &o);
-        rq->verdict = acc->how;
+        enum access_verdict v = access_check(p, &q, &acc, &o);
+        rq->verdict = acc.how;
         if (v != ACCESS_ALLOW) {
                 *ret = respond_access(conn, rq, v, &o, rt->kind != ROUTE_BLOB);
                 return false;
         }
-        t->client_auth = acc->client_auth;
-        t->private_repo = acc->private_repo;
-        if (t->client_auth)
-                rq->auth = "passthrough";
+        t->client = acc.with_client ? &rq->client : NULL;
+        t->private_repo = acc.private_repo;
+        if (t->client)
+                rq->auth = ACCESS_USE_PASSTHROUGH;
         return true;
 }
 
@@ -846,14 +853,14 @@ static enum MHD_Result registry_route(struct pull *p, struct MHD_Connection *con
                 goto out;
         }
         snprintf(rq->repo, sizeof(rq->repo), "%s", t.repo);
+        rq->reg = t.reg;
         struct accept_buf accept = { .len = 0 };
         MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_accept, &accept);
         t.accept = accept.len ? accept.text : NULL;
 
-        struct access_answer acc;
         if (rt->kind != ROUTE_TAGS) {
                 enum MHD_Result done = MHD_YES;
-                if (!access_allowed(p, conn, rq, &t, rt, &acc, &done)) {
+                if (!access_allowed(p, conn, rq, &t, rt, &done)) {
                         ret = done;
                         goto out;
                 }
@@ -868,6 +875,7 @@ static enum MHD_Result registry_route(struct pull *p, struct MHD_Connection *con
         else
                 ret = manifest(p, conn, rq, &t, head, rt);
 out:
+        rq->reg = NULL; /* the spec's, released now */
         spec_ref_put(p, sr);
         return ret;
 }
@@ -995,8 +1003,6 @@ enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *
                 rq->pull = p;
                 rq->started_ms = time_now_ms();
                 rq->outcome = "-";
-                rq->auth = "-";
-                rq->verdict = "-";
                 rq->route = ROUTE_OTHER;
                 rq->method = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0  ? "HEAD"
                              : strcmp(method, MHD_HTTP_METHOD_GET) == 0 ? "GET"
@@ -1038,18 +1044,11 @@ enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *
 /* The pass-through counters, once per request from what its log line says (a
  * deferred request is decided twice: on the event loop, then on its thread). */
 static void count_auth(struct pull *p, const struct request *rq) {
-        if (strcmp(rq->auth, "passthrough") == 0)
-                atomic_fetch_add(&p->auth_passthrough, 1);
-        else if (strcmp(rq->auth, "challenge") == 0)
-                atomic_fetch_add(&p->auth_challenges, 1);
-        if (strcmp(rq->verdict, "verdict-hit") == 0)
-                atomic_fetch_add(&p->auth_verdict_hits, 1);
-        else if (strcmp(rq->verdict, "verdict-miss") == 0)
-                atomic_fetch_add(&p->auth_verdict_misses, 1);
-        else if (strcmp(rq->verdict, "confirmed") == 0)
-                atomic_fetch_add(&p->auth_confirms, 1);
-        else if (strcmp(rq->verdict, "grace") == 0)
-                atomic_fetch_add(&p->auth_outage_serves, 1);
+        /* Nothing for the public requests, nearly all: no shared counter to contend for. */
+        if (rq->auth != ACCESS_USE_NONE)
+                atomic_fetch_add(&p->auth_uses[rq->auth], 1);
+        if (rq->verdict != ACCESS_HOW_NONE)
+                atomic_fetch_add(&p->auth_hows[rq->verdict], 1);
 }
 
 /* libmicrohttpd parses headers in place, in the connection's buffer, which
@@ -1084,13 +1083,14 @@ void http_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum
         /* Health checks and metrics scrapes would drown the log: debug only. */
         int level = rq->route == ROUTE_HEALTH || rq->route == ROUTE_METRICS ? LOG_DEBUG : LOG_INFO;
         /* auth= and verdict= only where pass-through had a say: other lines stay as they were. */
-        bool auth = strcmp(rq->auth, "-") != 0, verdict = strcmp(rq->verdict, "-") != 0;
+        bool auth = rq->auth != ACCESS_USE_NONE, verdict = rq->verdict != ACCESS_HOW_NONE;
         agent_log(level,
                   "request method=%s ns=%s repo=%s ref=%s status=%u bytes=%" PRIu64 " ms=%" PRIu64
                   " cache=%s endpoint=%s%s%s%s%s%s%s%s%s",
                   rq->method, rq->ns, rq->repo[0] ? rq->repo : "-", rq->ref[0] ? rq->ref : "-", rq->status, bytes,
                   time_now_ms() - rq->started_ms, rq->outcome, rq->endpoint[0] ? rq->endpoint : "-",
-                  auth ? " auth=" : "", auth ? rq->auth : "", verdict ? " verdict=" : "", verdict ? rq->verdict : "",
+                  auth ? " auth=" : "", auth ? access_use_to_string(rq->auth) : "", verdict ? " verdict=" : "",
+                  verdict ? access_how_to_string(rq->verdict) : "",
                   toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " incomplete=yes",
                   rq->reason[0] ? " reason=\"" : "", rq->reason, rq->reason[0] ? "\"" : "");
         if (rq->prepared)

@@ -228,7 +228,8 @@ static int by_digest(struct pull *p, const struct manifest_query *q, const struc
         struct fallback_request req = pull_upstream_request(p, q->registry, q->repository, FALLBACK_MANIFEST,
                                                             digest_to_string(d, ds), q->head);
         req.accept = q->accept;
-        req.client_auth = q->client_auth;
+        struct fallback_client_auth view;
+        req.client_auth = access_client_view(q->client, &view);
         struct fallback_response fr;
         int r = outcome_from_upstream(o, fallback_fetch(p->fb, &req, &fr), &fr);
         a->cache = "miss";
@@ -328,7 +329,8 @@ static int by_tag(struct pull *p, const struct manifest_query *q, struct manifes
         struct fallback_request req =
                 pull_upstream_request(p, q->registry, q->repository, FALLBACK_MANIFEST, q->tag, true);
         req.accept = q->accept;
-        req.client_auth = q->client_auth;
+        struct fallback_client_auth view;
+        req.client_auth = access_client_view(q->client, &view);
         struct fallback_response fr;
         int fetched = fallback_fetch(p->fb, &req, &fr);
         int r = outcome_from_upstream(o, fetched, &fr);

@@ -136,10 +136,13 @@ void metrics_write(struct pull *p, FILE *f) {
                 "# TYPE layerd_private_prunes_total counter\nlayerd_private_prunes_total %" PRIu64 "\n"
                 "# HELP layerd_private_pruned_total Entries those prunes dropped (digests no longer cached).\n"
                 "# TYPE layerd_private_pruned_total counter\nlayerd_private_pruned_total %" PRIu64 "\n",
-                (uint64_t) atomic_load(&p->auth_passthrough), (uint64_t) atomic_load(&p->auth_challenges),
-                (uint64_t) atomic_load(&p->auth_verdict_hits), (uint64_t) atomic_load(&p->auth_verdict_misses),
-                (uint64_t) atomic_load(&p->auth_refusals), (uint64_t) atomic_load(&p->auth_outage_serves),
-                (uint64_t) atomic_load(&p->auth_confirms), private_count(p->private), p->private_lost,
+                (uint64_t) atomic_load(&p->auth_uses[ACCESS_USE_PASSTHROUGH]),
+                (uint64_t) atomic_load(&p->auth_uses[ACCESS_USE_CHALLENGE]),
+                (uint64_t) atomic_load(&p->auth_hows[ACCESS_HOW_VERDICT_HIT]),
+                (uint64_t) atomic_load(&p->auth_hows[ACCESS_HOW_VERDICT_MISS]),
+                (uint64_t) atomic_load(&p->auth_refusals),
+                (uint64_t) atomic_load(&p->auth_hows[ACCESS_HOW_GRACE]),
+                (uint64_t) atomic_load(&p->auth_hows[ACCESS_HOW_CONFIRMED]), private_count(p->private), p->private_lost,
                 (uint64_t) atomic_load(&p->private_prunes), (uint64_t) atomic_load(&p->private_pruned));
         struct statvfs sv;
         if (statvfs(p->cache_dir, &sv) == 0)

@@ -46,10 +46,32 @@ struct spec_ref {
 struct tags_slot {
         char key[TAGS_KEY_MAX]; /* "" when free */
         uint64_t at_ms;
+        bool private_repo; /* fetched for a private repository: served only as its access allows */
         void *body;
         size_t size;
         char *next_last;
 };
+
+/* What a request's credentials did, for its log line (auth=) and the counters. */
+enum access_use {
+        ACCESS_USE_NONE,        /* "-" */
+        ACCESS_USE_PASSTHROUGH, /* they went to the origin */
+        ACCESS_USE_CHALLENGE,   /* the client was answered 401 with a Basic challenge */
+        _ACCESS_USE_MAX,
+};
+
+/* How a request's access was judged (agent/access.c), for its log line (verdict=) and the counters. */
+enum access_how {
+        ACCESS_HOW_NONE,         /* "-": public, nothing to judge */
+        ACCESS_HOW_VERDICT_HIT,  /* a fresh verdict of the origin's */
+        ACCESS_HOW_VERDICT_MISS, /* the origin was asked again */
+        ACCESS_HOW_CONFIRMED,    /* a private digest under another name: the origin was asked */
+        ACCESS_HOW_GRACE,        /* the origin down, within auth_outage_grace */
+        _ACCESS_HOW_MAX,
+};
+
+const char *access_use_to_string(enum access_use u);
+const char *access_how_to_string(enum access_how h);
 
 struct pull {
         pthread_mutex_t lock; /* spec, threads, suspended */
@@ -86,8 +108,11 @@ struct pull {
         struct verdicts verdicts;
         struct throttle grace_log; /* the auth_outage_grace line: once per registry/repository a minute */
         uint8_t auth_salt[32];
-        atomic_uint_fast64_t auth_passthrough, auth_challenges, auth_verdict_hits, auth_verdict_misses,
-                auth_refusals, auth_outage_serves, auth_confirms;
+        uint8_t own_key[CLIENT_AUTH_KEY_SIZE]; /* layerd's own credentials' (clientauth.h): auth_passthrough off */
+        atomic_uint_fast64_t auth_uses[_ACCESS_USE_MAX]; /* requests by what their credentials did */
+        atomic_uint_fast64_t auth_hows[_ACCESS_HOW_MAX]; /* requests by how their access was judged */
+        atomic_uint_fast64_t auth_refusals;
+        atomic_uint_fast64_t auth_parses; /* Authorization headers parsed: a base64 decode and a salted SHA-256 each */
         /* The private-content table's upkeep (pull_private_upkeep()): the digests
          * recorded private to an unknown repository at start-up (its file was
          * deleted), the prunes run and the entries they dropped. */
@@ -134,7 +159,7 @@ struct manifest_query {
         bool offline;          /* the node's records and cache only; nothing is asked upstream */
         bool may_block;        /* false: -EWOULDBLOCK instead of asking upstream (the event loop) */
         bool want_fd;          /* a cached body over 16 KiB may come as an open descriptor instead of bytes */
-        const struct fallback_client_auth *client_auth; /* the client's credentials, toward the origin */
+        const struct client_auth *client; /* the client's credentials toward the origin, or NULL */
         bool private_repo;     /* what is fetched is recorded private (agent/private.h) before it is stored */
 };
 
@@ -195,7 +220,7 @@ struct referrers_query {
         struct digest subject;
         uint64_t tag_ttl_ms;  /* an index fetched less long ago is served without asking */
         bool may_block;       /* false: -EWOULDBLOCK instead of asking upstream (the event loop) */
-        const struct fallback_client_auth *client_auth; /* the client's credentials, toward the origin */
+        const struct client_auth *client; /* the client's credentials toward the origin, or NULL */
         bool private_repo;    /* the index is recorded private (agent/private.h) before it is stored */
 };
 
@@ -226,10 +251,9 @@ struct download_want {
         bool finish_abandoned;    /* go on when every client left (agent.finish_abandoned_downloads) */
         bool background;          /* prefetch: waits for a slot of its share of agent.max_downloads */
         struct ratelimit *limit;  /* prefetch: held to this while no client follows; NULL for a client */
-        const struct fallback_client_auth *client_auth; /* a private repository's: copied for the
-                                                          * download, wiped when it ends */
-        const uint8_t *client_key; /* with client_auth: its CLIENT_AUTH_KEY_SIZE key (names the
-                                    * download's owner with the repository), else NULL */
+        const struct client_auth *client; /* a private repository's client's credentials, or NULL:
+                                           * copied for the download (wiped when it ends); their
+                                           * key names the download's owner with the repository */
         bool mark_private; /* a private repository's: the digest is recorded for it (agent/private.h)
                             * once the origin answers with the bytes, before they are stored */
 };
@@ -275,51 +299,87 @@ void download_outcome(int r, struct outcome *o);
 
 /* ---- tags.c ---- */
 
+struct tags_access;
+
 /* pull_tags_page() with the page's share of the pull's budget in *ret_held
  * (for a response that holds the page until its client read it); -ENOBUFS
- * past the budget. */
+ * past the budget. With ta (a client's request), the page is judged as
+ * content is (access_check()): -EACCES when the client must be challenged
+ * (ta->outcome says why); NULL (layerd's own question, prefetch): none. */
 int tags_page(struct pull *p, const char *registry, const char *repository, unsigned n, const char *last,
-              void **ret_body, size_t *ret_size, char **ret_next_last, struct budget_hold *ret_held);
+              struct tags_access *ta, void **ret_body, size_t *ret_size, char **ret_next_last,
+              struct budget_hold *ret_held);
 
 void tags_cache_free(struct pull *p);
 
 /* ---- access.c: who may read what of a private repository ---- */
 
 enum access_verdict {
-        ACCESS_ALLOW,       /* serve (a->client_auth: with the client's credentials toward the origin) */
+        ACCESS_ALLOW,       /* serve (a->with_client: with the client's credentials toward the origin) */
         ACCESS_CHALLENGE,   /* 401 with a Basic challenge: credentials needed, or refused */
         ACCESS_NOT_FOUND,   /* the origin says there is no such thing in this repository */
         ACCESS_UNAVAILABLE, /* the origin could not say, and nothing allows serving without it */
         ACCESS_WOULD_BLOCK, /* the origin must be asked: not on the event loop */
+        ACCESS_ASK,         /* the origin must be asked, and the caller's own request is the question
+                             * (a tag list, kind FALLBACK_TAGS): judged with access_judge() */
         _ACCESS_VERDICT_MAX,
 };
 
 struct access_query {
         const struct spec_registry *reg;
         const char *repository;
-        enum fallback_kind kind;      /* what the check asks the origin for (HEAD) */
-        const char *reference;        /* tag or digest */
+        enum fallback_kind kind;      /* what the check asks the origin for (HEAD); FALLBACK_TAGS: nothing */
+        const char *reference;        /* tag or digest (for a tag list, what its log line says) */
         const struct digest *digest;  /* by digest: the object, or NULL */
-        const struct client_auth *client; /* the request's credentials (set or not) */
+        struct client_auth *client;   /* the request's credentials: parsed from authorization when needed */
+        const char *authorization;    /* the request's Authorization header, or NULL */
         bool may_block;
 };
 
 struct access_answer {
-        const struct fallback_client_auth *client_auth; /* points into *this: NULL for anonymous */
-        struct fallback_client_auth ca;
+        bool with_client;  /* toward the origin with q->client's credentials (else layerd's own) */
         bool private_repo;
-        const char *how; /* for the log line: "-", "verdict-hit", "verdict-miss", "confirmed", "grace" */
+        enum access_how how;
+        /* What access_judge() needs of the check: */
+        bool elsewhere;              /* q->digest is private for another repository, not confirmed here */
+        bool has_key;                /* key names a verdict: the client's, or layerd's own */
+        struct verdict_key key;
+        int64_t age;                 /* of that verdict, -1 none */
+        uint64_t now_ms;
 };
+
+/* A client's tag list request (tags_page()): its credentials in, the judgement out. */
+struct tags_access {
+        struct client_auth *client;   /* the request's credentials: parsed from authorization when needed */
+        const char *authorization;    /* its Authorization header, or NULL */
+        struct access_answer answer;  /* set always */
+        struct outcome outcome;       /* why, for -EACCES */
+};
+
+/* The fallback's view of c's credentials (borrowed from *c) in *buf: buf, or
+ * NULL for none (c NULL or unset). */
+const struct fallback_client_auth *access_client_view(const struct client_auth *c, struct fallback_client_auth *buf);
 
 /* Decides whether q's object may be served to q's client (docs/agent.md,
  * "Private images"): a repository the origin asked credentials for is served
  * only to credentials it accepted within the registry's auth_verdict_ttl (else
  * it is asked again with a HEAD; while it is down, within
  * auth_outage_grace); a digest fetched for a private repository is served
- * under another only once the origin confirms it is there. Sets *a always and
- * o's reason for the refusals. */
+ * under another only once the origin confirms it is there. Without
+ * auth_passthrough the credentials are layerd's own, and so is the verdict.
+ * The Authorization header is parsed (into q->client) only past the public
+ * case. Sets *a always and o's reason for the refusals. */
 enum access_verdict access_check(struct pull *p, const struct access_query *q, struct access_answer *a,
                                  struct outcome *o);
+
+/* The origin's answer (fallback_fetch() returned r and *fr) to the question
+ * access_check() asked, or left to the caller (ACCESS_ASK; a tag list fetched
+ * anonymously that the origin refused, with *a from ACCESS_ALLOW): the
+ * verdict kept or dropped, the repository recorded private on a refusal.
+ * ALLOW for a 200, or within auth_outage_grace while the origin is down
+ * (a->how ACCESS_HOW_GRACE: no answer to serve, only what is kept). */
+enum access_verdict access_judge(struct pull *p, const struct access_query *q, struct access_answer *a, int r,
+                                 const struct fallback_response *fr, struct outcome *o);
 
 /* The origin asked for credentials (or refused the ones sent) for
  * registry/repository: it is recorded private and client's verdict dropped. */

@@ -171,6 +171,8 @@ int pull_new(struct cache *cache, const char *cache_dir, struct fallback *fb, st
         p->private_pruned_ms = time_now_ms();
         if (k == 0 && getrandom(p->auth_salt, sizeof(p->auth_salt), 0) != (ssize_t) sizeof(p->auth_salt))
                 k = -errno;
+        if (k == 0)
+                k = client_auth_own_key(p->auth_salt, sizeof(p->auth_salt), p->own_key);
         if (k < 0) {
                 if (k == -EBADMSG)
                         log_error("the private-content table does not parse: file=\"%s/%s\" line=%u (do not delete "

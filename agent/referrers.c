@@ -41,7 +41,8 @@ static int ask_upstream(struct pull *p, const struct referrers_query *q, struct 
         char ds[DIGEST_STRING_MAX];
         struct fallback_request req = pull_upstream_request(p, q->registry, q->repository, FALLBACK_REFERRERS,
                                                             digest_to_string(&q->subject, ds), false);
-        req.client_auth = q->client_auth;
+        struct fallback_client_auth view;
+        req.client_auth = access_client_view(q->client, &view);
         struct fallback_response fr;
         int fetched = fallback_fetch(p->fb, &req, &fr);
         *ret_fetched = fetched;

@@ -19,8 +19,8 @@ void verdicts_done(struct verdicts *v) {
         explicit_bzero(v->slots, sizeof(v->slots));
 }
 
-static void slot_key(const uint8_t ckey[static CLIENT_AUTH_KEY_SIZE], const char *registry, const char *repository,
-                     uint8_t out[static CLIENT_AUTH_KEY_SIZE]) {
+void verdict_key(const uint8_t ckey[static CLIENT_AUTH_KEY_SIZE], const char *registry, const char *repository,
+                 struct verdict_key *ret) {
         _cleanup_(digester_freep) struct digester *h = NULL;
         struct digest d = {};
         /* Out of memory: an all-zero key, which no verdict is ever found under. */
@@ -28,25 +28,22 @@ static void slot_key(const uint8_t ckey[static CLIENT_AUTH_KEY_SIZE], const char
             digester_update(h, registry, strlen(registry) + 1) >= 0 &&
             digester_update(h, repository, strlen(repository) + 1) >= 0)
                 (void) digester_final(h, &d);
-        memcpy(out, d.bytes, CLIENT_AUTH_KEY_SIZE);
+        memcpy(ret->bytes, d.bytes, CLIENT_AUTH_KEY_SIZE);
 }
 
-static bool key_zero(const uint8_t k[static CLIENT_AUTH_KEY_SIZE]) {
+static bool key_zero(const struct verdict_key *k) {
         static const uint8_t zero[CLIENT_AUTH_KEY_SIZE];
-        return memcmp(k, zero, CLIENT_AUTH_KEY_SIZE) == 0;
+        return memcmp(k->bytes, zero, CLIENT_AUTH_KEY_SIZE) == 0;
 }
 
-static struct verdict_slot *find_locked(struct verdicts *v, const uint8_t k[static CLIENT_AUTH_KEY_SIZE]) {
+static struct verdict_slot *find_locked(struct verdicts *v, const struct verdict_key *k) {
         for (size_t i = 0; i < VERDICT_SLOTS; i++)
-                if (v->slots[i].accepted_ms && memcmp(v->slots[i].key, k, CLIENT_AUTH_KEY_SIZE) == 0)
+                if (v->slots[i].accepted_ms && memcmp(v->slots[i].key.bytes, k->bytes, CLIENT_AUTH_KEY_SIZE) == 0)
                         return &v->slots[i];
         return NULL;
 }
 
-void verdict_accept(struct verdicts *v, const uint8_t ckey[static CLIENT_AUTH_KEY_SIZE], const char *registry,
-                    const char *repository, uint64_t now_ms) {
-        uint8_t k[CLIENT_AUTH_KEY_SIZE];
-        slot_key(ckey, registry, repository, k);
+void verdict_accept(struct verdicts *v, const struct verdict_key *k, uint64_t now_ms) {
         if (key_zero(k))
                 return;
         pthread_mutex_lock(&v->lock);
@@ -58,15 +55,12 @@ void verdict_accept(struct verdicts *v, const uint8_t ckey[static CLIENT_AUTH_KE
                         if (v->slots[i].accepted_ms < s->accepted_ms)
                                 s = &v->slots[i];
         }
-        memcpy(s->key, k, sizeof(k));
+        s->key = *k;
         s->accepted_ms = now_ms ? now_ms : 1;
         pthread_mutex_unlock(&v->lock);
 }
 
-void verdict_forget(struct verdicts *v, const uint8_t ckey[static CLIENT_AUTH_KEY_SIZE], const char *registry,
-                    const char *repository) {
-        uint8_t k[CLIENT_AUTH_KEY_SIZE];
-        slot_key(ckey, registry, repository, k);
+void verdict_forget(struct verdicts *v, const struct verdict_key *k) {
         pthread_mutex_lock(&v->lock);
         struct verdict_slot *s = find_locked(v, k);
         if (s)
@@ -74,10 +68,7 @@ void verdict_forget(struct verdicts *v, const uint8_t ckey[static CLIENT_AUTH_KE
         pthread_mutex_unlock(&v->lock);
 }
 
-int64_t verdict_age(struct verdicts *v, const uint8_t ckey[static CLIENT_AUTH_KEY_SIZE], const char *registry,
-                    const char *repository, uint64_t now_ms) {
-        uint8_t k[CLIENT_AUTH_KEY_SIZE];
-        slot_key(ckey, registry, repository, k);
+int64_t verdict_age(struct verdicts *v, const struct verdict_key *k, uint64_t now_ms) {
         if (key_zero(k))
                 return -1;
         pthread_mutex_lock(&v->lock);

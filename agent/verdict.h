@@ -15,8 +15,12 @@
 
 #define VERDICT_SLOTS 4096
 
+struct verdict_key {
+        uint8_t bytes[CLIENT_AUTH_KEY_SIZE];
+};
+
 struct verdict_slot {
-        uint8_t key[CLIENT_AUTH_KEY_SIZE]; /* SHA-256 of credentials key, registry, repository */
+        struct verdict_key key;           /* SHA-256 of credentials key, registry, repository */
         uint64_t accepted_ms;              /* 0: free */
 };
 
@@ -28,15 +32,18 @@ struct verdicts {
 void verdicts_init(struct verdicts *v);
 void verdicts_done(struct verdicts *v);
 
-/* The origin accepted credentials ckey for registry/repository at now_ms. */
-void verdict_accept(struct verdicts *v, const uint8_t ckey[static CLIENT_AUTH_KEY_SIZE], const char *registry,
-                    const char *repository, uint64_t now_ms);
+/* Names a verdict: a hash of the credentials' key ckey, registry and
+ * repository, made once per check and used for each of the calls below. All
+ * zero when out of memory: no verdict is ever kept or found under it. */
+void verdict_key(const uint8_t ckey[static CLIENT_AUTH_KEY_SIZE], const char *registry, const char *repository,
+                 struct verdict_key *ret);
 
-/* The origin refused them: any verdict of theirs for registry/repository is forgotten. */
-void verdict_forget(struct verdicts *v, const uint8_t ckey[static CLIENT_AUTH_KEY_SIZE], const char *registry,
-                    const char *repository);
+/* The origin accepted k's credentials for k's registry/repository at now_ms. */
+void verdict_accept(struct verdicts *v, const struct verdict_key *k, uint64_t now_ms);
 
-/* How long ago (ms) the origin last accepted them for registry/repository,
- * or -1 when it never did (or that was forgotten). */
-int64_t verdict_age(struct verdicts *v, const uint8_t ckey[static CLIENT_AUTH_KEY_SIZE], const char *registry,
-                    const char *repository, uint64_t now_ms);
+/* The origin refused them: k's verdict is forgotten. */
+void verdict_forget(struct verdicts *v, const struct verdict_key *k);
+
+/* How long ago (ms) the origin last accepted k, or -1 when it never did (or
+ * that was forgotten). */
+int64_t verdict_age(struct verdicts *v, const struct verdict_key *k, uint64_t now_ms);

@@ -26,6 +26,12 @@
 # - with the origin stopped, inside auth_outage_grace, the cached image is served;
 #   a public image that shares a private layer is served too (its manifest
 #   confirmed the layer under its name);
+# - tag lists (GET /v2/team/app/tags/list) as the manifests: without or with
+#   wrong credentials 401 and never the list (not the one layerd remembers
+#   either); with the right ones the origin's list, asked with them; with the
+#   origin down, within auth_outage_grace, the list layerd remembers;
+# - auth_passthrough off, with credentials of layerd's own: one check of the
+#   origin per auth_verdict_ttl, not one per request;
 # - no credential in the cache directory, in layerd's log or in /metrics.
 . "$(dirname "$0")/lib.sh"
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY all_proxy
@@ -93,6 +99,35 @@ checkd "unseen private repository, a blob first: 401 challenge, not its bytes" \
   eval 'challenged "$T/other-anon" && ! cmp -s "$T/other-anon" "$T/other.bin" && ((got < 1000))'
 get "$(url "team/other/blobs/$OTHER")" "$T/other-good" -u "$USER_OK:$PASS_OK"
 checkd "... with the credentials: its bytes" cmp -s "$T/other-good" "$T/other.bin"
+
+# ---- tag lists --------------------------------------------------------------------------
+# listed FILE: FILE holds team/app's tag list; tags_with USER PASS: the origin's
+# tag list requests that carried USER:PASS; tags_asked: all of them.
+listed() { grep -q '"tags": *\[ *"v1" *\]' "$1"; }
+tags_with() {
+  fixture_requests "$FX" '/team/app/tags/list' | grep -c "\"authorization\": \"Basic $(printf '%s:%s' "$1" "$2" | base64 -w0)\""
+}
+tags_asked() { fixture_requests "$FX" '/team/app/tags/list' | wc -l; }
+get "$(url team/app/tags/list)" "$T/tags-anon"
+checkd "tag list, no credentials: 401 challenge, not the list" eval 'challenged "$T/tags-anon" && ! listed "$T/tags-anon"'
+get "$(url team/app/tags/list)" "$T/tags-bad" -u "$USER_OK:$PASS_BAD"
+checkd "tag list, wrong credentials: 401 challenge, not the list" eval 'challenged "$T/tags-bad" && ! listed "$T/tags-bad"'
+l=$(mark "$T/layerd.log")
+get "$(url team/app/tags/list)" "$T/tags-good" -u "$USER_OK:$PASS_OK"
+checkd "tag list, right credentials: the origin's list ($code)" eval '[[ $code == 200 ]] && listed "$T/tags-good"'
+checkd "... asked of the origin with them, said in the log" \
+  eval '(($(tags_with "$USER_OK" "$PASS_OK") >= 1)) &&
+        since "$T/layerd.log" "$l" | grep -q "repo=team/app ref=tags/list status=200 .*auth=passthrough"'
+n0=$(tags_asked)
+get "$(url team/app/tags/list)" "$T/tags-good2" -u "$USER_OK:$PASS_OK"
+checkd "tag list again within auth_verdict_ttl: from layerd's memory, not asked again" \
+  eval '[[ $code == 200 ]] && listed "$T/tags-good2" && [[ $(tags_asked) == "$n0" ]]'
+get "$(url team/app/tags/list)" "$T/tags-anon2"
+checkd "... while remembered, no credentials: 401, not the list" eval 'challenged "$T/tags-anon2" && ! listed "$T/tags-anon2"'
+get "$(url team/app/tags/list)" "$T/tags-bad2" -u "$USER_OK:$PASS_BAD"
+checkd "... wrong credentials: 401, not the list" eval 'challenged "$T/tags-bad2" && ! listed "$T/tags-bad2"'
+get "$(url pub/app/tags/list)" "$T/tags-pub"
+checkd "a public repository's tag list: anonymous, 200" eval '[[ $code == 200 ]] && grep -q v1 "$T/tags-pub"'
 
 # Names that need credentials and have nothing stored: each is challenged, and
 # none costs a write or room in private-content (any process can ask for them).
@@ -184,6 +219,15 @@ get "$(url2 "team/app/blobs/${PRIV[2]}")" "$T/bearer-anon"
 checkd "token flow: no credentials: 401, no bytes" eval 'challenged "$T/bearer-anon" && no_leak "$T/bearer-anon"'
 get "$(url2 "pub/app/blobs/${PRIV[2]}")" "$T/bearer-cross"
 checkd "token flow: the private layer under pub/app: not served" eval '[[ $code != 200 ]] && no_leak "$T/bearer-cross"'
+# Tag lists through the token flow: the client's credentials toward the realm, a token of theirs to the origin.
+get "$(url2 team/app/tags/list)" "$T/tags2-anon"
+checkd "token flow: tag list, no credentials: 401, not the list" eval 'challenged "$T/tags2-anon" && ! listed "$T/tags2-anon"'
+get "$(url2 team/app/tags/list)" "$T/tags2-bad" -u "$USER_OK:$PASS_BAD"
+checkd "token flow: tag list, wrong credentials: 401, not the list" eval 'challenged "$T/tags2-bad" && ! listed "$T/tags2-bad"'
+get "$(url2 team/app/tags/list)" "$T/tags2-good" -u "$USER_OK:$PASS_OK"
+checkd "token flow: tag list, right credentials: the list, asked with a token" \
+  eval '[[ $code == 200 ]] && listed "$T/tags2-good" &&
+        fixture_requests "$FXB" "/team/app/tags/list" | grep "\"status\": 200" | grep -q "\"authorization\": \"Bearer "'
 
 # ---- a restart of layerd -------------------------------------------------------------------
 curl -s --max-time 5 "http://127.0.0.1:$PA/metrics" >"$T/metrics"  # checked below
@@ -226,6 +270,31 @@ off_closed() {
 checkd "passthrough off: the cached private image is not served, no challenge" off_closed
 checkd "passthrough off: nor to the right credentials (they are not used)" off_closed -u "$USER_OK:$PASS_OK"
 stop "$LAYERD_PID"
+
+# ---- auth_passthrough off, credentials of layerd's own: one check per auth_verdict_ttl ----------
+printf '{"auths": {"127.0.0.1:%s": {"auth": "%s"}}}' "$PF" "$(printf '%s:%s' "$USER_OK" "$PASS_OK" | base64 -w0)" \
+  >"$T/own.json"
+sed "s|auth_passthrough: false|auth_passthrough: false\n    endpoints: [{url: http://127.0.0.1:$PF, credentials_file: $T/own.json}]|" \
+  "$T/spec-off.yaml" >"$T/spec-own.yaml"
+layerd_serve "$T/layerd-own.log" "$T/spec-own.yaml"
+DIAG_FILES+=("$T/layerd-own.log")
+check "layerd restarts with auth_passthrough: false and credentials of its own" wait_port "$PA"
+# own_checks: the origin's answered HEADs of team/app (one check each, whatever 401 came first).
+own_checks() { fixture_requests "$FX" '^/v2/team/app/' | grep '"method": "HEAD"' | grep -c '"status": 200'; }
+own_served() {
+  local d
+  for d in "$@"; do
+    get "$(url "team/app/blobs/$d")" "$T/own"
+    cmp -s "$T/own" "$T/priv/blobs/sha256/${d#sha256:}" || { echo "# team/app/blobs/$d: $code" >&2; return 1; }
+  done
+}
+c0=$(own_checks)
+checkd "passthrough off, layerd's own credentials: the private image is served" own_served "${PRIV[@]:1}"
+checkd "... with one check of the origin for its $((${#PRIV[@]} - 1)) blobs ($(($(own_checks) - c0)))" \
+  test $(($(own_checks) - c0)) = 1
+sleep 1.2  # past auth_verdict_ttl
+checkd "... past auth_verdict_ttl, checked once more" eval 'own_served "${PRIV[@]:1}" && [[ $(($(own_checks) - c0)) == 2 ]]'
+stop "$LAYERD_PID"
 layerd_serve "$T/layerd2.log" "$T/spec.yaml"
 check "layerd restarts with pass-through" wait_port "$PA"
 
@@ -258,6 +327,8 @@ shared_up() {
 check "the origin serves pub/shared, a public image with the private layer" shared_up
 get "$(url pub/shared/manifests/v1)" "$T/shared-m"
 checkd "pub/shared: its manifest without credentials" cmp -s "$T/shared-m" "$T/shared.json"
+get "$(url team/app/tags/list)" "$T/tags-up" -u "$USER_OK:$PASS_OK"
+checkd "the origin up: the tag list with the credentials" eval '[[ $code == 200 ]] && listed "$T/tags-up"'
 stop "$FX_PID"
 get "$(url "pub/shared/blobs/${PRIV[2]}")" "$T/shared-l"
 checkd "origin down: the public image's shared layer is served from the cache ($code)" \
@@ -265,6 +336,13 @@ checkd "origin down: the public image's shared layer is served from the cache ($
 get "$(url "pub/app/blobs/${PRIV[2]}")" "$T/shared-x"
 checkd "origin down: ... but not under pub/app, which does not have it" eval '[[ $code != 200 ]] && no_leak "$T/shared-x"'
 private_grace "$T/layerd2.log" 2
+get "$(url team/app/tags/list)" "$T/tags-down" -u "$USER_OK:$PASS_OK"
+checkd "origin down: the remembered tag list, within auth_outage_grace ($code)" \
+  eval '[[ $code == 200 ]] && listed "$T/tags-down"'
+get "$(url team/app/tags/list)" "$T/tags-down-anon"
+checkd "origin down: no credentials, 401 and not the list" eval 'challenged "$T/tags-down-anon" && ! listed "$T/tags-down-anon"'
+get "$(url team/app/tags/list)" "$T/tags-down-bad" -u "$USER_OK:$PASS_BAD"
+checkd "origin down: wrong credentials, not the list ($code)" eval '[[ $code != 200 ]] && ! listed "$T/tags-down-bad"'
 
 stop "$LAYERD_PID"
 finish

@@ -60,6 +60,24 @@ static void test_keys(void **state) {
 }
 
 /* No header, another scheme: -ENOENT; malformed: -EINVAL; either way nothing is kept. */
+/* layerd's own key: made from the salt alone, not all zero, and never a
+ * client's (here: one with an empty password, the nearest preimage). */
+static void test_own_key(void **state) {
+        (void) state;
+        uint8_t own[CLIENT_AUTH_KEY_SIZE], again[CLIENT_AUTH_KEY_SIZE], other[CLIENT_AUTH_KEY_SIZE];
+        static const uint8_t salt2[] = "another-salt";
+        assert_int_equal(client_auth_own_key(salt, sizeof(salt), own), 0);
+        assert_int_equal(client_auth_own_key(salt, sizeof(salt), again), 0);
+        assert_int_equal(client_auth_own_key(salt2, sizeof(salt2), other), 0);
+        assert_false(all_zero(own, sizeof(own)));
+        assert_memory_equal(own, again, sizeof(own));
+        assert_memory_not_equal(own, other, sizeof(own));
+        struct client_auth a;
+        assert_int_equal(client_auth_parse("Basic YTo=", salt, sizeof(salt), &a), 0); /* "a:" */
+        assert_memory_not_equal(a.key, own, sizeof(own));
+        client_auth_wipe(&a);
+}
+
 static void test_refused(void **state) {
         (void) state;
         static const struct {
@@ -124,6 +142,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_basic),
                 cmocka_unit_test(test_keys),
+                cmocka_unit_test(test_own_key),
                 cmocka_unit_test(test_refused),
                 cmocka_unit_test(test_bounds),
         };

@@ -47,6 +47,8 @@
 #define REG "fx.test"     /* the fixture, default timeouts */
 #define SLOW "slow.test"  /* the fixture, idle timeout 1 s: a stalled body is resumed */
 #define DOWN "down.test"  /* a port that refuses connections */
+#define OWN "own.test"    /* the fixture, auth_passthrough off: layerd's own credentials only */
+#define MIR "mir.test"    /* the fixture as a mirror (http://localhost:PORT, asked with ?ns=), then as the origin */
 #define REPO "lib/app"
 #define TAG "v1"
 #define OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
@@ -94,8 +96,15 @@ static struct spec *make_spec(void) {
                          "    origin: %s\n"
                          "    endpoints: [{url: %s, timeouts: {idle: 1s}}]\n"
                          "  \"" DOWN "\":\n"
-                         "    origin: %s\n",
-                         env.dir, env.up.url, env.up.url, env.up.url, env.down.url);
+                         "    origin: %s\n"
+                         "  \"" OWN "\":\n"
+                         "    origin: %s\n"
+                         "    auth_passthrough: false\n"
+                         "  \"" MIR "\":\n"
+                         "    origin: %s\n"
+                         "    endpoints: [http://localhost:%d]\n",
+                         env.dir, env.up.url, env.up.url, env.up.url, env.down.url, env.up.url, env.up.url,
+                         env.up.port);
         assert_true(n > 0);
         struct spec *s = NULL;
         struct error_list errors;
@@ -292,15 +301,13 @@ static enum access_verdict access_as(const char *reg, const char *repo, const st
                                      bool may_block, struct access_answer *a) {
         void *token = NULL;
         const struct spec *sp = pull_spec_acquire(env.pull, &token);
-        struct client_auth ca;
-        (void) client_auth_parse(header, env.pull->auth_salt, sizeof(env.pull->auth_salt), &ca);
+        struct client_auth ca = {};
         char ds[DIGEST_STRING_MAX];
         struct access_query q = { .reg = spec_find_registry(sp, reg), .repository = repo,
                                   .kind = FALLBACK_MANIFEST, .reference = d ? digest_to_string(d, ds) : TAG,
-                                  .digest = d, .client = &ca, .may_block = may_block };
+                                  .digest = d, .client = &ca, .authorization = header, .may_block = may_block };
         struct outcome o;
         enum access_verdict v = access_check(env.pull, &q, a, &o);
-        a->client_auth = NULL; /* it pointed into ca */
         client_auth_wipe(&ca);
         pull_spec_release(env.pull, token);
         return v;
@@ -332,12 +339,12 @@ static void test_access(void **state) {
         assert_int_equal(access_as(REG, REPO, NULL, good, false, &a), ACCESS_WOULD_BLOCK);
         assert_int_equal(upstream_requests(NULL, "/v2/"), 0);
         assert_int_equal(access_as(REG, REPO, NULL, good, true, &a), ACCESS_ALLOW);
-        assert_string_equal(a.how, "verdict-miss");
+        assert_int_equal(a.how, ACCESS_HOW_VERDICT_MISS);
         assert_true(a.private_repo);
         /* One check: the origin's 401 saying Basic, then the HEAD with the credentials. */
         assert_int_equal(upstream_requests("HEAD", "/manifests/" TAG), 2);
         assert_int_equal(access_as(REG, REPO, NULL, good, false, &a), ACCESS_ALLOW); /* on the event loop */
-        assert_string_equal(a.how, "verdict-hit");
+        assert_int_equal(a.how, ACCESS_HOW_VERDICT_HIT);
         assert_int_equal(access_as(REG, REPO, &env.manifest_digest, good, false, &a), ACCESS_ALLOW);
         assert_int_equal(upstream_requests(NULL, "/v2/"), 2);
 
@@ -358,7 +365,7 @@ static void test_access(void **state) {
         /* Once the origin has it there too, it says so, and that is remembered. */
         upstream_put_manifest(&env.up, "other/app", TAG, NULL, env.manifest, env.manifest_size);
         assert_int_equal(access_as(REG, "other/app", &env.manifest_digest, NULL, true, &a), ACCESS_ALLOW);
-        assert_string_equal(a.how, "confirmed");
+        assert_int_equal(a.how, ACCESS_HOW_CONFIRMED);
         bool here = false;
         assert_true(private_digest(env.pull->private, &env.manifest_digest, REG, "other/app", &here));
         assert_true(here);
@@ -378,16 +385,53 @@ static void test_access_outage(void **state) {
         uint64_t now = time_now_ms();
         struct access_answer a;
         /* Past the verdict's 60 s, inside the hour of grace. */
-        verdict_accept(&env.pull->verdicts, ca.key, DOWN, REPO, now - 61 * 1000);
+        struct verdict_key k;
+        verdict_key(ca.key, DOWN, REPO, &k);
+        verdict_accept(&env.pull->verdicts, &k, now - 61 * 1000);
         assert_int_equal(access_as(DOWN, REPO, NULL, good, true, &a), ACCESS_ALLOW);
-        assert_string_equal(a.how, "grace");
+        assert_int_equal(a.how, ACCESS_HOW_GRACE);
         assert_int_equal(access_as(DOWN, REPO, NULL, NULL, true, &a), ACCESS_CHALLENGE);
         assert_int_equal(private_mark(env.pull->private, DOWN, "other/app", NULL, 0), 0);
         assert_int_equal(access_as(DOWN, "other/app", NULL, good, true, &a), ACCESS_UNAVAILABLE);
         /* Past the grace. */
-        verdict_accept(&env.pull->verdicts, ca.key, DOWN, REPO, now - HOUR_MS - 1000);
+        verdict_accept(&env.pull->verdicts, &k, now - HOUR_MS - 1000);
         assert_int_equal(access_as(DOWN, REPO, NULL, good, true, &a), ACCESS_UNAVAILABLE);
         client_auth_wipe(&ca);
+}
+
+/* auth_passthrough off: what is recorded private is checked with layerd's own
+ * credentials, and the origin's verdict on them is kept as a client's is: one
+ * HEAD per auth_verdict_ttl, not one per request (a client's header changes
+ * nothing). */
+static void test_access_own_verdict(void **state) {
+        (void) state;
+        struct digest ds[1] = { env.manifest_digest };
+        assert_int_equal(private_mark(env.pull->private, OWN, REPO, ds, 1), 0);
+        _cleanup_free_ char *b64 = unit_base64("alice:" ALICE_PW);
+        _cleanup_free_ char *header = NULL;
+        assert_true(asprintf(&header, "Basic %s", b64) > 0);
+        struct access_answer a;
+        assert_int_equal(access_as(OWN, REPO, NULL, NULL, false, &a), ACCESS_WOULD_BLOCK);
+        assert_int_equal(access_as(OWN, REPO, NULL, NULL, true, &a), ACCESS_ALLOW);
+        assert_int_equal(a.how, ACCESS_HOW_VERDICT_MISS);
+        assert_false(a.with_client);
+        assert_int_equal(upstream_requests("HEAD", "/manifests/"), 1);
+        for (int i = 0; i < 5; i++) {
+                assert_int_equal(access_as(OWN, REPO, i % 2 ? &env.manifest_digest : NULL, i == 3 ? header : NULL,
+                                           false, &a),
+                                 ACCESS_ALLOW);
+                assert_int_equal(a.how, ACCESS_HOW_VERDICT_HIT);
+                assert_false(a.with_client);
+        }
+        assert_int_equal(upstream_requests(NULL, "/v2/"), 1);
+        json_auto_t *log = upstream_log(&env.up);
+        assert_null(log_header(log, 0, "authorization"));
+        /* Another repository recorded private: its own verdict. */
+        assert_int_equal(private_mark(env.pull->private, OWN, "other/app", NULL, 0), 0);
+        upstream_put_manifest(&env.up, "other/app", TAG, NULL, env.manifest, env.manifest_size);
+        assert_int_equal(access_as(OWN, "other/app", NULL, NULL, true, &a), ACCESS_ALLOW);
+        assert_int_equal(a.how, ACCESS_HOW_VERDICT_MISS);
+        assert_int_equal(upstream_requests(NULL, "/v2/"), 2);
 }
 
 static void test_manifest_by_digest(void **state) {
@@ -987,6 +1031,115 @@ static void test_tags_pages(void **state) {
         assert_int_equal(pull_tags_page(env.pull, REG, REPO, 0, "bad tag", &body, &size, &next), -EINVAL);
 }
 
+/* A client's tag list (tags_page() with a tags_access): of a private
+ * repository, asked with the client's credentials and served from memory
+ * only to credentials with a fresh verdict; without or with wrong ones,
+ * -EACCES (the client is challenged) and never the list. */
+static void tags_on(const char *reg, const char *header, int expect, enum access_how how) {
+        struct client_auth ca = {};
+        struct tags_access ta = { .client = &ca, .authorization = header };
+        void *body = NULL;
+        size_t size = 0;
+        char *next = NULL;
+        struct budget_hold held = {};
+        int r = tags_page(env.pull, reg, REPO, 0, NULL, &ta, &body, &size, &next, &held);
+        client_auth_wipe(&ca);
+        if (r != expect)
+                fail_msg("tags_page: %d (%s), expected %d", r, r < 0 ? strerror(-r) : "", expect);
+        assert_int_equal(ta.answer.how, how);
+        if (r == 0) {
+                _cleanup_free_ char *tags = page_tags(body, size);
+                assert_string_equal(tags, "[\"v1\"]");
+        }
+        free(body);
+        free(next);
+        budget_hold_release(&held);
+}
+
+static void tags_as(const char *header, int expect, enum access_how how) {
+        tags_on(REG, header, expect, how);
+}
+
+static void test_tags_private(void **state) {
+        (void) state;
+        upstream_auth(&env.up, "{\"mode\": \"basic\", \"user\": \"alice\", \"password\": \"" ALICE_PW "\", "
+                               "\"private\": [\"" REPO "\"]}");
+        _cleanup_free_ char *b64 = unit_base64("alice:" ALICE_PW), *b64bad = unit_base64("alice:wrong");
+        _cleanup_free_ char *good = NULL, *bad = NULL;
+        assert_true(asprintf(&good, "Basic %s", b64) > 0);
+        assert_true(asprintf(&bad, "Basic %s", b64bad) > 0);
+
+        /* Not known private: asked anonymously, the origin's 401 makes it private. */
+        tags_as(good, -EACCES, ACCESS_HOW_NONE);
+        assert_true(private_repo(env.pull->private, REG, REPO));
+        json_auto_t *first = upstream_log(&env.up);
+        assert_null(log_header(first, 0, "authorization"));
+        /* Now without credentials: challenged without asking. */
+        tags_as(NULL, -EACCES, ACCESS_HOW_NONE);
+        assert_int_equal(upstream_requests("GET", "/tags/list"), 1);
+        /* With them: asked with them (Basic after the origin's 401), the list. */
+        tags_as(good, 0, ACCESS_HOW_VERDICT_MISS);
+        size_t asked = upstream_requests("GET", "/tags/list");
+        /* Again: from memory, the verdict fresh. */
+        tags_as(good, 0, ACCESS_HOW_VERDICT_HIT);
+        assert_int_equal(upstream_requests("GET", "/tags/list"), asked);
+        /* Wrong ones and none: never the remembered list. */
+        tags_as(bad, -EACCES, ACCESS_HOW_VERDICT_MISS);
+        assert_true(upstream_requests("GET", "/tags/list") > asked);
+        tags_as(NULL, -EACCES, ACCESS_HOW_NONE);
+        /* layerd's own question (prefetch) has no verdict: it asks, anonymously here, and is refused. */
+        void *body = NULL;
+        size_t size = 0;
+        char *next = NULL;
+        assert_int_equal(pull_tags_page(env.pull, REG, REPO, 0, NULL, &body, &size, &next), -ENOENT);
+        /* The good ones keep their verdict. */
+        asked = upstream_requests("GET", "/tags/list");
+        tags_as(good, 0, ACCESS_HOW_VERDICT_HIT);
+        assert_int_equal(upstream_requests("GET", "/tags/list"), asked);
+        json_auto_t *log = upstream_log(&env.up);
+        size_t n = json_array_size(log);
+        bool sent = false;
+        for (size_t i = 0; i < n; i++) {
+                const char *h = log_header(log, i, "authorization");
+                sent |= h && strstr(h, b64);
+        }
+        assert_true(sent);
+}
+
+/* A private repository's tag list with the client's credentials goes to the
+ * origin alone: the mirror (the fixture asked with ?ns=) never sees it, nor
+ * them; the public list goes through the mirror first, as ever. */
+static void test_tags_mirror_skipped(void **state) {
+        (void) state;
+        upstream_put_manifest(&env.up, "pub/app", TAG, NULL, env.manifest, env.manifest_size);
+        void *body = NULL;
+        size_t size = 0;
+        char *next = NULL;
+        assert_int_equal(pull_tags_page(env.pull, MIR, "pub/app", 0, NULL, &body, &size, &next), 0);
+        free(body);
+        free(next);
+        assert_int_equal(upstream_requests("GET", "/tags/list?ns=" MIR), 1); /* the mirror answered */
+        upstream_auth(&env.up, "{\"mode\": \"basic\", \"user\": \"alice\", \"password\": \"" ALICE_PW "\", "
+                               "\"private\": [\"" REPO "\"]}");
+        assert_int_equal(private_mark(env.pull->private, MIR, REPO, NULL, 0), 0);
+        _cleanup_free_ char *b64 = unit_base64("alice:" ALICE_PW);
+        _cleanup_free_ char *good = NULL;
+        assert_true(asprintf(&good, "Basic %s", b64) > 0);
+        tags_on(MIR, good, 0, ACCESS_HOW_VERDICT_MISS);
+        tags_on(MIR, good, 0, ACCESS_HOW_VERDICT_HIT);
+        json_auto_t *log = upstream_log(&env.up);
+        size_t n = json_array_size(log), origin = 0;
+        for (size_t i = 0; i < n; i++) {
+                const char *path = log_path(log, i);
+                if (!strstr(path, "/v2/" REPO "/"))
+                        continue;
+                if (strstr(path, "ns="))
+                        fail_msg("the mirror was asked for the private list: %s", path);
+                origin++;
+        }
+        assert_true(origin >= 1);
+}
+
 /* ---- the HTTP front end -------------------------------------------------------------- */
 
 struct http_result {
@@ -1482,11 +1635,47 @@ static void test_http_join_rechecks(void **state) {
         free(again.body.data);
 }
 
+/* The Authorization header is parsed (a base64 decode and a salted SHA-256)
+ * only for a request that needs it: never for a public cache hit, once for a
+ * private repository's request (agent/access.c). */
+static void test_http_public_hit_no_parse(void **state) {
+        (void) state;
+        _cleanup_free_ char *b64 = unit_base64("alice:" ALICE_PW);
+        char auth[256], path[256];
+        snprintf(auth, sizeof(auth), "Authorization: Basic %s", b64);
+        snprintf(path, sizeof(path), "/v2/" REPO "/blobs/%s?ns=" REG, env.blob_ds);
+        struct http_thread fill = { .path = path };
+        http_thread_main(&fill);
+        assert_int_equal(fill.status, 200);
+        wait_pull_idle();
+        assert_int_equal(cache_stat(env.cache, &env.blob_digest, &(uint64_t) { 0 }), 0);
+        for (int i = 0; i < 3; i++) {
+                struct http_thread hit = { .path = path, .header = auth };
+                http_thread_main(&hit);
+                assert_int_equal(hit.code, CURLE_OK);
+                assert_int_equal(hit.status, 200);
+                free(hit.body.data);
+        }
+        assert_int_equal(atomic_load(&env.pull->auth_parses), 0);
+        /* The repository private: the header is read, once per request. */
+        struct digest ds[1] = { env.blob_digest };
+        assert_int_equal(private_mark(env.pull->private, REG, REPO, ds, 1), 0);
+        struct http_thread priv = { .path = path, .header = auth };
+        http_thread_main(&priv);
+        assert_int_equal(priv.status, 200);
+        assert_int_equal(atomic_load(&env.pull->auth_parses), 1);
+        free(fill.body.data);
+        free(priv.body.data);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_manifest_by_digest, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_access, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_access_outage, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_access_own_verdict, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_tags_private, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_tags_mirror_skipped, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_tag_fresh, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_tag_revalidated, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_tag_stale, setup, teardown),
@@ -1519,6 +1708,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_http_corrupt_cut, setup_http, teardown),
                 cmocka_unit_test_setup_teardown(test_http_join_refusal_is_its_own, setup_http, teardown),
                 cmocka_unit_test_setup_teardown(test_http_join_rechecks, setup_http, teardown),
+                cmocka_unit_test_setup_teardown(test_http_public_hit_no_parse, setup_http, teardown),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
