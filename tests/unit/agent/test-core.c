@@ -768,9 +768,8 @@ static void test_manifest_marked_when_served(void **state) {
 
 /* A fresh tag record naming a digest private elsewhere and not recorded for
  * the repository (every cached digest, once the private-content table was
- * found deleted) is not trusted: the origin is asked, and its answer is what
- * serves the manifest. Once the manifest is recorded for the repository, the
- * record is trusted again. */
+ * found deleted) is not trusted: the origin is asked, and nothing is served
+ * stale while it is down. */
 static void test_tag_record_of_private_digest(void **state) {
         (void) state;
         struct manifest_query q = query_tag(REG, TAG);
@@ -778,21 +777,34 @@ static void test_tag_record_of_private_digest(void **state) {
         expect_resolve(&q, 0, "hit");
         assert_int_equal(upstream_requests("HEAD", "/manifests/" TAG), 1);
         assert_int_equal(private_adopt_lost(env.pull->private, &env.manifest_digest, 1), 0);
-        expect_resolve(&q, 0, "revalidated");
-        assert_int_equal(upstream_requests("HEAD", "/manifests/" TAG), 2);
-        /* The origin down: not served stale either. */
         upstream_rules(&env.up, "[{\"path\": \"/manifests/\", \"status\": 503}]");
         struct manifest_answer a = {};
         struct outcome o;
         assert_int_equal(manifest_resolve(env.pull, &q, &a, &o), -EHOSTUNREACH);
         assert_int_equal(o.kind, OUTCOME_UNAVAILABLE);
         assert_int_equal(atomic_load(&env.pull->stale_serves), 0);
-        /* Recorded for the repository (confirmed there): trusted again. */
-        upstream_rules(&env.up, "[]");
-        assert_int_equal(private_confirm(env.pull->private, REG, REPO, &env.manifest_digest), 0);
-        size_t heads = upstream_requests("HEAD", "/manifests/" TAG);
+        assert_int_equal(upstream_requests("HEAD", "/manifests/" TAG), 2);
+}
+
+/* The origin's answer for the tag of a public repository confirms its digest
+ * there: the record is trusted again, fresh and stale. */
+static void test_tag_record_confirmed(void **state) {
+        (void) state;
+        struct manifest_query q = query_tag(REG, TAG);
+        expect_resolve(&q, 0, "miss");
+        assert_int_equal(private_adopt_lost(env.pull->private, &env.manifest_digest, 1), 0);
+        expect_resolve(&q, 0, "revalidated");
+        assert_int_equal(upstream_requests("HEAD", "/manifests/" TAG), 2);
+        bool here = false;
+        assert_true(private_digest(env.pull->private, &env.manifest_digest, REG, REPO, &here));
+        assert_true(here);
         expect_resolve(&q, 0, "hit");
-        assert_int_equal(upstream_requests("HEAD", "/manifests/" TAG), heads);
+        assert_int_equal(upstream_requests("HEAD", "/manifests/" TAG), 2);
+        /* Stale once the record is old and the origin down: q's tag_ttl made 0. */
+        q.tag_ttl_ms = 0;
+        upstream_rules(&env.up, "[{\"path\": \"/manifests/\", \"status\": 503}]");
+        expect_resolve(&q, 0, "stale");
+        assert_int_equal(atomic_load(&env.pull->stale_serves), 1);
 }
 
 /* The agent's upkeep prunes while serving, on a thread of its own, once the
@@ -1690,6 +1702,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_manifest_marked_when_served, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_private_upkeep, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_tag_record_of_private_digest, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_tag_record_confirmed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_join_one_download, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_join_failure_404, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_join_failure_500, setup, teardown),
