@@ -176,7 +176,8 @@ static void get_platforms(struct spec_ctx *c, const yaml_node_t *n, const char *
 
 /* ---- agent ------------------------------------------------------------------ */
 
-static void parse_listen(struct spec_ctx *c, const yaml_node_t *n, const char *path) {
+static void parse_listen(struct spec_ctx *c, const yaml_node_t *n, const char *path, char **ret_host,
+                         uint16_t *ret_port) {
         const char *s = spec_scalar(c, n, path);
         if (!s)
                 return;
@@ -191,9 +192,9 @@ static void parse_listen(struct spec_ctx *c, const yaml_node_t *n, const char *p
                 spec_error(c, n, path, "not a HOST:PORT address (like 127.0.0.1:5080 or [::1]:5080): \"%.128s\"", s);
                 return;
         }
-        free(c->spec->agent.listen_host);
-        c->spec->agent.listen_host = host;
-        c->spec->agent.listen_port = port;
+        free(*ret_host);
+        *ret_host = host;
+        *ret_port = port;
 }
 
 /* A size, or a share of the cache's file system ("80%"). */
@@ -223,12 +224,13 @@ static void parse_agent(struct spec_ctx *c, const yaml_node_t *n, const yaml_nod
         static const char *const keys[] = { "listen", "cache_dir", "cache_max_size", "default_registry",
                                             "cache_min_free", "finish_abandoned_downloads", "max_downloads",
                                             "max_upstream_waits", "max_abandoned_downloads",
-                                            "abandoned_download_timeout", "max_inflight_memory", "max_connections" };
+                                            "abandoned_download_timeout", "max_inflight_memory", "max_connections",
+                                            "metrics_listen" };
         yaml_node_t *v[ELEMENTSOF(keys)];
         if (spec_mapping(c, n, "agent", keys, ELEMENTSOF(keys), v, false) < 0)
                 return;
         if (v[0])
-                parse_listen(c, v[0], "agent.listen");
+                parse_listen(c, v[0], "agent.listen", &c->spec->agent.listen_host, &c->spec->agent.listen_port);
         if (v[1]) {
                 char *dir = get_abs_path(c, v[1], "agent.cache_dir");
                 if (dir) {
@@ -266,6 +268,15 @@ static void parse_agent(struct spec_ctx *c, const yaml_node_t *n, const yaml_nod
         if (v[11] && spec_get_uint(c, v[11], "agent.max_connections", SPEC_MAX_CONNECTIONS_MIN,
                                    SPEC_MAX_CONNECTIONS_MAX, &conns) == 0)
                 c->spec->agent.max_connections = (unsigned) conns;
+        struct spec_agent *a = &c->spec->agent;
+        if (v[12]) {
+                parse_listen(c, v[12], "agent.metrics_listen", &a->metrics_host, &a->metrics_port);
+                /* The pull API's own address would fail to bind at start, after the cache opened. */
+                if (a->metrics_host && a->metrics_port == (a->listen_host ? a->listen_port : SPEC_DEFAULT_PORT) &&
+                    strcmp(a->metrics_host, a->listen_host ? a->listen_host : "127.0.0.1") == 0)
+                        spec_error(c, v[12], "agent.metrics_listen", "is agent.listen's address: the metrics "
+                                   "listener needs a port of its own (like 9580)");
+        }
         /* Checked against the registries in spec_finish(), once they are known. */
         *ret_default_registry = v[3];
 }
