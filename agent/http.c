@@ -716,8 +716,7 @@ static enum MHD_Result respond_ready(struct pull *p, struct MHD_Connection *conn
         const char *why = metrics_not_ready(p);
         if (!why)
                 return respond_text(conn, rq, MHD_HTTP_OK, "ready\n");
-        return respond_text(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, strcmp(why, "prefetching") == 0 ? "prefetching\n"
-                                                                                                   : "indexing the cache\n");
+        return respond_text(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, why);
 }
 
 /* Pass-through: whether the request may go on (t->client_auth and

@@ -125,8 +125,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 const char *why = metrics_not_ready(m->pull);
                 if (!why)
                         return answer_text(m, conn, ANSWER_OK, "ready\n");
-                return answer_text(m, conn, ANSWER_UNAVAILABLE,
-                                   strcmp(why, "prefetching") == 0 ? "prefetching\n" : "indexing the cache\n");
+                return answer_text(m, conn, ANSWER_UNAVAILABLE, why);
         }
         /* The pull API (/v2/...) included: it is served on agent.listen only. */
         return answer_text(m, conn, ANSWER_NOT_FOUND, "not found: this address serves /metrics, /healthz and /readyz\n");

@@ -226,11 +226,11 @@ const char *metrics_not_ready(struct pull *p) {
         cache_get_stats(p->cache, &cs);
         /* Serving works before the index is complete; "ready" means every count is true. */
         if (!cs.ready)
-                return "indexing the cache";
+                return "indexing the cache\n";
         /* prefetch.wait_ready: boot images first (bounded by prefetch.wait_ready_timeout). */
         uint64_t gate = atomic_load(&p->ready_gate_until_ms);
         if (gate && time_now_ms() < gate)
-                return "prefetching";
+                return "prefetching\n";
         return NULL;
 }
 

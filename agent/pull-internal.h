@@ -277,5 +277,5 @@ void access_refused(struct pull *p, const char *registry, const char *repository
 void metrics_write(struct pull *p, FILE *f);
 /* metrics_write()'s text in *ret_data (malloc'ed, the caller frees), *ret_size bytes. 0 or -ENOMEM. */
 int metrics_text(struct pull *p, char **ret_data, size_t *ret_size);
-/* NULL when /readyz says ready, else why not ("indexing the cache", "prefetching"). */
+/* NULL when /readyz says ready, else its 503 answer's text ("indexing the cache\n", "prefetching\n"). */
 const char *metrics_not_ready(struct pull *p);
