@@ -73,7 +73,7 @@ struct request {
 
         uint64_t started_ms;
         uint64_t started_ns, answered_ns; /* the head in; the last answer made (agent/reqmetrics.h) */
-        bool mirrored; /* for a registry the spec mirrors: counted in its hits or misses */
+        char registry[REFERENCE_NAME_MAX + 1]; /* the mirrored registry's host as the spec has it, or "" */
         enum route route;
         const char *method;
         char ns[REFERENCE_NAME_MAX + 1];
@@ -784,7 +784,7 @@ static enum MHD_Result registry_route(struct pull *p, struct MHD_Connection *con
                 goto out;
         }
         snprintf(rq->repo, sizeof(rq->repo), "%s", t.repo);
-        rq->mirrored = true;
+        snprintf(rq->registry, sizeof(rq->registry), "%s", t.reg->host); /* ns as sent may differ in case */
         struct accept_buf accept = { .len = 0 };
         MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_accept, &accept);
         t.accept = accept.len ? accept.text : NULL;
@@ -1015,8 +1015,8 @@ static void count_latency(struct pull *p, const struct request *rq) {
         uint64_t end = rq->answered_ns ? rq->answered_ns : time_now_ns();
         reqmetrics_observe(&p->reqmetrics, route, o, end > rq->started_ns ? end - rq->started_ns : 0);
         /* A stale tag's answer came from the node: a hit for the ratio. */
-        if (rq->mirrored && (route == REQMETRICS_MANIFEST || route == REQMETRICS_BLOB) && o != REQMETRICS_ERROR)
-                reqmetrics_count_registry(&p->reqmetrics, rq->ns, o != REQMETRICS_MISS);
+        if (rq->registry[0] && (route == REQMETRICS_MANIFEST || route == REQMETRICS_BLOB) && o != REQMETRICS_ERROR)
+                reqmetrics_count_registry(&p->reqmetrics, rq->registry, o != REQMETRICS_MISS);
 }
 
 /* libmicrohttpd parses headers in place, in the connection's buffer, which
