@@ -56,12 +56,13 @@ HOSTSCONFIG_SRC := hostsconfig/spec.c hostsconfig/spec-model.c hostsconfig/spec-
 HOSTSCONFIG_SRC += hostsconfig/render-talos-legacy.c hostsconfig/render-yaml.c
 # The agent's sources that use none of its libraries (libmicrohttpd, libsystemd): the fuzz targets link them too.
 AGENT_PURE_SRC := agent/route.c agent/outcome.c agent/host.c agent/bounds.c \
-	agent/clientauth.c agent/verdict.c agent/private.c
+	agent/clientauth.c agent/verdict.c agent/private.c \
+	agent/reqmetrics.c
 AGENT_SRC := agent/main.c agent/serve.c agent/admit.c agent/log.c agent/notify.c agent/hosts.c agent/cache-cmd.c agent/cache-limits.c \
 	agent/upstream.c agent/fetch-cmd.c agent/pull.c agent/http.c agent/manifest.c agent/download.c agent/stream.c \
 	agent/tags.c agent/metrics.c agent/prefetch.c agent/prefetch-cmd.c \
 	agent/containerd.c agent/doctor.c agent/run.c \
-	agent/access.c \
+	agent/access.c agent/metrics-listen.c \
 	$(AGENT_PURE_SRC)
 AGENT_SRC += agent/referrers.c
 CACHE_SRC := cache/store.c cache/entry.c cache/tags.c cache/memo.c
@@ -154,7 +155,7 @@ UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRC))
 UNIT_ASAN := $(addprefix $(ASAN)/unit/,$(UNIT_NAMES))
 UNIT_REL := $(addprefix $(REL)/unit/,$(UNIT_NAMES))
 FUZZ_REPLAY := $(addprefix $(ASAN)/fuzz/,$(FUZZ_TARGETS))
-UNIT_TSAN := $(addprefix $(TSAN)/unit/,$(filter cache/% fallback/test-fallback agent/test-core agent/test-admit agent/test-bounds common/test-budget agent/test-private agent/test-verdict common/test-throttle,$(UNIT_NAMES)))
+UNIT_TSAN := $(addprefix $(TSAN)/unit/,$(filter cache/% fallback/test-fallback agent/test-core agent/test-admit agent/test-bounds common/test-budget agent/test-private agent/test-verdict common/test-throttle agent/test-reqmetrics,$(UNIT_NAMES)))
 UNIT_TSAN += $(TSAN)/unit/fallback/test-credsource
 
 unit: $(UNIT_ASAN) $(UNIT_REL) $(UNIT_TSAN) $(FUZZ_REPLAY)

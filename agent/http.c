@@ -72,6 +72,8 @@ struct request {
         bool head;
 
         uint64_t started_ms;
+        uint64_t started_ns, answered_ns; /* the head in; the last answer made (agent/reqmetrics.h) */
+        char registry[REFERENCE_NAME_MAX + 1]; /* the mirrored registry's host as the spec has it, or "" */
         enum route route;
         const char *method;
         char ns[REFERENCE_NAME_MAX + 1];
@@ -101,6 +103,7 @@ static enum MHD_Result queue(struct MHD_Connection *conn, struct request *rq, un
         if (!resp)
                 return MHD_NO;
         rq->status = status;
+        rq->answered_ns = time_now_ns();
         bool ok = MHD_add_response_header(resp, "Docker-Distribution-API-Version", "registry/2.0") == MHD_YES;
         if (ok && rq->deferred) {
                 /* On a worker: queued by pull_handle() once the connection is resumed. */
@@ -744,14 +747,8 @@ static enum MHD_Result referrers(struct pull *p, struct MHD_Connection *conn, st
 static enum MHD_Result respond_metrics(struct pull *p, struct MHD_Connection *conn, struct request *rq) {
         char *data = NULL;
         size_t len = 0;
-        FILE *f = open_memstream(&data, &len);
-        if (!f)
+        if (metrics_text(p, &data, &len) < 0)
                 return MHD_NO;
-        metrics_write(p, f);
-        if (fclose(f) != 0) {
-                free(data);
-                return MHD_NO;
-        }
         struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
         if (!resp) {
                 free(data);
@@ -780,16 +777,10 @@ static enum MHD_Result respond_text(struct MHD_Connection *conn, struct request 
 /* ---- dispatch -------------------------------------------------------------------------- */
 
 static enum MHD_Result respond_ready(struct pull *p, struct MHD_Connection *conn, struct request *rq) {
-        struct cache_stats cs;
-        cache_get_stats(p->cache, &cs);
-        /* Serving works before the index is complete; "ready" means every count is true. */
-        if (!cs.ready)
-                return respond_text(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "indexing the cache\n");
-        /* prefetch.wait_ready: boot images first (bounded by prefetch.wait_ready_timeout). */
-        uint64_t gate = atomic_load(&p->ready_gate_until_ms);
-        if (gate && time_now_ms() < gate)
-                return respond_text(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "prefetching\n");
-        return respond_text(conn, rq, MHD_HTTP_OK, "ready\n");
+        const char *why = metrics_not_ready(p);
+        if (!why)
+                return respond_text(conn, rq, MHD_HTTP_OK, "ready\n");
+        return respond_text(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, why);
 }
 
 /* Pass-through: whether the request may go on (t->client and
@@ -854,6 +845,7 @@ static enum MHD_Result registry_route(struct pull *p, struct MHD_Connection *con
         }
         snprintf(rq->repo, sizeof(rq->repo), "%s", t.repo);
         rq->reg = t.reg;
+        snprintf(rq->registry, sizeof(rq->registry), "%s", t.reg->host); /* ns as sent may differ in case */
         struct accept_buf accept = { .len = 0 };
         MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_accept, &accept);
         t.accept = accept.len ? accept.text : NULL;
@@ -1002,6 +994,7 @@ enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *
                 *req_cls = rq;
                 rq->pull = p;
                 rq->started_ms = time_now_ms();
+                rq->started_ns = time_now_ns();
                 rq->outcome = "-";
                 rq->route = ROUTE_OTHER;
                 rq->method = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0  ? "HEAD"
@@ -1051,6 +1044,35 @@ static void count_auth(struct pull *p, const struct request *rq) {
                 atomic_fetch_add(&p->auth_hows[rq->verdict], 1);
 }
 
+/* The request's latency and, for a mirrored registry's content, its hit or
+ * miss (agent/reqmetrics.h). Health checks and scrapes are no pulls. */
+static void count_latency(struct pull *p, const struct request *rq) {
+        enum reqmetrics_route route;
+        switch (rq->route) {
+        case ROUTE_METRICS:
+        case ROUTE_HEALTH:
+                return;
+        case ROUTE_MANIFEST:
+                route = REQMETRICS_MANIFEST;
+                break;
+        case ROUTE_BLOB:
+                route = REQMETRICS_BLOB;
+                break;
+        case ROUTE_TAGS:
+                route = REQMETRICS_TAGS;
+                break;
+        default:
+                route = REQMETRICS_OTHER;
+                break;
+        }
+        enum reqmetrics_outcome o = reqmetrics_outcome_of(rq->status, rq->outcome);
+        uint64_t end = rq->answered_ns ? rq->answered_ns : time_now_ns();
+        reqmetrics_observe(&p->reqmetrics, route, o, end > rq->started_ns ? end - rq->started_ns : 0);
+        /* A stale tag's answer came from the node: a hit for the ratio. */
+        if (rq->registry[0] && (route == REQMETRICS_MANIFEST || route == REQMETRICS_BLOB) && o != REQMETRICS_ERROR)
+                reqmetrics_count_registry(&p->reqmetrics, rq->registry, o != REQMETRICS_MISS);
+}
+
 /* libmicrohttpd parses headers in place, in the connection's buffer, which
  * it keeps (unwiped) while the connection lives: the client's credentials
  * are wiped there, in each Authorization header's value. */
@@ -1078,6 +1100,7 @@ void http_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum
                         slot = i;
         atomic_fetch_add(&p->requests[rq->route][slot], 1);
         count_auth(p, rq);
+        count_latency(p, rq);
         uint64_t bytes = rq->streamed ? (uint64_t) atomic_load(&rq->bytes)
                                       : (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? rq->length : 0);
         /* Health checks and metrics scrapes would drown the log: debug only. */

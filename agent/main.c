@@ -48,7 +48,8 @@ static const char usage_main[] =
 
 static const char usage_serve[] =
         "Usage: layerd serve [--spec FILE] [--listen HOST:PORT] [--cache-dir DIR] [--write-hosts DIR]\n"
-        "                    [--containerd-socket PATH] [--containerd-config FILE] [--log-level LEVEL]\n"
+        "                    [--metrics-listen ADDR:PORT] [--containerd-socket PATH]\n"
+        "                    [--containerd-config FILE] [--log-level LEVEL]\n"
         "\n"
         "Serve the OCI distribution pull API. Without --spec, a built-in spec is used:\n"
         "listen on 127.0.0.1:5080 and mirror docker.io, ghcr.io, quay.io, registry.k8s.io\n"
@@ -57,6 +58,12 @@ static const char usage_serve[] =
         "  --spec FILE          cluster spec (layerd form or Helm values), see docs/spec.md\n"
         "  --listen HOST:PORT   address to listen on (e.g. 127.0.0.1:5080, [::1]:5080)\n"
         "  --cache-dir DIR      absolute path of the cache directory\n"
+        "  --metrics-listen ADDR:PORT\n"
+        "                       also serve /metrics, /healthz and /readyz (and nothing\n"
+        "                       else) on ADDR:PORT, e.g. 0.0.0.0:9580 or the node's\n"
+        "                       address; an IPv6 address may come without brackets\n"
+        "                       ($(HOST_IP):9580 on Kubernetes). Overrides\n"
+        "                       agent.metrics_listen\n"
         "  --write-hosts DIR    write containerd hosts.toml files under DIR at start-up and\n"
         "                       after each SIGHUP (which also reloads the spec)\n"
         "  --containerd-socket PATH\n"
@@ -173,6 +180,21 @@ static int cmd_version(int argc, char **argv) {
         return EXIT_OK;
 }
 
+/* --metrics-listen: HOST:PORT as agent.metrics_listen, or an IPv6 address
+ * without brackets and a port after its last colon, which the port being
+ * required makes unambiguous. The DaemonSet writes $(HOST_IP):9580, and
+ * status.hostIP is such an address on an IPv6 node. */
+static int parse_metrics_listen(const char *s, char **ret_host, uint16_t *ret_port) {
+        int r = parse_host_port(s, true, ret_host, ret_port);
+        const char *colon = strrchr(s, ':');
+        if (r != -EINVAL || s[0] == '[' || !colon || colon == strchr(s, ':'))
+                return r;
+        _cleanup_free_ char *bracketed = NULL;
+        if (asprintf(&bracketed, "[%.*s]%s", (int) (colon - s), s, colon) < 0)
+                return -ENOMEM;
+        return parse_host_port(bracketed, true, ret_host, ret_port);
+}
+
 static int cmd_serve(int argc, char **argv) {
         static const struct option opts[] = {
                 { "spec", required_argument, NULL, 's' },      { "listen", required_argument, NULL, 'l' },
@@ -180,10 +202,11 @@ static int cmd_serve(int argc, char **argv) {
                 { "write-hosts", required_argument, NULL, 'w' }, { "help", no_argument, NULL, 'h' },
                 { "containerd-socket", required_argument, NULL, 'S' },
                 { "containerd-config", required_argument, NULL, 'C' },
+                { "metrics-listen", required_argument, NULL, 'M' },
                 {},
         };
         _cleanup_(spec_freep) struct spec *spec = NULL;
-        _cleanup_free_ char *listen_host = NULL;
+        _cleanup_free_ char *listen_host = NULL, *metrics_host = NULL;
         struct serve_config cfg = { .containerd_socket = AGENT_CONTAINERD_SOCKET_DEFAULT,
                                     .containerd_config = DOCTOR_DEFAULT_CONTAINERD_CONFIG };
         struct error_list errors;
@@ -207,6 +230,16 @@ static int cmd_serve(int argc, char **argv) {
                                 return EXIT_USAGE;
                         }
                         cfg.listen_host = listen_host;
+                        break;
+                case 'M':
+                        metrics_host = mfree(metrics_host);
+                        r = parse_metrics_listen(optarg, &metrics_host, &cfg.metrics_port);
+                        if (r < 0) {
+                                fprintf(stderr, "layerd serve: --metrics-listen: not an ADDR:PORT address: \"%s\"\n",
+                                        optarg);
+                                return EXIT_USAGE;
+                        }
+                        cfg.metrics_host = metrics_host;
                         break;
                 case 'c':
                         if (optarg[0] != '/') {

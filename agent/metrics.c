@@ -2,11 +2,14 @@
 /* The counters of the pull core, the cache and the chains, as Prometheus
  * text (served at /metrics by http.c) and as the service manager's STATUS=
  * line. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/statvfs.h>
 
 #include "agent/pull-internal.h"
+#include "common/time.h"
 
 #define ENDPOINT_LABELS_MAX 640 /* registry="host",endpoint="url", NUL included */
 
@@ -18,24 +21,80 @@ static const char *const route_names[_ROUTE_MAX] = {
         [ROUTE_METRICS] = "metrics", [ROUTE_HEALTH] = "health",   [ROUTE_OTHER] = "other",
 };
 
+/* The endpoints' families, each written whole after its TYPE line: the text
+ * format wants a family's samples in one group, and the endpoints are walked
+ * once (under fallback's lock). */
+enum endpoint_family {
+        EF_REQUESTS,
+        EF_HTTP_REQUESTS,
+        EF_BYTES,
+        EF_RESUMES,
+        EF_TOKEN_FETCHES,
+        EF_BREAKER_OPENS,
+        EF_BREAKER_STATE,
+        EF_RATELIMIT,
+        _EF_MAX,
+};
+
+static const char *const endpoint_family_names[_EF_MAX][2] = {
+        [EF_REQUESTS] = { "layerd_upstream_requests_total", "counter" },
+        [EF_HTTP_REQUESTS] = { "layerd_upstream_http_requests_total", "counter" },
+        [EF_BYTES] = { "layerd_upstream_bytes_total", "counter" },
+        [EF_RESUMES] = { "layerd_upstream_resumes_total", "counter" },
+        [EF_TOKEN_FETCHES] = { "layerd_upstream_token_fetches_total", "counter" },
+        [EF_BREAKER_OPENS] = { "layerd_upstream_breaker_opens_total", "counter" },
+        [EF_BREAKER_STATE] = { "layerd_upstream_breaker_state", "gauge" },
+        [EF_RATELIMIT] = { "layerd_upstream_ratelimit_remaining", "gauge" },
+};
+
+struct endpoint_text {
+        FILE *f[_EF_MAX];
+        char *data[_EF_MAX];
+        size_t len[_EF_MAX];
+};
+
 static void endpoint_metrics(const struct fallback_endpoint_stats *s, void *userdata) {
-        FILE *f = userdata;
+        FILE **f = ((struct endpoint_text *) userdata)->f;
         /* Registry hosts and canonical URLs hold no quotes or backslashes (validated by the spec). */
         char labels[ENDPOINT_LABELS_MAX];
         snprintf(labels, sizeof(labels), "registry=\"%s\",endpoint=\"%s\"", s->registry, s->endpoint);
-        fprintf(f, "layerd_upstream_requests_total{%s,outcome=\"ok\"} %" PRIu64 "\n", labels, s->ok);
-        fprintf(f, "layerd_upstream_requests_total{%s,outcome=\"not_found\"} %" PRIu64 "\n", labels, s->not_found);
-        fprintf(f, "layerd_upstream_requests_total{%s,outcome=\"failed\"} %" PRIu64 "\n", labels, s->failures);
-        fprintf(f, "layerd_upstream_http_requests_total{%s} %" PRIu64 "\n", labels, s->requests);
-        fprintf(f, "layerd_upstream_bytes_total{%s} %" PRIu64 "\n", labels, s->bytes);
-        fprintf(f, "layerd_upstream_resumes_total{%s} %" PRIu64 "\n", labels, s->resumes);
-        fprintf(f, "layerd_upstream_token_fetches_total{%s} %" PRIu64 "\n", labels, s->token_fetches);
-        fprintf(f, "layerd_upstream_breaker_opens_total{%s} %" PRIu64 "\n", labels, s->breaker_opens);
+        fprintf(f[EF_REQUESTS], "layerd_upstream_requests_total{%s,outcome=\"ok\"} %" PRIu64 "\n", labels, s->ok);
+        fprintf(f[EF_REQUESTS], "layerd_upstream_requests_total{%s,outcome=\"not_found\"} %" PRIu64 "\n", labels,
+                s->not_found);
+        fprintf(f[EF_REQUESTS], "layerd_upstream_requests_total{%s,outcome=\"failed\"} %" PRIu64 "\n", labels,
+                s->failures);
+        fprintf(f[EF_HTTP_REQUESTS], "layerd_upstream_http_requests_total{%s} %" PRIu64 "\n", labels, s->requests);
+        fprintf(f[EF_BYTES], "layerd_upstream_bytes_total{%s} %" PRIu64 "\n", labels, s->bytes);
+        fprintf(f[EF_RESUMES], "layerd_upstream_resumes_total{%s} %" PRIu64 "\n", labels, s->resumes);
+        fprintf(f[EF_TOKEN_FETCHES], "layerd_upstream_token_fetches_total{%s} %" PRIu64 "\n", labels,
+                s->token_fetches);
+        fprintf(f[EF_BREAKER_OPENS], "layerd_upstream_breaker_opens_total{%s} %" PRIu64 "\n", labels,
+                s->breaker_opens);
         for (int st = 0; st < _FALLBACK_BREAKER_STATE_MAX; st++)
-                fprintf(f, "layerd_upstream_breaker_state{%s,state=\"%s\"} %d\n", labels,
+                fprintf(f[EF_BREAKER_STATE], "layerd_upstream_breaker_state{%s,state=\"%s\"} %d\n", labels,
                         fallback_breaker_state_to_string(st), s->state == (enum fallback_breaker_state) st);
         if (s->ratelimit_remaining >= 0)
-                fprintf(f, "layerd_upstream_ratelimit_remaining{%s} %" PRId64 "\n", labels, s->ratelimit_remaining);
+                fprintf(f[EF_RATELIMIT], "layerd_upstream_ratelimit_remaining{%s} %" PRId64 "\n", labels,
+                        s->ratelimit_remaining);
+}
+
+/* Every endpoint's families to f; nothing of them when out of memory. */
+static void endpoints_write(struct pull *p, FILE *f) {
+        struct endpoint_text t = {};
+        bool ok = true;
+        for (int i = 0; i < _EF_MAX; i++)
+                ok = ok && (t.f[i] = open_memstream(&t.data[i], &t.len[i]));
+        if (ok)
+                fallback_foreach_endpoint(p->fb, endpoint_metrics, &t);
+        for (int i = 0; i < _EF_MAX; i++)
+                ok = t.f[i] && fclose(t.f[i]) == 0 && ok;
+        for (int i = 0; ok && i < _EF_MAX; i++)
+                if (t.len[i]) {
+                        fprintf(f, "# TYPE %s %s\n", endpoint_family_names[i][0], endpoint_family_names[i][1]);
+                        fwrite(t.data[i], 1, t.len[i], f);
+                }
+        for (int i = 0; i < _EF_MAX; i++)
+                free(t.data[i]);
 }
 
 void metrics_write(struct pull *p, FILE *f) {
@@ -150,11 +209,40 @@ void metrics_write(struct pull *p, FILE *f) {
                         "# TYPE layerd_cache_fs_free_bytes gauge\nlayerd_cache_fs_free_bytes %" PRIu64 "\n"
                         "# TYPE layerd_cache_fs_size_bytes gauge\nlayerd_cache_fs_size_bytes %" PRIu64 "\n",
                         (uint64_t) sv.f_bavail * sv.f_frsize, (uint64_t) sv.f_blocks * sv.f_frsize);
-        fputs("# TYPE layerd_upstream_requests_total counter\n", f);
-        fallback_foreach_endpoint(p->fb, endpoint_metrics, f);
+        reqmetrics_write(&p->reqmetrics, f);
+        endpoints_write(p, f);
         for (size_t i = 0; i < ELEMENTSOF(p->metrics_hooks); i++)
                 if (p->metrics_hooks[i].fn)
                         p->metrics_hooks[i].fn(f, p->metrics_hooks[i].userdata);
+}
+
+int metrics_text(struct pull *p, char **ret_data, size_t *ret_size) {
+        char *data = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&data, &len);
+        if (!f)
+                return -ENOMEM;
+        metrics_write(p, f);
+        if (fclose(f) != 0) {
+                free(data);
+                return -ENOMEM;
+        }
+        *ret_data = data;
+        *ret_size = len;
+        return 0;
+}
+
+const char *metrics_not_ready(struct pull *p) {
+        struct cache_stats cs;
+        cache_get_stats(p->cache, &cs);
+        /* Serving works before the index is complete; "ready" means every count is true. */
+        if (!cs.ready)
+                return "indexing the cache\n";
+        /* prefetch.wait_ready: boot images first (bounded by prefetch.wait_ready_timeout). */
+        uint64_t gate = atomic_load(&p->ready_gate_until_ms);
+        if (gate && time_now_ms() < gate)
+                return "prefetching\n";
+        return NULL;
 }
 
 void pull_status(struct pull *p, char *buf, size_t size) {

@@ -15,6 +15,7 @@
 #include "agent/bounds.h"
 #include "agent/clientauth.h"
 #include "agent/private.h"
+#include "agent/reqmetrics.h"
 #include "agent/verdict.h"
 #include "agent/outcome.h"
 #include "cache/cache.h"
@@ -123,6 +124,7 @@ struct pull {
 
         atomic_uint_fast64_t requests[_ROUTE_MAX][STATUS_SLOTS];
         atomic_uint_fast64_t bytes_served, stale_serves, cut_streams;
+        struct reqmetrics reqmetrics; /* latency histograms, per-registry hits and misses */
 };
 
 /* ---- pull.c: shared state ---- */
@@ -389,3 +391,7 @@ void access_refused(struct pull *p, const char *registry, const char *repository
 
 /* Writes the Prometheus text of every counter to f. */
 void metrics_write(struct pull *p, FILE *f);
+/* metrics_write()'s text in *ret_data (malloc'ed, the caller frees), *ret_size bytes. 0 or -ENOMEM. */
+int metrics_text(struct pull *p, char **ret_data, size_t *ret_size);
+/* NULL when /readyz says ready, else its 503 answer's text ("indexing the cache\n", "prefetching\n"). */
+const char *metrics_not_ready(struct pull *p);

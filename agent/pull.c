@@ -186,6 +186,7 @@ int pull_new(struct cache *cache, const char *cache_dir, struct fallback *fb, st
                 return k;
         }
         verdicts_init(&p->verdicts);
+        reqmetrics_init(&p->reqmetrics);
         throttle_init(&p->grace_log, AUTH_GRACE_LOG_INTERVAL_MS);
         r->spec = spec;
         r->refs = 1;

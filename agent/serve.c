@@ -26,6 +26,7 @@
 #include "agent/agent.h"
 #include "agent/doctor.h"
 #include "agent/log.h"
+#include "agent/metrics-listen.h"
 #include "agent/notify.h"
 #include "agent/prefetch.h"
 #include "agent/http.h"
@@ -88,13 +89,13 @@ static int resolve_listen(const char *host, uint16_t port, struct sockaddr_stora
 }
 
 /* A listening socket for addr, as MHD made it: address reuse, IPv6 only for
- * an IPv6 address, the kernel's largest backlog. Returns it or -errno. */
-static int open_listener(const struct sockaddr_storage *addr, socklen_t addr_len) {
+ * an IPv6 address, a backlog of backlog. Returns it or -errno. */
+static int open_listener(const struct sockaddr_storage *addr, socklen_t addr_len, int backlog) {
         _cleanup_close_ int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         int on = 1;
         if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
             (addr->ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) < 0) ||
-            bind(fd, (const struct sockaddr *) addr, addr_len) < 0 || listen(fd, SOMAXCONN) < 0)
+            bind(fd, (const struct sockaddr *) addr, addr_len) < 0 || listen(fd, backlog) < 0)
                 return -errno;
         return TAKE_FD(fd);
 }
@@ -187,6 +188,11 @@ static const struct spec *reload(const struct serve_config *cfg, const struct sp
         if (!cfg->listen_host && (strcmp(fresh->agent.listen_host, cur->agent.listen_host) != 0 ||
                                   fresh->agent.listen_port != cur->agent.listen_port))
                 log_warning("reload: agent.listen changed; it takes effect at the next start");
+        if (!cfg->metrics_host && (!fresh->agent.metrics_host != !cur->agent.metrics_host ||
+                                   (fresh->agent.metrics_host &&
+                                    (strcmp(fresh->agent.metrics_host, cur->agent.metrics_host) != 0 ||
+                                     fresh->agent.metrics_port != cur->agent.metrics_port))))
+                log_warning("reload: agent.metrics_listen changed; it takes effect at the next start");
         if (!cfg->cache_dir && strcmp(fresh->agent.cache_dir, cur->agent.cache_dir) != 0)
                 log_warning("reload: agent.cache_dir changed; it takes effect at the next start");
         const struct spec *now = fresh;
@@ -226,6 +232,28 @@ static uint64_t raise_nofile(void) {
 static void stop_accepting(struct admit *admit, int listen_fd) {
         admit_listen_stop(admit);
         close(listen_fd);
+}
+
+/* The metrics listener, when the spec or the command line asks for one. It
+ * failing to start is logged and serving goes on: pulls matter more than
+ * their metrics, and a node whose metrics port is taken must not lose its
+ * mirror (Prometheus shows the target down). */
+static struct metrics_listener *start_metrics(const char *host, uint16_t port, struct pull *pull) {
+        struct sockaddr_storage addr;
+        socklen_t addr_len;
+        struct metrics_listener *m = NULL;
+        int r = resolve_listen(host, port, &addr, &addr_len);
+        if (r >= 0)
+                r = open_listener(&addr, addr_len, METRICS_LISTEN_BACKLOG);
+        if (r >= 0)
+                r = metrics_listen_start(pull, r, &m);
+        if (r < 0) {
+                log_error("cannot start the metrics listener address=%s port=%u, serving without it: %s", host, port,
+                          strerror(-r));
+                return NULL;
+        }
+        log_info("metrics listener address=%s port=%u connections=%u", host, port, METRICS_LISTEN_CONNECTIONS);
+        return m;
 }
 
 /* agent.max_inflight_memory bounds the bytes requests hold; what the process
@@ -310,7 +338,7 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
         if (listen_fd < 0) {
                 r = resolve_listen(listen_host, listen_port, &addr, &addr_len);
                 if (r >= 0) {
-                        r = open_listener(&addr, addr_len);
+                        r = open_listener(&addr, addr_len, SOMAXCONN); /* the kernel's largest */
                         if (r < 0)
                                 log_error("cannot listen address=%s port=%u: %s", listen_host, listen_port,
                                           strerror(-r));
@@ -413,6 +441,11 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
         r = prefetch_run(pf);
         if (r < 0)
                 log_error("cannot start the prefetch worker: %s", strerror(-r));
+        const char *metrics_host = cfg->metrics_host ? cfg->metrics_host : spec->agent.metrics_host;
+        struct metrics_listener *metrics =
+                metrics_host ? start_metrics(metrics_host, cfg->metrics_host ? cfg->metrics_port
+                                                                              : spec->agent.metrics_port, pull)
+                             : NULL;
         notify_ready("serving");
 
         /* Between signals: the watchdog (at half its period) and a STATUS= line. */
@@ -443,6 +476,7 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                 break;
         }
         notify_stopping();
+        metrics = metrics_listen_stop(metrics);
         stop_accepting(admit, listen_fd);
         /* Downloads stop first (their readers are cut at once), then the
          * connections end and MHD joins their threads; the prefetch worker

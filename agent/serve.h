@@ -19,6 +19,8 @@ struct serve_config {
         const char *write_hosts_dir; /* containerd hosts directory to keep in step with the spec */
         const char *containerd_socket; /* asked for containerd's version when the spec says auto */
         const char *containerd_config; /* containerd's config, for the start-up checks */
+        const char *metrics_host;   /* overrides agent.metrics_listen */
+        uint16_t metrics_port;
 };
 
 /* Blocks the signals serve_run() waits for (SIGTERM, SIGINT, SIGHUP) and

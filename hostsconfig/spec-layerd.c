@@ -176,7 +176,8 @@ static void get_platforms(struct spec_ctx *c, const yaml_node_t *n, const char *
 
 /* ---- agent ------------------------------------------------------------------ */
 
-static void parse_listen(struct spec_ctx *c, const yaml_node_t *n, const char *path) {
+static void parse_listen(struct spec_ctx *c, const yaml_node_t *n, const char *path, char **ret_host,
+                         uint16_t *ret_port) {
         const char *s = spec_scalar(c, n, path);
         if (!s)
                 return;
@@ -191,9 +192,9 @@ static void parse_listen(struct spec_ctx *c, const yaml_node_t *n, const char *p
                 spec_error(c, n, path, "not a HOST:PORT address (like 127.0.0.1:5080 or [::1]:5080): \"%.128s\"", s);
                 return;
         }
-        free(c->spec->agent.listen_host);
-        c->spec->agent.listen_host = host;
-        c->spec->agent.listen_port = port;
+        free(*ret_host);
+        *ret_host = host;
+        *ret_port = port;
 }
 
 /* A size, or a share of the cache's file system ("80%"). */
@@ -224,12 +225,12 @@ static void parse_agent(struct spec_ctx *c, const yaml_node_t *n, const yaml_nod
                                             "cache_min_free", "finish_abandoned_downloads", "max_downloads",
                                             "max_upstream_waits", "max_abandoned_downloads",
                                             "abandoned_download_timeout", "max_inflight_memory", "max_connections",
-                                            "cache_max_age" };
+                                            "cache_max_age", "metrics_listen" };
         yaml_node_t *v[ELEMENTSOF(keys)];
         if (spec_mapping(c, n, "agent", keys, ELEMENTSOF(keys), v, false) < 0)
                 return;
         if (v[0])
-                parse_listen(c, v[0], "agent.listen");
+                parse_listen(c, v[0], "agent.listen", &c->spec->agent.listen_host, &c->spec->agent.listen_port);
         if (v[1]) {
                 char *dir = get_abs_path(c, v[1], "agent.cache_dir");
                 if (dir) {
@@ -275,6 +276,15 @@ static void parse_agent(struct spec_ctx *c, const yaml_node_t *n, const yaml_nod
                         spec_error(c, v[12], "agent.cache_max_age", "must be 0 (none) or at least 1s");
                 else
                         c->spec->agent.cache_max_age_ms = age;
+        }
+        struct spec_agent *a = &c->spec->agent;
+        if (v[13]) {
+                parse_listen(c, v[13], "agent.metrics_listen", &a->metrics_host, &a->metrics_port);
+                /* The pull API's own address would fail to bind at start, after the cache opened. */
+                if (a->metrics_host && a->metrics_port == (a->listen_host ? a->listen_port : SPEC_DEFAULT_PORT) &&
+                    strcmp(a->metrics_host, a->listen_host ? a->listen_host : "127.0.0.1") == 0)
+                        spec_error(c, v[13], "agent.metrics_listen", "is agent.listen's address: the metrics "
+                                   "listener needs a port of its own (like 9580)");
         }
         /* Checked against the registries in spec_finish(), once they are known. */
         *ret_default_registry = v[3];

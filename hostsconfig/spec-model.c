@@ -48,6 +48,7 @@ struct spec *spec_free(struct spec *s) {
                 return NULL;
         free(s->source);
         free(s->agent.listen_host);
+        free(s->agent.metrics_host);
         free(s->agent.cache_dir);
         free(s->agent.default_registry);
         for (size_t i = 0; s->registries && i < s->n_registries; i++)

@@ -232,6 +232,14 @@ static bool document(struct out *o, const struct spec *s) {
             !kv_size(o, "max_inflight_memory", s->agent.max_inflight_memory) ||
             !kv_uint(o, "max_connections", s->agent.max_connections))
                 return false;
+        if (s->agent.metrics_host) {
+                char metrics[LISTEN_TEXT_MAX];
+                bool m6 = strchr(s->agent.metrics_host, ':') != NULL;
+                snprintf(metrics, sizeof(metrics), "%s%s%s:%u", m6 ? "[" : "", s->agent.metrics_host, m6 ? "]" : "",
+                         s->agent.metrics_port);
+                if (!kv(o, "metrics_listen", metrics))
+                        return false;
+        }
         if (s->agent.default_registry ? !kv(o, "default_registry", s->agent.default_registry)
                                       : !kv_raw(o, "default_registry", "null"))
                 return false;

@@ -164,6 +164,8 @@ struct spec_agent {
         uint64_t abandoned_download_timeout_ms; /* an abandoned download not done in this is cancelled */
         uint64_t max_inflight_memory; /* bytes in-flight requests may hold in memory together; past it, 503 */
         unsigned max_connections;     /* client connections held open at once (also bounded by open files) */
+        char *metrics_host;           /* agent.metrics_listen: "0.0.0.0", "::", an address or a name; NULL: none */
+        uint16_t metrics_port;
         char *default_registry; /* a mirrored registry's host, or NULL: requests without ns are refused */
 };
 

@@ -2,13 +2,15 @@
 # SPDX-License-Identifier: Apache-2.0
 """Structural checks of the rendered Kubernetes manifests (packaging/kubernetes).
 
-    check-kubernetes.py RENDERED_YAML SPEC_OUT
+    check-kubernetes.py RENDERED_YAML SPEC_OUT [SERVICEMONITOR_YAML]
 
 RENDERED_YAML: the multi-document output of `kubectl kustomize` (or of --render
 DIR, which applies the kustomization's namespace and images itself, for a
 machine without kubectl). Prints one line per check, "1 what" or "0 what", for
 the shell test to turn into TAP; writes the ConfigMap's spec to SPEC_OUT for
-`layerd check-config`.
+`layerd check-config`. With SERVICEMONITOR_YAML (optional, not in the
+kustomization: it needs the Prometheus Operator's CRD), checks it selects the
+rendered metrics Service.
 """
 import os
 import posixpath
@@ -61,8 +63,8 @@ def main():
         by_kind.setdefault(d.get("kind"), []).append(d)
     check("every document has apiVersion, kind and metadata.name",
           all(d.get("apiVersion") and d.get("kind") and d.get("metadata", {}).get("name") for d in docs))
-    check("one Namespace, one ConfigMap, one DaemonSet",
-          all(len(by_kind.get(k, [])) == 1 for k in ("Namespace", "ConfigMap", "DaemonSet")))
+    check("one Namespace, one ConfigMap, one DaemonSet, one Service",
+          all(len(by_kind.get(k, [])) == 1 for k in ("Namespace", "ConfigMap", "DaemonSet", "Service")))
     ns = by_kind["Namespace"][0]["metadata"]["name"]
     check("every namespaced object is in namespace %s" % ns,
           all(d["metadata"].get("namespace") == ns for d in docs if d["kind"] != "Namespace"))
@@ -143,21 +145,53 @@ def main():
           and creds and all(under(p, sec_mounts[0][0]) for p in creds))
     check("every volume mount names a volume", all(m["name"] in volumes for m in mounts.values()))
 
+    # The metrics listener on the node's address (issue 19): $(HOST_IP) is the
+    # pod's status.hostIP, which the kubelet substitutes into args.
+    ml = [a for a in args if a.startswith("--metrics-listen=")]
+    ml_value = ml[0].split("=", 1)[1] if len(ml) == 1 else ""
+    env = {e.get("name"): e for e in c.get("env", [])}
+    host_ip = env.get("HOST_IP", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+    m = re.fullmatch(r"\$\(HOST_IP\):([0-9]+)", ml_value)
+    metrics_port = int(m.group(1)) if m else -1
+    check("--metrics-listen=$(HOST_IP):PORT with HOST_IP from status.hostIP (%s)" % ml_value,
+          m is not None and host_ip == "status.hostIP" and "metrics_listen" not in agent)
+
     listen = agent.get("listen", "")
     host, _, port = listen.rpartition(":")
     check("the spec listens on 127.0.0.1 only (%s)" % listen, host == "127.0.0.1" and port.isdigit())
     check("hostNetwork: true, so the node's containerd reaches it on the node's loopback",
           pod.get("hostNetwork") is True)
-    check("the declared container port is the spec's port",
-          [p.get("containerPort") for p in c.get("ports", [])] == [int(port or 0)])
+    ports = {p.get("name"): p.get("containerPort") for p in c.get("ports", [])}
+    check("the declared container ports: http the spec's port, metrics --metrics-listen's",
+          len(c.get("ports", [])) == 2 and ports.get("http") == int(port or 0) and ports.get("metrics") == metrics_port)
     for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
         g = c.get(probe, {}).get("httpGet", {})
         check("%s: GET %s on 127.0.0.1:%s" % (probe, path, port),
               g.get("path") == path and g.get("host") == "127.0.0.1" and str(g.get("port")) == port)
     ann = ds["spec"]["template"]["metadata"].get("annotations", {})
-    check("Prometheus scrape annotations name the port and /metrics",
-          ann.get("prometheus.io/scrape") == "true" and ann.get("prometheus.io/port") == port
+    check("Prometheus scrape annotations name the metrics port and /metrics",
+          ann.get("prometheus.io/scrape") == "true" and ann.get("prometheus.io/port") == str(metrics_port)
           and ann.get("prometheus.io/path") == "/metrics")
+
+    svc = by_kind["Service"][0]
+    sp = svc.get("spec", {})
+    pod_labels = ds["spec"]["template"]["metadata"]["labels"]
+    check("the Service is headless (clusterIP: None) and selects the DaemonSet's pods",
+          sp.get("clusterIP") == "None" and sp.get("selector")
+          and all(pod_labels.get(k) == v for k, v in sp["selector"].items()))
+    check("the Service's port metrics is %d and targets the container port metrics" % metrics_port,
+          [(p.get("name"), p.get("port"), p.get("targetPort")) for p in sp.get("ports", [])]
+          == [("metrics", metrics_port, "metrics")])
+    if len(sys.argv) > 3:
+        with open(sys.argv[3]) as f:
+            sm = yaml.safe_load(f)
+        ep = (sm.get("spec", {}).get("endpoints") or [{}])[0]
+        check("the ServiceMonitor selects the Service by its labels, in its namespace, port metrics, /metrics",
+              sm.get("kind") == "ServiceMonitor" and sm.get("apiVersion") == "monitoring.coreos.com/v1"
+              and all(svc["metadata"].get("labels", {}).get(k) == v
+                      for k, v in sm["spec"]["selector"]["matchLabels"].items())
+              and sm["spec"].get("namespaceSelector", {}).get("matchNames") == [svc["metadata"]["namespace"]]
+              and ep.get("port") == "metrics" and ep.get("path") == "/metrics")
 
     check("priorityClassName: system-node-critical", pod.get("priorityClassName") == "system-node-critical")
     check("tolerates every taint (operator: Exists, no key)",

@@ -4,7 +4,10 @@
 # one, its cache_dir and the --write-hosts directory are the hostPaths,
 # containerd's socket is mounted read-only (hosts.containerd_version: auto),
 # probes and port are the spec's loopback address, plus the issue's security
-# and scheduling settings (check-kubernetes.py lists them).
+# and scheduling settings (check-kubernetes.py lists them). Issue 19: the
+# metrics listener on the node's address ($(HOST_IP):9580 from status.hostIP),
+# the headless Service over it, the optional ServiceMonitor (not applied: it
+# needs the Prometheus Operator's CRD) and the Grafana dashboard.
 #
 # kubectl's client-side validation (`apply --dry-run=client`) is not run: it
 # downloads the OpenAPI schema from an API server, in every kubectl version
@@ -35,7 +38,7 @@ else
 fi
 skip "kubectl client-side validation" "unsupported: needs an API server's OpenAPI schema, none reachable offline"
 
-/usr/bin/python3 "$CHECK" "$T/rendered.yaml" "$T/spec.yaml" >"$T/results" 2>"$T/check.err"
+/usr/bin/python3 "$CHECK" "$T/rendered.yaml" "$T/spec.yaml" "$K/servicemonitor.yaml" >"$T/results" 2>"$T/check.err"
 check "the rendered manifests parse (check-kubernetes.py ran)" test $? -eq 0
 while read -r pass what; do
   if [[ $pass == 1 ]]; then ok "$what"; else not_ok "$what"; fi
@@ -65,4 +68,17 @@ PY
 check "secret.yaml: a dockerconfigjson Secret, the one the DaemonSet mounts" secret_ok
 not_applied() { grep -qx '  - daemonset.yaml' "$K/kustomization.yaml" && absent -x '  - secret.yaml' "$K/kustomization.yaml"; }
 check "secret.yaml is not applied by the kustomization (no example credentials on a cluster)" not_applied
+# The ServiceMonitor needs the Prometheus Operator's CRD: optional, with how to enable it.
+sm_optional() {
+  grep -qx '  - service.yaml' "$K/kustomization.yaml" && absent -x '  - servicemonitor.yaml' "$K/kustomization.yaml" &&
+    grep -q 'add "- servicemonitor.yaml"' "$K/kustomization.yaml" && grep -q 'add "- servicemonitor.yaml"' "$K/servicemonitor.yaml"
+}
+check "service.yaml is applied; servicemonitor.yaml is not, and both files say how to enable it" sm_optional
+grafana_ok() {
+  /usr/bin/python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+ps = [p for p in d["panels"] if p["type"] != "row"]
+sys.exit(not (d["uid"] and ps and all(t.get("expr") for p in ps for t in p["targets"])))' packaging/grafana/layerd.json
+}
+check "packaging/grafana/layerd.json is a dashboard whose panels all have queries (their metrics: test-metrics-listen.sh)" grafana_ok
 finish

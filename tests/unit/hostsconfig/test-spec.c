@@ -215,6 +215,35 @@ static void test_agent_settings(void **state) {
         spec_free(s);
 }
 
+/* agent.metrics_listen (issue 19): none by default; any address, IPv6 bracketed, or a name. */
+static void test_agent_metrics_listen(void **state) {
+        (void) state;
+        struct spec *s = parse_ok("agent: {}\n" REG);
+        assert_null(s->agent.metrics_host);
+        spec_free(s);
+        s = parse_ok("agent: {metrics_listen: 0.0.0.0:9580}\n" REG);
+        assert_string_equal(s->agent.metrics_host, "0.0.0.0");
+        assert_int_equal(s->agent.metrics_port, 9580);
+        spec_free(s);
+        s = parse_ok("agent: {metrics_listen: '[FD00::1]:9580'}\n" REG);
+        assert_string_equal(s->agent.metrics_host, "fd00::1");
+        spec_free(s);
+        s = parse_ok("agent: {listen: '127.0.0.1:5080', metrics_listen: 'node-1.example:5080'}\n" REG);
+        assert_string_equal(s->agent.metrics_host, "node-1.example");
+        spec_free(s);
+        expect_errors("agent:\n  metrics_listen: 0.0.0.0\n" REG, 1,
+                      "spec.yaml:2:19: agent.metrics_listen: not a HOST:PORT address (like 127.0.0.1:5080 or "
+                      "[::1]:5080): \"0.0.0.0\"");
+        expect_errors("agent:\n  metrics_listen: fd00::1:9580\n" REG, 1,
+                      "spec.yaml:2:19: agent.metrics_listen: not a HOST:PORT address (like 127.0.0.1:5080 or "
+                      "[::1]:5080): \"fd00::1:9580\"");
+        expect_errors("agent:\n  metrics_listen: [a, b]\n" REG, 1,
+                      "spec.yaml:2:19: agent.metrics_listen: expected a string, got a list");
+        expect_errors("agent:\n  listen: 127.0.0.1:7000\n  metrics_listen: 127.0.0.1:7000\n" REG, 1,
+                      "spec.yaml:3:19: agent.metrics_listen: is agent.listen's address: the metrics listener needs a "
+                      "port of its own (like 9580)");
+}
+
 static void test_agent_errors(void **state) {
         (void) state;
         expect_errors("agent:\n  listen: 127.0.0.1\n" REG, 1,
@@ -1110,6 +1139,7 @@ int main(void) {
                 cmocka_unit_test(test_agent_defaults),
                 cmocka_unit_test(test_agent_settings),
                 cmocka_unit_test(test_agent_errors),
+                cmocka_unit_test(test_agent_metrics_listen),
                 cmocka_unit_test(test_registry_namespace_lookup),
                 cmocka_unit_test(test_registry_defaults),
                 cmocka_unit_test(test_registry_host_canonical),
