@@ -157,6 +157,7 @@ UNIT_REL := $(addprefix $(REL)/unit/,$(UNIT_NAMES))
 FUZZ_REPLAY := $(addprefix $(ASAN)/fuzz/,$(FUZZ_TARGETS))
 UNIT_TSAN := $(addprefix $(TSAN)/unit/,$(filter cache/% fallback/test-fallback agent/test-core agent/test-admit agent/test-bounds common/test-budget agent/test-private agent/test-verdict common/test-throttle,$(UNIT_NAMES)))
 UNIT_TSAN += $(TSAN)/unit/fallback/test-credsource
+UNIT_TSAN += $(TSAN)/unit/agent/test-specwatch
 
 unit: $(UNIT_ASAN) $(UNIT_REL) $(UNIT_TSAN) $(FUZZ_REPLAY)
 
