@@ -7,7 +7,8 @@
 # removed). A bad spec is rejected whole (the old one keeps serving, one
 # error with line:col), a good one is taken and --write-hosts follows, a
 # change of metadata or identical bytes reloads nothing, a plain file
-# rewritten in place reloads, and without inotify (its limits at 0 in a user
+# rewritten in place reloads, a credentials file in the same volume is
+# followed by its own mechanism and reloads no spec, and without inotify (its limits at 0 in a user
 # namespace) the spec is still followed, by stat().
 #
 # The peers are private to this test, on free loopback ports: one upstream.py
@@ -134,6 +135,81 @@ kill -HUP "$LP"
 checkd "SIGHUP reloads as before" wait_for 5 logged_re "$LOG" "$m" '^<6>reloaded spec=.* registries=2'
 checkd "layerd stops with 0" stop "$LP"
 checkd "... exit status 0" test "$status" = 0
+
+# ---- credentials in the same volume: followed on their own, never a spec reload ----------
+# A projected volume holding the spec and a credentials_file (config.json): a
+# swap that changes only the credentials is credsource's (fallback/), read
+# once; the spec's bytes are the same, so no reload. A later spec change keeps
+# the credentials working.
+checkd "a fixture with Basic auth starts" fixture_start authfx
+PQ=$FIXTURE_PORT
+FQ=http://127.0.0.1:$PQ
+basic_auth() { fixture_json PUT "$FQ/_fixture/auth" "{\"mode\": \"basic\", \"user\": \"u\", \"password\": \"$1\"}"; }
+dockercfg() { printf '{"auths": {"127.0.0.1:%s": {"auth": "%s"}}}' "$PQ" "$(basic_b64 u "$1")" >"$2"; }
+CM=$T/projected
+TS=0
+# volume_update SPEC CONFIG_JSON: both files swapped in at once, as the kubelet does.
+volume_update() {
+  local old new
+  old=$(readlink "$CM/..data" 2>/dev/null || true)
+  TS=$((TS + 1))
+  new=..2026_12_07_22_00_0$TS.00000000$TS
+  mkdir -p "$CM/$new"
+  cp "$1" "$CM/$new/spec.yaml"
+  cp "$2" "$CM/$new/config.json"
+  ln -s "$new" "$CM/..data_tmp"
+  mv -T "$CM/..data_tmp" "$CM/..data"
+  [[ -L $CM/spec.yaml ]] || ln -s ..data/spec.yaml "$CM/spec.yaml"
+  [[ -L $CM/config.json ]] || ln -s ..data/config.json "$CM/config.json"
+  [[ -z $old ]] || rm -rf "${CM:?}/$old"
+}
+# cspec FILE REGISTRY...: a spec whose "a" registry needs the volume's credentials.
+cspec() {
+  local f=$1; shift
+  spec "$f" "$PC" "$@"
+  printf '  "a.test:%s":\n    origin: %s\n    endpoints: [{url: %s, credentials_file: %s}]\n' \
+    "$PQ" "$FQ" "$FQ" "$CM/config.json" >>"$f"
+}
+# blob_pull: a blob new to layerd, through registry a; 0 when it came whole.
+bi=0
+blob_pull() {
+  local d
+  bi=$((bi + 1))
+  d=$(random_file "$T/cblob$bi" 4096)
+  fixture_call PUT "$FQ/_fixture/blob/$d" "$T/cblob$bi" || return 1
+  get "http://127.0.0.1:$PC/v2/app/blobs/$d?ns=a.test:$PQ" "$T/cgot$bi"
+  [[ $code == 200 ]] && cmp -s "$T/cblob$bi" "$T/cgot$bi"
+}
+PC=$(free_port)
+LOG=$T/layerd-creds.log
+DIAG_FILES=("$LOG" "$T/authfx.log")
+mkdir -p "$CM"
+basic_auth pw-one
+cspec "$T/c1.yaml" r1
+dockercfg pw-one "$T/cfg1.json"
+volume_update "$T/c1.yaml" "$T/cfg1.json"
+layerd_serve "$LOG" "$CM/spec.yaml" --log-level debug
+LP=$LAYERD_PID
+checkd "layerd (spec and credentials in one volume) listens" wait_port "$PC" 10
+checkd "a pull with the first password" blob_pull
+basic_auth pw-two
+dockercfg pw-two "$T/cfg2.json"
+m=$(mark "$LOG")
+volume_update "$T/c1.yaml" "$T/cfg2.json"
+checkd "a swap changing only the credentials: the spec looked at, unchanged" \
+  wait_for 5 logged "$LOG" "$m" "spec unchanged on disk"
+sleep 1.2  # credsource looks at the file once a second at most
+checkd "... a pull with the new password" blob_pull
+checkd "... the credentials updated once (credsource), no spec reload" \
+  test "$(count_re "$LOG" "$m" 'credentials updated: ns=a\.test'):$(count_re "$LOG" "$m" '(spec changed on disk|^<6>reloaded)')" = 1:0
+m=$(mark "$LOG")
+cspec "$T/c2.yaml" r1 r2
+volume_update "$T/c2.yaml" "$T/cfg2.json"
+checkd "a spec change in the same volume: reloaded" wait_for 5 logged_re "$LOG" "$m" '^<6>reloaded spec=.* registries=3'
+checkd "... r2 served" serves "$PC" r2 200
+checkd "... and pulls through the credentials go on" blob_pull
+checkd "... never a password in the log" absent -e pw-one -e pw-two "$LOG"
+checkd "layerd stops with 0" stop "$LP"
 
 # ---- a plain file rewritten in place ----------------------------------------------------
 PB=$(free_port)
