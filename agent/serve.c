@@ -445,7 +445,8 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                 tick_ms = 10000;
         for (;;) {
                 struct timespec tick = { .tv_sec = (time_t) (tick_ms / 1000), .tv_nsec = (long) (tick_ms % 1000) * 1000000 };
-                int sig = sigtimedwait(&mask, NULL, &tick);
+                siginfo_t info;
+                int sig = sigtimedwait(&mask, &info, &tick);
                 if (sig < 0) {
                         char status[NOTIFY_STATUS_MAX];
                         if (wd_usec)
@@ -456,6 +457,7 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                         continue;
                 }
                 if (sig == SIGHUP) {
+                        spec_watch_note_signal(watch, &info);
                         spec = reload(cfg, spec, agent_url, cache, cache_dir, fb, pull);
                         prefetch_kick(pf); /* the list may have changed: a round now */
                         continue;

@@ -49,6 +49,9 @@ struct spec_watch {
         int inotify_error; /* why inotify_fd is -1 (positive errno) */
         int wd;          /* the directory's watch; -1 when lost */
         bool warned;     /* polling has been logged */
+        /* What the last reload read, as far as we know; taken by the
+         * watcher's look() and by spec_watch_note_signal() (serve's thread). */
+        pthread_mutex_t lock;
         struct spec_print seen;
         struct file_stamp stamp;
 };
@@ -107,11 +110,14 @@ static bool spec_print_equal(const struct spec_print *a, const struct spec_print
 static void look(struct spec_watch *w) {
         struct spec_print now;
         spec_print_take(w->path, &now);
-        if (spec_print_equal(&now, &w->seen)) {
+        pthread_mutex_lock(&w->lock);
+        bool same = spec_print_equal(&now, &w->seen);
+        w->seen = now;
+        pthread_mutex_unlock(&w->lock);
+        if (same) {
                 log_debug("spec unchanged on disk path=\"%s\"", w->path);
                 return;
         }
-        w->seen = now;
         log_info("spec changed on disk path=\"%s\", reloading", w->path);
         (void) pthread_kill(w->target, SIGHUP);
 }
@@ -213,6 +219,7 @@ static struct spec_watch *spec_watch_free(struct spec_watch *w) {
         free(w->path);
         free(w->dir);
         free(w->base_copy);
+        pthread_mutex_destroy(&w->lock);
         free(w);
         return NULL;
 }
@@ -226,6 +233,7 @@ int spec_watch_start(const char *path, pthread_t target, struct spec_watch **ret
         if (!w)
                 return -ENOMEM;
         w->stop_fd = w->inotify_fd = w->wd = -1;
+        pthread_mutex_init(&w->lock, NULL);
         w->target = target;
         w->path = strdup(path);
         _cleanup_free_ char *dir_copy = strdup(path);
@@ -249,6 +257,20 @@ int spec_watch_start(const char *path, pthread_t target, struct spec_watch **ret
                 return -r;
         *ret = TAKE_PTR(w);
         return 0;
+}
+
+void spec_watch_note_signal(struct spec_watch *w, const siginfo_t *info) {
+        /* pthread_kill() arrives as SI_TKILL from this process; kill(1),
+         * systemctl reload and the like as SI_USER from another. */
+        if (!w || (info->si_code == SI_TKILL && info->si_pid == getpid()))
+                return;
+        /* Before the reload reads the file: a change after this is seen and
+         * reloaded again, never lost. */
+        struct spec_print now;
+        spec_print_take(w->path, &now);
+        pthread_mutex_lock(&w->lock);
+        w->seen = now;
+        pthread_mutex_unlock(&w->lock);
 }
 
 struct spec_watch *spec_watch_stop(struct spec_watch *w) {

@@ -8,6 +8,7 @@
  * file's bytes differ from the last seen, asks for the reload SIGHUP does. */
 
 #include <pthread.h>
+#include <signal.h>
 
 #define SPEC_WATCH_DEBOUNCE_MS 300 /* after the last event: an editor's or the kubelet's steps are one change */
 #define SPEC_WATCH_STAT_MS 5000    /* a stat() as well, for changes inotify does not report (NFS, overlays) */
@@ -23,6 +24,12 @@ struct spec_watch;
  * stats the file every SPEC_WATCH_POLL_MS instead and logs that once.
  * Returns 0 or -errno (no thread). */
 int spec_watch_start(const char *path, pthread_t target, struct spec_watch **ret);
+
+/* For a SIGHUP about to be acted on (info as sigtimedwait() gave it): when it
+ * came from elsewhere (kill -HUP, systemctl reload), the file's content now
+ * counts as seen, so an edit followed by a SIGHUP is one reload, not two.
+ * Call it before reloading. Accepts NULL w. */
+void spec_watch_note_signal(struct spec_watch *w, const siginfo_t *info);
 
 /* Stops the thread and frees w; accepts NULL; returns NULL. */
 struct spec_watch *spec_watch_stop(struct spec_watch *w);

@@ -133,6 +133,15 @@ checkd "... nothing reloaded (no \"spec changed\", no \"reloaded\" line)" \
 m=$(mark "$LOG")
 kill -HUP "$LP"
 checkd "SIGHUP reloads as before" wait_for 5 logged_re "$LOG" "$m" '^<6>reloaded spec=.* registries=2'
+# An edit followed at once by `systemctl reload` (kill -HUP): one reload, not two.
+spec "$T/v4.yaml" "$PA" r1 r2 r3
+m=$(mark "$LOG")
+kubelet_update "$T/v4.yaml"
+kill -HUP "$LP"
+checkd "a swap then SIGHUP: r3 served" wait_for 5 serves "$PA" r3 200
+sleep 1  # past the watcher's look
+checkd "... one reload for both (the watcher found the signal's spec already read)" \
+  test "$(count_re "$LOG" "$m" '^<6>reloaded'):$(count_re "$LOG" "$m" 'spec unchanged on disk')" = 1:1
 checkd "layerd stops with 0" stop "$LP"
 checkd "... exit status 0" test "$status" = 0
 

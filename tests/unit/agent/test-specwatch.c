@@ -3,7 +3,7 @@
  * SIGHUP to the target thread (an in-place rewrite, a rename over it, a
  * kubelet-style "..data" symlink swap, the file going away and coming back,
  * its directory removed and re-created); a touch or identical bytes are
- * none; a stop is prompt. */
+ * none, nor an edit a SIGHUP from elsewhere already reloads; a stop is prompt. */
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -159,6 +159,27 @@ static void test_directory_recreated(void **state) {
         spec_watch_stop(w);
 }
 
+/* An edit then `systemctl reload` (a SIGHUP from another process): one
+ * reload, the signal's; a later edit is still seen. The watcher's own
+ * signal changes nothing. */
+static void test_signal_from_elsewhere(void **state) {
+        (void) state;
+        put(path, "v: 1\n");
+        struct spec_watch *w = start();
+        put(path, "v: 2\n");
+        siginfo_t info = { .si_signo = SIGHUP, .si_code = SI_USER, .si_pid = 1 };
+        spec_watch_note_signal(w, &info);
+        assert_false(sighup_within(QUIET_MS));
+        put(path, "v: 3\n");
+        assert_true(sighup_within(CHANGE_MS));
+        info = (siginfo_t) { .si_signo = SIGHUP, .si_code = SI_TKILL, .si_pid = getpid() };
+        put(path, "v: 4\n");
+        spec_watch_note_signal(w, &info); /* the watcher's own: v: 4 is still new */
+        assert_true(sighup_within(CHANGE_MS));
+        spec_watch_note_signal(NULL, &info);
+        spec_watch_stop(w);
+}
+
 static void test_stop_is_prompt(void **state) {
         (void) state;
         put(path, "v: 1\n");
@@ -181,6 +202,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_kubelet_swap, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_gone_and_back, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_directory_recreated, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_signal_from_elsewhere, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stop_is_prompt, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
