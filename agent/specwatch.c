@@ -181,8 +181,11 @@ static void *watch_thread(void *arg) {
                         { .fd = w->wd >= 0 ? w->inotify_fd : -1, .events = POLLIN },
                 };
                 int r = poll(fds, 2, timeout);
-                if (r < 0 && errno != EINTR)
+                if (r < 0 && errno != EINTR) {
+                        log_warning("spec watch stopped path=\"%s\": %s; reload it with SIGHUP", w->path,
+                                    strerror(errno));
                         break;
+                }
                 if (fds[0].revents)
                         break;
                 now = time_now_ms();
