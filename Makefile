@@ -65,6 +65,7 @@ AGENT_SRC := agent/main.c agent/serve.c agent/admit.c agent/log.c agent/notify.c
 	agent/access.c agent/metrics-listen.c \
 	$(AGENT_PURE_SRC)
 AGENT_SRC += agent/referrers.c
+AGENT_SRC += agent/specwatch.c
 CACHE_SRC := cache/store.c cache/entry.c cache/tags.c cache/memo.c
 FALLBACK_SRC := fallback/challenge.c fallback/credentials.c fallback/http.c fallback/fallback.c fallback/answer.c \
 	fallback/token.c fallback/breaker.c fallback/config.c fallback/manifest.c \
@@ -157,6 +158,7 @@ UNIT_REL := $(addprefix $(REL)/unit/,$(UNIT_NAMES))
 FUZZ_REPLAY := $(addprefix $(ASAN)/fuzz/,$(FUZZ_TARGETS))
 UNIT_TSAN := $(addprefix $(TSAN)/unit/,$(filter cache/% fallback/test-fallback agent/test-core agent/test-admit agent/test-bounds common/test-budget agent/test-private agent/test-verdict common/test-throttle agent/test-reqmetrics,$(UNIT_NAMES)))
 UNIT_TSAN += $(TSAN)/unit/fallback/test-credsource
+UNIT_TSAN += $(TSAN)/unit/agent/test-specwatch
 
 unit: $(UNIT_ASAN) $(UNIT_REL) $(UNIT_TSAN) $(FUZZ_REPLAY)
 

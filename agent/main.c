@@ -49,7 +49,7 @@ static const char usage_main[] =
 static const char usage_serve[] =
         "Usage: layerd serve [--spec FILE] [--listen HOST:PORT] [--cache-dir DIR] [--write-hosts DIR]\n"
         "                    [--metrics-listen ADDR:PORT] [--containerd-socket PATH]\n"
-        "                    [--containerd-config FILE] [--log-level LEVEL]\n"
+        "                    [--containerd-config FILE] [--log-level LEVEL] [--no-watch]\n"
         "\n"
         "Serve the OCI distribution pull API. Without --spec, a built-in spec is used:\n"
         "listen on 127.0.0.1:5080 and mirror docker.io, ghcr.io, quay.io, registry.k8s.io\n"
@@ -72,6 +72,8 @@ static const char usage_serve[] =
         "                       " AGENT_CONTAINERD_SOCKET_DEFAULT "; then `containerd --version`,\n"
         "                       then the containerd 1.6 rules)\n"
         "  --log-level LEVEL    err, warning, notice, info (default) or debug\n"
+        "  --no-watch           reload the spec on SIGHUP only (by default also when the\n"
+        "                       --spec file's content changes, e.g. a ConfigMap update)\n"
         "  -h, --help           show this help\n";
 
 static const char usage_hosts[] =
@@ -203,6 +205,7 @@ static int cmd_serve(int argc, char **argv) {
                 { "containerd-socket", required_argument, NULL, 'S' },
                 { "containerd-config", required_argument, NULL, 'C' },
                 { "metrics-listen", required_argument, NULL, 'M' },
+                { "no-watch", no_argument, NULL, 'W' },
                 {},
         };
         _cleanup_(spec_freep) struct spec *spec = NULL;
@@ -256,6 +259,9 @@ static int cmd_serve(int argc, char **argv) {
                         break;
                 case 'C':
                         cfg.containerd_config = optarg;
+                        break;
+                case 'W':
+                        cfg.no_watch = true;
                         break;
                 case 'L':
                         if (!agent_log_level_option("serve", optarg))

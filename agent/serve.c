@@ -31,6 +31,7 @@
 #include "agent/prefetch.h"
 #include "agent/http.h"
 #include "agent/pull.h"
+#include "agent/specwatch.h"
 #include "cache/cache.h"
 #include "common/macro.h"
 #include "common/parse.h"
@@ -204,6 +205,20 @@ static const struct spec *reload(const struct serve_config *cfg, const struct sp
         if (cfg->write_hosts_dir)
                 (void) write_hosts(cfg, now, agent_url);
         return now;
+}
+
+/* A change of the spec file on disk is a SIGHUP to this thread (agent/specwatch.h):
+ * one reload path. NULL when not watching; a failure to start is logged and
+ * leaves SIGHUP as the way to reload. */
+static struct spec_watch *start_spec_watch(const struct serve_config *cfg) {
+        struct spec_watch *w = NULL;
+        if (!cfg->spec_path || cfg->no_watch)
+                return NULL;
+        int r = spec_watch_start(cfg->spec_path, pthread_self(), &w);
+        if (r < 0)
+                log_warning("cannot watch the spec path=\"%s\": %s; reload it with SIGHUP", cfg->spec_path,
+                            strerror(-r));
+        return w;
 }
 
 /* Every connection, download and cached blob being sent costs a descriptor:
@@ -447,6 +462,7 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                                                                               : spec->agent.metrics_port, pull)
                              : NULL;
         notify_ready("serving");
+        struct spec_watch *watch = start_spec_watch(cfg);
 
         /* Between signals: the watchdog (at half its period) and a STATUS= line. */
         uint64_t wd_usec = notify_watchdog_usec();
@@ -457,7 +473,8 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                 tick_ms = 10000;
         for (;;) {
                 struct timespec tick = { .tv_sec = (time_t) (tick_ms / 1000), .tv_nsec = (long) (tick_ms % 1000) * 1000000 };
-                int sig = sigtimedwait(&mask, NULL, &tick);
+                siginfo_t info;
+                int sig = sigtimedwait(&mask, &info, &tick);
                 if (sig < 0) {
                         char status[NOTIFY_STATUS_MAX];
                         if (wd_usec)
@@ -468,6 +485,7 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                         continue;
                 }
                 if (sig == SIGHUP) {
+                        spec_watch_note_signal(watch, &info);
                         spec = reload(cfg, spec, agent_url, cache, cache_dir, fb, pull);
                         prefetch_kick(pf); /* the list may have changed: a round now */
                         continue;
@@ -475,6 +493,7 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                 log_info("stopping signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
                 break;
         }
+        watch = spec_watch_stop(watch);
         notify_stopping();
         metrics = metrics_listen_stop(metrics);
         stop_accepting(admit, listen_fd);

@@ -4,6 +4,7 @@
 /* `layerd serve`: the HTTP front end on libmicrohttpd. */
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "hostsconfig/spec.h"
@@ -21,6 +22,7 @@ struct serve_config {
         const char *containerd_config; /* containerd's config, for the start-up checks */
         const char *metrics_host;   /* overrides agent.metrics_listen */
         uint16_t metrics_port;
+        bool no_watch;              /* reload on SIGHUP only, not when the spec file changes */
 };
 
 /* Blocks the signals serve_run() waits for (SIGTERM, SIGINT, SIGHUP) and
@@ -30,7 +32,8 @@ int serve_block_signals(void);
 
 /* Listens, writes hosts files, notifies readiness, and serves until SIGTERM or
  * SIGINT; SIGHUP reloads the spec (a bad one is logged and the old one kept)
- * and rewrites the hosts files. *spec is owned, and may be replaced by a
+ * and rewrites the hosts files, and so does a change of the spec file's
+ * content (unless cfg->no_watch). *spec is owned, and may be replaced by a
  * reload. Returns 0 on a clean stop; SERVE_CONFIG_ERROR when the
  * configuration cannot work (the hosts directory was refused before anything
  * was written); another -errno when it could not start. Both already logged. */
