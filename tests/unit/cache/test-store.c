@@ -1062,7 +1062,9 @@ static void test_retention_by_age(void **state) {
 
         /* 11 s on: 1 and 2 idled past the age, 0 was served 5 s ago, 3 is pinned. */
         atomic_store(&clock_offset_ms, 11000);
-        assert_int_equal(cache_evict_now(c), 2);
+        /* The evictor wakes by itself too (test_age_wakes_evictor) and may take
+         * some first: what is gone, and the counts by reason, are what is checked. */
+        (void) cache_evict_now(c);
         uint64_t size;
         assert_int_equal(cache_stat(c, &d[0], &size), 0);
         assert_int_equal(cache_stat(c, &d[1], &size), -ENOENT);
@@ -1074,7 +1076,7 @@ static void test_retention_by_age(void **state) {
         assert_int_equal(st.evicted_by[CACHE_EVICT_AGE], 2);
         assert_int_equal(st.evicted_by[CACHE_EVICT_SIZE], 0);
         assert_int_equal(st.evicted_by[CACHE_EVICT_FREE], 0);
-        assert_int_equal(reports, 1);
+        assert_true(reports >= 1);
         assert_int_equal(reported.blobs[CACHE_EVICT_AGE], 2);
         assert_int_equal(reported.bytes[CACHE_EVICT_AGE], 2000);
 
@@ -1091,7 +1093,7 @@ static void test_retention_by_age(void **state) {
         assert_int_equal(cache_evict_now(c), 0);
         assert_int_equal(cache_stat(c, &d[0], &size), 0);
         atomic_store(&clock_offset_ms, 17000);
-        assert_int_equal(cache_evict_now(c), 1);
+        (void) cache_evict_now(c); /* or the evictor did, as above */
         assert_int_equal(cache_stat(c, &d[0], &size), -ENOENT);
         assert_int_equal(cache_stat(c, &d[3], &size), 0);
         cache_get_stats(c, &st);
