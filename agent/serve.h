@@ -19,6 +19,8 @@ struct serve_config {
         const char *write_hosts_dir; /* containerd hosts directory to keep in step with the spec */
         const char *containerd_socket; /* asked for containerd's version when the spec says auto */
         const char *containerd_config; /* containerd's config, for the start-up checks */
+        const char *admin_socket;   /* overrides agent.admin_socket ("" = none) */
+        const char *version;        /* shown by `layerd status` */
 };
 
 /* Blocks the signals serve_run() waits for (SIGTERM, SIGINT, SIGHUP) and

@@ -163,7 +163,10 @@ struct spec_agent {
         uint64_t max_inflight_memory; /* bytes in-flight requests may hold in memory together; past it, 503 */
         unsigned max_connections;     /* client connections held open at once (also bounded by open files) */
         char *default_registry; /* a mirrored registry's host, or NULL: requests without ns are refused */
+        char *admin_socket;     /* the admin API's unix socket: absolute, "" = none, NULL = <cache_dir>/admin.sock */
 };
+
+#define SPEC_ADMIN_SOCKET_PATH_MAX 107 /* sockaddr_un's sun_path, its NUL excluded */
 
 /* What the runtime mirror configs are rendered for. */
 struct spec_hosts {
