@@ -65,7 +65,7 @@ AGENT_SRC := agent/main.c agent/serve.c agent/admit.c agent/log.c agent/notify.c
 	agent/access.c \
 	$(AGENT_PURE_SRC)
 AGENT_SRC += agent/referrers.c
-AGENT_SRC += agent/admin.c agent/admin-client.c agent/status.c
+AGENT_SRC += agent/admin.c agent/admin-client.c agent/status.c agent/cache-rm.c
 CACHE_SRC := cache/store.c cache/entry.c cache/tags.c cache/memo.c
 FALLBACK_SRC := fallback/challenge.c fallback/credentials.c fallback/http.c fallback/fallback.c fallback/answer.c \
 	fallback/token.c fallback/breaker.c fallback/config.c fallback/manifest.c \

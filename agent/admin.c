@@ -7,7 +7,8 @@
  * arguments are its query string, which MHD parses and bounds).
  *
  * Routes (docs/agent.md, "Admin API"): GET /v1/ping, GET /v1/status,
- * GET /v1/cache/{stats,ls}, POST /v1/cache/{verify,gc,check}, POST /v1/prefetch.
+ * GET /v1/cache/{stats,ls}, POST /v1/cache/{verify,gc,check,rm,refresh},
+ * POST /v1/prefetch.
  * A command's answer is 200 with its exit status whatever it is; with
  * ?format=text the body is its output then its errors (ADMIN_STDOUT_HEADER
  * says where they part), else a JSON object of both. */
@@ -204,6 +205,8 @@ enum command {
         CMD_GC,
         CMD_CHECK,
         CMD_PREFETCH,
+        CMD_RM,
+        CMD_REFRESH,
         _CMD_MAX,
 };
 
@@ -215,6 +218,7 @@ static const struct {
         [CMD_STATS] = { "/v1/cache/stats", "GET", false },   [CMD_LS] = { "/v1/cache/ls", "GET", false },
         [CMD_VERIFY] = { "/v1/cache/verify", "POST", false }, [CMD_GC] = { "/v1/cache/gc", "POST", false },
         [CMD_CHECK] = { "/v1/cache/check", "POST", true },   [CMD_PREFETCH] = { "/v1/prefetch", "POST", false },
+        [CMD_RM] = { "/v1/cache/rm", "POST", true },         [CMD_REFRESH] = { "/v1/cache/refresh", "POST", true },
 };
 
 static int admin_prefetch_round(void *cls, const struct prefetch_hooks *h, struct prefetch_round_stats *st) {
@@ -237,6 +241,10 @@ static int run(const struct admin_target *t, enum command cmd, const struct args
                                          a->n_platforms, out, err);
         case CMD_PREFETCH:
                 return agent_prefetch_report(admin_prefetch_round, t->pf, false, out, err);
+        case CMD_RM:
+                return agent_cache_rm(t->cache, (char **) a->images, a->n_images, out, err);
+        case CMD_REFRESH:
+                return agent_cache_refresh(t->pull, (char **) a->images, a->n_images, out, err);
         default:
                 s = pull_spec_acquire(t->pull, &token);
                 status = agent_cache_command(t->cache, t->cache_dir, s, commands[cmd].path + strlen("/v1/cache/"), out,
@@ -269,7 +277,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 return refuse(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "%s only", commands[cmd].method);
         struct args a = {};
         (void) MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, on_arg, &a);
-        if (a.bad || (!commands[cmd].takes_images && (a.n_images > 0 || a.n_platforms > 0)))
+        if (a.bad || (!commands[cmd].takes_images && a.n_images > 0) || (cmd != CMD_CHECK && a.n_platforms > 0))
                 return refuse(conn, MHD_HTTP_BAD_REQUEST, "unknown, repeated past %d or invalid argument \"%.64s\"",
                               ADMIN_ARGS_MAX, a.bad ? a.bad : "image");
         _cleanup_buf_ struct buf out = BUF_INIT(ADMIN_STREAM_MAX), err = BUF_INIT(ADMIN_STREAM_MAX);

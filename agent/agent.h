@@ -62,6 +62,18 @@ struct cache;
 int agent_cache_command(struct cache *cache, const char *dir, const struct spec *s, const char *what, FILE *out,
                         FILE *err);
 
+/* `layerd cache rm`: drops the tag records of images (registry/repository
+ * with :tag, or @digest: every record of that digest in the repository) and
+ * removes every blob they need that no other recorded image needs and no pin
+ * holds, worked out from the manifests in c. Returns the exit status (1 when
+ * an image was not in the cache). */
+struct pull;
+int agent_cache_rm(struct cache *c, char **images, size_t n_images, FILE *out, FILE *err);
+
+/* `layerd cache refresh`: revalidates the tags of images now through p's
+ * chains (NULL: no agent runs; says so). Returns the exit status. */
+int agent_cache_refresh(struct pull *p, char **images, size_t n_images, FILE *out, FILE *err);
+
 /* `layerd cache check`: images (or, with none, the prefetch list of p's spec)
  * in p's cache, offline, on the given platforms (none: the list's, else the
  * node's own), one line per image and platform to out. Returns the exit

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* `layerd cache stats|ls|verify|gc|check`: looking after the store. The
+/* `layerd cache stats|ls|verify|gc|check|rm|refresh`: looking after the store. The
  * store has one owner at a time: while an agent runs, the command asks it
  * through its admin socket (agent/admin.h), which runs the same functions as
  * below and answers with their output; else the command opens the store
@@ -24,6 +24,7 @@
 static const char usage_cache[] =
         "Usage: layerd cache COMMAND [--spec FILE | --cache-dir DIR] [--admin-socket PATH]\n"
         "       layerd cache check [--spec FILE] [--cache-dir DIR] [--platform P]... [IMAGE...]\n"
+        "       layerd cache rm|refresh [--spec FILE] [--cache-dir DIR] IMAGE...\n"
         "\n"
         "Look after the blob cache. While an agent serves it, the agent runs the command\n"
         "(through its admin socket) and its spec applies; else the command opens it.\n"
@@ -36,6 +37,11 @@ static const char usage_cache[] =
         "           quarantine/ (exit 1 when one was found)\n"
         "  gc       evict down to the spec's agent.cache_max_size and cache_min_free\n"
         "           (never the prefetch list's pinned blobs)\n"
+        "  rm IMAGE...       drop the images' tag records (registry/repository:tag, or\n"
+        "           @digest) and every blob of theirs no other recorded image needs and\n"
+        "           no pin holds, worked out from the manifests in the cache\n"
+        "  refresh IMAGE...  revalidate the images' tags with their upstreams now (needs\n"
+        "           the running agent)\n"
         "  check    whether every blob of IMAGE... (default: the spec's prefetch list)\n"
         "           is in the cache and matches its digest, per image and platform,\n"
         "           without asking any upstream (exit 1 when anything is missing);\n"
@@ -162,13 +168,16 @@ int agent_cmd_cache(int argc, char **argv) {
                         return 2;
                 }
         }
-        if (argc - optind < 1 || (argc - optind != 1 && strcmp(argv[optind], "check") != 0)) {
+        bool takes_images = argc - optind >= 1 && (strcmp(argv[optind], "check") == 0 ||
+                                                    strcmp(argv[optind], "rm") == 0 ||
+                                                    strcmp(argv[optind], "refresh") == 0);
+        if (argc - optind < 1 || (argc - optind != 1 && !takes_images)) {
                 fputs(usage_cache, stderr);
                 return 2;
         }
         const char *what = argv[optind];
         if (strcmp(what, "stats") != 0 && strcmp(what, "ls") != 0 && strcmp(what, "verify") != 0 &&
-            strcmp(what, "gc") != 0 && strcmp(what, "check") != 0) {
+            strcmp(what, "gc") != 0 && !takes_images) {
                 fprintf(stderr, "layerd cache: unknown command \"%s\"\n", what);
                 return 2;
         }
@@ -205,6 +214,10 @@ int agent_cmd_cache(int argc, char **argv) {
         int status = admin_remote(have_sock > 0 ? sock : NULL, query ? "GET" : "POST", buf_str(&target), "layerd cache");
         if (status != ADMIN_NO_AGENT)
                 return status;
+        char **images = argv + optind + 1;
+        size_t n_images = (size_t) (argc - optind - 1);
+        if (strcmp(what, "refresh") == 0)
+                return agent_cache_refresh(NULL, images, n_images, stdout, stderr);
         r = cache_open(dir, &cache, &errors);
         if (r < 0) {
                 (void) error_list_print(&errors, stderr);
@@ -217,6 +230,8 @@ int agent_cmd_cache(int argc, char **argv) {
                 fprintf(stderr, "%s: cannot read the prefetch pins: %s\n", dir, strerror(-r));
                 return 1;
         }
+        if (strcmp(what, "rm") == 0)
+                return agent_cache_rm(cache, images, n_images, stdout, stderr);
         if (strcmp(what, "check") != 0)
                 return agent_cache_command(cache, dir, spec, what, stdout, stderr);
         struct pull *pull = NULL;
@@ -225,8 +240,7 @@ int agent_cmd_cache(int argc, char **argv) {
                 fprintf(stderr, "%s: %s\n", dir, strerror(-r));
                 return 1;
         }
-        status = agent_cache_check(pull, argv + optind + 1, (size_t) (argc - optind - 1), platforms, n_platforms,
-                                   stdout, stderr);
+        status = agent_cache_check(pull, images, n_images, platforms, n_platforms, stdout, stderr);
         pull_free(pull);
         return status;
 }

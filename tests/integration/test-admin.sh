@@ -255,4 +255,80 @@ stop "$LAYERD_PID"
 layerd_serve "$LOG.5" "$T/spec.yaml" --admin-socket ''
 checkd "--admin-socket '': no socket" eval 'wait_port "$PA" 10 && sleep 0.3 && test ! -e "$T/cache/admin.sock"'
 stop "$LAYERD_PID"
+
+# ---- images as units: cache rm and cache refresh ------------------------------------------------
+# test/derived:v1 shares test/app's first layer and has a config and a layer of its own.
+/usr/bin/python3 - "$T/app" "$T/derived" "${APP[0]}" <<'PY' || not_ok "test/derived is made"
+import hashlib, json, os, sys
+src, out, manifest = sys.argv[1], sys.argv[2], sys.argv[3]
+os.makedirs(out)
+m = json.load(open(os.path.join(src, "blobs", "sha256", manifest.split(":")[1])))
+def put(name, data):
+    open(os.path.join(out, name), "wb").write(data)
+    return {"digest": "sha256:" + hashlib.sha256(data).hexdigest(), "size": len(data)}
+config = dict(mediaType=m["config"]["mediaType"], **put("config", json.dumps({"architecture": "amd64", "os": "linux",
+                                                                              "config": {"Env": ["DERIVED=1"]}}).encode()))
+layer = dict(mediaType=m["layers"][0]["mediaType"], **put("layer", os.urandom(50000)))
+m2 = {"schemaVersion": 2, "mediaType": m["mediaType"], "config": config, "layers": [m["layers"][0], layer]}
+put("manifest", json.dumps(m2).encode())
+PY
+DER_CONFIG=$(put_blob "$T/derived/config") DER_LAYER=$(put_blob "$T/derived/layer")
+DER=$(fixture_manifest "$FX" test/derived v1 "$T/derived/manifest")
+checkd "the origin serves test/derived:v1" test -n "$DER" -a -n "$DER_CONFIG" -a -n "$DER_LAYER"
+SPEC2=$T/spec2.yaml
+write_spec "$SPEC2" "$PA" "$T/cache2" <<YAML
+registries:
+  "$REG":
+    origin: $FX
+YAML
+# What containerd accepts: only an answer every client could get is recorded as the tag.
+MT="application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, \
+application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+# pull REPO DIGESTS...: the manifest REPO:v1 and the blobs, through layerd; every answer 200.
+pull() {
+  local repo=$1 d c; shift
+  c=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' -H "Accept: $MT" "http://127.0.0.1:$PA/v2/$repo/manifests/v1?ns=$REG")
+  [[ $c == 200 ]] || return 1
+  for d in "$@"; do
+    c=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PA/v2/$repo/blobs/$d?ns=$REG")
+    [[ $c == 200 ]] || return 1
+  done
+}
+layerd_serve "$LOG.6" "$SPEC2"
+checkd "an agent on a second cache, without a prefetch list" eval 'wait_port "$PA" 10 && wait_for 5 test -S "$T/cache2/admin.sock"'
+checkd "test/app:v1 and test/derived:v1 pulled through it" \
+  eval 'pull test/app "${APP[@]:1}" && pull test/derived "$DER_CONFIG" "${APP[2]}" "$DER_LAYER"'
+checkd "everything is cached" wait_for 5 in_cache "$T/cache2" "${APP[@]}" "$DER" "$DER_CONFIG" "$DER_LAYER"
+asked() { fixture_requests "$FX" "/v2/test/app/manifests/v1" >"$T/asked"; wc -l <"$T/asked"; }
+asked_before=$(asked)
+run refresh cache refresh --spec "$SPEC2" "$REG/test/app:v1" "$REG/test/app@${APP[0]}"
+checkd "cache refresh revalidates the tag: unchanged" \
+  eval '[[ $rc == 0 ]] && grep -qx "$REG/test/app:v1 ${APP[0]} (unchanged)" "$T/refresh.out" &&
+        grep -q "a digest never changes" "$T/refresh.out"'
+checkd "the refresh asked the origin" test "$(asked)" -gt "$asked_before"
+run rm cache rm --spec "$SPEC2" "$REG/test/derived:v1"
+checkd "cache rm through the agent: its record and 3 blobs of its own, the shared layer kept" \
+  eval '[[ $rc == 0 ]] && grep -qx "removed $REG/test/derived:v1 (1 tag records)" "$T/rm.out" &&
+        grep -q "^3 blobs removed ([0-9]* bytes); kept 1 other images use, 0 pinned$" "$T/rm.out" &&
+        grep -q "admin command=/v1/cache/rm" "$LOG.6"'
+checkd "test/derived's own blobs are gone" \
+  eval 'not in_cache "$T/cache2" "$DER" && not in_cache "$T/cache2" "$DER_CONFIG" && not in_cache "$T/cache2" "$DER_LAYER"'
+checkd "test/app's blobs are all there" in_cache "$T/cache2" "${APP[@]}"
+run rm-none cache rm --spec "$SPEC2" "$REG/test/nothing:v1"
+checkd "cache rm of an image not in the cache: exit 1, says so" \
+  eval '[[ $rc == 1 ]] && grep -q "not in the cache: $REG/test/nothing:v1" "$T/rm-none.err"'
+stop "$FIXTURE_PID"
+checkd "the origin down: test/app:v1 still pulls whole from the cache" pull test/app "${APP[@]:1}"
+code=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' -H "Accept: $MT" "http://127.0.0.1:$PA/v2/test/derived/manifests/v1?ns=$REG")
+checkd "the origin down: test/derived:v1 is no longer served ($code)" test "$code" != 200
+run refresh-down cache refresh --spec "$SPEC2" "$REG/test/app:v1"
+checkd "cache refresh with the origin down: served stale, exit 1" \
+  eval '[[ $rc == 1 ]] && grep -q "stale: no upstream answered" "$T/refresh-down.out"'
+stop "$LAYERD_PID"
+run rm-offline cache rm --spec "$SPEC2" "$REG/test/app:v1"
+checkd "cache rm offline: the last image and all its blobs" \
+  eval '[[ $rc == 0 ]] && grep -q "^4 blobs removed" "$T/rm-offline.out" && not in_cache "$T/cache2" "${APP[0]}"'
+run refresh-offline cache refresh --spec "$SPEC2" "$REG/test/app:v1"
+checkd "cache refresh offline: exit 1, it needs the agent" \
+  eval '[[ $rc == 1 ]] && grep -q "needs the running agent" "$T/refresh-offline.err"'
 finish
