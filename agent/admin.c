@@ -36,6 +36,7 @@
 #include "common/buf.h"
 #include "common/json.h"
 #include "common/macro.h"
+#include "common/time.h"
 
 #define ADMIN_STREAM_MAX (ADMIN_REPLY_BODY_MAX / 2) /* a command's output, and its errors, each */
 
@@ -285,8 +286,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         _cleanup_(fclosep) FILE *fe = stream_open(&err);
         if (!fo || !fe)
                 return refuse(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
-        log_info("admin command=%s", commands[cmd].path);
+        uint64_t t0 = time_now_ms();
         int status = run(&adm->target, cmd, &a, fo, fe);
+        log_info("admin command=%s exit=%d ms=%" PRIu64, commands[cmd].path, status, time_now_ms() - t0);
         if (fclose(TAKE_PTR(fo)) != 0 || fclose(TAKE_PTR(fe)) != 0)
                 return refuse(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "the output is larger than %d bytes",
                               ADMIN_STREAM_MAX);

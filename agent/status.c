@@ -85,6 +85,7 @@ int status_write(const struct admin_target *t, bool json, FILE *out) {
         const struct spec *s = pull_spec_acquire(p, &token);
         uint64_t max = 0, min_free = 0, fs_free = 0;
         (void) agent_cache_limits(s, t->cache_dir, &max, &min_free);
+        size_t listed = s->prefetch.n_entries;
         pull_spec_release(p, token);
         struct statvfs sv;
         if (statvfs(t->cache_dir, &sv) == 0)
@@ -119,8 +120,9 @@ int status_write(const struct admin_target *t, bool json, FILE *out) {
                         fputs("null", out);
                 fprintf(out,
                         ",\"evictions\":%" PRIu64 "},\"downloads_in_flight\":%u,\"cache_writes_in_flight\":%" PRIu64
-                        ",\"upstream_waits\":%u,\"prefetch\":{\"rounds\":%" PRIu64 ",\"running\":%s,\"next_round_seconds\":",
-                        cs.evictions, downloads, cs.in_flight, waits, ps.rounds, ps.running ? "true" : "false");
+                        ",\"upstream_waits\":%u,\"prefetch\":{\"listed\":%zu,\"rounds\":%" PRIu64
+                        ",\"running\":%s,\"next_round_seconds\":",
+                        cs.evictions, downloads, cs.in_flight, waits, listed, ps.rounds, ps.running ? "true" : "false");
                 if (next_s >= 0)
                         fprintf(out, "%" PRId64, next_s);
                 else
@@ -157,8 +159,9 @@ int status_write(const struct admin_target *t, bool json, FILE *out) {
         else
                 fputs("  hits      - (no blob asked for yet)\n", out);
         fprintf(out, "downloads   %u in flight, %u requests waiting for an upstream\n", downloads, waits);
-        fprintf(out, "prefetch    %" PRIu64 " rounds%s", ps.rounds, ps.running ? ", one running" : "");
-        if (next_s >= 0)
+        fprintf(out, "prefetch    %zu entries listed, %" PRIu64 " rounds%s", listed, ps.rounds,
+                ps.running ? ", one running" : "");
+        if (next_s >= 0 && listed > 0)
                 fprintf(out, ", next in %" PRId64 " s", next_s);
         fputc('\n', out);
         if (ps.have_last)

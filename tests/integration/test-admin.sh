@@ -143,7 +143,7 @@ checkd "status exits 0 with the version, cache and endpoint" \
   eval '[[ $rc == 0 ]] && grep -q "^layerd .*, up " "$T/status.out" && grep -q "^  use *5 blobs" "$T/status.out" &&
         grep -q "$FX" "$T/status.out" && grep -Eq "breaker (closed|open|half-open)" "$T/status.out"'
 checkd "status shows the endpoint's last error" grep -q "last error .*503" "$T/status.out"
-checkd "status shows the prefetch rounds and the next" grep -q "^prefetch .*rounds, next in [0-9]* s" "$T/status.out"
+checkd "status shows the prefetch rounds and the next" grep -q "^prefetch .*1 entries listed, [0-9]* rounds, next in [0-9]* s" "$T/status.out"
 run status-json status --spec "$T/spec.yaml" --format json
 checkd "status --format json parses and agrees with cache stats" /usr/bin/python3 - "$T/status-json.out" \
   "$(sed -n 's/^blobs //p' "$T/a-stats.out")" "$FX" <<'PY'
@@ -152,7 +152,8 @@ s = json.load(open(sys.argv[1]))
 assert s["cache"]["blobs"] == int(sys.argv[2]), s["cache"]
 assert s["uptime_seconds"] >= 0 and s["version"]
 assert s["cache"]["max_bytes"] == 10 * 1024**3
-assert s["prefetch"]["rounds"] >= 1 and s["prefetch"]["last_round"]["ok"] == 1
+assert s["prefetch"]["rounds"] >= 1 and s["prefetch"]["last_round"]["ok"] == 1 and s["prefetch"]["listed"] == 1
+assert 0 < s["prefetch"]["next_round_seconds"] <= 3600
 assert s["downloads_in_flight"] == 0
 e = [x for x in s["endpoints"] if x["endpoint"] == sys.argv[3]]
 assert len(e) == 1 and e[0]["breaker"] in ("closed", "open", "half-open"), s["endpoints"]
