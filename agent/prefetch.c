@@ -728,7 +728,19 @@ struct prefetch {
         int64_t last_end_s;
         bool in_round;
         uint64_t next_round_ms;
+        unsigned round_done, round_images; /* the round in progress: images ended, of how many */
 };
+
+/* The worker's round's progress, for `layerd status`. */
+static void worker_progress(const struct prefetch_image_report *r, bool done, void *userdata) {
+        struct prefetch *pf = userdata;
+        if (!done)
+                return;
+        pthread_mutex_lock(&pf->lock);
+        pf->round_done++;
+        pf->round_images = r->count;
+        pthread_mutex_unlock(&pf->lock);
+}
 
 static void *prefetch_main(void *arg) {
         struct prefetch *pf = arg;
@@ -748,12 +760,14 @@ static void *prefetch_main(void *arg) {
                 pthread_mutex_lock(&pf->lock);
                 pf->in_round = any;
                 pf->next_round_ms = 0;
+                pf->round_done = pf->round_images = 0;
                 pthread_mutex_unlock(&pf->lock);
                 if (any) {
                         log_info("prefetch round starting entries=%zu", s->prefetch.n_entries);
                         pthread_mutex_lock(&pf->round_lock);
-                        r = prefetch_round(pf->pull, &s->prefetch, false, &pf->limit, pf->pins, NULL, &pf->stopping,
-                                           &st);
+                        struct prefetch_hooks progress = { .image = worker_progress, .userdata = pf };
+                        r = prefetch_round(pf->pull, &s->prefetch, false, &pf->limit, pf->pins, &progress,
+                                           &pf->stopping, &st);
                         pthread_mutex_unlock(&pf->round_lock);
                 }
                 pull_spec_release(pf->pull, token);
@@ -842,7 +856,8 @@ void prefetch_status(struct prefetch *pf, struct prefetch_status *ret) {
         pthread_mutex_lock(&pf->lock);
         *ret = (struct prefetch_status) { .rounds = pf->rounds, .have_last = pf->have_last, .last = pf->last,
                                           .last_end_s = pf->last_end_s, .next_round_ms = pf->next_round_ms,
-                                          .running = pf->in_round };
+                                          .running = pf->in_round, .round_done = pf->round_done,
+                                          .round_images = pf->round_images };
         pthread_mutex_unlock(&pf->lock);
 }
 

@@ -107,6 +107,7 @@ int prefetch_round_now(struct prefetch *pf, const struct prefetch_hooks *hooks, 
 struct prefetch_status {
         uint64_t rounds;
         bool running;            /* a round of the worker is in progress */
+        unsigned round_done, round_images; /* images ended of the round running, else of the last (0: none yet) */
         bool have_last;
         struct prefetch_round_stats last;
         int64_t last_end_s;      /* wall clock */

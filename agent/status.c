@@ -121,8 +121,9 @@ int status_write(const struct admin_target *t, bool json, FILE *out) {
                 fprintf(out,
                         ",\"evictions\":%" PRIu64 "},\"downloads_in_flight\":%u,\"cache_writes_in_flight\":%" PRIu64
                         ",\"upstream_waits\":%u,\"prefetch\":{\"listed\":%zu,\"rounds\":%" PRIu64
-                        ",\"running\":%s,\"next_round_seconds\":",
-                        cs.evictions, downloads, cs.in_flight, waits, listed, ps.rounds, ps.running ? "true" : "false");
+                        ",\"running\":%s,\"round_images_done\":%u,\"round_images\":%u,\"next_round_seconds\":",
+                        cs.evictions, downloads, cs.in_flight, waits, listed, ps.rounds, ps.running ? "true" : "false",
+                        ps.round_done, ps.round_images);
                 if (next_s >= 0)
                         fprintf(out, "%" PRId64, next_s);
                 else
@@ -159,8 +160,11 @@ int status_write(const struct admin_target *t, bool json, FILE *out) {
         else
                 fputs("  hits      - (no blob asked for yet)\n", out);
         fprintf(out, "downloads   %u in flight, %u requests waiting for an upstream\n", downloads, waits);
-        fprintf(out, "prefetch    %zu entries listed, %" PRIu64 " rounds%s", listed, ps.rounds,
-                ps.running ? ", one running" : "");
+        fprintf(out, "prefetch    %zu entries listed, %" PRIu64 " rounds", listed, ps.rounds);
+        if (ps.running && ps.round_images)
+                fprintf(out, ", one running: %u of %u images done", ps.round_done, ps.round_images);
+        else if (ps.running)
+                fputs(", one running", out);
         if (next_s >= 0 && listed > 0)
                 fprintf(out, ", next in %" PRId64 " s", next_s);
         fputc('\n', out);

@@ -154,6 +154,7 @@ assert s["uptime_seconds"] >= 0 and s["version"]
 assert s["cache"]["max_bytes"] == 10 * 1024**3
 assert s["prefetch"]["rounds"] >= 1 and s["prefetch"]["last_round"]["ok"] == 1 and s["prefetch"]["listed"] == 1
 assert 0 < s["prefetch"]["next_round_seconds"] <= 3600
+assert s["prefetch"]["running"] is False and s["prefetch"]["round_images_done"] == 1 and s["prefetch"]["round_images"] == 1
 assert s["downloads_in_flight"] == 0
 e = [x for x in s["endpoints"] if x["endpoint"] == sys.argv[3]]
 assert len(e) == 1 and e[0]["breaker"] in ("closed", "open", "half-open"), s["endpoints"]
