@@ -58,6 +58,7 @@ HOSTSCONFIG_SRC += hostsconfig/render-talos-legacy.c hostsconfig/render-yaml.c
 AGENT_PURE_SRC := agent/route.c agent/outcome.c agent/host.c agent/bounds.c \
 	agent/clientauth.c agent/verdict.c agent/private.c \
 	agent/reqmetrics.c
+AGENT_PURE_SRC += agent/admin-wire.c
 AGENT_SRC := agent/main.c agent/serve.c agent/admit.c agent/log.c agent/notify.c agent/hosts.c agent/cache-cmd.c agent/cache-limits.c \
 	agent/upstream.c agent/fetch-cmd.c agent/pull.c agent/http.c agent/manifest.c agent/download.c agent/stream.c \
 	agent/tags.c agent/metrics.c agent/prefetch.c agent/prefetch-cmd.c \
@@ -66,6 +67,7 @@ AGENT_SRC := agent/main.c agent/serve.c agent/admit.c agent/log.c agent/notify.c
 	$(AGENT_PURE_SRC)
 AGENT_SRC += agent/referrers.c
 AGENT_SRC += agent/specwatch.c
+AGENT_SRC += agent/admin.c agent/admin-client.c agent/status.c agent/cache-rm.c
 CACHE_SRC := cache/store.c cache/entry.c cache/tags.c cache/memo.c
 FALLBACK_SRC := fallback/challenge.c fallback/credentials.c fallback/http.c fallback/fallback.c fallback/answer.c \
 	fallback/token.c fallback/breaker.c fallback/config.c fallback/manifest.c \

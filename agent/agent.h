@@ -53,19 +53,55 @@ int agent_fallback_configure(struct fallback *fb, const struct spec *s, struct e
 size_t agent_endpoint_config(const struct spec_endpoint *se, struct fallback_header *hdrs,
                              struct fallback_endpoint_config *ec);
 
+/* The last failure of the endpoint at URL endpoint reported by a fallback
+ * client agent_fallback_new() made (what `layerd status` shows): copies its
+ * reason to buf and returns true, or false when it never failed. */
+#define AGENT_ENDPOINT_TEXT_MAX 256
+#define AGENT_LAST_ERROR_MAX 160
+bool agent_upstream_last_error(const char *endpoint, char *buf, size_t size, int64_t *ret_when_s);
+
 /* A fallback client for s whose events are logged. */
 int agent_fallback_new(const struct spec *s, struct fallback **ret, struct error_list *errors);
 
 /* `layerd prefetch`; returns the exit status. */
 int agent_cmd_prefetch(int argc, char **argv);
 
-/* `layerd cache check`: images (or, with none, the spec's prefetch list) in
- * the open cache, offline, on the given platforms (none: the list's, else
- * the node's own). Takes spec over. Returns the exit status: 0 every blob
- * present and verified, 1 not, 2 usage. */
+/* `layerd cache stats|ls|verify|gc` (what) on the open cache at dir, whose
+ * bounds s gives (gc): the output to out, errors to err. The same for the
+ * command line and the running agent's admin API. Returns the exit status. */
 struct cache;
-int agent_cache_check(struct cache *cache, const char *dir, struct spec *spec, char **images, size_t n_images,
-                      char **platforms, size_t n_platforms);
+int agent_cache_command(struct cache *cache, const char *dir, const struct spec *s, const char *what, FILE *out,
+                        FILE *err);
+
+/* `layerd cache rm`: drops the tag records of images (registry/repository
+ * with :tag, or @digest: every record of that digest in the repository) and
+ * removes every blob they need that no other recorded image needs and no pin
+ * holds, worked out from the manifests in c. Returns the exit status (1 when
+ * an image was not in the cache). */
+struct pull;
+int agent_cache_rm(struct cache *c, char **images, size_t n_images, FILE *out, FILE *err);
+
+/* `layerd cache refresh`: revalidates the tags of images now through p's
+ * chains (NULL: no agent runs; says so). Returns the exit status. */
+int agent_cache_refresh(struct pull *p, char **images, size_t n_images, FILE *out, FILE *err);
+
+/* `layerd cache check`: images (or, with none, the prefetch list of p's spec)
+ * in p's cache, offline, on the given platforms (none: the list's, else the
+ * node's own), one line per image and platform to out. Returns the exit
+ * status: 0 every blob present and verified, 1 not, 2 usage. */
+struct pull;
+int agent_cache_check(struct pull *p, char **images, size_t n_images, char **platforms, size_t n_platforms, FILE *out,
+                      FILE *err);
+
+/* `layerd prefetch`'s report of one round: round runs it with the hooks it
+ * is given (returning prefetch_round()'s value, or -ENODATA when the spec
+ * lists nothing); progress lines go to err (rewritten in place when tty), the
+ * summary table to out. The same for the command line and the admin API.
+ * Returns the exit status. */
+struct prefetch_hooks;
+struct prefetch_round_stats;
+int agent_prefetch_report(int (*round)(void *cls, const struct prefetch_hooks *h, struct prefetch_round_stats *st),
+                          void *cls, bool tty, FILE *out, FILE *err);
 
 /* `layerd fetch`; returns the exit status. */
 int agent_cmd_fetch(int argc, char **argv);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agent/admin.h"
 #include "agent/agent.h"
 #include "agent/doctor.h"
 #include "agent/log.h"
@@ -39,6 +40,7 @@ static const char usage_main[] =
         "  cache          look after the blob cache: stats, ls, verify, gc, check\n"
         "  fetch          fetch a manifest or blob through the spec's endpoint chains\n"
         "  prefetch       fetch the spec's prefetch list into the cache, in the foreground\n"
+        "  status         the running agent on one screen (through its admin socket)\n"
         "  doctor         check that this node's pulls go through layerd (containerd's config, hosts files)\n"
         "  check-config   validate a cluster spec and print its normalised form\n"
         "  version        print the version\n"
@@ -50,6 +52,7 @@ static const char usage_serve[] =
         "Usage: layerd serve [--spec FILE] [--listen HOST:PORT] [--cache-dir DIR] [--write-hosts DIR]\n"
         "                    [--metrics-listen ADDR:PORT] [--containerd-socket PATH]\n"
         "                    [--containerd-config FILE] [--log-level LEVEL] [--no-watch]\n"
+        "                    [--admin-socket PATH]\n"
         "\n"
         "Serve the OCI distribution pull API. Without --spec, a built-in spec is used:\n"
         "listen on 127.0.0.1:5080 and mirror docker.io, ghcr.io, quay.io, registry.k8s.io\n"
@@ -71,6 +74,8 @@ static const char usage_serve[] =
         "                       version when hosts.containerd_version is auto (default\n"
         "                       " AGENT_CONTAINERD_SOCKET_DEFAULT "; then `containerd --version`,\n"
         "                       then the containerd 1.6 rules)\n"
+        "  --admin-socket PATH  the admin API's unix socket (default: agent.admin_socket,\n"
+        "                       else CACHE_DIR/admin.sock); '' for none\n"
         "  --log-level LEVEL    err, warning, notice, info (default) or debug\n"
         "  --no-watch           reload the spec on SIGHUP only (by default also when the\n"
         "                       --spec file's content changes, e.g. a ConfigMap update)\n"
@@ -206,11 +211,12 @@ static int cmd_serve(int argc, char **argv) {
                 { "containerd-config", required_argument, NULL, 'C' },
                 { "metrics-listen", required_argument, NULL, 'M' },
                 { "no-watch", no_argument, NULL, 'W' },
+                { "admin-socket", required_argument, NULL, 'a' },
                 {},
         };
         _cleanup_(spec_freep) struct spec *spec = NULL;
         _cleanup_free_ char *listen_host = NULL, *metrics_host = NULL;
-        struct serve_config cfg = { .containerd_socket = AGENT_CONTAINERD_SOCKET_DEFAULT,
+        struct serve_config cfg = { .containerd_socket = AGENT_CONTAINERD_SOCKET_DEFAULT, .version = LAYERD_VERSION,
                                     .containerd_config = DOCTOR_DEFAULT_CONTAINERD_CONFIG };
         struct error_list errors;
         int c, r;
@@ -262,6 +268,14 @@ static int cmd_serve(int argc, char **argv) {
                         break;
                 case 'W':
                         cfg.no_watch = true;
+                        break;
+                case 'a':
+                        if (optarg[0] != '\0' && (optarg[0] != '/' || strlen(optarg) > SPEC_ADMIN_SOCKET_PATH_MAX)) {
+                                fprintf(stderr, "layerd serve: --admin-socket: not an absolute path of at most %d "
+                                                "bytes, or '': \"%s\"\n", SPEC_ADMIN_SOCKET_PATH_MAX, optarg);
+                                return EXIT_USAGE;
+                        }
+                        cfg.admin_socket = optarg;
                         break;
                 case 'L':
                         if (!agent_log_level_option("serve", optarg))
@@ -414,6 +428,83 @@ static int cmd_hosts(int argc, char **argv) {
         return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
 }
 
+static const char usage_status[] =
+        "Usage: layerd status [--spec FILE] [--cache-dir DIR] [--admin-socket PATH] [--format text|json]\n"
+        "\n"
+        "The running agent on one screen: version and uptime, the cache against its\n"
+        "bounds, hit ratio, downloads in flight, prefetch rounds, and each endpoint's\n"
+        "circuit breaker and last error. Asked through the agent's admin socket.\n"
+        "\n"
+        "  --spec FILE          the cluster spec naming the socket (agent.admin_socket)\n"
+        "                       or the cache (agent.cache_dir); default: the built-in one\n"
+        "  --cache-dir DIR      the agent's cache directory (its socket: DIR/admin.sock)\n"
+        "  --admin-socket PATH  the admin socket itself\n"
+        "  --format FORMAT      text (default) or json\n"
+        "  -h, --help           show this help\n"
+        "\n"
+        "Exit status: 0 ok, 1 no agent answers (or it failed), 2 usage or configuration error.\n";
+
+static int cmd_status(int argc, char **argv) {
+        static const struct option opts[] = {
+                { "spec", required_argument, NULL, 's' },         { "cache-dir", required_argument, NULL, 'c' },
+                { "admin-socket", required_argument, NULL, 'a' }, { "format", required_argument, NULL, 'f' },
+                { "help", no_argument, NULL, 'h' },               {},
+        };
+        const char *spec_path = NULL, *dir = NULL, *admin_socket = NULL;
+        bool json = false;
+        int c;
+        while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+                switch (c) {
+                case 's':
+                        spec_path = optarg;
+                        break;
+                case 'c':
+                        dir = optarg;
+                        break;
+                case 'a':
+                        admin_socket = optarg;
+                        break;
+                case 'f':
+                        if (strcmp(optarg, "json") != 0 && strcmp(optarg, "text") != 0) {
+                                fprintf(stderr, "layerd status: --format: text or json, not \"%s\"\n", optarg);
+                                return EXIT_USAGE;
+                        }
+                        json = strcmp(optarg, "json") == 0;
+                        break;
+                case 'h':
+                        fputs(usage_status, stdout);
+                        return EXIT_OK;
+                default:
+                        fputs(usage_status, stderr);
+                        return EXIT_USAGE;
+                }
+        }
+        if (optind != argc) {
+                fprintf(stderr, "layerd status: unexpected argument \"%s\"\n", argv[optind]);
+                return EXIT_USAGE;
+        }
+        _cleanup_(spec_freep) struct spec *spec = NULL;
+        struct error_list errors;
+        int r = agent_load_spec(spec_path, &spec, &errors);
+        if (r == -ENOMEM)
+                return EXIT_RUNTIME;
+        if (r < 0)
+                return report_errors(&errors);
+        char sock[SPEC_ADMIN_SOCKET_PATH_MAX + 1];
+        r = admin_socket_path(spec, dir ? dir : spec->agent.cache_dir, admin_socket, sock, sizeof(sock));
+        if (r <= 0) {
+                fprintf(stderr, "layerd status: %s\n", r < 0 ? "the admin socket's path is too long"
+                                                             : "no admin socket (agent.admin_socket is '')");
+                return EXIT_USAGE;
+        }
+        r = admin_remote(sock, "GET", json ? "/v1/status?format=json" : "/v1/status?format=text", "layerd status");
+        if (r == ADMIN_NO_AGENT) {
+                fprintf(stderr, "layerd status: no agent is running: nothing answers on \"%s\"\n", sock);
+                return EXIT_RUNTIME;
+        }
+        return r;
+}
+
 int main(int argc, char **argv) {
         static const struct {
                 const char *name;
@@ -424,6 +515,7 @@ int main(int argc, char **argv) {
                 { "cache", agent_cmd_cache },
                 { "fetch", agent_cmd_fetch },
                 { "prefetch", agent_cmd_prefetch },
+                { "status", cmd_status },
                 { "doctor", agent_cmd_doctor },
                 { "check-config", cmd_check_config },
                 { "version", cmd_version },

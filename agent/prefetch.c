@@ -715,6 +715,7 @@ struct prefetch {
         struct prefetch_pins *pins;
         pthread_t thread;
         bool running;
+        pthread_mutex_t round_lock; /* one round at a time: the worker's or an operator's (admin API) */
         pthread_mutex_t lock; /* kick, the counters below */
         pthread_cond_t wake;
         bool kick;
@@ -725,7 +726,21 @@ struct prefetch {
         struct prefetch_round_stats last;
         bool have_last;
         int64_t last_end_s;
+        bool in_round;
+        uint64_t next_round_ms;
+        unsigned round_done, round_images; /* the round in progress: images ended, of how many */
 };
+
+/* The worker's round's progress, for `layerd status`. */
+static void worker_progress(const struct prefetch_image_report *r, bool done, void *userdata) {
+        struct prefetch *pf = userdata;
+        if (!done)
+                return;
+        pthread_mutex_lock(&pf->lock);
+        pf->round_done++;
+        pf->round_images = r->count;
+        pthread_mutex_unlock(&pf->lock);
+}
 
 static void *prefetch_main(void *arg) {
         struct prefetch *pf = arg;
@@ -742,10 +757,18 @@ static void *prefetch_main(void *arg) {
                 pf->limit.burst = pf->limit.rate / 20 > 16384 ? pf->limit.rate / 20 : 16384;
                 pthread_mutex_unlock(&pf->limit.lock);
                 bool any = s->prefetch.n_entries > 0 || pf->pins->n_prev > 0;
+                pthread_mutex_lock(&pf->lock);
+                pf->in_round = any;
+                pf->next_round_ms = 0;
+                pf->round_done = pf->round_images = 0;
+                pthread_mutex_unlock(&pf->lock);
                 if (any) {
                         log_info("prefetch round starting entries=%zu", s->prefetch.n_entries);
-                        r = prefetch_round(pf->pull, &s->prefetch, false, &pf->limit, pf->pins, NULL, &pf->stopping,
-                                           &st);
+                        pthread_mutex_lock(&pf->round_lock);
+                        struct prefetch_hooks progress = { .image = worker_progress, .userdata = pf };
+                        r = prefetch_round(pf->pull, &s->prefetch, false, &pf->limit, pf->pins, &progress,
+                                           &pf->stopping, &st);
+                        pthread_mutex_unlock(&pf->round_lock);
                 }
                 pull_spec_release(pf->pull, token);
                 if (any && !atomic_load(&pf->stopping)) {
@@ -772,6 +795,8 @@ static void *prefetch_main(void *arg) {
                 }
                 pthread_mutex_lock(&pf->lock);
                 uint64_t until = time_deadline_ms((int64_t) interval);
+                pf->in_round = false;
+                pf->next_round_ms = time_now_ms() + interval;
                 while (!pf->kick && !atomic_load(&pf->stopping))
                         if (time_cond_wait_until(&pf->wake, &pf->lock, until) == -ETIMEDOUT)
                                 break;
@@ -790,6 +815,7 @@ int prefetch_new(struct pull *p, struct prefetch_pins *pins, struct prefetch **r
         pf->pull = p;
         pf->pins = pins;
         pthread_mutex_init(&pf->lock, NULL);
+        pthread_mutex_init(&pf->round_lock, NULL);
         time_cond_init(&pf->wake); /* the interval is no wall-clock time */
         ratelimit_init(&pf->limit, 0);
         void *token = NULL;
@@ -810,6 +836,29 @@ int prefetch_run(struct prefetch *pf) {
         }
         pf->running = true;
         return 0;
+}
+
+int prefetch_round_now(struct prefetch *pf, const struct prefetch_hooks *hooks, struct prefetch_round_stats *ret) {
+        void *token = NULL;
+        const struct spec *s = pull_spec_acquire(pf->pull, &token);
+        int r = -ENODATA;
+        if (s->prefetch.n_entries > 0) {
+                log_info("prefetch round starting entries=%zu by=admin", s->prefetch.n_entries);
+                pthread_mutex_lock(&pf->round_lock);
+                r = prefetch_round(pf->pull, &s->prefetch, false, &pf->limit, pf->pins, hooks, &pf->stopping, ret);
+                pthread_mutex_unlock(&pf->round_lock);
+        }
+        pull_spec_release(pf->pull, token);
+        return r;
+}
+
+void prefetch_status(struct prefetch *pf, struct prefetch_status *ret) {
+        pthread_mutex_lock(&pf->lock);
+        *ret = (struct prefetch_status) { .rounds = pf->rounds, .have_last = pf->have_last, .last = pf->last,
+                                          .last_end_s = pf->last_end_s, .next_round_ms = pf->next_round_ms,
+                                          .running = pf->in_round, .round_done = pf->round_done,
+                                          .round_images = pf->round_images };
+        pthread_mutex_unlock(&pf->lock);
 }
 
 void prefetch_kick(struct prefetch *pf) {
@@ -840,6 +889,7 @@ struct prefetch *prefetch_free(struct prefetch *pf) {
         ratelimit_done(&pf->limit);
         pthread_cond_destroy(&pf->wake);
         pthread_mutex_destroy(&pf->lock);
+        pthread_mutex_destroy(&pf->round_lock);
         prefetch_pins_free(pf->pins);
         free(pf);
         return NULL;

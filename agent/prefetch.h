@@ -97,6 +97,24 @@ struct prefetch;
 int prefetch_new(struct pull *p, struct prefetch_pins *pins, struct prefetch **ret);
 int prefetch_run(struct prefetch *pf);
 
+/* One round now in the calling thread, with the worker's pins and rate
+ * limit, after the worker's round in progress (the admin API's `layerd
+ * prefetch --once`). Returns prefetch_round()'s value, or -ENODATA when the
+ * spec in force lists nothing. */
+int prefetch_round_now(struct prefetch *pf, const struct prefetch_hooks *hooks, struct prefetch_round_stats *ret);
+
+/* The worker's progress, for `layerd status`. */
+struct prefetch_status {
+        uint64_t rounds;
+        bool running;            /* a round of the worker is in progress */
+        unsigned round_done, round_images; /* images ended of the round running, else of the last (0: none yet) */
+        bool have_last;
+        struct prefetch_round_stats last;
+        int64_t last_end_s;      /* wall clock */
+        uint64_t next_round_ms;  /* time_now_ms() of the next round; 0 while one runs */
+};
+void prefetch_status(struct prefetch *pf, struct prefetch_status *ret);
+
 /* A round now (after a reload), unless one is running. */
 void prefetch_kick(struct prefetch *pf);
 

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/admin.h"
 #include "agent/admit.h"
 #include "agent/agent.h"
 #include "agent/doctor.h"
@@ -283,7 +284,31 @@ static void tune_malloc(void) {
         (void) mallopt(M_ARENA_MAX, 2);
 }
 
+/* The admin API (agent/admin.h), on the socket the command line or the spec
+ * names; without it the agent serves on (pulls matter more), and says so. */
+static struct admin *start_admin(const struct serve_config *cfg, const struct spec *spec,
+                                 const struct admin_target *t) {
+        char path[SPEC_ADMIN_SOCKET_PATH_MAX + 1];
+        struct admin *a = NULL;
+        int r = admin_socket_path(spec, t->cache_dir, cfg->admin_socket, path, sizeof(path));
+        if (r == 0)
+                return NULL;
+        if (r > 0)
+                r = admin_start(path, t, &a);
+        if (r < 0) {
+                log_error("no admin API: cannot serve socket=\"%s\": %s", r == -ENAMETOOLONG ? "" : path,
+                          r == -EADDRINUSE ? "another agent answers on it"
+                          : r == -EEXIST   ? "a file that is not a socket is there"
+                                           : strerror(-r));
+                return NULL;
+        }
+        log_info("admin API socket=\"%s\"", path);
+        return a;
+}
+
 int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
+        uint64_t started_ms = time_now_ms();
+        int64_t started_s = (int64_t) time(NULL);
         struct sockaddr_storage addr;
         socklen_t addr_len;
         sigset_t mask;
@@ -461,6 +486,10 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                 metrics_host ? start_metrics(metrics_host, cfg->metrics_host ? cfg->metrics_port
                                                                               : spec->agent.metrics_port, pull)
                              : NULL;
+        struct admin_target admin_target = { .cache = cache, .cache_dir = cache_dir, .pull = pull, .pf = pf,
+                                             .version = cfg->version ? cfg->version : "", .started_ms = started_ms,
+                                             .started_s = started_s };
+        struct admin *admin = start_admin(cfg, spec, &admin_target);
         notify_ready("serving");
         struct spec_watch *watch = start_spec_watch(cfg);
 
@@ -499,8 +528,10 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
         stop_accepting(admit, listen_fd);
         /* Downloads stop first (their readers are cut at once), then the
          * connections end and MHD joins their threads; the prefetch worker
-         * ends at its next step. */
+         * ends at its next step, and so does an operator's round (the admin API,
+         * stopped before anything it uses goes). */
         prefetch_stop(pf);
+        admin = admin_stop(admin);
         r = pull_shutdown(pull, SERVE_STOP_GRACE_MS);
         if (r < 0) {
                 /* A thread still inside libcurl, or a connection still

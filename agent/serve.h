@@ -23,6 +23,8 @@ struct serve_config {
         const char *metrics_host;   /* overrides agent.metrics_listen */
         uint16_t metrics_port;
         bool no_watch;              /* reload on SIGHUP only, not when the spec file changes */
+        const char *admin_socket;   /* overrides agent.admin_socket ("" = none) */
+        const char *version;        /* shown by `layerd status` */
 };
 
 /* Blocks the signals serve_run() waits for (SIGTERM, SIGINT, SIGHUP) and

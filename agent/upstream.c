@@ -3,6 +3,9 @@
  * endpoint chains, and fallback's events turned into log lines. */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,8 +13,53 @@
 #include "agent/log.h"
 #include "common/macro.h"
 
+/* Each endpoint's last failure, for `layerd status`: a fixed table (the
+ * spec's endpoints are few; past it, the oldest entry is reused). */
+#define LAST_ERRORS_MAX 64
+static struct {
+        pthread_mutex_t lock;
+        struct {
+                char endpoint[AGENT_ENDPOINT_TEXT_MAX], reason[AGENT_LAST_ERROR_MAX];
+                int64_t when_s;
+        } e[LAST_ERRORS_MAX];
+} last_errors = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void last_error_record(const char *endpoint, const char *reason) {
+        if (!endpoint || !reason)
+                return;
+        pthread_mutex_lock(&last_errors.lock);
+        size_t slot = 0;
+        for (size_t i = 0; i < LAST_ERRORS_MAX; i++) {
+                if (strcmp(last_errors.e[i].endpoint, endpoint) == 0 || last_errors.e[i].endpoint[0] == '\0') {
+                        slot = i;
+                        break;
+                }
+                if (last_errors.e[i].when_s < last_errors.e[slot].when_s)
+                        slot = i;
+        }
+        snprintf(last_errors.e[slot].endpoint, sizeof(last_errors.e[slot].endpoint), "%s", endpoint);
+        snprintf(last_errors.e[slot].reason, sizeof(last_errors.e[slot].reason), "%s", reason);
+        last_errors.e[slot].when_s = (int64_t) time(NULL);
+        pthread_mutex_unlock(&last_errors.lock);
+}
+
+bool agent_upstream_last_error(const char *endpoint, char *buf, size_t size, int64_t *ret_when_s) {
+        bool found = false;
+        pthread_mutex_lock(&last_errors.lock);
+        for (size_t i = 0; i < LAST_ERRORS_MAX && !found; i++)
+                if (last_errors.e[i].endpoint[0] && strcmp(last_errors.e[i].endpoint, endpoint) == 0) {
+                        snprintf(buf, size, "%s", last_errors.e[i].reason);
+                        *ret_when_s = last_errors.e[i].when_s;
+                        found = true;
+                }
+        pthread_mutex_unlock(&last_errors.lock);
+        return found;
+}
+
 static void on_event(const struct fallback_event *ev, void *userdata) {
         (void) userdata;
+        if ((ev->type == FALLBACK_EVENT_FAILOVER && !ev->answered) || ev->type == FALLBACK_EVENT_BREAKER_OPEN)
+                last_error_record(ev->endpoint, ev->reason);
         switch (ev->type) {
         case FALLBACK_EVENT_FAILOVER:
                 /* A mirror without the content is routine; a failing one is worth a warning. */

@@ -342,6 +342,20 @@ int cache_referrers_put(struct cache *c, const char *registry, const char *repos
 int cache_tag_list(struct cache *c, const char *registry, const char *repository, size_t max, char ***ret_tags,
                    size_t *ret_n);
 
+/* Forgets the record of registry/repository:tag (file and memory), for
+ * `layerd cache rm`. Returns 0, -ENOENT when there was none, -EINVAL for
+ * invalid names, -errno. */
+int cache_tag_remove(struct cache *c, const char *registry, const char *repository, const char *tag);
+
+/* Calls fn for every readable tag record in the store (the registry as the
+ * store spells it), in no order, never under a lock; stops at fn's first
+ * non-zero return and returns it; 0 when done, -errno when the walk failed.
+ * Repositories deeper than 64 components are not visited. */
+int cache_foreach_tag(struct cache *c,
+                      int (*fn)(const char *registry, const char *repository, const char *tag, const struct cache_tag *t,
+                                void *userdata),
+                      void *userdata);
+
 /* ---- media types of manifests, remembered in memory only ---- */
 
 /* The media type remembered for the manifest d, copied into buf (NUL
@@ -397,6 +411,16 @@ void cache_set_evict_report(struct cache *c, void (*fn)(const struct cache_evict
 
 /* Runs one eviction pass in the caller's thread; returns the number of blobs evicted. */
 uint64_t cache_evict_now(struct cache *c);
+
+/* Reads the stored blob d whole when it is at most max bytes (a manifest,
+ * for `layerd cache rm`), without counting a use (recency and hits stay).
+ * Returns 0 with *ret (malloc'd), -ENOENT, -EFBIG, -errno. */
+int cache_read_blob(struct cache *c, const struct digest *d, size_t max, void **ret, size_t *ret_size);
+
+/* Removes the stored blob d now (`layerd cache rm`); a reader that has it
+ * open keeps reading it. Returns 0, -EBUSY when it is pinned, -ENOENT when
+ * it is not stored, -errno. */
+int cache_remove_blob(struct cache *c, const struct digest *d);
 
 /* Pins or unpins a digest (the prefetch list's content), stored or not yet:
  * a pinned blob is never evicted; unpinning wakes the eviction thread. Pins

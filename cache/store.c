@@ -642,6 +642,32 @@ static int open_blob_fd(struct cache *c, const struct digest *d, int *ret_fd, ui
         return 0;
 }
 
+int cache_read_blob(struct cache *c, const struct digest *d, size_t max, void **ret, size_t *ret_size) {
+        int fd;
+        uint64_t size;
+        int r = open_blob_fd(c, d, &fd, &size); /* a look, not a use: recency and hits stay */
+        if (r < 0)
+                return r;
+        _cleanup_close_ int fd_owned = fd;
+        if (size > max)
+                return -EFBIG;
+        _cleanup_free_ char *buf = malloc(size ? size : 1);
+        if (!buf)
+                return -ENOMEM;
+        size_t got = 0;
+        while (got < size) {
+                ssize_t k = pread(fd_owned, buf + got, size - got, (off_t) got);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        return k < 0 ? -errno : -EIO;
+                got += (size_t) k;
+        }
+        *ret = TAKE_PTR(buf);
+        *ret_size = got;
+        return 0;
+}
+
 int cache_open_blob(struct cache *c, const struct digest *d, int *ret_fd, uint64_t *ret_size) {
         int r = open_blob_fd(c, d, ret_fd, ret_size);
         if (r < 0)
@@ -942,6 +968,26 @@ int cache_pin(struct cache *c, const struct digest *d, bool pinned) {
 }
 
 /* ---- walking and verifying ------------------------------------------------------------ */
+
+int cache_remove_blob(struct cache *c, const struct digest *d) {
+        int r = cache_wait_ready(c, -1);
+        if (r < 0)
+                return r;
+        pthread_mutex_lock(&c->lock);
+        struct blob_rec *b = index_find(c, d);
+        char path[CACHE_PATH_MAX];
+        cache_blob_path(d, path);
+        if (!b)
+                r = -ENOENT;
+        else if (b->pinned)
+                r = -EBUSY;
+        else if (unlinkat(c->root_fd, path, 0) < 0 && errno != ENOENT) /* a reader with it open keeps reading */
+                r = -errno;
+        else
+                index_remove(c, b);
+        pthread_mutex_unlock(&c->lock);
+        return r;
+}
 
 int cache_foreach_blob(struct cache *c, int (*fn)(const struct digest *d, uint64_t size, bool pinned, void *userdata),
                        void *userdata) {

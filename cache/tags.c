@@ -6,10 +6,12 @@
  * memory (memo.c), so a manifest request by tag needs no file read. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cache/cache-internal.h"
 #include "common/buf.h"
@@ -246,4 +248,114 @@ int cache_tag_list(struct cache *c, const char *registry, const char *repository
         *ret_tags = v;
         *ret_n = n;
         return 0;
+}
+
+int cache_tag_remove(struct cache *c, const char *registry, const char *repository, const char *tag) {
+        _cleanup_free_ char *canonical = NULL, *path = NULL;
+        char key[CACHE_TAG_KEY_MAX];
+        int r = tag_registry(registry, repository, tag, &canonical);
+        if (r < 0)
+                return r;
+        r = tag_path(c, RECORD_TAGS, canonical, repository, tag, &path);
+        if (r < 0)
+                return r;
+        bool remember = tag_key(RECORD_TAGS, canonical, repository, tag, key);
+        uint64_t version = remember ? cache_memo_tag_begin(cache_memo(c), key) : 0;
+        r = unlink(path) < 0 ? -errno : 0;
+        if (remember)
+                cache_memo_tag_settle(cache_memo(c), key, version, NULL); /* forgotten either way */
+        return r;
+}
+
+/* ---- every tag record: ROOT/tags/<registry>/<repository...>/_tags/<tag> ---- */
+
+#define TAG_WALK_DEPTH_MAX 64 /* repository components: the grammar has no bound, a store does */
+
+struct tag_walk {
+        struct cache *c;
+        int (*fn)(const char *registry, const char *repository, const char *tag, const struct cache_tag *t,
+                  void *userdata);
+        void *userdata;
+        struct buf path; /* "<registry>/<repository...>" under ROOT/tags */
+};
+
+static int walk_records(struct tag_walk *w, int fd_dir, size_t registry_len) {
+        DIR *d = fdopendir(fd_dir);
+        if (!d) {
+                close(fd_dir);
+                return -errno;
+        }
+        int r = 0;
+        for (struct dirent *de; r == 0 && (de = readdir(d));) {
+                if (!reference_tag_is_valid(de->d_name))
+                        continue; /* ".", "..", an atomic write's temporary file */
+                _cleanup_free_ char *path = NULL;
+                if (asprintf(&path, "%s/tags/%s/_tags/%s", cache_root_path(w->c), buf_str(&w->path), de->d_name) < 0) {
+                        r = -ENOMEM;
+                        break;
+                }
+                struct cache_tag t;
+                if (read_record(path, &t) < 0)
+                        continue; /* damaged: cache_tag_get() treats it as unknown too */
+                _cleanup_free_ char *registry = strndup(buf_str(&w->path), registry_len);
+                if (!registry) {
+                        r = -ENOMEM;
+                        break;
+                }
+                r = w->fn(registry, buf_str(&w->path) + registry_len + 1, de->d_name, &t, w->userdata);
+        }
+        closedir(d);
+        return r;
+}
+
+static int walk_dir(struct tag_walk *w, int fd_dir, unsigned depth, size_t registry_len) {
+        DIR *d = fdopendir(fd_dir);
+        if (!d) {
+                close(fd_dir);
+                return -errno;
+        }
+        int r = 0;
+        for (struct dirent *de; r == 0 && (de = readdir(d));) {
+                if (de->d_name[0] == '.' || (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN))
+                        continue;
+                bool records = strcmp(de->d_name, record_dirs[RECORD_TAGS]) == 0;
+                if (de->d_name[0] == '_' && !records)
+                        continue; /* _referrers: records of another kind */
+                if ((records && depth < 2) || (!records && depth >= TAG_WALK_DEPTH_MAX))
+                        continue;
+                int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+                if (fd < 0)
+                        continue;
+                if (records) {
+                        r = walk_records(w, fd, registry_len);
+                        continue;
+                }
+                size_t len = w->path.len;
+                r = buf_printf(&w->path, "%s%s", len ? "/" : "", de->d_name);
+                if (r >= 0)
+                        r = walk_dir(w, fd, depth + 1, depth == 0 ? w->path.len : registry_len);
+                else
+                        close(fd);
+                w->path.len = len;
+                if (w->path.data)
+                        w->path.data[len] = '\0';
+        }
+        closedir(d);
+        return r;
+}
+
+int cache_foreach_tag(struct cache *c,
+                      int (*fn)(const char *registry, const char *repository, const char *tag, const struct cache_tag *t,
+                                void *userdata),
+                      void *userdata) {
+        _cleanup_free_ char *root = NULL;
+        if (asprintf(&root, "%s/tags", cache_root_path(c)) < 0)
+                return -ENOMEM;
+        int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ENOENT ? 0 : -errno;
+        struct tag_walk w = { .c = c, .fn = fn, .userdata = userdata, .path = BUF_INIT(4096) };
+        int r = walk_dir(&w, fd, 0, 0);
+        buf_free(&w.path);
+        return r;
 }

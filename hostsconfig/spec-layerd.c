@@ -220,12 +220,31 @@ static void parse_cache_max(struct spec_ctx *c, const yaml_node_t *n) {
                 (void) get_size(c, n, path, 1ULL << 20, &c->spec->agent.cache_max_bytes);
 }
 
+/* agent.admin_socket: an absolute path short enough for a unix socket's
+ * address, or "" for no admin API. */
+static void parse_admin_socket(struct spec_ctx *c, const yaml_node_t *n) {
+        const char *s = spec_scalar(c, n, "agent.admin_socket");
+        if (!s)
+                return;
+        if (s[0] != '\0' && s[0] != '/') {
+                spec_error(c, n, "agent.admin_socket", "not an absolute path: \"%.128s\"", s);
+                return;
+        }
+        if (strlen(s) > SPEC_ADMIN_SOCKET_PATH_MAX) {
+                spec_error(c, n, "agent.admin_socket", "longer than %d bytes (a unix socket's limit)",
+                           SPEC_ADMIN_SOCKET_PATH_MAX);
+                return;
+        }
+        free(c->spec->agent.admin_socket);
+        c->spec->agent.admin_socket = spec_strdup(c, s);
+}
+
 static void parse_agent(struct spec_ctx *c, const yaml_node_t *n, const yaml_node_t **ret_default_registry) {
         static const char *const keys[] = { "listen", "cache_dir", "cache_max_size", "default_registry",
                                             "cache_min_free", "finish_abandoned_downloads", "max_downloads",
                                             "max_upstream_waits", "max_abandoned_downloads",
                                             "abandoned_download_timeout", "max_inflight_memory", "max_connections",
-                                            "cache_max_age", "metrics_listen" };
+                                            "cache_max_age", "metrics_listen", "admin_socket" };
         yaml_node_t *v[ELEMENTSOF(keys)];
         if (spec_mapping(c, n, "agent", keys, ELEMENTSOF(keys), v, false) < 0)
                 return;
@@ -286,6 +305,8 @@ static void parse_agent(struct spec_ctx *c, const yaml_node_t *n, const yaml_nod
                         spec_error(c, v[13], "agent.metrics_listen", "is agent.listen's address: the metrics "
                                    "listener needs a port of its own (like 9580)");
         }
+        if (v[14])
+                parse_admin_socket(c, v[14]);
         /* Checked against the registries in spec_finish(), once they are known. */
         *ret_default_registry = v[3];
 }

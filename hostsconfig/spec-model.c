@@ -51,6 +51,7 @@ struct spec *spec_free(struct spec *s) {
         free(s->agent.metrics_host);
         free(s->agent.cache_dir);
         free(s->agent.default_registry);
+        free(s->agent.admin_socket);
         for (size_t i = 0; s->registries && i < s->n_registries; i++)
                 spec_registry_done(&s->registries[i]);
         free(s->registries);

@@ -243,6 +243,8 @@ static bool document(struct out *o, const struct spec *s) {
         if (s->agent.default_registry ? !kv(o, "default_registry", s->agent.default_registry)
                                       : !kv_raw(o, "default_registry", "null"))
                 return false;
+        if (s->agent.admin_socket && !kv(o, "admin_socket", s->agent.admin_socket))
+                return false;
         if (!end_map(o) || !scalar(o, "registries") || !start_map(o, false))
                 return false;
         for (size_t i = 0; i < s->n_registries; i++)

@@ -167,7 +167,10 @@ struct spec_agent {
         char *metrics_host;           /* agent.metrics_listen: "0.0.0.0", "::", an address or a name; NULL: none */
         uint16_t metrics_port;
         char *default_registry; /* a mirrored registry's host, or NULL: requests without ns are refused */
+        char *admin_socket;     /* the admin API's unix socket: absolute, "" = none, NULL = <cache_dir>/admin.sock */
 };
+
+#define SPEC_ADMIN_SOCKET_PATH_MAX 107 /* sockaddr_un's sun_path, its NUL excluded */
 
 /* What the runtime mirror configs are rendered for. */
 struct spec_hosts {

@@ -107,8 +107,10 @@ check "busy port is reported" grep -q "cannot listen" "$T/err2"
 "$LAYERD" serve --listen "127.0.0.1:$(free_port)" --cache-dir "$T/cache" >/dev/null 2>"$T/err3"
 check "a second serve on the same cache exits 1" test $? -eq 1
 check "the held cache is named" grep -q "$T/cache: in use by another layerd process" "$T/err3"
-"$LAYERD" cache stats --cache-dir "$T/cache" >/dev/null 2>"$T/err4"
-check "cache stats on a cache in use exits 1" test $? -eq 1
+"$LAYERD" cache stats --cache-dir "$T/cache" --admin-socket '' >/dev/null 2>"$T/err4"
+check "cache stats on a cache in use, not asking the agent, exits 1" test $? -eq 1
+"$LAYERD" cache stats --cache-dir "$T/cache" >"$T/out4" 2>&1
+check "cache stats on a cache in use asks the agent (its admin socket)" grep -qx "blobs 0" "$T/out4"
 
 kill -TERM "$pid"
 wait_exit "$pid" 10; check "SIGTERM stops serve with status 0" test "$status" = 0

@@ -53,6 +53,51 @@ static void store(struct cache *c, const unsigned char *b, size_t n, const struc
         cache_entry_unref(e);
 }
 
+/* cache rm's blob removal: never a pinned blob; reading without counting a use. */
+static void test_remove_and_read(void **state) {
+        struct fixture *f = *state;
+        struct error_list errors;
+        assert_int_equal(cache_open(f->root, &f->cache, &errors), 0);
+        unsigned char a[300], b[100];
+        memset(a, 'a', sizeof(a));
+        memset(b, 'b', sizeof(b));
+        struct digest da, db, dc;
+        assert_int_equal(digest_buffer(DIGEST_SHA256, a, sizeof(a), &da), 0);
+        assert_int_equal(digest_buffer(DIGEST_SHA256, b, sizeof(b), &db), 0);
+        assert_int_equal(digest_buffer(DIGEST_SHA256, "c", 1, &dc), 0);
+        store(f->cache, a, sizeof(a), &da);
+        store(f->cache, b, sizeof(b), &db);
+        struct cache_stats before, st;
+        cache_get_stats(f->cache, &before);
+        void *data = NULL;
+        size_t size = 0;
+        assert_int_equal(cache_read_blob(f->cache, &da, sizeof(a) - 1, &data, &size), -EFBIG);
+        assert_int_equal(cache_read_blob(f->cache, &dc, 1000, &data, &size), -ENOENT);
+        assert_int_equal(cache_read_blob(f->cache, &da, sizeof(a), &data, &size), 0);
+        assert_int_equal(size, sizeof(a));
+        assert_memory_equal(data, a, sizeof(a));
+        free(data);
+        cache_get_stats(f->cache, &st);
+        assert_int_equal(st.hits, before.hits); /* a look, not a use */
+
+        assert_int_equal(cache_pin(f->cache, &db, true), 0);
+        assert_int_equal(cache_remove_blob(f->cache, &db), -EBUSY);
+        assert_int_equal(cache_remove_blob(f->cache, &dc), -ENOENT);
+        assert_int_equal(cache_remove_blob(f->cache, &da), 0);
+        uint64_t n;
+        assert_int_equal(cache_stat(f->cache, &da, &n), -ENOENT);
+        assert_int_equal(cache_stat(f->cache, &db, &n), 0);
+        cache_get_stats(f->cache, &st);
+        assert_int_equal(st.blobs, 1);
+        assert_int_equal(st.bytes, sizeof(b));
+        f->cache = cache_close(f->cache);
+        assert_int_equal(cache_open(f->root, &f->cache, &errors), 0); /* gone from disk too */
+        assert_int_equal(cache_wait_ready(f->cache, -1), 0);
+        assert_int_equal(cache_stat(f->cache, &da, &n), -ENOENT);
+        cache_get_stats(f->cache, &st);
+        assert_int_equal(st.blobs, 1);
+}
+
 static void test_layout_and_lock(void **state) {
         struct fixture *f = *state;
         char sub[128];
@@ -1176,6 +1221,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_retention_by_age, setup_dir, teardown),
                 cmocka_unit_test_setup_teardown(test_restart_keeps_use_order, setup_dir, teardown),
                 cmocka_unit_test_setup_teardown(test_age_wakes_evictor, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_remove_and_read, setup_dir, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -382,6 +382,63 @@ static void test_referrers(void **state) {
         assert_int_equal(cache_referrers_get(f->cache, "gh/cr.io", "org/app", &subject, &got), -EINVAL);
 }
 
+struct seen {
+        char names[8][160];
+        size_t n;
+};
+
+static int on_tag(const char *registry, const char *repository, const char *tag, const struct cache_tag *t,
+                  void *userdata) {
+        struct seen *s = userdata;
+        assert_true(s->n < 8);
+        assert_int_equal(t->size, 1234);
+        snprintf(s->names[s->n++], sizeof(s->names[0]), "%s %s %s", registry, repository, tag);
+        return strcmp(tag, "stop") == 0 ? 7 : 0;
+}
+
+static int by_name(const void *a, const void *b) {
+        return strcmp(a, b);
+}
+
+/* Every record walked (deep repositories, ports), none of another kind; one removed. */
+static void test_walk_and_remove(void **state) {
+        struct fixture *f = *state;
+        struct seen s = {};
+        assert_int_equal(cache_foreach_tag(f->cache, on_tag, &s), 0); /* no tags/ yet */
+        assert_int_equal(s.n, 0);
+        struct cache_tag t = sample("a", 1);
+        assert_int_equal(cache_tag_put(f->cache, "docker.io", "library/nginx", "1.27", &t), 0);
+        assert_int_equal(cache_tag_put(f->cache, "docker.io", "library/nginx", "latest", &t), 0);
+        assert_int_equal(cache_tag_put(f->cache, "Registry.Example.com:5000", "a/b/c/d", "v1", &t), 0);
+        assert_int_equal(cache_tag_put(f->cache, "quay.io", "x", "v2", &t), 0);
+        struct digest subject;
+        assert_int_equal(digest_buffer(DIGEST_SHA256, "s", 1, &subject), 0);
+        assert_int_equal(cache_referrers_put(f->cache, "quay.io", "x", &subject, &t), 0);
+        assert_int_equal(cache_foreach_tag(f->cache, on_tag, &s), 0);
+        assert_int_equal(s.n, 4);
+        qsort(s.names, s.n, sizeof(s.names[0]), by_name);
+        assert_string_equal(s.names[0], "docker.io library/nginx 1.27");
+        assert_string_equal(s.names[1], "docker.io library/nginx latest");
+        assert_string_equal(s.names[2], "quay.io x v2");
+        assert_string_equal(s.names[3], "registry.example.com:5000 a/b/c/d v1");
+
+        /* Removed: from the file and from memory; a second time, -ENOENT. */
+        struct cache_tag got;
+        assert_int_equal(cache_tag_get(f->cache, "docker.io", "library/nginx", "latest", &got), 0);
+        assert_int_equal(cache_tag_remove(f->cache, "docker.io", "library/nginx", "latest"), 0);
+        assert_int_equal(cache_tag_get(f->cache, "docker.io", "library/nginx", "latest", &got), -ENOENT);
+        assert_int_equal(cache_tag_remove(f->cache, "docker.io", "library/nginx", "latest"), -ENOENT);
+        assert_int_equal(cache_tag_remove(f->cache, "docker.io", "../x", "latest"), -EINVAL);
+        assert_int_equal(cache_tag_get(f->cache, "docker.io", "library/nginx", "1.27", &got), 0);
+        reopen(f);
+        assert_int_equal(cache_tag_get(f->cache, "docker.io", "library/nginx", "latest", &got), -ENOENT);
+
+        /* fn's non-zero answer stops the walk and is returned. */
+        assert_int_equal(cache_tag_put(f->cache, "quay.io", "x", "stop", &t), 0);
+        s.n = 0;
+        assert_int_equal(cache_foreach_tag(f->cache, on_tag, &s), 7);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
@@ -393,6 +450,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_failed_put_forgets, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_collision_replaces, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_walk_and_remove, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -151,6 +151,14 @@ static void test_agent_settings(void **state) {
         assert_string_equal(s->agent.cache_dir, "/srv/cache");
         assert_int_equal(s->agent.cache_max_bytes, 500ULL * 1000 * 1000);
         assert_string_equal(s->agent.default_registry, "quay.io");
+        assert_null(s->agent.admin_socket); /* <cache_dir>/admin.sock, agent/admin.h */
+        spec_free(s);
+
+        s = parse_ok("agent: {admin_socket: /run/layerd/admin.sock}\n" REG);
+        assert_string_equal(s->agent.admin_socket, "/run/layerd/admin.sock");
+        spec_free(s);
+        s = parse_ok("agent: {admin_socket: ''}\n" REG);
+        assert_string_equal(s->agent.admin_socket, ""); /* none */
         spec_free(s);
 
         s = parse_ok("agent: {cache_max_size: 80%, cache_min_free: 2GiB}\n" REG);
@@ -257,6 +265,11 @@ static void test_agent_errors(void **state) {
                       "\"::1:80\"");
         expect_errors("agent:\n  cache_dir: var/lib/layerd\n" REG, 1,
                       "spec.yaml:2:14: agent.cache_dir: not an absolute path: \"var/lib/layerd\"");
+        expect_errors("agent:\n  admin_socket: run/admin.sock\n" REG, 1,
+                      "spec.yaml:2:17: agent.admin_socket: not an absolute path: \"run/admin.sock\"");
+        expect_errors("agent:\n  admin_socket: /run/layerd/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n" REG, 1,
+                      "spec.yaml:2:17: agent.admin_socket: longer than 107 bytes (a unix socket's limit)");
         expect_errors("agent:\n  cache_max_size: 10XB\n" REG, 1,
                       "spec.yaml:2:19: agent.cache_max_size: not a size (like 512MiB, 20GiB, 10GB): \"10XB\"");
         expect_errors("agent:\n  cache_max_size: 1000KiB\n" REG, 1,
