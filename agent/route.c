@@ -119,7 +119,9 @@ int route_parse(const char *url, const char *ns, const char *default_registry, s
 }
 
 bool route_namespace(struct route_match *r, const char *(*lookup)(const char *component, void *ctx), void *ctx) {
-        if (r->kind != ROUTE_MANIFEST && r->kind != ROUTE_BLOB && r->kind != ROUTE_TAGS)
+        /* Every route with a repository: one left out would send its requests (and a
+         * client's credentials, on a challenge) to the default registry. */
+        if (r->kind != ROUTE_MANIFEST && r->kind != ROUTE_BLOB && r->kind != ROUTE_TAGS && r->kind != ROUTE_REFERRERS)
                 return false;
         char *slash = strchr(r->name, '/');
         if (!slash)

@@ -427,6 +427,7 @@ static void test_namespace(void **state) {
         NS_ROUTE("/v2/ghcr.io/org/app/manifests/v1", true, ROUTE_MANIFEST, "org/app", "v1", "ghcr.io");
         NS_ROUTE("/v2/ghcr.io/app/blobs/" D256, true, ROUTE_BLOB, "app", D256, "ghcr.io");
         NS_ROUTE("/v2/ghcr.io/org/app/tags/list", true, ROUTE_TAGS, "org/app", "tags/list", "ghcr.io");
+        NS_ROUTE("/v2/ghcr.io/org/app/referrers/" D256, true, ROUTE_REFERRERS, "org/app", D256, "ghcr.io");
         NS_ROUTE("/v2/registry.example.com_5000/a/b/c/manifests/" D256, true, ROUTE_MANIFEST, "a/b/c", D256,
                  "registry.example.com:5000");
         NS_ROUTE("/v2/fd00_0_0_0_0_0_0_1_5000/app/manifests/latest", true, ROUTE_MANIFEST, "app", "latest",
