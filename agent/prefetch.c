@@ -308,6 +308,12 @@ static int collect_blobs(const struct fallback_manifest_refs *m, struct fallback
         return 0;
 }
 
+/* prefetch.referrers is bounded: pinned content is exempt from the cache's
+ * size bound, and a registry may attach any number of artifacts of any size
+ * to an image. Past these, the rest is left to be fetched on demand. */
+#define PREFETCH_REFERRERS_MAX 32                  /* referrers of one image */
+#define PREFETCH_REFERRER_BLOB_MAX (16ULL << 20)   /* bytes of one referrer's blob */
+
 /* One referrer of an image: its manifest and what it refers to (a
  * signature's or SBOM's layers), pinned with the image. */
 static int referrer_run(struct round *rd, const struct job *j, const struct fallback_referrer *ref,
@@ -330,6 +336,14 @@ static int referrer_run(struct round *rd, const struct job *j, const struct fall
                 const struct fallback_descriptor *d = i == 0 ? &refs.config : &refs.items[i - 1];
                 if (i == 0 && !refs.has_config)
                         continue;
+                if (d->size > (int64_t) PREFETCH_REFERRER_BLOB_MAX) {
+                        char bs[DIGEST_STRING_MAX];
+                        log_notice("prefetch ns=%s repo=%s: referrer %s blob %s of %" PRId64
+                                   " bytes not prefetched (over %llu MiB; fetched when asked for)",
+                                   j->registry, j->repository, ds, digest_to_string(&d->digest, bs), d->size,
+                                   PREFETCH_REFERRER_BLOB_MAX >> 20);
+                        continue;
+                }
                 bool fetched = false;
                 uint64_t size = 0;
                 (void) pins_add(rd->pins, &d->digest);
@@ -368,7 +382,11 @@ static void referrers_run(struct round *rd, const struct job *j, const struct di
         struct digest index;
         if (digest_buffer(DIGEST_SHA256, body, size, &index) == 0)
                 (void) pins_add(rd->pins, &index);
-        for (size_t i = 0; i < refs.n && !round_stopping(rd); i++)
+        if (refs.n > PREFETCH_REFERRERS_MAX)
+                log_notice("prefetch ns=%s repo=%s: %zu referrers, the first %d prefetched (the rest fetched when "
+                           "asked for)",
+                           j->registry, j->repository, refs.n, PREFETCH_REFERRERS_MAX);
+        for (size_t i = 0; i < refs.n && i < PREFETCH_REFERRERS_MAX && !round_stopping(rd); i++)
                 (void) referrer_run(rd, j, &refs.items[i], r);
         fallback_referrers_done(&refs);
 }
