@@ -7,5 +7,6 @@
 #include <stdio.h>
 
 /* Writes s as a JSON string: quoted, with quotes, backslashes and control
- * characters escaped (RFC 8259); other bytes as they are (UTF-8 passes through). */
+ * characters escaped (RFC 8259); well-formed UTF-8 as it is, and each byte of
+ * anything else as U+FFFD, so the text is always valid JSON. */
 void json_write_string(FILE *f, const char *s);
