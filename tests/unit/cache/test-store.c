@@ -1301,6 +1301,51 @@ static void test_age_passes_pins_over(void **state) {
                 free(b[i]);
 }
 
+/* A blob whose file cannot be removed (here a directory in its place:
+ * EISDIR, even for root) is passed over to the new end: tried once per age,
+ * not on every pass, and the others old enough still go. */
+static void test_age_unremovable_tried_once_per_age(void **state) {
+        struct fixture *f = *state;
+        struct fake_clock clk = {};
+        struct cache *c = open_fake_clock(f->root, &clk);
+        struct digest d[2];
+        unsigned char *b[2];
+        for (int i = 0; i < 2; i++) {
+                b[i] = content(1000, 300 + (unsigned) i, DIGEST_SHA256, &d[i]);
+                store(c, b[i], 1000, &d[i]);
+        }
+        char hex[129], path[512];
+        digest_hex(&d[0], hex);
+        snprintf(path, sizeof(path), "%s/blobs/sha256/%.2s/%s", f->root, hex, hex);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(mkdir(path, 0700), 0);
+        char inside[600];
+        snprintf(inside, sizeof(inside), "%s/x", path);
+        assert_int_equal(mkdir(inside, 0700), 0);
+        assert_int_equal(cache_set_max_age(c, 10000), 0);
+        clock_pass(&clk, 11000);
+        (void) cache_evict_now(c);
+        (void) cache_evict_now(c);
+        (void) cache_evict_now(c);
+        uint64_t size;
+        assert_int_equal(cache_stat(c, &d[1], &size), -ENOENT);
+        struct cache_stats st;
+        cache_get_stats(c, &st);
+        assert_int_equal(st.evicted_by[CACHE_EVICT_AGE], 1);
+        assert_int_equal(st.evict_errors, 1);
+        assert_int_equal(st.blobs, 1);
+        /* A whole age later: tried again, once. */
+        clock_pass(&clk, 22000);
+        (void) cache_evict_now(c);
+        (void) cache_evict_now(c);
+        cache_get_stats(c, &st);
+        assert_int_equal(st.evict_errors, 2);
+        cache_close(c);
+        assert_int_equal(rmdir(inside), 0);
+        for (int i = 0; i < 2; i++)
+                free(b[i]);
+}
+
 /* The eviction thread wakes by itself when the oldest blob comes of age
  * (real clock, a 1 s age). */
 static void test_age_wakes_evictor(void **state) {
@@ -1345,6 +1390,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_age_wakes_evictor, setup_dir, teardown),
                 cmocka_unit_test_setup_teardown(test_age_ignores_wall_clock_steps, setup_dir, teardown),
                 cmocka_unit_test_setup_teardown(test_age_passes_pins_over, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_age_unremovable_tried_once_per_age, setup_dir, teardown),
                 cmocka_unit_test_setup_teardown(test_remove_and_read, setup_dir, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
