@@ -46,7 +46,7 @@ struct cache {
         uint64_t max_bytes;      /* 0: unbounded */
         uint64_t min_free_bytes; /* 0: unbounded */
         uint64_t max_age_ms;     /* 0: unbounded (cache_set_max_age()) */
-        struct cache_options opts; /* the clock; set once by cache_open_with() */
+        struct cache_options opts; /* the clocks; set once by cache_open_with() */
         void (*evict_report)(const struct cache_evict_report *r, void *userdata);
         void *evict_report_userdata;
         pthread_t evictor;
@@ -128,6 +128,9 @@ bool cache_pinned_locked(struct cache *c, const struct digest *d);
 
 /* The cache's wall clock (struct cache_options), in ms since the epoch. */
 int64_t cache_now_ms(const struct cache *c);
+
+/* The cache's monotonic clock (struct cache_options), in ms. */
+int64_t cache_mono_ms(const struct cache *c);
 
 /* With c->lock held: records a committed blob as the most recently used (its
  * file's mtime, just written, is that use on disk); 0 or -ENOMEM. */

@@ -56,10 +56,15 @@ enum cache_evict_reason {
 
 /* What cache_open_with() may be given; every member may be left zero. */
 struct cache_options {
-        /* The wall clock in milliseconds since the epoch, for last use and
-         * retention by age (tests give a fake one); NULL: the real clock. */
+        /* The wall clock in milliseconds since the epoch, only to write and
+         * read last use in the files' mtimes (tests give a fake one); NULL:
+         * the real clock. */
         int64_t (*now_ms)(void *userdata);
-        void *now_userdata;
+        /* A monotonic clock in milliseconds, for last use in memory and
+         * retention by age, so that a wall-clock step after start changes
+         * neither (tests give a fake one); NULL: CLOCK_MONOTONIC. */
+        int64_t (*mono_ms)(void *userdata);
+        void *now_userdata; /* given to both */
 };
 
 struct cache_stats {

@@ -28,8 +28,9 @@ struct blob_rec {
         struct digest digest;
         uint64_t size;
         bool pinned;
-        int64_t used_ms;     /* the last use (cache_now_ms()): the list is in this order */
-        int64_t recorded_ms; /* the last use written to the file's mtime (or read from it) */
+        int64_t used_ms;     /* the last use (cache_mono_ms()): the list is in this order */
+        int64_t recorded_ms; /* the last use written to the file's mtime (or read from it), same clock */
+        int64_t mtime_ms;    /* that mtime, on the wall clock (index_record_uses() mends it after a step) */
         struct blob_rec *hash_next;
         struct blob_rec *older, *newer;
 };
@@ -111,13 +112,15 @@ bool cache_pinned_locked(struct cache *c, const struct digest *d) {
         return *pin_slot(c, d) != NULL;
 }
 
-/* Adds (or refreshes) a blob as the most recently used, used at now_ms. */
-static int index_add(struct cache *c, const struct digest *d, uint64_t size, int64_t now_ms) {
+/* Adds (or refreshes) a blob as the most recently used, used at now_ms
+ * (cache_mono_ms()) with mtime_ms on disk. */
+static int index_add(struct cache *c, const struct digest *d, uint64_t size, int64_t now_ms, int64_t mtime_ms) {
         struct blob_rec *b = index_find(c, d);
         if (b) {
                 c->stats.bytes = c->stats.bytes - b->size + size;
                 b->size = size;
                 b->used_ms = b->recorded_ms = now_ms;
+                b->mtime_ms = mtime_ms;
                 lru_unlink(c, b);
                 lru_append(c, b);
                 return 0;
@@ -133,6 +136,7 @@ static int index_add(struct cache *c, const struct digest *d, uint64_t size, int
         b->digest = *d;
         b->size = size;
         b->used_ms = b->recorded_ms = now_ms;
+        b->mtime_ms = mtime_ms;
         b->pinned = *pin_slot(c, d) != NULL;
         size_t k = bucket_of(c, d);
         b->hash_next = c->buckets[k];
@@ -143,13 +147,14 @@ static int index_add(struct cache *c, const struct digest *d, uint64_t size, int
         return 0;
 }
 
-/* Adds a blob found on disk at start-up, last used at used_ms (its mtime),
- * as older than everything known so far (which was committed while the
- * indexer ran); a known one is left alone. */
-static int index_add_old(struct cache *c, const struct digest *d, uint64_t size, int64_t used_ms) {
+/* Adds a blob found on disk at start-up, last used at used_ms (from its
+ * mtime_ms), as older than everything known so far (which was committed
+ * while the indexer ran); a known one is left alone. */
+static int index_add_old(struct cache *c, const struct digest *d, uint64_t size, int64_t used_ms,
+                         int64_t mtime_ms) {
         if (index_find(c, d))
                 return 0;
-        int r = index_add(c, d, size, used_ms);
+        int r = index_add(c, d, size, used_ms, mtime_ms);
         if (r < 0)
                 return r;
         struct blob_rec *b = c->newest;
@@ -184,25 +189,37 @@ static int64_t record_every_ms(const struct cache *c) {
         return every;
 }
 
-/* The time of a use at now_ms: never before the newest use, so that a clock
- * stepped back leaves the list in order of use (eviction by age stops at the
- * first blob young enough). */
+/* The time of a use at now_ms (cache_mono_ms()): never before the newest
+ * use, so that the list stays in order of use (eviction by age stops at the
+ * first blob young enough) when a use read the clock before another took
+ * the lock. */
 static int64_t use_time(const struct cache *c, int64_t now_ms) {
         return c->newest && now_ms < c->newest->used_ms ? c->newest->used_ms : now_ms;
 }
 
-/* A use of d (size bytes) at now_ms; true with the time to write to the
- * file's mtime in *ret_record_ms when it is due (it then counts as recorded). */
-static bool index_touch(struct cache *c, const struct digest *d, uint64_t size, int64_t now_ms,
-                        int64_t *ret_record_ms) {
+/* The wall-clock time of a use at used_ms (cache_mono_ms()), seen from the
+ * clocks' readings real_ms and mono_ms: as long before the one as the use
+ * was before the other, so that a wall-clock step since does not count. */
+static int64_t wall_of(int64_t used_ms, int64_t real_ms, int64_t mono_ms) {
+        int64_t ms = real_ms - (mono_ms - used_ms);
+        return ms > 0 ? ms : 0;
+}
+
+/* A use of d (size bytes) at now_ms (cache_mono_ms(), real_ms on the wall
+ * clock); true with the time to write to the file's mtime in *ret_mtime_ms
+ * when it is due (it then counts as recorded). */
+static bool index_touch(struct cache *c, const struct digest *d, uint64_t size, int64_t now_ms, int64_t real_ms,
+                        int64_t *ret_mtime_ms) {
+        int64_t mono_ms = now_ms;
         now_ms = use_time(c, now_ms);
+        int64_t mtime_ms = wall_of(now_ms, real_ms, mono_ms);
         struct blob_rec *b = index_find(c, d);
         if (!b) {
                 /* Not listed yet at start-up: listed now as just used (the
                  * indexer leaves a known blob alone), and its mtime written. */
-                if (c->indexed || index_add(c, d, size, now_ms) < 0)
+                if (c->indexed || index_add(c, d, size, now_ms, mtime_ms) < 0)
                         return false;
-                *ret_record_ms = now_ms;
+                *ret_mtime_ms = mtime_ms;
                 return true;
         }
         b->used_ms = now_ms;
@@ -213,7 +230,7 @@ static bool index_touch(struct cache *c, const struct digest *d, uint64_t size, 
         if (now_ms - b->recorded_ms < record_every_ms(c))
                 return false;
         b->recorded_ms = now_ms;
-        *ret_record_ms = now_ms;
+        b->mtime_ms = *ret_mtime_ms = mtime_ms;
         return true;
 }
 
@@ -223,16 +240,21 @@ static void use_times(int64_t ms, struct timespec t[static 2]) {
         t[1] = (struct timespec) { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
 }
 
-/* At close: the uses not written yet (fewer than record_every_ms() old). */
+/* At close: the uses not written yet (fewer than record_every_ms() old), and
+ * the mtimes that a wall-clock step since made wrong (a node that booted days
+ * behind, then set right: otherwise the next start sees days-old uses). */
 static void index_record_uses(struct cache *c) {
-        for (struct blob_rec *b = c->oldest; b; b = b->newer)
-                if (b->used_ms > b->recorded_ms) {
+        int64_t real = cache_now_ms(c), mono = cache_mono_ms(c), every = record_every_ms(c);
+        for (struct blob_rec *b = c->oldest; b; b = b->newer) {
+                int64_t want = wall_of(b->used_ms, real, mono);
+                if (b->used_ms > b->recorded_ms || want - b->mtime_ms > every || b->mtime_ms - want > every) {
                         char path[CACHE_PATH_MAX];
                         struct timespec t[2];
                         cache_blob_path(&b->digest, path);
-                        use_times(b->used_ms, t);
+                        use_times(want, t);
                         (void) utimensat(c->root_fd, path, t, AT_SYMLINK_NOFOLLOW);
                 }
+        }
 }
 
 static void index_free(struct cache *c) {
@@ -263,7 +285,8 @@ bool cache_index_has_locked(const struct cache *c, const struct digest *d) {
 }
 
 int cache_index_add_locked(struct cache *c, const struct digest *d, uint64_t size) {
-        return index_add(c, d, size, use_time(c, cache_now_ms(c)));
+        /* The file was just written: its mtime is about the wall clock's now. */
+        return index_add(c, d, size, use_time(c, cache_mono_ms(c)), cache_now_ms(c));
 }
 
 static int64_t real_now_ms(void *userdata) {
@@ -273,8 +296,17 @@ static int64_t real_now_ms(void *userdata) {
         return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int64_t real_mono_ms(void *userdata) {
+        (void) userdata;
+        return (int64_t) time_now_ms();
+}
+
 int64_t cache_now_ms(const struct cache *c) {
         return c->opts.now_ms(c->opts.now_userdata);
+}
+
+int64_t cache_mono_ms(const struct cache *c) {
+        return c->opts.mono_ms(c->opts.now_userdata);
 }
 
 void cache_evict_wake_locked(struct cache *c) {
@@ -480,13 +512,15 @@ static void *indexer(void *arg) {
                 qsort(found.v, found.n, sizeof(*found.v), by_mtime);
         pthread_mutex_lock(&c->lock);
         /* Newest first, each put at the old end: the oldest ends up first to go.
-         * The mtime is the last use recorded (cache_open_blob()); one in the
-         * future (a clock stepped back) counts as now. */
-        int64_t now = cache_now_ms(c);
+         * The mtime is the last use recorded (cache_open_blob()), on the wall
+         * clock: in memory, as long before the monotonic now as it is before
+         * the wall-clock now; one in the future (a clock stepped back) counts
+         * as now. */
+        int64_t real = cache_now_ms(c), mono = cache_mono_ms(c);
         for (size_t i = found.n; r == 0 && i-- > 0;) {
                 const struct timespec *m = &found.v[i].mtime;
-                int64_t used = (int64_t) m->tv_sec * 1000 + m->tv_nsec / 1000000;
-                r = index_add_old(c, &found.v[i].digest, found.v[i].size, used < now ? used : now);
+                int64_t mtime = (int64_t) m->tv_sec * 1000 + m->tv_nsec / 1000000, ago = real - mtime;
+                r = index_add_old(c, &found.v[i].digest, found.v[i].size, mono - (ago > 0 ? ago : 0), mtime);
         }
         c->indexed = true;
         /* Stopped early by a close: what was listed is not everything. */
@@ -532,6 +566,8 @@ int cache_open_with(const char *root, const struct cache_options *opts, struct c
                 c->opts = *opts;
         if (!c->opts.now_ms)
                 c->opts.now_ms = real_now_ms;
+        if (!c->opts.mono_ms)
+                c->opts.mono_ms = real_mono_ms;
         /* Everything cache_close() destroys is set up before the first way out. */
         pthread_mutex_init(&c->lock, NULL);
         pthread_mutex_init(&c->evict_lock, NULL);
@@ -672,9 +708,9 @@ int cache_open_blob(struct cache *c, const struct digest *d, int *ret_fd, uint64
         int r = open_blob_fd(c, d, ret_fd, ret_size);
         if (r < 0)
                 return r;
-        int64_t now = cache_now_ms(c), record_ms = 0;
+        int64_t now = cache_mono_ms(c), real = cache_now_ms(c), record_ms = 0;
         pthread_mutex_lock(&c->lock);
-        bool record = index_touch(c, d, *ret_size, now, &record_ms);
+        bool record = index_touch(c, d, *ret_size, now, real, &record_ms);
         c->stats.hits++;
         pthread_mutex_unlock(&c->lock);
         /* Outside the lock: the inode's time, no data, no fsync. A failure
@@ -766,23 +802,36 @@ static void let_others_in(struct cache *c) {
         pthread_mutex_lock(&c->lock);
 }
 
+/* A blob a pass keeps (pinned, or its file cannot be removed), c->lock held:
+ * put at the new end as used at now_ms, so that the next batch, pass and
+ * evictor_wait_ms() do not walk it again; it comes of age again a whole age
+ * later (a pinned blob counts as in use, an unremovable one is retried then). */
+static void pass_over(struct cache *c, struct blob_rec *b, int64_t now_ms) {
+        b->used_ms = use_time(c, now_ms);
+        if (b != c->newest) {
+                lru_unlink(c, b);
+                lru_append(c, b);
+        }
+}
+
 /* Evicts the unpinned blobs last used max_age_ms ago or longer (c->lock
- * held), at most EVICT_BATCH before it lets others in; the oldest first, so
- * it stops at the first one younger. */
+ * held), looking at EVICT_BATCH at most before it lets others in; the oldest
+ * first, so it stops at the first one younger (those passed over are younger
+ * now: one look at each). */
 static void evict_aged(struct cache *c, struct cache_evict_report *rep) {
         if (!c->max_age_ms)
                 return;
         uint64_t budget = c->stats.blobs;
         for (;;) {
-                int64_t cutoff = cache_now_ms(c) - (int64_t) c->max_age_ms;
+                int64_t now = cache_mono_ms(c), cutoff = now - (int64_t) c->max_age_ms;
                 unsigned n = 0;
                 struct blob_rec *b = c->oldest;
                 while (n < EVICT_BATCH && budget > 0 && b && b->used_ms <= cutoff) {
                         struct blob_rec *next = b->newer;
-                        if (!b->pinned) {
-                                budget--;
-                                n += evict_one(c, b, CACHE_EVICT_AGE, rep);
-                        }
+                        budget--;
+                        n++;
+                        if (b->pinned || !evict_one(c, b, CACHE_EVICT_AGE, rep))
+                                pass_over(c, b, now);
                         b = next;
                 }
                 if (n < EVICT_BATCH)
@@ -810,27 +859,26 @@ uint64_t cache_evict_for(struct cache *c, uint64_t extra) {
         struct cache_evict_report rep = {};
         evict_aged(c, &rep);
         freed = rep.bytes[CACHE_EVICT_AGE];
-        /* Blobs that cannot be removed (EACCES, EROFS, an immutable file) are
-         * passed over, not retried forever: at most one look at each. */
+        /* Pinned blobs and those that cannot be removed (EACCES, EROFS, an
+         * immutable file) are passed over to the new end, not looked at again
+         * by the next batch: at most one look at each. */
         uint64_t budget = c->stats.blobs;
         struct blob_rec *b = c->oldest;
         if (over(c, false, freed, avail, extra) != _CACHE_EVICT_REASON_MAX)
                 for (;;) {
                         unsigned n = 0;
+                        int64_t now = cache_mono_ms(c);
                         enum cache_evict_reason why;
-                        while (n < EVICT_BATCH && budget > 0 &&
+                        while (n < EVICT_BATCH && budget > 0 && b &&
                                (why = over(c, true, freed, avail, extra)) != _CACHE_EVICT_REASON_MAX) {
-                                while (b && b->pinned)
-                                        b = b->newer;
-                                if (!b)
-                                        break; /* everything left is pinned */
                                 struct blob_rec *next = b->newer;
                                 budget--;
+                                n++;
                                 uint64_t size = b->size;
-                                if (evict_one(c, b, why, &rep)) {
+                                if (!b->pinned && evict_one(c, b, why, &rep))
                                         freed += size;
-                                        n++;
-                                }
+                                else
+                                        pass_over(c, b, now);
                                 b = next;
                         }
                         if (n < EVICT_BATCH)
@@ -857,18 +905,16 @@ uint64_t cache_evict_now(struct cache *c) {
 }
 
 /* How long the evictor may sleep (c->lock held): EVICT_PERIOD_S, or less
- * until the oldest unpinned blob comes of age; at least EVICT_AGE_MIN_WAIT_MS,
- * so a blob that cannot be removed is not retried in a busy loop. */
+ * until the oldest blob comes of age (a pinned one then goes to the new end:
+ * pass_over()); at least EVICT_AGE_MIN_WAIT_MS, against a busy loop. */
 #define EVICT_AGE_MIN_WAIT_MS 1000
 static int64_t evictor_wait_ms(struct cache *c) {
         int64_t wait = EVICT_PERIOD_S * 1000;
         if (!c->max_age_ms || !c->indexed)
                 return wait;
         struct blob_rec *b = c->oldest;
-        while (b && b->pinned)
-                b = b->newer;
         if (b) {
-                int64_t due = b->used_ms + (int64_t) c->max_age_ms - cache_now_ms(c) + 1;
+                int64_t due = b->used_ms + (int64_t) c->max_age_ms - cache_mono_ms(c) + 1;
                 if (due < wait)
                         wait = due > EVICT_AGE_MIN_WAIT_MS ? due : EVICT_AGE_MIN_WAIT_MS;
         }

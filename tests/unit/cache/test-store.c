@@ -1022,21 +1022,39 @@ static void test_restart_keeps_commit_order(void **state) {
 
 /* ---- retention by age, with a fake clock ---- */
 
-/* The wall clock plus what the test advanced it by: a commit's mtime (the
- * real time) is its first use, as with the real clock. */
-static _Atomic int64_t clock_offset_ms;
+/* The real clocks plus what the test moved each by: a commit's mtime (the
+ * real time) is its first use, as with the real clocks. Time passing moves
+ * both (clock_pass()); a wall-clock step moves the wall clock only. */
+struct fake_clock {
+        _Atomic int64_t wall_offset_ms, mono_offset_ms;
+};
 
-static int64_t fake_now_ms(void *userdata) {
-        (void) userdata;
+static int64_t clock_ms(clockid_t id, int64_t offset_ms) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + atomic_load(&clock_offset_ms);
+        clock_gettime(id, &ts);
+        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + offset_ms;
 }
 
-static struct cache *open_fake_clock(const char *root) {
+static int64_t fake_now_ms(void *userdata) {
+        struct fake_clock *clk = userdata;
+        return clock_ms(CLOCK_REALTIME, atomic_load(&clk->wall_offset_ms));
+}
+
+static int64_t fake_mono_ms(void *userdata) {
+        struct fake_clock *clk = userdata;
+        return clock_ms(CLOCK_MONOTONIC, atomic_load(&clk->mono_offset_ms));
+}
+
+/* Both clocks at ms past the test's start (time passing, no step). */
+static void clock_pass(struct fake_clock *clk, int64_t ms) {
+        atomic_store(&clk->wall_offset_ms, ms);
+        atomic_store(&clk->mono_offset_ms, ms);
+}
+
+static struct cache *open_fake_clock(const char *root, struct fake_clock *clk) {
         struct cache *c = NULL;
         struct error_list errors;
-        const struct cache_options opts = { .now_ms = fake_now_ms };
+        const struct cache_options opts = { .now_ms = fake_now_ms, .mono_ms = fake_mono_ms, .now_userdata = clk };
         assert_int_equal(cache_open_with(root, &opts, &c, &errors), 0);
         assert_int_equal(cache_wait_ready(c, 10000), 0);
         return c;
@@ -1076,10 +1094,10 @@ static void on_evict(const struct cache_evict_report *r, void *userdata) {
  * the restart is kept and what idled past the age is not. */
 static void test_retention_by_age(void **state) {
         struct fixture *f = *state;
-        atomic_store(&clock_offset_ms, 0);
+        struct fake_clock clk = {};
         memset(&reported, 0, sizeof(reported));
         reports = 0;
-        struct cache *c = open_fake_clock(f->root);
+        struct cache *c = open_fake_clock(f->root, &clk);
         cache_set_evict_report(c, on_evict, NULL);
         struct digest d[4];
         unsigned char *b[4];
@@ -1087,26 +1105,26 @@ static void test_retention_by_age(void **state) {
                 b[i] = content(1000, 70 + (unsigned) i, DIGEST_SHA256, &d[i]);
                 store(c, b[i], 1000, &d[i]);
         }
-        int64_t t0 = fake_now_ms(NULL);
+        int64_t t0 = fake_now_ms(&clk);
         assert_int_equal(cache_pin(c, &d[3], true), 0);
         /* Off: nothing is old enough to go, however long it idles. */
-        atomic_store(&clock_offset_ms, 3650LL * 86400 * 1000);
+        clock_pass(&clk, 3650LL * 86400 * 1000);
         assert_int_equal(cache_evict_now(c), 0);
-        atomic_store(&clock_offset_ms, 0);
+        clock_pass(&clk, 0);
         assert_int_equal(cache_set_max_age(c, 10000), 0);
 
         /* 5 s on, 0 is served: past a quarter of the age, so written to its mtime at once. */
-        atomic_store(&clock_offset_ms, 5000);
+        clock_pass(&clk, 5000);
         serve(c, &d[0]);
         int64_t served = mtime_ms(f->root, &d[0]);
         assert_true(served >= t0 + 5000 && served < t0 + 5000 + 1000);
         /* 1 s later again: under a quarter of the age since, batched (no write). */
-        atomic_store(&clock_offset_ms, 6000);
+        clock_pass(&clk, 6000);
         serve(c, &d[0]);
         assert_int_equal(mtime_ms(f->root, &d[0]), served);
 
         /* 11 s on: 1 and 2 idled past the age, 0 was served 5 s ago, 3 is pinned. */
-        atomic_store(&clock_offset_ms, 11000);
+        clock_pass(&clk, 11000);
         /* The evictor wakes by itself too (test_age_wakes_evictor) and may take
          * some first: what is gone, and the counts by reason, are what is checked. */
         (void) cache_evict_now(c);
@@ -1131,13 +1149,13 @@ static void test_retention_by_age(void **state) {
         assert_true(closed >= t0 + 6000 && closed < t0 + 6000 + 1000);
 
         /* After a restart, 0's last use is 6 s, not its commit: kept at 15 s, gone at 17 s. */
-        atomic_store(&clock_offset_ms, 15000);
-        c = open_fake_clock(f->root);
+        clock_pass(&clk, 15000);
+        c = open_fake_clock(f->root, &clk);
         assert_int_equal(cache_pin(c, &d[3], true), 0); /* pins live in memory: again after each start */
         assert_int_equal(cache_set_max_age(c, 10000), 0);
         assert_int_equal(cache_evict_now(c), 0);
         assert_int_equal(cache_stat(c, &d[0], &size), 0);
-        atomic_store(&clock_offset_ms, 17000);
+        clock_pass(&clk, 17000);
         (void) cache_evict_now(c); /* or the evictor did, as above */
         assert_int_equal(cache_stat(c, &d[0], &size), -ENOENT);
         assert_int_equal(cache_stat(c, &d[3], &size), 0);
@@ -1152,8 +1170,8 @@ static void test_retention_by_age(void **state) {
  * served least recently, not the one committed first. */
 static void test_restart_keeps_use_order(void **state) {
         struct fixture *f = *state;
-        atomic_store(&clock_offset_ms, 0);
-        struct cache *c = open_fake_clock(f->root);
+        struct fake_clock clk = {};
+        struct cache *c = open_fake_clock(f->root, &clk);
         struct digest d[2];
         unsigned char *b[2];
         for (int i = 0; i < 2; i++) {
@@ -1161,10 +1179,10 @@ static void test_restart_keeps_use_order(void **state) {
                 store(c, b[i], 1000, &d[i]);
         }
         /* 0 committed first, served a minute and a half later: the most recent use. */
-        atomic_store(&clock_offset_ms, 90000);
+        clock_pass(&clk, 90000);
         serve(c, &d[0]);
         cache_close(c);
-        c = open_fake_clock(f->root);
+        c = open_fake_clock(f->root, &clk);
         assert_int_equal(cache_set_limits(c, 1500, 0), 0);
         cache_evict_now(c);
         uint64_t size;
@@ -1175,6 +1193,155 @@ static void test_restart_keeps_use_order(void **state) {
         assert_int_equal(st.evicted_by[CACHE_EVICT_SIZE], 1);
         assert_int_equal(st.evicted_by[CACHE_EVICT_AGE], 0);
         cache_close(c);
+        for (int i = 0; i < 2; i++)
+                free(b[i]);
+}
+
+/* Last use and ageing count on the monotonic clock: the wall clock stepped
+ * forward by days after serving (chrony fixing a node that booted behind)
+ * evicts nothing, not even across a restart (at close the mtimes are mended
+ * to as far before the stepped clock as the uses were before now); stepped back by
+ * days, the blobs still age out when their age has passed. */
+static void test_age_ignores_wall_clock_steps(void **state) {
+        struct fixture *f = *state;
+        struct fake_clock clk = {};
+        struct cache *c = open_fake_clock(f->root, &clk);
+        struct digest d[3];
+        unsigned char *b[3];
+        for (int i = 0; i < 3; i++) {
+                b[i] = content(1000, 100 + (unsigned) i, DIGEST_SHA256, &d[i]);
+                store(c, b[i], 1000, &d[i]);
+                serve(c, &d[i]);
+        }
+        assert_int_equal(cache_set_max_age(c, 10000), 0);
+        const int64_t day = 86400LL * 1000;
+        atomic_store(&clk.wall_offset_ms, 3 * day);
+        assert_int_equal(cache_evict_now(c), 0);
+        /* Through a restart: the uses written at close are "just now" on the stepped clock. */
+        cache_close(c);
+        for (int i = 0; i < 3; i++)
+                assert_true(mtime_ms(f->root, &d[i]) > fake_now_ms(&clk) - 5000);
+        c = open_fake_clock(f->root, &clk);
+        assert_int_equal(cache_set_max_age(c, 10000), 0);
+        assert_int_equal(cache_evict_now(c), 0);
+        struct cache_stats st;
+        cache_get_stats(c, &st);
+        assert_int_equal(st.blobs, 3);
+
+        /* 5 s pass, 2 is served; then the wall clock goes back 10 days. */
+        atomic_store(&clk.mono_offset_ms, 5000);
+        atomic_store(&clk.wall_offset_ms, 3 * day + 5000);
+        serve(c, &d[2]);
+        atomic_store(&clk.wall_offset_ms, -7 * day + 5000);
+        assert_int_equal(cache_evict_now(c), 0);
+        /* 11 s on: 0 and 1 idled past the age, 2 was served 6 s ago. */
+        atomic_store(&clk.mono_offset_ms, 11000);
+        atomic_store(&clk.wall_offset_ms, -7 * day + 11000);
+        (void) cache_evict_now(c); /* or the evictor did */
+        uint64_t size;
+        assert_int_equal(cache_stat(c, &d[0], &size), -ENOENT);
+        assert_int_equal(cache_stat(c, &d[1], &size), -ENOENT);
+        assert_int_equal(cache_stat(c, &d[2], &size), 0);
+        /* ...and 2 goes too once its age has passed. */
+        atomic_store(&clk.mono_offset_ms, 16000);
+        (void) cache_evict_now(c);
+        assert_int_equal(cache_stat(c, &d[2], &size), -ENOENT);
+        cache_get_stats(c, &st);
+        assert_int_equal(st.evicted_by[CACHE_EVICT_AGE], 3);
+        cache_close(c);
+        for (int i = 0; i < 3; i++)
+                free(b[i]);
+}
+
+/* Retention by age passes pinned blobs over to the new end (so later batches
+ * and passes do not walk them again), across several batches: pins are kept,
+ * the others old enough go, and the order of use of those left is kept (a
+ * size bound then takes the least recently used first, the pins passed over
+ * counting as used at the pass). */
+#define AGED_N 70
+static void test_age_passes_pins_over(void **state) {
+        struct fixture *f = *state;
+        struct fake_clock clk = {};
+        struct cache *c = open_fake_clock(f->root, &clk);
+        struct digest d[AGED_N];
+        unsigned char *b[AGED_N];
+        for (int i = 0; i < AGED_N; i++) {
+                b[i] = content(100, 200 + (unsigned) i, DIGEST_SHA256, &d[i]);
+                store(c, b[i], 100, &d[i]);
+                if (i % 2 == 0)
+                        assert_int_equal(cache_pin(c, &d[i], true), 0);
+        }
+        clock_pass(&clk, 5000);
+        serve(c, &d[67]);
+        serve(c, &d[69]);
+        assert_int_equal(cache_set_max_age(c, 10000), 0);
+        clock_pass(&clk, 11000);
+        (void) cache_evict_now(c); /* or the evictor did */
+        uint64_t size;
+        for (int i = 0; i < AGED_N; i++)
+                assert_int_equal(cache_stat(c, &d[i], &size), i % 2 == 0 || i == 67 || i == 69 ? 0 : -ENOENT);
+        struct cache_stats st;
+        cache_get_stats(c, &st);
+        assert_int_equal(st.evicted_by[CACHE_EVICT_AGE], AGED_N / 2 - 2);
+
+        /* Unpinned, 37 blobs (3700 bytes) over 3600: down to 3240, so 5 go:
+         * 67, 69 (used at 5 s), then 0, 2, 4 (passed over at 11 s, in order). */
+        for (int i = 0; i < AGED_N; i += 2)
+                assert_int_equal(cache_pin(c, &d[i], false), 0);
+        assert_int_equal(cache_set_limits(c, 3600, 0), 0);
+        (void) cache_evict_now(c);
+        for (int i = 0; i < AGED_N; i++) {
+                bool gone = i == 67 || i == 69 || i == 0 || i == 2 || i == 4 || (i % 2 == 1);
+                assert_int_equal(cache_stat(c, &d[i], &size), gone ? -ENOENT : 0);
+        }
+        cache_get_stats(c, &st);
+        assert_int_equal(st.evicted_by[CACHE_EVICT_SIZE], 5);
+        cache_close(c);
+        for (int i = 0; i < AGED_N; i++)
+                free(b[i]);
+}
+
+/* A blob whose file cannot be removed (here a directory in its place:
+ * EISDIR, even for root) is passed over to the new end: tried once per age,
+ * not on every pass, and the others old enough still go. */
+static void test_age_unremovable_tried_once_per_age(void **state) {
+        struct fixture *f = *state;
+        struct fake_clock clk = {};
+        struct cache *c = open_fake_clock(f->root, &clk);
+        struct digest d[2];
+        unsigned char *b[2];
+        for (int i = 0; i < 2; i++) {
+                b[i] = content(1000, 300 + (unsigned) i, DIGEST_SHA256, &d[i]);
+                store(c, b[i], 1000, &d[i]);
+        }
+        char hex[129], path[512];
+        digest_hex(&d[0], hex);
+        snprintf(path, sizeof(path), "%s/blobs/sha256/%.2s/%s", f->root, hex, hex);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(mkdir(path, 0700), 0);
+        char inside[600];
+        snprintf(inside, sizeof(inside), "%s/x", path);
+        assert_int_equal(mkdir(inside, 0700), 0);
+        assert_int_equal(cache_set_max_age(c, 10000), 0);
+        clock_pass(&clk, 11000);
+        (void) cache_evict_now(c);
+        (void) cache_evict_now(c);
+        (void) cache_evict_now(c);
+        uint64_t size;
+        assert_int_equal(cache_stat(c, &d[1], &size), -ENOENT);
+        struct cache_stats st;
+        cache_get_stats(c, &st);
+        assert_int_equal(st.evicted_by[CACHE_EVICT_AGE], 1);
+        assert_int_equal(st.evict_errors, 1);
+        assert_int_equal(st.blobs, 1);
+        /* A whole age later: tried again, once. */
+        clock_pass(&clk, 22000);
+        (void) cache_evict_now(c);
+        (void) cache_evict_now(c);
+        cache_get_stats(c, &st);
+        assert_int_equal(st.evict_errors, 2);
+        cache_close(c);
+        assert_int_equal(rmdir(inside), 0);
         for (int i = 0; i < 2; i++)
                 free(b[i]);
 }
@@ -1221,6 +1388,9 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_retention_by_age, setup_dir, teardown),
                 cmocka_unit_test_setup_teardown(test_restart_keeps_use_order, setup_dir, teardown),
                 cmocka_unit_test_setup_teardown(test_age_wakes_evictor, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_age_ignores_wall_clock_steps, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_age_passes_pins_over, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_age_unremovable_tried_once_per_age, setup_dir, teardown),
                 cmocka_unit_test_setup_teardown(test_remove_and_read, setup_dir, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
