@@ -85,6 +85,19 @@ int admin_remote(const char *socket_path, const char *method, const char *target
                 fprintf(stderr, "%s: cannot reach the agent at \"%s\": %s\n", who, socket_path, strerror(-fd));
                 return 1;
         }
+        /* Whoever may create the path could listen there: only root's or our
+         * own listener is told the command and believed about the cache. */
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+                fprintf(stderr, "%s: cannot tell who listens at \"%s\": %s\n", who, socket_path, strerror(errno));
+                return 1;
+        }
+        if (cred.uid != 0 && cred.uid != geteuid()) {
+                fprintf(stderr, "%s: refusing the socket at \"%s\": its listener runs as uid %u, neither root nor us\n",
+                        who, socket_path, (unsigned) cred.uid);
+                return 1;
+        }
         _cleanup_buf_ struct buf req = BUF_INIT(ADMIN_REQUEST_MEMORY);
         int r = buf_printf(&req, "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", method, target);
         if (r >= 0)

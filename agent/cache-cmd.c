@@ -93,7 +93,10 @@ int agent_cache_command(struct cache *cache, const char *dir, const struct spec 
                 struct cache_stats before, st;
                 cache_get_stats(cache, &before);
                 uint64_t max = 0;
-                r = agent_cache_apply_limits(spec, dir, cache, &max);
+                if (spec)
+                        r = agent_cache_apply_limits(spec, dir, cache, &max);
+                else
+                        max = cache_max_bytes(cache); /* the agent's: its last reload set them */
                 if (r == 0)
                         (void) cache_evict_now(cache);
                 cache_get_stats(cache, &st);

@@ -389,6 +389,9 @@ void cache_media_type_remember(struct cache *c, const struct digest *d, const ch
  * index is complete (cache_wait_ready()) nothing is refused for this. */
 int cache_set_limits(struct cache *c, uint64_t max_bytes, uint64_t min_free_bytes);
 
+/* The max_bytes cache_set_limits() set last (0: no bound). */
+uint64_t cache_max_bytes(struct cache *c);
+
 /* Retention by age: a committed blob not used (cache_open_blob()) for
  * max_age_ms (0: no bound) is evicted, unless pinned, by the eviction thread
  * (started here when needed), which wakes when the oldest blob comes of age.

@@ -922,6 +922,13 @@ int cache_set_limits(struct cache *c, uint64_t max_bytes, uint64_t min_free_byte
         return r;
 }
 
+uint64_t cache_max_bytes(struct cache *c) {
+        pthread_mutex_lock(&c->lock);
+        uint64_t max = c->max_bytes;
+        pthread_mutex_unlock(&c->lock);
+        return max;
+}
+
 int cache_set_max_age(struct cache *c, uint64_t max_age_ms) {
         pthread_mutex_lock(&c->lock);
         c->max_age_ms = max_age_ms;

@@ -82,6 +82,18 @@ rc=$?
 checkd "nobody's layerd status exits 1: permission denied" \
   eval '[[ $rc == 1 ]] && grep -q "cannot reach the agent.*Permission denied" "$T/nobody.out"'
 
+# Another user's listener at the socket path is not believed: nothing is sent to it.
+mkdir -m 777 "$T/other"
+nobody /usr/bin/python3 -c 'import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(4); time.sleep(30)' "$T/other/s" &
+OTHER=$!
+PIDS+=("$OTHER")
+wait_for 5 test -S "$T/other/s"
+run other status --admin-socket "$T/other/s"
+kill "$OTHER" 2>/dev/null
+checkd "a listener run by nobody: exit 1, refused" \
+  eval '[[ $rc == 1 ]] && grep -q "refusing the socket at \"$T/other/s\": its listener runs as uid 65534" "$T/other.err"'
+
 # ---- live commands while a trickled blob downloads ------------------------------------------
 LAYER=${BIG[2]}
 checkd "the origin trickles test/big's layer" \
@@ -256,6 +268,13 @@ checkd "by default the socket is CACHE_DIR/admin.sock" \
 stop "$LAYERD_PID"
 layerd_serve "$LOG.5" "$T/spec.yaml" --admin-socket ''
 checkd "--admin-socket '': no socket" eval 'wait_port "$PA" 10 && sleep 0.3 && test ! -e "$T/cache/admin.sock"'
+stop "$LAYERD_PID"
+# A path that fits sun_path with a short name, its temporary bind path (.aXXXXXX/s) would not.
+LONG=$T/l; while (( ${#LONG} < 100 )); do LONG+=x; done
+LONG=${LONG:0:100}/a.sock
+layerd_serve "$LOG.7" "$T/spec.yaml" --admin-socket "$LONG"
+checkd "a ${#LONG}-byte socket path with a short name: bound, answers" \
+  eval 'wait_port "$PA" 10 && wait_for 5 test -S "$LONG" && run long status --admin-socket "$LONG" && [[ $rc == 0 ]]'
 stop "$LAYERD_PID"
 
 # ---- images as units: cache rm and cache refresh ------------------------------------------------
