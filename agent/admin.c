@@ -278,6 +278,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 return refuse(conn, MHD_HTTP_NOT_FOUND, "no such admin route");
         if (strcmp(method, commands[cmd].method) != 0)
                 return refuse(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "%s only", commands[cmd].method);
+        /* Two agents may share a spec and its fixed admin_socket: a command
+         * naming a cache directory runs only on the agent of that directory. */
+        const char *want_dir = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, ADMIN_CACHE_DIR_HEADER);
+        if (want_dir) {
+                struct stat st;
+                char own[48] = "";
+                if (stat(adm->target.cache_dir, &st) == 0)
+                        snprintf(own, sizeof(own), "%ju:%ju", (uintmax_t) st.st_dev, (uintmax_t) st.st_ino);
+                if (strcmp(want_dir, own) != 0)
+                        return refuse(conn, MHD_HTTP_CONFLICT, "this agent's cache is \"%.160s\", another directory",
+                                      adm->target.cache_dir);
+        }
         struct args a = {};
         (void) MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, on_arg, &a);
         if (a.bad || (!commands[cmd].takes_images && a.n_images > 0) || (cmd != CMD_CHECK && a.n_platforms > 0))

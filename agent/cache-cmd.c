@@ -189,6 +189,7 @@ int agent_cmd_cache(int argc, char **argv) {
                 (void) error_list_print(&errors, stderr);
                 return 2;
         }
+        const char *dir_given = dir; /* the agent asked must serve this one */
         if (!dir)
                 dir = spec->agent.cache_dir;
         char sock[SPEC_ADMIN_SOCKET_PATH_MAX + 1];
@@ -212,7 +213,8 @@ int agent_cmd_cache(int argc, char **argv) {
                 fprintf(stderr, "layerd cache: too many or too long arguments\n");
                 return 2;
         }
-        int status = admin_remote(have_sock > 0 ? sock : NULL, query ? "GET" : "POST", buf_str(&target), "layerd cache");
+        int status = admin_remote_dir(have_sock > 0 ? sock : NULL, query ? "GET" : "POST", buf_str(&target), dir_given,
+                                      "layerd cache");
         if (status != ADMIN_NO_AGENT)
                 return status;
         char **images = argv + optind + 1;

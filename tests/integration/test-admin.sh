@@ -344,6 +344,15 @@ run rm-unrec cache rm --spec "$SPEC2" "$REG/test/derived:v1"
 rm -f "$REC" && mv "$T/apprec" "$REC"
 checkd "cache rm with a tag record unreadable: exit 1, nothing removed" \
   eval '[[ $rc == 1 && -n $REC ]] && in_cache "$T/cache2" "${APP[@]}" "$DER" "$DER_CONFIG" "$DER_LAYER"'
+# A socket (as a spec's fixed admin_socket two agents share) reaching the agent of
+# another cache directory than --cache-dir names: refused unrun.
+rms=$(grep -c "admin command=/v1/cache/rm" "$LOG.6")
+run otherdir cache rm --cache-dir "$T/cache" --admin-socket "$T/cache2/admin.sock" "$REG/test/app:v1"
+checkd "--cache-dir of another cache than the agent's: exit 1, refused, nothing removed" \
+  eval '[[ $rc == 1 ]] && grep -q "serves another cache directory than \"$T/cache\": nothing was run" "$T/otherdir.err" &&
+        in_cache "$T/cache2" "${APP[@]}" && [[ $(grep -c "admin command=/v1/cache/rm" "$LOG.6") == "$rms" ]]'
+run samedir cache stats --spec "$SPEC2" --cache-dir "$T/cache2"
+checkd "--cache-dir of the agent's own cache: answered" eval '[[ $rc == 0 ]] && grep -q "^blobs " "$T/samedir.out"'
 run rm cache rm --spec "$SPEC2" "$REG/test/derived:v1"
 checkd "cache rm through the agent: its record and 3 blobs of its own, the shared layer kept" \
   eval '[[ $rc == 0 ]] && grep -qx "removed $REG/test/derived:v1 (1 tag records)" "$T/rm.out" &&
