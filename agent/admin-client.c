@@ -3,9 +3,11 @@
  * path, one request over it, the command's output printed as it would have
  * been offline. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -73,8 +75,21 @@ static int read_all(int fd, struct buf *b) {
 }
 
 int admin_remote(const char *socket_path, const char *method, const char *target, const char *who) {
+        return admin_remote_dir(socket_path, method, target, NULL, who);
+}
+
+int admin_remote_dir(const char *socket_path, const char *method, const char *target, const char *cache_dir,
+                     const char *who) {
         if (!socket_path)
                 return ADMIN_NO_AGENT;
+        char dir_id[48] = "";
+        struct stat st;
+        if (cache_dir && stat(cache_dir, &st) < 0) {
+                fprintf(stderr, "%s: %s: %s\n", who, cache_dir, strerror(errno));
+                return 1;
+        }
+        if (cache_dir)
+                snprintf(dir_id, sizeof(dir_id), "%ju:%ju", (uintmax_t) st.st_dev, (uintmax_t) st.st_ino);
         _cleanup_close_ int fd = connect_socket(socket_path);
         /* Nothing there, or a socket file nobody listens on (an agent that
          * crashed): the command opens the cache itself, whose lock tells
@@ -85,8 +100,25 @@ int admin_remote(const char *socket_path, const char *method, const char *target
                 fprintf(stderr, "%s: cannot reach the agent at \"%s\": %s\n", who, socket_path, strerror(-fd));
                 return 1;
         }
+        /* Whoever may create the path could listen there: only root's or our
+         * own listener is told the command and believed about the cache. */
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+                fprintf(stderr, "%s: cannot tell who listens at \"%s\": %s\n", who, socket_path, strerror(errno));
+                return 1;
+        }
+        if (cred.uid != 0 && cred.uid != geteuid()) {
+                fprintf(stderr, "%s: refusing the socket at \"%s\": its listener runs as uid %u, neither root nor us\n",
+                        who, socket_path, (unsigned) cred.uid);
+                return 1;
+        }
         _cleanup_buf_ struct buf req = BUF_INIT(ADMIN_REQUEST_MEMORY);
-        int r = buf_printf(&req, "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", method, target);
+        int r = buf_printf(&req, "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n", method, target);
+        if (r >= 0 && dir_id[0])
+                r = buf_printf(&req, "%s: %s\r\n", ADMIN_CACHE_DIR_HEADER, dir_id);
+        if (r >= 0)
+                r = buf_printf(&req, "\r\n");
         if (r >= 0)
                 r = send_all(fd, req.data, req.len);
         if (r >= 0)
@@ -99,6 +131,13 @@ int admin_remote(const char *socket_path, const char *method, const char *target
                 r = admin_reply_parse(reply.data ? reply.data : "", reply.len, &rep);
         if (r < 0) {
                 fprintf(stderr, "%s: the agent at \"%s\" did not answer: %s\n", who, socket_path, strerror(-r));
+                return 1;
+        }
+        if (rep.status == 409 && cache_dir) {
+                fprintf(stderr,
+                        "%s: the agent at \"%s\" serves another cache directory than \"%s\": nothing was run; name "
+                        "that directory's agent with --admin-socket\n",
+                        who, socket_path, cache_dir);
                 return 1;
         }
         if (rep.status != 200 || rep.exit_status < 0) {

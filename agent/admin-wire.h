@@ -14,6 +14,9 @@
 #define ADMIN_REPLY_BODY_MAX (64 * 1024 * 1024) /* a command's output: `cache ls` of a large cache */
 #define ADMIN_EXIT_HEADER "Layerd-Exit-Status"   /* the command's exit status (text replies) */
 #define ADMIN_STDOUT_HEADER "Layerd-Stdout-Length" /* body = its standard output, then its errors */
+/* In a request: "<st_dev>:<st_ino>" of the cache directory the command named;
+ * an agent whose cache is another directory refuses it (409) unrun. */
+#define ADMIN_CACHE_DIR_HEADER "Layerd-Cache-Dir-Id"
 
 /* A reply as the command line uses it. Points into the parsed buffer. */
 struct admin_reply {

@@ -95,20 +95,27 @@ static int bind_private(const char *path, struct stat *st) {
         if (mkdir(dir, 0700) < 0 && errno != EEXIST)
                 return -errno;
         char tmpdir[SPEC_ADMIN_SOCKET_PATH_MAX + 16];
-        int n = snprintf(tmpdir, sizeof(tmpdir), "%s/.admin.XXXXXX", dir);
+        int n = snprintf(tmpdir, sizeof(tmpdir), "%s/.aXXXXXX", dir);
         if (n < 0 || (size_t) n >= sizeof(tmpdir) || !mkdtemp(tmpdir))
                 return n < 0 || (size_t) n >= sizeof(tmpdir) ? -ENAMETOOLONG : -errno;
+        _cleanup_close_ int dfd = open(tmpdir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        /* The temporary path is longer than path when its name is short:
+         * then it is bound through the directory's descriptor, whose path fits. */
         char tmp[sizeof(tmpdir) + 8];
         snprintf(tmp, sizeof(tmp), "%s/s", tmpdir);
+        if (strlen(tmp) > SPEC_ADMIN_SOCKET_PATH_MAX && dfd >= 0)
+                snprintf(tmp, sizeof(tmp), "/proc/self/fd/%d/s", dfd);
         struct sockaddr_un sa;
-        int r = sockaddr_for(tmp, &sa);
+        int r = dfd < 0 ? -errno : sockaddr_for(tmp, &sa);
         _cleanup_close_ int fd = r < 0 ? -1 : socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (r >= 0 && fd < 0)
                 r = -errno;
-        if (r >= 0 && (bind(fd, (const struct sockaddr *) &sa, sizeof(sa)) < 0 || chmod(tmp, 0600) < 0 ||
-                       listen(fd, ADMIN_CONNECTIONS_MAX) < 0 || rename(tmp, path) < 0 || lstat(path, st) < 0))
+        if (r >= 0 && (bind(fd, (const struct sockaddr *) &sa, sizeof(sa)) < 0 || fchmodat(dfd, "s", 0600, 0) < 0 ||
+                       listen(fd, ADMIN_CONNECTIONS_MAX) < 0 || renameat(dfd, "s", AT_FDCWD, path) < 0 ||
+                       lstat(path, st) < 0))
                 r = -errno;
-        (void) unlink(tmp); /* gone already after the rename */
+        if (dfd >= 0)
+                (void) unlinkat(dfd, "s", 0); /* gone already after the rename */
         (void) rmdir(tmpdir);
         return r < 0 ? r : TAKE_FD(fd);
 }
@@ -228,9 +235,6 @@ static int admin_prefetch_round(void *cls, const struct prefetch_hooks *h, struc
 
 /* Runs cmd with its output to out and errors to err; returns its exit status. */
 static int run(const struct admin_target *t, enum command cmd, const struct args *a, FILE *out, FILE *err) {
-        void *token = NULL;
-        const struct spec *s;
-        int status;
         switch (cmd) {
         case CMD_PING:
                 fputs("ok\n", out);
@@ -247,11 +251,9 @@ static int run(const struct admin_target *t, enum command cmd, const struct args
         case CMD_REFRESH:
                 return agent_cache_refresh(t->pull, (char **) a->images, a->n_images, out, err);
         default:
-                s = pull_spec_acquire(t->pull, &token);
-                status = agent_cache_command(t->cache, t->cache_dir, s, commands[cmd].path + strlen("/v1/cache/"), out,
-                                             err);
-                pull_spec_release(t->pull, token);
-                return status;
+                /* No spec: the agent's reloads set the bounds, gc only evicts now. */
+                return agent_cache_command(t->cache, t->cache_dir, NULL, commands[cmd].path + strlen("/v1/cache/"),
+                                           out, err);
         }
 }
 
@@ -276,6 +278,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 return refuse(conn, MHD_HTTP_NOT_FOUND, "no such admin route");
         if (strcmp(method, commands[cmd].method) != 0)
                 return refuse(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "%s only", commands[cmd].method);
+        /* Two agents may share a spec and its fixed admin_socket: a command
+         * naming a cache directory runs only on the agent of that directory. */
+        const char *want_dir = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, ADMIN_CACHE_DIR_HEADER);
+        if (want_dir) {
+                struct stat st;
+                char own[48] = "";
+                if (stat(adm->target.cache_dir, &st) == 0)
+                        snprintf(own, sizeof(own), "%ju:%ju", (uintmax_t) st.st_dev, (uintmax_t) st.st_ino);
+                if (strcmp(want_dir, own) != 0)
+                        return refuse(conn, MHD_HTTP_CONFLICT, "this agent's cache is \"%.160s\", another directory",
+                                      adm->target.cache_dir);
+        }
         struct args a = {};
         (void) MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, on_arg, &a);
         if (a.bad || (!commands[cmd].takes_images && a.n_images > 0) || (cmd != CMD_CHECK && a.n_platforms > 0))

@@ -60,3 +60,8 @@ struct admin *admin_stop(struct admin *a);
  * status, ADMIN_NO_AGENT when no agent listens there, or 1 after printing why
  * the agent could not be asked. */
 int admin_remote(const char *socket_path, const char *method, const char *target, const char *who);
+
+/* admin_remote() naming the cache directory the command is for (NULL: none):
+ * an agent serving another directory refuses, and this returns 1 saying so. */
+int admin_remote_dir(const char *socket_path, const char *method, const char *target, const char *cache_dir,
+                     const char *who);

@@ -67,8 +67,10 @@ int agent_fallback_new(const struct spec *s, struct fallback **ret, struct error
 int agent_cmd_prefetch(int argc, char **argv);
 
 /* `layerd cache stats|ls|verify|gc` (what) on the open cache at dir, whose
- * bounds s gives (gc): the output to out, errors to err. The same for the
- * command line and the running agent's admin API. Returns the exit status. */
+ * bounds s gives (gc; NULL: the bounds already set, as in the running agent,
+ * where a spec taken before a long wait could undo a reload's): the output to
+ * out, errors to err. The same for the command line and the running agent's
+ * admin API. Returns the exit status. */
 struct cache;
 int agent_cache_command(struct cache *cache, const char *dir, const struct spec *s, const char *what, FILE *out,
                         FILE *err);

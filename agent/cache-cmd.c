@@ -93,7 +93,10 @@ int agent_cache_command(struct cache *cache, const char *dir, const struct spec 
                 struct cache_stats before, st;
                 cache_get_stats(cache, &before);
                 uint64_t max = 0;
-                r = agent_cache_apply_limits(spec, dir, cache, &max);
+                if (spec)
+                        r = agent_cache_apply_limits(spec, dir, cache, &max);
+                else
+                        max = cache_max_bytes(cache); /* the agent's: its last reload set them */
                 if (r == 0)
                         (void) cache_evict_now(cache);
                 cache_get_stats(cache, &st);
@@ -186,6 +189,7 @@ int agent_cmd_cache(int argc, char **argv) {
                 (void) error_list_print(&errors, stderr);
                 return 2;
         }
+        const char *dir_given = dir; /* the agent asked must serve this one */
         if (!dir)
                 dir = spec->agent.cache_dir;
         char sock[SPEC_ADMIN_SOCKET_PATH_MAX + 1];
@@ -209,7 +213,8 @@ int agent_cmd_cache(int argc, char **argv) {
                 fprintf(stderr, "layerd cache: too many or too long arguments\n");
                 return 2;
         }
-        int status = admin_remote(have_sock > 0 ? sock : NULL, query ? "GET" : "POST", buf_str(&target), "layerd cache");
+        int status = admin_remote_dir(have_sock > 0 ? sock : NULL, query ? "GET" : "POST", buf_str(&target), dir_given,
+                                      "layerd cache");
         if (status != ADMIN_NO_AGENT)
                 return status;
         char **images = argv + optind + 1;

@@ -86,10 +86,10 @@ static int add_closure(struct cache *c, struct digest_set *s, const struct diges
         _cleanup_free_ void *body = NULL;
         size_t size;
         r = cache_read_blob(c, root, FALLBACK_MANIFEST_MAX, &body, &size);
-        if (r == -ENOMEM)
-                return r;
-        if (r < 0)
+        if (r == -ENOENT || r == -EFBIG)
                 return 0; /* not stored, or too large to be a manifest: a leaf */
+        if (r < 0)
+                return r; /* unreadable: what it refers to is unknown, so nothing may be removed */
         struct fallback_manifest_refs refs;
         if (fallback_manifest_refs(body, size, &refs) < 0)
                 return 0; /* a config or a layer */
@@ -105,6 +105,7 @@ struct target {
         struct reference ref;
         struct digest digest; /* with ref.digest */
         unsigned records;     /* tag records dropped */
+        bool stored;          /* with ref.digest: the manifest is in the cache */
 };
 
 struct rm_walk {
@@ -146,6 +147,35 @@ static int on_tag(const char *registry, const char *repository, const char *tag,
         return w->drop[w->n_drop - 1] && w->drop[w->n_drop - 2] && w->drop[w->n_drop - 3] ? 0 : -ENOMEM;
 }
 
+struct blob_list {
+        struct digest *d;
+        size_t n, cap;
+};
+
+static int on_small_blob(const struct digest *d, uint64_t size, bool pinned, void *userdata) {
+        struct blob_list *l = userdata;
+        (void) pinned;
+        if (size > FALLBACK_MANIFEST_MAX)
+                return 0; /* too large to be a manifest */
+        int r = ARRAY_RESERVE(l->d, &l->cap, l->n + 1, 256, SIZE_MAX);
+        if (r < 0)
+                return r;
+        l->d[l->n++] = *d;
+        return 0;
+}
+
+/* Adds to w->keep the closure of every stored manifest not in w->gone; a blob
+ * that is not a manifest adds only itself, which removes nothing. */
+static int keep_untagged(struct cache *c, struct rm_walk *w) {
+        struct blob_list l = {};
+        int r = cache_foreach_blob(c, on_small_blob, &l); /* a snapshot: read without the store's lock */
+        for (size_t i = 0; r >= 0 && i < l.n; i++)
+                if (!set_has(&w->gone, &l.d[i]))
+                        r = add_closure(c, &w->keep, &l.d[i]);
+        free(l.d);
+        return r;
+}
+
 /* Parses IMAGE arguments as `cache check` does; returns how many, or -1 after saying why. */
 static int parse_targets(char **images, size_t n, struct target *targets, const char *who, FILE *err) {
         for (size_t i = 0; i < n; i++) {
@@ -175,10 +205,21 @@ int agent_cache_rm(struct cache *c, char **images, size_t n_images, FILE *out, F
         int r = cache_wait_ready(c, -1);
         if (r >= 0)
                 r = cache_foreach_tag(c, on_tag, &w);
-        /* An image named by digest is the manifest itself, recorded by a tag or not. */
-        for (size_t i = 0; r >= 0 && i < n_images; i++)
-                if (targets[i].ref.digest)
-                        r = add_closure(c, &w.gone, &targets[i].digest);
+        /* An image named by digest is the manifest itself, recorded by a tag or
+         * not; one not stored is reported, not removed. */
+        for (size_t i = 0; r >= 0 && i < n_images; i++) {
+                uint64_t size;
+                if (!targets[i].ref.digest)
+                        continue;
+                r = cache_stat(c, &targets[i].digest, &size);
+                targets[i].stored = r == 0;
+                if (r == 0 || r == -ENOENT)
+                        r = targets[i].stored ? add_closure(c, &w.gone, &targets[i].digest) : 0;
+        }
+        /* Images pulled by digest only have no tag record: every other stored
+         * manifest keeps what it refers to too. */
+        if (r >= 0)
+                r = keep_untagged(c, &w);
         int status = 0;
         uint64_t removed = 0, removed_bytes = 0, shared = 0, pinned = 0;
         for (size_t i = 0; r >= 0 && i < w.n_drop; i += 3) {
@@ -217,8 +258,7 @@ int agent_cache_rm(struct cache *c, char **images, size_t n_images, FILE *out, F
                 status = 1;
         }
         for (size_t i = 0; r >= 0 && i < n_images; i++) {
-                bool stored = targets[i].ref.digest && set_has(&w.gone, &targets[i].digest);
-                if (targets[i].records == 0 && !stored) {
+                if (targets[i].records == 0 && !targets[i].stored) {
                         fprintf(err, "layerd cache rm: not in the cache: %s\n", images[i]);
                         status = 1;
                 } else

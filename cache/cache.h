@@ -285,9 +285,10 @@ struct cache_reader *cache_reader_free(struct cache_reader *r);
 
 void cache_get_stats(struct cache *c, struct cache_stats *ret);
 
-/* Calls fn for every committed blob, least recently used first, after the
- * index is complete; fn must not call back into the cache. Stops early when
- * fn returns non-zero and returns that; otherwise 0 (or the index error). */
+/* Calls fn for every blob committed when the call began, least recently used
+ * first, after the index is complete; fn runs without the store's lock (it may
+ * call into the cache; a blob may be gone by then). Stops early when fn
+ * returns non-zero and returns that; otherwise 0 (or the index error). */
 int cache_foreach_blob(struct cache *c, int (*fn)(const struct digest *d, uint64_t size, bool pinned, void *userdata),
                        void *userdata);
 
@@ -352,9 +353,11 @@ int cache_tag_list(struct cache *c, const char *registry, const char *repository
  * invalid names, -errno. */
 int cache_tag_remove(struct cache *c, const char *registry, const char *repository, const char *tag);
 
-/* Calls fn for every readable tag record in the store (the registry as the
- * store spells it), in no order, never under a lock; stops at fn's first
- * non-zero return and returns it; 0 when done, -errno when the walk failed.
+/* Calls fn for every tag record in the store (the registry as the store
+ * spells it), in no order, never under a lock, skipping damaged records and
+ * ones removed meanwhile; stops at fn's first non-zero return and returns it;
+ * 0 when done, -errno when the walk failed (a record or directory it could
+ * not read: the caller must not take the walk as complete).
  * Repositories deeper than 64 components are not visited. */
 int cache_foreach_tag(struct cache *c,
                       int (*fn)(const char *registry, const char *repository, const char *tag, const struct cache_tag *t,
@@ -390,6 +393,9 @@ void cache_media_type_remember(struct cache *c, const struct digest *d, const ch
  * disk (the download is given up; its clients stream it through). Until the
  * index is complete (cache_wait_ready()) nothing is refused for this. */
 int cache_set_limits(struct cache *c, uint64_t max_bytes, uint64_t min_free_bytes);
+
+/* The max_bytes cache_set_limits() set last (0: no bound). */
+uint64_t cache_max_bytes(struct cache *c);
 
 /* Retention by age: a committed blob not used (cache_open_blob()) for
  * max_age_ms (0: no bound) is evicted, unless pinned, by the eviction thread

@@ -968,6 +968,13 @@ int cache_set_limits(struct cache *c, uint64_t max_bytes, uint64_t min_free_byte
         return r;
 }
 
+uint64_t cache_max_bytes(struct cache *c) {
+        pthread_mutex_lock(&c->lock);
+        uint64_t max = c->max_bytes;
+        pthread_mutex_unlock(&c->lock);
+        return max;
+}
+
 int cache_set_max_age(struct cache *c, uint64_t max_age_ms) {
         pthread_mutex_lock(&c->lock);
         c->max_age_ms = max_age_ms;
@@ -1040,10 +1047,24 @@ int cache_foreach_blob(struct cache *c, int (*fn)(const struct digest *d, uint64
         int r = cache_wait_ready(c, -1);
         if (r < 0)
                 return r;
+        /* Copied under the lock, called without it: a slow fn (the admin
+         * API's listing into a growing buffer) must not hold up every pull. */
+        struct blob_row {
+                struct digest digest;
+                uint64_t size;
+                bool pinned;
+        };
         pthread_mutex_lock(&c->lock);
-        for (struct blob_rec *b = c->oldest; b && r == 0; b = b->newer)
-                r = fn(&b->digest, b->size, b->pinned, userdata);
+        size_t n = (size_t) c->stats.blobs, k = 0;
+        struct blob_row *all = calloc(n ? n : 1, sizeof(*all));
+        for (struct blob_rec *b = c->oldest; all && b && k < n; b = b->newer)
+                all[k++] = (struct blob_row) { .digest = b->digest, .size = b->size, .pinned = b->pinned };
         pthread_mutex_unlock(&c->lock);
+        if (!all)
+                return -ENOMEM;
+        for (size_t i = 0; i < k && r == 0; i++)
+                r = fn(&all[i].digest, all[i].size, all[i].pinned, userdata);
+        free(all);
         return r;
 }
 

@@ -295,8 +295,13 @@ static int walk_records(struct tag_walk *w, int fd_dir, size_t registry_len) {
                         break;
                 }
                 struct cache_tag t;
-                if (read_record(path, &t) < 0)
-                        continue; /* damaged: cache_tag_get() treats it as unknown too */
+                r = read_record(path, &t);
+                if (r == -ENOENT || r == -EBADMSG) {
+                        r = 0; /* removed meanwhile, or damaged: cache_tag_get() treats it as unknown too */
+                        continue;
+                }
+                if (r < 0)
+                        break; /* unreadable: a caller deciding what is unused must not guess */
                 _cleanup_free_ char *registry = strndup(buf_str(&w->path), registry_len);
                 if (!registry) {
                         r = -ENOMEM;
@@ -324,8 +329,12 @@ static int walk_dir(struct tag_walk *w, int fd_dir, unsigned depth, size_t regis
                 if ((records && depth < 2) || (!records && depth >= TAG_WALK_DEPTH_MAX))
                         continue;
                 int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-                if (fd < 0)
-                        continue;
+                if (fd < 0 && (errno == ENOENT || errno == ENOTDIR || errno == ELOOP))
+                        continue; /* removed meanwhile, or not a directory (DT_UNKNOWN, a symlink) */
+                if (fd < 0) {
+                        r = -errno;
+                        break;
+                }
                 if (records) {
                         r = walk_records(w, fd, registry_len);
                         continue;

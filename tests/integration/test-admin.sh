@@ -82,6 +82,18 @@ rc=$?
 checkd "nobody's layerd status exits 1: permission denied" \
   eval '[[ $rc == 1 ]] && grep -q "cannot reach the agent.*Permission denied" "$T/nobody.out"'
 
+# Another user's listener at the socket path is not believed: nothing is sent to it.
+mkdir -m 777 "$T/other"
+nobody /usr/bin/python3 -c 'import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(4); time.sleep(30)' "$T/other/s" &
+OTHER=$!
+PIDS+=("$OTHER")
+wait_for 5 test -S "$T/other/s"
+run other status --admin-socket "$T/other/s"
+kill "$OTHER" 2>/dev/null
+checkd "a listener run by nobody: exit 1, refused" \
+  eval '[[ $rc == 1 ]] && grep -q "refusing the socket at \"$T/other/s\": its listener runs as uid 65534" "$T/other.err"'
+
 # ---- live commands while a trickled blob downloads ------------------------------------------
 LAYER=${BIG[2]}
 checkd "the origin trickles test/big's layer" \
@@ -257,6 +269,13 @@ stop "$LAYERD_PID"
 layerd_serve "$LOG.5" "$T/spec.yaml" --admin-socket ''
 checkd "--admin-socket '': no socket" eval 'wait_port "$PA" 10 && sleep 0.3 && test ! -e "$T/cache/admin.sock"'
 stop "$LAYERD_PID"
+# A path that fits sun_path with a short name, its temporary bind path (.aXXXXXX/s) would not.
+LONG=$T/l; while (( ${#LONG} < 100 )); do LONG+=x; done
+LONG=${LONG:0:100}/a.sock
+layerd_serve "$LOG.7" "$T/spec.yaml" --admin-socket "$LONG"
+checkd "a ${#LONG}-byte socket path with a short name: bound, answers" \
+  eval 'wait_port "$PA" 10 && wait_for 5 test -S "$LONG" && run long status --admin-socket "$LONG" && [[ $rc == 0 ]]'
+stop "$LAYERD_PID"
 
 # ---- images as units: cache rm and cache refresh ------------------------------------------------
 # test/derived:v1 shares test/app's first layer and has a config and a layer of its own.
@@ -308,6 +327,32 @@ checkd "cache refresh revalidates the tag: unchanged" \
   eval '[[ $rc == 0 ]] && grep -qx "$REG/test/app:v1 ${APP[0]} (unchanged)" "$T/refresh.out" &&
         grep -q "a digest never changes" "$T/refresh.out"'
 checkd "the refresh asked the origin" test "$(asked)" -gt "$asked_before"
+blob_path() { local h=${2#sha256:}; echo "$1/blobs/sha256/${h:0:2}/$h"; }
+# test/app's manifest unreadable (a symlink loop: root reads through modes): what
+# it refers to is unknown, so nothing is removed.
+APPM=$(blob_path "$T/cache2" "${APP[0]}")
+mv "$APPM" "$T/appm" && ln -s "$(basename "$APPM")" "$APPM"
+run rm-unread cache rm --spec "$SPEC2" "$REG/test/derived:v1"
+rm -f "$APPM" && mv "$T/appm" "$APPM"
+checkd "cache rm with another image's manifest unreadable: exit 1, nothing removed" \
+  eval '[[ $rc == 1 ]] && grep -q "layerd cache rm: Too many levels of symbolic links" "$T/rm-unread.err" &&
+        in_cache "$T/cache2" "${APP[@]}" "$DER" "$DER_CONFIG" "$DER_LAYER"'
+# A tag record that cannot be read (a loop again): the walk is not complete, nothing is removed.
+REC=$(find "$T/cache2/tags" -path '*test/app/_tags/v1')
+mv "$REC" "$T/apprec" && ln -s v1 "$REC"
+run rm-unrec cache rm --spec "$SPEC2" "$REG/test/derived:v1"
+rm -f "$REC" && mv "$T/apprec" "$REC"
+checkd "cache rm with a tag record unreadable: exit 1, nothing removed" \
+  eval '[[ $rc == 1 && -n $REC ]] && in_cache "$T/cache2" "${APP[@]}" "$DER" "$DER_CONFIG" "$DER_LAYER"'
+# A socket (as a spec's fixed admin_socket two agents share) reaching the agent of
+# another cache directory than --cache-dir names: refused unrun.
+rms=$(grep -c "admin command=/v1/cache/rm" "$LOG.6")
+run otherdir cache rm --cache-dir "$T/cache" --admin-socket "$T/cache2/admin.sock" "$REG/test/app:v1"
+checkd "--cache-dir of another cache than the agent's: exit 1, refused, nothing removed" \
+  eval '[[ $rc == 1 ]] && grep -q "serves another cache directory than \"$T/cache\": nothing was run" "$T/otherdir.err" &&
+        in_cache "$T/cache2" "${APP[@]}" && [[ $(grep -c "admin command=/v1/cache/rm" "$LOG.6") == "$rms" ]]'
+run samedir cache stats --spec "$SPEC2" --cache-dir "$T/cache2"
+checkd "--cache-dir of the agent's own cache: answered" eval '[[ $rc == 0 ]] && grep -q "^blobs " "$T/samedir.out"'
 run rm cache rm --spec "$SPEC2" "$REG/test/derived:v1"
 checkd "cache rm through the agent: its record and 3 blobs of its own, the shared layer kept" \
   eval '[[ $rc == 0 ]] && grep -qx "removed $REG/test/derived:v1 (1 tag records)" "$T/rm.out" &&
@@ -319,6 +364,22 @@ checkd "test/app's blobs are all there" in_cache "$T/cache2" "${APP[@]}"
 run rm-none cache rm --spec "$SPEC2" "$REG/test/nothing:v1"
 checkd "cache rm of an image not in the cache: exit 1, says so" \
   eval '[[ $rc == 1 ]] && grep -q "not in the cache: $REG/test/nothing:v1" "$T/rm-none.err"'
+run rm-nodigest cache rm --spec "$SPEC2" "$REG/test/derived@$DER"
+checkd "cache rm of a digest not in the cache: exit 1, says so" \
+  eval '[[ $rc == 1 ]] && grep -q "not in the cache: $REG/test/derived@$DER" "$T/rm-nodigest.err" &&
+        ! grep -q "^removed" "$T/rm-nodigest.out"'
+# test/derived again, by digest only: no tag record, its layer shared with test/app.
+pulld() {
+  local c d
+  c=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' -H "Accept: $MT" "http://127.0.0.1:$PA/v2/test/derived/manifests/$DER?ns=$REG")
+  [[ $c == 200 ]] || return 1
+  for d in "$DER_CONFIG" "${APP[2]}" "$DER_LAYER"; do
+    c=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PA/v2/test/derived/blobs/$d?ns=$REG")
+    [[ $c == 200 ]] || return 1
+  done
+}
+checkd "test/derived pulled by digest only" \
+  eval 'pulld && wait_for 5 in_cache "$T/cache2" "$DER" "$DER_CONFIG" "$DER_LAYER" && ! find "$T/cache2/tags" -path "*test/derived/_tags/*" | grep -q .'
 stop "$FIXTURE_PID"
 checkd "the origin down: test/app:v1 still pulls whole from the cache" pull test/app "${APP[@]:1}"
 code=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' -H "Accept: $MT" "http://127.0.0.1:$PA/v2/test/derived/manifests/v1?ns=$REG")
@@ -328,8 +389,13 @@ checkd "cache refresh with the origin down: served stale, exit 1" \
   eval '[[ $rc == 1 ]] && grep -q "stale: no upstream answered" "$T/refresh-down.out"'
 stop "$LAYERD_PID"
 run rm-offline cache rm --spec "$SPEC2" "$REG/test/app:v1"
-checkd "cache rm offline: the last image and all its blobs" \
-  eval '[[ $rc == 0 ]] && grep -q "^4 blobs removed" "$T/rm-offline.out" && not in_cache "$T/cache2" "${APP[0]}"'
+checkd "cache rm offline: test/app:v1, the layer test/derived (by digest only) uses kept" \
+  eval '[[ $rc == 0 ]] && grep -q "^3 blobs removed ([0-9]* bytes); kept 1 other images use, 0 pinned$" "$T/rm-offline.out" &&
+        not in_cache "$T/cache2" "${APP[0]}" && in_cache "$T/cache2" "${APP[2]}" "$DER" "$DER_CONFIG" "$DER_LAYER"'
+run rm-digest cache rm --spec "$SPEC2" "$REG/test/derived@$DER"
+checkd "cache rm offline by digest: the last image and all its blobs" \
+  eval '[[ $rc == 0 ]] && grep -qx "removed $REG/test/derived@$DER (0 tag records)" "$T/rm-digest.out" &&
+        grep -q "^4 blobs removed" "$T/rm-digest.out" && not in_cache "$T/cache2" "${APP[2]}" "$DER" "$DER_LAYER"'
 run refresh-offline cache refresh --spec "$SPEC2" "$REG/test/app:v1"
 checkd "cache refresh offline: exit 1, it needs the agent" \
   eval '[[ $rc == 1 ]] && grep -q "needs the running agent" "$T/refresh-offline.err"'

@@ -927,6 +927,46 @@ static void test_verify_quarantines(void **state) {
                 free(b[i]);
 }
 
+struct removing {
+        struct cache *c;
+        unsigned calls, removed;
+};
+
+static int remove_each(const struct digest *d, uint64_t size, bool pinned, void *userdata) {
+        struct removing *x = userdata;
+        uint64_t got;
+        (void) pinned;
+        x->calls++;
+        assert_int_equal(cache_stat(x->c, d, &got), 0);
+        assert_int_equal(got, size);
+        if (cache_remove_blob(x->c, d) == 0)
+                x->removed++;
+        return 0;
+}
+
+/* The callback runs without the store's lock: it may call back into the cache
+ * (the live `cache ls` must not hold up pulls while it writes). */
+static void test_foreach_calls_back(void **state) {
+        struct fixture *f = *state;
+        struct cache *c = open_ok(f->root);
+        struct digest d[3];
+        unsigned char *b[3];
+        for (int i = 0; i < 3; i++) {
+                b[i] = content(1000, 90 + (unsigned) i, DIGEST_SHA256, &d[i]);
+                store(c, b[i], 1000, &d[i]);
+        }
+        struct removing x = { .c = c };
+        assert_int_equal(cache_foreach_blob(c, remove_each, &x), 0);
+        assert_int_equal(x.calls, 3);
+        assert_int_equal(x.removed, 3);
+        struct cache_stats cs;
+        cache_get_stats(c, &cs);
+        assert_int_equal(cs.blobs, 0);
+        cache_close(c);
+        for (int i = 0; i < 3; i++)
+                free(b[i]);
+}
+
 static void test_disk_full(void **state) {
         struct fixture *f = *state;
         /* In a child, so the file-size limit stays there: a full disk as the
@@ -1392,6 +1432,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_age_passes_pins_over, setup_dir, teardown),
                 cmocka_unit_test_setup_teardown(test_age_unremovable_tried_once_per_age, setup_dir, teardown),
                 cmocka_unit_test_setup_teardown(test_remove_and_read, setup_dir, teardown),
+                cmocka_unit_test_setup_teardown(test_foreach_calls_back, setup_dir, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
