@@ -2,8 +2,10 @@
 /* Unit tests for agent/specwatch.c: a change of the spec's content is one
  * SIGHUP to the target thread (an in-place rewrite, a rename over it, a
  * kubelet-style "..data" symlink swap, the file going away and coming back,
- * its directory removed and re-created); a touch or identical bytes are
- * none, nor an edit a SIGHUP from elsewhere already reloads; a stop is prompt. */
+ * its directory removed and re-created or moved away and replaced); a touch
+ * or identical bytes are none, nor an edit a SIGHUP from elsewhere already
+ * reloads; a rejected reload is asked for again after the backoff; a change
+ * since the spec in force was read (start-up) is one at once; a stop is prompt. */
 
 #include <stdarg.h>
 #include <stddef.h>
