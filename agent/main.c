@@ -293,6 +293,12 @@ static int cmd_serve(int argc, char **argv) {
                 fprintf(stderr, "layerd serve: unexpected argument \"%s\"\n", argv[optind]);
                 return EXIT_USAGE;
         }
+        /* Hashed before loading: a change meanwhile is one reload too many, never one lost. */
+        struct spec_print seen;
+        if (cfg.spec_path) {
+                spec_watch_print(cfg.spec_path, &seen);
+                cfg.spec_seen = &seen;
+        }
         r = agent_load_spec(cfg.spec_path, &spec, &errors);
         if (r == -ENOMEM) {
                 log_error("out of memory loading the spec");

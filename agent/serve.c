@@ -168,9 +168,10 @@ static int write_hosts(const struct serve_config *cfg, const struct spec *spec, 
 
 /* SIGHUP: a new spec replaces the old only when it is valid whole (its
  * credentials files included). Returns the spec now in force (borrowed: the
- * pull state keeps it alive until the next reload). */
+ * pull state keeps it alive until the next reload); *applied says whether it is the new one. */
 static const struct spec *reload(const struct serve_config *cfg, const struct spec *cur, const char *agent_url,
-                                 struct cache *cache, const char *cache_dir, struct fallback *fb, struct pull *pull) {
+                                 struct cache *cache, const char *cache_dir, struct fallback *fb, struct pull *pull,
+                                 bool *applied) {
         _cleanup_(spec_freep) struct spec *fresh = NULL;
         struct error_list errors;
         int r = agent_load_spec(cfg->spec_path, &fresh, &errors);
@@ -185,6 +186,7 @@ static const struct spec *reload(const struct serve_config *cfg, const struct sp
                 agent_log_errors(LOG_ERR, "reload rejected, keeping the current spec", &errors);
                 if (errors.n == 0)
                         log_error("reload rejected, keeping the current spec: %s", strerror(-r));
+                *applied = false;
                 return cur;
         }
         if (!cfg->listen_host && (strcmp(fresh->agent.listen_host, cur->agent.listen_host) != 0 ||
@@ -198,6 +200,7 @@ static const struct spec *reload(const struct serve_config *cfg, const struct sp
         if (!cfg->cache_dir && strcmp(fresh->agent.cache_dir, cur->agent.cache_dir) != 0)
                 log_warning("reload: agent.cache_dir changed; it takes effect at the next start");
         const struct spec *now = fresh;
+        *applied = true;
         pull_set_spec(pull, TAKE_PTR(fresh)); /* requests in flight keep the old one until they end */
         r = agent_cache_apply_limits(now, cache_dir, cache, NULL);
         if (r < 0)
@@ -215,7 +218,7 @@ static struct spec_watch *start_spec_watch(const struct serve_config *cfg) {
         struct spec_watch *w = NULL;
         if (!cfg->spec_path || cfg->no_watch)
                 return NULL;
-        int r = spec_watch_start(cfg->spec_path, pthread_self(), &w);
+        int r = spec_watch_start(cfg->spec_path, cfg->spec_seen, pthread_self(), &w);
         if (r < 0)
                 log_warning("cannot watch the spec path=\"%s\": %s; reload it with SIGHUP", cfg->spec_path,
                             strerror(-r));
@@ -515,7 +518,14 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
                 }
                 if (sig == SIGHUP) {
                         spec_watch_note_signal(watch, &info);
-                        spec = reload(cfg, spec, agent_url, cache, cache_dir, fb, pull);
+                        bool applied;
+                        spec = reload(cfg, spec, agent_url, cache, cache_dir, fb, pull, &applied);
+                        /* Rejected: looked at again later, as what was missing (a
+                         * credentials file) may come without the spec changing. */
+                        if (applied)
+                                spec_watch_reload_applied(watch);
+                        else
+                                spec_watch_reload_failed(watch);
                         prefetch_kick(pf); /* the list may have changed: a round now */
                         continue;
                 }

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "agent/specwatch.h"
 #include "hostsconfig/spec.h"
 
 /* The command line's settings; NULL/0 where the spec decides. */
@@ -14,6 +15,7 @@
 
 struct serve_config {
         const char *spec_path;      /* NULL: the built-in spec */
+        const struct spec_print *spec_seen; /* what spec_path held before it was loaded; NULL: read at the watch's start */
         const char *listen_host;    /* overrides agent.listen */
         uint16_t listen_port;
         const char *cache_dir;      /* overrides agent.cache_dir */

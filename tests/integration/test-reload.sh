@@ -217,6 +217,26 @@ volume_update "$T/c2.yaml" "$T/cfg2.json"
 checkd "a spec change in the same volume: reloaded" wait_for 5 logged_re "$LOG" "$m" '^<6>reloaded spec=.* registries=3'
 checkd "... r2 served" serves "$PC" r2 200
 checkd "... and pulls through the credentials go on" blob_pull
+# A spec naming a credentials_file that is not there yet (a Secret volume
+# updated after the ConfigMap): rejected, then retried after the backoff
+# (5 s) once the file exists, the spec untouched.
+LATE=$T/late-config.json
+spec "$T/c3.yaml" "$PC" r1 r2 r3
+printf '  "a.test:%s":\n    origin: %s\n    endpoints: [{url: %s, credentials_file: %s}]\n' \
+  "$PQ" "$FQ" "$FQ" "$LATE" >>"$T/c3.yaml"
+m=$(mark "$LOG")
+volume_update "$T/c3.yaml" "$T/cfg2.json"
+checkd "a spec whose credentials_file is missing: rejected" wait_for 5 logged_re "$LOG" "$m" '^<3>.*reload rejected'
+checkd "... a retry announced (\"looking at it again in 5 s\")" wait_for 2 logged "$LOG" "$m" "spec not applied, looking at it again in 5 s"
+checkd "... r3 not served (404)" serves "$PC" r3 404
+dockercfg pw-two "$LATE"
+t0=$(now_ms)
+checkd "the credentials file created (the spec untouched): r3 served within the backoff" wait_for 8 serves "$PC" r3 200
+echo "# served after $(($(now_ms) - t0)) ms"
+checkd "... reloaded once (registries=4)" test "$(count_re "$LOG" "$m" '^<6>reloaded spec=.* registries=4')" = 1
+checkd "... pulls through the late credentials" blob_pull
+sleep 1
+checkd "... the retries end with it (one \"looking at it again\" line)" test "$(count_re "$LOG" "$m" 'looking at it again')" = 1
 checkd "... never a password in the log" absent -e pw-one -e pw-two "$LOG"
 checkd "layerd stops with 0" stop "$LP"
 

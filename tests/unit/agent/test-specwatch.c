@@ -2,8 +2,10 @@
 /* Unit tests for agent/specwatch.c: a change of the spec's content is one
  * SIGHUP to the target thread (an in-place rewrite, a rename over it, a
  * kubelet-style "..data" symlink swap, the file going away and coming back,
- * its directory removed and re-created); a touch or identical bytes are
- * none, nor an edit a SIGHUP from elsewhere already reloads; a stop is prompt. */
+ * its directory removed and re-created or moved away and replaced); a touch
+ * or identical bytes are none, nor an edit a SIGHUP from elsewhere already
+ * reloads; a rejected reload is asked for again after the backoff; a change
+ * since the spec in force was read (start-up) is one at once; a stop is prompt. */
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -68,14 +70,14 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
         (void) state;
-        xsystem("rm -rf '%s'", dir);
+        xsystem("rm -rf '%s' '%s.old'", dir, dir);
         (void) sighup_within(0); /* nothing left pending for the next test */
         return 0;
 }
 
 static struct spec_watch *start(void) {
         struct spec_watch *w = NULL;
-        assert_int_equal(spec_watch_start(path, pthread_self(), &w), 0);
+        assert_int_equal(spec_watch_start(path, NULL, pthread_self(), &w), 0);
         assert_non_null(w);
         return w;
 }
@@ -159,6 +161,68 @@ static void test_directory_recreated(void **state) {
         spec_watch_stop(w);
 }
 
+/* The directory moved away (IN_MOVE_SELF) and another put at its path: the
+ * watch leaves the old inode, so edits at the path are seen at once again. */
+static void test_directory_moved(void **state) {
+        (void) state;
+        put(path, "v: 1\n");
+        struct spec_watch *w = start();
+        xsystem("mv '%s' '%s.old'", dir, dir);
+        assert_true(sighup_within(CHANGE_MS)); /* the file is gone from the path */
+        assert_int_equal(mkdir(dir, 0755), 0);
+        put(path, "v: 2\n");
+        assert_true(sighup_within(SPEC_WATCH_POLL_MS + CHANGE_MS));
+        put(path, "v: 3\n"); /* by inotify, not at the next stat() SPEC_WATCH_STAT_MS later */
+        assert_true(sighup_within(CHANGE_MS));
+        spec_watch_stop(w);
+}
+
+/* A rejected reload (a credentials file not there yet): the same bytes are
+ * reloaded again after SPEC_WATCH_RETRY_MS, no change needed; an applied one
+ * ends the retries. */
+static void test_retry_after_rejected(void **state) {
+        (void) state;
+        put(path, "v: 1\n");
+        struct spec_watch *w = start();
+        put(path, "v: 2\n");
+        assert_true(sighup_within(CHANGE_MS));
+        spec_watch_reload_failed(w);
+        assert_false(sighup_within(SPEC_WATCH_RETRY_MS - 1000));
+        assert_true(sighup_within(CHANGE_MS));
+        spec_watch_reload_applied(w);
+        assert_false(sighup_within(QUIET_MS));
+        put(path, "v: 3\n"); /* rejected, then replaced before the retry: one SIGHUP each */
+        assert_true(sighup_within(CHANGE_MS));
+        spec_watch_reload_failed(w);
+        put(path, "v: 4\n");
+        assert_true(sighup_within(CHANGE_MS));
+        spec_watch_reload_applied(w);
+        assert_false(sighup_within(SPEC_WATCH_RETRY_MS + QUIET_MS));
+        spec_watch_reload_failed(NULL);
+        spec_watch_reload_applied(NULL);
+        spec_watch_stop(w);
+}
+
+/* The spec in force was loaded from other bytes than the file holds when
+ * the watch starts (changed during start-up): reloaded at once; the same
+ * bytes: nothing. */
+static void test_initial_seen(void **state) {
+        (void) state;
+        struct spec_print loaded;
+        put(path, "v: 1\n");
+        spec_watch_print(path, &loaded);
+        assert_int_equal(loaded.error, 0);
+        put(path, "v: 2\n");
+        struct spec_watch *w = NULL;
+        assert_int_equal(spec_watch_start(path, &loaded, pthread_self(), &w), 0);
+        assert_true(sighup_within(CHANGE_MS));
+        spec_watch_stop(w);
+        spec_watch_print(path, &loaded);
+        assert_int_equal(spec_watch_start(path, &loaded, pthread_self(), &w), 0);
+        assert_false(sighup_within(QUIET_MS));
+        spec_watch_stop(w);
+}
+
 /* An edit then `systemctl reload` (a SIGHUP from another process): one
  * reload, the signal's; a later edit is still seen. The watcher's own
  * signal changes nothing. */
@@ -202,6 +266,9 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_kubelet_swap, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_gone_and_back, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_directory_recreated, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_directory_moved, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_retry_after_rejected, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_initial_seen, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_signal_from_elsewhere, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stop_is_prompt, setup, teardown),
         };
