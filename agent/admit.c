@@ -108,6 +108,7 @@ struct admit {
         /* The accept thread (admit_listen_start()). */
         struct MHD_Daemon *daemon;
         int listen_fd, wake[2], spare_fd;
+        uint64_t fd_logged_ms; /* the last "out of file descriptors" line: the accept thread's alone */
         pthread_t thread;
         bool running;
 };
@@ -416,7 +417,15 @@ void admit_notify_connection(void *cls, struct MHD_Connection *conn, void **sock
 
 /* Out of descriptors (EMFILE): the spare one is given up for a moment to
  * answer one waiting connection with a 503, so none waits in the backlog. */
-static bool refuse_with_spare(struct admit *a) {
+static bool refuse_with_spare(struct admit *a, int error) {
+        /* Said when it happens (at most every 10 s), not only in the minute's summary. */
+        uint64_t now = time_now_ms();
+        if (a->fd_logged_ms == 0 || now - a->fd_logged_ms >= 10000) {
+                a->fd_logged_ms = now;
+                log_warning("out of file descriptors accepting a connection (%s): answering 503 to new connections "
+                            "until some are closed",
+                            strerror(error));
+        }
         if (a->spare_fd < 0)
                 return false;
         close(a->spare_fd);
@@ -443,7 +452,7 @@ static bool accept_some(struct admit *a) {
                                 return true;
                         if (errno == ECONNABORTED || errno == EINTR)
                                 continue;
-                        if ((errno == EMFILE || errno == ENFILE) && refuse_with_spare(a))
+                        if ((errno == EMFILE || errno == ENFILE) && refuse_with_spare(a, errno))
                                 continue;
                         return false;
                 }

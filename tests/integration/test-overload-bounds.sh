@@ -24,9 +24,9 @@
 #     1 MiB): it is streamed through, whole and right, and not cached. Before,
 #     nothing was evicted for a download (blobs and tmp/ held 1.5 MiB under a
 #     1 MiB limit) and the 900 KiB blob was cached.
-#  3. Out of descriptors (a hard limit of 36 for layerd: prlimit; its
-#     own descriptors, the 16 connections it admits and their upstream sockets
-#     are more than that, however slow the upstream is to answer): 30 clients
+#  3. Out of descriptors (a hard limit for layerd, prlimit: its own descriptors
+#     measured idle, the 16 connections it admits and 4 more, so it runs out
+#     however many it keeps and however slow the upstream is): 30 clients
 #     ask at once for 30 distinct trickled blobs, so sockets, cache files and
 #     connections run out. That is an ordinary failure: layerd stays up, says
 #     so in its log ("Too many open files", "out of file descriptors"), blames
@@ -228,11 +228,20 @@ descriptors() {
   PL=$(free_port)
   L=http://127.0.0.1:$PL
   write_spec "$T/fds.yaml" "$PL" "$CACHE" <<YAML
+  abandoned_download_timeout: 1s
 registries:
   "$NS":
     origin: $FX
 YAML
-  prlimit --nofile=36:36 "$LAYERD" serve --spec "$T/fds.yaml" >"$LOG" 2>&1 &
+  # layerd's own descriptors, measured idle; the limit is those, the 16 connections it
+  # admits and 4 more, so the clients' downloads run out, however many layerd keeps.
+  layerd_serve "$T/fds-base.log" "$T/fds.yaml"
+  local BPID=$LAYERD_PID base
+  wait_port "$PL" 10 && sleep 0.5
+  base=$(fds_of "$BPID")
+  stop "$BPID"
+  echo "# layerd's own descriptors: $base; the limit: $((base + 20))"
+  prlimit --nofile=$((base + 20)):$((base + 20)) "$LAYERD" serve --spec "$T/fds.yaml" >"$LOG" 2>&1 &
   local LPID=$!
   PIDS+=("$LPID")
   serving "$PL" || return
@@ -242,8 +251,9 @@ YAML
   checkd "descriptors ran out, and the log says so" wait_for 5 grep -qE "Too many open files|out of file descriptors" "$LOG"
   checkd "no upstream was blamed for it (no circuit breaker opened)" absent "circuit open" "$LOG"
   checkd "the fixture stops trickling" rules '[]'
-  # The clients are gone; their downloads end (abandoned: cancelled past the cap) and free their descriptors.
-  sleep 1
+  # The clients are gone; their downloads end (abandoned: cancelled past the cap, the rest
+  # past their 1 s deadline) and free their descriptors.
+  sleep 2
   get "$L/v2/" "$T/fds-v2" --max-time 5
   checkd "/v2/ answers at once afterwards ($code in $ms ms)" eval '[[ $code == 200 ]] && ((ms < 1000))'
   get "$L/v2/test/app/blobs/$FRESH?ns=$NS" "$T/fds-got" --max-time 10
