@@ -71,6 +71,15 @@ static void check_marked(struct private_set *s) {
         assert_false(here);
 }
 
+/* What a fresh open of the table in dir counts: what is on disk. */
+static size_t count_on_disk(void) {
+        struct private_set *s = NULL;
+        assert_int_equal(private_open(dir, &s, NULL), 0);
+        size_t n = private_count(s);
+        private_free(s);
+        return n;
+}
+
 static void test_mark_and_reload(void **state) {
         (void) state;
         struct private_set *s = NULL;
@@ -324,10 +333,7 @@ static void test_concurrent_marks(void **state) {
         }
         assert_int_equal(private_count(s), THREADS * (MARKS + 1));
         private_free(s);
-        s = NULL;
-        assert_int_equal(private_open(dir, &s, NULL), 0);
-        assert_int_equal(private_count(s), THREADS * (MARKS + 1));
-        private_free(s);
+        assert_int_equal(count_on_disk(), THREADS * (MARKS + 1));
         clean();
 }
 
@@ -372,10 +378,7 @@ static void test_append(void **state) {
         assert_non_null(f);
         fputs(line, f);
         fclose(f);
-        s = NULL;
-        assert_int_equal(private_open(dir, &s, NULL), 0);
-        assert_int_equal(private_count(s), 3);
-        private_free(s);
+        assert_int_equal(count_on_disk(), 3);
         clean();
 }
 
@@ -447,10 +450,7 @@ static void test_compaction(void **state) {
         assert_int_equal(private_mark(s, "r.example", "team/app", &b, 1), 0);
         assert_int_equal(stat_of(PRIVATE_FILE).st_ino, st.st_ino);
         private_free(s);
-        s = NULL;
-        assert_int_equal(private_open(dir, &s, NULL), 0);
-        assert_int_equal(private_count(s), 1003);
-        private_free(s);
+        assert_int_equal(count_on_disk(), 1003);
         clean();
 }
 
