@@ -214,6 +214,10 @@ $(REL)/bench/abuse: $(REL)/bench/abuse.o
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^
 
+$(REL)/bench/cpull: $(REL)/bench/cpull.o
+	@mkdir -p $(@D)
+	$(CC) -pthread -o $@ $^
+
 # What linking Debian's libcurl costs in resident memory, for the RSS rows.
 $(REL)/bench/rssfloor: $(REL)/bench/rssfloor.o
 	@mkdir -p $(@D)
@@ -221,7 +225,7 @@ $(REL)/bench/rssfloor: $(REL)/bench/rssfloor.o
 
 bench:
 	@scripts/deps.sh --bench
-	$(MAKE) layerd $(REL)/bench/cache-startup $(REL)/bench/bigread $(REL)/bench/hload $(REL)/bench/abuse $(REL)/bench/rssfloor
+	$(MAKE) layerd $(REL)/bench/cache-startup $(REL)/bench/bigread $(REL)/bench/hload $(REL)/bench/abuse $(REL)/bench/rssfloor $(REL)/bench/cpull
 	env $(BENCH_VARS) bench/run.sh
 
 install: layerd

@@ -34,19 +34,6 @@
 #define HEADER_MAX (64 * 1024) /* the response head must fit in the buffer's first read(s) */
 #define PATH_MAX_LEN 4096
 
-static int send_all(int fd, const char *p, size_t n) {
-        while (n > 0) {
-                ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return -errno;
-                p += k;
-                n -= (size_t) k;
-        }
-        return 0;
-}
-
 int main(int argc, char **argv) {
         uint64_t port = 0, kib = BUFFER_KIB_DEFAULT;
         if (argc < 3 || argc > 4 || !client_parse_u64(argv[1], 65535, &port) || port == 0 || argv[2][0] != '/' ||
@@ -76,7 +63,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "bigread: connect to port %" PRIu64 ": %s\n", port, strerror(errno));
                 return 1;
         }
-        int r = send_all(fd, req, (size_t) n);
+        int r = client_send_all(fd, req, (size_t) n);
         if (r < 0) {
                 fprintf(stderr, "bigread: send: %s\n", strerror(-r));
                 return 1;

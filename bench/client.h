@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* What the bench's HTTP/1.1 clients (bigread, hload, abuse) share: a clock, a
- * strict number parser and the few fields of a response head they read. All
- * static inline: each client stays one file that links nothing of layerd's. */
+/* What the bench's HTTP/1.1 clients (bigread, hload, abuse, cpull) share: a
+ * clock, a blocking send, a strict number parser and the few fields of a
+ * response head they read. All static inline: each client stays one file that
+ * links nothing of layerd's. */
 #pragma once
 
 #include <errno.h>
@@ -10,7 +11,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
+
+/* Sends all N bytes at P on the blocking socket FD (no SIGPIPE): 0, or -errno. */
+static inline int client_send_all(int fd, const char *p, size_t n) {
+        while (n > 0) {
+                ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                p += k;
+                n -= (size_t) k;
+        }
+        return 0;
+}
 
 /* Monotonic time in nanoseconds. */
 static inline uint64_t client_now_ns(void) {

@@ -27,6 +27,7 @@ def pagecache_line(v):
 def load(path):
     kv, lists, wrk, startup, profiles, notes = {}, {}, {}, {}, {}, []
     kv["abuse"] = []
+    kv["cluster"] = []
     current = None
     with open(path) as f:
         for raw in f:
@@ -56,6 +57,8 @@ def load(path):
                 startup[kind] = nums
             elif key == "abuse":
                 kv["abuse"].append(value.split())
+            elif key == "cluster":
+                kv["cluster"].append(value.split())
             elif key == "load_at":
                 kv.setdefault("load_at", []).append(value)
             elif key.startswith(("tp_", "pull_")):
@@ -269,6 +272,102 @@ def abuse_table(kv, judge):
     row(f"  {clients} downloads of distinct blobs the upstream trickles (a byte per 200 ms), each client gone right "
         "after the answer's head: before → peak → 5 s after the clients left", [lcell, "—", ccell],
         f"bounded (threads at the peak, threads and descriptors 5 s after: added < {clients})", res)
+    return rows
+
+
+CLUSTER_NOTE = """What the cluster rows mean (bench/README.md, "Cluster"): every column is one run with a fresh, \
+empty central cache and fresh layerd nodes with empty caches; each node's spec lists the central cache first and \
+the origin second. A copy is the bytes a server's access log says it sent for a blob's GETs divided by the \
+blob's size (the image's copies: all its blobs' bytes over their sizes summed). Today each node fetches every blob \
+itself, so the central cache sends about one copy per node; node-to-node distribution will be measured against \
+these rows. No targets."""
+
+CLUSTER_COLUMNS = (("nginx", "cold"), ("nginx", "waves"), ("registry", "cold"), ("registry", "waves"))
+
+
+def cluster_table(kv):
+    """The cluster section's rows (run.sh's "cluster ..." lines), or [] when it did not run."""
+    lines = kv.get("cluster") or []
+    sizes, blobs, run, node_ms, rss, layerd = None, [], {}, {}, {}, {}
+    sent = {}  # (server, kind, scenario) -> {digest: (gets, bytes)}, plus "requests"
+    for f in lines:
+        if f[0] == "sizes" and len(f) == 4:
+            sizes = f[1:]
+        elif f[0] == "blob" and len(f) == 3:
+            blobs.append((f[1], int(f[2])))
+        elif f[0] == "run" and len(f) >= 3:
+            run[(f[1], f[2])] = dict(x.split("=", 1) for x in f[3:] if "=" in x)
+        elif f[0] == "node_ms" and len(f) >= 3:
+            node_ms[(f[1], f[2])] = f[3:]
+        elif f[0] == "rss" and len(f) >= 3:
+            rss[(f[1], f[2])] = nums(f[3:])
+        elif f[0] == "layerd" and len(f) >= 3:
+            layerd[(f[1], f[2])] = f[3] if len(f) > 3 else ""
+        elif f[0] in ("central", "origin") and len(f) >= 5:
+            d = sent.setdefault((f[0], f[1], f[2]), {})
+            if f[3] == "blob" and len(f) == 7:
+                d[f[4]] = (int(f[5]), int(f[6]))
+            elif f[3] == "requests":
+                d["requests"] = int(f[4])
+    if not sizes or not blobs or not run:
+        return []
+    nodes, mib, wave = sizes
+    total = sum(size for _, size in blobs)
+    rows = []
+
+    def row(measure, cells):
+        rows.append((measure, *cells))
+
+    def size_str(n):
+        return f"{n / MIB:.1f} MiB" if n >= MIB else f"{n:,} B"
+    row(f"**cluster**: {nodes} layerd nodes, each its own port, cache and spec (the central cache first, the origin "
+        f"second), one bench/cpull per node (HEAD of the tag, the manifest, then the blobs 3 at a time); the image "
+        f"{mib} MiB, a config and {len(blobs) - 1} layers; waves of {wave} node{'' if wave == '1' else 's'} (20 %), each "
+        "when the one before "
+        "has its image", ("",) * len(CLUSTER_COLUMNS))
+
+    def cell(col, fn):
+        return fn(col) if col in run else "—"
+
+    def time_cell(col):
+        r = run[col]
+        waves = [w for w in r.get("waves_ms", "").split(",") if w]
+        return f"{int(r['total_ms']):,}" + (f" (waves: {', '.join(waves)})" if waves else "")
+    row("time until every node has the image, ms", [cell(c, time_cell) for c in CLUSTER_COLUMNS])
+
+    def node_cell(col):
+        v = nums(node_ms.get(col))
+        bad = len(node_ms.get(col, [])) - len(v)
+        out = f"{statistics.median(v):,.0f} / {max(v):,.0f}" if v else "—"
+        return out + (f"; {bad} without a result" if bad else "")
+    row("  one node's pull (cpull: HEAD of the tag to the last blob's last byte), ms: median / max",
+        [cell(c, node_cell) for c in CLUSTER_COLUMNS])
+    row("  nodes that got every byte of the image", [cell(c, lambda col: f"{run[col].get('ok', '?')} of {nodes}")
+                                                     for c in CLUSTER_COLUMNS])
+
+    def copies(server, col, digest=None):
+        d = sent.get((server, *col))
+        if d is None:
+            return "—"
+        if digest:
+            size = dict(blobs)[digest]
+            gets, b = d.get(digest, (0, 0))
+            return f"{b / size:.2f}" + (f" ({gets} GETs)" if gets != round(b / size) else "")
+        b = sum(d.get(x, (0, 0))[1] for x, _ in blobs)
+        gets = sum(d.get(x, (0, 0))[0] for x, _ in blobs)
+        return f"{b / total:.2f} ({b / MIB:,.0f} MiB in {gets} blob GETs; {d.get('requests', '?')} requests in all)"
+    for server, label in (("central", "the central cache sent"), ("origin", "the origin sent (its access log)")):
+        row(f"{label}, copies of the image's blobs (bytes sent / their size)",
+            [copies(server, c) for c in CLUSTER_COLUMNS])
+        for i, (digest, size) in enumerate(blobs):
+            name = "config" if i == 0 else f"layer {i}"
+            row(f"  {name} ({size_str(size)}), copies", [copies(server, c, digest) for c in CLUSTER_COLUMNS])
+    row("layerd's downloads, by the endpoint that served them", [layerd.get(c) or "—" for c in CLUSTER_COLUMNS])
+
+    def rss_cell(col):
+        v = rss.get(col)
+        return f"{max(v) / 1024:.1f} / {statistics.median(v) / 1024:.1f}" if v else "—"
+    row("peak RSS (VmHWM) per layerd node, MiB: max / median", [cell(c, rss_cell) for c in CLUSTER_COLUMNS])
     return rows
 
 
@@ -508,6 +607,10 @@ def main(argv):
     abuse_rows = abuse_table(kv, judge)
     abuse = markdown_table(("measure", "layerd", "nginx static", "nginx proxy_cache", "target", "result"),
                            abuse_rows) if abuse_rows else ""
+    cluster_rows = cluster_table(kv)
+    cluster = markdown_table(("measure", "nginx proxy_cache, all at once", "nginx proxy_cache, waves",
+                              "docker-registry proxy, all at once", "docker-registry proxy, waves"),
+                             cluster_rows) if cluster_rows else ""
     passed = sum(1 for v in verdicts if v[1] == "PASS")
     failed = sum(1 for v in verdicts if v[1] == "FAIL")
     reach = sum(1 for v in verdicts if v[1] == "out of reach")
@@ -517,6 +620,9 @@ def main(argv):
     print()
     if abuse:
         print(abuse)
+        print()
+    if cluster:
+        print(cluster)
         print()
     print(summary)
     for v in verdicts:
@@ -540,6 +646,8 @@ def main(argv):
            "## Machine", ""] + facts + ["", "## Results", "", table, ""]
     if abuse:
         out += ["### Abuse (issue 16)", "", abuse, "", ABUSE_NOTE, ""]
+    if cluster:
+        out += ["### Cluster (issue 20)", "", cluster, "", CLUSTER_NOTE, ""]
     out += [f"**{summary}**", ""]
     for v in verdicts:
         out.append(f"- {v[1]}: {v[0]} — {v[2]}")

@@ -42,7 +42,10 @@ ABUSE_IDLE=${BENCH_ABUSE_IDLE:-5000}       # abuse: idle keep-alive connections 
 ABUSE_SLOW=${BENCH_ABUSE_SLOW:-100}        # abuse: slowloris connections held
 ABUSE_CLIENTS=${BENCH_ABUSE_CLIENTS:-200}  # abuse: non-reading manifest clients, abandoned downloads
 ABUSE_PULL_RUNS=${BENCH_ABUSE_PULL_RUNS:-5}  # abuse: pulls with and without the load, each (3 left the median within noise)
-SECTIONS="peers ${BENCH_SECTIONS:-startup throughput manifests pulls fanin failover abuse}"  # which to run
+CLUSTER_NODES=${BENCH_CLUSTER_NODES:-16}  # cluster: layerd instances behind one central cache
+CLUSTER_MIB=${BENCH_CLUSTER_MIB:-64}      # cluster: the image they pull (in BENCH_LAYERS layers)
+CPULL=${CPULL:-$ROOT/build/release/bench/cpull}
+SECTIONS="peers ${BENCH_SECTIONS:-startup throughput manifests pulls fanin failover abuse cluster}"  # which to run
 
 # A copy of the binary: a rebuild of ./layerd during the run neither changes
 # what is measured nor leaves perf without symbols ("layerd (deleted)").
@@ -116,12 +119,14 @@ put ver_perf "$(perf --version 2>/dev/null | awk '{ print $3 }')"
 # ---- sizes that fit the disk ---------------------------------------------------------------
 # Disk: the blob twice (origin + layerd's cache; nginx shares the origin's
 # file by a hard link), the image 4 times (layout, origin, layerd's cache,
-# containerd), the fan-in image 5 times, and 1 GiB of slack.
+# containerd), the fan-in image 5 times, the cluster image once per node and
+# 3 times more (layout, origin, central cache), and 1 GiB of slack.
 avail_mib=$(($(df -k --output=avail "$T" | tail -n 1) / 1024))
-need_mib=$((2 * BLOB_MIB + 4 * IMAGE_MIB + 5 * FANIN_MIB + 1024))
+need_mib=$((2 * BLOB_MIB + 4 * IMAGE_MIB + 5 * FANIN_MIB + (CLUSTER_NODES + 3) * CLUSTER_MIB + 1024))
 if ((avail_mib < need_mib)); then
   scale=$((avail_mib * 100 / need_mib))
   BLOB_MIB=$((BLOB_MIB * scale / 100)); IMAGE_MIB=$((IMAGE_MIB * scale / 100)); FANIN_MIB=$((FANIN_MIB * scale / 100))
+  CLUSTER_MIB=$((CLUSTER_MIB * scale / 100))
   note "only $avail_mib MiB free under $T (want $need_mib): sizes scaled to ${scale}%"
 fi
 ((BLOB_MIB >= 16 && IMAGE_MIB >= LAYERS && FANIN_MIB >= LAYERS)) || { echo "bench: not enough disk under $T" >&2; exit 1; }
@@ -871,6 +876,184 @@ PY
     stop_pid "$AN_PID"
   fi
   stop_pid "${FIXTURE_PID:-}"
+fi
+
+# ---- 7. cluster: layerd nodes behind one central cache (issue 20) --------------------------
+# CLUSTER_NODES layerd instances, each its own port, cache and spec, whose
+# registry lists a central cache first and the origin second, pull one image
+# (bench/cluster:v1, CLUSTER_MIB) through bench/cpull, a client per node that
+# asks as containerd does (the manifest, then the blobs 3 at a time). Two
+# central caches, each fresh and empty for every scenario: nginx proxy_cache
+# (proxy_cache_lock on) and docker-registry in proxy mode; two scenarios: every
+# node at once, and rolling waves of 20 % (each wave starts when the one before
+# has its image). From the central cache's access log and the origin's: the
+# bytes each sent per blob, read as copies of it (bench/README.md, "Cluster").
+# The baseline for node-to-node distribution: today every node fetches every
+# blob from the central cache.
+# cluster_log_blobs LOG MARK: from a central cache's or the origin's access log
+# since MARK ("GET /v2/... HTTP/1.1" STATUS BYTES, combined format), one line
+# "blob DIGEST GETS BYTES" per blob of bench/cluster, then "requests N".
+cluster_log_blobs() {
+  since "$1" "$2" | awk '
+    match($0, /"(GET|HEAD) \/v2\/[^ ]+ HTTP\/[0-9.]+" [0-9]+ [0-9]+/) {
+      split(substr($0, RSTART + 1, RLENGTH - 1), f, " "); n++
+      if (f[1] == "GET" && index(f[2], "/v2/bench/cluster/blobs/") == 1) {
+        d = substr(f[2], 25); sub(/\?.*/, "", d); g[d]++; b[d] += f[5] } }
+    END { for (d in g) print "blob", d, g[d], b[d]; print "requests", n + 0 }'
+}
+# cluster_central_start KIND: a fresh, empty central cache of KIND (nginx or
+# registry) on $PCC in front of the origin; its access log in $CLOG, its PID in
+# $CC_PID. False when it does not listen.
+cluster_central_start() {
+  PCC=$(free_port)
+  if [[ $1 == nginx ]]; then
+    CN=$T/cluster-nginx
+    rm -rf "$CN"; mkdir -p "$CN/tmp" "$CN/logs" "$CN/cache"
+    CLOG=$CN/logs/access.log
+    # proxy_cache_lock: one request fills an entry, the others wait for it
+    # (nginx looks again every 500 ms); the lock's timeout and age are raised
+    # from 5 s so that a slow fill under load is not fetched again past it.
+    cat >"$CN/nginx.conf" <<NGINX
+worker_processes auto;
+pid $CN/nginx.pid;
+error_log $CN/logs/error.log;
+events { worker_connections 1024; }
+http {
+  log_format cluster '\$remote_addr - - [\$time_local] "\$request" \$status \$body_bytes_sent "\$upstream_cache_status"';
+  access_log $CLOG cluster;
+$(nginx_temp_paths "$CN")
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  proxy_cache_path $CN/cache levels=1:2 keys_zone=cluster:16m max_size=4g inactive=1h use_temp_path=off;
+  proxy_cache cluster;
+  proxy_cache_valid 200 206 1h;
+  proxy_cache_lock on;
+  proxy_cache_lock_timeout 60s;
+  proxy_cache_lock_age 60s;
+  proxy_http_version 1.1;
+  server { listen 127.0.0.1:$PCC; location / { proxy_pass http://127.0.0.1:$PO; } }
+}
+NGINX
+    nginx -p "$CN" -c "$CN/nginx.conf" -g 'daemon off;' >"$CN/logs/stderr" 2>&1 &
+    CC_PID=$!
+    PIDS+=("$CC_PID")
+  else
+    rm -rf "$T/clusterproxy-data" "$T/clusterproxy.log"
+    CLOG=$T/clusterproxy.log
+    registry clusterproxy "$PCC" "proxy:
+  remoteurl: $ORIGIN"
+    CC_PID=$REGISTRY_PID
+  fi
+  wait_port "$PCC" 15 || { note "cluster: the central $1 did not listen"; return 1; }
+}
+# cluster_nodes_start: CLUSTER_NODES fresh layerd instances with empty caches,
+# central cache first and the origin second; ports in CL_PORT, PIDs in CL_PID.
+cluster_nodes_start() {
+  local i p
+  CL_PORT=() CL_PID=()
+  for ((i = 0; i < CLUSTER_NODES; i++)); do
+    p=$(free_port)
+    rm -rf "$T/cluster-cache$i"
+    cat >"$T/cluster$i.yaml" <<YAML
+version: 1
+agent:
+  listen: 127.0.0.1:$p
+  cache_dir: $T/cluster-cache$i
+  default_registry: "$REG"
+registries:
+  "$REG":
+    origin: $ORIGIN
+    tag_ttl: 1h
+    endpoints:
+      - http://127.0.0.1:$PCC
+      - $ORIGIN
+YAML
+    layerd_serve "$T/cluster$i.log" "$T/cluster$i.yaml"
+    CL_PORT+=("$p") CL_PID+=("$LAYERD_PID")
+  done
+  for ((i = 0; i < CLUSTER_NODES; i++)); do
+    wait_port "${CL_PORT[$i]}" 15 || { note "cluster: layerd node $i did not listen"; diag_tail "$T/cluster$i.log"; return 1; }
+  done
+}
+# cluster_pull FIRST COUNT: cpull on nodes FIRST..FIRST+COUNT-1, all started at
+# once, each bounded to 300 s; waits for every one.
+cluster_pull() {
+  local i jobs=()
+  for ((i = $1; i < $1 + $2 && i < CLUSTER_NODES; i++)); do
+    timeout 300 "$CPULL" "${CL_PORT[$i]}" bench/cluster v1 "127.0.0.1%3A$PO" >"$T/cluster-pull$i.out" 2>&1 &
+    jobs+=("$!")
+    PIDS+=("$!")
+  done
+  for i in "${jobs[@]}"; do wait_exit "$i" 330; done
+}
+# cluster_run KIND SCENARIO: one run (scenario "cold": every node at once;
+# "waves": CLUSTER_WAVE nodes at a time) through a fresh central cache of KIND
+# and fresh nodes; "cluster ..." lines for report.py.
+cluster_run() {
+  local kind=$1 scen=$2 i t0 tw waves=() mo mc ok=0 rss=() ms=() pid x
+  cluster_central_start "$kind" || { stop_pid "$CC_PID"; return 1; }
+  cluster_nodes_start || { for pid in "${CL_PID[@]}"; do stop_pid "$pid"; done; stop_pid "$CC_PID"; return 1; }
+  mo=$(mark "$T/origin.log")
+  mc=$(mark "$CLOG")
+  rm -f "$T"/cluster-pull*.out
+  t0=$(now_ms)
+  if [[ $scen == cold ]]; then
+    cluster_pull 0 "$CLUSTER_NODES"
+  else
+    for ((i = 0; i < CLUSTER_NODES; i += CLUSTER_WAVE)); do
+      tw=$(now_ms)
+      cluster_pull "$i" "$CLUSTER_WAVE"
+      waves+=($(($(now_ms) - tw)))
+    done
+  fi
+  local total=$(($(now_ms) - t0))
+  for ((i = 0; i < CLUSTER_NODES; i++)); do
+    grep -q '^RESULT .* failed=0$' "$T/cluster-pull$i.out" 2>/dev/null && ok=$((ok + 1))
+    ms+=("$(sed -n 's/^RESULT ms=\([0-9.]*\) .*/\1/p' "$T/cluster-pull$i.out" 2>/dev/null | grep . || echo FAIL)")
+    x=$(hwm "${CL_PID[$i]}" | cut -d' ' -f1)
+    rss+=("${x:-FAIL}")  # a node that is gone has no /proc status
+  done
+  ((ok == CLUSTER_NODES)) ||
+    note "cluster: $kind $scen: $((CLUSTER_NODES - ok)) of $CLUSTER_NODES nodes did not get the image: $(cat "$T"/cluster-pull*.out | grep -v '^RESULT' | sort | uniq -c | head -n 3 | tr -s ' \n' ' ')"
+  local w=${waves[*]}
+  put "cluster run $kind $scen total_ms=$total ok=$ok waves_ms=${w// /,}"
+  put "cluster node_ms $kind $scen ${ms[*]}"
+  put "cluster rss $kind $scen ${rss[*]}"
+  sleep 1  # an access-log line is written when its request ends
+  cluster_log_blobs "$CLOG" "$mc" | sed "s/^/cluster central $kind $scen /" >>"$R"
+  cluster_log_blobs "$T/origin.log" "$mo" | sed "s/^/cluster origin $kind $scen /" >>"$R"
+  # What the nodes did: their requests' outcomes and the endpoints they downloaded from.
+  put "cluster layerd $kind $scen $(cat "$T"/cluster[0-9]*.log | sed -n 's/^<6>downloaded .* endpoint=\([^ ]*\).*/\1/p' |
+    sed "s|^http://127.0.0.1:$PCC.*|central|; s|^$ORIGIN.*|origin|" | sort | uniq -c |
+    awk '{ printf "%s%s=%s", sep, $2, $1; sep = "," }')"
+  for pid in "${CL_PID[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  for pid in "${CL_PID[@]}"; do stop_pid "$pid"; done
+  stop_pid "$CC_PID"
+  rm -rf "$T"/cluster-cache* "$T/cluster-nginx" "$T/clusterproxy-data"
+}
+
+if section cluster "cluster: $CLUSTER_NODES layerd nodes behind a central cache, ${CLUSTER_MIB} MiB, all at once and in waves"; then
+  CLUSTER_WAVE=$(((CLUSTER_NODES + 4) / 5))  # 20 %, rounded up
+  layer_sizes "$CLUSTER_MIB"
+  if [[ ! -x $CPULL ]]; then
+    note "cluster: $CPULL is not built (make $CPULL)"
+  elif /usr/bin/python3 "$BENCH/mkimage.py" image "$T/clu" v1 "${SIZES[@]}" >"$T/clu.digests" &&
+    chmod -R a+rX "$T/clu" && skopeo_copy --dest-tls-verify=false --preserve-digests "oci:$T/clu:v1" "docker://$REG/bench/cluster:v1"; then
+    rm -rf "$T/clu"
+    mapfile -t CLU <"$T/clu.digests"
+    put "cluster sizes $CLUSTER_NODES $CLUSTER_MIB $CLUSTER_WAVE"
+    for d in "${CLU[@]:1}"; do put "cluster blob $d $(stat -c %s "$V2/blobs/sha256/${d:7:2}/${d#sha256:}/data")"; done
+    for kind in nginx registry; do
+      for scen in cold waves; do
+        echo "bench: [$((SECONDS))s] cluster: $kind, $scen" >&2
+        cluster_run "$kind" "$scen"
+      done
+    done
+  else
+    note "cluster: the image could not be made or pushed"; diag_tail "$T/skopeo.log"
+    rm -rf "$T/clu"
+  fi
 fi
 
 # ---- profiles ------------------------------------------------------------------------------
