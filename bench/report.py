@@ -571,7 +571,7 @@ def main(argv):
     row("**peak RSS** (VmHWM; docker-registry: the proxy instance of the same phase), MiB; in brackets the resident "
         "set at that moment: anonymous memory and mapped files (shared libraries)")
     for key, label, limit in (("idle", "idle, after start-up", 8), ("wrk", "after the wrk runs (up to 256 connections)", 16),
-                              ("fanin", "after the fan-in", None)):
+                              ("fanin", "after the fan-in", 16)):
         vals, parts = {}, {}
         for s in ("layerd", "registry"):
             v = kv.get(f"rss_{s}_{key}") if key != "fanin" else kv.get(f"rss_fanin_{s}")
@@ -592,6 +592,13 @@ def main(argv):
                     f"curl_global_init(), nothing else; anon {int(fl[2]) / 1024:.1f}, files {int(fl[3]) / 1024:.1f})")
         row(f"  {label}", fmt(vals["layerd"], 1) + parts["layerd"], fmt(vals["registry"], 1) + parts["registry"], base,
             target, res)
+    mf, md = (kv.get("mem_follower") or "").split(), (kv.get("mem_download") or "").split()
+    if len(mf) >= 2 and len(md) >= 2:
+        row("  what a stream costs (RssAnon of a fresh layerd, before and while; KiB each): a follower (of "
+            f"{mf[1]} clients that never read one downloading blob, {mf[2] if len(mf) > 2 else '?'}) ; "
+            f"a download in flight (of {md[1]} from a trickling upstream, each with one such follower, "
+            f"{md[2] if len(md) > 2 else '?'} of them answered 200)",
+            f"follower {mf[0]}; download {md[0]}", "", "", "", "")
 
     # ---- 0. cache start-up
     if startup:

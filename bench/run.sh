@@ -514,6 +514,47 @@ fanin() {
   put "fanin_upstream_$prefix" "$(upstream_sums fan <"$T/fanin-$prefix.upstream")"
   put "rss_fanin_$prefix" "$(hwm "$pid")"
 }
+# mem_streams: what a follower and a download cost layerd (issue 20), from its
+# anonymous memory (RssAnon) in fresh processes in front of the fixture
+# (tests/fixtures/upstream.py): once with 64 clients that never read following
+# one download of a 16 MiB blob (their blocks full), once with 16 downloads in
+# flight (the fixture trickles 128 KiB every 50 ms), each followed by one such
+# client. Records "mem_follower KIB" and "mem_download KIB".
+mem_streams() {
+  local i n=64 m=16 ns a0 a1 b0 b1 D=()
+  fixture_start memfx || { note "the memory fixture did not start"; return; }
+  FX=http://127.0.0.1:$FIXTURE_PORT ns=127.0.0.1:$FIXTURE_PORT
+  for ((i = 0; i <= m; i++)); do
+    head -c $((16 << 20)) /dev/urandom >"$T/memblob"
+    D[i]=$(put_blob "$T/memblob") || { note "the memory fixture took no blob"; stop_pid "$FIXTURE_PID"; return; }
+  done
+  rm -f "$T/memblob"
+  layerd_start memf "$T/cache-memf" "$ns" "$FX"
+  a0=$(hwm "$LAYERD_PID" | cut -d' ' -f3)
+  "$ABUSE" stall "$LAYERD_PORT" "$n" 3 "/v2/bench/mem/blobs/${D[0]}?ns=$ns" >"$T/memf.out" 2>&1 &
+  local ap=$!
+  sleep 2.5
+  a1=$(hwm "$LAYERD_PID" | cut -d' ' -f3)
+  wait_exit "$ap" 10
+  stop_pid "$LAYERD_PID"; rm -rf "$T/cache-memf"
+  rules '[{"path": "/blobs/", "method": "GET", "trickle_ms": 50, "trickle_bytes": 131072}]' ||
+    note "the memory fixture took no trickle rule"
+  layerd_start memd "$T/cache-memd" "$ns" "$FX"
+  b0=$(hwm "$LAYERD_PID" | cut -d' ' -f3)
+  local aps=()
+  for ((i = 1; i <= m; i++)); do
+    "$ABUSE" stall "$LAYERD_PORT" 1 3 "/v2/bench/mem/blobs/${D[i]}?ns=$ns" >"$T/memd$i.out" 2>&1 &
+    aps+=("$!")
+  done
+  sleep 2.5
+  b1=$(hwm "$LAYERD_PID" | cut -d' ' -f3)
+  for i in "${aps[@]}"; do wait_exit "$i" 10; done
+  stop_pid "$LAYERD_PID"; rm -rf "$T/cache-memd"
+  stop_pid "$FIXTURE_PID"
+  local f=$(((a1 - a0) / n))
+  put mem_follower "$f $n $(grep -o 'heads_200=[0-9]*' "$T/memf.out")"
+  put mem_download "$(((b1 - b0) / m - f)) $m $(cat "$T"/memd*.out | grep -c 'heads_200=1')"
+}
 if section fanin "fan-in: $FANIN concurrent cold pulls of ${FANIN_MIB} MiB"; then
   fan_blob_bytes=0
   for d in "${FAN[@]:1}"; do
@@ -537,6 +578,7 @@ if section fanin "fan-in: $FANIN concurrent cold pulls of ${FANIN_MIB} MiB"; the
     note "the fan-in proxy docker-registry did not listen"
   fi
   stop_pid "$PROXYF_PID"; rm -rf "$T/proxyfan-data"
+  mem_streams
 fi
 
 # ---- 5. failover: the first endpoint refuses or never accepts ------------------------------
