@@ -473,6 +473,10 @@ def main(argv):
                 f"{ratio:.2f} × direct" if ratio else "")
     row("  cold: empty cache (docker-registry: its proxy, 1 run) vs direct from the origin",
         fmt(lc, 0, " ms"), fmt(pc, 0, " ms"), fmt(d, 0, " ms") + " (direct)", "≤ 1.05 × direct", res)
+    nc = median(lists.get("pull_nginx_cold"))
+    if nc:
+        row("  cold through nginx proxy_cache (stores, does not verify digests), empty cache each run", "", "",
+            fmt(nc, 0, " ms"), "", f"{nc / d:.2f} × direct" if d else "")
     def cpu(key):
         """Median CPU seconds of ctr, containerd and the server from "CTR,CONTAINERD,SERVER" ticks."""
         cols = [[], [], []]
@@ -485,10 +489,18 @@ def main(argv):
     cd, cl = cpu("pull_cpu_direct"), cpu("pull_cpu_layerd_cold")
     if cd[0] is not None and cl[0] is not None:
         cached = median(lists.get("pull_cold_cached_ms"))
-        row("  CPU seconds of the cold pull (median): ctr + containerd; layerd. Wall time × 2 cores bounds the sum; "
+        def busy_idle(key):
+            """Median busy; idle CPU seconds of the whole machine over the pulls of KEY ("BUSY IDLE" each)."""
+            v = [x.split() for x in lists.get(key) or [] if len(x.split()) == 2]
+            b, i = median([x[0] for x in v]), median([x[1] for x in v])
+            return f"; machine busy {b:.2f}, idle {i:.2f}" if b is not None and i is not None else ""
+        row("  CPU seconds of the cold pull (median): ctr + containerd; layerd; the whole machine's busy (user, nice, "
+            "system, irq, softirq) and idle (idle, iowait) CPU seconds over the pull (/proc/stat; nginx proxy_cache: "
+            f"{busy_idle('pull_nginx_cold_stat')[2:] or '—'}). Wall time × 2 cores bounds the sum; "
             "layerd had every blob in its cache (verified) this long after the pull began: "
             f"{fmt(cached, 0, ' ms')}",
-            f"{(cl[0] + cl[1]) / 100:.2f}; {cl[2] / 100:.2f}", "", f"{(cd[0] + cd[1]) / 100:.2f} (direct)", "", "")
+            f"{(cl[0] + cl[1]) / 100:.2f}; {cl[2] / 100:.2f}{busy_idle('pull_layerd_cold_stat')}", "",
+            f"{(cd[0] + cd[1]) / 100:.2f}{busy_idle('pull_direct_stat')} (direct)", "", "")
     lw = median(lists.get("pull_layerd_warm"))
     pw = median(lists.get("pull_proxy_warm"))
     row("  warm: everything in the cache", fmt(lw, 0, " ms"), fmt(pw, 0, " ms"), fmt(d, 0, " ms") + " (direct)", "",
@@ -665,12 +677,36 @@ def main(argv):
                           "sampled)",
                   "manifest": "cached manifest GET by digest, wrk c=32",
                   "manifest-tag": "cached manifest GET by tag, wrk c=32"}
+        pulls = {n: p for n, p in profiles.items() if n.startswith("pull-")}
         for name, p in profiles.items():
+            if name in pulls:
+                continue
             out += [f"### {titles.get(name, name)} — {p.get('samples', '?')} samples", "",
                     "Self time by library:", "", "```"] + p.get("dso", []) + ["```", "",
                     "Self time (overhead, library, function):", "", "```"] + p.get("self", []) + ["```", "",
                     "layerd's functions including their callees (children, self, library, function):", "", "```"] + \
                 (p.get("children") or ["(none above 1 %)"]) + ["```", ""]
+    if pulls:
+        out += ["### cold pull, system-wide: direct vs through layerd", "",
+                "One untimed pull of each kind (direct from the origin; through a fresh layerd with an empty cache) "
+                "under `perf record -a -e cpu-clock -F 499`, every CPU, no call graphs: the samples by process "
+                "(share of all samples on both cores, and CPU seconds; layerd: every thread of its PID, its download "
+                "threads are named MHD-worker), idle as swapper; any other process by its name, whoever ran it (the "
+                "machine is shared: work outside the bench shows here). Wall time of each pull: direct "
+                f"{kv.get('profiled_pull_direct', '?')} ms, through layerd {kv.get('profiled_pull_layerd', '?')} ms.",
+                ""]
+        for name, label in (("pull-direct", "direct"), ("pull-layerd", "through layerd, cold")):
+            p = pulls.get(name)
+            if not p:
+                continue
+            out += [f"{label} — {p.get('samples', '?')} samples, by process:", "", "```"] + p.get("procs", []) + \
+                ["```", ""]
+            if p.get("dso"):
+                out += ["layerd's samples by library (share of layerd's samples, counted with `perf script`):", "",
+                        "```"] + p["dso"] + ["```", ""]
+            if p.get("self"):
+                out += ["layerd's top functions by self time (share of layerd's samples; library, function):", "",
+                        "```"] + p["self"] + ["```", ""]
     out += ["", "## Every run", "", "The single runs behind the medians, in the order they ran (interleaved), and the "
             "load average (1, 5, 15 min) as each section started: other work on the machine shows here.", ""]
     for key, label in (("tp_curl_layerd", "blob MB/s, curl, layerd"), ("tp_curl_registry", "blob MB/s, curl, docker-registry"),
@@ -678,6 +714,7 @@ def main(argv):
                        ("tp_big_registry", "blob MB/s, bigread, docker-registry"), ("tp_big_nginx", "blob MB/s, bigread, nginx"),
                        ("pull_direct", "pull ms, direct"), ("pull_layerd_cold", "pull ms, layerd cold"),
                        ("pull_proxy_cold", "pull ms, docker-registry proxy cold"),
+                       ("pull_nginx_cold", "pull ms, nginx proxy_cache cold"),
                        ("pull_layerd_warm", "pull ms, layerd warm"), ("pull_proxy_warm", "pull ms, docker-registry proxy warm")):
         if lists.get(key):
             out.append(f"- {label}: {', '.join(lists[key])}")

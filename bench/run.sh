@@ -32,7 +32,7 @@ BLOB_MIB=${BENCH_BLOB_MIB:-1024}     # the cache-hit throughput blob
 RUNS=${BENCH_RUNS:-5}                # interleaved throughput runs per server and client
 IMAGE_MIB=${BENCH_IMAGE_MIB:-500}    # the cold-pull image, in BENCH_LAYERS equal layers
 LAYERS=${BENCH_LAYERS:-5}
-PULL_RUNS=${BENCH_PULL_RUNS:-5}      # timed pulls per way of pulling
+PULL_RUNS=${BENCH_PULL_RUNS:-7}      # timed pulls per way of pulling (medians of noisy ~4 s pulls)
 FANIN=${BENCH_FANIN:-16}             # concurrent pulls of one cold image
 FANIN_MIB=${BENCH_FANIN_MIB:-100}    # its size (also in BENCH_LAYERS layers)
 WRK_S=${BENCH_WRK_SECONDS:-3}        # each wrk run
@@ -177,17 +177,18 @@ wait_port "$PO" 15 || { echo "bench: the origin docker-registry does not listen"
 # nginx: a private instance, its own prefix and config, never the packaged service.
 # nginx_temp_paths DIR: the lines of its http block that keep every temp file under DIR/tmp.
 nginx_temp_paths() { local k; for k in client_body proxy fastcgi uwsgi scgi; do echo "  ${k}_temp_path $1/tmp/$k;"; done; }
+# nginx_conf_head DIR: a config's start up to the http block's first lines: its
+# PID file, logs and temp files under DIR, 1024 connections a worker, sendfile.
+nginx_conf_head() {
+  printf 'worker_processes auto;\npid %s/nginx.pid;\nerror_log %s/logs/error.log;\nevents { worker_connections 1024; }\n' "$1" "$1"
+  printf 'http {\n  access_log %s/logs/access.log;\n' "$1"
+  nginx_temp_paths "$1"
+  echo "  sendfile on;"
+}
 NG=$T/nginx
 mkdir -p "$NG/root/v2/bench/app/manifests" "$NG/tmp" "$NG/logs"
 cat >"$NG/nginx.conf" <<NGINX
-worker_processes auto;
-pid $NG/nginx.pid;
-error_log $NG/logs/error.log;
-events { worker_connections 1024; }
-http {
-  access_log $NG/logs/access.log;
-$(nginx_temp_paths "$NG")
-  sendfile on;
+$(nginx_conf_head "$NG")
   tcp_nopush on;
   keepalive_requests 1000000;
   default_type application/vnd.oci.image.manifest.v1+json;
@@ -443,9 +444,11 @@ pull_ms() {
   local t0 rc c0 s0=0 out
   c0=$(ticks "$CTRD_PID"); [[ -n ${4:-} ]] && s0=$(ticks "$4")
   t0=$(now_ms)
-  out=$( (timeout "${PULL_TIMEOUT:-300}" ctr -a "$SOCK" -n "$1" content fetch --hosts-dir "$2" "$3" >"$T/fetch-$1.out" 2>"$T/fetch-$1.err"
-    rc=$?; times | tail -n 1; exit $rc) )
+  # `times` in the shell that waited for ctr (in a pipe or $(...) it is a new process, its children's times 0)
+  (timeout "${PULL_TIMEOUT:-300}" ctr -a "$SOCK" -n "$1" content fetch --hosts-dir "$2" "$3" >"$T/fetch-$1.out" 2>"$T/fetch-$1.err"
+    rc=$?; times >"$T/times-$1"; exit $rc)
   rc=$?
+  out=$(tail -n 1 "$T/times-$1" 2>/dev/null)
   local ms=$(($(now_ms) - t0))
   # times: "0m1.230s 0m0.450s", the children's user and system time
   local ctr_ticks
@@ -463,34 +466,138 @@ upstream_sums() {
 }
 APP_REF=$REG/bench/app:v1
 FAN_REF=$REG/bench/fan:v1
+# pull_settle [keep]: the same disk state before every timed pull: the last
+# cold layerd and nginx stopped and their caches removed (unless "keep": the
+# warm pulls read that cache), then the writeback that removal and the pulls
+# before left (ext4 with discard, 30 s dirty expiry) flushed, bounded, and 1 s.
+pull_settle() {
+  if [[ ${1:-} != keep ]]; then
+    stop_pid "$L_PULL"; stop_pid "$PNC_PID"; L_PULL= PNC_PID=
+    rm -rf "$T/cache-pull" "$T/pull-nginx"
+  fi
+  timeout 60 sync
+  sleep 1
+}
+# cpu_stat: the machine's "BUSY IDLE" ticks from /proc/stat (user + nice +
+# system + irq + softirq; idle + iowait).
+cpu_stat() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8, $5 + $6; exit }' /proc/stat; }
+CLK_TCK=$(getconf CLK_TCK)
+# pull_timed KEY NAMESPACE HOSTS_DIR [SERVER_PID]: pull_ms of the pull image,
+# put as KEY, and the machine's busy and idle CPU seconds over it as KEY_stat.
+pull_timed() {
+  local a b r
+  a=($(cpu_stat)); r=$(pull_ms "$2" "$3" "$APP_REF" "${4:-}"); b=($(cpu_stat))
+  put "$1" "$r"
+  put "$1_stat" "$(awk -v b=$((b[0] - a[0])) -v i=$((b[1] - a[1])) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f %.2f\n", b / hz, i / hz }')"
+}
+# pull_nginx_start: nginx with proxy_cache in front of the origin on $PNC, a
+# fresh empty cache, proxy_cache_lock on and nginx's default buffering (as the
+# cluster's central cache); its hosts dir $T/hosts-pnginx, PID in $PNC_PID.
+PNC_PID=
+pull_nginx_start() {
+  local d=$T/pull-nginx
+  PNC=$(free_port)
+  mkdir -p "$d/tmp" "$d/logs" "$d/cache"
+  cat >"$d/nginx.conf" <<NGINX
+$(nginx_conf_head "$d")
+  proxy_cache_path $d/cache levels=1:2 keys_zone=pull:16m max_size=4g inactive=1h use_temp_path=off;
+  proxy_cache pull;
+  proxy_cache_valid 200 206 1h;
+  proxy_cache_lock on;
+  proxy_http_version 1.1;
+  server { listen 127.0.0.1:$PNC; location / { proxy_pass http://127.0.0.1:$PO; } }
+}
+NGINX
+  nginx -p "$d" -c "$d/nginx.conf" -g 'daemon off;' >"$d/logs/stderr" 2>&1 &
+  PNC_PID=$!
+  PIDS+=("$PNC_PID")
+  rm -rf "$T/hosts-pnginx"
+  hosts_plain "$T/hosts-pnginx" "$PNC"
+  wait_port "$PNC" 10 || { note "pulls: nginx proxy_cache did not listen: $(tail -n 2 "$d/logs/error.log" | tr '\n' ' ')"; return 1; }
+}
+# pull_profile NAME HOSTS_DIR [LAYERD_PID]: one untimed pull under a
+# system-wide perf record (cpu-clock, 499 Hz, no call graphs); "PROFILE
+# pull-NAME ..." lines: the samples by process (layerd: every thread of its
+# PID, whatever their names), idle (swapper) and, given layerd, its top
+# functions by self time.
+pull_profile() {
+  local f=$T/perf-pull-$1.data perf_pid
+  timeout 120 perf record -q -a -e cpu-clock -F 499 -o "$f" >"$T/perf-pull-$1.out" 2>&1 &
+  perf_pid=$!
+  sleep 0.5
+  put "profiled_pull_$1" "$(pull_ms "prof$1" "$2" "$APP_REF" "${3:-}")"
+  kill -INT "$perf_pid" 2>/dev/null
+  wait_exit "$perf_pid" 30
+  [[ -s $f ]] || return 0
+  {
+    echo "PROFILE pull-$1 procs"
+    # perf script: "COMM PID " a sample; the name alone for every other process.
+    timeout 120 perf script -i "$f" -F comm,pid 2>/dev/null | awk -v l="${3:--1}" -v c="$CTRD_PID" -v hz=499 '
+      { pid = $NF; comm = $0; sub(/[ \t]*[0-9]+[ \t]*$/, "", comm); sub(/^[ \t]+/, "", comm); n++
+        k = pid == 0 ? "idle (swapper)" : pid == l ? "layerd (all threads)" : pid == c ? "containerd" : comm
+        s[k]++ }
+      END { for (k in s) printf "  %5.1f%%  %6.2f CPU-s  %s\n", 100 * s[k] / n, s[k] / hz, k }' | sort -rn | head -n 10
+    if [[ -n ${3:-} ]]; then
+      echo "PROFILE pull-$1 dso"  # "PID IP (DSO)" a sample
+      timeout 120 perf script -i "$f" -F pid,ip,dso 2>/dev/null | awk -v l="$3" '$1 == l { d = $NF; gsub(/[()]/, "", d)
+        sub(/.*\//, "", d); s[d]++; n++ } END { for (d in s) printf "  %5.1f%%  %s\n", 100 * s[d] / n, d }' | sort -rn | head -n 6
+      echo "PROFILE pull-$1 self"
+      timeout 120 perf report -i "$f" --pid "$3" --percentage relative --no-children --sort dso,sym --stdio -g none \
+        2>/dev/null | grep -E '^ +[0-9]' | head -n 12
+    fi
+    echo "PROFILE pull-$1 samples $(timeout 60 perf script -i "$f" -F pid 2>/dev/null | wc -l)"
+  } >>"$R"
+}
 if section pulls "pulls of a ${IMAGE_MIB} MiB image, $PULL_RUNS runs"; then
   hosts_plain "$T/hosts-proxy" "$PP"
+  if [[ -z ${PROXY_PID:-} ]]; then  # the manifests section did not run
+    registry proxy "$PP" "proxy:
+  remoteurl: $ORIGIN"
+    PROXY_PID=$REGISTRY_PID
+    wait_port "$PP" 15 || note "the proxy docker-registry does not listen"
+  fi
   # Untimed: puts the blobs into containerd's on-disk store once, so that every
   # timed pull (each into a fresh namespace: containerd downloads everything
   # again) finds the store in the same state.
   r=$(pull_ms warmup "$T/hosts-direct" "$APP_REF"); [[ $r == FAIL ]] && note "warm-up pull failed"
   L_PULL=
+  pull_settle
+  mo=$(mark "$T/origin.log")
+  pull_timed pull_proxy_cold pcold "$T/hosts-proxy"
+  put proxy_cold_upstream "$(requests "$T/origin.log" "$mo" | upstream_sums app)"
   for ((i = 1; i <= PULL_RUNS; i++)); do
-    put pull_direct "$(pull_ms "direct$i" "$T/hosts-direct" "$APP_REF")"
+    pull_settle
+    pull_timed pull_direct "direct$i" "$T/hosts-direct"
     put pull_cpu_direct "$(cat "$T/cpu-direct$i")"
-    stop_pid "$L_PULL"; rm -rf "$T/cache-pull"
+    pull_settle
+    if pull_nginx_start; then
+      pull_timed pull_nginx_cold "ncold$i" "$T/hosts-pnginx"
+    fi
+    pull_settle
     layerd_start "pull$i" "$T/cache-pull"
     L_PULL=$LAYERD_PID
-    put pull_layerd_cold "$(pull_ms "lcold$i" "$T/hosts-pull$i" "$APP_REF" "$L_PULL")"
+    pull_timed pull_layerd_cold "lcold$i" "$T/hosts-pull$i" "$L_PULL"
     put pull_cpu_layerd_cold "$(cat "$T/cpu-lcold$i")"
     # when the last blob was in layerd's cache, from its start of the pull: the
     # longest "downloaded ... ms=" (every download starts within ms of the pull)
     put pull_cold_cached_ms "$(sed -n 's/^<6>downloaded .* bytes=\([0-9]*\) ms=\([0-9]*\) .*/\1 \2/p' "$LAYERD_LOG" |
       awk '$1 > 1048576 && $2 > m { m = $2 } END { print m + 0 }')"
   done
-  mo=$(mark "$T/origin.log")
-  put pull_proxy_cold "$(pull_ms pcold "$T/hosts-proxy" "$APP_REF")"
-  put proxy_cold_upstream "$(requests "$T/origin.log" "$mo" | upstream_sums app)"
   for ((i = 1; i <= PULL_RUNS; i++)); do
-    put pull_layerd_warm "$(pull_ms "lwarm$i" "$T/hosts-pull$PULL_RUNS" "$APP_REF")"
-    put pull_proxy_warm "$(pull_ms "pwarm$i" "$T/hosts-proxy" "$APP_REF")"
+    pull_settle keep
+    pull_timed pull_layerd_warm "lwarm$i" "$T/hosts-pull$PULL_RUNS"
+    pull_settle keep
+    pull_timed pull_proxy_warm "pwarm$i" "$T/hosts-proxy"
   done
-  stop_pid "$L_PULL"; rm -rf "$T/cache-pull"
+  if ((PROFILE)); then
+    pull_settle
+    pull_profile direct "$T/hosts-direct"
+    pull_settle
+    layerd_start pullprof "$T/cache-pull"
+    L_PULL=$LAYERD_PID
+    pull_profile layerd "$T/hosts-pullprof" "$L_PULL"
+  fi
+  pull_settle
 fi
 
 # ---- 4. fan-in: concurrent cold pulls of one image -----------------------------------------
