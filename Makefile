@@ -170,7 +170,7 @@ run: deps
 	./layerd serve $(RUN_ARGS)
 
 check: deps
-	$(MAKE) layerd unit
+	$(MAKE) layerd unit $(REL)/bench/hload
 	tests/run --unit "$(UNIT_ASAN)" --valgrind "$(UNIT_REL)" --tsan "$(UNIT_TSAN)" --fuzz "$(FUZZ_REPLAY)" --layerd ./layerd
 
 deps:

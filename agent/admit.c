@@ -32,7 +32,7 @@
 /* Descriptors kept for what stands behind the connections, never used for
  * them: a cached blob being sent holds its file (sendfile), a download its
  * upstream socket (libcurl) and its file in the cache's tmp/, the cache its
- * directories, MHD its epoll and wake-up descriptors per thread, plus
+ * directories, MHD its wake-up descriptors per thread, plus
  * journald, the spec and credentials files. A quarter of the limit, at least
  * ADMIT_RESERVE_MIN: with the usual hard limit of 524288 that is far more
  * than downloads ever hold at once; with 1024 it leaves 768 for connections. */

@@ -3,7 +3,7 @@
 
 /* The HTTP front end of the pull API on libmicrohttpd: /v2/ routes (manifests,
  * blobs, tag lists) answered by the pull core, /metrics, /healthz, /readyz.
- * MHD runs a pool of event-loop threads (MHD_USE_EPOLL,
+ * MHD runs a pool of event-loop threads (MHD_USE_POLL, see agent/serve.c;
  * MHD_ALLOW_SUSPEND_RESUME): http_handle() answers what needs no upstream at
  * once and suspends the rest onto threads of their own (agent/http.c,
  * "Threads"). */

@@ -412,8 +412,13 @@ int serve_run(const struct serve_config *cfg, struct spec **spec_owned) {
         pull_set_metrics_hook(pull, PULL_METRICS_ADMISSION, admit_metrics, admit);
 
         MHD_set_panic_func(on_panic, NULL);
-        /* No listen socket for MHD: admit.c accepts and hands connections over. */
-        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+        /* No listen socket for MHD: admit.c accepts and hands connections over.
+         * poll(), not MHD's epoll: libmicrohttpd 0.9.75's edge-triggered epoll
+         * lost keep-alive requests of connections added by MHD_add_connection()
+         * under a burst (256 clients at once: in every other run all of them
+         * stalled, their next request unread, until more connections came;
+         * tests/integration/test-overload-admission.sh, section 3). */
+        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |
                          MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         unsigned pool = cpus < SERVE_POOL_MIN ? SERVE_POOL_MIN : cpus > SERVE_POOL_MAX ? SERVE_POOL_MAX : (unsigned) cpus;

@@ -9,7 +9,7 @@
  *   hload PORT PATH METHOD CONNECTIONS SECONDS [HEADER...]
  *
  * Prints wrk.lua's line:
- *   RESULT requests=N rps=R p50_ms=X p99_ms=Y errors=N non2xx=N
+ *   RESULT requests=N rps=R p50_ms=X p99_ms=Y errors=N non2xx=N stalled=N
  * (errors: connections that failed or ended early; latency from sending a
  * request to the last byte of its response). Exit 0 when at least one request
  * completed, 1 otherwise, 2 on a usage error. */
@@ -48,6 +48,7 @@ struct conn {
         uint64_t body_left;
         int status;
         bool close_after; /* "Connection: close" */
+        uint64_t last_us; /* when it last completed a request (or connected) */
         char in[INBUF];
 };
 
@@ -94,6 +95,7 @@ static int conn_open(int ep, struct conn *c) {
         c->off = 0;
         c->have = 0;
         c->in_body = false;
+        c->last_us = client_now_us();
         struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.ptr = c };
         if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
                 return -errno;
@@ -250,6 +252,7 @@ int main(int argc, char **argv) {
                                         uint64_t done = client_now_us();
                                         if (done <= stop) {
                                                 completed++;
+                                                c->last_us = done;
                                                 record(done - c->t0);
                                                 if (c->status < 200 || c->status > 299)
                                                         non2xx++;
@@ -281,8 +284,14 @@ int main(int argc, char **argv) {
                 p50 = samples[(n_samples - 1) * 50 / 100] / 1000.0;
                 p99 = samples[(n_samples - 1) * 99 / 100] / 1000.0;
         }
-        printf("RESULT requests=%" PRIu64 " rps=%.1f p50_ms=%.3f p99_ms=%.3f errors=%" PRIu64 " non2xx=%" PRIu64 "\n",
-               completed, (double) completed / elapsed, p50, p99, errors, non2xx);
+        /* Connections with no answer in the run's last second: a server that
+         * forgot a request (a closed loop always has one out). */
+        uint64_t stalled = 0;
+        for (uint64_t i = 0; i < conns; i++)
+                stalled += cs[i].last_us + 1000000 < stop;
+        printf("RESULT requests=%" PRIu64 " rps=%.1f p50_ms=%.3f p99_ms=%.3f errors=%" PRIu64 " non2xx=%" PRIu64
+               " stalled=%" PRIu64 "\n",
+               completed, (double) completed / elapsed, p50, p99, errors, non2xx, stalled);
         for (uint64_t i = 0; i < conns; i++)
                 conn_close(&cs[i]);
         free(cs);
