@@ -193,7 +193,7 @@ fuzz: deps $(addprefix $(FUZZ)/,$(FUZZ_TARGETS))
 	done
 
 # ---- benchmarks (bench/README.md); timings are reported, never pass/fail ---------------
-# make bench: bench/run.sh, about 9 minutes; BENCH_* variables (bench/README.md) change sizes.
+# make bench: bench/run.sh, about 11 minutes; BENCH_* variables (bench/README.md) change sizes.
 BENCH_BLOBS ?= 100000
 BENCH_VARS := $(foreach v,$(filter BENCH_%,$(.VARIABLES)),$(v)='$($(v))')
 

@@ -670,6 +670,7 @@ def main(argv):
     out += [f"**{summary}**", ""]
     for v in verdicts:
         out.append(f"- {v[1]}: {v[0]} — {v[2]}")
+    pulls = {}
     if profiles:
         out += ["", "## Profiles of layerd (perf, cpu-clock, call graphs)", ""]
         titles = {"blob": "cache-hit blob GET (bigread, back to back)",
